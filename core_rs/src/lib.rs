@@ -1,0 +1,10 @@
+//! pyorder's hot path: sharded inventory reservation across warehouses and order-ID generation.
+//!
+//! The core is plain Rust (`inventory`, `ids`) and is tested with `cargo test`; the Python
+//! bindings (`python`) are compiled only with the `python` feature, which maturin turns on.
+
+pub mod ids;
+pub mod inventory;
+
+#[cfg(feature = "python")]
+mod python;

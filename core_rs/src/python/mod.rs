@@ -1,0 +1,15 @@
+//! The `pyorder._core` extension module: registration only; each binding lives in its own file.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod ids;
+mod inventory;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    inventory::register(m)?;
+    ids::register(m)?;
+    Ok(())
+}

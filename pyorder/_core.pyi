@@ -1,0 +1,274 @@
+"""Typed surface of the compiled hot path, ``pyorder._core`` (Rust, built by maturin with pyo3).
+
+Only ``pyorder`` imports this module; everyone else uses ``pyorder.inventory`` and ``pyorder.ids``.
+Quantities are whole units, times are milliseconds since the Unix epoch (UTC).
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, final
+
+import numpy as np
+import numpy.typing as npt
+
+# --- reservation outcome codes (one per order in batch calls) -----------------------------
+STATUS_OK: Final[int]
+STATUS_OUT_OF_STOCK: Final[int]
+STATUS_LIMIT_EXCEEDED: Final[int]
+STATUS_UNKNOWN_SKU: Final[int]
+STATUS_INVALID_QUANTITY: Final[int]
+STATUS_DUPLICATE_SKU: Final[int]
+STATUS_UNKNOWN_REGION: Final[int]
+STATUS_UNKNOWN_RESERVATION: Final[int]
+STATUS_ALREADY_CONFIRMED: Final[int]
+STATUS_ALREADY_RELEASED: Final[int]
+STATUS_ALREADY_EXPIRED: Final[int]
+
+# --- matching policies ---------------------------------------------------------------------
+POLICY_PREFER_ONE_PARCEL: Final[str]
+"""Default: the whole order from the nearest warehouse that can serve all of it, else split."""
+POLICY_ONE_PARCEL_ONLY: Final[str]
+"""The whole order from one warehouse, or refused as out of stock."""
+POLICY_NEAREST_PER_LINE: Final[str]
+"""Each line from the nearest warehouse that has its stock (a split order when they differ)."""
+
+DEFAULT_TIMEOUT_MS: Final[int]
+"""Reservation timeout used when none is given: 15 minutes."""
+
+# --- order IDs -----------------------------------------------------------------------------
+ORDER_ID_EPOCH_MS: Final[int]
+"""Custom epoch of order IDs: 2026-01-01T00:00:00Z, in ms since the Unix epoch."""
+ORDER_ID_TIME_BITS: Final[int]
+ORDER_ID_NODE_BITS: Final[int]
+ORDER_ID_SEQUENCE_BITS: Final[int]
+
+# --- errors --------------------------------------------------------------------------------
+class InventoryError(ValueError):
+    """Base of every inventory error; the inventory is unchanged when one is raised."""
+
+class UnknownSkuError(InventoryError):
+    sku: int
+
+class UnknownWarehouseError(InventoryError):
+    warehouse: int
+
+class UnknownRegionError(InventoryError):
+    region: int
+
+class InvalidQuantityError(InventoryError):
+    """A quantity that is zero, negative, too large, or more than a line holds."""
+
+class DuplicateSkuError(InventoryError):
+    sku: int
+
+class OutOfStockError(InventoryError):
+    sku: int
+
+class PurchaseLimitError(InventoryError):
+    sku: int
+    limit: int
+
+class UnknownReservationError(InventoryError):
+    reservation: int
+
+class ReservationResolvedError(InventoryError):
+    """The reservation already resolved; ``state`` is "confirmed", "released" or "expired"."""
+
+    reservation: int
+    state: str
+
+class InvalidInventoryStateError(InventoryError):
+    """An exported state that cannot be rebuilt (inconsistent or malformed arrays)."""
+
+class OrderIdError(RuntimeError):
+    """Base of order-ID generation errors."""
+
+class ClockMovedBackwardsError(OrderIdError):
+    """The clock stepped back further than the generator is willing to wait."""
+
+    behind_ms: int
+
+# --- inventory -----------------------------------------------------------------------------
+@final
+class StockLevel:
+    """Units of one SKU (in one warehouse or in total): on_hand = available + reserved + sold."""
+
+    on_hand: int
+    available: int
+    reserved: int
+    sold: int
+    def __init__(self, on_hand: int, available: int, reserved: int, sold: int) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class ReservationInfo:
+    """A reservation: its state, owner, deadline and the warehouse serving each line."""
+
+    reservation: int
+    state: str
+    buyer: int
+    deadline_ms: int
+    lines: list[tuple[int, int, int]]
+    """(sku, warehouse, quantity) per line, in the order they were reserved."""
+
+@final
+class ReserveBatchResult:
+    """Per-order outcome of ``Inventory.reserve_batch``."""
+
+    status: npt.NDArray[np.uint8]
+    """One ``STATUS_*`` code per order."""
+    reservation: npt.NDArray[np.uint64]
+    """Reservation id per order; 0 where the order was refused."""
+    warehouse: npt.NDArray[np.uint32]
+    """Serving warehouse per line item; ``0xFFFFFFFF`` where the order was refused."""
+    failed_item: npt.NDArray[np.int64]
+    """Index of the line item that refused the order, -1 where it succeeded."""
+
+@final
+class Inventory:
+    """Sharded, thread-safe stock of SKUs across warehouses with two-phase reservations.
+
+    A reservation is *pending* until it resolves exactly once into *confirmed*, *released* or
+    *expired*. For every SKU, per warehouse and in total, at every moment:
+    ``on_hand == available + reserved + sold`` and ``available >= 0``.
+    Warehouse 0 exists from the start, so the single-warehouse case needs no set-up.
+    """
+
+    def __init__(self, shards: int = 64) -> None: ...
+    @staticmethod
+    def from_state(state: Mapping[str, npt.NDArray[np.generic]], shards: int = 64) -> Inventory:
+        """Rebuild an inventory from ``export_state()`` output (or the same arrays from storage)."""
+    @property
+    def shards(self) -> int: ...
+    @property
+    def sku_count(self) -> int: ...
+    @property
+    def warehouse_count(self) -> int: ...
+    @property
+    def open_reservations(self) -> int: ...
+    # warehouses and regions
+    def add_warehouse(self) -> int:
+        """Add a warehouse and return its index."""
+    def set_region(self, region: int, warehouses: Sequence[int]) -> None:
+        """Set the warehouses serving ``region``, nearest (most preferred) first."""
+    def region_warehouses(self, region: int) -> list[int]: ...
+    # catalogue
+    def add_sku(self, stock: int | Mapping[int, int] = 0, *, limit_per_buyer: int = 0) -> int:
+        """Register a SKU with on-hand units (an int for warehouse 0, or {warehouse: units}).
+
+        ``limit_per_buyer`` caps the units one buyer may hold reserved plus bought (0: no cap).
+        Returns the SKU's index.
+        """
+    def add_skus(self, on_hand: npt.NDArray[np.int64], warehouse: int = 0) -> npt.NDArray[np.uint32]:
+        """Register many SKUs, each with ``on_hand[i]`` units in ``warehouse``; returns their indexes."""
+    def restock(self, sku: int, quantity: int, warehouse: int = 0) -> None:
+        """Add ``quantity`` (> 0) units on hand; they become available."""
+    def adjust(self, sku: int, delta: int, warehouse: int = 0) -> None:
+        """Correct on-hand units by ``delta`` (a stock count); never below what is reserved or sold."""
+    def set_purchase_limit(self, sku: int, limit_per_buyer: int) -> None: ...
+    def purchase_limit(self, sku: int) -> int: ...
+    def bought_by(self, sku: int, buyer: int) -> int:
+        """Units of ``sku`` that ``buyer`` holds reserved or has bought (counted by the limit)."""
+    def stock(self, sku: int, warehouse: int | None = None) -> StockLevel:
+        """Units of ``sku`` in ``warehouse``, or in total when ``warehouse`` is None."""
+    def stock_by_warehouse(self, sku: int) -> dict[int, StockLevel]: ...
+    # reservations
+    def reserve(
+        self,
+        sku: int,
+        quantity: int,
+        *,
+        buyer: int = 0,
+        region: int | None = None,
+        timeout_ms: int = ...,
+        now_ms: int | None = None,
+    ) -> int:
+        """Reserve one line; returns the reservation id. Raises OutOfStockError and friends."""
+    def reserve_order(
+        self,
+        lines: Sequence[tuple[int, int]],
+        *,
+        buyer: int = 0,
+        region: int | None = None,
+        policy: str = ...,
+        timeout_ms: int = ...,
+        now_ms: int | None = None,
+    ) -> int:
+        """Reserve every (sku, quantity) line of one order, all or none; returns the reservation id."""
+    def reserve_batch(
+        self,
+        skus: npt.NDArray[np.uint32],
+        quantities: npt.NDArray[np.uint32],
+        *,
+        order_offsets: npt.NDArray[np.uint32] | None = None,
+        buyers: npt.NDArray[np.uint64] | None = None,
+        regions: npt.NDArray[np.uint32] | None = None,
+        policy: str = ...,
+        timeout_ms: int = ...,
+        now_ms: int | None = None,
+    ) -> ReserveBatchResult:
+        """Reserve many orders at once, each all or none, with the GIL released.
+
+        Without ``order_offsets`` each line item is its own order; with them, order ``i`` holds
+        items ``order_offsets[i]:order_offsets[i+1]`` (``len == orders + 1``, starting at 0).
+        ``buyers`` and ``regions`` are per order; a missing ``regions`` means "any warehouse,
+        lowest index first".
+        """
+    def confirm(
+        self, reservation: int, quantities: int | Sequence[int] | None = None, *, now_ms: int | None = None
+    ) -> None:
+        """Sell a pending reservation, optionally fewer units per line; the rest returns."""
+    def release(self, reservation: int, *, now_ms: int | None = None) -> None:
+        """Return a pending reservation's units to stock."""
+    def confirm_batch(
+        self, reservations: npt.NDArray[np.uint64], *, now_ms: int | None = None
+    ) -> npt.NDArray[np.uint8]:
+        """Confirm many reservations in full; one ``STATUS_*`` code each."""
+    def release_batch(
+        self, reservations: npt.NDArray[np.uint64], *, now_ms: int | None = None
+    ) -> npt.NDArray[np.uint8]: ...
+    def reservation(self, reservation: int) -> ReservationInfo:
+        """A pending reservation in full; a resolved one raises ReservationResolvedError."""
+    def reservation_state(self, reservation: int) -> str:
+        """One of pending, confirmed, released, expired; UnknownReservationError if unknown or pruned."""
+    def expire_due(self, now_ms: int | None = None, limit: int = 4096) -> npt.NDArray[np.uint64]:
+        """Expire up to ``limit`` pending reservations whose deadline passed; returns their ids."""
+    def next_deadline_ms(self) -> int | None:
+        """Earliest deadline among pending reservations (None when there are none)."""
+    def prune_resolved(self, up_to: int) -> int:
+        """Forget the final state of resolved reservations with id <= ``up_to``; returns how many."""
+    def export_state(self) -> dict[str, npt.NDArray[np.generic]]:
+        """A consistent snapshot: stock per (sku, warehouse), limits, buyers' counts, regions,
+        and the open reservations with their lines and deadlines."""
+    def check_invariants(self) -> None:
+        """Raise InvalidInventoryStateError if any counter breaks on_hand = available + reserved + sold."""
+
+# --- order IDs -----------------------------------------------------------------------------
+@final
+class OrderIdGenerator:
+    """Snowflake-style 64-bit order IDs: 0 | 41 bits ms since ORDER_ID_EPOCH_MS | 8 bits node |
+    14 bits sequence, of which the low ``gene_bits`` carry a routing gene (e.g. buyer % 2**g).
+
+    Thread-safe; IDs from one generator are unique and increase. ``clock`` returns ms since the
+    Unix epoch and replaces the system clock (tests). A clock that steps back by at most
+    ``max_backward_ms`` is waited out; further back raises ClockMovedBackwardsError.
+    """
+
+    def __init__(
+        self,
+        node: int,
+        *,
+        gene_bits: int = 0,
+        max_backward_ms: int = 100,
+        clock: Callable[[], int] | None = None,
+    ) -> None: ...
+    @property
+    def node(self) -> int: ...
+    @property
+    def gene_bits(self) -> int: ...
+    def next_id(self, gene: int = 0) -> int: ...
+    def next_ids(self, n: int, *, genes: npt.NDArray[np.uint64] | None = None) -> npt.NDArray[np.uint64]:
+        """``n`` IDs into a numpy array, in increasing order; ``genes[i] % 2**gene_bits`` per ID."""
+
+def decode_order_id(order_id: int, gene_bits: int = 0) -> tuple[int, int, int, int]:
+    """Split an ID into (unix_ms, node, sequence, gene)."""
