@@ -10,6 +10,47 @@ from typing import Final, final
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "DEFAULT_TIMEOUT_MS",
+    "ORDER_ID_EPOCH_MS",
+    "ORDER_ID_NODE_BITS",
+    "ORDER_ID_SEQUENCE_BITS",
+    "ORDER_ID_TIME_BITS",
+    "POLICY_NEAREST_PER_LINE",
+    "POLICY_ONE_PARCEL_ONLY",
+    "POLICY_PREFER_ONE_PARCEL",
+    "STATUS_ALREADY_CONFIRMED",
+    "STATUS_ALREADY_EXPIRED",
+    "STATUS_ALREADY_RELEASED",
+    "STATUS_DUPLICATE_SKU",
+    "STATUS_INVALID_QUANTITY",
+    "STATUS_LIMIT_EXCEEDED",
+    "STATUS_OK",
+    "STATUS_OUT_OF_STOCK",
+    "STATUS_UNKNOWN_REGION",
+    "STATUS_UNKNOWN_RESERVATION",
+    "STATUS_UNKNOWN_SKU",
+    "ClockMovedBackwardsError",
+    "DuplicateSkuError",
+    "InvalidInventoryStateError",
+    "InvalidQuantityError",
+    "Inventory",
+    "InventoryError",
+    "OrderIdError",
+    "OrderIdGenerator",
+    "OutOfStockError",
+    "PurchaseLimitError",
+    "ReservationInfo",
+    "ReservationResolvedError",
+    "ReserveBatchResult",
+    "StockLevel",
+    "UnknownRegionError",
+    "UnknownReservationError",
+    "UnknownSkuError",
+    "UnknownWarehouseError",
+    "decode_order_id",
+]
+
 # --- reservation outcome codes (one per order in batch calls) -----------------------------
 STATUS_OK: Final[int]
 STATUS_OUT_OF_STOCK: Final[int]
@@ -96,8 +137,8 @@ class StockLevel:
     available: int
     reserved: int
     sold: int
-    def __init__(self, on_hand: int, available: int, reserved: int, sold: int) -> None: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __new__(cls, on_hand: int, available: int, reserved: int, sold: int) -> StockLevel: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -134,7 +175,7 @@ class Inventory:
     Warehouse 0 exists from the start, so the single-warehouse case needs no set-up.
     """
 
-    def __init__(self, shards: int = 64) -> None: ...
+    def __new__(cls, shards: int = 64) -> Inventory: ...
     @staticmethod
     def from_state(state: Mapping[str, npt.NDArray[np.generic]], shards: int = 64) -> Inventory:
         """Rebuild an inventory from ``export_state()`` output (or the same arrays from storage)."""
@@ -159,7 +200,9 @@ class Inventory:
         ``limit_per_buyer`` caps the units one buyer may hold reserved plus bought (0: no cap).
         Returns the SKU's index.
         """
-    def add_skus(self, on_hand: npt.NDArray[np.int64], warehouse: int = 0) -> npt.NDArray[np.uint32]:
+    def add_skus(
+        self, on_hand: npt.NDArray[np.int64], warehouse: int = 0
+    ) -> npt.NDArray[np.uint32]:
         """Register many SKUs, each with ``on_hand[i]`` units in ``warehouse``; returns their indexes."""
     def restock(self, sku: int, quantity: int, warehouse: int = 0) -> None:
         """Add ``quantity`` (> 0) units on hand; they become available."""
@@ -215,7 +258,11 @@ class Inventory:
         lowest index first".
         """
     def confirm(
-        self, reservation: int, quantities: int | Sequence[int] | None = None, *, now_ms: int | None = None
+        self,
+        reservation: int,
+        quantities: int | Sequence[int] | None = None,
+        *,
+        now_ms: int | None = None,
     ) -> None:
         """Sell a pending reservation, optionally fewer units per line; the rest returns."""
     def release(self, reservation: int, *, now_ms: int | None = None) -> None:
@@ -254,20 +301,22 @@ class OrderIdGenerator:
     ``max_backward_ms`` is waited out; further back raises ClockMovedBackwardsError.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         node: int,
         *,
         gene_bits: int = 0,
         max_backward_ms: int = 100,
         clock: Callable[[], int] | None = None,
-    ) -> None: ...
+    ) -> OrderIdGenerator: ...
     @property
     def node(self) -> int: ...
     @property
     def gene_bits(self) -> int: ...
     def next_id(self, gene: int = 0) -> int: ...
-    def next_ids(self, n: int, *, genes: npt.NDArray[np.uint64] | None = None) -> npt.NDArray[np.uint64]:
+    def next_ids(
+        self, n: int, *, genes: npt.NDArray[np.uint64] | None = None
+    ) -> npt.NDArray[np.uint64]:
         """``n`` IDs into a numpy array, in increasing order; ``genes[i] % 2**gene_bits`` per ID."""
 
 def decode_order_id(order_id: int, gene_bits: int = 0) -> tuple[int, int, int, int]:

@@ -20,11 +20,20 @@ pub enum InventoryError {
     #[error(
         "purchase limit of SKU {sku} is {limit} units per buyer: buyer {buyer} holds {held}, asked for {requested} more"
     )]
-    PurchaseLimit { sku: u32, buyer: u64, limit: u64, held: u64, requested: u64 },
+    PurchaseLimit {
+        sku: u32,
+        buyer: u64,
+        limit: u64,
+        held: u64,
+        requested: u64,
+    },
     #[error("unknown reservation {reservation}")]
     UnknownReservation { reservation: u64 },
     #[error("reservation {reservation} is already {}", state.as_str())]
-    AlreadyResolved { reservation: u64, state: ReservationState },
+    AlreadyResolved {
+        reservation: u64,
+        state: ReservationState,
+    },
     #[error("invalid inventory state: {message}")]
     InvalidState { message: String },
     #[error("{message}")]
@@ -33,15 +42,21 @@ pub enum InventoryError {
 
 impl InventoryError {
     pub(crate) fn quantity(message: impl Into<String>) -> Self {
-        Self::InvalidQuantity { message: message.into() }
+        Self::InvalidQuantity {
+            message: message.into(),
+        }
     }
 
     pub(crate) fn argument(message: impl Into<String>) -> Self {
-        Self::InvalidArgument { message: message.into() }
+        Self::InvalidArgument {
+            message: message.into(),
+        }
     }
 
     pub(crate) fn state(message: impl Into<String>) -> Self {
-        Self::InvalidState { message: message.into() }
+        Self::InvalidState {
+            message: message.into(),
+        }
     }
 
     /// The batch status code of this error.
@@ -59,9 +74,9 @@ impl InventoryError {
                 ReservationState::Released => status::ALREADY_RELEASED,
                 _ => status::ALREADY_EXPIRED,
             },
-            Self::UnknownWarehouse { .. } | Self::InvalidState { .. } | Self::InvalidArgument { .. } => {
-                status::INVALID_ARGUMENT
-            }
+            Self::UnknownWarehouse { .. }
+            | Self::InvalidState { .. }
+            | Self::InvalidArgument { .. } => status::INVALID_ARGUMENT,
         }
     }
 }

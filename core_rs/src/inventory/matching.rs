@@ -22,7 +22,8 @@ pub enum MatchPolicy {
 }
 
 impl MatchPolicy {
-    pub const NAMES: [&'static str; 3] = ["prefer_one_parcel", "one_parcel_only", "nearest_per_line"];
+    pub const NAMES: [&'static str; 3] =
+        ["prefer_one_parcel", "one_parcel_only", "nearest_per_line"];
 
     pub fn parse(name: &str) -> Result<Self, InventoryError> {
         match name {
@@ -73,7 +74,7 @@ pub struct Refusal {
     pub line: usize,
 }
 
-fn stock<'s, A: ShardAccess>(acc: &'s mut A, map: ShardMap, sku: u32) -> Option<&'s mut SkuStock> {
+fn stock<A: ShardAccess>(acc: &mut A, map: ShardMap, sku: u32) -> Option<&mut SkuStock> {
     let (shard, local) = map.locate(sku);
     acc.shard(shard).skus.get_mut(local)
 }
@@ -87,12 +88,20 @@ pub fn reserve_locked<A: ShardAccess>(
     warehouses: &mut [u32],
 ) -> Result<(), Refusal> {
     let n = req.skus.len();
+    if n == 1 {
+        return reserve_one_line(acc, map, req, warehouses);
+    }
     if n == 0 {
-        return Err(Refusal { error: InventoryError::quantity("an order needs at least one line"), line: 0 });
+        return Err(Refusal {
+            error: InventoryError::quantity("an order needs at least one line"),
+            line: 0,
+        });
     }
     if n > MAX_ORDER_LINES {
         return Err(Refusal {
-            error: InventoryError::quantity(format!("an order has at most {MAX_ORDER_LINES} lines, got {n}")),
+            error: InventoryError::quantity(format!(
+                "an order has at most {MAX_ORDER_LINES} lines, got {n}"
+            )),
             line: 0,
         });
     }
@@ -100,7 +109,10 @@ pub fn reserve_locked<A: ShardAccess>(
     for i in 0..n {
         let sku = req.skus[i];
         if stock(acc, map, sku).is_none() {
-            return Err(Refusal { error: InventoryError::UnknownSku { sku }, line: i });
+            return Err(Refusal {
+                error: InventoryError::UnknownSku { sku },
+                line: i,
+            });
         }
         let q = req.quantities[i];
         if q == 0 || q > MAX_LINE_QUANTITY {
@@ -112,7 +124,10 @@ pub fn reserve_locked<A: ShardAccess>(
             });
         }
         if req.skus[..i].contains(&sku) {
-            return Err(Refusal { error: InventoryError::DuplicateSku { sku }, line: i });
+            return Err(Refusal {
+                error: InventoryError::DuplicateSku { sku },
+                line: i,
+            });
         }
     }
     // 2. Purchase limits.
@@ -125,7 +140,13 @@ pub fn reserve_locked<A: ShardAccess>(
             let requested = u64::from(req.quantities[i]);
             if held + requested > limit {
                 return Err(Refusal {
-                    error: InventoryError::PurchaseLimit { sku, buyer: req.buyer, limit, held, requested },
+                    error: InventoryError::PurchaseLimit {
+                        sku,
+                        buyer: req.buyer,
+                        limit,
+                        held,
+                        requested,
+                    },
                     line: i,
                 });
             }
@@ -134,11 +155,11 @@ pub fn reserve_locked<A: ShardAccess>(
     // 3. Matching.
     match_lines(acc, map, req, warehouses)?;
     // 4. Apply.
-    for i in 0..n {
+    for (i, &wh) in warehouses.iter().enumerate().take(n) {
         let (sku, q) = (req.skus[i], u64::from(req.quantities[i]));
         let (shard, local) = map.locate(sku);
         let shard = acc.shard(shard);
-        let slot = shard.skus[local].slot_mut(warehouses[i]).expect("matched slot exists");
+        let slot = shard.skus[local].slot_mut(wh).expect("matched slot exists");
         slot.available -= q;
         slot.reserved += q;
         shard.count_bought(sku, req.buyer, q);
@@ -146,18 +167,92 @@ pub fn reserve_locked<A: ShardAccess>(
     Ok(())
 }
 
-fn can_serve<A: ShardAccess>(acc: &mut A, map: ShardMap, req: &OrderRequest<'_>, line: usize, wh: u32) -> bool {
+/// `reserve_locked` for the common one-line order: the same checks in the same order, with
+/// one lookup of the SKU instead of one per phase.
+#[inline]
+fn reserve_one_line<A: ShardAccess>(
+    acc: &mut A,
+    map: ShardMap,
+    req: &OrderRequest<'_>,
+    warehouses: &mut [u32],
+) -> Result<(), Refusal> {
+    let (sku, q) = (req.skus[0], req.quantities[0]);
+    let refuse = |error| Err(Refusal { error, line: 0 });
+    let (shard, local) = map.locate(sku);
+    let SkuShard {
+        skus,
+        limits,
+        bought,
+    } = acc.shard(shard);
+    let Some(entry) = skus.get_mut(local) else {
+        return refuse(InventoryError::UnknownSku { sku });
+    };
+    if q == 0 || q > MAX_LINE_QUANTITY {
+        return refuse(InventoryError::quantity(format!(
+            "quantity of SKU {sku} must be between 1 and {MAX_LINE_QUANTITY}"
+        )));
+    }
+    let q64 = u64::from(q);
+    let limited = !limits.is_empty() && limits.contains_key(&sku);
+    if limited {
+        let limit = limits[&sku];
+        let held = bought.get(&(sku, req.buyer)).copied().unwrap_or(0);
+        if held + q64 > limit {
+            return refuse(InventoryError::PurchaseLimit {
+                sku,
+                buyer: req.buyer,
+                limit,
+                held,
+                requested: q64,
+            });
+        }
+    }
+    let slot = match req.candidates {
+        None => entry.slots.iter_mut().find(|s| s.available >= q64),
+        Some(list) => match list.iter().find(|&&wh| entry.available_in(wh) >= q64) {
+            Some(&wh) => entry.slot_mut(wh),
+            None => None,
+        },
+    };
+    let Some(slot) = slot else {
+        return refuse(InventoryError::OutOfStock { sku });
+    };
+    slot.available -= q64;
+    slot.reserved += q64;
+    warehouses[0] = slot.warehouse;
+    if limited {
+        *bought.entry((sku, req.buyer)).or_insert(0) += q64;
+    }
+    Ok(())
+}
+
+fn can_serve<A: ShardAccess>(
+    acc: &mut A,
+    map: ShardMap,
+    req: &OrderRequest<'_>,
+    line: usize,
+    wh: u32,
+) -> bool {
     let q = u64::from(req.quantities[line]);
     stock(acc, map, req.skus[line]).is_some_and(|s| s.available_in(wh) >= q)
 }
 
 /// The nearest candidate warehouse holding the full quantity of one line.
-fn nearest_for_line<A: ShardAccess>(acc: &mut A, map: ShardMap, req: &OrderRequest<'_>, line: usize) -> Option<u32> {
+fn nearest_for_line<A: ShardAccess>(
+    acc: &mut A,
+    map: ShardMap,
+    req: &OrderRequest<'_>,
+    line: usize,
+) -> Option<u32> {
     let q = u64::from(req.quantities[line]);
     let s = stock(acc, map, req.skus[line])?;
     match req.candidates {
         // Slots are sorted by warehouse index: "lowest index first".
-        None => s.slots.iter().find(|slot| slot.available >= q).map(|slot| slot.warehouse),
+        None => s
+            .slots
+            .iter()
+            .find(|slot| slot.available >= q)
+            .map(|slot| slot.warehouse),
         Some(list) => list.iter().copied().find(|&wh| s.available_in(wh) >= q),
     }
 }
@@ -174,9 +269,14 @@ fn one_parcel<A: ShardAccess>(acc: &mut A, map: ShardMap, req: &OrderRequest<'_>
                 .filter(|slot| slot.available >= u64::from(req.quantities[0]))
                 .map(|slot| slot.warehouse)
                 .collect();
-            first.into_iter().find(|&wh| (1..n).all(|i| can_serve(acc, map, req, i, wh)))
+            first
+                .into_iter()
+                .find(|&wh| (1..n).all(|i| can_serve(acc, map, req, i, wh)))
         }
-        Some(list) => list.iter().copied().find(|&wh| (0..n).all(|i| can_serve(acc, map, req, i, wh))),
+        Some(list) => list
+            .iter()
+            .copied()
+            .find(|&wh| (0..n).all(|i| can_serve(acc, map, req, i, wh))),
     }
 }
 
@@ -194,7 +294,10 @@ fn match_lines<A: ShardAccess>(
                 warehouses[0] = wh;
                 Ok(())
             }
-            None => Err(Refusal { error: InventoryError::OutOfStock { sku: req.skus[0] }, line: 0 }),
+            None => Err(Refusal {
+                error: InventoryError::OutOfStock { sku: req.skus[0] },
+                line: 0,
+            }),
         };
     }
     if req.policy != MatchPolicy::NearestPerLine {
@@ -203,10 +306,15 @@ fn match_lines<A: ShardAccess>(
             return Ok(());
         }
     }
-    for i in 0..n {
+    for (i, out) in warehouses.iter_mut().enumerate().take(n) {
         match nearest_for_line(acc, map, req, i) {
-            Some(wh) => warehouses[i] = wh,
-            None => return Err(Refusal { error: InventoryError::OutOfStock { sku: req.skus[i] }, line: i }),
+            Some(wh) => *out = wh,
+            None => {
+                return Err(Refusal {
+                    error: InventoryError::OutOfStock { sku: req.skus[i] },
+                    line: i,
+                })
+            }
         }
     }
     if req.policy == MatchPolicy::OneParcelOnly {
@@ -214,10 +322,17 @@ fn match_lines<A: ShardAccess>(
         // blame the first line the nearest candidate cannot serve.
         let nearest = req.candidates.map_or(Some(0), |list| list.first().copied());
         let line = match nearest {
-            Some(wh) => (0..n).find(|&i| !can_serve(acc, map, req, i, wh)).unwrap_or(0),
+            Some(wh) => (0..n)
+                .find(|&i| !can_serve(acc, map, req, i, wh))
+                .unwrap_or(0),
             None => 0,
         };
-        return Err(Refusal { error: InventoryError::OutOfStock { sku: req.skus[line] }, line });
+        return Err(Refusal {
+            error: InventoryError::OutOfStock {
+                sku: req.skus[line],
+            },
+            line,
+        });
     }
     Ok(())
 }

@@ -14,8 +14,8 @@
 mod error;
 mod matching;
 mod reservation;
-mod resolve;
 mod reserve;
+mod resolve;
 mod state;
 mod stock;
 
@@ -35,7 +35,7 @@ pub use state::InventoryState;
 pub use stock::{Slot, StockLevel};
 
 use matching::{ShardAccess, ShardMap};
-use reservation::ReservationShard;
+use reservation::{IdLayout, ReservationShard};
 use stock::SkuShard;
 
 /// Default reservation timeout: 15 minutes.
@@ -51,7 +51,9 @@ pub type Result<T> = std::result::Result<T, InventoryError>;
 
 /// Milliseconds since the Unix epoch (UTC), from the system clock.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Warehouses and the regions they serve.
@@ -66,7 +68,7 @@ pub struct Inventory {
     sku_shards: Box<[Mutex<SkuShard>]>,
     res_shards: Box<[Mutex<ReservationShard>]>,
     map: ShardMap,
-    res_mask: u64,
+    ids: IdLayout,
     topology: ArcSwap<Topology>,
     next_reservation: AtomicU64,
     sku_count: AtomicU32,
@@ -83,7 +85,11 @@ struct FewShards<'a> {
 impl ShardAccess for FewShards<'_> {
     #[inline]
     fn shard(&mut self, shard: usize) -> &mut SkuShard {
-        let pos = self.guards.iter().position(|(i, _)| *i == shard).expect("shard locked by caller");
+        let pos = self
+            .guards
+            .iter()
+            .position(|(i, _)| *i == shard)
+            .expect("shard locked by caller");
         &mut self.guards[pos].1
     }
 }
@@ -109,11 +115,26 @@ impl Inventory {
             )));
         }
         Ok(Self {
-            sku_shards: (0..shards).map(|_| Mutex::new(SkuShard::default())).collect(),
-            res_shards: (0..shards).map(|_| Mutex::new(ReservationShard::default())).collect(),
-            map: ShardMap { shift: shards.trailing_zeros(), mask: (shards - 1) as u32 },
-            res_mask: (shards - 1) as u64,
-            topology: ArcSwap::from_pointee(Topology { warehouse_count: 1, regions: FxHashMap::default() }),
+            sku_shards: (0..shards)
+                .map(|_| Mutex::new(SkuShard::default()))
+                .collect(),
+            res_shards: (0..shards)
+                .map(|i| {
+                    Mutex::new(ReservationShard::new(
+                        i,
+                        IdLayout::new(shards.trailing_zeros()),
+                    ))
+                })
+                .collect(),
+            ids: IdLayout::new(shards.trailing_zeros()),
+            map: ShardMap {
+                shift: shards.trailing_zeros(),
+                mask: (shards - 1) as u32,
+            },
+            topology: ArcSwap::from_pointee(Topology {
+                warehouse_count: 1,
+                regions: FxHashMap::default(),
+            }),
             next_reservation: AtomicU64::new(1),
             sku_count: AtomicU32::new(0),
             registry: Mutex::new(()),
@@ -172,7 +193,12 @@ impl Inventory {
     }
 
     pub fn region_warehouses(&self, region: u32) -> Result<Vec<u32>> {
-        self.topology.load().regions.get(&region).cloned().ok_or(InventoryError::UnknownRegion { region })
+        self.topology
+            .load()
+            .regions
+            .get(&region)
+            .cloned()
+            .ok_or(InventoryError::UnknownRegion { region })
     }
 
     fn check_warehouse(&self, warehouse: u32) -> Result<()> {
@@ -190,7 +216,9 @@ impl Inventory {
             self.check_warehouse(wh)?;
             check_units(units)?;
             if stock[..i].iter().any(|&(w, _)| w == wh) {
-                return Err(InventoryError::argument(format!("warehouse {wh} is given twice")));
+                return Err(InventoryError::argument(format!(
+                    "warehouse {wh} is given twice"
+                )));
             }
         }
         let _registry = self.registry.lock();
@@ -218,7 +246,9 @@ impl Inventory {
         self.check_warehouse(warehouse)?;
         for &units in on_hand {
             if units < 0 {
-                return Err(InventoryError::quantity(format!("on-hand units must be >= 0, got {units}")));
+                return Err(InventoryError::quantity(format!(
+                    "on-hand units must be >= 0, got {units}"
+                )));
             }
             check_units(units as u64)?;
         }
@@ -234,7 +264,8 @@ impl Inventory {
             entry.slot_or_open(warehouse).available = units as u64;
             all.guards[shard].skus.push(entry);
         }
-        self.sku_count.store(first + on_hand.len() as u32, Ordering::Release);
+        self.sku_count
+            .store(first + on_hand.len() as u32, Ordering::Release);
         Ok(first)
     }
 
@@ -285,7 +316,9 @@ impl Inventory {
     }
 
     pub fn purchase_limit(&self, sku: u32) -> Result<u64> {
-        self.with_sku(sku, |shard, _| Ok(shard.limits.get(&sku).copied().unwrap_or(0)))
+        self.with_sku(sku, |shard, _| {
+            Ok(shard.limits.get(&sku).copied().unwrap_or(0))
+        })
     }
 
     /// Units of `sku` the buyer holds reserved or bought, counted while the SKU has a limit.
@@ -330,7 +363,11 @@ impl Inventory {
 
     // --- locking helpers -----------------------------------------------------------------
 
-    fn with_sku<T>(&self, sku: u32, f: impl FnOnce(&mut SkuShard, usize) -> Result<T>) -> Result<T> {
+    fn with_sku<T>(
+        &self,
+        sku: u32,
+        f: impl FnOnce(&mut SkuShard, usize) -> Result<T>,
+    ) -> Result<T> {
         let (shard, local) = self.map.locate(sku);
         let mut shard = self.sku_shards[shard].lock();
         if local >= shard.skus.len() {
@@ -340,24 +377,40 @@ impl Inventory {
     }
 
     fn lock_all_skus(&self) -> AllShards<'_> {
-        AllShards { guards: self.sku_shards.iter().map(|m| m.lock()).collect() }
+        AllShards {
+            guards: self.sku_shards.iter().map(|m| m.lock()).collect(),
+        }
     }
 
     fn lock_skus<'a>(&'a self, skus: impl Iterator<Item = u32>) -> FewShards<'a> {
         let mut idx: SmallVec<[usize; 4]> = skus.map(|s| self.map.locate(s).0).collect();
         idx.sort_unstable();
         idx.dedup();
-        FewShards { guards: idx.into_iter().map(|i| (i, self.sku_shards[i].lock())).collect() }
+        FewShards {
+            guards: idx
+                .into_iter()
+                .map(|i| (i, self.sku_shards[i].lock()))
+                .collect(),
+        }
     }
 
     fn res_shard(&self, id: u64) -> &Mutex<ReservationShard> {
-        &self.res_shards[(id & self.res_mask) as usize]
+        &self.res_shards[self.res_index(id)]
+    }
+
+    /// Reservation `id` lives in shard `(id / RUN) % shards`: runs of consecutive ids share a
+    /// shard, so a batch writes each shard's table sequentially instead of striding over all.
+    #[inline]
+    fn res_index(&self, id: u64) -> usize {
+        self.ids.shard(id)
     }
 }
 
 fn check_units(units: u64) -> Result<()> {
     if units > MAX_STOCK {
-        return Err(InventoryError::quantity(format!("on-hand units must be at most {MAX_STOCK}, got {units}")));
+        return Err(InventoryError::quantity(format!(
+            "on-hand units must be at most {MAX_STOCK}, got {units}"
+        )));
     }
     Ok(())
 }

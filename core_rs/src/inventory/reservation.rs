@@ -1,9 +1,9 @@
 //! Pending reservations, their deadline index, and the final state of resolved ones.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 
-use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 /// Where a reservation is in its life. It leaves `Pending` exactly once.
@@ -52,42 +52,165 @@ pub struct Reservation {
     pub lines: SmallVec<[Line; 1]>,
 }
 
-/// One shard of the reservation table (reservation `id` lives in shard `id & mask`).
+/// Consecutive ids come in runs of `2^RUN_BITS` per shard (see `Inventory::res_index`).
+pub const RUN_BITS: u32 = 4;
+const RUN_MASK: u64 = (1 << RUN_BITS) - 1;
+
+/// Where ids live: shard `(id >> RUN_BITS) % 2^shift`, at a dense index within the shard.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdLayout {
+    shift: u32,
+}
+
+impl IdLayout {
+    pub fn new(shift: u32) -> Self {
+        Self { shift }
+    }
+
+    #[inline]
+    pub fn shard(&self, id: u64) -> usize {
+        ((id >> RUN_BITS) & ((1u64 << self.shift) - 1)) as usize
+    }
+
+    /// Dense index of `id` among the ids of its shard (monotonic in `id` within a shard).
+    #[inline]
+    pub fn dense(&self, id: u64) -> u64 {
+        ((id >> (self.shift + RUN_BITS)) << RUN_BITS) | (id & RUN_MASK)
+    }
+
+    /// The id at dense index `j` of `shard`.
+    #[inline]
+    pub fn id(&self, shard: usize, j: u64) -> u64 {
+        ((j >> RUN_BITS) << (self.shift + RUN_BITS)) | ((shard as u64) << RUN_BITS) | (j & RUN_MASK)
+    }
+}
+
+/// Hashes reservation ids so that consecutive ids of a shard land in consecutive buckets.
+///
+/// Ids mostly arrive and resolve in order; a scrambling hash would scatter them over the whole
+/// table and make nearly every insert and lookup a cache miss. The bucket position is the id's
+/// dense index within its shard, which keeps them sequential; its low bits are repeated in the
+/// top 7 bits, which the table uses as its per-bucket tag.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SequentialIds {
+    layout: IdLayout,
+}
+
+impl BuildHasher for SequentialIds {
+    type Hasher = SequentialIdHasher;
+    fn build_hasher(&self) -> SequentialIdHasher {
+        SequentialIdHasher {
+            layout: self.layout,
+            value: 0,
+        }
+    }
+}
+
+pub struct SequentialIdHasher {
+    layout: IdLayout,
+    value: u64,
+}
+
+impl Hasher for SequentialIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; fold anything else in so the hasher stays correct.
+        for &b in bytes {
+            self.value = self.value.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, id: u64) {
+        self.value = id;
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        let j = self.layout.dense(self.value);
+        j ^ (j << 57)
+    }
+}
+
+/// State byte of an id that is not (or no longer) known to the shard.
+const UNKNOWN: u8 = u8::MAX;
+
+/// One shard of the reservation table.
 ///
 /// The deadline index is a min-heap with lazy deletion: resolving a reservation leaves its heap
-/// entry behind as stale; stale entries are skipped when popped, and the heap is rebuilt from
-/// the pending map when stale entries outnumber live ones, so memory stays proportional to the
-/// pending reservations and each operation is amortised O(log n).
-#[derive(Debug, Default)]
+/// entry behind as stale; stale entries are skipped when popped, and the heap is rebuilt in
+/// place when stale entries outnumber live ones, so memory stays proportional to the pending
+/// reservations and each operation is amortised O(log n).
+///
+/// The final states of resolved reservations sit in a ring of one byte per id, indexed by the
+/// dense index: the most recent ids are remembered at a byte each and in sequential memory.
+#[derive(Debug)]
 pub struct ReservationShard {
-    pub pending: FxHashMap<u64, Reservation>,
+    index: usize,
+    layout: IdLayout,
+    pub pending: HashMap<u64, Reservation, SequentialIds>,
     deadlines: BinaryHeap<Reverse<(u64, u64)>>,
     stale: usize,
-    resolved: FxHashMap<u64, u8>,
+    /// `states[k]` is the state of the id at dense index `base + k` (`UNKNOWN` if none).
+    states: VecDeque<u8>,
+    base: u64,
 }
 
 impl ReservationShard {
+    pub fn new(index: usize, layout: IdLayout) -> Self {
+        Self {
+            index,
+            layout,
+            pending: HashMap::with_hasher(SequentialIds { layout }),
+            deadlines: BinaryHeap::new(),
+            stale: 0,
+            states: VecDeque::new(),
+            base: 0,
+        }
+    }
+
     pub fn insert(&mut self, id: u64, reservation: Reservation) {
         self.deadlines.push(Reverse((reservation.deadline_ms, id)));
         self.pending.insert(id, reservation);
+        self.set_state(id, ReservationState::Pending as u8);
     }
 
     /// Take a pending reservation out, remembering how it resolved.
     pub fn resolve(&mut self, id: u64, state: ReservationState) -> Option<Reservation> {
         let reservation = self.pending.remove(&id)?;
-        self.resolved.insert(id, state as u8);
+        self.record(id, state);
+        Some(reservation)
+    }
+
+    /// Take a pending reservation out to decide its fate: `record` it or `put_back`.
+    pub fn take(&mut self, id: u64) -> Option<Reservation> {
+        self.pending.remove(&id)
+    }
+
+    /// Undo a `take` that led to no resolution (its deadline entry never left the heap).
+    pub fn put_back(&mut self, id: u64, reservation: Reservation) {
+        self.pending.insert(id, reservation);
+    }
+
+    /// Remember the final state of a taken reservation.
+    pub fn record(&mut self, id: u64, state: ReservationState) {
+        self.set_state(id, state as u8);
         self.stale += 1;
         if self.stale > 1024 && self.stale > self.pending.len() {
             self.rebuild_index();
         }
-        Some(reservation)
     }
 
     pub fn state_of(&self, id: u64) -> Option<ReservationState> {
         if self.pending.contains_key(&id) {
-            Some(ReservationState::Pending)
-        } else {
-            self.resolved.get(&id).map(|&s| ReservationState::from_u8(s))
+            return Some(ReservationState::Pending);
+        }
+        let j = self.layout.dense(id);
+        let k = usize::try_from(j.checked_sub(self.base)?).ok()?;
+        match self.states.get(k).copied() {
+            Some(s) if s != UNKNOWN && s != ReservationState::Pending as u8 => {
+                Some(ReservationState::from_u8(s))
+            }
+            _ => None,
         }
     }
 
@@ -103,11 +226,24 @@ impl ReservationShard {
         None
     }
 
+    /// Forget the final state of resolved reservations with id <= `up_to`; returns how many.
     pub fn forget_resolved(&mut self, up_to: u64) -> usize {
-        let before = self.resolved.len();
-        self.resolved.retain(|&id, _| id > up_to);
-        self.resolved.shrink_to_fit();
-        before - self.resolved.len()
+        let mut forgotten = 0;
+        for (k, s) in self.states.iter_mut().enumerate() {
+            let id = self.layout.id(self.index, self.base + k as u64);
+            if id > up_to {
+                break;
+            }
+            if *s != UNKNOWN && *s != ReservationState::Pending as u8 {
+                *s = UNKNOWN;
+                forgotten += 1;
+            }
+        }
+        while self.states.front().is_some_and(|&s| s == UNKNOWN) {
+            self.states.pop_front();
+            self.base += 1;
+        }
+        forgotten
     }
 
     pub fn reserve_capacity(&mut self, additional: usize) {
@@ -115,22 +251,45 @@ impl ReservationShard {
         self.deadlines.reserve(additional);
     }
 
+    /// Keep the final state of about the `keep` most recent ids: when twice that many are
+    /// held, the older half is forgotten (amortised O(1)). Pending ones stay in `pending`.
+    pub fn trim_resolved(&mut self, keep: usize) {
+        if self.states.len() > keep.saturating_mul(2) {
+            let drop = self.states.len() - keep;
+            self.states.drain(..drop);
+            self.base += drop as u64;
+        }
+    }
+
+    fn set_state(&mut self, id: u64, state: u8) {
+        let j = self.layout.dense(id);
+        if self.states.is_empty() {
+            self.base = j;
+        }
+        if j < self.base {
+            // Older than every remembered id (restored or long-lived): a pending one is still
+            // known through `pending`; only its final state will not be remembered.
+            return;
+        }
+        let k = (j - self.base) as usize;
+        if k >= self.states.len() {
+            self.states.resize(k + 1, UNKNOWN);
+        }
+        self.states[k] = state;
+    }
+
     fn rebuild_index(&mut self) {
-        self.deadlines = self.pending.iter().map(|(&id, r)| Reverse((r.deadline_ms, id))).collect();
+        // In place: keeping the allocation avoids faulting in fresh pages on every rebuild.
+        let pending = &self.pending;
+        self.deadlines
+            .retain(|Reverse((_, id))| pending.contains_key(id));
         self.stale = 0;
     }
 }
 
+#[cfg(test)]
 impl ReservationShard {
-    /// Keep the final state of at most about `keep` resolved reservations, the newest by id:
-    /// when twice that many are held, the older half is forgotten (amortised O(1)).
-    pub fn trim_resolved(&mut self, keep: usize) {
-        if self.resolved.len() <= keep.saturating_mul(2) {
-            return;
-        }
-        let mut ids: Vec<u64> = self.resolved.keys().copied().collect();
-        let cut = ids.len() - keep;
-        let (_, &mut threshold, _) = ids.select_nth_unstable(cut);
-        self.resolved.retain(|&id, _| id >= threshold);
+    pub fn deadline_entries(&self) -> usize {
+        self.deadlines.len()
     }
 }

@@ -37,7 +37,8 @@ pub(super) fn check_timeout(timeout_ms: u64) -> Result<()> {
 
 impl<'a> BatchOrders<'a> {
     fn order_count(&self) -> usize {
-        self.offsets.map_or(self.skus.len(), |o| o.len().saturating_sub(1))
+        self.offsets
+            .map_or(self.skus.len(), |o| o.len().saturating_sub(1))
     }
 
     fn items(&self, order: usize) -> std::ops::Range<usize> {
@@ -66,7 +67,10 @@ impl<'a> BatchOrders<'a> {
             }
         }
         let orders = self.order_count();
-        for (name, len) in [("buyers", self.buyers.map(<[u64]>::len)), ("regions", self.regions.map(<[u32]>::len))] {
+        for (name, len) in [
+            ("buyers", self.buyers.map(<[u64]>::len)),
+            ("regions", self.regions.map(<[u32]>::len)),
+        ] {
             if let Some(len) = len {
                 if len != orders {
                     return Err(InventoryError::argument(format!(
@@ -95,21 +99,44 @@ impl Inventory {
     ) -> Result<(u64, SmallVec<[u32; 1]>)> {
         check_timeout(timeout_ms)?;
         if skus.len() != quantities.len() {
-            return Err(InventoryError::argument("skus and quantities differ in length"));
+            return Err(InventoryError::argument(
+                "skus and quantities differ in length",
+            ));
         }
         let topology = self.topology.load();
         let candidates = match region {
             None => None,
-            Some(r) => Some(topology.regions.get(&r).ok_or(InventoryError::UnknownRegion { region: r })?.as_slice()),
+            Some(r) => Some(
+                topology
+                    .regions
+                    .get(&r)
+                    .ok_or(InventoryError::UnknownRegion { region: r })?
+                    .as_slice(),
+            ),
         };
-        let req = OrderRequest { skus, quantities, buyer, candidates, policy };
+        let req = OrderRequest {
+            skus,
+            quantities,
+            buyer,
+            candidates,
+            policy,
+        };
         let mut warehouses: SmallVec<[u32; 1]> = SmallVec::from_elem(u32::MAX, skus.len());
-        let id = self.next_reservation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_reservation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut res = self.res_shard(id).lock();
         let mut locked = self.lock_skus(skus.iter().copied());
         reserve_locked(&mut locked, self.map, &req, &mut warehouses).map_err(|r| r.error)?;
         drop(locked);
-        res.insert(id, Reservation { buyer, deadline_ms: now_ms.saturating_add(timeout_ms), lines: lines(&req, &warehouses) });
+        res.insert(
+            id,
+            Reservation {
+                buyer,
+                deadline_ms: now_ms.saturating_add(timeout_ms),
+                lines: lines(&req, &warehouses),
+            },
+        );
         Ok((id, warehouses))
     }
 
@@ -135,7 +162,9 @@ impl Inventory {
         }
         let topology = self.topology.load();
         let deadline = now_ms.saturating_add(timeout_ms);
-        let first_id = self.next_reservation.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        let first_id = self
+            .next_reservation
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         let mut res: Vec<_> = self.res_shards.iter().map(|m| m.lock()).collect();
         for shard in res.iter_mut() {
             shard.reserve_capacity(n / self.res_shards.len() + 1);
@@ -162,11 +191,23 @@ impl Inventory {
                 candidates,
                 policy,
             };
-            match reserve_locked(&mut locked, self.map, &req, &mut out.warehouse[items.clone()]) {
+            match reserve_locked(
+                &mut locked,
+                self.map,
+                &req,
+                &mut out.warehouse[items.clone()],
+            ) {
                 Ok(()) => {
                     let id = first_id + order as u64;
                     let lines = lines(&req, &out.warehouse[items]);
-                    res[(id & self.res_mask) as usize].insert(id, Reservation { buyer: req.buyer, deadline_ms: deadline, lines });
+                    res[self.res_index(id)].insert(
+                        id,
+                        Reservation {
+                            buyer: req.buyer,
+                            deadline_ms: deadline,
+                            lines,
+                        },
+                    );
                     out.reservation[order] = id;
                 }
                 Err(refusal) => {
@@ -182,6 +223,10 @@ impl Inventory {
 
 fn lines(req: &OrderRequest<'_>, warehouses: &[u32]) -> SmallVec<[Line; 1]> {
     (0..req.skus.len())
-        .map(|i| Line { sku: req.skus[i], warehouse: warehouses[i], quantity: req.quantities[i] })
+        .map(|i| Line {
+            sku: req.skus[i],
+            warehouse: warehouses[i],
+            quantity: req.quantities[i],
+        })
         .collect()
 }

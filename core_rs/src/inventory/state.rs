@@ -44,7 +44,9 @@ impl Inventory {
         let mut st = InventoryState {
             sku_count: u64::from(self.sku_count()),
             warehouse_count: u64::from(topology.warehouse_count),
-            next_reservation_id: self.next_reservation.load(std::sync::atomic::Ordering::Relaxed),
+            next_reservation_id: self
+                .next_reservation
+                .load(std::sync::atomic::Ordering::Relaxed),
             ..InventoryState::default()
         };
         for sku in 0..self.sku_count() {
@@ -58,8 +60,10 @@ impl Inventory {
         }
         // Pending reservations, by id; their units are counted out of the buyers' totals
         // below so that `bought_units` is what was confirmed.
-        let mut pending: Vec<(u64, &Reservation)> =
-            res.iter().flat_map(|s| s.pending.iter().map(|(&id, r)| (id, r))).collect();
+        let mut pending: Vec<(u64, &Reservation)> = res
+            .iter()
+            .flat_map(|s| s.pending.iter().map(|(&id, r)| (id, r)))
+            .collect();
         pending.sort_unstable_by_key(|&(id, _)| id);
         let mut held_by_pending: FxHashMap<(u32, u64), u64> = FxHashMap::default();
         st.res_offsets.push(0);
@@ -71,7 +75,8 @@ impl Inventory {
                 st.line_sku.push(line.sku);
                 st.line_warehouse.push(line.warehouse);
                 st.line_quantity.push(line.quantity);
-                *held_by_pending.entry((line.sku, r.buyer)).or_insert(0) += u64::from(line.quantity);
+                *held_by_pending.entry((line.sku, r.buyer)).or_insert(0) +=
+                    u64::from(line.quantity);
             }
             st.res_offsets.push(st.line_sku.len() as u64);
         }
@@ -80,7 +85,8 @@ impl Inventory {
         for shard in &skus.guards {
             limits.extend(shard.limits.iter().map(|(&s, &l)| (s, l)));
             for (&(sku, buyer), &held) in &shard.bought {
-                let confirmed = held.saturating_sub(held_by_pending.get(&(sku, buyer)).copied().unwrap_or(0));
+                let confirmed =
+                    held.saturating_sub(held_by_pending.get(&(sku, buyer)).copied().unwrap_or(0));
                 if confirmed > 0 {
                     bought.push((sku, buyer, confirmed));
                 }
@@ -118,14 +124,22 @@ impl Inventory {
             .ok()
             .filter(|&s| s < u32::MAX)
             .ok_or_else(|| InventoryError::state("sku_count out of range"))?;
-        let mut topology = Topology { warehouse_count: wc, regions: FxHashMap::default() };
+        let mut topology = Topology {
+            warehouse_count: wc,
+            regions: FxHashMap::default(),
+        };
         for (i, &region) in st.region_id.iter().enumerate() {
-            let list = &st.region_warehouses[st.region_offsets[i] as usize..st.region_offsets[i + 1] as usize];
+            let list = &st.region_warehouses
+                [st.region_offsets[i] as usize..st.region_offsets[i + 1] as usize];
             if list.iter().any(|&w| w >= wc) {
-                return Err(InventoryError::state(format!("region {region} names an unknown warehouse")));
+                return Err(InventoryError::state(format!(
+                    "region {region} names an unknown warehouse"
+                )));
             }
             if topology.regions.insert(region, list.to_vec()).is_some() {
-                return Err(InventoryError::state(format!("region {region} appears twice")));
+                return Err(InventoryError::state(format!(
+                    "region {region} appears twice"
+                )));
             }
         }
         inv.topology.store(topology.into());
@@ -138,10 +152,16 @@ impl Inventory {
                 skus.guards[shard].skus[local].slots.clear();
             }
             for i in 0..st.stock_sku.len() {
-                let (sku, wh, on_hand, sold) =
-                    (st.stock_sku[i], st.stock_warehouse[i], st.stock_on_hand[i], st.stock_sold[i]);
+                let (sku, wh, on_hand, sold) = (
+                    st.stock_sku[i],
+                    st.stock_warehouse[i],
+                    st.stock_on_hand[i],
+                    st.stock_sold[i],
+                );
                 if sku >= sku_count || wh >= wc {
-                    return Err(InventoryError::state(format!("stock row {i}: unknown SKU {sku} or warehouse {wh}")));
+                    return Err(InventoryError::state(format!(
+                        "stock row {i}: unknown SKU {sku} or warehouse {wh}"
+                    )));
                 }
                 if sold < 0 || on_hand < sold {
                     return Err(InventoryError::state(format!(
@@ -152,7 +172,9 @@ impl Inventory {
                 let (shard, local) = inv.map.locate(sku);
                 let entry = &mut skus.guards[shard].skus[local];
                 if entry.slot(wh).is_some() {
-                    return Err(InventoryError::state(format!("SKU {sku} has two rows for warehouse {wh}")));
+                    return Err(InventoryError::state(format!(
+                        "SKU {sku} has two rows for warehouse {wh}"
+                    )));
                 }
                 let slot = entry.slot_or_open(wh);
                 slot.available = (on_hand - sold) as u64;
@@ -160,14 +182,19 @@ impl Inventory {
             }
             for (&sku, &limit) in st.limit_sku.iter().zip(&st.limit_units) {
                 if sku >= sku_count || limit == 0 {
-                    return Err(InventoryError::state(format!("limit row for SKU {sku}: unknown SKU or zero limit")));
+                    return Err(InventoryError::state(format!(
+                        "limit row for SKU {sku}: unknown SKU or zero limit"
+                    )));
                 }
                 skus.guards[inv.map.locate(sku).0].limits.insert(sku, limit);
             }
             for i in 0..st.bought_sku.len() {
-                let (sku, buyer, units) = (st.bought_sku[i], st.bought_buyer[i], st.bought_units[i]);
+                let (sku, buyer, units) =
+                    (st.bought_sku[i], st.bought_buyer[i], st.bought_units[i]);
                 if sku >= sku_count {
-                    return Err(InventoryError::state(format!("bought row {i}: unknown SKU {sku}")));
+                    return Err(InventoryError::state(format!(
+                        "bought row {i}: unknown SKU {sku}"
+                    )));
                 }
                 skus.guards[inv.map.locate(sku).0].count_bought(sku, buyer, units);
             }
@@ -182,13 +209,25 @@ impl Inventory {
                 }
                 let range = st.res_offsets[i] as usize..st.res_offsets[i + 1] as usize;
                 if range.is_empty() {
-                    return Err(InventoryError::state(format!("reservation {id} has no lines")));
+                    return Err(InventoryError::state(format!(
+                        "reservation {id} has no lines"
+                    )));
                 }
                 let mut lines: SmallVec<[Line; 1]> = SmallVec::new();
                 for j in range {
-                    let line = Line { sku: st.line_sku[j], warehouse: st.line_warehouse[j], quantity: st.line_quantity[j] };
-                    if line.quantity == 0 || line.quantity > MAX_LINE_QUANTITY || lines.iter().any(|l| l.sku == line.sku) {
-                        return Err(InventoryError::state(format!("reservation {id}: bad line for SKU {}", line.sku)));
+                    let line = Line {
+                        sku: st.line_sku[j],
+                        warehouse: st.line_warehouse[j],
+                        quantity: st.line_quantity[j],
+                    };
+                    if line.quantity == 0
+                        || line.quantity > MAX_LINE_QUANTITY
+                        || lines.iter().any(|l| l.sku == line.sku)
+                    {
+                        return Err(InventoryError::state(format!(
+                            "reservation {id}: bad line for SKU {}",
+                            line.sku
+                        )));
                     }
                     let (shard, local) = inv.map.locate(line.sku);
                     let shard = &mut skus.guards[shard];
@@ -215,11 +254,18 @@ impl Inventory {
                     shard.count_bought(line.sku, st.res_buyer[i], q);
                     lines.push(line);
                 }
-                let r = Reservation { buyer: st.res_buyer[i], deadline_ms: st.res_deadline_ms[i], lines };
+                let r = Reservation {
+                    buyer: st.res_buyer[i],
+                    deadline_ms: st.res_deadline_ms[i],
+                    lines,
+                };
                 inv.res_shard(id).lock().insert(id, r);
             }
         }
-        inv.next_reservation.store(st.next_reservation_id.max(1), std::sync::atomic::Ordering::Relaxed);
+        inv.next_reservation.store(
+            st.next_reservation_id.max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(inv)
     }
 
@@ -231,7 +277,8 @@ impl Inventory {
         for shard in &res {
             for r in shard.pending.values() {
                 for line in &r.lines {
-                    *held.entry((line.sku, line.warehouse)).or_insert(0) += u64::from(line.quantity);
+                    *held.entry((line.sku, line.warehouse)).or_insert(0) +=
+                        u64::from(line.quantity);
                 }
             }
         }
@@ -250,7 +297,9 @@ impl Inventory {
             }
         }
         if let Some(((sku, wh), units)) = held.into_iter().next() {
-            return Err(InventoryError::state(format!("reservations hold {units} units of SKU {sku} in warehouse {wh} which has no slot")));
+            return Err(InventoryError::state(format!(
+                "reservations hold {units} units of SKU {sku} in warehouse {wh} which has no slot"
+            )));
         }
         Ok(())
     }
@@ -260,18 +309,60 @@ impl InventoryState {
     fn check_shapes(&self) -> Result<()> {
         let same = |name: &str, lens: &[usize]| -> Result<()> {
             if lens.windows(2).any(|w| w[0] != w[1]) {
-                return Err(InventoryError::state(format!("{name} arrays differ in length: {lens:?}")));
+                return Err(InventoryError::state(format!(
+                    "{name} arrays differ in length: {lens:?}"
+                )));
             }
             Ok(())
         };
-        same("stock_*", &[self.stock_sku.len(), self.stock_warehouse.len(), self.stock_on_hand.len(), self.stock_sold.len()])?;
+        same(
+            "stock_*",
+            &[
+                self.stock_sku.len(),
+                self.stock_warehouse.len(),
+                self.stock_on_hand.len(),
+                self.stock_sold.len(),
+            ],
+        )?;
         same("limit_*", &[self.limit_sku.len(), self.limit_units.len()])?;
-        same("bought_*", &[self.bought_sku.len(), self.bought_buyer.len(), self.bought_units.len()])?;
-        same("res_*", &[self.res_id.len(), self.res_buyer.len(), self.res_deadline_ms.len(), self.res_offsets.len().saturating_sub(1)])?;
-        same("line_*", &[self.line_sku.len(), self.line_warehouse.len(), self.line_quantity.len()])?;
-        same("region_*", &[self.region_id.len(), self.region_offsets.len().saturating_sub(1)])?;
+        same(
+            "bought_*",
+            &[
+                self.bought_sku.len(),
+                self.bought_buyer.len(),
+                self.bought_units.len(),
+            ],
+        )?;
+        same(
+            "res_*",
+            &[
+                self.res_id.len(),
+                self.res_buyer.len(),
+                self.res_deadline_ms.len(),
+                self.res_offsets.len().saturating_sub(1),
+            ],
+        )?;
+        same(
+            "line_*",
+            &[
+                self.line_sku.len(),
+                self.line_warehouse.len(),
+                self.line_quantity.len(),
+            ],
+        )?;
+        same(
+            "region_*",
+            &[
+                self.region_id.len(),
+                self.region_offsets.len().saturating_sub(1),
+            ],
+        )?;
         check_offsets("res_offsets", &self.res_offsets, self.line_sku.len())?;
-        check_offsets("region_offsets", &self.region_offsets, self.region_warehouses.len())
+        check_offsets(
+            "region_offsets",
+            &self.region_offsets,
+            self.region_warehouses.len(),
+        )
     }
 }
 
@@ -281,7 +372,9 @@ fn check_offsets(name: &str, offsets: &[u64], items: usize) -> Result<()> {
         && offsets[offsets.len() - 1] as usize == items
         && offsets.windows(2).all(|w| w[0] <= w[1]);
     if !ok {
-        return Err(InventoryError::state(format!("{name} must start at 0, not decrease, and end at {items}")));
+        return Err(InventoryError::state(format!(
+            "{name} must start at 0, not decrease, and end at {items}"
+        )));
     }
     Ok(())
 }

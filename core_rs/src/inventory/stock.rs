@@ -63,7 +63,13 @@ impl SkuStock {
         let pos = match self.slots.binary_search_by_key(&warehouse, |s| s.warehouse) {
             Ok(pos) => pos,
             Err(pos) => {
-                self.slots.insert(pos, Slot { warehouse, ..Slot::default() });
+                self.slots.insert(
+                    pos,
+                    Slot {
+                        warehouse,
+                        ..Slot::default()
+                    },
+                );
                 pos
             }
         };

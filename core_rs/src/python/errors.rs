@@ -29,17 +29,53 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("InventoryError", py.get_type::<InventoryError>())?;
     m.add("UnknownSkuError", py.get_type::<UnknownSkuError>())?;
-    m.add("UnknownWarehouseError", py.get_type::<UnknownWarehouseError>())?;
+    m.add(
+        "UnknownWarehouseError",
+        py.get_type::<UnknownWarehouseError>(),
+    )?;
     m.add("UnknownRegionError", py.get_type::<UnknownRegionError>())?;
-    m.add("InvalidQuantityError", py.get_type::<InvalidQuantityError>())?;
+    m.add(
+        "InvalidQuantityError",
+        py.get_type::<InvalidQuantityError>(),
+    )?;
     m.add("DuplicateSkuError", py.get_type::<DuplicateSkuError>())?;
     m.add("OutOfStockError", py.get_type::<OutOfStockError>())?;
     m.add("PurchaseLimitError", py.get_type::<PurchaseLimitError>())?;
-    m.add("UnknownReservationError", py.get_type::<UnknownReservationError>())?;
-    m.add("ReservationResolvedError", py.get_type::<ReservationResolvedError>())?;
-    m.add("InvalidInventoryStateError", py.get_type::<InvalidInventoryStateError>())?;
+    m.add(
+        "UnknownReservationError",
+        py.get_type::<UnknownReservationError>(),
+    )?;
+    m.add(
+        "ReservationResolvedError",
+        py.get_type::<ReservationResolvedError>(),
+    )?;
+    m.add(
+        "InvalidInventoryStateError",
+        py.get_type::<InvalidInventoryStateError>(),
+    )?;
     m.add("OrderIdError", py.get_type::<OrderIdError>())?;
-    m.add("ClockMovedBackwardsError", py.get_type::<ClockMovedBackwardsError>())?;
+    m.add(
+        "ClockMovedBackwardsError",
+        py.get_type::<ClockMovedBackwardsError>(),
+    )?;
+    // Show them as `pyorder._core.X`, where they live, rather than the macro's `_core.X`.
+    for name in [
+        "InventoryError",
+        "UnknownSkuError",
+        "UnknownWarehouseError",
+        "UnknownRegionError",
+        "InvalidQuantityError",
+        "DuplicateSkuError",
+        "OutOfStockError",
+        "PurchaseLimitError",
+        "UnknownReservationError",
+        "ReservationResolvedError",
+        "InvalidInventoryStateError",
+        "OrderIdError",
+        "ClockMovedBackwardsError",
+    ] {
+        m.getattr(name)?.setattr("__module__", "pyorder._core")?;
+    }
     Ok(())
 }
 
@@ -65,12 +101,18 @@ pub(crate) fn inventory_err(py: Python<'_>, e: CoreError) -> PyErr {
         CoreError::UnknownWarehouse { warehouse } => with_attrs(
             py,
             UnknownWarehouseError::new_err(msg),
-            &[("warehouse", warehouse.into_pyobject(py).unwrap().into_any().unbind())],
+            &[(
+                "warehouse",
+                warehouse.into_pyobject(py).unwrap().into_any().unbind(),
+            )],
         ),
         CoreError::UnknownRegion { region } => with_attrs(
             py,
             UnknownRegionError::new_err(msg),
-            &[("region", region.into_pyobject(py).unwrap().into_any().unbind())],
+            &[(
+                "region",
+                region.into_pyobject(py).unwrap().into_any().unbind(),
+            )],
         ),
         CoreError::InvalidQuantity { .. } => InvalidQuantityError::new_err(msg),
         CoreError::DuplicateSku { sku } => with_attrs(
@@ -88,20 +130,37 @@ pub(crate) fn inventory_err(py: Python<'_>, e: CoreError) -> PyErr {
             PurchaseLimitError::new_err(msg),
             &[
                 ("sku", sku.into_pyobject(py).unwrap().into_any().unbind()),
-                ("limit", limit.into_pyobject(py).unwrap().into_any().unbind()),
+                (
+                    "limit",
+                    limit.into_pyobject(py).unwrap().into_any().unbind(),
+                ),
             ],
         ),
         CoreError::UnknownReservation { reservation } => with_attrs(
             py,
             UnknownReservationError::new_err(msg),
-            &[("reservation", reservation.into_pyobject(py).unwrap().into_any().unbind())],
+            &[(
+                "reservation",
+                reservation.into_pyobject(py).unwrap().into_any().unbind(),
+            )],
         ),
         CoreError::AlreadyResolved { reservation, state } => with_attrs(
             py,
             ReservationResolvedError::new_err(msg),
             &[
-                ("reservation", reservation.into_pyobject(py).unwrap().into_any().unbind()),
-                ("state", state.as_str().into_pyobject(py).unwrap().into_any().unbind()),
+                (
+                    "reservation",
+                    reservation.into_pyobject(py).unwrap().into_any().unbind(),
+                ),
+                (
+                    "state",
+                    state
+                        .as_str()
+                        .into_pyobject(py)
+                        .unwrap()
+                        .into_any()
+                        .unbind(),
+                ),
             ],
         ),
         CoreError::InvalidState { .. } => InvalidInventoryStateError::new_err(msg),
@@ -115,9 +174,12 @@ pub(crate) fn id_err(py: Python<'_>, e: IdError) -> PyErr {
         IdError::ClockMovedBackwards { behind_ms } => with_attrs(
             py,
             ClockMovedBackwardsError::new_err(msg),
-            &[("behind_ms", behind_ms.into_pyobject(py).unwrap().into_any().unbind())],
+            &[(
+                "behind_ms",
+                behind_ms.into_pyobject(py).unwrap().into_any().unbind(),
+            )],
         ),
-        IdError::InvalidConfig { .. } => PyValueError::new_err(msg),
+        IdError::InvalidConfig { .. } | IdError::InvalidId { .. } => PyValueError::new_err(msg),
         _ => OrderIdError::new_err(msg),
     }
 }

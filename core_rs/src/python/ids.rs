@@ -49,6 +49,7 @@ fn arg<T: TryFrom<i64>>(py: Python<'_>, name: &str, value: i64) -> PyResult<T> {
     })
 }
 
+/// Snowflake-style 64-bit order IDs (see `pyorder.ids`); thread-safe, unique, increasing.
 #[pyclass(frozen, module = "pyorder._core")]
 struct OrderIdGenerator {
     inner: IdGenerator,
@@ -106,6 +107,7 @@ impl OrderIdGenerator {
             .map_err(|e| self.err(py, e))
     }
 
+    /// `n` IDs in increasing order as a uint64 array; `genes[i] % 2**gene_bits` per ID.
     #[pyo3(signature = (n, *, genes=None))]
     fn next_ids<'py>(
         &self,
@@ -129,6 +131,7 @@ impl OrderIdGenerator {
     }
 }
 
+/// Split an ID into (unix_ms, node, sequence, gene).
 #[pyfunction]
 #[pyo3(signature = (order_id, gene_bits=0))]
 fn decode_order_id(

@@ -10,8 +10,8 @@ use pyo3::types::{PyDict, PyInt, PyMapping};
 
 use super::errors::{inventory_err, InvalidQuantityError, UnknownSkuError};
 use crate::inventory::{
-    self as core, status, BatchOrders, InventoryError as CoreError, InventoryState, MatchPolicy, DEFAULT_TIMEOUT_MS,
-    MAX_LINE_QUANTITY,
+    self as core, status, BatchOrders, InventoryError as CoreError, InventoryState, MatchPolicy,
+    DEFAULT_TIMEOUT_MS, MAX_LINE_QUANTITY,
 };
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -67,27 +67,52 @@ fn sku_arg(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
 /// A line quantity; out-of-range values become 0, which the core refuses in its validation order.
 fn quantity_arg(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
     let v = int(obj)?;
-    Ok(u32::try_from(v).ok().filter(|&q| q <= MAX_LINE_QUANTITY).unwrap_or(0))
+    Ok(u32::try_from(v)
+        .ok()
+        .filter(|&q| q <= MAX_LINE_QUANTITY)
+        .unwrap_or(0))
 }
 
 fn units_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
     let v = int(obj)?;
-    u64::try_from(v).map_err(|_| InvalidQuantityError::new_err(format!("{what} must be >= 0, got {v}")))
+    u64::try_from(v)
+        .map_err(|_| InvalidQuantityError::new_err(format!("{what} must be >= 0, got {v}")))
 }
 
 fn u32_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u32> {
     let v = int(obj)?;
-    u32::try_from(v).map_err(|_| inventory_err(py, CoreError::InvalidArgument { message: format!("{what} out of range: {v}") }))
+    u32::try_from(v).map_err(|_| {
+        inventory_err(
+            py,
+            CoreError::InvalidArgument {
+                message: format!("{what} out of range: {v}"),
+            },
+        )
+    })
 }
 
 fn u64_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
     let v = int(obj)?;
-    u64::try_from(v).map_err(|_| inventory_err(py, CoreError::InvalidArgument { message: format!("{what} out of range: {v}") }))
+    u64::try_from(v).map_err(|_| {
+        inventory_err(
+            py,
+            CoreError::InvalidArgument {
+                message: format!("{what} out of range: {v}"),
+            },
+        )
+    })
 }
 
 fn warehouse_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<u32> {
     let v = int(obj)?;
-    u32::try_from(v).map_err(|_| inventory_err(py, CoreError::UnknownWarehouse { warehouse: u32::MAX }))
+    u32::try_from(v).map_err(|_| {
+        inventory_err(
+            py,
+            CoreError::UnknownWarehouse {
+                warehouse: u32::MAX,
+            },
+        )
+    })
 }
 
 fn now_arg(py: Python<'_>, now_ms: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
@@ -113,7 +138,8 @@ fn policy_arg(py: Python<'_>, policy: &str) -> PyResult<MatchPolicy> {
 }
 
 fn slice<'a, T: Element>(arr: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
-    arr.as_slice().map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-D array")))
+    arr.as_slice()
+        .map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-D array")))
 }
 
 // --- value classes -------------------------------------------------------------------------
@@ -132,7 +158,12 @@ struct StockLevel {
 impl StockLevel {
     #[new]
     fn new(on_hand: u64, available: u64, reserved: u64, sold: u64) -> Self {
-        Self { on_hand, available, reserved, sold }
+        Self {
+            on_hand,
+            available,
+            reserved,
+            sold,
+        }
     }
 
     fn __repr__(&self) -> String {
@@ -145,7 +176,12 @@ impl StockLevel {
 
 impl From<core::StockLevel> for StockLevel {
     fn from(l: core::StockLevel) -> Self {
-        Self { on_hand: l.on_hand, available: l.available, reserved: l.reserved, sold: l.sold }
+        Self {
+            on_hand: l.on_hand,
+            available: l.available,
+            reserved: l.reserved,
+            sold: l.sold,
+        }
     }
 }
 
@@ -190,14 +226,18 @@ impl Inventory {
     #[new]
     #[pyo3(signature = (shards = 64))]
     fn new(py: Python<'_>, shards: usize) -> PyResult<Self> {
-        Ok(Self { inner: core::Inventory::new(shards).map_err(|e| inventory_err(py, e))? })
+        Ok(Self {
+            inner: core::Inventory::new(shards).map_err(|e| inventory_err(py, e))?,
+        })
     }
 
     #[staticmethod]
     #[pyo3(signature = (state, shards = 64))]
     fn from_state(py: Python<'_>, state: &Bound<'_, PyMapping>, shards: usize) -> PyResult<Self> {
         let st = state_from_py(state)?;
-        let inner = py.detach(|| core::Inventory::from_state(&st, shards)).map_err(|e| inventory_err(py, e))?;
+        let inner = py
+            .detach(|| core::Inventory::from_state(&st, shards))
+            .map_err(|e| inventory_err(py, e))?;
         Ok(Self { inner })
     }
 
@@ -225,18 +265,30 @@ impl Inventory {
         self.inner.add_warehouse().map_err(|e| inventory_err(py, e))
     }
 
-    fn set_region(&self, py: Python<'_>, region: &Bound<'_, PyAny>, warehouses: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
+    fn set_region(
+        &self,
+        py: Python<'_>,
+        region: &Bound<'_, PyAny>,
+        warehouses: Vec<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let region = u32_arg(py, region, "region")?;
-        let list = warehouses.iter().map(|w| warehouse_arg(py, w)).collect::<PyResult<Vec<u32>>>()?;
-        self.inner.set_region(region, &list).map_err(|e| inventory_err(py, e))
+        let list = warehouses
+            .iter()
+            .map(|w| warehouse_arg(py, w))
+            .collect::<PyResult<Vec<u32>>>()?;
+        self.inner
+            .set_region(region, &list)
+            .map_err(|e| inventory_err(py, e))
     }
 
     fn region_warehouses(&self, py: Python<'_>, region: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
         let region = u32_arg(py, region, "region")?;
-        self.inner.region_warehouses(region).map_err(|e| inventory_err(py, e))
+        self.inner
+            .region_warehouses(region)
+            .map_err(|e| inventory_err(py, e))
     }
 
-    #[pyo3(signature = (stock = None, *, limit_per_buyer = None))]
+    #[pyo3(signature = (stock = None, *, limit_per_buyer = None), text_signature = "($self, /, stock=0, *, limit_per_buyer=0)")]
     fn add_sku(
         &self,
         py: Python<'_>,
@@ -246,7 +298,9 @@ impl Inventory {
         let mut slots: Vec<(u32, u64)> = Vec::new();
         match stock {
             None => slots.push((0, 0)),
-            Some(s) if s.is_instance_of::<PyInt>() => slots.push((0, units_arg(s, "on-hand units")?)),
+            Some(s) if s.is_instance_of::<PyInt>() => {
+                slots.push((0, units_arg(s, "on-hand units")?))
+            }
             Some(s) => {
                 let mapping = s.cast::<PyMapping>().map_err(|_| {
                     PyTypeError::new_err("stock must be an int (units in warehouse 0) or a {warehouse: units} mapping")
@@ -261,7 +315,9 @@ impl Inventory {
             None => 0,
             Some(l) => units_arg(l, "limit_per_buyer")?,
         };
-        self.inner.add_sku(&slots, limit).map_err(|e| inventory_err(py, e))
+        self.inner
+            .add_sku(&slots, limit)
+            .map_err(|e| inventory_err(py, e))
     }
 
     #[pyo3(signature = (on_hand, warehouse = 0))]
@@ -272,12 +328,14 @@ impl Inventory {
         warehouse: u32,
     ) -> PyResult<Bound<'py, PyArray1<u32>>> {
         let units = slice(&on_hand, "on_hand")?;
-        let first = py.detach(|| self.inner.add_skus(units, warehouse)).map_err(|e| inventory_err(py, e))?;
+        let first = py
+            .detach(|| self.inner.add_skus(units, warehouse))
+            .map_err(|e| inventory_err(py, e))?;
         let ids: Vec<u32> = (first..first + units.len() as u32).collect();
         Ok(PyArray1::from_vec(py, ids))
     }
 
-    #[pyo3(signature = (sku, quantity, warehouse = None))]
+    #[pyo3(signature = (sku, quantity, warehouse = None), text_signature = "($self, /, sku, quantity, warehouse=0)")]
     fn restock(
         &self,
         py: Python<'_>,
@@ -288,13 +346,20 @@ impl Inventory {
         let sku = sku_arg(sku)?;
         let q = int(quantity)?;
         if q <= 0 {
-            return Err(InvalidQuantityError::new_err(format!("a restock adds at least 1 unit, got {q}")));
+            return Err(InvalidQuantityError::new_err(format!(
+                "a restock adds at least 1 unit, got {q}"
+            )));
         }
-        let wh = warehouse.map(|w| warehouse_arg(py, w)).transpose()?.unwrap_or(0);
-        self.inner.restock(sku, q as u64, wh).map_err(|e| inventory_err(py, e))
+        let wh = warehouse
+            .map(|w| warehouse_arg(py, w))
+            .transpose()?
+            .unwrap_or(0);
+        self.inner
+            .restock(sku, q as u64, wh)
+            .map_err(|e| inventory_err(py, e))
     }
 
-    #[pyo3(signature = (sku, delta, warehouse = None))]
+    #[pyo3(signature = (sku, delta, warehouse = None), text_signature = "($self, /, sku, delta, warehouse=0)")]
     fn adjust(
         &self,
         py: Python<'_>,
@@ -304,33 +369,70 @@ impl Inventory {
     ) -> PyResult<()> {
         let sku = sku_arg(sku)?;
         let delta = int(delta)?;
-        let wh = warehouse.map(|w| warehouse_arg(py, w)).transpose()?.unwrap_or(0);
-        self.inner.adjust(sku, delta, wh).map_err(|e| inventory_err(py, e))
+        let wh = warehouse
+            .map(|w| warehouse_arg(py, w))
+            .transpose()?
+            .unwrap_or(0);
+        self.inner
+            .adjust(sku, delta, wh)
+            .map_err(|e| inventory_err(py, e))
     }
 
-    fn set_purchase_limit(&self, py: Python<'_>, sku: &Bound<'_, PyAny>, limit_per_buyer: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_purchase_limit(
+        &self,
+        py: Python<'_>,
+        sku: &Bound<'_, PyAny>,
+        limit_per_buyer: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let sku = sku_arg(sku)?;
         let limit = units_arg(limit_per_buyer, "limit_per_buyer")?;
-        self.inner.set_purchase_limit(sku, limit).map_err(|e| inventory_err(py, e))
+        self.inner
+            .set_purchase_limit(sku, limit)
+            .map_err(|e| inventory_err(py, e))
     }
 
     fn purchase_limit(&self, py: Python<'_>, sku: &Bound<'_, PyAny>) -> PyResult<u64> {
-        self.inner.purchase_limit(sku_arg(sku)?).map_err(|e| inventory_err(py, e))
+        self.inner
+            .purchase_limit(sku_arg(sku)?)
+            .map_err(|e| inventory_err(py, e))
     }
 
-    fn bought_by(&self, py: Python<'_>, sku: &Bound<'_, PyAny>, buyer: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn bought_by(
+        &self,
+        py: Python<'_>,
+        sku: &Bound<'_, PyAny>,
+        buyer: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let buyer = u64_arg(py, buyer, "buyer")?;
-        self.inner.bought_by(sku_arg(sku)?, buyer).map_err(|e| inventory_err(py, e))
+        self.inner
+            .bought_by(sku_arg(sku)?, buyer)
+            .map_err(|e| inventory_err(py, e))
     }
 
     #[pyo3(signature = (sku, warehouse = None))]
-    fn stock(&self, py: Python<'_>, sku: &Bound<'_, PyAny>, warehouse: Option<&Bound<'_, PyAny>>) -> PyResult<StockLevel> {
+    fn stock(
+        &self,
+        py: Python<'_>,
+        sku: &Bound<'_, PyAny>,
+        warehouse: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<StockLevel> {
         let wh = warehouse.map(|w| warehouse_arg(py, w)).transpose()?;
-        Ok(self.inner.stock(sku_arg(sku)?, wh).map_err(|e| inventory_err(py, e))?.into())
+        Ok(self
+            .inner
+            .stock(sku_arg(sku)?, wh)
+            .map_err(|e| inventory_err(py, e))?
+            .into())
     }
 
-    fn stock_by_warehouse<'py>(&self, py: Python<'py>, sku: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
-        let levels = self.inner.stock_by_warehouse(sku_arg(sku)?).map_err(|e| inventory_err(py, e))?;
+    fn stock_by_warehouse<'py>(
+        &self,
+        py: Python<'py>,
+        sku: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let levels = self
+            .inner
+            .stock_by_warehouse(sku_arg(sku)?)
+            .map_err(|e| inventory_err(py, e))?;
         let out = PyDict::new(py);
         for (wh, level) in levels {
             out.set_item(wh, StockLevel::from(level))?;
@@ -338,7 +440,10 @@ impl Inventory {
         Ok(out)
     }
 
-    #[pyo3(signature = (sku, quantity, *, buyer = None, region = None, timeout_ms = None, now_ms = None))]
+    #[pyo3(
+        signature = (sku, quantity, *, buyer = None, region = None, timeout_ms = None, now_ms = None),
+        text_signature = "($self, /, sku, quantity, *, buyer=0, region=None, timeout_ms=900000, now_ms=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn reserve(
         &self,
@@ -352,10 +457,22 @@ impl Inventory {
     ) -> PyResult<u64> {
         let skus = [sku_arg(sku)?];
         let quantities = [quantity_arg(quantity)?];
-        self.reserve_lines(py, &skus, &quantities, buyer, region, MatchPolicy::default(), timeout_ms, now_ms)
+        self.reserve_lines(
+            py,
+            &skus,
+            &quantities,
+            buyer,
+            region,
+            MatchPolicy::default(),
+            timeout_ms,
+            now_ms,
+        )
     }
 
-    #[pyo3(signature = (lines, *, buyer = None, region = None, policy = "prefer_one_parcel", timeout_ms = None, now_ms = None))]
+    #[pyo3(
+        signature = (lines, *, buyer = None, region = None, policy = "prefer_one_parcel", timeout_ms = None, now_ms = None),
+        text_signature = "($self, /, lines, *, buyer=0, region=None, policy='prefer_one_parcel', timeout_ms=900000, now_ms=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn reserve_order(
         &self,
@@ -374,11 +491,23 @@ impl Inventory {
             quantities.push(quantity_arg(q)?);
         }
         let policy = policy_arg(py, policy)?;
-        self.reserve_lines(py, &skus, &quantities, buyer, region, policy, timeout_ms, now_ms)
+        self.reserve_lines(
+            py,
+            &skus,
+            &quantities,
+            buyer,
+            region,
+            policy,
+            timeout_ms,
+            now_ms,
+        )
     }
 
-    #[pyo3(signature = (skus, quantities, *, order_offsets = None, buyers = None, regions = None,
-                        policy = "prefer_one_parcel", timeout_ms = None, now_ms = None))]
+    #[pyo3(
+        signature = (skus, quantities, *, order_offsets = None, buyers = None, regions = None,
+                     policy = "prefer_one_parcel", timeout_ms = None, now_ms = None),
+        text_signature = "($self, /, skus, quantities, *, order_offsets=None, buyers=None, regions=None, policy='prefer_one_parcel', timeout_ms=900000, now_ms=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn reserve_batch(
         &self,
@@ -398,7 +527,10 @@ impl Inventory {
         let orders = BatchOrders {
             skus: slice(&skus, "skus")?,
             quantities: slice(&quantities, "quantities")?,
-            offsets: order_offsets.as_ref().map(|a| slice(a, "order_offsets")).transpose()?,
+            offsets: order_offsets
+                .as_ref()
+                .map(|a| slice(a, "order_offsets"))
+                .transpose()?,
             buyers: buyers.as_ref().map(|a| slice(a, "buyers")).transpose()?,
             regions: regions.as_ref().map(|a| slice(a, "regions")).transpose()?,
         };
@@ -426,16 +558,29 @@ impl Inventory {
         let qs: Option<Vec<u32>> = match quantities {
             None => None,
             Some(q) if q.is_instance_of::<PyInt>() => Some(vec![confirm_quantity(q)?]),
-            Some(q) => Some(q.try_iter()?.map(|item| confirm_quantity(&item?)).collect::<PyResult<_>>()?),
+            Some(q) => Some(
+                q.try_iter()?
+                    .map(|item| confirm_quantity(&item?))
+                    .collect::<PyResult<_>>()?,
+            ),
         };
-        self.inner.confirm(id, qs.as_deref(), now).map_err(|e| inventory_err(py, e))
+        self.inner
+            .confirm(id, qs.as_deref(), now)
+            .map_err(|e| inventory_err(py, e))
     }
 
     #[pyo3(signature = (reservation, *, now_ms = None))]
-    fn release(&self, py: Python<'_>, reservation: &Bound<'_, PyAny>, now_ms: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn release(
+        &self,
+        py: Python<'_>,
+        reservation: &Bound<'_, PyAny>,
+        now_ms: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let id = self.reservation_arg(reservation)?;
         let now = now_arg(py, now_ms)?;
-        self.inner.release(id, now).map_err(|e| inventory_err(py, e))
+        self.inner
+            .release(id, now)
+            .map_err(|e| inventory_err(py, e))
     }
 
     #[pyo3(signature = (reservations, *, now_ms = None))]
@@ -447,7 +592,10 @@ impl Inventory {
     ) -> PyResult<Bound<'py, PyArray1<u8>>> {
         let now = now_arg(py, now_ms)?;
         let ids = slice(&reservations, "reservations")?;
-        Ok(PyArray1::from_vec(py, py.detach(|| self.inner.confirm_batch(ids, now))))
+        Ok(PyArray1::from_vec(
+            py,
+            py.detach(|| self.inner.confirm_batch(ids, now)),
+        ))
     }
 
     #[pyo3(signature = (reservations, *, now_ms = None))]
@@ -459,24 +607,46 @@ impl Inventory {
     ) -> PyResult<Bound<'py, PyArray1<u8>>> {
         let now = now_arg(py, now_ms)?;
         let ids = slice(&reservations, "reservations")?;
-        Ok(PyArray1::from_vec(py, py.detach(|| self.inner.release_batch(ids, now))))
+        Ok(PyArray1::from_vec(
+            py,
+            py.detach(|| self.inner.release_batch(ids, now)),
+        ))
     }
 
-    fn reservation(&self, py: Python<'_>, reservation: &Bound<'_, PyAny>) -> PyResult<ReservationInfo> {
+    fn reservation(
+        &self,
+        py: Python<'_>,
+        reservation: &Bound<'_, PyAny>,
+    ) -> PyResult<ReservationInfo> {
         let id = self.reservation_arg(reservation)?;
-        let r = self.inner.reservation(id).map_err(|e| inventory_err(py, e))?;
+        let r = self
+            .inner
+            .reservation(id)
+            .map_err(|e| inventory_err(py, e))?;
         Ok(ReservationInfo {
             reservation: id,
             state: "pending",
             buyer: r.buyer,
             deadline_ms: r.deadline_ms,
-            lines: r.lines.iter().map(|l| (l.sku, l.warehouse, l.quantity)).collect(),
+            lines: r
+                .lines
+                .iter()
+                .map(|l| (l.sku, l.warehouse, l.quantity))
+                .collect(),
         })
     }
 
-    fn reservation_state(&self, py: Python<'_>, reservation: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+    fn reservation_state(
+        &self,
+        py: Python<'_>,
+        reservation: &Bound<'_, PyAny>,
+    ) -> PyResult<&'static str> {
         let id = self.reservation_arg(reservation)?;
-        Ok(self.inner.reservation_state(id).map_err(|e| inventory_err(py, e))?.as_str())
+        Ok(self
+            .inner
+            .reservation_state(id)
+            .map_err(|e| inventory_err(py, e))?
+            .as_str())
     }
 
     #[pyo3(signature = (now_ms = None, limit = 4096))]
@@ -487,7 +657,10 @@ impl Inventory {
         limit: usize,
     ) -> PyResult<Bound<'py, PyArray1<u64>>> {
         let now = now_arg(py, now_ms)?;
-        Ok(PyArray1::from_vec(py, py.detach(|| self.inner.expire_due(now, limit))))
+        Ok(PyArray1::from_vec(
+            py,
+            py.detach(|| self.inner.expire_due(now, limit)),
+        ))
     }
 
     fn next_deadline_ms(&self) -> Option<u64> {
@@ -505,7 +678,8 @@ impl Inventory {
     }
 
     fn check_invariants(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.check_invariants()).map_err(|e| inventory_err(py, e))
+        py.detach(|| self.inner.check_invariants())
+            .map_err(|e| inventory_err(py, e))
     }
 }
 
@@ -522,7 +696,10 @@ impl Inventory {
         timeout_ms: Option<&Bound<'_, PyAny>>,
         now_ms: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
-        let buyer = buyer.map(|b| u64_arg(py, b, "buyer")).transpose()?.unwrap_or(0);
+        let buyer = buyer
+            .map(|b| u64_arg(py, b, "buyer"))
+            .transpose()?
+            .unwrap_or(0);
         let region = match region {
             None => None,
             Some(r) => Some(int(r).map(|v| u32::try_from(v).unwrap_or(u32::MAX))?),
@@ -544,7 +721,9 @@ impl Inventory {
 
 fn confirm_quantity(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
     let v = int(obj)?;
-    u32::try_from(v).map_err(|_| InvalidQuantityError::new_err(format!("a confirmed quantity must be >= 0, got {v}")))
+    u32::try_from(v).map_err(|_| {
+        InvalidQuantityError::new_err(format!("a confirmed quantity must be >= 0, got {v}"))
+    })
 }
 
 // --- state <-> numpy -----------------------------------------------------------------------
@@ -552,10 +731,19 @@ fn confirm_quantity(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
 fn state_to_py(py: Python<'_>, st: InventoryState) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("sku_count", PyArray1::from_vec(py, vec![st.sku_count]))?;
-    d.set_item("warehouse_count", PyArray1::from_vec(py, vec![st.warehouse_count]))?;
-    d.set_item("next_reservation_id", PyArray1::from_vec(py, vec![st.next_reservation_id]))?;
+    d.set_item(
+        "warehouse_count",
+        PyArray1::from_vec(py, vec![st.warehouse_count]),
+    )?;
+    d.set_item(
+        "next_reservation_id",
+        PyArray1::from_vec(py, vec![st.next_reservation_id]),
+    )?;
     d.set_item("stock_sku", PyArray1::from_vec(py, st.stock_sku))?;
-    d.set_item("stock_warehouse", PyArray1::from_vec(py, st.stock_warehouse))?;
+    d.set_item(
+        "stock_warehouse",
+        PyArray1::from_vec(py, st.stock_warehouse),
+    )?;
     d.set_item("stock_on_hand", PyArray1::from_vec(py, st.stock_on_hand))?;
     d.set_item("stock_sold", PyArray1::from_vec(py, st.stock_sold))?;
     d.set_item("limit_sku", PyArray1::from_vec(py, st.limit_sku))?;
@@ -565,10 +753,16 @@ fn state_to_py(py: Python<'_>, st: InventoryState) -> PyResult<Bound<'_, PyDict>
     d.set_item("bought_units", PyArray1::from_vec(py, st.bought_units))?;
     d.set_item("region_id", PyArray1::from_vec(py, st.region_id))?;
     d.set_item("region_offsets", PyArray1::from_vec(py, st.region_offsets))?;
-    d.set_item("region_warehouses", PyArray1::from_vec(py, st.region_warehouses))?;
+    d.set_item(
+        "region_warehouses",
+        PyArray1::from_vec(py, st.region_warehouses),
+    )?;
     d.set_item("res_id", PyArray1::from_vec(py, st.res_id))?;
     d.set_item("res_buyer", PyArray1::from_vec(py, st.res_buyer))?;
-    d.set_item("res_deadline_ms", PyArray1::from_vec(py, st.res_deadline_ms))?;
+    d.set_item(
+        "res_deadline_ms",
+        PyArray1::from_vec(py, st.res_deadline_ms),
+    )?;
     d.set_item("res_offsets", PyArray1::from_vec(py, st.res_offsets))?;
     d.set_item("line_sku", PyArray1::from_vec(py, st.line_sku))?;
     d.set_item("line_warehouse", PyArray1::from_vec(py, st.line_warehouse))?;
@@ -579,11 +773,16 @@ fn state_to_py(py: Python<'_>, st: InventoryState) -> PyResult<Bound<'_, PyDict>
 fn array<T: Element + Copy>(state: &Bound<'_, PyMapping>, key: &str) -> PyResult<Vec<T>> {
     let py = state.py();
     let bad = |what: &str| {
-        let message = format!("state[{key:?}] {what} (a 1-D numpy array of {})", std::any::type_name::<T>());
+        let message = format!(
+            "state[{key:?}] {what} (a 1-D numpy array of {})",
+            std::any::type_name::<T>()
+        );
         inventory_err(py, CoreError::InvalidState { message })
     };
     let value = state.get_item(key).map_err(|_| bad("is missing"))?;
-    let arr = value.cast::<PyArray1<T>>().map_err(|_| bad("has the wrong type or dtype"))?;
+    let arr = value
+        .cast::<PyArray1<T>>()
+        .map_err(|_| bad("has the wrong type or dtype"))?;
     Ok(arr.readonly().as_array().to_vec())
 }
 
@@ -591,7 +790,10 @@ fn scalar(state: &Bound<'_, PyMapping>, key: &str) -> PyResult<u64> {
     let v: Vec<u64> = array(state, key)?;
     if v.len() != 1 {
         let message = format!("state[{key:?}] must hold exactly one value");
-        return Err(inventory_err(state.py(), CoreError::InvalidState { message }));
+        return Err(inventory_err(
+            state.py(),
+            CoreError::InvalidState { message },
+        ));
     }
     Ok(v[0])
 }
