@@ -48,18 +48,25 @@ ZERO = Level(0, 0, 0, 0)
 ERROR_ATTRS = ("sku", "limit", "state", "region", "warehouse", "reservation")
 
 sku_picks = st.integers(0, 10**6)  # mapped onto the catalogue by InventoryMachine.sku()
-good_qty = st.integers(1, 4)
-bad_qty = st.sampled_from([0, -1, -(2**40), MAX_QUANTITY + 1, 2**32, 2**40])
-quantities = st.one_of(good_qty, good_qty, good_qty, good_qty, bad_qty, st.just(MAX_QUANTITY))
-batch_qty = st.one_of(  # representable in uint32
-    good_qty, good_qty, good_qty, st.sampled_from([0, MAX_QUANTITY, MAX_QUANTITY + 1, 2**32 - 1])
+BAD_QUANTITIES = [0, -1, -(2**40), MAX_QUANTITY + 1, 2**32, 2**40]
+# Mostly valid (weights by repetition: hypothesis merges equal branches of one_of).
+quantities = st.sampled_from([1, 2, 3, 4] * 8 + [1, 2] * 4 + BAD_QUANTITIES + [MAX_QUANTITY])
+batch_qty = st.sampled_from(  # representable in uint32
+    [1, 2, 3, 4] * 8 + [1, 2] * 4 + [0, MAX_QUANTITY, MAX_QUANTITY + 1, 2**32 - 1]
 )
 buyers = st.sampled_from(BUYERS)
-regions = st.one_of(st.none(), st.integers(0, REGIONS))
+region_ids = st.sampled_from([0, 1] * 6 + [2, 3, REGIONS])  # 0 and 1 are set from the start
+regions = st.one_of(st.none(), region_ids)
 policies = st.sampled_from(list(MatchPolicy))
 timeouts = st.one_of(st.integers(1, 40), st.just(10_000))
-lines_of = st.lists(st.tuples(sku_picks, quantities), max_size=4)
-batch_lines = st.lists(st.tuples(sku_picks, batch_qty), max_size=3)
+lines_of = st.one_of(
+    st.lists(st.tuples(sku_picks, quantities), min_size=1, max_size=4),
+    st.lists(st.tuples(sku_picks, quantities), max_size=4),
+)
+batch_lines = st.one_of(
+    st.lists(st.tuples(sku_picks, batch_qty), min_size=1, max_size=3),
+    st.lists(st.tuples(sku_picks, batch_qty), max_size=3),
+)
 
 
 def level(s: StockLevel) -> Level:
@@ -105,7 +112,8 @@ class InventoryMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ helpers
     def sku(self, pick: int) -> int:
         """A known SKU most of the time; the next, not yet known, index now and then."""
-        return pick % (self.model.sku_count + 1) if pick % 16 else self.model.sku_count + pick % 3
+        n = self.model.sku_count
+        return pick % n if n and pick % 16 != 15 else n + pick % 3
 
     def pick_id(self, pick: int) -> int:
         """A known id most of the time; sometimes one that was never handed out."""
@@ -128,27 +136,31 @@ class InventoryMachine(RuleBasedStateMachine):
         shards=st.sampled_from([1, 2, 4, 64]),
         warehouses=st.integers(0, MAX_WAREHOUSES - 1),
         stock=st.lists(
-            st.dictionaries(st.integers(0, MAX_WAREHOUSES - 1), st.integers(0, 12), max_size=3),
+            st.tuples(
+                st.integers(0, 12),
+                st.dictionaries(st.integers(1, MAX_WAREHOUSES - 1), st.integers(0, 12), max_size=3),
+            ),
             min_size=1,
             max_size=6,
         ),
-        region_lists=st.lists(st.permutations(range(MAX_WAREHOUSES)), max_size=2),
+        preferences=st.lists(st.permutations(range(MAX_WAREHOUSES)), min_size=2, max_size=2),
     )
     def make(
         self,
         shards: int,
         warehouses: int,
-        stock: list[dict[int, int]],
-        region_lists: list[list[int]],
+        stock: list[tuple[int, dict[int, int]]],
+        preferences: list[list[int]],
     ) -> None:
-        """A starting catalogue, so that most steps meet known SKUs with some stock."""
+        """A starting catalogue and regions 0 and 1, so most steps meet known SKUs with stock."""
         self.core = Inventory(shards=shards)
         assert self.core.shards >= 1
         for _ in range(warehouses):
             self.add_warehouse()
-        for units in stock:
-            self.add_sku({w: n for w, n in units.items() if w <= warehouses}, 0)
-        for region, order in enumerate(region_lists):
+        for units_in_0, elsewhere in stock:
+            units = {0: units_in_0, **{w: n for w, n in elsewhere.items() if w <= warehouses}}
+            self.add_sku(units, 0)
+        for region, order in enumerate(preferences):
             self.set_region(region, [w for w in order if w <= warehouses][:3])
 
     @precondition(lambda self: self.model.warehouse_count < MAX_WAREHOUSES)
@@ -313,7 +325,7 @@ class InventoryMachine(RuleBasedStateMachine):
         )
         region_arr = data.draw(
             st.none()
-            | st.lists(st.integers(0, REGIONS), min_size=n, max_size=n).map(
+            | st.lists(region_ids, min_size=n, max_size=n).map(
                 lambda r: np.array(r, dtype=np.uint32)
             ),
             label="regions",

@@ -1,0 +1,176 @@
+"""Warehouses, delivery regions and the SKU catalogue, with stock per warehouse.
+
+Each change is applied to the in-memory engine and staged for the group commit; the caller
+acknowledges it only after ``await platform.intake.durable()``. Rules: merchants and admins create warehouses; admins order regions; merchants
+own their SKUs and stock them in their own warehouses or the platform's (admin-owned) ones.
+"""
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pyorder.auth import Principal, Role
+from pyorder.engine import now_ms
+from pyorder.errors import Forbidden, InvalidInput, NotFound
+from pyorder.inventory import InventoryError, StockLevel
+from pyorder.model import Sku, StockRow, Warehouse
+
+if TYPE_CHECKING:
+    from pyorder.platform import Platform
+
+MAX_UNITS = 1 << 50
+"""Largest on-hand count accepted from the API for one SKU in one warehouse."""
+MAX_PRICE = 10**12
+"""Largest unit price, in minor units."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkuView:
+    """A SKU with its live stock, in total and per warehouse."""
+
+    sku: Sku
+    total: StockLevel
+    by_warehouse: dict[int, StockLevel]
+
+
+class Catalog:
+    def __init__(self, platform: "Platform") -> None:
+        self._p = platform
+
+    # --- warehouses and regions ----------------------------------------------------------
+
+    def create_warehouse(self, who: Principal, name: str, regions: list[str]) -> Warehouse:
+        who.require(Role.MERCHANT, Role.ADMIN)
+        engine, batch = self._p.engine, self._p.intake.batch
+        wid = len(engine.warehouses)
+        if wid >= engine.inventory.warehouse_count:
+            engine.inventory.add_warehouse()
+        warehouse = Warehouse(wid, name, who.key)
+        engine.warehouses[wid] = warehouse
+        batch.warehouses.append(warehouse)
+        for code in dict.fromkeys(regions):
+            listed = [*engine.regions.get(code, []), wid]
+            self._set_region(code, listed)
+        return warehouse
+
+    def warehouse(self, who: Principal, wid: int) -> Warehouse:
+        who.require(Role.MERCHANT, Role.ADMIN)
+        warehouse = self._p.engine.warehouses.get(wid)
+        if warehouse is None:
+            raise NotFound(f"warehouse {wid} does not exist")
+        return warehouse
+
+    def list_warehouses(self, who: Principal) -> list[Warehouse]:
+        who.require(Role.MERCHANT, Role.ADMIN)
+        return [self._p.engine.warehouses[w] for w in sorted(self._p.engine.warehouses)]
+
+    def set_region(self, who: Principal, code: str, warehouses: list[int]) -> list[int]:
+        who.require(Role.ADMIN)
+        if len(set(warehouses)) != len(warehouses):
+            raise InvalidInput("a warehouse may appear only once in a region")
+        for wid in warehouses:
+            if wid not in self._p.engine.warehouses:
+                raise InvalidInput(f"warehouse {wid} does not exist", field="warehouses")
+        self._set_region(code, warehouses)
+        return warehouses
+
+    def region(self, code: str) -> list[int]:
+        listed = self._p.engine.regions.get(code)
+        if listed is None:
+            raise NotFound(f"region {code!r} is not served")
+        return listed
+
+    def _set_region(self, code: str, warehouses: list[int]) -> None:
+        engine = self._p.engine
+        engine.inventory.set_region(engine.region_id(code), warehouses)
+        engine.regions[code] = list(warehouses)
+        self._p.intake.batch.regions[code] = list(warehouses)
+
+    # --- SKUs ------------------------------------------------------------------------------
+
+    def create_sku(
+        self,
+        who: Principal,
+        *,
+        title: str,
+        price: int,
+        currency: str,
+        stock: dict[int, int],
+        limit_per_buyer: int = 0,
+    ) -> SkuView:
+        who.require(Role.MERCHANT, Role.ADMIN)
+        if not title.strip() or len(title) > 200:
+            raise InvalidInput("title must have 1 to 200 characters", field="title")
+        if not 0 <= price <= MAX_PRICE:
+            raise InvalidInput(f"price must be between 0 and {MAX_PRICE} minor units", field="price")
+        if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+            raise InvalidInput("currency must be an ISO 4217 code like CNY", field="currency")
+        if not 0 <= limit_per_buyer <= MAX_UNITS:
+            raise InvalidInput("limit_per_buyer must be >= 0", field="limit_per_buyer")
+        for wid, units in stock.items():
+            self._check_stocking(who, wid)
+            if not 0 <= units <= MAX_UNITS:
+                raise InvalidInput(f"units must be between 0 and {MAX_UNITS}", field="stock")
+        engine, batch = self._p.engine, self._p.intake.batch
+        sid = engine.inventory.add_sku(stock or {0: 0}, limit_per_buyer=limit_per_buyer)
+        sku = Sku(sid, who.key, title, price, currency, limit_per_buyer, now_ms())
+        engine.skus[sid] = sku
+        batch.skus.append(sku)
+        for wid, level in engine.inventory.stock_by_warehouse(sid).items():
+            batch.stock_rows.append(StockRow(sid, wid, level.on_hand, 0, 0))
+        return self.view(sku)
+
+    def adjust_stock(self, who: Principal, sku_id: int, warehouse: int, delta: int) -> SkuView:
+        """Add (restock) or remove (count correction) units; never below reserved + sold."""
+        sku = self._owned(who, sku_id)
+        self._check_stocking(who, warehouse)
+        inv = self._p.engine.inventory
+        existed = warehouse in inv.stock_by_warehouse(sku.id)
+        if not -MAX_UNITS <= delta <= MAX_UNITS:
+            raise InvalidInput(f"delta must be between -{MAX_UNITS} and {MAX_UNITS}", field="delta")
+        try:
+            inv.adjust(sku.id, delta, warehouse)
+        except InventoryError as exc:
+            raise InvalidInput(str(exc), field="delta") from exc
+        batch = self._p.intake.batch
+        if existed:
+            batch.add_delta(sku.id, warehouse, delta, 0, 0)
+        elif delta:
+            batch.stock_rows.append(StockRow(sku.id, warehouse, delta, 0, 0))
+        return self.view(sku)
+
+    def get_sku(self, who: Principal, sku_id: int) -> SkuView:
+        sku = self._p.engine.skus.get(sku_id)
+        if sku is None or (who.role is Role.MERCHANT and sku.merchant != who.key):
+            raise NotFound(f"SKU {sku_id} does not exist")
+        return self.view(sku)
+
+    def list_skus(self, who: Principal, after: int, limit: int) -> list[SkuView]:
+        skus = self._p.engine.skus
+        ids = (i for i in sorted(skus) if i > after)
+        if who.role is Role.MERCHANT:
+            ids = (i for i in ids if skus[i].merchant == who.key)
+        out: list[SkuView] = []
+        for i in ids:
+            if len(out) == limit:
+                break
+            out.append(self.view(skus[i]))
+        return out
+
+    def view(self, sku: Sku) -> SkuView:
+        inv = self._p.engine.inventory
+        return SkuView(sku, inv.stock(sku.id), inv.stock_by_warehouse(sku.id))
+
+    def _owned(self, who: Principal, sku_id: int) -> Sku:
+        who.require(Role.MERCHANT, Role.ADMIN)
+        sku = self._p.engine.skus.get(sku_id)
+        if sku is None or (who.role is Role.MERCHANT and sku.merchant != who.key):
+            raise NotFound(f"SKU {sku_id} does not exist")
+        return sku
+
+    def _check_stocking(self, who: Principal, wid: int) -> None:
+        warehouse = self._p.engine.warehouses.get(wid)
+        if warehouse is None:
+            raise InvalidInput(f"warehouse {wid} does not exist", field="warehouse")
+        platform_owned = warehouse.owner.startswith(f"{Role.ADMIN.value}:")
+        if who.role is Role.MERCHANT and warehouse.owner != who.key and not platform_owned:
+            raise Forbidden(f"warehouse {wid} belongs to another merchant")

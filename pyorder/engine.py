@@ -1,0 +1,113 @@
+"""The in-memory decision state: inventory, order IDs, and a mirror of the catalogue.
+
+It is rebuilt from the store at start and after a failed commit (``Engine.rebuild``); between
+those, every change is applied here first and then staged for the group commit.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from pyorder.auth import buyer_number
+from pyorder.ids import OrderIdGenerator
+from pyorder.inventory import Inventory
+from pyorder.model import Order, Sku, Snapshot, Warehouse
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch, UTC."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Engine:
+    inventory: Inventory
+    ids: OrderIdGenerator
+    warehouses: dict[int, Warehouse] = field(default_factory=dict)
+    regions: dict[str, list[int]] = field(default_factory=dict)
+    region_ids: dict[str, int] = field(default_factory=dict)
+    """Region code -> the integer the inventory core knows the region by."""
+    skus: dict[int, Sku] = field(default_factory=dict)
+    pending: dict[int, Order] = field(default_factory=dict)
+    """Orders awaiting payment (each holds a reservation), by order id."""
+    by_reservation: dict[int, int] = field(default_factory=dict)
+    """Reservation id -> order id, for the pending orders."""
+
+    def region_id(self, code: str) -> int:
+        """The core's integer for a region code, assigned on first use."""
+        rid = self.region_ids.get(code)
+        if rid is None:
+            rid = self.region_ids[code] = len(self.region_ids)
+        return rid
+
+    def add_pending(self, order: Order) -> None:
+        self.pending[order.id] = order
+        self.by_reservation[order.reservation] = order.id
+
+    def pop_pending(self, order_id: int) -> Order | None:
+        order = self.pending.pop(order_id, None)
+        if order is not None:
+            self.by_reservation.pop(order.reservation, None)
+        return order
+
+    @classmethod
+    def rebuild(cls, snap: Snapshot, *, node: int) -> "Engine":
+        """A fresh engine holding exactly what the store holds."""
+        sku_count = max((s.id for s in snap.skus), default=-1) + 1
+        wh_count = max(1, max((w.id for w in snap.warehouses), default=-1) + 1)
+        region_codes = sorted(snap.regions)
+        region_warehouses = [snap.regions[c] for c in region_codes]
+        limited = {s.id: s.limit_per_buyer for s in snap.skus if s.limit_per_buyer > 0}
+        pending = sorted(snap.pending_orders, key=lambda o: o.reservation)
+        lines = [line for o in pending for line in o.lines]
+        state: dict[str, npt.NDArray[np.generic]] = {
+            "sku_count": np.array([sku_count], np.uint64),
+            "warehouse_count": np.array([wh_count], np.uint64),
+            "next_reservation_id": np.array([snap.max_reservation + 1], np.uint64),
+            "stock_sku": np.array([r.sku for r in snap.stock], np.uint32),
+            "stock_warehouse": np.array([r.warehouse for r in snap.stock], np.uint32),
+            "stock_on_hand": np.array([r.on_hand for r in snap.stock], np.int64),
+            "stock_sold": np.array([r.sold for r in snap.stock], np.int64),
+            "limit_sku": np.array(list(limited), np.uint32),
+            "limit_units": np.array(list(limited.values()), np.uint64),
+            "bought_sku": np.array([b[0] for b in snap.bought], np.uint32),
+            "bought_buyer": np.array([buyer_number(b[1]) for b in snap.bought], np.uint64),
+            "bought_units": np.array([b[2] for b in snap.bought], np.uint64),
+            "region_id": np.arange(len(region_codes), dtype=np.uint32),
+            "region_offsets": np.cumsum([0, *map(len, region_warehouses)], dtype=np.uint64),
+            "region_warehouses": np.array(
+                [w for ws in region_warehouses for w in ws], np.uint32
+            ),
+            "res_id": np.array([o.reservation for o in pending], np.uint64),
+            "res_buyer": np.array([buyer_number(o.buyer) for o in pending], np.uint64),
+            "res_deadline_ms": np.array([o.deadline_ms for o in pending], np.uint64),
+            "res_offsets": np.cumsum([0, *(len(o.lines) for o in pending)], dtype=np.uint64),
+            "line_sku": np.array([li.sku for li in lines], np.uint32),
+            "line_warehouse": np.array([li.warehouse for li in lines], np.uint32),
+            "line_quantity": np.array([li.quantity for li in lines], np.uint32),
+        }
+        engine = cls(
+            inventory=Inventory.from_state(state),
+            ids=OrderIdGenerator(node),
+            warehouses={w.id: w for w in snap.warehouses},
+            regions={c: list(ws) for c, ws in snap.regions.items()},
+            region_ids={c: i for i, c in enumerate(region_codes)},
+            skus={s.id: s for s in snap.skus},
+        )
+        for order in pending:
+            engine.add_pending(order)
+        engine._skip_past(snap.max_order_id)
+        return engine
+
+    def _skip_past(self, max_order_id: int, wait_s: float = 5.0) -> None:
+        """Never hand out an ID at or below one already stored (a clock stepped back across
+        a restart): wait for the clock to pass it, briefly, or refuse to start."""
+        deadline = time.monotonic() + wait_s
+        while self.ids.next_id() <= max_order_id:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    "the clock is behind the newest stored order ID; refusing to reuse IDs"
+                )
+            time.sleep(0.001)

@@ -1,0 +1,60 @@
+"""Domain errors: each carries a stable code, a message for people, and an HTTP status.
+
+The server's error middleware turns them into ``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(DomainError):
+    status = 422
+    code = "invalid_input"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    code = "unauthorized"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+
+
+class PurchaseLimitExceeded(Conflict):
+    code = "purchase_limit_exceeded"
+
+
+class InvalidState(Conflict):
+    """The order is not in a state that allows the operation (e.g. cancel a paid order)."""
+
+    code = "invalid_state"
+
+
+class Unavailable(DomainError):
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,136 @@
+"""Durable intake by group commit: effects staged in core order, one transaction per window.
+
+The in-memory core (inventory, order IDs) decides; the store makes decisions durable. A caller
+applies its effect to the core and, *without awaiting in between*, stages the rows in
+``intake.batch``, then awaits ``intake.durable()``. The event loop runs callers one at a time,
+so staging order equals the core's order; batches commit one after another, so the database
+always holds a prefix of the core's history and a crash loses only unacknowledged effects.
+
+A failed commit is treated like a crash: every waiter of that batch and of the batch being
+staged fails, and ``on_failure`` rebuilds the core from the store.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from pyorder.model import WriteBatch
+from pyorder.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class IntakeUnavailableError(Exception):
+    """The write path is down or recovering; nothing was acknowledged."""
+
+
+@dataclass(slots=True)
+class CommitStats:
+    """Counters of the commit loop, for metrics."""
+
+    batches: int = 0
+    items: int = 0
+    failures: int = 0
+    last_batch_items: int = 0
+    last_commit_s: float = 0.0
+    observers: list[Callable[[int, float], None]] = field(default_factory=list)
+
+
+class Intake:
+    """Group-commit writer over a ``Store``."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        window_s: float = 0.001,
+        on_failure: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.window_s = window_s
+        self.on_failure = on_failure
+        self.stats = CommitStats()
+        self.batch = WriteBatch()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.available = True
+
+    def durable(self) -> asyncio.Future[None]:
+        """A future resolved when everything staged so far has committed."""
+        if not self.available:
+            raise IntakeUnavailableError("the write path is recovering; retry shortly")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake.set()
+        return fut
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pyorder-intake")
+
+    async def close(self) -> None:
+        """Flush what is staged, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._waiters and not len(self.batch):
+                self._wake.clear()
+                if self._closing:
+                    return
+                continue
+            if self.window_s > 0 and not self._closing:
+                # Let concurrent requests join this transaction.
+                await asyncio.sleep(self.window_s)
+            batch, waiters = self.batch, self._waiters
+            self.batch, self._waiters = WriteBatch(), []
+            self._wake.clear()
+            await self._commit(batch, waiters)
+
+    async def _commit(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
+        started = time.perf_counter()
+        try:
+            if len(batch):
+                await self.store.commit(batch)
+        except Exception as exc:  # any failure: nothing in this batch is durable
+            log.exception("commit of %d items failed; rebuilding from the store", len(batch))
+            self.stats.failures += 1
+            await self._fail(waiters, exc)
+            return
+        elapsed = time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        self.stats.last_batch_items = len(batch)
+        self.stats.last_commit_s = elapsed
+        for observe in self.stats.observers:
+            observe(len(batch), elapsed)
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _fail(self, waiters: list[asyncio.Future[None]], exc: Exception) -> None:
+        # Effects staged after the failed batch may build on it: they fail too, and the core
+        # is rebuilt from what the store really holds.
+        self.available = False
+        staged, self.batch = self._waiters, WriteBatch()
+        self._waiters = []
+        error = IntakeUnavailableError(f"write failed: {exc}")
+        for fut in [*waiters, *staged]:
+            if not fut.done():
+                fut.set_exception(error)
+        while self.on_failure is not None:
+            try:
+                await self.on_failure()
+                break
+            except Exception:  # the store is still down: keep refusing writes, retry
+                log.exception("rebuild from the store failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+        self.available = True

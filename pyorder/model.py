@@ -1,0 +1,160 @@
+"""The order domain's records: plain, frozen dataclasses with no framework imports.
+
+Money is integer minor units (cents, fen) with an ISO 4217 currency code; times are integer
+milliseconds since the Unix epoch, UTC. IDs: warehouses and SKUs are the dense indexes the
+inventory core assigns; orders carry Snowflake-style IDs (``pyorder.ids``).
+"""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class OrderStatus(StrEnum):
+    """Where an order is. ``pending_payment`` holds a reservation; the others do not."""
+
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Warehouse:
+    id: int
+    name: str
+    owner: str
+    """Principal key (``role:subject``) of the merchant or admin that created it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sku:
+    id: int
+    merchant: str
+    """Principal key (``role:subject``) of the owner."""
+    title: str
+    price: int
+    """Unit price in minor units of ``currency``."""
+    currency: str
+    limit_per_buyer: int = 0
+    """Units one buyer may hold reserved plus bought; 0 means no limit."""
+    created_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StockRow:
+    """Durable stock of one SKU in one warehouse: on_hand = available + reserved + sold."""
+
+    sku: int
+    warehouse: int
+    on_hand: int
+    reserved: int
+    sold: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    sku: int
+    warehouse: int
+    """The warehouse the inventory matched this line to."""
+    quantity: int
+    unit_price: int
+    merchant: str
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: int
+    buyer: str
+    """Subject of the buyer's token."""
+    status: OrderStatus
+    currency: str
+    total: int
+    """Sum of quantity * unit_price over the lines, in minor units."""
+    region: str
+    address: dict[str, Any]
+    reservation: int
+    """The inventory reservation holding the units while the order is pending."""
+    created_ms: int
+    deadline_ms: int
+    """Payment deadline; an unpaid order expires then."""
+    updated_ms: int
+    lines: tuple[OrderLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A move of an order from one status to another (applied only from ``from_status``)."""
+
+    order_id: int
+    from_status: OrderStatus
+    to_status: OrderStatus
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The stored first response to a request made with an ``Idempotency-Key``."""
+
+    principal: str
+    key: str
+    fingerprint: str
+    """Hash of method, path and body; the same key with another fingerprint is refused."""
+    status: int
+    body: bytes
+    created_ms: int
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one durable transaction writes (group commit).
+
+    Effects enter in the order the in-memory core applied them, and batches commit in order, so
+    the database always holds a prefix of the core's history: after a crash, rebuilding the
+    core from it loses only effects that were never acknowledged.
+    """
+
+    warehouses: list[Warehouse] = field(default_factory=list)
+    regions: dict[str, list[int]] = field(default_factory=dict)
+    """Region code -> warehouse ids, nearest first (replaces the region's list)."""
+    skus: list[Sku] = field(default_factory=list)
+    stock_rows: list[StockRow] = field(default_factory=list)
+    """New (sku, warehouse) rows."""
+    stock_deltas: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    """(sku, warehouse) -> [d_on_hand, d_reserved, d_sold]: one UPDATE per row per batch."""
+    orders: list[Order] = field(default_factory=list)
+    status_changes: list[StatusChange] = field(default_factory=list)
+    idempotency: list[IdempotencyRecord] = field(default_factory=list)
+
+    def add_delta(self, sku: int, warehouse: int, on_hand: int, reserved: int, sold: int) -> None:
+        d = self.stock_deltas.setdefault((sku, warehouse), [0, 0, 0])
+        d[0] += on_hand
+        d[1] += reserved
+        d[2] += sold
+
+    def __len__(self) -> int:
+        return (
+            len(self.warehouses)
+            + len(self.regions)
+            + len(self.skus)
+            + len(self.stock_rows)
+            + len(self.stock_deltas)
+            + len(self.orders)
+            + len(self.status_changes)
+            + len(self.idempotency)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the server needs at start to rebuild the in-memory core."""
+
+    warehouses: list[Warehouse]
+    regions: dict[str, list[int]]
+    skus: list[Sku]
+    stock: list[StockRow]
+    pending_orders: list[Order]
+    max_order_id: int
+    max_reservation: int
+    bought: list[tuple[int, str, int]] = field(default_factory=list)
+    """(sku, buyer, units) bought in paid orders, for SKUs with a purchase limit."""

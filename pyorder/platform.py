@@ -1,0 +1,106 @@
+"""Wiring: the store, the group-commit intake, the in-memory engine and the services.
+
+``Platform`` is the one place that builds them (the bootstrap); the HTTP server and tests use
+it, passing a different ``Config`` where they need to.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyorder.catalog import Catalog
+from pyorder.engine import Engine
+from pyorder.intake import Intake
+from pyorder.orders import Orders
+from pyorder.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    database: str | None = None
+    """``postgresql://...`` for PostgreSQL; None for the embedded SQLite file in data_dir."""
+    commit_window_ms: float = 1.0
+    payment_timeout_ms: int = 15 * 60 * 1000
+    node: int = 0
+    """Order-ID node of this process (0-255); two live processes must never share one."""
+    sweep_interval_s: float = 0.1
+    """How often unpaid orders past their deadline are expired."""
+
+
+def open_store(config: Config) -> Store:
+    """The store the config names: PostgreSQL for a ``postgresql://`` URL, else SQLite."""
+    if config.database and config.database.startswith(("postgresql://", "postgres://")):
+        from pyorder.storage.postgres import PostgresStore
+
+        return PostgresStore(config.database)
+    from pyorder.storage.sqlite import SqliteStore
+
+    path = Path(config.database) if config.database else config.data_dir / "pyorder.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(path)
+
+
+class Platform:
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store if store is not None else open_store(config)
+        self.intake = Intake(
+            self.store, window_s=config.commit_window_ms / 1000, on_failure=self.rebuild
+        )
+        self.catalog = Catalog(self)
+        self.orders = Orders(self)
+        self._engine: Engine | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the platform has not started")
+        return self._engine
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None and self.intake.available
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.rebuild()
+        self.intake.start()
+        self._sweeper = asyncio.create_task(self._sweep(), name="pyorder-expiry")
+
+    async def stop(self) -> None:
+        """Stop expiring, flush and commit what is staged, close the store."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            try:
+                await self._sweeper
+            except asyncio.CancelledError:
+                pass
+            self._sweeper = None
+        await self.intake.close()
+        await self.store.close()
+
+    async def rebuild(self) -> None:
+        """Rebuild the in-memory engine from exactly what the store holds."""
+        snapshot = await self.store.load()
+        self._engine = Engine.rebuild(snapshot, node=self.config.node)
+        log.info(
+            "rebuilt from the store: %d SKUs, %d pending orders",
+            len(snapshot.skus),
+            len(snapshot.pending_orders),
+        )
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval_s)
+            if not self.ready:
+                continue
+            try:
+                if self.orders.expire_due():
+                    await self.intake.durable()
+            except Exception:  # a failed commit is handled by the intake; keep sweeping
+                log.exception("expiry sweep failed")

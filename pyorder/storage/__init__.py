@@ -1,0 +1,1 @@
+"""Durable storage backends behind one interface (``pyorder.storage.base.Store``)."""

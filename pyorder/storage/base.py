@@ -1,0 +1,70 @@
+"""The storage interface: one durable transaction per write batch, and reads.
+
+Backends: ``pyorder.storage.sqlite`` (embedded default) and ``pyorder.storage.postgres``.
+Both apply the same versioned migrations on open and behave the same; the test suite runs every
+storage test against both.
+"""
+
+from abc import ABC, abstractmethod
+
+from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
+
+
+class StorageError(Exception):
+    """The store failed (I/O, constraint, lost connection); the batch did not commit."""
+
+
+class Store(ABC):
+    """A durable store. Writes come only through ``commit``, from one writer at a time."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations (versioned, in order, each once)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def schema_version(self) -> int: ...
+
+    @abstractmethod
+    async def commit(self, batch: WriteBatch) -> None:
+        """Write the whole batch in one transaction, durably (fsync'd) before returning.
+
+        Status changes apply only where the order is still in ``from_status``. Stock deltas are
+        one UPDATE per (sku, warehouse). Raises StorageError and writes nothing on failure.
+        """
+
+    @abstractmethod
+    async def load(self) -> Snapshot:
+        """Everything needed to rebuild the in-memory core after a start or crash."""
+
+    @abstractmethod
+    async def get_order(self, order_id: int) -> Order | None: ...
+
+    @abstractmethod
+    async def list_orders(
+        self,
+        *,
+        buyer: str | None = None,
+        merchant: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Order]:
+        """Orders newest first (by id), of a buyer, or containing a merchant's SKUs, or all."""
+
+    @abstractmethod
+    async def get_sku(self, sku_id: int) -> Sku | None: ...
+
+    @abstractmethod
+    async def list_skus(self, *, merchant: str | None = None, after_id: int = -1, limit: int = 50) -> list[Sku]: ...
+
+    @abstractmethod
+    async def get_stock(self, sku_id: int) -> list[StockRow]: ...
+
+    @abstractmethod
+    async def get_idempotency(self, principal: str, key: str) -> IdempotencyRecord | None: ...
+
+    @abstractmethod
+    async def purge_idempotency(self, older_than_ms: int) -> int:
+        """Delete stored responses created before ``older_than_ms``; returns how many."""

@@ -1,0 +1,159 @@
+"""Versioned schema migrations, one logical schema written for SQLite and for PostgreSQL.
+
+Each ``Migration`` is applied once, in version order, inside one transaction that also records
+it in ``schema_migrations(version, applied_ms)``. The backends run ``pending()`` on open; a
+database whose version is newer than ``LATEST`` is refused with ``SchemaTooNewError``. A
+released migration is never edited: a change to the schema is a new, higher version.
+
+Types: ids, money (minor units) and times (ms since the Unix epoch, UTC) are 64-bit integers
+(``INTEGER`` in SQLite's STRICT tables, ``BIGINT`` in PostgreSQL). The address is JSON text in
+SQLite and ``jsonb`` in PostgreSQL; a stored response body is ``BLOB`` / ``bytea``.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pyorder.storage.base import StorageError
+
+Dialect = Literal["sqlite", "postgres"]
+
+
+class SchemaTooNewError(StorageError):
+    """The database was migrated by a newer pyorder than this one; refuse to touch it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    """Statements for SQLite, run in order (one statement per string)."""
+    postgres: tuple[str, ...]
+    """Statements for PostgreSQL, run in order (one statement per string)."""
+
+    def statements(self, dialect: Dialect) -> tuple[str, ...]:
+        return self.sqlite if dialect == "sqlite" else self.postgres
+
+
+BOOTSTRAP: dict[Dialect, str] = {
+    "sqlite": (
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL) STRICT"
+    ),
+    "postgres": (
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
+    ),
+}
+"""Creates the version table itself; runs before the versioned steps, and is idempotent."""
+
+CURRENT_VERSION_SQL = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+
+_STATUS_CHECK = "CHECK (status IN ('pending_payment', 'paid', 'cancelled', 'expired'))"
+
+# Version 1: the initial schema. Foreign keys only where they cost nothing on the hot path:
+# low-volume tables (regions, stock) and order lines -> orders (a primary-key probe on a row
+# inserted in the same batch). Order lines carry no foreign key to skus/warehouses: that would
+# be two probes per line for facts the inventory core already guarantees.
+_V1_SQLITE = (
+    "CREATE TABLE warehouses ("
+    " id INTEGER PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL) STRICT",
+    "CREATE TABLE regions ("
+    " region TEXT NOT NULL, rank INTEGER NOT NULL,"
+    " warehouse INTEGER NOT NULL REFERENCES warehouses(id),"
+    " PRIMARY KEY (region, rank)) STRICT, WITHOUT ROWID",
+    "CREATE TABLE skus ("
+    " id INTEGER PRIMARY KEY, merchant TEXT NOT NULL, title TEXT NOT NULL,"
+    " price INTEGER NOT NULL, currency TEXT NOT NULL, limit_per_buyer INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL) STRICT",
+    "CREATE INDEX skus_merchant ON skus (merchant, id)",
+    "CREATE TABLE stock ("
+    " sku INTEGER NOT NULL REFERENCES skus(id),"
+    " warehouse INTEGER NOT NULL REFERENCES warehouses(id),"
+    " on_hand INTEGER NOT NULL, reserved INTEGER NOT NULL, sold INTEGER NOT NULL,"
+    " PRIMARY KEY (sku, warehouse)) STRICT, WITHOUT ROWID",
+    "CREATE TABLE orders ("
+    " id INTEGER PRIMARY KEY, buyer TEXT NOT NULL,"
+    f" status TEXT NOT NULL {_STATUS_CHECK},"
+    " currency TEXT NOT NULL, total INTEGER NOT NULL, region TEXT NOT NULL,"
+    " address TEXT NOT NULL, reservation INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+    " deadline_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL) STRICT",
+    "CREATE INDEX orders_buyer ON orders (buyer, id)",
+    "CREATE INDEX orders_pending ON orders (id) WHERE status = 'pending_payment'",
+    "CREATE TABLE order_lines ("
+    " order_id INTEGER NOT NULL REFERENCES orders(id), line_no INTEGER NOT NULL,"
+    " sku INTEGER NOT NULL, warehouse INTEGER NOT NULL, quantity INTEGER NOT NULL,"
+    " unit_price INTEGER NOT NULL, merchant TEXT NOT NULL,"
+    " PRIMARY KEY (order_id, line_no)) STRICT, WITHOUT ROWID",
+    "CREATE INDEX order_lines_merchant ON order_lines (merchant, order_id)",
+    "CREATE TABLE idempotency ("
+    " principal TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+    " status INTEGER NOT NULL, body BLOB NOT NULL, created_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (principal, key)) STRICT, WITHOUT ROWID",
+    "CREATE INDEX idempotency_created ON idempotency (created_ms)",
+)
+
+_V1_POSTGRES = (
+    "CREATE TABLE warehouses (id BIGINT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL)",
+    "CREATE TABLE regions ("
+    " region TEXT NOT NULL, rank INTEGER NOT NULL,"
+    " warehouse BIGINT NOT NULL REFERENCES warehouses(id),"
+    " PRIMARY KEY (region, rank))",
+    "CREATE TABLE skus ("
+    " id BIGINT PRIMARY KEY, merchant TEXT NOT NULL, title TEXT NOT NULL,"
+    " price BIGINT NOT NULL, currency TEXT NOT NULL, limit_per_buyer BIGINT NOT NULL,"
+    " created_ms BIGINT NOT NULL)",
+    "CREATE INDEX skus_merchant ON skus (merchant, id)",
+    "CREATE TABLE stock ("
+    " sku BIGINT NOT NULL REFERENCES skus(id),"
+    " warehouse BIGINT NOT NULL REFERENCES warehouses(id),"
+    " on_hand BIGINT NOT NULL, reserved BIGINT NOT NULL, sold BIGINT NOT NULL,"
+    " PRIMARY KEY (sku, warehouse))",
+    "CREATE TABLE orders ("
+    " id BIGINT PRIMARY KEY, buyer TEXT NOT NULL,"
+    f" status TEXT NOT NULL {_STATUS_CHECK},"
+    " currency TEXT NOT NULL, total BIGINT NOT NULL, region TEXT NOT NULL,"
+    " address JSONB NOT NULL, reservation BIGINT NOT NULL, created_ms BIGINT NOT NULL,"
+    " deadline_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL)",
+    "CREATE INDEX orders_buyer ON orders (buyer, id)",
+    "CREATE INDEX orders_pending ON orders (id) WHERE status = 'pending_payment'",
+    "CREATE TABLE order_lines ("
+    " order_id BIGINT NOT NULL REFERENCES orders(id), line_no INTEGER NOT NULL,"
+    " sku BIGINT NOT NULL, warehouse BIGINT NOT NULL, quantity BIGINT NOT NULL,"
+    " unit_price BIGINT NOT NULL, merchant TEXT NOT NULL,"
+    " PRIMARY KEY (order_id, line_no))",
+    "CREATE INDEX order_lines_merchant ON order_lines (merchant, order_id)",
+    "CREATE TABLE idempotency ("
+    " principal TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+    " status INTEGER NOT NULL, body BYTEA NOT NULL, created_ms BIGINT NOT NULL,"
+    " PRIMARY KEY (principal, key))",
+    "CREATE INDEX idempotency_created ON idempotency (created_ms)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),)
+"""Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
+
+LATEST = MIGRATIONS[-1].version
+
+
+def pending(current: int, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[Migration]:
+    """The migrations a database at version ``current`` still needs, in order.
+
+    Raises ``SchemaTooNewError`` when the database is newer than the newest migration known.
+    """
+    latest = migrations[-1].version if migrations else 0
+    if current > latest:
+        raise SchemaTooNewError(
+            f"database schema is at version {current}, but this pyorder knows only up to "
+            f"version {latest}: upgrade pyorder (refusing to open a newer database)"
+        )
+    return [m for m in migrations if m.version > current]
+
+
+def _check_sequence(migrations: tuple[Migration, ...]) -> None:
+    for expected, m in enumerate(migrations, start=1):
+        if m.version != expected:
+            raise AssertionError(f"migration versions must be 1, 2, 3, ...: got {m.version}")
+
+
+_check_sequence(MIGRATIONS)

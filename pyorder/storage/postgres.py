@@ -1,0 +1,356 @@
+"""The server store: PostgreSQL through an asyncpg pool, default ``synchronous_commit`` (on).
+
+``commit`` runs the whole batch in one transaction on one pooled connection; when it returns,
+PostgreSQL has flushed the commit record to its WAL. Orders and order lines go in by COPY
+(``copy_records_to_table``) once a batch holds ``copy_threshold`` orders or more, by a pipelined
+``executemany`` below that. Stock deltas are one UPDATE statement joining ``unnest`` arrays, so
+each (sku, warehouse) row is updated once and the number of rows found can be checked.
+
+A ``StorageError`` from a connection lost while COMMIT was in flight cannot say whether the
+server committed; after such an error the caller should reload (``load``) before going on.
+"""
+
+import time
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
+from pyorder.storage import codec
+from pyorder.storage.base import StorageError, Store
+from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
+
+COPY_THRESHOLD = 200
+"""Orders per batch from which COPY beats executemany (measured: benchmarks/storage_throughput.py)."""
+
+_MIGRATION_LOCK = 0x7079_6F72_6465_72
+"""Advisory lock key held while migrating, so concurrent openers apply each step once."""
+
+_UPSERT_WAREHOUSE = (
+    f"INSERT INTO warehouses ({codec.WAREHOUSE_COLUMNS}) VALUES ($1, $2, $3)"
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, owner = excluded.owner"
+)
+_DELETE_REGIONS = "DELETE FROM regions WHERE region = ANY($1::text[])"
+_INSERT_REGION = "INSERT INTO regions (region, rank, warehouse) VALUES ($1, $2, $3)"
+_UPSERT_SKU = (
+    f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    " ON CONFLICT (id) DO UPDATE SET merchant = excluded.merchant, title = excluded.title,"
+    " price = excluded.price, currency = excluded.currency,"
+    " limit_per_buyer = excluded.limit_per_buyer, created_ms = excluded.created_ms"
+)
+_INSERT_STOCK = f"INSERT INTO stock ({codec.STOCK_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+_UPDATE_STOCK = (
+    "UPDATE stock AS s SET on_hand = s.on_hand + d.on_hand, reserved = s.reserved + d.reserved,"
+    " sold = s.sold + d.sold"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])"
+    " AS d(on_hand, reserved, sold, sku, warehouse)"
+    " WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
+)
+_INSERT_ORDER = (
+    f"INSERT INTO orders ({codec.ORDER_COLUMNS})"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)"
+)
+_INSERT_LINE = f"INSERT INTO order_lines ({codec.LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+_UPDATE_STATUS = "UPDATE orders SET status = $1, updated_ms = $2 WHERE id = $3 AND status = $4"
+_INSERT_IDEMPOTENCY = (
+    f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+)
+
+# The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
+_SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
+_SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
+_PENDING = "'pending_payment'"
+_BOUGHT = codec.BOUGHT_SQL
+
+_Conn = asyncpg.Connection | PoolConnectionProxy
+
+
+def _rowcount(status: str) -> int:
+    """Rows affected, from a command status such as ``UPDATE 3`` or ``DELETE 0``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _migrate(conn: _Conn) -> None:
+    """Apply pending migrations, each in its own transaction under an advisory lock."""
+    while True:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(BOOTSTRAP["postgres"])
+            current = int(await conn.fetchval(CURRENT_VERSION_SQL))
+            todo = pending(current)
+            if not todo:
+                return
+            step = todo[0]
+            for stmt in step.statements("postgres"):
+                await conn.execute(stmt)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)",
+                step.version,
+                time.time_ns() // 1_000_000,
+            )
+
+
+class PostgresStore(Store):
+    """A ``Store`` in the PostgreSQL database named by ``dsn`` (a libpq-style URL).
+
+    ``min_size``/``max_size`` bound the asyncpg pool (connections); ``copy_threshold`` is the
+    number of orders in a batch from which orders and lines are written by COPY.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        copy_threshold: int = COPY_THRESHOLD,
+    ) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self.copy_threshold = copy_threshold
+        self._pool: asyncpg.Pool | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            raise RuntimeError("PostgresStore is already open")
+        try:
+            pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._min_size, max_size=self._max_size
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            raise StorageError(f"cannot connect to PostgreSQL: {e}") from e
+        try:
+            async with pool.acquire() as conn:
+                await _migrate(conn)
+        except BaseException as e:
+            await pool.close()
+            if isinstance(e, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
+                raise StorageError(f"cannot migrate the PostgreSQL schema: {e}") from e
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the pool (waits for connections in use to be released); safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _p(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageError("PostgresStore is not open")
+        return self._pool
+
+    async def schema_version(self) -> int:
+        return int(await self._p().fetchval(CURRENT_VERSION_SQL))
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def commit(self, batch: WriteBatch) -> None:
+        try:
+            async with self._p().acquire() as conn, conn.transaction():
+                await self._write_batch(conn, batch)
+        except StorageError:
+            raise
+        except Exception as e:
+            raise StorageError(f"commit of a batch of {len(batch)} failed: {e}") from e
+
+    async def _write_batch(self, conn: _Conn, batch: WriteBatch) -> None:
+        """Every statement of one batch, inside the caller's transaction, in dependency order."""
+        if batch.warehouses:
+            await conn.executemany(
+                _UPSERT_WAREHOUSE, [codec.warehouse_row(w) for w in batch.warehouses]
+            )
+        if batch.regions:
+            await conn.execute(_DELETE_REGIONS, list(batch.regions))
+            await conn.executemany(_INSERT_REGION, codec.region_rows(batch.regions))
+        if batch.skus:
+            await conn.executemany(_UPSERT_SKU, [codec.sku_row(s) for s in batch.skus])
+        if batch.stock_rows:
+            await conn.executemany(_INSERT_STOCK, [codec.stock_row(s) for s in batch.stock_rows])
+        if batch.stock_deltas:
+            rows = codec.delta_rows(batch.stock_deltas)
+            columns = [list(col) for col in zip(*rows, strict=True)]
+            updated = _rowcount(await conn.execute(_UPDATE_STOCK, *columns))
+            if updated != len(batch.stock_deltas):
+                raise StorageError(codec.missing_stock_message(batch.stock_deltas, updated))
+        if batch.orders:
+            order_rows = [codec.order_row(o) for o in batch.orders]
+            line_rows = codec.line_rows(batch.orders)
+            if len(batch.orders) >= self.copy_threshold:
+                await conn.copy_records_to_table(
+                    "orders", records=order_rows, columns=codec.ORDER_COLUMN_NAMES
+                )
+                await conn.copy_records_to_table(
+                    "order_lines", records=line_rows, columns=codec.LINE_COLUMN_NAMES
+                )
+            else:
+                await conn.executemany(_INSERT_ORDER, order_rows)
+                await conn.executemany(_INSERT_LINE, line_rows)
+        if batch.status_changes:
+            await conn.executemany(
+                _UPDATE_STATUS, [codec.status_change_row(c) for c in batch.status_changes]
+            )
+        if batch.idempotency:
+            await conn.executemany(
+                _INSERT_IDEMPOTENCY, [codec.idempotency_row(r) for r in batch.idempotency]
+            )
+
+    async def purge_idempotency(self, older_than_ms: int) -> int:
+        try:
+            status = await self._p().execute(
+                "DELETE FROM idempotency WHERE created_ms < $1", older_than_ms
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            raise StorageError(f"purge of idempotency records failed: {e}") from e
+        return _rowcount(status)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def load(self) -> Snapshot:
+        async with (
+            self._p().acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            warehouses = [
+                codec.warehouse_from_row(r)
+                for r in await conn.fetch(
+                    f"SELECT {codec.WAREHOUSE_COLUMNS} FROM warehouses ORDER BY id"
+                )
+            ]
+            regions: dict[str, list[int]] = {}
+            for r in await conn.fetch(
+                "SELECT region, warehouse FROM regions ORDER BY region, rank"
+            ):
+                regions.setdefault(r[0], []).append(r[1])
+            skus = [
+                codec.sku_from_row(r)
+                for r in await conn.fetch(f"SELECT {codec.SKU_COLUMNS} FROM skus ORDER BY id")
+            ]
+            stock = [
+                codec.stock_from_row(r)
+                for r in await conn.fetch(
+                    f"SELECT {codec.STOCK_COLUMNS} FROM stock ORDER BY sku, warehouse"
+                )
+            ]
+            order_rows = await conn.fetch(f"{_SELECT_ORDER} WHERE status = {_PENDING} ORDER BY id")
+            line_rows = await conn.fetch(
+                f"SELECT {', '.join('l.' + c for c in codec.LINE_COLUMN_NAMES)}"
+                " FROM orders o JOIN order_lines l ON l.order_id = o.id"
+                f" WHERE o.status = {_PENDING} ORDER BY l.order_id, l.line_no"
+            )
+            maxima = await conn.fetchrow(
+                "SELECT COALESCE(MAX(id), 0), COALESCE(MAX(reservation), 0) FROM orders"
+            )
+        assert maxima is not None
+        return Snapshot(
+            warehouses=warehouses,
+            regions=regions,
+            skus=skus,
+            stock=stock,
+            pending_orders=codec.assemble_orders(order_rows, line_rows),
+            max_order_id=int(maxima[0]),
+            max_reservation=int(maxima[1]),
+        )
+
+    async def get_order(self, order_id: int) -> Order | None:
+        async with self._p().acquire() as conn:
+            orders = await _orders_with_lines(
+                conn, await conn.fetch(f"{_SELECT_ORDER} WHERE id = $1", order_id)
+            )
+        return orders[0] if orders else None
+
+    async def list_orders(
+        self,
+        *,
+        buyer: str | None = None,
+        merchant: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Order]:
+        """Orders newest first (by id), at most ``codec.page_limit(limit)`` of them.
+
+        ``buyer`` and ``merchant`` together select the buyer's orders that contain the
+        merchant's SKUs. ``before_id`` is the cursor: only orders with a smaller id.
+        """
+        n = codec.page_limit(limit)
+        before = codec.MAX_BIGINT if before_id is None else before_id
+        if n == 0:
+            return []
+        args: tuple[object, ...]
+        if merchant is not None and buyer is not None:
+            sql = (
+                f"{_SELECT_ORDER} WHERE buyer = $1 AND id < $2 AND EXISTS (SELECT 1 FROM"
+                " order_lines l WHERE l.order_id = orders.id AND l.merchant = $3)"
+                " ORDER BY id DESC LIMIT $4"
+            )
+            args = (buyer, before, merchant, n)
+        elif merchant is not None:
+            sql = (
+                f"{_SELECT_ORDER} WHERE id IN (SELECT DISTINCT order_id FROM order_lines"
+                " WHERE merchant = $1 AND order_id < $2 ORDER BY order_id DESC LIMIT $3)"
+                " ORDER BY id DESC"
+            )
+            args = (merchant, before, n)
+        elif buyer is not None:
+            sql = f"{_SELECT_ORDER} WHERE buyer = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            args = (buyer, before, n)
+        else:
+            sql = f"{_SELECT_ORDER} WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            args = (before, n)
+        async with self._p().acquire() as conn:
+            return await _orders_with_lines(conn, await conn.fetch(sql, *args))
+
+    async def get_sku(self, sku_id: int) -> Sku | None:
+        row = await self._p().fetchrow(
+            f"SELECT {codec.SKU_COLUMNS} FROM skus WHERE id = $1", sku_id
+        )
+        return None if row is None else codec.sku_from_row(row)
+
+    async def list_skus(
+        self, *, merchant: str | None = None, after_id: int = -1, limit: int = 50
+    ) -> list[Sku]:
+        """SKUs in ascending id after ``after_id``, of one merchant or of all."""
+        n = codec.page_limit(limit)
+        if merchant is None:
+            rows = await self._p().fetch(
+                f"SELECT {codec.SKU_COLUMNS} FROM skus WHERE id > $1 ORDER BY id LIMIT $2",
+                after_id,
+                n,
+            )
+        else:
+            rows = await self._p().fetch(
+                f"SELECT {codec.SKU_COLUMNS} FROM skus WHERE merchant = $1 AND id > $2"
+                " ORDER BY id LIMIT $3",
+                merchant,
+                after_id,
+                n,
+            )
+        return [codec.sku_from_row(r) for r in rows]
+
+    async def get_stock(self, sku_id: int) -> list[StockRow]:
+        """The SKU's stock rows, one per warehouse, by warehouse id."""
+        rows = await self._p().fetch(
+            f"SELECT {codec.STOCK_COLUMNS} FROM stock WHERE sku = $1 ORDER BY warehouse", sku_id
+        )
+        return [codec.stock_from_row(r) for r in rows]
+
+    async def get_idempotency(self, principal: str, key: str) -> IdempotencyRecord | None:
+        row = await self._p().fetchrow(
+            f"SELECT {codec.IDEMPOTENCY_COLUMNS} FROM idempotency WHERE principal = $1 AND key = $2",
+            principal,
+            key,
+        )
+        return None if row is None else codec.idempotency_from_row(row)
+
+
+async def _orders_with_lines(conn: _Conn, order_rows: list[asyncpg.Record]) -> list[Order]:
+    if not order_rows:
+        return []
+    line_rows = await conn.fetch(
+        f"{_SELECT_LINES} WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, line_no",
+        [r[0] for r in order_rows],
+    )
+    return codec.assemble_orders(order_rows, line_rows)

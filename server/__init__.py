@@ -1,0 +1,1 @@
+"""The pyorder HTTP service: aiohttp + uvloop around ``pyorder.platform.Platform``."""

@@ -1,0 +1,78 @@
+"""The aiohttp application factory."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from pyorder.auth import TokenIssuer, load_or_create_secret
+from pyorder.platform import Config, Platform
+from server import catalog_routes, order_routes
+from server.errors import error_middleware
+from server.idempotency import Idempotency
+from server.keys import IDEMPOTENCY, PLATFORM
+from server.metrics import Metrics
+from server.openapi import document
+from server.requests import ISSUER, json_response
+from server.schemas import HealthOut
+
+METRICS = web.AppKey("metrics", Metrics)
+DEFAULT_MAX_BODY = 2 * 1024 * 1024
+
+
+def create_app(
+    config: Config,
+    *,
+    token_secret: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+) -> web.Application:
+    """The pyorder HTTP service over a ``Platform`` built from ``config``.
+
+    ``token_secret`` defaults to the one kept in ``config.data_dir`` (created on first start).
+    """
+    platform = Platform(config)
+    app = web.Application(client_max_size=max_body_bytes)
+    app["max_body_bytes"] = max_body_bytes
+    metrics = Metrics(platform)
+    app.middlewares.append(metrics.middleware())  # type: ignore[arg-type]
+    app.middlewares.append(error_middleware)
+    app[PLATFORM] = platform
+    app[IDEMPOTENCY] = Idempotency(platform)
+    app[METRICS] = metrics
+    app[ISSUER] = TokenIssuer(token_secret or load_or_create_secret(Path(config.data_dir)))
+    app.add_routes(catalog_routes.routes)
+    app.add_routes(order_routes.routes)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", render_metrics)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.cleanup_ctx.append(_run_platform)
+    return app
+
+
+async def _run_platform(app: web.Application) -> AsyncIterator[None]:
+    platform = app[PLATFORM]
+    await platform.start()
+    yield
+    # aiohttp has stopped accepting and finished in-flight requests: flush and close.
+    await platform.stop()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(HealthOut("ok"))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = request.app[PLATFORM].ready
+    return json_response(HealthOut("ready" if ready else "starting"), 200 if ready else 503)
+
+
+async def render_metrics(request: web.Request) -> web.Response:
+    return request.app[METRICS].render()
+
+
+_OPENAPI: bytes | None = None
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(document())

@@ -1,0 +1,120 @@
+"""Stripe-style ``Idempotency-Key`` for every POST that creates or changes something.
+
+The first response to a key is stored *in the same transaction* as the request's effects, and
+replayed for 24 hours with ``Idempotent-Replayed: true``; the same key with a different request
+(method, path or body) is 422; a duplicate while the first is still running is 409. Keys are
+scoped to the caller, so two callers never see each other's responses. Failures of our own
+(5xx) are not stored: nothing happened, and a retry runs again.
+"""
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+
+from pyorder.auth import Principal
+from pyorder.errors import Conflict, DomainError, InvalidInput
+from pyorder.model import IdempotencyRecord
+from pyorder.platform import Platform
+from server.schemas import ErrorBody, ErrorOut
+
+RETENTION_MS = 24 * 3600 * 1000
+MAX_KEY_LENGTH = 255
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+
+Effect = Callable[[Principal, bytes], Awaitable[tuple[int, object]]]
+"""Runs a request: validates, applies and *stages* its effects (no awaiting durability),
+and returns (status, response payload)."""
+
+
+class KeyInFlight(Conflict):
+    code = "idempotency_key_in_use"
+
+
+class KeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+
+
+class Idempotency:
+    def __init__(self, platform: Platform, cache_size: int = 100_000) -> None:
+        self._platform = platform
+        self._in_flight: set[tuple[str, str]] = set()
+        self._recent: OrderedDict[tuple[str, str], IdempotencyRecord] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def handle(self, request: web.Request, who: Principal, effect: Effect) -> web.Response:
+        body = await request.read()
+        key = request.headers.get(HEADER)
+        if key is None:
+            status, payload = await effect(who, body)
+            await self._platform.intake.durable()
+            return _respond(status, msgspec.json.encode(payload))
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            raise InvalidInput(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters")
+        scope = (who.key, key)
+        if scope in self._in_flight:
+            raise KeyInFlight(f"a request with this {HEADER} is still being processed")
+        fingerprint = _fingerprint(request, body)
+        self._in_flight.add(scope)
+        try:
+            stored = await self._lookup(scope)
+            if stored is not None:
+                if stored.fingerprint != fingerprint:
+                    raise KeyReused(f"this {HEADER} was used for a different request")
+                response = _respond(stored.status, stored.body)
+                response.headers[REPLAYED] = "true"
+                return response
+            status, payload = await _run(effect, who, body)
+            encoded = msgspec.json.encode(payload)
+            record = IdempotencyRecord(who.key, key, fingerprint, status, encoded, _now_ms())
+            self._platform.intake.batch.idempotency.append(record)
+            await self._platform.intake.durable()
+            self._remember(scope, record)
+            return _respond(status, encoded)
+        finally:
+            self._in_flight.discard(scope)
+
+    async def _lookup(self, scope: tuple[str, str]) -> IdempotencyRecord | None:
+        record = self._recent.get(scope)
+        if record is None:
+            record = await self._platform.store.get_idempotency(*scope)
+        if record is None or record.created_ms < _now_ms() - RETENTION_MS:
+            return None
+        return record
+
+    def _remember(self, scope: tuple[str, str], record: IdempotencyRecord) -> None:
+        self._recent[scope] = record
+        while len(self._recent) > self._cache_size:
+            self._recent.popitem(last=False)
+
+
+async def _run(effect: Effect, who: Principal, body: bytes) -> tuple[int, object]:
+    try:
+        return await effect(who, body)
+    except DomainError as exc:
+        if exc.status >= 500:
+            raise
+        return exc.status, ErrorOut(ErrorBody(exc.code, exc.message, dict(exc.details)))
+
+
+def _respond(status: int, body: bytes) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def _fingerprint(request: web.Request, body: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update(request.method.encode())
+    digest.update(b"\0")
+    digest.update(request.path.encode())
+    digest.update(b"\0")
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+

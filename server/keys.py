@@ -1,0 +1,9 @@
+"""Typed application keys shared by the server's modules."""
+
+from aiohttp import web
+
+from pyorder.platform import Platform
+from server.idempotency import Idempotency
+
+PLATFORM = web.AppKey("platform", Platform)
+IDEMPOTENCY = web.AppKey("idempotency", Idempotency)

@@ -1,0 +1,77 @@
+"""Prometheus metrics (prometheus_client, one registry per app): requests and latency by
+route, orders created, stock-outs, commit batch sizes and latencies, open reservations."""
+
+import time
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from pyorder.platform import Platform
+from server.errors import Handler
+
+
+class Metrics:
+    def __init__(self, platform: Platform) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "pyorder_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "pyorder_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.orders_created = Counter("pyorder_orders_created", "Orders acknowledged", registry=r)
+        self.stockouts = Counter("pyorder_stockouts", "Orders refused as out of stock", registry=r)
+        self.commit_items = Histogram(
+            "pyorder_commit_batch_items",
+            "Rows and changes per group commit",
+            buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "pyorder_commit_seconds",
+            "Duration of one group commit",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
+            registry=r,
+        )
+        self.commit_failures = Gauge(
+            "pyorder_commit_failures", "Failed commits since start", registry=r
+        )
+        self.commit_failures.set_function(lambda: platform.intake.stats.failures)
+        open_reservations = Gauge(
+            "pyorder_open_reservations", "Reservations awaiting payment", registry=r
+        )
+        open_reservations.set_function(
+            lambda: platform.engine.inventory.open_reservations if platform.ready else 0
+        )
+        platform.intake.stats.observers.append(self._observe_commit)
+
+    def _observe_commit(self, items: int, seconds: float) -> None:
+        self.commit_items.observe(items)
+        self.commit_seconds.observe(seconds)
+
+    def middleware(self) -> object:
+        @web.middleware
+        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            finally:
+                route = request.match_info.route.resource
+                name = route.canonical if route is not None else "unmatched"
+                self.requests.labels(request.method, name, str(status)).inc()
+                self.latency.labels(request.method, name).observe(time.perf_counter() - started)
+
+        return measure
+
+    def render(self) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,134 @@
+"""The OpenAPI 3 document, generated from the msgspec types the handlers really use."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from server import schemas as s
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    path: str
+    summary: str
+    ok: int
+    response: type | None
+    body: type | None = None
+    errors: tuple[int, ...] = ()
+    params: tuple[tuple[str, str, str], ...] = ()
+    """(name, in, schema type) for path and query parameters."""
+    auth: bool = True
+    idempotent_key: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_AUTH_ERRORS = (401, 403)
+_BODY_ERRORS = (400, 413, 422)
+_ID = ("integer", 0, 2**31 - 1)
+
+OPERATIONS: tuple[Op, ...] = (
+    Op("post", "/v1/warehouses", "Create a warehouse (merchant, admin)", 201, s.WarehouseOut,
+       s.WarehouseIn, _AUTH_ERRORS + _BODY_ERRORS + (409,), idempotent_key=True),
+    Op("get", "/v1/warehouses", "List warehouses (merchant, admin)", 200, s.WarehouseList,
+       errors=_AUTH_ERRORS),
+    Op("get", "/v1/warehouses/{warehouse_id}", "Read a warehouse", 200, s.WarehouseOut,
+       errors=(*_AUTH_ERRORS, 404, 422), params=(("warehouse_id", "path", "id"),)),
+    Op("put", "/v1/regions/{region}", "Set the warehouses serving a region, nearest first (admin)",
+       200, s.RegionOut, s.RegionIn, _AUTH_ERRORS + _BODY_ERRORS + (409,),
+       params=(("region", "path", "region"),), idempotent_key=True),
+    Op("get", "/v1/regions/{region}", "Read the warehouses serving a region", 200, s.RegionOut,
+       errors=(401, 404), params=(("region", "path", "region"),)),
+    Op("post", "/v1/skus", "Create a SKU with stock per warehouse (merchant, admin)", 201,
+       s.SkuOut, s.SkuIn, _AUTH_ERRORS + _BODY_ERRORS + (409,), idempotent_key=True),
+    Op("get", "/v1/skus", "List SKUs (merchants: their own)", 200, s.SkuList,
+       errors=(401, 422), params=(("after", "query", "id"), ("limit", "query", "limit500"))),
+    Op("get", "/v1/skus/{sku_id}", "Read a SKU with its stock", 200, s.SkuOut,
+       errors=(401, 404, 422), params=(("sku_id", "path", "id"),)),
+    Op("post", "/v1/skus/{sku_id}/stock", "Restock or adjust a SKU in a warehouse (owner)", 200,
+       s.SkuOut, s.StockAdjustIn, (*_AUTH_ERRORS, *_BODY_ERRORS, 404, 409),
+       params=(("sku_id", "path", "id"),), idempotent_key=True),
+    Op("post", "/v1/orders", "Place an order (buyer)", 201, s.OrderOut, s.OrderIn,
+       (*_AUTH_ERRORS, *_BODY_ERRORS, 409, 503), idempotent_key=True),
+    Op("post", "/v1/orders/batch",
+       f"Place up to {s.MAX_BATCH_ORDERS} orders at once (buyer); one result per order", 200,
+       s.OrderBatchOut, s.OrderBatchIn, (*_AUTH_ERRORS, *_BODY_ERRORS, 409, 503),
+       idempotent_key=True),
+    Op("get", "/v1/orders", "List the caller's orders, newest first", 200, s.OrderList,
+       errors=(401, 422), params=(("before", "query", "order_id"), ("limit", "query", "limit200"))),
+    Op("get", "/v1/orders/{order_id}", "Read an order", 200, s.OrderOut,
+       errors=(401, 404, 422), params=(("order_id", "path", "order_id"),)),
+    Op("post", "/v1/orders/{order_id}/cancel", "Cancel an unpaid order; its units return", 200,
+       s.OrderOut, None, (*_AUTH_ERRORS, 404, 409, 422, 503),
+       params=(("order_id", "path", "order_id"),), idempotent_key=True),
+    Op("get", "/healthz", "Liveness", 200, s.HealthOut, auth=False),
+    Op("get", "/readyz", "Readiness: the store is open and the core rebuilt", 200, s.HealthOut,
+       errors=(503,), auth=False),
+)
+
+_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "id": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "order_id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+    "limit500": {"type": "integer", "minimum": 1, "maximum": 500},
+    "limit200": {"type": "integer", "minimum": 1, "maximum": 200},
+    "region": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+}
+
+
+def document() -> dict[str, Any]:
+    types = {t for op in OPERATIONS for t in (op.response, op.body) if t is not None}
+    types.add(s.ErrorOut)
+    refs, components = msgspec.json.schema_components(
+        sorted(types, key=lambda t: t.__name__), ref_template="#/components/schemas/{name}"
+    )
+    ref = dict(zip(sorted(types, key=lambda t: t.__name__), refs, strict=True))
+    error = {"content": {"application/json": {"schema": ref[s.ErrorOut]}}}
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        responses: dict[str, Any] = {
+            str(op.ok): {
+                "description": "OK",
+                "content": {"application/json": {"schema": ref[op.response]}} if op.response else {},
+            }
+        }
+        for status in op.errors:
+            responses[str(status)] = {"description": "error", **error}
+        item: dict[str, Any] = {"summary": op.summary, "responses": responses}
+        params = [
+            {"name": n, "in": where, "required": where == "path", "schema": _PARAM_SCHEMAS[kind]}
+            for n, where, kind in op.params
+        ]
+        if op.idempotent_key:
+            params.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                }
+            )
+        if params:
+            item["parameters"] = params
+        if op.body is not None:
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref[op.body]}},
+            }
+        if op.auth:
+            item["security"] = [{"bearer": []}]
+        paths.setdefault(op.path, {})[op.method] = item
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pyorder",
+            "version": "1",
+            "description": "Order intake: catalogue, durable orders with group commit, "
+            "idempotent POSTs (Idempotency-Key). Money in integer minor units; times UTC.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

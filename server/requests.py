@@ -1,0 +1,56 @@
+"""Reading requests: the caller's principal, typed bodies, query parameters."""
+
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+from pyorder.auth import Principal, TokenIssuer
+from pyorder.errors import DomainError, InvalidInput, Unauthorized
+
+T = TypeVar("T")
+
+ISSUER = web.AppKey("issuer", TokenIssuer)
+
+
+class MalformedJson(DomainError):
+    status = 400
+    code = "malformed_json"
+
+
+def principal(request: web.Request) -> Principal:
+    """The verified caller; 401 without a valid bearer token."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send 'Authorization: Bearer <token>'")
+    return request.app[ISSUER].verify(token.strip())
+
+
+def decode(body: bytes, kind: type[T]) -> T:
+    """Decode and validate a JSON body into ``kind``; 400 if not JSON, 422 if invalid."""
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise MalformedJson(f"the body is not valid JSON: {exc}") from exc
+
+
+def int_param(request: web.Request, name: str, *, lo: int, hi: int, default: int | None = None) -> int:
+    """A non-negative integer from the path or the query string; 422 if absent or out of range."""
+    raw = request.match_info.get(name) or request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise InvalidInput(f"{name} is required", field=name)
+        return default
+    if not raw.isdigit() or len(raw) > 20:
+        raise InvalidInput(f"{name} must be a non-negative integer", field=name)
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise InvalidInput(f"{name} must be between {lo} and {hi}", field=name)
+    return value
+
+
+def json_response(payload: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=msgspec.json.encode(payload), content_type="application/json")

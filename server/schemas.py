@@ -1,0 +1,234 @@
+"""Request and response bodies of the HTTP API, as msgspec Structs.
+
+msgspec decodes JSON straight into these types in one pass, refusing unknown fields, wrong
+types and out-of-range values (so handlers never see bad input), and the same types generate
+the OpenAPI document's schemas, so the document cannot drift from the code.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from pyorder.catalog import SkuView
+from pyorder.inventory import StockLevel
+from pyorder.model import Order, Warehouse
+
+Id = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+Units = Annotated[int, Meta(ge=0, le=2**50)]
+Quantity = Annotated[int, Meta(ge=1, le=10_000)]
+Money = Annotated[int, Meta(ge=0, le=10**12, description="minor units (cents, fen)")]
+Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217 code")]
+Text = Annotated[str, Meta(min_length=1, max_length=200)]
+RegionCode = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+OrderId = Annotated[str, Meta(pattern="^[0-9]{1,19}$", description="64-bit order ID, as a string")]
+
+
+# --- requests (unknown fields are an error) -------------------------------------------------
+
+
+class WarehouseIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: Text
+    regions: Annotated[list[RegionCode], Meta(max_length=1000)] = []
+
+
+class RegionIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    warehouses: Annotated[list[Id], Meta(max_length=1000)]
+
+
+class StockEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    warehouse: Id
+    units: Units
+
+
+class SkuIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    title: Text
+    price: Money
+    currency: Currency
+    stock: Annotated[list[StockEntry], Meta(max_length=1000)] = []
+    limit_per_buyer: Units = 0
+
+
+class StockAdjustIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    warehouse: Id
+    delta: Annotated[int, Meta(ge=-(2**50), le=2**50, description="units to add (< 0: remove)")]
+
+
+class LineIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    sku: Id
+    quantity: Quantity
+
+
+class AddressIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: Text
+    line1: Text
+    city: Text
+    region: RegionCode
+    postal_code: Annotated[str, Meta(max_length=20)] = ""
+    country: Annotated[str, Meta(pattern="^[A-Z]{2}$")] = "CN"
+    line2: Annotated[str, Meta(max_length=200)] = ""
+    phone: Annotated[str, Meta(max_length=40)] = ""
+
+
+class OrderIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    lines: Annotated[list[LineIn], Meta(min_length=1, max_length=100)]
+    address: AddressIn
+
+
+MAX_BATCH_ORDERS = 1000
+
+
+class OrderBatchIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    orders: Annotated[list[OrderIn], Meta(min_length=1, max_length=MAX_BATCH_ORDERS)]
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorOut(msgspec.Struct):
+    error: ErrorBody
+
+
+class WarehouseOut(msgspec.Struct):
+    id: int
+    name: str
+    owner: str
+
+
+class WarehouseList(msgspec.Struct):
+    warehouses: list[WarehouseOut]
+
+
+class RegionOut(msgspec.Struct):
+    region: str
+    warehouses: list[int]
+
+
+class StockOut(msgspec.Struct):
+    on_hand: int
+    available: int
+    reserved: int
+    sold: int
+
+
+class WarehouseStockOut(StockOut):
+    warehouse: int
+
+
+class SkuOut(msgspec.Struct):
+    id: int
+    merchant: str
+    title: str
+    price: int
+    currency: str
+    limit_per_buyer: int
+    stock: StockOut
+    warehouses: list[WarehouseStockOut]
+
+
+class SkuList(msgspec.Struct):
+    skus: list[SkuOut]
+    next_cursor: str | None
+
+
+class LineOut(msgspec.Struct):
+    sku: int
+    quantity: int
+    unit_price: int
+    line_total: int
+    warehouse: int
+
+
+class OrderOut(msgspec.Struct):
+    id: OrderId
+    status: str
+    buyer: str
+    currency: str
+    total: int
+    lines: list[LineOut]
+    address: dict[str, Any]
+    created_at: str
+    payment_deadline: str
+    updated_at: str
+
+
+class OrderList(msgspec.Struct):
+    orders: list[OrderOut]
+    next_cursor: str | None
+
+
+class BatchItemOut(msgspec.Struct):
+    index: int
+    status: int
+    order: OrderOut | None = None
+    error: ErrorBody | None = None
+
+
+class OrderBatchOut(msgspec.Struct):
+    created: int
+    failed: int
+    results: list[BatchItemOut]
+
+
+class HealthOut(msgspec.Struct):
+    status: str
+
+
+# --- conversions ---------------------------------------------------------------------------
+
+
+def iso(ms: int) -> str:
+    """UTC ISO 8601 with milliseconds and a Z."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def stock_out(level: StockLevel) -> StockOut:
+    return StockOut(level.on_hand, level.available, level.reserved, level.sold)
+
+
+def sku_out(view: SkuView) -> SkuOut:
+    s = view.sku
+    return SkuOut(
+        id=s.id,
+        merchant=s.merchant,
+        title=s.title,
+        price=s.price,
+        currency=s.currency,
+        limit_per_buyer=s.limit_per_buyer,
+        stock=stock_out(view.total),
+        warehouses=[
+            WarehouseStockOut(lv.on_hand, lv.available, lv.reserved, lv.sold, warehouse=w)
+            for w, lv in sorted(view.by_warehouse.items())
+        ],
+    )
+
+
+def warehouse_out(w: Warehouse) -> WarehouseOut:
+    return WarehouseOut(w.id, w.name, w.owner)
+
+
+def order_out(o: Order) -> OrderOut:
+    return OrderOut(
+        id=str(o.id),
+        status=o.status.value,
+        buyer=o.buyer,
+        currency=o.currency,
+        total=o.total,
+        lines=[
+            LineOut(li.sku, li.quantity, li.unit_price, li.quantity * li.unit_price, li.warehouse)
+            for li in o.lines
+        ],
+        address=o.address,
+        created_at=iso(o.created_ms),
+        payment_deadline=iso(o.deadline_ms),
+        updated_at=iso(o.updated_ms),
+    )
