@@ -111,7 +111,7 @@ class Catalog:
             if not 0 <= units <= MAX_UNITS:
                 raise InvalidInput(f"units must be between 0 and {MAX_UNITS}", field="stock")
         engine, batch = self._p.engine, self._p.intake.batch
-        sid = engine.inventory.add_sku(stock or {0: 0}, limit_per_buyer=limit_per_buyer)
+        sid = engine.inventory.add_sku(stock, limit_per_buyer=limit_per_buyer)
         sku = Sku(sid, who.key, title, price, currency, limit_per_buyer, now_ms())
         engine.skus[sid] = sku
         batch.skus.append(sku)

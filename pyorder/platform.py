@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyorder.catalog import Catalog
-from pyorder.engine import Engine
+from pyorder.engine import Engine, now_ms
 from pyorder.intake import Intake
 from pyorder.orders import Orders
 from pyorder.storage.base import Store
@@ -29,6 +29,8 @@ class Config:
     """Order-ID node of this process (0-255); two live processes must never share one."""
     sweep_interval_s: float = 0.1
     """How often unpaid orders past their deadline are expired."""
+    idempotency_retention_ms: int = 24 * 3600 * 1000
+    """Stored first responses to Idempotency-Keys are kept this long."""
 
 
 def open_store(config: Config) -> Store:
@@ -95,6 +97,9 @@ class Platform:
         )
 
     async def _sweep(self) -> None:
+        """Expire unpaid orders past their deadline; now and then purge old idempotency keys."""
+        next_purge = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.config.sweep_interval_s)
             if not self.ready:
@@ -102,5 +107,9 @@ class Platform:
             try:
                 if self.orders.expire_due():
                     await self.intake.durable()
+                if loop.time() >= next_purge:
+                    next_purge = loop.time() + 60
+                    cutoff = now_ms() - self.config.idempotency_retention_ms
+                    await self.store.purge_idempotency(cutoff)
             except Exception:  # a failed commit is handled by the intake; keep sweeping
                 log.exception("expiry sweep failed")

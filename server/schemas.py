@@ -6,6 +6,7 @@ the OpenAPI document's schemas, so the document cannot drift from the code.
 """
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any
 
 import msgspec
@@ -184,8 +185,9 @@ class HealthOut(msgspec.Struct):
 # --- conversions ---------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def iso(ms: int) -> str:
-    """UTC ISO 8601 with milliseconds and a Z."""
+    """UTC ISO 8601 with milliseconds and a Z (cached: a batch shares its timestamps)."""
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
     )

@@ -241,6 +241,7 @@ class PostgresStore(Store):
                 " FROM orders o JOIN order_lines l ON l.order_id = o.id"
                 f" WHERE o.status = {_PENDING} ORDER BY l.order_id, l.line_no"
             )
+            bought = [(int(r[0]), str(r[1]), int(r[2])) for r in await conn.fetch(_BOUGHT)]
             maxima = await conn.fetchrow(
                 "SELECT COALESCE(MAX(id), 0), COALESCE(MAX(reservation), 0) FROM orders"
             )
@@ -253,6 +254,7 @@ class PostgresStore(Store):
             pending_orders=codec.assemble_orders(order_rows, line_rows),
             max_order_id=int(maxima[0]),
             max_reservation=int(maxima[1]),
+            bought=bought,
         )
 
     async def get_order(self, order_id: int) -> Order | None:

@@ -250,6 +250,7 @@ class SqliteStore(Store):
                 " FROM orders o JOIN order_lines l ON l.order_id = o.id"
                 f" WHERE o.status = {_PENDING} ORDER BY l.order_id, l.line_no"
             ).fetchall()
+            bought = [(int(r[0]), str(r[1]), int(r[2])) for r in conn.execute(_BOUGHT)]
             max_order_id, max_reservation = conn.execute(
                 "SELECT COALESCE(MAX(id), 0), COALESCE(MAX(reservation), 0) FROM orders"
             ).fetchone()
@@ -263,6 +264,7 @@ class SqliteStore(Store):
             pending_orders=codec.assemble_orders(order_rows, line_rows),
             max_order_id=int(max_order_id),
             max_reservation=int(max_reservation),
+            bought=bought,
         )
 
     async def get_order(self, order_id: int) -> Order | None:

@@ -1,0 +1,87 @@
+"""Small builders of model records for the storage tests."""
+
+from pyorder.model import (
+    IdempotencyRecord,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Sku,
+    StockRow,
+    Warehouse,
+    WriteBatch,
+)
+
+MERCHANTS = ("m-alpha", "m-beta")
+ON_HAND = 1_000
+
+
+def catalog(n_skus: int = 4, n_warehouses: int = 2, limit_per_buyer: int = 0) -> WriteBatch:
+    """Warehouses 0..n-1, region "east" (nearest first: 0, 1, ...), SKUs owned alternately by
+    the two merchants, and ON_HAND units of every SKU in every warehouse."""
+    return WriteBatch(
+        warehouses=[Warehouse(w, f"warehouse {w}", "admin") for w in range(n_warehouses)],
+        regions={"east": list(range(n_warehouses))},
+        skus=[
+            Sku(
+                id=s,
+                merchant=MERCHANTS[s % 2],
+                title=f"item {s} — ünïcödé",
+                price=100 * (s + 1),
+                currency="CNY",
+                limit_per_buyer=limit_per_buyer,
+                created_ms=1_700_000_000_000 + s,
+            )
+            for s in range(n_skus)
+        ],
+        stock_rows=[
+            StockRow(sku=s, warehouse=w, on_hand=ON_HAND, reserved=0, sold=0)
+            for s in range(n_skus)
+            for w in range(n_warehouses)
+        ],
+    )
+
+
+def line(sku: int, quantity: int = 1, warehouse: int = 0) -> OrderLine:
+    return OrderLine(
+        sku=sku,
+        warehouse=warehouse,
+        quantity=quantity,
+        unit_price=100 * (sku + 1),
+        merchant=MERCHANTS[sku % 2],
+    )
+
+
+def order(
+    order_id: int,
+    *lines: OrderLine,
+    buyer: str = "buyer-1",
+    status: OrderStatus = OrderStatus.PENDING_PAYMENT,
+    reservation: int | None = None,
+) -> Order:
+    """An order (one line of SKU 0 when no lines are given); reservation defaults to its id."""
+    lines = lines or (line(0),)
+    return Order(
+        id=order_id,
+        buyer=buyer,
+        status=status,
+        currency="CNY",
+        total=sum(ln.quantity * ln.unit_price for ln in lines),
+        region="east",
+        address={"name": "王小明", "city": "Beijing", "lines": ["1 Road", "Apt 2"], "zip": None},
+        reservation=order_id if reservation is None else reservation,
+        created_ms=1_800_000_000_000 + order_id,
+        deadline_ms=1_800_000_900_000 + order_id,
+        updated_ms=1_800_000_000_000 + order_id,
+        lines=lines,
+    )
+
+
+def idem(key: str, created_ms: int = 1_000, principal: str = "buyer-1") -> IdempotencyRecord:
+    return IdempotencyRecord(
+        principal=principal,
+        key=key,
+        fingerprint=f"sha256:{key}",
+        status=201,
+        body=b'{"ok":true}\x00\xff',
+        created_ms=created_ms,
+    )
