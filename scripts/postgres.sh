@@ -61,7 +61,7 @@ if ! ready; then
         fi
         chmod 700 "$PGDATA_DIR"
         as_pg "$BINDIR/initdb" -D "$PGDATA_DIR" -U postgres -E UTF8 --locale=C.UTF-8 \
-            --auth-local=trust --auth-host=trust >&2 </dev/null
+            --auth-local=trust --auth-host=trust >/dev/null </dev/null
         # Loopback only, fsync on (durability is under test), sockets in the data directory so
         # that /var/run/postgresql need not exist.
         cat >>"$PGDATA_DIR/postgresql.conf" <<EOF
@@ -83,7 +83,9 @@ host all all ::1/128 trust
 EOF
     fi
     log "starting PostgreSQL on ${HOST}:${PORT}"
-    as_pg "$BINDIR/pg_ctl" start -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 >&2 </dev/null
+    # Port and address again on the command line: they win over an older data directory's conf.
+    as_pg "$BINDIR/pg_ctl" start -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
+        -o "-c port=${PORT} -c listen_addresses=${HOST}" >&2 </dev/null
     for _ in $(seq 1 60); do
         ready && break
         sleep 0.5

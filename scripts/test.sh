@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
+# A throwaway PostgreSQL 15 for the storage and server tests (they run on SQLite and on it).
+PYORDER_TEST_POSTGRES="${PYORDER_TEST_POSTGRES:-$(bash scripts/postgres.sh)}"
+export PYORDER_TEST_POSTGRES
 step() { echo; echo "==> $*"; "$@"; }
 step cargo fmt --all --check
 step cargo clippy --all-features --all-targets -- -D warnings

@@ -51,6 +51,8 @@ NO_WAREHOUSE: Final = 0xFFFF_FFFF
 U32_MAX: Final = 0xFFFF_FFFF
 U64_MAX: Final = 0xFFFF_FFFF_FFFF_FFFF
 
+NOT_COUNTED: Final = -1
+
 PENDING: Final = "pending"
 CONFIRMED: Final = "confirmed"
 RELEASED: Final = "released"
@@ -108,12 +110,18 @@ class Slot:
 
 @dataclass(slots=True)
 class Reservation:
-    """A pending reservation: lines are ``(sku, warehouse, quantity)`` in the order reserved."""
+    """A pending reservation: lines are ``(sku, warehouse, quantity)`` in the order reserved.
+
+    ``counted[i]`` is the limit epoch of line i's SKU when its units were counted for the
+    buyer, or ``NOT_COUNTED`` (the SKU had no limit then): only units still counted are given
+    back on release, expiry or a partial confirm.
+    """
 
     reservation: int
     buyer: int
     deadline_ms: int
     lines: list[tuple[int, int, int]]
+    counted: list[int]
 
 
 @dataclass(slots=True)
@@ -181,7 +189,11 @@ class ReferenceInventory:
         self._regions: dict[int, list[int]] = {}
         self._stock: list[dict[int, Slot]] = []  # per SKU: warehouse -> slot
         self._limit: list[int] = []  # per SKU: units per buyer, 0 = no limit
-        self._bought: list[dict[int, int]] = []  # per SKU: buyer -> units reserved + confirmed
+        # Per SKU, only while it has a limit: buyer -> units reserved + confirmed since then.
+        self._bought: list[dict[int, int]] = []
+        # Per SKU: bumped whenever a limit is removed, which drops its counts; units counted in
+        # an earlier epoch are no longer part of any count.
+        self._epoch: list[int] = []
         self._pending: dict[int, Reservation] = {}
         self._resolved: dict[int, str] = {}  # final state of resolved reservations
         self._due: list[tuple[int, int]] = []  # heap of (deadline, id); stale entries skipped
@@ -255,6 +267,7 @@ class ReferenceInventory:
         self._stock.append({w: Slot(units[w]) for w in sorted(units)})
         self._limit.append(limit_per_buyer)
         self._bought.append({})
+        self._epoch.append(0)
         return len(self._stock) - 1
 
     def add_skus(self, on_hand: Iterable[int], warehouse: int = 0) -> npt.NDArray[np.uint32]:
@@ -266,6 +279,7 @@ class ReferenceInventory:
         self._stock.extend({warehouse: Slot(n)} for n in units)
         self._limit.extend(0 for _ in units)
         self._bought.extend({} for _ in units)
+        self._epoch.extend(0 for _ in units)
         return np.arange(first, first + len(units), dtype=np.uint32)
 
     def restock(self, sku: int, quantity: int, warehouse: int = 0) -> None:
@@ -301,9 +315,14 @@ class ReferenceInventory:
         slot.available += delta
 
     def set_purchase_limit(self, sku: int, limit_per_buyer: int) -> None:
+        """Counting happens only while the SKU has a limit: setting one starts the count from
+        zero, changing it keeps the counts, setting 0 removes the limit and its counts."""
         self._check_sku(sku)
         if limit_per_buyer < 0:
             raise InventoryError(f"limit_per_buyer must be >= 0, got {limit_per_buyer}")
+        if limit_per_buyer == 0 and self._limit[sku] > 0:
+            self._bought[sku] = {}
+            self._epoch[sku] += 1
         self._limit[sku] = limit_per_buyer
 
     def purchase_limit(self, sku: int) -> int:
@@ -311,7 +330,8 @@ class ReferenceInventory:
         return self._limit[sku]
 
     def bought_by(self, sku: int, buyer: int) -> int:
-        """Units of ``sku`` that ``buyer`` holds reserved plus has bought."""
+        """Units of ``sku`` that ``buyer`` holds reserved plus has bought since the SKU's limit
+        was set (0 for a SKU without a limit)."""
         self._check_sku(sku)
         return self._bought[sku].get(buyer, 0)
 
@@ -384,18 +404,18 @@ class ReferenceInventory:
                     return [w] * len(lines)
         chosen: list[int] = []
         for i, (sku, qty) in enumerate(lines):
-            w = self._nearest(sku, qty, candidates)
-            if w is None:
+            nearest = self._nearest(sku, qty, candidates)
+            if nearest is None:
                 return i  # the first line no candidate can serve
-            chosen.append(w)
+            chosen.append(nearest)
         if policy == MatchPolicy.ONE_PARCEL_ONLY:
             # Every line could be served somewhere, but no one warehouse serves them all: blame
             # the first line the nearest candidate cannot serve (no candidates: the first line).
             if not candidates:
                 return 0
-            nearest = candidates[0]
+            first = candidates[0]
             return next(
-                i for i, (sku, qty) in enumerate(lines) if not self._serves(sku, qty, nearest)
+                i for i, (sku, qty) in enumerate(lines) if not self._serves(sku, qty, first)
             )
         return chosen
 
@@ -445,14 +465,19 @@ class ReferenceInventory:
             return Refusal(ReserveStatus.OUT_OF_STOCK, chosen)
         rid = self._take_id(reservation_id)
         reserved: list[tuple[int, int, int]] = []
+        counted: list[int] = []
         for (sku, qty), w in zip(lines, chosen, strict=True):
             slot = self._stock[sku][w]
             slot.available -= qty
             slot.reserved += qty
-            bought = self._bought[sku]
-            bought[buyer] = bought.get(buyer, 0) + qty
             reserved.append((sku, w, qty))
-        self._pending[rid] = Reservation(rid, buyer, deadline_ms, reserved)
+            if self._limit[sku] > 0:
+                bought = self._bought[sku]
+                bought[buyer] = bought.get(buyer, 0) + qty
+                counted.append(self._epoch[sku])
+            else:
+                counted.append(NOT_COUNTED)
+        self._pending[rid] = Reservation(rid, buyer, deadline_ms, reserved, counted)
         heapq.heappush(self._due, (deadline_ms, rid))
         return rid, chosen
 
@@ -606,7 +631,7 @@ class ReferenceInventory:
             slot.reserved -= qty
             slot.sold += q
             slot.available += qty - q
-            if q != qty:
+            if q != qty and res.counted[i] == self._epoch[sku] and self._limit[sku] > 0:
                 bought = self._bought[sku]
                 left = bought[res.buyer] - (qty - q)
                 if left:
@@ -744,7 +769,19 @@ class ReferenceInventory:
         for res in self._pending.values():
             for sku, w, qty in res.lines:
                 held[sku, w] = held.get((sku, w), 0) + qty
+        counted: dict[tuple[int, int], int] = {}
+        for res in self._pending.values():
+            for (sku, _, qty), epoch in zip(res.lines, res.counted, strict=True):
+                if epoch == self._epoch[sku] and self._limit[sku] > 0:
+                    counted[sku, res.buyer] = counted.get((sku, res.buyer), 0) + qty
+        for (sku, buyer), units in counted.items():
+            if self._bought[sku].get(buyer, 0) < units:
+                raise InvalidInventoryStateError(
+                    f"SKU {sku}: buyer {buyer} counted below the units they hold reserved"
+                )
         for sku, slots in enumerate(self._stock):
+            if self._limit[sku] == 0 and self._bought[sku]:
+                raise InvalidInventoryStateError(f"SKU {sku} counts buyers without a limit")
             for w, slot in slots.items():
                 if slot.reserved != held.get((sku, w), 0):
                     raise InvalidInventoryStateError(
@@ -755,10 +792,11 @@ class ReferenceInventory:
     # ------------------------------------------------------------------ export and restore
     def export_state(self) -> StateArrays:
         """The state as the arrays of docs/inventory.md ("Export and restore")."""
-        pending_held: dict[tuple[int, int], int] = {}
+        pending_held: dict[tuple[int, int], int] = {}  # counted units of pending reservations
         for res in self._pending.values():
-            for sku, _, qty in res.lines:
-                pending_held[sku, res.buyer] = pending_held.get((sku, res.buyer), 0) + qty
+            for (sku, _, qty), epoch in zip(res.lines, res.counted, strict=True):
+                if epoch == self._epoch[sku] and self._limit[sku] > 0:
+                    pending_held[sku, res.buyer] = pending_held.get((sku, res.buyer), 0) + qty
         cols: dict[str, list[int]] = {key: [] for key in STATE_DTYPES}
         cols["sku_count"].append(len(self._stock))
         cols["warehouse_count"].append(self._warehouses)
@@ -836,6 +874,7 @@ class ReferenceInventory:
         inv._stock = [{} for _ in range(n_skus)]
         inv._limit = [0] * n_skus
         inv._bought = [{} for _ in range(n_skus)]
+        inv._epoch = [0] * n_skus
 
         def check_sku(sku: int) -> None:
             if not 0 <= sku < n_skus:
@@ -862,13 +901,15 @@ class ReferenceInventory:
 
         for i in range(same_length("limit_sku", "limit_units")):
             check_sku(a["limit_sku"][i])
+            if a["limit_units"][i] == 0:
+                raise bad(f"limit row {i} of SKU {a['limit_sku'][i]} is 0 (only limits > 0)")
             inv._limit[a["limit_sku"][i]] = a["limit_units"][i]
         for i in range(same_length("bought_sku", "bought_buyer", "bought_units")):
             sku, buyer = a["bought_sku"][i], a["bought_buyer"][i]
             check_sku(sku)
             if buyer in inv._bought[sku]:
                 raise bad(f"two rows for buyer {buyer} of SKU {sku}")
-            if a["bought_units"][i] > 0:
+            if a["bought_units"][i] > 0 and inv._limit[sku] > 0:  # counts exist with a limit
                 inv._bought[sku][buyer] = a["bought_units"][i]
 
         n_regions = len(a["region_id"])
@@ -892,21 +933,26 @@ class ReferenceInventory:
             if start == end:
                 raise bad(f"reservation {rid} has no lines")
             lines: list[tuple[int, int, int]] = []
+            counted: list[int] = []
             for j in range(start, end):
                 sku, w, qty = a["line_sku"][j], a["line_warehouse"][j], a["line_quantity"][j]
                 check_sku(sku)
-                slot = inv._stock[sku].get(w)
-                if slot is None:
+                held = inv._stock[sku].get(w)
+                if held is None:
                     raise bad(f"reservation {rid} holds SKU {sku} in warehouse {w}, not stocked")
                 if not 1 <= qty <= MAX_QUANTITY or any(s == sku for s, _, _ in lines):
                     raise bad(f"reservation {rid}: bad line for SKU {sku}")
-                if qty > slot.available:
+                if qty > held.available:
                     raise bad(f"SKU {sku} in warehouse {w}: reserved more than on hand - sold")
-                slot.available -= qty
-                slot.reserved += qty
-                inv._bought[sku][buyer] = inv._bought[sku].get(buyer, 0) + qty
+                held.available -= qty
+                held.reserved += qty
                 lines.append((sku, w, qty))
-            inv._pending[rid] = Reservation(rid, buyer, a["res_deadline_ms"][i], lines)
+                if inv._limit[sku] > 0:  # open reservations are added back to the counts
+                    inv._bought[sku][buyer] = inv._bought[sku].get(buyer, 0) + qty
+                    counted.append(0)
+                else:
+                    counted.append(NOT_COUNTED)
+            inv._pending[rid] = Reservation(rid, buyer, a["res_deadline_ms"][i], lines, counted)
             inv._due.append((a["res_deadline_ms"][i], rid))
         heapq.heapify(inv._due)
         return inv

@@ -162,7 +162,7 @@ def test_release_returns_units(inv: Inventory) -> None:
 
 
 def test_partial_confirm_sells_fewer_and_returns_the_rest(inv: Inventory) -> None:
-    a, b = inv.add_sku(10), inv.add_sku(10)
+    a, b = inv.add_sku(10, limit_per_buyer=100), inv.add_sku(10, limit_per_buyer=100)
     rid = inv.reserve_order([(a, 4), (b, 3)], buyer=1, now_ms=T0)
     inv.confirm(rid, [1, 0], now_ms=T0)
     assert level(inv, a) == (10, 9, 0, 1)
@@ -267,11 +267,11 @@ def test_policy_accepts_enum_and_plain_strings(inv: Inventory) -> None:
 
 
 def test_status_codes_and_policy_names() -> None:
-    assert ReserveStatus.OK == 0
+    assert ReserveStatus.OK.value == 0
     assert len({int(s) for s in ReserveStatus}) == len(ReserveStatus) == 11
-    assert MatchPolicy.PREFER_ONE_PARCEL == "prefer_one_parcel"
-    assert MatchPolicy.ONE_PARCEL_ONLY == "one_parcel_only"
-    assert MatchPolicy.NEAREST_PER_LINE == "nearest_per_line"
+    assert MatchPolicy.PREFER_ONE_PARCEL.value == "prefer_one_parcel"
+    assert MatchPolicy.ONE_PARCEL_ONLY.value == "one_parcel_only"
+    assert MatchPolicy.NEAREST_PER_LINE.value == "nearest_per_line"
 
 
 # ---------------------------------------------------------------------------- errors
@@ -507,34 +507,77 @@ def test_limit_zero_means_no_limit(inv: Inventory) -> None:
     inv.reserve(sku, 60, buyer=1, now_ms=T0)
 
 
-def test_bought_by_counts_units_of_skus_without_a_limit(inv: Inventory) -> None:
-    """docs: bought_by counts units the buyer holds reserved plus units confirmed."""
+def test_bought_by_is_zero_for_a_sku_without_a_limit(inv: Inventory) -> None:
+    """docs: counting happens only while the SKU has a limit."""
     sku = inv.add_sku(100)
     rid = inv.reserve(sku, 3, buyer=7, now_ms=T0)
-    inv.reserve(sku, 2, buyer=7, now_ms=T0)
     inv.confirm(rid, now_ms=T0)
-    assert inv.bought_by(sku, 7) == 5
+    assert inv.bought_by(sku, 7) == 0
 
 
-def test_limit_set_later_counts_earlier_purchases(inv: Inventory) -> None:
+def test_setting_a_limit_starts_the_count_from_zero(inv: Inventory) -> None:
     sku = inv.add_sku(100)
     inv.reserve(sku, 3, buyer=7, now_ms=T0)
     inv.set_purchase_limit(sku, 4)
+    assert inv.bought_by(sku, 7) == 0
+    inv.reserve(sku, 4, buyer=7, now_ms=T0)
     with pytest.raises(PurchaseLimitError):
-        inv.reserve(sku, 2, buyer=7, now_ms=T0)
+        inv.reserve(sku, 1, buyer=7, now_ms=T0)
 
 
-def test_releasing_units_held_before_the_limit_cannot_exceed_the_limit(inv: Inventory) -> None:
-    """A buyer must never hold more than the limit through units they held before it was set."""
+def test_changing_a_limit_keeps_the_counts(inv: Inventory) -> None:
+    sku = inv.add_sku(100, limit_per_buyer=3)
+    inv.reserve(sku, 3, buyer=7, now_ms=T0)
+    inv.set_purchase_limit(sku, 5)
+    assert inv.bought_by(sku, 7) == 3
+    with pytest.raises(PurchaseLimitError):
+        inv.reserve(sku, 3, buyer=7, now_ms=T0)
+    inv.reserve(sku, 2, buyer=7, now_ms=T0)
+
+
+def test_removing_a_limit_drops_its_counts(inv: Inventory) -> None:
+    sku = inv.add_sku(100, limit_per_buyer=3)
+    inv.reserve(sku, 3, buyer=7, now_ms=T0)
+    inv.set_purchase_limit(sku, 0)
+    assert inv.bought_by(sku, 7) == 0
+    inv.set_purchase_limit(sku, 3)
+    assert inv.bought_by(sku, 7) == 0
+    inv.reserve(sku, 3, buyer=7, now_ms=T0)
+
+
+def test_releasing_units_held_before_the_limit_keeps_the_count(inv: Inventory) -> None:
+    """Only counted units are given back: releasing a reservation made before the limit was set
+    must not lower the count of units reserved after it (the buyer would then get past it)."""
     sku = inv.add_sku(100)
     early = inv.reserve(sku, 3, buyer=7, now_ms=T0)
     inv.set_purchase_limit(sku, 5)
-    inv.reserve(sku, 2, buyer=7, now_ms=T0)  # holds 5
-    inv.release(early, now_ms=T0)  # holds 2
-    inv.reserve(sku, 3, buyer=7, now_ms=T0)  # holds 5
+    inv.reserve(sku, 2, buyer=7, now_ms=T0)  # counted: 2
+    inv.release(early, now_ms=T0)  # was never counted: still 2
+    assert inv.bought_by(sku, 7) == 2
+    inv.reserve(sku, 3, buyer=7, now_ms=T0)  # counted: 5
     with pytest.raises(PurchaseLimitError):
         inv.reserve(sku, 1, buyer=7, now_ms=T0)
     assert inv.bought_by(sku, 7) == 5
+
+
+@pytest.mark.parametrize("resolve", ["release", "expire", "partial_confirm"])
+def test_units_counted_under_a_removed_limit_do_not_lower_the_new_count(
+    inv: Inventory, resolve: str
+) -> None:
+    sku = inv.add_sku(100, limit_per_buyer=5)
+    old = inv.reserve(sku, 3, buyer=7, timeout_ms=10, now_ms=T0)  # counted under the old limit
+    inv.set_purchase_limit(sku, 0)  # drops the counts
+    inv.set_purchase_limit(sku, 5)  # counts from zero
+    inv.reserve(sku, 4, buyer=7, now_ms=T0)  # counted: 4
+    if resolve == "release":
+        inv.release(old, now_ms=T0)
+    elif resolve == "expire":
+        inv.expire_due(T0 + 10)
+    else:
+        inv.confirm(old, [1], now_ms=T0)
+    assert inv.bought_by(sku, 7) == 4
+    with pytest.raises(PurchaseLimitError):
+        inv.reserve(sku, 2, buyer=7, now_ms=T0 + 10)
 
 
 # ---------------------------------------------------------------------------- matching
@@ -1038,3 +1081,51 @@ def test_release_batch_at_deadline_expires(inv: Inventory) -> None:
     ]
     assert inv.reservation_state(rid) == "expired"
     assert level(inv, sku) == (10, 10, 0, 0)
+
+
+# ---------------------------------------------------------------------------- integer ranges
+def test_buyers_in_the_upper_half_of_u64_are_distinct_buyers(inv: Inventory) -> None:
+    """Buyers are u64 (batch ``buyers`` arrays, ``bought_buyer``): 2**63 and 2**64 - 1 are two
+    buyers, and the single-call API must not fold them into one."""
+    sku = inv.add_sku(10, limit_per_buyer=1)
+    top = 2**64 - 1
+    rid = inv.reserve(sku, 1, buyer=2**63, now_ms=T0)
+    assert inv.reservation(rid).buyer == 2**63
+    inv.reserve(sku, 1, buyer=top, now_ms=T0)  # another buyer: within their own limit
+    assert inv.bought_by(sku, 2**63) == 1
+    assert inv.bought_by(sku, top) == 1
+    assert inv.bought_by(sku, 2**63 - 1) == 0
+
+
+def test_single_and_batch_calls_agree_on_a_large_buyer(inv: Inventory) -> None:
+    sku = inv.add_sku(10, limit_per_buyer=1)
+    result = inv.reserve_batch(u32([sku]), u32([1]), buyers=u64([2**64 - 1]), now_ms=T0)
+    assert result.status.tolist() == [ReserveStatus.OK]
+    assert inv.bought_by(sku, 2**64 - 1) == 1
+    with pytest.raises(PurchaseLimitError):
+        inv.reserve(sku, 1, buyer=2**64 - 1, now_ms=T0)
+
+
+@pytest.mark.parametrize("buyer", [-1, 2**64, 2**70])
+def test_buyer_outside_u64_is_an_invalid_argument(same_after: Inventory, buyer: int) -> None:
+    with pytest.raises(InventoryError):
+        same_after.reserve(0, 1, buyer=buyer, now_ms=T0)
+
+
+@pytest.mark.parametrize("rid", [2**63, 2**64 - 1])
+def test_unknown_large_reservation_id_is_reported_as_asked(inv: Inventory, rid: int) -> None:
+    with pytest.raises(UnknownReservationError) as exc:
+        inv.reservation_state(rid)
+    assert exc.value.reservation == rid
+
+
+def test_batch_calls_accept_strided_arrays(inv: Inventory) -> None:
+    """Any 1-D array of the right dtype will do, not only contiguous ones (e.g. ``a[::2]``)."""
+    sku = inv.add_sku(10)
+    result = inv.reserve_batch(u32([sku] * 8)[::2], u32([1] * 8)[::2], now_ms=T0)
+    assert result.status.tolist() == [ReserveStatus.OK] * 4
+    statuses = inv.confirm_batch(result.reservation[::2], now_ms=T0)
+    assert statuses.tolist() == [ReserveStatus.OK] * 2
+    statuses = inv.release_batch(result.reservation[1::2], now_ms=T0)
+    assert statuses.tolist() == [ReserveStatus.OK] * 2
+    assert level(inv, sku) == (10, 8, 0, 2)

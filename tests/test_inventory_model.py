@@ -13,6 +13,7 @@ handed out before; from then on both speak of the same ids.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -43,7 +44,7 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MAX_WAREHOUSES = 4
 MAX_SKUS = 10
 REGIONS = 4  # regions 0..3 may be set; region 4 never is
-BUYERS = (0, 1, 2, 3)
+BUYERS = (0, 1, 2, 2**63, 2**64 - 1)  # buyers are u64: the top half too
 ZERO = Level(0, 0, 0, 0)
 ERROR_ATTRS = ("sku", "limit", "state", "region", "warehouse", "reservation")
 
@@ -54,7 +55,7 @@ quantities = st.sampled_from([1, 2, 3, 4] * 8 + [1, 2] * 4 + BAD_QUANTITIES + [M
 batch_qty = st.sampled_from(  # representable in uint32
     [1, 2, 3, 4] * 8 + [1, 2] * 4 + [0, MAX_QUANTITY, MAX_QUANTITY + 1, 2**32 - 1]
 )
-buyers = st.sampled_from(BUYERS)
+buyers = st.sampled_from([0, 0, 0, 1, 1, *BUYERS])  # often the same buyer again
 region_ids = st.sampled_from([0, 1] * 6 + [2, 3, REGIONS])  # 0 and 1 are set from the start
 regions = st.one_of(st.none(), region_ids)
 policies = st.sampled_from(list(MatchPolicy))
@@ -141,7 +142,7 @@ class InventoryMachine(RuleBasedStateMachine):
                 st.dictionaries(st.integers(1, MAX_WAREHOUSES - 1), st.integers(0, 12), max_size=3),
             ),
             min_size=1,
-            max_size=6,
+            max_size=4,
         ),
         preferences=st.lists(st.permutations(range(MAX_WAREHOUSES)), min_size=2, max_size=2),
     )
@@ -205,13 +206,23 @@ class InventoryMachine(RuleBasedStateMachine):
             assert core.dtype == np.uint32
             assert core.tolist() == model.tolist()
 
-    @rule(sku=sku_picks, limit=st.sampled_from([0, 1, 2, 3, 5]))
+    @rule(sku=sku_picks, limit=st.sampled_from([0, 1, 2, 3, 5, 8]))
     def set_purchase_limit(self, sku: int, limit: int) -> None:
         sku = self.sku(sku)
         same(
             lambda: self.core.set_purchase_limit(sku, limit),
             lambda: self.model.set_purchase_limit(sku, limit),
         )
+
+    @rule(pick=st.integers(0, 10**6), limit=st.sampled_from([0, 4, 8]))
+    def limit_a_held_sku(self, pick: int, limit: int) -> None:
+        """Limits set, changed and removed while buyers hold units of the SKU (a sale opening
+        while carts hold stock): only units counted under the current limit are given back."""
+        held = sorted({sku for res in self.model._pending.values() for sku, _, _ in res.lines})
+        if held:
+            sku = held[pick % len(held)]
+            self.core.set_purchase_limit(sku, limit)
+            self.model.set_purchase_limit(sku, limit)
 
     @rule(sku=sku_picks, quantity=st.sampled_from([-1, 0, 1, 2, 5]), warehouse=st.integers(0, 4))
     def restock(self, sku: int, quantity: int, warehouse: int) -> None:
@@ -508,14 +519,10 @@ class InventoryMachine(RuleBasedStateMachine):
                     f"bought_by(sku={sku}, buyer={buyer})"
                 )
         for region in range(REGIONS + 1):
-            same(
-                lambda region=region: core.region_warehouses(region),
-                lambda region=region: model.region_warehouses(region),
-            )
+            same(partial(core.region_warehouses, region), partial(model.region_warehouses, region))
         for rid in self.ids:
             core_state, model_state = same(
-                lambda rid=rid: core.reservation_state(rid),
-                lambda rid=rid: model.reservation_state(rid),
+                partial(core.reservation_state, rid), partial(model.reservation_state, rid)
             )
             assert core_state == model_state, f"reservation {rid}"
 

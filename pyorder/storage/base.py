@@ -11,11 +11,14 @@ from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, Wri
 
 
 class StorageError(Exception):
-    """The store failed (I/O, constraint, lost connection); the batch did not commit."""
+    """The store failed (I/O, constraint, lost connection). The batch did not commit, except
+    when the connection was lost during COMMIT: then the outcome is unknown, and the caller
+    must reload (the intake rebuilds the core from the store after any failure)."""
 
 
 class Store(ABC):
-    """A durable store. Writes come only through ``commit``, from one writer at a time."""
+    """A durable store. Writes come through ``commit`` (and ``purge_idempotency``), from one
+    writer at a time."""
 
     @abstractmethod
     async def open(self) -> None:
@@ -57,7 +60,9 @@ class Store(ABC):
     async def get_sku(self, sku_id: int) -> Sku | None: ...
 
     @abstractmethod
-    async def list_skus(self, *, merchant: str | None = None, after_id: int = -1, limit: int = 50) -> list[Sku]: ...
+    async def list_skus(
+        self, *, merchant: str | None = None, after_id: int = -1, limit: int = 50
+    ) -> list[Sku]: ...
 
     @abstractmethod
     async def get_stock(self, sku_id: int) -> list[StockRow]: ...

@@ -45,13 +45,25 @@ IDEMPOTENCY_COLUMNS = "principal, key, fingerprint, status, body, created_ms"
 MAX_BIGINT = 2**63 - 1
 """Largest id a column holds; ``before_id=None`` reads as ``id < MAX_BIGINT``."""
 
+# Parameterless queries of ``load()``, the same text for both backends.
+PENDING_ORDERS_SQL = (
+    f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending_payment' ORDER BY id"
+)
+PENDING_LINES_SQL = (
+    f"SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id IN"
+    " (SELECT id FROM orders WHERE status = 'pending_payment') ORDER BY order_id, line_no"
+)
+"""Lines of the pending orders, found through the partial index ``orders_pending``."""
 BOUGHT_SQL = (
     "SELECT l.sku, o.buyer, SUM(l.quantity) FROM order_lines l"
     " JOIN orders o ON o.id = l.order_id JOIN skus s ON s.id = l.sku"
     " WHERE o.status = 'paid' AND s.limit_per_buyer > 0"
     " GROUP BY l.sku, o.buyer ORDER BY l.sku, o.buyer"
 )
-"""(sku, buyer, units) bought in paid orders, for SKUs with a purchase limit (``Snapshot.bought``)."""
+"""(sku, buyer, units) bought in paid orders, for SKUs with a purchase limit (``Snapshot.bought``).
+It reads every order line: its cost grows with the history, not with what is pending."""
+MAXIMA_SQL = "SELECT COALESCE(MAX(id), 0), COALESCE(MAX(reservation), 0) FROM orders"
+"""Largest order id and reservation ever stored (0, 0 when empty); the reservation is a scan."""
 
 MAX_PAGE = 1000
 """Most records one list call returns, whatever ``limit`` asks for."""

@@ -52,9 +52,11 @@ CURRENT_VERSION_SQL = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
 _STATUS_CHECK = "CHECK (status IN ('pending_payment', 'paid', 'cancelled', 'expired'))"
 
 # Version 1: the initial schema. Foreign keys only where they cost nothing on the hot path:
-# low-volume tables (regions, stock) and order lines -> orders (a primary-key probe on a row
-# inserted in the same batch). Order lines carry no foreign key to skus/warehouses: that would
-# be two probes per line for facts the inventory core already guarantees.
+# the low-volume tables (regions, stock) in both backends, and order lines -> orders in SQLite
+# only (a rowid probe there, no measurable cost). In PostgreSQL that key fires a trigger per
+# line that locks the order row, measured at -17% on COPY of 1,000-order batches, for a fact the
+# store itself guarantees (lines are written with their order, from the same record). Order
+# lines carry no key to skus/warehouses: two probes per line for what the core guarantees.
 _V1_SQLITE = (
     "CREATE TABLE warehouses ("
     " id INTEGER PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL) STRICT",
@@ -118,7 +120,7 @@ _V1_POSTGRES = (
     "CREATE INDEX orders_buyer ON orders (buyer, id)",
     "CREATE INDEX orders_pending ON orders (id) WHERE status = 'pending_payment'",
     "CREATE TABLE order_lines ("
-    " order_id BIGINT NOT NULL REFERENCES orders(id), line_no INTEGER NOT NULL,"
+    " order_id BIGINT NOT NULL, line_no INTEGER NOT NULL,"
     " sku BIGINT NOT NULL, warehouse BIGINT NOT NULL, quantity BIGINT NOT NULL,"
     " unit_price BIGINT NOT NULL, merchant TEXT NOT NULL,"
     " PRIMARY KEY (order_id, line_no))",

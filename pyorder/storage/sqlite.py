@@ -54,8 +54,6 @@ _INSERT_IDEMPOTENCY = (
 
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
 _SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
-_PENDING = "'pending_payment'"
-_BOUGHT = codec.BOUGHT_SQL
 
 
 def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
@@ -242,18 +240,10 @@ class SqliteStore(Store):
                     f"SELECT {codec.STOCK_COLUMNS} FROM stock ORDER BY sku, warehouse"
                 )
             ]
-            order_rows = conn.execute(
-                f"{_SELECT_ORDER} WHERE status = {_PENDING} ORDER BY id"
-            ).fetchall()
-            line_rows = conn.execute(
-                f"SELECT {', '.join('l.' + c for c in codec.LINE_COLUMN_NAMES)}"
-                " FROM orders o JOIN order_lines l ON l.order_id = o.id"
-                f" WHERE o.status = {_PENDING} ORDER BY l.order_id, l.line_no"
-            ).fetchall()
-            bought = [(int(r[0]), str(r[1]), int(r[2])) for r in conn.execute(_BOUGHT)]
-            max_order_id, max_reservation = conn.execute(
-                "SELECT COALESCE(MAX(id), 0), COALESCE(MAX(reservation), 0) FROM orders"
-            ).fetchone()
+            order_rows = conn.execute(codec.PENDING_ORDERS_SQL).fetchall()
+            line_rows = conn.execute(codec.PENDING_LINES_SQL).fetchall()
+            bought = [(int(r[0]), str(r[1]), int(r[2])) for r in conn.execute(codec.BOUGHT_SQL)]
+            max_order_id, max_reservation = conn.execute(codec.MAXIMA_SQL).fetchone()
         finally:
             conn.execute("COMMIT")
         return Snapshot(

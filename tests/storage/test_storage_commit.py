@@ -15,6 +15,7 @@ from pyorder.model import (
     WriteBatch,
 )
 from pyorder.storage.base import StorageError, Store
+from pyorder.storage.postgres import COPY_THRESHOLD
 
 from .backends import Backend
 from .records import ON_HAND, catalog, idem, line, order
@@ -48,12 +49,19 @@ def test_every_record_type_round_trips(store: Backend) -> None:
         ]
         assert await s.get_stock(99) == []
 
+        # A large batch (PostgreSQL writes it by COPY rather than executemany) round-trips too.
+        big = [order(i, line(i % 4, i), line((i + 1) % 4), buyer=f"b{i}") for i in range(20, 60)]
+        assert len(big) >= COPY_THRESHOLD
+        await s.commit(WriteBatch(orders=big))
+        for o in big:
+            assert await s.get_order(o.id) == o
+
         snap = await s.load()
         assert snap.warehouses == cat.warehouses
         assert snap.regions == cat.regions
         assert snap.skus == cat.skus
         assert len(snap.stock) == len(cat.stock_rows)
-        assert snap.pending_orders == [multi]
+        assert snap.pending_orders == [multi, *big]
 
     store.run(body)
 
@@ -94,6 +102,12 @@ def test_a_failing_batch_leaves_nothing_and_the_store_goes_on(store: Backend) ->
         assert await s.load() == before
         assert await s.get_order(2) is None
         assert await s.get_idempotency("buyer-1", "k2") is None
+
+        big_bad = WriteBatch(orders=[order(i) for i in range(100, 100 + COPY_THRESHOLD)])
+        big_bad.orders.append(order(1))
+        with pytest.raises(StorageError):
+            await s.commit(big_bad)
+        assert await s.load() == before
 
         dup_key = WriteBatch(orders=[order(3)], idempotency=[idem("k1", created_ms=5)])
         with pytest.raises(StorageError):

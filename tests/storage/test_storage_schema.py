@@ -1,9 +1,14 @@
 """Migrations: applied once, in order, recorded; re-open is a no-op; a newer database refused."""
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import LATEST, MIGRATIONS, SchemaTooNewError, pending
+from pyorder.storage.postgres import PostgresStore
+from pyorder.storage.sqlite import SqliteStore
 
 from .backends import Backend
 
@@ -58,3 +63,12 @@ def test_pending_lists_what_is_missing_in_order() -> None:
     assert pending(LATEST) == []
     with pytest.raises(SchemaTooNewError):
         pending(LATEST + 1)
+
+
+def test_a_store_that_cannot_open_raises_storage_error(tmp_path: Path) -> None:
+    for bad in (
+        SqliteStore(tmp_path / "no-such-folder" / "pyorder.sqlite3"),
+        PostgresStore("postgresql://postgres@127.0.0.1:1/nothing"),  # nothing listens on port 1
+    ):
+        with pytest.raises(StorageError):
+            asyncio.run(bad.open())

@@ -183,6 +183,7 @@ fn reserve_one_line<A: ShardAccess>(
         skus,
         limits,
         bought,
+        ..
     } = acc.shard(shard);
     let Some(entry) = skus.get_mut(local) else {
         return refuse(InventoryError::UnknownSku { sku });

@@ -306,8 +306,7 @@ impl Inventory {
     pub fn set_purchase_limit(&self, sku: u32, limit_per_buyer: u64) -> Result<()> {
         self.with_sku(sku, |shard, _| {
             if limit_per_buyer == 0 {
-                shard.limits.remove(&sku);
-                shard.bought.retain(|&(s, _), _| s != sku);
+                shard.remove_limit(sku);
             } else {
                 shard.limits.insert(sku, limit_per_buyer);
             }

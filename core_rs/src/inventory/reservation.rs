@@ -42,6 +42,10 @@ pub struct Line {
     pub sku: u32,
     pub warehouse: u32,
     pub quantity: u32,
+    /// The SKU's limit epoch + 1 when the units were counted against a purchase limit, 0 when
+    /// the SKU had no limit. Only units counted in the current epoch are given back, so a
+    /// reservation made before a limit can never lower the count of units made under it.
+    pub counted: u32,
 }
 
 /// A pending reservation. Most orders have one line, which stays inline.

@@ -2,7 +2,7 @@
 
 use smallvec::SmallVec;
 
-use super::matching::{reserve_locked, MatchPolicy, OrderRequest};
+use super::matching::{reserve_locked, MatchPolicy, OrderRequest, ShardAccess, ShardMap};
 use super::reservation::{Line, Reservation};
 use super::{status, Inventory, InventoryError, Result, MAX_TIMEOUT_MS};
 
@@ -128,13 +128,14 @@ impl Inventory {
         let mut res = self.res_shard(id).lock();
         let mut locked = self.lock_skus(skus.iter().copied());
         reserve_locked(&mut locked, self.map, &req, &mut warehouses).map_err(|r| r.error)?;
+        let lines = lines(&mut locked, self.map, &req, &warehouses);
         drop(locked);
         res.insert(
             id,
             Reservation {
                 buyer,
                 deadline_ms: now_ms.saturating_add(timeout_ms),
-                lines: lines(&req, &warehouses),
+                lines,
             },
         );
         Ok((id, warehouses))
@@ -199,7 +200,7 @@ impl Inventory {
             ) {
                 Ok(()) => {
                     let id = first_id + order as u64;
-                    let lines = lines(&req, &out.warehouse[items]);
+                    let lines = lines(&mut locked, self.map, &req, &out.warehouse[items]);
                     res[self.res_index(id)].insert(
                         id,
                         Reservation {
@@ -221,12 +222,22 @@ impl Inventory {
     }
 }
 
-fn lines(req: &OrderRequest<'_>, warehouses: &[u32]) -> SmallVec<[Line; 1]> {
+/// The lines of a reserved order, with their purchase-limit count marks (shards still locked).
+fn lines<A: ShardAccess>(
+    acc: &mut A,
+    map: ShardMap,
+    req: &OrderRequest<'_>,
+    warehouses: &[u32],
+) -> SmallVec<[Line; 1]> {
     (0..req.skus.len())
-        .map(|i| Line {
-            sku: req.skus[i],
-            warehouse: warehouses[i],
-            quantity: req.quantities[i],
+        .map(|i| {
+            let sku = req.skus[i];
+            Line {
+                sku,
+                warehouse: warehouses[i],
+                quantity: req.quantities[i],
+                counted: acc.shard(map.locate(sku).0).count_mark(sku),
+            }
         })
         .collect()
 }

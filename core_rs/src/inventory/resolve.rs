@@ -223,7 +223,7 @@ fn settle<A: ShardAccess>(
         slot.reserved -= reserved;
         slot.sold += sold;
         slot.available += reserved - sold;
-        shard.uncount_bought(line.sku, r.buyer, reserved - sold);
+        shard.uncount_bought(line.sku, r.buyer, reserved - sold, line.counted);
     }
 }
 

@@ -32,6 +32,9 @@ pub struct InventoryState {
     pub line_sku: Vec<u32>,
     pub line_warehouse: Vec<u32>,
     pub line_quantity: Vec<u32>,
+    /// Per line, 1 if its units count against the SKU's purchase limit. Empty: every line of a
+    /// SKU with a limit counts (what a store that does not keep the mark rebuilds).
+    pub line_counted: Vec<u8>,
 }
 
 impl Inventory {
@@ -75,6 +78,13 @@ impl Inventory {
                 st.line_sku.push(line.sku);
                 st.line_warehouse.push(line.warehouse);
                 st.line_quantity.push(line.quantity);
+                let counted = line.counted != 0
+                    && line.counted
+                        == skus.guards[self.map.locate(line.sku).0].count_mark(line.sku);
+                st.line_counted.push(u8::from(counted));
+                if !counted {
+                    continue;
+                }
                 *held_by_pending.entry((line.sku, r.buyer)).or_insert(0) +=
                     u64::from(line.quantity);
             }
@@ -215,10 +225,11 @@ impl Inventory {
                 }
                 let mut lines: SmallVec<[Line; 1]> = SmallVec::new();
                 for j in range {
-                    let line = Line {
+                    let mut line = Line {
                         sku: st.line_sku[j],
                         warehouse: st.line_warehouse[j],
                         quantity: st.line_quantity[j],
+                        counted: 0,
                     };
                     if line.quantity == 0
                         || line.quantity > MAX_LINE_QUANTITY
@@ -251,7 +262,10 @@ impl Inventory {
                     }
                     slot.available -= q;
                     slot.reserved += q;
-                    shard.count_bought(line.sku, st.res_buyer[i], q);
+                    if st.line_counted.get(j).is_none_or(|&c| c != 0) {
+                        line.counted = shard.count_mark(line.sku);
+                        shard.count_bought(line.sku, st.res_buyer[i], q);
+                    }
                     lines.push(line);
                 }
                 let r = Reservation {
@@ -350,6 +364,11 @@ impl InventoryState {
                 self.line_quantity.len(),
             ],
         )?;
+        if !self.line_counted.is_empty() && self.line_counted.len() != self.line_sku.len() {
+            return Err(InventoryError::state(
+                "line_counted must be empty or one per line",
+            ));
+        }
         same(
             "region_*",
             &[

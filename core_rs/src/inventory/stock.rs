@@ -98,11 +98,22 @@ pub struct SkuShard {
     pub limits: FxHashMap<u32, u64>,
     /// Units a buyer holds reserved plus bought, for SKUs with a limit.
     pub bought: FxHashMap<(u32, u64), u64>,
+    /// Bumped each time a SKU's limit is removed (absent: 0); see `Line::counted`.
+    pub limit_epochs: FxHashMap<u32, u32>,
 }
 
 impl SkuShard {
     pub fn held_by(&self, sku: u32, buyer: u64) -> u64 {
         self.bought.get(&(sku, buyer)).copied().unwrap_or(0)
+    }
+
+    /// The `Line::counted` mark for units of `sku` reserved now.
+    #[inline]
+    pub fn count_mark(&self, sku: u32) -> u32 {
+        if self.limits.is_empty() || !self.limits.contains_key(&sku) {
+            return 0;
+        }
+        self.limit_epochs.get(&sku).copied().unwrap_or(0) + 1
     }
 
     /// Count `units` more for the buyer if the SKU has a limit.
@@ -112,9 +123,10 @@ impl SkuShard {
         }
     }
 
-    /// Give back `units` of the buyer's count (released, expired or unsold part of a confirm).
-    pub fn uncount_bought(&mut self, sku: u32, buyer: u64, units: u64) {
-        if units == 0 || self.bought.is_empty() {
+    /// Give back `units` of the buyer's count (released, expired or unsold part of a confirm),
+    /// if they were counted under the SKU's current limit (`mark` from `count_mark`).
+    pub fn uncount_bought(&mut self, sku: u32, buyer: u64, units: u64, mark: u32) {
+        if units == 0 || mark == 0 || mark != self.count_mark(sku) {
             return;
         }
         if let Some(held) = self.bought.get_mut(&(sku, buyer)) {
@@ -122,6 +134,14 @@ impl SkuShard {
             if *held == 0 {
                 self.bought.remove(&(sku, buyer));
             }
+        }
+    }
+
+    /// Remove a SKU's limit: its counts go, and units counted under it are never given back.
+    pub fn remove_limit(&mut self, sku: u32) {
+        if self.limits.remove(&sku).is_some() {
+            self.bought.retain(|&(s, _), _| s != sku);
+            *self.limit_epochs.entry(sku).or_insert(0) += 1;
         }
     }
 }

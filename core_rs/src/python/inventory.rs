@@ -3,12 +3,16 @@
 //!
 //! Single calls keep the GIL (their work is shorter than releasing it); batch calls release it.
 
+use std::borrow::Cow;
+
 use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyMapping};
 
-use super::errors::{inventory_err, InvalidQuantityError, UnknownSkuError};
+use super::errors::{
+    inventory_err, InvalidQuantityError, UnknownReservationError, UnknownSkuError,
+};
 use crate::inventory::{
     self as core, status, BatchOrders, InventoryError as CoreError, InventoryState, MatchPolicy,
     DEFAULT_TIMEOUT_MS, MAX_LINE_QUANTITY,
@@ -43,23 +47,26 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 // --- argument conversion -------------------------------------------------------------------
 
-/// An int argument as i64, saturating Python ints beyond i64 so range checks can name them.
-fn int(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
-    match obj.extract::<i64>() {
-        Ok(v) => Ok(v),
-        Err(e) if obj.is_instance_of::<PyInt>() => {
-            let _ = e;
-            Ok(if obj.lt(0)? { i64::MIN } else { i64::MAX })
-        }
-        Err(e) => Err(e),
+/// An int argument, exactly for anything in i64 or u64, saturated beyond, so that range
+/// checks can name what was asked.
+fn int(obj: &Bound<'_, PyAny>) -> PyResult<i128> {
+    if let Ok(v) = obj.extract::<i64>() {
+        return Ok(i128::from(v));
     }
+    if let Ok(v) = obj.extract::<u64>() {
+        return Ok(i128::from(v));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return Ok(if obj.lt(0)? { i128::MIN } else { i128::MAX });
+    }
+    obj.extract::<i64>().map(i128::from)
 }
 
 fn sku_arg(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
     let v = int(obj)?;
     u32::try_from(v).map_err(|_| {
-        let err = UnknownSkuError::new_err(format!("unknown SKU {v}"));
-        let _ = err.value(obj.py()).setattr("sku", v);
+        let err = UnknownSkuError::new_err(format!("unknown SKU {obj}"));
+        let _ = err.value(obj.py()).setattr("sku", obj);
         err
     })
 }
@@ -75,8 +82,9 @@ fn quantity_arg(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
 
 fn units_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
     let v = int(obj)?;
-    u64::try_from(v)
-        .map_err(|_| InvalidQuantityError::new_err(format!("{what} must be >= 0, got {v}")))
+    u64::try_from(v).map_err(|_| {
+        InvalidQuantityError::new_err(format!("{what} must be between 0 and 2**64 - 1, got {obj}"))
+    })
 }
 
 fn u32_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u32> {
@@ -85,7 +93,7 @@ fn u32_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u32> 
         inventory_err(
             py,
             CoreError::InvalidArgument {
-                message: format!("{what} out of range: {v}"),
+                message: format!("{what} out of range: {obj}"),
             },
         )
     })
@@ -97,7 +105,7 @@ fn u64_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> 
         inventory_err(
             py,
             CoreError::InvalidArgument {
-                message: format!("{what} out of range: {v}"),
+                message: format!("{what} out of range: {obj}"),
             },
         )
     })
@@ -127,8 +135,8 @@ fn timeout_arg(timeout_ms: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
         None => Ok(DEFAULT_TIMEOUT_MS),
         Some(v) => {
             let t = int(v)?;
-            // 0 and negatives are refused by the core's range check.
-            Ok(u64::try_from(t).unwrap_or(0))
+            // 0, negatives and huge values are refused by the core's range check.
+            Ok(u64::try_from(t).unwrap_or(if t < 0 { 0 } else { u64::MAX }))
         }
     }
 }
@@ -137,9 +145,15 @@ fn policy_arg(py: Python<'_>, policy: &str) -> PyResult<MatchPolicy> {
     MatchPolicy::parse(policy).map_err(|e| inventory_err(py, e))
 }
 
-fn slice<'a, T: Element>(arr: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
-    arr.as_slice()
-        .map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-D array")))
+/// The array's items: borrowed when contiguous, copied when strided.
+fn slice<'a, T: Element + Copy>(
+    arr: &'a PyReadonlyArray1<'_, T>,
+    _name: &str,
+) -> PyResult<Cow<'a, [T]>> {
+    Ok(match arr.as_slice() {
+        Ok(items) => Cow::Borrowed(items),
+        Err(_) => Cow::Owned(arr.as_array().iter().copied().collect()),
+    })
 }
 
 // --- value classes -------------------------------------------------------------------------
@@ -329,7 +343,7 @@ impl Inventory {
     ) -> PyResult<Bound<'py, PyArray1<u32>>> {
         let units = slice(&on_hand, "on_hand")?;
         let first = py
-            .detach(|| self.inner.add_skus(units, warehouse))
+            .detach(|| self.inner.add_skus(&units, warehouse))
             .map_err(|e| inventory_err(py, e))?;
         let ids: Vec<u32> = (first..first + units.len() as u32).collect();
         Ok(PyArray1::from_vec(py, ids))
@@ -345,17 +359,17 @@ impl Inventory {
     ) -> PyResult<()> {
         let sku = sku_arg(sku)?;
         let q = int(quantity)?;
-        if q <= 0 {
+        let Some(q) = u64::try_from(q).ok().filter(|&q| q > 0) else {
             return Err(InvalidQuantityError::new_err(format!(
-                "a restock adds at least 1 unit, got {q}"
+                "a restock adds between 1 and 2**64 - 1 units, got {quantity}"
             )));
-        }
+        };
         let wh = warehouse
             .map(|w| warehouse_arg(py, w))
             .transpose()?
             .unwrap_or(0);
         self.inner
-            .restock(sku, q as u64, wh)
+            .restock(sku, q, wh)
             .map_err(|e| inventory_err(py, e))
     }
 
@@ -368,7 +382,8 @@ impl Inventory {
         warehouse: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let sku = sku_arg(sku)?;
-        let delta = int(delta)?;
+        let delta = i64::try_from(int(delta)?)
+            .map_err(|_| InvalidQuantityError::new_err(format!("delta out of range: {delta}")))?;
         let wh = warehouse
             .map(|w| warehouse_arg(py, w))
             .transpose()?
@@ -524,15 +539,20 @@ impl Inventory {
         let policy = policy_arg(py, policy)?;
         let timeout = timeout_arg(timeout_ms)?;
         let now = now_arg(py, now_ms)?;
+        let skus = slice(&skus, "skus")?;
+        let quantities = slice(&quantities, "quantities")?;
+        let offsets = order_offsets
+            .as_ref()
+            .map(|a| slice(a, "order_offsets"))
+            .transpose()?;
+        let buyers = buyers.as_ref().map(|a| slice(a, "buyers")).transpose()?;
+        let regions = regions.as_ref().map(|a| slice(a, "regions")).transpose()?;
         let orders = BatchOrders {
-            skus: slice(&skus, "skus")?,
-            quantities: slice(&quantities, "quantities")?,
-            offsets: order_offsets
-                .as_ref()
-                .map(|a| slice(a, "order_offsets"))
-                .transpose()?,
-            buyers: buyers.as_ref().map(|a| slice(a, "buyers")).transpose()?,
-            regions: regions.as_ref().map(|a| slice(a, "regions")).transpose()?,
+            skus: &skus,
+            quantities: &quantities,
+            offsets: offsets.as_deref(),
+            buyers: buyers.as_deref(),
+            regions: regions.as_deref(),
         };
         let out = py
             .detach(|| self.inner.reserve_batch(&orders, policy, timeout, now))
@@ -594,7 +614,7 @@ impl Inventory {
         let ids = slice(&reservations, "reservations")?;
         Ok(PyArray1::from_vec(
             py,
-            py.detach(|| self.inner.confirm_batch(ids, now)),
+            py.detach(|| self.inner.confirm_batch(&ids, now)),
         ))
     }
 
@@ -609,7 +629,7 @@ impl Inventory {
         let ids = slice(&reservations, "reservations")?;
         Ok(PyArray1::from_vec(
             py,
-            py.detach(|| self.inner.release_batch(ids, now)),
+            py.detach(|| self.inner.release_batch(&ids, now)),
         ))
     }
 
@@ -714,13 +734,20 @@ impl Inventory {
 
     fn reservation_arg(&self, reservation: &Bound<'_, PyAny>) -> PyResult<u64> {
         let v = int(reservation)?;
-        // Ids start at 1; anything outside u64 is unknown, reported as id 0.
-        Ok(u64::try_from(v).unwrap_or(0))
+        u64::try_from(v).map_err(|_| {
+            let err =
+                UnknownReservationError::new_err(format!("unknown reservation {reservation}"));
+            let _ = err
+                .value(reservation.py())
+                .setattr("reservation", reservation);
+            err
+        })
     }
 }
 
 fn confirm_quantity(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
     let v = int(obj)?;
+    let v: i128 = v;
     u32::try_from(v).map_err(|_| {
         InvalidQuantityError::new_err(format!("a confirmed quantity must be >= 0, got {v}"))
     })
@@ -767,6 +794,7 @@ fn state_to_py(py: Python<'_>, st: InventoryState) -> PyResult<Bound<'_, PyDict>
     d.set_item("line_sku", PyArray1::from_vec(py, st.line_sku))?;
     d.set_item("line_warehouse", PyArray1::from_vec(py, st.line_warehouse))?;
     d.set_item("line_quantity", PyArray1::from_vec(py, st.line_quantity))?;
+    d.set_item("line_counted", PyArray1::from_vec(py, st.line_counted))?;
     Ok(d)
 }
 
@@ -822,5 +850,10 @@ fn state_from_py(s: &Bound<'_, PyMapping>) -> PyResult<InventoryState> {
         line_sku: array(s, "line_sku")?,
         line_warehouse: array(s, "line_warehouse")?,
         line_quantity: array(s, "line_quantity")?,
+        line_counted: if s.contains("line_counted")? {
+            array(s, "line_counted")?
+        } else {
+            Vec::new()
+        },
     })
 }

@@ -1,0 +1,61 @@
+"""End-to-end fixtures, a pytest plugin: every test module here has
+``pytest_plugins = ["e2e_fixtures"]``.
+
+(This is not ``conftest.py`` because mypy, checking ``tests/`` without package bases, would
+see two top-level modules named ``conftest``, this one and ``tests/conftest.py``, and stop; nor
+can this directory be a package, as ``server`` is the name of the real server package.)
+
+Every test runs against both backends through the module-scoped ``backend`` fixture:
+``sqlite`` (a data directory under tmp_path) and ``postgres`` (a fresh database per server on
+the cluster named by ``PYORDER_TEST_POSTGRES``; ``scripts/postgres.sh`` starts one and prints its
+DSN). Without that variable the PostgreSQL cases are skipped, except when ``CI=true``, where
+they fail: CI must never pass by skipping them.
+
+``server`` is one server per test module and backend, for tests that do not interfere (each
+uses SKUs and subjects of its own); ``launch`` starts servers of a test's own (other options,
+restarts); ``world`` is a small catalogue on ``server``.
+"""
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from e2e_lib import BACKENDS, Launch, Server, World, build_world, postgres_dsn, running_server
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend of every server in the test: "sqlite" or "postgres"."""
+    name = str(request.param)
+    if name == "postgres":
+        postgres_dsn()
+    return name
+
+
+@pytest.fixture(scope="module")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per module and backend, with default options."""
+    with running_server(backend, tmp_path_factory.mktemp(f"server-{backend}")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def launch(backend: str, tmp_path: Path) -> Iterator[Launch]:
+    """``launch(*args)`` starts a server of this test's own (fresh database), stopped after."""
+    with ExitStack() as stack:
+        count = 0
+
+        def start(*args: str) -> Server:
+            nonlocal count
+            count += 1
+            return stack.enter_context(running_server(backend, tmp_path / f"s{count}", args))
+
+        yield start
+
+
+@pytest.fixture(scope="module")
+def world(server: Server) -> World:
+    return build_world(server)

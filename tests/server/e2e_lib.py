@@ -1,0 +1,385 @@
+"""End-to-end helpers: the real ``pyorder-server`` as a child process on loopback, on SQLite
+or on a fresh PostgreSQL database, with HTTP clients and catalogue helpers.
+
+``Server.call`` sends one request (http.client); ``Server.concurrently`` sends many at once
+(aiohttp inside ``asyncio.run``). ``Shop`` sets up warehouses, regions and SKUs and reads
+stock through the API. The fixtures are in ``e2e_fixtures``.
+"""
+
+import asyncio
+import http.client
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import pytest
+
+from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from tests.support.server import ServerProcess
+
+DSN_ENV = "PYORDER_TEST_POSTGRES"
+BACKENDS = ("sqlite", "postgres")
+_NO_BODY = object()
+
+
+# --- PostgreSQL: one fresh database per server ----------------------------------------------
+
+
+def postgres_dsn() -> str:
+    """The cluster's DSN; skips the test without one, fails it when CI=true."""
+    dsn = os.environ.get(DSN_ENV, "").strip()
+    if dsn:
+        return dsn
+    if os.environ.get("CI") == "true":
+        pytest.fail(
+            f"{DSN_ENV} is not set, and CI must run the end-to-end tests on PostgreSQL too: "
+            f'`export {DSN_ENV}="$(bash scripts/postgres.sh)"` before pytest',
+            pytrace=False,
+        )
+    pytest.skip(f"PostgreSQL end-to-end tests need {DSN_ENV} (see scripts/postgres.sh)")
+
+
+async def _pg_execute(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _with_database(dsn: str, name: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
+
+
+@contextmanager
+def fresh_database(backend: str) -> Iterator[str | None]:
+    """None for SQLite (the server's data directory holds it); for PostgreSQL the DSN of a
+    new, empty database, dropped afterwards."""
+    if backend == "sqlite":
+        yield None
+        return
+    dsn = postgres_dsn()
+    name = f"pyorder_e2e_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_pg_execute(dsn, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(dsn, name)
+    finally:
+        asyncio.run(_pg_execute(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    """Lower-cased names."""
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def error_code(self) -> str:
+        """``error.code`` of an error body; fails the test if the body is not one."""
+        doc = self.json()
+        assert isinstance(doc, dict), self
+        assert set(doc) == {"error"}, self
+        error = doc["error"]
+        assert isinstance(error, dict), self
+        assert isinstance(error.get("code"), str), self
+        assert isinstance(error.get("message"), str), self
+        assert error["message"], self
+        return str(error["code"])
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.body[:600]!r}"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request for ``Server.concurrently``."""
+
+    method: str
+    path: str
+    token: str | None = None
+    json: Any = _NO_BODY
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> tuple[bytes | None, dict[str, str]]:
+        headers = dict(self.headers)
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        body = self.body
+        if self.json is not _NO_BODY:
+            body = json.dumps(self.json).encode()
+        if body is not None:
+            headers.setdefault("Content-Type", "application/json")
+        return body, headers
+
+
+class Server:
+    """A running server on one backend: tokens, HTTP, and stop/start/restart."""
+
+    def __init__(self, proc: ServerProcess, backend: str) -> None:
+        self.proc = proc
+        self.backend = backend
+        self._issuer = TokenIssuer(load_or_create_secret(proc.data_dir))
+
+    @property
+    def url(self) -> str:
+        return self.proc.url
+
+    @property
+    def log_path(self) -> Path:
+        return self.proc.data_dir.parent / f"server-{self.proc.port}.log"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # tokens
+    def token(self, role: str, subject: str, ttl_s: int = 3600) -> str:
+        return self._issuer.mint(Role(role), subject, ttl_s)
+
+    def admin(self) -> str:
+        return self.token("admin", "ops")
+
+    # lifecycle
+    def stop(self) -> None:
+        self.proc.stop()
+
+    def start(self) -> None:
+        self.proc.start()
+
+    def restart(self) -> None:
+        self.proc.restart()
+
+    # HTTP
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json: Any = _NO_BODY,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> Response:
+        data, hdrs = Call(method, path, token, json, body, headers or {}).encoded()
+        conn = http.client.HTTPConnection("127.0.0.1", self.proc.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            payload = resp.read()
+            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload)
+        finally:
+            conn.close()
+
+    def ok(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None,
+        json: Any = _NO_BODY,
+        expect: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Call and assert the status; returns the decoded body."""
+        resp = self.call(method, path, token=token, json=json, headers=headers)
+        assert resp.status == expect, f"{method} {path}: {resp}"
+        return resp.json()
+
+    def concurrently(self, calls: Sequence[Call], *, connections: int = 200) -> list[Response]:
+        """Send every call at once (all released by one gate); responses in call order."""
+
+        async def one(session: aiohttp.ClientSession, c: Call, gate: asyncio.Event) -> Response:
+            data, hdrs = c.encoded()
+            await gate.wait()
+            async with session.request(c.method, self.url + c.path, data=data, headers=hdrs) as r:
+                payload = await r.read()
+                return Response(r.status, {k.lower(): v for k, v in r.headers.items()}, payload)
+
+        async def main() -> list[Response]:
+            gate = asyncio.Event()
+            timeout = aiohttp.ClientTimeout(total=60)
+            connector = aiohttp.TCPConnector(limit=connections)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                tasks = [asyncio.ensure_future(one(session, c, gate)) for c in calls]
+                await asyncio.sleep(0)
+                gate.set()
+                return list(await asyncio.gather(*tasks))
+
+        return asyncio.run(main())
+
+
+Launch = Callable[..., "Server"]
+"""``launch(*args)``: start a server of the test's own with extra command-line options."""
+
+
+@contextmanager
+def running_server(backend: str, workdir: Path, args: Sequence[str] = ()) -> Iterator[Server]:
+    """A started server with a fresh database; stopped (and the database dropped) afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with fresh_database(backend) as dsn:
+        proc = ServerProcess(workdir / "data", database=dsn, args=tuple(args))
+        try:
+            proc.start()
+            yield Server(proc, backend)
+        finally:
+            proc.stop()
+
+
+# --- the shop: catalogue and order helpers over HTTP ------------------------------------------
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def address(region: str, **extra: str) -> dict[str, str]:
+    return {"name": "Li Lei", "line1": "1 Road", "city": "Hangzhou", "region": region, **extra}
+
+
+def order_body(lines: Sequence[tuple[int, int]], region: str) -> dict[str, Any]:
+    return {
+        "lines": [{"sku": sku, "quantity": qty} for sku, qty in lines],
+        "address": address(region),
+    }
+
+
+class Shop:
+    """Catalogue set-up and reads through the API, as an admin unless told otherwise."""
+
+    def __init__(self, srv: Server) -> None:
+        self.srv = srv
+        self.admin = srv.admin()
+
+    def warehouse(
+        self, name: str = "", *, token: str | None = None, regions: Sequence[str] = ()
+    ) -> int:
+        body = {"name": name or unique("wh"), "regions": list(regions)}
+        out = self.srv.ok(
+            "POST", "/v1/warehouses", token=token or self.admin, json=body, expect=201
+        )
+        return int(out["id"])
+
+    def region(self, code: str, warehouses: Sequence[int]) -> None:
+        self.srv.ok(
+            "PUT", f"/v1/regions/{code}", token=self.admin, json={"warehouses": list(warehouses)}
+        )
+
+    def sku(
+        self,
+        stock: Mapping[int, int],
+        *,
+        price: int = 100,
+        currency: str = "CNY",
+        limit: int = 0,
+        token: str | None = None,
+        title: str = "",
+    ) -> int:
+        body = {
+            "title": title or unique("sku"),
+            "price": price,
+            "currency": currency,
+            "stock": [{"warehouse": w, "units": u} for w, u in stock.items()],
+            "limit_per_buyer": limit,
+        }
+        out = self.srv.ok("POST", "/v1/skus", token=token or self.admin, json=body, expect=201)
+        return int(out["id"])
+
+    def stock(self, sku: int) -> dict[str, Any]:
+        """The SKU as the API shows it (``stock`` totals, ``warehouses`` list)."""
+        out: dict[str, Any] = self.srv.ok("GET", f"/v1/skus/{sku}", token=self.admin)
+        return out
+
+    def totals(self, sku: int) -> dict[str, int]:
+        return {k: int(v) for k, v in self.stock(sku)["stock"].items()}
+
+    def by_warehouse(self, sku: int) -> dict[int, dict[str, int]]:
+        return {
+            int(w["warehouse"]): {k: int(v) for k, v in w.items() if k != "warehouse"}
+            for w in self.stock(sku)["warehouses"]
+        }
+
+    def order(
+        self,
+        token: str,
+        lines: Sequence[tuple[int, int]],
+        region: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        return self.srv.call(
+            "POST", "/v1/orders", token=token, json=order_body(lines, region), headers=headers
+        )
+
+    def get_order(self, order_id: str, token: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = self.srv.ok(
+            "GET", f"/v1/orders/{order_id}", token=token or self.admin
+        )
+        return out
+
+    def all_orders(self, token: str, page: int = 200) -> list[dict[str, Any]]:
+        """Every order the caller may list, following the cursor."""
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            path = f"/v1/orders?limit={page}" + (f"&before={cursor}" if cursor else "")
+            out = self.srv.ok("GET", path, token=token)
+            found += out["orders"]
+            cursor = out["next_cursor"]
+            if cursor is None:
+                return found
+
+    def wait_for_status(self, order_id: str, status: str, timeout_s: float = 8.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        seen = ""
+        while time.monotonic() < deadline:
+            seen = str(self.get_order(order_id)["status"])
+            if seen == status:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"order {order_id} is {seen!r}, not {status!r}, after {timeout_s} s")
+
+
+@dataclass
+class World:
+    """A small catalogue on one server: a platform warehouse ``a`` and merchant X's ``b``.
+
+    Regions: ``north`` = [a, b], ``south`` = [b, a], ``west`` = [b] (nearest first). Each
+    region code carries a random suffix so that modules sharing nothing still read clearly.
+    """
+
+    shop: Shop
+    a: int
+    b: int
+    north: str
+    south: str
+    west: str
+    merchant_x: str
+
+
+def build_world(srv: Server) -> World:
+    shop = Shop(srv)
+    merchant_x = srv.token("merchant", "x")
+    a = shop.warehouse("platform-a")
+    b = shop.warehouse("merchant-x-b", token=merchant_x)
+    tag = uuid.uuid4().hex[:6]
+    north, south, west = f"north-{tag}", f"south-{tag}", f"west-{tag}"
+    shop.region(north, [a, b])
+    shop.region(south, [b, a])
+    shop.region(west, [b])
+    return World(shop, a, b, north, south, west, merchant_x)

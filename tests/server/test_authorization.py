@@ -1,0 +1,350 @@
+"""Authorization: every endpoint x every kind of caller, against the real server.
+
+The policy is the table ``POLICY`` below: one row per endpoint (on a fixed object where it
+takes one), one column per caller, the HTTP status that caller gets. Read it as the spec:
+buyers see only their own orders (others' are 404), merchants only their own SKUs (others'
+are 404) and the orders that contain their SKUs, admins everything; regions are ordered by
+admins only; without a valid token (none, expired, garbage, or signed with another key) every
+endpoint but the four public ones is 401.
+"""
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from e2e_lib import Server, Shop, address, order_body, unique
+
+from pyorder.auth import Role, TokenIssuer
+
+pytest_plugins = ["e2e_fixtures"]
+
+CALLERS = (
+    "buyer A",
+    "buyer B",
+    "merchant X",
+    "merchant Y",
+    "admin",
+    "no token",
+    "expired",
+    "garbage",
+    "forged",
+)
+"""``expired`` is an admin token past its ``exp``; ``forged`` claims admin but is signed with
+another secret; ``garbage`` is not a JWT at all."""
+
+ANON = (401, 401, 401, 401)
+"""The last four columns for every authenticated endpoint."""
+
+# fmt: off
+POLICY: dict[str, tuple[int, ...]] = {
+    #                                              A    B    X    Y    admin  none, expired, garbage, forged
+    "POST /v1/warehouses":                        (403, 403, 201, 201, 201, *ANON),
+    "GET /v1/warehouses":                         (403, 403, 200, 200, 200, *ANON),
+    "GET /v1/warehouses/{X's}":                   (403, 403, 200, 200, 200, *ANON),
+    "PUT /v1/regions/{code}":                     (403, 403, 403, 403, 200, *ANON),
+    "GET /v1/regions/{code}":                     (200, 200, 200, 200, 200, *ANON),
+    "POST /v1/skus":                              (403, 403, 201, 201, 201, *ANON),
+    "GET /v1/skus":                               (200, 200, 200, 200, 200, *ANON),
+    "GET /v1/skus/{X's}":                         (200, 200, 200, 404, 200, *ANON),
+    "POST /v1/skus/{X's}/stock":                  (403, 403, 200, 404, 200, *ANON),
+    "POST /v1/orders":                            (201, 201, 403, 403, 403, *ANON),
+    "POST /v1/orders/batch":                      (200, 200, 403, 403, 403, *ANON),
+    "GET /v1/orders":                             (200, 200, 200, 200, 200, *ANON),
+    "GET /v1/orders/{A's, X's SKU}":              (200, 404, 200, 404, 200, *ANON),
+    "GET /v1/orders/{B's, Y's SKU}":              (404, 200, 404, 200, 200, *ANON),
+    "GET /v1/orders/{A's, X's and Y's SKUs}":     (200, 404, 200, 200, 200, *ANON),
+    "POST /v1/orders/{A's, X's SKU}/cancel":      (200, 404, 403, 403, 200, *ANON),
+    "POST /v1/orders/{B's, Y's SKU}/cancel":      (404, 200, 403, 403, 200, *ANON),
+    "GET /healthz":                               (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /readyz":                                (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /metrics":                               (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /v1/openapi.json":                       (200, 200, 200, 200, 200, 200, 200, 200, 200),
+}
+# fmt: on
+
+
+@dataclass
+class Scene:
+    """What the matrix acts on: merchants X and Y with a SKU each in the platform's warehouse,
+    and orders of buyers A and B."""
+
+    srv: Server
+    shop: Shop
+    tokens: dict[str, str | None]
+    region: str
+    platform_wh: int
+    x_wh: int
+    y_wh: int
+    x_sku: int
+    y_sku: int
+    a_order_x: str
+    b_order_y: str
+    a_order_xy: str
+
+    def order(self, caller: str, lines: list[tuple[int, int]]) -> str:
+        """A fresh order of ``caller`` (a buyer), its id."""
+        token = self.tokens[caller]
+        assert token is not None
+        resp = self.shop.order(token, lines, self.region)
+        assert resp.status == 201, resp
+        return str(resp.json()["id"])
+
+
+def _tokens(srv: Server) -> dict[str, str | None]:
+    return {
+        "buyer A": srv.token("buyer", "A"),
+        "buyer B": srv.token("buyer", "B"),
+        "merchant X": srv.token("merchant", "X"),
+        "merchant Y": srv.token("merchant", "Y"),
+        "admin": srv.token("admin", "root"),
+        "no token": None,
+        "expired": srv.token("admin", "root", ttl_s=-120),
+        "garbage": "not-a-jwt",
+        "forged": TokenIssuer("f" * 48).mint(Role.ADMIN, "root"),
+    }
+
+
+@pytest.fixture(scope="module")
+def scene(server: Server) -> Scene:
+    tokens = _tokens(server)
+    shop = Shop(server)
+    x, y = tokens["merchant X"], tokens["merchant Y"]
+    platform_wh = shop.warehouse("platform")
+    x_wh = shop.warehouse("x-own", token=x)
+    y_wh = shop.warehouse("y-own", token=y)
+    region = unique("authz")
+    shop.region(region, [platform_wh])
+    x_sku = shop.sku({platform_wh: 100_000}, token=x)
+    y_sku = shop.sku({platform_wh: 100_000}, token=y)
+    s = Scene(server, shop, tokens, region, platform_wh, x_wh, y_wh, x_sku, y_sku, "", "", "")
+    s.a_order_x = s.order("buyer A", [(x_sku, 1)])
+    s.b_order_y = s.order("buyer B", [(y_sku, 1)])
+    s.a_order_xy = s.order("buyer A", [(x_sku, 1), (y_sku, 1)])
+    return s
+
+
+Request = tuple[str, str, Any]
+"""(method, path, JSON body or None)."""
+
+REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
+    "POST /v1/warehouses": lambda s, c: ("POST", "/v1/warehouses", {"name": unique("w")}),
+    "GET /v1/warehouses": lambda s, c: ("GET", "/v1/warehouses", None),
+    "GET /v1/warehouses/{X's}": lambda s, c: ("GET", f"/v1/warehouses/{s.x_wh}", None),
+    "PUT /v1/regions/{code}": lambda s, c: (
+        "PUT",
+        f"/v1/regions/{unique('m')}",
+        {"warehouses": [s.platform_wh]},
+    ),
+    "GET /v1/regions/{code}": lambda s, c: ("GET", f"/v1/regions/{s.region}", None),
+    "POST /v1/skus": lambda s, c: (
+        "POST",
+        "/v1/skus",
+        {
+            "title": "t",
+            "price": 1,
+            "currency": "CNY",
+            "stock": [{"warehouse": s.platform_wh, "units": 1}],
+        },
+    ),
+    "GET /v1/skus": lambda s, c: ("GET", "/v1/skus", None),
+    "GET /v1/skus/{X's}": lambda s, c: ("GET", f"/v1/skus/{s.x_sku}", None),
+    "POST /v1/skus/{X's}/stock": lambda s, c: (
+        "POST",
+        f"/v1/skus/{s.x_sku}/stock",
+        {"warehouse": s.platform_wh, "delta": 1},
+    ),
+    "POST /v1/orders": lambda s, c: ("POST", "/v1/orders", order_body([(s.x_sku, 1)], s.region)),
+    "POST /v1/orders/batch": lambda s, c: (
+        "POST",
+        "/v1/orders/batch",
+        {"orders": [order_body([(s.x_sku, 1)], s.region)]},
+    ),
+    "GET /v1/orders": lambda s, c: ("GET", "/v1/orders", None),
+    "GET /v1/orders/{A's, X's SKU}": lambda s, c: ("GET", f"/v1/orders/{s.a_order_x}", None),
+    "GET /v1/orders/{B's, Y's SKU}": lambda s, c: ("GET", f"/v1/orders/{s.b_order_y}", None),
+    "GET /v1/orders/{A's, X's and Y's SKUs}": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_xy}",
+        None,
+    ),
+    # A fresh order for every caller: cancelling uses it up.
+    "POST /v1/orders/{A's, X's SKU}/cancel": lambda s, c: (
+        "POST",
+        f"/v1/orders/{s.order('buyer A', [(s.x_sku, 1)])}/cancel",
+        None,
+    ),
+    "POST /v1/orders/{B's, Y's SKU}/cancel": lambda s, c: (
+        "POST",
+        f"/v1/orders/{s.order('buyer B', [(s.y_sku, 1)])}/cancel",
+        None,
+    ),
+    "GET /healthz": lambda s, c: ("GET", "/healthz", None),
+    "GET /readyz": lambda s, c: ("GET", "/readyz", None),
+    "GET /metrics": lambda s, c: ("GET", "/metrics", None),
+    "GET /v1/openapi.json": lambda s, c: ("GET", "/v1/openapi.json", None),
+}
+
+
+def test_the_policy_covers_every_endpoint_and_caller() -> None:
+    from server.openapi import OPERATIONS
+
+    assert set(REQUESTS) == set(POLICY)
+    assert all(len(row) == len(CALLERS) for row in POLICY.values())
+
+    def shape(label: str) -> str:
+        """Path parameters are written {X's} and so on in the table: compare by shape."""
+        return re.sub(r"\{[^}]*\}", "{}", label)
+
+    rows = {shape(label) for label in POLICY}
+    for op in OPERATIONS:
+        assert shape(f"{op.method.upper()} {op.path}") in rows, f"{op.method} {op.path}: no row"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "caller", "expected"),
+    [
+        pytest.param(endpoint, caller, status, id=f"{endpoint} as {caller}")
+        for endpoint, row in POLICY.items()
+        for caller, status in zip(CALLERS, row, strict=True)
+    ],
+)
+def test_authorization_matrix(scene: Scene, endpoint: str, caller: str, expected: int) -> None:
+    method, path, body = REQUESTS[endpoint](scene, caller)
+    token = scene.tokens[caller]
+    if body is None:
+        resp = scene.srv.call(method, path, token=token)
+    else:
+        resp = scene.srv.call(method, path, token=token, json=body)
+    assert resp.status == expected, f"{endpoint} as {caller}: {resp}"
+    if expected >= 400:
+        code = resp.error_code
+        assert code == {401: "unauthorized", 403: "forbidden", 404: "not_found"}[expected], resp
+
+
+# --- what each caller sees in lists -------------------------------------------------------------
+
+
+def _order_ids(srv: Server, token: str | None) -> set[str]:
+    assert token is not None
+    return {o["id"] for o in Shop(srv).all_orders(token)}
+
+
+def test_buyers_list_only_their_own_orders(scene: Scene) -> None:
+    a = _order_ids(scene.srv, scene.tokens["buyer A"])
+    b = _order_ids(scene.srv, scene.tokens["buyer B"])
+    assert {scene.a_order_x, scene.a_order_xy} <= a
+    assert scene.b_order_y in b
+    assert not a & b
+    for order in Shop(scene.srv).all_orders(str(scene.tokens["buyer A"])):
+        assert order["buyer"] == "A"
+
+
+def test_merchants_list_only_orders_holding_their_skus(scene: Scene) -> None:
+    x = _order_ids(scene.srv, scene.tokens["merchant X"])
+    y = _order_ids(scene.srv, scene.tokens["merchant Y"])
+    assert {scene.a_order_x, scene.a_order_xy} <= x
+    assert scene.b_order_y not in x
+    assert {scene.b_order_y, scene.a_order_xy} <= y
+    assert scene.a_order_x not in y
+    for order in Shop(scene.srv).all_orders(str(scene.tokens["merchant X"])):
+        assert any(line["sku"] == scene.x_sku for line in order["lines"]), order
+    admin = _order_ids(scene.srv, scene.tokens["admin"])
+    assert x | y <= admin
+
+
+def test_merchants_list_only_their_own_skus(scene: Scene) -> None:
+    def listed(caller: str) -> list[dict[str, Any]]:
+        out = scene.srv.ok("GET", "/v1/skus?limit=500", token=scene.tokens[caller])
+        skus: list[dict[str, Any]] = out["skus"]
+        return skus
+
+    x_skus = listed("merchant X")
+    assert scene.x_sku in {s["id"] for s in x_skus}
+    assert all(s["merchant"] == "merchant:X" for s in x_skus)
+    assert scene.x_sku not in {s["id"] for s in listed("merchant Y")}
+    for caller in ("buyer A", "admin"):
+        assert {scene.x_sku, scene.y_sku} <= {s["id"] for s in listed(caller)}
+
+
+def test_merchants_stock_only_their_own_or_platform_warehouses(scene: Scene) -> None:
+    srv, x = scene.srv, scene.tokens["merchant X"]
+    body = {
+        "title": "t",
+        "price": 1,
+        "currency": "CNY",
+        "stock": [{"warehouse": scene.y_wh, "units": 1}],
+    }
+    resp = srv.call("POST", "/v1/skus", token=x, json=body)
+    assert resp.status == 403, resp
+    path = f"/v1/skus/{scene.x_sku}/stock"
+    resp = srv.call("POST", path, token=x, json={"warehouse": scene.y_wh, "delta": 1})
+    assert resp.status == 403, resp
+    srv.ok("POST", path, token=x, json={"warehouse": scene.x_wh, "delta": 1})
+    assert srv.ok("GET", f"/v1/skus/{scene.x_sku}", token=x)["warehouses"][-1]["warehouse"] == (
+        scene.x_wh
+    )
+
+
+def test_idempotency_keys_are_scoped_to_the_caller(scene: Scene) -> None:
+    key = f"shared-{uuid.uuid4().hex}"
+    body = order_body([(scene.x_sku, 1)], scene.region)
+    first = scene.srv.call(
+        "POST",
+        "/v1/orders",
+        token=scene.tokens["buyer A"],
+        json=body,
+        headers={"Idempotency-Key": key},
+    )
+    second = scene.srv.call(
+        "POST",
+        "/v1/orders",
+        token=scene.tokens["buyer B"],
+        json=body,
+        headers={"Idempotency-Key": key},
+    )
+    assert first.status == 201, first
+    assert second.status == 201, second
+    assert "idempotent-replayed" not in second.headers
+    assert first.json()["id"] != second.json()["id"]
+    assert second.json()["buyer"] == "B"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Basic QTpi",
+        "Bearer",
+        "Bearer ",
+        "bearer-token",
+        "Token {admin}",
+        "Bearer {admin}x",
+        "Bearer {unknown_role}",
+        "Bearer {no_exp}",
+        "Bearer {alg_none}",
+    ],
+)
+def test_malformed_or_unacceptable_tokens_are_401(server: Server, header: str) -> None:
+    import jwt
+
+    from pyorder.auth import load_or_create_secret
+
+    secret = load_or_create_secret(server.proc.data_dir)
+    values = {
+        "admin": server.admin(),
+        "unknown_role": jwt.encode({"sub": "r", "role": "root", "exp": 2**33}, secret, "HS256"),
+        "no_exp": jwt.encode({"sub": "r", "role": "admin"}, secret, "HS256"),
+        "alg_none": jwt.encode({"sub": "r", "role": "admin", "exp": 2**33}, None, "none"),
+    }
+    resp = server.call("GET", "/v1/orders", headers={"Authorization": header.format(**values)})
+    assert resp.status == 401, resp
+    assert resp.error_code == "unauthorized"
+    resp = server.call(
+        "POST",
+        "/v1/orders",
+        headers={"Authorization": header.format(**values)},
+        json={"lines": [{"sku": 0, "quantity": 1}], "address": address("r")},
+    )
+    assert resp.status == 401, resp
