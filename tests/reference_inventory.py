@@ -43,6 +43,8 @@ from pyorder.inventory import (
 
 MAX_QUANTITY: Final = 1_000_000_000
 """Largest quantity of one order line."""
+MAX_LINES: Final = 1000
+"""Most lines in one order."""
 MAX_TIMEOUT_MS: Final = 30 * 24 * 60 * 60 * 1000
 """Longest reservation timeout: 30 days."""
 DEFAULT_TIMEOUT_MS: Final = 15 * 60 * 1000
@@ -74,6 +76,14 @@ def _error(cls: type[E], message: str, **attrs: object) -> E:
     for name, value in attrs.items():
         setattr(exc, name, value)
     return exc
+
+
+def _ints(values: Iterable[int] | npt.NDArray[np.integer]) -> list[int]:
+    """Plain Python ints (numpy's ``tolist`` is the fast way out of an array)."""
+    if isinstance(values, np.ndarray):
+        out: list[int] = values.tolist()
+        return out
+    return [int(x) for x in values]
 
 
 def clock_ms() -> int:
@@ -177,8 +187,12 @@ STATE_DTYPES: Final[dict[str, type[np.generic]]] = {
     "line_sku": np.uint32,
     "line_warehouse": np.uint32,
     "line_quantity": np.uint32,
+    "line_counted": np.uint8,
 }
 """Every key of an exported state and its dtype (docs/inventory.md, "Export and restore")."""
+OPTIONAL_STATE_KEYS: Final = frozenset({"line_counted"})
+"""Keys a restore does without: with no ``line_counted``, every pending line of a SKU with a
+limit counts against it."""
 
 
 class ReferenceInventory:
@@ -271,7 +285,7 @@ class ReferenceInventory:
         return len(self._stock) - 1
 
     def add_skus(self, on_hand: Iterable[int], warehouse: int = 0) -> npt.NDArray[np.uint32]:
-        units = [int(n) for n in on_hand]
+        units = _ints(on_hand)
         self._check_warehouse(warehouse)
         if any(n < 0 for n in units):
             raise InvalidQuantityError("on-hand units must be >= 0")
@@ -283,6 +297,9 @@ class ReferenceInventory:
         return np.arange(first, first + len(units), dtype=np.uint32)
 
     def restock(self, sku: int, quantity: int, warehouse: int = 0) -> None:
+        """Add units on hand; they become available. (Not in the contract: the order in which
+        a bad SKU, warehouse and quantity are reported; the tests accept any when several are
+        bad at once.)"""
         self._check_sku(sku)
         self._check_warehouse(warehouse)
         if quantity < 1:
@@ -294,7 +311,11 @@ class ReferenceInventory:
         slots[warehouse].available += quantity
 
     def adjust(self, sku: int, delta: int, warehouse: int = 0) -> None:
-        """A stock count: on-hand moves by ``delta`` but never below reserved + sold."""
+        """A stock count: on-hand moves by ``delta`` but never below reserved + sold.
+
+        Not in the contract: going below is an InvalidQuantityError (a quantity that is more
+        than there is); a positive count in a warehouse not holding the SKU opens it there,
+        like ``restock``; ``delta == 0`` changes nothing."""
         self._check_sku(sku)
         self._check_warehouse(warehouse)
         slot = self._stock[sku].get(warehouse)
@@ -360,7 +381,7 @@ class ReferenceInventory:
         """Validation steps 1-4 of the contract, in order; None when the order may be matched."""
         if region is not None and region not in self._regions:
             return Refusal(ReserveStatus.UNKNOWN_REGION, 0)
-        if not lines:
+        if not lines or len(lines) > MAX_LINES:
             return Refusal(ReserveStatus.INVALID_QUANTITY, 0)
         n_skus = len(self._stock)
         seen: set[int] = set()
@@ -425,8 +446,8 @@ class ReferenceInventory:
         status, i = refusal
         if status == ReserveStatus.UNKNOWN_REGION:
             return _error(UnknownRegionError, f"unknown region {region}", region=region)
-        if not lines:
-            return InvalidQuantityError("an order needs at least one line")
+        if not lines or len(lines) > MAX_LINES:
+            return InvalidQuantityError(f"an order has 1 to {MAX_LINES} lines, got {len(lines)}")
         sku, qty = lines[i]
         if status == ReserveStatus.UNKNOWN_SKU:
             return _error(UnknownSkuError, f"unknown SKU {sku}", sku=sku)
@@ -549,17 +570,18 @@ class ReferenceInventory:
         """Reserve many orders, exactly as if one after another, in order.
 
         ``failed_item`` is the index (into ``skus``) of the item that refused an order; an
-        order refused as a whole (unknown region, no lines) blames its first item position.
+        order refused as a whole (unknown region, no lines) blames its first item position
+        (not in the contract, which names no item for those).
         ``reservation_ids[k]``, when given and not 0, is the id order ``k`` gets if it succeeds.
         """
-        sku_list = [int(x) for x in skus]
-        qty_list = [int(x) for x in quantities]
+        sku_list = _ints(skus)
+        qty_list = _ints(quantities)
         if len(sku_list) != len(qty_list):
             raise InventoryError("skus and quantities differ in length")
         if order_offsets is None:
             offsets = list(range(len(sku_list) + 1))
         else:
-            offsets = [int(x) for x in order_offsets]
+            offsets = _ints(order_offsets)
             if (
                 not offsets
                 or offsets[0] != 0
@@ -568,10 +590,10 @@ class ReferenceInventory:
             ):
                 raise InventoryError("order_offsets must rise from 0 to len(skus)")
         n_orders = len(offsets) - 1
-        buyer_list = [0] * n_orders if buyers is None else [int(x) for x in buyers]
-        region_list: list[int | None] = (
-            [None] * n_orders if regions is None else [int(x) for x in regions]
-        )
+        buyer_list = [0] * n_orders if buyers is None else _ints(buyers)
+        region_list: list[int | None] = [None] * n_orders
+        if regions is not None:
+            region_list = list(_ints(regions))
         if len(buyer_list) != n_orders or len(region_list) != n_orders:
             raise InventoryError("buyers and regions need one entry per order")
         self._check_timeout(timeout_ms)
@@ -622,6 +644,10 @@ class ReferenceInventory:
             state=state,
         )
 
+    def _still_counted(self, sku: int, epoch: int) -> bool:
+        """Whether units counted in ``epoch`` are part of the SKU's current count."""
+        return epoch == self._epoch[sku] and self._limit[sku] > 0
+
     def _resolve(self, res: Reservation, state: str, sold: Sequence[int] | None) -> None:
         """Resolve a pending reservation: ``sold[i]`` units of line i are sold (none when
         ``sold`` is None), the rest return to available in the line's warehouse."""
@@ -631,7 +657,7 @@ class ReferenceInventory:
             slot.reserved -= qty
             slot.sold += q
             slot.available += qty - q
-            if q != qty and res.counted[i] == self._epoch[sku] and self._limit[sku] > 0:
+            if q != qty and self._still_counted(sku, res.counted[i]):
                 bought = self._bought[sku]
                 left = bought[res.buyer] - (qty - q)
                 if left:
@@ -677,8 +703,7 @@ class ReferenceInventory:
 
     def _batch_resolve(self, reservations: Iterable[int], now: int, confirm: bool) -> list[int]:
         statuses: list[int] = []
-        for rid in reservations:
-            rid = int(rid)
+        for rid in _ints(reservations):
             res = self._pending.get(rid)
             if res is None:
                 state = self._resolved.get(rid)
@@ -711,8 +736,9 @@ class ReferenceInventory:
         return Info(res.reservation, PENDING, res.buyer, res.deadline_ms, list(res.lines))
 
     def reservation_state(self, reservation: int) -> str:
-        """The stored state: a pending reservation past its deadline stays pending until it is
-        expired by expire_due, confirm or release (none of which can happen without a clock)."""
+        """The stored state. Not in the contract: a pending reservation past its deadline
+        stays "pending" here until expire_due, confirm or release expires it, since this call
+        takes no clock."""
         if reservation in self._pending:
             return PENDING
         state = self._resolved.get(reservation)
@@ -772,7 +798,7 @@ class ReferenceInventory:
         counted: dict[tuple[int, int], int] = {}
         for res in self._pending.values():
             for (sku, _, qty), epoch in zip(res.lines, res.counted, strict=True):
-                if epoch == self._epoch[sku] and self._limit[sku] > 0:
+                if self._still_counted(sku, epoch):
                     counted[sku, res.buyer] = counted.get((sku, res.buyer), 0) + qty
         for (sku, buyer), units in counted.items():
             if self._bought[sku].get(buyer, 0) < units:
@@ -795,7 +821,7 @@ class ReferenceInventory:
         pending_held: dict[tuple[int, int], int] = {}  # counted units of pending reservations
         for res in self._pending.values():
             for (sku, _, qty), epoch in zip(res.lines, res.counted, strict=True):
-                if epoch == self._epoch[sku] and self._limit[sku] > 0:
+                if self._still_counted(sku, epoch):
                     pending_held[sku, res.buyer] = pending_held.get((sku, res.buyer), 0) + qty
         cols: dict[str, list[int]] = {key: [] for key in STATE_DTYPES}
         cols["sku_count"].append(len(self._stock))
@@ -827,7 +853,8 @@ class ReferenceInventory:
             cols["res_id"].append(rid)
             cols["res_buyer"].append(res.buyer)
             cols["res_deadline_ms"].append(res.deadline_ms)
-            for sku, w, qty in res.lines:
+            for (sku, w, qty), epoch in zip(res.lines, res.counted, strict=True):
+                cols["line_counted"].append(int(self._still_counted(sku, epoch)))
                 cols["line_sku"].append(sku)
                 cols["line_warehouse"].append(w)
                 cols["line_quantity"].append(qty)
@@ -843,10 +870,15 @@ class ReferenceInventory:
         def bad(message: str) -> InvalidInventoryStateError:
             return InvalidInventoryStateError(f"invalid inventory state: {message}")
 
-        missing = [key for key in STATE_DTYPES if key not in state]
+        missing = [k for k in STATE_DTYPES if k not in state and k not in OPTIONAL_STATE_KEYS]
         if missing:
             raise bad(f"missing arrays {missing}")
-        a = {key: [int(x) for x in np.asarray(state[key]).ravel()] for key in STATE_DTYPES}
+        a = {
+            key: [int(x) for x in np.asarray(state[key]).ravel()]
+            for key in STATE_DTYPES
+            if key in state
+        }
+        has_counted = "line_counted" in a
         for key in ("sku_count", "warehouse_count", "next_reservation_id"):
             if len(a[key]) != 1:
                 raise bad(f"{key} must hold one value")
@@ -923,7 +955,12 @@ class ReferenceInventory:
             inv._regions[region] = warehouses
 
         n_res = same_length("res_id", "res_buyer", "res_deadline_ms")
-        n_lines = same_length("line_sku", "line_warehouse", "line_quantity")
+        n_lines = same_length(
+            "line_sku",
+            "line_warehouse",
+            "line_quantity",
+            *(["line_counted"] if has_counted else []),
+        )
         csr(a["res_offsets"], n_res, n_lines, "reservation")
         for i in range(n_res):
             rid, buyer = a["res_id"][i], a["res_buyer"][i]
@@ -947,7 +984,11 @@ class ReferenceInventory:
                 held.available -= qty
                 held.reserved += qty
                 lines.append((sku, w, qty))
-                if inv._limit[sku] > 0:  # open reservations are added back to the counts
+                if has_counted and a["line_counted"][j] not in (0, 1):
+                    raise bad(f"line_counted[{j}] must be 0 or 1")
+                # Open reservations are added back to the counts: those marked as counted, or
+                # (no marks kept) every line of a SKU with a limit.
+                if inv._limit[sku] > 0 and (not has_counted or a["line_counted"][j]):
                     inv._bought[sku][buyer] = inv._bought[sku].get(buyer, 0) + qty
                     counted.append(0)
                 else:
@@ -958,10 +999,16 @@ class ReferenceInventory:
         return inv
 
 
-def normalize_state(state: Mapping[str, npt.NDArray[np.generic]]) -> dict[str, object]:
+def normalize_state(
+    state: Mapping[str, npt.NDArray[np.generic]], *, marks: bool = True
+) -> dict[str, object]:
     """An exported state as plain values, independent of row order; all-zero rows dropped (the
-    contract does not say whether an empty (sku, warehouse) slot is exported)."""
-    a = {key: [int(x) for x in state[key]] for key in STATE_DTYPES}
+    contract does not say whether an empty (sku, warehouse) slot is exported). ``counted``
+    holds the ``line_counted`` marks per pending reservation (None without them, or with
+    ``marks=False`` to compare with a state that does not keep them)."""
+    a = {key: [int(x) for x in state[key]] for key in STATE_DTYPES if key in state}
+    marks_of = a.get("line_counted") if marks else None
+    counted: dict[int, list[int]] | None = None if marks_of is None else {}
     pending: dict[int, tuple[int, int, list[tuple[int, int, int]]]] = {}
     for i, rid in enumerate(a["res_id"]):
         lo, hi = a["res_offsets"][i], a["res_offsets"][i + 1]
@@ -974,6 +1021,8 @@ def normalize_state(state: Mapping[str, npt.NDArray[np.generic]]) -> dict[str, o
             )
         )
         pending[rid] = (a["res_buyer"][i], a["res_deadline_ms"][i], lines)
+        if counted is not None and marks_of is not None:
+            counted[rid] = marks_of[lo:hi]
     regions: dict[int, list[int]] = {}
     for i, region in enumerate(a["region_id"]):
         lo, hi = a["region_offsets"][i], a["region_offsets"][i + 1]
@@ -1000,4 +1049,5 @@ def normalize_state(state: Mapping[str, npt.NDArray[np.generic]]) -> dict[str, o
         },
         "regions": regions,
         "pending": pending,
+        "counted": counted,
     }

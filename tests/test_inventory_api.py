@@ -853,6 +853,33 @@ def test_prune_resolved_forgets_resolved_up_to_an_id(inv: Inventory) -> None:
     assert level(inv, sku) == (100, 95, 3, 2)
 
 
+def test_resolved_states_are_remembered_for_recent_ids_only(inv: Inventory) -> None:
+    """docs: the final state is remembered for about the 1,048,576 most recent ids, then
+    forgotten (bounded memory; the order store keeps the history)."""
+    sku = inv.add_sku(10**9)
+    n = 2_500_000
+    ids = inv.reserve_batch(
+        np.full(n, sku, dtype=np.uint32), np.ones(n, dtype=np.uint32), now_ms=T0
+    ).reservation
+    inv.confirm_batch(ids, now_ms=T0)
+    last = int(ids[-1])
+    assert inv.reservation_state(last) == "confirmed"
+    assert inv.confirm_batch(ids[-1:], now_ms=T0).tolist() == [ReserveStatus.ALREADY_CONFIRMED]
+    with pytest.raises(UnknownReservationError):
+        inv.reservation_state(int(ids[0]))
+    assert inv.prune_resolved(last) >= 1
+    with pytest.raises(UnknownReservationError):
+        inv.reservation_state(last)
+
+
+@pytest.mark.parametrize("limit", [-1, 2**64])
+def test_expire_due_with_an_invalid_limit_is_an_invalid_argument(
+    same_after: Inventory, limit: int
+) -> None:
+    with pytest.raises(InventoryError):
+        same_after.expire_due(T0, limit)
+
+
 # ---------------------------------------------------------------------------- batches
 def u32(values: list[int]) -> np.ndarray[tuple[int], np.dtype[np.uint32]]:
     return np.array(values, dtype=np.uint32)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.crash.databases import fresh_postgres_database
-from tests.crash.harness import Backend, PostgresReader, SqliteReader
 from tests.support.server import ServerProcess
+
+from .databases import fresh_postgres_database
+from .harness import Backend, PostgresReader, SqliteReader
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

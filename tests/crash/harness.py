@@ -20,6 +20,7 @@ sold the sum of the paid ones', available = on_hand - reserved - sold, and nothi
 import asyncio
 import json
 import random
+import re
 import sqlite3
 import time
 from collections import Counter, defaultdict
@@ -523,7 +524,8 @@ async def cancel_worker(
         finally:
             ledger.in_flight -= 1
         if status == 200:
-            assert payload["status"] == CANCELLED and int(payload["id"]) == oid, payload
+            assert payload["status"] == CANCELLED, payload
+            assert int(payload["id"]) == oid, payload
             ledger.allowed[oid] = {CANCELLED}
             ledger.cancels_acked += 1
         elif status == 409:
@@ -535,6 +537,18 @@ async def cancel_worker(
             ledger.allowed[oid].add(CANCELLED)
         else:
             raise AssertionError(f"cancel of {oid} by {who} -> {status} {payload}")
+
+
+async def check_cancel_again(api: Api, ledger: Ledger, count: int = 5) -> None:
+    """Cancelling an order again after the restart is refused (409 invalid_state), by its buyer
+    and by an admin."""
+    done = sorted(oid for oid, allowed in ledger.allowed.items() if allowed == {CANCELLED})
+    assert done, "no order is known to be cancelled"
+    for oid in done[:count]:
+        for who in (owner(ledger, oid), ADMIN):
+            status, payload, _ = await api.call("POST", f"/v1/orders/{oid}/cancel", who)
+            assert status == 409, (oid, who, status, payload)
+            assert payload["error"]["code"] == "invalid_state", payload
 
 
 async def retry_in_doubt(api: Api, ledger: Ledger, state: DbState) -> int:
@@ -556,7 +570,9 @@ async def retry_in_doubt(api: Api, ledger: Ledger, state: DbState) -> int:
             f"the effect of Idempotency-Key {req.key} is stored ({present}) but its response is"
             f" not: the retry ran again and answered {status} {payload}"
         )
-        ledger.retries[("replayed" if replayed else "ran again") + (" (stored)" if present else "")] += 1
+        ledger.retries[
+            ("replayed" if replayed else "ran again") + (" (stored)" if present else "")
+        ] += 1
         if replayed:
             if batch and status == 200:
                 results: list[JSON] = payload["results"]
@@ -588,7 +604,8 @@ def check_store(ledger: Ledger, state: DbState) -> dict[str, int]:
         counts[ts.fate.value] += 1
         if ts.fate is Fate.ACKED:
             assert stored is not None, f"acknowledged order {ts.order_id} ({tag}) is lost"
-            assert ts.response is not None and stored.id == ts.order_id, (stored, ts)
+            assert ts.response is not None
+            assert stored.id == ts.order_id, (stored, ts)
             sent = [
                 Line(li["sku"], li["warehouse"], li["quantity"], li["unit_price"])
                 for li in ts.response["lines"]
@@ -667,7 +684,8 @@ async def check_api(api: Api, ledger: Ledger, state: DbState) -> None:
     assert seen == state.stock, "the server's stock differs from the store's"
     orders = await api.all_orders()
     ids = [int(o["id"]) for o in orders]
-    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids), "list order / dupes"
+    assert ids == sorted(ids, reverse=True), "the list is not newest first"
+    assert len(set(ids)) == len(ids), "the list repeats orders"
     assert set(ids) == set(state.orders), "the server lists other orders than the store holds"
     for o in orders:
         stored = state.orders[int(o["id"])]
@@ -701,6 +719,28 @@ async def check_new_orders(api: Api, ledger: Ledger, state: DbState, name: str) 
     assert status == 201, payload
     assert int(payload["id"]) > newest, f"new order id {payload['id']} <= stored {newest}"
     return int(payload["id"])
+
+
+def server_errors_logged(server: ServerProcess, last: int = 5) -> str:
+    """The last distinct error lines of the server's log, for failure messages."""
+    log = server.data_dir.parent / f"server-{server.port}.log"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    errors = list(dict.fromkeys(ln for ln in lines if re.match(r"[\w.]+(Error|Exception): ", ln)))
+    return "\n".join(errors[-last:])
+
+
+async def terminate_connections(dsn: str) -> int:
+    """Terminate every other session on ``dsn``'s database (as a failover would); how many."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    finally:
+        await conn.close()
 
 
 # --- a crash -----------------------------------------------------------------------------------

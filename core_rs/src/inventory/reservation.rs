@@ -137,6 +137,8 @@ impl Hasher for SequentialIdHasher {
 
 /// State byte of an id that is not (or no longer) known to the shard.
 const UNKNOWN: u8 = u8::MAX;
+/// Larger jumps of the dense index restart the state window instead of filling the gap.
+const MAX_STATE_GAP: u64 = 1 << 22;
 
 /// One shard of the reservation table.
 ///
@@ -274,6 +276,13 @@ impl ReservationShard {
             // Older than every remembered id (restored or long-lived): a pending one is still
             // known through `pending`; only its final state will not be remembered.
             return;
+        }
+        let gap = j - self.base;
+        if gap >= MAX_STATE_GAP {
+            // A jump far ahead (a restore with a distant next id): nothing in between exists;
+            // start the window at the new id rather than filling the gap.
+            self.states.clear();
+            self.base = j;
         }
         let k = (j - self.base) as usize;
         if k >= self.states.len() {

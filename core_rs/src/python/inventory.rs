@@ -145,6 +145,24 @@ fn policy_arg(py: Python<'_>, policy: &str) -> PyResult<MatchPolicy> {
     MatchPolicy::parse(policy).map_err(|e| inventory_err(py, e))
 }
 
+/// A 1-D numpy array argument of element type `T` (`dtype` names it in the error).
+fn typed<'py, T: Element>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+    dtype: &str,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    let arr = obj.cast::<PyArray1<T>>().map_err(|_| {
+        let got = obj
+            .getattr("dtype")
+            .map(|d| d.to_string())
+            .unwrap_or_else(|_| obj.get_type().to_string());
+        PyTypeError::new_err(format!(
+            "{name} must be a 1-D numpy array of {dtype}, got {got}"
+        ))
+    })?;
+    Ok(arr.readonly())
+}
+
 /// The array's items: borrowed when contiguous, copied when strided.
 fn slice<'a, T: Element + Copy>(
     arr: &'a PyReadonlyArray1<'_, T>,
@@ -338,9 +356,10 @@ impl Inventory {
     fn add_skus<'py>(
         &self,
         py: Python<'py>,
-        on_hand: PyReadonlyArray1<'py, i64>,
+        on_hand: &Bound<'py, PyAny>,
         warehouse: u32,
     ) -> PyResult<Bound<'py, PyArray1<u32>>> {
+        let on_hand = typed::<i64>(on_hand, "on_hand", "int64")?;
         let units = slice(&on_hand, "on_hand")?;
         let first = py
             .detach(|| self.inner.add_skus(&units, warehouse))
@@ -527,11 +546,11 @@ impl Inventory {
     fn reserve_batch(
         &self,
         py: Python<'_>,
-        skus: PyReadonlyArray1<'_, u32>,
-        quantities: PyReadonlyArray1<'_, u32>,
-        order_offsets: Option<PyReadonlyArray1<'_, u32>>,
-        buyers: Option<PyReadonlyArray1<'_, u64>>,
-        regions: Option<PyReadonlyArray1<'_, u32>>,
+        skus: &Bound<'_, PyAny>,
+        quantities: &Bound<'_, PyAny>,
+        order_offsets: Option<&Bound<'_, PyAny>>,
+        buyers: Option<&Bound<'_, PyAny>>,
+        regions: Option<&Bound<'_, PyAny>>,
         policy: &str,
         timeout_ms: Option<&Bound<'_, PyAny>>,
         now_ms: Option<&Bound<'_, PyAny>>,
@@ -539,6 +558,17 @@ impl Inventory {
         let policy = policy_arg(py, policy)?;
         let timeout = timeout_arg(timeout_ms)?;
         let now = now_arg(py, now_ms)?;
+        let skus = typed::<u32>(skus, "skus", "uint32")?;
+        let quantities = typed::<u32>(quantities, "quantities", "uint32")?;
+        let order_offsets = order_offsets
+            .map(|a| typed::<u32>(a, "order_offsets", "uint32"))
+            .transpose()?;
+        let buyers = buyers
+            .map(|a| typed::<u64>(a, "buyers", "uint64"))
+            .transpose()?;
+        let regions = regions
+            .map(|a| typed::<u32>(a, "regions", "uint32"))
+            .transpose()?;
         let skus = slice(&skus, "skus")?;
         let quantities = slice(&quantities, "quantities")?;
         let offsets = order_offsets
@@ -607,10 +637,11 @@ impl Inventory {
     fn confirm_batch<'py>(
         &self,
         py: Python<'py>,
-        reservations: PyReadonlyArray1<'py, u64>,
+        reservations: &Bound<'py, PyAny>,
         now_ms: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArray1<u8>>> {
         let now = now_arg(py, now_ms)?;
+        let reservations = typed::<u64>(reservations, "reservations", "uint64")?;
         let ids = slice(&reservations, "reservations")?;
         Ok(PyArray1::from_vec(
             py,
@@ -622,10 +653,11 @@ impl Inventory {
     fn release_batch<'py>(
         &self,
         py: Python<'py>,
-        reservations: PyReadonlyArray1<'py, u64>,
+        reservations: &Bound<'py, PyAny>,
         now_ms: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArray1<u8>>> {
         let now = now_arg(py, now_ms)?;
+        let reservations = typed::<u64>(reservations, "reservations", "uint64")?;
         let ids = slice(&reservations, "reservations")?;
         Ok(PyArray1::from_vec(
             py,
@@ -669,14 +701,18 @@ impl Inventory {
             .as_str())
     }
 
-    #[pyo3(signature = (now_ms = None, limit = 4096))]
+    #[pyo3(signature = (now_ms = None, limit = None), text_signature = "($self, /, now_ms=None, limit=4096)")]
     fn expire_due<'py>(
         &self,
         py: Python<'py>,
         now_ms: Option<&Bound<'py, PyAny>>,
-        limit: usize,
+        limit: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArray1<u64>>> {
         let now = now_arg(py, now_ms)?;
+        let limit = match limit {
+            None => 4096,
+            Some(l) => usize::try_from(u64_arg(py, l, "limit")?).unwrap_or(usize::MAX),
+        };
         Ok(PyArray1::from_vec(
             py,
             py.detach(|| self.inner.expire_due(now, limit)),

@@ -1,0 +1,425 @@
+"""HTTP benchmarks of pyorder with wrk, on loopback, bounded in time.
+
+Starts ``pyorder-server`` on a data directory in a temporary folder (SQLite by default, or
+PostgreSQL with ``--database postgresql://...``: a fresh database is created on that cluster and
+dropped afterwards), seeds warehouses, regions and a catalogue with plenty of stock, and
+measures with wrk (``apt-get install -y wrk``):
+
+(a) single-order creation, ``POST /v1/orders`` (durable: answered after the group commit):
+    requests/s, p50 and p99;
+(b) the same body against a bare aiohttp + uvloop + orjson handler (``loadtest/bare_server.py``)
+    in the same run, and the ratio (a)/(b) (target >= 0.6);
+(c) batch intake, ``POST /v1/orders/batch`` with ``--batch-size`` orders per request: durable
+    orders/s (acknowledged within wrk's window, each checked
+    to be in the database) and p50/p99 per request
+    (target 150,000 orders/s and p99 < 50 ms).
+
+A JSON and a markdown summary go to ``--out`` (default ``results/``, which git ignores).
+
+    python loadtest/http_bench.py                      # SQLite, 5 s per phase
+    python loadtest/http_bench.py --database "$PYORDER_TEST_POSTGRES"
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+LUA = Path(__file__).resolve().parent / "post.lua"
+STOCK = 10**12
+"""Units per SKU and warehouse: no benchmark run gets near it."""
+SKUS = 16
+REGIONS = ("east", "west")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (a 404/405 from the bare server is an answer)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become ready in {timeout_s} s")
+
+
+@contextmanager
+def process(cmd: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process, stopped with SIGTERM (then SIGKILL) on exit."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(ready_url, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def server_command() -> list[str]:
+    installed = shutil.which("pyorder-server")
+    return [installed] if installed else [sys.executable, "-m", "server.main"]
+
+
+def call(url: str, method: str, token: str, body: object) -> Any:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def mint(data_dir: Path, role: str, subject: str) -> str:
+    sys.path.insert(0, str(ROOT))
+    from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+
+    return TokenIssuer(load_or_create_secret(data_dir)).mint(Role(role), subject)
+
+
+def seed(url: str, data_dir: Path) -> list[int]:
+    """Two warehouses serving two regions, SKUS SKUs with STOCK units in each; their ids."""
+    admin, merchant = mint(data_dir, "admin", "bench"), mint(data_dir, "merchant", "bench")
+    call(url + "/v1/warehouses", "POST", admin, {"name": "east", "regions": ["east", "west"]})
+    call(url + "/v1/warehouses", "POST", admin, {"name": "west", "regions": ["west", "east"]})
+    stock = [{"warehouse": 0, "units": STOCK}, {"warehouse": 1, "units": STOCK}]
+    return [
+        int(
+            call(
+                url + "/v1/skus",
+                "POST",
+                merchant,
+                {
+                    "title": f"bench item {i}",
+                    "price": 1999 + i,
+                    "currency": "CNY",
+                    "stock": stock,
+                },
+            )["id"]
+        )
+        for i in range(SKUS)
+    ]
+
+
+def order(sku: int, i: int) -> dict[str, Any]:
+    """One order of about 170 bytes of JSON."""
+    return {
+        "lines": [{"sku": sku, "quantity": 1 + i % 2}],
+        "address": {
+            "name": f"Buyer {i:06d}",
+            "line1": f"{i % 999} Bench Road",
+            "city": "Hangzhou",
+            "region": REGIONS[i % 2],
+            "postal_code": "310000",
+        },
+    }
+
+
+def wrk(
+    url: str, path: str, body: Path, token: str, *, threads: int, connections: int, seconds: float
+) -> dict[str, Any]:
+    """One wrk run; its JSON summary (see post.lua) with requests/s added."""
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        path,
+        str(body),
+        token,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith('{"wrk_summary"'))
+    summary: dict[str, Any] = json.loads(line)["wrk_summary"]
+    summary["requests_per_s"] = summary["requests"] / (summary["duration_us"] / 1e6)
+    summary["command"] = " ".join(cmd[:-1] + (["$TOKEN"] if token else []))
+    return summary
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def commit_stats(url: str) -> dict[str, float]:
+    """Sums and counts of the server's group-commit histograms (from /metrics)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in (
+            "pyorder_commit_seconds_sum",
+            "pyorder_commit_seconds_count",
+            "pyorder_commit_batch_items_sum",
+        ):
+            out[name] = float(value)
+    return out
+
+
+def server_load(
+    pid: int, cpu_before: float, url: str, commits_before: dict[str, float], run: dict[str, Any]
+) -> dict[str, float]:
+    """What the server did during one wrk run: CPU cores used, commits and their mean size and
+    duration (the window includes a little time after wrk's last request)."""
+    seconds = run["duration_us"] / 1e6
+    after = commit_stats(url)
+    d = {k: after.get(k, 0.0) - commits_before.get(k, 0.0) for k in after}
+    count = d.get("pyorder_commit_seconds_count", 0.0)
+    return {
+        "cpu_cores": (cpu_seconds(pid) - cpu_before) / seconds,
+        "commits_per_s": count / seconds,
+        "mean_commit_ms": 1000 * d.get("pyorder_commit_seconds_sum", 0.0) / count if count else 0.0,
+        "mean_commit_items": d.get("pyorder_commit_batch_items_sum", 0.0) / count if count else 0.0,
+    }
+
+
+class OrderCounter:
+    """Counts the orders in the server's database (durable orders)."""
+
+    def __init__(self, sqlite_path: Path | None, dsn: str | None) -> None:
+        self.sqlite_path, self.dsn = sqlite_path, dsn
+
+    def count(self) -> int:
+        if self.dsn is not None:
+            return asyncio.run(_pg_count(self.dsn))
+        assert self.sqlite_path is not None
+        conn = sqlite3.connect(self.sqlite_path, timeout=30)
+        try:
+            return int(conn.execute("SELECT count(*) FROM orders").fetchone()[0])
+        finally:
+            conn.close()
+
+
+async def _pg_count(dsn: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM orders"))
+    finally:
+        await conn.close()
+
+
+async def _pg_execute(dsn: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def fresh_database(dsn: str) -> Iterator[str]:
+    name = f"pyorder_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_pg_execute(dsn, f'CREATE DATABASE "{name}"'))
+    try:
+        yield urlunsplit(urlsplit(dsn)._replace(path="/" + name))
+    finally:
+        asyncio.run(_pg_execute(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyorder-bench-")))
+        data_dir = tmp / "data"
+        database = stack.enter_context(fresh_database(args.database)) if args.database else None
+        port, bare_port = free_port(), free_port()
+        url, bare_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
+        cmd = [*server_command(), "--port", str(port), "--data-dir", str(data_dir)]
+        if database:
+            cmd += ["--database", database]
+        cmd += args.server_arg
+        server = stack.enter_context(process(cmd, tmp / "server.log", url + "/readyz"))
+        bare_cmd = [
+            sys.executable,
+            str(ROOT / "loadtest" / "bare_server.py"),
+            "--port",
+            str(bare_port),
+        ]
+        stack.enter_context(process(bare_cmd, tmp / "bare.log", bare_url + "/"))
+        skus = seed(url, data_dir)
+        buyer = mint(data_dir, "buyer", "bench-buyer")
+        single = tmp / "single.json"
+        single.write_text(json.dumps(order(skus[0], 1)))
+        batch = tmp / "batch.json"
+        batch.write_text(
+            json.dumps({"orders": [order(skus[i % SKUS], i) for i in range(args.batch_size)]})
+        )
+        counter = OrderCounter(None if database else data_dir / "pyorder.sqlite3", database)
+        common = {"threads": args.threads, "seconds": args.duration}
+
+        print(
+            f"pyorder on {'PostgreSQL' if database else 'SQLite'}; wrk -t{args.threads}, "
+            f"{args.duration:g} s per phase",
+            flush=True,
+        )
+        wrk(
+            url,
+            "/v1/orders",
+            single,
+            buyer,
+            connections=args.connections,
+            threads=args.threads,
+            seconds=1,
+        )  # warm-up
+        before, cpu, commits = counter.count(), cpu_seconds(server.pid), commit_stats(url)
+        a = wrk(url, "/v1/orders", single, buyer, connections=args.connections, **common)
+        a["server"] = server_load(server.pid, cpu, url, commits, a)
+        a["durable_orders"] = counter.count() - before
+        if a["errors"]["status"] or a["durable_orders"] < a["requests"]:
+            raise SystemExit(
+                f"single phase: {a['errors']} errors, {a['durable_orders']} orders "
+                f"stored for {a['requests']} acknowledged"
+            )
+        a["durable_orders_per_s"] = a["requests_per_s"]
+        b = wrk(bare_url, "/v1/orders", single, "", connections=args.connections, **common)
+        before, cpu, commits = counter.count(), cpu_seconds(server.pid), commit_stats(url)
+        c = wrk(url, "/v1/orders/batch", batch, buyer, connections=args.batch_connections, **common)
+        c["server"] = server_load(server.pid, cpu, url, commits, c)
+        c["durable_orders"] = counter.count() - before
+        # Orders acknowledged within wrk's window (each answered batch created all of its
+        # orders, checked against the database; requests still in flight when wrk stopped
+        # commit too but are not counted).
+        acknowledged = c["requests"] * args.batch_size
+        if c["errors"]["status"] or c["durable_orders"] < acknowledged:
+            raise SystemExit(
+                f"batch phase: {c['errors']} errors, {c['durable_orders']} orders "
+                f"stored for {acknowledged} acknowledged"
+            )
+        c["durable_orders_per_s"] = acknowledged / (c["duration_us"] / 1e6)
+        c["batch_size"] = args.batch_size
+        c["body_bytes"] = batch.stat().st_size
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "storage": "postgresql" if args.database else "sqlite",
+        "single": a,
+        "bare": b,
+        "ratio_single_to_bare": a["requests_per_s"] / b["requests_per_s"],
+        "batch": c,
+        "targets": {"ratio": 0.6, "batch_orders_per_s": 150_000, "batch_p99_ms": 50},
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    a, b, c = r["single"], r["bare"], r["batch"]
+
+    def ms(us: float) -> str:
+        return f"{us / 1000:.2f}"
+
+    return "\n".join(
+        [
+            f"# pyorder HTTP benchmark ({r['storage']}, {r['when']})",
+            "",
+            "| phase | requests/s | p50 ms | p99 ms | errors (non-2xx, timeouts) | durable orders/s |",
+            "|---|---|---|---|---|---|",
+            f"| (a) POST /v1/orders | {a['requests_per_s']:,.0f} | {ms(a['latency_us']['p50'])} | "
+            f"{ms(a['latency_us']['p99'])} | {a['errors']['status']}, {a['errors']['timeout']} | "
+            f"{a['durable_orders_per_s']:,.0f} |",
+            f"| (b) bare handler | {b['requests_per_s']:,.0f} | {ms(b['latency_us']['p50'])} | "
+            f"{ms(b['latency_us']['p99'])} | {b['errors']['status']}, {b['errors']['timeout']} | - |",
+            f"| (c) POST /v1/orders/batch x{c['batch_size']} | {c['requests_per_s']:,.1f} | "
+            f"{ms(c['latency_us']['p50'])} | {ms(c['latency_us']['p99'])} | "
+            f"{c['errors']['status']}, {c['errors']['timeout']} | {c['durable_orders_per_s']:,.0f} |",
+            "",
+            f"Ratio (a)/(b): **{r['ratio_single_to_bare']:.2f}** (target >= 0.6). "
+            f"Batch: **{c['durable_orders_per_s']:,.0f} durable orders/s** (target 150,000), "
+            f"p99 **{ms(c['latency_us']['p99'])} ms** per request (target < 50 ms).",
+            "",
+            "Server during (a): {cpu_cores:.2f} cores, {commits_per_s:,.0f} commits/s of "
+            "{mean_commit_items:,.0f} items, {mean_commit_ms:.2f} ms each.".format(**a["server"]),
+            "Server during (c): {cpu_cores:.2f} cores, {commits_per_s:,.0f} commits/s of "
+            "{mean_commit_items:,.0f} items, {mean_commit_ms:.2f} ms each.".format(**c["server"]),
+            "",
+            "Commands: " + "; ".join(f"`{x['command']}`" for x in (a, b, c)),
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="pyorder HTTP benchmarks with wrk (loopback).")
+    parser.add_argument(
+        "--database",
+        help="postgresql://... DSN of a cluster (a fresh database "
+        "is created there and dropped); default: SQLite in a temporary folder",
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase (>= 1)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections, (a) and (b)")
+    parser.add_argument("--batch-connections", type=int, default=4, help="wrk connections, (c)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="orders per batch request")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra pyorder-server argument (repeatable), e.g. --server-arg=--commit-window-ms=2",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "results", help="summary directory")
+    args = parser.parse_args(argv)
+    if args.duration < 1:
+        parser.error("--duration must be at least 1 s (wrk's resolution)")
+    result = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"http_bench-{result['storage']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    (args.out / f"{stem}.md").write_text(text)
+    print(text)
+    print(f"summary: {args.out / stem}.json, .md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""The inventory benchmark scripts still run (tiny sizes, fresh processes), so they never rot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_hot_sku_script_sells_exactly_the_stock() -> None:
+    done = run("hot_sku.py", "--units", "5000", "--batch", "64", "--threads", "1,2,4")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [
+        line.split()
+        for line in done.stdout.splitlines()
+        if line.split()[:1] in (["1"], ["2"], ["4"])
+    ]
+    assert [row[0] for row in rows] == ["1", "2", "4"]
+    assert all(row[-1] == "ok" and row[3] == row[4] == row[6] == "5,000" for row in rows)
+
+
+def test_memory_script_measures_and_checks_the_budget() -> None:
+    done = run("memory_inventory.py", "--skus", "2000", "--reservations", "1000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "open reservations: 1,000" in done.stdout
+    assert "budget 256 MiB: ok" in done.stdout
+    over = run(
+        "memory_inventory.py", "--skus", "2000", "--reservations", "1000", "--budget-mib=-1000"
+    )
+    assert over.returncode == 1
+    assert "OVER BUDGET" in over.stdout
