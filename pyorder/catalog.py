@@ -101,7 +101,9 @@ class Catalog:
         if not title.strip() or len(title) > 200:
             raise InvalidInput("title must have 1 to 200 characters", field="title")
         if not 0 <= price <= MAX_PRICE:
-            raise InvalidInput(f"price must be between 0 and {MAX_PRICE} minor units", field="price")
+            raise InvalidInput(
+                f"price must be between 0 and {MAX_PRICE} minor units", field="price"
+            )
         if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
             raise InvalidInput("currency must be an ISO 4217 code like CNY", field="currency")
         if not 0 <= limit_per_buyer <= MAX_UNITS:

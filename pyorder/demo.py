@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
 
     order = inv.reserve_order([(hot, 1), (mug, 5)], buyer=10**9, region=SOUTH)
     lines = inv.reservation(order).lines
-    print(f"one order for the hot SKU and 5 mugs from the south: lines (sku, warehouse, qty) {lines}")
+    print(
+        f"one order for the hot SKU and 5 mugs from the south: lines (sku, warehouse, qty) {lines}"
+    )
     split = inv.reserve_order(
         [(mug, 2)], buyer=10**9 + 1, region=SOUTH, policy=MatchPolicy.NEAREST_PER_LINE
     )

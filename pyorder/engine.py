@@ -77,9 +77,7 @@ class Engine:
             "bought_units": np.array([b[2] for b in snap.bought], np.uint64),
             "region_id": np.arange(len(region_codes), dtype=np.uint32),
             "region_offsets": np.cumsum([0, *map(len, region_warehouses)], dtype=np.uint64),
-            "region_warehouses": np.array(
-                [w for ws in region_warehouses for w in ws], np.uint32
-            ),
+            "region_warehouses": np.array([w for ws in region_warehouses for w in ws], np.uint32),
             "res_id": np.array([o.reservation for o in pending], np.uint64),
             "res_buyer": np.array([buyer_number(o.buyer) for o in pending], np.uint64),
             "res_deadline_ms": np.array([o.deadline_ms for o in pending], np.uint64),

@@ -5,6 +5,7 @@ it, passing a different ``Config`` where they need to.
 """
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +79,8 @@ class Platform:
         """Stop expiring, flush and commit what is staged, close the store."""
         if self._sweeper is not None:
             self._sweeper.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-            except asyncio.CancelledError:
-                pass
             self._sweeper = None
         await self.intake.close()
         await self.store.close()

@@ -91,7 +91,9 @@ async def create_sku(request: web.Request) -> web.Response:
 @routes.get("/v1/skus")
 async def list_skus(request: web.Request) -> web.Response:
     who = principal(request)
-    after = int_param(request, "after", lo=0, hi=MAX_ID, default=0) if "after" in request.query else -1
+    after = (
+        int_param(request, "after", lo=0, hi=MAX_ID, default=0) if "after" in request.query else -1
+    )
     limit = int_param(request, "limit", lo=1, hi=500, default=50)
     views = request.app[PLATFORM].catalog.list_skus(who, after, limit)
     cursor = str(views[-1].sku.id) if len(views) == limit else None

@@ -117,4 +117,3 @@ def _fingerprint(request: web.Request, body: bytes) -> str:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-

@@ -15,10 +15,14 @@ from server.app import DEFAULT_MAX_BODY, create_app
 
 
 def serve(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="pyorder-server", description="Run the pyorder order-intake server.")
+    parser = argparse.ArgumentParser(
+        prog="pyorder-server", description="Run the pyorder order-intake server."
+    )
     parser.add_argument("--host", default=os.environ.get("PYORDER_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PYORDER_PORT", "8080")))
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("PYORDER_DATA_DIR", "data")))
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("PYORDER_DATA_DIR", "data"))
+    )
     parser.add_argument(
         "--database",
         default=os.environ.get("PYORDER_DATABASE"),
@@ -30,7 +34,9 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     config = Config(
         data_dir=args.data_dir,
         database=args.database,
@@ -47,7 +53,10 @@ def serve(argv: list[str] | None = None) -> None:
     app = create_app(config, max_body_bytes=args.max_body_bytes)
     store = args.database.split("@")[-1] if args.database else f"SQLite in {args.data_dir}/"
     print(f"pyorder listening on http://{args.host}:{args.port} (storage: {store})", flush=True)
-    print(f"  a development token: pyorder-token --data-dir {args.data_dir} --role buyer --sub alice", flush=True)
+    print(
+        f"  a development token: pyorder-token --data-dir {args.data_dir} --role buyer --sub alice",
+        flush=True,
+    )
     web.run_app(
         app,
         host=args.host,
@@ -59,8 +68,12 @@ def serve(argv: list[str] | None = None) -> None:
 
 
 def mint(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="pyorder-token", description="Mint a development bearer token.")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("PYORDER_DATA_DIR", "data")))
+    parser = argparse.ArgumentParser(
+        prog="pyorder-token", description="Mint a development bearer token."
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("PYORDER_DATA_DIR", "data"))
+    )
     parser.add_argument("--role", choices=[r.value for r in Role], required=True)
     parser.add_argument("--sub", required=True, help="the principal's id (subject)")
     parser.add_argument("--ttl-s", type=int, default=24 * 3600)

@@ -51,7 +51,9 @@ async def place_orders(request: web.Request) -> web.Response:
         for i, p in enumerate(placed):
             if isinstance(p.outcome, DomainError):
                 e = p.outcome
-                results.append(BatchItemOut(i, e.status, error=ErrorBody(e.code, e.message, e.details)))
+                results.append(
+                    BatchItemOut(i, e.status, error=ErrorBody(e.code, e.message, e.details))
+                )
             else:
                 results.append(BatchItemOut(i, 201, order=order_out(p.outcome)))
         created = sum(1 for r in results if r.status == 201)
@@ -63,7 +65,9 @@ async def place_orders(request: web.Request) -> web.Response:
 @routes.get("/v1/orders")
 async def list_orders(request: web.Request) -> web.Response:
     who = principal(request)
-    before = int_param(request, "before", lo=1, hi=MAX_ORDER_ID) if "before" in request.query else None
+    before = (
+        int_param(request, "before", lo=1, hi=MAX_ORDER_ID) if "before" in request.query else None
+    )
     limit = int_param(request, "limit", lo=1, hi=200, default=50)
     found = await request.app[PLATFORM].orders.list(who, before, limit)
     cursor = str(found[-1].id) if len(found) == limit else None

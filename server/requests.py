@@ -37,7 +37,9 @@ def decode(body: bytes, kind: type[T]) -> T:
         raise MalformedJson(f"the body is not valid JSON: {exc}") from exc
 
 
-def int_param(request: web.Request, name: str, *, lo: int, hi: int, default: int | None = None) -> int:
+def int_param(
+    request: web.Request, name: str, *, lo: int, hi: int, default: int | None = None
+) -> int:
     """A non-negative integer from the path or the query string; 422 if absent or out of range."""
     raw = request.match_info.get(name) or request.query.get(name)
     if raw is None:
@@ -53,4 +55,6 @@ def int_param(request: web.Request, name: str, *, lo: int, hi: int, default: int
 
 
 def json_response(payload: object, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=msgspec.json.encode(payload), content_type="application/json")
+    return web.Response(
+        status=status, body=msgspec.json.encode(payload), content_type="application/json"
+    )

@@ -188,8 +188,10 @@ class HealthOut(msgspec.Struct):
 @lru_cache(maxsize=4096)
 def iso(ms: int) -> str:
     """UTC ISO 8601 with milliseconds and a Z (cached: a batch shares its timestamps)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 

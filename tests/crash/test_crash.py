@@ -212,12 +212,11 @@ async def _settle(backend: Backend, ledger: Ledger) -> DbState:
     return state
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_database_connections_killed_under_load(backend: Backend, launch: Launch) -> None:
     """PostgreSQL drops the server's connections (a failover) several times while clients place
     orders: commits fail, the server recovers by itself, and afterwards its view equals the
     database's, every acknowledged order is stored, stock is conserved, and it restarts."""
-    if backend.name != "postgres":
-        pytest.skip("breaks the server's PostgreSQL connections")
     asyncio.run(_connections_killed(backend, launch, _rng()))
 
 
