@@ -7,8 +7,13 @@ Checks: no 5xx (``not_a_server_error``) and every documented response matches it
 (``response_schema_conformance``). Half of the generated cases are anchored on IDs that exist
 (SKUs, warehouses, regions, orders), so that requests get past "not found" into the handlers.
 
-Bounded: a fixed number of examples per operation, role and mode, no shrinking; about 30-60 s.
-Every failure is collected (with schemathesis' curl reproduction) and reported at once.
+Two deterministic companions: every path/query parameter given each number-like string of
+``HOSTILE``, and U+0000 inside JSON strings (which PostgreSQL's text and jsonb refuse).
+
+Runs on SQLite and on PostgreSQL (``PYORDER_TEST_POSTGRES``; see ``tests/crash/databases.py``).
+Bounded: a fixed number of examples per operation, role and mode, derandomized, no shrinking;
+about 40-60 s in all. Every failure is collected (with schemathesis' curl reproduction) and
+reported at once. Written against schemathesis 4.32 (``pip install schemathesis``).
 """
 
 import json

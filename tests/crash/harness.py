@@ -359,6 +359,8 @@ class Ledger:
     refused_codes: Counter[str] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
     """5xx answers other than 503 (never expected)."""
+    unavailable: int = 0
+    """503 answers (the write path failed or was recovering): their effects are in doubt."""
     in_flight: int = 0
     expiring: bool = False
     """Orders may expire on their own (a short payment timeout)."""
@@ -444,6 +446,7 @@ async def _send(api: Api, ledger: Ledger, req: Request, sent: list[JSON]) -> Non
 
 def record(ledger: Ledger, req: Request, status: int, payload: JSON, sent: list[JSON]) -> None:
     if status >= 500:
+        ledger.unavailable += status == 503
         if status != 503:
             ledger.server_errors.append(f"{status} on {req.path}: {payload}")
         if req.key is not None:
@@ -532,6 +535,7 @@ async def cancel_worker(
             assert payload["error"]["code"] == "invalid_state", payload
             ledger.refused_codes[f"cancel {status} {payload['error']['code']}"] += 1
         elif status >= 500:
+            ledger.unavailable += status == 503
             if status != 503:
                 ledger.server_errors.append(f"{status} on cancel {oid}: {payload}")
             ledger.allowed[oid].add(CANCELLED)

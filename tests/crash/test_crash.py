@@ -2,8 +2,10 @@
 expiring orders, restart it on the same database, and check every acknowledged effect is there,
 no refused one is, and stock is conserved (see ``harness`` for the exact invariants).
 
-Each test runs on SQLite and on PostgreSQL. Randomness comes from one seed, printed (and taken
-from ``PYORDER_CRASH_SEED`` when set) so that a failure can be replayed.
+Each test runs on SQLite and on PostgreSQL (the failover test on PostgreSQL only). The load's
+choices and the kill times come from one seed, printed and taken from ``PYORDER_CRASH_SEED``
+when set (the moment a kill lands still depends on the machine's speed). Every loop is bounded
+in time and count; all traffic goes to 127.0.0.1.
 """
 
 import asyncio
@@ -241,8 +243,7 @@ async def _connections_killed(backend: Backend, launch: Launch, rng: random.Rand
         await asyncio.sleep(0.3)
         stop.set()
         await asyncio.gather(*workers)
-    unavailable = ledger.refused_codes  # 503s are in doubt, not refusals
-    print("connections terminated:", killed, "refusals:", dict(unavailable))
+    print(f"connections terminated: {killed}, 503 answers: {ledger.unavailable}")
     assert killed > 0
     state = await _settled_state(server, backend)
     print("  store:", check_store(ledger, state))
