@@ -222,6 +222,18 @@ class OrderCounter:
     def __init__(self, sqlite_path: Path | None, dsn: str | None) -> None:
         self.sqlite_path, self.dsn = sqlite_path, dsn
 
+    def settled(self, timeout_s: float = 10.0) -> int:
+        """The count once requests left in flight by a finished wrk run have committed."""
+        deadline = time.monotonic() + timeout_s
+        last = self.count()
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = self.count()
+            if now == last:
+                return now
+            last = now
+        return last
+
     def count(self) -> int:
         if self.dsn is not None:
             return asyncio.run(_pg_count(self.dsn))
@@ -309,10 +321,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             threads=args.threads,
             seconds=1,
         )  # warm-up
-        before, cpu, commits = counter.count(), cpu_seconds(server.pid), commit_stats(url)
+        before, cpu, commits = counter.settled(), cpu_seconds(server.pid), commit_stats(url)
         a = wrk(url, "/v1/orders", single, buyer, connections=args.connections, **common)
         a["server"] = server_load(server.pid, cpu, url, commits, a)
-        a["durable_orders"] = counter.count() - before
+        a["durable_orders"] = counter.settled() - before
         if a["errors"]["status"] or a["durable_orders"] < a["requests"]:
             raise SystemExit(
                 f"single phase: {a['errors']} errors, {a['durable_orders']} orders "
@@ -320,10 +332,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         a["durable_orders_per_s"] = a["requests_per_s"]
         b = wrk(bare_url, "/v1/orders", single, "", connections=args.connections, **common)
-        before, cpu, commits = counter.count(), cpu_seconds(server.pid), commit_stats(url)
+        before, cpu, commits = counter.settled(), cpu_seconds(server.pid), commit_stats(url)
         c = wrk(url, "/v1/orders/batch", batch, buyer, connections=args.batch_connections, **common)
         c["server"] = server_load(server.pid, cpu, url, commits, c)
-        c["durable_orders"] = counter.count() - before
+        c["durable_orders"] = counter.settled() - before
         # Orders acknowledged within wrk's window (each answered batch created all of its
         # orders, checked against the database; requests still in flight when wrk stopped
         # commit too but are not counted).

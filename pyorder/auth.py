@@ -49,10 +49,14 @@ class TokenIssuer:
 
     ALGORITHM = "HS256"
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, cache_size: int = 100_000) -> None:
         if len(secret) < 32:
             raise ValueError("the token secret must be at least 32 characters")
         self._secret = secret
+        # Verifying a signature costs more than the rest of a small request: remember tokens
+        # already verified, until they expire.
+        self._verified: dict[str, tuple[Principal, int]] = {}
+        self._cache_size = cache_size
 
     def mint(self, role: Role, subject: str, ttl_s: int = 24 * 3600) -> str:
         now = int(time.time())
@@ -60,6 +64,16 @@ class TokenIssuer:
         return jwt.encode(claims, self._secret, algorithm=self.ALGORITHM)
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            return known[0]
+        principal, expires = self._verify(token)
+        if len(self._verified) >= self._cache_size:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, int]:
         try:
             claims = jwt.decode(
                 token,
@@ -78,7 +92,7 @@ class TokenIssuer:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject or len(subject) > 200:
             raise Unauthorized("the token's subject must be a non-empty string")
-        return Principal(role, subject)
+        return Principal(role, subject), int(claims["exp"])
 
 
 def load_or_create_secret(data_dir: Path) -> str:

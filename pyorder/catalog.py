@@ -65,6 +65,8 @@ class Catalog:
 
     def set_region(self, who: Principal, code: str, warehouses: list[int]) -> list[int]:
         who.require(Role.ADMIN)
+        if not warehouses:
+            raise InvalidInput("a region needs at least one warehouse", field="warehouses")
         if len(set(warehouses)) != len(warehouses):
             raise InvalidInput("a warehouse may appear only once in a region")
         for wid in warehouses:

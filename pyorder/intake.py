@@ -120,12 +120,9 @@ class Intake:
         # Effects staged after the failed batch may build on it: they fail too, and the core
         # is rebuilt from what the store really holds.
         self.available = False
-        staged, self.batch = self._waiters, WriteBatch()
-        self._waiters = []
-        error = IntakeUnavailableError(f"write failed: {exc}")
-        for fut in [*waiters, *staged]:
-            if not fut.done():
-                fut.set_exception(error)
+        error = IntakeUnavailableError("the write path failed; nothing was acknowledged, retry")
+        self._fail_all([*waiters, *self._waiters], error)
+        self._waiters, self.batch = [], WriteBatch()
         while self.on_failure is not None:
             try:
                 await self.on_failure()
@@ -133,4 +130,13 @@ class Intake:
             except Exception:  # the store is still down: keep refusing writes, retry
                 log.exception("rebuild from the store failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
+        # Whatever was staged while recovering was decided by the old core: drop it.
+        self._fail_all(self._waiters, error)
+        self._waiters, self.batch = [], WriteBatch()
         self.available = True
+
+    @staticmethod
+    def _fail_all(waiters: list[asyncio.Future[None]], error: Exception) -> None:
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(error)

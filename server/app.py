@@ -10,13 +10,12 @@ from pyorder.platform import Config, Platform
 from server import catalog_routes, order_routes
 from server.errors import error_middleware
 from server.idempotency import Idempotency
-from server.keys import IDEMPOTENCY, PLATFORM
+from server.keys import IDEMPOTENCY, METRICS, PLATFORM
 from server.metrics import Metrics
 from server.openapi import document
 from server.requests import ISSUER, json_response
 from server.schemas import HealthOut
 
-METRICS = web.AppKey("metrics", Metrics)
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 
 
@@ -69,9 +68,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def render_metrics(request: web.Request) -> web.Response:
     return request.app[METRICS].render()
-
-
-_OPENAPI: bytes | None = None
 
 
 async def openapi(request: web.Request) -> web.Response:

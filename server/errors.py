@@ -1,13 +1,16 @@
 """One middleware turns every failure into ``{"error": {"code", "message"}}`` with its status."""
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
 from pyorder.errors import DomainError
 from pyorder.intake import IntakeUnavailableError
+from pyorder.storage.base import StorageError
 from server.schemas import ErrorBody, ErrorOut
 
 log = logging.getLogger(__name__)
@@ -28,13 +31,15 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, **details: object) -> web.Response:
-    body = msgspec.json.encode(ErrorOut(ErrorBody(code, message, dict(details))))
+def error_response(
+    status: int, code: str, message: str, details: dict[str, object] | None = None
+) -> web.Response:
+    body = msgspec.json.encode(ErrorOut(ErrorBody(code, message, dict(details or {}))))
     return web.Response(status=status, body=body, content_type="application/json")
 
 
 def domain_error_response(exc: DomainError) -> web.Response:
-    return error_response(exc.status, exc.code, exc.message, **exc.details)
+    return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
 @web.middleware
@@ -45,6 +50,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return domain_error_response(exc)
     except IntakeUnavailableError as exc:
         return error_response(503, "unavailable", str(exc))
+    except (
+        StorageError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        sqlite3.Error,
+        OSError,
+    ):
+        log.exception("storage failed on %s %s", request.method, request.path)
+        return error_response(503, "unavailable", "storage is unavailable; retry shortly")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -4,6 +4,8 @@ from aiohttp import web
 
 from pyorder.platform import Platform
 from server.idempotency import Idempotency
+from server.metrics import Metrics
 
 PLATFORM = web.AppKey("platform", Platform)
 IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
+METRICS = web.AppKey("metrics", Metrics)

@@ -4,9 +4,9 @@ import msgspec
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.errors import DomainError
+from pyorder.errors import DomainError, OutOfStock
 from pyorder.orders import OrderInput
-from server.keys import IDEMPOTENCY, PLATFORM
+from server.keys import IDEMPOTENCY, METRICS, PLATFORM
 from server.requests import decode, int_param, json_response, principal
 from server.schemas import (
     BatchItemOut,
@@ -33,11 +33,21 @@ def _input(data: OrderIn) -> OrderInput:
 async def place_order(request: web.Request) -> web.Response:
     orders = request.app[PLATFORM].orders
 
+    outcome: list[int] = []
+
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body, OrderIn)
-        return 201, order_out(orders.place(who, _input(data)))
+        try:
+            order = orders.place(who, _input(data))
+        except OutOfStock:
+            outcome.append(0)
+            raise
+        outcome.append(1)
+        return 201, order_out(order)
 
-    return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+    response = await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+    _count(request, created=sum(outcome), stockouts=len(outcome) - sum(outcome))
+    return response
 
 
 @routes.post("/v1/orders/batch")
@@ -57,9 +67,24 @@ async def place_orders(request: web.Request) -> web.Response:
             else:
                 results.append(BatchItemOut(i, 201, order=order_out(p.outcome)))
         created = sum(1 for r in results if r.status == 201)
+        counts.append(created)
+        counts.append(sum(1 for p in placed if isinstance(p.outcome, OutOfStock)))
         return 200, OrderBatchOut(created, len(results) - created, results)
 
-    return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+    counts: list[int] = []
+    response = await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+    if counts:
+        _count(request, created=counts[0], stockouts=counts[1])
+    return response
+
+
+def _count(request: web.Request, *, created: int, stockouts: int) -> None:
+    """Count what this request decided (it returned, so it is durable or was refused)."""
+    metrics = request.app[METRICS]
+    if created:
+        metrics.orders_created.inc(created)
+    if stockouts:
+        metrics.stockouts.inc(stockouts)
 
 
 @routes.get("/v1/orders")

@@ -30,11 +30,25 @@ def principal(request: web.Request) -> Principal:
 def decode(body: bytes, kind: type[T]) -> T:
     """Decode and validate a JSON body into ``kind``; 400 if not JSON, 422 if invalid."""
     try:
-        return msgspec.json.decode(body, type=kind)
+        value = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
         raise InvalidInput(str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise MalformedJson(f"the body is not valid JSON: {exc}") from exc
+    if b"\\u0000" in body and _has_nul(msgspec.json.decode(body)):
+        # Text columns (PostgreSQL's above all) cannot hold U+0000.
+        raise InvalidInput("strings must not contain the character U+0000")
+    return value
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def int_param(
@@ -46,7 +60,7 @@ def int_param(
         if default is None:
             raise InvalidInput(f"{name} is required", field=name)
         return default
-    if not raw.isdigit() or len(raw) > 20:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20:
         raise InvalidInput(f"{name} must be a non-negative integer", field=name)
     value = int(raw)
     if not lo <= value <= hi:

@@ -517,7 +517,7 @@ async def cancel_worker(
         if rng.random() < 0.1:
             order_ids.append(oid)  # cancelled again later: 409 invalid_state
         who = ADMIN if rng.random() < 0.2 else owner(ledger, oid)
-        key = f"cancel-{oid}-{n}" if rng.random() < 0.3 else None
+        key = f"cancel-{oid}-{n}-{rng.getrandbits(64):x}" if rng.random() < 0.3 else None
         ledger.in_flight += 1
         try:
             status, payload, _ = await api.call("POST", f"/v1/orders/{oid}/cancel", who, None, key)

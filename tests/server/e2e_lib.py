@@ -22,9 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 import pytest
+from support.server import ServerProcess
 
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
-from tests.support.server import ServerProcess
 
 DSN_ENV = "PYORDER_TEST_POSTGRES"
 BACKENDS = ("sqlite", "postgres")
