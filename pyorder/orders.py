@@ -54,8 +54,30 @@ class Orders:
     # --- placing ---------------------------------------------------------------------------
 
     def place(self, who: Principal, order: OrderInput) -> Order:
-        """Reserve and stage one order; raises a DomainError and changes nothing on refusal."""
-        return self.place_many(who, [order])[0].unwrap()
+        """Reserve and stage one order; raises a DomainError and changes nothing on refusal.
+
+        Same outcome as ``place_many`` with one order, through the core's single-call API
+        (no arrays to build for one order).
+        """
+        who.require(Role.BUYER)
+        prepared = self._prepare(order)
+        if isinstance(prepared, DomainError):
+            raise prepared
+        engine, now = self._p.engine, now_ms()
+        try:
+            rid = engine.inventory.reserve_order(
+                prepared.lines,
+                buyer=buyer_number(who.subject),
+                region=prepared.region_id,
+                timeout_ms=self._p.config.payment_timeout_ms,
+                now_ms=now,
+            )
+        except inv.OutOfStockError as exc:
+            raise _refusal(inv.ReserveStatus.OUT_OF_STOCK, exc.sku) from exc
+        except inv.PurchaseLimitError as exc:
+            raise _refusal(inv.ReserveStatus.LIMIT_EXCEEDED, exc.sku) from exc
+        warehouses = [wh for _, wh, _ in engine.inventory.reservation(rid).lines]
+        return self._record(who, prepared, rid, warehouses, engine.ids.next_id(), now)
 
     def place_many(self, who: Principal, orders: Sequence[OrderInput]) -> list["Placed"]:
         """Place several orders at once (one core batch); one outcome per order, in order.
@@ -122,8 +144,7 @@ class Orders:
         skus: np.ndarray[Any, np.dtype[np.uint32]],
         now: int,
     ) -> list["Order | DomainError"]:
-        engine, batch = self._p.engine, self._p.intake.batch
-        deadline = now + self._p.config.payment_timeout_ms
+        engine = self._p.engine
         status, reservation = out.status.tolist(), out.reservation.tolist()
         warehouse, failed = out.warehouse.tolist(), out.failed_item.tolist()
         won = sum(1 for s in status if s == inv.ReserveStatus.OK)
@@ -134,32 +155,45 @@ class Orders:
             n = len(p.lines)
             if status[i] != inv.ReserveStatus.OK:
                 placed.append(_refusal(status[i], int(skus[failed[i]])))
-                item += n
-                continue
-            lines = []
-            for (sku_id, qty), wh in zip(p.lines, warehouse[item : item + n], strict=True):
-                sku = engine.skus[sku_id]
-                lines.append(OrderLine(sku_id, wh, qty, sku.price, sku.merchant))
-                batch.add_delta(sku_id, wh, 0, qty, 0)
+            else:
+                wh = warehouse[item : item + n]
+                placed.append(self._record(who, p, reservation[i], wh, next(order_ids), now))
             item += n
-            order = Order(
-                id=next(order_ids),
-                buyer=who.subject,
-                status=OrderStatus.PENDING_PAYMENT,
-                currency=engine.skus[p.lines[0][0]].currency,
-                total=sum(li.quantity * li.unit_price for li in lines),
-                region=p.region,
-                address=dict(p.order.address),
-                reservation=reservation[i],
-                created_ms=now,
-                deadline_ms=deadline,
-                updated_ms=now,
-                lines=tuple(lines),
-            )
-            engine.add_pending(order)
-            batch.orders.append(order)
-            placed.append(order)
         return placed
+
+    def _record(
+        self,
+        who: Principal,
+        p: "_Prepared",
+        reservation: int,
+        warehouses: Sequence[int],
+        order_id: int,
+        now: int,
+    ) -> Order:
+        """Build and stage an order whose lines the core reserved in ``warehouses``."""
+        engine, batch = self._p.engine, self._p.intake.batch
+        lines = []
+        for (sku_id, qty), wh in zip(p.lines, warehouses, strict=True):
+            sku = engine.skus[sku_id]
+            lines.append(OrderLine(sku_id, wh, qty, sku.price, sku.merchant))
+            batch.add_delta(sku_id, wh, 0, qty, 0)
+        order = Order(
+            id=order_id,
+            buyer=who.subject,
+            status=OrderStatus.PENDING_PAYMENT,
+            currency=engine.skus[p.lines[0][0]].currency,
+            total=sum(li.quantity * li.unit_price for li in lines),
+            region=p.region,
+            address=dict(p.order.address),
+            reservation=reservation,
+            created_ms=now,
+            deadline_ms=now + self._p.config.payment_timeout_ms,
+            updated_ms=now,
+            lines=tuple(lines),
+        )
+        engine.add_pending(order)
+        batch.orders.append(order)
+        return order
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -45,9 +45,10 @@ async def place_order(request: web.Request) -> web.Response:
         outcome.append(1)
         return 201, order_out(order)
 
-    response = await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
-    _count(request, created=sum(outcome), stockouts=len(outcome) - sum(outcome))
-    return response
+    try:
+        return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+    finally:
+        _count(request, created=sum(outcome), stockouts=len(outcome) - sum(outcome))
 
 
 @routes.post("/v1/orders/batch")

@@ -30,6 +30,12 @@ def principal(request: web.Request) -> Principal:
 def decode(body: bytes, kind: type[T]) -> T:
     """Decode and validate a JSON body into ``kind``; 400 if not JSON, 422 if invalid."""
     try:
+        body.decode("utf-8")  # msgspec lets invalid UTF-8 through inside strings
+    except UnicodeDecodeError as exc:
+        raise MalformedJson(
+            f"the body is not valid UTF-8: {exc.reason} at byte {exc.start}"
+        ) from exc
+    try:
         value = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
         raise InvalidInput(str(exc)) from exc

@@ -12,7 +12,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,8 +202,36 @@ class Server:
         assert resp.status == expect, f"{method} {path}: {resp}"
         return resp.json()
 
-    def concurrently(self, calls: Sequence[Call], *, connections: int = 200) -> list[Response]:
-        """Send every call at once (all released by one gate); responses in call order."""
+    async def cut_database_connections(self) -> int:
+        """Terminate the server's PostgreSQL connections, as a database restart would: its
+        next statements on them fail. Returns how many were cut; SQLite has none (0)."""
+        if self.proc.database is None:
+            return 0
+        name = urlsplit(self.proc.database).path.lstrip("/")
+        conn = await asyncpg.connect(postgres_dsn())
+        try:
+            rows = await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+        finally:
+            await conn.close()
+        return len(rows)
+
+    def concurrently(
+        self,
+        calls: Sequence[Call],
+        *,
+        connections: int = 200,
+        meanwhile: Callable[[], Awaitable[object]] | None = None,
+        after_s: float = 0.0,
+    ) -> list[Response]:
+        """Send every call at once (all released by one gate); responses in call order.
+
+        ``meanwhile`` runs ``after_s`` seconds after the gate opens, while the calls are in
+        flight (say, ``cut_database_connections``); calls cut off raise.
+        """
 
         async def one(session: aiohttp.ClientSession, c: Call, gate: asyncio.Event) -> Response:
             data, hdrs = c.encoded()
@@ -220,6 +248,9 @@ class Server:
                 tasks = [asyncio.ensure_future(one(session, c, gate)) for c in calls]
                 await asyncio.sleep(0)
                 gate.set()
+                if meanwhile is not None:
+                    await asyncio.sleep(after_s)
+                    await meanwhile()
                 return list(await asyncio.gather(*tasks))
 
         return asyncio.run(main())

