@@ -4,6 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
+# Debian packages the tests use: wrk for the load-test smoke run (skipped without it).
+if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
 # A throwaway PostgreSQL 15 for the storage and server tests (they run on SQLite and on it).
 PYORDER_TEST_POSTGRES="${PYORDER_TEST_POSTGRES:-$(bash scripts/postgres.sh)}"
 export PYORDER_TEST_POSTGRES
