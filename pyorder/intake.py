@@ -80,6 +80,7 @@ class Intake:
             self._task = None
 
     async def _run(self) -> None:
+        arrived_while_committing = False
         while True:
             await self._wake.wait()
             if not self._waiters and not len(self.batch):
@@ -87,13 +88,15 @@ class Intake:
                 if self._closing:
                     return
                 continue
-            if self.window_s > 0 and not self._closing:
-                # Let concurrent requests join this transaction.
+            if self.window_s > 0 and not self._closing and not arrived_while_committing:
+                # Let concurrent requests join this transaction. Work that queued up during
+                # the previous commit has waited long enough: it goes at once.
                 await asyncio.sleep(self.window_s)
             batch, waiters = self.batch, self._waiters
             self.batch, self._waiters = WriteBatch(), []
             self._wake.clear()
             await self._commit(batch, waiters)
+            arrived_while_committing = bool(self._waiters)
 
     async def _commit(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
         started = time.perf_counter()

@@ -2,6 +2,8 @@
 ``expired`` and its units return, durably, also when the deadline passes while the server is
 down."""
 
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -105,3 +107,30 @@ def test_unpaid_orders_expire_across_a_restart(launch: Launch) -> None:
     srv.restart()
     assert {shop.get_order(o["id"])["status"] for o in orders} == {"expired"}
     assert shop.totals(sku) == {"on_hand": 20, "available": 20, "reserved": 0, "sold": 0}
+
+
+def test_sigterm_while_an_expiry_is_being_committed_exits_cleanly(launch: Launch) -> None:
+    """Graceful shutdown must not hang when the expiry sweeper has staged an expiry whose
+    group commit is still in its window. A one-second commit window makes the moment easy to
+    hit: the order expires at created + 1 s, the sweeper (every 0.1 s) stages the expiry and
+    its commit waits out the window until about created + 2.1 s; SIGTERM comes at created +
+    1.5 s."""
+    srv = launch(*TIMEOUT, "--commit-window-ms", "1000")
+    world = build_world(srv)
+    shop = world.shop
+    sku = shop.sku({world.a: 10})
+    order = shop.order(srv.token("buyer", "sleepy"), [(sku, 1)], world.north).json()
+    created = datetime.fromisoformat(order["created_at"]).timestamp()
+    time.sleep(max(0.0, created + 1.5 - time.time()))
+    proc = srv.proc.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code: int | None = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = None
+        srv.proc.kill()
+    assert code == 0, f"SIGTERM did not stop the server within 10 s (log: {srv.log_path})"
+    srv.start()
+    shop.wait_for_status(order["id"], "expired")
+    assert shop.totals(sku) == {"on_hand": 10, "available": 10, "reserved": 0, "sold": 0}
