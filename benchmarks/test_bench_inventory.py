@@ -27,8 +27,8 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from pyorder.inventory import Inventory, MatchPolicy, ReserveStatus
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reference_inventory import ReferenceInventory
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.reference_inventory import ReferenceInventory
 
 CATALOGUE = 10_000
 PAIRS = 10_000  # single-call reserve + confirm pairs per round

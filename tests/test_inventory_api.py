@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from reference_inventory import MAX_QUANTITY, MAX_TIMEOUT_MS, normalize_state
+from tests.reference_inventory import MAX_QUANTITY, MAX_TIMEOUT_MS, normalize_state
 
 from pyorder.inventory import (
     DuplicateSkuError,

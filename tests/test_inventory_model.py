@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from reference_inventory import (
+from tests.reference_inventory import (
     MAX_QUANTITY,
     STATE_DTYPES,
     Level,

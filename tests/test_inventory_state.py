@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from reference_inventory import STATE_DTYPES, ReferenceInventory, normalize_state
+from tests.reference_inventory import STATE_DTYPES, ReferenceInventory, normalize_state
 
 from pyorder.inventory import (
     InvalidInventoryStateError,
@@ -193,8 +193,8 @@ def test_restore_honours_a_next_reservation_id_from_storage(state: State) -> Non
 FAR_NEXT_ID = """
 import resource, sys
 import numpy as np
-sys.path.insert(0, {tests!r})
-import test_inventory_state as t
+sys.path.insert(0, {root!r})
+import tests.test_inventory_state as t
 from pyorder.inventory import Inventory
 
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # 2 GiB of address space
@@ -215,7 +215,7 @@ def test_far_next_reservation_id_after_restore_needs_no_memory_for_the_gap(next_
     """Ids from storage may jump far ahead of the restored pending ones (they are u64): the
     memory kept for resolved states must not grow with the gap. Run in a child process with
     2 GiB of address space, so a failure cannot take the machine's memory with it."""
-    code = FAR_NEXT_ID.format(tests=str(Path(__file__).resolve().parent), next_id=next_id)
+    code = FAR_NEXT_ID.format(root=str(Path(__file__).resolve().parents[1]), next_id=next_id)
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )

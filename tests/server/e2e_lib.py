@@ -145,9 +145,6 @@ class Server:
     def log_path(self) -> Path:
         return self.proc.data_dir.parent / f"server-{self.proc.port}.log"
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     # tokens
     def token(self, role: str, subject: str, ttl_s: int = 3600) -> str:
         return self._issuer.mint(Role(role), subject, ttl_s)

@@ -1,8 +1,10 @@
 """End-to-end API tests: every endpoint of ``server/openapi.py`` and its documented errors,
 over HTTP against the real server, on SQLite and on PostgreSQL."""
 
+import gzip
 import json
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -479,6 +481,40 @@ def test_order_is_split_when_no_warehouse_has_everything(server: Server, world: 
     ]
 
 
+@pytest.mark.parametrize("endpoint", ["/v1/orders", "/v1/orders/batch"])
+def test_each_line_keeps_its_own_warehouse_whatever_the_line_order(
+    server: Server, world: World, endpoint: str
+) -> None:
+    """Lines listed in any order (here: a higher SKU id first) are matched, reported and held
+    per line: the response, the order read back and the per-warehouse stock agree."""
+    shop = world.shop
+    p = shop.sku({world.a: 5})  # only in a
+    q = shop.sku({world.b: 5})  # only in b
+    r = shop.sku({world.a: 5, world.b: 5})
+    assert p < q < r
+    buyer = server.token("buyer", unique("order-of-lines"))
+    body = order_body([(r, 3), (q, 2), (p, 1)], world.north)
+    if endpoint == "/v1/orders":
+        order = server.ok("POST", endpoint, token=buyer, json=body, expect=201)
+    else:
+        out = server.ok("POST", endpoint, token=buyer, json={"orders": [body]})
+        order = out["results"][0]["order"]
+    got = [(line["sku"], line["quantity"], line["warehouse"]) for line in order["lines"]]
+    # No warehouse holds all three: split; r goes to the nearest with stock, a.
+    assert got == [(r, 3, world.a), (q, 2, world.b), (p, 1, world.a)]
+    assert shop.get_order(order["id"])["lines"] == order["lines"]
+    assert shop.by_warehouse(p)[world.a]["reserved"] == 1
+    assert shop.by_warehouse(q)[world.b]["reserved"] == 2
+    assert shop.by_warehouse(r) == {
+        world.a: {"on_hand": 5, "available": 2, "reserved": 3, "sold": 0},
+        world.b: {"on_hand": 5, "available": 5, "reserved": 0, "sold": 0},
+    }
+    srv_cancel = server.ok("POST", f"/v1/orders/{order['id']}/cancel", token=buyer)
+    assert srv_cancel["status"] == "cancelled"
+    for sku in (p, q, r):
+        assert shop.totals(sku)["reserved"] == 0
+
+
 def test_out_of_stock_is_409_naming_the_sku_and_changes_nothing(
     server: Server, world: World
 ) -> None:
@@ -871,6 +907,10 @@ def test_graceful_restart_keeps_everything(launch: Launch) -> None:
     srv.ok("POST", f"/v1/orders/{cancelled['id']}/cancel", token=buyer)
     keyed = shop.order(buyer, [(sku, 3)], world.north, headers={"Idempotency-Key": "k-1"})
     assert keyed.status == 201
+    only_a = shop.sku({world.a: 4})
+    only_b = shop.sku({world.b: 4})
+    split = shop.order(srv.token("buyer", "splitter"), [(only_b, 2), (only_a, 1)], world.north)
+    assert split.status == 201, split
     admin = srv.admin()
     before = {
         "warehouses": srv.ok("GET", "/v1/warehouses", token=admin),
@@ -885,6 +925,8 @@ def test_graceful_restart_keeps_everything(launch: Launch) -> None:
         "cancelled": shop.get_order(cancelled["id"]),
     }
     assert before["skus"]["skus"][0]["stock"]["reserved"] == 5
+    assert shop.by_warehouse(only_b)[world.b]["reserved"] == 2
+    assert shop.by_warehouse(only_a)[world.a]["reserved"] == 1
 
     srv.stop()
     srv.start()
@@ -980,6 +1022,29 @@ def test_invalid_utf8_in_a_json_string_is_4xx_not_500(
     resp = server.call("POST", path, token=token, body=body)
     assert 400 <= resp.status < 500, resp
     resp.error_code  # noqa: B018 - asserts the JSON error shape
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_body_not_in_its_declared_content_encoding_is_4xx_not_500(
+    server: Server, world: World, encoding: str
+) -> None:
+    sku = world.shop.sku({world.a: 5})
+    buyer = server.token("buyer", unique("enc"))
+    body = json.dumps(order_body([(sku, 1)], world.north)).encode()
+    packed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+    ok = server.call(
+        "POST", "/v1/orders", token=buyer, body=packed, headers={"Content-Encoding": encoding}
+    )
+    assert ok.status == 201, ok
+    resp = server.call(
+        "POST",
+        "/v1/orders",
+        token=buyer,
+        body=b"\x1f\x8b not compressed",
+        headers={"Content-Encoding": encoding},
+    )
+    assert 400 <= resp.status < 500, resp
+    assert world.shop.totals(sku)["reserved"] == 1
 
 
 def test_nul_characters_in_text_are_not_a_server_error(launch: Launch) -> None:
