@@ -3,7 +3,7 @@ or on a fresh PostgreSQL database, with HTTP clients and catalogue helpers.
 
 ``Server.call`` sends one request (http.client); ``Server.concurrently`` sends many at once
 (aiohttp inside ``asyncio.run``). ``Shop`` sets up warehouses, regions and SKUs and reads
-stock through the API. The fixtures are in ``e2e_fixtures``.
+stock through the API. The fixtures are in ``conftest``.
 """
 
 import asyncio
@@ -22,9 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 import pytest
-from support.server import ServerProcess
 
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from tests.support.server import ServerProcess
 
 DSN_ENV = "PYORDER_TEST_POSTGRES"
 BACKENDS = ("sqlite", "postgres")

@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from e2e_lib import (
+
+from server.openapi import OPERATIONS
+from tests.server.e2e_lib import (
     Call,
     Launch,
     Response,
@@ -23,10 +25,6 @@ from e2e_lib import (
     order_body,
     unique,
 )
-
-from server.openapi import OPERATIONS
-
-pytest_plugins = ["e2e_fixtures"]
 
 MAX_ID = 2**31 - 1
 

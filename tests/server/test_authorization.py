@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from e2e_lib import Server, Shop, address, order_body, unique
 
 from pyorder.auth import Role, TokenIssuer
-
-pytest_plugins = ["e2e_fixtures"]
+from tests.server.e2e_lib import Server, Shop, address, order_body, unique
 
 CALLERS = (
     "buyer A",

@@ -9,9 +9,17 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from e2e_lib import Launch, Server, Shop, World, build_world, order_body, running_server, unique
 
-pytest_plugins = ["e2e_fixtures"]
+from tests.server.e2e_lib import (
+    Launch,
+    Server,
+    Shop,
+    World,
+    build_world,
+    order_body,
+    running_server,
+    unique,
+)
 
 TIMEOUT = ("--payment-timeout-s", "1")
 

@@ -10,9 +10,8 @@ import uuid
 from collections import Counter
 
 import aiohttp
-from e2e_lib import Call, Launch, Server, Shop, World, build_world, order_body, unique
 
-pytest_plugins = ["e2e_fixtures"]
+from tests.server.e2e_lib import Call, Launch, Server, Shop, World, build_world, order_body, unique
 
 BUYERS = 200
 UNITS = 50

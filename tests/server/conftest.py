@@ -1,9 +1,4 @@
-"""End-to-end fixtures, a pytest plugin: every test module here has
-``pytest_plugins = ["e2e_fixtures"]``.
-
-(This is not ``conftest.py`` because mypy, checking ``tests/`` without package bases, would
-see two top-level modules named ``conftest``, this one and ``tests/conftest.py``, and stop; nor
-can this directory be a package, as ``server`` is the name of the real server package.)
+"""End-to-end fixtures (the helpers they use are in ``e2e_lib``).
 
 Every test runs against both backends through the module-scoped ``backend`` fixture:
 ``sqlite`` (a data directory under tmp_path) and ``postgres`` (a fresh database per server on
@@ -21,7 +16,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from e2e_lib import BACKENDS, Launch, Server, World, build_world, postgres_dsn, running_server
+
+from tests.server.e2e_lib import (
+    BACKENDS,
+    Launch,
+    Server,
+    World,
+    build_world,
+    postgres_dsn,
+    running_server,
+)
 
 # --- fixtures ----------------------------------------------------------------------------------
 
