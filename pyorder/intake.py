@@ -97,6 +97,9 @@ class Intake:
             self._wake.clear()
             await self._commit(batch, waiters)
             arrived_while_committing = bool(self._waiters)
+            if self._closing:
+                # close() may have woken us while we slept out the window: look again.
+                self._wake.set()
 
     async def _commit(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
         started = time.perf_counter()

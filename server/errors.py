@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import msgspec
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from pyorder.errors import DomainError
 from pyorder.intake import IntakeUnavailableError
@@ -48,6 +49,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except DomainError as exc:
         return domain_error_response(exc)
+    except RequestPayloadError as exc:
+        return error_response(400, "bad_request", f"the body could not be read: {exc}")
     except IntakeUnavailableError as exc:
         return error_response(503, "unavailable", str(exc))
     except (

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from tests.reference_inventory import MAX_QUANTITY, MAX_TIMEOUT_MS, normalize_state
 
 from pyorder.inventory import (
     DuplicateSkuError,
@@ -30,6 +29,7 @@ from pyorder.inventory import (
     UnknownSkuError,
     UnknownWarehouseError,
 )
+from tests.reference_inventory import MAX_QUANTITY, MAX_TIMEOUT_MS, normalize_state
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY_MS = 86_400_000

@@ -27,6 +27,8 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+
+from pyorder.inventory import Inventory, InventoryError, MatchPolicy, StockLevel
 from tests.reference_inventory import (
     MAX_QUANTITY,
     STATE_DTYPES,
@@ -34,8 +36,6 @@ from tests.reference_inventory import (
     ReferenceInventory,
     normalize_state,
 )
-
-from pyorder.inventory import Inventory, InventoryError, MatchPolicy, StockLevel
 
 T = TypeVar("T")
 U = TypeVar("U")

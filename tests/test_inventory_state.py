@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from tests.reference_inventory import STATE_DTYPES, ReferenceInventory, normalize_state
 
 from pyorder.inventory import (
     InvalidInventoryStateError,
@@ -24,6 +23,7 @@ from pyorder.inventory import (
     ReservationResolvedError,
     UnknownReservationError,
 )
+from tests.reference_inventory import STATE_DTYPES, ReferenceInventory, normalize_state
 
 T0 = 1_767_225_600_000
 State = dict[str, npt.NDArray[np.generic]]

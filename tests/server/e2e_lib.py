@@ -7,9 +7,12 @@ stock through the API. The fixtures are in ``conftest``.
 """
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -258,16 +261,129 @@ Launch = Callable[..., "Server"]
 
 
 @contextmanager
-def running_server(backend: str, workdir: Path, args: Sequence[str] = ()) -> Iterator[Server]:
-    """A started server with a fresh database; stopped (and the database dropped) afterwards."""
+def running_server(
+    backend: str,
+    workdir: Path,
+    args: Sequence[str] = (),
+    *,
+    dsn_for_server: Callable[[str], str] | None = None,
+) -> Iterator[Server]:
+    """A started server with a fresh database; stopped (and the database dropped) afterwards.
+
+    ``dsn_for_server`` rewrites the PostgreSQL DSN the server is given (say, to go through a
+    ``CommitReplyDropper``); the tests' own connections use the real one.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     with fresh_database(backend) as dsn:
+        if dsn is not None and dsn_for_server is not None:
+            dsn = dsn_for_server(dsn)
         proc = ServerProcess(workdir / "data", database=dsn, args=tuple(args))
         try:
             proc.start()
             yield Server(proc, backend)
         finally:
             proc.stop()
+
+
+_COMMIT = b"Q\x00\x00\x00\x0cCOMMIT;\x00"
+"""asyncpg's COMMIT: a simple-protocol Query message of ``COMMIT;``."""
+
+
+class CommitReplyDropper:
+    """A TCP relay between the server and PostgreSQL that, once armed, lets one COMMIT through
+    to PostgreSQL and cuts that connection when the reply comes back, without passing it on:
+    the transaction is committed, and the server cannot know it. (A network failure at the
+    worst moment.)"""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self._upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._armed = threading.Event()
+        self.dropped = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._spawn(self._accept)
+
+    def dsn(self, dsn: str) -> str:
+        """``dsn`` through this relay."""
+        parts = urlsplit(dsn)
+        netloc = parts.netloc.rsplit("@", 1)
+        host = f"127.0.0.1:{self.port}"
+        return urlunsplit(
+            parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host)
+        )
+
+    def arm(self) -> None:
+        self.dropped.clear()
+        self._armed.set()
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _close(sock)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> "CommitReplyDropper":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self._upstream)
+            except OSError:
+                _close(client)
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            cut = threading.Event()
+            self._spawn(self._pump, client, upstream, cut, True)
+            self._spawn(self._pump, upstream, client, cut, False)
+
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, cut: threading.Event, to_server: bool
+    ) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data or cut.is_set():
+                    return
+                if to_server and _COMMIT in data and self._armed.is_set():
+                    self._armed.clear()
+                    # The reply must not get through: the other direction closes this
+                    # connection when it arrives, that is once PostgreSQL has committed.
+                    cut.set()
+                    dst.sendall(data)
+                    self.dropped.set()
+                    continue
+                dst.sendall(data)
+        except OSError:
+            return
+        finally:
+            _close(src)
+            _close(dst)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 # --- the shop: catalogue and order helpers over HTTP ------------------------------------------

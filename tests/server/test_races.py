@@ -8,10 +8,25 @@ import signal
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+import pytest
 
-from tests.server.e2e_lib import Call, Launch, Server, Shop, World, build_world, order_body, unique
+from tests.server.e2e_lib import (
+    Call,
+    CommitReplyDropper,
+    Launch,
+    Server,
+    Shop,
+    World,
+    build_world,
+    order_body,
+    postgres_dsn,
+    running_server,
+    unique,
+)
 
 BUYERS = 200
 UNITS = 50
@@ -340,3 +355,40 @@ def test_stock_adjustments_racing_orders_never_go_negative_and_survive_a_restart
     srv.restart()
     assert shop.totals(sku) == expected
     assert shop.by_warehouse(sku) == {world.a: expected}
+
+
+def test_an_order_refused_with_5xx_is_not_stored_even_if_the_commit_reply_was_lost(
+    backend: str, tmp_path: Path
+) -> None:
+    """The database commits the order's transaction, then the connection dies before its
+    reply reaches the server. Answering 503 "nothing was acknowledged, retry" is then wrong:
+    the order exists and holds stock, and the buyer's retry makes a second one. The server
+    must find out (after rebuilding, the order is in the store) and answer 201, or not leave
+    the order there."""
+    if backend == "sqlite":
+        pytest.skip("SQLite runs in-process: there is no connection whose reply could be lost")
+    cluster = urlsplit(postgres_dsn())
+    upstream = (cluster.hostname or "127.0.0.1", cluster.port or 5432)
+    with (
+        CommitReplyDropper(upstream) as relay,
+        running_server(backend, tmp_path / "s", dsn_for_server=relay.dsn) as srv,
+    ):
+        world = build_world(srv)
+        shop = world.shop
+        sku = shop.sku({world.a: 10})
+        buyer = srv.token("buyer", "unlucky")
+        relay.arm()
+        resp = shop.order(buyer, [(sku, 2)], world.north)
+        assert relay.dropped.is_set(), "the order's COMMIT never went through the relay"
+        deadline = time.monotonic() + 15
+        while srv.call("GET", "/readyz").status != 200:
+            assert time.monotonic() < deadline, "the server did not recover"
+            time.sleep(0.1)
+        stored = shop.all_orders(buyer)
+        if resp.status == 201:
+            assert [o["id"] for o in stored] == [resp.json()["id"]]
+            assert shop.totals(sku)["reserved"] == 2
+        else:
+            assert resp.status == 503, resp
+            assert stored == [], f"refused with {resp}, yet stored: {stored}"
+            assert shop.totals(sku)["reserved"] == 0
