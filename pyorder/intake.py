@@ -12,6 +12,7 @@ staged fails, and ``on_failure`` rebuilds the core from the store.
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -103,13 +104,14 @@ class Intake:
 
     async def _commit(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
         started = time.perf_counter()
+        batch.token = secrets.randbits(63) or 1
         try:
             if len(batch):
                 await self.store.commit(batch)
-        except Exception as exc:  # any failure: nothing in this batch is durable
+        except Exception:  # the batch may or may not have committed (a lost reply)
             log.exception("commit of %d items failed; rebuilding from the store", len(batch))
             self.stats.failures += 1
-            await self._fail(waiters, exc)
+            await self._fail(batch, waiters)
             return
         elapsed = time.perf_counter() - started
         self.stats.batches += 1
@@ -122,13 +124,20 @@ class Intake:
             if not fut.done():
                 fut.set_result(None)
 
-    async def _fail(self, waiters: list[asyncio.Future[None]], exc: Exception) -> None:
-        # Effects staged after the failed batch may build on it: they fail too, and the core
-        # is rebuilt from what the store really holds.
+    async def _fail(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
+        """A commit failed: answer its waiters with what really happened, fail everything
+        staged after it (it may build on it), and rebuild the core from the store."""
         self.available = False
         error = IntakeUnavailableError("the write path failed; nothing was acknowledged, retry")
-        self._fail_all([*waiters, *self._waiters], error)
+        self._fail_all(self._waiters, error)
         self._waiters, self.batch = [], WriteBatch()
+        if len(batch) and await self._did_commit(batch.token):
+            # The connection died after COMMIT: the batch is durable; say so.
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        else:
+            self._fail_all(waiters, error)
         while self.on_failure is not None:
             try:
                 await self.on_failure()
@@ -140,6 +149,19 @@ class Intake:
         self._fail_all(self._waiters, error)
         self._waiters, self.batch = [], WriteBatch()
         self.available = True
+
+    async def _did_commit(self, token: int, patience_s: float = 5.0) -> bool:
+        """Whether the batch with ``token`` committed; False when the store cannot tell us
+        within ``patience_s`` (its waiters then hear 503 and stay in doubt)."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                return await self.store.committed(token)
+            except Exception:
+                if time.monotonic() >= deadline:
+                    log.exception("cannot tell whether batch %d committed", token)
+                    return False
+                await asyncio.sleep(0.2)
 
     @staticmethod
     def _fail_all(waiters: list[asyncio.Future[None]], error: Exception) -> None:

@@ -125,6 +125,9 @@ class WriteBatch:
     orders: list[Order] = field(default_factory=list)
     status_changes: list[StatusChange] = field(default_factory=list)
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
+    token: int = 0
+    """A random id written with the batch (if not 0), to learn afterwards whether a commit
+    whose reply was lost did happen (``Store.committed``)."""
 
     def add_delta(self, sku: int, warehouse: int, on_hand: int, reserved: int, sold: int) -> None:
         d = self.stock_deltas.setdefault((sku, warehouse), [0, 0, 0])

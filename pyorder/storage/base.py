@@ -39,6 +39,10 @@ class Store(ABC):
         """
 
     @abstractmethod
+    async def committed(self, token: int) -> bool:
+        """Whether the batch written with ``token`` committed (for a commit whose reply was lost)."""
+
+    @abstractmethod
     async def load(self) -> Snapshot:
         """Everything needed to rebuild the in-memory core after a start or crash."""
 
@@ -72,4 +76,5 @@ class Store(ABC):
 
     @abstractmethod
     async def purge_idempotency(self, older_than_ms: int) -> int:
-        """Delete stored responses created before ``older_than_ms``; returns how many."""
+        """Delete stored responses (and batch commit tokens) created before ``older_than_ms``;
+        returns how many responses."""

@@ -132,7 +132,23 @@ _V1_POSTGRES = (
     "CREATE INDEX idempotency_created ON idempotency (created_ms)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),)
+# Version 2: one row per committed write batch, so that a commit whose reply was lost (the
+# connection died after COMMIT) can be told apart from one that did not happen. Old rows are
+# purged with old idempotency keys.
+_V2_SQLITE = (
+    "CREATE TABLE intake_commits ("
+    " token INTEGER PRIMARY KEY, committed_ms INTEGER NOT NULL) STRICT",
+    "CREATE INDEX intake_commits_ms ON intake_commits (committed_ms)",
+)
+_V2_POSTGRES = (
+    "CREATE TABLE intake_commits (token BIGINT PRIMARY KEY, committed_ms BIGINT NOT NULL)",
+    "CREATE INDEX intake_commits_ms ON intake_commits (committed_ms)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
+    Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
+)
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 
 LATEST = MIGRATIONS[-1].version

@@ -197,15 +197,36 @@ class PostgresStore(Store):
             await conn.executemany(
                 _INSERT_IDEMPOTENCY, [codec.idempotency_row(r) for r in batch.idempotency]
             )
+        if batch.token:
+            await conn.execute(
+                "INSERT INTO intake_commits (token, committed_ms) VALUES ($1, $2)",
+                batch.token,
+                time.time_ns() // 1_000_000,
+            )
 
     async def purge_idempotency(self, older_than_ms: int) -> int:
         try:
             status = await self._p().execute(
                 "DELETE FROM idempotency WHERE created_ms < $1", older_than_ms
             )
+            await self._p().execute(
+                "DELETE FROM intake_commits WHERE committed_ms < $1", older_than_ms
+            )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
             raise StorageError(f"purge of idempotency records failed: {e}") from e
         return _rowcount(status)
+
+    async def committed(self, token: int) -> bool:
+        try:
+            row = await self._p().fetchrow("SELECT 1 FROM intake_commits WHERE token = $1", token)
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+        ) as e:
+            raise StorageError(f"reading commit token failed: {e}") from e
+        return row is not None
 
     # --- reads ---------------------------------------------------------------------------------
 

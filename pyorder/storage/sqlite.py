@@ -52,6 +52,7 @@ _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 )
 
+_INSERT_TOKEN = "INSERT INTO intake_commits (token, committed_ms) VALUES (?, ?)"
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
 _SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
 
@@ -204,6 +205,7 @@ class SqliteStore(Store):
             conn = self._w()
             try:
                 cur = conn.execute("DELETE FROM idempotency WHERE created_ms < ?", (older_than_ms,))
+                conn.execute("DELETE FROM intake_commits WHERE committed_ms < ?", (older_than_ms,))
             except sqlite3.Error as e:
                 raise StorageError(f"purge of idempotency records failed: {e}") from e
             return cur.rowcount
@@ -211,6 +213,16 @@ class SqliteStore(Store):
         return await self._on_writer(purge)
 
     # --- reads ---------------------------------------------------------------------------------
+
+    async def committed(self, token: int) -> bool:
+        def find() -> bool:
+            sql = "SELECT 1 FROM intake_commits WHERE token = ?"
+            try:
+                return self._r().execute(sql, (token,)).fetchone() is not None
+            except sqlite3.Error as e:
+                raise StorageError(f"reading commit token failed: {e}") from e
+
+        return await self._on_reader(find)
 
     async def load(self) -> Snapshot:
         return await self._on_reader(self._load)
@@ -388,6 +400,8 @@ def _write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> None:
         conn.executemany(_UPDATE_STATUS, map(codec.status_change_row, batch.status_changes))
     if batch.idempotency:
         conn.executemany(_INSERT_IDEMPOTENCY, map(codec.idempotency_row, batch.idempotency))
+    if batch.token:
+        conn.execute(_INSERT_TOKEN, (batch.token, time.time_ns() // 1_000_000))
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -238,3 +238,15 @@ def test_commit_does_not_block_the_event_loop(store: Backend) -> None:
         assert (await s.load()).max_order_id == 20_000
 
     store.run(body)
+
+
+def test_a_batch_token_tells_whether_the_batch_committed(store: Backend) -> None:
+    """A commit whose reply was lost is resolved by its token (``Store.committed``)."""
+
+    async def scenario(s: Store) -> tuple[bool, bool]:
+        batch = WriteBatch(token=12345)
+        batch.warehouses.append(Warehouse(0, "w", "admin:root"))
+        await s.commit(batch)
+        return await s.committed(12345), await s.committed(54321)
+
+    assert store.run(scenario) == (True, False)

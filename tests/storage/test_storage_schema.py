@@ -21,6 +21,7 @@ TABLES = {
     "orders",
     "order_lines",
     "idempotency",
+    "intake_commits",
 }
 
 
