@@ -34,7 +34,7 @@ from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.crash.databases import fresh_postgres_database
+from tests.support.postgres import fresh_postgres_database
 from tests.support.server import ServerProcess
 
 SCALE = float(os.environ.get("PYORDER_FUZZ_SCALE", "1"))

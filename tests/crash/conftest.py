@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import fresh_postgres_database
 from tests.support.server import ServerProcess
 
-from .databases import fresh_postgres_database
 from .harness import Backend, PostgresReader, SqliteReader
 
 

@@ -23,9 +23,9 @@ from tests.server.e2e_lib import (
     Server,
     World,
     build_world,
-    postgres_dsn,
     running_server,
 )
+from tests.support.postgres import postgres_dsn
 
 # --- fixtures ----------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
 import socket
 import threading
 import time
@@ -24,43 +23,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
-import pytest
 
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from tests.support.postgres import fresh_postgres_database, postgres_dsn
 from tests.support.server import ServerProcess
 
-DSN_ENV = "PYORDER_TEST_POSTGRES"
 BACKENDS = ("sqlite", "postgres")
 _NO_BODY = object()
 
 
 # --- PostgreSQL: one fresh database per server ----------------------------------------------
-
-
-def postgres_dsn() -> str:
-    """The cluster's DSN; skips the test without one, fails it when CI=true."""
-    dsn = os.environ.get(DSN_ENV, "").strip()
-    if dsn:
-        return dsn
-    if os.environ.get("CI") == "true":
-        pytest.fail(
-            f"{DSN_ENV} is not set, and CI must run the end-to-end tests on PostgreSQL too: "
-            f'`export {DSN_ENV}="$(bash scripts/postgres.sh)"` before pytest',
-            pytrace=False,
-        )
-    pytest.skip(f"PostgreSQL end-to-end tests need {DSN_ENV} (see scripts/postgres.sh)")
-
-
-async def _pg_execute(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
 
 
 @contextmanager
@@ -70,13 +42,8 @@ def fresh_database(backend: str) -> Iterator[str | None]:
     if backend == "sqlite":
         yield None
         return
-    dsn = postgres_dsn()
-    name = f"pyorder_e2e_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_execute(dsn, f'CREATE DATABASE "{name}"'))
-    try:
-        yield _with_database(dsn, name)
-    finally:
-        asyncio.run(_pg_execute(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database("pyorder_e2e") as dsn:
+        yield dsn
 
 
 # --- HTTP --------------------------------------------------------------------------------------

@@ -23,10 +23,10 @@ from tests.server.e2e_lib import (
     World,
     build_world,
     order_body,
-    postgres_dsn,
     running_server,
     unique,
 )
+from tests.support.postgres import postgres_dsn
 
 BUYERS = 200
 UNITS = 50

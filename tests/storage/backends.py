@@ -3,12 +3,9 @@
 import asyncio
 import os
 import sqlite3
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -81,20 +78,3 @@ async def _pg_fetch(dsn: str, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await conn.fetch(sql)]
     finally:
         await conn.close()
-
-
-def with_database(dsn: str, name: str) -> str:
-    """``dsn`` pointing at database ``name`` instead."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-@contextmanager
-def postgres_database(dsn: str) -> Iterator[str]:
-    """A new, empty database on the cluster of ``dsn``, dropped afterwards; yields its DSN."""
-    name = f"pyorder_t_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_fetch(dsn, f'CREATE DATABASE "{name}"'))
-    try:
-        yield with_database(dsn, name)
-    finally:
-        asyncio.run(_pg_fetch(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

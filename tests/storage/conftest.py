@@ -6,28 +6,14 @@ throwaway cluster and prints one). Without it the PostgreSQL cases are skipped, 
 ``CI=true``: there a missing DSN fails, so CI never passes by skipping them.
 """
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .backends import Backend, PostgresBackend, SqliteBackend, postgres_database
+from tests.support.postgres import fresh_postgres_database
 
-DSN_ENV = "PYORDER_TEST_POSTGRES"
-
-
-def postgres_dsn() -> str:
-    dsn = os.environ.get(DSN_ENV, "").strip()
-    if dsn:
-        return dsn
-    if os.environ.get("CI") == "true":
-        pytest.fail(
-            f"{DSN_ENV} is not set, and CI must run the PostgreSQL storage tests: start a "
-            f'cluster with `export {DSN_ENV}="$(bash scripts/postgres.sh)"` before pytest',
-            pytrace=False,
-        )
-    pytest.skip(f"PostgreSQL tests need {DSN_ENV} (see scripts/postgres.sh)")
+from .backends import Backend, PostgresBackend, SqliteBackend
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -36,5 +22,5 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "sqlite":
         yield SqliteBackend(tmp_path / "pyorder.sqlite3")
         return
-    with postgres_database(postgres_dsn()) as dsn:
+    with fresh_postgres_database("pyorder_t") as dsn:
         yield PostgresBackend(dsn)

@@ -1,4 +1,4 @@
-"""Throwaway databases for tests that run the real server on PostgreSQL.
+"""Throwaway PostgreSQL databases for the storage, end-to-end and crash tests.
 
 PostgreSQL comes from ``PYORDER_TEST_POSTGRES`` (a DSN; ``scripts/postgres.sh`` starts a
 throwaway cluster and prints one); each user gets its own database, created with asyncpg on that
