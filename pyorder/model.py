@@ -159,5 +159,6 @@ class Snapshot:
     pending_orders: list[Order]
     max_order_id: int
     max_reservation: int
+    """Largest reservation id among the pending orders (new ids only need to avoid those)."""
     bought: list[tuple[int, str, int]] = field(default_factory=list)
     """(sku, buyer, units) bought in paid orders, for SKUs with a purchase limit."""

@@ -62,7 +62,13 @@ BOUGHT_SQL = (
 )
 """(sku, buyer, units) bought in paid orders, for SKUs with a purchase limit (``Snapshot.bought``).
 It reads every order line: its cost grows with the history, not with what is pending."""
-MAXIMA_SQL = "SELECT COALESCE(MAX(id), 0), COALESCE(MAX(reservation), 0) FROM orders"
+# The newest order id (the primary key's last entry), and the largest reservation id among
+# pending orders only: resolved orders' reservations are gone from the core, so new ids need
+# only stay clear of pending ones, and a restart reads no history.
+MAXIMA_SQL = (
+    "SELECT (SELECT COALESCE(MAX(id), 0) FROM orders),"
+    " (SELECT COALESCE(MAX(reservation), 0) FROM orders WHERE status = 'pending_payment')"
+)
 """Largest order id and reservation ever stored (0, 0 when empty); the reservation is a scan."""
 
 MAX_PAGE = 1000
