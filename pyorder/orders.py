@@ -203,7 +203,9 @@ class Orders:
             raise NotFound(f"order {order_id} does not exist")
         return order
 
-    async def list(self, who: Principal, before_id: int | None, limit: int) -> list[Order]:
+    async def list_for(self, who: Principal, before_id: int | None, limit: int) -> list[Order]:
+        """The caller's orders, newest first: a buyer's own, a merchant's (containing its SKUs),
+        or all for an admin."""
         store = self._p.store
         if who.role is Role.BUYER:
             return await store.list_orders(buyer=who.subject, before_id=before_id, limit=limit)

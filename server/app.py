@@ -1,8 +1,10 @@
 """The aiohttp application factory."""
 
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 
 from pyorder.auth import TokenIssuer, load_or_create_secret
@@ -70,5 +72,10 @@ async def render_metrics(request: web.Request) -> web.Response:
     return request.app[METRICS].render()
 
 
+@functools.cache
+def _openapi_body() -> bytes:
+    return msgspec.json.encode(document())
+
+
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(document())
+    return web.Response(body=_openapi_body(), content_type="application/json")

@@ -1,8 +1,11 @@
 """HTTP routes of warehouses, regions and SKUs (``/v1/warehouses``, ``/v1/regions``, ``/v1/skus``)."""
 
+import re
+
 from aiohttp import web
 
 from pyorder.auth import Principal
+from pyorder.errors import InvalidInput
 from server.keys import IDEMPOTENCY, PLATFORM
 from server.requests import decode, int_param, json_response, principal
 from server.schemas import (
@@ -120,9 +123,5 @@ async def adjust_stock(request: web.Request) -> web.Response:
 
 
 def _check_region_code(code: str) -> None:
-    import re
-
-    from pyorder.errors import InvalidInput
-
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", code):
         raise InvalidInput("a region code has 1 to 64 letters, digits or _.:-", field="region")

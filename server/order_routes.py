@@ -95,7 +95,7 @@ async def list_orders(request: web.Request) -> web.Response:
         int_param(request, "before", lo=1, hi=MAX_ORDER_ID) if "before" in request.query else None
     )
     limit = int_param(request, "limit", lo=1, hi=200, default=50)
-    found = await request.app[PLATFORM].orders.list(who, before, limit)
+    found = await request.app[PLATFORM].orders.list_for(who, before, limit)
     cursor = str(found[-1].id) if len(found) == limit else None
     return json_response(OrderList([order_out(o) for o in found], cursor))
 
