@@ -198,7 +198,8 @@ class Orders:
     # --- reading ---------------------------------------------------------------------------
 
     async def get(self, who: Principal, order_id: int) -> Order:
-        order = self._p.engine.pending.get(order_id) or await self._p.store.get_order(order_id)
+        """An order as committed: one still waiting for its commit is not shown yet."""
+        order = await self._p.store.get_order(order_id)
         if order is None or not _visible(who, order):
             raise NotFound(f"order {order_id} does not exist")
         return order
