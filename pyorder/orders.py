@@ -223,6 +223,11 @@ class Orders:
         order = engine.pending.get(order_id)
         if order is None or not _visible(who, order):
             stored = await self._p.store.get_order(order_id)
+            if stored is not None and stored.status is OrderStatus.PENDING_PAYMENT:
+                # Its end (another cancel, an expiry) is staged but not committed yet: wait for
+                # it, so the answer names the state the order really ends in.
+                await self._p.intake.durable()
+                stored = await self._p.store.get_order(order_id)
             if stored is None or not _visible(who, stored):
                 raise NotFound(f"order {order_id} does not exist")
             raise InvalidState(

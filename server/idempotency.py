@@ -1,7 +1,7 @@
 """Stripe-style ``Idempotency-Key`` for every POST that creates or changes something.
 
 The first response to a key is stored *in the same transaction* as the request's effects, and
-replayed for 24 hours with ``Idempotent-Replayed: true``; the same key with a different request
+replayed for 24 hours (``Config.idempotency_retention_ms``) with ``Idempotent-Replayed: true``; the same key with a different request
 (method, path or body) is 422; a duplicate while the first is still running is 409. Keys are
 scoped to the caller, so two callers never see each other's responses. Failures of our own
 (5xx) are not stored: nothing happened, and a retry runs again.
@@ -21,7 +21,6 @@ from pyorder.model import IdempotencyRecord
 from pyorder.platform import Platform
 from server.schemas import ErrorBody, ErrorOut
 
-RETENTION_MS = 24 * 3600 * 1000
 MAX_KEY_LENGTH = 255
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -50,7 +49,13 @@ class Idempotency:
         body = await request.read()
         key = request.headers.get(HEADER)
         if key is None:
-            status, payload = await effect(who, body)
+            try:
+                status, payload = await effect(who, body)
+            except DomainError:
+                # A refusal may still have staged something (an order found expired on the
+                # spot): it is answered only once that is durable.
+                await self._platform.intake.durable()
+                raise
             await self._platform.intake.durable()
             return _respond(status, msgspec.json.encode(payload))
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
@@ -82,7 +87,14 @@ class Idempotency:
         record = self._recent.get(scope)
         if record is None:
             record = await self._platform.store.get_idempotency(*scope)
-        if record is None or record.created_ms < _now_ms() - RETENTION_MS:
+        if record is None:
+            return None
+        cutoff = _now_ms() - self._platform.config.idempotency_retention_ms
+        if record.created_ms < cutoff:
+            # Expired: the key may be used afresh, but its old row must go before the new one
+            # is written in the same key's place.
+            self._recent.pop(scope, None)
+            await self._platform.store.purge_idempotency(cutoff)
             return None
         return record
 

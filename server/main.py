@@ -32,6 +32,12 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--payment-timeout-s", type=float, default=15 * 60)
     parser.add_argument("--node", type=int, default=int(os.environ.get("PYORDER_NODE", "0")))
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
+    parser.add_argument(
+        "--idempotency-retention-s",
+        type=float,
+        default=24 * 3600,
+        help="how long first responses to Idempotency-Keys are replayed",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -43,6 +49,7 @@ def serve(argv: list[str] | None = None) -> None:
         commit_window_ms=args.commit_window_ms,
         payment_timeout_ms=int(args.payment_timeout_s * 1000),
         node=args.node,
+        idempotency_retention_ms=int(args.idempotency_retention_s * 1000),
     )
     try:
         import uvloop

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,25 @@ def test_sigterm_while_an_expiry_is_being_committed_exits_cleanly(launch: Launch
     srv.start()
     shop.wait_for_status(order["id"], "expired")
     assert shop.totals(sku) == {"on_hand": 10, "available": 10, "reserved": 0, "sold": 0}
+
+
+def test_a_key_reused_after_its_retention_runs_afresh_without_failing_the_batch(
+    backend: str, tmp_path: Path
+) -> None:
+    """Past the retention the old response is not replayed; its stored row must not collide
+    with the new one (a collision would fail the whole group commit with 503s)."""
+    args = ("--idempotency-retention-s", "1")
+    with running_server(backend, tmp_path, args) as srv:
+        world = build_world(srv)
+        shop = world.shop
+        sku = shop.sku({world.a: 10})
+        buyer = srv.token("buyer", unique("reuse"))
+        key = {"Idempotency-Key": unique("k")}
+        first = shop.order(buyer, [(sku, 1)], world.north, headers=key)
+        assert first.status == 201, first
+        time.sleep(1.5)
+        again = shop.order(buyer, [(sku, 2)], world.north, headers=key)
+        assert again.status == 201, again
+        assert again.json()["id"] != first.json()["id"]
+        assert "Idempotent-Replayed" not in again.headers
+        assert shop.totals(sku)["reserved"] == 3
