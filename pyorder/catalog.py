@@ -143,14 +143,13 @@ class Catalog:
         return self.view(sku)
 
     def get_sku(self, who: Principal, sku_id: int) -> SkuView:
-        sku = self._p.engine.skus.get(sku_id)
-        if sku is None or (who.role is Role.MERCHANT and sku.merchant != who.key):
-            raise NotFound(f"SKU {sku_id} does not exist")
-        return self.view(sku)
+        return self.view(self._visible(who, sku_id))
 
     def list_skus(self, who: Principal, after: int, limit: int) -> list[SkuView]:
         skus = self._p.engine.skus
-        ids = (i for i in sorted(skus) if i > after)
+        # SKU ids are the core's dense indexes: walk them in order instead of sorting.
+        end = self._p.engine.inventory.sku_count
+        ids = (i for i in range(max(after + 1, 0), end) if i in skus)
         if who.role is Role.MERCHANT:
             ids = (i for i in ids if skus[i].merchant == who.key)
         out: list[SkuView] = []
@@ -166,6 +165,10 @@ class Catalog:
 
     def _owned(self, who: Principal, sku_id: int) -> Sku:
         who.require(Role.MERCHANT, Role.ADMIN)
+        return self._visible(who, sku_id)
+
+    def _visible(self, who: Principal, sku_id: int) -> Sku:
+        """The SKU, unless it does not exist or belongs to another merchant (both 404)."""
         sku = self._p.engine.skus.get(sku_id)
         if sku is None or (who.role is Role.MERCHANT and sku.merchant != who.key):
             raise NotFound(f"SKU {sku_id} does not exist")

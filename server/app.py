@@ -12,10 +12,10 @@ from pyorder.platform import Config, Platform
 from server import catalog_routes, order_routes
 from server.errors import error_middleware
 from server.idempotency import Idempotency
-from server.keys import IDEMPOTENCY, METRICS, PLATFORM
+from server.keys import IDEMPOTENCY, ISSUER, MAX_BODY_BYTES, METRICS, PLATFORM
 from server.metrics import Metrics
 from server.openapi import document
-from server.requests import ISSUER, json_response
+from server.requests import json_response
 from server.schemas import HealthOut
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
@@ -33,7 +33,7 @@ def create_app(
     """
     platform = Platform(config)
     app = web.Application(client_max_size=max_body_bytes)
-    app["max_body_bytes"] = max_body_bytes
+    app[MAX_BODY_BYTES] = max_body_bytes
     metrics = Metrics(platform)
     app.middlewares.append(metrics.middleware())  # type: ignore[arg-type]
     app.middlewares.append(error_middleware)

@@ -12,6 +12,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from pyorder.errors import DomainError
 from pyorder.intake import IntakeUnavailableError
 from pyorder.storage.base import StorageError
+from server.keys import MAX_BODY_BYTES
 from server.schemas import ErrorBody, ErrorOut
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.text or exc.reason
         if exc.status == 413:
-            message = f"the body is larger than {request.app['max_body_bytes']} bytes"
+            message = f"the body is larger than {request.app[MAX_BODY_BYTES]} bytes"
         resp = error_response(exc.status, code, message)
         if exc.status == 405:
             resp.headers["Allow"] = exc.headers.get("Allow", "")

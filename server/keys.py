@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from pyorder.auth import TokenIssuer
 from pyorder.platform import Platform
 from server.idempotency import Idempotency
 from server.metrics import Metrics
@@ -9,3 +10,5 @@ from server.metrics import Metrics
 PLATFORM = web.AppKey("platform", Platform)
 IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
 METRICS = web.AppKey("metrics", Metrics)
+ISSUER = web.AppKey("issuer", TokenIssuer)
+MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)

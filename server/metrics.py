@@ -1,14 +1,19 @@
 """Prometheus metrics (prometheus_client, one registry per app): requests and latency by
 route, orders created, stock-outs, commit batch sizes and latencies, open reservations."""
 
+from __future__ import annotations
+
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pyorder.platform import Platform
-from server.errors import Handler
+
+if TYPE_CHECKING:  # server.errors reads the app's keys, which name this module's class
+    from server.errors import Handler
 
 
 class Metrics:

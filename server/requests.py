@@ -5,12 +5,11 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from pyorder.auth import Principal, TokenIssuer
+from pyorder.auth import Principal
 from pyorder.errors import DomainError, InvalidInput, Unauthorized
+from server.keys import ISSUER
 
 T = TypeVar("T")
-
-ISSUER = web.AppKey("issuer", TokenIssuer)
 
 
 class MalformedJson(DomainError):

@@ -117,9 +117,7 @@ pub fn reserve_locked<A: ShardAccess>(
         let q = req.quantities[i];
         if q == 0 || q > MAX_LINE_QUANTITY {
             return Err(Refusal {
-                error: InventoryError::quantity(format!(
-                    "quantity of SKU {sku} must be between 1 and {MAX_LINE_QUANTITY}"
-                )),
+                error: bad_quantity(sku),
                 line: i,
             });
         }
@@ -189,9 +187,7 @@ fn reserve_one_line<A: ShardAccess>(
         return refuse(InventoryError::UnknownSku { sku });
     };
     if q == 0 || q > MAX_LINE_QUANTITY {
-        return refuse(InventoryError::quantity(format!(
-            "quantity of SKU {sku} must be between 1 and {MAX_LINE_QUANTITY}"
-        )));
+        return refuse(bad_quantity(sku));
     }
     let q64 = u64::from(q);
     let limited = !limits.is_empty() && limits.contains_key(&sku);
@@ -225,6 +221,12 @@ fn reserve_one_line<A: ShardAccess>(
         *bought.entry((sku, req.buyer)).or_insert(0) += q64;
     }
     Ok(())
+}
+
+fn bad_quantity(sku: u32) -> InventoryError {
+    InventoryError::quantity(format!(
+        "quantity of SKU {sku} must be between 1 and {MAX_LINE_QUANTITY}"
+    ))
 }
 
 fn can_serve<A: ShardAccess>(
