@@ -5,6 +5,7 @@
 
 pub mod ids;
 pub mod inventory;
+pub mod orders;
 
 #[cfg(feature = "python")]
 mod python;

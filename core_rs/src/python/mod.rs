@@ -5,11 +5,13 @@ use pyo3::prelude::*;
 mod errors;
 mod ids;
 mod inventory;
+mod rows;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     inventory::register(m)?;
     ids::register(m)?;
+    rows::register(m)?;
     Ok(())
 }

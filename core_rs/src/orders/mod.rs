@@ -1,0 +1,3 @@
+//! Orders taken in Rust: the rows a commit writes.
+
+pub mod rows;

@@ -1,0 +1,92 @@
+//! Orders taken by the Rust intake, as rows for the group commit.
+//!
+//! A `NewOrder` is one order exactly as the `orders` and `order_lines` tables store it (see
+//! `pyorder/storage/codec.py` for the column order): status `pending_payment`, `updated_ms`
+//! equal to `created_ms`. Money is integer minor units; times are ms since the Unix epoch, UTC.
+//! `OrderRows` collects the orders of one commit window plus the stock counters they move
+//! (one delta per (sku, warehouse), however many orders touched it: hot-row batching).
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+/// The status every new order is stored with.
+pub const PENDING_PAYMENT: &str = "pending_payment";
+
+/// One line of a new order: `quantity` units of `sku`, served from `warehouse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLine {
+    pub sku: u32,
+    pub warehouse: u32,
+    pub quantity: u32,
+    /// Unit price in minor units of the order's currency, from the catalogue.
+    pub unit_price: i64,
+    /// Principal key (`merchant:<subject>`) of the SKU's owner.
+    pub merchant: Arc<str>,
+}
+
+/// One new order, as stored (columns of `orders`, lines of `order_lines`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub id: i64,
+    /// Subject of the buyer's token.
+    pub buyer: Arc<str>,
+    /// ISO 4217 code, three ASCII capitals.
+    pub currency: [u8; 3],
+    /// Sum of quantity * unit_price over the lines, minor units.
+    pub total: i64,
+    pub region: Arc<str>,
+    /// The shipping address as compact JSON text (an object).
+    pub address: Box<str>,
+    pub reservation: i64,
+    pub created_ms: i64,
+    /// Payment deadline; the order expires then if unpaid.
+    pub deadline_ms: i64,
+    pub lines: SmallVec<[NewLine; 1]>,
+}
+
+impl NewOrder {
+    pub fn currency_str(&self) -> &str {
+        // Built only from validated ASCII codes.
+        std::str::from_utf8(&self.currency).unwrap_or("XXX")
+    }
+}
+
+/// The orders of one commit window, in the order the core took them, and the reserved-unit
+/// deltas they add per (sku, warehouse).
+#[derive(Debug, Default)]
+pub struct OrderRows {
+    pub orders: Vec<Arc<NewOrder>>,
+    /// (sku, warehouse) -> units reserved by these orders.
+    pub reserved: FxHashMap<(u32, u32), i64>,
+}
+
+impl OrderRows {
+    pub fn push(&mut self, order: Arc<NewOrder>) {
+        for line in &order.lines {
+            *self.reserved.entry((line.sku, line.warehouse)).or_insert(0) +=
+                i64::from(line.quantity);
+        }
+        self.orders.push(order);
+    }
+
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.orders.iter().map(|o| o.lines.len()).sum()
+    }
+
+    /// The reserved deltas as (sku, warehouse, units), sorted (a stable UPDATE order).
+    pub fn reserved_deltas(&self) -> Vec<(u32, u32, i64)> {
+        let mut out: Vec<_> = self.reserved.iter().map(|(&(s, w), &d)| (s, w, d)).collect();
+        out.sort_unstable();
+        out
+    }
+}

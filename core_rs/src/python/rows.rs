@@ -1,0 +1,147 @@
+//! Bindings of `crate::orders::rows`: `OrderRows`, the orders one commit window took through
+//! the Rust intake, handed to a store without a Python object per order.
+
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::orders::rows::{self, NewLine, NewOrder, PENDING_PAYMENT};
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<OrderRows>()?;
+    Ok(())
+}
+
+/// Orders of one commit window (rows of `orders` and `order_lines`) and the reserved units
+/// they add per (sku, warehouse).
+#[pyclass(frozen, module = "pyorder._core")]
+#[derive(Default)]
+pub(crate) struct OrderRows {
+    inner: Mutex<rows::OrderRows>,
+}
+
+impl OrderRows {
+    /// The rows, locked (the GIL need not be held).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, rows::OrderRows> {
+        self.inner.lock()
+    }
+}
+
+type OrderTuple = (i64, String, &'static str, String, i64, String, String, i64, i64, i64, i64);
+type LineTuple = (i64, i64, u32, u32, u32, i64, String);
+
+#[pymethods]
+impl OrderRows {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add one order (validated by the caller: the intake, or a test building rows by hand).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (id, buyer, currency, total, region, address, reservation, created_ms, deadline_ms, lines))]
+    fn push(
+        &self,
+        id: i64,
+        buyer: &str,
+        currency: &str,
+        total: i64,
+        region: &str,
+        address: &str,
+        reservation: i64,
+        created_ms: i64,
+        deadline_ms: i64,
+        lines: Vec<(u32, u32, u32, i64, String)>,
+    ) -> PyResult<()> {
+        let code: [u8; 3] = currency
+            .as_bytes()
+            .try_into()
+            .ok()
+            .filter(|c: &[u8; 3]| c.iter().all(u8::is_ascii_uppercase))
+            .ok_or_else(|| PyValueError::new_err(format!("bad currency code {currency:?}")))?;
+        let order = NewOrder {
+            id,
+            buyer: Arc::from(buyer),
+            currency: code,
+            total,
+            region: Arc::from(region),
+            address: Box::from(address),
+            reservation,
+            created_ms,
+            deadline_ms,
+            lines: lines
+                .into_iter()
+                .map(|(sku, warehouse, quantity, unit_price, merchant)| NewLine {
+                    sku,
+                    warehouse,
+                    quantity,
+                    unit_price,
+                    merchant: Arc::from(merchant),
+                })
+                .collect(),
+        };
+        self.inner.lock().push(Arc::new(order));
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    /// Number of order lines over all the orders.
+    fn line_count(&self) -> usize {
+        self.inner.lock().line_count()
+    }
+
+    /// Units reserved by these orders as (sku, warehouse, units), sorted.
+    fn reserved_deltas(&self) -> Vec<(u32, u32, i64)> {
+        self.inner.lock().reserved_deltas()
+    }
+
+    /// The `orders` rows, in `codec.ORDER_COLUMNS` order (status `pending_payment`,
+    /// updated_ms = created_ms).
+    fn order_tuples(&self) -> Vec<OrderTuple> {
+        let rows = self.inner.lock();
+        rows.orders
+            .iter()
+            .map(|o| {
+                (
+                    o.id,
+                    o.buyer.to_string(),
+                    PENDING_PAYMENT,
+                    o.currency_str().to_owned(),
+                    o.total,
+                    o.region.to_string(),
+                    o.address.to_string(),
+                    o.reservation,
+                    o.created_ms,
+                    o.deadline_ms,
+                    o.created_ms,
+                )
+            })
+            .collect()
+    }
+
+    /// The `order_lines` rows, in `codec.LINE_COLUMNS` order.
+    fn line_tuples(&self) -> Vec<LineTuple> {
+        let rows = self.inner.lock();
+        rows.orders
+            .iter()
+            .flat_map(|o| {
+                o.lines.iter().enumerate().map(move |(n, l)| {
+                    (
+                        o.id,
+                        n as i64,
+                        l.sku,
+                        l.warehouse,
+                        l.quantity,
+                        l.unit_price,
+                        l.merchant.to_string(),
+                    )
+                })
+            })
+            .collect()
+    }
+}
