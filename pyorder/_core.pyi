@@ -321,3 +321,35 @@ class OrderIdGenerator:
 
 def decode_order_id(order_id: int, gene_bits: int = 0) -> tuple[int, int, int, int]:
     """Split an ID into (unix_ms, node, sequence, gene)."""
+
+@final
+class OrderRows:
+    """Orders of one commit window taken by the Rust intake: rows of ``orders`` and
+    ``order_lines`` (status ``pending_payment``), with the units they reserve per
+    (sku, warehouse). Money in minor units, times in ms since the Unix epoch (UTC)."""
+
+    def __new__(cls) -> OrderRows: ...
+    def push(
+        self,
+        id: int,
+        buyer: str,
+        currency: str,
+        total: int,
+        region: str,
+        address: str,
+        reservation: int,
+        created_ms: int,
+        deadline_ms: int,
+        lines: Sequence[tuple[int, int, int, int, str]],
+    ) -> None:
+        """Add one order; ``lines`` are (sku, warehouse, quantity, unit_price, merchant)."""
+    def __len__(self) -> int: ...
+    def line_count(self) -> int: ...
+    def reserved_deltas(self) -> list[tuple[int, int, int]]:
+        """(sku, warehouse, units reserved), sorted."""
+    def order_tuples(
+        self,
+    ) -> list[tuple[int, str, str, str, int, str, str, int, int, int, int]]:
+        """``orders`` rows in ``codec.ORDER_COLUMNS`` order."""
+    def line_tuples(self) -> list[tuple[int, int, int, int, int, int, str]]:
+        """``order_lines`` rows in ``codec.LINE_COLUMNS`` order."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pyorder._core import OrderRows
+
 
 class OrderStatus(StrEnum):
     """Where an order is. ``pending_payment`` holds a reservation; the others do not."""
@@ -123,6 +125,9 @@ class WriteBatch:
     stock_deltas: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     """(sku, warehouse) -> [d_on_hand, d_reserved, d_sold]: one UPDATE per row per batch."""
     orders: list[Order] = field(default_factory=list)
+    placed: OrderRows = field(default_factory=OrderRows)
+    """Orders the Rust intake took (rows with no Python object per order); written with
+    ``orders``, before ``status_changes``. Their reserved units are in ``all_deltas()``."""
     status_changes: list[StatusChange] = field(default_factory=list)
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
     token: int = 0
@@ -135,9 +140,19 @@ class WriteBatch:
         d[1] += reserved
         d[2] += sold
 
+    def all_deltas(self) -> dict[tuple[int, int], list[int]]:
+        """``stock_deltas`` plus the units reserved by ``placed``: what the UPDATEs apply."""
+        if not len(self.placed):
+            return self.stock_deltas
+        merged = {k: list(v) for k, v in self.stock_deltas.items()}
+        for sku, wh, units in self.placed.reserved_deltas():
+            merged.setdefault((sku, wh), [0, 0, 0])[1] += units
+        return merged
+
     def __len__(self) -> int:
         return (
-            len(self.warehouses)
+            len(self.placed)
+            + len(self.warehouses)
             + len(self.regions)
             + len(self.skus)
             + len(self.stock_rows)
