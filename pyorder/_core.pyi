@@ -36,8 +36,10 @@ __all__ = [
     "InvalidQuantityError",
     "Inventory",
     "InventoryError",
+    "OrderBook",
     "OrderIdError",
     "OrderIdGenerator",
+    "OrderRows",
     "OutOfStockError",
     "PurchaseLimitError",
     "ReservationInfo",
@@ -353,3 +355,53 @@ class OrderRows:
         """``orders`` rows in ``codec.ORDER_COLUMNS`` order."""
     def line_tuples(self) -> list[tuple[int, int, int, int, int, int, str]]:
         """``order_lines`` rows in ``codec.LINE_COLUMNS`` order."""
+
+_PendingOrder = tuple[
+    int, str, str, int, str, str, int, int, int, list[tuple[int, int, int, int, str]]
+]
+"""(id, buyer, currency, total, region, address JSON, reservation, created_ms, deadline_ms,
+[(sku, warehouse, quantity, unit_price, merchant), ...])"""
+
+@final
+class OrderBook:
+    """Takes orders from JSON request bodies and holds the orders awaiting payment.
+
+    With the GIL released it parses and validates the body, prices each line from its
+    catalogue mirror (``set_sku``), matches and reserves the lines in ``inventory`` by the
+    address's region (``set_region``), assigns IDs from ``ids``, stages the rows in ``rows``
+    and writes the response body. Refused orders change nothing. Money in minor units; times
+    in ms since the Unix epoch (UTC)."""
+
+    def __new__(
+        cls, inventory: Inventory, ids: OrderIdGenerator, payment_timeout_ms: int
+    ) -> OrderBook: ...
+    @property
+    def payment_timeout_ms(self) -> int: ...
+    @property
+    def pending_count(self) -> int: ...
+    def set_sku(self, sku: int, price: int, currency: str, merchant: str) -> None: ...
+    def set_region(self, code: str, region: int) -> None: ...
+    def place_batch(
+        self, body: bytes, buyer: str, buyer_number: int, rows: OrderRows, now_ms: int
+    ) -> tuple[int, bytes, int, int]:
+        """(HTTP status, response body, orders created, stock-outs) for ``{"orders": [...]}``."""
+    def place_one(
+        self, body: bytes, buyer: str, buyer_number: int, rows: OrderRows, now_ms: int
+    ) -> tuple[int, bytes, int, int]:
+        """As ``place_batch`` for one order's body; the response is the order or the error."""
+    def pending_order(self, order_id: int) -> _PendingOrder | None: ...
+    def take_pending(self, order_id: int) -> _PendingOrder | None: ...
+    def order_of_reservation(self, reservation: int) -> int | None: ...
+    def add_pending(
+        self,
+        id: int,
+        buyer: str,
+        currency: str,
+        total: int,
+        region: str,
+        address: str,
+        reservation: int,
+        created_ms: int,
+        deadline_ms: int,
+        lines: Sequence[tuple[int, int, int, int, str]],
+    ) -> None: ...

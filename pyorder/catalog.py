@@ -117,7 +117,7 @@ class Catalog:
         engine, batch = self._p.engine, self._p.intake.batch
         sid = engine.inventory.add_sku(stock, limit_per_buyer=limit_per_buyer)
         sku = Sku(sid, who.key, title, price, currency, limit_per_buyer, now_ms())
-        engine.skus[sid] = sku
+        engine.add_sku(sku)
         batch.skus.append(sku)
         for wid, level in engine.inventory.stock_by_warehouse(sid).items():
             batch.stock_rows.append(StockRow(sid, wid, level.on_hand, 0, 0))

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from pyorder._core import OrderBook
 from pyorder.auth import buyer_number
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
 from pyorder.model import Order, Sku, Snapshot, Warehouse
+from pyorder.storage.codec import encode_address
 
 
 def now_ms() -> int:
@@ -25,35 +27,44 @@ def now_ms() -> int:
 class Engine:
     inventory: Inventory
     ids: OrderIdGenerator
+    book: OrderBook
+    """Takes orders (Rust: parse, price, reserve, ID, stage) and holds those awaiting payment."""
     warehouses: dict[int, Warehouse] = field(default_factory=dict)
     regions: dict[str, list[int]] = field(default_factory=dict)
     region_ids: dict[str, int] = field(default_factory=dict)
     """Region code -> the integer the inventory core knows the region by."""
     skus: dict[int, Sku] = field(default_factory=dict)
-    pending: dict[int, Order] = field(default_factory=dict)
-    """Orders awaiting payment (each holds a reservation), by order id."""
-    by_reservation: dict[int, int] = field(default_factory=dict)
-    """Reservation id -> order id, for the pending orders."""
 
     def region_id(self, code: str) -> int:
         """The core's integer for a region code, assigned on first use."""
         rid = self.region_ids.get(code)
         if rid is None:
             rid = self.region_ids[code] = len(self.region_ids)
+            self.book.set_region(code, rid)
         return rid
 
-    def add_pending(self, order: Order) -> None:
-        self.pending[order.id] = order
-        self.by_reservation[order.reservation] = order.id
+    def add_sku(self, sku: Sku) -> None:
+        """Mirror a SKU (already in the inventory) so orders can be taken for it."""
+        self.skus[sku.id] = sku
+        self.book.set_sku(sku.id, sku.price, sku.currency, sku.merchant)
 
-    def pop_pending(self, order_id: int) -> Order | None:
-        order = self.pending.pop(order_id, None)
-        if order is not None:
-            self.by_reservation.pop(order.reservation, None)
-        return order
+    def add_pending(self, order: Order) -> None:
+        """Hold a stored order awaiting payment (its reservation is in the inventory)."""
+        self.book.add_pending(
+            order.id,
+            order.buyer,
+            order.currency,
+            order.total,
+            order.region,
+            encode_address(order.address),
+            order.reservation,
+            order.created_ms,
+            order.deadline_ms,
+            [(li.sku, li.warehouse, li.quantity, li.unit_price, li.merchant) for li in order.lines],
+        )
 
     @classmethod
-    def rebuild(cls, snap: Snapshot, *, node: int) -> "Engine":
+    def rebuild(cls, snap: Snapshot, *, node: int, payment_timeout_ms: int) -> "Engine":
         """A fresh engine holding exactly what the store holds."""
         sku_count = max((s.id for s in snap.skus), default=-1) + 1
         wh_count = max(1, max((w.id for w in snap.warehouses), default=-1) + 1)
@@ -86,14 +97,18 @@ class Engine:
             "line_warehouse": np.array([li.warehouse for li in lines], np.uint32),
             "line_quantity": np.array([li.quantity for li in lines], np.uint32),
         }
+        inventory, ids = Inventory.from_state(state), OrderIdGenerator(node)
         engine = cls(
-            inventory=Inventory.from_state(state),
-            ids=OrderIdGenerator(node),
+            inventory=inventory,
+            ids=ids,
+            book=OrderBook(inventory, ids, payment_timeout_ms),
             warehouses={w.id: w for w in snap.warehouses},
             regions={c: list(ws) for c, ws in snap.regions.items()},
-            region_ids={c: i for i, c in enumerate(region_codes)},
-            skus={s.id: s for s in snap.skus},
         )
+        for code in region_codes:
+            engine.region_id(code)
+        for sku in snap.skus:
+            engine.add_sku(sku)
         for order in pending:
             engine.add_pending(order)
         engine._skip_past(snap.max_order_id)

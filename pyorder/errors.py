@@ -21,6 +21,13 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class MalformedJson(DomainError):
+    """The request body is not JSON (or not UTF-8)."""
+
+    status = 400
+    code = "malformed_json"
+
+
 class NotFound(DomainError):
     status = 404
     code = "not_found"

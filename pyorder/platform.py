@@ -88,7 +88,9 @@ class Platform:
     async def rebuild(self) -> None:
         """Rebuild the in-memory engine from exactly what the store holds."""
         snapshot = await self.store.load()
-        self._engine = Engine.rebuild(snapshot, node=self.config.node)
+        self._engine = Engine.rebuild(
+            snapshot, node=self.config.node, payment_timeout_ms=self.config.payment_timeout_ms
+        )
         log.info(
             "rebuilt from the store: %d SKUs, %d pending orders",
             len(snapshot.skus),

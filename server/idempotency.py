@@ -27,7 +27,7 @@ REPLAYED = "Idempotent-Replayed"
 
 Effect = Callable[[Principal, bytes], Awaitable[tuple[int, object]]]
 """Runs a request: validates, applies and *stages* its effects (no awaiting durability),
-and returns (status, response payload)."""
+and returns (status, response payload); a ``bytes`` payload is the JSON body, already encoded."""
 
 
 class KeyInFlight(Conflict):
@@ -57,7 +57,7 @@ class Idempotency:
                 await self._platform.intake.durable()
                 raise
             await self._platform.intake.durable()
-            return _respond(status, msgspec.json.encode(payload))
+            return _respond(status, _encode(payload))
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             raise InvalidInput(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters")
         scope = (who.key, key)
@@ -74,7 +74,7 @@ class Idempotency:
                 response.headers[REPLAYED] = "true"
                 return response
             status, payload = await _run(effect, who, body)
-            encoded = msgspec.json.encode(payload)
+            encoded = _encode(payload)
             record = IdempotencyRecord(who.key, key, fingerprint, status, encoded, _now_ms())
             self._platform.intake.batch.idempotency.append(record)
             await self._platform.intake.durable()
@@ -111,6 +111,10 @@ async def _run(effect: Effect, who: Principal, body: bytes) -> tuple[int, object
         if exc.status >= 500:
             raise
         return exc.status, ErrorOut(ErrorBody(exc.code, exc.message, dict(exc.details)))
+
+
+def _encode(payload: object) -> bytes:
+    return payload if isinstance(payload, bytes) else msgspec.json.encode(payload)
 
 
 def _respond(status: int, body: bytes) -> web.Response:

@@ -1,91 +1,50 @@
 """HTTP routes of orders (``/v1/orders``): place one or a batch, read, list, cancel."""
 
-import msgspec
+from collections.abc import Callable
+
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.errors import DomainError, OutOfStock
-from pyorder.orders import OrderInput
+from pyorder.orders import Answer
 from server.keys import IDEMPOTENCY, METRICS, PLATFORM
-from server.requests import decode, int_param, json_response, principal
-from server.schemas import (
-    BatchItemOut,
-    ErrorBody,
-    OrderBatchIn,
-    OrderBatchOut,
-    OrderIn,
-    OrderList,
-    order_out,
-)
+from server.requests import int_param, json_response, principal
+from server.schemas import OrderList, order_out
 
 routes = web.RouteTableDef()
 MAX_ORDER_ID = 2**63 - 1
 
 
-def _input(data: OrderIn) -> OrderInput:
-    return OrderInput(
-        lines=[(line.sku, line.quantity) for line in data.lines],
-        address=msgspec.to_builtins(data.address),
-    )
-
-
 @routes.post("/v1/orders")
 async def place_order(request: web.Request) -> web.Response:
+    """One order (``OrderIn``): parsed, priced, reserved and answered by the Rust core."""
     orders = request.app[PLATFORM].orders
-
-    outcome: list[int] = []
-
-    async def effect(who: Principal, body: bytes) -> tuple[int, object]:
-        data = decode(body, OrderIn)
-        try:
-            order = orders.place(who, _input(data))
-        except OutOfStock:
-            outcome.append(0)
-            raise
-        outcome.append(1)
-        return 201, order_out(order)
-
-    try:
-        return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
-    finally:
-        _count(request, created=sum(outcome), stockouts=len(outcome) - sum(outcome))
+    return await _place(request, orders.place_json)
 
 
 @routes.post("/v1/orders/batch")
 async def place_orders(request: web.Request) -> web.Response:
+    """Up to ``MAX_BATCH_ORDERS`` orders (``OrderBatchIn``), one result per order."""
     orders = request.app[PLATFORM].orders
+    return await _place(request, orders.place_batch_json)
 
-    async def effect(who: Principal, body: bytes) -> tuple[int, object]:
-        data = decode(body, OrderBatchIn)
-        placed = orders.place_many(who, [_input(o) for o in data.orders])
-        results: list[BatchItemOut] = []
-        for i, p in enumerate(placed):
-            if isinstance(p.outcome, DomainError):
-                e = p.outcome
-                results.append(
-                    BatchItemOut(i, e.status, error=ErrorBody(e.code, e.message, e.details))
-                )
-            else:
-                results.append(BatchItemOut(i, 201, order=order_out(p.outcome)))
-        created = sum(1 for r in results if r.status == 201)
-        counts.append(created)
-        counts.append(sum(1 for p in placed if isinstance(p.outcome, OutOfStock)))
-        return 200, OrderBatchOut(created, len(results) - created, results)
 
-    counts: list[int] = []
+async def _place(request: web.Request, place: Callable[[Principal, bytes], Answer]) -> web.Response:
+    answers: list[Answer] = []
+
+    async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
+        answer = place(who, body)
+        answers.append(answer)
+        return answer.status, answer.body
+
     response = await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
-    if counts:
-        _count(request, created=counts[0], stockouts=counts[1])
+    if answers:
+        # It returned, so what it created is durable (a replay runs no effect).
+        metrics = request.app[METRICS]
+        if answers[0].created:
+            metrics.orders_created.inc(answers[0].created)
+        if answers[0].stockouts:
+            metrics.stockouts.inc(answers[0].stockouts)
     return response
-
-
-def _count(request: web.Request, *, created: int, stockouts: int) -> None:
-    """Count what this request decided (it returned, so it is durable or was refused)."""
-    metrics = request.app[METRICS]
-    if created:
-        metrics.orders_created.inc(created)
-    if stockouts:
-        metrics.stockouts.inc(stockouts)
 
 
 @routes.get("/v1/orders")

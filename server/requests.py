@@ -6,15 +6,10 @@ import msgspec
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.errors import DomainError, InvalidInput, Unauthorized
+from pyorder.errors import InvalidInput, MalformedJson, Unauthorized
 from server.keys import ISSUER
 
 T = TypeVar("T")
-
-
-class MalformedJson(DomainError):
-    status = 400
-    code = "malformed_json"
 
 
 def principal(request: web.Request) -> Principal:

@@ -51,13 +51,13 @@ fn arg<T: TryFrom<i64>>(py: Python<'_>, name: &str, value: i64) -> PyResult<T> {
 
 /// Snowflake-style 64-bit order IDs (see `pyorder.ids`); thread-safe, unique, increasing.
 #[pyclass(frozen, module = "pyorder._core")]
-struct OrderIdGenerator {
-    inner: IdGenerator,
+pub(crate) struct OrderIdGenerator {
+    pub(crate) inner: IdGenerator,
     py_clock: Option<Arc<PyClock>>,
 }
 
 impl OrderIdGenerator {
-    fn err(&self, py: Python<'_>, e: IdError) -> PyErr {
+    pub(crate) fn err(&self, py: Python<'_>, e: IdError) -> PyErr {
         let raised = self.py_clock.as_ref().and_then(|c| c.error.lock().take());
         raised.unwrap_or_else(|| id_err(py, e))
     }

@@ -249,8 +249,8 @@ struct ReserveBatchResult {
 // --- the inventory -------------------------------------------------------------------------
 
 #[pyclass(frozen, module = "pyorder._core")]
-struct Inventory {
-    inner: core::Inventory,
+pub(crate) struct Inventory {
+    pub(crate) inner: core::Inventory,
 }
 
 #[pymethods]

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 mod errors;
 mod ids;
 mod inventory;
+mod orders;
 mod rows;
 
 #[pymodule]
@@ -13,5 +14,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     inventory::register(m)?;
     ids::register(m)?;
     rows::register(m)?;
+    orders::register(m)?;
     Ok(())
 }

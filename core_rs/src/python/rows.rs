@@ -29,6 +29,49 @@ impl OrderRows {
     }
 }
 
+/// (sku, warehouse, quantity, unit_price, merchant)
+pub(crate) type LineParts = (u32, u32, u32, i64, String);
+
+/// A `NewOrder` from Python values: (id, buyer, currency, total, region, address JSON),
+/// (reservation, created_ms, deadline_ms) and the lines.
+pub(crate) fn new_order(
+    (id, buyer, currency, total, region, address): (i64, &str, &str, i64, &str, &str),
+    (reservation, created_ms, deadline_ms): (i64, i64, i64),
+    lines: Vec<LineParts>,
+) -> PyResult<NewOrder> {
+    Ok(NewOrder {
+        id,
+        buyer: Arc::from(buyer),
+        currency: currency_code(currency)?,
+        total,
+        region: Arc::from(region),
+        address: Box::from(address),
+        reservation,
+        created_ms,
+        deadline_ms,
+        lines: lines
+            .into_iter()
+            .map(|(sku, warehouse, quantity, unit_price, merchant)| NewLine {
+                sku,
+                warehouse,
+                quantity,
+                unit_price,
+                merchant: Arc::from(merchant),
+            })
+            .collect(),
+    })
+}
+
+/// A currency code as stored: three ASCII capitals.
+pub(crate) fn currency_code(currency: &str) -> PyResult<[u8; 3]> {
+    currency
+        .as_bytes()
+        .try_into()
+        .ok()
+        .filter(|c: &[u8; 3]| c.iter().all(u8::is_ascii_uppercase))
+        .ok_or_else(|| PyValueError::new_err(format!("bad currency code {currency:?}")))
+}
+
 type OrderTuple = (i64, String, &'static str, String, i64, String, String, i64, i64, i64, i64);
 type LineTuple = (i64, i64, u32, u32, u32, i64, String);
 
@@ -53,35 +96,13 @@ impl OrderRows {
         reservation: i64,
         created_ms: i64,
         deadline_ms: i64,
-        lines: Vec<(u32, u32, u32, i64, String)>,
+        lines: Vec<LineParts>,
     ) -> PyResult<()> {
-        let code: [u8; 3] = currency
-            .as_bytes()
-            .try_into()
-            .ok()
-            .filter(|c: &[u8; 3]| c.iter().all(u8::is_ascii_uppercase))
-            .ok_or_else(|| PyValueError::new_err(format!("bad currency code {currency:?}")))?;
-        let order = NewOrder {
-            id,
-            buyer: Arc::from(buyer),
-            currency: code,
-            total,
-            region: Arc::from(region),
-            address: Box::from(address),
-            reservation,
-            created_ms,
-            deadline_ms,
-            lines: lines
-                .into_iter()
-                .map(|(sku, warehouse, quantity, unit_price, merchant)| NewLine {
-                    sku,
-                    warehouse,
-                    quantity,
-                    unit_price,
-                    merchant: Arc::from(merchant),
-                })
-                .collect(),
-        };
+        let order = new_order(
+            (id, buyer, currency, total, region, address),
+            (reservation, created_ms, deadline_ms),
+            lines,
+        )?;
         self.inner.lock().push(Arc::new(order));
         Ok(())
     }

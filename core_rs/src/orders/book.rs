@@ -1,0 +1,428 @@
+//! The order book: takes orders (prices them from a catalogue mirror, reserves their lines in
+//! the inventory, assigns IDs, stages their rows) and keeps the orders awaiting payment.
+//!
+//! It is the Rust side of `pyorder.orders`: the catalogue mirror is kept current by
+//! `pyorder.catalog` (SKU prices, currencies and owners; region codes), and the pending orders
+//! are rebuilt from the store at start. Refusals change nothing.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+use super::parse::{OrderRequest, MAX_QUANTITY};
+use super::rows::{NewLine, NewOrder, OrderRows};
+use crate::ids::{IdError, IdGenerator};
+use crate::inventory::{status, BatchOrders, Inventory, InventoryError, MatchPolicy};
+
+/// What the intake needs to know of a SKU.
+#[derive(Debug, Clone)]
+pub struct SkuEntry {
+    /// Unit price, minor units of `currency`.
+    pub price: i64,
+    pub currency: [u8; 3],
+    /// Principal key of the owner.
+    pub merchant: Arc<str>,
+}
+
+/// Why one order was refused: an HTTP status, a stable code, a message, and details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    /// `details.field`: which part of the order is at fault.
+    pub field: Option<&'static str>,
+    /// `details.sku`: the SKU at fault.
+    pub sku: Option<u32>,
+}
+
+impl Refusal {
+    fn invalid(message: String, sku: Option<u32>) -> Self {
+        Self {
+            status: 422,
+            code: "invalid_input",
+            message,
+            field: Some("lines"),
+            sku,
+        }
+    }
+
+    /// The refusal for an inventory status (see `inventory::status`) at `sku`.
+    pub fn from_status(code: u8, sku: u32) -> Self {
+        match code {
+            status::OUT_OF_STOCK => Self {
+                status: 409,
+                code: "out_of_stock",
+                message: format!("SKU {sku} is out of stock for this order"),
+                field: None,
+                sku: Some(sku),
+            },
+            status::LIMIT_EXCEEDED => Self {
+                status: 409,
+                code: "purchase_limit_exceeded",
+                message: format!(
+                    "SKU {sku} is limited per buyer and this order would exceed the limit"
+                ),
+                field: None,
+                sku: Some(sku),
+            },
+            other => Self {
+                status: 422,
+                code: "invalid_input",
+                message: format!("the order was refused (status {other})"),
+                field: None,
+                sku: Some(sku),
+            },
+        }
+    }
+}
+
+/// The outcome of one order.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Created(Arc<NewOrder>),
+    Refused(Refusal),
+}
+
+/// Who places orders, and when.
+pub struct Placement<'a> {
+    pub buyer: &'a str,
+    /// The number the inventory counts purchase limits by (`pyorder.auth.buyer_number`).
+    pub buyer_number: u64,
+    pub now_ms: u64,
+}
+
+/// Failures that are not a refusal of an order: the caller should answer 5xx.
+#[derive(Debug, thiserror::Error)]
+pub enum BookError {
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Ids(#[from] IdError),
+}
+
+struct Prepared {
+    region: u32,
+    region_code: Arc<str>,
+    currency: [u8; 3],
+    lines: SmallVec<[(u32, u32, i64, Arc<str>); 1]>,
+}
+
+/// Catalogue mirror and pending orders.
+#[derive(Default)]
+pub struct OrderBook {
+    skus: Vec<Option<SkuEntry>>,
+    regions: FxHashMap<Box<str>, (u32, Arc<str>)>,
+    buyers: FxHashMap<Box<str>, Arc<str>>,
+    pending: FxHashMap<i64, Arc<NewOrder>>,
+    by_reservation: FxHashMap<i64, i64>,
+    /// How long a new order holds its units awaiting payment, ms.
+    pub payment_timeout_ms: u64,
+}
+
+impl OrderBook {
+    pub fn new(payment_timeout_ms: u64) -> Self {
+        Self {
+            payment_timeout_ms,
+            ..Self::default()
+        }
+    }
+
+    pub fn set_sku(&mut self, sku: u32, entry: SkuEntry) {
+        let i = sku as usize;
+        if self.skus.len() <= i {
+            self.skus.resize(i + 1, None);
+        }
+        self.skus[i] = Some(entry);
+    }
+
+    /// Map a region code to the inventory's region number.
+    pub fn set_region(&mut self, code: &str, region: u32) {
+        self.regions
+            .insert(Box::from(code), (region, Arc::from(code)));
+    }
+
+    pub fn pending(&self, order_id: i64) -> Option<&Arc<NewOrder>> {
+        self.pending.get(&order_id)
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn order_of_reservation(&self, reservation: i64) -> Option<i64> {
+        self.by_reservation.get(&reservation).copied()
+    }
+
+    /// Hold an order as pending (at rebuild, or after placing it).
+    pub fn add_pending(&mut self, order: Arc<NewOrder>) {
+        self.by_reservation.insert(order.reservation, order.id);
+        self.pending.insert(order.id, order);
+    }
+
+    /// Stop holding an order as pending (paid, cancelled, expired).
+    pub fn take_pending(&mut self, order_id: i64) -> Option<Arc<NewOrder>> {
+        let order = self.pending.remove(&order_id)?;
+        self.by_reservation.remove(&order.reservation);
+        Some(order)
+    }
+
+    /// One `Arc` per buyer subject, shared by all their orders.
+    fn buyer(&mut self, subject: &str) -> Arc<str> {
+        if let Some(b) = self.buyers.get(subject) {
+            return Arc::clone(b);
+        }
+        if self.buyers.len() >= 1 << 20 {
+            self.buyers.clear(); // a cache, not a registry: bounded
+        }
+        let b: Arc<str> = Arc::from(subject);
+        self.buyers.insert(Box::from(subject), Arc::clone(&b));
+        b
+    }
+
+    /// Take `requests` in order: each is created or refused, with the same outcome as placing
+    /// them one after another. Created orders are staged in `rows` and held as pending.
+    pub fn place(
+        &mut self,
+        inventory: &Inventory,
+        ids: &IdGenerator,
+        who: &Placement<'_>,
+        requests: &[OrderRequest<'_>],
+        rows: &mut OrderRows,
+    ) -> Result<Vec<Outcome>, BookError> {
+        let prepared: Vec<Result<Prepared, Refusal>> =
+            requests.iter().map(|r| self.prepare(r)).collect();
+        let ok = prepared.iter().filter(|p| p.is_ok()).count();
+        if ok == 0 {
+            return Ok(prepared
+                .into_iter()
+                .map(|p| Outcome::Refused(p.err().unwrap_or_else(|| unreachable!())))
+                .collect());
+        }
+        // IDs first: an ID is never reused, so those of refused orders are simply skipped.
+        let mut order_ids = vec![0u64; ok];
+        ids.fill(&mut order_ids, None)?;
+        let reserved = if ok == 1 {
+            let p = prepared.iter().flatten().next().unwrap_or_else(|| unreachable!());
+            vec![self.reserve_one(inventory, who, p)?]
+        } else {
+            self.reserve_many(inventory, who, &prepared, ok)?
+        };
+        let buyer = self.buyer(who.buyer);
+        let deadline = who.now_ms.saturating_add(self.payment_timeout_ms);
+        let mut reserved = reserved.into_iter();
+        let mut order_ids = order_ids.into_iter();
+        let mut out = Vec::with_capacity(requests.len());
+        for (req, p) in requests.iter().zip(prepared) {
+            let p = match p {
+                Err(refusal) => {
+                    out.push(Outcome::Refused(refusal));
+                    continue;
+                }
+                Ok(p) => p,
+            };
+            let id = order_ids.next().unwrap_or_default() as i64;
+            match reserved.next() {
+                Some(Ok((reservation, warehouses))) => {
+                    let order = Arc::new(new_order(
+                        id,
+                        &buyer,
+                        p,
+                        req,
+                        reservation,
+                        &warehouses,
+                        who.now_ms,
+                        deadline,
+                    ));
+                    rows.push(Arc::clone(&order));
+                    self.add_pending(Arc::clone(&order));
+                    out.push(Outcome::Created(order));
+                }
+                Some(Err(refusal)) => out.push(Outcome::Refused(refusal)),
+                None => unreachable!("one reservation outcome per prepared order"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The catalogue checks of one order, in the order a person reads it: each line's SKU,
+    /// quantity, uniqueness and currency, then the delivery region.
+    fn prepare(&self, req: &OrderRequest<'_>) -> Result<Prepared, Refusal> {
+        let mut currency: Option<[u8; 3]> = None;
+        let mut lines = SmallVec::with_capacity(req.lines.len());
+        for (i, &(sku, qty)) in req.lines.iter().enumerate() {
+            let Some(entry) = self.skus.get(sku as usize).and_then(Option::as_ref) else {
+                return Err(Refusal::invalid(
+                    format!("SKU {sku} does not exist"),
+                    Some(sku),
+                ));
+            };
+            if !(1..=MAX_QUANTITY).contains(&u64::from(qty)) {
+                return Err(Refusal::invalid(
+                    format!("quantity of SKU {sku} must be between 1 and {MAX_QUANTITY}"),
+                    None,
+                ));
+            }
+            if req.lines[..i].iter().any(|&(s, _)| s == sku) {
+                return Err(Refusal::invalid(
+                    format!("SKU {sku} appears twice; merge the lines"),
+                    None,
+                ));
+            }
+            match currency {
+                Some(c) if c != entry.currency => {
+                    return Err(Refusal::invalid(
+                        "all lines of an order must share one currency".into(),
+                        None,
+                    ))
+                }
+                _ => currency = Some(entry.currency),
+            }
+            lines.push((sku, qty, entry.price, Arc::clone(&entry.merchant)));
+        }
+        let code: &str = &req.address.region;
+        let Some((region, region_code)) = self.regions.get(code) else {
+            return Err(Refusal {
+                status: 422,
+                code: "unknown_region",
+                message: format!("we do not deliver to region '{code}'"),
+                field: Some("address.region"),
+                sku: None,
+            });
+        };
+        Ok(Prepared {
+            region: *region,
+            region_code: Arc::clone(region_code),
+            currency: currency.unwrap_or(*b"XXX"),
+            lines,
+        })
+    }
+
+    fn reserve_one(
+        &self,
+        inventory: &Inventory,
+        who: &Placement<'_>,
+        p: &Prepared,
+    ) -> Result<Result<(i64, SmallVec<[u32; 1]>), Refusal>, BookError> {
+        let skus: SmallVec<[u32; 4]> = p.lines.iter().map(|l| l.0).collect();
+        let qtys: SmallVec<[u32; 4]> = p.lines.iter().map(|l| l.1).collect();
+        match inventory.reserve(
+            &skus,
+            &qtys,
+            who.buyer_number,
+            Some(p.region),
+            MatchPolicy::PreferOneParcel,
+            self.payment_timeout_ms,
+            who.now_ms,
+        ) {
+            Ok((id, warehouses)) => Ok(Ok((id as i64, warehouses))),
+            Err(e) => match refused_sku(&e) {
+                Some(sku) => Ok(Err(Refusal::from_status(e.status(), sku))),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn reserve_many(
+        &self,
+        inventory: &Inventory,
+        who: &Placement<'_>,
+        prepared: &[Result<Prepared, Refusal>],
+        ok: usize,
+    ) -> Result<Vec<Result<(i64, SmallVec<[u32; 1]>), Refusal>>, BookError> {
+        let mut skus = Vec::with_capacity(ok);
+        let mut qtys = Vec::with_capacity(ok);
+        let mut offsets = Vec::with_capacity(ok + 1);
+        let mut regions = Vec::with_capacity(ok);
+        offsets.push(0u32);
+        for p in prepared.iter().flatten() {
+            for l in &p.lines {
+                skus.push(l.0);
+                qtys.push(l.1);
+            }
+            offsets.push(skus.len() as u32);
+            regions.push(p.region);
+        }
+        let buyers = vec![who.buyer_number; ok];
+        let batch = BatchOrders {
+            skus: &skus,
+            quantities: &qtys,
+            offsets: Some(&offsets),
+            buyers: Some(&buyers),
+            regions: Some(&regions),
+        };
+        let res = inventory.reserve_batch(
+            &batch,
+            MatchPolicy::PreferOneParcel,
+            self.payment_timeout_ms,
+            who.now_ms,
+        )?;
+        Ok((0..ok)
+            .map(|i| {
+                let items = offsets[i] as usize..offsets[i + 1] as usize;
+                if res.status[i] == status::OK {
+                    Ok((
+                        res.reservation[i] as i64,
+                        SmallVec::from_slice(&res.warehouse[items]),
+                    ))
+                } else {
+                    let item = usize::try_from(res.failed_item[i]).unwrap_or(items.start);
+                    Err(Refusal::from_status(res.status[i], skus[item]))
+                }
+            })
+            .collect())
+    }
+}
+
+/// The SKU an inventory refusal names, if it is a refusal of the order (not a misuse).
+fn refused_sku(e: &InventoryError) -> Option<u32> {
+    match e {
+        InventoryError::OutOfStock { sku }
+        | InventoryError::PurchaseLimit { sku, .. }
+        | InventoryError::UnknownSku { sku }
+        | InventoryError::DuplicateSku { sku } => Some(*sku),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_order(
+    id: i64,
+    buyer: &Arc<str>,
+    p: Prepared,
+    req: &OrderRequest<'_>,
+    reservation: i64,
+    warehouses: &[u32],
+    now_ms: u64,
+    deadline_ms: u64,
+) -> NewOrder {
+    let lines: SmallVec<[NewLine; 1]> = p
+        .lines
+        .into_iter()
+        .zip(warehouses)
+        .map(|((sku, quantity, unit_price, merchant), &warehouse)| NewLine {
+            sku,
+            warehouse,
+            quantity,
+            unit_price,
+            merchant,
+        })
+        .collect();
+    NewOrder {
+        id,
+        buyer: Arc::clone(buyer),
+        currency: p.currency,
+        total: lines
+            .iter()
+            .map(|l| i64::from(l.quantity) * l.unit_price)
+            .sum(),
+        region: p.region_code,
+        address: req.address.to_json().into_boxed_str(),
+        reservation,
+        created_ms: now_ms as i64,
+        deadline_ms: deadline_ms as i64,
+        lines,
+    }
+}
