@@ -4,7 +4,8 @@ Only ``pyorder`` imports this module; everyone else uses ``pyorder.inventory`` a
 Quantities are whole units, times are milliseconds since the Unix epoch (UTC).
 """
 
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final, final
 
 import numpy as np
@@ -16,6 +17,8 @@ __all__ = [
     "ORDER_ID_NODE_BITS",
     "ORDER_ID_SEQUENCE_BITS",
     "ORDER_ID_TIME_BITS",
+    "PLACED_LINE_COLUMNS",
+    "PLACED_ORDER_COLUMNS",
     "POLICY_NEAREST_PER_LINE",
     "POLICY_ONE_PARCEL_ONLY",
     "POLICY_PREFER_ONE_PARCEL",
@@ -45,12 +48,17 @@ __all__ = [
     "ReservationInfo",
     "ReservationResolvedError",
     "ReserveBatchResult",
+    "RowCountError",
+    "SqliteWriteError",
+    "SqliteWriter",
     "StockLevel",
     "UnknownRegionError",
     "UnknownReservationError",
     "UnknownSkuError",
     "UnknownWarehouseError",
     "decode_order_id",
+    "pg_copy_binary",
+    "sqlite_library",
 ]
 
 # --- reservation outcome codes (one per order in batch calls) -----------------------------
@@ -405,3 +413,62 @@ class OrderBook:
         deadline_ms: int,
         lines: Sequence[tuple[int, int, int, int, str]],
     ) -> None: ...
+
+# --- storage: the embedded store's writer and PostgreSQL COPY -------------------------------
+_SqlValue = int | float | str | bytes | None
+_SqlRow = tuple[_SqlValue, ...] | list[_SqlValue]
+_Group = tuple[str, Iterable[_SqlRow], int]
+"""(sql, parameter rows, expected total of changed rows, or -1 for unchecked)."""
+
+PLACED_ORDER_COLUMNS: Final[tuple[str, ...]]
+"""Columns of ``orders`` in the order ``SqliteWriter`` and ``pg_copy_binary`` write them."""
+PLACED_LINE_COLUMNS: Final[tuple[str, ...]]
+"""Columns of ``order_lines`` in the order ``SqliteWriter`` and ``pg_copy_binary`` write them."""
+
+class SqliteWriteError(RuntimeError):
+    """A write failed and was rolled back; ``sqlite_errorcode`` is SQLite's extended result
+    code when SQLite itself failed."""
+
+    sqlite_errorcode: int | None
+
+class RowCountError(SqliteWriteError):
+    """Group number ``group`` (counted over ``before`` then ``after``) changed ``actual`` rows,
+    not the ``expected`` total."""
+
+    group: int
+    sql: str
+    expected: int
+    actual: int
+
+@final
+class SqliteWriter:
+    """The embedded store's one writing connection to an SQLite file (WAL, synchronous=FULL,
+    foreign_keys=ON, busy timeout), linked to the same system libsqlite3 as ``sqlite3``.
+    Calls release the GIL; use it from one thread at a time."""
+
+    def __new__(cls, path: str | os.PathLike[str], busy_timeout_ms: int = ...) -> SqliteWriter: ...
+    def commit(
+        self, before: Iterable[_Group], rows: OrderRows | None, after: Iterable[_Group]
+    ) -> list[int]:
+        """One BEGIN IMMEDIATE ... COMMIT without the GIL: ``before``, the orders and lines of
+        ``rows`` (status pending_payment), ``after``. Returns the rows each group changed;
+        on any error rolls back and raises SqliteWriteError (RowCountError for a count)."""
+    def execute(self, sql: str, params: _SqlRow | None = None) -> int:
+        """Run one statement (no implicit transaction); returns the rows it changed."""
+    def query_one(self, sql: str, params: _SqlRow | None = None) -> tuple[_SqlValue, ...] | None:
+        """The first row of a query, or None."""
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+    @property
+    def in_transaction(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+
+def pg_copy_binary(rows: OrderRows) -> tuple[bytes, bytes]:
+    """The orders and the order lines of ``rows`` as PostgreSQL binary COPY streams, columns in
+    ``PLACED_ORDER_COLUMNS`` / ``PLACED_LINE_COLUMNS`` order."""
+
+def sqlite_library() -> str | None:
+    """The file that provides the SQLite ``SqliteWriter`` calls (the system libsqlite3)."""

@@ -2,9 +2,12 @@
 
 ``commit`` runs the whole batch in one transaction on one pooled connection; when it returns,
 PostgreSQL has flushed the commit record to its WAL. Orders and order lines go in by COPY
-(``copy_records_to_table``) once a batch holds ``copy_threshold`` orders or more, by a pipelined
-``executemany`` below that. Stock deltas are one UPDATE statement joining ``unnest`` arrays, so
-each (sku, warehouse) row is updated once and the number of rows found can be checked.
+once a batch holds ``copy_threshold`` orders or more, by a pipelined ``executemany`` below that:
+Python-built orders with ``copy_records_to_table``, the Rust intake's ``WriteBatch.placed`` with
+``copy_to_table(format='binary')`` from the bytes ``pyorder._core.pg_copy_binary`` builds (no
+Python object per order). Stock deltas (``WriteBatch.all_deltas()``, the placed orders' reserved
+units included) are one UPDATE statement joining ``unnest`` arrays, so each (sku, warehouse) row
+is updated once and the number of rows found can be checked.
 
 A ``StorageError`` from a connection lost while COMMIT was in flight cannot say whether the
 server committed; after such an error the caller should reload (``load``) before going on.
@@ -15,6 +18,7 @@ import time
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from pyorder._core import OrderRows, pg_copy_binary
 from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
 from pyorder.storage import codec
 from pyorder.storage.base import StorageError, Store
@@ -170,12 +174,13 @@ class PostgresStore(Store):
             await conn.executemany(_UPSERT_SKU, [codec.sku_row(s) for s in batch.skus])
         if batch.stock_rows:
             await conn.executemany(_INSERT_STOCK, [codec.stock_row(s) for s in batch.stock_rows])
-        if batch.stock_deltas:
-            rows = codec.delta_rows(batch.stock_deltas)
+        deltas = batch.all_deltas()
+        if deltas:
+            rows = codec.delta_rows(deltas)
             columns = [list(col) for col in zip(*rows, strict=True)]
             updated = _rowcount(await conn.execute(_UPDATE_STOCK, *columns))
-            if updated != len(batch.stock_deltas):
-                raise StorageError(codec.missing_stock_message(batch.stock_deltas, updated))
+            if updated != len(deltas):
+                raise StorageError(codec.missing_stock_message(deltas, updated))
         if batch.orders:
             order_rows = [codec.order_row(o) for o in batch.orders]
             line_rows = codec.line_rows(batch.orders)
@@ -189,6 +194,8 @@ class PostgresStore(Store):
             else:
                 await conn.executemany(_INSERT_ORDER, order_rows)
                 await conn.executemany(_INSERT_LINE, line_rows)
+        if len(batch.placed):
+            await self._write_placed(conn, batch.placed)
         if batch.status_changes:
             await conn.executemany(
                 _UPDATE_STATUS, [codec.status_change_row(c) for c in batch.status_changes]
@@ -203,6 +210,30 @@ class PostgresStore(Store):
                 batch.token,
                 time.time_ns() // 1_000_000,
             )
+
+    async def _write_placed(self, conn: _Conn, placed: OrderRows) -> None:
+        """The Rust intake's orders and their lines, inside the caller's transaction."""
+        if len(placed) >= self.copy_threshold:
+            orders, lines = pg_copy_binary(placed)
+            # asyncpg sends an object supporting the buffer protocol as one CopyData message
+            # (documented). A memoryview, not the bytes themselves: asyncpg first tries
+            # os.fspath(source), which takes bytes for a file name. asyncpg-stubs list only
+            # paths, files and async iterables, hence the ignores.
+            await conn.copy_to_table(
+                "orders",
+                source=memoryview(orders),  # type: ignore[arg-type]
+                columns=codec.ORDER_COLUMN_NAMES,
+                format="binary",
+            )
+            await conn.copy_to_table(
+                "order_lines",
+                source=memoryview(lines),  # type: ignore[arg-type]
+                columns=codec.LINE_COLUMN_NAMES,
+                format="binary",
+            )
+        else:
+            await conn.executemany(_INSERT_ORDER, placed.order_tuples())
+            await conn.executemany(_INSERT_LINE, placed.line_tuples())
 
     async def purge_idempotency(self, older_than_ms: int) -> int:
         try:

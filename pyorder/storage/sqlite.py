@@ -1,30 +1,45 @@
 """The embedded store: one SQLite file in WAL mode, ``synchronous=FULL`` (fsync'd at commit).
 
-Threads: every write (``commit``, ``purge_idempotency``, migrations) runs on ONE writer
-connection owned by one dedicated thread (a single-worker executor), so a commit never blocks
-the event loop and writes are serialised in submission order. Reads run on a second, read-only
-connection in another single-worker executor; in WAL mode they never wait for the writer and
-see only committed transactions.
+Threads: every write (``commit``, ``purge_idempotency``, migrations) goes through ONE writing
+connection, the Rust ``pyorder._core.SqliteWriter``, called from one dedicated thread (a
+single-worker executor), so a commit never blocks the event loop and writes are serialised in
+submission order. The writer converts a batch's statement groups to owned values, then releases
+the GIL for the whole ``BEGIN IMMEDIATE ... COMMIT``, in which it also inserts the orders of
+``WriteBatch.placed`` (Rust-owned rows, no Python object per order) through cached prepared
+statements. Reads run on a second, read-only ``sqlite3`` connection in another single-worker
+executor; in WAL mode they never wait for the writer and see only committed transactions.
+
+Both connections use the same SQLite library: the writer links the system ``libsqlite3``, the
+one Python's ``_sqlite3`` loads. Two copies of SQLite in one process keep separate POSIX lock
+bookkeeping, and closing the file in one drops the locks the other holds, which can corrupt the
+database (sqlite.org, "How To Corrupt An SQLite Database File", section 2.2.1).
 
 Cancelling a coroutine that awaits ``commit`` does not stop the transaction already handed to
 the writer thread: it still commits (or rolls back) on its own.
 """
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from pyorder._core import RowCountError, SqliteWriteError, SqliteWriter
 from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
 from pyorder.storage import codec
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
 T = TypeVar("T")
+
+Group = tuple[str, list[tuple[Any, ...]], int]
+"""One statement of a batch for ``SqliteWriter.commit``: (sql, parameter rows, expected total
+of changed rows, or -1 for unchecked)."""
+
+BUSY_TIMEOUT_MS = 10_000
+"""How long a connection waits for another's lock before failing (both connections)."""
 
 _UPSERT_WAREHOUSE = (
     f"INSERT INTO warehouses ({codec.WAREHOUSE_COLUMNS}) VALUES (?, ?, ?)"
@@ -51,50 +66,54 @@ _UPDATE_STATUS = "UPDATE orders SET status = ?, updated_ms = ? WHERE id = ? AND 
 _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 )
-
 _INSERT_TOKEN = "INSERT INTO intake_commits (token, committed_ms) VALUES (?, ?)"
+_PURGE_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_ms < ?"
+_PURGE_TOKENS = "DELETE FROM intake_commits WHERE committed_ms < ?"
+
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
 _SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
 
 
-def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
-    """A connection in autocommit mode (explicit BEGIN/COMMIT), WAL, synchronous=FULL."""
+def _connect_reader(path: str) -> sqlite3.Connection:
+    """The read-only connection: autocommit mode (explicit BEGIN/COMMIT), WAL, the same
+    pragmas as the writer (``SqliteWriter``), and ``query_only``."""
     conn = sqlite3.connect(path, isolation_level=None, cached_statements=64)
     try:
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StorageError(f"{path}: cannot use WAL journal mode (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        if readonly:
-            conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA query_only = ON")
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(writer: SqliteWriter) -> None:
     """Apply pending migrations, each in its own BEGIN IMMEDIATE transaction."""
     while True:
-        conn.execute("BEGIN IMMEDIATE")
+        writer.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(BOOTSTRAP["sqlite"])
-            current = int(conn.execute(CURRENT_VERSION_SQL).fetchone()[0])
+            writer.execute(BOOTSTRAP["sqlite"])
+            row = writer.query_one(CURRENT_VERSION_SQL)
+            current = row[0] if row else None
+            if not isinstance(current, int):
+                raise StorageError(f"unreadable schema version: {row!r}")
             todo = pending(current)
             if todo:
                 step = todo[0]
                 for stmt in step.statements("sqlite"):
-                    conn.execute(stmt)
-                conn.execute(
+                    writer.execute(stmt)
+                writer.execute(
                     "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
                     (step.version, time.time_ns() // 1_000_000),
                 )
-            conn.execute("COMMIT")
+            writer.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            writer.rollback()
             raise
         if not todo:
             return
@@ -109,7 +128,7 @@ class SqliteStore(Store):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
-        self._writer: sqlite3.Connection | None = None
+        self._writer: SqliteWriter | None = None
         self._reader: sqlite3.Connection | None = None
         self._write_pool: ThreadPoolExecutor | None = None
         self._read_pool: ThreadPoolExecutor | None = None
@@ -126,21 +145,21 @@ class SqliteStore(Store):
             await self._on_reader(self._open_reader)
         except BaseException as e:
             await self.close()
-            if isinstance(e, sqlite3.Error):
+            if isinstance(e, sqlite3.Error | SqliteWriteError):
                 raise StorageError(f"{self._path}: cannot open: {e}") from e
             raise
 
     def _open_writer(self) -> None:
-        conn = _connect(self._path, readonly=False)
+        writer = SqliteWriter(self._path, busy_timeout_ms=BUSY_TIMEOUT_MS)
         try:
-            _migrate(conn)
+            _migrate(writer)
         except BaseException:
-            conn.close()
+            writer.close()
             raise
-        self._writer = conn
+        self._writer = writer
 
     def _open_reader(self) -> None:
-        self._reader = _connect(self._path, readonly=True)
+        self._reader = _connect_reader(self._path)
 
     async def close(self) -> None:
         """Close both connections and stop both threads; safe to call twice."""
@@ -153,7 +172,7 @@ class SqliteStore(Store):
         self._read_pool = self._write_pool = None
 
     def _close_connection(self, attr: str) -> None:
-        conn: sqlite3.Connection | None = getattr(self, attr)
+        conn: sqlite3.Connection | SqliteWriter | None = getattr(self, attr)
         setattr(self, attr, None)
         if conn is not None:
             conn.close()
@@ -168,7 +187,7 @@ class SqliteStore(Store):
             raise StorageError("SqliteStore is not open")
         return await asyncio.get_running_loop().run_in_executor(self._read_pool, fn)
 
-    def _w(self) -> sqlite3.Connection:
+    def _w(self) -> SqliteWriter:
         if self._writer is None:
             raise StorageError("SqliteStore is not open")
         return self._writer
@@ -189,26 +208,30 @@ class SqliteStore(Store):
         await self._on_writer(lambda: self._commit(batch))
 
     def _commit(self, batch: WriteBatch) -> None:
-        conn = self._w()
+        """One transaction on the writer thread; the GIL is released while it runs."""
+        writer = self._w()
+        deltas = batch.all_deltas()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            _write_batch(conn, batch)
-            conn.execute("COMMIT")
-        except BaseException as e:
-            _rollback(conn)
-            if isinstance(e, Exception):
-                raise StorageError(f"commit of a batch of {len(batch)} failed: {e}") from e
-            raise
+            before, after = _groups(batch, deltas)
+            placed = batch.placed if len(batch.placed) else None
+            writer.commit(before, placed, after)
+        except RowCountError as e:
+            # The one checked count: a stock delta whose (sku, warehouse) row does not exist.
+            reason = codec.missing_stock_message(deltas, e.actual) if e.sql == _UPDATE_STOCK else e
+            raise StorageError(f"commit of a batch of {len(batch)} failed: {reason}") from e
+        except Exception as e:
+            raise StorageError(f"commit of a batch of {len(batch)} failed: {e}") from e
 
     async def purge_idempotency(self, older_than_ms: int) -> int:
         def purge() -> int:
-            conn = self._w()
+            ms = [(older_than_ms,)]
             try:
-                cur = conn.execute("DELETE FROM idempotency WHERE created_ms < ?", (older_than_ms,))
-                conn.execute("DELETE FROM intake_commits WHERE committed_ms < ?", (older_than_ms,))
-            except sqlite3.Error as e:
+                counts = self._w().commit(
+                    [(_PURGE_IDEMPOTENCY, ms, -1), (_PURGE_TOKENS, ms, -1)], None, []
+                )
+            except SqliteWriteError as e:
                 raise StorageError(f"purge of idempotency records failed: {e}") from e
-            return cur.rowcount
+            return counts[0]
 
         return await self._on_writer(purge)
 
@@ -378,34 +401,33 @@ class SqliteStore(Store):
         return await self._on_reader(get)
 
 
-def _write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> None:
-    """Every statement of one batch, inside the caller's transaction, in dependency order."""
+def _groups(
+    batch: WriteBatch, deltas: dict[tuple[int, int], list[int]]
+) -> tuple[list[Group], list[Group]]:
+    """The statement groups of ``batch`` around its placed orders, in dependency order:
+    catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
+    lines; then, after the placed orders, status changes, idempotency records and the token."""
+    before: list[Group] = []
     if batch.warehouses:
-        conn.executemany(_UPSERT_WAREHOUSE, map(codec.warehouse_row, batch.warehouses))
+        before.append((_UPSERT_WAREHOUSE, list(map(codec.warehouse_row, batch.warehouses)), -1))
     if batch.regions:
-        conn.executemany(_DELETE_REGION, [(r,) for r in batch.regions])
-        conn.executemany(_INSERT_REGION, codec.region_rows(batch.regions))
+        before.append((_DELETE_REGION, [(r,) for r in batch.regions], -1))
+        before.append((_INSERT_REGION, codec.region_rows(batch.regions), -1))
     if batch.skus:
-        conn.executemany(_UPSERT_SKU, map(codec.sku_row, batch.skus))
+        before.append((_UPSERT_SKU, list(map(codec.sku_row, batch.skus)), -1))
     if batch.stock_rows:
-        conn.executemany(_INSERT_STOCK, map(codec.stock_row, batch.stock_rows))
-    if batch.stock_deltas:
-        updated = conn.executemany(_UPDATE_STOCK, codec.delta_rows(batch.stock_deltas)).rowcount
-        if updated != len(batch.stock_deltas):
-            raise StorageError(codec.missing_stock_message(batch.stock_deltas, updated))
+        before.append((_INSERT_STOCK, list(map(codec.stock_row, batch.stock_rows)), -1))
+    if deltas:
+        before.append((_UPDATE_STOCK, codec.delta_rows(deltas), len(deltas)))
     if batch.orders:
-        conn.executemany(_INSERT_ORDER, map(codec.order_row, batch.orders))
-        conn.executemany(_INSERT_LINE, codec.line_rows(batch.orders))
+        before.append((_INSERT_ORDER, list(map(codec.order_row, batch.orders)), -1))
+        before.append((_INSERT_LINE, codec.line_rows(batch.orders), -1))
+    after: list[Group] = []
     if batch.status_changes:
-        conn.executemany(_UPDATE_STATUS, map(codec.status_change_row, batch.status_changes))
+        rows = list(map(codec.status_change_row, batch.status_changes))
+        after.append((_UPDATE_STATUS, rows, -1))
     if batch.idempotency:
-        conn.executemany(_INSERT_IDEMPOTENCY, map(codec.idempotency_row, batch.idempotency))
+        after.append((_INSERT_IDEMPOTENCY, list(map(codec.idempotency_row, batch.idempotency)), -1))
     if batch.token:
-        conn.execute(_INSERT_TOKEN, (batch.token, time.time_ns() // 1_000_000))
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        # If even ROLLBACK fails the connection is broken; the transaction did not commit.
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+        after.append((_INSERT_TOKEN, [(batch.token, time.time_ns() // 1_000_000)], -1))
+    return before, after

@@ -1,5 +1,6 @@
 """Small builders of model records for the storage tests."""
 
+from pyorder._core import OrderRows
 from pyorder.model import (
     IdempotencyRecord,
     Order,
@@ -10,6 +11,7 @@ from pyorder.model import (
     Warehouse,
     WriteBatch,
 )
+from pyorder.storage import codec
 
 MERCHANTS = ("m-alpha", "m-beta")
 ON_HAND = 1_000
@@ -85,3 +87,25 @@ def idem(key: str, created_ms: int = 1_000, principal: str = "buyer-1") -> Idemp
         body=b'{"ok":true}\x00\xff',
         created_ms=created_ms,
     )
+
+
+def placed(*orders: Order) -> OrderRows:
+    """The orders as the Rust intake stages them (``WriteBatch.placed``); each must be pending,
+    with ``updated_ms == created_ms``, as the intake writes every new order."""
+    rows = OrderRows()
+    for o in orders:
+        assert o.status == OrderStatus.PENDING_PAYMENT, o
+        assert o.updated_ms == o.created_ms, o
+        rows.push(
+            o.id,
+            o.buyer,
+            o.currency,
+            o.total,
+            o.region,
+            codec.encode_address(o.address),
+            o.reservation,
+            o.created_ms,
+            o.deadline_ms,
+            [(ln.sku, ln.warehouse, ln.quantity, ln.unit_price, ln.merchant) for ln in o.lines],
+        )
+    return rows

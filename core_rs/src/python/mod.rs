@@ -7,6 +7,7 @@ mod ids;
 mod inventory;
 mod orders;
 mod rows;
+mod storage;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -15,5 +16,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ids::register(m)?;
     rows::register(m)?;
     orders::register(m)?;
+    storage::register(m)?;
     Ok(())
 }
