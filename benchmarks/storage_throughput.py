@@ -2,12 +2,21 @@
 
 Each order has one line; every batch also carries one stock delta (the hot SKU), as a group
 commit of a flash sale does. Rows go to a fresh database each run; every commit is durable
-(SQLite WAL with synchronous=FULL; PostgreSQL with synchronous_commit on). Next to the stores,
-baselines in the same run write the same rows with no store in between, from tuples built
-before the clock starts:
+(SQLite WAL with synchronous=FULL; PostgreSQL with synchronous_commit on). The stores are
+measured on both write paths: orders built in Python (``WriteBatch.orders``), and orders as the
+Rust intake stages them (``WriteBatch.placed``, a ``pyorder._core.OrderRows`` built with
+``push()`` before the clock starts; their reserved units are the batch's delta): SQLite through
+the Rust writer with the GIL released, PostgreSQL by binary COPY of bytes built in Rust (or
+executemany). Next to the stores, baselines in the same run write the same rows with no store
+in between, from tuples built before the clock starts:
 
 - ``raw sqlite3``: one connection, ``BEGIN IMMEDIATE``, ``executemany`` per table, ``COMMIT``.
 - ``raw asyncpg COPY``: one connection, a transaction with two ``copy_records_to_table``.
+
+Rows marked ``+ busy Python`` run the same store beside a thread that executes Python nonstop,
+as the server's busy event loop does: it wants the GIL all the time, so a store that needs the
+GIL per order slows down, and ``py share`` (that thread's speed against its speed alone) says
+how much Python the store left to the rest of the process.
 
     python benchmarks/storage_throughput.py --orders 200000
     python benchmarks/storage_throughput.py --orders 100000 --postgres "$PYORDER_TEST_POSTGRES"
@@ -19,9 +28,11 @@ move with the neighbours' load; run twice and compare.
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from pyorder._core import OrderRows
 from pyorder.model import Order, OrderLine, OrderStatus, Sku, StockRow, Warehouse, WriteBatch
 from pyorder.storage import codec
 from pyorder.storage.base import Store
@@ -49,6 +61,8 @@ class Result:
     cpu_seconds: float
     """CPU time of this process (not the PostgreSQL server's) over the same span."""
     baseline: str | None = None
+    python_share: float | None = None
+    """With a busy Python thread beside: its loops per second against its rate alone."""
 
     @property
     def rate(self) -> float:
@@ -96,20 +110,85 @@ def batches(orders: list[Order], size: int) -> list[WriteBatch]:
     return out
 
 
-async def run_store(name: str, store: Store, orders: list[Order], size: int, base: str) -> Result:
+def placed_rows(orders: list[Order], size: int) -> list[OrderRows]:
+    """The orders as the Rust intake stages them, one ``OrderRows`` per batch of ``size``."""
+    out = []
+    for start in range(0, len(orders), size):
+        rows = OrderRows()
+        for o in orders[start : start + size]:
+            rows.push(
+                o.id,
+                o.buyer,
+                o.currency,
+                o.total,
+                o.region,
+                codec.encode_address(o.address),
+                o.reservation,
+                o.created_ms,
+                o.deadline_ms,
+                [(ln.sku, ln.warehouse, ln.quantity, ln.unit_price, ln.merchant) for ln in o.lines],
+            )
+        out.append(rows)
+    return out
+
+
+class BusyPython:
+    """A thread running Python nonstop (as a busy event loop does), counting its loops."""
+
+    def __init__(self) -> None:
+        self.loops = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n, stopped = 0, self._stop.is_set
+        while not stopped():
+            n += 1
+        self.loops = n
+
+    def __enter__(self) -> "BusyPython":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def busy_python_rate(seconds: float = 0.5) -> float:
+    """Loops per second of ``BusyPython`` alone."""
+    with BusyPython() as busy:
+        time.sleep(seconds)
+    return busy.loops / seconds
+
+
+async def run_store(
+    name: str,
+    store: Store,
+    orders: list[Order],
+    work: list[WriteBatch],
+    base: str,
+    busy_rate: float | None = None,
+) -> Result:
+    """Commit ``work`` (batches built before the clock starts) to a fresh ``store``; with
+    ``busy_rate`` (``busy_python_rate()``), beside a ``BusyPython`` thread."""
     await store.open()
     try:
         await store.commit(catalog())
-        work = batches(orders, size)
-        t0, c0 = time.perf_counter(), time.process_time()
-        for b in work:
-            await store.commit(b)
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        busy = BusyPython() if busy_rate else None
+        with busy or contextlib.nullcontext():
+            t0, c0 = time.perf_counter(), time.process_time()
+            for b in work:
+                await store.commit(b)
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         snap = await store.load()
         assert snap.max_order_id == len(orders), snap.max_order_id
+        stock = await store.get_stock(0)
+        assert stock[0].reserved == len(orders), stock
     finally:
         await store.close()
-    return Result(name, len(orders), elapsed, cpu, base)
+    share = busy.loops / elapsed / busy_rate if busy and busy_rate else None
+    return Result(name, len(orders), elapsed, cpu, base, share)
 
 
 async def prepare_schema(store: Store) -> None:
@@ -208,16 +287,20 @@ def print_table(results: list[Result], size: int) -> None:
     by_name = {r.name: r for r in results}
     print(f"\nbatches of {size:,} orders (1 line each), durable commits\n")
     print(
-        f"{'contender':<36} {'orders':>10} {'seconds':>9} {'cpu s':>7} {'orders/s':>11}"
-        f" {'vs baseline':>12}"
+        f"{'contender':<58} {'orders':>10} {'seconds':>9} {'cpu s':>7} {'orders/s':>11}"
+        f" {'vs baseline':>12} {'py share':>9}"
     )
     for r in results:
         ratio = f"{r.rate / by_name[r.baseline].rate:.2f}x" if r.baseline else "baseline"
+        share = "" if r.python_share is None else f"{r.python_share:.0%}"
         print(
-            f"{r.name:<36} {r.orders:>10,} {r.seconds:>9.3f} {r.cpu_seconds:>7.2f}"
-            f" {r.rate:>11,.0f} {ratio:>12}"
+            f"{r.name:<58} {r.orders:>10,} {r.seconds:>9.3f} {r.cpu_seconds:>7.2f}"
+            f" {r.rate:>11,.0f} {ratio:>12} {share:>9}"
         )
-    print("\nseconds: wall clock; cpu s: this process only (the PostgreSQL server not counted)")
+    print(
+        "\nseconds: wall clock; cpu s: this process only (the PostgreSQL server not counted);"
+        "\npy share: speed of a busy Python thread beside the store, against its speed alone"
+    )
 
 
 def main() -> None:
@@ -226,6 +309,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1_000, help="orders per commit")
     parser.add_argument("--postgres", metavar="DSN", help="also measure PostgreSQL at this DSN")
     parser.add_argument("--dir", type=Path, help="folder for the SQLite files (default: a tmp dir)")
+    parser.add_argument(
+        "--no-busy", action="store_true", help="skip the runs beside a busy Python thread"
+    )
     args = parser.parse_args()
     if not 1 <= args.orders <= MAX_ORDERS:
         parser.error(f"--orders must be 1..{MAX_ORDERS:,}")
@@ -233,15 +319,31 @@ def main() -> None:
         parser.error("--batch must be 1..orders")
 
     orders = make_orders(args.orders)
+    placed = placed_rows(orders, args.batch)
+
+    def python_batches() -> list[WriteBatch]:
+        return batches(orders, args.batch)
+
+    def placed_batches() -> list[WriteBatch]:
+        return [WriteBatch(placed=rows) for rows in placed]
+
+    busy_rates = [None] if args.no_busy else [None, busy_python_rate()]
+    busy = " + busy Python"
+
     results: list[Result] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         raw_path = os.path.join(tmp, "raw.sqlite3")
         asyncio.run(prepare_schema(SqliteStore(raw_path)))
         results.append(raw_sqlite(raw_path, orders, args.batch))
-        store = SqliteStore(os.path.join(tmp, "store.sqlite3"))
-        results.append(
-            asyncio.run(run_store("SqliteStore.commit", store, orders, args.batch, results[0].name))
-        )
+        base = results[0].name
+        for rate in busy_rates:
+            for name, work in (
+                ("SqliteStore.commit (Python orders)", python_batches),
+                ("SqliteStore.commit (placed rows)", placed_batches),
+            ):
+                store = SqliteStore(os.path.join(tmp, f"store-{len(results)}.sqlite3"))
+                name += busy if rate else ""
+                results.append(asyncio.run(run_store(name, store, orders, work(), base, rate)))
 
     if args.postgres:
         dsn: str = args.postgres
@@ -250,25 +352,35 @@ def main() -> None:
             await prepare_schema(PostgresStore(db))
             return await raw_asyncpg_copy(db, orders, args.batch)
 
-        async def copy(db: str) -> Result:
-            return await run_store(
-                "PostgresStore.commit (COPY)",
-                PostgresStore(db, copy_threshold=1),
-                orders,
-                args.batch,
-                "raw asyncpg COPY",
-            )
+        def contender(
+            name: str,
+            threshold: int,
+            work: Callable[[], list[WriteBatch]],
+            rate: float | None = None,
+        ) -> Callable[[str], Awaitable[Result]]:
+            async def body(db: str) -> Result:
+                store = PostgresStore(db, copy_threshold=threshold)
+                label = name + (busy if rate else "")
+                return await run_store(label, store, orders, work(), "raw asyncpg COPY", rate)
 
-        async def many(db: str) -> Result:
-            return await run_store(
-                "PostgresStore.commit (executemany)",
-                PostgresStore(db, copy_threshold=MAX_ORDERS + 1),
-                orders,
-                args.batch,
-                "raw asyncpg COPY",
-            )
+            return body
 
-        for body in (raw, copy, many):
+        busy_runs = [
+            contender("PostgresStore.commit (COPY)", 1, python_batches, rate)
+            for rate in busy_rates[1:]
+        ] + [
+            contender("PostgresStore.commit (placed, binary COPY)", 1, placed_batches, rate)
+            for rate in busy_rates[1:]
+        ]
+
+        for body in (
+            raw,
+            contender("PostgresStore.commit (COPY)", 1, python_batches),
+            contender("PostgresStore.commit (executemany)", MAX_ORDERS + 1, python_batches),
+            contender("PostgresStore.commit (placed, binary COPY)", 1, placed_batches),
+            contender("PostgresStore.commit (placed, executemany)", MAX_ORDERS + 1, placed_batches),
+            *busy_runs,
+        ):
             results.append(asyncio.run(with_pg_database(dsn, body)))
 
     print_table(results, args.batch)
