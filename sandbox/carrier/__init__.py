@@ -1,0 +1,5 @@
+"""A parcel carrier sandbox: shipments and return shipments, return quotes, and signed tracking
+events pushed over (scaled) time.
+
+``app.create_app`` builds one carrier; ``main`` is the ``pyorder-carrier-sandbox`` command.
+"""
