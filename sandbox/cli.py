@@ -6,6 +6,7 @@ import os
 import secrets
 
 from sandbox.faults import Faults
+from sandbox.idempotency import DEFAULT_RETENTION_S
 from sandbox.webhooks import RetryPolicy
 
 
@@ -42,6 +43,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, port: int, name: st
     )
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on API calls")
     parser.add_argument("--webhook-url", help="where events are POSTed (none: recorded only)")
+    parser.add_argument(
+        "--idempotency-retention-s",
+        type=float,
+        default=DEFAULT_RETENTION_S,
+        help="how long first answers to Idempotency-Keys are replayed (default 24 h)",
+    )
     hooks = parser.add_argument_group("webhook delivery")
     hooks.add_argument("--webhook-max-attempts", type=int, default=RetryPolicy.max_attempts)
     hooks.add_argument(

@@ -25,10 +25,10 @@ from aiohttp.typedefs import Handler, Middleware
 
 from sandbox.bodies import error_middleware, json_response, read
 from sandbox.errors import InvalidInput, Unauthorized
-from sandbox.faults import FaultState, fault_middleware, latency_middleware
+from sandbox.faults import Faults, FaultState, fault_middleware, latency_middleware
 from sandbox.idempotency import IdempotencyStore
 from sandbox.timers import Timers
-from sandbox.webhooks import Event, WebhookSender
+from sandbox.webhooks import Event, RetryPolicy, WebhookSender
 
 Url = Annotated[str, msgspec.Meta(pattern="^https?://", max_length=2000)]
 
@@ -53,6 +53,29 @@ class Instance:
 
 
 INSTANCE = web.AppKey("instance", Instance)
+
+
+def new_instance(
+    *,
+    name: str,
+    secret: str,
+    webhook_url: str | None,
+    api_key: str | None,
+    faults: Faults,
+    retry: RetryPolicy | None,
+    idempotency_retention_s: float,
+    public_paths: tuple[str, ...] = (),
+) -> Instance:
+    """An instance whose webhooks go to ``webhook_url`` signed with ``secret``."""
+    state = FaultState(faults)
+    return Instance(
+        name=name,
+        faults=state,
+        sender=WebhookSender(name, secret, webhook_url, state, retry),
+        api_key=api_key,
+        public_paths=public_paths,
+        idempotency=IdempotencyStore(idempotency_retention_s),
+    )
 
 
 class WebhookIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

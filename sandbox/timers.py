@@ -29,10 +29,6 @@ class Timers:
         handle = asyncio.get_running_loop().call_later(max(0.0, delay_s), fire)
         self._handles.add(handle)
 
-    @property
-    def pending(self) -> int:
-        return len(self._handles)
-
     def cancel_all(self) -> None:
         for handle in self._handles:
             handle.cancel()

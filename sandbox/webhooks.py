@@ -88,6 +88,7 @@ class Delivery:
     last_status: int | None = None
     last_error: str | None = None
     statuses: list[int | None] = field(default_factory=list)
+    """The answer to each attempt (None: no answer: refused, reset, timed out)."""
 
     def public(self) -> dict[str, object]:
         return {
@@ -99,6 +100,7 @@ class Delivery:
             "deliveries": self.deliveries,
             "last_status": self.last_status,
             "last_error": self.last_error,
+            "statuses": list(self.statuses),
         }
 
 
@@ -120,32 +122,19 @@ class WebhookSender:
         self._faults = faults
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._deliveries: list[Delivery] = []
-        self._sent_order: list[str] = []
         self._session: aiohttp.ClientSession | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def publish(self, event: Event) -> None:
         """Record ``event`` and queue it for delivery."""
         delivery = Delivery(event)
         self._deliveries.append(delivery)
-        self._idle.clear()
         self._queue.put_nowait(delivery)
 
     @property
     def deliveries(self) -> list[Delivery]:
         """Every event published, in order."""
         return list(self._deliveries)
-
-    @property
-    def sent_order(self) -> list[str]:
-        """Event ids in the order they were answered 2xx (repeated when duplicated)."""
-        return list(self._sent_order)
-
-    async def idle(self) -> None:
-        """Wait until every event published so far has been delivered or given up."""
-        await self._idle.wait()
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -174,8 +163,6 @@ class WebhookSender:
                 if overtaking is not None:
                     await self._deliver(overtaking)
             await self._deliver(delivery)
-            if self._queue.empty():
-                self._idle.set()
 
     async def _deliver(self, delivery: Delivery) -> None:
         url = self.url
@@ -214,13 +201,12 @@ class WebhookSender:
             async with self._session.post(url, data=body, headers=headers) as response:
                 await response.read()
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             delivery.last_error = f"{type(exc).__name__}: {exc}"
         delivery.last_status = status
         delivery.statuses.append(status)
         if status is not None and 200 <= status < 300:
             delivery.deliveries += 1
             delivery.last_error = None
-            self._sent_order.append(delivery.event.id)
             return True
         return False

@@ -6,9 +6,9 @@ from sandbox.carrier import routes
 from sandbox.carrier.carrier import Carrier
 from sandbox.carrier.config import CarrierFaults, CarrierSettings
 from sandbox.carrier.keys import CARRIER
-from sandbox.faults import FaultState
-from sandbox.instance import Instance, base_app
-from sandbox.webhooks import RetryPolicy, WebhookSender
+from sandbox.idempotency import DEFAULT_RETENTION_S
+from sandbox.instance import base_app, new_instance
+from sandbox.webhooks import RetryPolicy
 
 
 def create_app(
@@ -20,15 +20,19 @@ def create_app(
     settings: CarrierSettings | None = None,
     faults: CarrierFaults | None = None,
     retry: RetryPolicy | None = None,
+    idempotency_retention_s: float = DEFAULT_RETENTION_S,
 ) -> web.Application:
     """One carrier called ``name``: tracking events to ``webhook_url`` signed with ``secret``;
-    API calls need ``Bearer <api_key>`` when it is set."""
-    fault_state = FaultState(faults or CarrierFaults())
-    instance = Instance(
+    API calls need ``Bearer <api_key>`` when it is set; first answers to Idempotency-Keys are
+    replayed for ``idempotency_retention_s`` seconds."""
+    instance = new_instance(
         name=name,
-        faults=fault_state,
-        sender=WebhookSender(name, secret, webhook_url, fault_state, retry),
+        secret=secret,
+        webhook_url=webhook_url,
         api_key=api_key,
+        faults=faults or CarrierFaults(),
+        retry=retry,
+        idempotency_retention_s=idempotency_retention_s,
     )
     app = base_app(instance)
     app[CARRIER] = Carrier(instance, settings or CarrierSettings())

@@ -101,8 +101,9 @@ class Carrier:
     def ledger(self) -> dict[str, object]:
         totals: defaultdict[str, dict[str, int]] = defaultdict(lambda: {"cost": 0, "shipments": 0})
         for shipment in self.shipments.values():
-            totals[shipment.currency]["cost"] += shipment.cost
-            totals[shipment.currency]["shipments"] += shipment.status is not ShipmentStatus.CANCELED
+            if shipment.status is not ShipmentStatus.CANCELED:
+                totals[shipment.currency]["cost"] += shipment.cost
+                totals[shipment.currency]["shipments"] += 1
         return {
             "provider": self.instance.name,
             "shipments": [s.ledger() for s in self.shipments.values()],

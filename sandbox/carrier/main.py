@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         settings=settings,
         faults=msgspec.convert(knobs, CarrierFaults),
         retry=cli.retry_policy(args),
+        idempotency_retention_s=args.idempotency_retention_s,
     )
     step_s = args.event_interval_s / args.time_scale
 

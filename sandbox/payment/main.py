@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         faults=msgspec.convert(knobs, PaymentFaults),
         retry=cli.retry_policy(args),
+        idempotency_retention_s=args.idempotency_retention_s,
     )
 
     def banner(url: str) -> str:

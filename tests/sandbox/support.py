@@ -116,6 +116,7 @@ async def payment_sandbox(
     settings: PaymentSettings | None = None,
     faults: PaymentFaults | None = None,
     retry: RetryPolicy = FAST_RETRY,
+    idempotency_retention_s: float = 3600.0,
 ) -> AsyncIterator[Api]:
     app = create_payment_app(
         name=name,
@@ -125,6 +126,7 @@ async def payment_sandbox(
         settings=settings or PaymentSettings(settle_s=0.05, refund_settle_s=0.0),
         faults=faults,
         retry=retry,
+        idempotency_retention_s=idempotency_retention_s,
     )
     async with running(app) as url, aiohttp.ClientSession() as session:
         yield Api(session, url, api_key)
