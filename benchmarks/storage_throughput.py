@@ -13,10 +13,12 @@ in between, from tuples built before the clock starts:
 - ``raw sqlite3``: one connection, ``BEGIN IMMEDIATE``, ``executemany`` per table, ``COMMIT``.
 - ``raw asyncpg COPY``: one connection, a transaction with two ``copy_records_to_table``.
 
-Rows marked ``+ busy Python`` run the same store beside a thread that executes Python nonstop,
-as the server's busy event loop does: it wants the GIL all the time, so a store that needs the
-GIL per order slows down, and ``py share`` (that thread's speed against its speed alone) says
-how much Python the store left to the rest of the process.
+Rows marked ``+ busy Python`` run the SQLite store beside a thread that executes Python
+nonstop, as the server's busy event loop does beside the store's writer thread: it wants the
+GIL all the time, so a writer that needs the GIL per order slows down, and ``py stalled`` (the
+time that thread stood still, in ms per 1,000 orders: pauses over 0.1 ms between two of its
+loops) says how long the store kept Python from running. (PostgreSQL's store runs on the
+event loop itself, so it has no such row: its Python cost is the ``cpu s`` column.)
 
     python benchmarks/storage_throughput.py --orders 200000
     python benchmarks/storage_throughput.py --orders 100000 --postgres "$PYORDER_TEST_POSTGRES"
@@ -61,8 +63,8 @@ class Result:
     cpu_seconds: float
     """CPU time of this process (not the PostgreSQL server's) over the same span."""
     baseline: str | None = None
-    python_share: float | None = None
-    """With a busy Python thread beside: its loops per second against its rate alone."""
+    python_stalled: float | None = None
+    """With a busy Python thread beside: seconds it stood still (waiting for the GIL)."""
 
     @property
     def rate(self) -> float:
@@ -133,18 +135,26 @@ def placed_rows(orders: list[Order], size: int) -> list[OrderRows]:
 
 
 class BusyPython:
-    """A thread running Python nonstop (as a busy event loop does), counting its loops."""
+    """A thread running Python nonstop (as a busy event loop does); ``stalled`` adds up its
+    pauses longer than ``STALL_S`` between two loops: time it waited for the GIL (or, rarely,
+    for a CPU)."""
+
+    STALL_S = 0.0001
 
     def __init__(self) -> None:
-        self.loops = 0
+        self.stalled = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        n, stopped = 0, self._stop.is_set
+        stalled, stopped, clock, limit = 0.0, self._stop.is_set, time.perf_counter, self.STALL_S
+        last = clock()
         while not stopped():
-            n += 1
-        self.loops = n
+            now = clock()
+            if now - last > limit:
+                stalled += now - last
+            last = now
+        self.stalled = stalled
 
     def __enter__(self) -> "BusyPython":
         self._thread.start()
@@ -155,27 +165,20 @@ class BusyPython:
         self._thread.join()
 
 
-def busy_python_rate(seconds: float = 0.5) -> float:
-    """Loops per second of ``BusyPython`` alone."""
-    with BusyPython() as busy:
-        time.sleep(seconds)
-    return busy.loops / seconds
-
-
 async def run_store(
     name: str,
     store: Store,
     orders: list[Order],
     work: list[WriteBatch],
     base: str,
-    busy_rate: float | None = None,
+    beside_busy_python: bool = False,
 ) -> Result:
-    """Commit ``work`` (batches built before the clock starts) to a fresh ``store``; with
-    ``busy_rate`` (``busy_python_rate()``), beside a ``BusyPython`` thread."""
+    """Commit ``work`` (batches built before the clock starts) to a fresh ``store``, beside a
+    ``BusyPython`` thread if asked."""
     await store.open()
     try:
         await store.commit(catalog())
-        busy = BusyPython() if busy_rate else None
+        busy = BusyPython() if beside_busy_python else None
         with busy or contextlib.nullcontext():
             t0, c0 = time.perf_counter(), time.process_time()
             for b in work:
@@ -187,8 +190,7 @@ async def run_store(
         assert stock[0].reserved == len(orders), stock
     finally:
         await store.close()
-    share = busy.loops / elapsed / busy_rate if busy and busy_rate else None
-    return Result(name, len(orders), elapsed, cpu, base, share)
+    return Result(name, len(orders), elapsed, cpu, base, busy.stalled if busy else None)
 
 
 async def prepare_schema(store: Store) -> None:
@@ -288,18 +290,18 @@ def print_table(results: list[Result], size: int) -> None:
     print(f"\nbatches of {size:,} orders (1 line each), durable commits\n")
     print(
         f"{'contender':<58} {'orders':>10} {'seconds':>9} {'cpu s':>7} {'orders/s':>11}"
-        f" {'vs baseline':>12} {'py share':>9}"
+        f" {'vs baseline':>12} {'py stalled':>11}"
     )
     for r in results:
         ratio = f"{r.rate / by_name[r.baseline].rate:.2f}x" if r.baseline else "baseline"
-        share = "" if r.python_share is None else f"{r.python_share:.0%}"
+        stalled = "" if r.python_stalled is None else f"{r.python_stalled / r.orders * 1e6:.1f}"
         print(
             f"{r.name:<58} {r.orders:>10,} {r.seconds:>9.3f} {r.cpu_seconds:>7.2f}"
-            f" {r.rate:>11,.0f} {ratio:>12} {share:>9}"
+            f" {r.rate:>11,.0f} {ratio:>12} {stalled:>11}"
         )
     print(
         "\nseconds: wall clock; cpu s: this process only (the PostgreSQL server not counted);"
-        "\npy share: speed of a busy Python thread beside the store, against its speed alone"
+        "\npy stalled: ms per 1,000 orders that a busy Python thread beside the store stood still"
     )
 
 
@@ -327,23 +329,21 @@ def main() -> None:
     def placed_batches() -> list[WriteBatch]:
         return [WriteBatch(placed=rows) for rows in placed]
 
-    busy_rates = [None] if args.no_busy else [None, busy_python_rate()]
-    busy = " + busy Python"
-
     results: list[Result] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         raw_path = os.path.join(tmp, "raw.sqlite3")
         asyncio.run(prepare_schema(SqliteStore(raw_path)))
         results.append(raw_sqlite(raw_path, orders, args.batch))
         base = results[0].name
-        for rate in busy_rates:
+        for beside_busy in (False,) if args.no_busy else (False, True):
             for name, work in (
                 ("SqliteStore.commit (Python orders)", python_batches),
                 ("SqliteStore.commit (placed rows)", placed_batches),
             ):
                 store = SqliteStore(os.path.join(tmp, f"store-{len(results)}.sqlite3"))
-                name += busy if rate else ""
-                results.append(asyncio.run(run_store(name, store, orders, work(), base, rate)))
+                name += " + busy Python" if beside_busy else ""
+                run = run_store(name, store, orders, work(), base, beside_busy)
+                results.append(asyncio.run(run))
 
     if args.postgres:
         dsn: str = args.postgres
@@ -353,25 +353,13 @@ def main() -> None:
             return await raw_asyncpg_copy(db, orders, args.batch)
 
         def contender(
-            name: str,
-            threshold: int,
-            work: Callable[[], list[WriteBatch]],
-            rate: float | None = None,
+            name: str, threshold: int, work: Callable[[], list[WriteBatch]]
         ) -> Callable[[str], Awaitable[Result]]:
             async def body(db: str) -> Result:
                 store = PostgresStore(db, copy_threshold=threshold)
-                label = name + (busy if rate else "")
-                return await run_store(label, store, orders, work(), "raw asyncpg COPY", rate)
+                return await run_store(name, store, orders, work(), "raw asyncpg COPY")
 
             return body
-
-        busy_runs = [
-            contender("PostgresStore.commit (COPY)", 1, python_batches, rate)
-            for rate in busy_rates[1:]
-        ] + [
-            contender("PostgresStore.commit (placed, binary COPY)", 1, placed_batches, rate)
-            for rate in busy_rates[1:]
-        ]
 
         for body in (
             raw,
@@ -379,7 +367,6 @@ def main() -> None:
             contender("PostgresStore.commit (executemany)", MAX_ORDERS + 1, python_batches),
             contender("PostgresStore.commit (placed, binary COPY)", 1, placed_batches),
             contender("PostgresStore.commit (placed, executemany)", MAX_ORDERS + 1, placed_batches),
-            *busy_runs,
         ):
             results.append(asyncio.run(with_pg_database(dsn, body)))
 

@@ -34,7 +34,7 @@ def test_storage_benchmark_runs_every_contender() -> None:
         names += [
             "raw asyncpg COPY",
             "PostgresStore.commit (placed, binary COPY)",
-            "PostgresStore.commit (placed, binary COPY) + busy Python",
+            "PostgresStore.commit (placed, executemany)",
         ]
     rows = {line[:58].strip() for line in done.stdout.splitlines()}
     for name in names:
