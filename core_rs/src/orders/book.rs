@@ -102,11 +102,16 @@ pub enum BookError {
     Ids(#[from] IdError),
 }
 
+/// A priced line: (sku, quantity, unit price, merchant).
+type PricedLine = (u32, u32, i64, Arc<str>);
+/// A reservation (id, serving warehouse per line) or why the order was refused.
+type Reserved = Result<(i64, SmallVec<[u32; 1]>), Refusal>;
+
 struct Prepared {
     region: u32,
     region_code: Arc<str>,
     currency: [u8; 3],
-    lines: SmallVec<[(u32, u32, i64, Arc<str>); 1]>,
+    lines: SmallVec<[PricedLine; 1]>,
 }
 
 /// Catalogue mirror and pending orders.
@@ -204,7 +209,11 @@ impl OrderBook {
         let mut order_ids = vec![0u64; ok];
         ids.fill(&mut order_ids, None)?;
         let reserved = if ok == 1 {
-            let p = prepared.iter().flatten().next().unwrap_or_else(|| unreachable!());
+            let p = prepared
+                .iter()
+                .flatten()
+                .next()
+                .unwrap_or_else(|| unreachable!());
             vec![self.reserve_one(inventory, who, p)?]
         } else {
             self.reserve_many(inventory, who, &prepared, ok)?
@@ -304,7 +313,7 @@ impl OrderBook {
         inventory: &Inventory,
         who: &Placement<'_>,
         p: &Prepared,
-    ) -> Result<Result<(i64, SmallVec<[u32; 1]>), Refusal>, BookError> {
+    ) -> Result<Reserved, BookError> {
         let skus: SmallVec<[u32; 4]> = p.lines.iter().map(|l| l.0).collect();
         let qtys: SmallVec<[u32; 4]> = p.lines.iter().map(|l| l.1).collect();
         match inventory.reserve(
@@ -324,14 +333,13 @@ impl OrderBook {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn reserve_many(
         &self,
         inventory: &Inventory,
         who: &Placement<'_>,
         prepared: &[Result<Prepared, Refusal>],
         ok: usize,
-    ) -> Result<Vec<Result<(i64, SmallVec<[u32; 1]>), Refusal>>, BookError> {
+    ) -> Result<Vec<Reserved>, BookError> {
         let mut skus = Vec::with_capacity(ok);
         let mut qtys = Vec::with_capacity(ok);
         let mut offsets = Vec::with_capacity(ok + 1);
@@ -402,13 +410,15 @@ fn new_order(
         .lines
         .into_iter()
         .zip(warehouses)
-        .map(|((sku, quantity, unit_price, merchant), &warehouse)| NewLine {
-            sku,
-            warehouse,
-            quantity,
-            unit_price,
-            merchant,
-        })
+        .map(
+            |((sku, quantity, unit_price, merchant), &warehouse)| NewLine {
+                sku,
+                warehouse,
+                quantity,
+                unit_price,
+                merchant,
+            },
+        )
         .collect();
     NewOrder {
         id,

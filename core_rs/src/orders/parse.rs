@@ -191,7 +191,11 @@ fn deserialize<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, BodyError> {
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let at = if path == "." { String::from("$") } else { format!("$.{path}") };
+                let at = if path == "." {
+                    String::from("$")
+                } else {
+                    format!("$.{path}")
+                };
                 BodyError::Invalid(format!("{} - at `{at}`", strip_position(&inner)))
             }
             _ => BodyError::Malformed(format!("the body is not valid JSON: {inner}")),
@@ -240,11 +244,7 @@ fn validate<'a>(raw: RawOrder<'a>, at: &str) -> Result<OrderRequest<'a>, BodyErr
     }
     let a = raw.address;
     let here = |field: &str| format!("{at}.address.{field}");
-    for (field, value) in [
-        ("name", &a.name),
-        ("line1", &a.line1),
-        ("city", &a.city),
-    ] {
+    for (field, value) in [("name", &a.name), ("line1", &a.line1), ("city", &a.city)] {
         text(value, 1, 200, &here(field))?;
     }
     text(&a.region, 1, 64, &here("region"))?;
@@ -315,7 +315,11 @@ mod tests {
 
     #[test]
     fn parses_a_batch_and_fills_address_defaults() {
-        let body = format!(r#"{{"orders":[{}, {}]}}"#, order(r#"[{"sku":1,"quantity":2}]"#), order(r#"[{"sku":3,"quantity":1},{"sku":4,"quantity":5}]"#));
+        let body = format!(
+            r#"{{"orders":[{}, {}]}}"#,
+            order(r#"[{"sku":1,"quantity":2}]"#),
+            order(r#"[{"sku":3,"quantity":1},{"sku":4,"quantity":5}]"#)
+        );
         let orders = parse_batch(body.as_bytes()).unwrap();
         assert_eq!(orders.len(), 2);
         assert_eq!(orders[1].lines, vec![(3, 1), (4, 5)]);
@@ -328,41 +332,82 @@ mod tests {
 
     #[test]
     fn malformed_is_told_apart_from_invalid() {
-        assert!(matches!(parse_batch(b"{\"orders\": [{"), Err(BodyError::Malformed(_))));
-        assert!(matches!(parse_batch(br#"{"orders":[]} x"#), Err(BodyError::Malformed(_))));
+        assert!(matches!(
+            parse_batch(b"{\"orders\": [{"),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_batch(br#"{"orders":[]} x"#),
+            Err(BodyError::Malformed(_))
+        ));
         assert!(matches!(parse_batch(b"\xff"), Err(BodyError::Malformed(_))));
         assert!(matches!(parse_batch(b"{}"), Err(BodyError::Invalid(_))));
         assert!(matches!(parse_batch(b"[]"), Err(BodyError::Invalid(_))));
-        assert!(matches!(parse_batch(br#"{"orders":[]}"#), Err(BodyError::Invalid(_))));
-        let unknown = format!(r#"{{"orders":[{}],"atomic":true}}"#, order(r#"[{"sku":1,"quantity":1}]"#));
-        assert!(matches!(parse_batch(unknown.as_bytes()), Err(BodyError::Invalid(_))));
+        assert!(matches!(
+            parse_batch(br#"{"orders":[]}"#),
+            Err(BodyError::Invalid(_))
+        ));
+        let unknown = format!(
+            r#"{{"orders":[{}],"atomic":true}}"#,
+            order(r#"[{"sku":1,"quantity":1}]"#)
+        );
+        assert!(matches!(
+            parse_batch(unknown.as_bytes()),
+            Err(BodyError::Invalid(_))
+        ));
     }
 
     #[test]
     fn invalid_values_name_their_path() {
         let err = parse_order(order(r#"[{"sku":1,"quantity":0}]"#).as_bytes()).unwrap_err();
-        assert_eq!(err, BodyError::Invalid("Expected `int` >= 1 - at `$.lines[0].quantity`".into()));
+        assert_eq!(
+            err,
+            BodyError::Invalid("Expected `int` >= 1 - at `$.lines[0].quantity`".into())
+        );
         let err = parse_order(order(r#"[{"sku":1,"quantity":"2"}]"#).as_bytes()).unwrap_err();
         let BodyError::Invalid(m) = err else { panic!() };
         assert!(m.ends_with("- at `$.lines[0].quantity`"), "{m}");
-        for bad in [r#"[{"sku":-1,"quantity":1}]"#, r#"[{"sku":2147483648,"quantity":1}]"#, r#"[{"sku":1.0,"quantity":1}]"#, r#"[{"sku":1,"quantity":10001}]"#, "[]"] {
-            assert!(matches!(parse_order(order(bad).as_bytes()), Err(BodyError::Invalid(_))), "{bad}");
+        for bad in [
+            r#"[{"sku":-1,"quantity":1}]"#,
+            r#"[{"sku":2147483648,"quantity":1}]"#,
+            r#"[{"sku":1.0,"quantity":1}]"#,
+            r#"[{"sku":1,"quantity":10001}]"#,
+            "[]",
+        ] {
+            assert!(
+                matches!(
+                    parse_order(order(bad).as_bytes()),
+                    Err(BodyError::Invalid(_))
+                ),
+                "{bad}"
+            );
         }
         let nul = r#"{"lines":[{"sku":1,"quantity":1}],"address":{"name":"A\u0000","line1":"1","city":"X","region":"n"}}"#;
-        assert!(matches!(parse_order(nul.as_bytes()), Err(BodyError::Invalid(_))));
+        assert!(matches!(
+            parse_order(nul.as_bytes()),
+            Err(BodyError::Invalid(_))
+        ));
         let region = r#"{"lines":[{"sku":1,"quantity":1}],"address":{"name":"A","line1":"1","city":"X","region":"a b"}}"#;
-        assert!(matches!(parse_order(region.as_bytes()), Err(BodyError::Invalid(_))));
+        assert!(matches!(
+            parse_order(region.as_bytes()),
+            Err(BodyError::Invalid(_))
+        ));
     }
 
     #[test]
     fn lengths_count_characters_and_escapes_round_trip() {
         let long = "字".repeat(200);
-        let body = format!(r#"{{"lines":[{{"sku":1,"quantity":1}}],"address":{{"name":"{long}","line1":"a\"b\\c\n\u0001","city":"X","region":"n"}}}}"#);
+        let body = format!(
+            r#"{{"lines":[{{"sku":1,"quantity":1}}],"address":{{"name":"{long}","line1":"a\"b\\c\n\u0001","city":"X","region":"n"}}}}"#
+        );
         let o = parse_order(body.as_bytes()).unwrap();
         assert_eq!(o.address.line1, "a\"b\\c\n\u{1}");
         let json = o.address.to_json();
         assert!(json.contains(r#""line1":"a\"b\\c\n\u0001""#), "{json}");
         let too_long = body.replace(&long, &"字".repeat(201));
-        assert!(matches!(parse_order(too_long.as_bytes()), Err(BodyError::Invalid(_))));
+        assert!(matches!(
+            parse_order(too_long.as_bytes()),
+            Err(BodyError::Invalid(_))
+        ));
     }
 }

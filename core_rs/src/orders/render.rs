@@ -35,7 +35,11 @@ pub fn iso_ms(out: &mut String, ms: i64) {
 
 /// An order as `OrderOut` (a new order: status `pending_payment`, updated when created).
 pub fn order(out: &mut String, o: &NewOrder) {
-    let _ = write!(out, "{{\"id\":\"{}\",\"status\":\"{PENDING_PAYMENT}\",\"buyer\":", o.id);
+    let _ = write!(
+        out,
+        "{{\"id\":\"{}\",\"status\":\"{PENDING_PAYMENT}\",\"buyer\":",
+        o.id
+    );
     push_json_str(out, &o.buyer);
     let _ = write!(
         out,

@@ -85,7 +85,11 @@ impl OrderRows {
 
     /// The reserved deltas as (sku, warehouse, units), sorted (a stable UPDATE order).
     pub fn reserved_deltas(&self) -> Vec<(u32, u32, i64)> {
-        let mut out: Vec<_> = self.reserved.iter().map(|(&(s, w), &d)| (s, w, d)).collect();
+        let mut out: Vec<_> = self
+            .reserved
+            .iter()
+            .map(|(&(s, w), &d)| (s, w, d))
+            .collect();
         out.sort_unstable();
         out
     }

@@ -27,7 +27,18 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// (id, buyer, currency, total, region, address_json, reservation, created_ms, deadline_ms, lines)
-type PendingTuple = (i64, String, String, i64, String, String, i64, i64, i64, Vec<LineParts>);
+type PendingTuple = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Vec<LineParts>,
+);
 
 /// What one request decided: HTTP status, response body, orders created, stock-outs.
 type Answer<'py> = (u16, Bound<'py, PyBytes>, usize, usize);
@@ -118,12 +129,9 @@ impl OrderBook {
             Ok((status, out, created, stockouts))
         });
         match decided {
-            Ok((status, out, created, stockouts)) => Ok((
-                status,
-                PyBytes::new(py, out.as_bytes()),
-                created,
-                stockouts,
-            )),
+            Ok((status, out, created, stockouts)) => {
+                Ok((status, PyBytes::new(py, out.as_bytes()), created, stockouts))
+            }
             Err(BookError::Inventory(e)) => Err(inventory_err(py, e)),
             Err(BookError::Ids(e)) => Err(self.ids.get().err(py, e)),
         }
@@ -214,10 +222,7 @@ impl OrderBook {
 
     /// A pending order as a tuple (see `pyorder.orders`), or None.
     fn pending_order(&self, order_id: i64) -> Option<PendingTuple> {
-        self.book
-            .lock()
-            .pending(order_id)
-            .map(|o| pending_tuple(o))
+        self.book.lock().pending(order_id).map(|o| pending_tuple(o))
     }
 
     /// Stop holding an order as pending; returns it, or None if it was not pending.

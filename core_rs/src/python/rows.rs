@@ -72,7 +72,19 @@ pub(crate) fn currency_code(currency: &str) -> PyResult<[u8; 3]> {
         .ok_or_else(|| PyValueError::new_err(format!("bad currency code {currency:?}")))
 }
 
-type OrderTuple = (i64, String, &'static str, String, i64, String, String, i64, i64, i64, i64);
+type OrderTuple = (
+    i64,
+    String,
+    &'static str,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+);
 type LineTuple = (i64, i64, u32, u32, u32, i64, String);
 
 #[pymethods]
