@@ -34,6 +34,7 @@ __all__ = [
     "STATUS_UNKNOWN_RESERVATION",
     "STATUS_UNKNOWN_SKU",
     "ClockMovedBackwardsError",
+    "CommitQueue",
     "DuplicateSkuError",
     "InvalidInventoryStateError",
     "InvalidQuantityError",
@@ -465,6 +466,25 @@ class SqliteWriter:
     def closed(self) -> bool: ...
     def close(self) -> None:
         """Close the connection; safe to call twice."""
+
+@final
+class CommitQueue:
+    """Commits of one ``SqliteWriter`` on a Rust thread that never takes the GIL, in
+    submission order; ``fd`` (an eventfd) becomes readable when one has finished."""
+
+    def __new__(cls, writer: SqliteWriter) -> CommitQueue: ...
+    @property
+    def fd(self) -> int: ...
+    def submit(
+        self, before: Iterable[_Group], rows: OrderRows | None, after: Iterable[_Group]
+    ) -> int:
+        """Queue one batch (as ``SqliteWriter.commit``); returns its ticket. ``rows`` must not
+        change until the batch is done."""
+    def take_done(self) -> list[tuple[int, list[int] | None, BaseException | None]]:
+        """Finished batches since the last call, in order: (ticket, rows changed per group,
+        None) or (ticket, None, the exception); clears ``fd``."""
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread; safe to call twice."""
 
 def pg_copy_binary(rows: OrderRows) -> tuple[bytes, bytes]:
     """The orders and the order lines of ``rows`` as PostgreSQL binary COPY streams, columns in

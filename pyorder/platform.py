@@ -24,7 +24,9 @@ class Config:
     data_dir: Path = field(default_factory=lambda: Path("data"))
     database: str | None = None
     """``postgresql://...`` for PostgreSQL; None for the embedded SQLite file in data_dir."""
-    commit_window_ms: float = 1.0
+    commit_window_ms: float = 0.0
+    """Extra wait before a commit, for more requests to join it. 0: none; a batch is then
+    what arrived while the previous commit ran (which is the window under load)."""
     payment_timeout_ms: int = 15 * 60 * 1000
     node: int = 0
     """Order-ID node of this process (0-255); two live processes must never share one."""

@@ -28,7 +28,13 @@ def serve(argv: list[str] | None = None) -> None:
         default=os.environ.get("PYORDER_DATABASE"),
         help="postgresql://... to use PostgreSQL; default: SQLite in the data directory",
     )
-    parser.add_argument("--commit-window-ms", type=float, default=1.0)
+    parser.add_argument(
+        "--commit-window-ms",
+        type=float,
+        default=0.0,
+        help="extra wait before a group commit (default 0: a batch is what arrived during the"
+        " previous commit)",
+    )
     parser.add_argument("--payment-timeout-s", type=float, default=15 * 60)
     parser.add_argument("--node", type=int, default=int(os.environ.get("PYORDER_NODE", "0")))
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
@@ -38,8 +44,15 @@ def serve(argv: list[str] | None = None) -> None:
         default=24 * 3600,
         help="how long first responses to Idempotency-Keys are replayed",
     )
+    parser.add_argument(
+        "--gil-switch-ms",
+        type=float,
+        default=float(os.environ.get("PYORDER_GIL_SWITCH_MS", "0.5")),
+        help="Python's thread switch interval (sys.setswitchinterval), ms",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
     args = parser.parse_args(argv)
+    sys.setswitchinterval(args.gil_switch_ms / 1000)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -1,12 +1,14 @@
 """The embedded store: one SQLite file in WAL mode, ``synchronous=FULL`` (fsync'd at commit).
 
 Threads: every write (``commit``, ``purge_idempotency``, migrations) goes through ONE writing
-connection, the Rust ``pyorder._core.SqliteWriter``, called from one dedicated thread (a
-single-worker executor), so a commit never blocks the event loop and writes are serialised in
-submission order. The writer converts a batch's statement groups to owned values, then releases
-the GIL for the whole ``BEGIN IMMEDIATE ... COMMIT``, in which it also inserts the orders of
+connection, the Rust ``pyorder._core.SqliteWriter``. Commits go through its ``CommitQueue``: the
+event loop converts a batch's few Python-built statement groups to owned values and hands the
+batch to a Rust thread that never takes the GIL; it writes batches one after another in
+submission order, each in one ``BEGIN IMMEDIATE ... COMMIT`` that also inserts the orders of
 ``WriteBatch.placed`` (Rust-owned rows, no Python object per order) through cached prepared
-statements. Reads run on a second, read-only ``sqlite3`` connection in another single-worker
+statements, and signals each finished batch on an eventfd the loop watches. (A Python writer
+thread had to win the GIL back from the busy loop after every commit.) The rare other writes
+(migrations, purges) run on a single-worker executor thread, through the same connection. Reads run on a second, read-only ``sqlite3`` connection in another single-worker
 executor; in WAL mode they never wait for the writer and see only committed transactions.
 
 Both connections use the same SQLite library: the writer links the system ``libsqlite3``, the
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from pyorder._core import RowCountError, SqliteWriteError, SqliteWriter
+from pyorder._core import CommitQueue, RowCountError, SqliteWriteError, SqliteWriter
 from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
 from pyorder.storage import codec
 from pyorder.storage.base import StorageError, Store
@@ -129,6 +131,9 @@ class SqliteStore(Store):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
         self._writer: SqliteWriter | None = None
+        self._queue: CommitQueue | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._committing: dict[int, tuple[asyncio.Future[None], WriteBatch, dict[Any, Any]]] = {}
         self._reader: sqlite3.Connection | None = None
         self._write_pool: ThreadPoolExecutor | None = None
         self._read_pool: ThreadPoolExecutor | None = None
@@ -143,6 +148,9 @@ class SqliteStore(Store):
         try:
             await self._on_writer(self._open_writer)
             await self._on_reader(self._open_reader)
+            self._queue = CommitQueue(self._w())
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self._queue.fd, self._on_committed)
         except BaseException as e:
             await self.close()
             if isinstance(e, sqlite3.Error | SqliteWriteError):
@@ -162,8 +170,15 @@ class SqliteStore(Store):
         self._reader = _connect_reader(self._path)
 
     async def close(self) -> None:
-        """Close both connections and stop both threads; safe to call twice."""
+        """Finish queued commits, close both connections and stop the threads; safe to call
+        twice."""
         loop = asyncio.get_running_loop()
+        if self._queue is not None:
+            queue, self._queue = self._queue, None
+            if self._loop is not None:
+                self._loop.remove_reader(queue.fd)
+            await loop.run_in_executor(None, queue.close)
+            self._settle(queue)
         for pool, attr in ((self._read_pool, "_reader"), (self._write_pool, "_writer")):
             if pool is None:
                 continue
@@ -205,22 +220,40 @@ class SqliteStore(Store):
     # --- writes --------------------------------------------------------------------------------
 
     async def commit(self, batch: WriteBatch) -> None:
-        await self._on_writer(lambda: self._commit(batch))
-
-    def _commit(self, batch: WriteBatch) -> None:
-        """One transaction on the writer thread; the GIL is released while it runs."""
-        writer = self._w()
+        """Write the batch in one transaction on the commit thread; returns once committed."""
+        if self._queue is None:
+            raise StorageError("SqliteStore is not open")
         deltas = batch.all_deltas()
         try:
             before, after = _groups(batch, deltas)
             placed = batch.placed if len(batch.placed) else None
-            writer.commit(before, placed, after)
-        except RowCountError as e:
-            # The one checked count: a stock delta whose (sku, warehouse) row does not exist.
-            reason = codec.missing_stock_message(deltas, e.actual) if e.sql == _UPDATE_STOCK else e
-            raise StorageError(f"commit of a batch of {len(batch)} failed: {reason}") from e
+            ticket = self._queue.submit(before, placed, after)
         except Exception as e:
             raise StorageError(f"commit of a batch of {len(batch)} failed: {e}") from e
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._committing[ticket] = (done, batch, deltas)
+        await done
+
+    def _on_committed(self) -> None:
+        if self._queue is not None:
+            self._settle(self._queue)
+
+    def _settle(self, queue: CommitQueue) -> None:
+        """Resolve the futures of the batches the commit thread has finished."""
+        for ticket, _counts, error in queue.take_done():
+            done, batch, deltas = self._committing.pop(ticket)
+            if done.done():  # the caller was cancelled; the batch committed (or not) anyway
+                continue
+            if error is None:
+                done.set_result(None)
+                continue
+            reason: object = error
+            if isinstance(error, RowCountError) and error.sql == _UPDATE_STOCK:
+                # The one checked count: a stock delta whose (sku, warehouse) row is missing.
+                reason = codec.missing_stock_message(deltas, error.actual)
+            failure = StorageError(f"commit of a batch of {len(batch)} failed: {reason}")
+            failure.__cause__ = error
+            done.set_exception(failure)
 
     async def purge_idempotency(self, older_than_ms: int) -> int:
         def purge() -> int:

@@ -119,7 +119,9 @@ impl Address<'_> {
             if i > 0 {
                 out.push(',');
             }
-            let _ = write!(out, "\"{key}\":");
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
             push_json_str(&mut out, value);
         }
         out.push('}');
@@ -168,14 +170,28 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<OrderRequest<'_>>, BodyError> {
     raw.orders
         .into_iter()
         .enumerate()
-        .map(|(i, o)| validate(o, &format!("$.orders[{i}]")))
+        .map(|(i, o)| validate(o, At(Some(i))))
         .collect()
 }
 
 /// Parse a single-order body (`{"lines": [...], "address": {...}}`).
 pub fn parse_order(body: &[u8]) -> Result<OrderRequest<'_>, BodyError> {
     let raw: RawOrder<'_> = deserialize(body)?;
-    validate(raw, "$")
+    validate(raw, At(None))
+}
+
+/// Where an order sits in the body: `$` alone, or `$.orders[i]` in a batch. Paths are built
+/// only for error messages.
+#[derive(Clone, Copy)]
+struct At(Option<usize>);
+
+impl At {
+    fn path(self, rest: &str) -> String {
+        match self.0 {
+            None => format!("${rest}"),
+            Some(i) => format!("$.orders[{i}]{rest}"),
+        }
+    }
 }
 
 fn deserialize<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, BodyError> {
@@ -216,18 +232,20 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
-fn validate<'a>(raw: RawOrder<'a>, at: &str) -> Result<OrderRequest<'a>, BodyError> {
+fn validate(raw: RawOrder<'_>, at: At) -> Result<OrderRequest<'_>, BodyError> {
     if raw.lines.is_empty() || raw.lines.len() > MAX_LINES {
         return Err(BodyError::Invalid(format!(
-            "Expected `array` of length between 1 and {MAX_LINES}, got {} - at `{at}.lines`",
-            raw.lines.len()
+            "Expected `array` of length between 1 and {MAX_LINES}, got {} - at `{}`",
+            raw.lines.len(),
+            at.path(".lines")
         )));
     }
     let mut lines = Vec::with_capacity(raw.lines.len());
     for (i, line) in raw.lines.iter().enumerate() {
         if line.sku > MAX_SKU_ID {
             return Err(BodyError::Invalid(format!(
-                "Expected `int` <= {MAX_SKU_ID} - at `{at}.lines[{i}].sku`"
+                "Expected `int` <= {MAX_SKU_ID} - at `{}`",
+                at.path(&format!(".lines[{i}].sku"))
             )));
         }
         if !(1..=MAX_QUANTITY).contains(&line.quantity) {
@@ -237,17 +255,18 @@ fn validate<'a>(raw: RawOrder<'a>, at: &str) -> Result<OrderRequest<'a>, BodyErr
                 format!("<= {MAX_QUANTITY}")
             };
             return Err(BodyError::Invalid(format!(
-                "Expected `int` {bound} - at `{at}.lines[{i}].quantity`"
+                "Expected `int` {bound} - at `{}`",
+                at.path(&format!(".lines[{i}].quantity"))
             )));
         }
         lines.push((line.sku as u32, line.quantity as u32));
     }
     let a = raw.address;
-    let here = |field: &str| format!("{at}.address.{field}");
+    let here = |field: &str| at.path(&format!(".address.{field}"));
     for (field, value) in [("name", &a.name), ("line1", &a.line1), ("city", &a.city)] {
-        text(value, 1, 200, &here(field))?;
+        text(value, 1, 200, || here(field))?;
     }
-    text(&a.region, 1, 64, &here("region"))?;
+    text(&a.region, 1, 64, || here("region"))?;
     if !a
         .region
         .bytes()
@@ -258,15 +277,15 @@ fn validate<'a>(raw: RawOrder<'a>, at: &str) -> Result<OrderRequest<'a>, BodyErr
             here("region")
         )));
     }
-    text(&a.postal_code, 0, 20, &here("postal_code"))?;
+    text(&a.postal_code, 0, 20, || here("postal_code"))?;
     if a.country.len() != 2 || !a.country.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(BodyError::Invalid(format!(
             "Expected `str` matching regex '^[A-Z]{{2}}$' - at `{}`",
             here("country")
         )));
     }
-    text(&a.line2, 0, 200, &here("line2"))?;
-    text(&a.phone, 0, 40, &here("phone"))?;
+    text(&a.line2, 0, 200, || here("line2"))?;
+    text(&a.phone, 0, 40, || here("phone"))?;
     Ok(OrderRequest {
         lines,
         address: Address {
@@ -283,21 +302,28 @@ fn validate<'a>(raw: RawOrder<'a>, at: &str) -> Result<OrderRequest<'a>, BodyErr
 }
 
 /// A string of `min..=max` characters without U+0000.
-fn text(value: &str, min: usize, max: usize, at: &str) -> Result<(), BodyError> {
+fn text(value: &str, min: usize, max: usize, at: impl Fn() -> String) -> Result<(), BodyError> {
     if value.contains('\0') {
         return Err(BodyError::Invalid(format!(
-            "strings must not contain the character U+0000 - at `{at}`"
+            "strings must not contain the character U+0000 - at `{}`",
+            at()
         )));
     }
-    let n = value.chars().count();
+    let n = if value.is_ascii() {
+        value.len()
+    } else {
+        value.chars().count()
+    };
     if n < min {
         return Err(BodyError::Invalid(format!(
-            "Expected `str` of length >= {min} - at `{at}`"
+            "Expected `str` of length >= {min} - at `{}`",
+            at()
         )));
     }
     if n > max {
         return Err(BodyError::Invalid(format!(
-            "Expected `str` of length <= {max} - at `{at}`"
+            "Expected `str` of length <= {max} - at `{}`",
+            at()
         )));
     }
     Ok(())

@@ -33,42 +33,77 @@ pub fn iso_ms(out: &mut String, ms: i64) {
     );
 }
 
+/// Rendered timestamps of the last orders: a batch shares its times, so each is formatted once.
+#[derive(Default)]
+pub struct Times {
+    cached: [(i64, String); 2],
+    /// The slot the next new timestamp replaces.
+    next: usize,
+}
+
+impl Times {
+    fn push(&mut self, out: &mut String, ms: i64) {
+        let slot = match self
+            .cached
+            .iter()
+            .position(|(t, s)| *t == ms && !s.is_empty())
+        {
+            Some(slot) => slot,
+            None => {
+                let slot = self.next;
+                self.next = 1 - slot;
+                let text = &mut self.cached[slot].1;
+                text.clear();
+                iso_ms(text, ms);
+                self.cached[slot].0 = ms;
+                slot
+            }
+        };
+        out.push_str(&self.cached[slot].1);
+    }
+}
+
+fn int(out: &mut String, v: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(v));
+}
+
 /// An order as `OrderOut` (a new order: status `pending_payment`, updated when created).
-pub fn order(out: &mut String, o: &NewOrder) {
-    let _ = write!(
-        out,
-        "{{\"id\":\"{}\",\"status\":\"{PENDING_PAYMENT}\",\"buyer\":",
-        o.id
-    );
+pub fn order(out: &mut String, o: &NewOrder, times: &mut Times) {
+    out.push_str("{\"id\":\"");
+    int(out, o.id);
+    out.push_str("\",\"status\":\"");
+    out.push_str(PENDING_PAYMENT);
+    out.push_str("\",\"buyer\":");
     push_json_str(out, &o.buyer);
-    let _ = write!(
-        out,
-        ",\"currency\":\"{}\",\"total\":{},\"lines\":[",
-        o.currency_str(),
-        o.total
-    );
+    out.push_str(",\"currency\":\"");
+    out.push_str(o.currency_str());
+    out.push_str("\",\"total\":");
+    int(out, o.total);
+    out.push_str(",\"lines\":[");
     for (i, l) in o.lines.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(
-            out,
-            "{{\"sku\":{},\"quantity\":{},\"unit_price\":{},\"line_total\":{},\"warehouse\":{}}}",
-            l.sku,
-            l.quantity,
-            l.unit_price,
-            i64::from(l.quantity) * l.unit_price,
-            l.warehouse
-        );
+        out.push_str("{\"sku\":");
+        int(out, l.sku);
+        out.push_str(",\"quantity\":");
+        int(out, l.quantity);
+        out.push_str(",\"unit_price\":");
+        int(out, l.unit_price);
+        out.push_str(",\"line_total\":");
+        int(out, i64::from(l.quantity) * l.unit_price);
+        out.push_str(",\"warehouse\":");
+        int(out, l.warehouse);
+        out.push('}');
     }
     out.push_str("],\"address\":");
     out.push_str(&o.address);
     out.push_str(",\"created_at\":");
-    iso_ms(out, o.created_ms);
+    times.push(out, o.created_ms);
     out.push_str(",\"payment_deadline\":");
-    iso_ms(out, o.deadline_ms);
+    times.push(out, o.deadline_ms);
     out.push_str(",\"updated_at\":");
-    iso_ms(out, o.created_ms);
+    times.push(out, o.created_ms);
     out.push('}');
 }
 
@@ -107,7 +142,7 @@ pub fn error(out: &mut String, message_code: &str, message: &str) {
 pub fn single(out: &mut String, outcome: &Outcome) -> u16 {
     match outcome {
         Outcome::Created(o) => {
-            order(out, o);
+            order(out, o, &mut Times::default());
             201
         }
         Outcome::Refused(r) => {
@@ -130,14 +165,17 @@ pub fn batch(out: &mut String, outcomes: &[Outcome]) {
         "{{\"created\":{created},\"failed\":{},\"results\":[",
         outcomes.len() - created
     );
+    let mut times = Times::default();
     for (i, outcome) in outcomes.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         match outcome {
             Outcome::Created(o) => {
-                let _ = write!(out, "{{\"index\":{i},\"status\":201,\"order\":");
-                order(out, o);
+                out.push_str("{\"index\":");
+                int(out, i);
+                out.push_str(",\"status\":201,\"order\":");
+                order(out, o, &mut times);
                 out.push_str(",\"error\":null}");
             }
             Outcome::Refused(r) => {

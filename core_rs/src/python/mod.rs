@@ -2,6 +2,7 @@
 
 use pyo3::prelude::*;
 
+mod commit_queue;
 mod errors;
 mod ids;
 mod inventory;
@@ -17,5 +18,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     rows::register(m)?;
     orders::register(m)?;
     storage::register(m)?;
+    commit_queue::register(m)?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! `OrderRows`, which it reads under that object's own lock.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pyo3::create_exception;
@@ -38,7 +39,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// `SqliteWriteError` (or `RowCountError`) with the failure's details as attributes.
-fn write_err(py: Python<'_>, e: WriteError) -> PyErr {
+pub(crate) fn write_err(py: Python<'_>, e: WriteError) -> PyErr {
     let code = e.sqlite_code();
     let (err, attrs): (PyErr, Vec<(&str, Py<PyAny>)>) = match &e {
         WriteError::RowCount {
@@ -116,7 +117,7 @@ fn sql_row(row: &Bound<'_, PyAny>) -> PyResult<Vec<Value>> {
 }
 
 /// `(sql, rows, expected)` groups as owned values; `expected` < 0 means unchecked.
-fn groups(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Group>> {
+pub(crate) fn groups(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Group>> {
     let mut out = Vec::new();
     for (i, item) in obj.try_iter()?.enumerate() {
         let (sql, rows, expected): (String, Bound<'_, PyAny>, i64) =
@@ -163,7 +164,7 @@ fn to_py(py: Python<'_>, v: Value) -> PyResult<Py<PyAny>> {
 /// previous one.
 #[pyclass(frozen, module = "pyorder._core")]
 pub(crate) struct SqliteWriter {
-    inner: Mutex<Option<Writer>>,
+    pub(crate) inner: Arc<Mutex<Option<Writer>>>,
 }
 
 impl SqliteWriter {
@@ -190,7 +191,7 @@ impl SqliteWriter {
             .detach(|| Writer::open(&path, busy_timeout_ms))
             .map_err(|e| write_err(py, e))?;
         Ok(Self {
-            inner: Mutex::new(Some(writer)),
+            inner: Arc::new(Mutex::new(Some(writer))),
         })
     }
 

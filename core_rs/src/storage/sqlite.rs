@@ -286,7 +286,10 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
                 o.deadline_ms,
                 o.created_ms,
             ])
-            .map_err(at(format!("INSERT INTO orders (order {})", o.id)))?;
+            .map_err(|source| WriteError::Sqlite {
+                context: format!("INSERT INTO orders (order {})", o.id),
+                source,
+            })?;
         for (n, l) in o.lines.iter().enumerate() {
             lines
                 .execute(params![
@@ -298,7 +301,10 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
                     l.unit_price,
                     &*l.merchant,
                 ])
-                .map_err(at(format!("INSERT INTO order_lines (order {})", o.id)))?;
+                .map_err(|source| WriteError::Sqlite {
+                    context: format!("INSERT INTO order_lines (order {})", o.id),
+                    source,
+                })?;
         }
     }
     Ok(())

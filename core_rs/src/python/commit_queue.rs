@@ -1,0 +1,181 @@
+//! `CommitQueue`: the embedded store's commits on a Rust thread that never takes the GIL.
+//!
+//! The event loop hands a batch over (`submit`, which converts the few Python-built statement
+//! groups while it holds the GIL) and goes on; the queue's thread writes the batches one after
+//! another, in submission order, through the store's `SqliteWriter`, and signals each finished
+//! one on an eventfd that the loop watches (`fd`, then `take_done`). A Python thread would
+//! have to win the GIL back from the busy loop after every commit, waiting up to a switch
+//! interval each time; this thread never waits for it.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+
+use super::rows::OrderRows;
+use super::storage::{groups, write_err, SqliteWriter};
+use crate::storage::sqlite::{Group, WriteError, Writer};
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CommitQueue>()?;
+    Ok(())
+}
+
+struct Job {
+    ticket: u64,
+    before: Vec<Group>,
+    rows: Option<Py<OrderRows>>,
+    after: Vec<Group>,
+}
+
+/// A finished job: its ticket, its outcome, and the rows object (dropped under the GIL).
+type Done = (u64, Result<Vec<u64>, WriteError>, Option<Py<OrderRows>>);
+
+/// Commits of one `SqliteWriter`, in order, on a thread of their own.
+#[pyclass(frozen, module = "pyorder._core")]
+pub(crate) struct CommitQueue {
+    jobs: Mutex<Option<Sender<Job>>>,
+    done: Arc<Mutex<Vec<Done>>>,
+    signal: Arc<OwnedFd>,
+    next_ticket: Mutex<u64>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn eventfd() -> PyResult<OwnedFd> {
+    // SAFETY: eventfd has no memory arguments; a non-negative result is a new descriptor that
+    // we own from here on.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(PyOSError::new_err(format!(
+            "eventfd: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn signal(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to our own eventfd. It can only fail when the
+    // counter is near u64::MAX, and then the loop has a wake-up pending anyway.
+    unsafe {
+        libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8);
+    }
+}
+
+fn drain(fd: &OwnedFd) {
+    let mut count: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a live u64; EAGAIN (nothing pending) is fine.
+    unsafe {
+        libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8);
+    }
+}
+
+fn run(
+    writer: Arc<Mutex<Option<Writer>>>,
+    jobs: mpsc::Receiver<Job>,
+    done: Arc<Mutex<Vec<Done>>>,
+    fd: Arc<OwnedFd>,
+) {
+    while let Ok(job) = jobs.recv() {
+        let outcome = match writer.lock().as_mut() {
+            None => Err(WriteError::Usage("the SQLite writer is closed".to_owned())),
+            Some(w) => {
+                let placed = job.rows.as_ref().map(|r| r.get().lock());
+                w.commit(&job.before, placed.as_deref(), &job.after)
+            }
+        };
+        done.lock().push((job.ticket, outcome, job.rows));
+        signal(&fd);
+    }
+}
+
+#[pymethods]
+impl CommitQueue {
+    #[new]
+    fn new(writer: &Bound<'_, SqliteWriter>) -> PyResult<Self> {
+        let signal = Arc::new(eventfd()?);
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let inner = Arc::clone(&writer.get().inner);
+        let (d, f) = (Arc::clone(&done), Arc::clone(&signal));
+        let thread = std::thread::Builder::new()
+            .name("pyorder-commit".into())
+            .spawn(move || run(inner, rx, d, f))
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the commit thread: {e}")))?;
+        Ok(Self {
+            jobs: Mutex::new(Some(tx)),
+            done,
+            signal,
+            next_ticket: Mutex::new(1),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The eventfd that becomes readable when a commit has finished (see `take_done`).
+    #[getter]
+    fn fd(&self) -> i32 {
+        self.signal.as_raw_fd()
+    }
+
+    /// Queue one batch (as `SqliteWriter.commit`); returns its ticket. `rows` must not change
+    /// until the batch is done.
+    #[pyo3(signature = (before, rows, after))]
+    fn submit(
+        &self,
+        before: &Bound<'_, PyAny>,
+        rows: Option<Py<OrderRows>>,
+        after: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
+        let job = Job {
+            ticket: 0,
+            before: groups(before, "before")?,
+            rows,
+            after: groups(after, "after")?,
+        };
+        let mut next = self.next_ticket.lock();
+        let ticket = *next;
+        let jobs = self.jobs.lock();
+        let Some(tx) = jobs.as_ref() else {
+            return Err(PyRuntimeError::new_err("the commit queue is closed"));
+        };
+        tx.send(Job { ticket, ..job })
+            .map_err(|_| PyRuntimeError::new_err("the commit thread has stopped"))?;
+        *next += 1;
+        Ok(ticket)
+    }
+
+    /// The finished batches since the last call, in order: (ticket, rows changed per group,
+    /// None) or (ticket, None, the exception). Clears the eventfd.
+    #[allow(clippy::type_complexity)]
+    fn take_done(&self, py: Python<'_>) -> Vec<(u64, Option<Vec<u64>>, Option<PyErr>)> {
+        drain(&self.signal);
+        let finished = std::mem::take(&mut *self.done.lock());
+        finished
+            .into_iter()
+            .map(|(ticket, outcome, rows)| {
+                drop(rows);
+                match outcome {
+                    Ok(counts) => (ticket, Some(counts), None),
+                    Err(e) => (ticket, None, Some(write_err(py, e))),
+                }
+            })
+            .collect()
+    }
+
+    /// Finish what is queued, then stop the thread; safe to call twice.
+    fn close(&self, py: Python<'_>) {
+        self.jobs.lock().take();
+        let thread = self.thread.lock().take();
+        if let Some(t) = thread {
+            py.detach(|| {
+                let _ = t.join();
+            });
+        }
+    }
+}
