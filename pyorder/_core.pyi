@@ -472,14 +472,22 @@ class CommitQueue:
     """Commits of one ``SqliteWriter`` on a Rust thread that never takes the GIL, in
     submission order; ``fd`` (an eventfd) becomes readable when one has finished."""
 
-    def __new__(cls, writer: SqliteWriter) -> CommitQueue: ...
+    def __new__(
+        cls,
+        writer: SqliteWriter,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        checkpoint_interval_ms: int = 50,
+    ) -> CommitQueue: ...
     @property
     def fd(self) -> int: ...
     def submit(
         self, before: Iterable[_Group], rows: OrderRows | None, after: Iterable[_Group]
     ) -> int:
         """Queue one batch (as ``SqliteWriter.commit``); returns its ticket. ``rows`` must not
-        change until the batch is done."""
+        change until the batch is done. After a batch fails, every later one fails unwritten
+        until ``resume()``."""
+    def resume(self) -> None:
+        """Write again after a failed batch."""
     def take_done(self) -> list[tuple[int, list[int] | None, BaseException | None]]:
         """Finished batches since the last call, in order: (ticket, rows changed per group,
         None) or (ticket, None, the exception); clears ``fd``."""

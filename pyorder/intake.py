@@ -6,11 +6,14 @@ applies its effect to the core and, *without awaiting in between*, stages the ro
 so staging order equals the core's order; batches commit one after another, so the database
 always holds a prefix of the core's history and a crash loses only unacknowledged effects.
 
-A failed commit is treated like a crash: every waiter of that batch and of the batch being
-staged fails, and ``on_failure`` rebuilds the core from the store.
+Up to ``store.pipeline_depth`` batches are in flight at once (the store writes them in order
+and none after a failed one), so the next batch is ready the moment the previous is durable.
+A failed commit is treated like a crash: every waiter of that batch and of the batches after
+it fails, and ``on_failure`` rebuilds the core from the store.
 """
 
 import asyncio
+import collections
 import logging
 import secrets
 import time
@@ -57,7 +60,13 @@ class Intake:
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
         self._closing = False
+        self._recovering = False
+        self._recovered = asyncio.Event()
+        self._error = IntakeUnavailableError(
+            "the write path failed; nothing was acknowledged, retry"
+        )
         self.available = True
 
     def durable(self) -> asyncio.Future[None]:
@@ -82,25 +91,43 @@ class Intake:
 
     async def _run(self) -> None:
         arrived_while_committing = False
+        depth = max(1, self.store.pipeline_depth)
         while True:
             await self._wake.wait()
+            if not self.available:
+                await self._recovered.wait()
+                continue
             if not self._waiters and not len(self.batch):
                 self._wake.clear()
                 if self._closing:
+                    await self._drain()
                     return
                 continue
             if self.window_s > 0 and not self._closing and not arrived_while_committing:
                 # Let concurrent requests join this transaction. Work that queued up during
                 # the previous commit has waited long enough: it goes at once.
                 await asyncio.sleep(self.window_s)
+            arrived_while_committing = False
+            while len(self._in_flight) >= depth:
+                await asyncio.wait([self._in_flight[0]])
+                arrived_while_committing = True
+            if not self.available:
+                continue
             batch, waiters = self.batch, self._waiters
             self.batch, self._waiters = WriteBatch(), []
             self._wake.clear()
-            await self._commit(batch, waiters)
-            arrived_while_committing = bool(self._waiters)
+            # Up to ``depth`` commits in flight: the store writes them in order (and none after
+            # a failed one), so the next batch is ready the moment the previous one is durable.
+            task = asyncio.create_task(self._commit(batch, waiters))
+            self._in_flight.append(task)
+            task.add_done_callback(self._in_flight.remove)
             if self._closing:
                 # close() may have woken us while we slept out the window: look again.
                 self._wake.set()
+
+    async def _drain(self) -> None:
+        while self._in_flight:
+            await asyncio.wait(list(self._in_flight))
 
     async def _commit(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
         started = time.perf_counter()
@@ -109,8 +136,12 @@ class Intake:
             if len(batch):
                 await self.store.commit(batch)
         except Exception:  # the batch may or may not have committed (a lost reply)
-            log.exception("commit of %d items failed; rebuilding from the store", len(batch))
             self.stats.failures += 1
+            if self._recovering:
+                # An earlier batch failed first; this one was refused after it (or is in doubt).
+                await self._settle_failed(batch, waiters)
+                return
+            log.exception("commit of %d items failed; rebuilding from the store", len(batch))
             await self._fail(batch, waiters)
             return
         elapsed = time.perf_counter() - started
@@ -128,16 +159,16 @@ class Intake:
         """A commit failed: answer its waiters with what really happened, fail everything
         staged after it (it may build on it), and rebuild the core from the store."""
         self.available = False
-        error = IntakeUnavailableError("the write path failed; nothing was acknowledged, retry")
-        self._fail_all(self._waiters, error)
+        self._recovering = True
+        self._recovered.clear()
+        self._fail_all(self._waiters, self._error)
         self._waiters, self.batch = [], WriteBatch()
-        if len(batch) and await self._did_commit(batch.token):
-            # The connection died after COMMIT: the batch is durable; say so.
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
-        else:
-            self._fail_all(waiters, error)
+        await self._settle_failed(batch, waiters)
+        # Commits handed over after this one fail too (the store writes none after a failed
+        # one); let them finish before the store writes again.
+        others = [t for t in self._in_flight if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others)
         while self.on_failure is not None:
             try:
                 await self.on_failure()
@@ -146,9 +177,21 @@ class Intake:
                 log.exception("rebuild from the store failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
         # Whatever was staged while recovering was decided by the old core: drop it.
-        self._fail_all(self._waiters, error)
+        self._fail_all(self._waiters, self._error)
         self._waiters, self.batch = [], WriteBatch()
+        self.store.resume()
+        self._recovering = False
         self.available = True
+        self._recovered.set()
+
+    async def _settle_failed(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
+        if len(batch) and await self._did_commit(batch.token):
+            # The connection died after COMMIT: the batch is durable; say so.
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        else:
+            self._fail_all(waiters, self._error)
 
     async def _did_commit(self, token: int, patience_s: float = 5.0) -> bool:
         """Whether the batch with ``token`` committed; False when the store cannot tell us

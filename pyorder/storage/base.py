@@ -20,6 +20,14 @@ class Store(ABC):
     """A durable store. Writes come through ``commit`` (and ``purge_idempotency``), from one
     writer at a time."""
 
+    pipeline_depth: int = 1
+    """How many commits may be in flight at once. Above 1, the store writes them in the order
+    they were handed over and, once one fails, writes none handed over after it until
+    ``resume()``: the database always holds a prefix of the batches."""
+
+    def resume(self) -> None:  # noqa: B027 - an optional hook: stores of depth 1 need none
+        """Write again after a failed commit (see ``pipeline_depth``)."""
+
     @abstractmethod
     async def open(self) -> None:
         """Connect and apply pending migrations (versioned, in order, each once)."""

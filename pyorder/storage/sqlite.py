@@ -40,6 +40,11 @@ Group = tuple[str, list[tuple[Any, ...]], int]
 """One statement of a batch for ``SqliteWriter.commit``: (sql, parameter rows, expected total
 of changed rows, or -1 for unchecked)."""
 
+_AUTOCHECKPOINT_PAGES = 50_000
+"""The writer's own checkpoint threshold (pages, ~200 MB of WAL): a backstop only."""
+_CHECKPOINT_INTERVAL_MS = 20
+"""How often the checkpoint thread copies the WAL into the database."""
+
 BUSY_TIMEOUT_MS = 10_000
 """How long a connection waits for another's lock before failing (both connections)."""
 
@@ -128,6 +133,13 @@ def _placeholders(n: int) -> str:
 class SqliteStore(Store):
     """A ``Store`` in one SQLite file at ``path`` (created if missing)."""
 
+    pipeline_depth = 2
+    """The next batch waits in the commit queue while one is written (see ``CommitQueue``)."""
+
+    def resume(self) -> None:
+        if self._queue is not None:
+            self._queue.resume()
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
         self._writer: SqliteWriter | None = None
@@ -148,7 +160,10 @@ class SqliteStore(Store):
         try:
             await self._on_writer(self._open_writer)
             await self._on_reader(self._open_reader)
-            self._queue = CommitQueue(self._w())
+            # Checkpoints run on a thread of their own; the writer keeps a far automatic one
+            # only as a bound on the WAL should that thread fall behind.
+            self._w().query_one(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
+            self._queue = CommitQueue(self._w(), self._path, _CHECKPOINT_INTERVAL_MS)
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(self._queue.fd, self._on_committed)
         except BaseException as e:

@@ -99,6 +99,7 @@ def test_a_failing_batch_leaves_nothing_and_the_store_goes_on(store: Backend) ->
         bad.add_delta(0, 0, 0, 1, 0)
         with pytest.raises(StorageError):
             await s.commit(bad)
+        s.resume()
         assert await s.load() == before
         assert await s.get_order(2) is None
         assert await s.get_idempotency("buyer-1", "k2") is None
@@ -107,11 +108,13 @@ def test_a_failing_batch_leaves_nothing_and_the_store_goes_on(store: Backend) ->
         big_bad.orders.append(order(1))
         with pytest.raises(StorageError):
             await s.commit(big_bad)
+        s.resume()
         assert await s.load() == before
 
         dup_key = WriteBatch(orders=[order(3)], idempotency=[idem("k1", created_ms=5)])
         with pytest.raises(StorageError):
             await s.commit(dup_key)
+        s.resume()
         assert await s.get_order(3) is None
         assert await s.get_idempotency("buyer-1", "k1") == idem("k1")
 
@@ -119,6 +122,7 @@ def test_a_failing_batch_leaves_nothing_and_the_store_goes_on(store: Backend) ->
         missing_row.add_delta(0, 5, 0, 1, 0)  # warehouse 5 holds no stock row of SKU 0
         with pytest.raises(StorageError, match="no stock row"):
             await s.commit(missing_row)
+        s.resume()
         assert await s.get_order(4) is None
 
         await s.commit(WriteBatch(orders=[order(2)]))  # the store still works
@@ -252,3 +256,25 @@ def test_a_batch_token_tells_whether_the_batch_committed(store: Backend) -> None
         return await s.committed(12345), await s.committed(54321)
 
     assert store.run(scenario) == (True, False)
+
+
+def test_after_a_failed_batch_nothing_is_written_until_resume(store: Backend) -> None:
+    """A store that takes several batches in flight writes none handed over after a failed
+    one until ``resume()``: they were decided on top of it (the database stays a prefix)."""
+
+    async def body(s: Store) -> None:
+        await s.commit(catalog())
+        await s.commit(WriteBatch(orders=[order(1)]))
+        bad = WriteBatch(orders=[order(1)])  # the primary key fails it
+        after = WriteBatch(orders=[order(2)])
+        results = await asyncio.gather(s.commit(bad), s.commit(after), return_exceptions=True)
+        assert isinstance(results[0], StorageError)
+        if s.pipeline_depth > 1:
+            assert isinstance(results[1], StorageError)
+            assert "earlier batch failed" in str(results[1])
+            assert await s.get_order(2) is None
+            s.resume()
+            await s.commit(after)
+        assert await s.get_order(2) == order(2)
+
+    store.run(body)

@@ -156,21 +156,25 @@ def test_a_failing_batch_leaves_no_placed_order(store: Backend, n: int) -> None:
         missing_row.add_delta(0, 5, 0, 1, 0)  # warehouse 5 holds no stock row of SKU 0
         with pytest.raises(StorageError, match="no stock row"):
             await s.commit(missing_row)
+        s.resume()
 
         # So does a placed line of a (sku, warehouse) with no stock row: its reserved units
         # are a delta too.
         stray = WriteBatch(placed=placed(*intake_orders(10, n), order(9, line(2, warehouse=7))))
         with pytest.raises(StorageError, match="no stock row"):
             await s.commit(stray)
+        s.resume()
 
         # A placed order whose id exists (here: after a Python order with that id).
         duplicate = WriteBatch(orders=[order(10)], placed=placed(*intake_orders(10, n)))
         with pytest.raises(StorageError):
             await s.commit(duplicate)
+        s.resume()
         # ... or whose id is already stored.
         again = WriteBatch(placed=placed(*intake_orders(20, n), order(1)))
         with pytest.raises(StorageError):
             await s.commit(again)
+        s.resume()
 
         assert await s.load() == before
         assert await stock_of(s) == stock_before

@@ -6,11 +6,17 @@
 //! one on an eventfd that the loop watches (`fd`, then `take_done`). A Python thread would
 //! have to win the GIL back from the busy loop after every commit, waiting up to a switch
 //! interval each time; this thread never waits for it.
+//!
+//! Once a batch fails, the batches queued behind it fail unwritten until `resume`: they were
+//! decided on top of the failed one, and the database must stay a prefix of the batches.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
@@ -18,11 +24,17 @@ use pyo3::prelude::*;
 
 use super::rows::OrderRows;
 use super::storage::{groups, write_err, SqliteWriter};
-use crate::storage::sqlite::{Group, WriteError, Writer};
+use crate::storage::sqlite::{Group, WriteError, Writer, DEFAULT_BUSY_TIMEOUT_MS};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CommitQueue>()?;
     Ok(())
+}
+
+enum Message {
+    Commit(Job),
+    /// Write again after a failure.
+    Resume,
 }
 
 struct Job {
@@ -38,11 +50,27 @@ type Done = (u64, Result<Vec<u64>, WriteError>, Option<Py<OrderRows>>);
 /// Commits of one `SqliteWriter`, in order, on a thread of their own.
 #[pyclass(frozen, module = "pyorder._core")]
 pub(crate) struct CommitQueue {
-    jobs: Mutex<Option<Sender<Job>>>,
+    jobs: Mutex<Option<Sender<Message>>>,
     done: Arc<Mutex<Vec<Done>>>,
     signal: Arc<OwnedFd>,
     next_ticket: Mutex<u64>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+}
+
+/// Checkpoint the WAL of `path` every `interval` from a connection of its own, so the commit
+/// thread never spends a commit copying pages into the database file.
+fn checkpoint(path: PathBuf, interval: Duration, stop: Arc<AtomicBool>) {
+    let Ok(mut conn) = Writer::open(&path, DEFAULT_BUSY_TIMEOUT_MS) else {
+        return; // the writer's own automatic checkpoints still bound the WAL
+    };
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(interval);
+        // PASSIVE never waits for the writer or the readers; what it cannot copy now it
+        // copies next time.
+        let _ = conn.query_one("PRAGMA wal_checkpoint(PASSIVE)", &[]);
+    }
+    let _ = conn.close();
 }
 
 fn eventfd() -> PyResult<OwnedFd> {
@@ -78,18 +106,32 @@ fn drain(fd: &OwnedFd) {
 
 fn run(
     writer: Arc<Mutex<Option<Writer>>>,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Message>,
     done: Arc<Mutex<Vec<Done>>>,
     fd: Arc<OwnedFd>,
 ) {
-    while let Ok(job) = jobs.recv() {
+    // After a failed batch, the batches queued behind it were decided on top of it: none of
+    // them is written until the caller has recovered and says `Resume`.
+    let mut failed = false;
+    while let Ok(message) = jobs.recv() {
+        let job = match message {
+            Message::Resume => {
+                failed = false;
+                continue;
+            }
+            Message::Commit(job) => job,
+        };
         let outcome = match writer.lock().as_mut() {
+            _ if failed => Err(WriteError::Usage(
+                "not written: an earlier batch failed to commit".to_owned(),
+            )),
             None => Err(WriteError::Usage("the SQLite writer is closed".to_owned())),
             Some(w) => {
                 let placed = job.rows.as_ref().map(|r| r.get().lock());
                 w.commit(&job.before, placed.as_deref(), &job.after)
             }
         };
+        failed |= outcome.is_err();
         done.lock().push((job.ticket, outcome, job.rows));
         signal(&fd);
     }
@@ -97,8 +139,15 @@ fn run(
 
 #[pymethods]
 impl CommitQueue {
+    /// With `checkpoint_path`, a second thread checkpoints that database's WAL every
+    /// `checkpoint_interval_ms` (the writer should then checkpoint rarely itself).
     #[new]
-    fn new(writer: &Bound<'_, SqliteWriter>) -> PyResult<Self> {
+    #[pyo3(signature = (writer, checkpoint_path = None, checkpoint_interval_ms = 50))]
+    fn new(
+        writer: &Bound<'_, SqliteWriter>,
+        checkpoint_path: Option<PathBuf>,
+        checkpoint_interval_ms: u64,
+    ) -> PyResult<Self> {
         let signal = Arc::new(eventfd()?);
         let done = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
@@ -108,7 +157,23 @@ impl CommitQueue {
             .name("pyorder-commit".into())
             .spawn(move || run(inner, rx, d, f))
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start the commit thread: {e}")))?;
+        let checkpointer = match checkpoint_path {
+            None => None,
+            Some(path) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = Arc::clone(&stop);
+                let interval = Duration::from_millis(checkpoint_interval_ms.max(1));
+                let handle = std::thread::Builder::new()
+                    .name("pyorder-checkpoint".into())
+                    .spawn(move || checkpoint(path, interval, flag))
+                    .map_err(|e| {
+                        PyRuntimeError::new_err(format!("cannot start the checkpointer: {e}"))
+                    })?;
+                Some((stop, handle))
+            }
+        };
         Ok(Self {
+            checkpointer: Mutex::new(checkpointer),
             jobs: Mutex::new(Some(tx)),
             done,
             signal,
@@ -144,10 +209,21 @@ impl CommitQueue {
         let Some(tx) = jobs.as_ref() else {
             return Err(PyRuntimeError::new_err("the commit queue is closed"));
         };
-        tx.send(Job { ticket, ..job })
+        tx.send(Message::Commit(Job { ticket, ..job }))
             .map_err(|_| PyRuntimeError::new_err("the commit thread has stopped"))?;
         *next += 1;
         Ok(ticket)
+    }
+
+    /// Write again after a failed batch: until then every batch fails unwritten, so the
+    /// database holds a prefix of what was handed over.
+    fn resume(&self) -> PyResult<()> {
+        match self.jobs.lock().as_ref() {
+            Some(tx) => tx
+                .send(Message::Resume)
+                .map_err(|_| PyRuntimeError::new_err("the commit thread has stopped")),
+            None => Ok(()),
+        }
     }
 
     /// The finished batches since the last call, in order: (ticket, rows changed per group,
@@ -172,10 +248,15 @@ impl CommitQueue {
     fn close(&self, py: Python<'_>) {
         self.jobs.lock().take();
         let thread = self.thread.lock().take();
-        if let Some(t) = thread {
-            py.detach(|| {
+        let checkpointer = self.checkpointer.lock().take();
+        py.detach(|| {
+            if let Some(t) = thread {
                 let _ = t.join();
-            });
-        }
+            }
+            if let Some((stop, t)) = checkpointer {
+                stop.store(true, Ordering::Relaxed);
+                let _ = t.join();
+            }
+        });
     }
 }
