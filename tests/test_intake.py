@@ -110,12 +110,14 @@ def test_batches_go_in_order_at_most_depth_at_once_and_answer_after_commit() -> 
         assert [ids(b) for b, _ in store.handed] == [[1], [2]]
         store.finish(0)
         await settle()
-        assert first.done() and not second.done()
+        assert first.done()
+        assert not second.done()
         assert [ids(b) for b, _ in store.handed] == [[1], [2], [3]]
         store.finish(1)
         store.finish(2)
         await settle()
-        assert second.done() and third.done()
+        assert second.done()
+        assert third.done()
         await intake.close()
 
     asyncio.run(body())
@@ -161,7 +163,8 @@ def test_a_failed_commit_fails_what_follows_rebuilds_once_then_resumes(depth: in
         await settle()
         store.finish(len(store.handed) - 1)
         await settle()
-        assert after.done() and after.exception() is None
+        assert after.done()
+        assert after.exception() is None
         assert ids(store.handed[-1][0]) == [4]
         await intake.close()
 
