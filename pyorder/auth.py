@@ -4,6 +4,7 @@ PyJWT is the well-kept standard for this; we only choose the claims: ``sub`` (th
 id), ``role`` (buyer, merchant or admin), ``iat`` and ``exp`` (UTC seconds).
 """
 
+import functools
 import hashlib
 import secrets
 import time
@@ -38,6 +39,7 @@ class Principal:
             raise Forbidden(f"this needs the role {allowed}; the token has {self.role.value}")
 
 
+@functools.lru_cache(maxsize=65536)
 def buyer_number(subject: str) -> int:
     """A stable 63-bit number for a buyer subject (the core counts purchase limits by it)."""
     digest = hashlib.blake2b(subject.encode(), digest_size=8).digest()
