@@ -1,4 +1,4 @@
-"""The inventory benchmark scripts still run (tiny sizes, fresh processes), so they never rot."""
+"""The benchmark scripts still run (tiny sizes, fresh processes), so they never rot."""
 
 from __future__ import annotations
 
@@ -41,3 +41,17 @@ def test_memory_script_measures_and_checks_the_budget() -> None:
     )
     assert over.returncode == 1
     assert "OVER BUDGET" in over.stdout
+
+
+def test_order_book_memory_script_holds_every_order() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory_order_book", "--orders", "3000"],
+        cwd=BENCHMARKS.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pending orders: 3,000" in done.stdout
+    assert "bytes" in done.stdout

@@ -1,0 +1,1 @@
+"""Benchmarks and measuring scripts (figures in BENCHMARKS.md); not run by default."""
