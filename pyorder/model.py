@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from pyorder._core import OrderRows
+from pyorder.payments.model import Attempt, OutboxItem, Payment, WebhookEvent
 
 
 class OrderStatus(StrEnum):
@@ -130,6 +131,13 @@ class WriteBatch:
     ``orders``, before ``status_changes``. Their reserved units are in ``all_deltas()``."""
     status_changes: list[StatusChange] = field(default_factory=list)
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
+    payments: dict[int, Payment] = field(default_factory=dict)
+    """Order id -> the payment's row as it is now (written whole; the last one staged wins)."""
+    attempts: dict[tuple[int, int], Attempt] = field(default_factory=dict)
+    """(order id, attempt number) -> the attempt's row as it is now."""
+    outbox: dict[tuple[int, int, str], OutboxItem] = field(default_factory=dict)
+    """Calls owed to providers, new or done, by ``OutboxItem.key``."""
+    webhook_events: list[WebhookEvent] = field(default_factory=list)
     token: int = 0
     """A random id written with the batch (if not 0), to learn afterwards whether a commit
     whose reply was lost did happen (``Store.committed``)."""
@@ -160,6 +168,10 @@ class WriteBatch:
             + len(self.orders)
             + len(self.status_changes)
             + len(self.idempotency)
+            + len(self.payments)
+            + len(self.attempts)
+            + len(self.outbox)
+            + len(self.webhook_events)
         )
 
 
@@ -177,3 +189,7 @@ class Snapshot:
     """Largest reservation id among the pending orders (new ids only need to avoid those)."""
     bought: list[tuple[int, str, int]] = field(default_factory=list)
     """(sku, buyer, units) bought in paid orders, for SKUs with a purchase limit."""
+    payments: list[Payment] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    outbox: list[OutboxItem] = field(default_factory=list)
+    """Calls owed to providers and not done yet."""

@@ -82,6 +82,10 @@ class Store(ABC):
     @abstractmethod
     async def get_idempotency(self, principal: str, key: str) -> IdempotencyRecord | None: ...
 
+    async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
+        """Whether the provider event ``event_id`` was already applied (and stored)."""
+        raise NotImplementedError
+
     @abstractmethod
     async def purge_idempotency(self, older_than_ms: int) -> int:
         """Delete stored responses (and batch commit tokens) created before ``older_than_ms``;

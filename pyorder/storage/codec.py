@@ -22,6 +22,16 @@ from pyorder.model import (
     StockRow,
     Warehouse,
 )
+from pyorder.payments.model import (
+    Attempt,
+    AttemptStatus,
+    OutboxItem,
+    OutboxKind,
+    Payment,
+    PaymentStatus,
+    RefundStatus,
+    WebhookEvent,
+)
 
 
 class Row(Protocol):
@@ -220,3 +230,145 @@ def idempotency_from_row(r: Row) -> IdempotencyRecord:
         body=bytes(r[4]),
         created_ms=r[5],
     )
+
+
+# --- payments (schema version 3) --------------------------------------------------------------
+
+PAYMENT_COLUMNS = (
+    "order_id, buyer, currency, amount, method, status, authorized, charged, refunded,"
+    " attempts, paid_attempt, flag, created_ms, updated_ms"
+)
+ATTEMPT_COLUMNS = (
+    "order_id, number, provider, method, payment_method, idempotency_key, provider_payment_id,"
+    " status, amount, currency, amount_received, refund_id, refund_status, amount_refunded,"
+    " error, created_ms, updated_ms"
+)
+OUTBOX_COLUMNS = "order_id, attempt, kind, done, created_ms, updated_ms"
+WEBHOOK_EVENT_COLUMNS = "provider, event_id, type, received_ms"
+
+PAYMENTS_SQL = f"SELECT {PAYMENT_COLUMNS} FROM payments ORDER BY order_id"
+ATTEMPTS_SQL = f"SELECT {ATTEMPT_COLUMNS} FROM payment_attempts ORDER BY order_id, number"
+PENDING_OUTBOX_SQL = (
+    f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE done = 0 ORDER BY created_ms, order_id, attempt"
+)
+
+
+def upsert_sql(table: str, columns: str, key: str, placeholder: str) -> str:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column (the same text in both
+    dialects but for the placeholders: ``?`` for SQLite, ``$`` for PostgreSQL's ``$1, $2``)."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = {k.strip() for k in key.split(",")}
+    values = ", ".join("?" if placeholder == "?" else f"${n}" for n in range(1, len(names) + 1))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in keys)
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({values})"
+        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
+
+
+def insert_new_sql(table: str, columns: str, placeholder: str) -> str:
+    """``INSERT ... ON CONFLICT DO NOTHING`` (a row already there is kept)."""
+    n = len(columns.split(","))
+    values = ", ".join("?" if placeholder == "?" else f"${i}" for i in range(1, n + 1))
+    return f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
+
+
+def payment_row(p: Payment) -> tuple[Any, ...]:
+    return (
+        p.order_id,
+        p.buyer,
+        p.currency,
+        p.amount,
+        p.method,
+        p.status.value,
+        p.authorized,
+        p.charged,
+        p.refunded,
+        p.attempts,
+        p.paid_attempt,
+        p.flag,
+        p.created_ms,
+        p.updated_ms,
+    )
+
+
+def payment_from_row(r: Row) -> Payment:
+    return Payment(
+        order_id=int(r[0]),
+        buyer=r[1],
+        currency=r[2],
+        amount=int(r[3]),
+        method=r[4],
+        status=PaymentStatus(r[5]),
+        authorized=int(r[6]),
+        charged=int(r[7]),
+        refunded=int(r[8]),
+        attempts=int(r[9]),
+        paid_attempt=int(r[10]),
+        flag=r[11],
+        created_ms=int(r[12]),
+        updated_ms=int(r[13]),
+    )
+
+
+def attempt_row(a: Attempt) -> tuple[Any, ...]:
+    return (
+        a.order_id,
+        a.number,
+        a.provider,
+        a.method,
+        a.payment_method,
+        a.idempotency_key,
+        a.provider_payment_id,
+        a.status.value,
+        a.amount,
+        a.currency,
+        a.amount_received,
+        a.refund_id,
+        a.refund_status.value,
+        a.amount_refunded,
+        a.error,
+        a.created_ms,
+        a.updated_ms,
+    )
+
+
+def attempt_from_row(r: Row) -> Attempt:
+    return Attempt(
+        order_id=int(r[0]),
+        number=int(r[1]),
+        provider=r[2],
+        method=r[3],
+        payment_method=r[4],
+        idempotency_key=r[5],
+        provider_payment_id=r[6],
+        status=AttemptStatus(r[7]),
+        amount=int(r[8]),
+        currency=r[9],
+        amount_received=int(r[10]),
+        refund_id=r[11],
+        refund_status=RefundStatus(r[12]),
+        amount_refunded=int(r[13]),
+        error=r[14],
+        created_ms=int(r[15]),
+        updated_ms=int(r[16]),
+    )
+
+
+def outbox_row(o: OutboxItem) -> tuple[Any, ...]:
+    return (o.order_id, o.attempt, o.kind.value, int(o.done), o.created_ms, o.updated_ms)
+
+
+def outbox_from_row(r: Row) -> OutboxItem:
+    return OutboxItem(
+        order_id=int(r[0]),
+        attempt=int(r[1]),
+        kind=OutboxKind(r[2]),
+        done=bool(r[3]),
+        created_ms=int(r[4]),
+        updated_ms=int(r[5]),
+    )
+
+
+def webhook_event_row(e: WebhookEvent) -> tuple[str, str, str, int]:
+    return (e.provider, e.event_id, e.type, e.received_ms)

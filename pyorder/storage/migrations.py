@@ -145,9 +145,47 @@ _V2_POSTGRES = (
     "CREATE INDEX intake_commits_ms ON intake_commits (committed_ms)",
 )
 
+
+def _v3(integer: str, strict: str) -> tuple[str, ...]:
+    """Version 3 in one dialect: ``integer`` is the 64-bit type, ``strict`` the table suffix."""
+    i = integer
+    return (
+        "CREATE TABLE payments ("
+        f" order_id {i} PRIMARY KEY, buyer TEXT NOT NULL, currency TEXT NOT NULL,"
+        f" amount {i} NOT NULL, method TEXT NOT NULL, status TEXT NOT NULL,"
+        f" authorized {i} NOT NULL, charged {i} NOT NULL, refunded {i} NOT NULL,"
+        f" attempts {i} NOT NULL, paid_attempt {i} NOT NULL, flag TEXT NOT NULL,"
+        f" created_ms {i} NOT NULL, updated_ms {i} NOT NULL){strict}",
+        "CREATE TABLE payment_attempts ("
+        f" order_id {i} NOT NULL, number {i} NOT NULL, provider TEXT NOT NULL,"
+        " method TEXT NOT NULL, payment_method TEXT NOT NULL, idempotency_key TEXT NOT NULL,"
+        f" provider_payment_id TEXT NOT NULL, status TEXT NOT NULL, amount {i} NOT NULL,"
+        f" currency TEXT NOT NULL, amount_received {i} NOT NULL, refund_id TEXT NOT NULL,"
+        f" refund_status TEXT NOT NULL, amount_refunded {i} NOT NULL, error TEXT NOT NULL,"
+        f" created_ms {i} NOT NULL, updated_ms {i} NOT NULL,"
+        f" PRIMARY KEY (order_id, number)){strict}",
+        "CREATE INDEX payment_attempts_provider_id"
+        " ON payment_attempts (provider, provider_payment_id)",
+        "CREATE TABLE webhook_events ("
+        f" provider TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,"
+        f" received_ms {i} NOT NULL, PRIMARY KEY (provider, event_id)){strict}",
+        "CREATE TABLE outbox ("
+        f" order_id {i} NOT NULL, attempt {i} NOT NULL, kind TEXT NOT NULL,"
+        f" done {i} NOT NULL, created_ms {i} NOT NULL, updated_ms {i} NOT NULL,"
+        f" PRIMARY KEY (order_id, attempt, kind)){strict}",
+        "CREATE INDEX outbox_pending ON outbox (order_id) WHERE done = 0",
+    )
+
+
+# Version 3: payments. One row per order's payment (amounts), one per attempt at a provider,
+# the provider events already applied (de-duplication), and the outbox of provider calls owed.
+_V3_SQLITE = _v3("INTEGER", " STRICT")
+_V3_POSTGRES = _v3("BIGINT", "")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
+    Migration(3, "payments, attempts, webhook events, outbox", _V3_SQLITE, _V3_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -61,6 +61,12 @@ _UPDATE_STATUS = "UPDATE orders SET status = $1, updated_ms = $2 WHERE id = $3 A
 _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
 )
+_UPSERT_PAYMENT = codec.upsert_sql("payments", codec.PAYMENT_COLUMNS, "order_id", "$")
+_UPSERT_ATTEMPT = codec.upsert_sql(
+    "payment_attempts", codec.ATTEMPT_COLUMNS, "order_id, number", "$"
+)
+_UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "$")
+_INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "$")
 
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
@@ -204,6 +210,22 @@ class PostgresStore(Store):
             await conn.executemany(
                 _INSERT_IDEMPOTENCY, [codec.idempotency_row(r) for r in batch.idempotency]
             )
+        if batch.payments:
+            await conn.executemany(
+                _UPSERT_PAYMENT, [codec.payment_row(p) for p in batch.payments.values()]
+            )
+        if batch.attempts:
+            await conn.executemany(
+                _UPSERT_ATTEMPT, [codec.attempt_row(a) for a in batch.attempts.values()]
+            )
+        if batch.outbox:
+            await conn.executemany(
+                _UPSERT_OUTBOX, [codec.outbox_row(o) for o in batch.outbox.values()]
+            )
+        if batch.webhook_events:
+            await conn.executemany(
+                _INSERT_WEBHOOK_EVENT, [codec.webhook_event_row(e) for e in batch.webhook_events]
+            )
         if batch.token:
             await conn.execute(
                 "INSERT INTO intake_commits (token, committed_ms) VALUES ($1, $2)",
@@ -291,6 +313,9 @@ class PostgresStore(Store):
             line_rows = await conn.fetch(codec.PENDING_LINES_SQL)
             bought = [(int(r[0]), str(r[1]), int(r[2])) for r in await conn.fetch(codec.BOUGHT_SQL)]
             maxima = await conn.fetchrow(codec.MAXIMA_SQL)
+            payments = [codec.payment_from_row(r) for r in await conn.fetch(codec.PAYMENTS_SQL)]
+            attempts = [codec.attempt_from_row(r) for r in await conn.fetch(codec.ATTEMPTS_SQL)]
+            outbox = [codec.outbox_from_row(r) for r in await conn.fetch(codec.PENDING_OUTBOX_SQL)]
         assert maxima is not None
         return Snapshot(
             warehouses=warehouses,
@@ -301,7 +326,18 @@ class PostgresStore(Store):
             max_order_id=int(maxima[0]),
             max_reservation=int(maxima[1]),
             bought=bought,
+            payments=payments,
+            attempts=attempts,
+            outbox=outbox,
         )
+
+    async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
+        row = await self._p().fetchrow(
+            "SELECT 1 FROM webhook_events WHERE provider = $1 AND event_id = $2",
+            provider,
+            event_id,
+        )
+        return row is not None
 
     async def get_order(self, order_id: int) -> Order | None:
         async with self._p().acquire() as conn:

@@ -74,6 +74,12 @@ _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TOKEN = "INSERT INTO intake_commits (token, committed_ms) VALUES (?, ?)"
+_UPSERT_PAYMENT = codec.upsert_sql("payments", codec.PAYMENT_COLUMNS, "order_id", "?")
+_UPSERT_ATTEMPT = codec.upsert_sql(
+    "payment_attempts", codec.ATTEMPT_COLUMNS, "order_id, number", "?"
+)
+_UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "?")
+_INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "?")
 _PURGE_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_ms < ?"
 _PURGE_TOKENS = "DELETE FROM intake_commits WHERE committed_ms < ?"
 
@@ -327,6 +333,9 @@ class SqliteStore(Store):
             line_rows = conn.execute(codec.PENDING_LINES_SQL).fetchall()
             bought = [(int(r[0]), str(r[1]), int(r[2])) for r in conn.execute(codec.BOUGHT_SQL)]
             max_order_id, max_reservation = conn.execute(codec.MAXIMA_SQL).fetchone()
+            payments = [codec.payment_from_row(r) for r in conn.execute(codec.PAYMENTS_SQL)]
+            attempts = [codec.attempt_from_row(r) for r in conn.execute(codec.ATTEMPTS_SQL)]
+            outbox = [codec.outbox_from_row(r) for r in conn.execute(codec.PENDING_OUTBOX_SQL)]
         finally:
             conn.execute("COMMIT")
         return Snapshot(
@@ -338,6 +347,15 @@ class SqliteStore(Store):
             max_order_id=int(max_order_id),
             max_reservation=int(max_reservation),
             bought=bought,
+            payments=payments,
+            attempts=attempts,
+            outbox=outbox,
+        )
+
+    async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
+        sql = "SELECT 1 FROM webhook_events WHERE provider = ? AND event_id = ?"
+        return await self._on_reader(
+            lambda: self._r().execute(sql, (provider, event_id)).fetchone() is not None
         )
 
     async def get_order(self, order_id: int) -> Order | None:
@@ -454,7 +472,8 @@ def _groups(
 ) -> tuple[list[Group], list[Group]]:
     """The statement groups of ``batch`` around its placed orders, in dependency order:
     catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
-    lines; then, after the placed orders, status changes, idempotency records and the token."""
+    lines; then, after the placed orders, status changes, idempotency records, payments,
+    attempts, outbox rows, webhook events and the token."""
     before: list[Group] = []
     if batch.warehouses:
         before.append((_UPSERT_WAREHOUSE, list(map(codec.warehouse_row, batch.warehouses)), -1))
@@ -476,6 +495,15 @@ def _groups(
         after.append((_UPDATE_STATUS, rows, -1))
     if batch.idempotency:
         after.append((_INSERT_IDEMPOTENCY, list(map(codec.idempotency_row, batch.idempotency)), -1))
+    if batch.payments:
+        after.append((_UPSERT_PAYMENT, list(map(codec.payment_row, batch.payments.values())), -1))
+    if batch.attempts:
+        after.append((_UPSERT_ATTEMPT, list(map(codec.attempt_row, batch.attempts.values())), -1))
+    if batch.outbox:
+        after.append((_UPSERT_OUTBOX, list(map(codec.outbox_row, batch.outbox.values())), -1))
+    if batch.webhook_events:
+        events = list(map(codec.webhook_event_row, batch.webhook_events))
+        after.append((_INSERT_WEBHOOK_EVENT, events, -1))
     if batch.token:
         after.append((_INSERT_TOKEN, [(batch.token, time.time_ns() // 1_000_000)], -1))
     return before, after

@@ -22,6 +22,10 @@ TABLES = {
     "order_lines",
     "idempotency",
     "intake_commits",
+    "payments",
+    "payment_attempts",
+    "webhook_events",
+    "outbox",
 }
 
 

@@ -1,0 +1,181 @@
+"""The payment domain's records: plain, frozen dataclasses, written whole by the stores.
+
+Order status (``pyorder.model.OrderStatus``) stays separate from payment status (Saleor's
+split): a ``Payment`` per order tracks what was authorised, charged and refunded, in integer
+minor units of the order's currency; each try at a provider is an ``Attempt`` whose status
+follows Stripe's PaymentIntent states. Times are ms since the Unix epoch, UTC.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class AttemptStatus(StrEnum):
+    """An attempt: Stripe's PaymentIntent states, plus three of ours.
+
+    ``pending``: staged with its outbox row, not at the provider yet. ``failed``: declined (the
+    PaymentIntent went back to ``requires_payment_method`` with an error; we never reuse it).
+    ``abandoned``: never confirmed at the provider (its creation failed, or it was cancelled
+    there before any money moved), so another provider may be tried.
+    """
+
+    PENDING = "pending"
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    CANCELED = "canceled"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+
+TERMINAL = frozenset(
+    {AttemptStatus.SUCCEEDED, AttemptStatus.CANCELED, AttemptStatus.FAILED, AttemptStatus.ABANDONED}
+)
+"""Statuses an attempt never leaves (except that money seen is never ignored: a charge
+observed on any attempt is recorded, and refunded when it cannot pay the order)."""
+
+_OPEN = (
+    AttemptStatus.PENDING,
+    AttemptStatus.REQUIRES_PAYMENT_METHOD,
+    AttemptStatus.REQUIRES_CONFIRMATION,
+)
+TRANSITIONS: dict[AttemptStatus, frozenset[AttemptStatus]] = {
+    **{
+        s: frozenset(
+            {
+                AttemptStatus.REQUIRES_CONFIRMATION,
+                AttemptStatus.REQUIRES_ACTION,
+                AttemptStatus.PROCESSING,
+                AttemptStatus.REQUIRES_CAPTURE,
+                AttemptStatus.SUCCEEDED,
+                AttemptStatus.FAILED,
+                AttemptStatus.CANCELED,
+                AttemptStatus.ABANDONED,
+            }
+            - {s}
+        )
+        for s in _OPEN
+    },
+    AttemptStatus.REQUIRES_ACTION: frozenset(
+        {
+            AttemptStatus.PROCESSING,
+            AttemptStatus.REQUIRES_CAPTURE,
+            AttemptStatus.SUCCEEDED,
+            AttemptStatus.FAILED,
+            AttemptStatus.CANCELED,
+        }
+    ),
+    AttemptStatus.PROCESSING: frozenset({AttemptStatus.SUCCEEDED, AttemptStatus.FAILED}),
+    AttemptStatus.REQUIRES_CAPTURE: frozenset({AttemptStatus.SUCCEEDED, AttemptStatus.CANCELED}),
+    **{s: frozenset() for s in TERMINAL},
+}
+"""Legal moves of an attempt. Provider observations (webhooks, answers, look-ups) that are not
+a legal move from where the attempt is are stale (arrived out of order) and are ignored."""
+
+
+class PaymentStatus(StrEnum):
+    """An order's payment, derived from its attempts and amounts."""
+
+    NONE = "none"
+    PENDING = "pending"
+    """An attempt is under way."""
+    FAILED = "failed"
+    """The last attempt was declined or no provider could take it; nothing is charged."""
+    CHARGED = "charged"
+    REFUND_PENDING = "refund_pending"
+    REFUNDED = "refunded"
+    FLAGGED = "flagged"
+    """A charge did not match the order (amount or currency): recorded, the order not paid."""
+
+
+class RefundStatus(StrEnum):
+    NONE = ""
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """The payment side of one order (amounts in minor units of ``currency``)."""
+
+    order_id: int
+    buyer: str
+    currency: str
+    amount: int
+    """What the order costs (its total)."""
+    method: str
+    status: PaymentStatus
+    authorized: int
+    charged: int
+    refunded: int
+    attempts: int
+    """How many attempts were made (they are numbered 1, 2, ...)."""
+    paid_attempt: int
+    """The attempt whose charge paid the order; 0 while none did."""
+    flag: str
+    """Why the payment needs a person (``amount_mismatch``), or empty."""
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one provider. Its provider idempotency keys derive from (order, number)."""
+
+    order_id: int
+    number: int
+    provider: str
+    method: str
+    payment_method: str
+    """The provider's payment method id (in the sandbox, the test scenario)."""
+    idempotency_key: str
+    """Prefix of every provider call's key for this attempt (``<prefix>-create``, ...)."""
+    provider_payment_id: str
+    status: AttemptStatus
+    amount: int
+    currency: str
+    amount_received: int
+    refund_id: str
+    refund_status: RefundStatus
+    amount_refunded: int
+    error: str
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A provider event already applied (de-duplication by ``(provider, event_id)``)."""
+
+    provider: str
+    event_id: str
+    type: str
+    received_ms: int
+
+
+class OutboxKind(StrEnum):
+    CHARGE = "charge"
+    """Create and confirm the attempt's PaymentIntent."""
+    REFUND = "refund"
+    """Refund all of the attempt's charge."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A call owed to a provider, written with the state change that causes it; ``done`` once
+    its outcome is recorded. Keyed by (order, attempt, kind): one of each per attempt."""
+
+    order_id: int
+    attempt: int
+    kind: OutboxKind
+    done: bool
+    created_ms: int
+    updated_ms: int
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return (self.order_id, self.attempt, self.kind.value)
