@@ -167,14 +167,27 @@ class Orders:
                 self._end(order, OrderStatus.EXPIRED)
         return len(expired)
 
+    def mark_paid(self, order: Order) -> Order:
+        """Confirm the reservation of a pending order whose payment was charged and stage
+        pending_payment -> paid with its units moved from reserved to sold. Raises InvalidState
+        (after staging the expiry) when its deadline passed before the charge was recorded."""
+        try:
+            self._p.engine.inventory.confirm(order.reservation)
+        except inv.ReservationResolvedError as exc:
+            self._end(order, OrderStatus.EXPIRED)
+            raise InvalidState(f"order {order.id} expired before its payment arrived") from exc
+        return self._end(order, OrderStatus.PAID)
+
     def _end(self, order: Order, status: OrderStatus) -> Order:
-        """Stage the end of a pending order whose reservation the core has released."""
+        """Stage the end of a pending order whose reservation the core has resolved: released
+        (cancelled, expired) or confirmed (paid: the units are sold)."""
         engine, batch = self._p.engine, self._p.intake.batch
         engine.book.take_pending(order.id)
         at = now_ms()
         batch.status_changes.append(StatusChange(order.id, OrderStatus.PENDING_PAYMENT, status, at))
+        sold = status is OrderStatus.PAID
         for line in order.lines:
-            batch.add_delta(line.sku, line.warehouse, 0, -line.quantity, 0)
+            batch.add_delta(line.sku, line.warehouse, 0, -line.quantity, line.quantity * sold)
         return replace(order, status=status, updated_ms=at)
 
 

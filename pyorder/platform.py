@@ -14,6 +14,9 @@ from pyorder.catalog import Catalog
 from pyorder.engine import Engine, now_ms
 from pyorder.intake import Intake
 from pyorder.orders import Orders
+from pyorder.payments.dispatcher import Dispatcher
+from pyorder.payments.providers import PaymentsConfig, Router
+from pyorder.payments.service import Payments
 from pyorder.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,8 @@ class Config:
     """How often unpaid orders past their deadline are expired."""
     idempotency_retention_ms: int = 24 * 3600 * 1000
     """Stored first responses to Idempotency-Keys are kept this long."""
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+    """Payment providers, timeouts, circuit breakers and reconciliation."""
 
 
 def open_store(config: Config) -> Store:
@@ -58,6 +63,8 @@ class Platform:
         )
         self.catalog = Catalog(self)
         self.orders = Orders(self)
+        self.payments = Payments(self, Router(config.payments))
+        self.dispatcher = Dispatcher(self, self.payments)
         self._engine: Engine | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -75,10 +82,13 @@ class Platform:
         await self.store.open()
         await self.rebuild()
         self.intake.start()
+        await self.dispatcher.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="pyorder-expiry")
 
     async def stop(self) -> None:
-        """Stop expiring, flush and commit what is staged, close the store."""
+        """Stop expiring and calling providers, flush and commit what is staged, close the
+        store."""
+        await self.dispatcher.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -93,6 +103,8 @@ class Platform:
         self._engine = Engine.rebuild(
             snapshot, node=self.config.node, payment_timeout_ms=self.config.payment_timeout_ms
         )
+        self.payments.load(snapshot)
+        self.dispatcher.resume()
         log.info(
             "rebuilt from the store: %d SKUs, %d pending orders",
             len(snapshot.skus),

@@ -5,11 +5,18 @@ import asyncio
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
 
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from pyorder.payments.providers import (
+    PaymentsConfig,
+    ProviderConfig,
+    load_config,
+    parse_provider,
+)
 from pyorder.platform import Config
 from server.app import DEFAULT_MAX_BODY, create_app
 
@@ -51,6 +58,25 @@ def serve(argv: list[str] | None = None) -> None:
         help="Python's thread switch interval (sys.setswitchinterval), ms",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
+    pay = parser.add_argument_group("payments")
+    pay.add_argument(
+        "--payment-provider",
+        action="append",
+        type=_provider,
+        default=[],
+        metavar="SPEC",
+        help="a payment provider: name=card1,url=http://127.0.0.1:9101,secret=whsec_..,"
+        "methods=card+wallet[,api_key=..][,priority=0][,timeout_ms=100] (repeatable)",
+    )
+    pay.add_argument(
+        "--payment-config",
+        type=Path,
+        help="a JSON file: {providers: [...], timeout_ms, breaker_threshold, ...}",
+    )
+    pay.add_argument("--provider-timeout-ms", type=int, help="per provider call (default 100)")
+    pay.add_argument("--reconcile-interval-s", type=float, help="default 5")
+    pay.add_argument("--breaker-threshold", type=int, help="failures that open a circuit (3)")
+    pay.add_argument("--breaker-cooldown-s", type=float, help="before a probe (default 5)")
     args = parser.parse_args(argv)
     sys.setswitchinterval(args.gil_switch_ms / 1000)
     logging.basicConfig(
@@ -63,6 +89,7 @@ def serve(argv: list[str] | None = None) -> None:
         payment_timeout_ms=int(args.payment_timeout_s * 1000),
         node=args.node,
         idempotency_retention_ms=int(args.idempotency_retention_s * 1000),
+        payments=_payments_config(args),
     )
     try:
         import uvloop
@@ -85,6 +112,28 @@ def serve(argv: list[str] | None = None) -> None:
         shutdown_timeout=10,
         access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
     )
+
+
+def _provider(text: str) -> ProviderConfig:
+    try:
+        return parse_provider(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _payments_config(args: argparse.Namespace) -> PaymentsConfig:
+    extra: list[ProviderConfig] = args.payment_provider
+    if args.payment_config is not None:
+        config = load_config(args.payment_config, extra)
+    else:
+        config = PaymentsConfig(providers=tuple(extra))
+    overrides = {
+        "timeout_ms": args.provider_timeout_ms,
+        "reconcile_interval_s": args.reconcile_interval_s,
+        "breaker_threshold": args.breaker_threshold,
+        "breaker_cooldown_s": args.breaker_cooldown_s,
+    }
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def mint(argv: list[str] | None = None) -> None:

@@ -164,6 +164,39 @@ OPERATIONS: tuple[Op, ...] = (
         params=(("order_id", "path", "order_id"),),
         idempotent_key=True,
     ),
+    Op(
+        "post",
+        "/v1/orders/{order_id}/payments",
+        "Start paying one's own order awaiting payment with a method (buyer); 202, then the"
+        " provider is called, and the order becomes paid when the charge is confirmed",
+        202,
+        s.PaymentOut,
+        s.PaymentIn,
+        (*_AUTH_ERRORS, *_BODY_ERRORS, 404, 409, 503),
+        params=(("order_id", "path", "order_id"),),
+        idempotent_key=True,
+    ),
+    Op(
+        "get",
+        "/v1/orders/{order_id}/payment",
+        "Read an order's payment: status, authorised/charged/refunded amounts, attempts",
+        200,
+        s.PaymentOut,
+        errors=(401, 404, 422, 503),
+        params=(("order_id", "path", "order_id"),),
+    ),
+    Op(
+        "post",
+        "/v1/webhooks/payments/{provider}",
+        "A payment provider's signed event (header Provider-Signature: t=<unix>,v1=<hex"
+        " HMAC-SHA256 of 't.body'>); the raw body is verified before it is read",
+        200,
+        s.WebhookAck,
+        None,
+        (400, 404, 409, 503),
+        params=(("provider", "path", "provider"),),
+        auth=False,
+    ),
     Op("get", "/healthz", "Liveness", 200, s.HealthOut, auth=False),
     Op(
         "get",
@@ -182,6 +215,7 @@ _PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "limit500": {"type": "integer", "minimum": 1, "maximum": 500},
     "limit200": {"type": "integer", "minimum": 1, "maximum": 200},
     "region": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+    "provider": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
 }
 
 

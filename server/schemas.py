@@ -7,7 +7,7 @@ the OpenAPI document's schemas, so the document cannot drift from the code.
 
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -15,6 +15,7 @@ from msgspec import Meta
 from pyorder.catalog import SkuView
 from pyorder.inventory import StockLevel
 from pyorder.model import Order, Warehouse
+from pyorder.payments.model import Attempt, Payment
 
 Id = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 Units = Annotated[int, Meta(ge=0, le=2**50)]
@@ -82,6 +83,22 @@ MAX_BATCH_ORDERS = 1000
 
 class OrderBatchIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     orders: Annotated[list[OrderIn], Meta(min_length=1, max_length=MAX_BATCH_ORDERS)]
+
+
+class PaymentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    method: Literal["card", "wallet", "bank_transfer"]
+    payment_method: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=100,
+                pattern=r"^[A-Za-z0-9_]+$",
+                description="the provider's payment method id (default: one per method)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 # --- responses -----------------------------------------------------------------------------
@@ -178,6 +195,41 @@ class OrderBatchOut(msgspec.Struct):
     results: list[BatchItemOut]
 
 
+class AttemptOut(msgspec.Struct):
+    number: int
+    provider: str
+    method: str
+    status: str
+    amount: int
+    currency: str
+    amount_received: int
+    provider_payment_id: str
+    refund_status: str
+    amount_refunded: int
+    error: str
+    created_at: str
+    updated_at: str
+
+
+class PaymentOut(msgspec.Struct):
+    order_id: OrderId
+    status: str
+    method: str
+    currency: str
+    amount: int
+    authorized: int
+    charged: int
+    refunded: int
+    flag: str
+    attempts: list[AttemptOut]
+
+
+class WebhookAck(msgspec.Struct):
+    received: bool
+    duplicate: bool
+    event: str
+
+
 class HealthOut(msgspec.Struct):
     status: str
 
@@ -235,4 +287,38 @@ def order_out(o: Order) -> OrderOut:
         created_at=iso(o.created_ms),
         payment_deadline=iso(o.deadline_ms),
         updated_at=iso(o.updated_ms),
+    )
+
+
+def payment_out(order_id: int, pay: Payment | None, attempts: list[Attempt]) -> PaymentOut:
+    if pay is None:
+        return PaymentOut(str(order_id), "none", "", "", 0, 0, 0, 0, "", [])
+    return PaymentOut(
+        order_id=str(order_id),
+        status=pay.status.value,
+        method=pay.method,
+        currency=pay.currency,
+        amount=pay.amount,
+        authorized=pay.authorized,
+        charged=pay.charged,
+        refunded=pay.refunded,
+        flag=pay.flag,
+        attempts=[
+            AttemptOut(
+                number=a.number,
+                provider=a.provider,
+                method=a.method,
+                status=a.status.value,
+                amount=a.amount,
+                currency=a.currency,
+                amount_received=a.amount_received,
+                provider_payment_id=a.provider_payment_id,
+                refund_status=a.refund_status.value,
+                amount_refunded=a.amount_refunded,
+                error=a.error,
+                created_at=iso(a.created_ms),
+                updated_at=iso(a.updated_ms),
+            )
+            for a in attempts
+        ],
     )

@@ -1,0 +1,312 @@
+"""Sends the outbox to the providers, and reconciles what was left unsettled.
+
+Each pending outbox item gets one task. It first waits until the item is durable (it was
+staged with the change that caused it), then makes the calls, stages their outcome with the
+item marked done, and waits until that is durable. A crash anywhere in between leaves the item
+pending in the store, so after the restart it is sent again with the same provider
+Idempotency-Keys: the provider answers with what it did the first time, and nothing is charged
+or refunded twice.
+
+A charge (``OutboxKind.CHARGE``) creates the PaymentIntent, then confirms it:
+
+- a creation that fails (refused, timed out, 5xx, circuit open) moved no money: the attempt is
+  abandoned and the next provider of the method is tried (failover);
+- a confirmation without an answer may have charged: the PaymentIntent is looked up at that
+  provider. If it was not confirmed, it is cancelled there first (so a confirmation still on
+  its way cannot charge later), and only then is the next provider tried. If the look-up fails
+  too, the item stays pending and is tried again later: never two providers at once.
+
+The reconciler looks up, on start and every ``reconcile_interval_s``, attempts and refunds that
+are under way at a provider with no outbox call pending (lost answers, missed webhooks).
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from pyorder.intake import IntakeUnavailableError
+from pyorder.payments.client import JSON, ProviderClient, ProviderUnreachable
+from pyorder.payments.model import (
+    TERMINAL,
+    Attempt,
+    AttemptStatus,
+    OutboxItem,
+    OutboxKind,
+    RefundStatus,
+)
+from pyorder.payments.service import Payments
+
+if TYPE_CHECKING:
+    from pyorder.platform import Platform
+
+log = logging.getLogger(__name__)
+
+FAILPOINT_ENV = "PYORDER_FAILPOINT"
+"""Test hook: ``after_charge`` kills the process (SIGKILL) as soon as a provider has confirmed a
+charge, before anything about it is recorded (the crash tests)."""
+
+_UNDER_WAY = (
+    AttemptStatus.REQUIRES_CONFIRMATION,
+    AttemptStatus.REQUIRES_ACTION,
+    AttemptStatus.PROCESSING,
+    AttemptStatus.REQUIRES_CAPTURE,
+)
+
+
+class Retry(Exception):
+    """The outcome is unknown and could not be looked up: try the item again later."""
+
+
+class Dispatcher:
+    def __init__(self, platform: "Platform", payments: Payments) -> None:
+        self._p = platform
+        self.payments = payments
+        self.router = payments.router
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: dict[tuple[int, int, str], asyncio.Task[None]] = {}
+        self._reconciler: asyncio.Task[None] | None = None
+        self._stopping = False
+        payments.on_outbox.append(self.spawn)
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self.resume()
+        self._reconciler = asyncio.create_task(self._reconcile_forever(), name="pyorder-reconcile")
+
+    def resume(self) -> None:
+        """Send every pending outbox item (after a start or a rebuild)."""
+        for item in list(self.payments.outbox.values()):
+            self.spawn(item)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = [*self._tasks.values(), *([self._reconciler] if self._reconciler else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def spawn(self, item: OutboxItem) -> None:
+        if self._stopping or self._session is None or item.key in self._tasks:
+            return
+        task = asyncio.create_task(self._run(item.key), name=f"pyorder-outbox-{item.key}")
+        self._tasks[item.key] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(item.key, None))
+
+    def client(self, provider: str) -> ProviderClient:
+        config = self.router.provider(provider)
+        if config is None or self._session is None:
+            raise Retry(f"provider {provider} is not configured")
+        return ProviderClient(self._session, config, self.router.timeout_s(config))
+
+    # --- one outbox item ----------------------------------------------------------------------
+
+    async def _run(self, key: tuple[int, int, str]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._p.intake.durable()  # the item itself, staged just before
+                item = self.payments.outbox.get(key)
+                if item is None:  # done meanwhile, or dropped by a rebuild
+                    return
+                att = self.payments.attempts[(item.order_id, item.attempt)]
+                if item.kind is OutboxKind.CHARGE:
+                    await self._charge(item, att)
+                else:
+                    await self._refund(item, att)
+                await self._p.intake.durable()
+                return
+            except (Retry, IntakeUnavailableError) as exc:
+                log.info("outbox %s: %s; again in %.2f s", key, exc, delay)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox %s failed; again in %.2f s", key, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.router.config.retry_max_s)
+
+    async def _charge(self, item: OutboxItem, att: Attempt) -> None:
+        svc = self.payments
+        if att.status in TERMINAL or att.status not in (
+            AttemptStatus.PENDING,
+            AttemptStatus.REQUIRES_PAYMENT_METHOD,
+            AttemptStatus.REQUIRES_CONFIRMATION,
+        ):
+            svc.finish_outbox(item)  # a webhook or look-up got there first
+            return
+        client = self.client(att.provider)
+        breaker = self.router.breakers[att.provider]
+        if not att.provider_payment_id:
+            if not breaker.allow():
+                self._fail_over(item, att, "circuit open")
+                return
+            try:
+                status, body = await client.create(att)
+            except ProviderUnreachable as exc:
+                breaker.failure()
+                self._fail_over(item, att, f"create: {exc}")
+                return
+            if status >= 500:
+                breaker.failure()
+                self._fail_over(item, att, f"create: HTTP {status}")
+                return
+            breaker.success()
+            if status != 200:
+                self._fail_over(item, att, f"create: HTTP {status} {_error(body)}")
+                return
+            att = svc.observe_intent(att.provider, body) or att
+        if att.status is not AttemptStatus.REQUIRES_CONFIRMATION:
+            svc.finish_outbox(item)
+            return
+        try:
+            status, body = await client.confirm(att)
+        except ProviderUnreachable as exc:
+            breaker.failure()
+            log.info("order %d attempt %d: confirm: %s", att.order_id, att.number, exc)
+            status, body = 0, {}
+        declined = _declined_intent(body) if status == 402 else None
+        if status == 200 or declined is not None:
+            breaker.success()
+            _failpoint("after_charge")
+            svc.observe_intent(att.provider, declined or body)
+            svc.finish_outbox(item)
+            return
+        if status >= 500:
+            breaker.failure()
+        # The confirmation may or may not have happened: look it up before anything else.
+        await self._settle_unknown(item, att, client)
+
+    async def _settle_unknown(self, item: OutboxItem, att: Attempt, client: ProviderClient) -> None:
+        svc = self.payments
+        intent = await self._look_up(client, att)
+        att = svc.observe_intent(att.provider, intent) or att
+        if att.status in (
+            AttemptStatus.REQUIRES_CONFIRMATION,
+            AttemptStatus.REQUIRES_PAYMENT_METHOD,
+        ):
+            # Not confirmed (yet): cancel it there so that it never can be, then fail over.
+            try:
+                status, body = await client.cancel(att)
+            except ProviderUnreachable as exc:
+                raise Retry(f"cancel: {exc}") from exc
+            if status != 200:
+                body = await self._look_up(client, att)
+            att = svc.observe_intent(att.provider, body) or att
+        if att.status in (AttemptStatus.CANCELED, AttemptStatus.ABANDONED):
+            self._fail_over(item, att, "not confirmed; cancelled at the provider")
+            return
+        if att.status in (AttemptStatus.REQUIRES_CONFIRMATION, AttemptStatus.PENDING):
+            raise Retry(f"attempt {att.number} still {att.status.value}")
+        svc.finish_outbox(item)
+
+    async def _look_up(self, client: ProviderClient, att: Attempt) -> JSON:
+        try:
+            status, body = await client.get(att.provider_payment_id)
+        except ProviderUnreachable as exc:
+            raise Retry(f"look-up: {exc}") from exc
+        if status != 200:
+            raise Retry(f"look-up: HTTP {status} {_error(body)}")
+        return body
+
+    def _fail_over(self, item: OutboxItem, att: Attempt, reason: str) -> None:
+        self.payments.finish_outbox(item)
+        self.payments.fail_over(att, reason)
+
+    async def _refund(self, item: OutboxItem, att: Attempt) -> None:
+        svc = self.payments
+        if att.refund_status is not RefundStatus.NONE:
+            svc.finish_outbox(item)
+            return
+        client = self.client(att.provider)
+        try:
+            status, body = await client.refund(att)
+        except ProviderUnreachable as exc:
+            self.router.breakers[att.provider].failure()
+            raise Retry(f"refund: {exc}") from exc
+        if status >= 500:
+            raise Retry(f"refund: HTTP {status}")
+        if status == 200:
+            svc.observe_refund(att.provider, body)
+        else:
+            log.error("order %d attempt %d: refund refused: %s", att.order_id, att.number, body)
+            svc.observe_refund(
+                att.provider,
+                {
+                    "payment_intent": att.provider_payment_id,
+                    "metadata": {"order_id": str(att.order_id), "attempt": str(att.number)},
+                    "status": "failed",
+                    "failure_reason": _error(body),
+                },
+            )
+        svc.finish_outbox(item)
+
+    # --- reconciliation --------------------------------------------------------------------------
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciliation failed")
+            await asyncio.sleep(self.router.config.reconcile_interval_s)
+
+    async def reconcile(self) -> int:
+        """Look up every attempt and refund under way with no outbox call pending; returns how
+        many were looked up."""
+        svc = self.payments
+        busy = {(o, a) for (o, a, _k) in svc.outbox}
+        todo = [
+            a
+            for a in list(svc.attempts.values())
+            if (a.order_id, a.number) not in busy
+            and a.provider_payment_id
+            and (a.status in _UNDER_WAY or a.refund_status is RefundStatus.PENDING)
+        ]
+        for att in todo:
+            try:
+                client = self.client(att.provider)
+                if att.refund_status is RefundStatus.PENDING and att.refund_id:
+                    status, body = await client.get_refund(att.refund_id)
+                    if status == 200:
+                        svc.observe_refund(att.provider, body)
+                else:
+                    status, body = await client.get(att.provider_payment_id)
+                    if status == 200:
+                        svc.observe_intent(att.provider, body)
+            except (ProviderUnreachable, Retry) as exc:
+                log.info("reconcile order %d attempt %d: %s", att.order_id, att.number, exc)
+        if todo:
+            await self._p.intake.durable()
+        return len(todo)
+
+
+def _declined_intent(body: JSON) -> JSON | None:
+    """The PaymentIntent a 402 decline carries (``error.details.payment_intent``)."""
+    error = body.get("error")
+    details = error.get("details") if isinstance(error, dict) else None
+    intent = details.get("payment_intent") if isinstance(details, dict) else None
+    return intent if isinstance(intent, dict) else None
+
+
+def _error(body: JSON) -> str:
+    error = body.get("error")
+    if isinstance(error, dict):
+        return f"{error.get('code')}: {error.get('message')}"
+    return ""
+
+
+def _failpoint(name: str) -> None:
+    if os.environ.get(FAILPOINT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,431 @@
+"""The payment state: one ``Payment`` per order, its ``Attempt``s and the outbox, held in memory
+(rebuilt from the store like the engine) and changed only here, synchronously on the event loop,
+each change staged in the intake's batch *in the same call* as the order change that goes with
+it, so one transaction records both.
+
+What can change a payment: the buyer starting one (``start``), an answer of the provider to a
+call of the outbox (``Dispatcher``), a signed webhook (``handle_webhook``) and a look-up by the
+reconciler. All three report what the provider says about a PaymentIntent or a Refund
+(``observe_intent``, ``observe_refund``); an observation is applied only when it is a legal move
+from where the attempt is (``model.TRANSITIONS``), so duplicates and late arrivals change
+nothing, whatever their order. Money seen is never ignored: a charge is recorded once (the
+attempt's move to ``succeeded``) and it pays the order only if the order still awaits payment,
+no other attempt paid it and the amount and currency match; otherwise it is refunded through
+the same provider (the outbox), or, on a mismatch, flagged for a person.
+"""
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pyorder.auth import Principal, Role
+from pyorder.engine import now_ms
+from pyorder.errors import Conflict, DomainError, InvalidInput, InvalidState, NotFound
+from pyorder.model import Snapshot
+from pyorder.payments.model import (
+    TERMINAL,
+    TRANSITIONS,
+    Attempt,
+    AttemptStatus,
+    OutboxItem,
+    OutboxKind,
+    Payment,
+    PaymentStatus,
+    RefundStatus,
+    WebhookEvent,
+)
+from pyorder.payments.providers import DEFAULT_PAYMENT_METHOD, Router
+from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
+
+if TYPE_CHECKING:
+    from pyorder.platform import Platform
+
+log = logging.getLogger(__name__)
+
+AttemptKey = tuple[int, int]
+
+
+class PaymentInProgress(Conflict):
+    code = "payment_in_progress"
+
+
+class NoProvider(InvalidInput):
+    code = "payment_method_unavailable"
+
+
+class InvalidSignature(DomainError):
+    status = 400
+    code = "invalid_signature"
+
+
+class InvalidEvent(DomainError):
+    status = 400
+    code = "invalid_event"
+
+
+class EventInFlight(Conflict):
+    """The same event is being applied by another delivery: the provider retries later."""
+
+    code = "event_in_flight"
+
+
+def attempt_status(intent: dict[str, Any]) -> AttemptStatus:
+    """Our status for a PaymentIntent as the provider shows it (a decline is ``failed``)."""
+    status = str(intent.get("status", ""))
+    if status == "requires_payment_method" and intent.get("last_payment_error"):
+        return AttemptStatus.FAILED
+    try:
+        return AttemptStatus(status)
+    except ValueError:
+        raise InvalidEvent(f"unknown PaymentIntent status {status!r}") from None
+
+
+class Payments:
+    def __init__(self, platform: "Platform", router: Router) -> None:
+        self._p = platform
+        self.router = router
+        self.payments: dict[int, Payment] = {}
+        self.attempts: dict[AttemptKey, Attempt] = {}
+        self.outbox: dict[tuple[int, int, str], OutboxItem] = {}
+        """Outbox items not done yet."""
+        self._events_in_flight: set[tuple[str, str]] = set()
+        self.on_outbox: list[Any] = []
+        """Callbacks given each new outbox item (the dispatcher), once staged."""
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def load(self, snap: Snapshot) -> None:
+        """Hold exactly what the store holds (at start, and after a failed commit)."""
+        self.payments = {p.order_id: p for p in snap.payments}
+        self.attempts = {(a.order_id, a.number): a for a in snap.attempts}
+        self.outbox = {o.key: o for o in snap.outbox}
+
+    def attempts_of(self, order_id: int) -> list[Attempt]:
+        pay = self.payments.get(order_id)
+        n = pay.attempts if pay is not None else 0
+        return [
+            self.attempts[(order_id, i)] for i in range(1, n + 1) if (order_id, i) in self.attempts
+        ]
+
+    def _put_attempt(self, att: Attempt) -> None:
+        att = replace(att, updated_ms=now_ms())
+        self.attempts[(att.order_id, att.number)] = att
+        self._p.intake.batch.attempts[(att.order_id, att.number)] = att
+        self._refresh(att.order_id)
+
+    def _put_payment(self, pay: Payment) -> None:
+        self.payments[pay.order_id] = pay
+        self._p.intake.batch.payments[pay.order_id] = pay
+
+    def _refresh(self, order_id: int, **changes: Any) -> Payment:
+        """Stage the payment with ``changes`` and its status derived again."""
+        pay = replace(self.payments[order_id], **changes)
+        pay = replace(pay, status=self._derive(pay), updated_ms=now_ms())
+        self._put_payment(pay)
+        return pay
+
+    def _derive(self, pay: Payment) -> PaymentStatus:
+        atts = self.attempts_of(pay.order_id)
+        if pay.flag:
+            return PaymentStatus.FLAGGED
+        if pay.charged > 0 and pay.refunded >= pay.charged:
+            return PaymentStatus.REFUNDED
+        unpaid_charge = pay.charged - pay.refunded > (pay.amount if pay.paid_attempt else 0)
+        if unpaid_charge or any(a.refund_status is RefundStatus.PENDING for a in atts):
+            return PaymentStatus.REFUND_PENDING
+        if pay.paid_attempt:
+            return PaymentStatus.CHARGED
+        if not atts:
+            return PaymentStatus.NONE
+        if atts[-1].status in TERMINAL:
+            return PaymentStatus.FAILED
+        return PaymentStatus.PENDING
+
+    def _stage_outbox(self, att: Attempt, kind: OutboxKind) -> None:
+        item = OutboxItem(att.order_id, att.number, kind, False, now_ms(), now_ms())
+        if item.key in self.outbox or item.key in self._p.intake.batch.outbox:
+            return
+        self.outbox[item.key] = item
+        self._p.intake.batch.outbox[item.key] = item
+        for notify in self.on_outbox:
+            notify(item)
+
+    def finish_outbox(self, item: OutboxItem) -> None:
+        """Stage ``item`` as done (its outcome is recorded in the same batch)."""
+        self.outbox.pop(item.key, None)
+        self._p.intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+
+    # --- the buyer -----------------------------------------------------------------------------
+
+    async def start(
+        self, who: Principal, order_id: int, method: str, payment_method: str | None
+    ) -> Payment:
+        """Start paying a pending order of the caller's with ``method``: stage attempt n+1 at
+        the first available provider of the method, and the call it owes (the outbox). The
+        provider is called once this is durable."""
+        who.require(Role.BUYER)
+        order = self._p.orders.pending(order_id)
+        if order is None or order.buyer != who.subject:
+            stored = await self._p.store.get_order(order_id)
+            if stored is None or stored.buyer != who.subject:
+                raise NotFound(f"order {order_id} does not exist")
+            raise InvalidState(
+                f"order {order_id} is {stored.status.value}; only orders awaiting payment can"
+                " be paid",
+                status=stored.status.value,
+            )
+        providers = self.router.candidates(method)
+        if not providers:
+            raise NoProvider(f"no payment provider takes {method}", method=method)
+        pay = self.payments.get(order_id)
+        if pay is not None:
+            last = self.attempts_of(order_id)[-1:]
+            if last and last[0].status not in TERMINAL:
+                raise PaymentInProgress(
+                    f"attempt {last[0].number} of order {order_id} is {last[0].status.value};"
+                    " wait for it to end",
+                    attempt=last[0].number,
+                    status=last[0].status.value,
+                )
+            if pay.flag or pay.paid_attempt:
+                raise InvalidState(f"the payment of order {order_id} is {pay.status.value}")
+        at = now_ms()
+        if pay is None:
+            pay = Payment(
+                order_id=order_id,
+                buyer=order.buyer,
+                currency=order.currency,
+                amount=order.total,
+                method=method,
+                status=PaymentStatus.PENDING,
+                authorized=0,
+                charged=0,
+                refunded=0,
+                attempts=0,
+                paid_attempt=0,
+                flag="",
+                created_ms=at,
+                updated_ms=at,
+            )
+        self._put_payment(replace(pay, method=method))
+        self._new_attempt(order_id, providers[0].name, method, payment_method)
+        return self.payments[order_id]
+
+    def _new_attempt(
+        self, order_id: int, provider: str, method: str, payment_method: str | None
+    ) -> Attempt:
+        pay = self.payments[order_id]
+        n = pay.attempts + 1
+        at = now_ms()
+        att = Attempt(
+            order_id=order_id,
+            number=n,
+            provider=provider,
+            method=method,
+            payment_method=payment_method or DEFAULT_PAYMENT_METHOD[method],
+            idempotency_key=f"pyorder-{order_id}-{n}",
+            provider_payment_id="",
+            status=AttemptStatus.PENDING,
+            amount=pay.amount,
+            currency=pay.currency,
+            amount_received=0,
+            refund_id="",
+            refund_status=RefundStatus.NONE,
+            amount_refunded=0,
+            error="",
+            created_ms=at,
+            updated_ms=at,
+        )
+        self._put_payment(replace(pay, attempts=n))
+        self._put_attempt(att)
+        self._stage_outbox(att, OutboxKind.CHARGE)
+        return att
+
+    def fail_over(self, att: Attempt, reason: str) -> Attempt | None:
+        """``att`` ended at its provider without moving money (never confirmed, or cancelled
+        there): stage it abandoned and attempt n+1 at the next provider of the method, if the
+        order still awaits payment and one is left. Returns the new attempt."""
+        if att.status not in TERMINAL:
+            att = replace(att, status=AttemptStatus.ABANDONED, error=reason[:500])
+            self._put_attempt(att)
+        tried = [a.provider for a in self.attempts_of(att.order_id) if a.status in _NO_MONEY]
+        nxt = self.router.candidates(att.method, exclude=tried)
+        if not nxt or self._p.orders.pending(att.order_id) is None:
+            log.warning("payment of order %d: no provider left after %s", att.order_id, reason)
+            return None
+        log.info(
+            "payment of order %d: attempt %d at %s failed (%s); failing over to %s",
+            att.order_id,
+            att.number,
+            att.provider,
+            reason,
+            nxt[0].name,
+        )
+        return self._new_attempt(att.order_id, nxt[0].name, att.method, att.payment_method)
+
+    # --- observations ---------------------------------------------------------------------------
+
+    def attempt_for(self, provider: str, obj: dict[str, Any], id_field: str) -> Attempt | None:
+        """The attempt an object of the provider belongs to (by its metadata), or None."""
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            return None
+        try:
+            key = (int(meta["order_id"]), int(meta["attempt"]))
+        except (KeyError, ValueError, TypeError):
+            return None
+        att = self.attempts.get(key)
+        if att is None or att.provider != provider:
+            return None
+        pid = str(obj.get(id_field, ""))
+        if att.provider_payment_id and pid != att.provider_payment_id:
+            log.warning("order %d attempt %d: foreign PaymentIntent %s", *key, pid)
+            return None
+        return att
+
+    def observe_intent(self, provider: str, intent: dict[str, Any]) -> Attempt | None:
+        """Apply what ``provider`` says about a PaymentIntent of ours (staged)."""
+        att = self.attempt_for(provider, intent, "id")
+        if att is None:
+            return None
+        new = attempt_status(intent)
+        if not att.provider_payment_id:
+            att = replace(att, provider_payment_id=str(intent["id"]))
+            self._put_attempt(att)
+        if new is AttemptStatus.SUCCEEDED:
+            if att.status is not AttemptStatus.SUCCEEDED:
+                att = self._charged(att, intent)
+            return att
+        if new in TRANSITIONS[att.status]:
+            error = ""
+            if new is AttemptStatus.FAILED:
+                err = intent.get("last_payment_error") or {}
+                error = str(err.get("decline_code") or err.get("code") or "declined")
+            att = replace(att, status=new, error=error or att.error)
+            self._put_attempt(att)
+        return att
+
+    def _charged(self, att: Attempt, intent: dict[str, Any]) -> Attempt:
+        """Money moved: record it once, then pay the order, refund it or flag it."""
+        received = int(intent.get("amount_received", 0))
+        currency = str(intent.get("currency", "")).upper()
+        att = replace(att, status=AttemptStatus.SUCCEEDED, amount_received=received)
+        pay = self.payments[att.order_id]
+        self._put_attempt(att)
+        pay = self._refresh(att.order_id, charged=pay.charged + received)
+        if received != att.amount or currency != att.currency:
+            log.error(
+                "order %d attempt %d: charged %d %s for %d %s; flagged",
+                att.order_id,
+                att.number,
+                received,
+                currency,
+                att.amount,
+                att.currency,
+            )
+            error = f"amount_mismatch: charged {received} {currency}, expected {att.amount} {att.currency}"
+            att = replace(att, error=error)
+            self._put_attempt(att)
+            self._refresh(att.order_id, flag="amount_mismatch")
+            return att
+        order = self._p.orders.pending(att.order_id)
+        if pay.paid_attempt == 0 and order is not None and not pay.flag:
+            try:
+                self._p.orders.mark_paid(order)
+            except InvalidState:
+                log.info("order %d expired as its charge arrived; refunding", att.order_id)
+            else:
+                self._refresh(att.order_id, paid_attempt=att.number)
+                return att
+        log.info(
+            "order %d attempt %d charged but the order cannot take it; refunding",
+            att.order_id,
+            att.number,
+        )
+        self._stage_outbox(att, OutboxKind.REFUND)
+        self._refresh(att.order_id)
+        return att
+
+    def observe_refund(self, provider: str, refund: dict[str, Any]) -> Attempt | None:
+        """Apply what ``provider`` says about a refund of ours (staged)."""
+        att = self.attempt_for(provider, refund, "payment_intent")
+        if att is None:
+            return None
+        rid = str(refund.get("id", ""))
+        if att.refund_id and rid != att.refund_id:
+            return None
+        try:
+            status = RefundStatus(str(refund.get("status", "")))
+        except ValueError:
+            raise InvalidEvent(f"unknown refund status {refund.get('status')!r}") from None
+        if att.refund_status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+            return att  # final; a late "pending" changes nothing
+        if status is att.refund_status and att.refund_id:
+            return att
+        amount = int(refund.get("amount", 0))
+        att = replace(att, refund_id=rid, refund_status=status)
+        if status is RefundStatus.SUCCEEDED:
+            att = replace(att, amount_refunded=amount)
+        elif status is RefundStatus.FAILED:
+            att = replace(att, error=f"refund failed: {refund.get('failure_reason')}")
+        self._put_attempt(att)
+        if status is RefundStatus.SUCCEEDED:
+            pay = self.payments[att.order_id]
+            self._refresh(att.order_id, refunded=pay.refunded + amount)
+        return att
+
+    # --- webhooks -------------------------------------------------------------------------------
+
+    async def handle_webhook(
+        self, provider: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[bool, str]:
+        """Verify, de-duplicate and apply one signed event; returns (duplicate?, event id) once
+        its effects are durable. Nothing changes for a bad signature (400)."""
+        config = self.router.provider(provider)
+        if config is None:
+            raise NotFound(f"no payment provider {provider!r}")
+        try:
+            verify(body, headers.get(SIGNATURE_HEADER), config.secret)
+        except SignatureError as exc:
+            raise InvalidSignature(str(exc)) from exc
+        try:
+            event = orjson.loads(body)
+            event_id, kind = str(event["id"]), str(event["type"])
+            obj = event["data"]["object"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InvalidEvent(f"not a provider event: {exc}") from exc
+        if not isinstance(obj, dict) or not event_id:
+            raise InvalidEvent("an event needs an id and data.object")
+        scope = (provider, event_id)
+        if scope in self._events_in_flight:
+            raise EventInFlight(f"event {event_id} is being applied")
+        self._events_in_flight.add(scope)
+        try:
+            if await self._p.store.webhook_event_seen(provider, event_id):
+                return True, event_id
+            # Apply and stage with no await in between: one batch holds the event and its effects.
+            if kind.startswith("payment_intent."):
+                self.observe_intent(provider, obj)
+            elif kind in ("refund.created", "refund.succeeded", "refund.failed"):
+                self.observe_refund(provider, obj)
+            self._p.intake.batch.webhook_events.append(
+                WebhookEvent(provider, event_id, kind, now_ms())
+            )
+            await self._p.intake.durable()
+            return False, event_id
+        finally:
+            self._events_in_flight.discard(scope)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def read(self, who: Principal, order_id: int) -> tuple[Payment | None, list[Attempt]]:
+        """The payment of an order the caller may see, as committed."""
+        await self._p.orders.get(who, order_id)  # 404 unless visible
+        await self._p.intake.durable()
+        pay = self.payments.get(order_id)
+        return pay, self.attempts_of(order_id)
+
+
+_NO_MONEY = (AttemptStatus.ABANDONED, AttemptStatus.CANCELED)

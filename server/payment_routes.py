@@ -1,0 +1,47 @@
+"""HTTP routes of payments: the buyer starts paying an order and reads its payment; providers
+post signed events to ``/v1/webhooks/payments/{provider}`` (no bearer token: the signature is
+the authentication)."""
+
+from aiohttp import web
+
+from pyorder.auth import Principal
+from server.keys import IDEMPOTENCY, PLATFORM
+from server.order_routes import MAX_ORDER_ID
+from server.requests import decode, int_param, json_response, principal
+from server.schemas import PaymentIn, WebhookAck, payment_out
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/orders/{order_id}/payments")
+async def start_payment(request: web.Request) -> web.Response:
+    """Start paying an order (``PaymentIn``): 202 with the payment; the provider is called once
+    the attempt is durable, and the order becomes ``paid`` when the charge is confirmed."""
+    platform = request.app[PLATFORM]
+    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+
+    async def effect(who: Principal, body: bytes) -> tuple[int, object]:
+        payment = decode(body, PaymentIn)
+        svc = platform.payments
+        pay = await svc.start(who, order_id, payment.method, payment.payment_method)
+        return 202, payment_out(order_id, pay, svc.attempts_of(order_id))
+
+    return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+
+
+@routes.get("/v1/orders/{order_id}/payment")
+async def get_payment(request: web.Request) -> web.Response:
+    who = principal(request)
+    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    pay, attempts = await request.app[PLATFORM].payments.read(who, order_id)
+    return json_response(payment_out(order_id, pay, attempts))
+
+
+@routes.post("/v1/webhooks/payments/{provider}")
+async def payment_webhook(request: web.Request) -> web.Response:
+    body = await request.read()
+    provider = request.match_info["provider"]
+    duplicate, event = await request.app[PLATFORM].payments.handle_webhook(
+        provider, body, dict(request.headers)
+    )
+    return json_response(WebhookAck(True, duplicate, event))
