@@ -56,6 +56,11 @@ POLICY: dict[str, tuple[int, ...]] = {
     "GET /v1/orders/{A's, X's and Y's SKUs}":     (200, 404, 200, 200, 200, *ANON),
     "POST /v1/orders/{A's, X's SKU}/cancel":      (200, 404, 403, 403, 200, *ANON),
     "POST /v1/orders/{B's, Y's SKU}/cancel":      (404, 200, 403, 403, 200, *ANON),
+    # This server has no payment provider: the owner gets past authorization to a 422.
+    "POST /v1/orders/{A's, X's SKU}/payments":    (422, 404, 403, 403, 403, *ANON),
+    "GET /v1/orders/{A's, X's SKU}/payment":      (200, 404, 200, 404, 200, *ANON),
+    # Providers authenticate by signature, not token; this server knows no provider.
+    "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
     "GET /healthz":                               (200, 200, 200, 200, 200, 200, 200, 200, 200),
     "GET /readyz":                                (200, 200, 200, 200, 200, 200, 200, 200, 200),
     "GET /metrics":                               (200, 200, 200, 200, 200, 200, 200, 200, 200),
@@ -179,6 +184,17 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
         f"/v1/orders/{s.order('buyer B', [(s.y_sku, 1)])}/cancel",
         None,
     ),
+    "POST /v1/orders/{A's, X's SKU}/payments": lambda s, c: (
+        "POST",
+        f"/v1/orders/{s.a_order_x}/payments",
+        {"method": "card"},
+    ),
+    "GET /v1/orders/{A's, X's SKU}/payment": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_x}/payment",
+        None,
+    ),
+    "POST /v1/webhooks/payments/{name}": lambda s, c: ("POST", "/v1/webhooks/payments/p", {}),
     "GET /healthz": lambda s, c: ("GET", "/healthz", None),
     "GET /readyz": lambda s, c: ("GET", "/readyz", None),
     "GET /metrics": lambda s, c: ("GET", "/metrics", None),
@@ -219,7 +235,13 @@ def test_authorization_matrix(scene: Scene, endpoint: str, caller: str, expected
     assert resp.status == expected, f"{endpoint} as {caller}: {resp}"
     if expected >= 400:
         code = resp.error_code
-        assert code == {401: "unauthorized", 403: "forbidden", 404: "not_found"}[expected], resp
+        codes = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            422: "payment_method_unavailable",
+        }
+        assert code == codes[expected], resp
 
 
 # --- what each caller sees in lists -------------------------------------------------------------
