@@ -61,6 +61,8 @@ class Intake:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
+        self._last_outcome: asyncio.Future[bool] | None = None
+        """Whether the batch handed over last committed (set once its waiters are answered)."""
         self._closing = False
         self._recovering = False
         self._recovered = asyncio.Event()
@@ -118,7 +120,9 @@ class Intake:
             self._wake.clear()
             # Up to ``depth`` commits in flight: the store writes them in order (and none after
             # a failed one), so the next batch is ready the moment the previous one is durable.
-            task = asyncio.create_task(self._commit(batch, waiters))
+            prior, outcome = self._last_outcome, asyncio.get_running_loop().create_future()
+            self._last_outcome = outcome
+            task = asyncio.create_task(self._commit(batch, waiters, prior, outcome))
             self._in_flight.append(task)
             task.add_done_callback(self._in_flight.remove)
             if self._closing:
@@ -129,20 +133,50 @@ class Intake:
         while self._in_flight:
             await asyncio.wait(list(self._in_flight))
 
-    async def _commit(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
+    async def _commit(
+        self,
+        batch: WriteBatch,
+        waiters: list[asyncio.Future[None]],
+        prior: "asyncio.Future[bool] | None",
+        outcome: "asyncio.Future[bool]",
+    ) -> None:
+        try:
+            await self._commit_batch(batch, waiters, prior, outcome)
+        finally:
+            if not outcome.done():
+                outcome.set_result(False)
+
+    async def _commit_batch(
+        self,
+        batch: WriteBatch,
+        waiters: list[asyncio.Future[None]],
+        prior: "asyncio.Future[bool] | None",
+        outcome: "asyncio.Future[bool]",
+    ) -> None:
+        if not len(batch):
+            # Only waiters: what they wait for is in the batches handed over before, which
+            # may still be in flight. Answer them with the previous batch's outcome.
+            ok = True if prior is None else await asyncio.shield(prior)
+            if ok:
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+            else:
+                self._fail_all(waiters, self._error)
+            outcome.set_result(ok)
+            return
         started = time.perf_counter()
         batch.token = secrets.randbits(63) or 1
         try:
-            if len(batch):
-                await self.store.commit(batch)
+            await self.store.commit(batch)
         except Exception:  # the batch may or may not have committed (a lost reply)
             self.stats.failures += 1
             if self._recovering:
                 # An earlier batch failed first; this one was refused after it (or is in doubt).
-                await self._settle_failed(batch, waiters)
+                outcome.set_result(await self._settle_failed(batch, waiters))
                 return
             log.exception("commit of %d items failed; rebuilding from the store", len(batch))
-            await self._fail(batch, waiters)
+            await self._fail(batch, waiters, outcome)
             return
         elapsed = time.perf_counter() - started
         self.stats.batches += 1
@@ -154,8 +188,14 @@ class Intake:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
+        outcome.set_result(True)
 
-    async def _fail(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
+    async def _fail(
+        self,
+        batch: WriteBatch,
+        waiters: list[asyncio.Future[None]],
+        outcome: "asyncio.Future[bool]",
+    ) -> None:
         """A commit failed: answer its waiters with what really happened, fail everything
         staged after it (it may build on it), and rebuild the core from the store."""
         self.available = False
@@ -163,7 +203,7 @@ class Intake:
         self._recovered.clear()
         self._fail_all(self._waiters, self._error)
         self._waiters, self.batch = [], WriteBatch()
-        await self._settle_failed(batch, waiters)
+        outcome.set_result(await self._settle_failed(batch, waiters))
         # Commits handed over after this one fail too (the store writes none after a failed
         # one); let them finish before the store writes again.
         others = [t for t in self._in_flight if t is not asyncio.current_task()]
@@ -184,14 +224,16 @@ class Intake:
         self.available = True
         self._recovered.set()
 
-    async def _settle_failed(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> None:
+    async def _settle_failed(self, batch: WriteBatch, waiters: list[asyncio.Future[None]]) -> bool:
+        """Answer the waiters of a failed commit; returns whether it did commit after all."""
         if len(batch) and await self._did_commit(batch.token):
             # The connection died after COMMIT: the batch is durable; say so.
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)
-        else:
-            self._fail_all(waiters, self._error)
+            return True
+        self._fail_all(waiters, self._error)
+        return False
 
     async def _did_commit(self, token: int, patience_s: float = 5.0) -> bool:
         """Whether the batch with ``token`` committed; False when the store cannot tell us
