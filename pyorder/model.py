@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from pyorder._core import OrderRows
+from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
 from pyorder.payments.model import Attempt, OutboxItem, Payment, WebhookEvent
 
 
@@ -138,6 +139,13 @@ class WriteBatch:
     outbox: dict[tuple[int, int, str], OutboxItem] = field(default_factory=dict)
     """Calls owed to providers, new or done, by ``OutboxItem.key``."""
     webhook_events: list[WebhookEvent] = field(default_factory=list)
+    shipments: dict[tuple[int, int], Shipment] = field(default_factory=dict)
+    """(order id, parcel) -> the parcel's row as it is now."""
+    fulfilments: dict[int, Fulfilment] = field(default_factory=dict)
+    """Order id -> its fulfilment row as it is now."""
+    delivery_windows: dict[int, DeliveryWindow] = field(default_factory=dict)
+    """Window id -> the window's row as it is now (its booked count included)."""
+    tracking_events: list[TrackingEvent] = field(default_factory=list)
     token: int = 0
     """A random id written with the batch (if not 0), to learn afterwards whether a commit
     whose reply was lost did happen (``Store.committed``)."""
@@ -172,6 +180,10 @@ class WriteBatch:
             + len(self.attempts)
             + len(self.outbox)
             + len(self.webhook_events)
+            + len(self.shipments)
+            + len(self.fulfilments)
+            + len(self.delivery_windows)
+            + len(self.tracking_events)
         )
 
 
@@ -192,4 +204,7 @@ class Snapshot:
     payments: list[Payment] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     outbox: list[OutboxItem] = field(default_factory=list)
-    """Calls owed to providers and not done yet."""
+    """Calls owed to providers and carriers and not done yet."""
+    shipments: list[Shipment] = field(default_factory=list)
+    fulfilments: list[Fulfilment] = field(default_factory=list)
+    delivery_windows: list[DeliveryWindow] = field(default_factory=list)

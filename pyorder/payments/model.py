@@ -162,12 +162,15 @@ class OutboxKind(StrEnum):
     """Create and confirm the attempt's PaymentIntent."""
     REFUND = "refund"
     """Refund all of the attempt's charge."""
+    SHIP = "ship"
+    """Book a parcel with the carrier (``pyorder.logistics``): ``attempt`` is the parcel."""
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """A call owed to a provider, written with the state change that causes it; ``done`` once
-    its outcome is recorded. Keyed by (order, attempt, kind): one of each per attempt."""
+    its outcome is recorded. Keyed by (order, attempt, kind): one of each per attempt (for
+    ``ship``, per parcel)."""
 
     order_id: int
     attempt: int

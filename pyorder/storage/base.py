@@ -7,6 +7,7 @@ storage test against both.
 
 from abc import ABC, abstractmethod
 
+from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
 
 
@@ -84,6 +85,10 @@ class Store(ABC):
 
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
         """Whether the provider event ``event_id`` was already applied (and stored)."""
+        raise NotImplementedError
+
+    async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
+        """The tracking events received for the order's parcels, by parcel and sequence."""
         raise NotImplementedError
 
     @abstractmethod

@@ -182,10 +182,50 @@ def _v3(integer: str, strict: str) -> tuple[str, ...]:
 _V3_SQLITE = _v3("INTEGER", " STRICT")
 _V3_POSTGRES = _v3("BIGINT", "")
 
+
+def _v4(integer: str, strict: str) -> tuple[str, ...]:
+    """Version 4 in one dialect: ``integer`` is the 64-bit type, ``strict`` the table suffix."""
+    i = integer
+    return (
+        "CREATE TABLE shipments ("
+        f" order_id {i} NOT NULL, parcel {i} NOT NULL, warehouse {i} NOT NULL,"
+        " carrier TEXT NOT NULL, status TEXT NOT NULL, idempotency_key TEXT NOT NULL,"
+        " carrier_shipment_id TEXT NOT NULL, tracking_number TEXT NOT NULL,"
+        f" window_id {i} NOT NULL, last_sequence {i} NOT NULL, last_event_ms {i} NOT NULL,"
+        f" error TEXT NOT NULL, created_ms {i} NOT NULL, updated_ms {i} NOT NULL,"
+        f" delivered_ms {i} NOT NULL, PRIMARY KEY (order_id, parcel)){strict}",
+        "CREATE TABLE fulfilments ("
+        f" order_id {i} PRIMARY KEY, parcels {i} NOT NULL, status TEXT NOT NULL,"
+        f" window_id {i} NOT NULL, paid_ms {i} NOT NULL, delivered_ms {i} NOT NULL,"
+        f" fulfilment_ms {i} NOT NULL, updated_ms {i} NOT NULL){strict}",
+        # The CHECK is the durable guard of "never oversold": a batch that would book a window
+        # past its capacity does not commit.
+        "CREATE TABLE delivery_windows ("
+        f" id {i} PRIMARY KEY, region TEXT NOT NULL, start_ms {i} NOT NULL,"
+        f" end_ms {i} NOT NULL, capacity {i} NOT NULL, booked {i} NOT NULL,"
+        f" created_ms {i} NOT NULL, CHECK (booked >= 0 AND booked <= capacity)){strict}",
+        "CREATE INDEX delivery_windows_region ON delivery_windows (region, start_ms)",
+        "CREATE TABLE tracking_events ("
+        f" carrier TEXT NOT NULL, event_id TEXT NOT NULL, order_id {i} NOT NULL,"
+        f" parcel {i} NOT NULL, sequence {i} NOT NULL, status TEXT NOT NULL,"
+        f" occurred_ms {i} NOT NULL, location TEXT NOT NULL, received_ms {i} NOT NULL,"
+        f" applied {i} NOT NULL, PRIMARY KEY (carrier, event_id)){strict}",
+        "CREATE INDEX tracking_events_order ON tracking_events (order_id, parcel, sequence)",
+    )
+
+
+# Version 4: logistics. One row per parcel, per order's fulfilment, per delivery window, and
+# the tracking events received (the carrier bookings owed go in the outbox of version 3).
+_V4_SQLITE = _v4("INTEGER", " STRICT")
+_V4_POSTGRES = _v4("BIGINT", "")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
     Migration(3, "payments, attempts, webhook events, outbox", _V3_SQLITE, _V3_POSTGRES),
+    Migration(
+        4, "shipments, fulfilments, delivery windows, tracking events", _V4_SQLITE, _V4_POSTGRES
+    ),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -19,6 +19,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from pyorder._core import OrderRows, pg_copy_binary
+from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
 from pyorder.storage import codec
 from pyorder.storage.base import StorageError, Store
@@ -67,6 +68,10 @@ _UPSERT_ATTEMPT = codec.upsert_sql(
 )
 _UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "$")
 _INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "$")
+_UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_id, parcel", "$")
+_UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "$")
+_UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "$")
+_INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "$")
 
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
@@ -226,6 +231,22 @@ class PostgresStore(Store):
             await conn.executemany(
                 _INSERT_WEBHOOK_EVENT, [codec.webhook_event_row(e) for e in batch.webhook_events]
             )
+        if batch.shipments:
+            await conn.executemany(
+                _UPSERT_SHIPMENT, [codec.shipment_row(x) for x in batch.shipments.values()]
+            )
+        if batch.fulfilments:
+            await conn.executemany(
+                _UPSERT_FULFILMENT, [codec.fulfilment_row(f) for f in batch.fulfilments.values()]
+            )
+        if batch.delivery_windows:
+            await conn.executemany(
+                _UPSERT_WINDOW, [codec.window_row(w) for w in batch.delivery_windows.values()]
+            )
+        if batch.tracking_events:
+            await conn.executemany(
+                _INSERT_TRACKING_EVENT, [codec.tracking_event_row(e) for e in batch.tracking_events]
+            )
         if batch.token:
             await conn.execute(
                 "INSERT INTO intake_commits (token, committed_ms) VALUES ($1, $2)",
@@ -316,6 +337,11 @@ class PostgresStore(Store):
             payments = [codec.payment_from_row(r) for r in await conn.fetch(codec.PAYMENTS_SQL)]
             attempts = [codec.attempt_from_row(r) for r in await conn.fetch(codec.ATTEMPTS_SQL)]
             outbox = [codec.outbox_from_row(r) for r in await conn.fetch(codec.PENDING_OUTBOX_SQL)]
+            shipments = [codec.shipment_from_row(r) for r in await conn.fetch(codec.SHIPMENTS_SQL)]
+            fulfilments = [
+                codec.fulfilment_from_row(r) for r in await conn.fetch(codec.FULFILMENTS_SQL)
+            ]
+            windows = [codec.window_from_row(r) for r in await conn.fetch(codec.WINDOWS_SQL)]
         assert maxima is not None
         return Snapshot(
             warehouses=warehouses,
@@ -329,7 +355,14 @@ class PostgresStore(Store):
             payments=payments,
             attempts=attempts,
             outbox=outbox,
+            shipments=shipments,
+            fulfilments=fulfilments,
+            delivery_windows=windows,
         )
+
+    async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
+        rows = await self._p().fetch(codec.TRACKING_EVENTS_OF_ORDER_SQL.format("$1"), order_id)
+        return [codec.tracking_event_from_row(r) for r in rows]
 
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
         row = await self._p().fetchrow(

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pyorder._core import CommitQueue, RowCountError, SqliteWriteError, SqliteWriter
+from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
 from pyorder.storage import codec
 from pyorder.storage.base import StorageError, Store
@@ -80,6 +81,10 @@ _UPSERT_ATTEMPT = codec.upsert_sql(
 )
 _UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "?")
 _INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "?")
+_UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_id, parcel", "?")
+_UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "?")
+_UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "?")
+_INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "?")
 _PURGE_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_ms < ?"
 _PURGE_TOKENS = "DELETE FROM intake_commits WHERE committed_ms < ?"
 
@@ -336,6 +341,11 @@ class SqliteStore(Store):
             payments = [codec.payment_from_row(r) for r in conn.execute(codec.PAYMENTS_SQL)]
             attempts = [codec.attempt_from_row(r) for r in conn.execute(codec.ATTEMPTS_SQL)]
             outbox = [codec.outbox_from_row(r) for r in conn.execute(codec.PENDING_OUTBOX_SQL)]
+            shipments = [codec.shipment_from_row(r) for r in conn.execute(codec.SHIPMENTS_SQL)]
+            fulfilments = [
+                codec.fulfilment_from_row(r) for r in conn.execute(codec.FULFILMENTS_SQL)
+            ]
+            windows = [codec.window_from_row(r) for r in conn.execute(codec.WINDOWS_SQL)]
         finally:
             conn.execute("COMMIT")
         return Snapshot(
@@ -350,6 +360,15 @@ class SqliteStore(Store):
             payments=payments,
             attempts=attempts,
             outbox=outbox,
+            shipments=shipments,
+            fulfilments=fulfilments,
+            delivery_windows=windows,
+        )
+
+    async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
+        sql = codec.TRACKING_EVENTS_OF_ORDER_SQL.format("?")
+        return await self._on_reader(
+            lambda: [codec.tracking_event_from_row(r) for r in self._r().execute(sql, (order_id,))]
         )
 
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
@@ -473,7 +492,8 @@ def _groups(
     """The statement groups of ``batch`` around its placed orders, in dependency order:
     catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
     lines; then, after the placed orders, status changes, idempotency records, payments,
-    attempts, outbox rows, webhook events and the token."""
+    attempts, outbox rows, webhook events, shipments, fulfilments, delivery windows, tracking
+    events and the token."""
     before: list[Group] = []
     if batch.warehouses:
         before.append((_UPSERT_WAREHOUSE, list(map(codec.warehouse_row, batch.warehouses)), -1))
@@ -504,6 +524,18 @@ def _groups(
     if batch.webhook_events:
         events = list(map(codec.webhook_event_row, batch.webhook_events))
         after.append((_INSERT_WEBHOOK_EVENT, events, -1))
+    if batch.shipments:
+        rows = list(map(codec.shipment_row, batch.shipments.values()))
+        after.append((_UPSERT_SHIPMENT, rows, -1))
+    if batch.fulfilments:
+        rows = list(map(codec.fulfilment_row, batch.fulfilments.values()))
+        after.append((_UPSERT_FULFILMENT, rows, -1))
+    if batch.delivery_windows:
+        rows = list(map(codec.window_row, batch.delivery_windows.values()))
+        after.append((_UPSERT_WINDOW, rows, -1))
+    if batch.tracking_events:
+        rows = list(map(codec.tracking_event_row, batch.tracking_events))
+        after.append((_INSERT_TRACKING_EVENT, rows, -1))
     if batch.token:
         after.append((_INSERT_TOKEN, [(batch.token, time.time_ns() // 1_000_000)], -1))
     return before, after

@@ -26,6 +26,10 @@ TABLES = {
     "payment_attempts",
     "webhook_events",
     "outbox",
+    "shipments",
+    "fulfilments",
+    "delivery_windows",
+    "tracking_events",
 }
 
 

@@ -1,0 +1,1 @@
+"""Logistics: shipping paid orders with a carrier, tracking, fulfilment status, delivery windows."""
