@@ -186,6 +186,8 @@ class Orders:
         at = now_ms()
         batch.status_changes.append(StatusChange(order.id, OrderStatus.PENDING_PAYMENT, status, at))
         sold = status is OrderStatus.PAID
+        if not sold:
+            self._p.logistics.release_window(order.id)
         for line in order.lines:
             batch.add_delta(line.sku, line.warehouse, 0, -line.quantity, line.quantity * sold)
         return replace(order, status=status, updated_ms=at)

@@ -13,6 +13,9 @@ from pathlib import Path
 from pyorder.catalog import Catalog
 from pyorder.engine import Engine, now_ms
 from pyorder.intake import Intake
+from pyorder.logistics.carriers import LogisticsConfig
+from pyorder.logistics.dispatcher import ShipmentDispatcher
+from pyorder.logistics.service import Logistics
 from pyorder.orders import Orders
 from pyorder.payments.dispatcher import Dispatcher
 from pyorder.payments.providers import PaymentsConfig, Router
@@ -39,6 +42,8 @@ class Config:
     """Stored first responses to Idempotency-Keys are kept this long."""
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     """Payment providers, timeouts, circuit breakers and reconciliation."""
+    logistics: LogisticsConfig = field(default_factory=LogisticsConfig)
+    """Carriers, their timeouts, and whether paid orders ship on their own."""
 
 
 def open_store(config: Config) -> Store:
@@ -65,6 +70,8 @@ class Platform:
         self.orders = Orders(self)
         self.payments = Payments(self, Router(config.payments))
         self.dispatcher = Dispatcher(self, self.payments)
+        self.logistics = Logistics(self, config.logistics)
+        self.shipping = ShipmentDispatcher(self, self.logistics)
         self._engine: Engine | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -83,12 +90,14 @@ class Platform:
         await self.rebuild()
         self.intake.start()
         await self.dispatcher.start()
+        await self.shipping.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="pyorder-expiry")
 
     async def stop(self) -> None:
-        """Stop expiring and calling providers, flush and commit what is staged, close the
-        store."""
+        """Stop expiring and calling providers and carriers, flush and commit what is staged,
+        close the store."""
         await self.dispatcher.stop()
+        await self.shipping.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -104,7 +113,9 @@ class Platform:
             snapshot, node=self.config.node, payment_timeout_ms=self.config.payment_timeout_ms
         )
         self.payments.load(snapshot)
+        self.logistics.load(snapshot)
         self.dispatcher.resume()
+        self.shipping.resume()
         log.info(
             "rebuilt from the store: %d SKUs, %d pending orders",
             len(snapshot.skus),

@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from pyorder.logistics.carriers import CarrierConfig, LogisticsConfig, parse_carrier
 from pyorder.payments.providers import (
     PaymentsConfig,
     ProviderConfig,
@@ -77,6 +78,20 @@ def serve(argv: list[str] | None = None) -> None:
     pay.add_argument("--reconcile-interval-s", type=float, help="default 5")
     pay.add_argument("--breaker-threshold", type=int, help="failures that open a circuit (3)")
     pay.add_argument("--breaker-cooldown-s", type=float, help="before a probe (default 5)")
+    ship = parser.add_argument_group("logistics")
+    ship.add_argument(
+        "--carrier",
+        action="append",
+        type=_carrier,
+        default=[],
+        metavar="SPEC",
+        help="a carrier: name=swift,url=http://127.0.0.1:9201,secret=whsec_..[,api_key=..]"
+        "[,priority=0][,timeout_ms=2000] (repeatable; new parcels go to the first by priority)",
+    )
+    ship.add_argument(
+        "--auto-ship", action="store_true", help="book a paid order's parcels as soon as it is paid"
+    )
+    ship.add_argument("--carrier-timeout-ms", type=int, default=2000, help="per carrier call")
     args = parser.parse_args(argv)
     sys.setswitchinterval(args.gil_switch_ms / 1000)
     logging.basicConfig(
@@ -90,6 +105,11 @@ def serve(argv: list[str] | None = None) -> None:
         node=args.node,
         idempotency_retention_ms=int(args.idempotency_retention_s * 1000),
         payments=_payments_config(args),
+        logistics=LogisticsConfig(
+            carriers=tuple(args.carrier),
+            timeout_ms=args.carrier_timeout_ms,
+            auto_ship=args.auto_ship,
+        ),
     )
     try:
         import uvloop
@@ -117,6 +137,13 @@ def serve(argv: list[str] | None = None) -> None:
 def _provider(text: str) -> ProviderConfig:
     try:
         return parse_provider(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _carrier(text: str) -> CarrierConfig:
+    try:
+        return parse_carrier(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 

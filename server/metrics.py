@@ -1,5 +1,6 @@
 """Prometheus metrics (prometheus_client, one registry per app): requests and latency by
-route, orders created, stock-outs, commit batch sizes and latencies, open reservations."""
+route, orders created, stock-outs, commit batch sizes and latencies, open reservations, and
+fulfilment time (paid to delivered)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,24 @@ class Metrics:
             lambda: platform.engine.inventory.open_reservations if platform.ready else 0
         )
         platform.intake.stats.observers.append(self._observe_commit)
+        self.fulfilment_seconds = Histogram(
+            "pyorder_fulfilment_seconds",
+            "Time from an order's payment to the delivery of its last parcel",
+            buckets=(
+                1,
+                10,
+                60,
+                600,
+                3600,
+                6 * 3600,
+                12 * 3600,
+                *(d * 86400 for d in (1, 2, 3, 5, 7, 14)),
+            ),
+            registry=r,
+        )
+        platform.logistics.on_delivered.append(
+            lambda ms: self.fulfilment_seconds.observe(max(0, ms) / 1000)
+        )
 
     def _observe_commit(self, items: int, seconds: float) -> None:
         self.commit_items.observe(items)

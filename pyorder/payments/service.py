@@ -100,7 +100,7 @@ class Payments:
         """Hold exactly what the store holds (at start, and after a failed commit)."""
         self.payments = {p.order_id: p for p in snap.payments}
         self.attempts = {(a.order_id, a.number): a for a in snap.attempts}
-        self.outbox = {o.key: o for o in snap.outbox}
+        self.outbox = {o.key: o for o in snap.outbox if o.kind is not OutboxKind.SHIP}
 
     def attempts_of(self, order_id: int) -> list[Attempt]:
         pay = self.payments.get(order_id)
@@ -338,6 +338,7 @@ class Payments:
                 log.info("order %d expired as its charge arrived; refunding", att.order_id)
             else:
                 self._refresh(att.order_id, paid_attempt=att.number)
+                self._p.logistics.on_paid(order)
                 return att
         log.info(
             "order %d attempt %d charged but the order cannot take it; refunding",

@@ -5,7 +5,7 @@ takes one), one column per caller, the HTTP status that caller gets. Read it as 
 buyers see only their own orders (others' are 404), merchants only their own SKUs (others'
 are 404) and the orders that contain their SKUs, admins everything; regions are ordered by
 admins only; without a valid token (none, expired, garbage, or signed with another key) every
-endpoint but the four public ones is 401.
+endpoint but the four public ones (and the providers' and carriers' signed webhooks) is 401.
 """
 
 import re
@@ -59,8 +59,15 @@ POLICY: dict[str, tuple[int, ...]] = {
     # This server has no payment provider: the owner gets past authorization to a 422.
     "POST /v1/orders/{A's, X's SKU}/payments":    (422, 404, 403, 403, 403, *ANON),
     "GET /v1/orders/{A's, X's SKU}/payment":      (200, 404, 200, 404, 200, *ANON),
+    # This server has no carrier: who may ship gets past authorization to a 422.
+    "POST /v1/orders/{A's, X's SKU}/shipments":   (403, 403, 422, 404, 422, *ANON),
+    "GET /v1/orders/{A's, X's SKU}/shipments":    (200, 404, 200, 404, 200, *ANON),
+    "POST /v1/orders/{A's, X's SKU}/delivery-window": (200, 404, 403, 403, 403, *ANON),
+    "POST /v1/regions/{code}/delivery-windows":   (403, 403, 403, 403, 201, *ANON),
+    "GET /v1/regions/{code}/delivery-windows":    (200, 200, 200, 200, 200, *ANON),
     # Providers authenticate by signature, not token; this server knows no provider.
     "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
+    "POST /v1/webhooks/carriers/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
     "GET /healthz":                               (200, 200, 200, 200, 200, 200, 200, 200, 200),
     "GET /readyz":                                (200, 200, 200, 200, 200, 200, 200, 200, 200),
     "GET /metrics":                               (200, 200, 200, 200, 200, 200, 200, 200, 200),
@@ -86,6 +93,7 @@ class Scene:
     a_order_x: str
     b_order_y: str
     a_order_xy: str
+    window: int = 0
 
     def order(self, caller: str, lines: list[tuple[int, int]]) -> str:
         """A fresh order of ``caller`` (a buyer), its id."""
@@ -126,7 +134,19 @@ def scene(server: Server) -> Scene:
     s.a_order_x = s.order("buyer A", [(x_sku, 1)])
     s.b_order_y = s.order("buyer B", [(y_sku, 1)])
     s.a_order_xy = s.order("buyer A", [(x_sku, 1), (y_sku, 1)])
+    s.window = int(
+        server.ok(
+            "POST",
+            f"/v1/regions/{region}/delivery-windows",
+            token=tokens["admin"],
+            json=_WINDOW,
+            expect=201,
+        )["id"]
+    )
     return s
+
+
+_WINDOW = {"start": "2099-01-01T08:00:00Z", "end": "2099-01-01T10:00:00+00:00", "capacity": 1000}
 
 
 Request = tuple[str, str, Any]
@@ -194,7 +214,33 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
         f"/v1/orders/{s.a_order_x}/payment",
         None,
     ),
+    "POST /v1/orders/{A's, X's SKU}/shipments": lambda s, c: (
+        "POST",
+        f"/v1/orders/{s.a_order_x}/shipments",
+        {},
+    ),
+    "GET /v1/orders/{A's, X's SKU}/shipments": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_x}/shipments",
+        None,
+    ),
+    "POST /v1/orders/{A's, X's SKU}/delivery-window": lambda s, c: (
+        "POST",
+        f"/v1/orders/{s.a_order_x}/delivery-window",
+        {"window": s.window},
+    ),
+    "POST /v1/regions/{code}/delivery-windows": lambda s, c: (
+        "POST",
+        f"/v1/regions/{s.region}/delivery-windows",
+        _WINDOW,
+    ),
+    "GET /v1/regions/{code}/delivery-windows": lambda s, c: (
+        "GET",
+        f"/v1/regions/{s.region}/delivery-windows",
+        None,
+    ),
     "POST /v1/webhooks/payments/{name}": lambda s, c: ("POST", "/v1/webhooks/payments/p", {}),
+    "POST /v1/webhooks/carriers/{name}": lambda s, c: ("POST", "/v1/webhooks/carriers/c", {}),
     "GET /healthz": lambda s, c: ("GET", "/healthz", None),
     "GET /readyz": lambda s, c: ("GET", "/readyz", None),
     "GET /metrics": lambda s, c: ("GET", "/metrics", None),
@@ -236,12 +282,12 @@ def test_authorization_matrix(scene: Scene, endpoint: str, caller: str, expected
     if expected >= 400:
         code = resp.error_code
         codes = {
-            401: "unauthorized",
-            403: "forbidden",
-            404: "not_found",
-            422: "payment_method_unavailable",
+            401: {"unauthorized"},
+            403: {"forbidden"},
+            404: {"not_found"},
+            422: {"payment_method_unavailable", "carrier_unavailable"},
         }
-        assert code == codes[expected], resp
+        assert code in codes[expected], resp
 
 
 # --- what each caller sees in lists -------------------------------------------------------------

@@ -1,0 +1,533 @@
+"""The logistics state: parcels (``Shipment``), each order's ``Fulfilment`` and the delivery
+windows, held in memory (rebuilt from the store like the engine) and changed only here,
+synchronously on the event loop, each change staged in the intake's batch in the same call as
+whatever goes with it, so one transaction records both.
+
+What can change it: a merchant (or admin) shipping a paid order (``ship``), the payment that
+pays an order (``on_paid``: the paid time, and with ``auto_ship`` the parcels), the buyer
+picking a delivery window (``pick_window``), the carrier's answer to a booking (the dispatcher:
+``observe_booking``), and its signed tracking events (``handle_webhook``). A tracking event is
+applied only when its sequence is newer than the last one applied to the parcel and its status
+is a legal move (``model.SHIPMENT_TRANSITIONS``), so duplicates and late arrivals change
+nothing, whatever their order.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pyorder.auth import Principal, Role
+from pyorder.engine import now_ms
+from pyorder.errors import Conflict, InvalidInput, InvalidState, NotFound
+from pyorder.logistics.carriers import LogisticsConfig
+from pyorder.logistics.model import (
+    FULFILMENT_ORDER,
+    SHIPMENT_TRANSITIONS,
+    DeliveryWindow,
+    Fulfilment,
+    FulfilmentStatus,
+    Shipment,
+    ShipmentStatus,
+    TrackingEvent,
+)
+from pyorder.model import Order, OrderStatus, Snapshot
+from pyorder.payments.model import OutboxItem, OutboxKind, WebhookEvent
+from pyorder.payments.service import EventInFlight, InvalidEvent, InvalidSignature
+from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
+
+if TYPE_CHECKING:
+    from pyorder.platform import Platform
+
+log = logging.getLogger(__name__)
+
+ParcelKey = tuple[int, int]
+MAX_CAPACITY = 1_000_000
+
+
+class NoCarrier(InvalidInput):
+    code = "carrier_unavailable"
+
+
+class AlreadyShipped(InvalidState):
+    code = "already_shipped"
+
+
+class WindowFull(Conflict):
+    code = "window_full"
+
+
+class WindowUnavailable(InvalidInput):
+    code = "window_unavailable"
+
+
+def parcel_reference(order_id: int, parcel: int) -> str:
+    """The reference a parcel is booked under at the carrier, echoed in its tracking events."""
+    return f"{order_id}-{parcel}"
+
+
+def _parse_reference(text: object) -> ParcelKey | None:
+    if not isinstance(text, str):
+        return None
+    order, _, parcel = text.partition("-")
+    if not (order.isdigit() and parcel.isdigit()):
+        return None
+    return int(order), int(parcel)
+
+
+def iso_ms(ms: int) -> str:
+    """UTC ISO 8601 with milliseconds and a Z."""
+    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _ms(text: object) -> int:
+    """Milliseconds since the epoch of an ISO 8601 time with an offset; 0 if unreadable."""
+    if not isinstance(text, str):
+        return 0
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return 0
+    if parsed.tzinfo is None:
+        return 0
+    return int(parsed.timestamp() * 1000)
+
+
+class Logistics:
+    def __init__(self, platform: "Platform", config: LogisticsConfig) -> None:
+        self._p = platform
+        self.config = config
+        self.shipments: dict[ParcelKey, Shipment] = {}
+        self.parcels: dict[int, list[int]] = {}
+        """Order id -> its parcel numbers, in order."""
+        self.fulfilments: dict[int, Fulfilment] = {}
+        self.windows: dict[int, DeliveryWindow] = {}
+        self.outbox: dict[tuple[int, int, str], OutboxItem] = {}
+        """Bookings owed to the carrier, not done yet."""
+        self.on_outbox: list[Callable[[OutboxItem], None]] = []
+        self.on_delivered: list[Callable[[int], None]] = []
+        """Callbacks given an order's fulfilment time (ms) once its delivery is durable."""
+        self._events_in_flight: set[tuple[str, str]] = set()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def load(self, snap: Snapshot) -> None:
+        """Hold exactly what the store holds (at start, and after a failed commit)."""
+        self.shipments = {(s.order_id, s.parcel): s for s in snap.shipments}
+        self.parcels = {}
+        for key in sorted(self.shipments):
+            self.parcels.setdefault(key[0], []).append(key[1])
+        self.fulfilments = {f.order_id: f for f in snap.fulfilments}
+        self.windows = {w.id: w for w in snap.delivery_windows}
+        self.outbox = {o.key: o for o in snap.outbox if o.kind is OutboxKind.SHIP}
+
+    def shipments_of(self, order_id: int) -> list[Shipment]:
+        return [self.shipments[(order_id, n)] for n in self.parcels.get(order_id, ())]
+
+    def _put_shipment(self, sh: Shipment) -> None:
+        sh = replace(sh, updated_ms=now_ms())
+        key = (sh.order_id, sh.parcel)
+        if key not in self.shipments:
+            self.parcels.setdefault(sh.order_id, []).append(sh.parcel)
+        self.shipments[key] = sh
+        self._p.intake.batch.shipments[key] = sh
+
+    def _put_fulfilment(self, f: Fulfilment) -> None:
+        f = replace(f, updated_ms=now_ms())
+        self.fulfilments[f.order_id] = f
+        self._p.intake.batch.fulfilments[f.order_id] = f
+
+    def _put_window(self, w: DeliveryWindow) -> None:
+        self.windows[w.id] = w
+        self._p.intake.batch.delivery_windows[w.id] = w
+
+    def _fulfilment(self, order: Order) -> Fulfilment:
+        found = self.fulfilments.get(order.id)
+        if found is not None:
+            return found
+        return Fulfilment(
+            order_id=order.id,
+            parcels=len(_by_warehouse(order)),
+            status=FulfilmentStatus.UNFULFILLED,
+            window_id=-1,
+            paid_ms=0,
+            delivered_ms=0,
+            fulfilment_ms=-1,
+            updated_ms=now_ms(),
+        )
+
+    def _live(self, order_id: int, warehouse: int) -> Shipment | None:
+        """The parcel from ``warehouse`` that counts: the newest one the carrier did not refuse."""
+        found = [
+            s
+            for s in self.shipments_of(order_id)
+            if s.warehouse == warehouse and s.status is not ShipmentStatus.FAILED
+        ]
+        return found[-1] if found else None
+
+    def _refresh(self, order_id: int) -> Fulfilment | None:
+        """Stage the order's fulfilment derived again from its parcels (forward only)."""
+        f = self.fulfilments.get(order_id)
+        if f is None:
+            return None
+        live: dict[int, Shipment] = {}
+        for s in self.shipments_of(order_id):
+            if s.status is not ShipmentStatus.FAILED:
+                live[s.warehouse] = s
+        shipped = sum(s.status is not ShipmentStatus.PENDING for s in live.values())
+        delivered = [s for s in live.values() if s.status is ShipmentStatus.DELIVERED]
+        if f.parcels and len(delivered) >= f.parcels:
+            status = FulfilmentStatus.DELIVERED
+        elif delivered:
+            status = FulfilmentStatus.PARTIALLY_DELIVERED
+        elif f.parcels and shipped >= f.parcels:
+            status = FulfilmentStatus.SHIPPED
+        elif shipped:
+            status = FulfilmentStatus.PARTIALLY_SHIPPED
+        else:
+            status = FulfilmentStatus.UNFULFILLED
+        if FULFILMENT_ORDER.index(status) < FULFILMENT_ORDER.index(f.status):
+            return f  # never backwards
+        if status is FulfilmentStatus.DELIVERED and f.status is not FulfilmentStatus.DELIVERED:
+            at = max(s.delivered_ms for s in delivered)
+            took = max(0, at - f.paid_ms) if f.paid_ms else -1
+            f = replace(f, delivered_ms=at, fulfilment_ms=took)
+        if status is not f.status or f.order_id not in self._p.intake.batch.fulfilments:
+            self._put_fulfilment(replace(f, status=status))
+        return self.fulfilments[order_id]
+
+    # --- delivery windows ----------------------------------------------------------------------
+
+    def create_window(
+        self, who: Principal, region: str, start_ms: int, end_ms: int, capacity: int
+    ) -> DeliveryWindow:
+        """A new delivery window of ``region`` (admins): [start_ms, end_ms), ``capacity``
+        orders."""
+        who.require(Role.ADMIN)
+        if region not in self._p.engine.regions:
+            raise NotFound(f"region {region!r} is not served")
+        if end_ms <= start_ms:
+            raise InvalidInput("a window's end must be after its start", field="end")
+        if end_ms <= now_ms():
+            raise InvalidInput("the window has already ended", field="end")
+        if not 1 <= capacity <= MAX_CAPACITY:
+            raise InvalidInput(f"capacity must be 1 to {MAX_CAPACITY}", field="capacity")
+        wid = max(self.windows, default=0) + 1
+        window = DeliveryWindow(wid, region, start_ms, end_ms, capacity, 0, now_ms())
+        self._put_window(window)
+        return window
+
+    def windows_of(self, region: str) -> list[DeliveryWindow]:
+        """The region's windows that have not ended, earliest first."""
+        now = now_ms()
+        found = [w for w in self.windows.values() if w.region == region and w.end_ms > now]
+        return sorted(found, key=lambda w: (w.start_ms, w.id))
+
+    async def pick_window(self, who: Principal, order_id: int, window_id: int) -> Fulfilment:
+        """The buyer's choice of a delivery window for an own order that has not shipped:
+        the window's capacity is taken (and the previous window's given back) at once."""
+        who.require(Role.BUYER)
+        order = await self._buyers_order(who, order_id)
+        # From here on, no await: the check and the booking are one step of the event loop.
+        if order.status is OrderStatus.PENDING_PAYMENT and self._p.orders.pending(order_id) is None:
+            raise InvalidState(f"order {order_id} no longer awaits payment; retry to see why")
+        if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID):
+            raise InvalidState(
+                f"order {order_id} is {order.status.value}; it will not be delivered",
+                status=order.status.value,
+            )
+        if any(s.status is not ShipmentStatus.FAILED for s in self.shipments_of(order_id)):
+            raise AlreadyShipped(f"order {order_id} has shipped; its window cannot change")
+        window = self.windows.get(window_id)
+        if window is None or window.region != order.region:
+            raise WindowUnavailable(
+                f"no delivery window {window_id} in region {order.region!r}", field="window"
+            )
+        if window.end_ms <= now_ms():
+            raise WindowUnavailable(f"delivery window {window_id} has ended", field="window")
+        f = self._fulfilment(order)
+        if f.window_id == window_id:
+            self._put_fulfilment(f)
+            return self.fulfilments[order_id]
+        if window.booked >= window.capacity:
+            raise WindowFull(
+                f"delivery window {window_id} is full ({window.capacity} orders)",
+                window=window_id,
+                capacity=window.capacity,
+            )
+        self._release(f)
+        self._put_window(replace(window, booked=window.booked + 1))
+        self._put_fulfilment(replace(f, window_id=window_id))
+        return self.fulfilments[order_id]
+
+    def _release(self, f: Fulfilment) -> None:
+        old = self.windows.get(f.window_id)
+        if old is not None and old.booked > 0:
+            self._put_window(replace(old, booked=old.booked - 1))
+
+    def release_window(self, order_id: int) -> None:
+        """The order ended unpaid (cancelled, expired): give its window's place back."""
+        f = self.fulfilments.get(order_id)
+        if f is not None and f.window_id >= 0:
+            self._release(f)
+            self._put_fulfilment(replace(f, window_id=-1))
+
+    async def _buyers_order(self, who: Principal, order_id: int) -> Order:
+        pending = self._p.orders.pending(order_id)
+        if pending is not None and pending.buyer == who.subject:
+            return pending
+        stored = await self._p.store.get_order(order_id)
+        if stored is None or stored.buyer != who.subject:
+            raise NotFound(f"order {order_id} does not exist")
+        return stored
+
+    # --- shipping ------------------------------------------------------------------------------
+
+    def on_paid(self, order: Order) -> None:
+        """``order`` was just paid (staged in the same batch): note when, and with
+        ``auto_ship`` book its parcels."""
+        f = self._fulfilment(order)
+        self._put_fulfilment(replace(f, paid_ms=now_ms()))
+        carrier = self.config.default_carrier()
+        if self.config.auto_ship and carrier is not None:
+            for warehouse in _by_warehouse(order):
+                self._new_parcel(order, warehouse, carrier.name)
+
+    async def ship(self, who: Principal, order_id: int, warehouse: int | None) -> Order:
+        """Book the parcels of a paid order not booked yet (merchants: those holding their
+        lines; ``warehouse``: only that one); returns the order. The parcels are staged; the
+        carrier is called once they are durable."""
+        who.require(Role.MERCHANT, Role.ADMIN)
+        order = await self._p.orders.get(who, order_id)  # 404 unless visible
+        carrier = self.config.default_carrier()
+        if carrier is None:
+            raise NoCarrier("no carrier is configured")
+        # From here on, no await: two requests never book the same parcel.
+        if order.status is not OrderStatus.PAID:
+            raise InvalidState(
+                f"order {order_id} is {order.status.value}; only paid orders ship",
+                status=order.status.value,
+            )
+        groups = _by_warehouse(order)
+        if who.role is Role.MERCHANT:
+            groups = {
+                w: lines for w, lines in groups.items() if any(m == who.key for _, _, m in lines)
+            }
+        if warehouse is not None:
+            if warehouse not in groups:
+                raise InvalidInput(
+                    f"order {order_id} has no parcel of yours from warehouse {warehouse}",
+                    field="warehouse",
+                )
+            groups = {warehouse: groups[warehouse]}
+        todo = [w for w in groups if self._live(order_id, w) is None]
+        if not todo:
+            raise AlreadyShipped(f"the parcels of order {order_id} are already shipped")
+        f = self._fulfilment(order)
+        if not f.paid_ms:
+            f = replace(f, paid_ms=order.updated_ms)  # paid before fulfilment was recorded
+        self._put_fulfilment(f)
+        for w in todo:
+            self._new_parcel(order, w, carrier.name)
+        return order
+
+    def _new_parcel(self, order: Order, warehouse: int, carrier: str) -> Shipment:
+        n = max(self.parcels.get(order.id, [0])) + 1
+        at = now_ms()
+        f = self.fulfilments.get(order.id) or self._fulfilment(order)
+        sh = Shipment(
+            order_id=order.id,
+            parcel=n,
+            warehouse=warehouse,
+            carrier=carrier,
+            status=ShipmentStatus.PENDING,
+            idempotency_key=f"pyorder-ship-{order.id}-{n}",
+            carrier_shipment_id="",
+            tracking_number="",
+            window_id=f.window_id,
+            last_sequence=0,
+            last_event_ms=0,
+            error="",
+            created_ms=at,
+            updated_ms=at,
+            delivered_ms=0,
+        )
+        self._put_shipment(sh)
+        self._put_fulfilment(f)
+        item = OutboxItem(order.id, n, OutboxKind.SHIP, False, at, at)
+        self.outbox[item.key] = item
+        self._p.intake.batch.outbox[item.key] = item
+        for notify in self.on_outbox:
+            notify(item)
+        return self.shipments[(order.id, n)]
+
+    def finish_outbox(self, item: OutboxItem) -> None:
+        self.outbox.pop(item.key, None)
+        self._p.intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+
+    def carrier_request(self, order: Order, sh: Shipment) -> dict[str, Any]:
+        """The body of the carrier's ``POST /v1/shipments`` for parcel ``sh`` of ``order``."""
+        lines = _by_warehouse(order).get(sh.warehouse, [])
+        units = sum(q for _, q, _ in lines)
+        fields = ("name", "line1", "line2", "city", "region", "postal_code", "country", "phone")
+        to = {k: order.address[k] for k in fields if order.address.get(k)}
+        wh = self._p.engine.warehouses.get(sh.warehouse)
+        name = wh.name if wh is not None else f"warehouse {sh.warehouse}"
+        body: dict[str, Any] = {
+            "to": to,
+            "from": {"name": name, "line1": f"warehouse {sh.warehouse}", "city": name},
+            "weight_g": max(1, min(1_000_000, units * self.config.grams_per_unit)),
+            "reference": parcel_reference(sh.order_id, sh.parcel),
+            "metadata": {"order_id": str(sh.order_id), "parcel": str(sh.parcel)},
+        }
+        window = self.windows.get(sh.window_id)
+        if window is not None:
+            body["delivery_window"] = {
+                "start": iso_ms(window.start_ms),
+                "end": iso_ms(window.end_ms),
+            }
+        return body
+
+    def observe_booking(self, key: ParcelKey, shipment: dict[str, Any]) -> None:
+        """The carrier booked parcel ``key`` (its answer, possibly replayed): record its ids;
+        its status only if that is a move forward."""
+        sh = self.shipments.get(key)
+        if sh is None:
+            return
+        sh = replace(
+            sh,
+            carrier_shipment_id=sh.carrier_shipment_id or str(shipment.get("id", "")),
+            tracking_number=sh.tracking_number or str(shipment.get("tracking_number", "")),
+        )
+        if sh.status is ShipmentStatus.PENDING:
+            sh = replace(sh, status=ShipmentStatus.CREATED)
+        self._put_shipment(sh)
+        self._refresh(sh.order_id)
+
+    def fail_booking(self, key: ParcelKey, error: str) -> None:
+        """The carrier refused to book parcel ``key``: it failed (another may be shipped)."""
+        sh = self.shipments.get(key)
+        if sh is None or ShipmentStatus.FAILED not in SHIPMENT_TRANSITIONS[sh.status]:
+            return
+        self._put_shipment(replace(sh, status=ShipmentStatus.FAILED, error=error[:500]))
+        self._refresh(sh.order_id)
+
+    # --- tracking webhooks ---------------------------------------------------------------------
+
+    async def handle_webhook(
+        self, carrier: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[bool, str]:
+        """Verify, de-duplicate and apply one signed tracking event; returns (duplicate?,
+        event id) once its effects are durable. Nothing changes for a bad signature (400)."""
+        config = self.config.carrier(carrier)
+        if config is None:
+            raise NotFound(f"no carrier {carrier!r}")
+        try:
+            verify(body, headers.get(SIGNATURE_HEADER), config.secret)
+        except SignatureError as exc:
+            raise InvalidSignature(str(exc)) from exc
+        try:
+            event = orjson.loads(body)
+            event_id, kind = str(event["id"]), str(event["type"])
+            obj = event["data"]["object"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InvalidEvent(f"not a carrier event: {exc}") from exc
+        if not isinstance(obj, dict) or not event_id:
+            raise InvalidEvent("an event needs an id and data.object")
+        scope = (f"carrier:{carrier}", event_id)
+        if scope in self._events_in_flight:
+            raise EventInFlight(f"event {event_id} is being applied")
+        self._events_in_flight.add(scope)
+        try:
+            if await self._p.store.webhook_event_seen(*scope):
+                return True, event_id
+            # Apply and stage with no await in between: one batch holds the event and its effects.
+            delivered = (
+                self.observe_event(carrier, event_id, obj) if kind.startswith("tracking.") else None
+            )
+            self._p.intake.batch.webhook_events.append(WebhookEvent(*scope, kind, now_ms()))
+            await self._p.intake.durable()
+            if delivered is not None:
+                for notify in self.on_delivered:
+                    notify(delivered.fulfilment_ms)
+            return False, event_id
+        finally:
+            self._events_in_flight.discard(scope)
+
+    def observe_event(self, carrier: str, event_id: str, ev: dict[str, Any]) -> Fulfilment | None:
+        """Apply a tracking event (staged). Returns the order's fulfilment if this event
+        delivered the order, else None."""
+        key = _parse_reference(ev.get("reference"))
+        sh = self.shipments.get(key) if key is not None else None
+        if sh is None or sh.carrier != carrier or ev.get("kind", "outbound") != "outbound":
+            log.info("tracking event %s of %s: no parcel of ours; ignored", event_id, carrier)
+            return None
+        shipment_id = str(ev.get("shipment", ""))
+        if sh.carrier_shipment_id and shipment_id and shipment_id != sh.carrier_shipment_id:
+            log.warning("tracking event %s: foreign shipment %s", event_id, shipment_id)
+            return None
+        try:
+            sequence = int(ev.get("sequence", 0))
+            status = ShipmentStatus(str(ev.get("status", "")))
+        except (TypeError, ValueError):
+            raise InvalidEvent(f"event {event_id}: unreadable sequence or status") from None
+        occurred = _ms(ev.get("occurred_at")) or now_ms()
+        applied = sequence > sh.last_sequence and status in SHIPMENT_TRANSITIONS[sh.status]
+        self._p.intake.batch.tracking_events.append(
+            TrackingEvent(
+                carrier=carrier,
+                event_id=event_id,
+                order_id=sh.order_id,
+                parcel=sh.parcel,
+                sequence=sequence,
+                status=status.value,
+                occurred_ms=occurred,
+                location=str(ev.get("location", ""))[:200],
+                received_ms=now_ms(),
+                applied=applied,
+            )
+        )
+        if not applied:
+            return None  # stale (older than what we hold, or not a legal move): recorded only
+        before = self.fulfilments.get(sh.order_id)
+        sh = replace(
+            sh,
+            status=status,
+            last_sequence=sequence,
+            last_event_ms=occurred,
+            carrier_shipment_id=sh.carrier_shipment_id or shipment_id,
+            tracking_number=sh.tracking_number or str(ev.get("tracking_number", "")),
+            delivered_ms=occurred if status is ShipmentStatus.DELIVERED else sh.delivered_ms,
+            error=str((ev.get("details") or {}).get("reason", "")) or sh.error,
+        )
+        self._put_shipment(sh)
+        after = self._refresh(sh.order_id)
+        was = before.status if before is not None else None
+        delivered = FulfilmentStatus.DELIVERED
+        if after is not None and after.status is delivered and was is not delivered:
+            return after
+        return None
+
+    # --- reading -------------------------------------------------------------------------------
+
+    async def read(
+        self, who: Principal, order_id: int
+    ) -> tuple[Order, Fulfilment | None, list[Shipment], list[TrackingEvent]]:
+        """An order the caller may see, with its fulfilment, parcels and tracking events, as
+        committed."""
+        order = await self._p.orders.get(who, order_id)  # 404 unless visible
+        await self._p.intake.durable()
+        events = await self._p.store.tracking_events(order_id)
+        return order, self.fulfilments.get(order_id), self.shipments_of(order_id), events
+
+
+def _by_warehouse(order: Order) -> dict[int, list[tuple[int, int, str]]]:
+    """The order's lines as parcels: warehouse -> [(sku, quantity, merchant)], by warehouse."""
+    groups: dict[int, list[tuple[int, int, str]]] = {}
+    for line in order.lines:
+        groups.setdefault(line.warehouse, []).append((line.sku, line.quantity, line.merchant))
+    return dict(sorted(groups.items()))
