@@ -472,9 +472,14 @@ class Logistics:
             return None
         try:
             sequence = int(ev.get("sequence", 0))
-            status = ShipmentStatus(str(ev.get("status", "")))
         except (TypeError, ValueError):
-            raise InvalidEvent(f"event {event_id}: unreadable sequence or status") from None
+            raise InvalidEvent(f"event {event_id}: unreadable sequence") from None
+        try:
+            status = ShipmentStatus(str(ev.get("status", "")))
+        except ValueError:
+            # A status we do not know: acknowledged (a 4xx would only make the carrier retry).
+            log.warning("tracking event %s: unknown status %r; ignored", event_id, ev.get("status"))
+            return None
         occurred = _ms(ev.get("occurred_at")) or now_ms()
         applied = sequence > sh.last_sequence and status in SHIPMENT_TRANSITIONS[sh.status]
         self._p.intake.batch.tracking_events.append(
