@@ -525,9 +525,12 @@ class Logistics:
         """An order the caller may see, with its fulfilment, parcels and tracking events, as
         committed."""
         order = await self._p.orders.get(who, order_id)  # 404 unless visible
+        # Read first, then wait: once everything staged so far is durable, so is this state
+        # (a change staged while waiting is newer than the answer, and not shown).
+        fulfilment, shipments = self.fulfilments.get(order_id), self.shipments_of(order_id)
         await self._p.intake.durable()
         events = await self._p.store.tracking_events(order_id)
-        return order, self.fulfilments.get(order_id), self.shipments_of(order_id), events
+        return order, fulfilment, shipments, events
 
 
 def _by_warehouse(order: Order) -> dict[int, list[tuple[int, int, str]]]:

@@ -424,9 +424,11 @@ class Payments:
     async def read(self, who: Principal, order_id: int) -> tuple[Payment | None, list[Attempt]]:
         """The payment of an order the caller may see, as committed."""
         await self._p.orders.get(who, order_id)  # 404 unless visible
+        # Read first, then wait: once everything staged so far is durable, so is this state
+        # (a change staged while waiting is newer than the answer, and not shown).
+        pay, attempts = self.payments.get(order_id), self.attempts_of(order_id)
         await self._p.intake.durable()
-        pay = self.payments.get(order_id)
-        return pay, self.attempts_of(order_id)
+        return pay, attempts
 
 
 _NO_MONEY = (AttemptStatus.ABANDONED, AttemptStatus.CANCELED)
