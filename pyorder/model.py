@@ -11,7 +11,7 @@ from typing import Any
 
 from pyorder._core import OrderRows
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
-from pyorder.payments.model import Attempt, OutboxItem, Payment, WebhookEvent
+from pyorder.payments.model import Attempt, OutboxItem, Payment, Refund, WebhookEvent
 
 
 class OrderStatus(StrEnum):
@@ -20,6 +20,7 @@ class OrderStatus(StrEnum):
     PENDING_PAYMENT = "pending_payment"
     PAID = "paid"
     CANCELLED = "cancelled"
+    """Cancelled unpaid (units released), or paid and unshipped (units returned, refunded)."""
     EXPIRED = "expired"
 
 
@@ -139,6 +140,8 @@ class WriteBatch:
     outbox: dict[tuple[int, int, str], OutboxItem] = field(default_factory=dict)
     """Calls owed to providers, new or done, by ``OutboxItem.key``."""
     webhook_events: list[WebhookEvent] = field(default_factory=list)
+    refunds: dict[tuple[int, int], Refund] = field(default_factory=dict)
+    """(order id, refund number) -> the refund's row as it is now."""
     shipments: dict[tuple[int, int], Shipment] = field(default_factory=dict)
     """(order id, parcel) -> the parcel's row as it is now."""
     fulfilments: dict[int, Fulfilment] = field(default_factory=dict)
@@ -180,6 +183,7 @@ class WriteBatch:
             + len(self.attempts)
             + len(self.outbox)
             + len(self.webhook_events)
+            + len(self.refunds)
             + len(self.shipments)
             + len(self.fulfilments)
             + len(self.delivery_windows)
@@ -205,6 +209,7 @@ class Snapshot:
     attempts: list[Attempt] = field(default_factory=list)
     outbox: list[OutboxItem] = field(default_factory=list)
     """Calls owed to providers and carriers and not done yet."""
+    refunds: list[Refund] = field(default_factory=list)
     shipments: list[Shipment] = field(default_factory=list)
     fulfilments: list[Fulfilment] = field(default_factory=list)
     delivery_windows: list[DeliveryWindow] = field(default_factory=list)

@@ -27,7 +27,9 @@ from pyorder.errors import (
     OutOfStock,
     PurchaseLimitExceeded,
 )
+from pyorder.logistics.model import ShipmentStatus
 from pyorder.model import Order, OrderLine, OrderStatus, StatusChange
+from pyorder.payments.refunds import CANCEL_REASON, SYSTEM
 from pyorder.storage.codec import decode_address
 
 if TYPE_CHECKING:
@@ -66,6 +68,9 @@ class OrderInput:
 class Orders:
     def __init__(self, platform: "Platform") -> None:
         self._p = platform
+        self._cancelled_paid: set[int] = set()
+        """Paid orders cancelled by this process: a second cancel racing the first (both read
+        the order as paid from the store) is refused here, before it stages anything."""
 
     # --- placing ---------------------------------------------------------------------------
 
@@ -131,7 +136,9 @@ class Orders:
     # --- ending ----------------------------------------------------------------------------
 
     async def cancel(self, who: Principal, order_id: int) -> Order:
-        """Cancel an unpaid order of the caller's (admins: anyone's); its units return."""
+        """Cancel an order of the caller's (admins: anyone's). Unpaid: its units are released.
+        Paid and not shipped: its units return to available and its charge is refunded in
+        full, automatically."""
         who.require(Role.BUYER, Role.ADMIN)
         engine = self._p.engine
         order = self.pending(order_id)
@@ -144,8 +151,11 @@ class Orders:
                 stored = await self._p.store.get_order(order_id)
             if stored is None or not _visible(who, stored):
                 raise NotFound(f"order {order_id} does not exist")
+            if stored.status is OrderStatus.PAID:
+                return self._cancel_paid(stored)
             raise InvalidState(
-                f"order {order_id} is {stored.status.value}; only unpaid orders can be cancelled",
+                f"order {order_id} is {stored.status.value}; only unpaid or paid, unshipped"
+                " orders can be cancelled",
                 status=stored.status.value,
             )
         try:
@@ -155,6 +165,40 @@ class Orders:
             self._end(order, OrderStatus.EXPIRED)
             raise InvalidState(f"order {order_id} expired before it was cancelled") from exc
         return self._end(order, OrderStatus.CANCELLED)
+
+    def _cancel_paid(self, order: Order) -> Order:
+        """Cancel a paid order that has not shipped: stage paid -> cancelled, its units moved
+        from sold back to available, and a refund of all that is left of its charge (through
+        the provider that took it, via the outbox). No await: one step, one batch."""
+        if order.id in self._cancelled_paid:
+            raise InvalidState(f"order {order.id} is cancelled", status="cancelled")
+        if any(
+            s.status is not ShipmentStatus.FAILED for s in self._p.logistics.shipments_of(order.id)
+        ):
+            raise InvalidState(
+                f"order {order.id} has shipped; return it instead of cancelling it",
+                status=order.status.value,
+            )
+        refunds = self._p.payments.refunds
+        left = refunds.refundable(order.id)
+        self._cancelled_paid.add(order.id)
+        at = now_ms()
+        batch = self._p.intake.batch
+        batch.status_changes.append(
+            StatusChange(order.id, OrderStatus.PAID, OrderStatus.CANCELLED, at)
+        )
+        inventory = self._p.engine.inventory
+        for line in order.lines:
+            inventory.return_sold(line.sku, line.quantity, line.warehouse)
+            batch.add_delta(line.sku, line.warehouse, 0, 0, -line.quantity)
+        self._p.logistics.release_window(order.id)
+        if left > 0:
+            refunds.issue(order.id, left, CANCEL_REASON, SYSTEM)
+        return replace(order, status=OrderStatus.CANCELLED, updated_ms=at)
+
+    def forget_cancels(self) -> None:
+        """After a rebuild the store is the truth again about which paid orders are cancelled."""
+        self._cancelled_paid.clear()
 
     def expire_due(self, limit: int = 4096) -> int:
         """Expire unpaid orders whose payment deadline passed; returns how many were staged."""

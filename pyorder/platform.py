@@ -114,6 +114,7 @@ class Platform:
         )
         self.payments.load(snapshot)
         self.logistics.load(snapshot)
+        self.orders.forget_cancels()
         self.dispatcher.resume()
         self.shipping.resume()
         log.info(

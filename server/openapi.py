@@ -156,7 +156,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "post",
         "/v1/orders/{order_id}/cancel",
-        "Cancel an unpaid order; its units return",
+        "Cancel an unpaid order (its units return), or a paid one not shipped (its units"
+        " return and its charge is refunded in full)",
         200,
         s.OrderOut,
         None,
@@ -182,6 +183,28 @@ OPERATIONS: tuple[Op, ...] = (
         "Read an order's payment: status, authorised/charged/refunded amounts, attempts",
         200,
         s.PaymentOut,
+        errors=(401, 404, 422, 503),
+        params=(("order_id", "path", "order_id"),),
+    ),
+    Op(
+        "post",
+        "/v1/orders/{order_id}/refunds",
+        "Refund part or all of a paid order's charge by amount or by lines (the merchant of the"
+        " lines, admin); 202, then the provider is called; 422 refund_exceeds_charge past what"
+        " is left of the charge",
+        202,
+        s.RefundOut,
+        s.RefundIn,
+        (*_AUTH_ERRORS, *_BODY_ERRORS, 404, 409, 503),
+        params=(("order_id", "path", "order_id"),),
+        idempotent_key=True,
+    ),
+    Op(
+        "get",
+        "/v1/orders/{order_id}/refunds",
+        "Read an order's refunds (pending, succeeded or failed)",
+        200,
+        s.RefundList,
         errors=(401, 404, 422, 503),
         params=(("order_id", "path", "order_id"),),
     ),

@@ -8,7 +8,7 @@ from pyorder.auth import Principal
 from server.keys import IDEMPOTENCY, PLATFORM
 from server.order_routes import MAX_ORDER_ID
 from server.requests import decode, int_param, json_response, principal
-from server.schemas import PaymentIn, WebhookAck, payment_out
+from server.schemas import PaymentIn, RefundIn, RefundList, WebhookAck, payment_out, refund_out
 
 routes = web.RouteTableDef()
 
@@ -35,6 +35,32 @@ async def get_payment(request: web.Request) -> web.Response:
     order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
     pay, attempts = await request.app[PLATFORM].payments.read(who, order_id)
     return json_response(payment_out(order_id, pay, attempts))
+
+
+@routes.post("/v1/orders/{order_id}/refunds")
+async def request_refund(request: web.Request) -> web.Response:
+    """Refund part (or all) of a paid order's charge (``RefundIn``; the merchant of the lines
+    or an admin): 202 with the refund, sent to the provider once it is durable."""
+    platform = request.app[PLATFORM]
+    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+
+    async def effect(who: Principal, body: bytes) -> tuple[int, object]:
+        data = decode(body, RefundIn)
+        lines = [(li.sku, li.quantity) for li in data.lines]
+        refund = await platform.payments.refunds.request(
+            who, order_id, data.amount, lines, data.reason
+        )
+        return 202, refund_out(refund)
+
+    return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+
+
+@routes.get("/v1/orders/{order_id}/refunds")
+async def list_refunds(request: web.Request) -> web.Response:
+    who = principal(request)
+    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    refunds = await request.app[PLATFORM].payments.read_refunds(who, order_id)
+    return json_response(RefundList([refund_out(r) for r in refunds]))
 
 
 @routes.post("/v1/webhooks/payments/{provider}")

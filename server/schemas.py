@@ -16,7 +16,7 @@ from pyorder.catalog import SkuView
 from pyorder.inventory import StockLevel
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
 from pyorder.model import Order, Warehouse
-from pyorder.payments.model import Attempt, Payment
+from pyorder.payments.model import Attempt, Payment, Refund
 
 Id = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 Units = Annotated[int, Meta(ge=0, le=2**50)]
@@ -84,6 +84,22 @@ MAX_BATCH_ORDERS = 1000
 
 class OrderBatchIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     orders: Annotated[list[OrderIn], Meta(min_length=1, max_length=MAX_BATCH_ORDERS)]
+
+
+class RefundLineIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    sku: Id
+    quantity: Quantity
+
+
+class RefundIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A refund by ``amount`` (minor units), by ``lines`` (their price), or both (then the
+    amount, at most what the lines cost)."""
+
+    reason: Text
+    amount: Annotated[int, Meta(ge=1, le=10**12, description="minor units (cents, fen)")] | None = (
+        None
+    )
+    lines: Annotated[list[RefundLineIn], Meta(max_length=100)] = []
 
 
 class PaymentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -246,6 +262,32 @@ class PaymentOut(msgspec.Struct):
     attempts: list[AttemptOut]
 
 
+class RefundLineOut(msgspec.Struct):
+    sku: int
+    quantity: int
+
+
+class RefundOut(msgspec.Struct):
+    order_id: OrderId
+    number: int
+    status: str
+    amount: int
+    currency: str
+    reason: str
+    lines: list[RefundLineOut]
+    provider: str
+    provider_refund_id: str
+    requested_by: str
+    error: str
+    created_at: str
+    updated_at: str
+    settled_at: str | None
+
+
+class RefundList(msgspec.Struct):
+    refunds: list[RefundOut]
+
+
 class WebhookAck(msgspec.Struct):
     received: bool
     duplicate: bool
@@ -365,6 +407,25 @@ def order_out(o: Order) -> OrderOut:
         created_at=iso(o.created_ms),
         payment_deadline=iso(o.deadline_ms),
         updated_at=iso(o.updated_ms),
+    )
+
+
+def refund_out(r: Refund) -> RefundOut:
+    return RefundOut(
+        order_id=str(r.order_id),
+        number=r.number,
+        status=r.status.value,
+        amount=r.amount,
+        currency=r.currency,
+        reason=r.reason,
+        lines=[RefundLineOut(sku, q) for sku, q in r.lines],
+        provider=r.provider,
+        provider_refund_id=r.provider_refund_id,
+        requested_by=r.requested_by,
+        error=r.error,
+        created_at=iso(r.created_ms),
+        updated_at=iso(r.updated_ms),
+        settled_at=iso(r.settled_ms) if r.settled_ms else None,
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from pyorder.payments.model import Attempt
+from pyorder.payments.model import Attempt, Refund
 from pyorder.payments.providers import ProviderConfig
 
 JSON = dict[str, Any]
@@ -98,6 +98,19 @@ class ProviderClient:
     async def refund(self, attempt: Attempt) -> tuple[int, JSON]:
         body = {"payment_intent": attempt.provider_payment_id, "metadata": metadata(attempt)}
         return await self.call("POST", "/v1/refunds", body, key(attempt, "refund"))
+
+    async def refund_order(self, refund: Refund, payment_intent: str) -> tuple[int, JSON]:
+        """Send a refund of an order (part of its charge), keyed by the refund."""
+        body = {
+            "payment_intent": payment_intent,
+            "amount": refund.amount,
+            "metadata": {
+                "order_id": str(refund.order_id),
+                "attempt": str(refund.attempt),
+                "refund": str(refund.number),
+            },
+        }
+        return await self.call("POST", "/v1/refunds", body, refund.idempotency_key)
 
     async def get_refund(self, refund_id: str) -> tuple[int, JSON]:
         return await self.call("GET", f"/v1/refunds/{refund_id}")

@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 FAILPOINT_ENV = "PYORDER_FAILPOINT"
 """Test hook: ``after_charge`` kills the process (SIGKILL) as soon as a provider has confirmed a
-charge, before anything about it is recorded (the crash tests)."""
+charge, before anything about it is recorded; ``after_refund`` likewise once a provider has
+accepted a refund of an order (the crash tests)."""
 
 _UNDER_WAY = (
     AttemptStatus.REQUIRES_CONFIRMATION,
@@ -118,6 +119,10 @@ class Dispatcher:
                 await self._p.intake.durable()  # the item itself, staged just before
                 item = self.payments.outbox.get(key)
                 if item is None:  # done meanwhile, or dropped by a rebuild
+                    return
+                if item.kind is OutboxKind.ORDER_REFUND:
+                    await self._order_refund(item)
+                    await self._p.intake.durable()
                     return
                 att = self.payments.attempts[(item.order_id, item.attempt)]
                 if item.kind is OutboxKind.CHARGE:
@@ -250,6 +255,29 @@ class Dispatcher:
             )
         svc.finish_outbox(item)
 
+    async def _order_refund(self, item: OutboxItem) -> None:
+        svc = self.payments
+        refund = svc.refunds.refunds[(item.order_id, item.attempt)]
+        if refund.status is not RefundStatus.PENDING or refund.provider_refund_id:
+            svc.finish_outbox(item)  # answered before (a webhook or an earlier try got there)
+            return
+        att = svc.attempts[(refund.order_id, refund.attempt)]
+        client = self.client(refund.provider)
+        try:
+            status, body = await client.refund_order(refund, att.provider_payment_id)
+        except ProviderUnreachable as exc:
+            self.router.breakers[refund.provider].failure()
+            raise Retry(f"refund: {exc}") from exc
+        if status >= 500:
+            raise Retry(f"refund: HTTP {status}")
+        if status == 200:
+            _failpoint("after_refund")
+            svc.refunds.observe(refund.provider, body)
+        else:
+            log.error("order %d refund %d refused: %s", refund.order_id, refund.number, body)
+            svc.refunds.refused(refund, _error(body) or f"HTTP {status}")
+        svc.finish_outbox(item)
+
     # --- reconciliation --------------------------------------------------------------------------
 
     async def _reconcile_forever(self) -> None:
@@ -266,7 +294,7 @@ class Dispatcher:
         """Look up every attempt and refund under way with no outbox call pending; returns how
         many were looked up."""
         svc = self.payments
-        busy = {(o, a) for (o, a, _k) in svc.outbox}
+        busy = {(o, a) for (o, a, k) in svc.outbox if k != OutboxKind.ORDER_REFUND.value}
         todo = [
             a
             for a in list(svc.attempts.values())
@@ -287,9 +315,26 @@ class Dispatcher:
                         svc.observe_intent(att.provider, body)
             except (ProviderUnreachable, Retry) as exc:
                 log.info("reconcile order %d attempt %d: %s", att.order_id, att.number, exc)
-        if todo:
+        sending = {(o, a) for (o, a, k) in svc.outbox if k == OutboxKind.ORDER_REFUND.value}
+        refunds = [
+            r
+            for r in list(svc.refunds.refunds.values())
+            if r.status is RefundStatus.PENDING
+            and r.provider_refund_id
+            and (r.order_id, r.number) not in sending
+        ]
+        for refund in refunds:
+            try:
+                status, body = await self.client(refund.provider).get_refund(
+                    refund.provider_refund_id
+                )
+                if status == 200:
+                    svc.refunds.observe(refund.provider, body)
+            except (ProviderUnreachable, Retry) as exc:
+                log.info("reconcile refund %d of order %d: %s", refund.number, refund.order_id, exc)
+        if todo or refunds:
             await self._p.intake.durable()
-        return len(todo)
+        return len(todo) + len(refunds)
 
 
 def _declined_intent(body: JSON) -> JSON | None:

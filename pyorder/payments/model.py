@@ -86,16 +86,28 @@ class PaymentStatus(StrEnum):
     """The last attempt was declined or no provider could take it; nothing is charged."""
     CHARGED = "charged"
     REFUND_PENDING = "refund_pending"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    """The charge paid the order and part of it was refunded (a partial refund)."""
     REFUNDED = "refunded"
     FLAGGED = "flagged"
     """A charge did not match the order (amount or currency): recorded, the order not paid."""
 
 
 class RefundStatus(StrEnum):
+    """Stripe's Refund states (``NONE``: an attempt with no automatic refund)."""
+
     NONE = ""
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
+    RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
+    RefundStatus.SUCCEEDED: frozenset(),
+    RefundStatus.FAILED: frozenset(),
+}
+"""Legal moves of a ``Refund``: pending, then succeeded or failed, once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +160,35 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Refund:
+    """A refund of (part of) the charge that paid an order, through the provider that took it:
+    on cancel (all that is left), or asked for by the merchant or an admin (by amount or by
+    lines). Its provider Idempotency-Key derives from (order, number)."""
+
+    order_id: int
+    number: int
+    """1, 2, ... per order."""
+    attempt: int
+    """The attempt whose charge it refunds (the one that paid the order)."""
+    provider: str
+    amount: int
+    currency: str
+    status: RefundStatus
+    reason: str
+    lines: tuple[tuple[int, int], ...]
+    """(sku, quantity) refunded by line; empty for a refund by amount."""
+    idempotency_key: str
+    provider_refund_id: str
+    requested_by: str
+    """Principal key (``role:subject``) of who asked; ``system`` for automatic ones."""
+    error: str
+    created_ms: int
+    updated_ms: int
+    settled_ms: int
+    """When it succeeded or failed; 0 while pending."""
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookEvent:
     """A provider event already applied (de-duplication by ``(provider, event_id)``)."""
 
@@ -162,6 +203,8 @@ class OutboxKind(StrEnum):
     """Create and confirm the attempt's PaymentIntent."""
     REFUND = "refund"
     """Refund all of the attempt's charge."""
+    ORDER_REFUND = "order_refund"
+    """Send a ``Refund`` of an order: ``attempt`` is the refund's number."""
     SHIP = "ship"
     """Book a parcel with the carrier (``pyorder.logistics``): ``attempt`` is the parcel."""
 

@@ -33,10 +33,12 @@ from pyorder.payments.model import (
     OutboxKind,
     Payment,
     PaymentStatus,
+    Refund,
     RefundStatus,
     WebhookEvent,
 )
 from pyorder.payments.providers import DEFAULT_PAYMENT_METHOD, Router
+from pyorder.payments.refunds import Refunds
 from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
 
 if TYPE_CHECKING:
@@ -93,6 +95,7 @@ class Payments:
         self._events_in_flight: set[tuple[str, str]] = set()
         self.on_outbox: list[Any] = []
         """Callbacks given each new outbox item (the dispatcher), once staged."""
+        self.refunds = Refunds(platform, self)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -101,6 +104,7 @@ class Payments:
         self.payments = {p.order_id: p for p in snap.payments}
         self.attempts = {(a.order_id, a.number): a for a in snap.attempts}
         self.outbox = {o.key: o for o in snap.outbox if o.kind is not OutboxKind.SHIP}
+        self.refunds.load(snap.refunds)
 
     def attempts_of(self, order_id: int) -> list[Attempt]:
         pay = self.payments.get(order_id)
@@ -119,6 +123,10 @@ class Payments:
         self.payments[pay.order_id] = pay
         self._p.intake.batch.payments[pay.order_id] = pay
 
+    def refresh(self, order_id: int, **changes: Any) -> Payment:
+        """Stage the payment with ``changes`` and its status derived again."""
+        return self._refresh(order_id, **changes)
+
     def _refresh(self, order_id: int, **changes: Any) -> Payment:
         """Stage the payment with ``changes`` and its status derived again."""
         pay = replace(self.payments[order_id], **changes)
@@ -135,8 +143,10 @@ class Payments:
         unpaid_charge = pay.charged - pay.refunded > (pay.amount if pay.paid_attempt else 0)
         if unpaid_charge or any(a.refund_status is RefundStatus.PENDING for a in atts):
             return PaymentStatus.REFUND_PENDING
+        if self.refunds.pending(pay.order_id):
+            return PaymentStatus.REFUND_PENDING
         if pay.paid_attempt:
-            return PaymentStatus.CHARGED
+            return PaymentStatus.PARTIALLY_REFUNDED if pay.refunded else PaymentStatus.CHARGED
         if not atts:
             return PaymentStatus.NONE
         if atts[-1].status in TERMINAL:
@@ -144,7 +154,10 @@ class Payments:
         return PaymentStatus.PENDING
 
     def _stage_outbox(self, att: Attempt, kind: OutboxKind) -> None:
-        item = OutboxItem(att.order_id, att.number, kind, False, now_ms(), now_ms())
+        self.stage_item(OutboxItem(att.order_id, att.number, kind, False, now_ms(), now_ms()))
+
+    def stage_item(self, item: OutboxItem) -> None:
+        """Stage a call owed to a provider (once per key) and hand it to the dispatcher."""
         if item.key in self.outbox or item.key in self._p.intake.batch.outbox:
             return
         self.outbox[item.key] = item
@@ -351,6 +364,10 @@ class Payments:
 
     def observe_refund(self, provider: str, refund: dict[str, Any]) -> Attempt | None:
         """Apply what ``provider`` says about a refund of ours (staged)."""
+        meta = refund.get("metadata")
+        if isinstance(meta, dict) and "refund" in meta:
+            self.refunds.observe(provider, refund)
+            return None
         att = self.attempt_for(provider, refund, "payment_intent")
         if att is None:
             return None
@@ -429,6 +446,13 @@ class Payments:
         pay, attempts = self.payments.get(order_id), self.attempts_of(order_id)
         await self._p.intake.durable()
         return pay, attempts
+
+    async def read_refunds(self, who: Principal, order_id: int) -> list[Refund]:
+        """The refunds of an order the caller may see, as committed."""
+        await self._p.orders.get(who, order_id)  # 404 unless visible
+        refunds = self.refunds.of(order_id)
+        await self._p.intake.durable()
+        return refunds
 
 
 _NO_MONEY = (AttemptStatus.ABANDONED, AttemptStatus.CANCELED)

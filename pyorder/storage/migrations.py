@@ -219,6 +219,27 @@ def _v4(integer: str, strict: str) -> tuple[str, ...]:
 _V4_SQLITE = _v4("INTEGER", " STRICT")
 _V4_POSTGRES = _v4("BIGINT", "")
 
+
+def _v5(integer: str, strict: str) -> tuple[str, ...]:
+    """Version 5 in one dialect: ``integer`` is the 64-bit type, ``strict`` the table suffix."""
+    i = integer
+    return (
+        "CREATE TABLE refunds ("
+        f" order_id {i} NOT NULL, number {i} NOT NULL, attempt {i} NOT NULL,"
+        f" provider TEXT NOT NULL, amount {i} NOT NULL, currency TEXT NOT NULL,"
+        " status TEXT NOT NULL, reason TEXT NOT NULL, lines TEXT NOT NULL,"
+        " idempotency_key TEXT NOT NULL, provider_refund_id TEXT NOT NULL,"
+        f" requested_by TEXT NOT NULL, error TEXT NOT NULL, created_ms {i} NOT NULL,"
+        f" updated_ms {i} NOT NULL, settled_ms {i} NOT NULL,"
+        f" PRIMARY KEY (order_id, number), CHECK (amount > 0)){strict}",
+    )
+
+
+# Version 5: refunds of orders (on cancel, and partial ones by amount or line); their provider
+# calls go in the outbox of version 3 (kind ``order_refund``).
+_V5_SQLITE = _v5("INTEGER", " STRICT")
+_V5_POSTGRES = _v5("BIGINT", "")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -226,6 +247,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "shipments, fulfilments, delivery windows, tracking events", _V4_SQLITE, _V4_POSTGRES
     ),
+    Migration(5, "refunds of orders", _V5_SQLITE, _V5_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

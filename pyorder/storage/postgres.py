@@ -68,6 +68,7 @@ _UPSERT_ATTEMPT = codec.upsert_sql(
 )
 _UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "$")
 _INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "$")
+_UPSERT_REFUND = codec.upsert_sql("refunds", codec.REFUND_COLUMNS, "order_id, number", "$")
 _UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_id, parcel", "$")
 _UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "$")
 _UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "$")
@@ -231,6 +232,10 @@ class PostgresStore(Store):
             await conn.executemany(
                 _INSERT_WEBHOOK_EVENT, [codec.webhook_event_row(e) for e in batch.webhook_events]
             )
+        if batch.refunds:
+            await conn.executemany(
+                _UPSERT_REFUND, [codec.refund_row(r) for r in batch.refunds.values()]
+            )
         if batch.shipments:
             await conn.executemany(
                 _UPSERT_SHIPMENT, [codec.shipment_row(x) for x in batch.shipments.values()]
@@ -337,6 +342,7 @@ class PostgresStore(Store):
             payments = [codec.payment_from_row(r) for r in await conn.fetch(codec.PAYMENTS_SQL)]
             attempts = [codec.attempt_from_row(r) for r in await conn.fetch(codec.ATTEMPTS_SQL)]
             outbox = [codec.outbox_from_row(r) for r in await conn.fetch(codec.PENDING_OUTBOX_SQL)]
+            refunds = [codec.refund_from_row(r) for r in await conn.fetch(codec.REFUNDS_SQL)]
             shipments = [codec.shipment_from_row(r) for r in await conn.fetch(codec.SHIPMENTS_SQL)]
             fulfilments = [
                 codec.fulfilment_from_row(r) for r in await conn.fetch(codec.FULFILMENTS_SQL)
@@ -355,6 +361,7 @@ class PostgresStore(Store):
             payments=payments,
             attempts=attempts,
             outbox=outbox,
+            refunds=refunds,
             shipments=shipments,
             fulfilments=fulfilments,
             delivery_windows=windows,

@@ -81,6 +81,7 @@ _UPSERT_ATTEMPT = codec.upsert_sql(
 )
 _UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "?")
 _INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "?")
+_UPSERT_REFUND = codec.upsert_sql("refunds", codec.REFUND_COLUMNS, "order_id, number", "?")
 _UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_id, parcel", "?")
 _UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "?")
 _UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "?")
@@ -341,6 +342,7 @@ class SqliteStore(Store):
             payments = [codec.payment_from_row(r) for r in conn.execute(codec.PAYMENTS_SQL)]
             attempts = [codec.attempt_from_row(r) for r in conn.execute(codec.ATTEMPTS_SQL)]
             outbox = [codec.outbox_from_row(r) for r in conn.execute(codec.PENDING_OUTBOX_SQL)]
+            refunds = [codec.refund_from_row(r) for r in conn.execute(codec.REFUNDS_SQL)]
             shipments = [codec.shipment_from_row(r) for r in conn.execute(codec.SHIPMENTS_SQL)]
             fulfilments = [
                 codec.fulfilment_from_row(r) for r in conn.execute(codec.FULFILMENTS_SQL)
@@ -360,6 +362,7 @@ class SqliteStore(Store):
             payments=payments,
             attempts=attempts,
             outbox=outbox,
+            refunds=refunds,
             shipments=shipments,
             fulfilments=fulfilments,
             delivery_windows=windows,
@@ -492,7 +495,7 @@ def _groups(
     """The statement groups of ``batch`` around its placed orders, in dependency order:
     catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
     lines; then, after the placed orders, status changes, idempotency records, payments,
-    attempts, outbox rows, webhook events, shipments, fulfilments, delivery windows, tracking
+    attempts, outbox rows, webhook events, refunds, shipments, fulfilments, delivery windows, tracking
     events and the token."""
     before: list[Group] = []
     if batch.warehouses:
@@ -524,6 +527,8 @@ def _groups(
     if batch.webhook_events:
         events = list(map(codec.webhook_event_row, batch.webhook_events))
         after.append((_INSERT_WEBHOOK_EVENT, events, -1))
+    if batch.refunds:
+        after.append((_UPSERT_REFUND, list(map(codec.refund_row, batch.refunds.values())), -1))
     if batch.shipments:
         rows = list(map(codec.shipment_row, batch.shipments.values()))
         after.append((_UPSERT_SHIPMENT, rows, -1))

@@ -59,6 +59,9 @@ POLICY: dict[str, tuple[int, ...]] = {
     # This server has no payment provider: the owner gets past authorization to a 422.
     "POST /v1/orders/{A's, X's SKU}/payments":    (422, 404, 403, 403, 403, *ANON),
     "GET /v1/orders/{A's, X's SKU}/payment":      (200, 404, 200, 404, 200, *ANON),
+    # The order is not paid: who may refund it gets past authorization to a 409.
+    "POST /v1/orders/{A's, X's SKU}/refunds":     (403, 403, 409, 404, 409, *ANON),
+    "GET /v1/orders/{A's, X's SKU}/refunds":      (200, 404, 200, 404, 200, *ANON),
     # This server has no carrier: who may ship gets past authorization to a 422.
     "POST /v1/orders/{A's, X's SKU}/shipments":   (403, 403, 422, 404, 422, *ANON),
     "GET /v1/orders/{A's, X's SKU}/shipments":    (200, 404, 200, 404, 200, *ANON),
@@ -214,6 +217,16 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
         f"/v1/orders/{s.a_order_x}/payment",
         None,
     ),
+    "POST /v1/orders/{A's, X's SKU}/refunds": lambda s, c: (
+        "POST",
+        f"/v1/orders/{s.a_order_x}/refunds",
+        {"amount": 1, "reason": "goodwill"},
+    ),
+    "GET /v1/orders/{A's, X's SKU}/refunds": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_x}/refunds",
+        None,
+    ),
     "POST /v1/orders/{A's, X's SKU}/shipments": lambda s, c: (
         "POST",
         f"/v1/orders/{s.a_order_x}/shipments",
@@ -285,6 +298,7 @@ def test_authorization_matrix(scene: Scene, endpoint: str, caller: str, expected
             401: {"unauthorized"},
             403: {"forbidden"},
             404: {"not_found"},
+            409: {"invalid_state"},
             422: {"payment_method_unavailable", "carrier_unavailable"},
         }
         assert code in codes[expected], resp

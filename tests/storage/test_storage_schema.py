@@ -25,6 +25,7 @@ TABLES = {
     "payments",
     "payment_attempts",
     "webhook_events",
+    "refunds",
     "outbox",
     "shipments",
     "fulfilments",

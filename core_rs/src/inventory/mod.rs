@@ -301,6 +301,31 @@ impl Inventory {
         })
     }
 
+    /// Return `quantity` sold units in `warehouse` to available (a refunded sale or a return):
+    /// on hand is unchanged. Refused if fewer than `quantity` units are sold there.
+    pub fn return_sold(&self, sku: u32, quantity: u64, warehouse: u32) -> Result<()> {
+        self.check_warehouse(warehouse)?;
+        if quantity == 0 {
+            return Err(InventoryError::quantity("a return moves at least 1 unit"));
+        }
+        self.with_sku(sku, |shard, local| {
+            let Some(slot) = shard.skus[local].slot_mut(warehouse) else {
+                return Err(InventoryError::quantity(format!(
+                    "SKU {sku} has no stock in warehouse {warehouse}"
+                )));
+            };
+            if slot.sold < quantity {
+                return Err(InventoryError::quantity(format!(
+                    "cannot return {quantity} units of SKU {sku} in warehouse {warehouse}: only {} sold",
+                    slot.sold
+                )));
+            }
+            slot.sold -= quantity;
+            slot.available += quantity;
+            Ok(())
+        })
+    }
+
     /// Cap the units one buyer may hold reserved plus bought (0 removes the cap). Counting
     /// starts when a cap is set: set it before the sale opens.
     pub fn set_purchase_limit(&self, sku: u32, limit_per_buyer: u64) -> Result<()> {

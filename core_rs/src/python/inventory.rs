@@ -412,6 +412,30 @@ impl Inventory {
             .map_err(|e| inventory_err(py, e))
     }
 
+    #[pyo3(signature = (sku, quantity, warehouse = None), text_signature = "($self, /, sku, quantity, warehouse=0)")]
+    fn return_sold(
+        &self,
+        py: Python<'_>,
+        sku: &Bound<'_, PyAny>,
+        quantity: &Bound<'_, PyAny>,
+        warehouse: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let sku = sku_arg(sku)?;
+        let q = int(quantity)?;
+        let Some(q) = u64::try_from(q).ok().filter(|&q| q > 0) else {
+            return Err(InvalidQuantityError::new_err(format!(
+                "a return moves between 1 and 2**64 - 1 units, got {quantity}"
+            )));
+        };
+        let wh = warehouse
+            .map(|w| warehouse_arg(py, w))
+            .transpose()?
+            .unwrap_or(0);
+        self.inner
+            .return_sold(sku, q, wh)
+            .map_err(|e| inventory_err(py, e))
+    }
+
     fn set_purchase_limit(
         &self,
         py: Python<'_>,
