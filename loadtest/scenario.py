@@ -1,13 +1,13 @@
-"""The flash-sale scenario with locust, end to end, with a correctness check and a plot.
+"""Load scenarios with locust, end to end, each with a correctness check and a plot.
 
-One command starts two payment sandboxes and ``pyorder-server`` wired to them (SQLite in a
+``flash-sale``: thousands of buyers on one hot SKU. One command starts two payment sandboxes and ``pyorder-server`` wired to them (SQLite in a
 temporary folder, or PostgreSQL with ``--database postgresql://...``: a fresh database that is
 dropped afterwards), seeds ONE hot SKU with ``--stock`` units and a per-buyer limit, mints
 ``--buyers`` buyer tokens, and runs locust headless (``loadtest/locustfile_flash_sale.py``) for
 ``--duration`` seconds with ``--users`` users spawned at ``--spawn-rate``, each clicking "buy"
 every 50 ms: most are refused (409), the rest pay by card. Locust's CSV and HTML reports, a
 PNG of throughput and latency percentiles over time, and a short summary (JSON and markdown)
-go to ``--out``/flash_sale-<store>-<time>/.
+go to ``--out``/<scenario>-<store>-<time>/.
 
 Then the check, against the server and the providers' own ledgers: units reserved + sold never
 exceed the stock and on_hand = available + reserved + sold; every order that got a 201 exists,
@@ -15,8 +15,14 @@ with its units; no buyer holds more than the limit; every paid order was charged
 and no charge lacks an order; the orders that got 201 hold exactly the units the SKU shows
 taken. Exit status 1 if any of it fails.
 
-    python loadtest/flash_sale.py --users 500 --spawn-rate 250 --duration 20
-    python loadtest/flash_sale.py --database "$(bash scripts/postgres.sh)"
+``gateway``: an upstream gateway forwards orders through the batch endpoint
+(``--batch-size`` per request, ``loadtest/locustfile_gateway.py``) across 16 SKUs with ample
+stock; the check: the units the created orders hold are exactly the units the SKUs show
+taken, stock is conserved, and a sample of 200 created orders reads back with its quantity.
+
+    python loadtest/scenario.py flash-sale --users 500 --spawn-rate 250 --duration 20
+    python loadtest/scenario.py flash-sale --database "$(bash scripts/postgres.sh)"
+    python loadtest/scenario.py gateway --users 4 --batch-size 200 --duration 20
 
 Locust's own ceiling (one process, Python) is far below the server's; ``--processes N`` runs N
 locust worker processes. Raw throughput figures come from wrk (``loadtest/http_bench.py``).
@@ -26,6 +32,7 @@ import argparse
 import csv
 import os
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -42,28 +49,34 @@ from http_bench import free_port, fresh_database, server_command
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 REGION = "flash-north"
+LOCUSTFILES = {"flash-sale": "locustfile_flash_sale.py", "gateway": "locustfile_gateway.py"}
 PRICE = 99_900
 Json = dict[str, Any]
 
 
-def seed(url: str, data_dir: Path, args: argparse.Namespace) -> tuple[int, list[str], str]:
-    """The hot SKU, the buyers' tokens, and an admin token."""
+def seed(url: str, data_dir: Path, args: argparse.Namespace) -> tuple[list[int], list[str], str]:
+    """The SKUs (one hot one for the flash sale, 16 for the gateway), the buyers' tokens, and
+    an admin token."""
     sys.path.insert(0, str(ROOT))
     from pyorder.auth import Role, TokenIssuer, load_or_create_secret
 
     issuer = TokenIssuer(load_or_create_secret(data_dir))
     admin, merchant = issuer.mint(Role.ADMIN, "flash"), issuer.mint(Role.MERCHANT, "flash")
     wh = http(url + "/v1/warehouses", "POST", {"name": "flash", "regions": [REGION]}, admin)
-    sku_body = {
-        "title": "the hot item",
-        "price": PRICE,
-        "currency": "CNY",
-        "stock": [{"warehouse": int(wh["id"]), "units": args.stock}],
-        "limit_per_buyer": args.limit,
-    }
-    sku = int(http(url + "/v1/skus", "POST", sku_body, merchant)["id"])
-    tokens = [issuer.mint(Role.BUYER, f"flash-buyer-{i}") for i in range(args.buyers)]
-    return sku, tokens, admin
+    hot = args.scenario == "flash-sale"
+    skus = []
+    for i in range(1 if hot else 16):
+        sku_body = {
+            "title": "the hot item" if hot else f"item {i}",
+            "price": PRICE + i,
+            "currency": "CNY",
+            "stock": [{"warehouse": int(wh["id"]), "units": args.stock if hot else 10**12}],
+            "limit_per_buyer": args.limit if hot else 0,
+        }
+        skus.append(int(http(url + "/v1/skus", "POST", sku_body, merchant)["id"]))
+    buyers = args.buyers if hot else 8
+    tokens = [issuer.mint(Role.BUYER, f"{args.scenario}-buyer-{i}") for i in range(buyers)]
+    return skus, tokens, admin
 
 
 def run_locust(url: str, run_dir: Path, env: dict[str, str], args: argparse.Namespace) -> int:
@@ -72,7 +85,7 @@ def run_locust(url: str, run_dir: Path, env: dict[str, str], args: argparse.Name
         "-m",
         "locust",
         "-f",
-        str(HERE / "locustfile_flash_sale.py"),
+        str(HERE / LOCUSTFILES[args.scenario]),
         "--headless",
         "--host",
         url,
@@ -150,7 +163,7 @@ def plot(run_dir: Path, title: str) -> Path:
     bottom.set_xlabel("seconds since start")
     bottom.legend(loc="upper right")
     fig.tight_layout()
-    png = run_dir / "flash_sale.png"
+    png = run_dir / "throughput_latency.png"
     fig.savefig(png, dpi=100)
     plt.close(fig)
     return png
@@ -163,7 +176,7 @@ def _num(text: str) -> float:
         return float("nan")
 
 
-def check(
+def check_flash_sale(
     url: str,
     admin: str,
     sku: int,
@@ -226,6 +239,34 @@ def check(
     }
 
 
+def check_gateway(url: str, admin: str, skus: list[int], created: list[tuple[str, int]]) -> Json:
+    """The forwarded orders against the server's stock and a sample read back."""
+    problems: list[str] = []
+    taken = 0
+    for sku in skus:
+        totals = http(f"{url}/v1/skus/{sku}", token=admin)["stock"]
+        taken += totals["reserved"] + totals["sold"]
+        if totals["on_hand"] != totals["available"] + totals["reserved"] + totals["sold"]:
+            problems.append(f"SKU {sku}: stock not conserved: {totals}")
+    units = sum(q for _, q in created)
+    if units != taken:
+        problems.append(f"the created orders hold {units} units, the SKUs show {taken} taken")
+    ids = {oid for oid, _ in created}
+    if len(ids) != len(created):
+        problems.append(f"{len(created) - len(ids)} order ids given twice")
+    for oid, qty in random.sample(created, min(200, len(created))):
+        order = http(f"{url}/v1/orders/{oid}", token=admin)
+        if sum(line["quantity"] for line in order["lines"]) != qty:
+            problems.append(f"order {oid} reads back with other units than answered")
+    return {
+        "ok": not problems,
+        "orders_created": len(created),
+        "units_taken": taken,
+        "sample_read_back": min(200, len(created)),
+        "problems": problems[:20],
+    }
+
+
 def wait_paid(url: str, admin: str, created: list[str], timeout_s: float = 30) -> None:
     """Give payments started at the end of the run time to settle."""
     deadline = time.monotonic() + timeout_s
@@ -240,7 +281,7 @@ def wait_paid(url: str, admin: str, created: list[str], timeout_s: float = 30) -
 
 def run(args: argparse.Namespace) -> Json:
     storage = "postgresql" if args.database else "sqlite"
-    run_dir = args.out / f"flash_sale-{storage}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = args.out / f"{args.scenario}-{storage}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyorder-flash-")))
@@ -261,32 +302,35 @@ def run(args: argparse.Namespace) -> Json:
             cmd += ["--payment-provider", box.spec()]
         stack.enter_context(child(cmd, run_dir / "server.log", url + "/readyz"))
 
-        sku, tokens, admin = seed(url, data_dir, args)
+        skus, tokens, admin = seed(url, data_dir, args)
         (tmp / "tokens.txt").write_text("\n".join(tokens))
         created_dir = tmp / "created"
         created_dir.mkdir()
         env = os.environ | {
             "FLASH_TOKENS": str(tmp / "tokens.txt"),
-            "FLASH_SKU": str(sku),
+            "FLASH_SKU": str(skus[0]),
+            "FLASH_SKUS": ",".join(map(str, skus)),
+            "FLASH_BATCH": str(args.batch_size),
             "FLASH_REGION": REGION,
             "FLASH_OUT": str(created_dir),
         }
-        print(
-            f"flash sale on {storage}: {args.stock} units (limit {args.limit} per buyer), "
-            f"{args.users} users of {args.buyers} buyers, {args.duration} s",
-            flush=True,
-        )
+        print(f"{args.scenario} on {storage}: {args.users} users, {args.duration} s", flush=True)
         started = time.monotonic()
         code = run_locust(url, run_dir, env, args)
         elapsed = time.monotonic() - started
-        created = [line for f in created_dir.glob("*.txt") for line in f.read_text().split()]
-        wait_paid(url, admin, created)
-        verdict = check(url, admin, sku, created, boxes, args)
+        lines = [ln.split() for f in created_dir.glob("*.txt") for ln in f.read_text().splitlines()]
+        if args.scenario == "flash-sale":
+            created = [parts[0] for parts in lines]
+            wait_paid(url, admin, created)
+            verdict = check_flash_sale(url, admin, skus[0], created, boxes, args)
+        else:
+            verdict = check_gateway(url, admin, skus, [(p[0], int(p[1])) for p in lines])
     stats = locust_stats(run_dir) if (run_dir / "locust_stats.csv").exists() else {}
-    png = plot(run_dir, f"flash sale, {storage}: {args.users} users, {args.stock} units")
+    png = plot(run_dir, f"{args.scenario}, {storage}: {args.users} users")
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join(["python", "loadtest/flash_sale.py", *sys.argv[1:]]),
+        "command": " ".join(["python", "loadtest/scenario.py", *sys.argv[1:]]),
+        "scenario": args.scenario,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "storage": storage,
         "settings": {k: str(v) for k, v in vars(args).items()},
@@ -300,7 +344,7 @@ def run(args: argparse.Namespace) -> Json:
 
 def markdown(r: Json) -> str:
     rows = [
-        f"# Flash sale ({r['storage']}, {r['when']})",
+        f"# {r['scenario']} ({r['storage']}, {r['when']})",
         "",
         f"`{r['command']}` on {r['machine']['cpus']} cores.",
         "",
@@ -313,11 +357,10 @@ def markdown(r: Json) -> str:
             f" {s['p50_ms']:g} | {s['p95_ms']:g} | {s['p99_ms']:g} |"
         )
     c = r["check"]
+    facts = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("ok", "problems", "sku_stock"))
     rows += [
         "",
-        f"Check: **{'ok' if c['ok'] else 'FAILED'}**: {c['units_taken']} of {c['stock']} units"
-        f" taken by {c['orders_created']} orders of {c['buyers_with_orders']} buyers,"
-        f" {c['orders_paid']} paid, {c['charges']} charges.",
+        f"Check: **{'ok' if c['ok'] else 'FAILED'}** ({facts}).",
         *[f"- {p}" for p in c["problems"]],
         "",
         f"Plot: `{r['files']['plot']}`; locust's report: `{r['files']['html']}`.",
@@ -327,6 +370,7 @@ def markdown(r: Json) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", choices=sorted(LOCUSTFILES))
     parser.add_argument("--database", help="postgresql://... (a fresh database); default SQLite")
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--spawn-rate", type=float, default=250)
@@ -334,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stock", type=int, default=1000, help="units of the hot SKU")
     parser.add_argument("--limit", type=int, default=2, help="units one buyer may hold")
     parser.add_argument("--buyers", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=100, help="gateway: orders per request")
     parser.add_argument("--processes", type=int, default=1, help="locust worker processes")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
