@@ -40,6 +40,23 @@ fn reserve_confirm_release_move_units_between_counters() {
 }
 
 #[test]
+fn returned_sold_units_become_available_and_never_more_than_sold() {
+    let inv = inv();
+    let sku = inv.add_sku(&[(0, 10)], 0).unwrap();
+    let a = one(&inv, sku, 3, 1).unwrap();
+    inv.confirm(a, None, NOW).unwrap();
+    inv.return_sold(sku, 2, 0).unwrap();
+    assert_eq!(inv.stock(sku, None).unwrap(), level(10, 9, 0, 1));
+    // More than is sold, none at all, or a warehouse without the SKU: refused, nothing moves.
+    assert!(inv.return_sold(sku, 2, 0).is_err());
+    assert!(inv.return_sold(sku, 0, 0).is_err());
+    let other = inv.add_warehouse().unwrap();
+    assert!(inv.return_sold(sku, 1, other).is_err());
+    assert_eq!(inv.stock(sku, None).unwrap(), level(10, 9, 0, 1));
+    inv.check_invariants().unwrap();
+}
+
+#[test]
 fn a_reservation_resolves_exactly_once_and_names_its_state() {
     let inv = inv();
     let sku = inv.add_sku(&[(0, 10)], 0).unwrap();
