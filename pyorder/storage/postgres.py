@@ -14,6 +14,8 @@ server committed; after such an error the caller should reload (``load``) before
 """
 
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -216,42 +218,21 @@ class PostgresStore(Store):
             await conn.executemany(
                 _INSERT_IDEMPOTENCY, [codec.idempotency_row(r) for r in batch.idempotency]
             )
-        if batch.payments:
-            await conn.executemany(
-                _UPSERT_PAYMENT, [codec.payment_row(p) for p in batch.payments.values()]
-            )
-        if batch.attempts:
-            await conn.executemany(
-                _UPSERT_ATTEMPT, [codec.attempt_row(a) for a in batch.attempts.values()]
-            )
-        if batch.outbox:
-            await conn.executemany(
-                _UPSERT_OUTBOX, [codec.outbox_row(o) for o in batch.outbox.values()]
-            )
-        if batch.webhook_events:
-            await conn.executemany(
-                _INSERT_WEBHOOK_EVENT, [codec.webhook_event_row(e) for e in batch.webhook_events]
-            )
-        if batch.refunds:
-            await conn.executemany(
-                _UPSERT_REFUND, [codec.refund_row(r) for r in batch.refunds.values()]
-            )
-        if batch.shipments:
-            await conn.executemany(
-                _UPSERT_SHIPMENT, [codec.shipment_row(x) for x in batch.shipments.values()]
-            )
-        if batch.fulfilments:
-            await conn.executemany(
-                _UPSERT_FULFILMENT, [codec.fulfilment_row(f) for f in batch.fulfilments.values()]
-            )
-        if batch.delivery_windows:
-            await conn.executemany(
-                _UPSERT_WINDOW, [codec.window_row(w) for w in batch.delivery_windows.values()]
-            )
-        if batch.tracking_events:
-            await conn.executemany(
-                _INSERT_TRACKING_EVENT, [codec.tracking_event_row(e) for e in batch.tracking_events]
-            )
+        groups: tuple[tuple[str, Iterable[tuple[Any, ...]]], ...] = (
+            (_UPSERT_PAYMENT, map(codec.payment_row, batch.payments.values())),
+            (_UPSERT_ATTEMPT, map(codec.attempt_row, batch.attempts.values())),
+            (_UPSERT_OUTBOX, map(codec.outbox_row, batch.outbox.values())),
+            (_INSERT_WEBHOOK_EVENT, map(codec.webhook_event_row, batch.webhook_events)),
+            (_UPSERT_REFUND, map(codec.refund_row, batch.refunds.values())),
+            (_UPSERT_SHIPMENT, map(codec.shipment_row, batch.shipments.values())),
+            (_UPSERT_FULFILMENT, map(codec.fulfilment_row, batch.fulfilments.values())),
+            (_UPSERT_WINDOW, map(codec.window_row, batch.delivery_windows.values())),
+            (_INSERT_TRACKING_EVENT, map(codec.tracking_event_row, batch.tracking_events)),
+        )
+        for sql, made in groups:
+            params = list(made)
+            if params:
+                await conn.executemany(sql, params)
         if batch.token:
             await conn.execute(
                 "INSERT INTO intake_commits (token, committed_ms) VALUES ($1, $2)",
