@@ -42,6 +42,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import everyday as everyday_run
 import orjson
 from click_to_paid import PROVIDERS, Sandbox, child, http, set_knobs
 from http_bench import free_port, fresh_database, server_command
@@ -49,7 +50,11 @@ from http_bench import free_port, fresh_database, server_command
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 REGION = "flash-north"
-LOCUSTFILES = {"flash-sale": "locustfile_flash_sale.py", "gateway": "locustfile_gateway.py"}
+LOCUSTFILES = {
+    "flash-sale": "locustfile_flash_sale.py",
+    "gateway": "locustfile_gateway.py",
+    "everyday": "locustfile_everyday.py",
+}
 PRICE = 99_900
 Json = dict[str, Any]
 
@@ -100,6 +105,8 @@ def run_locust(url: str, run_dir: Path, env: dict[str, str], args: argparse.Name
         "--csv",
         str(run_dir / "locust"),
         "--csv-full-history",
+        "--json-file",
+        str(run_dir / "locust_final"),
         "--html",
         str(run_dir / "locust.html"),
         "--only-summary",
@@ -116,19 +123,41 @@ def run_locust(url: str, run_dir: Path, env: dict[str, str], args: argparse.Name
 
 
 def locust_stats(run_dir: Path) -> Json:
-    """Per request name and aggregated: requests, failures, requests/s, p50/p95/p99 (ms)."""
+    """Per request name and aggregated: requests, failures, requests/s, p50/p95/p99 (ms).
+
+    From locust's final JSON (its stats CSV is written every second, so it misses the end)."""
+    entries = orjson.loads((run_dir / "locust_final.json").read_bytes())
+    merged: dict[str, Json] = {}
+    for e in entries:
+        for name in (e["name"], "Aggregated"):
+            m = merged.setdefault(name, {"n": 0, "fail": 0, "t0": e["start_time"], "t1": 0.0})
+            m["n"] += e["num_requests"]
+            m["fail"] += e["num_failures"]
+            m["t0"] = min(m["t0"], e["start_time"])
+            m["t1"] = max(m["t1"], e["last_request_timestamp"] or 0.0)
+            hist: Counter[int] = m.setdefault("hist", Counter())
+            hist.update({int(k): v for k, v in e["response_times"].items()})
     out: Json = {}
-    with open(run_dir / "locust_stats.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            out[row["Name"]] = {
-                "requests": int(row["Request Count"]),
-                "failures": int(row["Failure Count"]),
-                "requests_per_s": float(row["Requests/s"]),
-                "p50_ms": float(row["50%"]),
-                "p95_ms": float(row["95%"]),
-                "p99_ms": float(row["99%"]),
-            }
+    for name, m in sorted(merged.items(), key=lambda kv: kv[0] == "Aggregated"):
+        seconds = max(m["t1"] - m["t0"], 1e-9)
+        out[name] = {
+            "requests": m["n"],
+            "failures": m["fail"],
+            "requests_per_s": m["n"] / seconds,
+            **{f"p{q}_ms": _percentile(m["hist"], q / 100) for q in (50, 95, 99)},
+        }
     return out
+
+
+def _percentile(hist: Counter[int], q: float) -> float:
+    """The ``q`` quantile of a histogram of response times (ms -> count), nearest rank."""
+    total = sum(hist.values())
+    rank, seen = max(1, round(q * total)), 0
+    for ms in sorted(hist):
+        seen += hist[ms]
+        if seen >= rank:
+            return float(ms)
+    return float("nan")
 
 
 def plot(run_dir: Path, title: str) -> Path:
@@ -283,6 +312,7 @@ def run(args: argparse.Namespace) -> Json:
     storage = "postgresql" if args.database else "sqlite"
     run_dir = args.out / f"{args.scenario}-{storage}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    everyday = args.scenario == "everyday"
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyorder-flash-")))
         data_dir = tmp / "data"
@@ -300,9 +330,22 @@ def run(args: argparse.Namespace) -> Json:
             cmd += ["--database", database]
         for box in boxes:
             cmd += ["--payment-provider", box.spec()]
+        carrier = everyday_run.Carrier()
+        if everyday:
+            hook = f"{url}/v1/webhooks/carriers/{carrier.name}"
+            log = run_dir / f"sandbox-{carrier.name}.log"
+            carrier_cmd = carrier.command(hook, args.scan_interval_s)
+            stack.enter_context(child(carrier_cmd, log, carrier.url + "/healthz"))
+            cmd += ["--carrier", carrier.spec(), "--auto-ship"]
+            cmd += ["--payment-timeout-s", str(args.expire_after_s)]
         stack.enter_context(child(cmd, run_dir / "server.log", url + "/readyz"))
 
-        skus, tokens, admin = seed(url, data_dir, args)
+        if everyday:
+            skus, tokens, admin = everyday_run.seed(
+                url, data_dir, args.stock, args.catalogue, args.buyers
+            )
+        else:
+            skus, tokens, admin = seed(url, data_dir, args)
         (tmp / "tokens.txt").write_text("\n".join(tokens))
         created_dir = tmp / "created"
         created_dir.mkdir()
@@ -311,8 +354,9 @@ def run(args: argparse.Namespace) -> Json:
             "FLASH_SKU": str(skus[0]),
             "FLASH_SKUS": ",".join(map(str, skus)),
             "FLASH_BATCH": str(args.batch_size),
-            "FLASH_REGION": REGION,
+            "FLASH_REGION": everyday_run.REGION if everyday else REGION,
             "FLASH_OUT": str(created_dir),
+            "EVERYDAY_RETURN_RATE": str(args.return_rate),
         }
         print(f"{args.scenario} on {storage}: {args.users} users, {args.duration} s", flush=True)
         started = time.monotonic()
@@ -323,9 +367,23 @@ def run(args: argparse.Namespace) -> Json:
             created = [parts[0] for parts in lines]
             wait_paid(url, admin, created)
             verdict = check_flash_sale(url, admin, skus[0], created, boxes, args)
+        elif everyday:
+            fates: dict[str, str] = {}
+            for oid, what in lines:
+                fates[oid] = f"{fates[oid]}+{what}" if oid in fates else what
+            orders = everyday_run.settle(url, admin, fates, args.expire_after_s + 30)
+            verdict = everyday_run.check(
+                url,
+                admin,
+                skus,
+                fates,
+                orders,
+                [http(box.url + "/_sandbox/ledger") for box in boxes],
+                http(carrier.url + "/_sandbox/ledger"),
+            )
         else:
             verdict = check_gateway(url, admin, skus, [(p[0], int(p[1])) for p in lines])
-    stats = locust_stats(run_dir) if (run_dir / "locust_stats.csv").exists() else {}
+    stats = locust_stats(run_dir) if (run_dir / "locust_final.json").exists() else {}
     png = plot(run_dir, f"{args.scenario}, {storage}: {args.users} users")
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -375,10 +433,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--spawn-rate", type=float, default=250)
     parser.add_argument("--duration", type=int, default=20, help="seconds of load")
-    parser.add_argument("--stock", type=int, default=1000, help="units of the hot SKU")
+    parser.add_argument(
+        "--stock", type=int, default=1000, help="units of the hot SKU; everyday: of each SKU"
+    )
     parser.add_argument("--limit", type=int, default=2, help="units one buyer may hold")
     parser.add_argument("--buyers", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=100, help="gateway: orders per request")
+    parser.add_argument("--catalogue", type=int, default=2000, help="everyday: SKUs")
+    parser.add_argument(
+        "--expire-after-s", type=float, default=6, help="everyday: unpaid orders expire then"
+    )
+    parser.add_argument(
+        "--scan-interval-s", type=float, default=0.5, help="everyday: between carrier scans"
+    )
+    parser.add_argument(
+        "--return-rate", type=float, default=0.3, help="everyday: delivered orders returned"
+    )
     parser.add_argument("--processes", type=int, default=1, help="locust worker processes")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)

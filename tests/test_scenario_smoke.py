@@ -60,3 +60,21 @@ def test_gateway_orders_hold_exactly_the_units_taken(tmp_path: Path) -> None:
     assert check["ok"], check["problems"]
     assert check["orders_created"] > 0
     assert r["requests"]["batch of 100"]["failures"] == 0
+
+
+def test_everyday_shopping_settles_every_order(tmp_path: Path) -> None:
+    r = run(
+        tmp_path,
+        "everyday",
+        *("--users", "20", "--spawn-rate", "20", "--duration", "8"),
+        *("--catalogue", "120", "--stock", "40", "--buyers", "40"),
+        *("--expire-after-s", "4", "--scan-interval-s", "0.3", "--return-rate", "0.5"),
+    )
+    check = r["check"]
+    assert check["ok"], check["problems"]
+    statuses = check["statuses"]
+    assert statuses.get("paid", 0) > 0 and statuses.get("expired", 0) > 0, statuses
+    assert check["charges"] == statuses["paid"]
+    assert check["parcels"] >= statuses["paid"]  # auto-shipped: a parcel per warehouse
+    failures = {name: s["failures"] for name, s in r["requests"].items() if s["failures"]}
+    assert not failures, failures
