@@ -33,10 +33,15 @@ async def place_batch(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
+
 def app() -> web.Application:
     application = web.Application(client_max_size=8 * 1024 * 1024)
     application.router.add_post("/v1/orders", place)
     application.router.add_post("/v1/orders/batch", place_batch)
+    application.router.add_get("/healthz", healthz)
     return application
 
 

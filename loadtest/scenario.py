@@ -84,13 +84,15 @@ def seed(url: str, data_dir: Path, args: argparse.Namespace) -> tuple[list[int],
     return skus, tokens, admin
 
 
-def run_locust(url: str, run_dir: Path, env: dict[str, str], args: argparse.Namespace) -> int:
+def run_locust(
+    url: str, run_dir: Path, env: dict[str, str], args: argparse.Namespace, locustfile: str = ""
+) -> int:
     cmd = [
         sys.executable,
         "-m",
         "locust",
         "-f",
-        str(HERE / LOCUSTFILES[args.scenario]),
+        str(HERE / (locustfile or LOCUSTFILES[args.scenario])),
         "--headless",
         "--host",
         url,
@@ -138,8 +140,9 @@ def locust_stats(run_dir: Path) -> Json:
             hist: Counter[int] = m.setdefault("hist", Counter())
             hist.update({int(k): v for k, v in e["response_times"].items()})
     out: Json = {}
+    whole = merged.get("Aggregated", {"t0": 0.0, "t1": 1.0})
+    seconds = max(whole["t1"] - whole["t0"], 1e-9)  # rates over the whole run, for every name
     for name, m in sorted(merged.items(), key=lambda kv: kv[0] == "Aggregated"):
-        seconds = max(m["t1"] - m["t0"], 1e-9)
         out[name] = {
             "requests": m["n"],
             "failures": m["fail"],
@@ -384,6 +387,7 @@ def run(args: argparse.Namespace) -> Json:
         else:
             verdict = check_gateway(url, admin, skus, [(p[0], int(p[1])) for p in lines])
     stats = locust_stats(run_dir) if (run_dir / "locust_final.json").exists() else {}
+    baseline = run_baseline(run_dir / "baseline", args) if args.baseline else {}
     png = plot(run_dir, f"{args.scenario}, {storage}: {args.users} users")
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -395,9 +399,25 @@ def run(args: argparse.Namespace) -> Json:
         "locust_exit": code,
         "seconds": round(elapsed, 1),
         "requests": stats,
+        "baseline": baseline,
         "check": verdict,
         "files": {"dir": str(run_dir), "plot": png.name, "html": "locust.html"},
     }
+
+
+def run_baseline(out: Path, args: argparse.Namespace) -> Json:
+    """The same locust load on ``bare_server.py``: locust's and HTTP's own ceiling here."""
+    out.mkdir()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    batch = str(args.batch_size if args.scenario == "gateway" else 0)
+    with child(
+        [sys.executable, str(HERE / "bare_server.py"), "--port", str(port)],
+        out / "bare.log",
+        url + "/healthz",
+    ):
+        run_locust(url, out, os.environ | {"FLASH_BATCH": batch}, args, "locustfile_baseline.py")
+    return locust_stats(out)
 
 
 def markdown(r: Json) -> str:
@@ -414,6 +434,16 @@ def markdown(r: Json) -> str:
             f"| {name} | {s['requests']:,} | {s['failures']:,} | {s['requests_per_s']:,.0f} |"
             f" {s['p50_ms']:g} | {s['p95_ms']:g} | {s['p99_ms']:g} |"
         )
+    base = r.get("baseline") or {}
+    if base:
+        rows += ["", "Baseline, the same locust load on `loadtest/bare_server.py` (same run):", ""]
+        for name, b in base.items():
+            s = r["requests"].get(name)
+            ratio = f", ratio {s['requests_per_s'] / b['requests_per_s']:.2f}" if s else ""
+            rows.append(
+                f"- {name}: {b['requests_per_s']:,.0f} req/s, p50/p95/p99"
+                f" {b['p50_ms']:g}/{b['p95_ms']:g}/{b['p99_ms']:g} ms{ratio}"
+            )
     c = r["check"]
     facts = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("ok", "problems", "sku_stock"))
     rows += [
@@ -450,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
         "--return-rate", type=float, default=0.3, help="everyday: delivered orders returned"
     )
     parser.add_argument("--processes", type=int, default=1, help="locust worker processes")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="then run the same locust load on loadtest/bare_server.py (not for everyday)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     result = run(args)
