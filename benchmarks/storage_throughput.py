@@ -210,7 +210,7 @@ def raw_sqlite(path: str, orders: list[Order], size: int) -> Result:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"INSERT INTO warehouses ({codec.WAREHOUSE_COLUMNS}) VALUES (0, 'w', 'admin')")
         conn.execute(
-            f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES (0, 'm-1', 't', 1, 'CNY', 0, 0)"
+            f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES (0, 'm-1', 't', 1, 'CNY', 0, 0, '')"
         )
         conn.execute(
             f"INSERT INTO stock ({codec.STOCK_COLUMNS}) VALUES (0, 0, 1000000000000, 0, 0)"

@@ -88,10 +88,19 @@ def seed(
     return skus, tokens, admin
 
 
+RETURN_AT_REST = {"in_review", "rejected", "booking_failed"}
+"""Return statuses that move no stock by themselves (a refunded one rests once restocked)."""
+
+
+def returns_of(url: str, admin: str, order_id: str) -> list[Json]:
+    found: list[Json] = http(f"{url}/v1/orders/{order_id}/returns", token=admin)["returns"]
+    return found
+
+
 def settle(url: str, admin: str, fates: dict[str, str], deadline_s: float) -> dict[str, Json]:
     """Wait until every order is where its buyer's actions lead (paid, cancelled, expired) and
-    every paid order that is not being returned is delivered, at most ``deadline_s``; the
-    orders as read last."""
+    every return opened is at rest (refunded and its units back in stock, in review, rejected,
+    or refused by the carrier), at most ``deadline_s``; the orders as read last."""
     want = {"pay": "paid", "cancel": "cancelled", "abandon": "expired"}
     stop = time.monotonic() + deadline_s
     orders: dict[str, Json] = {}
@@ -100,8 +109,14 @@ def settle(url: str, admin: str, fates: dict[str, str], deadline_s: float) -> di
         for oid in list(todo):
             order = http(f"{url}/v1/orders/{oid}", token=admin)
             orders[oid] = order
-            if order["status"] == want.get(fates[oid].split("+")[0], order["status"]):
-                todo.discard(oid)
+            if order["status"] != want.get(fates[oid].split("+")[0], order["status"]):
+                continue
+            if fates[oid].endswith("+returned") and not all(
+                r["status"] in RETURN_AT_REST or r["restocked_at"]
+                for r in returns_of(url, admin, oid)
+            ):
+                continue
+            todo.discard(oid)
         if not todo or time.monotonic() > stop:
             return orders
         time.sleep(0.5)
@@ -135,7 +150,7 @@ def check(
         for oid, fate in fates.items():
             if fate.endswith("+returned"):
                 for ret in returns_of(oid):
-                    if ret.get("restocked"):
+                    if ret["restocked_at"]:
                         for line in ret["lines"]:
                             restocked[int(line["sku"])] += int(line["quantity"])
     reserved = 0

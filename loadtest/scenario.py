@@ -383,6 +383,7 @@ def run(args: argparse.Namespace) -> Json:
                 orders,
                 [http(box.url + "/_sandbox/ledger") for box in boxes],
                 http(carrier.url + "/_sandbox/ledger"),
+                lambda oid: everyday_run.returns_of(url, admin, oid),
             )
         else:
             verdict = check_gateway(url, admin, skus, [(p[0], int(p[1])) for p in lines])

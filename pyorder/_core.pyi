@@ -358,6 +358,8 @@ class OrderRows:
         """Add one order; ``lines`` are (sku, warehouse, quantity, unit_price, merchant)."""
     def __len__(self) -> int: ...
     def line_count(self) -> int: ...
+    def id_range(self) -> tuple[int, int] | None:
+        """(smallest, largest) order id of these orders; None when there are none."""
     def reserved_deltas(self) -> list[tuple[int, int, int]]:
         """(sku, warehouse, units reserved), sorted."""
     def order_tuples(

@@ -5,6 +5,7 @@ acknowledges it only after ``await platform.intake.durable()``. Rules: merchants
 own their SKUs and stock them in their own warehouses or the platform's (admin-owned) ones.
 """
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ MAX_UNITS = 1 << 50
 """Largest on-hand count accepted from the API for one SKU in one warehouse."""
 MAX_PRICE = 10**12
 """Largest unit price, in minor units."""
+CATEGORY = re.compile(r"([a-z0-9][a-z0-9_-]{0,39})?")
+"""A SKU's category (``fullmatch``): a short slug such as ``apparel``, or empty for none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class Catalog:
         currency: str,
         stock: dict[int, int],
         limit_per_buyer: int = 0,
+        category: str = "",
     ) -> SkuView:
         who.require(Role.MERCHANT, Role.ADMIN)
         if not title.strip() or len(title) > 200:
@@ -110,13 +114,17 @@ class Catalog:
             raise InvalidInput("currency must be an ISO 4217 code like CNY", field="currency")
         if not 0 <= limit_per_buyer <= MAX_UNITS:
             raise InvalidInput("limit_per_buyer must be >= 0", field="limit_per_buyer")
+        if not CATEGORY.fullmatch(category):
+            raise InvalidInput(
+                "category has at most 40 lower-case letters, digits, _ or -", field="category"
+            )
         for wid, units in stock.items():
             self._check_stocking(who, wid)
             if not 0 <= units <= MAX_UNITS:
                 raise InvalidInput(f"units must be between 0 and {MAX_UNITS}", field="stock")
         engine, batch = self._p.engine, self._p.intake.batch
         sid = engine.inventory.add_sku(stock, limit_per_buyer=limit_per_buyer)
-        sku = Sku(sid, who.key, title, price, currency, limit_per_buyer, now_ms())
+        sku = Sku(sid, who.key, title, price, currency, limit_per_buyer, now_ms(), category)
         engine.add_sku(sku)
         batch.skus.append(sku)
         for wid, level in engine.inventory.stock_by_warehouse(sid).items():

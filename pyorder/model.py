@@ -10,8 +10,10 @@ from enum import StrEnum
 from typing import Any
 
 from pyorder._core import OrderRows
+from pyorder.events.model import Delivery, OrderEvent, WebhookEndpoint
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
 from pyorder.payments.model import Attempt, OutboxItem, Payment, Refund, WebhookEvent
+from pyorder.returns.model import Decision, Return
 
 
 class OrderStatus(StrEnum):
@@ -44,6 +46,8 @@ class Sku:
     limit_per_buyer: int = 0
     """Units one buyer may hold reserved plus bought; 0 means no limit."""
     created_ms: int = 0
+    category: str = ""
+    """The merchant's category (e.g. ``apparel``); return windows and rules go by it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,21 @@ class WriteBatch:
     delivery_windows: dict[int, DeliveryWindow] = field(default_factory=dict)
     """Window id -> the window's row as it is now (its booked count included)."""
     tracking_events: list[TrackingEvent] = field(default_factory=list)
+    returns: dict[int, Return] = field(default_factory=dict)
+    """Return id -> the return's row as it is now."""
+    return_decisions: dict[tuple[int, str], Decision] = field(default_factory=dict)
+    """(return id, stage) -> a lightning decision."""
+    webhook_endpoints: dict[int, WebhookEndpoint] = field(default_factory=dict)
+    """Endpoint id -> its row as it is now (a deleted one is disabled, and its events not
+    delivered yet are cancelled in the same transaction)."""
+    order_events: list[OrderEvent] = field(default_factory=list)
+    """Events of this batch's state changes: each is fanned out at commit, in SQL, to one
+    ``order_events`` row per enabled endpoint subscribed to it of a merchant of the order."""
+    placed_events: bool = False
+    """Also write ``order.created`` for every order of ``placed``, fanned out the same way, in
+    SQL over the rows just inserted (no Python object per order)."""
+    deliveries: dict[int, Delivery] = field(default_factory=dict)
+    """Event id -> its delivery state as it is now (attempts, next attempt, outcome)."""
     token: int = 0
     """A random id written with the batch (if not 0), to learn afterwards whether a commit
     whose reply was lost did happen (``Store.committed``)."""
@@ -188,6 +207,11 @@ class WriteBatch:
             + len(self.fulfilments)
             + len(self.delivery_windows)
             + len(self.tracking_events)
+            + len(self.webhook_endpoints)
+            + len(self.order_events)
+            + len(self.deliveries)
+            + len(self.returns)
+            + len(self.return_decisions)
         )
 
 
@@ -213,3 +237,5 @@ class Snapshot:
     shipments: list[Shipment] = field(default_factory=list)
     fulfilments: list[Fulfilment] = field(default_factory=list)
     delivery_windows: list[DeliveryWindow] = field(default_factory=list)
+    returns: list[Return] = field(default_factory=list)
+    return_decisions: list[Decision] = field(default_factory=list)

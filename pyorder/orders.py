@@ -90,6 +90,8 @@ class Orders:
         status, out, created, stockouts = place(
             body, who.subject, buyer_number(who.subject), self._p.intake.batch.placed, now_ms()
         )
+        if created:
+            self._p.events.placed()  # order.created, if anyone subscribes: flags the batch
         return Answer(status, out, created, stockouts)
 
     def place(self, who: Principal, order: OrderInput) -> Order:
@@ -192,9 +194,11 @@ class Orders:
             inventory.return_sold(line.sku, line.quantity, line.warehouse)
             batch.add_delta(line.sku, line.warehouse, 0, 0, -line.quantity)
         self._p.logistics.release_window(order.id)
+        cancelled = replace(order, status=OrderStatus.CANCELLED, updated_ms=at)
+        self._p.events.order_changed(cancelled, OrderStatus.PAID)
         if left > 0:
             refunds.issue(order.id, left, CANCEL_REASON, SYSTEM)
-        return replace(order, status=OrderStatus.CANCELLED, updated_ms=at)
+        return cancelled
 
     def forget_cancels(self) -> None:
         """After a rebuild the store is the truth again about which paid orders are cancelled."""
@@ -234,7 +238,9 @@ class Orders:
             self._p.logistics.release_window(order.id)
         for line in order.lines:
             batch.add_delta(line.sku, line.warehouse, 0, -line.quantity, line.quantity * sold)
-        return replace(order, status=status, updated_ms=at)
+        ended = replace(order, status=status, updated_ms=at)
+        self._p.events.order_changed(ended, OrderStatus.PENDING_PAYMENT)
+        return ended
 
 
 def _order(t: tuple[Any, ...]) -> Order:

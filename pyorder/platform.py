@@ -12,6 +12,10 @@ from pathlib import Path
 
 from pyorder.catalog import Catalog
 from pyorder.engine import Engine, now_ms
+from pyorder.events.dispatcher import EventDispatcher
+from pyorder.events.endpoints import Endpoints
+from pyorder.events.model import WebhooksConfig
+from pyorder.events.publisher import Events
 from pyorder.intake import Intake
 from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.dispatcher import ShipmentDispatcher
@@ -20,6 +24,9 @@ from pyorder.orders import Orders
 from pyorder.payments.dispatcher import Dispatcher
 from pyorder.payments.providers import PaymentsConfig, Router
 from pyorder.payments.service import Payments
+from pyorder.returns.config import ReturnsConfig
+from pyorder.returns.dispatcher import ReturnDispatcher
+from pyorder.returns.service import Returns
 from pyorder.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,10 @@ class Config:
     """Payment providers, timeouts, circuit breakers and reconciliation."""
     logistics: LogisticsConfig = field(default_factory=LogisticsConfig)
     """Carriers, their timeouts, and whether paid orders ship on their own."""
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    """How order events are sent to merchants' endpoints: timeout, retries and backoff."""
+    returns: ReturnsConfig = field(default_factory=ReturnsConfig)
+    """Return windows, excluded categories, and the lightning-refund rules."""
 
 
 def open_store(config: Config) -> Store:
@@ -67,11 +78,17 @@ class Platform:
             self.store, window_s=config.commit_window_ms / 1000, on_failure=self.rebuild
         )
         self.catalog = Catalog(self)
+        self.webhooks = Endpoints(self)
+        self.events = Events(self, self.webhooks)
         self.orders = Orders(self)
         self.payments = Payments(self, Router(config.payments))
         self.dispatcher = Dispatcher(self, self.payments)
         self.logistics = Logistics(self, config.logistics)
         self.shipping = ShipmentDispatcher(self, self.logistics)
+        self.returns = Returns(self, config.returns)
+        self.logistics.on_return_event = self.returns.observe_tracking
+        self.return_shipping = ReturnDispatcher(self, self.returns)
+        self.event_dispatcher = EventDispatcher(self, self.webhooks, self.events, config.webhooks)
         self._engine: Engine | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -91,6 +108,8 @@ class Platform:
         self.intake.start()
         await self.dispatcher.start()
         await self.shipping.start()
+        await self.event_dispatcher.start()
+        await self.return_shipping.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="pyorder-expiry")
 
     async def stop(self) -> None:
@@ -98,6 +117,9 @@ class Platform:
         close the store."""
         await self.dispatcher.stop()
         await self.shipping.stop()
+        await self.event_dispatcher.stop()
+        await self.return_shipping.stop()
+        self.returns.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,14 +131,21 @@ class Platform:
     async def rebuild(self) -> None:
         """Rebuild the in-memory engine from exactly what the store holds."""
         snapshot = await self.store.load()
+        endpoints = await self.store.webhook_endpoints()
+        # No await from here on: what is staged on the new core must not be dropped by the
+        # intake's recovery (it clears the batch once this returns).
         self._engine = Engine.rebuild(
             snapshot, node=self.config.node, payment_timeout_ms=self.config.payment_timeout_ms
         )
         self.payments.load(snapshot)
         self.logistics.load(snapshot)
+        self.webhooks.load(endpoints)
+        self.returns.load(snapshot)
         self.orders.forget_cancels()
         self.dispatcher.resume()
         self.shipping.resume()
+        self.event_dispatcher.resume()
+        self.return_shipping.resume()
         log.info(
             "rebuilt from the store: %d SKUs, %d pending orders",
             len(snapshot.skus),

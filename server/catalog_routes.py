@@ -85,6 +85,7 @@ async def create_sku(request: web.Request) -> web.Response:
             currency=data.currency,
             stock=stock,
             limit_per_buyer=data.limit_per_buyer,
+            category=data.category,
         )
         return 201, sku_out(view)
 

@@ -19,6 +19,7 @@ from pyorder.payments.providers import (
     parse_provider,
 )
 from pyorder.platform import Config
+from pyorder.returns.config import ReturnsConfig, load_returns_config
 from server.app import DEFAULT_MAX_BODY, create_app
 
 
@@ -92,6 +93,14 @@ def serve(argv: list[str] | None = None) -> None:
         "--auto-ship", action="store_true", help="book a paid order's parcels as soon as it is paid"
     )
     ship.add_argument("--carrier-timeout-ms", type=int, default=2000, help="per carrier call")
+    parser.add_argument_group("returns").add_argument(
+        "--returns-config",
+        type=_returns_config,
+        default=ReturnsConfig(),
+        metavar="PATH",
+        help="a JSON or TOML file: return windows, excluded categories, lightning-refund rules"
+        " (docs/returns.md); default: 7 days, nothing excluded, the default thresholds",
+    )
     args = parser.parse_args(argv)
     sys.setswitchinterval(args.gil_switch_ms / 1000)
     logging.basicConfig(
@@ -110,6 +119,7 @@ def serve(argv: list[str] | None = None) -> None:
             timeout_ms=args.carrier_timeout_ms,
             auto_ship=args.auto_ship,
         ),
+        returns=args.returns_config,
     )
     try:
         import uvloop
@@ -145,6 +155,13 @@ def _carrier(text: str) -> CarrierConfig:
     try:
         return parse_carrier(text)
     except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _returns_config(text: str) -> ReturnsConfig:
+    try:
+        return load_returns_config(Path(text))
+    except (OSError, ValueError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 

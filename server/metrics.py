@@ -1,6 +1,7 @@
 """Prometheus metrics (prometheus_client, one registry per app): requests and latency by
-route, orders created, stock-outs, commit batch sizes and latencies, open reservations, and
-fulfilment time (paid to delivered)."""
+route, orders created, stock-outs, commit batch sizes and latencies, open reservations,
+fulfilment time (paid to delivered), and lightning refunds with their time from pickup scan to
+refund."""
 
 from __future__ import annotations
 
@@ -74,6 +75,23 @@ class Metrics:
         platform.logistics.on_delivered.append(
             lambda ms: self.fulfilment_seconds.observe(max(0, ms) / 1000)
         )
+        self.lightning_refunds = Counter(
+            "pyorder_lightning_refunds",
+            "Returns refunded at the pickup scan by the rules",
+            registry=r,
+        )
+        self.scan_to_refund_seconds = Histogram(
+            "pyorder_scan_to_refund_seconds",
+            "Time from a return's pickup scan (the carrier's time) to its lightning refund being"
+            " issued durably",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        platform.returns.on_lightning.append(self._observe_lightning)
+
+    def _observe_lightning(self, seconds: float) -> None:
+        self.lightning_refunds.inc()
+        self.scan_to_refund_seconds.observe(seconds)
 
     def _observe_commit(self, items: int, seconds: float) -> None:
         self.commit_items.observe(items)

@@ -5,6 +5,7 @@ from typing import Any
 
 import msgspec
 
+from pyorder.returns.model import ReturnStatus
 from server import schemas as s
 
 
@@ -286,6 +287,75 @@ OPERATIONS: tuple[Op, ...] = (
         params=(("carrier", "path", "provider"),),
         auth=False,
     ),
+    Op(
+        "post",
+        "/v1/orders/{order_id}/returns",
+        "Open a 7-day no-reason return (the order's buyer) of delivered units: 201 with one"
+        " return per parcel and merchant they came from, each with its parcel back booked with"
+        " the carrier (first weight borne by the platform) and its lightning decision. 409"
+        " return_window_closed / not_delivered / invalid_state, 422 category_not_returnable /"
+        " return_exceeds_purchase",
+        201,
+        s.ReturnList,
+        s.ReturnIn,
+        (*_AUTH_ERRORS, *_BODY_ERRORS, 404, 409, 503),
+        params=(("order_id", "path", "order_id"),),
+        idempotent_key=True,
+    ),
+    Op(
+        "get",
+        "/v1/orders/{order_id}/returns",
+        "An order's returns (its buyer, the merchant of the returned lines, admin)",
+        200,
+        s.ReturnList,
+        errors=(401, 404, 422, 503),
+        params=(("order_id", "path", "order_id"),),
+    ),
+    Op(
+        "get",
+        "/v1/returns",
+        "The caller's returns by id: a buyer's own, a merchant's (the review queue with"
+        " status=in_review), all for an admin",
+        200,
+        s.ReturnList,
+        errors=(401, 422, 503),
+        params=(
+            ("status", "query", "return_status"),
+            ("after", "query", "return_id"),
+            ("limit", "query", "limit500"),
+        ),
+    ),
+    Op(
+        "get",
+        "/v1/returns/{return_id}",
+        "Read a return: its lines, parcel back and tracking, decisions with every rule, refund",
+        200,
+        s.ReturnOut,
+        errors=(401, 404, 422, 503),
+        params=(("return_id", "path", "return_id"),),
+    ),
+    Op(
+        "post",
+        "/v1/returns/{return_id}/approve",
+        "Approve a return in review (its merchant, admin): the refund is issued",
+        200,
+        s.ReturnOut,
+        None,
+        (*_AUTH_ERRORS, 404, 409, 422, 503),
+        params=(("return_id", "path", "return_id"),),
+        idempotent_key=True,
+    ),
+    Op(
+        "post",
+        "/v1/returns/{return_id}/reject",
+        "Reject a return in review (its merchant, admin) with a reason: no refund",
+        200,
+        s.ReturnOut,
+        s.ReturnRejectIn,
+        (*_AUTH_ERRORS, *_BODY_ERRORS, 404, 409, 503),
+        params=(("return_id", "path", "return_id"),),
+        idempotent_key=True,
+    ),
     Op("get", "/healthz", "Liveness", 200, s.HealthOut, auth=False),
     Op(
         "get",
@@ -305,6 +375,8 @@ _PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "limit200": {"type": "integer", "minimum": 1, "maximum": 200},
     "region": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
     "provider": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    "return_id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+    "return_status": {"type": "string", "enum": [x.value for x in ReturnStatus]},
 }
 
 

@@ -5,6 +5,7 @@ types and out-of-range values (so handlers never see bad input), and the same ty
 the OpenAPI document's schemas, so the document cannot drift from the code.
 """
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from pyorder.inventory import StockLevel
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
 from pyorder.model import Order, Warehouse
 from pyorder.payments.model import Attempt, Payment, Refund
+from pyorder.returns.model import CostBearer, Decision, Return, ReturnStatus, Stage
 
 Id = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 Units = Annotated[int, Meta(ge=0, le=2**50)]
@@ -26,6 +28,14 @@ Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217 code"
 Text = Annotated[str, Meta(min_length=1, max_length=200)]
 RegionCode = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 OrderId = Annotated[str, Meta(pattern="^[0-9]{1,19}$", description="64-bit order ID, as a string")]
+Category = Annotated[
+    str,
+    Meta(
+        pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$",
+        description="a SKU's category: lower-case letters, digits, _ and -, at most 40; ''"
+        " for none. Return windows and the lightning-refund rules go by it.",
+    ),
+]
 
 
 # --- requests (unknown fields are an error) -------------------------------------------------
@@ -51,6 +61,7 @@ class SkuIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     currency: Currency
     stock: Annotated[list[StockEntry], Meta(max_length=1000)] = []
     limit_per_buyer: Units = 0
+    category: Category = ""
 
 
 class StockAdjustIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -185,6 +196,7 @@ class SkuOut(msgspec.Struct):
     price: int
     currency: str
     limit_per_buyer: int
+    category: str
     stock: StockOut
     warehouses: list[WarehouseStockOut]
 
@@ -380,6 +392,7 @@ def sku_out(view: SkuView) -> SkuOut:
         price=s.price,
         currency=s.currency,
         limit_per_buyer=s.limit_per_buyer,
+        category=s.category,
         stock=stock_out(view.total),
         warehouses=[
             WarehouseStockOut(lv.on_hand, lv.available, lv.reserved, lv.sold, warehouse=w)
@@ -514,5 +527,139 @@ def shipments_out(
                 events=by_parcel.get(s.parcel, []),
             )
             for s in shipments
+        ],
+    )
+
+
+# --- returns ----------------------------------------------------------------------------------
+
+
+class ReturnLineIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    sku: Id
+    quantity: Quantity
+
+
+class ReturnIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A no-reason return of units of one delivered parcel (the buyer of the order)."""
+
+    lines: Annotated[list[ReturnLineIn], Meta(min_length=1, max_length=100)]
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class ReturnRejectIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    reason: Text
+
+
+class ReturnLineOut(msgspec.Struct):
+    sku: int
+    quantity: int
+    unit_price: int
+    category: str
+
+
+class RuleOut(msgspec.Struct):
+    rule: str
+    passed: bool
+    observed: int | str
+    """What the rule saw (an amount, a count, categories, a status)."""
+    limit: int | str
+    """The configured threshold ('' where the rule has none or it is switched off)."""
+
+
+class DecisionOut(msgspec.Struct):
+    stage: Stage
+    lightning: bool
+    """Every rule passed: at ``picked_up``, the refund was issued with no person involved."""
+    failed: list[str]
+    rules: list[RuleOut]
+    decided_at: str
+
+
+class ReturnOut(msgspec.Struct):
+    id: int
+    order_id: OrderId
+    status: ReturnStatus
+    buyer: str
+    merchant: str
+    warehouse: int
+    reason: str
+    lines: list[ReturnLineOut]
+    amount: int
+    """The refund the return is worth (its lines' price), minor units of ``currency``."""
+    currency: str
+    carrier: str
+    tracking_number: str | None
+    parcel_status: str
+    shipping_cost: int
+    """The carrier's first-weight cost of the parcel back, minor units."""
+    cost_borne_by: CostBearer
+    decisions: list[DecisionOut]
+    refund: RefundOut | None
+    reviewed_by: str
+    review_reason: str
+    error: str
+    created_at: str
+    updated_at: str
+    picked_up_at: str | None
+    refunded_at: str | None
+    arrived_at: str | None
+    """When the parcel back was delivered to the warehouse."""
+    restocked_at: str | None
+    events: list[TrackingEventOut]
+
+
+class ReturnList(msgspec.Struct):
+    returns: list[ReturnOut]
+    next_cursor: str | None
+
+
+def return_out(
+    r: Return,
+    decisions: list[Decision],
+    refund: Refund | None,
+    events: Sequence[TrackingEvent] = (),
+) -> ReturnOut:
+    def at(ms: int) -> str | None:
+        return iso(ms) if ms else None
+
+    return ReturnOut(
+        id=r.id,
+        order_id=str(r.order_id),
+        status=r.status,
+        buyer=r.buyer,
+        merchant=r.merchant,
+        warehouse=r.warehouse,
+        reason=r.reason,
+        lines=[ReturnLineOut(li.sku, li.quantity, li.unit_price, li.category) for li in r.lines],
+        amount=r.amount,
+        currency=r.currency,
+        carrier=r.carrier,
+        tracking_number=r.tracking_number or None,
+        parcel_status=r.parcel_status.value,
+        shipping_cost=r.shipping_cost,
+        cost_borne_by=r.cost_borne_by,
+        decisions=[
+            DecisionOut(
+                stage=d.stage,
+                lightning=d.lightning,
+                failed=d.failed,
+                rules=[RuleOut(x.rule, x.passed, x.observed, x.limit) for x in d.rules],
+                decided_at=iso(d.decided_ms),
+            )
+            for d in decisions
+        ],
+        refund=refund_out(refund) if refund is not None else None,
+        reviewed_by=r.reviewed_by,
+        review_reason=r.review_reason,
+        error=r.error,
+        created_at=iso(r.created_ms),
+        updated_at=iso(r.updated_ms),
+        picked_up_at=at(r.picked_up_ms),
+        refunded_at=at(r.refunded_ms),
+        arrived_at=at(r.arrived_ms),
+        restocked_at=at(r.restocked_ms),
+        events=[
+            TrackingEventOut(e.sequence, e.status, iso(e.occurred_ms), e.location, e.applied)
+            for e in sorted(events, key=lambda e: (e.sequence, e.received_ms))
         ],
     )

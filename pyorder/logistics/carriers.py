@@ -95,12 +95,20 @@ class CarrierClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def create_shipment(self, body: JSON, idempotency_key: str) -> tuple[int, JSON]:
+        """Book a parcel to a buyer (``POST /v1/shipments``)."""
+        return await self._post("/v1/shipments", body, idempotency_key)
+
+    async def create_return(self, body: JSON, idempotency_key: str) -> tuple[int, JSON]:
+        """Book a parcel from a buyer back to a warehouse (``POST /v1/returns``)."""
+        return await self._post("/v1/returns", body, idempotency_key)
+
+    async def _post(self, path: str, body: JSON, idempotency_key: str) -> tuple[int, JSON]:
         headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
         if self.carrier.api_key:
             headers["Authorization"] = f"Bearer {self.carrier.api_key}"
         try:
             async with self.session.post(
-                self.carrier.url + "/v1/shipments",
+                self.carrier.url + path,
                 data=orjson.dumps(body),
                 headers=headers,
                 timeout=self.timeout,

@@ -111,6 +111,9 @@ class Logistics:
         self.on_outbox: list[Callable[[OutboxItem], None]] = []
         self.on_delivered: list[Callable[[int], None]] = []
         """Callbacks given an order's fulfilment time (ms) once its delivery is durable."""
+        self.on_return_event: Callable[[str, str, dict[str, Any]], None] | None = None
+        """Applies (stages) a tracking event of a return parcel: (carrier, event id, event);
+        set by ``pyorder.returns``. Without it such events are acknowledged and ignored."""
         self._events_in_flight: set[tuple[str, str]] = set()
 
     # --- state ---------------------------------------------------------------------------------
@@ -461,6 +464,10 @@ class Logistics:
     def observe_event(self, carrier: str, event_id: str, ev: dict[str, Any]) -> Fulfilment | None:
         """Apply a tracking event (staged). Returns the order's fulfilment if this event
         delivered the order, else None."""
+        if ev.get("kind") == "return":
+            if self.on_return_event is not None:
+                self.on_return_event(carrier, event_id, ev)
+            return None
         key = _parse_reference(ev.get("reference"))
         sh = self.shipments.get(key) if key is not None else None
         if sh is None or sh.carrier != carrier or ev.get("kind", "outbound") != "outbound":

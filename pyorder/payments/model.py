@@ -207,6 +207,9 @@ class OutboxKind(StrEnum):
     """Send a ``Refund`` of an order: ``attempt`` is the refund's number."""
     SHIP = "ship"
     """Book a parcel with the carrier (``pyorder.logistics``): ``attempt`` is the parcel."""
+    RETURN_BOOKING = "return_booking"
+    """Book a return's parcel back with the carrier (``pyorder.returns``): ``attempt`` is the
+    return's id."""
 
 
 @dataclass(frozen=True, slots=True)

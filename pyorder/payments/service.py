@@ -103,7 +103,8 @@ class Payments:
         """Hold exactly what the store holds (at start, and after a failed commit)."""
         self.payments = {p.order_id: p for p in snap.payments}
         self.attempts = {(a.order_id, a.number): a for a in snap.attempts}
-        self.outbox = {o.key: o for o in snap.outbox if o.kind is not OutboxKind.SHIP}
+        carriers = (OutboxKind.SHIP, OutboxKind.RETURN_BOOKING)  # other services' calls
+        self.outbox = {o.key: o for o in snap.outbox if o.kind not in carriers}
         self.refunds.load(snap.refunds)
 
     def attempts_of(self, order_id: int) -> list[Attempt]:

@@ -7,6 +7,7 @@ storage test against both.
 
 from abc import ABC, abstractmethod
 
+from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
 
@@ -89,6 +90,25 @@ class Store(ABC):
 
     async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
         """The tracking events received for the order's parcels, by parcel and sequence."""
+        raise NotImplementedError
+
+    async def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        """Every webhook endpoint ever registered (deleted ones disabled), by id."""
+        raise NotImplementedError
+
+    async def pending_deliveries(self, endpoint_id: int, limit: int) -> list[Delivery]:
+        """The endpoint's first ``limit`` events not delivered yet (``pending``), by event id:
+        the order they are delivered in."""
+        raise NotImplementedError
+
+    async def deliveries(
+        self, endpoint_id: int, before_id: int | None, limit: int
+    ) -> list[Delivery]:
+        """The endpoint's events in every state, newest first, with an id below ``before_id``."""
+        raise NotImplementedError
+
+    async def delivered_orders(self, buyer: str) -> int:
+        """How many of the buyer's paid orders had every parcel delivered."""
         raise NotImplementedError
 
     @abstractmethod

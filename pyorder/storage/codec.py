@@ -41,6 +41,16 @@ from pyorder.payments.model import (
     RefundStatus,
     WebhookEvent,
 )
+from pyorder.returns.model import (
+    CostBearer,
+    Decision,
+    ParcelStatus,
+    Return,
+    ReturnLine,
+    ReturnStatus,
+    RuleResult,
+    Stage,
+)
 
 
 class Row(Protocol):
@@ -50,7 +60,7 @@ class Row(Protocol):
 
 
 WAREHOUSE_COLUMNS = "id, name, owner"
-SKU_COLUMNS = "id, merchant, title, price, currency, limit_per_buyer, created_ms"
+SKU_COLUMNS = "id, merchant, title, price, currency, limit_per_buyer, created_ms, category"
 STOCK_COLUMNS = "sku, warehouse, on_hand, reserved, sold"
 ORDER_COLUMNS = (
     "id, buyer, status, currency, total, region, address, reservation,"
@@ -124,8 +134,17 @@ def region_rows(regions: dict[str, list[int]]) -> list[tuple[str, int, int]]:
     return [(region, rank, wh) for region, whs in regions.items() for rank, wh in enumerate(whs)]
 
 
-def sku_row(s: Sku) -> tuple[int, str, str, int, str, int, int]:
-    return (s.id, s.merchant, s.title, s.price, s.currency, s.limit_per_buyer, s.created_ms)
+def sku_row(s: Sku) -> tuple[int, str, str, int, str, int, int, str]:
+    return (
+        s.id,
+        s.merchant,
+        s.title,
+        s.price,
+        s.currency,
+        s.limit_per_buyer,
+        s.created_ms,
+        s.category,
+    )
 
 
 def sku_from_row(r: Row) -> Sku:
@@ -137,6 +156,7 @@ def sku_from_row(r: Row) -> Sku:
         currency=r[4],
         limit_per_buyer=r[5],
         created_ms=r[6],
+        category=r[7],
     )
 
 
@@ -568,4 +588,116 @@ def tracking_event_from_row(r: Row) -> TrackingEvent:
         location=r[7],
         received_ms=int(r[8]),
         applied=bool(r[9]),
+    )
+
+
+# --- returns (schema version 6) ---------------------------------------------------------------
+
+RETURN_COLUMNS = (
+    "id, order_id, buyer, merchant, warehouse, status, reason, lines, amount, currency, carrier,"
+    " idempotency_key, carrier_shipment_id, tracking_number, shipping_cost, cost_borne_by,"
+    " parcel_status, last_sequence, refund_number, reviewed_by, review_reason, error,"
+    " created_ms, updated_ms, picked_up_ms, refunded_ms, arrived_ms, restocked_ms"
+)
+DECISION_COLUMNS = "return_id, stage, lightning, rules, decided_ms"
+RETURNS_SQL = f"SELECT {RETURN_COLUMNS} FROM returns ORDER BY id"
+DECISIONS_SQL = f"SELECT {DECISION_COLUMNS} FROM return_decisions ORDER BY return_id, decided_ms"
+DELIVERED_ORDERS_SQL = (
+    "SELECT COUNT(*) FROM payments p JOIN fulfilments f ON f.order_id = p.order_id"
+    " WHERE p.buyer = {} AND p.paid_attempt > 0 AND f.status = 'delivered'"
+)
+"""The buyer's paid orders whose every parcel was delivered; format with the placeholder."""
+
+
+def return_row(r: Return) -> tuple[Any, ...]:
+    lines = [[li.sku, li.quantity, li.unit_price, li.category] for li in r.lines]
+    return (
+        r.id,
+        r.order_id,
+        r.buyer,
+        r.merchant,
+        r.warehouse,
+        r.status.value,
+        r.reason,
+        orjson.dumps(lines).decode(),
+        r.amount,
+        r.currency,
+        r.carrier,
+        r.idempotency_key,
+        r.carrier_shipment_id,
+        r.tracking_number,
+        r.shipping_cost,
+        r.cost_borne_by.value,
+        r.parcel_status.value,
+        r.last_sequence,
+        r.refund_number,
+        r.reviewed_by,
+        r.review_reason,
+        r.error,
+        r.created_ms,
+        r.updated_ms,
+        r.picked_up_ms,
+        r.refunded_ms,
+        r.arrived_ms,
+        r.restocked_ms,
+    )
+
+
+def return_from_row(r: Row) -> Return:
+    return Return(
+        id=int(r[0]),
+        order_id=int(r[1]),
+        buyer=r[2],
+        merchant=r[3],
+        warehouse=int(r[4]),
+        status=ReturnStatus(r[5]),
+        reason=r[6],
+        lines=tuple(
+            ReturnLine(int(sku), int(q), int(price), str(cat))
+            for sku, q, price, cat in orjson.loads(r[7])
+        ),
+        amount=int(r[8]),
+        currency=r[9],
+        carrier=r[10],
+        idempotency_key=r[11],
+        carrier_shipment_id=r[12],
+        tracking_number=r[13],
+        shipping_cost=int(r[14]),
+        cost_borne_by=CostBearer(r[15]),
+        parcel_status=ParcelStatus(r[16]),
+        last_sequence=int(r[17]),
+        refund_number=int(r[18]),
+        reviewed_by=r[19],
+        review_reason=r[20],
+        error=r[21],
+        created_ms=int(r[22]),
+        updated_ms=int(r[23]),
+        picked_up_ms=int(r[24]),
+        refunded_ms=int(r[25]),
+        arrived_ms=int(r[26]),
+        restocked_ms=int(r[27]),
+    )
+
+
+def decision_row(d: Decision) -> tuple[Any, ...]:
+    rules = [[x.rule, x.passed, x.observed, x.limit] for x in d.rules]
+    return (
+        d.return_id,
+        d.stage.value,
+        int(d.lightning),
+        orjson.dumps(rules).decode(),
+        d.decided_ms,
+    )
+
+
+def decision_from_row(r: Row) -> Decision:
+    return Decision(
+        return_id=int(r[0]),
+        stage=Stage(r[1]),
+        lightning=bool(r[2]),
+        rules=tuple(
+            RuleResult(str(rule), bool(passed), observed, limit)
+            for rule, passed, observed, limit in orjson.loads(r[3])
+        ),
+        decided_ms=int(r[4]),
     )

@@ -240,6 +240,80 @@ def _v5(integer: str, strict: str) -> tuple[str, ...]:
 _V5_SQLITE = _v5("INTEGER", " STRICT")
 _V5_POSTGRES = _v5("BIGINT", "")
 
+
+def _v6(integer: str, strict: str) -> tuple[str, ...]:
+    """Version 6 in one dialect: ``integer`` is the 64-bit type, ``strict`` the table suffix."""
+    i = integer
+    return (
+        "ALTER TABLE skus ADD COLUMN category TEXT NOT NULL DEFAULT ''",
+        "CREATE TABLE returns ("
+        f" id {i} PRIMARY KEY, order_id {i} NOT NULL, buyer TEXT NOT NULL,"
+        f" merchant TEXT NOT NULL, warehouse {i} NOT NULL,"
+        " status TEXT NOT NULL, reason TEXT NOT NULL, lines TEXT NOT NULL,"
+        f" amount {i} NOT NULL, currency TEXT NOT NULL, carrier TEXT NOT NULL,"
+        " idempotency_key TEXT NOT NULL, carrier_shipment_id TEXT NOT NULL,"
+        f" tracking_number TEXT NOT NULL, shipping_cost {i} NOT NULL,"
+        " cost_borne_by TEXT NOT NULL, parcel_status TEXT NOT NULL,"
+        f" last_sequence {i} NOT NULL, refund_number {i} NOT NULL,"
+        " reviewed_by TEXT NOT NULL, review_reason TEXT NOT NULL, error TEXT NOT NULL,"
+        f" created_ms {i} NOT NULL, updated_ms {i} NOT NULL, picked_up_ms {i} NOT NULL,"
+        f" refunded_ms {i} NOT NULL, arrived_ms {i} NOT NULL, restocked_ms {i} NOT NULL,"
+        f" CHECK (amount > 0), CHECK (shipping_cost >= 0)){strict}",
+        "CREATE INDEX returns_order ON returns (order_id, id)",
+        "CREATE INDEX returns_buyer ON returns (buyer, created_ms)",
+        "CREATE INDEX returns_status ON returns (status, id)",
+        # The lightning rules count a buyer's delivered orders (payments joined to fulfilments).
+        "CREATE INDEX payments_buyer ON payments (buyer, order_id)",
+        # One row per evaluation of the lightning rules: when the return is opened and when
+        # the carrier scans its pickup; ``rules`` is the JSON list of every rule's result.
+        "CREATE TABLE return_decisions ("
+        f" return_id {i} NOT NULL, stage TEXT NOT NULL, lightning {i} NOT NULL,"
+        f" rules TEXT NOT NULL, decided_ms {i} NOT NULL,"
+        f" PRIMARY KEY (return_id, stage)){strict}",
+    )
+
+
+# Version 6: no-reason returns. A category on SKUs (return windows and rules go by it), one
+# row per return (its parcel back, the cost the platform bears, its review and refund), and
+# the lightning decisions with the rules that fired. Carrier bookings of returns go in the
+# outbox of version 3 (kind ``return_booking``); refunds are rows of version 5.
+_V6_SQLITE = _v6("INTEGER", " STRICT")
+_V6_POSTGRES = _v6("BIGINT", "")
+
+
+def _v7(integer: str, strict: str, serial: str) -> tuple[str, ...]:
+    """Version 7 in one dialect: ``integer`` is the 64-bit type, ``strict`` the table suffix,
+    ``serial`` the definition of an id the database assigns in insertion order."""
+    i = integer
+    return (
+        "CREATE TABLE webhook_endpoints ("
+        f" id {i} PRIMARY KEY, merchant TEXT NOT NULL, url TEXT NOT NULL,"
+        " secret TEXT NOT NULL, event_types TEXT NOT NULL, description TEXT NOT NULL,"
+        f" enabled {i} NOT NULL, created_ms {i} NOT NULL, updated_ms {i} NOT NULL){strict}",
+        "CREATE INDEX webhook_endpoints_merchant ON webhook_endpoints (merchant)",
+        # No foreign key to webhook_endpoints: a check per row on the order-intake path, for
+        # a fact the fan-out guarantees (it selects the endpoint it names).
+        "CREATE TABLE order_events ("
+        f" id {serial}, endpoint_id {i} NOT NULL, merchant TEXT NOT NULL,"
+        f" order_id {i} NOT NULL, type TEXT NOT NULL, payload TEXT, created_ms {i} NOT NULL,"
+        " state TEXT NOT NULL"
+        " CHECK (state IN ('pending', 'delivered', 'failed', 'cancelled')),"
+        f" attempts {i} NOT NULL, next_attempt_ms {i} NOT NULL, last_status {i} NOT NULL,"
+        f" last_error TEXT NOT NULL, updated_ms {i} NOT NULL, delivered_ms {i} NOT NULL){strict}",
+        # What each endpoint's dispatcher reads next (small: only what is not delivered yet).
+        "CREATE INDEX order_events_pending ON order_events (endpoint_id, id)"
+        " WHERE state = 'pending'",
+        "CREATE INDEX order_events_endpoint ON order_events (endpoint_id, id)",
+    )
+
+
+# Version 7: order events. Merchants' webhook endpoints, and the outbox of the events of their
+# orders: one row per (event, endpoint), written in the transaction of the state change, with
+# its delivery state. The row id is the event id receivers de-duplicate by, so it is never
+# reused (SQLite AUTOINCREMENT, a PostgreSQL identity).
+_V7_SQLITE = _v7("INTEGER", " STRICT", "INTEGER PRIMARY KEY AUTOINCREMENT")
+_V7_POSTGRES = _v7("BIGINT", "", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -248,6 +322,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         4, "shipments, fulfilments, delivery windows, tracking events", _V4_SQLITE, _V4_POSTGRES
     ),
     Migration(5, "refunds of orders", _V5_SQLITE, _V5_POSTGRES),
+    Migration(6, "sku categories, returns and their decisions", _V6_SQLITE, _V6_POSTGRES),
+    Migration(7, "webhook endpoints and order events", _V7_SQLITE, _V7_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

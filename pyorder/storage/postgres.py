@@ -21,9 +21,10 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from pyorder._core import OrderRows, pg_copy_binary
+from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
-from pyorder.storage import codec
+from pyorder.storage import codec, events
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
@@ -42,10 +43,11 @@ _UPSERT_WAREHOUSE = (
 _DELETE_REGIONS = "DELETE FROM regions WHERE region = ANY($1::text[])"
 _INSERT_REGION = "INSERT INTO regions (region, rank, warehouse) VALUES ($1, $2, $3)"
 _UPSERT_SKU = (
-    f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     " ON CONFLICT (id) DO UPDATE SET merchant = excluded.merchant, title = excluded.title,"
     " price = excluded.price, currency = excluded.currency,"
-    " limit_per_buyer = excluded.limit_per_buyer, created_ms = excluded.created_ms"
+    " limit_per_buyer = excluded.limit_per_buyer, created_ms = excluded.created_ms,"
+    " category = excluded.category"
 )
 _INSERT_STOCK = f"INSERT INTO stock ({codec.STOCK_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
 _UPDATE_STOCK = (
@@ -75,6 +77,10 @@ _UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_
 _UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "$")
 _UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "$")
 _INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "$")
+_UPSERT_RETURN = codec.upsert_sql("returns", codec.RETURN_COLUMNS, "id", "$")
+_UPSERT_DECISION = codec.upsert_sql(
+    "return_decisions", codec.DECISION_COLUMNS, "return_id, stage", "$"
+)
 
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
@@ -228,11 +234,15 @@ class PostgresStore(Store):
             (_UPSERT_FULFILMENT, map(codec.fulfilment_row, batch.fulfilments.values())),
             (_UPSERT_WINDOW, map(codec.window_row, batch.delivery_windows.values())),
             (_INSERT_TRACKING_EVENT, map(codec.tracking_event_row, batch.tracking_events)),
+            (_UPSERT_RETURN, map(codec.return_row, batch.returns.values())),
+            (_UPSERT_DECISION, map(codec.decision_row, batch.return_decisions.values())),
         )
         for sql, made in groups:
             params = list(made)
             if params:
                 await conn.executemany(sql, params)
+        for sql, params in events.postgres_statements(batch, time.time_ns() // 1_000_000):
+            await conn.executemany(sql, params)
         if batch.token:
             await conn.execute(
                 "INSERT INTO intake_commits (token, committed_ms) VALUES ($1, $2)",
@@ -329,6 +339,8 @@ class PostgresStore(Store):
                 codec.fulfilment_from_row(r) for r in await conn.fetch(codec.FULFILMENTS_SQL)
             ]
             windows = [codec.window_from_row(r) for r in await conn.fetch(codec.WINDOWS_SQL)]
+            returns = [codec.return_from_row(r) for r in await conn.fetch(codec.RETURNS_SQL)]
+            decisions = [codec.decision_from_row(r) for r in await conn.fetch(codec.DECISIONS_SQL)]
         assert maxima is not None
         return Snapshot(
             warehouses=warehouses,
@@ -346,7 +358,13 @@ class PostgresStore(Store):
             shipments=shipments,
             fulfilments=fulfilments,
             delivery_windows=windows,
+            returns=returns,
+            return_decisions=decisions,
         )
+
+    async def delivered_orders(self, buyer: str) -> int:
+        sql = codec.DELIVERED_ORDERS_SQL.format("$1")
+        return int(await self._p().fetchval(sql, buyer))
 
     async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
         rows = await self._p().fetch(codec.TRACKING_EVENTS_OF_ORDER_SQL.format("$1"), order_id)
@@ -359,6 +377,22 @@ class PostgresStore(Store):
             event_id,
         )
         return row is not None
+
+    async def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        return [events.endpoint_from_row(r) for r in await self._p().fetch(events.ENDPOINTS_SQL)]
+
+    async def pending_deliveries(self, endpoint_id: int, limit: int) -> list[Delivery]:
+        sql = events.PENDING_SQL.format("$1", "$2")
+        rows = await self._p().fetch(sql, endpoint_id, codec.page_limit(limit))
+        return [events.delivery_from_row(r) for r in rows]
+
+    async def deliveries(
+        self, endpoint_id: int, before_id: int | None, limit: int
+    ) -> list[Delivery]:
+        before = codec.MAX_BIGINT if before_id is None else before_id
+        sql = events.DELIVERIES_SQL.format("$1", "$2", "$3")
+        rows = await self._p().fetch(sql, endpoint_id, before, codec.page_limit(limit))
+        return [events.delivery_from_row(r) for r in rows]
 
     async def get_order(self, order_id: int) -> Order | None:
         async with self._p().acquire() as conn:

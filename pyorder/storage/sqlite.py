@@ -29,9 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pyorder._core import CommitQueue, RowCountError, SqliteWriteError, SqliteWriter
+from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
-from pyorder.storage import codec
+from pyorder.storage import codec, events
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
@@ -56,10 +57,11 @@ _UPSERT_WAREHOUSE = (
 _DELETE_REGION = "DELETE FROM regions WHERE region = ?"
 _INSERT_REGION = "INSERT INTO regions (region, rank, warehouse) VALUES (?, ?, ?)"
 _UPSERT_SKU = (
-    f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET merchant = excluded.merchant, title = excluded.title,"
     " price = excluded.price, currency = excluded.currency,"
-    " limit_per_buyer = excluded.limit_per_buyer, created_ms = excluded.created_ms"
+    " limit_per_buyer = excluded.limit_per_buyer, created_ms = excluded.created_ms,"
+    " category = excluded.category"
 )
 _INSERT_STOCK = f"INSERT INTO stock ({codec.STOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 _UPDATE_STOCK = (
@@ -86,6 +88,10 @@ _UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_
 _UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "?")
 _UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "?")
 _INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "?")
+_UPSERT_RETURN = codec.upsert_sql("returns", codec.RETURN_COLUMNS, "id", "?")
+_UPSERT_DECISION = codec.upsert_sql(
+    "return_decisions", codec.DECISION_COLUMNS, "return_id, stage", "?"
+)
 _PURGE_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_ms < ?"
 _PURGE_TOKENS = "DELETE FROM intake_commits WHERE committed_ms < ?"
 
@@ -348,6 +354,8 @@ class SqliteStore(Store):
                 codec.fulfilment_from_row(r) for r in conn.execute(codec.FULFILMENTS_SQL)
             ]
             windows = [codec.window_from_row(r) for r in conn.execute(codec.WINDOWS_SQL)]
+            returns = [codec.return_from_row(r) for r in conn.execute(codec.RETURNS_SQL)]
+            decisions = [codec.decision_from_row(r) for r in conn.execute(codec.DECISIONS_SQL)]
         finally:
             conn.execute("COMMIT")
         return Snapshot(
@@ -366,7 +374,13 @@ class SqliteStore(Store):
             shipments=shipments,
             fulfilments=fulfilments,
             delivery_windows=windows,
+            returns=returns,
+            return_decisions=decisions,
         )
+
+    async def delivered_orders(self, buyer: str) -> int:
+        sql = codec.DELIVERED_ORDERS_SQL.format("?")
+        return await self._on_reader(lambda: int(self._r().execute(sql, (buyer,)).fetchone()[0]))
 
     async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
         sql = codec.TRACKING_EVENTS_OF_ORDER_SQL.format("?")
@@ -378,6 +392,27 @@ class SqliteStore(Store):
         sql = "SELECT 1 FROM webhook_events WHERE provider = ? AND event_id = ?"
         return await self._on_reader(
             lambda: self._r().execute(sql, (provider, event_id)).fetchone() is not None
+        )
+
+    async def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        return await self._on_reader(
+            lambda: [events.endpoint_from_row(r) for r in self._r().execute(events.ENDPOINTS_SQL)]
+        )
+
+    async def pending_deliveries(self, endpoint_id: int, limit: int) -> list[Delivery]:
+        sql, params = events.PENDING_SQL.format("?", "?"), (endpoint_id, codec.page_limit(limit))
+        return await self._on_reader(
+            lambda: [events.delivery_from_row(r) for r in self._r().execute(sql, params)]
+        )
+
+    async def deliveries(
+        self, endpoint_id: int, before_id: int | None, limit: int
+    ) -> list[Delivery]:
+        before = codec.MAX_BIGINT if before_id is None else before_id
+        sql = events.DELIVERIES_SQL.format("?", "?", "?")
+        params = (endpoint_id, before, codec.page_limit(limit))
+        return await self._on_reader(
+            lambda: [events.delivery_from_row(r) for r in self._r().execute(sql, params)]
         )
 
     async def get_order(self, order_id: int) -> Order | None:
@@ -496,7 +531,7 @@ def _groups(
     catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
     lines; then, after the placed orders, status changes, idempotency records, payments,
     attempts, outbox rows, webhook events, refunds, shipments, fulfilments, delivery windows, tracking
-    events and the token."""
+    events, returns, return decisions and the token."""
     before: list[Group] = []
     if batch.warehouses:
         before.append((_UPSERT_WAREHOUSE, list(map(codec.warehouse_row, batch.warehouses)), -1))
@@ -525,8 +560,8 @@ def _groups(
     if batch.outbox:
         after.append((_UPSERT_OUTBOX, list(map(codec.outbox_row, batch.outbox.values())), -1))
     if batch.webhook_events:
-        events = list(map(codec.webhook_event_row, batch.webhook_events))
-        after.append((_INSERT_WEBHOOK_EVENT, events, -1))
+        hooks = list(map(codec.webhook_event_row, batch.webhook_events))
+        after.append((_INSERT_WEBHOOK_EVENT, hooks, -1))
     if batch.refunds:
         after.append((_UPSERT_REFUND, list(map(codec.refund_row, batch.refunds.values())), -1))
     if batch.shipments:
@@ -541,6 +576,12 @@ def _groups(
     if batch.tracking_events:
         rows = list(map(codec.tracking_event_row, batch.tracking_events))
         after.append((_INSERT_TRACKING_EVENT, rows, -1))
+    if batch.returns:
+        after.append((_UPSERT_RETURN, list(map(codec.return_row, batch.returns.values())), -1))
+    if batch.return_decisions:
+        rows = list(map(codec.decision_row, batch.return_decisions.values()))
+        after.append((_UPSERT_DECISION, rows, -1))
+    after.extend(events.sqlite_groups(batch, time.time_ns() // 1_000_000))
     if batch.token:
         after.append((_INSERT_TOKEN, [(batch.token, time.time_ns() // 1_000_000)], -1))
     return before, after

@@ -86,6 +86,8 @@ class ShipWorld:
     merchant: str
     """The token of the merchant whose SKUs these are."""
     buyer: str
+    card: Sandbox | None = None
+    """The payment sandbox (its ledger is the truth of what was charged and refunded)."""
 
     def order(
         self, lines: Sequence[tuple[int, int]] | None = None, token: str | None = None
@@ -213,7 +215,8 @@ def ship_world(
         whs = [shop.warehouse(f"wh-{i}") for i in range(warehouses)]
         shop.region(region, whs)
         sku = shop.sku({whs[0]: 100}, price=999, token=merchant)
-        yield ShipWorld(srv, shop, carrier, region, whs, sku, merchant, srv.token("buyer", "bob"))
+        buyer = srv.token("buyer", "bob")
+        yield ShipWorld(srv, shop, carrier, region, whs, sku, merchant, buyer, card)
 
 
 def tracking_event(

@@ -401,6 +401,7 @@ class Shop:
         limit: int = 0,
         token: str | None = None,
         title: str = "",
+        category: str = "",
     ) -> int:
         body = {
             "title": title or unique("sku"),
@@ -408,6 +409,7 @@ class Shop:
             "currency": currency,
             "stock": [{"warehouse": w, "units": u} for w, u in stock.items()],
             "limit_per_buyer": limit,
+            "category": category,
         }
         out = self.srv.ok("POST", "/v1/skus", token=token or self.admin, json=body, expect=201)
         return int(out["id"])

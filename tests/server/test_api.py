@@ -240,6 +240,7 @@ def test_sku_create_and_get_with_stock_per_warehouse(server: Server, world: Worl
         "currency": "CNY",
         "stock": [{"warehouse": world.a, "units": 7}, {"warehouse": world.b, "units": 3}],
         "limit_per_buyer": 4,
+        "category": "kitchen",
     }
     created = server.ok("POST", "/v1/skus", token=world.merchant_x, json=body, expect=201)
     assert isinstance(created["id"], int)
@@ -250,6 +251,7 @@ def test_sku_create_and_get_with_stock_per_warehouse(server: Server, world: Worl
         "price": 1999,
         "currency": "CNY",
         "limit_per_buyer": 4,
+        "category": "kitchen",
         "stock": {"on_hand": 10, "available": 10, "reserved": 0, "sold": 0},
         "warehouses": sorted(
             [
@@ -296,6 +298,8 @@ def test_sku_list_pages_with_a_cursor(server: Server, world: World) -> None:
         ({"title": "t" * 201}, 422, "invalid_input"),
         ({"title": None}, 422, "invalid_input"),
         ({"limit_per_buyer": -1}, 422, "invalid_input"),
+        ({"category": "Kitchen Ware"}, 422, "invalid_input"),
+        ({"category": "k" * 41}, 422, "invalid_input"),
         ({"stock": [{"warehouse": 0, "units": -1}]}, 422, "invalid_input"),
         ({"stock": [{"warehouse": MAX_ID, "units": 1}]}, 422, "invalid_input"),
         ({"stock": [{"warehouse": 0}]}, 422, "invalid_input"),

@@ -67,6 +67,15 @@ POLICY: dict[str, tuple[int, ...]] = {
     "GET /v1/orders/{A's, X's SKU}/shipments":    (200, 404, 200, 404, 200, *ANON),
     "POST /v1/orders/{A's, X's SKU}/delivery-window": (200, 404, 403, 403, 403, *ANON),
     "POST /v1/regions/{code}/delivery-windows":   (403, 403, 403, 403, 201, *ANON),
+    # The order is not paid (nor delivered): its buyer gets past authorization to a 409.
+    "POST /v1/orders/{A's, X's SKU}/returns":     (409, 404, 403, 403, 403, *ANON),
+    "GET /v1/orders/{A's, X's SKU}/returns":      (200, 404, 200, 404, 200, *ANON),
+    "GET /v1/returns":                            (200, 200, 200, 200, 200, *ANON),
+    "GET /v1/returns?status=in_review":           (200, 200, 200, 200, 200, *ANON),
+    # No return exists here (no carrier, no payments); tests/returns checks who sees one.
+    "GET /v1/returns/{missing}":                  (404, 404, 404, 404, 404, *ANON),
+    "POST /v1/returns/{missing}/approve":         (403, 403, 404, 404, 404, *ANON),
+    "POST /v1/returns/{missing}/reject":          (403, 403, 404, 404, 404, *ANON),
     "GET /v1/regions/{code}/delivery-windows":    (200, 200, 200, 200, 200, *ANON),
     # Providers authenticate by signature, not token; this server knows no provider.
     "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
@@ -251,6 +260,25 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
         "GET",
         f"/v1/regions/{s.region}/delivery-windows",
         None,
+    ),
+    "POST /v1/orders/{A's, X's SKU}/returns": lambda s, c: (
+        "POST",
+        f"/v1/orders/{s.a_order_x}/returns",
+        {"lines": [{"sku": s.x_sku, "quantity": 1}]},
+    ),
+    "GET /v1/orders/{A's, X's SKU}/returns": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_x}/returns",
+        None,
+    ),
+    "GET /v1/returns": lambda s, c: ("GET", "/v1/returns", None),
+    "GET /v1/returns?status=in_review": lambda s, c: ("GET", "/v1/returns?status=in_review", None),
+    "GET /v1/returns/{missing}": lambda s, c: ("GET", "/v1/returns/999999", None),
+    "POST /v1/returns/{missing}/approve": lambda s, c: ("POST", "/v1/returns/999999/approve", {}),
+    "POST /v1/returns/{missing}/reject": lambda s, c: (
+        "POST",
+        "/v1/returns/999999/reject",
+        {"reason": "worn"},
     ),
     "POST /v1/webhooks/payments/{name}": lambda s, c: ("POST", "/v1/webhooks/payments/p", {}),
     "POST /v1/webhooks/carriers/{name}": lambda s, c: ("POST", "/v1/webhooks/carriers/c", {}),

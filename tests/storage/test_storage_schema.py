@@ -31,12 +31,19 @@ TABLES = {
     "fulfilments",
     "delivery_windows",
     "tracking_events",
+    "returns",
+    "return_decisions",
+    "webhook_endpoints",
+    "order_events",
 }
 
 
 def tables(store: Backend) -> set[str]:
     if store.name == "sqlite":
-        rows = store.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+        # (sqlite_sequence is SQLite's own: the last ids AUTOINCREMENT handed out.)
+        rows = store.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
     else:
         rows = store.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {r[0] for r in rows}

@@ -83,6 +83,13 @@ impl OrderRows {
         self.orders.iter().map(|o| o.lines.len()).sum()
     }
 
+    /// The smallest and the largest order id, or None when there is no order. The rows of one
+    /// generator are in increasing id order, but nothing here relies on it.
+    pub fn id_range(&self) -> Option<(i64, i64)> {
+        let ids = self.orders.iter().map(|o| o.id);
+        Some((ids.clone().min()?, ids.max()?))
+    }
+
     /// The reserved deltas as (sku, warehouse, units), sorted (a stable UPDATE order).
     pub fn reserved_deltas(&self) -> Vec<(u32, u32, i64)> {
         let mut out: Vec<_> = self
@@ -92,5 +99,41 @@ impl OrderRows {
             .collect();
         out.sort_unstable();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: i64) -> Arc<NewOrder> {
+        Arc::new(NewOrder {
+            id,
+            buyer: Arc::from("b"),
+            currency: *b"CNY",
+            total: 100,
+            region: Arc::from("east"),
+            address: Box::from("{}"),
+            reservation: id,
+            created_ms: 1,
+            deadline_ms: 2,
+            lines: SmallVec::from_vec(vec![NewLine {
+                sku: 0,
+                warehouse: 0,
+                quantity: 1,
+                unit_price: 100,
+                merchant: Arc::from("merchant:m"),
+            }]),
+        })
+    }
+
+    #[test]
+    fn id_range_spans_every_order() {
+        let mut rows = OrderRows::default();
+        assert_eq!(rows.id_range(), None);
+        for id in [7, 3, 9] {
+            rows.push(order(id));
+        }
+        assert_eq!(rows.id_range(), Some((3, 9)));
     }
 }

@@ -128,6 +128,11 @@ impl OrderRows {
         self.inner.lock().line_count()
     }
 
+    /// (smallest, largest) order id of these orders, or None when there are none.
+    fn id_range(&self) -> Option<(i64, i64)> {
+        self.inner.lock().id_range()
+    }
+
     /// Units reserved by these orders as (sku, warehouse, units), sorted.
     fn reserved_deltas(&self) -> Vec<(u32, u32, i64)> {
         self.inner.lock().reserved_deltas()

@@ -1,0 +1,176 @@
+"""Merchants' webhook endpoints: registered, listed, read and deleted through the API, held in
+memory (rebuilt from the store like the engine) and changed only here, each change staged in
+the intake's batch.
+
+The registry also answers, without touching the store, the one question the hot paths ask:
+which enabled endpoints subscribe to an event type (``wanting``); an empty answer means an
+event of that type is not even staged.
+"""
+
+import secrets
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from pyorder.auth import Principal, Role
+from pyorder.engine import now_ms
+from pyorder.errors import Conflict, InvalidInput, NotFound
+from pyorder.events.model import ALL_TYPES, Delivery, EventType, WebhookEndpoint
+
+if TYPE_CHECKING:
+    from pyorder.platform import Platform
+
+MAX_URL_LENGTH = 2048
+MAX_ENDPOINTS_PER_MERCHANT = 16
+SECRET_PREFIX = "whsec_"
+
+
+class InvalidUrl(InvalidInput):
+    code = "invalid_url"
+
+
+class UnknownEventType(InvalidInput):
+    code = "unknown_event_type"
+
+
+class TooManyEndpoints(Conflict):
+    code = "too_many_endpoints"
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is an absolute http(s) URL with a host; InvalidUrl otherwise."""
+    if len(url) > MAX_URL_LENGTH or not url.isprintable() or any(c.isspace() for c in url):
+        raise InvalidUrl(
+            f"the url must be at most {MAX_URL_LENGTH} printable characters without spaces",
+            field="url",
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise InvalidUrl(f"the url cannot be parsed: {exc}", field="url") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidUrl("the url must be http:// or https:// with a host", field="url")
+    return url
+
+
+def check_event_types(types: list[str] | None) -> tuple[str, ...]:
+    """The subscribed types, de-duplicated in order; ``("*",)`` for None or when ``*`` is
+    among them. UnknownEventType names the first type that is not an ``EventType``."""
+    if types is None:
+        return (ALL_TYPES,)
+    known = {t.value for t in EventType}
+    out: list[str] = []
+    for t in types:
+        if t != ALL_TYPES and t not in known:
+            raise UnknownEventType(
+                f"unknown event type {t!r}; known: {', '.join(sorted(known))}, or *",
+                field="events",
+            )
+        if t not in out:
+            out.append(t)
+    if not out:
+        raise UnknownEventType("subscribe to at least one event type (or *)", field="events")
+    return (ALL_TYPES,) if ALL_TYPES in out else tuple(out)
+
+
+class Endpoints:
+    def __init__(self, platform: "Platform") -> None:
+        self._p = platform
+        self.endpoints: dict[int, WebhookEndpoint] = {}
+        """Every endpoint ever registered, deleted ones included (ids are never reused)."""
+        self._wanting: dict[str, frozenset[int]] = {}
+        self.on_change: list[Callable[[WebhookEndpoint], None]] = []
+        """Callbacks given an endpoint just registered or deleted (staged)."""
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def load(self, endpoints: list[WebhookEndpoint]) -> None:
+        """Hold exactly what the store holds (at start, and after a failed commit)."""
+        self.endpoints = {e.id: e for e in endpoints}
+        self._index()
+
+    def _index(self) -> None:
+        live = [e for e in self.endpoints.values() if e.enabled]
+        self._wanting = {
+            t.value: frozenset(e.id for e in live if e.subscribes(t.value)) for t in EventType
+        }
+
+    def _put(self, endpoint: WebhookEndpoint) -> None:
+        self.endpoints[endpoint.id] = endpoint
+        self._p.intake.batch.webhook_endpoints[endpoint.id] = endpoint
+        self._index()
+        for notify in self.on_change:
+            notify(endpoint)
+
+    def wanting(self, event_type: str) -> frozenset[int]:
+        """Ids of the enabled endpoints subscribed to ``event_type`` (of any merchant)."""
+        return self._wanting.get(event_type, frozenset())
+
+    def live(self, endpoint_id: int) -> WebhookEndpoint | None:
+        found = self.endpoints.get(endpoint_id)
+        return found if found is not None and found.enabled else None
+
+    # --- the API -------------------------------------------------------------------------------
+
+    def create(
+        self, who: Principal, url: str, event_types: list[str] | None, description: str
+    ) -> WebhookEndpoint:
+        """Register an endpoint of the calling merchant (staged). Its secret is generated
+        here; the API shows it in this answer only."""
+        who.require(Role.MERCHANT)
+        url = check_url(url)
+        types = check_event_types(event_types)
+        mine = [e for e in self.endpoints.values() if e.enabled and e.merchant == who.key]
+        if len(mine) >= MAX_ENDPOINTS_PER_MERCHANT:
+            raise TooManyEndpoints(
+                f"a merchant has at most {MAX_ENDPOINTS_PER_MERCHANT} webhook endpoints",
+                limit=MAX_ENDPOINTS_PER_MERCHANT,
+            )
+        at = now_ms()
+        endpoint = WebhookEndpoint(
+            id=max(self.endpoints, default=0) + 1,
+            merchant=who.key,
+            url=url,
+            secret=SECRET_PREFIX + secrets.token_urlsafe(32),
+            event_types=types,
+            description=description,
+            enabled=True,
+            created_ms=at,
+            updated_ms=at,
+        )
+        self._put(endpoint)
+        return endpoint
+
+    def visible(self, who: Principal) -> list[WebhookEndpoint]:
+        """The caller's endpoints (admins: everyone's), oldest first."""
+        who.require(Role.MERCHANT, Role.ADMIN)
+        return [
+            e
+            for _, e in sorted(self.endpoints.items())
+            if e.enabled and (who.role is Role.ADMIN or e.merchant == who.key)
+        ]
+
+    def get(self, who: Principal, endpoint_id: int) -> WebhookEndpoint:
+        """One of the caller's endpoints (admins: anyone's); 404 otherwise, or once deleted."""
+        who.require(Role.MERCHANT, Role.ADMIN)
+        found = self.live(endpoint_id)
+        if found is None or (who.role is not Role.ADMIN and found.merchant != who.key):
+            raise NotFound(f"webhook endpoint {endpoint_id} does not exist")
+        return found
+
+    def delete(self, who: Principal, endpoint_id: int) -> WebhookEndpoint:
+        """Delete (disable) an endpoint (staged): it receives nothing more, and its events not
+        delivered yet are cancelled in the same transaction."""
+        endpoint = replace(self.get(who, endpoint_id), enabled=False, updated_ms=now_ms())
+        self._put(endpoint)
+        return endpoint
+
+    async def deliveries(
+        self, who: Principal, endpoint_id: int, before_id: int | None, limit: int
+    ) -> list[Delivery]:
+        """The endpoint's deliveries as committed, newest first (``before_id``: the cursor)."""
+        self.get(who, endpoint_id)
+        await self._p.intake.durable()  # the endpoint itself may still be on its way
+        return await self._p.store.deliveries(endpoint_id, before_id, limit)

@@ -1,0 +1,87 @@
+"""Order events, staged with the state changes they tell of: the outbox of merchants' webhooks.
+
+Each ``publish`` call is made by the service changing an order, in the same synchronous step
+that stages the change, so the event is in the same ``WriteBatch`` and commits (or is lost)
+with it: a crash never keeps a change without its event, nor an event without its change. It
+stages an ``OrderEvent`` (the order id, the type and a snapshot of ``data``), which the store
+fans out at commit to the subscribed endpoints of the order's merchants.
+
+When no enabled endpoint subscribes to a type, nothing is made or staged: the check is one
+dictionary lookup, so the order paths cost the same as without webhooks. The orders the Rust
+intake takes are not given a Python object each even then: ``placed`` only flags the batch,
+and the store writes their ``order.created`` rows in SQL.
+
+Returns hook: a service of returns publishes with ``publish(order_id, type, obj)`` once its
+types are added to ``EventType``.
+"""
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pyorder.engine import now_ms
+from pyorder.events import payloads
+from pyorder.events.endpoints import Endpoints
+from pyorder.events.model import EventType, OrderEvent
+from pyorder.logistics.model import Fulfilment, FulfilmentStatus, Shipment
+from pyorder.model import Order, OrderStatus
+from pyorder.payments.model import Refund, RefundStatus
+
+if TYPE_CHECKING:
+    from pyorder.platform import Platform
+
+_BY_STATUS = {
+    OrderStatus.PAID: EventType.ORDER_PAID,
+    OrderStatus.CANCELLED: EventType.ORDER_CANCELLED,
+    OrderStatus.EXPIRED: EventType.ORDER_EXPIRED,
+}
+_BY_FULFILMENT = {
+    FulfilmentStatus.SHIPPED: EventType.ORDER_SHIPPED,
+    FulfilmentStatus.DELIVERED: EventType.ORDER_DELIVERED,
+}
+
+
+class Events:
+    def __init__(self, platform: "Platform", endpoints: Endpoints) -> None:
+        self._p = platform
+        self._endpoints = endpoints
+        self.on_staged: list[Callable[[frozenset[int]], None]] = []
+        """Callbacks given the endpoints that may have new events once the batch commits."""
+
+    def placed(self) -> None:
+        """The Rust intake just staged orders in ``batch.placed``: have their order.created
+        written at commit, if anyone subscribes to it."""
+        wanting = self._endpoints.wanting(EventType.ORDER_CREATED)
+        if wanting:
+            self._p.intake.batch.placed_events = True
+            self._notify(wanting)
+
+    def order_changed(self, order: Order, previous: OrderStatus) -> None:
+        """``order`` (as it now is) just moved from ``previous`` to its status."""
+        kind = _BY_STATUS.get(order.status)
+        if kind is not None and self._endpoints.wanting(kind):
+            self._stage(order.id, kind, payloads.status_data(order, previous))
+
+    def fulfilment_changed(self, fulfilment: Fulfilment, shipments: list[Shipment]) -> None:
+        """The order's fulfilment just moved to its status (order.shipped / .delivered)."""
+        kind = _BY_FULFILMENT.get(fulfilment.status)
+        if kind is not None and self._endpoints.wanting(kind):
+            obj = payloads.fulfilment_object(fulfilment, shipments)
+            self._stage(fulfilment.order_id, kind, payloads.object_data(obj))
+
+    def refunded(self, refund: Refund) -> None:
+        """A refund of the order just succeeded at the provider."""
+        if refund.status is RefundStatus.SUCCEEDED:
+            self.publish(refund.order_id, EventType.ORDER_REFUNDED, payloads.refund_object(refund))
+
+    def publish(self, order_id: int, kind: EventType, obj: dict[str, Any]) -> None:
+        """Stage an event about ``obj`` (JSON-ready) of the order: the generic entry point."""
+        if self._endpoints.wanting(kind):
+            self._stage(order_id, kind, payloads.object_data(obj))
+
+    def _stage(self, order_id: int, kind: EventType, payload: bytes) -> None:
+        self._p.intake.batch.order_events.append(OrderEvent(order_id, kind, payload, now_ms()))
+        self._notify(self._endpoints.wanting(kind))
+
+    def _notify(self, endpoints: frozenset[int]) -> None:
+        for notify in self.on_staged:
+            notify(endpoints)

@@ -1,0 +1,1 @@
+"""7-day no-reason returns and lightning refunds (see docs/returns.md)."""

@@ -1,0 +1,556 @@
+"""Returns: the buyer opens a no-reason return of a delivered parcel's units, the carrier picks
+the parcel up, and the refund is issued at the pickup scan when every lightning rule holds, or
+after the merchant's review otherwise.
+
+Like the other services it holds its state in memory (rebuilt from the store) and changes it
+only synchronously on the event loop, staging every change in the intake's batch in the same
+call as whatever goes with it: a return with its booking (outbox, ``OutboxKind.RETURN_BOOKING``)
+and its decision; a pickup scan with the tracking event, the return's move, its decision and
+the refund (``Refunds.issue``, with its own outbox call); an arrival at the warehouse with the
+units back in stock. One transaction records each step, so a crash never keeps half of one.
+
+Tracking events of a return parcel come through ``Logistics.handle_webhook`` (verified and
+de-duplicated there) and are applied only when their sequence is newer than the last applied
+and their status a legal move (``model.PARCEL_TRANSITIONS``): duplicates and late arrivals
+change nothing, and a return is refunded at most once whatever the order of arrival.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pyorder.auth import Principal, Role
+from pyorder.engine import now_ms
+from pyorder.errors import DomainError, InvalidInput, InvalidState, NotFound
+from pyorder.inventory import InventoryError
+from pyorder.logistics.model import TrackingEvent
+from pyorder.model import Order, OrderStatus, Snapshot
+from pyorder.payments.model import OutboxItem, OutboxKind, Refund
+from pyorder.payments.refunds import SYSTEM, RefundExceedsCharge
+from pyorder.payments.service import InvalidEvent
+from pyorder.returns import policy
+from pyorder.returns.config import DAY_MS, ReturnsConfig
+from pyorder.returns.model import (
+    HOLDS_UNITS,
+    PARCEL_TRANSITIONS,
+    RETURN_TRANSITIONS,
+    CostBearer,
+    Decision,
+    ParcelStatus,
+    Return,
+    ReturnLine,
+    ReturnStatus,
+    Stage,
+    parse_return_reference,
+    return_reference,
+)
+from pyorder.returns.rules import Facts, evaluate
+
+if TYPE_CHECKING:
+    from pyorder.platform import Platform
+
+log = logging.getLogger(__name__)
+
+
+_SCANS = {
+    "created": ParcelStatus.CREATED,
+    "return_pickup_scanned": ParcelStatus.PICKED_UP,
+    "picked_up": ParcelStatus.PICKED_UP,
+    "in_transit": ParcelStatus.IN_TRANSIT,
+    "delivered": ParcelStatus.DELIVERED,
+    "exception": ParcelStatus.EXCEPTION,
+}
+"""The carrier's statuses of a return parcel, as ours."""
+_PICKED = frozenset({ParcelStatus.PICKED_UP, ParcelStatus.IN_TRANSIT, ParcelStatus.DELIVERED})
+
+
+class Returns:
+    def __init__(self, platform: "Platform", config: ReturnsConfig) -> None:
+        self._p = platform
+        self.config = config
+        self.returns: dict[int, Return] = {}
+        self.by_order: dict[int, list[int]] = {}
+        self.by_buyer: dict[str, list[int]] = {}
+        self.decisions: dict[int, list[Decision]] = {}
+        self.outbox: dict[tuple[int, int, str], OutboxItem] = {}
+        """Bookings owed to the carrier, not done yet."""
+        self.on_outbox: list[Callable[[OutboxItem], None]] = []
+        self.on_lightning: list[Callable[[float], None]] = []
+        """Callbacks given the seconds from a pickup scan to its lightning refund, once that
+        refund is durable."""
+        self._notices: set[asyncio.Task[None]] = set()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def load(self, snap: Snapshot) -> None:
+        """Hold exactly what the store holds (at start, and after a failed commit)."""
+        self.returns = {r.id: r for r in snap.returns}
+        self.by_order, self.by_buyer, self.decisions = {}, {}, {}
+        for rid in sorted(self.returns):
+            r = self.returns[rid]
+            self.by_order.setdefault(r.order_id, []).append(rid)
+            self.by_buyer.setdefault(r.buyer, []).append(rid)
+        for d in snap.return_decisions:
+            self.decisions.setdefault(d.return_id, []).append(d)
+        self.outbox = {o.key: o for o in snap.outbox if o.kind is OutboxKind.RETURN_BOOKING}
+
+    def of_order(self, order_id: int) -> list[Return]:
+        return [self.returns[i] for i in self.by_order.get(order_id, ())]
+
+    def _put(self, ret: Return) -> Return:
+        ret = replace(ret, updated_ms=now_ms())
+        if ret.id not in self.returns:
+            self.by_order.setdefault(ret.order_id, []).append(ret.id)
+            self.by_buyer.setdefault(ret.buyer, []).append(ret.id)
+        self.returns[ret.id] = ret
+        self._p.intake.batch.returns[ret.id] = ret
+        return ret
+
+    def _record(self, decision: Decision) -> Decision:
+        found = self.decisions.setdefault(decision.return_id, [])
+        found[:] = [d for d in found if d.stage is not decision.stage] + [decision]
+        self._p.intake.batch.return_decisions[(decision.return_id, decision.stage.value)] = decision
+        return decision
+
+    @staticmethod
+    def _check(ret: Return, *path: ReturnStatus) -> None:
+        """Refuse (InvalidState, nothing changed) unless ``ret`` can move along ``path``."""
+        at = ret.status
+        for to in path:
+            if to not in RETURN_TRANSITIONS[at]:
+                raise InvalidState(
+                    f"return {ret.id} is {ret.status.value}; it cannot become {to.value}",
+                    status=ret.status.value,
+                )
+            at = to
+
+    def _move(self, ret: Return, to: ReturnStatus, **changes: Any) -> Return:
+        self._check(ret, to)
+        return self._put(replace(ret, status=to, **changes))
+
+    def stop(self) -> None:
+        for task in self._notices:
+            task.cancel()
+
+    # --- the buyer opens a return --------------------------------------------------------------
+
+    async def open(
+        self, who: Principal, order_id: int, lines: Iterable[tuple[int, int]], reason: str
+    ) -> list[Return]:
+        """Returns of ``lines`` ((sku, quantity)) of the buyer's own delivered order: one per
+        parcel and merchant the units came from, each staged with its booking with the carrier
+        and its lightning decision. Refused as a whole (nothing staged) when one part is not
+        delivered, past its window, of an excluded category, or more units than bought and not
+        yet returned."""
+        who.require(Role.BUYER)
+        order = await self._p.store.get_order(order_id)
+        if order is None or order.buyer != who.subject:
+            raise NotFound(f"order {order_id} does not exist")
+        delivered_orders = await self._p.store.delivered_orders(order.buyer)
+        # From here on, no await: the checks and the staging are one step of the event loop.
+        if order.status is not OrderStatus.PAID:
+            raise InvalidState(
+                f"order {order_id} is {order.status.value}; only paid, delivered orders are"
+                " returned",
+                status=order.status.value,
+            )
+        refunds = self._p.payments.refunds
+        taken = policy.taken_units(order, self.of_order(order_id), refunds.of(order_id))
+        parts = policy.allocate(order, policy.merge_lines(lines), taken)
+        logistics, skus, at = self._p.logistics, self._p.engine.skus, now_ms()
+        planned: list[tuple[policy.Place, list[ReturnLine], str]] = []
+        for place, units in sorted(parts.items()):
+            parcel = policy.delivered_parcel(order, logistics.shipments_of(order_id), place[0])
+            carrier = logistics.config.carrier(parcel.carrier) or logistics.config.default_carrier()
+            if carrier is None:
+                raise InvalidInput("no carrier is configured to take returns", field="carrier")
+            priced = policy.price_lines(
+                self.config,
+                order,
+                place,
+                units,
+                categories={s: skus[s].category for s in units if s in skus},
+                delivered_ms=parcel.delivered_ms,
+                at_ms=at,
+            )
+            planned.append((place, priced, carrier.name))
+        amount = sum(li.quantity * li.unit_price for _, priced, _ in planned for li in priced)
+        refundable = refunds.refundable(order_id)
+        if amount > refundable:
+            raise RefundExceedsCharge(
+                f"cannot return goods worth {amount}: {refundable} of the order's charge is left"
+                " to refund",
+                refundable=refundable,
+                amount=amount,
+            )
+        return [
+            self._stage(order, place, priced, carrier, reason, delivered_orders, at)
+            for place, priced, carrier in planned
+        ]
+
+    def _stage(
+        self,
+        order: Order,
+        place: policy.Place,
+        lines: list[ReturnLine],
+        carrier: str,
+        reason: str,
+        delivered_orders: int,
+        at: int,
+    ) -> Return:
+        """Stage a new return with its booking (outbox) and its ``opened`` decision."""
+        rid = max(self.returns, default=0) + 1
+        cost_borne_by = (
+            CostBearer.PLATFORM if self.config.platform_pays_first_weight else CostBearer.BUYER
+        )
+        ret = Return(
+            id=rid,
+            order_id=order.id,
+            buyer=order.buyer,
+            merchant=place[1],
+            warehouse=place[0],
+            status=ReturnStatus.REQUESTED,
+            reason=reason[:500],
+            lines=tuple(lines),
+            amount=sum(li.quantity * li.unit_price for li in lines),
+            currency=order.currency,
+            carrier=carrier,
+            idempotency_key=f"pyorder-return-{rid}",
+            carrier_shipment_id="",
+            tracking_number="",
+            shipping_cost=0,
+            cost_borne_by=cost_borne_by,
+            parcel_status=ParcelStatus.PENDING,
+            last_sequence=0,
+            refund_number=0,
+            reviewed_by="",
+            review_reason="",
+            error="",
+            created_ms=at,
+            updated_ms=at,
+            picked_up_ms=0,
+            refunded_ms=0,
+            arrived_ms=0,
+            restocked_ms=0,
+        )
+        ret = self._put(ret)
+        self._decide(ret, order.total, Stage.OPENED, delivered_orders, at)
+        item = OutboxItem(order.id, rid, OutboxKind.RETURN_BOOKING, False, at, at)
+        self.outbox[item.key] = item
+        self._p.intake.batch.outbox[item.key] = item
+        for notify in self.on_outbox:
+            notify(item)
+        return ret
+
+    # --- the lightning decision ----------------------------------------------------------------
+
+    def _decide(
+        self, ret: Return, order_total: int, stage: Stage, delivered_orders: int, at: int
+    ) -> Decision:
+        f = self._p.logistics.fulfilments.get(ret.order_id)
+        facts = Facts(
+            order_total=order_total,
+            refund_amount=ret.amount,
+            refundable=self._p.payments.refunds.refundable(ret.order_id),
+            recent_returns=self._recent_returns(ret),
+            delivered_orders=delivered_orders,
+            categories=frozenset(li.category for li in ret.lines),
+            fulfilment_status=f.status.value if f is not None else "unfulfilled",
+            parcel_status=ret.parcel_status.value if stage is Stage.PICKED_UP else None,
+        )
+        rules = evaluate(self.config.lightning, facts)
+        decision = Decision(ret.id, stage, all(r.passed for r in rules), rules, at)
+        return self._record(decision)
+
+    def _recent_returns(self, ret: Return) -> int:
+        """The buyer's returns of other orders (units held) opened in the history span before
+        ``ret`` (the returns of one order, one per parcel, are one return to the buyer)."""
+        since = ret.created_ms - int(self.config.lightning.history_days * DAY_MS)
+        return sum(
+            1
+            for i in self.by_buyer.get(ret.buyer, ())
+            if i < ret.id
+            and self.returns[i].order_id != ret.order_id
+            and self.returns[i].status in HOLDS_UNITS
+            and self.returns[i].created_ms >= since
+        )
+
+    def decisions_of(self, return_id: int) -> list[Decision]:
+        return list(self.decisions.get(return_id, ()))
+
+    # --- the carrier ---------------------------------------------------------------------------
+
+    def carrier_request(self, order: Order, ret: Return) -> dict[str, Any]:
+        """The body of the carrier's ``POST /v1/returns``: from the buyer's address to the
+        warehouse the units were sold from."""
+        fields = ("name", "line1", "line2", "city", "region", "postal_code", "country", "phone")
+        sender = {k: order.address[k] for k in fields if order.address.get(k)}
+        wh = self._p.engine.warehouses.get(ret.warehouse)
+        name = wh.name if wh is not None else f"warehouse {ret.warehouse}"
+        grams = self._p.logistics.config.grams_per_unit
+        body: dict[str, Any] = {
+            "from": sender,
+            "to": {"name": name, "line1": f"warehouse {ret.warehouse}", "city": name},
+            "weight_g": max(1, min(1_000_000, ret.units * grams)),
+            "reference": return_reference(ret.id),
+            "metadata": {"order_id": str(ret.order_id), "return_id": str(ret.id)},
+        }
+        original = [
+            s.tracking_number
+            for s in self._p.logistics.shipments_of(ret.order_id)
+            if s.warehouse == ret.warehouse and s.tracking_number
+        ]
+        if original:
+            body["original_tracking_number"] = original[-1]
+        return body
+
+    def observe_booking(self, return_id: int, shipment: dict[str, Any]) -> None:
+        """The carrier booked the parcel back (its answer, possibly replayed): its ids and the
+        first-weight cost the platform bears."""
+        ret = self.returns.get(return_id)
+        if ret is None:
+            return
+        cost = shipment.get("first_weight_cost", 0)
+        ret = replace(
+            ret,
+            carrier_shipment_id=ret.carrier_shipment_id or str(shipment.get("id", "")),
+            tracking_number=ret.tracking_number or str(shipment.get("tracking_number", "")),
+            shipping_cost=cost if isinstance(cost, int) and cost >= 0 else ret.shipping_cost,
+        )
+        if ret.parcel_status is ParcelStatus.PENDING:
+            ret = replace(ret, parcel_status=ParcelStatus.CREATED)
+        if ret.status is ReturnStatus.REQUESTED:
+            ret = replace(ret, status=ReturnStatus.PICKUP_BOOKED)
+        self._put(ret)
+
+    def fail_booking(self, return_id: int, error: str) -> None:
+        """The carrier refused to book the parcel back: the return failed; its units are free."""
+        ret = self.returns.get(return_id)
+        if ret is None or ReturnStatus.BOOKING_FAILED not in RETURN_TRANSITIONS[ret.status]:
+            return
+        self._move(
+            ret, ReturnStatus.BOOKING_FAILED, parcel_status=ParcelStatus.FAILED, error=error[:500]
+        )
+
+    def finish_outbox(self, item: OutboxItem) -> None:
+        self.outbox.pop(item.key, None)
+        self._p.intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+
+    def observe_tracking(self, carrier: str, event_id: str, ev: dict[str, Any]) -> None:
+        """Apply a tracking event of a return parcel (staged; called by ``Logistics``). The
+        pickup scan decides the return, refunding it at once when every rule holds; the arrival
+        at the warehouse puts refunded units back in stock."""
+        rid = parse_return_reference(ev.get("reference"))
+        ret = self.returns.get(rid) if rid is not None else None
+        if ret is None or ret.carrier != carrier:
+            log.info(
+                "return tracking event %s of %s: no return of ours; ignored", event_id, carrier
+            )
+            return
+        shipment_id = str(ev.get("shipment", ""))
+        if ret.carrier_shipment_id and shipment_id and shipment_id != ret.carrier_shipment_id:
+            log.warning("return tracking event %s: foreign shipment %s", event_id, shipment_id)
+            return
+        try:
+            sequence = int(ev.get("sequence", 0))
+        except (TypeError, ValueError):
+            raise InvalidEvent(f"event {event_id}: unreadable sequence") from None
+        status = _SCANS.get(str(ev.get("status", "")))
+        if status is None:
+            log.warning("return tracking event %s: unknown status %r; ignored", event_id, ev)
+            return
+        at = now_ms()
+        occurred = _ms(ev.get("occurred_at")) or at
+        applied = sequence > ret.last_sequence and status in PARCEL_TRANSITIONS[ret.parcel_status]
+        self._p.intake.batch.tracking_events.append(
+            TrackingEvent(
+                carrier=carrier,
+                event_id=event_id,
+                order_id=ret.order_id,
+                parcel=-ret.id,  # a return parcel: minus the return's id
+                sequence=sequence,
+                status=status.value,
+                occurred_ms=occurred,
+                location=str(ev.get("location", ""))[:200],
+                received_ms=at,
+                applied=applied,
+            )
+        )
+        if not applied:
+            return  # stale or a duplicate: recorded only
+        ret = self._put(
+            replace(
+                ret,
+                parcel_status=status,
+                last_sequence=sequence,
+                carrier_shipment_id=ret.carrier_shipment_id or shipment_id,
+                tracking_number=ret.tracking_number or str(ev.get("tracking_number", "")),
+                arrived_ms=occurred if status is ParcelStatus.DELIVERED else ret.arrived_ms,
+            )
+        )
+        pickup = status in _PICKED and not ret.picked_up_ms
+        if pickup and ReturnStatus.PICKED_UP in RETURN_TRANSITIONS[ret.status]:
+            ret = self._on_pickup(ret, occurred, at)
+        self._restock(ret)
+
+    def _on_pickup(self, ret: Return, scanned_ms: int, at: int) -> Return:
+        """The parcel back was picked up: decide, and refund at once when every rule holds."""
+        ret = self._move(ret, ReturnStatus.PICKED_UP, picked_up_ms=at)
+        # No await here: the buyer's delivered orders are those counted when it was opened.
+        decision = self._decide(
+            ret, self._order_total(ret), Stage.PICKED_UP, self._delivered(ret), at
+        )
+        if decision.lightning:
+            try:
+                refund = self._refund(ret, SYSTEM)
+            except DomainError as exc:  # e.g. a partial refund since took what was left
+                log.warning("return %d: lightning refund refused: %s", ret.id, exc.message)
+                return self._move(ret, ReturnStatus.IN_REVIEW, error=exc.message[:500])
+            ret = self._move(
+                ret, ReturnStatus.REFUNDED, refund_number=refund.number, refunded_ms=at
+            )
+            self._notify(max(0, at - scanned_ms) / 1000)
+            return ret
+        return self._move(ret, ReturnStatus.IN_REVIEW)
+
+    def _delivered(self, ret: Return) -> int:
+        for d in self.decisions_of(ret.id):
+            for r in d.rules:
+                if d.stage is Stage.OPENED and r.rule == "buyer_delivered_orders":
+                    return int(r.observed)
+        return 0
+
+    def _order_total(self, ret: Return) -> int:
+        pay = self._p.payments.payments.get(ret.order_id)
+        return pay.amount if pay is not None else ret.amount
+
+    def _refund(self, ret: Return, requested_by: str) -> Refund:
+        lines = tuple((li.sku, li.quantity) for li in ret.lines)
+        return self._p.payments.refunds.issue(
+            ret.order_id, ret.amount, f"return {ret.id}", requested_by, lines
+        )
+
+    def _restock(self, ret: Return) -> None:
+        """Refunded units delivered back to the warehouse become available again (once)."""
+        if ret.status is not ReturnStatus.REFUNDED or not ret.arrived_ms or ret.restocked_ms:
+            return
+        inventory, batch = self._p.engine.inventory, self._p.intake.batch
+        for li in ret.lines:
+            try:
+                inventory.return_sold(li.sku, li.quantity, ret.warehouse)
+            except InventoryError as exc:  # never expected: the units were sold from there
+                log.error("return %d: SKU %d not restocked: %s", ret.id, li.sku, exc)
+                continue
+            batch.add_delta(li.sku, ret.warehouse, 0, 0, -li.quantity)
+        self._put(replace(ret, restocked_ms=now_ms()))
+
+    def _notify(self, seconds: float) -> None:
+        async def when_durable() -> None:
+            with contextlib.suppress(Exception):
+                await self._p.intake.durable()
+                for notify in self.on_lightning:
+                    notify(seconds)
+
+        if not self.on_lightning:
+            return
+        task = asyncio.get_running_loop().create_task(when_durable())
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    # --- the merchant's review -----------------------------------------------------------------
+
+    def approve(self, who: Principal, return_id: int) -> Return:
+        """The merchant (or an admin) approves a return in review: its refund is issued."""
+        ret = self._reviewable(who, return_id)
+        self._check(ret, ReturnStatus.APPROVED, ReturnStatus.REFUNDED)
+        refund = self._refund(ret, who.key)  # may refuse (nothing staged yet)
+        at = now_ms()
+        ret = self._move(ret, ReturnStatus.APPROVED, reviewed_by=who.key)
+        ret = self._move(ret, ReturnStatus.REFUNDED, refund_number=refund.number, refunded_ms=at)
+        self._restock(ret)
+        return self.returns[ret.id]
+
+    def reject(self, who: Principal, return_id: int, reason: str) -> Return:
+        """The merchant (or an admin) rejects a return in review: no refund, no restock."""
+        ret = self._reviewable(who, return_id)
+        return self._move(
+            ret, ReturnStatus.REJECTED, reviewed_by=who.key, review_reason=reason[:500]
+        )
+
+    def _reviewable(self, who: Principal, return_id: int) -> Return:
+        who.require(Role.MERCHANT, Role.ADMIN)
+        return self._visible(who, return_id)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _visible(self, who: Principal, return_id: int) -> Return:
+        ret = self.returns.get(return_id)
+        if ret is None or not _may_see(who, ret):
+            raise NotFound(f"return {return_id} does not exist")
+        return ret
+
+    def refund_of(self, ret: Return) -> Refund | None:
+        if not ret.refund_number:
+            return None
+        return self._p.payments.refunds.refunds.get((ret.order_id, ret.refund_number))
+
+    async def read(self, who: Principal, return_id: int) -> tuple[Return, list[TrackingEvent]]:
+        """A return the caller may see (buyer, merchant of its lines, admin) and its parcel's
+        tracking events, as committed."""
+        ret = self._visible(who, return_id)
+        # Read first, then wait: once everything staged so far is durable, so is this state.
+        await self._p.intake.durable()
+        events = await self._p.store.tracking_events(ret.order_id)
+        return ret, [e for e in events if e.parcel == -ret.id]
+
+    async def read_order(self, who: Principal, order_id: int) -> list[Return]:
+        """The returns of an order the caller may see (a merchant: its own), as committed."""
+        await self._p.orders.get(who, order_id)  # 404 unless visible
+        found = [r for r in self.of_order(order_id) if _may_see(who, r)]
+        await self._p.intake.durable()
+        return found
+
+    async def list(
+        self, who: Principal, status: ReturnStatus | None, after: int, limit: int
+    ) -> list[Return]:
+        """The caller's returns by id after ``after`` (a buyer's own, a merchant's review
+        queue with ``status=in_review``, all for an admin), at most ``limit``."""
+        if who.role is Role.BUYER:
+            ids: Iterable[int] = self.by_buyer.get(who.subject, ())
+        else:
+            ids = sorted(self.returns)
+        found: list[Return] = []
+        for i in ids:
+            ret = self.returns[i]
+            if i <= after or not _may_see(who, ret):
+                continue
+            if status is not None and ret.status is not status:
+                continue
+            found.append(ret)
+            if len(found) == limit:
+                break
+        await self._p.intake.durable()
+        return found
+
+
+def _may_see(who: Principal, ret: Return) -> bool:
+    if who.role is Role.ADMIN:
+        return True
+    if who.role is Role.MERCHANT:
+        return ret.merchant == who.key
+    return ret.buyer == who.subject
+
+
+def _ms(text: object) -> int:
+    """Milliseconds since the epoch of an ISO 8601 time with an offset; 0 if unreadable."""
+    if not isinstance(text, str):
+        return 0
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return 0
+    return int(parsed.timestamp() * 1000) if parsed.tzinfo is not None else 0
