@@ -60,6 +60,7 @@ __all__ = [
     "decode_order_id",
     "pg_copy_binary",
     "sqlite_library",
+    "SQLITE_TUNED",
 ]
 
 # --- reservation outcome codes (one per order in batch calls) -----------------------------
@@ -501,6 +502,11 @@ class CommitQueue:
 def pg_copy_binary(rows: OrderRows) -> tuple[bytes, bytes]:
     """The orders and the order lines of ``rows`` as PostgreSQL binary COPY streams, columns in
     ``PLACED_ORDER_COLUMNS`` / ``PLACED_LINE_COLUMNS`` order."""
+
+SQLITE_TUNED: Final[bool]
+"""Whether importing this module turned off SQLite's memory statistics (a global mutex taken
+on every allocation) for the process: false when SQLite was initialised before it (e.g. a
+``sqlite3`` connection opened first); correct either way, only slower."""
 
 def sqlite_library() -> str | None:
     """The file that provides the SQLite ``SqliteWriter`` calls (the system libsqlite3)."""

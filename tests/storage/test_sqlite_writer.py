@@ -5,6 +5,8 @@ commit, errors that roll back and say why."""
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -179,3 +181,32 @@ def test_store_commit_keeps_the_writer_usable_after_python_errors(tmp_path: Path
             await store.close()
 
     asyncio.run(body())
+
+
+_MEMORY_USED = """
+import ctypes, sys
+{imports}
+from pyorder._core import SQLITE_TUNED, sqlite_library
+conn = sqlite3.connect(":memory:")
+conn.execute("CREATE TABLE t (x)")
+conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+lib = ctypes.CDLL(sqlite_library())
+lib.sqlite3_memory_used.restype = ctypes.c_int64
+print(SQLITE_TUNED, lib.sqlite3_memory_used())
+"""
+
+
+@pytest.mark.parametrize(
+    ("imports", "tuned"),
+    [("import pyorder.storage.sqlite\nimport sqlite3", True), ("import sqlite3", False)],
+)
+def test_importing_pyorder_turns_sqlites_memory_statistics_off(imports: str, tuned: bool) -> None:
+    """Imported before anything initialises SQLite, the core turns its memory statistics off
+    for the process (no global mutex per allocation): SQLite then reports 0 bytes in use.
+    After ``import sqlite3`` it is too late, and says so."""
+    script = _MEMORY_USED.format(imports=imports)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == str(tuned)
+    assert (int(out[1]) == 0) is tuned, out

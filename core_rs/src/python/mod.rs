@@ -12,6 +12,8 @@ mod storage;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // First, before anything here can initialise SQLite.
+    m.add("SQLITE_TUNED", crate::storage::sqlite::configure_library())?;
     errors::register(m)?;
     inventory::register(m)?;
     ids::register(m)?;
