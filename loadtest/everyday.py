@@ -88,7 +88,7 @@ def seed(
     return skus, tokens, admin
 
 
-RETURN_AT_REST = {"in_review", "rejected", "booking_failed"}
+RETURN_AT_REST = {"in_review", "rejected", "booking_failed", "pickup_failed"}
 """Return statuses that move no stock by themselves (a refunded one rests once restocked)."""
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "POLICY_NEAREST_PER_LINE",
     "POLICY_ONE_PARCEL_ONLY",
     "POLICY_PREFER_ONE_PARCEL",
+    "SQLITE_TUNED",
     "STATUS_ALREADY_CONFIRMED",
     "STATUS_ALREADY_EXPIRED",
     "STATUS_ALREADY_RELEASED",
@@ -60,7 +61,6 @@ __all__ = [
     "decode_order_id",
     "pg_copy_binary",
     "sqlite_library",
-    "SQLITE_TUNED",
 ]
 
 # --- reservation outcome codes (one per order in batch calls) -----------------------------
