@@ -20,6 +20,9 @@ class ReturnStatus(StrEnum):
     """The carrier booked the parcel back; it waits for the pickup scan."""
     BOOKING_FAILED = "booking_failed"
     """The carrier refused the booking; the units may be returned again."""
+    PICKUP_FAILED = "pickup_failed"
+    """The carrier reported an exception before collecting the parcel back; the units may be
+    returned again."""
     PICKED_UP = "picked_up"
     """The carrier scanned the pickup; the lightning decision is taken in the same step."""
     IN_REVIEW = "in_review"
@@ -33,24 +36,34 @@ class ReturnStatus(StrEnum):
 
 RETURN_TRANSITIONS: dict[ReturnStatus, frozenset[ReturnStatus]] = {
     ReturnStatus.REQUESTED: frozenset(
-        {ReturnStatus.PICKUP_BOOKED, ReturnStatus.BOOKING_FAILED, ReturnStatus.PICKED_UP}
+        {
+            ReturnStatus.PICKUP_BOOKED,
+            ReturnStatus.BOOKING_FAILED,
+            ReturnStatus.PICKED_UP,
+            ReturnStatus.PICKUP_FAILED,
+        }
     ),
-    ReturnStatus.PICKUP_BOOKED: frozenset({ReturnStatus.PICKED_UP}),
+    ReturnStatus.PICKUP_BOOKED: frozenset({ReturnStatus.PICKED_UP, ReturnStatus.PICKUP_FAILED}),
     ReturnStatus.PICKED_UP: frozenset({ReturnStatus.REFUNDED, ReturnStatus.IN_REVIEW}),
     ReturnStatus.IN_REVIEW: frozenset({ReturnStatus.APPROVED, ReturnStatus.REJECTED}),
     ReturnStatus.APPROVED: frozenset({ReturnStatus.REFUNDED}),
     ReturnStatus.BOOKING_FAILED: frozenset(),
+    ReturnStatus.PICKUP_FAILED: frozenset(),
     ReturnStatus.REJECTED: frozenset(),
     ReturnStatus.REFUNDED: frozenset(),
 }
-"""Legal moves of a return. ``requested -> picked_up``: the pickup scan can arrive before the
-carrier's answer to the booking is recorded (a lost answer, a crash). Anything else is refused
-(``InvalidState``) and changes nothing."""
+"""Legal moves of a return. ``requested -> picked_up`` (and ``requested -> pickup_failed``): the
+carrier's scan can arrive before its answer to the booking is recorded (a lost answer, a
+crash). Anything else is refused (``InvalidState``) and changes nothing. An exception after the
+pickup scan moves no return: the refund, issued or not, is decided on the pickup."""
 
 RETURN_TERMINAL = frozenset(s for s, nxt in RETURN_TRANSITIONS.items() if not nxt)
 
-HOLDS_UNITS = frozenset(set(ReturnStatus) - {ReturnStatus.BOOKING_FAILED})
-"""Statuses whose units count as returned: a refused booking gives them back to the buyer."""
+HOLDS_UNITS = frozenset(
+    set(ReturnStatus) - {ReturnStatus.BOOKING_FAILED, ReturnStatus.PICKUP_FAILED}
+)
+"""Statuses whose units count as returned: a refused booking, or a parcel the carrier never
+collected, gives them back to the buyer."""
 
 
 class ParcelStatus(StrEnum):
@@ -63,6 +76,8 @@ class ParcelStatus(StrEnum):
     DELIVERED = "delivered"
     """At the warehouse."""
     EXCEPTION = "exception"
+    """The carrier cannot carry it on: before the pickup scan, never collected; after it, lost
+    on the way (``Return.error`` says which, with the carrier's reason)."""
     FAILED = "failed"
     """The booking was refused."""
 
@@ -77,7 +92,8 @@ _JOURNEY = (
 PARCEL_TRANSITIONS: dict[ParcelStatus, frozenset[ParcelStatus]] = {
     **{
         s: frozenset(_JOURNEY[i + 1 :])
-        | frozenset({ParcelStatus.FAILED if i == 0 else ParcelStatus.EXCEPTION})
+        | frozenset({ParcelStatus.EXCEPTION})
+        | (frozenset({ParcelStatus.FAILED}) if i == 0 else frozenset())
         for i, s in enumerate(_JOURNEY[:-1])
     },
     ParcelStatus.DELIVERED: frozenset(),
@@ -85,7 +101,8 @@ PARCEL_TRANSITIONS: dict[ParcelStatus, frozenset[ParcelStatus]] = {
     ParcelStatus.FAILED: frozenset(),
 }
 """Legal moves of the parcel back: forward (a reordered event may skip steps), to
-``exception`` once booked, to ``failed`` only before. Other tracking events are stale."""
+``exception`` from any step before delivery (also before the booking's answer is recorded, as
+a scan may be), to ``failed`` only before booking. Other tracking events are stale."""
 
 
 class CostBearer(StrEnum):
@@ -94,10 +111,12 @@ class CostBearer(StrEnum):
 
 
 class Stage(StrEnum):
-    """When the lightning rules were evaluated."""
+    """When a return was decided on: the lightning rules at opening and at the pickup scan,
+    or the pickup failing (the carrier's exception before the scan: no refund)."""
 
     OPENED = "opened"
     PICKED_UP = "picked_up"
+    PICKUP_FAILED = "pickup_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +141,9 @@ class RuleResult:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One evaluation of the lightning rules for a return; ``lightning`` iff every rule passed."""
+    """One evaluation of the lightning rules for a return; ``lightning`` iff every rule passed.
+    At ``pickup_failed`` its one rule, ``return_picked_up``, failed, with the carrier's
+    exception as what it saw."""
 
     return_id: int
     stage: Stage

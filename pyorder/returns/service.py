@@ -12,7 +12,9 @@ units back in stock. One transaction records each step, so a crash never keeps h
 Tracking events of a return parcel come through ``Logistics.handle_webhook`` (verified and
 de-duplicated there) and are applied only when their sequence is newer than the last applied
 and their status a legal move (``model.PARCEL_TRANSITIONS``): duplicates and late arrivals
-change nothing, and a return is refunded at most once whatever the order of arrival.
+change nothing, and a return is refunded at most once whatever the order of arrival. The
+carrier's exception before the pickup scan fails the return (``pickup_failed``: its units may be
+returned again); after it, it is recorded on the return and moves no money.
 """
 
 import asyncio
@@ -28,6 +30,7 @@ from pyorder.engine import now_ms
 from pyorder.errors import DomainError, InvalidInput, InvalidState, NotFound
 from pyorder.inventory import InventoryError
 from pyorder.logistics.model import TrackingEvent
+from pyorder.logistics.service import iso_ms
 from pyorder.model import Order, OrderStatus, Snapshot
 from pyorder.payments.model import OutboxItem, OutboxKind, Refund
 from pyorder.payments.refunds import SYSTEM, RefundExceedsCharge
@@ -44,6 +47,7 @@ from pyorder.returns.model import (
     Return,
     ReturnLine,
     ReturnStatus,
+    RuleResult,
     Stage,
     parse_return_reference,
     return_reference,
@@ -249,8 +253,16 @@ class Returns:
     # --- the lightning decision ----------------------------------------------------------------
 
     def _decide(
-        self, ret: Return, order_total: int, stage: Stage, delivered_orders: int, at: int
+        self,
+        ret: Return,
+        order_total: int,
+        stage: Stage,
+        delivered_orders: int,
+        at: int,
+        scan: ParcelStatus | None = None,
     ) -> Decision:
+        """Evaluate the lightning rules and record the decision; at ``picked_up``, ``scan`` is
+        the status of the scan that says the parcel was collected."""
         f = self._p.logistics.fulfilments.get(ret.order_id)
         facts = Facts(
             order_total=order_total,
@@ -260,7 +272,7 @@ class Returns:
             delivered_orders=delivered_orders,
             categories=frozenset(li.category for li in ret.lines),
             fulfilment_status=f.status.value if f is not None else "unfulfilled",
-            parcel_status=ret.parcel_status.value if stage is Stage.PICKED_UP else None,
+            parcel_status=(scan or ret.parcel_status).value if stage is Stage.PICKED_UP else None,
         )
         rules = evaluate(self.config.lightning, facts)
         decision = Decision(ret.id, stage, all(r.passed for r in rules), rules, at)
@@ -343,7 +355,8 @@ class Returns:
     def observe_tracking(self, carrier: str, event_id: str, ev: dict[str, Any]) -> None:
         """Apply a tracking event of a return parcel (staged; called by ``Logistics``). The
         pickup scan decides the return, refunding it at once when every rule holds; the arrival
-        at the warehouse puts refunded units back in stock."""
+        at the warehouse puts refunded units back in stock; an exception before the pickup
+        fails the return (its units free again), one after it is recorded and moves no money."""
         rid = parse_return_reference(ev.get("reference"))
         ret = self.returns.get(rid) if rid is not None else None
         if ret is None or ret.carrier != carrier:
@@ -366,6 +379,9 @@ class Returns:
         at = now_ms()
         occurred = _ms(ev.get("occurred_at")) or at
         applied = sequence > ret.last_sequence and status in PARCEL_TRANSITIONS[ret.parcel_status]
+        # An exception held for the scans missing before it (``_on_exception``): a late scan
+        # that says the parcel was collected decides the pickup on it, once.
+        late_pickup = not applied and status in _PICKED and _held(ret)
         self._p.intake.batch.tracking_events.append(
             TrackingEvent(
                 carrier=carrier,
@@ -377,11 +393,17 @@ class Returns:
                 occurred_ms=occurred,
                 location=str(ev.get("location", ""))[:200],
                 received_ms=at,
-                applied=applied,
+                applied=applied or late_pickup,
             )
         )
+        if late_pickup:
+            ret = self._on_pickup(ret, status, occurred, at)
+            note = f"a {status.value} scan (sequence {sequence}) came late: lost after the pickup"
+            self._put(replace(ret, error=_join(ret.error, note)))
+            return
         if not applied:
             return  # stale or a duplicate: recorded only
+        before = ret.last_sequence
         ret = self._put(
             replace(
                 ret,
@@ -392,17 +414,23 @@ class Returns:
                 arrived_ms=occurred if status is ParcelStatus.DELIVERED else ret.arrived_ms,
             )
         )
+        if status is ParcelStatus.EXCEPTION:
+            details = ev.get("details")
+            reason = details.get("reason", "") if isinstance(details, dict) else ""
+            self._on_exception(ret, str(reason)[:100], sequence == before + 1, occurred, at)
+            return
         pickup = status in _PICKED and not ret.picked_up_ms
         if pickup and ReturnStatus.PICKED_UP in RETURN_TRANSITIONS[ret.status]:
-            ret = self._on_pickup(ret, occurred, at)
+            ret = self._on_pickup(ret, status, occurred, at)
         self._restock(ret)
 
-    def _on_pickup(self, ret: Return, scanned_ms: int, at: int) -> Return:
-        """The parcel back was picked up: decide, and refund at once when every rule holds."""
+    def _on_pickup(self, ret: Return, scan: ParcelStatus, scanned_ms: int, at: int) -> Return:
+        """The parcel back was picked up (``scan`` says so): decide, and refund at once when
+        every rule holds."""
         ret = self._move(ret, ReturnStatus.PICKED_UP, picked_up_ms=at)
         # No await here: the buyer's delivered orders are those counted when it was opened.
         decision = self._decide(
-            ret, self._order_total(ret), Stage.PICKED_UP, self._delivered(ret), at
+            ret, self._order_total(ret), Stage.PICKED_UP, self._delivered(ret), at, scan
         )
         if decision.lightning:
             try:
@@ -416,6 +444,39 @@ class Returns:
             self._notify(max(0, at - scanned_ms) / 1000)
             return ret
         return self._move(ret, ReturnStatus.IN_REVIEW)
+
+    def _on_exception(
+        self, ret: Return, reason: str, contiguous: bool, occurred: int, at: int
+    ) -> Return:
+        """The carrier reported an exception on the parcel back (already applied to it).
+
+        After the pickup scan the parcel was lost on the way: that is recorded on the return,
+        which stays where it is (a refund issued stands; a return in review stays there for the
+        merchant to decide). Before it, the parcel was never collected: the return fails, with
+        its decision, and its units may be returned again. When scans are missing before the
+        exception (``contiguous`` is false: a pickup scan may have been overtaken), the return
+        waits for them; a late one that says the parcel was collected decides the pickup."""
+        note = (
+            f"the carrier reported an exception ({reason or 'no reason given'})"
+            f" at {iso_ms(occurred)}"
+        )
+        if ret.picked_up_ms:
+            log.warning("return %d: the parcel back was lost after the pickup: %s", ret.id, note)
+            lost = f"{note} after the pickup scan: the parcel back is lost, nothing is restocked"
+            return self._put(replace(ret, error=_join(ret.error, lost)))
+        if not contiguous:
+            log.warning("return %d: %s, before scans not received yet", ret.id, note)
+            held = f"{note}; scans before it are missing: the return waits for them"
+            return self._put(replace(ret, error=_join(ret.error, held)))
+        if ReturnStatus.PICKUP_FAILED not in RETURN_TRANSITIONS[ret.status]:
+            return ret  # never expected: a return not picked up is requested or booked
+        log.warning("return %d: the parcel back was never collected: %s", ret.id, note)
+        failed = f"{note} before the pickup scan: the parcel was never collected"
+        ret = self._move(ret, ReturnStatus.PICKUP_FAILED, error=_join(ret.error, failed))
+        seen = f"exception ({reason})" if reason else "exception"
+        rule = RuleResult("return_picked_up", False, seen, ParcelStatus.PICKED_UP.value)
+        self._record(Decision(ret.id, Stage.PICKUP_FAILED, False, (rule,), at))
+        return ret
 
     def _delivered(self, ret: Return) -> int:
         for d in self.decisions_of(ret.id):
@@ -543,6 +604,21 @@ def _may_see(who: Principal, ret: Return) -> bool:
     if who.role is Role.MERCHANT:
         return ret.merchant == who.key
     return ret.buyer == who.subject
+
+
+def _held(ret: Return) -> bool:
+    """An exception came before any pickup scan, with scans missing before it: the return
+    waits for them (``Returns._on_exception``)."""
+    return (
+        ret.parcel_status is ParcelStatus.EXCEPTION
+        and not ret.picked_up_ms
+        and ReturnStatus.PICKED_UP in RETURN_TRANSITIONS[ret.status]
+    )
+
+
+def _join(error: str, note: str) -> str:
+    """``note`` after what ``error`` already says (at most 500 characters, the newest kept)."""
+    return (f"{error}; {note}" if error else note)[-500:]
 
 
 def _ms(text: object) -> int:

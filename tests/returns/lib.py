@@ -4,6 +4,7 @@ and read returns, and post hand-made signed tracking events of a return parcel."
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +107,28 @@ def return_event(
     event = tracking_event("0", 0, sequence, status, event_id=event_id, **extra)
     event["data"]["object"].update(kind="return", reference=f"return-{return_id}")
     return event
+
+
+def carrier_faults(w: ShipWorld, **patch: object) -> None:
+    """Change the carrier sandbox's fault knobs at run time (``POST /_sandbox/faults``)."""
+    req = urllib.request.Request(
+        w.carrier.url + "/_sandbox/faults",
+        data=json.dumps(patch).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=5):
+        pass
+
+
+def return_shipment(w: ShipWorld, return_id: int) -> str:
+    """The carrier's id of the parcel back of return ``return_id``."""
+    [shipment] = [
+        s["id"]
+        for s in w.carrier.ledger()["shipments"]
+        if s["kind"] == "return" and s["reference"] == f"return-{return_id}"
+    ]
+    return str(shipment)
 
 
 def delivered_at(w: ShipWorld, order_id: str, when: datetime, parcel: int = 1) -> None:

@@ -2,21 +2,20 @@
 sandbox and a real carrier sandbox process. The carrier books the parcel back and scans it; the
 payment sandbox's own ledger is the truth of what was refunded."""
 
-import json
 import signal
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.logistics.lib import ShipWorld, ship_world
+from tests.logistics.lib import ship_world
 from tests.support.postgres import postgres_dsn
 
 from .lib import (
     LIGHTNING,
+    carrier_faults,
     delivered_at,
     delivered_order,
     open_return,
@@ -359,7 +358,7 @@ def test_a_pickup_scan_before_the_booking_is_recorded_refunds_once(tmp_path: Pat
     the carrier's own pickup scan is then stale and changes nothing."""
     with ship_world("sqlite", tmp_path, server_args=_server_args(tmp_path)) as w:
         oid = delivered_order(w)
-        _carrier_faults(w, outage="503")
+        carrier_faults(w, outage="503")
         opened = open_return(w, oid, [(w.sku, 1)])
         assert opened.status == 201, opened
         rid = int(opened.json()["returns"][0]["id"])
@@ -372,7 +371,7 @@ def test_a_pickup_scan_before_the_booking_is_recorded_refunds_once(tmp_path: Pat
         refunded = read_return(w, rid)
         assert (refunded["status"], refunded["refund"]["amount"]) == ("refunded", 999)
         assert refunded["shipping_cost"] == 0  # not booked yet
-        _carrier_faults(w, outage="none")
+        carrier_faults(w, outage="none")
         done = wait_return(w, rid, lambda r: r["restocked_at"] is not None)
         assert (done["status"], done["shipping_cost"]) == ("refunded", 1200)
         assert done["tracking_number"].startswith("SWIF")
@@ -381,17 +380,6 @@ def test_a_pickup_scan_before_the_booking_is_recorded_refunds_once(tmp_path: Pat
         assert [r["amount"] for r in refunds_at_provider(w, oid)] == [999]
         backs = [s for s in w.carrier.ledger()["shipments"] if s["kind"] == "return"]
         assert len(backs) == 1
-
-
-def _carrier_faults(w: ShipWorld, **patch: object) -> None:
-    req = urllib.request.Request(
-        w.carrier.url + "/_sandbox/faults",
-        data=json.dumps(patch).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=5):
-        pass
 
 
 def test_a_return_across_parcels_and_merchants_is_one_return_each(tmp_path: Path) -> None:

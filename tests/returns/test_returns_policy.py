@@ -158,6 +158,7 @@ def test_the_return_state_machine_ends_where_it_says() -> None:
         ReturnStatus.REFUNDED,
         ReturnStatus.REJECTED,
         ReturnStatus.BOOKING_FAILED,
+        ReturnStatus.PICKUP_FAILED,
     } == RETURN_TERMINAL
     # Every state is reachable from requested, and none goes back to it.
     reached, todo = {ReturnStatus.REQUESTED}, [ReturnStatus.REQUESTED]
