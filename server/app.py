@@ -9,7 +9,14 @@ from aiohttp import web
 
 from pyorder.auth import TokenIssuer, load_or_create_secret
 from pyorder.platform import Config, Platform
-from server import catalog_routes, logistics_routes, order_routes, payment_routes, return_routes
+from server import (
+    catalog_routes,
+    logistics_routes,
+    order_routes,
+    payment_routes,
+    return_routes,
+    webhook_routes,
+)
 from server.errors import error_middleware
 from server.idempotency import Idempotency
 from server.keys import IDEMPOTENCY, ISSUER, MAX_BODY_BYTES, METRICS, PLATFORM
@@ -46,6 +53,7 @@ def create_app(
     app.add_routes(payment_routes.routes)
     app.add_routes(logistics_routes.routes)
     app.add_routes(return_routes.routes)
+    app.add_routes(webhook_routes.routes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", render_metrics)

@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from pyorder.events.model import WebhooksConfig
 from pyorder.logistics.carriers import CarrierConfig, LogisticsConfig, parse_carrier
 from pyorder.payments.providers import (
     PaymentsConfig,
@@ -93,6 +94,32 @@ def serve(argv: list[str] | None = None) -> None:
         "--auto-ship", action="store_true", help="book a paid order's parcels as soon as it is paid"
     )
     ship.add_argument("--carrier-timeout-ms", type=int, default=2000, help="per carrier call")
+    hooks = parser.add_argument_group("webhooks (order events to merchants' endpoints)")
+    defaults = WebhooksConfig()
+    hooks.add_argument(
+        "--webhook-timeout-ms",
+        type=_positive,
+        default=defaults.timeout_ms,
+        help="per delivery attempt (default %(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-retry-base-ms",
+        type=_positive,
+        default=defaults.base_delay_ms,
+        help="wait after a first failed attempt, doubling after each (default %(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-retry-max-ms",
+        type=_positive,
+        default=defaults.max_delay_ms,
+        help="longest wait between attempts (default %(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-max-attempts",
+        type=_positive,
+        default=defaults.max_attempts,
+        help="attempts before an event is given up as failed (default %(default)s)",
+    )
     parser.add_argument_group("returns").add_argument(
         "--returns-config",
         type=_returns_config,
@@ -119,6 +146,12 @@ def serve(argv: list[str] | None = None) -> None:
             timeout_ms=args.carrier_timeout_ms,
             auto_ship=args.auto_ship,
         ),
+        webhooks=WebhooksConfig(
+            timeout_ms=args.webhook_timeout_ms,
+            base_delay_ms=args.webhook_retry_base_ms,
+            max_delay_ms=args.webhook_retry_max_ms,
+            max_attempts=args.webhook_max_attempts,
+        ),
         returns=args.returns_config,
     )
     try:
@@ -142,6 +175,16 @@ def serve(argv: list[str] | None = None) -> None:
         shutdown_timeout=10,
         access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
     )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _provider(text: str) -> ProviderConfig:

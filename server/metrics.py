@@ -1,7 +1,7 @@
 """Prometheus metrics (prometheus_client, one registry per app): requests and latency by
 route, orders created, stock-outs, commit batch sizes and latencies, open reservations,
-fulfilment time (paid to delivered), and lightning refunds with their time from pickup scan to
-refund."""
+fulfilment time (paid to delivered), lightning refunds with their time from pickup scan to
+refund, and attempts to deliver order events to merchants' webhook endpoints by outcome."""
 
 from __future__ import annotations
 
@@ -88,6 +88,17 @@ class Metrics:
             registry=r,
         )
         platform.returns.on_lightning.append(self._observe_lightning)
+        self.webhook_deliveries = Counter(
+            "pyorder_webhook_deliveries",
+            "Attempts to deliver an order event to a merchant's endpoint, by outcome: delivered"
+            " (2xx), retried (failed, due again after a backoff), failed (the last attempt)",
+            ["outcome"],
+            registry=r,
+        )
+        by_outcome = {
+            o: self.webhook_deliveries.labels(o) for o in ("delivered", "retried", "failed")
+        }
+        platform.event_dispatcher.on_attempt.append(lambda outcome: by_outcome[outcome].inc())
 
     def _observe_lightning(self, seconds: float) -> None:
         self.lightning_refunds.inc()

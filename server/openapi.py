@@ -356,6 +356,63 @@ OPERATIONS: tuple[Op, ...] = (
         params=(("return_id", "path", "return_id"),),
         idempotent_key=True,
     ),
+    Op(
+        "post",
+        "/v1/webhook-endpoints",
+        "Register a webhook endpoint of one's own (merchant) for events of the orders holding"
+        " one's SKUs, of the types in `events` (default: all); 201 with its signing secret, shown"
+        " in this answer only. Events are POSTed signed (header Pyorder-Signature: t=<unix>,"
+        "v1=<hex HMAC-SHA256 of 't.body'>), retried with backoff; see docs/webhooks.md. 409"
+        " too_many_endpoints past 16, 422 invalid_url / unknown_event_type",
+        201,
+        s.WebhookEndpointCreatedOut,
+        s.WebhookEndpointIn,
+        (*_AUTH_ERRORS, *_BODY_ERRORS, 409, 503),
+        idempotent_key=True,
+    ),
+    Op(
+        "get",
+        "/v1/webhook-endpoints",
+        "List webhook endpoints, oldest first: a merchant's own, everyone's for an admin",
+        200,
+        s.WebhookEndpointList,
+        errors=_AUTH_ERRORS,
+    ),
+    Op(
+        "get",
+        "/v1/webhook-endpoints/{endpoint_id}",
+        "Read a webhook endpoint (its merchant, admin); its secret is not shown",
+        200,
+        s.WebhookEndpointOut,
+        errors=(*_AUTH_ERRORS, 404, 422),
+        params=(("endpoint_id", "path", "id"),),
+    ),
+    Op(
+        "delete",
+        "/v1/webhook-endpoints/{endpoint_id}",
+        "Delete a webhook endpoint (its merchant, admin): it receives nothing more, and its"
+        " events not delivered yet are cancelled",
+        200,
+        s.WebhookEndpointOut,
+        None,
+        (*_AUTH_ERRORS, 404, 409, 422, 503),
+        params=(("endpoint_id", "path", "id"),),
+        idempotent_key=True,
+    ),
+    Op(
+        "get",
+        "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+        "A webhook endpoint's events and their delivery (state, attempts, last status and"
+        " error), newest first; `before` (next_cursor) pages back",
+        200,
+        s.DeliveryList,
+        errors=(*_AUTH_ERRORS, 404, 422, 503),
+        params=(
+            ("endpoint_id", "path", "id"),
+            ("before", "query", "event_id"),
+            ("limit", "query", "limit200"),
+        ),
+    ),
     Op("get", "/healthz", "Liveness", 200, s.HealthOut, auth=False),
     Op(
         "get",
@@ -377,6 +434,7 @@ _PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "provider": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
     "return_id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
     "return_status": {"type": "string", "enum": [x.value for x in ReturnStatus]},
+    "event_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
 }
 
 

@@ -14,6 +14,8 @@ import msgspec
 from msgspec import Meta
 
 from pyorder.catalog import SkuView
+from pyorder.events.endpoints import MAX_URL_LENGTH
+from pyorder.events.model import ALL_TYPES, Delivery, DeliveryState, EventType, WebhookEndpoint
 from pyorder.inventory import StockLevel
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
 from pyorder.model import Order, Warehouse
@@ -662,4 +664,112 @@ def return_out(
             TrackingEventOut(e.sequence, e.status, iso(e.occurred_ms), e.location, e.applied)
             for e in sorted(events, key=lambda e: (e.sequence, e.received_ms))
         ],
+    )
+
+
+# --- webhook endpoints ------------------------------------------------------------------------
+
+EventTypeName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        description="an order event type ("
+        + ", ".join(t.value for t in EventType)
+        + f"), or {ALL_TYPES} for every type, present and future",
+    ),
+]
+
+
+class WebhookEndpointIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A URL of the calling merchant's to receive its orders' events at."""
+
+    url: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=MAX_URL_LENGTH,
+            description="absolute http:// or https:// URL the events are POSTed to",
+        ),
+    ]
+    events: Annotated[list[EventTypeName], Meta(min_length=1, max_length=32)] | None = None
+    """The types subscribed to; default (absent or null): every type."""
+    description: Annotated[str, Meta(max_length=500)] = ""
+
+
+class WebhookEndpointOut(msgspec.Struct):
+    id: int
+    merchant: str
+    url: str
+    events: list[str]
+    description: str
+    enabled: bool
+    """False once deleted (shown only in the answer to the DELETE)."""
+    created_at: str
+    updated_at: str
+
+
+class WebhookEndpointCreatedOut(WebhookEndpointOut):
+    secret: str
+    """``whsec_...``: the key of the ``Pyorder-Signature`` HMAC. Shown in this answer only."""
+
+
+class WebhookEndpointList(msgspec.Struct):
+    endpoints: list[WebhookEndpointOut]
+
+
+class DeliveryOut(msgspec.Struct):
+    id: str
+    """The event id (``evt_<n>``), also sent as the ``Pyorder-Event-Id`` header."""
+    type: str
+    order_id: OrderId
+    state: DeliveryState
+    attempts: int
+    last_status: int | None
+    """HTTP status of the last attempt; null before any, or when it got no answer."""
+    last_error: str
+    next_attempt_at: str | None
+    """When a pending event is tried next; null once it is no longer pending."""
+    created_at: str
+    updated_at: str
+    delivered_at: str | None
+
+
+class DeliveryList(msgspec.Struct):
+    deliveries: list[DeliveryOut]
+    next_cursor: str | None
+    """Pass as ``before`` for the next (older) page; null on the last page."""
+
+
+def endpoint_out(e: WebhookEndpoint) -> WebhookEndpointOut:
+    return WebhookEndpointOut(
+        id=e.id,
+        merchant=e.merchant,
+        url=e.url,
+        events=list(e.event_types),
+        description=e.description,
+        enabled=e.enabled,
+        created_at=iso(e.created_ms),
+        updated_at=iso(e.updated_ms),
+    )
+
+
+def endpoint_created_out(e: WebhookEndpoint) -> WebhookEndpointCreatedOut:
+    return WebhookEndpointCreatedOut(**msgspec.structs.asdict(endpoint_out(e)), secret=e.secret)
+
+
+def delivery_out(d: Delivery) -> DeliveryOut:
+    pending = d.state is DeliveryState.PENDING
+    return DeliveryOut(
+        id=d.event_id,
+        type=d.type,
+        order_id=str(d.order_id),
+        state=d.state,
+        attempts=d.attempts,
+        last_status=d.last_status if d.attempts and d.last_status else None,
+        last_error=d.last_error,
+        next_attempt_at=iso(d.next_attempt_ms) if pending else None,
+        created_at=iso(d.created_ms),
+        updated_at=iso(d.updated_ms),
+        delivered_at=iso(d.delivered_ms) if d.delivered_ms else None,
     )

@@ -55,3 +55,19 @@ def test_order_book_memory_script_holds_every_order() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pending orders: 3,000" in done.stdout
     assert "bytes" in done.stdout
+
+
+def test_webhook_cost_script_measures_both_ways() -> None:
+    done = run("webhook_cost.py", "--orders", "400", "--batch", "100", "--clients", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [
+        line.split()[:3]
+        for line in done.stdout.splitlines()
+        if line.split()[:1] in (["store"], ["server"])
+    ]
+    assert rows == [
+        ["store", "sqlite", "none"],
+        ["store", "sqlite", "yes"],
+        ["server", "sqlite", "none"],
+        ["server", "sqlite", "yes"],
+    ]

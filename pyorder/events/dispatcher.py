@@ -21,6 +21,7 @@ the event id (``evt_<n>``, also in the ``Pyorder-Event-Id`` header).
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,9 @@ class EventDispatcher:
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._wakes: dict[int, asyncio.Event] = {}
         self._stopping = False
+        self.on_attempt: list[Callable[[str], None]] = []
+        """Callbacks given the outcome of each attempt, once staged: ``delivered``,
+        ``retried`` (failed, due again) or ``failed`` (its last attempt failed)."""
         events.on_staged.append(self.wake)
         endpoints.on_change.append(self._changed)
 
@@ -193,8 +197,10 @@ class EventDispatcher:
         at, attempts = now_ms(), d.attempts + 1
         if 200 <= status < 300:
             d = replace(d, state=DeliveryState.DELIVERED, delivered_ms=at, last_error="")
+            outcome = "delivered"
         elif attempts >= self.config.max_attempts:
             d = replace(d, state=DeliveryState.FAILED, last_error=error)
+            outcome = "failed"
             log.warning(
                 "webhook %s (%s) to endpoint %d failed %d times; giving up: %s",
                 d.event_id,
@@ -205,6 +211,9 @@ class EventDispatcher:
             )
         else:
             d = replace(d, next_attempt_ms=at + self.config.delay_ms(attempts), last_error=error)
+            outcome = "retried"
         d = replace(d, attempts=attempts, last_status=status, updated_ms=at)
         self._p.intake.batch.deliveries[d.id] = d
+        for notify in self.on_attempt:
+            notify(outcome)
         return d

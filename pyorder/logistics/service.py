@@ -173,7 +173,8 @@ class Logistics:
         return found[-1] if found else None
 
     def _refresh(self, order_id: int) -> Fulfilment | None:
-        """Stage the order's fulfilment derived again from its parcels (forward only)."""
+        """Stage the order's fulfilment derived again from its parcels (forward only), and
+        its event (order.shipped, order.delivered) when that changes its status."""
         f = self.fulfilments.get(order_id)
         if f is None:
             return None
@@ -199,9 +200,13 @@ class Logistics:
             at = max(s.delivered_ms for s in delivered)
             took = max(0, at - f.paid_ms) if f.paid_ms else -1
             f = replace(f, delivered_ms=at, fulfilment_ms=took)
-        if status is not f.status or f.order_id not in self._p.intake.batch.fulfilments:
+        changed = status is not f.status
+        if changed or f.order_id not in self._p.intake.batch.fulfilments:
             self._put_fulfilment(replace(f, status=status))
-        return self.fulfilments[order_id]
+        f = self.fulfilments[order_id]
+        if changed:
+            self._p.events.fulfilment_changed(f, self.shipments_of(order_id))
+        return f
 
     # --- delivery windows ----------------------------------------------------------------------
 

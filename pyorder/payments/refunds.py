@@ -77,11 +77,12 @@ class Refunds:
         taken = sum(r.amount for r in self.of(order_id) if r.status is not RefundStatus.FAILED)
         return max(0, att.amount_received - taken)
 
-    def _put(self, refund: Refund) -> None:
+    def _put(self, refund: Refund) -> Refund:
         refund = replace(refund, updated_ms=now_ms())
         key = (refund.order_id, refund.number)
         self.refunds[key] = refund
         self._p.intake.batch.refunds[key] = refund
+        return refund
 
     # --- issuing -------------------------------------------------------------------------------
 
@@ -237,10 +238,11 @@ class Refunds:
         refund = replace(refund, status=status, settled_ms=now_ms())
         if status is RefundStatus.FAILED:
             refund = replace(refund, error=str(obj.get("failure_reason") or "failed")[:500])
-        self._put(refund)
+        refund = self._put(refund)
         if status is RefundStatus.SUCCEEDED:
             pay = self._pay.payments[refund.order_id]
             self._pay.refresh(refund.order_id, refunded=pay.refunded + refund.amount)
+            self._p.events.refunded(refund)
         else:
             self._pay.refresh(refund.order_id)
         return refund

@@ -4,7 +4,8 @@ The policy is the table ``POLICY`` below: one row per endpoint (on a fixed objec
 takes one), one column per caller, the HTTP status that caller gets. Read it as the spec:
 buyers see only their own orders (others' are 404), merchants only their own SKUs (others'
 are 404) and the orders that contain their SKUs, admins everything; regions are ordered by
-admins only; without a valid token (none, expired, garbage, or signed with another key) every
+admins only; webhook endpoints are registered by merchants, each seeing only its own (others'
+are 404, buyers none), admins all; without a valid token (none, expired, garbage, or signed with another key) every
 endpoint but the four public ones (and the providers' and carriers' signed webhooks) is 401.
 """
 
@@ -77,6 +78,11 @@ POLICY: dict[str, tuple[int, ...]] = {
     "POST /v1/returns/{missing}/approve":         (403, 403, 404, 404, 404, *ANON),
     "POST /v1/returns/{missing}/reject":          (403, 403, 404, 404, 404, *ANON),
     "GET /v1/regions/{code}/delivery-windows":    (200, 200, 200, 200, 200, *ANON),
+    "POST /v1/webhook-endpoints":                 (403, 403, 201, 201, 403, *ANON),
+    "GET /v1/webhook-endpoints":                  (403, 403, 200, 200, 200, *ANON),
+    "GET /v1/webhook-endpoints/{X's}":            (403, 403, 200, 404, 200, *ANON),
+    "DELETE /v1/webhook-endpoints/{X's}":         (403, 403, 200, 404, 200, *ANON),
+    "GET /v1/webhook-endpoints/{X's}/deliveries": (403, 403, 200, 404, 200, *ANON),
     # Providers authenticate by signature, not token; this server knows no provider.
     "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
     "POST /v1/webhooks/carriers/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
@@ -106,6 +112,11 @@ class Scene:
     b_order_y: str
     a_order_xy: str
     window: int = 0
+    x_endpoint: int = 0
+
+    def endpoint(self) -> int:
+        """A fresh webhook endpoint of merchant X's, its id."""
+        return _endpoint(self.srv, self.tokens["merchant X"])
 
     def order(self, caller: str, lines: list[tuple[int, int]]) -> str:
         """A fresh order of ``caller`` (a buyer), its id."""
@@ -155,10 +166,18 @@ def scene(server: Server) -> Scene:
             expect=201,
         )["id"]
     )
+    s.x_endpoint = s.endpoint()
     return s
 
 
 _WINDOW = {"start": "2099-01-01T08:00:00Z", "end": "2099-01-01T10:00:00+00:00", "capacity": 1000}
+_HOOK = {"url": "http://127.0.0.1:9/hooks", "events": ["order.refunded"]}
+"""A webhook endpoint subscribed to what never happens here (no payments): nothing is sent."""
+
+
+def _endpoint(srv: Server, token: str | None) -> int:
+    out = srv.ok("POST", "/v1/webhook-endpoints", token=token, json=_HOOK, expect=201)
+    return int(out["id"])
 
 
 Request = tuple[str, str, Any]
@@ -279,6 +298,24 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
         "POST",
         "/v1/returns/999999/reject",
         {"reason": "worn"},
+    ),
+    "POST /v1/webhook-endpoints": lambda s, c: ("POST", "/v1/webhook-endpoints", _HOOK),
+    "GET /v1/webhook-endpoints": lambda s, c: ("GET", "/v1/webhook-endpoints", None),
+    "GET /v1/webhook-endpoints/{X's}": lambda s, c: (
+        "GET",
+        f"/v1/webhook-endpoints/{s.x_endpoint}",
+        None,
+    ),
+    # A fresh endpoint for every caller: deleting uses it up.
+    "DELETE /v1/webhook-endpoints/{X's}": lambda s, c: (
+        "DELETE",
+        f"/v1/webhook-endpoints/{s.endpoint()}",
+        None,
+    ),
+    "GET /v1/webhook-endpoints/{X's}/deliveries": lambda s, c: (
+        "GET",
+        f"/v1/webhook-endpoints/{s.x_endpoint}/deliveries",
+        None,
     ),
     "POST /v1/webhooks/payments/{name}": lambda s, c: ("POST", "/v1/webhooks/payments/p", {}),
     "POST /v1/webhooks/carriers/{name}": lambda s, c: ("POST", "/v1/webhooks/carriers/c", {}),
