@@ -2,7 +2,7 @@
 # Every figure of BENCHMARKS.md, one after another, on loopback: the Rust core and intake
 # (pytest-benchmark), durable storage, HTTP single and batch (wrk), click-to-paid and lightning
 # refunds through the sandboxes, and the locust scenarios. Each command writes its own summary;
-# their console output goes to results/report-<time>/report.log. Takes about 15 minutes.
+# their console output goes to results/report-<time>/report.log. Takes about 8 minutes on 2 cores.
 #
 #   bash loadtest/report.sh                  # SQLite, and PostgreSQL from scripts/postgres.sh
 #   PYORDER_REPORT_POSTGRES=none bash loadtest/report.sh   # SQLite only
