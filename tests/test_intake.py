@@ -61,6 +61,9 @@ class ScriptedStore(Store):
     async def get_order(self, order_id: int) -> Any:
         raise NotImplementedError
 
+    async def get_orders(self, order_ids: list[int]) -> Any:
+        raise NotImplementedError
+
     async def list_orders(self, **kwargs: Any) -> Any:
         raise NotImplementedError
 

@@ -33,6 +33,7 @@ from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import Delivery, DeliveryState, WebhookEndpoint, WebhooksConfig
 from pyorder.events.publisher import Events
 from pyorder.intake import IntakeUnavailableError
+from pyorder.model import Order
 from pyorder.storage.base import StorageError
 from sandbox.signing import sign
 
@@ -129,8 +130,11 @@ class EventDispatcher:
                 if self.endpoints.live(endpoint_id) is None:
                     return
                 page = await self._p.store.pending_deliveries(endpoint_id, self.config.page)
+                # The orders the bodies of order.created are rendered from, in one read.
+                created = [d.order_id for d in page if d.payload is None]
+                orders = await self._p.store.get_orders(created) if created else {}
                 for delivery in page:
-                    await self._deliver(delivery)
+                    await self._deliver(delivery, orders.get(delivery.order_id))
                 await self._p.intake.durable()  # their outcomes, before the next read
                 backoff = _RETRY_S[0]
             except (IntakeUnavailableError, StorageError) as exc:
@@ -144,9 +148,9 @@ class EventDispatcher:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _RETRY_S[1])
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _deliver(self, delivery: Delivery, order: Order | None = None) -> None:
         """Send one event until it is delivered or failed (or its endpoint is deleted, which
-        cancels this task)."""
+        cancels this task). ``order``: the event's order, if already read."""
         body: bytes | None = None
         while delivery.state is DeliveryState.PENDING:
             endpoint = self.endpoints.live(delivery.endpoint_id)
@@ -157,14 +161,15 @@ class EventDispatcher:
                 await asyncio.sleep(wait_ms / 1000)
                 continue
             if body is None:
-                body = await self._body(delivery)
+                body = await self._body(delivery, order)
             status, error = await self._post(endpoint, delivery, body)
             delivery = self._record(delivery, status, error)
 
-    async def _body(self, delivery: Delivery) -> bytes:
+    async def _body(self, delivery: Delivery, order: Order | None) -> bytes:
         payload = delivery.payload
         if payload is None:  # order.created of an order the Rust intake took
-            order = await self._p.store.get_order(delivery.order_id)
+            if order is None:
+                order = await self._p.store.get_order(delivery.order_id)
             if order is None:
                 raise StorageError(f"order {delivery.order_id} of event {delivery.id} is gone")
             payload = payloads.created_data(order)

@@ -60,6 +60,10 @@ class Store(ABC):
     async def get_order(self, order_id: int) -> Order | None: ...
 
     @abstractmethod
+    async def get_orders(self, order_ids: list[int]) -> dict[int, Order]:
+        """The orders of ``order_ids`` that exist, by id, read in one query."""
+
+    @abstractmethod
     async def list_orders(
         self,
         *,

@@ -401,6 +401,15 @@ class PostgresStore(Store):
             )
         return orders[0] if orders else None
 
+    async def get_orders(self, order_ids: list[int]) -> dict[int, Order]:
+        ids = list(dict.fromkeys(order_ids))
+        if not ids:
+            return {}
+        async with self._p().acquire() as conn:
+            rows = await conn.fetch(f"{_SELECT_ORDER} WHERE id = ANY($1::bigint[])", ids)
+            orders = await _orders_with_lines(conn, rows)
+        return {o.id: o for o in orders}
+
     async def list_orders(
         self,
         *,

@@ -97,6 +97,8 @@ _PURGE_TOKENS = "DELETE FROM intake_commits WHERE committed_ms < ?"
 
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
 _SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
+_IN_CHUNK = 500
+"""Ids per ``IN (...)`` list (SQLite limits the parameters of a statement)."""
 
 
 def _connect_reader(path: str) -> sqlite3.Connection:
@@ -423,6 +425,20 @@ class SqliteStore(Store):
             return orders[0] if orders else None
 
         return await self._on_reader(get)
+
+    async def get_orders(self, order_ids: list[int]) -> dict[int, Order]:
+        ids = list(dict.fromkeys(order_ids))
+
+        def get() -> dict[int, Order]:
+            found: dict[int, Order] = {}
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[i : i + _IN_CHUNK]
+                sql = f"{_SELECT_ORDER} WHERE id IN ({_placeholders(len(chunk))})"
+                rows = self._r().execute(sql, chunk).fetchall()
+                found.update((o.id, o) for o in self._orders_with_lines(rows))
+            return found
+
+        return await self._on_reader(get) if ids else {}
 
     async def list_orders(
         self,

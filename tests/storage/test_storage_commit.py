@@ -37,6 +37,9 @@ def test_every_record_type_round_trips(store: Backend) -> None:
         assert await s.get_order(10) == multi
         assert await s.get_order(11) == order(11, status=PAID)
         assert await s.get_order(12) is None
+        found = await s.get_orders([11, 12, 10, 11])
+        assert found == {10: multi, 11: order(11, status=PAID)}
+        assert await s.get_orders([]) == {}
         assert await s.get_idempotency("buyer-1", "k1") == idem("k1")
         assert await s.get_idempotency("buyer-1", "k2") is None
         assert await s.get_idempotency("buyer-2", "k1") is None
@@ -276,5 +279,18 @@ def test_after_a_failed_batch_nothing_is_written_until_resume(store: Backend) ->
             s.resume()
             await s.commit(after)
         assert await s.get_order(2) == order(2)
+
+    store.run(body)
+
+
+def test_get_orders_reads_more_than_one_statements_worth(store: Backend) -> None:
+    """More ids than SQLite takes parameters in one ``IN`` list at once (it reads in chunks)."""
+
+    async def body(s: Store) -> None:
+        await s.commit(catalog())
+        placed = [order(i) for i in range(100, 1300)]
+        await s.commit(WriteBatch(orders=placed))
+        found = await s.get_orders([o.id for o in reversed(placed)] + [5, 99_999])
+        assert found == {o.id: o for o in placed}
 
     store.run(body)
