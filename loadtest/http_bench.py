@@ -29,6 +29,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -332,6 +333,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         a["durable_orders_per_s"] = a["requests_per_s"]
         b = wrk(bare_url, "/v1/orders", single, "", connections=args.connections, **common)
+        pairs = []
+        for _ in range(args.pairs):
+            # Short (a), (b) pairs back to back: each ratio sees nearly the same machine, so
+            # their median resists the noise of a shared machine better than (a)/(b) above.
+            short = {"threads": args.threads, "seconds": args.pair_seconds}
+            before = counter.settled()
+            pa = wrk(url, "/v1/orders", single, buyer, connections=args.connections, **short)
+            if pa["errors"]["status"] or counter.settled() - before < pa["requests"]:
+                raise SystemExit(f"single pair: {pa['errors']} errors or orders not stored")
+            pb = wrk(bare_url, "/v1/orders", single, "", connections=args.connections, **short)
+            pairs.append(pa["requests_per_s"] / pb["requests_per_s"])
         before, cpu, commits = counter.settled(), cpu_seconds(server.pid), commit_stats(url)
         c = wrk(url, "/v1/orders/batch", batch, buyer, connections=args.batch_connections, **common)
         c["server"] = server_load(server.pid, cpu, url, commits, c)
@@ -359,6 +371,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "single": a,
         "bare": b,
         "ratio_single_to_bare": a["requests_per_s"] / b["requests_per_s"],
+        "paired_ratios": pairs,
+        "paired_ratio_median": statistics.median(pairs) if pairs else None,
+        "pair_seconds": args.pair_seconds,
         "batch": c,
         "targets": {"ratio": 0.6, "batch_orders_per_s": 150_000, "batch_p99_ms": 50},
     }
@@ -389,6 +404,7 @@ def markdown(r: dict[str, Any]) -> str:
             f"Batch: **{c['durable_orders_per_s']:,.0f} durable orders/s** (target 150,000), "
             f"p99 **{ms(c['latency_us']['p99'])} ms** per request (target < 50 ms).",
             "",
+            *_paired(r),
             "Server during (a): {cpu_cores:.2f} cores, {commits_per_s:,.0f} commits/s of "
             "{mean_commit_items:,.0f} items, {mean_commit_ms:.2f} ms each.".format(**a["server"]),
             "Server during (c): {cpu_cores:.2f} cores, {commits_per_s:,.0f} commits/s of "
@@ -398,6 +414,18 @@ def markdown(r: dict[str, Any]) -> str:
             "",
         ]
     )
+
+
+def _paired(r: dict[str, Any]) -> list[str]:
+    pairs = r["paired_ratios"]
+    if not pairs:
+        return []
+    each = ", ".join(f"{x:.2f}" for x in pairs)
+    return [
+        f"Ratio (a)/(b) over {len(pairs)} pairs of {r['pair_seconds']:g} s back to back: "
+        f"median **{r['paired_ratio_median']:.2f}** ({each}).",
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,6 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections, (a) and (b)")
     parser.add_argument("--batch-connections", type=int, default=4, help="wrk connections, (c)")
     parser.add_argument("--batch-size", type=int, default=1000, help="orders per batch request")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=5,
+        help="then this many short (a), (b) pairs back to back: the median of their ratios",
+    )
+    parser.add_argument("--pair-seconds", type=float, default=2.0, help="seconds per pair phase")
     parser.add_argument(
         "--server-arg",
         action="append",

@@ -6,11 +6,15 @@ refund, and attempts to deliver order events to merchants' webhook endpoints by 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from pyorder.platform import Platform
 
@@ -22,16 +26,10 @@ class Metrics:
     def __init__(self, platform: Platform) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "pyorder_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        self.http = HttpStats(
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
         )
-        self.latency = Histogram(
-            "pyorder_http_request_seconds",
-            "HTTP request latency",
-            ["method", "route"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=r,
-        )
+        r.register(self.http)
         self.orders_created = Counter("pyorder_orders_created", "Orders acknowledged", registry=r)
         self.stockouts = Counter("pyorder_stockouts", "Orders refused as out of stock", registry=r)
         self.commit_items = Histogram(
@@ -109,10 +107,7 @@ class Metrics:
         self.commit_seconds.observe(seconds)
 
     def middleware(self) -> object:
-        # Labelled children, found once per (method, route, status): ``labels()`` takes a lock
-        # and builds a key on every call, a measurable share of a small request.
-        counters: dict[tuple[str, str, int], Any] = {}
-        timers: dict[tuple[str, str], Any] = {}
+        observe = self.http.observe
 
         @web.middleware
         async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -125,18 +120,56 @@ class Metrics:
             finally:
                 route = request.match_info.route.resource
                 name = route.canonical if route is not None else "unmatched"
-                key = (request.method, name, status)
-                counter = counters.get(key)
-                if counter is None:
-                    counter = counters[key] = self.requests.labels(key[0], name, str(status))
-                counter.inc()
-                timer = timers.get(key[:2])
-                if timer is None:
-                    timer = timers[key[:2]] = self.latency.labels(key[0], name)
-                timer.observe(time.perf_counter() - started)
+                observe(request.method, name, status, time.perf_counter() - started)
 
         return measure
 
     def render(self) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class HttpStats(Collector):
+    """Requests by (method, route, status) and their latency by (method, route), counted in
+    plain dictionaries on the request path and made Prometheus families only when scraped:
+    ``pyorder_http_requests_total`` and the histogram ``pyorder_http_request_seconds``.
+    (prometheus_client's labelled metrics take a lock and several calls per observation,
+    ~4 % of the event loop's samples on the single-order path.) Used from the event loop only.
+    """
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self._les = [repr(float(b)) for b in buckets] + ["+Inf"]
+        """Bucket bounds as Prometheus prints them (``0.0005``, ``1.0``, ``+Inf``)."""
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[tuple[str, str], list[float]] = {}
+        """Per (method, route): a count per bucket, one for +Inf, then the sum of seconds."""
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        hist = self.latency.get(key[:2])
+        if hist is None:
+            hist = self.latency[key[:2]] = [0.0] * (len(self.buckets) + 2)
+        hist[bisect_left(self.buckets, seconds)] += 1  # the first bucket with le >= seconds
+        hist[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "pyorder_http_requests", "HTTP requests", labels=["method", "route", "status"]
+        )
+        for (method, route, status), n in sorted(self.counts.items()):
+            requests.add_metric([method, route, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily(
+            "pyorder_http_request_seconds",
+            "HTTP request latency",
+            labels=["method", "route"],
+        )
+        for (method, route), hist in sorted(self.latency.items()):
+            total, cumulative = 0.0, []
+            for le, in_bucket in zip(self._les, hist, strict=False):
+                total += in_bucket
+                cumulative.append((le, total))
+            latency.add_metric([method, route], cumulative, hist[-1])
+        yield latency

@@ -30,6 +30,10 @@ def test_http_bench_runs(tmp_path: Path) -> None:
         "50",
         "--threads",
         "1",
+        "--pairs",
+        "2",
+        "--pair-seconds",
+        "1",
         "--out",
         str(tmp_path),
     ]
@@ -38,6 +42,8 @@ def test_http_bench_runs(tmp_path: Path) -> None:
     [summary] = tmp_path.glob("http_bench-sqlite-*.json")
     result = json.loads(summary.read_text())
     assert result["single"]["requests"] > 0
+    assert len(result["paired_ratios"]) == 2
+    assert all(r > 0 for r in result["paired_ratios"])
     assert result["bare"]["requests"] > 0
     assert result["single"]["errors"]["status"] == 0, result["single"]
     # Requests still in flight when wrk stops are stored but not counted by wrk.
