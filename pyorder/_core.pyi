@@ -220,8 +220,12 @@ class Inventory:
         """Add ``quantity`` (> 0) units on hand; they become available."""
     def adjust(self, sku: int, delta: int, warehouse: int = 0) -> None:
         """Correct on-hand units by ``delta`` (a stock count); never below what is reserved or sold."""
-    def return_sold(self, sku: int, quantity: int, warehouse: int = 0) -> None:
-        """Move ``quantity`` (> 0) sold units back to available (a refund or a return); on hand is unchanged."""
+    def return_sold(
+        self, sku: int, quantity: int, warehouse: int = 0, *, buyer: int | None = None
+    ) -> None:
+        """Move ``quantity`` (> 0) sold units back to available (a refund or a return); on hand
+        is unchanged. With ``buyer``, the sale is void (a paid order cancelled): the units stop
+        counting against that buyer's purchase limit too."""
     def set_purchase_limit(self, sku: int, limit_per_buyer: int) -> None: ...
     def purchase_limit(self, sku: int) -> int: ...
     def bought_by(self, sku: int, buyer: int) -> int:

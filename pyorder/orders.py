@@ -190,8 +190,9 @@ class Orders:
             StatusChange(order.id, OrderStatus.PAID, OrderStatus.CANCELLED, at)
         )
         inventory = self._p.engine.inventory
+        buyer = buyer_number(order.buyer)  # the sale is void: its units stop counting too
         for line in order.lines:
-            inventory.return_sold(line.sku, line.quantity, line.warehouse)
+            inventory.return_sold(line.sku, line.quantity, line.warehouse, buyer=buyer)
             batch.add_delta(line.sku, line.warehouse, 0, 0, -line.quantity)
         self._p.logistics.release_window(order.id)
         cancelled = replace(order, status=OrderStatus.CANCELLED, updated_ms=at)

@@ -147,3 +147,28 @@ def test_kill_between_refund_and_recording_refunds_once(
         [refund] = _refunds_at_provider(w, oid)
         assert (refund["amount"], refund["status"]) == (999, "succeeded")
         assert w.shop.totals(w.sku) == {"on_hand": 100, "available": 100, "reserved": 0, "sold": 0}
+
+
+def test_a_cancelled_purchase_stops_counting_against_the_limit(tmp_path: Path) -> None:
+    """A paid order cancelled is a void sale: the buyer may buy the units again at once, as a
+    restart (which counts the paid orders) would also allow; nothing more."""
+    with pay_world("sqlite", tmp_path, [CARD]) as w:
+        wh = w.shop.warehouse("pay-limited", regions=[w.region])
+        sku = w.shop.sku({wh: 10}, price=999, limit=1)
+
+        def order() -> Any:
+            return w.shop.order(w.buyer, [(sku, 1)], w.region)
+
+        first = order()
+        assert first.status == 201, first
+        oid = str(first.json()["id"])
+        assert w.pay(oid).status == 202
+        w.wait(oid, order="paid", payment="charged")
+        assert order().error_code == "purchase_limit_exceeded"
+        assert _cancel(w, oid).status == 200
+        second = order()
+        assert second.status == 201, second
+        assert order().error_code == "purchase_limit_exceeded"  # the second one counts
+        w.srv.restart()
+        assert order().error_code == "purchase_limit_exceeded"
+        assert w.shop.totals(sku) == {"on_hand": 10, "available": 9, "reserved": 1, "sold": 0}

@@ -303,7 +303,17 @@ impl Inventory {
 
     /// Return `quantity` sold units in `warehouse` to available (a refunded sale or a return):
     /// on hand is unchanged. Refused if fewer than `quantity` units are sold there.
-    pub fn return_sold(&self, sku: u32, quantity: u64, warehouse: u32) -> Result<()> {
+    ///
+    /// With `buyer`, the sale is void (a paid order cancelled): the units also stop counting
+    /// against the buyer's purchase limit, as a rebuild from the store would count them. A
+    /// return passes no buyer: the units were bought, and still count.
+    pub fn return_sold(
+        &self,
+        sku: u32,
+        quantity: u64,
+        warehouse: u32,
+        buyer: Option<u64>,
+    ) -> Result<()> {
         self.check_warehouse(warehouse)?;
         if quantity == 0 {
             return Err(InventoryError::quantity("a return moves at least 1 unit"));
@@ -322,6 +332,9 @@ impl Inventory {
             }
             slot.sold -= quantity;
             slot.available += quantity;
+            if let Some(buyer) = buyer {
+                shard.uncount_sale(sku, buyer, quantity);
+            }
             Ok(())
         })
     }

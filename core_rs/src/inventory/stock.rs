@@ -137,6 +137,17 @@ impl SkuShard {
         }
     }
 
+    /// Give back `units` of the buyer's count for a sale made void (whatever limit it was
+    /// counted under: a rebuild counts the paid orders under the limit as it is now).
+    pub fn uncount_sale(&mut self, sku: u32, buyer: u64, units: u64) {
+        if let Some(held) = self.bought.get_mut(&(sku, buyer)) {
+            *held = held.saturating_sub(units);
+            if *held == 0 {
+                self.bought.remove(&(sku, buyer));
+            }
+        }
+    }
+
     /// Remove a SKU's limit: its counts go, and units counted under it are never given back.
     pub fn remove_limit(&mut self, sku: u32) {
         if self.limits.remove(&sku).is_some() {

@@ -40,18 +40,33 @@ fn reserve_confirm_release_move_units_between_counters() {
 }
 
 #[test]
+fn a_void_sale_stops_counting_against_the_buyers_limit_and_a_return_does_not() {
+    let inv = inv();
+    let sku = inv.add_sku(&[(0, 10)], 2).unwrap();
+    let a = one(&inv, sku, 2, 7).unwrap();
+    inv.confirm(a, None, NOW).unwrap();
+    assert!(one(&inv, sku, 1, 7).is_err(), "at the limit");
+    inv.return_sold(sku, 1, 0, None).unwrap(); // returned: still bought
+    assert_eq!(inv.bought_by(sku, 7).unwrap(), 2);
+    inv.return_sold(sku, 1, 0, Some(7)).unwrap(); // cancelled: void
+    assert_eq!(inv.bought_by(sku, 7).unwrap(), 1);
+    one(&inv, sku, 1, 7).unwrap();
+    inv.check_invariants().unwrap();
+}
+
+#[test]
 fn returned_sold_units_become_available_and_never_more_than_sold() {
     let inv = inv();
     let sku = inv.add_sku(&[(0, 10)], 0).unwrap();
     let a = one(&inv, sku, 3, 1).unwrap();
     inv.confirm(a, None, NOW).unwrap();
-    inv.return_sold(sku, 2, 0).unwrap();
+    inv.return_sold(sku, 2, 0, None).unwrap();
     assert_eq!(inv.stock(sku, None).unwrap(), level(10, 9, 0, 1));
     // More than is sold, none at all, or a warehouse without the SKU: refused, nothing moves.
-    assert!(inv.return_sold(sku, 2, 0).is_err());
-    assert!(inv.return_sold(sku, 0, 0).is_err());
+    assert!(inv.return_sold(sku, 2, 0, None).is_err());
+    assert!(inv.return_sold(sku, 0, 0, None).is_err());
     let other = inv.add_warehouse().unwrap();
-    assert!(inv.return_sold(sku, 1, other).is_err());
+    assert!(inv.return_sold(sku, 1, other, None).is_err());
     assert_eq!(inv.stock(sku, None).unwrap(), level(10, 9, 0, 1));
     inv.check_invariants().unwrap();
 }

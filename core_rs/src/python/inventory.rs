@@ -412,13 +412,14 @@ impl Inventory {
             .map_err(|e| inventory_err(py, e))
     }
 
-    #[pyo3(signature = (sku, quantity, warehouse = None), text_signature = "($self, /, sku, quantity, warehouse=0)")]
+    #[pyo3(signature = (sku, quantity, warehouse = None, *, buyer = None), text_signature = "($self, /, sku, quantity, warehouse=0, *, buyer=None)")]
     fn return_sold(
         &self,
         py: Python<'_>,
         sku: &Bound<'_, PyAny>,
         quantity: &Bound<'_, PyAny>,
         warehouse: Option<&Bound<'_, PyAny>>,
+        buyer: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let sku = sku_arg(sku)?;
         let q = int(quantity)?;
@@ -431,8 +432,9 @@ impl Inventory {
             .map(|w| warehouse_arg(py, w))
             .transpose()?
             .unwrap_or(0);
+        let buyer = buyer.map(|b| u64_arg(py, b, "buyer")).transpose()?;
         self.inner
-            .return_sold(sku, q, wh)
+            .return_sold(sku, q, wh, buyer)
             .map_err(|e| inventory_err(py, e))
     }
 
