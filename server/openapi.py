@@ -400,6 +400,31 @@ OPERATIONS: tuple[Op, ...] = (
         idempotent_key=True,
     ),
     Op(
+        "post",
+        "/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+        "Give a webhook endpoint a new signing secret (its merchant, admin); 200 with it, shown"
+        " in this answer only. Every attempt from then on, retries included, is signed with it",
+        200,
+        s.WebhookEndpointCreatedOut,
+        None,
+        (*_AUTH_ERRORS, 404, 409, 422, 503),
+        params=(("endpoint_id", "path", "id"),),
+        idempotent_key=True,
+    ),
+    Op(
+        "post",
+        "/v1/webhook-endpoints/{endpoint_id}/deliveries/{event_id}/retry",
+        "Send a failed event (evt_<n> or <n>) again (its merchant, admin): pending, due now,"
+        " with a fresh budget of attempts (attempts counts from 0 again; last_status and"
+        " last_error stay until the next attempt). 409 invalid_state unless it is failed",
+        200,
+        s.DeliveryOut,
+        None,
+        (*_AUTH_ERRORS, 404, 409, 422, 503),
+        params=(("endpoint_id", "path", "id"), ("event_id", "path", "event_ref")),
+        idempotent_key=True,
+    ),
+    Op(
         "get",
         "/v1/webhook-endpoints/{endpoint_id}/deliveries",
         "A webhook endpoint's events and their delivery (state, attempts, last status and"
@@ -435,6 +460,7 @@ _PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "return_id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
     "return_status": {"type": "string", "enum": [x.value for x in ReturnStatus]},
     "event_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    "event_ref": {"type": "string", "pattern": "^(evt_)?[0-9]{1,19}$"},
 }
 
 

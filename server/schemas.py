@@ -710,6 +710,8 @@ class WebhookEndpointOut(msgspec.Struct):
 
 
 class WebhookEndpointCreatedOut(WebhookEndpointOut):
+    """An endpoint just registered, or just given a new secret."""
+
     secret: str
     """``whsec_...``: the key of the ``Pyorder-Signature`` HMAC. Shown in this answer only."""
 
@@ -726,7 +728,8 @@ class DeliveryOut(msgspec.Struct):
     state: DeliveryState
     attempts: int
     last_status: int | None
-    """HTTP status of the last attempt; null before any, or when it got no answer."""
+    """HTTP status of the last attempt; null before any, or when it got no answer. A resent
+    event keeps it (and ``last_error``) until its next attempt."""
     last_error: str
     next_attempt_at: str | None
     """When a pending event is tried next; null once it is no longer pending."""
@@ -766,7 +769,7 @@ def delivery_out(d: Delivery) -> DeliveryOut:
         order_id=str(d.order_id),
         state=d.state,
         attempts=d.attempts,
-        last_status=d.last_status if d.attempts and d.last_status else None,
+        last_status=d.last_status or None,
         last_error=d.last_error,
         next_attempt_at=iso(d.next_attempt_ms) if pending else None,
         created_at=iso(d.created_ms),

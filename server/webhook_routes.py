@@ -1,11 +1,13 @@
 """HTTP routes of merchants' webhook endpoints (``/v1/webhook-endpoints``): register one (its
 signing secret is shown in that answer only), list and read them, delete one (it receives
-nothing more; its events not delivered yet are cancelled), and read its deliveries, newest
-first. Merchants see their own endpoints (others' are 404), admins everyone's; buyers none."""
+nothing more; its events not delivered yet are cancelled), give one a new secret, read its
+deliveries, newest first, and send a failed one again. Merchants see their own endpoints
+(others' are 404), admins everyone's; buyers none."""
 
 from aiohttp import web
 
 from pyorder.auth import Principal
+from pyorder.errors import InvalidInput
 from server.keys import IDEMPOTENCY, PLATFORM
 from server.requests import decode, int_param, json_response, principal
 from server.schemas import (
@@ -20,6 +22,7 @@ from server.schemas import (
 routes = web.RouteTableDef()
 MAX_ENDPOINT_ID = 2**31 - 1
 MAX_EVENT_ID = 2**63 - 1
+EVENT_PREFIX = "evt_"
 
 
 @routes.post("/v1/webhook-endpoints")
@@ -60,6 +63,44 @@ async def delete_endpoint(request: web.Request) -> web.Response:
         return 200, endpoint_out(webhooks.delete(who, endpoint_id))
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+
+
+@routes.post("/v1/webhook-endpoints/{endpoint_id}/rotate-secret")
+async def rotate_secret(request: web.Request) -> web.Response:
+    """Give an endpoint a new secret: 200 with it (shown in this answer only), once durable;
+    every attempt from then on is signed with it."""
+    webhooks = request.app[PLATFORM].webhooks
+    endpoint_id = int_param(request, "endpoint_id", lo=0, hi=MAX_ENDPOINT_ID)
+
+    async def effect(who: Principal, body: bytes) -> tuple[int, object]:
+        return 200, endpoint_created_out(webhooks.rotate_secret(who, endpoint_id))
+
+    return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+
+
+@routes.post("/v1/webhook-endpoints/{endpoint_id}/deliveries/{event_id}/retry")
+async def resend_delivery(request: web.Request) -> web.Response:
+    """Send a failed event (``evt_<n>`` or ``<n>``) again: 200 with its delivery, pending and
+    due now, once durable. 409 ``invalid_state`` unless it is failed."""
+    webhooks = request.app[PLATFORM].webhooks
+    endpoint_id = int_param(request, "endpoint_id", lo=0, hi=MAX_ENDPOINT_ID)
+    event_id = _event_id(request.match_info["event_id"])
+
+    async def effect(who: Principal, body: bytes) -> tuple[int, object]:
+        return 200, delivery_out(await webhooks.resend(who, endpoint_id, event_id))
+
+    return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+
+
+def _event_id(raw: str) -> int:
+    """The number of an event id given as ``evt_<n>`` (as listed) or ``<n>``; 422 otherwise."""
+    digits = raw.removeprefix(EVENT_PREFIX)
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        raise InvalidInput("event_id must be evt_<n> or <n>", field="event_id")
+    value = int(digits)
+    if not 1 <= value <= MAX_EVENT_ID:
+        raise InvalidInput(f"event_id must be between 1 and {MAX_EVENT_ID}", field="event_id")
+    return value
 
 
 @routes.get("/v1/webhook-endpoints/{endpoint_id}/deliveries")

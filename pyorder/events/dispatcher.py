@@ -9,7 +9,8 @@ with a timeout, signed afresh: ``Pyorder-Signature: t=<unix>,v1=<hex HMAC-SHA256
 "t.body">`` under the endpoint's secret (``sandbox.signing``'s scheme, Stripe's). A 2xx
 answer delivers it; anything else (another status, no answer in time, a refused connection)
 is a failed attempt, retried after ``WebhooksConfig.delay_ms`` (exponential, capped), until
-``max_attempts``: then it is ``failed``.
+``max_attempts``: then it is ``failed`` (until its merchant resends it: ``Endpoints.resend``
+stages it ``pending`` again and wakes its endpoint's task here).
 
 Each outcome is staged in the intake's batch (attempts, next attempt, last status), so the
 schedule survives a restart: the store is the queue, and on start (or after a rebuild) every
@@ -68,6 +69,7 @@ class EventDispatcher:
         ``retried`` (failed, due again) or ``failed`` (its last attempt failed)."""
         events.on_staged.append(self.wake)
         endpoints.on_change.append(self._changed)
+        endpoints.on_resend.append(self.wake)
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_ms / 1000)

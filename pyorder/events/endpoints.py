@@ -7,6 +7,7 @@ which enabled endpoints subscribe to an event type (``wanting``); an empty answe
 event of that type is not even staged.
 """
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
@@ -15,13 +16,20 @@ from urllib.parse import urlsplit
 
 from pyorder.auth import Principal, Role
 from pyorder.engine import now_ms
-from pyorder.errors import Conflict, InvalidInput, NotFound
-from pyorder.events.model import ALL_TYPES, Delivery, EventType, WebhookEndpoint
+from pyorder.errors import Conflict, InvalidInput, InvalidState, NotFound
+from pyorder.events.model import (
+    ALL_TYPES,
+    Delivery,
+    DeliveryState,
+    EventType,
+    WebhookEndpoint,
+)
 
 if TYPE_CHECKING:
     from pyorder.platform import Platform
 
 MAX_URL_LENGTH = 2048
+MAX_EVENT_ID = 2**63 - 1
 MAX_ENDPOINTS_PER_MERCHANT = 16
 SECRET_PREFIX = "whsec_"
 
@@ -55,6 +63,10 @@ def check_url(url: str) -> str:
     return url
 
 
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
 def check_event_types(types: list[str] | None) -> tuple[str, ...]:
     """The subscribed types, de-duplicated in order; ``("*",)`` for None or when ``*`` is
     among them. UnknownEventType names the first type that is not an ``EventType``."""
@@ -82,7 +94,10 @@ class Endpoints:
         """Every endpoint ever registered, deleted ones included (ids are never reused)."""
         self._wanting: dict[str, frozenset[int]] = {}
         self.on_change: list[Callable[[WebhookEndpoint], None]] = []
-        """Callbacks given an endpoint just registered or deleted (staged)."""
+        """Callbacks given an endpoint just registered, given a new secret or deleted (staged)."""
+        self.on_resend: list[Callable[[frozenset[int]], None]] = []
+        """Callbacks given the endpoint whose failed event was just staged pending again."""
+        self._resending = asyncio.Lock()
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -133,7 +148,7 @@ class Endpoints:
             id=max(self.endpoints, default=0) + 1,
             merchant=who.key,
             url=url,
-            secret=SECRET_PREFIX + secrets.token_urlsafe(32),
+            secret=new_secret(),
             event_types=types,
             description=description,
             enabled=True,
@@ -166,6 +181,50 @@ class Endpoints:
         endpoint = replace(self.get(who, endpoint_id), enabled=False, updated_ms=now_ms())
         self._put(endpoint)
         return endpoint
+
+    def rotate_secret(self, who: Principal, endpoint_id: int) -> WebhookEndpoint:
+        """Give an endpoint a new secret (staged), replacing the old one at once: every attempt
+        from now on, retries of earlier events included, is signed with it. The API shows it
+        in this answer only."""
+        endpoint = replace(self.get(who, endpoint_id), secret=new_secret(), updated_ms=now_ms())
+        self._put(endpoint)
+        return endpoint
+
+    async def resend(self, who: Principal, endpoint_id: int, event_id: int) -> Delivery:
+        """Send a ``failed`` event again (staged): ``pending``, due now, with a fresh budget
+        of ``max_attempts`` (``attempts`` counts from 0 again; the last status and error stay
+        until the next attempt). NotFound for an event not of this endpoint, InvalidState for
+        one that is not ``failed``."""
+        self.get(who, endpoint_id)
+        # One resend at a time, each reading the store once what came before is durable: two
+        # of the same event cannot both find it failed (the second would overwrite the outcome
+        # of an attempt the first started).
+        async with self._resending:
+            await self._p.intake.durable()  # its failure, if just staged, is readable
+            before = event_id + 1 if event_id < MAX_EVENT_ID else None
+            found = await self._p.store.deliveries(endpoint_id, before, 1)
+            if not found or found[0].id != event_id:
+                raise NotFound(f"event evt_{event_id} of endpoint {endpoint_id} does not exist")
+            delivery = found[0]
+            if delivery.state is not DeliveryState.FAILED:
+                raise InvalidState(
+                    f"event {delivery.event_id} is {delivery.state.value}; only a failed event"
+                    " can be resent",
+                    state=delivery.state.value,
+                )
+            self.get(who, endpoint_id)  # not deleted meanwhile
+            at = now_ms()
+            delivery = replace(
+                delivery,
+                state=DeliveryState.PENDING,
+                attempts=0,
+                next_attempt_ms=at,
+                updated_ms=at,
+            )
+            self._p.intake.batch.deliveries[delivery.id] = delivery
+        for notify in self.on_resend:
+            notify(frozenset({endpoint_id}))
+        return delivery
 
     async def deliveries(
         self, who: Principal, endpoint_id: int, before_id: int | None, limit: int

@@ -34,7 +34,8 @@ class DeliveryState(StrEnum):
     DELIVERED = "delivered"
     """The endpoint answered 2xx."""
     FAILED = "failed"
-    """Every attempt failed (``WebhooksConfig.max_attempts``); not tried again."""
+    """Every attempt failed (``WebhooksConfig.max_attempts``); not tried again unless resent
+    through the API (``Endpoints.resend``)."""
     CANCELLED = "cancelled"
     """The endpoint was deleted before it was delivered."""
 
@@ -49,10 +50,11 @@ DELIVERY_TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
         }
     ),
     DeliveryState.DELIVERED: frozenset(),
-    DeliveryState.FAILED: frozenset(),
+    DeliveryState.FAILED: frozenset({DeliveryState.PENDING}),
     DeliveryState.CANCELLED: frozenset(),
 }
-"""Legal moves of a delivery (``pending -> pending`` is a failed attempt with a retry due)."""
+"""Legal moves of a delivery (``pending -> pending`` is a failed attempt with a retry due,
+``failed -> pending`` a resend by its merchant or an admin)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,8 @@ class Delivery:
     created_ms: int
     state: DeliveryState
     attempts: int
+    """Attempts since it was written or last resent: a resend starts a fresh budget of
+    ``max_attempts`` from 0, keeping ``last_status`` and ``last_error`` until the next one."""
     next_attempt_ms: int
     last_status: int
     """HTTP status of the last attempt; 0 before any, or when it got no answer."""

@@ -8,6 +8,7 @@ endpoint's URL stays the same while the merchant's side is down.
     with Receiver() as hooks:
         url = hooks.url("x")            # deliveries to it are recorded under "x"
         hooks.answer("x", 500)          # the next delivery to "x" fails, then 200s
+        hooks.down("x")                 # every delivery to "x" fails until hooks.up("x")
         hooks.wait_for(lambda: len(hooks.events("x")) >= 3)
 """
 
@@ -65,6 +66,7 @@ class Receiver:
         self._lock = threading.Lock()
         self._hits: list[Hit] = []
         self._scripted: defaultdict[str, deque[int]] = defaultdict(deque)
+        self._down: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
@@ -76,6 +78,15 @@ class Receiver:
         """Answer the next deliveries to ``endpoint`` with ``statuses``, then 200 again."""
         with self._lock:
             self._scripted[endpoint].extend(statuses)
+
+    def down(self, endpoint: str, status: int = 500) -> None:
+        """Answer every delivery to ``endpoint`` with ``status`` until ``up()``."""
+        with self._lock:
+            self._down[endpoint] = status
+
+    def up(self, endpoint: str) -> None:
+        with self._lock:
+            self._down.pop(endpoint, None)
 
     def hits(self, endpoint: str) -> list[Hit]:
         with self._lock:
@@ -104,7 +115,7 @@ class Receiver:
         body = await request.read()
         with self._lock:
             scripted = self._scripted[endpoint]
-            status = scripted.popleft() if scripted else 200
+            status = scripted.popleft() if scripted else self._down.get(endpoint, 200)
             headers = {k.lower(): v for k, v in request.headers.items()}
             self._hits.append(Hit(endpoint, headers, body, status, time.monotonic()))
         return web.Response(status=status, text="ok" if status < 300 else "failing on purpose")

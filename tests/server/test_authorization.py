@@ -83,6 +83,9 @@ POLICY: dict[str, tuple[int, ...]] = {
     "GET /v1/webhook-endpoints/{X's}":            (403, 403, 200, 404, 200, *ANON),
     "DELETE /v1/webhook-endpoints/{X's}":         (403, 403, 200, 404, 200, *ANON),
     "GET /v1/webhook-endpoints/{X's}/deliveries": (403, 403, 200, 404, 200, *ANON),
+    "POST /v1/webhook-endpoints/{X's}/rotate-secret": (403, 403, 200, 404, 200, *ANON),
+    # No event is ever owed to it: who may resend gets past authorization to a 404.
+    "POST /v1/webhook-endpoints/{X's}/deliveries/{missing}/retry": (403, 403, 404, 404, 404, *ANON),
     # Providers authenticate by signature, not token; this server knows no provider.
     "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
     "POST /v1/webhooks/carriers/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
@@ -315,6 +318,16 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
     "GET /v1/webhook-endpoints/{X's}/deliveries": lambda s, c: (
         "GET",
         f"/v1/webhook-endpoints/{s.x_endpoint}/deliveries",
+        None,
+    ),
+    "POST /v1/webhook-endpoints/{X's}/rotate-secret": lambda s, c: (
+        "POST",
+        f"/v1/webhook-endpoints/{s.x_endpoint}/rotate-secret",
+        None,
+    ),
+    "POST /v1/webhook-endpoints/{X's}/deliveries/{missing}/retry": lambda s, c: (
+        "POST",
+        f"/v1/webhook-endpoints/{s.x_endpoint}/deliveries/evt_999999/retry",
         None,
     ),
     "POST /v1/webhooks/payments/{name}": lambda s, c: ("POST", "/v1/webhooks/payments/p", {}),
