@@ -181,7 +181,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "get",
         "/v1/orders/{order_id}/payment",
-        "Read an order's payment: status, authorised/charged/refunded amounts, attempts",
+        "Read an order's payment: status, authorised/charged/refunded amounts, attempts (an"
+        " attempt in requires_action carries the provider's next_action for the buyer)",
         200,
         s.PaymentOut,
         errors=(401, 404, 422, 503),

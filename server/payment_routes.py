@@ -33,8 +33,8 @@ async def start_payment(request: web.Request) -> web.Response:
 async def get_payment(request: web.Request) -> web.Response:
     who = principal(request)
     order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
-    pay, attempts = await request.app[PLATFORM].payments.read(who, order_id)
-    return json_response(payment_out(order_id, pay, attempts))
+    pay, attempts, actions = await request.app[PLATFORM].payments.read(who, order_id)
+    return json_response(payment_out(order_id, pay, attempts, actions))
 
 
 @routes.post("/v1/orders/{order_id}/refunds")

@@ -5,7 +5,7 @@ types and out-of-range values (so handlers never see bad input), and the same ty
 the OpenAPI document's schemas, so the document cannot drift from the code.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -261,6 +261,18 @@ class AttemptOut(msgspec.Struct):
     error: str
     created_at: str
     updated_at: str
+    next_action: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description="what the buyer must do to go on (3-D Secure, a wallet's"
+                " confirmation), relayed as the provider gave it (at the sandbox:"
+                ' {"type": "redirect_to_url", "redirect_to_url": {"url", "return_url"}});'
+                " null unless the attempt is requires_action"
+            ),
+        ]
+        | None
+    ) = None
 
 
 class PaymentOut(msgspec.Struct):
@@ -444,7 +456,15 @@ def refund_out(r: Refund) -> RefundOut:
     )
 
 
-def payment_out(order_id: int, pay: Payment | None, attempts: list[Attempt]) -> PaymentOut:
+def payment_out(
+    order_id: int,
+    pay: Payment | None,
+    attempts: list[Attempt],
+    next_actions: Mapping[int, dict[str, Any]] | None = None,
+) -> PaymentOut:
+    """The payment of an order; ``next_actions``: the provider's ``next_action`` of the
+    attempts awaiting the buyer, by attempt number."""
+    actions = next_actions or {}
     if pay is None:
         return PaymentOut(str(order_id), "none", "", "", 0, 0, 0, 0, "", [])
     return PaymentOut(
@@ -472,6 +492,7 @@ def payment_out(order_id: int, pay: Payment | None, attempts: list[Attempt]) -> 
                 error=a.error,
                 created_at=iso(a.created_ms),
                 updated_at=iso(a.updated_ms),
+                next_action=actions.get(a.number),
             )
             for a in attempts
         ],

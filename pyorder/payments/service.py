@@ -92,6 +92,10 @@ class Payments:
         self.attempts: dict[AttemptKey, Attempt] = {}
         self.outbox: dict[tuple[int, int, str], OutboxItem] = {}
         """Outbox items not done yet."""
+        self.next_actions: dict[AttemptKey, dict[str, Any]] = {}
+        """What the buyer must do for each attempt in ``requires_action`` (the provider's
+        ``next_action``, as it gave it). Memory only, never stored: after a restart the
+        reconciler's look-up of the attempt fills it again."""
         self._events_in_flight: set[tuple[str, str]] = set()
         self.on_outbox: list[Any] = []
         """Callbacks given each new outbox item (the dispatcher), once staged."""
@@ -105,6 +109,11 @@ class Payments:
         self.attempts = {(a.order_id, a.number): a for a in snap.attempts}
         carriers = (OutboxKind.SHIP, OutboxKind.RETURN_BOOKING)  # other services' calls
         self.outbox = {o.key: o for o in snap.outbox if o.kind not in carriers}
+        self.next_actions = {
+            k: action
+            for k, action in self.next_actions.items()
+            if k in self.attempts and self.attempts[k].status is AttemptStatus.REQUIRES_ACTION
+        }
         self.refunds.load(snap.refunds)
 
     def attempts_of(self, order_id: int) -> list[Attempt]:
@@ -300,7 +309,24 @@ class Payments:
         return att
 
     def observe_intent(self, provider: str, intent: dict[str, Any]) -> Attempt | None:
-        """Apply what ``provider`` says about a PaymentIntent of ours (staged)."""
+        """Apply what ``provider`` says about a PaymentIntent of ours (staged), and keep its
+        ``next_action`` while the attempt awaits the buyer."""
+        att = self._apply_intent(provider, intent)
+        if att is not None:
+            self._note_next_action(att, intent)
+        return att
+
+    def _note_next_action(self, att: Attempt, intent: dict[str, Any]) -> None:
+        key = (att.order_id, att.number)
+        action = intent.get("next_action")
+        if att.status is not AttemptStatus.REQUIRES_ACTION:
+            self.next_actions.pop(key, None)
+        elif intent.get("status") == AttemptStatus.REQUIRES_ACTION.value and isinstance(
+            action, dict
+        ):
+            self.next_actions[key] = action
+
+    def _apply_intent(self, provider: str, intent: dict[str, Any]) -> Attempt | None:
         att = self.attempt_for(provider, intent, "id")
         if att is None:
             return None
@@ -439,14 +465,22 @@ class Payments:
 
     # --- reading --------------------------------------------------------------------------------
 
-    async def read(self, who: Principal, order_id: int) -> tuple[Payment | None, list[Attempt]]:
-        """The payment of an order the caller may see, as committed."""
+    async def read(
+        self, who: Principal, order_id: int
+    ) -> tuple[Payment | None, list[Attempt], dict[int, dict[str, Any]]]:
+        """The payment of an order the caller may see, as committed, its attempts, and the
+        provider's ``next_action`` of those awaiting the buyer (by attempt number)."""
         await self._p.orders.get(who, order_id)  # 404 unless visible
         # Read first, then wait: once everything staged so far is durable, so is this state
         # (a change staged while waiting is newer than the answer, and not shown).
         pay, attempts = self.payments.get(order_id), self.attempts_of(order_id)
+        actions = {
+            a.number: self.next_actions[(order_id, a.number)]
+            for a in attempts
+            if (order_id, a.number) in self.next_actions
+        }
         await self._p.intake.durable()
-        return pay, attempts
+        return pay, attempts, actions
 
     async def read_refunds(self, who: Principal, order_id: int) -> list[Refund]:
         """The refunds of an order the caller may see, as committed."""
