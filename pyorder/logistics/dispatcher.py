@@ -14,7 +14,8 @@ is retried with backoff; a 4xx refusal fails the parcel.
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 
@@ -22,7 +23,7 @@ from pyorder.intake import IntakeUnavailableError
 from pyorder.logistics.carriers import CarrierClient, CarrierUnreachable
 from pyorder.logistics.model import ShipmentStatus
 from pyorder.logistics.service import Logistics
-from pyorder.payments.dispatcher import Retry, _failpoint
+from pyorder.payments.dispatcher import Retry, _error, _failpoint
 from pyorder.payments.model import OutboxItem
 
 if TYPE_CHECKING:
@@ -31,14 +32,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ShipmentDispatcher:
-    def __init__(self, platform: "Platform", logistics: Logistics) -> None:
+OutboxKey = tuple[int, int, str]
+
+
+class CarrierOutbox(Protocol):
+    """A service whose outbox holds calls owed to a carrier (parcels out, returns back)."""
+
+    outbox: dict[OutboxKey, OutboxItem]
+    on_outbox: list[Callable[[OutboxItem], None]]
+
+
+class CarrierDispatcher:
+    """One task per pending outbox item of ``owner``: wait until the item is durable, ``_book``
+    it (a subclass's one call to the carrier, its answer staged with the item done), wait until
+    that is durable; retried with backoff while the outcome is unknown."""
+
+    label = "booking"
+    """How the log and the task names call an item."""
+
+    def __init__(self, platform: "Platform", owner: CarrierOutbox) -> None:
         self._p = platform
-        self.logistics = logistics
+        self._owner = owner
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: dict[tuple[int, int, str], asyncio.Task[None]] = {}
+        self._tasks: dict[OutboxKey, asyncio.Task[None]] = {}
         self._stopping = False
-        logistics.on_outbox.append(self.spawn)
+        owner.on_outbox.append(self.spawn)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
@@ -46,7 +64,7 @@ class ShipmentDispatcher:
 
     def resume(self) -> None:
         """Send every pending booking (after a start or a rebuild)."""
-        for item in list(self.logistics.outbox.values()):
+        for item in list(self._owner.outbox.values()):
             self.spawn(item)
 
     async def stop(self) -> None:
@@ -65,29 +83,48 @@ class ShipmentDispatcher:
     def spawn(self, item: OutboxItem) -> None:
         if self._stopping or self._session is None or item.key in self._tasks:
             return
-        task = asyncio.create_task(self._run(item.key), name=f"pyorder-ship-{item.key}")
+        name = f"pyorder-{self.label.replace(' ', '-')}-{item.key}"
+        task = asyncio.create_task(self._run(item.key), name=name)
         self._tasks[item.key] = task
         task.add_done_callback(lambda _t: self._tasks.pop(item.key, None))
 
-    async def _run(self, key: tuple[int, int, str]) -> None:
+    def client(self, carrier_name: str) -> CarrierClient:
+        """A client of the named carrier; Retry while it is not configured."""
+        config = self._p.logistics.config
+        carrier = config.carrier(carrier_name)
+        if carrier is None or self._session is None:
+            raise Retry(f"carrier {carrier_name} is not configured")
+        timeout_s = (carrier.timeout_ms or config.timeout_ms) / 1000
+        return CarrierClient(self._session, carrier, timeout_s)
+
+    async def _run(self, key: OutboxKey) -> None:
         delay = 0.05
         while True:
             try:
                 await self._p.intake.durable()  # the item itself, staged just before
-                item = self.logistics.outbox.get(key)
+                item = self._owner.outbox.get(key)
                 if item is None:  # done meanwhile, or dropped by a rebuild
                     return
                 await self._book(item)
                 await self._p.intake.durable()
                 return
             except (Retry, IntakeUnavailableError) as exc:
-                log.info("booking %s: %s; again in %.2f s", key, exc, delay)
+                log.info("%s %s: %s; again in %.2f s", self.label, key, exc, delay)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("booking %s failed; again in %.2f s", key, delay)
+                log.exception("%s %s failed; again in %.2f s", self.label, key, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.logistics.config.retry_max_s)
+            delay = min(delay * 2, self._p.logistics.config.retry_max_s)
+
+    async def _book(self, item: OutboxItem) -> None:
+        raise NotImplementedError
+
+
+class ShipmentDispatcher(CarrierDispatcher):
+    def __init__(self, platform: "Platform", logistics: Logistics) -> None:
+        super().__init__(platform, logistics)
+        self.logistics = logistics
 
     async def _book(self, item: OutboxItem) -> None:
         svc = self.logistics
@@ -96,14 +133,10 @@ class ShipmentDispatcher:
         if sh is None or sh.status is not ShipmentStatus.PENDING:
             svc.finish_outbox(item)  # a tracking event got there first
             return
-        carrier = svc.config.carrier(sh.carrier)
-        if carrier is None or self._session is None:
-            raise Retry(f"carrier {sh.carrier} is not configured")
+        client = self.client(sh.carrier)
         order = await self._p.store.get_order(item.order_id)
         if order is None:
             raise Retry(f"order {item.order_id} is not readable yet")
-        timeout_s = (carrier.timeout_ms or svc.config.timeout_ms) / 1000
-        client = CarrierClient(self._session, carrier, timeout_s)
         _failpoint("before_ship")
         try:
             status, body = await client.create_shipment(
@@ -117,10 +150,7 @@ class ShipmentDispatcher:
         elif status >= 500 or status in (409, 429):
             raise Retry(f"create: HTTP {status}")
         else:
-            error = body.get("error")
-            reason = (
-                f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else ""
-            )
+            reason = _error(body)
             log.error("order %d parcel %d: the carrier refused it: %s", *parcel, reason)
             svc.fail_booking(parcel, f"HTTP {status} {reason}")
         svc.finish_outbox(item)
