@@ -10,23 +10,15 @@ An envelope::
 """
 
 from dataclasses import replace
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from pyorder.events.model import Delivery
 from pyorder.logistics.model import Fulfilment, Shipment, ShipmentStatus
+from pyorder.logistics.service import iso_ms
 from pyorder.model import Order, OrderStatus
 from pyorder.payments.model import Refund
-
-
-@lru_cache(maxsize=4096)
-def iso(ms: int) -> str:
-    """UTC ISO 8601 with milliseconds and a Z."""
-    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
 
 
 def order_object(order: Order) -> dict[str, Any]:
@@ -48,9 +40,9 @@ def order_object(order: Order) -> dict[str, Any]:
             for li in order.lines
         ],
         "address": order.address,
-        "created_at": iso(order.created_ms),
-        "payment_deadline": iso(order.deadline_ms),
-        "updated_at": iso(order.updated_ms),
+        "created_at": iso_ms(order.created_ms),
+        "payment_deadline": iso_ms(order.deadline_ms),
+        "updated_at": iso_ms(order.updated_ms),
     }
 
 
@@ -68,9 +60,9 @@ def refund_object(r: Refund) -> dict[str, Any]:
         "provider_refund_id": r.provider_refund_id,
         "requested_by": r.requested_by,
         "error": r.error,
-        "created_at": iso(r.created_ms),
-        "updated_at": iso(r.updated_ms),
-        "settled_at": iso(r.settled_ms) if r.settled_ms else None,
+        "created_at": iso_ms(r.created_ms),
+        "updated_at": iso_ms(r.updated_ms),
+        "settled_at": iso_ms(r.settled_ms) if r.settled_ms else None,
     }
 
 
@@ -79,8 +71,8 @@ def fulfilment_object(f: Fulfilment, shipments: list[Shipment]) -> dict[str, Any
     return {
         "order_id": str(f.order_id),
         "status": f.status.value,
-        "paid_at": iso(f.paid_ms) if f.paid_ms else None,
-        "delivered_at": iso(f.delivered_ms) if f.delivered_ms else None,
+        "paid_at": iso_ms(f.paid_ms) if f.paid_ms else None,
+        "delivered_at": iso_ms(f.delivered_ms) if f.delivered_ms else None,
         "fulfilment_ms": f.fulfilment_ms if f.fulfilment_ms >= 0 else None,
         "parcels": [
             {
@@ -89,7 +81,7 @@ def fulfilment_object(f: Fulfilment, shipments: list[Shipment]) -> dict[str, Any
                 "carrier": s.carrier,
                 "status": s.status.value,
                 "tracking_number": s.tracking_number or None,
-                "delivered_at": iso(s.delivered_ms) if s.delivered_ms else None,
+                "delivered_at": iso_ms(s.delivered_ms) if s.delivered_ms else None,
             }
             for s in shipments
             if s.status is not ShipmentStatus.FAILED

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -78,13 +79,14 @@ def _parse_reference(text: object) -> ParcelKey | None:
     return int(order), int(parcel)
 
 
+@lru_cache(maxsize=4096)
 def iso_ms(ms: int) -> str:
-    """UTC ISO 8601 with milliseconds and a Z."""
+    """UTC ISO 8601 with milliseconds and a Z (cached: events of one batch share a time)."""
     text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
 
 
-def _ms(text: object) -> int:
+def parse_iso_ms(text: object) -> int:
     """Milliseconds since the epoch of an ISO 8601 time with an offset; 0 if unreadable."""
     if not isinstance(text, str):
         return 0
@@ -492,7 +494,7 @@ class Logistics:
             # A status we do not know: acknowledged (a 4xx would only make the carrier retry).
             log.warning("tracking event %s: unknown status %r; ignored", event_id, ev.get("status"))
             return None
-        occurred = _ms(ev.get("occurred_at")) or now_ms()
+        occurred = parse_iso_ms(ev.get("occurred_at")) or now_ms()
         applied = sequence > sh.last_sequence and status in SHIPMENT_TRANSITIONS[sh.status]
         self._p.intake.batch.tracking_events.append(
             TrackingEvent(

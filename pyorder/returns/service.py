@@ -22,7 +22,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pyorder.auth import Principal, Role
@@ -30,7 +29,7 @@ from pyorder.engine import now_ms
 from pyorder.errors import DomainError, InvalidInput, InvalidState, NotFound
 from pyorder.inventory import InventoryError
 from pyorder.logistics.model import TrackingEvent
-from pyorder.logistics.service import iso_ms
+from pyorder.logistics.service import iso_ms, parse_iso_ms
 from pyorder.model import Order, OrderStatus, Snapshot
 from pyorder.payments.model import OutboxItem, OutboxKind, Refund
 from pyorder.payments.refunds import SYSTEM, RefundExceedsCharge
@@ -377,7 +376,7 @@ class Returns:
             log.warning("return tracking event %s: unknown status %r; ignored", event_id, ev)
             return
         at = now_ms()
-        occurred = _ms(ev.get("occurred_at")) or at
+        occurred = parse_iso_ms(ev.get("occurred_at")) or at
         applied = sequence > ret.last_sequence and status in PARCEL_TRANSITIONS[ret.parcel_status]
         # An exception held for the scans missing before it (``_on_exception``): a late scan
         # that says the parcel was collected decides the pickup on it, once.
@@ -619,14 +618,3 @@ def _held(ret: Return) -> bool:
 def _join(error: str, note: str) -> str:
     """``note`` after what ``error`` already says (at most 500 characters, the newest kept)."""
     return (f"{error}; {note}" if error else note)[-500:]
-
-
-def _ms(text: object) -> int:
-    """Milliseconds since the epoch of an ISO 8601 time with an offset; 0 if unreadable."""
-    if not isinstance(text, str):
-        return 0
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return 0
-    return int(parsed.timestamp() * 1000) if parsed.tzinfo is not None else 0
