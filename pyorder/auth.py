@@ -66,13 +66,27 @@ class TokenIssuer:
         return jwt.encode(claims, self._secret, algorithm=self.ALGORITHM)
 
     def verify(self, token: str) -> Principal:
-        known = self._verified.get(token)
+        return self._cached(token, token)
+
+    def bearer(self, header: str) -> Principal:
+        """The principal of an ``Authorization`` header's value, ``Bearer <token>``; raises
+        Unauthorized otherwise. Remembered by the whole value: one lookup per request."""
+        known = self._verified.get(header)
+        if known is not None and known[1] > time.time():
+            return known[0]
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send 'Authorization: Bearer <token>'")
+        return self._cached(header, token.strip())
+
+    def _cached(self, key: str, token: str) -> Principal:
+        known = self._verified.get(key)
         if known is not None and known[1] > time.time():
             return known[0]
         principal, expires = self._verify(token)
         if len(self._verified) >= self._cache_size:
             self._verified.clear()
-        self._verified[token] = (principal, expires)
+        self._verified[key] = (principal, expires)
         return principal
 
     def _verify(self, token: str) -> tuple[Principal, int]:

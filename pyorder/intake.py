@@ -153,7 +153,8 @@ class Intake:
         prior: "asyncio.Future[bool] | None",
         outcome: "asyncio.Future[bool]",
     ) -> None:
-        if not len(batch):
+        items = len(batch)
+        if not items:
             # Only waiters: what they wait for is in the batches handed over before, which
             # may still be in flight. Answer them with the previous batch's outcome.
             ok = True if prior is None else await asyncio.shield(prior)
@@ -175,16 +176,16 @@ class Intake:
                 # An earlier batch failed first; this one was refused after it (or is in doubt).
                 outcome.set_result(await self._settle_failed(batch, waiters))
                 return
-            log.exception("commit of %d items failed; rebuilding from the store", len(batch))
+            log.exception("commit of %d items failed; rebuilding from the store", items)
             await self._fail(batch, waiters, outcome)
             return
         elapsed = time.perf_counter() - started
         self.stats.batches += 1
-        self.stats.items += len(batch)
-        self.stats.last_batch_items = len(batch)
+        self.stats.items += items
+        self.stats.last_batch_items = items
         self.stats.last_commit_s = elapsed
         for observe in self.stats.observers:
-            observe(len(batch), elapsed)
+            observe(items, elapsed)
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)

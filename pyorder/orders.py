@@ -11,7 +11,7 @@ payment deadline, then expires and the units return.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -46,8 +46,7 @@ _REFUSALS: dict[str, type[DomainError]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """What placing decided: the HTTP status and JSON body of the answer, and counts."""
 
     status: int
@@ -77,22 +76,23 @@ class Orders:
     def place_json(self, who: Principal, body: bytes) -> Answer:
         """Place the order of a JSON body (the API's ``OrderIn``): 201 and the order, or the
         error (400 not JSON, 422 invalid, 409 out of stock or over a purchase limit)."""
-        who.require(Role.BUYER)
         return self._answer(self._p.engine.book.place_one, who, body)
 
     def place_batch_json(self, who: Principal, body: bytes) -> Answer:
         """Place the orders of a JSON batch body (``OrderBatchIn``): 200 and one result per
         order, the same as placing them one by one in order; or 400/422 for the whole body."""
-        who.require(Role.BUYER)
         return self._answer(self._p.engine.book.place_batch, who, body)
 
     def _answer(self, place: Any, who: Principal, body: bytes) -> Answer:
-        status, out, created, stockouts = place(
-            body, who.subject, buyer_number(who.subject), self._p.intake.batch.placed, now_ms()
+        if who.role is not Role.BUYER:
+            who.require(Role.BUYER)
+        p = self._p
+        answer = Answer._make(
+            place(body, who.subject, buyer_number(who.subject), p.intake.batch.placed, now_ms())
         )
-        if created:
-            self._p.events.placed()  # order.created, if anyone subscribes: flags the batch
-        return Answer(status, out, created, stockouts)
+        if answer.created:
+            p.events.placed()  # order.created, if anyone subscribes: flags the batch
+        return answer
 
     def place(self, who: Principal, order: OrderInput) -> Order:
         """Place one order from Python; raises the DomainError of a refusal (nothing changed).

@@ -17,10 +17,10 @@ from server import (
     return_routes,
     webhook_routes,
 )
-from server.errors import error_middleware
 from server.idempotency import Idempotency
 from server.keys import IDEMPOTENCY, ISSUER, MAX_BODY_BYTES, METRICS, PLATFORM
 from server.metrics import Metrics
+from server.middleware import middleware
 from server.openapi import document
 from server.requests import json_response
 from server.schemas import HealthOut
@@ -42,8 +42,7 @@ def create_app(
     app = web.Application(client_max_size=max_body_bytes)
     app[MAX_BODY_BYTES] = max_body_bytes
     metrics = Metrics(platform)
-    app.middlewares.append(metrics.middleware())  # type: ignore[arg-type]
-    app.middlewares.append(error_middleware)
+    app.middlewares.append(middleware(metrics.http))
     app[PLATFORM] = platform
     app[IDEMPOTENCY] = Idempotency(platform)
     app[METRICS] = metrics

@@ -1,8 +1,7 @@
-"""One middleware turns every failure into ``{"error": {"code", "message"}}`` with its status."""
+"""Every failure as ``{"error": {"code", "message"}}`` with its status (see ``response_for``)."""
 
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import msgspec
@@ -16,8 +15,6 @@ from server.keys import MAX_BODY_BYTES
 from server.schemas import ErrorBody, ErrorOut
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -44,29 +41,21 @@ def domain_error_response(exc: DomainError) -> web.Response:
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except DomainError as exc:
+def response_for(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON error response for ``exc`` raised while handling ``request``; re-raises what
+    is not an error (an ``HTTPException`` below 400, such as a redirect)."""
+    if isinstance(exc, DomainError):
         return domain_error_response(exc)
-    except RequestPayloadError as exc:
+    if isinstance(exc, RequestPayloadError):
         return error_response(400, "bad_request", f"the body could not be read: {exc}")
-    except IntakeUnavailableError as exc:
+    if isinstance(exc, IntakeUnavailableError):
         return error_response(503, "unavailable", str(exc))
-    except (
-        StorageError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,
-        sqlite3.Error,
-        OSError,
-    ):
-        log.exception("storage failed on %s %s", request.method, request.path)
+    if isinstance(exc, _STORAGE_ERRORS):
+        log.error("storage failed on %s %s", request.method, request.path, exc_info=exc)
         return error_response(503, "unavailable", "storage is unavailable; retry shortly")
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.text or exc.reason
         if exc.status == 413:
@@ -75,6 +64,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 405:
             resp.headers["Allow"] = exc.headers.get("Allow", "")
         return resp
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal error; it has been logged")
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal", "internal error; it has been logged")
+
+
+_STORAGE_ERRORS = (
+    StorageError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    sqlite3.Error,
+    OSError,
+)

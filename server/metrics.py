@@ -5,10 +5,9 @@ refund, and attempts to deliver order events to merchants' webhook endpoints by 
 
 from __future__ import annotations
 
-import time
+import itertools
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,9 +16,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from pyorder.platform import Platform
-
-if TYPE_CHECKING:  # server.errors reads the app's keys, which name this module's class
-    from server.errors import Handler
 
 
 class Metrics:
@@ -30,20 +26,10 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
         )
         r.register(self.http)
-        self.orders_created = Counter("pyorder_orders_created", "Orders acknowledged", registry=r)
-        self.stockouts = Counter("pyorder_stockouts", "Orders refused as out of stock", registry=r)
-        self.commit_items = Histogram(
-            "pyorder_commit_batch_items",
-            "Rows and changes per group commit",
-            buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
-            registry=r,
-        )
-        self.commit_seconds = Histogram(
-            "pyorder_commit_seconds",
-            "Duration of one group commit",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
-            registry=r,
-        )
+        self.orders = OrderCounts()
+        r.register(self.orders)
+        self.commits = CommitStats()
+        r.register(self.commits)
         self.commit_failures = Gauge(
             "pyorder_commit_failures", "Failed commits since start", registry=r
         )
@@ -54,7 +40,7 @@ class Metrics:
         open_reservations.set_function(
             lambda: platform.engine.inventory.open_reservations if platform.ready else 0
         )
-        platform.intake.stats.observers.append(self._observe_commit)
+        platform.intake.stats.observers.append(self.commits.observe)
         self.fulfilment_seconds = Histogram(
             "pyorder_fulfilment_seconds",
             "Time from an order's payment to the delivery of its last parcel",
@@ -102,36 +88,75 @@ class Metrics:
         self.lightning_refunds.inc()
         self.scan_to_refund_seconds.observe(seconds)
 
-    def _observe_commit(self, items: int, seconds: float) -> None:
-        self.commit_items.observe(items)
-        self.commit_seconds.observe(seconds)
-
-    def middleware(self) -> object:
-        observe = self.http.observe
-
-        @web.middleware
-        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
-            started = time.perf_counter()
-            status = 500
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            finally:
-                route = request.match_info.route.resource
-                name = route.canonical if route is not None else "unmatched"
-                observe(request.method, name, status, time.perf_counter() - started)
-
-        return measure
-
     def render(self) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+class OrderCounts(Collector):
+    """Orders acknowledged and orders refused as out of stock, as plain integers bumped on the
+    request path (``pyorder_orders_created_total``, ``pyorder_stockouts_total``)."""
+
+    def __init__(self) -> None:
+        self.created = 0
+        self.stockouts = 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "pyorder_orders_created", "Orders acknowledged", value=self.created
+        )
+        yield CounterMetricFamily(
+            "pyorder_stockouts", "Orders refused as out of stock", value=self.stockouts
+        )
+
+
+class Buckets:
+    """One histogram as plain numbers, for the hot paths: a count per bucket (the last one is
+    +Inf) and the sum of what was observed. prometheus_client's ``Histogram`` takes a lock
+    and several calls per observation."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bucket with le >= value
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(le, count at or below it) per bucket, as Prometheus prints them."""
+        les = [repr(float(b)) for b in self.bounds] + ["+Inf"]
+        return list(zip(les, itertools.accumulate(self.counts), strict=True))
+
+
+class CommitStats(Collector):
+    """Rows and changes per group commit (``pyorder_commit_batch_items``) and the duration of
+    each (``pyorder_commit_seconds``); observed by the intake after every commit."""
+
+    def __init__(self) -> None:
+        self.items = Buckets((1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000))
+        self.seconds = Buckets((0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1))
+
+    def observe(self, items: int, seconds: float) -> None:
+        self.items.observe(items)
+        self.seconds.observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, buckets in (
+            ("pyorder_commit_batch_items", "Rows and changes per group commit", self.items),
+            ("pyorder_commit_seconds", "Duration of one group commit", self.seconds),
+        ):
+            yield HistogramMetricFamily(
+                name, doc, buckets=buckets.cumulative(), sum_value=buckets.sum
+            )
+
+
 class HttpStats(Collector):
     """Requests by (method, route, status) and their latency by (method, route), counted in
-    plain dictionaries on the request path and made Prometheus families only when scraped:
+    plain numbers on the request path and made Prometheus families only when scraped:
     ``pyorder_http_requests_total`` and the histogram ``pyorder_http_request_seconds``.
     (prometheus_client's labelled metrics take a lock and several calls per observation,
     ~4 % of the event loop's samples on the single-order path.) Used from the event loop only.
@@ -139,20 +164,16 @@ class HttpStats(Collector):
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.buckets = buckets
-        self._les = [repr(float(b)) for b in buckets] + ["+Inf"]
-        """Bucket bounds as Prometheus prints them (``0.0005``, ``1.0``, ``+Inf``)."""
         self.counts: dict[tuple[str, str, int], int] = {}
-        self.latency: dict[tuple[str, str], list[float]] = {}
-        """Per (method, route): a count per bucket, one for +Inf, then the sum of seconds."""
+        self.latency: dict[tuple[str, str], Buckets] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
         self.counts[key] = self.counts.get(key, 0) + 1
         hist = self.latency.get(key[:2])
         if hist is None:
-            hist = self.latency[key[:2]] = [0.0] * (len(self.buckets) + 2)
-        hist[bisect_left(self.buckets, seconds)] += 1  # the first bucket with le >= seconds
-        hist[-1] += seconds
+            hist = self.latency[key[:2]] = Buckets(self.buckets)
+        hist.observe(seconds)
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -167,9 +188,5 @@ class HttpStats(Collector):
             labels=["method", "route"],
         )
         for (method, route), hist in sorted(self.latency.items()):
-            total, cumulative = 0.0, []
-            for le, in_bucket in zip(self._les, hist, strict=False):
-                total += in_bucket
-                cumulative.append((le, total))
-            latency.add_metric([method, route], cumulative, hist[-1])
+            latency.add_metric([method, route], hist.cumulative(), hist.sum)
         yield latency

@@ -1,11 +1,12 @@
 """HTTP routes of orders (``/v1/orders``): place one or a batch, read, list, cancel."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.orders import Answer
+from pyorder.orders import Answer, Orders
+from server.idempotency import HEADER
 from server.keys import IDEMPOTENCY, METRICS, PLATFORM
 from server.requests import int_param, json_response, principal
 from server.schemas import OrderList, order_out
@@ -14,37 +15,50 @@ routes = web.RouteTableDef()
 MAX_ORDER_ID = 2**63 - 1
 
 
-@routes.post("/v1/orders")
-async def place_order(request: web.Request) -> web.Response:
-    """One order (``OrderIn``): parsed, priced, reserved and answered by the Rust core."""
-    orders = request.app[PLATFORM].orders
-    return await _place(request, orders.place_json)
+Place = Callable[[Orders, Principal, bytes], Answer]
 
 
-@routes.post("/v1/orders/batch")
-async def place_orders(request: web.Request) -> web.Response:
-    """Up to ``MAX_BATCH_ORDERS`` orders (``OrderBatchIn``), one result per order."""
-    orders = request.app[PLATFORM].orders
-    return await _place(request, orders.place_batch_json)
+def _placing(place: Place) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler placing through ``place``: one coroutine per request, as it is the hot
+    path (each nested one is created per request and resumed again after the group commit)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        app = request.app
+        orders = app[PLATFORM].orders
+        who = principal(request)
+        if HEADER in request.headers:
+            answers: list[Answer] = []
+
+            async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
+                answer = place(orders, who, body)
+                answers.append(answer)
+                return answer.status, answer.body
+
+            response = await app[IDEMPOTENCY].handle(request, who, effect)
+            if answers:  # it returned, so what it created is durable (a replay runs no effect)
+                _count(app, answers[0])
+            return response
+        # Without a key there is nothing to store for a replay: place, wait for the group
+        # commit, answer.
+        answer = place(orders, who, await request.read())
+        await app[PLATFORM].intake.durable()
+        _count(app, answer)
+        return web.Response(status=answer.status, body=answer.body, content_type="application/json")
+
+    return handler
 
 
-async def _place(request: web.Request, place: Callable[[Principal, bytes], Answer]) -> web.Response:
-    answers: list[Answer] = []
+def _count(app: web.Application, answer: Answer) -> None:
+    if answer.created or answer.stockouts:
+        counts = app[METRICS].orders
+        counts.created += answer.created
+        counts.stockouts += answer.stockouts
 
-    async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
-        answer = place(who, body)
-        answers.append(answer)
-        return answer.status, answer.body
 
-    response = await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
-    if answers:
-        # It returned, so what it created is durable (a replay runs no effect).
-        metrics = request.app[METRICS]
-        if answers[0].created:
-            metrics.orders_created.inc(answers[0].created)
-        if answers[0].stockouts:
-            metrics.stockouts.inc(answers[0].stockouts)
-    return response
+# One order (``OrderIn``): parsed, priced, reserved and answered by the Rust core.
+routes.post("/v1/orders")(_placing(Orders.place_json))
+# Up to ``MAX_BATCH_ORDERS`` orders (``OrderBatchIn``), one result per order.
+routes.post("/v1/orders/batch")(_placing(Orders.place_batch_json))
 
 
 @routes.get("/v1/orders")

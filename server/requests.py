@@ -6,7 +6,7 @@ import msgspec
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.errors import InvalidInput, MalformedJson, Unauthorized
+from pyorder.errors import InvalidInput, MalformedJson
 from server.keys import ISSUER
 
 T = TypeVar("T")
@@ -14,11 +14,7 @@ T = TypeVar("T")
 
 def principal(request: web.Request) -> Principal:
     """The verified caller; 401 without a valid bearer token."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send 'Authorization: Bearer <token>'")
-    return request.app[ISSUER].verify(token.strip())
+    return request.app[ISSUER].bearer(request.headers.get("Authorization", ""))
 
 
 def decode(body: bytes, kind: type[T]) -> T:
