@@ -479,13 +479,17 @@ class SqliteWriter:
 @final
 class CommitQueue:
     """Commits of one ``SqliteWriter`` on a Rust thread that never takes the GIL, in
-    submission order; ``fd`` (an eventfd) becomes readable when one has finished."""
+    submission order; ``fd`` (an eventfd) becomes readable when one has finished. With
+    ``checkpoint_path``, a second thread checkpoints its WAL every ``checkpoint_interval_ms``,
+    and once the WAL holds ``wal_restart_frames`` pages the commit thread checkpoints the rest
+    between two batches, so that the WAL starts over instead of growing under steady load."""
 
     def __new__(
         cls,
         writer: SqliteWriter,
         checkpoint_path: str | os.PathLike[str] | None = None,
         checkpoint_interval_ms: int = 50,
+        wal_restart_frames: int = 4096,
     ) -> CommitQueue: ...
     @property
     def fd(self) -> int: ...

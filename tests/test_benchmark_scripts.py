@@ -57,6 +57,14 @@ def test_order_book_memory_script_holds_every_order() -> None:
     assert "bytes" in done.stdout
 
 
+def test_book_growth_script_times_every_window() -> None:
+    done = run("book_growth.py", "--orders", "20000", "--window", "5")
+    assert done.returncode == 0, done.stdout + done.stderr
+    held = [line.split("|")[1].strip() for line in done.stdout.splitlines() if "| " in line]
+    assert held[-4:] == ["5,000", "10,000", "15,000", "20,000"]
+    assert "slowest call overall:" in done.stdout
+
+
 def test_webhook_cost_script_measures_both_ways() -> None:
     done = run("webhook_cost.py", "--orders", "400", "--batch", "100", "--clients", "2")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,7 +1,7 @@
 //! Pending reservations, their deadline index, and the final state of resolved ones.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 
 use smallvec::SmallVec;
@@ -153,7 +153,9 @@ const MAX_STATE_GAP: u64 = 1 << 22;
 pub struct ReservationShard {
     index: usize,
     layout: IdLayout,
-    pub pending: HashMap<u64, Reservation, SequentialIds>,
+    /// An incrementally resized map: a table of millions of reservations never stops an
+    /// insert to move them all at once (see `griddle`).
+    pub pending: griddle::HashMap<u64, Reservation, SequentialIds>,
     deadlines: BinaryHeap<Reverse<(u64, u64)>>,
     stale: usize,
     /// `states[k]` is the state of the id at dense index `base + k` (`UNKNOWN` if none).
@@ -166,7 +168,7 @@ impl ReservationShard {
         Self {
             index,
             layout,
-            pending: HashMap::with_hasher(SequentialIds { layout }),
+            pending: griddle::HashMap::with_hasher(SequentialIds { layout }),
             deadlines: BinaryHeap::new(),
             stale: 0,
             states: VecDeque::new(),

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use smallvec::SmallVec;
 
 use super::parse::{OrderRequest, MAX_QUANTITY};
@@ -120,8 +120,10 @@ pub struct OrderBook {
     skus: Vec<Option<SkuEntry>>,
     regions: FxHashMap<Box<str>, (u32, Arc<str>)>,
     buyers: FxHashMap<Box<str>, Arc<str>>,
-    pending: FxHashMap<i64, Arc<NewOrder>>,
-    by_reservation: FxHashMap<i64, i64>,
+    /// Orders awaiting payment, by id and by reservation: incrementally resized maps, so that
+    /// growing past millions of entries never stops one placing call to move them all.
+    pending: griddle::HashMap<i64, Arc<NewOrder>, FxBuildHasher>,
+    by_reservation: griddle::HashMap<i64, i64, FxBuildHasher>,
     /// How long a new order holds its units awaiting payment, ms.
     pub payment_timeout_ms: u64,
 }

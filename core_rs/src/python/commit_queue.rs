@@ -25,6 +25,7 @@ use pyo3::prelude::*;
 use super::rows::OrderRows;
 use super::storage::{groups, write_err, SqliteWriter};
 use crate::storage::sqlite::{Group, WriteError, Writer, DEFAULT_BUSY_TIMEOUT_MS};
+use rusqlite::types::Value;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CommitQueue>()?;
@@ -60,15 +61,31 @@ pub(crate) struct CommitQueue {
 
 /// Checkpoint the WAL of `path` every `interval` from a connection of its own, so the commit
 /// thread never spends a commit copying pages into the database file.
-fn checkpoint(path: PathBuf, interval: Duration, stop: Arc<AtomicBool>) {
+///
+/// Under a steady stream of commits these checkpoints never catch up with the last frame at
+/// the moment a commit begins, so SQLite never starts the WAL over: the file grows, and every
+/// commit appends to it. Once the WAL holds `restart_frames` frames this raises `restart`:
+/// the commit thread then checkpoints the few frames left between two batches, when no frame
+/// can be added meanwhile, and its next commit overwrites the WAL from its start.
+fn checkpoint(
+    path: PathBuf,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+    restart: Arc<AtomicBool>,
+    restart_frames: i64,
+) {
     let Ok(mut conn) = Writer::open(&path, DEFAULT_BUSY_TIMEOUT_MS) else {
         return; // the writer's own automatic checkpoints still bound the WAL
     };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(interval);
         // PASSIVE never waits for the writer or the readers; what it cannot copy now it
-        // copies next time.
-        let _ = conn.query_one("PRAGMA wal_checkpoint(PASSIVE)", &[]);
+        // copies next time. Its row: (busy, frames in the WAL, frames copied).
+        if let Ok(Some(row)) = conn.query_one("PRAGMA wal_checkpoint(PASSIVE)", &[]) {
+            if matches!(row.get(1), Some(Value::Integer(n)) if *n >= restart_frames) {
+                restart.store(true, Ordering::Relaxed);
+            }
+        }
     }
     let _ = conn.close();
 }
@@ -109,6 +126,7 @@ fn run(
     jobs: mpsc::Receiver<Message>,
     done: Arc<Mutex<Vec<Done>>>,
     fd: Arc<OwnedFd>,
+    restart: Arc<AtomicBool>,
 ) {
     // After a failed batch, the batches queued behind it were decided on top of it: none of
     // them is written until the caller has recovered and says `Resume`.
@@ -134,28 +152,38 @@ fn run(
         failed |= outcome.is_err();
         done.lock().push((job.ticket, outcome, job.rows));
         signal(&fd);
+        if restart.swap(false, Ordering::Relaxed) {
+            // Between batches (see `checkpoint`); a checkpoint already running makes this one
+            // give up at once, and the flag is raised again.
+            if let Some(w) = writer.lock().as_mut() {
+                let _ = w.query_one("PRAGMA wal_checkpoint(PASSIVE)", &[]);
+            }
+        }
     }
 }
 
 #[pymethods]
 impl CommitQueue {
     /// With `checkpoint_path`, a second thread checkpoints that database's WAL every
-    /// `checkpoint_interval_ms` (the writer should then checkpoint rarely itself).
+    /// `checkpoint_interval_ms` (the writer should then checkpoint rarely itself), and has the
+    /// WAL start over once it holds `wal_restart_frames` pages (default ~16 MB).
     #[new]
-    #[pyo3(signature = (writer, checkpoint_path = None, checkpoint_interval_ms = 50))]
+    #[pyo3(signature = (writer, checkpoint_path = None, checkpoint_interval_ms = 50, wal_restart_frames = 4096))]
     fn new(
         writer: &Bound<'_, SqliteWriter>,
         checkpoint_path: Option<PathBuf>,
         checkpoint_interval_ms: u64,
+        wal_restart_frames: i64,
     ) -> PyResult<Self> {
         let signal = Arc::new(eventfd()?);
         let done = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let inner = Arc::clone(&writer.get().inner);
-        let (d, f) = (Arc::clone(&done), Arc::clone(&signal));
+        let restart = Arc::new(AtomicBool::new(false));
+        let (d, f, r) = (Arc::clone(&done), Arc::clone(&signal), Arc::clone(&restart));
         let thread = std::thread::Builder::new()
             .name("pyorder-commit".into())
-            .spawn(move || run(inner, rx, d, f))
+            .spawn(move || run(inner, rx, d, f, r))
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start the commit thread: {e}")))?;
         let checkpointer = match checkpoint_path {
             None => None,
@@ -165,7 +193,7 @@ impl CommitQueue {
                 let interval = Duration::from_millis(checkpoint_interval_ms.max(1));
                 let handle = std::thread::Builder::new()
                     .name("pyorder-checkpoint".into())
-                    .spawn(move || checkpoint(path, interval, flag))
+                    .spawn(move || checkpoint(path, interval, flag, restart, wal_restart_frames))
                     .map_err(|e| {
                         PyRuntimeError::new_err(format!("cannot start the checkpointer: {e}"))
                     })?;
