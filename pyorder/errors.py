@@ -1,6 +1,6 @@
 """Domain errors: each carries a stable code, a message for people, and an HTTP status.
 
-The server's error middleware turns them into ``{"error": {"code": ..., "message": ...}}``.
+The server (``server.handling``) turns them into ``{"error": {"code": ..., "message": ...}}``.
 """
 
 from typing import Any

@@ -17,10 +17,10 @@ from server import (
     return_routes,
     webhook_routes,
 )
+from server.handling import handled
 from server.idempotency import Idempotency
 from server.keys import IDEMPOTENCY, ISSUER, MAX_BODY_BYTES, METRICS, PLATFORM
 from server.metrics import Metrics
-from server.middleware import middleware
 from server.openapi import document
 from server.requests import json_response
 from server.schemas import HealthOut
@@ -42,21 +42,23 @@ def create_app(
     app = web.Application(client_max_size=max_body_bytes)
     app[MAX_BODY_BYTES] = max_body_bytes
     metrics = Metrics(platform)
-    app.middlewares.append(middleware(metrics.http))
     app[PLATFORM] = platform
     app[IDEMPOTENCY] = Idempotency(platform)
     app[METRICS] = metrics
     app[ISSUER] = TokenIssuer(token_secret or load_or_create_secret(Path(config.data_dir)))
-    app.add_routes(catalog_routes.routes)
-    app.add_routes(order_routes.routes)
-    app.add_routes(payment_routes.routes)
-    app.add_routes(logistics_routes.routes)
-    app.add_routes(return_routes.routes)
-    app.add_routes(webhook_routes.routes)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", render_metrics)
-    app.router.add_get("/v1/openapi.json", openapi)
+    routes = [
+        *catalog_routes.routes,
+        *order_routes.routes,
+        *payment_routes.routes,
+        *logistics_routes.routes,
+        *return_routes.routes,
+        *webhook_routes.routes,
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/metrics", render_metrics),
+        web.get("/v1/openapi.json", openapi),
+    ]
+    app.add_routes(handled(metrics.http, routes))
     app.cleanup_ctx.append(_run_platform)
     return app
 
