@@ -15,6 +15,7 @@ it fails, and ``on_failure`` rebuilds the core from the store.
 import asyncio
 import collections
 import logging
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -56,6 +57,8 @@ class Intake:
         self.window_s = window_s
         self.on_failure = on_failure
         self.stats = CommitStats()
+        self._tokens = random.Random(secrets.randbits(128))
+        """Batch tokens: unique with overwhelming odds; they need not be unpredictable."""
         self.batch = WriteBatch()
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
@@ -167,7 +170,8 @@ class Intake:
             outcome.set_result(ok)
             return
         started = time.perf_counter()
-        batch.token = secrets.randbits(63) or 1
+        if self.store.replies_can_be_lost:
+            batch.token = self._tokens.getrandbits(63) or 1
         try:
             await self.store.commit(batch)
         except Exception:  # the batch may or may not have committed (a lost reply)

@@ -27,6 +27,10 @@ class Store(ABC):
     they were handed over and, once one fails, writes none handed over after it until
     ``resume()``: the database always holds a prefix of the batches."""
 
+    replies_can_be_lost: bool = True
+    """Whether a commit's outcome can be unknown to the caller (a connection lost during
+    COMMIT): the intake then writes a token with each batch to ask ``committed`` later."""
+
     def resume(self) -> None:  # noqa: B027 - an optional hook: stores of depth 1 need none
         """Write again after a failed commit (see ``pipeline_depth``)."""
 

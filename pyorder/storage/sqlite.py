@@ -156,6 +156,11 @@ class SqliteStore(Store):
     pipeline_depth = 2
     """The next batch waits in the commit queue while one is written (see ``CommitQueue``)."""
 
+    replies_can_be_lost = False
+    """The writer is in this process: a commit's error is its outcome, so batches carry no
+    token (two B-tree pages fewer written per commit). Reading a token back would not tell
+    more: after a failed fsync it shows what this process sees, not what is on disk."""
+
     def resume(self) -> None:
         if self._queue is not None:
             self._queue.resume()
