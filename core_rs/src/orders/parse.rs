@@ -201,6 +201,14 @@ fn deserialize<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, BodyError> {
             e.valid_up_to()
         )));
     }
+    // The common case, a valid body, parses without tracking where it is: the path only
+    // serves the message of an error, so a body that fails is parsed again to find it.
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    if let Ok(value) = T::deserialize(&mut *de) {
+        if de.end().is_ok() {
+            return Ok(value);
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
