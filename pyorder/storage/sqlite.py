@@ -44,6 +44,10 @@ of changed rows, or -1 for unchecked)."""
 
 _AUTOCHECKPOINT_PAGES = 50_000
 """The writer's own checkpoint threshold (pages, ~200 MB of WAL): a backstop only."""
+_WAL_RESTART_PAGES = 16_384
+"""WAL size (pages, ~64 MB) at which the commit thread has it start over (``CommitQueue``):
+each restart holds one batch back for the checkpoint of the last pages (5-20 ms measured under
+batch intake), so not too often; the file stays this size and later commits overwrite it."""
 _CHECKPOINT_INTERVAL_MS = 20
 """How often the checkpoint thread copies the WAL into the database."""
 
@@ -188,7 +192,9 @@ class SqliteStore(Store):
             # Checkpoints run on a thread of their own; the writer keeps a far automatic one
             # only as a bound on the WAL should that thread fall behind.
             self._w().query_one(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
-            self._queue = CommitQueue(self._w(), self._path, _CHECKPOINT_INTERVAL_MS)
+            self._queue = CommitQueue(
+                self._w(), self._path, _CHECKPOINT_INTERVAL_MS, _WAL_RESTART_PAGES
+            )
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(self._queue.fd, self._on_committed)
         except BaseException as e:
