@@ -20,12 +20,13 @@
 //! `library_path` tells which file provides SQLite, for a test to check.
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OpenFlags};
+use rusqlite::{params_from_iter, Connection, OpenFlags};
 
-use crate::orders::rows::{OrderRows, PENDING_PAYMENT};
+use crate::orders::rows::{NewLine, OrderRows, PENDING_PAYMENT};
 
 /// Busy timeout of `Writer::open` unless told otherwise (the same as the Python connections').
 pub const DEFAULT_BUSY_TIMEOUT_MS: u32 = 10_000;
@@ -33,15 +34,54 @@ pub const DEFAULT_BUSY_TIMEOUT_MS: u32 = 10_000;
 /// Prepared statements kept per connection (Python's `cached_statements` of the old writer).
 const STATEMENT_CACHE: usize = 64;
 
-/// Inserts one `orders` row, columns as `super::ORDER_COLUMNS`.
-pub const INSERT_ORDER_SQL: &str =
-    "INSERT INTO orders (id, buyer, status, currency, total, region, \
-     address, reservation, created_ms, deadline_ms, updated_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+/// Columns of an `orders` row as written here (`super::ORDER_COLUMNS`).
+const ORDER_INSERT: &str = "INSERT INTO orders (id, buyer, status, currency, total, region, \
+     address, reservation, created_ms, deadline_ms, updated_ms) VALUES ";
+const ORDER_PARAMS: usize = 11;
 
-/// Inserts one `order_lines` row, columns as `super::LINE_COLUMNS`.
-pub const INSERT_LINE_SQL: &str = "INSERT INTO order_lines (order_id, line_no, sku, warehouse, \
-     quantity, unit_price, merchant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// Columns of an `order_lines` row as written here (`super::LINE_COLUMNS`).
+const LINE_INSERT: &str = "INSERT INTO order_lines (order_id, line_no, sku, warehouse, \
+     quantity, unit_price, merchant) VALUES ";
+const LINE_PARAMS: usize = 7;
+
+/// Rows per INSERT statement when placed orders are written. One statement keeps its cursors
+/// on the table and on each index open from row to row, so every row after the first is
+/// appended at the leaf the previous one went to, where a statement per row descends each
+/// B-tree from its root and opens and closes its cursors again.
+const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT ... VALUES (?, ...), ...` of `rows` rows of `params` parameters.
+fn multi_row_insert(head: &str, params: usize, rows: usize) -> String {
+    let one = format!("({})", vec!["?"; params].join(", "));
+    format!("{head}{}", vec![one; rows].join(", "))
+}
+
+/// The statement for a chunk of `rows` rows: `ROWS_PER_INSERT` rows or one (a batch's last
+/// rows go one by one, so the writer caches two statements per table, not one per count).
+fn insert_sql(
+    cache: &'static [OnceLock<String>; 2],
+    head: &str,
+    params: usize,
+    rows: usize,
+) -> &'static str {
+    let (slot, rows) = if rows == ROWS_PER_INSERT {
+        (0, rows)
+    } else {
+        (1, 1)
+    };
+    cache[slot].get_or_init(|| multi_row_insert(head, params, rows))
+}
+
+static ORDER_SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+static LINE_SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+
+/// `items` cut into chunks of `ROWS_PER_INSERT`, then the rest one by one.
+fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let full = items.len() / ROWS_PER_INSERT * ROWS_PER_INSERT;
+    items[..full]
+        .chunks(ROWS_PER_INSERT)
+        .chain(items[full..].chunks(1))
+}
 
 /// One statement of a batch and the parameter rows it runs with, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -263,49 +303,89 @@ fn run_group(conn: &Connection, group: &Group, index: usize) -> Result<u64> {
     }
 }
 
-/// The `orders` and `order_lines` rows of `rows`, in the caller's transaction.
+/// The `orders` and `order_lines` rows of `rows`, in the caller's transaction, up to
+/// `ROWS_PER_INSERT` rows per statement.
 fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
-    let mut orders = conn
-        .prepare_cached(INSERT_ORDER_SQL)
-        .map_err(at("INSERT INTO orders"))?;
-    let mut lines = conn
-        .prepare_cached(INSERT_LINE_SQL)
-        .map_err(at("INSERT INTO order_lines"))?;
-    for o in &rows.orders {
-        orders
-            .execute(params![
-                o.id,
-                &*o.buyer,
-                PENDING_PAYMENT,
-                o.currency_str(),
-                o.total,
-                &*o.region,
-                &*o.address,
-                o.reservation,
-                o.created_ms,
-                o.deadline_ms,
-                o.created_ms,
-            ])
+    for chunk in chunks(&rows.orders) {
+        let sql = insert_sql(&ORDER_SQL, ORDER_INSERT, ORDER_PARAMS, chunk.len());
+        let mut stmt = conn.prepare_cached(sql).map_err(at("INSERT INTO orders"))?;
+        let mut i = 0;
+        let mut bind = |v: &dyn rusqlite::ToSql| {
+            i += 1;
+            stmt.raw_bind_parameter(i, v)
+        };
+        for o in chunk {
+            (|| {
+                bind(&o.id)?;
+                bind(&&*o.buyer)?;
+                bind(&PENDING_PAYMENT)?;
+                bind(&o.currency_str())?;
+                bind(&o.total)?;
+                bind(&&*o.region)?;
+                bind(&&*o.address)?;
+                bind(&o.reservation)?;
+                bind(&o.created_ms)?;
+                bind(&o.deadline_ms)?;
+                bind(&o.created_ms)
+            })()
             .map_err(|source| WriteError::Sqlite {
                 context: format!("INSERT INTO orders (order {})", o.id),
                 source,
             })?;
-        for (n, l) in o.lines.iter().enumerate() {
-            lines
-                .execute(params![
-                    o.id,
-                    n as i64,
-                    l.sku,
-                    l.warehouse,
-                    l.quantity,
-                    l.unit_price,
-                    &*l.merchant,
-                ])
-                .map_err(|source| WriteError::Sqlite {
-                    context: format!("INSERT INTO order_lines (order {})", o.id),
-                    source,
-                })?;
         }
+        stmt.raw_execute().map_err(|source| WriteError::Sqlite {
+            context: match chunk {
+                [o] => format!("INSERT INTO orders (order {})", o.id),
+                _ => format!(
+                    "INSERT INTO orders (orders {} to {})",
+                    chunk[0].id,
+                    chunk[chunk.len() - 1].id
+                ),
+            },
+            source,
+        })?;
+    }
+    let lines: Vec<(i64, usize, &NewLine)> = rows
+        .orders
+        .iter()
+        .flat_map(|o| o.lines.iter().enumerate().map(move |(n, l)| (o.id, n, l)))
+        .collect();
+    for chunk in chunks(&lines) {
+        let sql = insert_sql(&LINE_SQL, LINE_INSERT, LINE_PARAMS, chunk.len());
+        let mut stmt = conn
+            .prepare_cached(sql)
+            .map_err(at("INSERT INTO order_lines"))?;
+        let mut i = 0;
+        let mut bind = |v: &dyn rusqlite::ToSql| {
+            i += 1;
+            stmt.raw_bind_parameter(i, v)
+        };
+        for &(order, n, l) in chunk {
+            (|| {
+                bind(&order)?;
+                bind(&(n as i64))?;
+                bind(&l.sku)?;
+                bind(&l.warehouse)?;
+                bind(&l.quantity)?;
+                bind(&l.unit_price)?;
+                bind(&&*l.merchant)
+            })()
+            .map_err(|source| WriteError::Sqlite {
+                context: format!("INSERT INTO order_lines (order {order})"),
+                source,
+            })?;
+        }
+        stmt.raw_execute().map_err(|source| WriteError::Sqlite {
+            context: match chunk {
+                [(order, _, _)] => format!("INSERT INTO order_lines (order {order})"),
+                _ => format!(
+                    "INSERT INTO order_lines (orders {} to {})",
+                    chunk[0].0,
+                    chunk[chunk.len() - 1].0
+                ),
+            },
+            source,
+        })?;
     }
     Ok(())
 }
@@ -603,6 +683,66 @@ mod tests {
         w.commit(&[delta(1, 1, Some(1))], Some(&placed), &[])
             .unwrap();
         assert_eq!(db.read("SELECT id FROM orders"), [[int(1)]]);
+    }
+
+    #[test]
+    fn many_placed_orders_are_written_by_chunks_then_one_by_one() {
+        let db = TempDb::new();
+        let mut w = db.writer();
+        // 70 orders: two full statements of ROWS_PER_INSERT, then 6 alone; 1 to 3 lines each.
+        let n = 2 * ROWS_PER_INSERT as i64 + 6;
+        let placed: Vec<_> = (1..=n)
+            .map(|id| order(id, &vec![(1, 1 + id as u32 % 4); 1 + id as usize % 3]))
+            .collect();
+        let lines: i64 = placed.iter().map(|o| o.lines.len() as i64).sum();
+        w.commit(&[], Some(&rows(placed)), &[]).unwrap();
+        assert_eq!(
+            db.read("SELECT count(*), sum(id), sum(total) FROM orders"),
+            [[
+                int(n),
+                int(n * (n + 1) / 2),
+                int((1..=n).map(|id| (1 + id % 3) * (1 + id % 4) * 250).sum())
+            ]]
+        );
+        assert_eq!(db.read("SELECT count(*) FROM order_lines"), [[int(lines)]]);
+        // A row in the middle of a chunk and one of the last, column by column.
+        for id in [40, n] {
+            assert_eq!(
+                db.read(&format!(
+                    "SELECT buyer, status, reservation, created_ms, updated_ms FROM orders \
+                     WHERE id = {id}"
+                )),
+                [[
+                    text(&format!("buyer-{id}")),
+                    text("pending_payment"),
+                    int(id * 10),
+                    int(1_800_000_000_000 + id),
+                    int(1_800_000_000_000 + id),
+                ]]
+            );
+            assert_eq!(
+                db.read(&format!(
+                    "SELECT group_concat(line_no) FROM order_lines WHERE order_id = {id}"
+                )),
+                [[text(["0", "0,1", "0,1,2"][id as usize % 3])]]
+            );
+        }
+    }
+
+    #[test]
+    fn a_duplicate_inside_a_chunk_rolls_everything_back_and_names_its_orders() {
+        let db = TempDb::new();
+        let mut w = db.writer();
+        w.commit(&[], Some(&rows([order(5, &[(1, 1)])])), &[])
+            .unwrap();
+        let again = rows((1..=ROWS_PER_INSERT as i64).map(|id| order(id, &[(1, 1)])));
+        let err = w.commit(&[], Some(&again), &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("orders 1 to {ROWS_PER_INSERT}")),
+            "{err}"
+        );
+        assert_eq!(db.read("SELECT id FROM orders"), [[int(5)]]);
     }
 
     #[test]
