@@ -44,11 +44,13 @@ const LINE_INSERT: &str = "INSERT INTO order_lines (order_id, line_no, sku, ware
      quantity, unit_price, merchant) VALUES ";
 const LINE_PARAMS: usize = 7;
 
-/// Rows per INSERT statement when placed orders are written. One statement keeps its cursors
-/// on the table and on each index open from row to row, so every row after the first is
-/// appended at the leaf the previous one went to, where a statement per row descends each
-/// B-tree from its root and opens and closes its cursors again.
-const ROWS_PER_INSERT: usize = 32;
+/// Rows per INSERT statement when placed orders are written, largest first. One statement
+/// keeps its cursors on the table and on each index open from row to row, so every row after
+/// the first is appended at the leaf the previous one went to, where a statement per row
+/// descends each B-tree from its root and opens and closes its cursors again. A few fixed
+/// sizes (a group commit of single orders holds ~10) keep three statements per table cached,
+/// not one per count.
+const CHUNK_ROWS: [usize; 3] = [32, 8, 1];
 
 /// `INSERT ... VALUES (?, ...), ...` of `rows` rows of `params` parameters.
 fn multi_row_insert(head: &str, params: usize, rows: usize) -> String {
@@ -56,31 +58,27 @@ fn multi_row_insert(head: &str, params: usize, rows: usize) -> String {
     format!("{head}{}", vec![one; rows].join(", "))
 }
 
-/// The statement for a chunk of `rows` rows: `ROWS_PER_INSERT` rows or one (a batch's last
-/// rows go one by one, so the writer caches two statements per table, not one per count).
-fn insert_sql(
-    cache: &'static [OnceLock<String>; 2],
-    head: &str,
-    params: usize,
-    rows: usize,
-) -> &'static str {
-    let (slot, rows) = if rows == ROWS_PER_INSERT {
-        (0, rows)
-    } else {
-        (1, 1)
-    };
-    cache[slot].get_or_init(|| multi_row_insert(head, params, rows))
+type Statements = [OnceLock<String>; CHUNK_ROWS.len()];
+static ORDER_SQL: Statements = [const { OnceLock::new() }; CHUNK_ROWS.len()];
+static LINE_SQL: Statements = [const { OnceLock::new() }; CHUNK_ROWS.len()];
+
+/// The statement for a chunk of `rows` rows, one of `CHUNK_ROWS`.
+fn insert_sql(cache: &'static Statements, head: &str, params: usize, rows: usize) -> &'static str {
+    let slot = CHUNK_ROWS
+        .iter()
+        .position(|&n| n == rows)
+        .unwrap_or(CHUNK_ROWS.len() - 1);
+    cache[slot].get_or_init(|| multi_row_insert(head, params, CHUNK_ROWS[slot]))
 }
 
-static ORDER_SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
-static LINE_SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
-
-/// `items` cut into chunks of `ROWS_PER_INSERT`, then the rest one by one.
-fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let full = items.len() / ROWS_PER_INSERT * ROWS_PER_INSERT;
-    items[..full]
-        .chunks(ROWS_PER_INSERT)
-        .chain(items[full..].chunks(1))
+/// `items` cut into chunks of the sizes of `CHUNK_ROWS`, largest first.
+fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let n = *CHUNK_ROWS.iter().find(|&&n| n <= items.len())?;
+        let (chunk, rest) = items.split_at(n);
+        items = rest;
+        Some(chunk)
+    })
 }
 
 /// One statement of a batch and the parameter rows it runs with, in order.
@@ -304,7 +302,7 @@ fn run_group(conn: &Connection, group: &Group, index: usize) -> Result<u64> {
 }
 
 /// The `orders` and `order_lines` rows of `rows`, in the caller's transaction, up to
-/// `ROWS_PER_INSERT` rows per statement.
+/// `CHUNK_ROWS` rows per statement.
 fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
     for chunk in chunks(&rows.orders) {
         let sql = insert_sql(&ORDER_SQL, ORDER_INSERT, ORDER_PARAMS, chunk.len());
@@ -689,8 +687,8 @@ mod tests {
     fn many_placed_orders_are_written_by_chunks_then_one_by_one() {
         let db = TempDb::new();
         let mut w = db.writer();
-        // 70 orders: two full statements of ROWS_PER_INSERT, then 6 alone; 1 to 3 lines each.
-        let n = 2 * ROWS_PER_INSERT as i64 + 6;
+        // 75 orders: two statements of 32 rows, one of 8, three of one; 1 to 3 lines each.
+        let n = 2 * CHUNK_ROWS[0] as i64 + 11;
         let placed: Vec<_> = (1..=n)
             .map(|id| order(id, &vec![(1, 1 + id as u32 % 4); 1 + id as usize % 3]))
             .collect();
@@ -735,11 +733,11 @@ mod tests {
         let mut w = db.writer();
         w.commit(&[], Some(&rows([order(5, &[(1, 1)])])), &[])
             .unwrap();
-        let again = rows((1..=ROWS_PER_INSERT as i64).map(|id| order(id, &[(1, 1)])));
+        let again = rows((1..=CHUNK_ROWS[0] as i64).map(|id| order(id, &[(1, 1)])));
         let err = w.commit(&[], Some(&again), &[]).unwrap_err();
         assert!(
             err.to_string()
-                .contains(&format!("orders 1 to {ROWS_PER_INSERT}")),
+                .contains(&format!("orders 1 to {}", CHUNK_ROWS[0])),
             "{err}"
         );
         assert_eq!(db.read("SELECT id FROM orders"), [[int(5)]]);
