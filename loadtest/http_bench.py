@@ -73,10 +73,12 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -
 
 
 @contextmanager
-def process(cmd: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    cmd: list[str], log: Path, ready_url: str, cwd: Path | str = ROOT
+) -> Iterator[subprocess.Popen[bytes]]:
     """A child process, stopped with SIGTERM (then SIGKILL) on exit."""
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_ready(ready_url, proc)
         yield proc

@@ -52,3 +52,30 @@ def test_http_bench_runs(tmp_path: Path) -> None:
     assert 50 * batch["requests"] <= batch["durable_orders"] <= 50 * (batch["requests"] + 1), batch
     assert result["ratio_single_to_bare"] > 0
     assert list(tmp_path.glob("http_bench-sqlite-*.md"))
+
+
+@pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk is not installed (apt-get install -y wrk)"
+)
+def test_ab_bench_runs_two_builds_in_turn() -> None:
+    """The same build twice, one short run each: both rows of the table, sane numbers."""
+    cmd = [
+        sys.executable,
+        str(ROOT / "loadtest" / "ab_bench.py"),
+        str(ROOT),
+        str(ROOT),
+        "--reps",
+        "1",
+        "--seconds",
+        "1",
+        "--connections",
+        "4",
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [line.split("|") for line in out.stdout.splitlines() if line.startswith(f"| {ROOT}")]
+    assert len(rows) == 2, out.stdout
+    for row in rows:
+        per_s, loop_us, all_us = (float(cell.replace(",", "")) for cell in row[2:5])
+        assert per_s > 0
+        assert 0 < loop_us <= all_us, row
