@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -33,19 +32,6 @@ import http_bench as hb  # a script beside this one
 
 BATCH = "/v1/orders/batch"
 BATCH_ORDERS = 1000
-
-
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each thread of ``pid`` so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended
-            continue
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
-    return out
 
 
 @dataclass
@@ -93,7 +79,8 @@ def main() -> None:
             hb.wrk(b.url, args.path, b.body, b.token, threads=2, connections=connections, seconds=1)
         for rep in range(args.reps):
             for b in builds if rep % 2 == 0 else builds[::-1]:
-                before = thread_cpu(b.proc.pid)
+                pid = b.proc.pid
+                before = hb.cpu_seconds(pid), hb.cpu_seconds(pid, thread=pid)
                 run = hb.wrk(
                     b.url,
                     args.path,
@@ -103,12 +90,11 @@ def main() -> None:
                     connections=connections,
                     seconds=args.seconds,
                 )
-                after = thread_cpu(b.proc.pid)
+                after = hb.cpu_seconds(pid), hb.cpu_seconds(pid, thread=pid)
                 orders = run["requests"] * per_request
                 b.per_s.append(run["requests_per_s"] * per_request)
-                loop = after.get(b.proc.pid, 0.0) - before.get(b.proc.pid, 0.0)
-                b.loop_us.append(1e6 * loop / orders)
-                b.all_us.append(1e6 * (sum(after.values()) - sum(before.values())) / orders)
+                b.all_us.append(1e6 * (after[0] - before[0]) / orders)
+                b.loop_us.append(1e6 * (after[1] - before[1]) / orders)
                 print(
                     f"{b.root}: {b.per_s[-1]:,.0f} orders/s, CPU per order: event loop "
                     f"{b.loop_us[-1]:.1f} us, process {b.all_us[-1]:.1f} us, "

@@ -55,8 +55,8 @@ class TokenIssuer:
         if len(secret) < 32:
             raise ValueError("the token secret must be at least 32 characters")
         self._secret = secret
-        # Verifying a signature costs more than the rest of a small request: remember tokens
-        # already verified, until they expire.
+        # Verifying a signature costs more than the rest of a small request: remember the
+        # Authorization values already verified, until their tokens expire.
         self._verified: dict[str, tuple[Principal, int]] = {}
         self._cache_size = cache_size
 
@@ -65,28 +65,20 @@ class TokenIssuer:
         claims = {"sub": subject, "role": role.value, "iat": now, "exp": now + ttl_s}
         return jwt.encode(claims, self._secret, algorithm=self.ALGORITHM)
 
-    def verify(self, token: str) -> Principal:
-        return self._cached(token, token)
-
     def bearer(self, header: str) -> Principal:
         """The principal of an ``Authorization`` header's value, ``Bearer <token>``; raises
-        Unauthorized otherwise. Remembered by the whole value: one lookup per request."""
+        Unauthorized otherwise. Remembered by the whole value until the token expires: one
+        lookup per request."""
         known = self._verified.get(header)
         if known is not None and known[1] > time.time():
             return known[0]
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("send 'Authorization: Bearer <token>'")
-        return self._cached(header, token.strip())
-
-    def _cached(self, key: str, token: str) -> Principal:
-        known = self._verified.get(key)
-        if known is not None and known[1] > time.time():
-            return known[0]
-        principal, expires = self._verify(token)
+        principal, expires = self._verify(token.strip())
         if len(self._verified) >= self._cache_size:
             self._verified.clear()
-        self._verified[key] = (principal, expires)
+        self._verified[header] = (principal, expires)
         return principal
 
     def _verify(self, token: str) -> tuple[Principal, int]:

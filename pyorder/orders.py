@@ -84,8 +84,7 @@ class Orders:
         return self._answer(self._p.engine.book.place_batch, who, body)
 
     def _answer(self, place: Any, who: Principal, body: bytes) -> Answer:
-        if who.role is not Role.BUYER:
-            who.require(Role.BUYER)
+        who.require(Role.BUYER)
         p = self._p
         answer = Answer._make(
             place(body, who.subject, buyer_number(who.subject), p.intake.batch.placed, now_ms())

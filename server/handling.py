@@ -57,8 +57,9 @@ def _wrap(stats: HttpStats, handler: Handler, route: str) -> Handler:
 
 async def _unmatched(request: web.Request) -> web.StreamResponse:
     allowed: set[str] = set()
+    itself = request.match_info.route.resource
     for resource in request.app.router.resources():
-        if resource.canonical == "/{unmatched}":
+        if resource is itself:
             continue
         match, methods = await resource.resolve(request)
         if match is None:

@@ -304,85 +304,90 @@ fn run_group(conn: &Connection, group: &Group, index: usize) -> Result<u64> {
 /// The `orders` and `order_lines` rows of `rows`, in the caller's transaction, up to
 /// `CHUNK_ROWS` rows per statement.
 fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
-    for chunk in chunks(&rows.orders) {
-        let sql = insert_sql(&ORDER_SQL, ORDER_INSERT, ORDER_PARAMS, chunk.len());
-        let mut stmt = conn.prepare_cached(sql).map_err(at("INSERT INTO orders"))?;
-        let mut i = 0;
-        let mut bind = |v: &dyn rusqlite::ToSql| {
-            i += 1;
-            stmt.raw_bind_parameter(i, v)
-        };
-        for o in chunk {
-            (|| {
-                bind(&o.id)?;
-                bind(&&*o.buyer)?;
-                bind(&PENDING_PAYMENT)?;
-                bind(&o.currency_str())?;
-                bind(&o.total)?;
-                bind(&&*o.region)?;
-                bind(&&*o.address)?;
-                bind(&o.reservation)?;
-                bind(&o.created_ms)?;
-                bind(&o.deadline_ms)?;
-                bind(&o.created_ms)
-            })()
-            .map_err(|source| WriteError::Sqlite {
-                context: format!("INSERT INTO orders (order {})", o.id),
-                source,
-            })?;
-        }
-        stmt.raw_execute().map_err(|source| WriteError::Sqlite {
-            context: match chunk {
-                [o] => format!("INSERT INTO orders (order {})", o.id),
-                _ => format!(
-                    "INSERT INTO orders (orders {} to {})",
-                    chunk[0].id,
-                    chunk[chunk.len() - 1].id
-                ),
-            },
-            source,
-        })?;
-    }
+    let orders = (ORDER_INSERT, ORDER_PARAMS, &ORDER_SQL);
+    insert_rows(
+        conn,
+        "orders",
+        orders,
+        &rows.orders,
+        |o| o.id,
+        |o, bind| {
+            bind(&o.id)?;
+            bind(&&*o.buyer)?;
+            bind(&PENDING_PAYMENT)?;
+            bind(&o.currency_str())?;
+            bind(&o.total)?;
+            bind(&&*o.region)?;
+            bind(&&*o.address)?;
+            bind(&o.reservation)?;
+            bind(&o.created_ms)?;
+            bind(&o.deadline_ms)?;
+            bind(&o.created_ms)
+        },
+    )?;
     let lines: Vec<(i64, usize, &NewLine)> = rows
         .orders
         .iter()
         .flat_map(|o| o.lines.iter().enumerate().map(move |(n, l)| (o.id, n, l)))
         .collect();
-    for chunk in chunks(&lines) {
-        let sql = insert_sql(&LINE_SQL, LINE_INSERT, LINE_PARAMS, chunk.len());
+    let table = (LINE_INSERT, LINE_PARAMS, &LINE_SQL);
+    insert_rows(
+        conn,
+        "order_lines",
+        table,
+        &lines,
+        |l| l.0,
+        |&(order, n, l), bind| {
+            bind(&order)?;
+            bind(&(n as i64))?;
+            bind(&l.sku)?;
+            bind(&l.warehouse)?;
+            bind(&l.quantity)?;
+            bind(&l.unit_price)?;
+            bind(&&*l.merchant)
+        },
+    )
+}
+
+/// Binds the next parameter of a statement.
+type Bind<'a> = dyn FnMut(&dyn rusqlite::ToSql) -> rusqlite::Result<()> + 'a;
+
+/// `rows` into `table` by chunks of `CHUNK_ROWS` (statement head, parameters per row and cached
+/// statements in `sql`), `bind_row` binding one row's parameters in order; errors name the
+/// order (`order_of`) or the orders of the chunk.
+fn insert_rows<T>(
+    conn: &Connection,
+    table: &str,
+    (head, params, cache): (&str, usize, &'static Statements),
+    rows: &[T],
+    order_of: impl Fn(&T) -> i64,
+    bind_row: impl Fn(&T, &mut Bind<'_>) -> rusqlite::Result<()>,
+) -> Result<()> {
+    let failed = |what: String| {
+        move |source| WriteError::Sqlite {
+            context: format!("INSERT INTO {table} ({what})"),
+            source,
+        }
+    };
+    for chunk in chunks(rows) {
+        let sql = insert_sql(cache, head, params, chunk.len());
         let mut stmt = conn
             .prepare_cached(sql)
-            .map_err(at("INSERT INTO order_lines"))?;
+            .map_err(at(format!("INSERT INTO {table}")))?;
         let mut i = 0;
         let mut bind = |v: &dyn rusqlite::ToSql| {
             i += 1;
             stmt.raw_bind_parameter(i, v)
         };
-        for &(order, n, l) in chunk {
-            (|| {
-                bind(&order)?;
-                bind(&(n as i64))?;
-                bind(&l.sku)?;
-                bind(&l.warehouse)?;
-                bind(&l.quantity)?;
-                bind(&l.unit_price)?;
-                bind(&&*l.merchant)
-            })()
-            .map_err(|source| WriteError::Sqlite {
-                context: format!("INSERT INTO order_lines (order {order})"),
-                source,
-            })?;
+        for row in chunk {
+            bind_row(row, &mut bind).map_err(|e| failed(format!("order {}", order_of(row)))(e))?;
         }
-        stmt.raw_execute().map_err(|source| WriteError::Sqlite {
-            context: match chunk {
-                [(order, _, _)] => format!("INSERT INTO order_lines (order {order})"),
-                _ => format!(
-                    "INSERT INTO order_lines (orders {} to {})",
-                    chunk[0].0,
-                    chunk[chunk.len() - 1].0
-                ),
-            },
-            source,
+        stmt.raw_execute().map_err(|e| {
+            let (first, last) = (order_of(&chunk[0]), order_of(&chunk[chunk.len() - 1]));
+            failed(match chunk.len() {
+                1 => format!("order {first}"),
+                _ => format!("orders {first} to {last}"),
+            })(e)
         })?;
     }
     Ok(())
