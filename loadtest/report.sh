@@ -8,6 +8,8 @@
 #   PYORDER_REPORT_POSTGRES=none bash loadtest/report.sh   # SQLite only
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything runs from the project's virtual environment (scripts/setup.sh makes it).
+export PATH="$PWD/${PYORDER_VENV:-.venv}/bin:$PATH"
 
 out="results/report-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"

@@ -13,6 +13,8 @@
 # Run `bash scripts/setup.sh` once first (scripts/serve.sh does it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything runs from the project's virtual environment (scripts/setup.sh makes it).
+export PATH="$PWD/${PYORDER_VENV:-.venv}/bin:$PATH"
 port="${PYORDER_PORT:-8080}"
 secret="${PYORDER_SANDBOX_SECRET:-whsec_pyorder_dev_only}"
 hook="http://127.0.0.1:${port}/v1/webhooks/payments"

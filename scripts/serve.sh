@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Everything runs from the project's virtual environment (scripts/setup.sh makes it).
+export PATH="$PWD/${PYORDER_VENV:-.venv}/bin:$PATH"
 exec pyorder-server "$@"

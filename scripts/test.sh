@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
+# Everything runs from the project's virtual environment (scripts/setup.sh makes it).
+export PATH="$PWD/${PYORDER_VENV:-.venv}/bin:$PATH"
 # Debian packages the tests use: wrk for the load-test smoke run (skipped without it).
 if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
