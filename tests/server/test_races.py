@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -151,6 +152,41 @@ def test_a_key_reused_with_another_request_is_422(server: Server, world: World) 
         resp = shop.order(buyer, [(sku, 1)], world.north, headers={"Idempotency-Key": bad})
         assert resp.status == 422, resp
     assert shop.totals(sku)["reserved"] == 1
+
+
+def test_a_key_replays_the_same_request_re_encoded(server: Server, world: World) -> None:
+    """Stripe compares a retried request's parameters, not its bytes: keys reordered and
+    re-indented under the same Idempotency-Key replay the first answer (single and batch)."""
+    shop = world.shop
+    sku = shop.sku({world.a: 100})
+    buyer = server.token("buyer", unique("reencode"))
+    order = order_body([(sku, 1)], world.north)
+    for path, payload in (("/v1/orders", order), ("/v1/orders/batch", {"orders": [order]})):
+        key = {"Idempotency-Key": unique("key")}
+        compact = json.dumps(payload, separators=(",", ":")).encode()
+        first = server.call("POST", path, token=buyer, body=compact, headers=key)
+        assert first.status in (200, 201), first
+        reordered = json.dumps(_reversed_keys(payload), indent=4).encode()
+        assert reordered != compact
+        again = server.call("POST", path, token=buyer, body=reordered, headers=key)
+        assert again.status == first.status, again
+        assert again.headers.get("idempotent-replayed") == "true"
+        assert again.body == first.body
+        # A changed parameter is still another request.
+        changed = json.dumps(_reversed_keys(payload) | {"extra": 1}).encode()
+        other = server.call("POST", path, token=buyer, body=changed, headers=key)
+        assert other.status == 422, other
+        assert other.error_code == "idempotency_key_reused"
+    assert len(shop.all_orders(buyer)) == 2
+    assert shop.totals(sku)["reserved"] == 2
+
+
+def _reversed_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [_reversed_keys(v) for v in value]
+    return value
 
 
 def test_the_key_survives_a_restart(launch: Launch) -> None:
