@@ -143,8 +143,9 @@ def _fingerprint(request: web.Request, body: bytes) -> str:
 
 
 def _canonical(body: bytes) -> bytes:
-    """A JSON body parsed and written again with sorted keys and no whitespace (a few µs for
-    one order); a body that is not JSON (refused anyway) as it is, tagged apart."""
+    """A JSON body parsed and written again with sorted keys and no whitespace (orjson: ~2 µs
+    per order of a body, and only for requests with a key); a body that is not JSON (refused
+    anyway) as it is, tagged apart."""
     try:
         return b"j" + orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError):
