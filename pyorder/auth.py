@@ -103,9 +103,10 @@ class TokenIssuer:
         return Principal(role, subject), int(claims["exp"])
 
 
-def load_or_create_secret(data_dir: Path) -> str:
-    """The server's token secret, created (0600) in the data directory on first start."""
-    path = data_dir / "token-secret"
+def load_or_create_secret(data_dir: Path, name: str = "token-secret") -> str:
+    """A secret of the server's (by default the token secret), kept in the file ``name`` of
+    the data directory, created (0600) on first use."""
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
