@@ -200,3 +200,15 @@ def test_each_merchant_sees_and_is_sent_only_its_part_of_a_mixed_order(
         assert refunds["y"] == [(1200, [y_far]), (Y_GOODWILL, [])]
         for n in ("x", "y"):
             assert all(b"Road" not in h.body and b"bob" not in h.body for h in hooks.hits(n))
+
+        # --- what is left for X to refund: its lines, less its share of every refund ----------
+        left = X_TOTAL - X_GOODWILL - 999
+        too_much = srv.call(
+            "POST",
+            f"/v1/orders/{oid}/refunds",
+            token=x,
+            json={"amount": left + 1, "reason": "goodwill"},
+        )
+        assert too_much.status == 422, too_much
+        assert too_much.error_code == "refund_exceeds_charge"
+        assert too_much.json()["error"]["details"]["refundable"] == left
