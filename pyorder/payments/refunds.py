@@ -174,11 +174,13 @@ class Refunds:
                 for r in self.of(order_id)
                 if r.status is not RefundStatus.FAILED
             )
-            if amount > own - done:
+            # Refused here, not by ``issue``, whose answer would tell the order's whole charge.
+            room = max(0, min(own - done, self.refundable(order_id)))
+            if amount > room:
                 raise RefundExceedsCharge(
-                    f"cannot refund {amount}: your lines in order {order_id} leave"
-                    f" {max(0, own - done)} to refund",
-                    refundable=max(0, own - done),
+                    f"cannot refund {amount}: your lines in order {order_id} leave {room} to"
+                    " refund",
+                    refundable=room,
                     amount=amount,
                 )
         return self.issue(order_id, amount, reason, who.key, tuple(lines))
