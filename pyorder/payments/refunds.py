@@ -174,8 +174,12 @@ class Refunds:
                 for r in self.of(order_id)
                 if r.status is not RefundStatus.FAILED
             )
-            # Refused here, not by ``issue``, whose answer would tell the order's whole charge.
-            room = max(0, min(own - done, self.refundable(order_id)))
+            room = own - done
+            pay = self._pay.payments.get(order_id)
+            if pay is not None and pay.paid_attempt:
+                # Refused here, not by ``issue``, whose answer tells the order's whole charge.
+                room = min(room, self.refundable(order_id))
+            room = max(0, room)
             if amount > room:
                 raise RefundExceedsCharge(
                     f"cannot refund {amount}: your lines in order {order_id} leave {room} to"
