@@ -158,6 +158,17 @@ def test_pseudonyms_are_keyed_by_a_secret_of_the_data_directory(tmp_path: Path) 
     assert key.stat().st_mode & 0o777 == 0o600
 
 
+def test_the_key_is_created_once_when_many_start_together(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyorder.auth import load_or_create_secret
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: load_or_create_secret(tmp_path, "k"), range(64)))
+    assert len(keys) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["k"], "nothing left aside"
+
+
 @pytest.mark.parametrize(
     ("name", "masked"), [("张三丰", "张**"), ("Ann Lee", "A**"), ("", ""), (None, ""), ("Q", "Q**")]
 )
