@@ -2,6 +2,7 @@
 payment, refunds, parcels and events, on plain records. The API and the webhooks are checked
 end to end in ``tests/server/test_authorization.py`` and ``tests/marketplace/``."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyorder.auth import Principal, Role
+from pyorder.auth import Principal, Role, load_or_create_secret
 from pyorder.events import payloads
 from pyorder.events.model import EventType
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus, Shipment, ShipmentStatus
@@ -159,10 +160,6 @@ def test_pseudonyms_are_keyed_by_a_secret_of_the_data_directory(tmp_path: Path) 
 
 
 def test_the_key_is_created_once_when_many_start_together(tmp_path: Path) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from pyorder.auth import load_or_create_secret
-
     with ThreadPoolExecutor(8) as pool:
         keys = set(pool.map(lambda _: load_or_create_secret(tmp_path, "k"), range(64)))
     assert len(keys) == 1
