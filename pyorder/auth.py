@@ -4,8 +4,10 @@ PyJWT is the well-kept standard for this; we only choose the claims: ``sub`` (th
 id), ``role`` (buyer, merchant or admin), ``iat`` and ``exp`` (UTC seconds).
 """
 
+import contextlib
 import functools
 import hashlib
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -103,13 +105,20 @@ class TokenIssuer:
         return Principal(role, subject), int(claims["exp"])
 
 
-def load_or_create_secret(data_dir: Path) -> str:
-    """The server's token secret, created (0600) in the data directory on first start."""
-    path = data_dir / "token-secret"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(secret)
-    return secret
+def load_or_create_secret(data_dir: Path, name: str = "token-secret") -> str:
+    """A secret of the server's (by default the token secret), kept in the file ``name`` of
+    the data directory, created (0600) on first use. Created whole and at once (written
+    aside, then linked into place), so two processes starting together agree on one."""
+    path = data_dir / name
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        aside = data_dir / f".{name}.{secrets.token_hex(8)}"
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(aside, path)
+        finally:
+            aside.unlink()
+    return path.read_text().strip()

@@ -56,15 +56,19 @@ class Catalog:
         return warehouse
 
     def warehouse(self, who: Principal, wid: int) -> Warehouse:
+        """A warehouse the caller may see: a merchant its own and the platform's (another
+        merchant's is 404, as its SKUs are), an admin any."""
         who.require(Role.MERCHANT, Role.ADMIN)
         warehouse = self._p.engine.warehouses.get(wid)
-        if warehouse is None:
+        if warehouse is None or not _may_see_warehouse(who, warehouse):
             raise NotFound(f"warehouse {wid} does not exist")
         return warehouse
 
     def list_warehouses(self, who: Principal) -> list[Warehouse]:
+        """The warehouses the caller may see (a merchant: its own and the platform's), by id."""
         who.require(Role.MERCHANT, Role.ADMIN)
-        return [self._p.engine.warehouses[w] for w in sorted(self._p.engine.warehouses)]
+        found = (self._p.engine.warehouses[w] for w in sorted(self._p.engine.warehouses))
+        return [w for w in found if _may_see_warehouse(who, w)]
 
     def set_region(self, who: Principal, code: str, warehouses: list[int]) -> list[int]:
         who.require(Role.ADMIN)
@@ -186,6 +190,13 @@ class Catalog:
         warehouse = self._p.engine.warehouses.get(wid)
         if warehouse is None:
             raise InvalidInput(f"warehouse {wid} does not exist", field="warehouse")
-        platform_owned = warehouse.owner.startswith(f"{Role.ADMIN.value}:")
-        if who.role is Role.MERCHANT and warehouse.owner != who.key and not platform_owned:
+        if not _may_see_warehouse(who, warehouse):
             raise Forbidden(f"warehouse {wid} belongs to another merchant")
+
+
+def _may_see_warehouse(who: Principal, warehouse: Warehouse) -> bool:
+    """Merchants see (and stock) their own warehouses and the platform's (admin-owned) ones;
+    admins see all."""
+    if who.role is not Role.MERCHANT:
+        return True
+    return warehouse.owner == who.key or warehouse.owner.startswith(f"{Role.ADMIN.value}:")

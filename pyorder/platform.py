@@ -20,6 +20,7 @@ from pyorder.intake import Intake
 from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.dispatcher import ShipmentDispatcher
 from pyorder.logistics.service import Logistics
+from pyorder.marketplace import Views
 from pyorder.orders import Orders
 from pyorder.payments.dispatcher import Dispatcher
 from pyorder.payments.providers import PaymentsConfig, Router
@@ -78,6 +79,8 @@ class Platform:
             self.store, window_s=config.commit_window_ms / 1000, on_failure=self.rebuild
         )
         self.catalog = Catalog(self)
+        self.views = Views(config.data_dir)
+        """What each caller may see of an order (``pyorder.marketplace``)."""
         self.webhooks = Endpoints(self)
         self.events = Events(self, self.webhooks)
         self.orders = Orders(self)

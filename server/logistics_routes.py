@@ -40,9 +40,8 @@ async def ship_order(request: web.Request) -> web.Response:
         data = decode(body if body.strip() else b"{}", ShipIn)
         svc = platform.logistics
         order = await svc.ship(who, order_id, data.warehouse)
-        return 202, shipments_out(
-            order, svc.fulfilments.get(order_id), svc.shipments_of(order_id), [], svc.windows
-        )
+        order, parcels = platform.views.shipments(who, order, svc.shipments_of(order_id))
+        return 202, shipments_out(order, svc.fulfilments.get(order_id), parcels, [], svc.windows)
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
 
@@ -51,8 +50,11 @@ async def ship_order(request: web.Request) -> web.Response:
 async def get_shipments(request: web.Request) -> web.Response:
     who = principal(request)
     order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
-    svc = request.app[PLATFORM].logistics
+    platform = request.app[PLATFORM]
+    svc = platform.logistics
     order, fulfilment, shipments, events = await svc.read(who, order_id)
+    # A merchant: the parcels holding its lines, each showing only those.
+    order, shipments = platform.views.shipments(who, order, shipments)
     return json_response(shipments_out(order, fulfilment, shipments, events, svc.windows))
 
 

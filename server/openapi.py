@@ -43,7 +43,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "get",
         "/v1/warehouses",
-        "List warehouses (merchant, admin)",
+        "List warehouses (merchant: its own and the platform's; admin: all)",
         200,
         s.WarehouseList,
         errors=_AUTH_ERRORS,
@@ -51,7 +51,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "get",
         "/v1/warehouses/{warehouse_id}",
-        "Read a warehouse",
+        "Read a warehouse (merchant: its own or the platform's, another merchant's is 404)",
         200,
         s.WarehouseOut,
         errors=(*_AUTH_ERRORS, 404, 422),
@@ -139,7 +139,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "get",
         "/v1/orders",
-        "List the caller's orders, newest first",
+        "List the caller's orders, newest first: a buyer's own, those holding a merchant's"
+        " lines (each cut to its part, see OrderOut), all for an admin",
         200,
         s.OrderList,
         errors=(401, 422),
@@ -148,7 +149,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "get",
         "/v1/orders/{order_id}",
-        "Read an order",
+        "Read an order (its buyer, admin; a merchant of its lines sees its part: its own lines"
+        " and their total, the buyer pseudonymised, the address coarse; see OrderOut)",
         200,
         s.OrderOut,
         errors=(401, 404, 422),
@@ -182,7 +184,8 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         "/v1/orders/{order_id}/payment",
         "Read an order's payment: status, authorised/charged/refunded amounts, attempts (an"
-        " attempt in requires_action carries the provider's next_action for the buyer)",
+        " attempt in requires_action carries the provider's next_action for the buyer). A"
+        " merchant sees its share of the amounts and no attempts (see PaymentOut)",
         200,
         s.PaymentOut,
         errors=(401, 404, 422, 503),
@@ -204,7 +207,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "get",
         "/v1/orders/{order_id}/refunds",
-        "Read an order's refunds (pending, succeeded or failed)",
+        "Read an order's refunds (pending, succeeded or failed); a merchant those touching its"
+        " lines, at its share",
         200,
         s.RefundList,
         errors=(401, 404, 422, 503),
@@ -238,7 +242,7 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         "/v1/orders/{order_id}/shipments",
         "Read an order's tracking: fulfilment status, delivery window, parcels and their"
-        " tracking events, fulfilment time",
+        " tracking events, fulfilment time; a merchant the parcels holding its lines",
         200,
         s.ShipmentsOut,
         errors=(401, 404, 422, 503),
@@ -361,7 +365,8 @@ OPERATIONS: tuple[Op, ...] = (
         "post",
         "/v1/webhook-endpoints",
         "Register a webhook endpoint of one's own (merchant) for events of the orders holding"
-        " one's SKUs, of the types in `events` (default: all); 201 with its signing secret, shown"
+        " one's SKUs, of the types in `events` (default: all), each showing the merchant's part"
+        " of the order as the API does; 201 with its signing secret, shown"
         " in this answer only. Events are POSTed signed (header Pyorder-Signature: t=<unix>,"
         "v1=<hex HMAC-SHA256 of 't.body'>), retried with backoff; see docs/webhooks.md. 409"
         " too_many_endpoints past 16, 422 invalid_url / unknown_event_type",

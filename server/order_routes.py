@@ -68,16 +68,22 @@ async def list_orders(request: web.Request) -> web.Response:
         int_param(request, "before", lo=1, hi=MAX_ORDER_ID) if "before" in request.query else None
     )
     limit = int_param(request, "limit", lo=1, hi=200, default=50)
-    found = await request.app[PLATFORM].orders.list_for(who, before, limit)
+    platform = request.app[PLATFORM]
+    found = await platform.orders.list_for(who, before, limit)
     cursor = str(found[-1].id) if len(found) == limit else None
-    return json_response(OrderList([order_out(o) for o in found], cursor))
+    return json_response(
+        OrderList([order_out(o) for o in platform.views.orders(who, found)], cursor)
+    )
 
 
 @routes.get("/v1/orders/{order_id}")
 async def get_order(request: web.Request) -> web.Response:
+    """The order as the caller may see it: a merchant its part (``pyorder.marketplace``)."""
     who = principal(request)
     order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
-    return json_response(order_out(await request.app[PLATFORM].orders.get(who, order_id)))
+    platform = request.app[PLATFORM]
+    order = await platform.orders.get(who, order_id)
+    return json_response(order_out(platform.views.order(who, order)))
 
 
 @routes.post("/v1/orders/{order_id}/cancel")

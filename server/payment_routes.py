@@ -5,6 +5,7 @@ the authentication)."""
 from aiohttp import web
 
 from pyorder.auth import Principal
+from pyorder.marketplace import merchant_of
 from server.keys import IDEMPOTENCY, PLATFORM
 from server.order_routes import MAX_ORDER_ID
 from server.requests import decode, int_param, json_response, principal
@@ -31,9 +32,16 @@ async def start_payment(request: web.Request) -> web.Response:
 
 @routes.get("/v1/orders/{order_id}/payment")
 async def get_payment(request: web.Request) -> web.Response:
+    """The payment as the caller may see it: a merchant its share (``pyorder.marketplace``)."""
     who = principal(request)
     order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
-    pay, attempts, actions = await request.app[PLATFORM].payments.read(who, order_id)
+    platform = request.app[PLATFORM]
+    pay, attempts, actions = await platform.payments.read(who, order_id)
+    if merchant_of(who) is not None:
+        refunds = platform.payments.refunds.of(order_id)  # as of the same step as the payment
+        order = await platform.orders.get(who, order_id)
+        pay, attempts = platform.views.payment(who, order, pay, attempts, refunds)
+        actions = {}
     return json_response(payment_out(order_id, pay, attempts, actions))
 
 
@@ -59,7 +67,11 @@ async def request_refund(request: web.Request) -> web.Response:
 async def list_refunds(request: web.Request) -> web.Response:
     who = principal(request)
     order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
-    refunds = await request.app[PLATFORM].payments.read_refunds(who, order_id)
+    platform = request.app[PLATFORM]
+    refunds = await platform.payments.read_refunds(who, order_id)
+    if merchant_of(who) is not None:  # those touching its lines, at its share
+        order = await platform.orders.get(who, order_id)
+        refunds = platform.views.refunds(who, order, refunds)
     return json_response(RefundList([refund_out(r) for r in refunds]))
 
 

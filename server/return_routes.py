@@ -4,12 +4,15 @@ reads it; the merchant of its lines (or an admin) works the review queue (``GET
 refunds need no route: the carrier's pickup scan, posted to the carriers' webhook, issues them.
 """
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
 from pyorder.auth import Principal
 from pyorder.errors import InvalidInput
+from pyorder.logistics.model import TrackingEvent
+from pyorder.platform import Platform
 from pyorder.returns.model import Return, ReturnStatus
-from pyorder.returns.service import Returns
 from server.keys import IDEMPOTENCY, PLATFORM
 from server.order_routes import MAX_ORDER_ID
 from server.requests import decode, int_param, json_response, principal
@@ -19,8 +22,13 @@ routes = web.RouteTableDef()
 MAX_RETURN_ID = 2**63 - 1
 
 
-def _out(svc: Returns, ret: Return) -> ReturnOut:
-    return return_out(ret, svc.decisions_of(ret.id), svc.refund_of(ret))
+def _out(
+    platform: Platform, who: Principal, ret: Return, events: Sequence[TrackingEvent] = ()
+) -> ReturnOut:
+    """The return as ``who`` sees it (a merchant: the buyer pseudonymised)."""
+    svc = platform.returns
+    seen = platform.views.ret(who, ret)
+    return return_out(seen, svc.decisions_of(ret.id), svc.refund_of(ret), events)
 
 
 @routes.post("/v1/orders/{order_id}/returns")
@@ -32,10 +40,9 @@ async def open_return(request: web.Request) -> web.Response:
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body, ReturnIn)
-        svc = platform.returns
         lines = [(li.sku, li.quantity) for li in data.lines]
-        opened = await svc.open(who, order_id, lines, data.reason)
-        return 201, ReturnList([_out(svc, r) for r in opened], None)
+        opened = await platform.returns.open(who, order_id, lines, data.reason)
+        return 201, ReturnList([_out(platform, who, r) for r in opened], None)
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
 
@@ -44,9 +51,9 @@ async def open_return(request: web.Request) -> web.Response:
 async def order_returns(request: web.Request) -> web.Response:
     who = principal(request)
     order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
-    svc = request.app[PLATFORM].returns
-    found = await svc.read_order(who, order_id)
-    return json_response(ReturnList([_out(svc, r) for r in found], None))
+    platform = request.app[PLATFORM]
+    found = await platform.returns.read_order(who, order_id)
+    return json_response(ReturnList([_out(platform, who, r) for r in found], None))
 
 
 @routes.get("/v1/returns")
@@ -62,29 +69,29 @@ async def list_returns(request: web.Request) -> web.Response:
         raise InvalidInput(f"status is one of {known}", field="status") from None
     after = int_param(request, "after", lo=0, hi=MAX_RETURN_ID, default=0)
     limit = int_param(request, "limit", lo=1, hi=500, default=50)
-    svc = request.app[PLATFORM].returns
-    found = await svc.list(who, status, after, limit)
+    platform = request.app[PLATFORM]
+    found = await platform.returns.list(who, status, after, limit)
     cursor = str(found[-1].id) if len(found) == limit else None
-    return json_response(ReturnList([_out(svc, r) for r in found], cursor))
+    return json_response(ReturnList([_out(platform, who, r) for r in found], cursor))
 
 
 @routes.get("/v1/returns/{return_id}")
 async def get_return(request: web.Request) -> web.Response:
     who = principal(request)
     return_id = int_param(request, "return_id", lo=0, hi=MAX_RETURN_ID)
-    svc = request.app[PLATFORM].returns
-    ret, events = await svc.read(who, return_id)
-    return json_response(return_out(ret, svc.decisions_of(ret.id), svc.refund_of(ret), events))
+    platform = request.app[PLATFORM]
+    ret, events = await platform.returns.read(who, return_id)
+    return json_response(_out(platform, who, ret, events))
 
 
 @routes.post("/v1/returns/{return_id}/approve")
 async def approve_return(request: web.Request) -> web.Response:
     """Approve a return in review (its merchant, admin): its refund is issued."""
-    svc = request.app[PLATFORM].returns
+    platform = request.app[PLATFORM]
     return_id = int_param(request, "return_id", lo=0, hi=MAX_RETURN_ID)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
-        return 200, _out(svc, svc.approve(who, return_id))
+        return 200, _out(platform, who, platform.returns.approve(who, return_id))
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
 
@@ -92,11 +99,11 @@ async def approve_return(request: web.Request) -> web.Response:
 @routes.post("/v1/returns/{return_id}/reject")
 async def reject_return(request: web.Request) -> web.Response:
     """Reject a return in review (``ReturnRejectIn``; its merchant, admin): no refund."""
-    svc = request.app[PLATFORM].returns
+    platform = request.app[PLATFORM]
     return_id = int_param(request, "return_id", lo=0, hi=MAX_RETURN_ID)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body, ReturnRejectIn)
-        return 200, _out(svc, svc.reject(who, return_id, data.reason))
+        return 200, _out(platform, who, platform.returns.reject(who, return_id, data.reason))
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)

@@ -217,11 +217,19 @@ class LineOut(msgspec.Struct):
 
 
 class OrderOut(msgspec.Struct):
+    """An order. Its buyer and admins see all of it. A merchant sees its part (the marketplace
+    model, docs/marketplace.md): only its own lines; ``total`` the sum of those lines (not the
+    order's); ``buyer`` a pseudonym (``buyer_<hex>``, stable for this merchant, different for
+    every other); ``address`` only ``name`` masked (first character and ``**``), ``city``,
+    ``region`` and ``country`` (the platform books the carrier with the full address)."""
+
     id: OrderId
     status: str
     buyer: str
     currency: str
-    total: int
+    total: Annotated[
+        int, Meta(description="sum of the lines shown (line_total), minor units of currency")
+    ]
     lines: list[LineOut]
     address: dict[str, Any]
     created_at: str
@@ -276,6 +284,10 @@ class AttemptOut(msgspec.Struct):
 
 
 class PaymentOut(msgspec.Struct):
+    """An order's payment. A merchant sees its part: the amounts are its share (split over the
+    merchants of the order by line value), ``refunded`` and ``status`` count only the refunds
+    touching its lines, and ``attempts`` is empty (they are the buyer's and the platform's)."""
+
     order_id: OrderId
     status: str
     method: str
@@ -294,6 +306,9 @@ class RefundLineOut(msgspec.Struct):
 
 
 class RefundOut(msgspec.Struct):
+    """A refund of (part of) an order's charge. A merchant sees only the refunds touching its
+    lines, each with ``amount`` its share and ``lines`` its own."""
+
     order_id: OrderId
     number: int
     status: str
@@ -365,6 +380,9 @@ class ShipmentOut(msgspec.Struct):
 
 
 class ShipmentsOut(msgspec.Struct):
+    """An order's fulfilment and parcels. A merchant sees only the parcels holding its lines,
+    each listing only those lines."""
+
     order_id: OrderId
     order_status: str
     fulfilment_status: str
@@ -599,6 +617,9 @@ class DecisionOut(msgspec.Struct):
 
 
 class ReturnOut(msgspec.Struct):
+    """A return of one parcel's units of one merchant. That merchant sees ``buyer`` as the
+    pseudonym its order views show."""
+
     id: int
     order_id: OrderId
     status: ReturnStatus

@@ -132,9 +132,9 @@ class EventDispatcher:
                 if self.endpoints.live(endpoint_id) is None:
                     return
                 page = await self._p.store.pending_deliveries(endpoint_id, self.config.page)
-                # The orders the bodies of order.created are rendered from, in one read.
-                created = [d.order_id for d in page if d.payload is None]
-                orders = await self._p.store.get_orders(created) if created else {}
+                # The orders the bodies are cut from (and order.created rendered), in one read.
+                wanted = list(dict.fromkeys(d.order_id for d in page))
+                orders = await self._p.store.get_orders(wanted) if wanted else {}
                 for delivery in page:
                     await self._deliver(delivery, orders.get(delivery.order_id))
                 await self._p.intake.durable()  # their outcomes, before the next read
@@ -164,18 +164,34 @@ class EventDispatcher:
                 continue
             if body is None:
                 body = await self._body(delivery, order)
+                if body is None:
+                    self._skip(delivery)
+                    return
             status, error = await self._post(endpoint, delivery, body)
             delivery = self._record(delivery, status, error)
 
-    async def _body(self, delivery: Delivery, order: Order | None) -> bytes:
-        payload = delivery.payload
-        if payload is None:  # order.created of an order the Rust intake took
-            if order is None:
-                order = await self._p.store.get_order(delivery.order_id)
-            if order is None:
-                raise StorageError(f"order {delivery.order_id} of event {delivery.id} is gone")
-            payload = payloads.created_data(order)
-        return payloads.envelope(delivery, payload)
+    async def _body(self, delivery: Delivery, order: Order | None) -> bytes | None:
+        """The envelope of the event as its endpoint's merchant is sent it (its part of the
+        order: ``payloads.for_merchant``); None when nothing of it is the merchant's."""
+        if order is None:
+            order = await self._p.store.get_order(delivery.order_id)
+        if order is None:
+            raise StorageError(f"order {delivery.order_id} of event {delivery.id} is gone")
+        data = payloads.for_merchant(
+            self._p.views, delivery.merchant, delivery.type, delivery.payload, order
+        )
+        return None if data is None else payloads.envelope(delivery, data)
+
+    def _skip(self, delivery: Delivery) -> None:
+        """Stage an event that is none of its merchant's business as cancelled, unsent."""
+        at = now_ms()
+        skipped = replace(
+            delivery,
+            state=DeliveryState.CANCELLED,
+            last_error="not about the merchant's lines: not sent",
+            updated_ms=at,
+        )
+        self._p.intake.batch.deliveries[skipped.id] = skipped
 
     async def _post(
         self, endpoint: WebhookEndpoint, delivery: Delivery, body: bytes

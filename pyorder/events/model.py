@@ -82,13 +82,17 @@ class WebhookEndpoint:
 @dataclass(frozen=True, slots=True)
 class OrderEvent:
     """An event as staged with its state change: fanned out at commit, one ``Delivery`` per
-    enabled endpoint subscribed to ``type`` of every merchant holding a line of the order."""
+    enabled endpoint subscribed to ``type`` of every merchant holding a line of the order (or
+    of ``merchant`` alone)."""
 
     order_id: int
     type: EventType
     payload: bytes
     """JSON of the event's ``data`` (``{"object": ..., ...}``), a snapshot taken when staged."""
     at_ms: int
+    merchant: str = ""
+    """Only to this merchant's endpoints (a principal key), for an event that does not concern
+    every merchant of the order (a refund of some lines); empty: to all of them."""
 
 
 @dataclass(frozen=True, slots=True)

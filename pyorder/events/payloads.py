@@ -3,22 +3,29 @@ and the envelope it is sent in.
 
 The objects have the shapes the HTTP API reads them in (``GET /v1/orders/{id}``, its
 ``/refunds``): money in minor units, times ISO 8601 UTC, order ids as strings (they are 64-bit).
-An envelope::
+What is staged is the whole snapshot, once per event; each merchant's endpoints are sent its
+part of it (``for_merchant``: the cut of ``pyorder.marketplace``, as the API shows it to the
+merchant). An envelope::
 
     {"id": "evt_42", "object": "event", "type": "order.paid", "created": 1767225600,
      "order_id": "7412...", "data": {"object": {...order...}, "previous_status": "pending_payment"}}
 """
 
+import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from pyorder.events.model import Delivery
+from pyorder.events.model import Delivery, EventType
 from pyorder.logistics.model import Fulfilment, Shipment, ShipmentStatus
 from pyorder.logistics.service import iso_ms
+from pyorder.marketplace import Views, refund_part, warehouses_of
 from pyorder.model import Order, OrderStatus
 from pyorder.payments.model import Refund
+
+log = logging.getLogger(__name__)
 
 
 def order_object(order: Order) -> dict[str, Any]:
@@ -104,6 +111,76 @@ def created_data(order: Order) -> bytes:
 def object_data(obj: dict[str, Any]) -> bytes:
     """``data`` holding one object (a fulfilment, a refund, a return)."""
     return orjson.dumps({"object": obj})
+
+
+# --- what one merchant is sent ---------------------------------------------------------------
+
+
+Cut = Callable[[Views, str, dict[str, Any], Order], dict[str, Any] | None]
+
+
+def _order_part(views: Views, merchant: str, data: dict[str, Any], order: Order) -> dict[str, Any]:
+    """order.created / .paid / .cancelled / .expired: the merchant's part of the order, with the
+    status and update time of the snapshot (the rest of an order never changes)."""
+    snapshot = data["object"]
+    obj = order_object(views.order_for(merchant, order))
+    obj["status"], obj["updated_at"] = snapshot["status"], snapshot["updated_at"]
+    return {**data, "object": obj}
+
+
+def _parcels_part(
+    views: Views, merchant: str, data: dict[str, Any], order: Order
+) -> dict[str, Any]:
+    """order.shipped / .delivered: the parcels holding the merchant's lines."""
+    mine = warehouses_of(order, merchant)
+    obj = data["object"]
+    parcels = [p for p in obj["parcels"] if p["warehouse"] in mine]
+    return {**data, "object": {**obj, "parcels": parcels}}
+
+
+def _refund_part(
+    views: Views, merchant: str, data: dict[str, Any], order: Order
+) -> dict[str, Any] | None:
+    """order.refunded: the merchant's share and lines, or nothing when none are its."""
+    obj = data["object"]
+    lines = [(int(li["sku"]), int(li["quantity"])) for li in obj["lines"]]
+    part = refund_part(order, merchant, int(obj["amount"]), lines, str(obj["requested_by"]))
+    if part is None:
+        return None
+    amount, own = part
+    cut = {**obj, "amount": amount, "lines": [{"sku": s, "quantity": q} for s, q in own]}
+    return {**data, "object": cut}
+
+
+CUTS: dict[EventType, Cut] = {
+    EventType.ORDER_CREATED: _order_part,
+    EventType.ORDER_PAID: _order_part,
+    EventType.ORDER_CANCELLED: _order_part,
+    EventType.ORDER_EXPIRED: _order_part,
+    EventType.ORDER_SHIPPED: _parcels_part,
+    EventType.ORDER_DELIVERED: _parcels_part,
+    EventType.ORDER_REFUNDED: _refund_part,
+}
+"""How each type of event is cut for one merchant: a new type needs its own entry (a type
+without one is never sent)."""
+
+
+def for_merchant(
+    views: Views, merchant: str, kind: str, data: bytes | None, order: Order
+) -> bytes | None:
+    """``data`` of an event of ``order`` as ``merchant`` is sent it; None when nothing of it is
+    the merchant's (it is then not sent). ``data`` None: the order.created of an order the Rust
+    intake took, rendered from the order."""
+    if data is None:
+        return created_data(views.order_for(merchant, order))
+    try:
+        cut = CUTS[EventType(kind)]
+        part = cut(views, merchant, orjson.loads(data), order)
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+        # Never send what could not be cut: it would show the merchant others' data.
+        log.error("event %s of order %d cannot be cut for %s: %r", kind, order.id, merchant, exc)
+        return None
+    return None if part is None else orjson.dumps(part)
 
 
 def envelope(delivery: Delivery, data: bytes) -> bytes:

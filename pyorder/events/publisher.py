@@ -23,6 +23,7 @@ from pyorder.events import payloads
 from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import EventType, OrderEvent
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus, Shipment
+from pyorder.marketplace import refund_recipients
 from pyorder.model import Order, OrderStatus
 from pyorder.payments.model import Refund, RefundStatus
 
@@ -69,17 +70,32 @@ class Events:
             self._stage(fulfilment.order_id, kind, payloads.object_data(obj))
 
     def refunded(self, refund: Refund) -> None:
-        """A refund of the order just succeeded at the provider."""
-        if refund.status is RefundStatus.SUCCEEDED:
-            self.publish(refund.order_id, EventType.ORDER_REFUNDED, payloads.refund_object(refund))
+        """A refund of the order just succeeded at the provider: to the merchants whose lines
+        it touches (each is sent its share, ``payloads.for_merchant``)."""
+        kind = EventType.ORDER_REFUNDED
+        if refund.status is not RefundStatus.SUCCEEDED or not self._endpoints.wanting(kind):
+            return
+        payload = payloads.object_data(payloads.refund_object(refund))
+        recipients = refund_recipients(refund, self._owner)
+        if recipients is None:
+            self._stage(refund.order_id, kind, payload)
+            return
+        for merchant in sorted(recipients):
+            self._stage(refund.order_id, kind, payload, merchant)
+
+    def _owner(self, sku: int) -> str | None:
+        """The merchant of a SKU (the owner of a SKU never changes)."""
+        sku_row = self._p.engine.skus.get(sku)
+        return None if sku_row is None else sku_row.merchant
 
     def publish(self, order_id: int, kind: EventType, obj: dict[str, Any]) -> None:
         """Stage an event about ``obj`` (JSON-ready) of the order: the generic entry point."""
         if self._endpoints.wanting(kind):
             self._stage(order_id, kind, payloads.object_data(obj))
 
-    def _stage(self, order_id: int, kind: EventType, payload: bytes) -> None:
-        self._p.intake.batch.order_events.append(OrderEvent(order_id, kind, payload, now_ms()))
+    def _stage(self, order_id: int, kind: EventType, payload: bytes, merchant: str = "") -> None:
+        event = OrderEvent(order_id, kind, payload, now_ms(), merchant)
+        self._p.intake.batch.order_events.append(event)
         self._notify(self._endpoints.wanting(kind))
 
     def _notify(self, endpoints: frozenset[int]) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pyorder.auth import Principal, Role
 from pyorder.engine import now_ms
 from pyorder.errors import InvalidInput, InvalidState
+from pyorder.marketplace import refund_shares
 from pyorder.model import Order, OrderStatus
 from pyorder.payments.model import (
     REFUND_TRANSITIONS,
@@ -144,7 +145,8 @@ class Refunds:
     ) -> Refund:
         """A partial (or whole) refund of a paid order, by ``amount`` or by ``lines`` ((sku,
         quantity): their price), asked for by the merchant of the lines or an admin. A merchant
-        refunds at most the value of its own lines, less its earlier refunds."""
+        refunds at most the value of its own lines, less its share of the earlier refunds
+        (``pyorder.marketplace.refund_shares``)."""
         who.require(Role.MERCHANT, Role.ADMIN)
         order = await self._p.orders.get(who, order_id)  # 404 unless visible
         # From here on, no await: the check and the staging are one step.
@@ -164,17 +166,25 @@ class Refunds:
                 f"amount {amount} is more than the {by_line} the lines cost", field="amount"
             )
         if who.role is Role.MERCHANT:
+            # Every refund not failed counts at its share of the merchant's part (its own, an
+            # admin's goodwill, a return's): together they never pass the value of its lines.
             own = sum(li.quantity * li.unit_price for li in mine)
             done = sum(
-                r.amount
+                refund_shares(order, r.amount, r.lines, r.requested_by).get(who.key, 0)
                 for r in self.of(order_id)
-                if r.requested_by == who.key and r.status is not RefundStatus.FAILED
+                if r.status is not RefundStatus.FAILED
             )
-            if amount > own - done:
+            room = own - done
+            pay = self._pay.payments.get(order_id)
+            if pay is not None and pay.paid_attempt:
+                # Refused here, not by ``issue``, whose answer tells the order's whole charge.
+                room = min(room, self.refundable(order_id))
+            room = max(0, room)
+            if amount > room:
                 raise RefundExceedsCharge(
-                    f"cannot refund {amount}: your lines in order {order_id} leave"
-                    f" {max(0, own - done)} to refund",
-                    refundable=max(0, own - done),
+                    f"cannot refund {amount}: your lines in order {order_id} leave {room} to"
+                    " refund",
+                    refundable=room,
                     amount=amount,
                 )
         return self.issue(order_id, amount, reason, who.key, tuple(lines))

@@ -2,7 +2,8 @@
 
 Events are fanned out in SQL, inside the batch's transaction: a staged ``OrderEvent`` becomes
 one ``order_events`` row per enabled endpoint, subscribed to its type, of a merchant holding a
-line of the order (``INSERT ... SELECT`` over ``webhook_endpoints`` and ``order_lines``). The
+line of the order (``INSERT ... SELECT`` over ``webhook_endpoints`` and ``order_lines``), or of
+the one merchant it names (a refund of some merchants' lines). The
 orders the Rust intake took (``WriteBatch.placed``) get their ``order.created`` rows the same
 way from the order lines just inserted, selected by the batch's id range and this node's bits
 of the id, so no Python object is made per order; their ``payload`` is NULL and rendered at
@@ -49,14 +50,16 @@ def _subscribed(type_sql: str, dialect: str) -> str:
 
 
 def _fan_out_sql(p: list[str], dialect: str) -> str:
-    """One staged event -> one row per subscribed endpoint of the order's merchants.
-    ``p``: placeholders of (order_id, type, payload, at_ms)."""
-    order_id, kind, payload, at = p
+    """One staged event -> one row per subscribed endpoint of the order's merchants (or of
+    the one merchant it names). ``p``: placeholders of (order_id, type, payload, at_ms,
+    merchant)."""
+    order_id, kind, payload, at, merchant = p
     return (
         f"INSERT INTO order_events ({_NEW_COLUMNS})"
         f" SELECT e.id, e.merchant, {order_id}, {kind}, {payload}, {at}, 'pending', 0, {at},"
         f" 0, '', {at}, 0 FROM webhook_endpoints e WHERE e.enabled = 1 AND e.merchant IN"
         f" (SELECT l.merchant FROM order_lines l WHERE l.order_id = {order_id})"
+        f" AND ({merchant} = '' OR e.merchant = {merchant})"
         f" AND {_subscribed(kind, dialect)} ORDER BY e.id"
     )
 
@@ -87,13 +90,15 @@ _CANCEL_PENDING = (
     " WHERE endpoint_id = {1} AND state = 'pending'"
 )
 
-SQLITE_FAN_OUT = _fan_out_sql(["?1", "?2", "?3", "?4"], "sqlite")
+SQLITE_FAN_OUT = _fan_out_sql(["?1", "?2", "?3", "?4", "?5"], "sqlite")
 SQLITE_CREATED = _created_sql(["?1", "?2", "?3", "?4"], "sqlite")
 SQLITE_UPSERT_ENDPOINT = upsert_sql("webhook_endpoints", ENDPOINT_COLUMNS, "id", "?")
 SQLITE_UPDATE_DELIVERY = _UPDATE_DELIVERY.format(*["?"] * 8)
 SQLITE_CANCEL_PENDING = _CANCEL_PENDING.format("?", "?")
 
-POSTGRES_FAN_OUT = _fan_out_sql(["$1::bigint", "$2::text", "$3::text", "$4::bigint"], "postgres")
+POSTGRES_FAN_OUT = _fan_out_sql(
+    ["$1::bigint", "$2::text", "$3::text", "$4::bigint", "$5::text"], "postgres"
+)
 POSTGRES_CREATED = _created_sql(
     ["$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint"], "postgres"
 )
@@ -194,7 +199,10 @@ def _statements(batch: WriteBatch, at_ms: int) -> list[tuple[str, list[tuple[Any
             node = (span[0] >> ORDER_ID_SEQUENCE_BITS) & _NODE_MASK
             out.append(("created", [(span[0], span[1], node, at_ms)]))
     if batch.order_events:
-        rows = [(e.order_id, e.type.value, e.payload.decode(), e.at_ms) for e in batch.order_events]
+        rows = [
+            (e.order_id, e.type.value, e.payload.decode(), e.at_ms, e.merchant)
+            for e in batch.order_events
+        ]
         out.append(("fan_out", rows))
     return out
 

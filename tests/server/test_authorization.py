@@ -2,8 +2,11 @@
 
 The policy is the table ``POLICY`` below: one row per endpoint (on a fixed object where it
 takes one), one column per caller, the HTTP status that caller gets. Read it as the spec:
-buyers see only their own orders (others' are 404), merchants only their own SKUs (others'
-are 404) and the orders that contain their SKUs, admins everything; regions are ordered by
+buyers see only their own orders (others' are 404), merchants only their own SKUs and
+warehouses (others' are 404; the platform's warehouses too) and the orders that contain their
+SKUs, each cut to the merchant's part (the marketplace model, ``docs/marketplace.md``: its own
+lines and their total, the buyer pseudonymised, no street address; its share of the payment and
+refunds, its parcels; checked below the table), admins everything; regions are ordered by
 admins only; webhook endpoints are registered by merchants, each seeing only its own (others'
 are 404, buyers none), admins all; without a valid token (none, expired, garbage, or signed with another key) every
 endpoint but the four public ones (and the providers' and carriers' signed webhooks) is 401.
@@ -42,7 +45,8 @@ POLICY: dict[str, tuple[int, ...]] = {
     #                                              A    B    X    Y    admin  none, expired, garbage, forged
     "POST /v1/warehouses":                        (403, 403, 201, 201, 201, *ANON),
     "GET /v1/warehouses":                         (403, 403, 200, 200, 200, *ANON),
-    "GET /v1/warehouses/{X's}":                   (403, 403, 200, 200, 200, *ANON),
+    "GET /v1/warehouses/{X's}":                   (403, 403, 200, 404, 200, *ANON),
+    "GET /v1/warehouses/{platform's}":            (403, 403, 200, 200, 200, *ANON),
     "PUT /v1/regions/{code}":                     (403, 403, 403, 403, 200, *ANON),
     "GET /v1/regions/{code}":                     (200, 200, 200, 200, 200, *ANON),
     "POST /v1/skus":                              (403, 403, 201, 201, 201, *ANON),
@@ -55,6 +59,12 @@ POLICY: dict[str, tuple[int, ...]] = {
     "GET /v1/orders/{A's, X's SKU}":              (200, 404, 200, 404, 200, *ANON),
     "GET /v1/orders/{B's, Y's SKU}":              (404, 200, 404, 200, 200, *ANON),
     "GET /v1/orders/{A's, X's and Y's SKUs}":     (200, 404, 200, 200, 200, *ANON),
+    # A mixed order of X's and Z's lines: Y, with no line in it, sees none of it.
+    "GET /v1/orders/{A's, X's and Z's SKUs}":     (200, 404, 200, 404, 200, *ANON),
+    "GET /v1/orders/{A's, X's and Z's SKUs}/payment":   (200, 404, 200, 404, 200, *ANON),
+    "GET /v1/orders/{A's, X's and Z's SKUs}/refunds":   (200, 404, 200, 404, 200, *ANON),
+    "GET /v1/orders/{A's, X's and Z's SKUs}/shipments": (200, 404, 200, 404, 200, *ANON),
+    "GET /v1/orders/{A's, X's and Z's SKUs}/returns":   (200, 404, 200, 404, 200, *ANON),
     "POST /v1/orders/{A's, X's SKU}/cancel":      (200, 404, 403, 403, 200, *ANON),
     "POST /v1/orders/{B's, Y's SKU}/cancel":      (404, 200, 403, 403, 200, *ANON),
     # This server has no payment provider: the owner gets past authorization to a 422.
@@ -99,8 +109,9 @@ POLICY: dict[str, tuple[int, ...]] = {
 
 @dataclass
 class Scene:
-    """What the matrix acts on: merchants X and Y with a SKU each in the platform's warehouse,
-    and orders of buyers A and B."""
+    """What the matrix acts on: merchants X, Y and Z with a SKU each in the platform's
+    warehouse, and orders of buyers A and B (A's mixed orders hold lines of X and Y, and of X
+    and Z)."""
 
     srv: Server
     shop: Shop
@@ -114,6 +125,8 @@ class Scene:
     a_order_x: str
     b_order_y: str
     a_order_xy: str
+    z_sku: int = 0
+    a_order_xz: str = ""
     window: int = 0
     x_endpoint: int = 0
 
@@ -160,6 +173,8 @@ def scene(server: Server) -> Scene:
     s.a_order_x = s.order("buyer A", [(x_sku, 1)])
     s.b_order_y = s.order("buyer B", [(y_sku, 1)])
     s.a_order_xy = s.order("buyer A", [(x_sku, 1), (y_sku, 1)])
+    s.z_sku = shop.sku({platform_wh: 100_000}, token=server.token("merchant", "Z"))
+    s.a_order_xz = s.order("buyer A", [(x_sku, 2), (s.z_sku, 1)])
     s.window = int(
         server.ok(
             "POST",
@@ -190,6 +205,11 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
     "POST /v1/warehouses": lambda s, c: ("POST", "/v1/warehouses", {"name": unique("w")}),
     "GET /v1/warehouses": lambda s, c: ("GET", "/v1/warehouses", None),
     "GET /v1/warehouses/{X's}": lambda s, c: ("GET", f"/v1/warehouses/{s.x_wh}", None),
+    "GET /v1/warehouses/{platform's}": lambda s, c: (
+        "GET",
+        f"/v1/warehouses/{s.platform_wh}",
+        None,
+    ),
     "PUT /v1/regions/{code}": lambda s, c: (
         "PUT",
         f"/v1/regions/{unique('m')}",
@@ -225,6 +245,31 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
     "GET /v1/orders/{A's, X's and Y's SKUs}": lambda s, c: (
         "GET",
         f"/v1/orders/{s.a_order_xy}",
+        None,
+    ),
+    "GET /v1/orders/{A's, X's and Z's SKUs}": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_xz}",
+        None,
+    ),
+    "GET /v1/orders/{A's, X's and Z's SKUs}/payment": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_xz}/payment",
+        None,
+    ),
+    "GET /v1/orders/{A's, X's and Z's SKUs}/refunds": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_xz}/refunds",
+        None,
+    ),
+    "GET /v1/orders/{A's, X's and Z's SKUs}/shipments": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_xz}/shipments",
+        None,
+    ),
+    "GET /v1/orders/{A's, X's and Z's SKUs}/returns": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_xz}/returns",
         None,
     ),
     # A fresh order for every caller: cancelling uses it up.
@@ -403,14 +448,91 @@ def test_buyers_list_only_their_own_orders(scene: Scene) -> None:
 def test_merchants_list_only_orders_holding_their_skus(scene: Scene) -> None:
     x = _order_ids(scene.srv, scene.tokens["merchant X"])
     y = _order_ids(scene.srv, scene.tokens["merchant Y"])
-    assert {scene.a_order_x, scene.a_order_xy} <= x
+    assert {scene.a_order_x, scene.a_order_xy, scene.a_order_xz} <= x
     assert scene.b_order_y not in x
     assert {scene.b_order_y, scene.a_order_xy} <= y
     assert scene.a_order_x not in y
+    assert scene.a_order_xz not in y
     for order in Shop(scene.srv).all_orders(str(scene.tokens["merchant X"])):
-        assert any(line["sku"] == scene.x_sku for line in order["lines"]), order
+        assert {line["sku"] for line in order["lines"]} == {scene.x_sku}, order
+        _assert_merchants_part(order)
     admin = _order_ids(scene.srv, scene.tokens["admin"])
     assert x | y <= admin
+
+
+# --- what a merchant sees of a mixed order (the marketplace model) ----------------------------
+
+_COARSE = {"name", "city", "region", "country"}
+"""What a merchant sees of a delivery address (the name masked)."""
+
+
+def _assert_merchants_part(order: dict[str, Any]) -> None:
+    """``order`` is a merchant's part: the total of its lines, a coarse address, a pseudonym."""
+    assert order["total"] == sum(li["line_total"] for li in order["lines"]), order
+    assert set(order["address"]) <= _COARSE, order
+    assert order["address"]["name"].endswith("**"), order
+    assert order["buyer"].startswith("buyer_"), order
+
+
+def _order(scene: Scene, caller: str, order_id: str) -> dict[str, Any]:
+    out: dict[str, Any] = scene.srv.ok("GET", f"/v1/orders/{order_id}", token=scene.tokens[caller])
+    return out
+
+
+def test_a_merchant_reads_only_its_part_of_a_mixed_order(scene: Scene) -> None:
+    """Merchant X reading A's order of X's and Y's lines sees only X's line, its total, a
+    pseudonym for A and no street address; Y likewise its own; A and admins see all of it."""
+    whole = _order(scene, "buyer A", scene.a_order_xy)
+    assert _order(scene, "admin", scene.a_order_xy) == whole
+    assert whole["buyer"] == "A"
+    assert address(scene.region).items() <= whole["address"].items()
+    assert {li["sku"] for li in whole["lines"]} == {scene.x_sku, scene.y_sku}
+    parts = {}
+    for caller, sku in (("merchant X", scene.x_sku), ("merchant Y", scene.y_sku)):
+        part = _order(scene, caller, scene.a_order_xy)
+        _assert_merchants_part(part)
+        assert [li["sku"] for li in part["lines"]] == [sku]
+        assert part["lines"] == [li for li in whole["lines"] if li["sku"] == sku]
+        assert part["total"] < whole["total"]
+        assert part["address"] == {
+            "name": "L**",
+            "city": "Hangzhou",
+            "region": scene.region,
+            "country": "CN",
+        }
+        assert part["buyer"] != whole["buyer"]
+        for key in ("id", "status", "currency", "created_at", "payment_deadline"):
+            assert part[key] == whole[key]
+        parts[caller] = part
+    assert parts["merchant X"]["buyer"] != parts["merchant Y"]["buyer"], "unlinkable"
+    # Stable: the same pseudonym for the same buyer in every order of this merchant.
+    assert _order(scene, "merchant X", scene.a_order_x)["buyer"] == parts["merchant X"]["buyer"]
+
+
+def test_a_merchant_sees_its_share_of_a_mixed_orders_payment_and_parcels(scene: Scene) -> None:
+    """No payment provider or carrier here (``tests/marketplace`` pays, ships and refunds a
+    mixed order end to end): a merchant sees no attempts, no parcels of others, no refunds."""
+    x = scene.tokens["merchant X"]
+    path = f"/v1/orders/{scene.a_order_xz}"
+    assert scene.srv.ok("GET", path + "/payment", token=x)["attempts"] == []
+    assert scene.srv.ok("GET", path + "/shipments", token=x)["shipments"] == []
+    assert scene.srv.ok("GET", path + "/refunds", token=x)["refunds"] == []
+    assert scene.srv.ok("GET", path + "/returns", token=x)["returns"] == []
+
+
+def test_merchants_see_only_their_own_and_the_platforms_warehouses(scene: Scene) -> None:
+    for caller, own, other in (
+        ("merchant X", scene.x_wh, scene.y_wh),
+        ("merchant Y", scene.y_wh, scene.x_wh),
+    ):
+        listed = scene.srv.ok("GET", "/v1/warehouses", token=scene.tokens[caller])["warehouses"]
+        ids = {w["id"] for w in listed}
+        assert {own, scene.platform_wh} <= ids
+        assert other not in ids
+        mine = f"merchant:{caller[-1]}"
+        assert all(w["owner"] == mine or w["owner"].startswith("admin:") for w in listed), listed
+    everyone = scene.srv.ok("GET", "/v1/warehouses", token=scene.tokens["admin"])["warehouses"]
+    assert {scene.x_wh, scene.y_wh, scene.platform_wh} <= {w["id"] for w in everyone}
 
 
 def test_merchants_list_only_their_own_skus(scene: Scene) -> None:

@@ -97,6 +97,41 @@ def test_an_event_fans_out_to_the_subscribed_endpoints_of_the_orders_merchants(
     store.run(body)
 
 
+def test_an_event_naming_a_merchant_fans_out_to_its_endpoints_only(store: Backend) -> None:
+    """A refund of some merchants' lines of an order is staged once per merchant it touches,
+    each naming its merchant: only that merchant's endpoints get it (and only if it holds a
+    line of the order); an event naming none goes to every merchant of the order."""
+
+    async def body(s: Store) -> None:
+        await s.commit(replace(catalog(), webhook_endpoints=dict(ENDPOINTS)))
+        await s.commit(WriteBatch(placed=placed(order(3, line(0), line(1)))))
+        refunded = EventType.ORDER_REFUNDED
+        await s.commit(
+            WriteBatch(
+                order_events=[
+                    OrderEvent(3, refunded, b'{"object":{"n":1}}', 6_000, BETA),
+                    OrderEvent(3, refunded, b'{"object":{"n":2}}', 6_001, "m-gamma"),
+                    OrderEvent(3, refunded, b'{"object":{"n":3}}', 6_002),
+                ]
+            )
+        )
+        got = {eid: [d.payload for d in await s.pending_deliveries(eid, 100)] for eid in ENDPOINTS}
+        assert got[1] == [b'{"object":{"n":3}}']  # alpha: only the one naming no merchant
+        assert got[2] == []  # subscribed to order.paid only
+        assert got[3] == []  # beta subscribes to created and paid only
+        assert got[4] == []
+        assert got[5] == []
+        beta_all = endpoint(6, BETA)
+        await s.commit(WriteBatch(webhook_endpoints={6: beta_all}))
+        await s.commit(
+            WriteBatch(order_events=[OrderEvent(3, refunded, b'{"object":{"n":4}}', 6_003, BETA)])
+        )
+        assert [d.payload for d in await s.pending_deliveries(6, 100)] == [b'{"object":{"n":4}}']
+        assert [d.payload for d in await s.pending_deliveries(1, 100)] == [b'{"object":{"n":3}}']
+
+    store.run(body)
+
+
 def test_placed_orders_of_another_node_get_no_created_event(store: Backend) -> None:
     """order.created of ``placed`` is selected by the batch's id range and this node's bits:
     an order another node took in the same milliseconds, inside the range, is not this
