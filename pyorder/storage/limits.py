@@ -54,6 +54,11 @@ def check_row(record: object) -> None:
         _check(getattr(record, name), f"{kind.__name__}.{name}", 0)
 
 
+def check_value(value: object, where: str) -> None:
+    """``check_row`` for one value that is not a record (``where`` names it)."""
+    _check(value, where, 0)
+
+
 def _check(value: object, where: str, depth: int) -> None:
     # Most values are short ASCII strings and small ints: test those first.
     if isinstance(value, str):

@@ -118,7 +118,9 @@ def test_bad_signed_events_are_400_and_orders_placed_meanwhile_are_stored(
         calls += orders[2 * len(events) :]
         answers = w.srv.concurrently(calls)
         by_call = dict(zip(map(id, calls), answers, strict=True))
-        for (name, body), call in zip(events, [c for c in calls if c.body is not None], strict=True):
+        for (name, body), call in zip(
+            events, [c for c in calls if c.body is not None], strict=True
+        ):
             resp = by_call[id(call)]
             assert resp.status == 400, (name, resp)
             assert resp.error_code == "invalid_event", (name, resp)
@@ -175,7 +177,9 @@ def test_a_malformed_answer_is_no_answer_and_the_next_provider_is_tried(tmp_path
         assert "Traceback" not in w.srv.log_path.read_text()
 
 
-def test_a_malformed_refund_answer_is_retried_until_the_provider_answers_well(tmp_path: Path) -> None:
+def test_a_malformed_refund_answer_is_retried_until_the_provider_answers_well(
+    tmp_path: Path,
+) -> None:
     """A refund's answers are malformed: the refund stays pending (the call is retried with
     the same Idempotency-Key), and settles once the provider answers well again."""
     with pay_world("sqlite", tmp_path, [CARD], webhooks=False) as w:
