@@ -51,7 +51,19 @@ def check_row(record: object) -> None:
     the model, can be written by both stores."""
     kind = type(record)
     for name in _field_names(kind):
-        _check(getattr(record, name), f"{kind.__name__}.{name}", 0)
+        value = getattr(record, name)
+        # Fast paths for what most fields are (short ASCII text, small ints), with no string
+        # built for the field's name unless the value is refused.
+        t = type(value)
+        if t is str:
+            if len(value) <= MAX_TEXT and value.isascii() and "\x00" not in value:
+                continue
+        elif t is int:
+            if I64_MIN <= value <= I64_MAX:
+                continue
+        elif value is None or t is bool:
+            continue
+        _check(value, f"{kind.__name__}.{name}", 0)
 
 
 def check_value(value: object, where: str) -> None:
