@@ -14,6 +14,7 @@ JSON, a wrong type, a value out of range: ``MalformedAnswer``), raises ``Carrier
 its outcome is unknown, and it is sent again with the same Idempotency-Key.
 """
 
+import logging
 from dataclasses import dataclass, fields
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from pyorder.documents import ErrorAnswer, InvalidDocument, config_error, decode
 from pyorder.logistics.schemas import Shipment
 
 JSON = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,7 @@ class CarrierClient:
                 return status, decode(raw, Shipment), ErrorAnswer()
             return status, None, decode(raw, ErrorAnswer)
         except InvalidDocument as exc:
-            raise MalformedAnswer(
-                f"{self.carrier.name}: HTTP {status}, a malformed answer: {exc}"
-            ) from None
+            text = f"{self.carrier.name}: HTTP {status}, a malformed answer: {exc}"
+            # A peer that breaks its API is worth a person's look, unlike a network blip.
+            log.warning("POST %s: %s", path, text)
+            raise MalformedAnswer(text) from None

@@ -9,6 +9,7 @@ type, an amount out of range, an unknown status, ...): its outcome at the provid
 Every POST carries an Idempotency-Key derived from the attempt, so sending it again is safe.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +23,7 @@ from pyorder.payments.schemas import ErrorAnswer, PaymentIntent
 from pyorder.payments.schemas import Refund as ProviderRefund
 
 JSON = dict[str, Any]
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -91,9 +93,10 @@ class ProviderClient:
                 return Answer(status, decode(raw, kind), ErrorAnswer())
             return Answer(status, None, decode(raw, ErrorAnswer))
         except InvalidDocument as exc:
-            raise MalformedAnswer(
-                f"{self.provider.name}: HTTP {status}, a malformed answer: {exc}"
-            ) from None
+            text = f"{self.provider.name}: HTTP {status}, a malformed answer: {exc}"
+            # A peer that breaks its API is worth a person's look, unlike a network blip.
+            log.warning("%s %s: %s", method, path, text)
+            raise MalformedAnswer(text) from None
 
     async def create(self, attempt: Attempt) -> Answer[PaymentIntent]:
         body = {
