@@ -14,6 +14,7 @@ from pyorder.engine import now_ms
 from pyorder.errors import Forbidden, InvalidInput, NotFound
 from pyorder.inventory import InventoryError, StockLevel
 from pyorder.model import Sku, StockRow, Warehouse
+from pyorder.storage.limits import check_row, check_value
 
 if TYPE_CHECKING:
     from pyorder.platform import Platform
@@ -45,9 +46,12 @@ class Catalog:
         who.require(Role.MERCHANT, Role.ADMIN)
         engine, batch = self._p.engine, self._p.intake.batch
         wid = len(engine.warehouses)
+        warehouse = Warehouse(wid, name, who.key)
+        # Before anything changes: an embedding caller's values are not checked by the API.
+        check_row(warehouse)
+        check_value(regions, "regions")
         if wid >= engine.inventory.warehouse_count:
             engine.inventory.add_warehouse()
-        warehouse = Warehouse(wid, name, who.key)
         engine.warehouses[wid] = warehouse
         batch.warehouses.append(warehouse)
         for code in dict.fromkeys(regions):
@@ -79,6 +83,7 @@ class Catalog:
         for wid in warehouses:
             if wid not in self._p.engine.warehouses:
                 raise InvalidInput(f"warehouse {wid} does not exist", field="warehouses")
+        check_value(code, "region")
         self._set_region(code, warehouses)
         return warehouses
 
@@ -126,6 +131,7 @@ class Catalog:
             self._check_stocking(who, wid)
             if not 0 <= units <= MAX_UNITS:
                 raise InvalidInput(f"units must be between 0 and {MAX_UNITS}", field="stock")
+        check_row(Sku(0, who.key, title, price, currency, limit_per_buyer, 0, category))
         engine, batch = self._p.engine, self._p.intake.batch
         sid = engine.inventory.add_sku(stock, limit_per_buyer=limit_per_buyer)
         sku = Sku(sid, who.key, title, price, currency, limit_per_buyer, now_ms(), category)

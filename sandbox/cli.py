@@ -72,6 +72,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, port: int, name: st
     faults.add_argument("--outage", choices=["none", "hang", "503"], default="none")
     faults.add_argument("--lost-response-rate", type=rate, default=0.0)
     faults.add_argument("--lost-response-mode", choices=["close", "500"], default="close")
+    faults.add_argument("--malformed-response-rate", type=rate, default=0.0)
     faults.add_argument("--duplicate-webhook-rate", type=rate, default=0.0)
     faults.add_argument("--reorder-webhook-rate", type=rate, default=0.0)
     faults.add_argument("--seed", type=int, default=0, help="seeds every random fault")

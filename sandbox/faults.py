@@ -12,6 +12,7 @@ outage.
 """
 
 import asyncio
+import json
 import random
 from collections.abc import Mapping
 from typing import Annotated, Literal
@@ -45,6 +46,10 @@ class Faults(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """A state-changing call (POST) that succeeded is carried out and recorded, and its stored
     answer is replayed to a retry with the same Idempotency-Key, but this answer is lost."""
     lost_response_mode: LostResponseMode = "close"
+    malformed_response_rate: Rate = 0.0
+    """A call that succeeded (2xx) is carried out and recorded, but its answer is malformed, as
+    a buggy or hostile peer's might be: every integer at the top level of its JSON object
+    becomes 2**64 (beyond 64 bits)."""
     duplicate_webhook_rate: Rate = 0.0
     """An event delivered successfully is delivered once more, same id and body."""
     reorder_webhook_rate: Rate = 0.0
@@ -125,6 +130,12 @@ def fault_middleware(state: FaultState) -> Middleware:
             )
         response = await handler(request)
         if (
+            200 <= response.status < 300
+            and isinstance(response, web.Response)
+            and state.chance("malformed_response_rate")
+        ):
+            return _malformed(response)
+        if (
             request.method == "POST"
             and 200 <= response.status < 300
             and state.chance("lost_response_rate")
@@ -151,6 +162,21 @@ def latency_middleware(state: FaultState) -> Middleware:
         return await handler(request)
 
     return middleware
+
+
+def _malformed(response: web.Response) -> web.Response:
+    """``response`` with every integer at the top level of its JSON object set to 2**64."""
+    if not isinstance(response.body, bytes):
+        return response
+    doc = json.loads(response.body)  # the stdlib's json: orjson refuses ints beyond 64 bits
+    if isinstance(doc, dict):
+        doc = {
+            k: 2**64 if isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in doc.items()
+        }
+    return web.Response(
+        status=response.status, body=json.dumps(doc).encode(), content_type="application/json"
+    )
 
 
 async def _hang(request: web.Request, state: FaultState) -> None:

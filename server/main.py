@@ -211,7 +211,11 @@ def _returns_config(text: str) -> ReturnsConfig:
 def _payments_config(args: argparse.Namespace) -> PaymentsConfig:
     extra: list[ProviderConfig] = args.payment_provider
     if args.payment_config is not None:
-        config = load_config(args.payment_config, extra)
+        try:
+            config = load_config(args.payment_config, extra)
+        except (OSError, ValueError) as exc:  # as argparse refuses a bad option: exit 2
+            sys.stderr.write(f"pyorder-server: error: --payment-config: {exc}\n")
+            raise SystemExit(2) from None
     else:
         config = PaymentsConfig(providers=tuple(extra))
     overrides = {

@@ -31,6 +31,8 @@ def decode(body: bytes, kind: type[T]) -> T:
         raise InvalidInput(str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise MalformedJson(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError:  # msgspec recurses into nested arrays and objects
+        raise MalformedJson("the body is nested too deep") from None
     if b"\\u0000" in body and _has_nul(msgspec.json.decode(body)):
         # Text columns (PostgreSQL's above all) cannot hold U+0000.
         raise InvalidInput("strings must not contain the character U+0000")

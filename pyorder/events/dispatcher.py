@@ -212,7 +212,9 @@ class EventDispatcher:
                 await resp.content.read(MAX_ANSWER_BYTES)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            return 0, f"{type(exc).__name__}: {exc}"[:500]
+            # The text may quote the merchant's bytes: keep it storable (no U+0000, UTF-8).
+            text = f"{type(exc).__name__}: {exc}"[:500].replace("\x00", "\ufffd")
+            return 0, text.encode("utf-8", "replace").decode("utf-8")
         return status, "" if 200 <= status < 300 else f"HTTP {status}"
 
     def _record(self, d: Delivery, status: int, error: str) -> Delivery:

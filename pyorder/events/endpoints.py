@@ -24,6 +24,7 @@ from pyorder.events.model import (
     EventType,
     WebhookEndpoint,
 )
+from pyorder.storage.limits import check_row
 
 if TYPE_CHECKING:
     from pyorder.platform import Platform
@@ -113,6 +114,7 @@ class Endpoints:
         }
 
     def _put(self, endpoint: WebhookEndpoint) -> None:
+        check_row(endpoint)  # before memory changes: a value no store holds fails this request
         self.endpoints[endpoint.id] = endpoint
         self._p.intake.batch.webhook_endpoints[endpoint.id] = endpoint
         self._index()

@@ -7,18 +7,27 @@ one carrier is one comma-separated spec::
 
     name=swift,url=http://127.0.0.1:9201,secret=whsec_c[,api_key=..][,priority=0][,timeout_ms=2000]
 
-Every call has the carrier's timeout. A call that was answered returns ``(status, body)``; one
-that was not raises ``CarrierUnreachable``: its outcome is unknown, and it is sent again with
-the same Idempotency-Key.
+Every call has the carrier's timeout. A call that was answered returns ``(status, shipment)``:
+the booked ``Shipment`` on a 200 (decoded in full by ``pyorder.logistics.schemas``), else None
+and the carrier's error. One that was not, or whose answer is not what the API promises (not
+JSON, a wrong type, a value out of range: ``MalformedAnswer``), raises ``CarrierUnreachable``:
+its outcome is unknown, and it is sent again with the same Idempotency-Key.
 """
 
+import logging
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
+import msgspec
 import orjson
+from msgspec import Meta
+
+from pyorder.documents import ErrorAnswer, InvalidDocument, config_error, decode, read_answer
+from pyorder.logistics.schemas import Shipment
 
 JSON = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +65,21 @@ class LogisticsConfig:
         return ranked[0] if ranked else None
 
 
+class _CarrierDoc(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One carrier as configured on the command line (numbers given as text)."""
+
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    """Part of its webhook URL, and stored with each parcel."""
+    url: Annotated[str, Meta(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
+    secret: Annotated[str, Meta(min_length=1, max_length=512, pattern=r"^[^\s\x00]+$")]
+    api_key: Annotated[str, Meta(max_length=512, pattern=r"^[^\s\x00]*$")] | None = None
+    priority: Annotated[int, Meta(ge=-1_000_000, le=1_000_000)] = 0
+    timeout_ms: Annotated[int, Meta(ge=1, le=600_000)] | None = None
+
+
 def parse_carrier(spec: str) -> CarrierConfig:
     """A ``CarrierConfig`` from ``name=..,url=..,secret=..[,api_key=..][,priority=N]
-    [,timeout_ms=N]``; ValueError if a field is missing or unknown."""
+    [,timeout_ms=N]``; ValueError naming the field that is missing, unknown or wrong."""
     values: dict[str, str] = {}
     for item in spec.split(","):
         key, sep, value = item.strip().partition("=")
@@ -71,19 +92,30 @@ def parse_carrier(spec: str) -> CarrierConfig:
     for required in ("name", "url", "secret"):
         if not values.get(required):
             raise ValueError(f"a carrier needs {required}")
-    timeout = values.get("timeout_ms")
+    try:
+        doc = msgspec.convert(values, _CarrierDoc, strict=False)
+    except msgspec.ValidationError as exc:
+        raise config_error(exc, "carrier ") from None
     return CarrierConfig(
-        name=values["name"],
-        url=values["url"].rstrip("/"),
-        secret=values["secret"],
-        api_key=values.get("api_key") or None,
-        priority=int(values.get("priority", "0")),
-        timeout_ms=None if timeout is None else int(timeout),
+        name=doc.name,
+        url=doc.url.rstrip("/"),
+        secret=doc.secret,
+        api_key=doc.api_key or None,
+        priority=doc.priority,
+        timeout_ms=doc.timeout_ms,
     )
 
 
 class CarrierUnreachable(Exception):
     """No usable answer: the call may or may not have been carried out."""
+
+
+class MalformedAnswer(CarrierUnreachable):
+    """The carrier answered with a document its API does not allow: treated as no answer."""
+
+
+Booking = tuple[int, Shipment | None, ErrorAnswer]
+"""A carrier's answer to a booking: HTTP status, the shipment on a 200, else its error."""
 
 
 class CarrierClient:
@@ -94,15 +126,15 @@ class CarrierClient:
         self.carrier = carrier
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def create_shipment(self, body: JSON, idempotency_key: str) -> tuple[int, JSON]:
+    async def create_shipment(self, body: JSON, idempotency_key: str) -> Booking:
         """Book a parcel to a buyer (``POST /v1/shipments``)."""
         return await self._post("/v1/shipments", body, idempotency_key)
 
-    async def create_return(self, body: JSON, idempotency_key: str) -> tuple[int, JSON]:
+    async def create_return(self, body: JSON, idempotency_key: str) -> Booking:
         """Book a parcel from a buyer back to a warehouse (``POST /v1/returns``)."""
         return await self._post("/v1/returns", body, idempotency_key)
 
-    async def _post(self, path: str, body: JSON, idempotency_key: str) -> tuple[int, JSON]:
+    async def _post(self, path: str, body: JSON, idempotency_key: str) -> Booking:
         headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
         if self.carrier.api_key:
             headers["Authorization"] = f"Bearer {self.carrier.api_key}"
@@ -113,14 +145,16 @@ class CarrierClient:
                 headers=headers,
                 timeout=self.timeout,
             ) as response:
-                raw = await response.read()
                 status = response.status
+                raw = await read_answer(response)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise CarrierUnreachable(f"{self.carrier.name}: {type(exc).__name__} {exc}") from exc
         try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise CarrierUnreachable(f"{self.carrier.name}: HTTP {status}, not JSON") from exc
-        if not isinstance(doc, dict):
-            raise CarrierUnreachable(f"{self.carrier.name}: HTTP {status}, not an object")
-        return status, doc
+            if status == 200:
+                return status, decode(raw, Shipment), ErrorAnswer()
+            return status, None, decode(raw, ErrorAnswer)
+        except InvalidDocument as exc:
+            text = f"{self.carrier.name}: HTTP {status}, a malformed answer: {exc}"
+            # A peer that breaks its API is worth a person's look, unlike a network blip.
+            log.warning("POST %s: %s", path, text)
+            raise MalformedAnswer(text) from None

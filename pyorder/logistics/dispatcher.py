@@ -7,8 +7,9 @@ stages the answer with the item marked done, and waits until that is durable. A 
 in between leaves the item pending in the store; after the restart it is sent again with the
 same key and the carrier answers with the shipment it booked the first time: never two
 shipments for one parcel (``PYORDER_FAILPOINT=before_ship`` / ``after_ship`` kill the process
-just before the call / just after the carrier booked it, for the crash tests). No answer (refused, timed out, 5xx, 409 while the first call runs)
-is retried with backoff; a 4xx refusal fails the parcel.
+just before the call / just after the carrier booked it, for the crash tests). No answer (refused, timed out, 5xx, 409 while the first call runs,
+an answer the carrier's API does not allow) is retried with backoff; a 4xx refusal fails the
+parcel.
 """
 
 import asyncio
@@ -23,7 +24,7 @@ from pyorder.intake import IntakeUnavailableError
 from pyorder.logistics.carriers import CarrierClient, CarrierUnreachable
 from pyorder.logistics.model import ShipmentStatus
 from pyorder.logistics.service import Logistics
-from pyorder.payments.dispatcher import Retry, _error, _failpoint
+from pyorder.payments.dispatcher import Retry, _failpoint
 from pyorder.payments.model import OutboxItem
 
 if TYPE_CHECKING:
@@ -139,18 +140,18 @@ class ShipmentDispatcher(CarrierDispatcher):
             raise Retry(f"order {item.order_id} is not readable yet")
         _failpoint("before_ship")
         try:
-            status, body = await client.create_shipment(
+            status, shipment, error = await client.create_shipment(
                 svc.carrier_request(order, sh), sh.idempotency_key
             )
         except CarrierUnreachable as exc:
             raise Retry(f"create: {exc}") from exc
-        if status == 200:
+        if shipment is not None:
             _failpoint("after_ship")
-            svc.observe_booking(parcel, body)
+            svc.observe_booking(parcel, shipment)
         elif status >= 500 or status in (409, 429):
             raise Retry(f"create: HTTP {status}")
         else:
-            reason = _error(body)
+            reason = error.describe()
             log.error("order %d parcel %d: the carrier refused it: %s", *parcel, reason)
             svc.fail_booking(parcel, f"HTTP {status} {reason}")
         svc.finish_outbox(item)

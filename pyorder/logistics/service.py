@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from pyorder.auth import Principal, Role
+from pyorder.documents import Event, InvalidDocument, decode
 from pyorder.engine import now_ms
 from pyorder.errors import Conflict, InvalidInput, InvalidState, NotFound
+from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.model import (
     FULFILMENT_ORDER,
@@ -38,6 +38,7 @@ from pyorder.logistics.model import (
 from pyorder.model import Order, OrderStatus, Snapshot
 from pyorder.payments.model import OutboxItem, OutboxKind, WebhookEvent
 from pyorder.payments.service import EventInFlight, InvalidEvent, InvalidSignature
+from pyorder.storage.limits import check_row
 from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
 
 if TYPE_CHECKING:
@@ -70,13 +71,19 @@ def parcel_reference(order_id: int, parcel: int) -> str:
     return f"{order_id}-{parcel}"
 
 
-def _parse_reference(text: object) -> ParcelKey | None:
-    if not isinstance(text, str):
+def _parse_reference(text: str | None) -> ParcelKey | None:
+    """The parcel of a reference we gave (``<order>-<parcel>``), or None if not one of ours."""
+    if text is None:
         return None
     order, _, parcel = text.partition("-")
-    if not (order.isdigit() and parcel.isdigit()):
+    if not (_decimal(order) and _decimal(parcel)):
         return None
     return int(order), int(parcel)
+
+
+def _decimal(text: str) -> bool:
+    # ASCII only: str.isdigit() also takes "²", which int() refuses.
+    return 0 < len(text) <= 19 and text.isascii() and text.isdigit()
 
 
 @lru_cache(maxsize=4096)
@@ -86,17 +93,19 @@ def iso_ms(ms: int) -> str:
     return text.replace("+00:00", "Z")
 
 
-def parse_iso_ms(text: object) -> int:
-    """Milliseconds since the epoch of an ISO 8601 time with an offset; 0 if unreadable."""
-    if not isinstance(text, str):
-        return 0
+def decode_event(body: bytes) -> tuple[Event, carrier_docs.TrackingEvent | None]:
+    """A carrier's webhook body, decoded in full: the event and its scan (None for a type we
+    do not apply); ``InvalidEvent`` (400) naming what is wrong and where."""
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return 0
-    if parsed.tzinfo is None:
-        return 0
-    return int(parsed.timestamp() * 1000)
+        event = decode(body, Event)
+    except InvalidDocument as exc:
+        raise InvalidEvent(f"not a carrier event: {exc}") from None
+    if not event.type.startswith("tracking."):
+        return event, None
+    try:
+        return event, decode(event.data.object, carrier_docs.TrackingEvent)
+    except InvalidDocument as exc:
+        raise InvalidEvent(f"event {event.id}: data.object: {exc}") from None
 
 
 class Logistics:
@@ -113,7 +122,7 @@ class Logistics:
         self.on_outbox: list[Callable[[OutboxItem], None]] = []
         self.on_delivered: list[Callable[[int], None]] = []
         """Callbacks given an order's fulfilment time (ms) once its delivery is durable."""
-        self.on_return_event: Callable[[str, str, dict[str, Any]], None] | None = None
+        self.on_return_event: Callable[[str, str, carrier_docs.TrackingEvent], None] | None = None
         """Applies (stages) a tracking event of a return parcel: (carrier, event id, event);
         set by ``pyorder.returns``. Without it such events are acknowledged and ignored."""
         self._events_in_flight: set[tuple[str, str]] = set()
@@ -135,6 +144,7 @@ class Logistics:
 
     def _put_shipment(self, sh: Shipment) -> None:
         sh = replace(sh, updated_ms=now_ms())
+        check_row(sh)  # before memory changes: a value no store holds fails this request only
         key = (sh.order_id, sh.parcel)
         if key not in self.shipments:
             self.parcels.setdefault(sh.order_id, []).append(sh.parcel)
@@ -143,10 +153,12 @@ class Logistics:
 
     def _put_fulfilment(self, f: Fulfilment) -> None:
         f = replace(f, updated_ms=now_ms())
+        check_row(f)
         self.fulfilments[f.order_id] = f
         self._p.intake.batch.fulfilments[f.order_id] = f
 
     def _put_window(self, w: DeliveryWindow) -> None:
+        check_row(w)
         self.windows[w.id] = w
         self._p.intake.batch.delivery_windows[w.id] = w
 
@@ -402,7 +414,7 @@ class Logistics:
             }
         return body
 
-    def observe_booking(self, key: ParcelKey, shipment: dict[str, Any]) -> None:
+    def observe_booking(self, key: ParcelKey, shipment: carrier_docs.Shipment) -> None:
         """The carrier booked parcel ``key`` (its answer, possibly replayed): record its ids;
         its status only if that is a move forward."""
         sh = self.shipments.get(key)
@@ -410,8 +422,8 @@ class Logistics:
             return
         sh = replace(
             sh,
-            carrier_shipment_id=sh.carrier_shipment_id or str(shipment.get("id", "")),
-            tracking_number=sh.tracking_number or str(shipment.get("tracking_number", "")),
+            carrier_shipment_id=sh.carrier_shipment_id or shipment.id,
+            tracking_number=sh.tracking_number or shipment.tracking_number or "",
         )
         if sh.status is ShipmentStatus.PENDING:
             sh = replace(sh, status=ShipmentStatus.CREATED)
@@ -440,14 +452,8 @@ class Logistics:
             verify(body, headers.get(SIGNATURE_HEADER), config.secret)
         except SignatureError as exc:
             raise InvalidSignature(str(exc)) from exc
-        try:
-            event = orjson.loads(body)
-            event_id, kind = str(event["id"]), str(event["type"])
-            obj = event["data"]["object"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InvalidEvent(f"not a carrier event: {exc}") from exc
-        if not isinstance(obj, dict) or not event_id:
-            raise InvalidEvent("an event needs an id and data.object")
+        event, scan = decode_event(body)  # in full, before anything is applied or staged
+        event_id, kind = event.id, event.type
         scope = (f"carrier:{carrier}", event_id)
         if scope in self._events_in_flight:
             raise EventInFlight(f"event {event_id} is being applied")
@@ -456,10 +462,10 @@ class Logistics:
             if await self._p.store.webhook_event_seen(*scope):
                 return True, event_id
             # Apply and stage with no await in between: one batch holds the event and its effects.
-            delivered = (
-                self.observe_event(carrier, event_id, obj) if kind.startswith("tracking.") else None
-            )
-            self._p.intake.batch.webhook_events.append(WebhookEvent(*scope, kind, now_ms()))
+            seen = WebhookEvent(*scope, kind, now_ms())
+            check_row(seen)
+            delivered = self.observe_event(carrier, event_id, scan) if scan is not None else None
+            self._p.intake.batch.webhook_events.append(seen)
             await self._p.intake.durable()
             if delivered is not None:
                 for notify in self.on_delivered:
@@ -468,48 +474,47 @@ class Logistics:
         finally:
             self._events_in_flight.discard(scope)
 
-    def observe_event(self, carrier: str, event_id: str, ev: dict[str, Any]) -> Fulfilment | None:
+    def observe_event(
+        self, carrier: str, event_id: str, ev: carrier_docs.TrackingEvent
+    ) -> Fulfilment | None:
         """Apply a tracking event (staged). Returns the order's fulfilment if this event
         delivered the order, else None."""
-        if ev.get("kind") == "return":
+        if ev.kind == "return":
             if self.on_return_event is not None:
                 self.on_return_event(carrier, event_id, ev)
             return None
-        key = _parse_reference(ev.get("reference"))
+        key = _parse_reference(ev.reference)
         sh = self.shipments.get(key) if key is not None else None
-        if sh is None or sh.carrier != carrier or ev.get("kind", "outbound") != "outbound":
+        if sh is None or sh.carrier != carrier:
             log.info("tracking event %s of %s: no parcel of ours; ignored", event_id, carrier)
             return None
-        shipment_id = str(ev.get("shipment", ""))
+        shipment_id = ev.shipment or ""
         if sh.carrier_shipment_id and shipment_id and shipment_id != sh.carrier_shipment_id:
             log.warning("tracking event %s: foreign shipment %s", event_id, shipment_id)
             return None
+        sequence = ev.sequence
         try:
-            sequence = int(ev.get("sequence", 0))
-        except (TypeError, ValueError):
-            raise InvalidEvent(f"event {event_id}: unreadable sequence") from None
-        try:
-            status = ShipmentStatus(str(ev.get("status", "")))
+            status = ShipmentStatus(ev.status)
         except ValueError:
             # A status we do not know: acknowledged (a 4xx would only make the carrier retry).
-            log.warning("tracking event %s: unknown status %r; ignored", event_id, ev.get("status"))
+            log.warning("tracking event %s: unknown status %r; ignored", event_id, ev.status)
             return None
-        occurred = parse_iso_ms(ev.get("occurred_at")) or now_ms()
+        occurred = ev.occurred_ms() or now_ms()
         applied = sequence > sh.last_sequence and status in SHIPMENT_TRANSITIONS[sh.status]
-        self._p.intake.batch.tracking_events.append(
-            TrackingEvent(
-                carrier=carrier,
-                event_id=event_id,
-                order_id=sh.order_id,
-                parcel=sh.parcel,
-                sequence=sequence,
-                status=status.value,
-                occurred_ms=occurred,
-                location=str(ev.get("location", ""))[:200],
-                received_ms=now_ms(),
-                applied=applied,
-            )
+        row = TrackingEvent(
+            carrier=carrier,
+            event_id=event_id,
+            order_id=sh.order_id,
+            parcel=sh.parcel,
+            sequence=sequence,
+            status=status.value,
+            occurred_ms=occurred,
+            location=ev.location[:200],
+            received_ms=now_ms(),
+            applied=applied,
         )
+        check_row(row)
+        self._p.intake.batch.tracking_events.append(row)
         if not applied:
             return None  # stale (older than what we hold, or not a legal move): recorded only
         before = self.fulfilments.get(sh.order_id)
@@ -519,9 +524,9 @@ class Logistics:
             last_sequence=sequence,
             last_event_ms=occurred,
             carrier_shipment_id=sh.carrier_shipment_id or shipment_id,
-            tracking_number=sh.tracking_number or str(ev.get("tracking_number", "")),
+            tracking_number=sh.tracking_number or ev.tracking_number or "",
             delivered_ms=occurred if status is ShipmentStatus.DELIVERED else sh.delivered_ms,
-            error=str((ev.get("details") or {}).get("reason", "")) or sh.error,
+            error=(ev.details.reason if ev.details is not None else None) or sh.error,
         )
         self._put_shipment(sh)
         after = self._refresh(sh.order_id)

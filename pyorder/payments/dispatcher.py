@@ -25,12 +25,12 @@ import contextlib
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from pyorder.intake import IntakeUnavailableError
-from pyorder.payments.client import JSON, ProviderClient, ProviderUnreachable
+from pyorder.payments.client import Answer, ProviderClient, ProviderUnreachable
 from pyorder.payments.model import (
     TERMINAL,
     Attempt,
@@ -39,6 +39,7 @@ from pyorder.payments.model import (
     OutboxKind,
     RefundStatus,
 )
+from pyorder.payments.schemas import ErrorAnswer, PaymentIntent
 from pyorder.payments.service import Payments
 
 if TYPE_CHECKING:
@@ -156,37 +157,38 @@ class Dispatcher:
                 self._fail_over(item, att, "circuit open")
                 return
             try:
-                status, body = await client.create(att)
+                created = await client.create(att)
             except ProviderUnreachable as exc:
                 breaker.failure()
                 self._fail_over(item, att, f"create: {exc}")
                 return
-            if status >= 500:
+            if created.status >= 500:
                 breaker.failure()
-                self._fail_over(item, att, f"create: HTTP {status}")
+                self._fail_over(item, att, f"create: HTTP {created.status}")
                 return
             breaker.success()
-            if status != 200:
-                self._fail_over(item, att, f"create: HTTP {status} {_error(body)}")
+            if created.doc is None:
+                self._fail_over(item, att, f"create: HTTP {created.status} {_error(created)}")
                 return
-            att = svc.observe_intent(att.provider, body) or att
+            att = svc.observe_intent(att.provider, created.doc) or att
         if att.status is not AttemptStatus.REQUIRES_CONFIRMATION:
             svc.finish_outbox(item)
             return
         try:
-            status, body = await client.confirm(att)
+            confirmed = await client.confirm(att)
         except ProviderUnreachable as exc:
             breaker.failure()
             log.info("order %d attempt %d: confirm: %s", att.order_id, att.number, exc)
-            status, body = 0, {}
-        declined = _declined_intent(body) if status == 402 else None
-        if status == 200 or declined is not None:
+            confirmed = Answer(0, None, ErrorAnswer())
+        declined = confirmed.error.declined_intent() if confirmed.status == 402 else None
+        intent = confirmed.doc or declined
+        if intent is not None:
             breaker.success()
             _failpoint("after_charge")
-            svc.observe_intent(att.provider, declined or body)
+            svc.observe_intent(att.provider, intent)
             svc.finish_outbox(item)
             return
-        if status >= 500:
+        if confirmed.status >= 500:
             breaker.failure()
         # The confirmation may or may not have happened: look it up before anything else.
         await self._settle_unknown(item, att, client)
@@ -201,12 +203,12 @@ class Dispatcher:
         ):
             # Not confirmed (yet): cancel it there so that it never can be, then fail over.
             try:
-                status, body = await client.cancel(att)
+                cancelled = (await client.cancel(att)).doc
             except ProviderUnreachable as exc:
                 raise Retry(f"cancel: {exc}") from exc
-            if status != 200:
-                body = await self._look_up(client, att)
-            att = svc.observe_intent(att.provider, body) or att
+            if cancelled is None:
+                cancelled = await self._look_up(client, att)
+            att = svc.observe_intent(att.provider, cancelled) or att
         if att.status in (AttemptStatus.CANCELED, AttemptStatus.ABANDONED):
             self._fail_over(item, att, "not confirmed; cancelled at the provider")
             return
@@ -214,14 +216,14 @@ class Dispatcher:
             raise Retry(f"attempt {att.number} still {att.status.value}")
         svc.finish_outbox(item)
 
-    async def _look_up(self, client: ProviderClient, att: Attempt) -> JSON:
+    async def _look_up(self, client: ProviderClient, att: Attempt) -> PaymentIntent:
         try:
-            status, body = await client.get(att.provider_payment_id)
+            found = await client.get(att.provider_payment_id)
         except ProviderUnreachable as exc:
             raise Retry(f"look-up: {exc}") from exc
-        if status != 200:
-            raise Retry(f"look-up: HTTP {status} {_error(body)}")
-        return body
+        if found.doc is None:
+            raise Retry(f"look-up: HTTP {found.status} {_error(found)}")
+        return found.doc
 
     def _fail_over(self, item: OutboxItem, att: Attempt, reason: str) -> None:
         self.payments.finish_outbox(item)
@@ -234,25 +236,18 @@ class Dispatcher:
             return
         client = self.client(att.provider)
         try:
-            status, body = await client.refund(att)
+            answer = await client.refund(att)
         except ProviderUnreachable as exc:
             self.router.breakers[att.provider].failure()
             raise Retry(f"refund: {exc}") from exc
-        if status >= 500:
-            raise Retry(f"refund: HTTP {status}")
-        if status == 200:
-            svc.observe_refund(att.provider, body)
+        if answer.status >= 500:
+            raise Retry(f"refund: HTTP {answer.status}")
+        if answer.doc is not None:
+            svc.observe_refund(att.provider, answer.doc)
         else:
-            log.error("order %d attempt %d: refund refused: %s", att.order_id, att.number, body)
-            svc.observe_refund(
-                att.provider,
-                {
-                    "payment_intent": att.provider_payment_id,
-                    "metadata": {"order_id": str(att.order_id), "attempt": str(att.number)},
-                    "status": "failed",
-                    "failure_reason": _error(body),
-                },
-            )
+            reason = _error(answer)
+            log.error("order %d attempt %d: refund refused: %s", att.order_id, att.number, reason)
+            svc.refund_refused(att, reason)
         svc.finish_outbox(item)
 
     async def _order_refund(self, item: OutboxItem) -> None:
@@ -264,18 +259,19 @@ class Dispatcher:
         att = svc.attempts[(refund.order_id, refund.attempt)]
         client = self.client(refund.provider)
         try:
-            status, body = await client.refund_order(refund, att.provider_payment_id)
+            answer = await client.refund_order(refund, att.provider_payment_id)
         except ProviderUnreachable as exc:
             self.router.breakers[refund.provider].failure()
             raise Retry(f"refund: {exc}") from exc
-        if status >= 500:
-            raise Retry(f"refund: HTTP {status}")
-        if status == 200:
+        if answer.status >= 500:
+            raise Retry(f"refund: HTTP {answer.status}")
+        if answer.doc is not None:
             _failpoint("after_refund")
-            svc.refunds.observe(refund.provider, body)
+            svc.refunds.observe(refund.provider, answer.doc)
         else:
-            log.error("order %d refund %d refused: %s", refund.order_id, refund.number, body)
-            svc.refunds.refused(refund, _error(body) or f"HTTP {status}")
+            reason = _error(answer) or f"HTTP {answer.status}"
+            log.error("order %d refund %d refused: %s", refund.order_id, refund.number, reason)
+            svc.refunds.refused(refund, reason)
         svc.finish_outbox(item)
 
     # --- reconciliation --------------------------------------------------------------------------
@@ -306,13 +302,13 @@ class Dispatcher:
             try:
                 client = self.client(att.provider)
                 if att.refund_status is RefundStatus.PENDING and att.refund_id:
-                    status, body = await client.get_refund(att.refund_id)
-                    if status == 200:
-                        svc.observe_refund(att.provider, body)
+                    found_refund = (await client.get_refund(att.refund_id)).doc
+                    if found_refund is not None:
+                        svc.observe_refund(att.provider, found_refund)
                 else:
-                    status, body = await client.get(att.provider_payment_id)
-                    if status == 200:
-                        svc.observe_intent(att.provider, body)
+                    found = (await client.get(att.provider_payment_id)).doc
+                    if found is not None:
+                        svc.observe_intent(att.provider, found)
             except (ProviderUnreachable, Retry) as exc:
                 log.info("reconcile order %d attempt %d: %s", att.order_id, att.number, exc)
         sending = {(o, a) for (o, a, k) in svc.outbox if k == OutboxKind.ORDER_REFUND.value}
@@ -325,11 +321,10 @@ class Dispatcher:
         ]
         for refund in refunds:
             try:
-                status, body = await self.client(refund.provider).get_refund(
-                    refund.provider_refund_id
-                )
-                if status == 200:
-                    svc.refunds.observe(refund.provider, body)
+                client = self.client(refund.provider)
+                answer = await client.get_refund(refund.provider_refund_id)
+                if answer.doc is not None:
+                    svc.refunds.observe(refund.provider, answer.doc)
             except (ProviderUnreachable, Retry) as exc:
                 log.info("reconcile refund %d of order %d: %s", refund.number, refund.order_id, exc)
         if todo or refunds:
@@ -337,19 +332,9 @@ class Dispatcher:
         return len(todo) + len(refunds)
 
 
-def _declined_intent(body: JSON) -> JSON | None:
-    """The PaymentIntent a 402 decline carries (``error.details.payment_intent``)."""
-    error = body.get("error")
-    details = error.get("details") if isinstance(error, dict) else None
-    intent = details.get("payment_intent") if isinstance(details, dict) else None
-    return intent if isinstance(intent, dict) else None
-
-
-def _error(body: JSON) -> str:
-    error = body.get("error")
-    if isinstance(error, dict):
-        return f"{error.get('code')}: {error.get('message')}"
-    return ""
+def _error(answer: Answer[Any]) -> str:
+    """``code: message`` of a refusal, or ""."""
+    return answer.error.describe()
 
 
 def _failpoint(name: str) -> None:

@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import orjson
+import msgspec
+from msgspec import Meta
+
+from pyorder.documents import config_error
 
 METHODS = ("card", "wallet", "bank_transfer")
 DEFAULT_PAYMENT_METHOD = {
@@ -57,9 +60,41 @@ class PaymentsConfig:
     """Longest wait between two tries of an outbox call whose outcome is unknown."""
 
 
+Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+"""A provider's name: part of its webhook URL and stored with each attempt."""
+HttpUrl = Annotated[str, Meta(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
+Secret = Annotated[str, Meta(min_length=1, max_length=512, pattern=r"^[^\s\x00]+$")]
+Millis = Annotated[int, Meta(ge=1, le=600_000, description="ms")]
+Seconds = Annotated[float, Meta(gt=0, le=86_400, description="s")]
+
+
+class _ProviderDoc(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One provider as configured (JSON file or command-line spec)."""
+
+    name: Name
+    url: HttpUrl
+    secret: Secret
+    methods: Annotated[list[Literal["card", "wallet", "bank_transfer"]], Meta(min_length=1)]
+    api_key: Secret | None = None
+    priority: Annotated[int, Meta(ge=-1_000_000, le=1_000_000)] = 0
+    timeout_ms: Millis | None = None
+
+
+class _PaymentsDoc(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The payment config file."""
+
+    providers: list[_ProviderDoc] = []
+    timeout_ms: Millis = 100
+    breaker_threshold: Annotated[int, Meta(ge=1, le=1_000_000)] = 3
+    breaker_cooldown_s: Seconds = 5.0
+    reconcile_interval_s: Seconds = 5.0
+    retry_max_s: Seconds = 2.0
+
+
 def parse_provider(spec: str) -> ProviderConfig:
     """A ``ProviderConfig`` from ``name=..,url=..,secret=..,methods=a+b[,api_key=..]
-    [,priority=N][,timeout_ms=N]``; ValueError if a field is missing or unknown."""
+    [,priority=N][,timeout_ms=N]``; ValueError naming the field that is missing, unknown or
+    wrong."""
     values: dict[str, str] = {}
     for item in spec.split(","):
         key, sep, value = item.strip().partition("=")
@@ -69,44 +104,63 @@ def parse_provider(spec: str) -> ProviderConfig:
     raw: dict[str, Any] = dict(values)
     if "methods" in raw:
         raw["methods"] = [m for m in values["methods"].replace("|", "+").split("+") if m]
-    return provider_from_dict(raw)
+    return provider_from_dict(raw, strict=False)
 
 
-def provider_from_dict(raw: dict[str, Any]) -> ProviderConfig:
-    known = {f.name for f in fields(ProviderConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"unknown provider fields: {', '.join(sorted(unknown))}")
-    for required in ("name", "url", "secret", "methods"):
-        if not raw.get(required):
-            raise ValueError(f"a provider needs {required}")
-    methods = tuple(raw["methods"])
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise ValueError(f"unknown payment methods {bad}; known: {', '.join(METHODS)}")
-    timeout = raw.get("timeout_ms")
+def provider_from_dict(raw: object, *, strict: bool = True) -> ProviderConfig:
+    """A ``ProviderConfig`` from a parsed JSON object (``strict=False``: numbers may be
+    given as text, as on the command line); ValueError naming the field."""
+    if isinstance(raw, dict):
+        unknown = set(raw) - {f.name for f in fields(ProviderConfig)}
+        if unknown:
+            raise ValueError(f"unknown provider fields: {', '.join(sorted(unknown))}")
+        for required in ("name", "url", "secret", "methods"):
+            if not raw.get(required):
+                raise ValueError(f"a provider needs {required}")
+        given = raw["methods"]
+        bad = [m for m in given if m not in METHODS] if isinstance(given, list) else []
+        if bad:
+            raise ValueError(f"unknown payment methods {bad}; known: {', '.join(METHODS)}")
+    try:
+        doc = msgspec.convert(raw, _ProviderDoc, strict=strict)
+    except msgspec.ValidationError as exc:
+        raise config_error(exc, "provider ") from None
+    return _provider(doc)
+
+
+def _provider(doc: _ProviderDoc) -> ProviderConfig:
     return ProviderConfig(
-        name=str(raw["name"]),
-        url=str(raw["url"]).rstrip("/"),
-        secret=str(raw["secret"]),
-        methods=methods,
-        api_key=raw.get("api_key") or None,
-        priority=int(raw.get("priority", 0)),
-        timeout_ms=None if timeout is None else int(timeout),
+        name=doc.name,
+        url=doc.url.rstrip("/"),
+        secret=doc.secret,
+        methods=tuple(doc.methods),
+        api_key=doc.api_key or None,
+        priority=doc.priority,
+        timeout_ms=doc.timeout_ms,
     )
 
 
 def load_config(path: Path, extra: Sequence[ProviderConfig] = ()) -> PaymentsConfig:
-    """A ``PaymentsConfig`` from a JSON file, with ``extra`` providers added."""
-    doc = orjson.loads(path.read_bytes())
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: the payment config is a JSON object")
-    providers = tuple(provider_from_dict(p) for p in doc.pop("providers", []))
-    known = {f.name for f in fields(PaymentsConfig)} - {"providers"}
-    unknown = set(doc) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown payment config fields: {', '.join(sorted(unknown))}")
-    return PaymentsConfig(providers=providers + tuple(extra), **doc)
+    """A ``PaymentsConfig`` from a JSON file, with ``extra`` providers added; ValueError naming
+    the file and the field (``providers[0].timeout_ms``) that is wrong."""
+    try:
+        doc = msgspec.json.decode(path.read_bytes(), type=_PaymentsDoc)
+    except msgspec.ValidationError as exc:
+        raise config_error(exc, f"{path}: ") from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a JSON payment config: {exc}") from None
+    names = [p.name for p in doc.providers] + [p.name for p in extra]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{path}: providers: the name {twice[0]!r} is used twice")
+    return PaymentsConfig(
+        providers=tuple(_provider(p) for p in doc.providers) + tuple(extra),
+        timeout_ms=doc.timeout_ms,
+        breaker_threshold=doc.breaker_threshold,
+        breaker_cooldown_s=doc.breaker_cooldown_s,
+        reconcile_interval_s=doc.reconcile_interval_s,
+        retry_max_s=doc.retry_max_s,
+    )
 
 
 class CircuitBreaker:

@@ -29,6 +29,9 @@ from pyorder.payments.model import (
     Refund,
     RefundStatus,
 )
+from pyorder.payments.schemas import Refund as ProviderRefund
+from pyorder.payments.schemas import metadata_int
+from pyorder.storage.limits import check_row
 
 if TYPE_CHECKING:
     from pyorder.payments.service import Payments
@@ -80,6 +83,7 @@ class Refunds:
 
     def _put(self, refund: Refund) -> Refund:
         refund = replace(refund, updated_ms=now_ms())
+        check_row(refund)
         key = (refund.order_id, refund.number)
         self.refunds[key] = refund
         self._p.intake.batch.refunds[key] = refund
@@ -220,26 +224,33 @@ class Refunds:
 
     # --- what the provider says -----------------------------------------------------------------
 
-    def observe(self, provider: str, obj: dict[str, Any]) -> Refund | None:
+    def observe(self, provider: str, obj: ProviderRefund) -> Refund | None:
         """Apply what ``provider`` says about a refund of ours (staged): only a legal move."""
-        meta = obj.get("metadata")
-        if not isinstance(meta, dict):
+        order_id, number = (
+            metadata_int(obj.metadata, "order_id"),
+            metadata_int(obj.metadata, "refund"),
+        )
+        if order_id is None or number is None:
             return None
-        try:
-            key = (int(meta["order_id"]), int(meta["refund"]))
-        except (KeyError, ValueError, TypeError):
-            return None
+        return self._settle(
+            provider, (order_id, number), obj.id, obj.status.value, obj.failure_reason
+        )
+
+    def _settle(
+        self,
+        provider: str,
+        key: tuple[int, int],
+        rid: str,
+        status_text: str,
+        failure_reason: str | None,
+    ) -> Refund | None:
         refund = self.refunds.get(key)
         if refund is None or refund.provider != provider:
             return None
-        rid = str(obj.get("id", ""))
         if refund.provider_refund_id and rid and rid != refund.provider_refund_id:
             log.warning("refund %s of order %d: foreign refund %s", key[1], key[0], rid)
             return None
-        try:
-            status = RefundStatus(str(obj.get("status", "")))
-        except ValueError:
-            return None
+        status = RefundStatus(status_text)
         if not refund.provider_refund_id and rid:
             refund = replace(refund, provider_refund_id=rid)
             self._put(refund)
@@ -247,7 +258,7 @@ class Refunds:
             return refund  # the same state again, or stale
         refund = replace(refund, status=status, settled_ms=now_ms())
         if status is RefundStatus.FAILED:
-            refund = replace(refund, error=str(obj.get("failure_reason") or "failed")[:500])
+            refund = replace(refund, error=(failure_reason or "failed")[:500])
         refund = self._put(refund)
         if status is RefundStatus.SUCCEEDED:
             pay = self._pay.payments[refund.order_id]
@@ -259,11 +270,5 @@ class Refunds:
 
     def refused(self, refund: Refund, error: str) -> None:
         """The provider refused to refund (a 4xx): the refund failed."""
-        self.observe(
-            refund.provider,
-            {
-                "metadata": {"order_id": str(refund.order_id), "refund": str(refund.number)},
-                "status": "failed",
-                "failure_reason": error,
-            },
-        )
+        key = (refund.order_id, refund.number)
+        self._settle(refund.provider, key, "", RefundStatus.FAILED.value, error)

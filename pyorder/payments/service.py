@@ -18,9 +18,10 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import orjson
+import msgspec
 
 from pyorder.auth import Principal, Role
+from pyorder.documents import Event, InvalidDocument, decode
 from pyorder.engine import now_ms
 from pyorder.errors import Conflict, DomainError, InvalidInput, InvalidState, NotFound
 from pyorder.model import Snapshot
@@ -39,6 +40,9 @@ from pyorder.payments.model import (
 )
 from pyorder.payments.providers import DEFAULT_PAYMENT_METHOD, Router
 from pyorder.payments.refunds import Refunds
+from pyorder.payments.schemas import PaymentIntent, metadata_int
+from pyorder.payments.schemas import Refund as ProviderRefund
+from pyorder.storage.limits import check_row
 from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
 
 if TYPE_CHECKING:
@@ -73,15 +77,31 @@ class EventInFlight(Conflict):
     code = "event_in_flight"
 
 
-def attempt_status(intent: dict[str, Any]) -> AttemptStatus:
+REFUND_EVENTS = ("refund.created", "refund.succeeded", "refund.failed")
+
+
+def attempt_status(intent: PaymentIntent) -> AttemptStatus:
     """Our status for a PaymentIntent as the provider shows it (a decline is ``failed``)."""
-    status = str(intent.get("status", ""))
-    if status == "requires_payment_method" and intent.get("last_payment_error"):
+    if intent.status == "requires_payment_method" and intent.last_payment_error is not None:
         return AttemptStatus.FAILED
+    return AttemptStatus(intent.status.value)
+
+
+def decode_event(body: bytes) -> tuple[Event, PaymentIntent | ProviderRefund | None]:
+    """A provider's webhook body, decoded in full: the event and its object (None for a type
+    we do not apply); ``InvalidEvent`` (400) naming what is wrong and where."""
     try:
-        return AttemptStatus(status)
-    except ValueError:
-        raise InvalidEvent(f"unknown PaymentIntent status {status!r}") from None
+        event = decode(body, Event)
+    except InvalidDocument as exc:
+        raise InvalidEvent(f"not a provider event: {exc}") from None
+    try:
+        if event.type.startswith("payment_intent."):
+            return event, decode(event.data.object, PaymentIntent)
+        if event.type in REFUND_EVENTS:
+            return event, decode(event.data.object, ProviderRefund)
+    except InvalidDocument as exc:
+        raise InvalidEvent(f"event {event.id}: data.object: {exc}") from None
+    return event, None
 
 
 class Payments:
@@ -125,11 +145,13 @@ class Payments:
 
     def _put_attempt(self, att: Attempt) -> None:
         att = replace(att, updated_ms=now_ms())
+        check_row(att)  # before memory changes: a value no store holds fails this request only
         self.attempts[(att.order_id, att.number)] = att
         self._p.intake.batch.attempts[(att.order_id, att.number)] = att
         self._refresh(att.order_id)
 
     def _put_payment(self, pay: Payment) -> None:
+        check_row(pay)
         self.payments[pay.order_id] = pay
         self._p.intake.batch.payments[pay.order_id] = pay
 
@@ -290,25 +312,21 @@ class Payments:
 
     # --- observations ---------------------------------------------------------------------------
 
-    def attempt_for(self, provider: str, obj: dict[str, Any], id_field: str) -> Attempt | None:
-        """The attempt an object of the provider belongs to (by its metadata), or None."""
-        meta = obj.get("metadata")
-        if not isinstance(meta, dict):
+    def attempt_for(self, provider: str, metadata: dict[str, str], pid: str) -> Attempt | None:
+        """The attempt an object of the provider belongs to (by its metadata), or None;
+        ``pid``: the PaymentIntent the object is or belongs to."""
+        order_id, number = metadata_int(metadata, "order_id"), metadata_int(metadata, "attempt")
+        if order_id is None or number is None:
             return None
-        try:
-            key = (int(meta["order_id"]), int(meta["attempt"]))
-        except (KeyError, ValueError, TypeError):
-            return None
-        att = self.attempts.get(key)
+        att = self.attempts.get((order_id, number))
         if att is None or att.provider != provider:
             return None
-        pid = str(obj.get(id_field, ""))
         if att.provider_payment_id and pid != att.provider_payment_id:
-            log.warning("order %d attempt %d: foreign PaymentIntent %s", *key, pid)
+            log.warning("order %d attempt %d: foreign PaymentIntent %s", order_id, number, pid)
             return None
         return att
 
-    def observe_intent(self, provider: str, intent: dict[str, Any]) -> Attempt | None:
+    def observe_intent(self, provider: str, intent: PaymentIntent) -> Attempt | None:
         """Apply what ``provider`` says about a PaymentIntent of ours (staged), and keep its
         ``next_action`` while the attempt awaits the buyer."""
         att = self._apply_intent(provider, intent)
@@ -316,23 +334,21 @@ class Payments:
             self._note_next_action(att, intent)
         return att
 
-    def _note_next_action(self, att: Attempt, intent: dict[str, Any]) -> None:
+    def _note_next_action(self, att: Attempt, intent: PaymentIntent) -> None:
         key = (att.order_id, att.number)
-        action = intent.get("next_action")
+        action = intent.next_action
         if att.status is not AttemptStatus.REQUIRES_ACTION:
             self.next_actions.pop(key, None)
-        elif intent.get("status") == AttemptStatus.REQUIRES_ACTION.value and isinstance(
-            action, dict
-        ):
-            self.next_actions[key] = action
+        elif intent.status == AttemptStatus.REQUIRES_ACTION.value and action is not None:
+            self.next_actions[key] = msgspec.to_builtins(action)
 
-    def _apply_intent(self, provider: str, intent: dict[str, Any]) -> Attempt | None:
-        att = self.attempt_for(provider, intent, "id")
+    def _apply_intent(self, provider: str, intent: PaymentIntent) -> Attempt | None:
+        att = self.attempt_for(provider, intent.metadata, intent.id)
         if att is None:
             return None
         new = attempt_status(intent)
         if not att.provider_payment_id:
-            att = replace(att, provider_payment_id=str(intent["id"]))
+            att = replace(att, provider_payment_id=intent.id)
             self._put_attempt(att)
         if new is AttemptStatus.SUCCEEDED:
             if att.status is not AttemptStatus.SUCCEEDED:
@@ -340,17 +356,17 @@ class Payments:
             return att
         if new in TRANSITIONS[att.status]:
             error = ""
-            if new is AttemptStatus.FAILED:
-                err = intent.get("last_payment_error") or {}
-                error = str(err.get("decline_code") or err.get("code") or "declined")
+            err = intent.last_payment_error
+            if new is AttemptStatus.FAILED and err is not None:
+                error = err.decline_code or err.code or "declined"
             att = replace(att, status=new, error=error or att.error)
             self._put_attempt(att)
         return att
 
-    def _charged(self, att: Attempt, intent: dict[str, Any]) -> Attempt:
+    def _charged(self, att: Attempt, intent: PaymentIntent) -> Attempt:
         """Money moved: record it once, then pay the order, refund it or flag it."""
-        received = int(intent.get("amount_received", 0))
-        currency = str(intent.get("currency", "")).upper()
+        received = intent.amount_received
+        currency = (intent.currency or "").upper()
         att = replace(att, status=AttemptStatus.SUCCEEDED, amount_received=received)
         pay = self.payments[att.order_id]
         self._put_attempt(att)
@@ -389,37 +405,38 @@ class Payments:
         self._refresh(att.order_id)
         return att
 
-    def observe_refund(self, provider: str, refund: dict[str, Any]) -> Attempt | None:
+    def observe_refund(self, provider: str, refund: ProviderRefund) -> Attempt | None:
         """Apply what ``provider`` says about a refund of ours (staged)."""
-        meta = refund.get("metadata")
-        if isinstance(meta, dict) and "refund" in meta:
+        if "refund" in refund.metadata:
             self.refunds.observe(provider, refund)
             return None
-        att = self.attempt_for(provider, refund, "payment_intent")
+        att = self.attempt_for(provider, refund.metadata, refund.payment_intent or "")
         if att is None:
             return None
-        rid = str(refund.get("id", ""))
-        if att.refund_id and rid != att.refund_id:
+        if att.refund_id and refund.id != att.refund_id:
             return None
-        try:
-            status = RefundStatus(str(refund.get("status", "")))
-        except ValueError:
-            raise InvalidEvent(f"unknown refund status {refund.get('status')!r}") from None
+        status = RefundStatus(refund.status.value)
         if att.refund_status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
             return att  # final; a late "pending" changes nothing
         if status is att.refund_status and att.refund_id:
             return att
-        amount = int(refund.get("amount", 0))
-        att = replace(att, refund_id=rid, refund_status=status)
+        att = replace(att, refund_id=refund.id, refund_status=status)
         if status is RefundStatus.SUCCEEDED:
-            att = replace(att, amount_refunded=amount)
+            att = replace(att, amount_refunded=refund.amount)
         elif status is RefundStatus.FAILED:
-            att = replace(att, error=f"refund failed: {refund.get('failure_reason')}")
+            att = replace(att, error=f"refund failed: {refund.failure_reason}")
         self._put_attempt(att)
         if status is RefundStatus.SUCCEEDED:
             pay = self.payments[att.order_id]
-            self._refresh(att.order_id, refunded=pay.refunded + amount)
+            self._refresh(att.order_id, refunded=pay.refunded + refund.amount)
         return att
+
+    def refund_refused(self, att: Attempt, reason: str) -> None:
+        """The provider refused (a 4xx) the automatic refund of ``att``: it failed."""
+        if att.refund_status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+            return
+        failed = RefundStatus.FAILED
+        self._put_attempt(replace(att, refund_status=failed, error=f"refund failed: {reason}"))
 
     # --- webhooks -------------------------------------------------------------------------------
 
@@ -435,14 +452,8 @@ class Payments:
             verify(body, headers.get(SIGNATURE_HEADER), config.secret)
         except SignatureError as exc:
             raise InvalidSignature(str(exc)) from exc
-        try:
-            event = orjson.loads(body)
-            event_id, kind = str(event["id"]), str(event["type"])
-            obj = event["data"]["object"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InvalidEvent(f"not a provider event: {exc}") from exc
-        if not isinstance(obj, dict) or not event_id:
-            raise InvalidEvent("an event needs an id and data.object")
+        event, obj = decode_event(body)  # in full, before anything is applied or staged
+        event_id, kind = event.id, event.type
         scope = (provider, event_id)
         if scope in self._events_in_flight:
             raise EventInFlight(f"event {event_id} is being applied")
@@ -451,13 +462,13 @@ class Payments:
             if await self._p.store.webhook_event_seen(provider, event_id):
                 return True, event_id
             # Apply and stage with no await in between: one batch holds the event and its effects.
-            if kind.startswith("payment_intent."):
+            seen = WebhookEvent(provider, event_id, kind, now_ms())
+            check_row(seen)
+            if isinstance(obj, PaymentIntent):
                 self.observe_intent(provider, obj)
-            elif kind in ("refund.created", "refund.succeeded", "refund.failed"):
+            elif isinstance(obj, ProviderRefund):
                 self.observe_refund(provider, obj)
-            self._p.intake.batch.webhook_events.append(
-                WebhookEvent(provider, event_id, kind, now_ms())
-            )
+            self._p.intake.batch.webhook_events.append(seen)
             await self._p.intake.durable()
             return False, event_id
         finally:

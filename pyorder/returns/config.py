@@ -67,7 +67,12 @@ def load_returns_config(path: Path) -> ReturnsConfig:
     raw = path.read_bytes()
     try:
         doc: object = tomllib.loads(raw.decode()) if path.suffix == ".toml" else orjson.loads(raw)
-    except (tomllib.TOMLDecodeError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (
+        tomllib.TOMLDecodeError,
+        orjson.JSONDecodeError,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as exc:
         raise ValueError(f"{path}: not readable: {exc}") from exc
     try:
         return returns_config_from_dict(doc)
@@ -130,9 +135,16 @@ def _days(value: object, where: str) -> float:
     return float(value)
 
 
+MAX_COUNT = 10**15
+"""Largest limit (an amount in minor units, a count): decisions record their limits, so a
+limit must fit a 64-bit column."""
+
+
 def _count(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where} must be a whole number >= 0 (or null to switch it off)")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise ValueError(
+            f"{where} must be a whole number from 0 to {MAX_COUNT} (or null to switch it off)"
+        )
     return value
 
 
@@ -143,8 +155,8 @@ def _bool(value: object, where: str) -> bool:
 
 
 def _category(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > 40:
-        raise ValueError(f"{where}: a category is a string of 1 to 40 characters")
+    if not isinstance(value, str) or not 0 < len(value) <= 40 or not value.isprintable():
+        raise ValueError(f"{where}: a category is a string of 1 to 40 printable characters")
     return value
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pyorder.logistics.carriers import CarrierUnreachable
 from pyorder.logistics.dispatcher import CarrierDispatcher
-from pyorder.payments.dispatcher import Retry, _error, _failpoint
+from pyorder.payments.dispatcher import Retry, _failpoint
 from pyorder.payments.model import OutboxItem
 from pyorder.returns.service import Returns
 
@@ -45,18 +45,18 @@ class ReturnDispatcher(CarrierDispatcher):
         if order is None:
             raise Retry(f"order {item.order_id} is not readable")
         try:
-            status, body = await client.create_return(
+            status, shipment, error = await client.create_return(
                 svc.carrier_request(order, ret), ret.idempotency_key
             )
         except CarrierUnreachable as exc:
             raise Retry(f"create: {exc}") from exc
-        if status == 200:
+        if shipment is not None:
             _failpoint("after_return_booking")
-            svc.observe_booking(ret.id, body)
+            svc.observe_booking(ret.id, shipment)
         elif status >= 500 or status in (409, 429):
             raise Retry(f"create: HTTP {status}")
         else:
-            reason = _error(body)
+            reason = error.describe()
             log.error("return %d: the carrier refused it: %s", ret.id, reason)
             svc.fail_booking(ret.id, f"HTTP {status} {reason}")
         svc.finish_outbox(item)

@@ -213,4 +213,6 @@ def parse_return_reference(text: object) -> int | None:
     if not isinstance(text, str) or not text.startswith("return-"):
         return None
     digits = text.removeprefix("return-")
-    return int(digits) if digits.isdigit() else None
+    # ASCII only: str.isdigit() also takes "²", which int() refuses.
+    ok = 0 < len(digits) <= 19 and digits.isascii() and digits.isdigit()
+    return int(digits) if ok else None

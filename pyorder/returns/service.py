@@ -28,12 +28,12 @@ from pyorder.auth import Principal, Role
 from pyorder.engine import now_ms
 from pyorder.errors import DomainError, InvalidInput, InvalidState, NotFound
 from pyorder.inventory import InventoryError
+from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.model import TrackingEvent
-from pyorder.logistics.service import iso_ms, parse_iso_ms
+from pyorder.logistics.service import iso_ms
 from pyorder.model import Order, OrderStatus, Snapshot
 from pyorder.payments.model import OutboxItem, OutboxKind, Refund
 from pyorder.payments.refunds import SYSTEM, RefundExceedsCharge
-from pyorder.payments.service import InvalidEvent
 from pyorder.returns import policy
 from pyorder.returns.config import DAY_MS, ReturnsConfig
 from pyorder.returns.model import (
@@ -52,6 +52,7 @@ from pyorder.returns.model import (
     return_reference,
 )
 from pyorder.returns.rules import Facts, evaluate
+from pyorder.storage.limits import check_row
 
 if TYPE_CHECKING:
     from pyorder.platform import Platform
@@ -106,6 +107,7 @@ class Returns:
 
     def _put(self, ret: Return) -> Return:
         ret = replace(ret, updated_ms=now_ms())
+        check_row(ret)  # before memory changes: a value no store holds fails this request only
         if ret.id not in self.returns:
             self.by_order.setdefault(ret.order_id, []).append(ret.id)
             self.by_buyer.setdefault(ret.buyer, []).append(ret.id)
@@ -114,6 +116,7 @@ class Returns:
         return ret
 
     def _record(self, decision: Decision) -> Decision:
+        check_row(decision)
         found = self.decisions.setdefault(decision.return_id, [])
         found[:] = [d for d in found if d.stage is not decision.stage] + [decision]
         self._p.intake.batch.return_decisions[(decision.return_id, decision.stage.value)] = decision
@@ -319,18 +322,17 @@ class Returns:
             body["original_tracking_number"] = original[-1]
         return body
 
-    def observe_booking(self, return_id: int, shipment: dict[str, Any]) -> None:
+    def observe_booking(self, return_id: int, shipment: carrier_docs.Shipment) -> None:
         """The carrier booked the parcel back (its answer, possibly replayed): its ids and the
         first-weight cost the platform bears."""
         ret = self.returns.get(return_id)
         if ret is None:
             return
-        cost = shipment.get("first_weight_cost", 0)
         ret = replace(
             ret,
-            carrier_shipment_id=ret.carrier_shipment_id or str(shipment.get("id", "")),
-            tracking_number=ret.tracking_number or str(shipment.get("tracking_number", "")),
-            shipping_cost=cost if isinstance(cost, int) and cost >= 0 else ret.shipping_cost,
+            carrier_shipment_id=ret.carrier_shipment_id or shipment.id,
+            tracking_number=ret.tracking_number or shipment.tracking_number or "",
+            shipping_cost=shipment.first_weight_cost,
         )
         if ret.parcel_status is ParcelStatus.PENDING:
             ret = replace(ret, parcel_status=ParcelStatus.CREATED)
@@ -351,32 +353,29 @@ class Returns:
         self.outbox.pop(item.key, None)
         self._p.intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
 
-    def observe_tracking(self, carrier: str, event_id: str, ev: dict[str, Any]) -> None:
+    def observe_tracking(self, carrier: str, event_id: str, ev: carrier_docs.TrackingEvent) -> None:
         """Apply a tracking event of a return parcel (staged; called by ``Logistics``). The
         pickup scan decides the return, refunding it at once when every rule holds; the arrival
         at the warehouse puts refunded units back in stock; an exception before the pickup
         fails the return (its units free again), one after it is recorded and moves no money."""
-        rid = parse_return_reference(ev.get("reference"))
+        rid = parse_return_reference(ev.reference)
         ret = self.returns.get(rid) if rid is not None else None
         if ret is None or ret.carrier != carrier:
             log.info(
                 "return tracking event %s of %s: no return of ours; ignored", event_id, carrier
             )
             return
-        shipment_id = str(ev.get("shipment", ""))
+        shipment_id = ev.shipment or ""
         if ret.carrier_shipment_id and shipment_id and shipment_id != ret.carrier_shipment_id:
             log.warning("return tracking event %s: foreign shipment %s", event_id, shipment_id)
             return
-        try:
-            sequence = int(ev.get("sequence", 0))
-        except (TypeError, ValueError):
-            raise InvalidEvent(f"event {event_id}: unreadable sequence") from None
-        status = _SCANS.get(str(ev.get("status", "")))
+        sequence = ev.sequence
+        status = _SCANS.get(ev.status)
         if status is None:
             log.warning("return tracking event %s: unknown status %r; ignored", event_id, ev)
             return
         at = now_ms()
-        occurred = parse_iso_ms(ev.get("occurred_at")) or at
+        occurred = ev.occurred_ms() or at
         applied = sequence > ret.last_sequence and status in PARCEL_TRANSITIONS[ret.parcel_status]
         # An exception held for the scans missing before it (``_on_exception``): a late scan
         # that says the parcel was collected decides the pickup on it, once.
@@ -390,7 +389,7 @@ class Returns:
                 sequence=sequence,
                 status=status.value,
                 occurred_ms=occurred,
-                location=str(ev.get("location", ""))[:200],
+                location=ev.location[:200],
                 received_ms=at,
                 applied=applied or late_pickup,
             )
@@ -409,14 +408,13 @@ class Returns:
                 parcel_status=status,
                 last_sequence=sequence,
                 carrier_shipment_id=ret.carrier_shipment_id or shipment_id,
-                tracking_number=ret.tracking_number or str(ev.get("tracking_number", "")),
+                tracking_number=ret.tracking_number or ev.tracking_number or "",
                 arrived_ms=occurred if status is ParcelStatus.DELIVERED else ret.arrived_ms,
             )
         )
         if status is ParcelStatus.EXCEPTION:
-            details = ev.get("details")
-            reason = details.get("reason", "") if isinstance(details, dict) else ""
-            self._on_exception(ret, str(reason)[:100], sequence == before + 1, occurred, at)
+            reason = (ev.details.reason if ev.details is not None else None) or ""
+            self._on_exception(ret, reason[:100], sequence == before + 1, occurred, at)
             return
         pickup = status in _PICKED and not ret.picked_up_ms
         if pickup and ReturnStatus.PICKED_UP in RETURN_TRANSITIONS[ret.status]:

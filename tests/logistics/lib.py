@@ -74,6 +74,14 @@ class CarrierBox:
     def webhooks_settled(self) -> bool:
         return not any(h["state"] == "pending" for h in self.ledger()["webhooks"])
 
+    def faults(self, **patch: object) -> Any:
+        req = urllib.request.Request(
+            self.url + "/_sandbox/faults", data=json.dumps(patch).encode(), method="POST"
+        )
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
 
 @dataclass
 class ShipWorld:

@@ -72,6 +72,11 @@ def test_json_and_toml_say_the_same(tmp_path: Path) -> None:
         ({"lightning": {"max_refund_amount": 1.5}}, "lightning.max_refund_amount"),
         ({"lightning": {"enabled": "yes"}}, "lightning.enabled must be true or false"),
         ({"lightning": {"max_returns": 3}}, "lightning: unknown fields: max_returns"),
+        ({"lightning": {"max_order_amount": 2**63}}, "lightning.max_order_amount .* to 10"),
+        ({"lightning": {"max_recent_returns": 2**64}}, "lightning.max_recent_returns"),
+        ({"excluded_categories": ["fresh\u0000food"]}, "excluded_categories: a category"),
+        ({"category_window_days": {"a" * 41: 3}}, "category_window_days: a category"),
+        ({"window_days": 1e308}, "window_days must be between 0 and 3650"),
         ([], "must be a table"),
     ],
 )
@@ -84,6 +89,9 @@ def test_a_file_that_is_not_json_is_refused(tmp_path: Path) -> None:
     (tmp_path / "p.json").write_text("window_days = 7")
     with pytest.raises(ValueError, match="not readable"):
         load_returns_config(tmp_path / "p.json")
+    (tmp_path / "deep.json").write_text('{"lightning": ' + "[" * 5000 + "]" * 5000 + "}")
+    with pytest.raises(ValueError, match=r"deep\.json"):
+        load_returns_config(tmp_path / "deep.json")
 
 
 def test_every_rule_passes_and_reports_what_it_saw() -> None:

@@ -1,6 +1,7 @@
 """Fault knobs: declines by rate (seeded), lost responses, outages, latency, the admin endpoint."""
 
 import asyncio
+import json
 import time
 
 import aiohttp
@@ -131,6 +132,17 @@ async def test_latency_fixed_and_range() -> None:
         assert time.monotonic() - started >= 0.05
 
 
+async def test_a_malformed_response_is_recorded_but_answered_with_ints_of_2_64() -> None:
+    async with payment_sandbox(faults=PaymentFaults(malformed_response_rate=1.0)) as api:
+        reply = await api.post("/v1/payment_intents", ORDER)
+        assert reply.status == 200
+        body = json.loads(reply.body)
+        assert (body["amount"], body["amount_received"], body["created"]) == (2**64,) * 3
+        assert isinstance(body["id"], str)
+        [intent] = (await api.ledger())["payment_intents"]  # carried out and recorded
+        assert intent["amount"] == ORDER["amount"]
+
+
 async def test_the_admin_endpoint_reads_validates_and_updates_knobs() -> None:
     async with payment_sandbox() as api:
         knobs = await api.ok("GET", "/_sandbox/faults")
@@ -139,6 +151,7 @@ async def test_the_admin_endpoint_reads_validates_and_updates_knobs() -> None:
             "outage": "none",
             "lost_response_rate": 0.0,
             "lost_response_mode": "close",
+            "malformed_response_rate": 0.0,
             "duplicate_webhook_rate": 0.0,
             "reorder_webhook_rate": 0.0,
             "seed": 0,
