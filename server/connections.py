@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 from aiohttp import http_exceptions, web
 from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from aiohttp.web_server import Server
@@ -185,6 +185,8 @@ class GuardedRequestHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self._timed_body is not None and self._messages:
+            self._framing_lost()
         if self._request_in_progress or self._upgraded:
             return  # the body of a request being handled: its deadline is armed if needed
         messages = self._messages
@@ -207,6 +209,16 @@ class GuardedRequestHandler(RequestHandler):
                 self._limits.body_timeout_s, self._body_timed_out, payload
             )
             payload.on_eof(self._body_received)
+
+    def _framing_lost(self) -> None:
+        """If the parser failed in the body of the request being read (a broken chunk),
+        aiohttp queues a 400 for *after* that request, whose body then never ends: fail the
+        body instead, so its handler answers 400 at once (``server.errors``)."""
+        error = self._messages[-1][0]
+        body = self._timed_body
+        if isinstance(error, _ErrInfo) and body is not None and not body.is_eof():
+            self._stop_deadline()
+            body.set_exception(RequestPayloadError(classify(error.exc, error.message)[2]))
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_deadline()
