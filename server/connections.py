@@ -16,6 +16,12 @@ ERROR. Here:
   request (idle keep-alive or slow headers) are closed to make room; only when every connection
   is busy in a handler is the new one refused (``503`` JSON, then closed). A flood of slow or
   idle connections so cannot starve a client that sends its request at once.
+- **Load shedding at the door**: while the placing routes are past their admission bound
+  (``server.admission``), a placing request that arrives whole on an otherwise idle
+  connection is answered ``503 overloaded`` from here, straight after the parser, without a
+  request object, a task or a handler: a refusal must cost far less than an order, or refusing
+  under a flood takes the event loop from the orders admitted (others go through the handler,
+  which refuses them the same way).
 - **Malformed requests** (what the parser refuses) get the JSON error shape with the right
   status (400, 414, 431), are counted by kind in ``ConnectionStats`` and logged at DEBUG: they
   are the client's mistake, not the server's.
@@ -31,22 +37,28 @@ import asyncio
 import heapq
 import logging
 import resource
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from aiohttp import http_exceptions, web
+from aiohttp.http_parser import HttpRequestParser
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from aiohttp.web_server import Server
 
+from server.admission import RETRY_AFTER_S, Admission
 from server.errors import BodyTimeoutError, error_response
-from server.metrics import ConnectionStats
+from server.metrics import ConnectionStats, HttpStats
 from server.schemas import ErrorBody, ErrorOut
 
 log = logging.getLogger(__name__)
+
+SHED_PATHS = frozenset({"/v1/orders", "/v1/orders/batch"})
+"""The placing routes, refused at the door when overloaded."""
 
 FILES_RESERVED = 128
 """File descriptors kept for everything but client connections (the store's files and
@@ -92,13 +104,17 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-def canned(status: int, reason: str, code: str, message: str, extra: str = "") -> bytes:
-    """A whole HTTP/1.1 response with a JSON error body and ``Connection: close``, for the
-    places that answer below aiohttp's request handling (no request object exists there)."""
-    body = msgspec.json.encode(ErrorOut(ErrorBody(code, message, {})))
+def canned(
+    status: int, reason: str, code: str, message: str, extra: str = "", *, keep_alive: bool = False
+) -> bytes:
+    """A whole HTTP/1.1 response with a JSON error body (and ``Connection: close`` unless
+    ``keep_alive``), for the places that answer below aiohttp's request handling."""
+    details = {"retry_after_s": RETRY_AFTER_S} if code == "overloaded" else {}
+    body = msgspec.json.encode(ErrorOut(ErrorBody(code, message, details)))
+    close = "" if keep_alive else "Connection: close\r\n"
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n"
+        f"Content-Length: {len(body)}\r\n{close}{extra}\r\n"
     )
     return head.encode() + body
 
@@ -113,11 +129,23 @@ class GuardedServer(Server):
         *,
         limits: ConnectionLimits,
         stats: ConnectionStats,
+        admission: Admission | None = None,
+        http: HttpStats | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
         self.stats = stats
+        self.admission = admission
+        self.http = http
+        self.overloaded = canned(
+            503,
+            "Service Unavailable",
+            "overloaded",
+            "the server is at capacity; retry after the time in Retry-After",
+            f"Retry-After: {RETRY_AFTER_S}\r\n",
+            keep_alive=True,
+        )
         self._refusal = canned(
             503,
             "Service Unavailable",
@@ -164,14 +192,19 @@ class GuardedServer(Server):
 class GuardedRequestHandler(RequestHandler):
     """One client connection (see the module for what it adds to aiohttp's)."""
 
-    __slots__ = ("_deadline", "_limits", "_stats", "_timed_body")
+    __slots__ = ("_deadline", "_guard", "_limits", "_shed_all", "_stats", "_timed_body")
 
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
+        self._guard = manager
         self._limits = manager.limits
         self._stats = manager.stats
         self._deadline: asyncio.TimerHandle | None = None
         self._timed_body: StreamReader | None = None
+        self._shed_all = False
+        """The last bytes parsed were whole requests, all refused at the door."""
+        if manager.admission is not None:
+            self._parser = cast("HttpRequestParser", _SheddingParser(self._parser, self))
 
     @property
     def waiting(self) -> bool:
@@ -191,6 +224,9 @@ class GuardedRequestHandler(RequestHandler):
             return  # the body of a request being handled: its deadline is armed if needed
         messages = self._messages
         if not messages:
+            if self._shed_all:
+                self._shed_all = False
+                return
             # Part of a request's headers (or a lingering body's end): start its deadline.
             if self._deadline is None and self.transport is not None and not self._close:
                 self._deadline = self._loop.call_later(
@@ -209,6 +245,41 @@ class GuardedRequestHandler(RequestHandler):
                 self._limits.body_timeout_s, self._body_timed_out, payload
             )
             payload.on_eof(self._body_received)
+
+    def shed(self, messages: Sequence[_Message]) -> Sequence[_Message]:
+        """``messages`` just parsed, less the placing requests answered 503 here (called by
+        ``_SheddingParser`` while the admission bound is reached). Only on a connection with
+        nothing in progress or queued, so that answers keep their order, and only requests
+        whose body is whole (nothing left to drain) and which keep the connection open."""
+        if self._request_in_progress or self._messages or self._upgraded:
+            return messages
+        guard = self._guard
+        admission, transport = guard.admission, self.transport
+        if admission is None or transport is None:
+            return messages
+        kept: list[_Message] = []
+        for msg, payload in messages:
+            if (
+                kept
+                or isinstance(msg, _ErrInfo)
+                or msg.method != "POST"
+                or msg.path not in SHED_PATHS
+                or msg.should_close
+                or not payload.is_eof()
+                or admission.in_flight < admission.limit
+            ):
+                kept.append((msg, payload))
+                continue
+            admission.shed += 1
+            if guard.http is not None:
+                guard.http.observe("POST", msg.path, 503, 0.0)
+            transport.write(guard.overloaded)
+            cast(_SheddingParser, self._parser).message_consumed()
+        if not kept:
+            self._shed_all = True
+            # Answered: the keep-alive clock restarts, as after any answer.
+            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        return kept
 
     def _framing_lost(self) -> None:
         """If the parser failed in the body of the request being read (a broken chunk),
@@ -303,6 +374,32 @@ class GuardedRequestHandler(RequestHandler):
         super().log_exception(*args, **kw)
 
 
+_Message = tuple[Any, StreamReader]
+"""(``RawRequestMessage`` or aiohttp's parse error, body) as the parser hands them over."""
+
+
+class _SheddingParser:
+    """aiohttp's request parser (C), its messages passed through
+    ``GuardedRequestHandler.shed`` while the admission bound is reached."""
+
+    __slots__ = ("_conn", "_inner", "message_consumed")
+
+    def __init__(self, inner: Any, conn: GuardedRequestHandler) -> None:
+        self._inner = inner
+        self._conn = conn
+        self.message_consumed = inner.message_consumed
+
+    def feed_data(self, data: bytes) -> tuple[Sequence[_Message], bool, bytes]:
+        messages, upgraded, tail = self._inner.feed_data(data)
+        admission = self._conn._guard.admission
+        if messages and admission is not None and admission.in_flight >= admission.limit:
+            messages = self._conn.shed(messages)
+        return messages, upgraded, tail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 _BODY = (RequestPayloadError, http_exceptions.HttpProcessingError, BodyTimeoutError)
 CLIENT_FAULTS = (*_BODY, ConnectionError)
 """Exceptions that reach aiohttp's logging because of what a client sent or did."""
@@ -345,11 +442,15 @@ class GuardedAppRunner(web.AppRunner):
         *,
         limits: ConnectionLimits,
         stats: ConnectionStats,
+        admission: Admission | None = None,
+        http: HttpStats | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, keepalive_timeout=limits.keepalive_timeout_s, **kwargs)
         self._limits = limits
         self._stats = stats
+        self._admission = admission
+        self._http = http
 
     async def _make_server(self) -> Server:
         stock = await super()._make_server()
@@ -360,5 +461,7 @@ class GuardedAppRunner(web.AppRunner):
             loop=stock._loop,
             limits=self._limits,
             stats=self._stats,
+            admission=self._admission,
+            http=self._http,
             **stock._kwargs,
         )

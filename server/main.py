@@ -25,7 +25,7 @@ from pyorder.returns.config import ReturnsConfig, load_returns_config
 from server.admission import Admission
 from server.app import DEFAULT_MAX_BODY, create_app, metrics_app
 from server.connections import ConnectionLimits, GuardedAppRunner, raise_open_files_limit
-from server.keys import METRICS
+from server.keys import ADMISSION, METRICS
 
 
 def serve(argv: list[str] | None = None) -> None:
@@ -262,6 +262,8 @@ async def _serve(app: web.Application, args: argparse.Namespace, limits: Connect
         app,
         limits=limits,
         stats=app[METRICS].connections,
+        admission=app[ADMISSION],
+        http=app[METRICS].http,
         shutdown_timeout=10,
         access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
     )
