@@ -42,15 +42,25 @@ import http_bench as hb  # a script beside this one
 
 @dataclass
 class Tally:
-    """Latencies (seconds) by status; connection errors by kind."""
+    """Latencies (seconds) by status, of the requests after the first on each connection
+    (``first``: of the first ones, which also wait for the server to accept the connection);
+    connection errors by kind."""
 
     latency: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    first: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def summary(self, seconds: float) -> dict[str, Any]:
-        total = sum(len(v) for v in self.latency.values())
+        out = self._percentiles(self.latency, seconds)
+        out["first_on_connection"] = self._percentiles(self.first, seconds)
+        out["errors"] = dict(self.errors)
+        return out
+
+    @staticmethod
+    def _percentiles(latency: dict[int, list[float]], seconds: float) -> dict[str, Any]:
+        total = sum(len(v) for v in latency.values())
         out: dict[str, Any] = {"requests": total, "per_s": round(total / seconds)}
-        for status, values in sorted(self.latency.items()):
+        for status, values in sorted(latency.items()):
             values.sort()
             out[str(status)] = {
                 "count": len(values),
@@ -59,7 +69,6 @@ class Tally:
                 "p99_ms": round(1000 * values[min(len(values) - 1, int(len(values) * 0.99))], 2),
                 "max_ms": round(1000 * values[-1], 2),
             }
-        out["errors"] = dict(self.errors)
         return out
 
 
@@ -74,6 +83,7 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = b""
         self.sent = 0.0
+        self.answered = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -95,7 +105,9 @@ class Client(asyncio.Protocol):
         if len(self.buf) < end + 4 + length:
             return
         now = time.perf_counter()
-        self.tally.latency[int(self.buf[9:12])].append(now - self.sent)
+        into = self.tally.latency if self.answered else self.tally.first
+        into[int(self.buf[9:12])].append(now - self.sent)
+        self.answered += 1
         self.buf = self.buf[end + 4 + length :]
         assert self.transport is not None
         if b"connection: close" in head or now >= self.stop_at:
@@ -163,7 +175,9 @@ async def run(args: argparse.Namespace, url: str, pid: int, request: bytes) -> d
     out["rss_mb_after"] = rss_mb(pid)
     await asyncio.sleep(args.settle_s)
     out[f"rss_mb_after_{args.settle_s:g}s_idle"] = rss_mb(pid)
-    out["acknowledged"] = sum(len(t.latency.get(201, [])) for t in (before, flood, after))
+    out["acknowledged"] = sum(
+        len(t.latency.get(201, [])) + len(t.first.get(201, [])) for t in (before, flood, after)
+    )
     return out
 
 

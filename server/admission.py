@@ -42,6 +42,7 @@ class Admission:
         "limit",
         "max_limit",
         "min_limit",
+        "refused_at",
         "shed",
         "target_s",
     )
@@ -51,7 +52,7 @@ class Admission:
         *,
         max_limit: int = 1024,
         min_limit: int = 32,
-        target_s: float = 0.05,
+        target_s: float = 0.01,
         interval_s: float = 0.1,
     ) -> None:
         if not 1 <= min_limit <= max_limit:
@@ -65,6 +66,8 @@ class Admission:
         self.in_flight = 0
         self.shed = 0
         """Requests refused since start."""
+        self.refused_at = float("-inf")
+        """When (``time.monotonic()``) a request was last refused."""
         self._window_end = time.perf_counter() + interval_s
         self._window_min = float("inf")
         self._grew = False
@@ -81,6 +84,7 @@ class Admission:
     def refuse(self) -> web.Response:
         """Count a refused request; its ``503`` answer."""
         self.shed += 1
+        self.refused_at = time.monotonic()
         return web.Response(
             status=503,
             body=self._body,

@@ -21,7 +21,12 @@ ERROR. Here:
   connection is answered ``503 overloaded`` from here, straight after the parser, without a
   request object, a task or a handler: a refusal must cost far less than an order, or refusing
   under a flood takes the event loop from the orders admitted (others go through the handler,
-  which refuses them the same way).
+  which refuses them the same way). The refused connection is then not read for
+  ``Retry-After`` (its next request waits in the kernel's buffer, costing nothing; the pause
+  doubles, to 4x, while the client is refused in a row), and that
+  next request, having waited, is refused too if the server refused anything meanwhile: a
+  client that honours ``Retry-After`` sees no difference, one that ignores it cannot keep the
+  event loop busy with refusals, and no admitted request has waited in such a pause.
 - **Malformed requests** (what the parser refuses) get the JSON error shape with the right
   status (400, 414, 431), are counted by kind in ``ConnectionStats`` and logged at DEBUG: they
   are the client's mistake, not the server's.
@@ -37,6 +42,7 @@ import asyncio
 import heapq
 import logging
 import resource
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -59,6 +65,9 @@ log = logging.getLogger(__name__)
 
 SHED_PATHS = frozenset({"/v1/orders", "/v1/orders/batch"})
 """The placing routes, refused at the door when overloaded."""
+
+STALE_WINDOW_S = 0.1
+"""A request read this soon after a refusal's pause ends was sent during the pause."""
 
 FILES_RESERVED = 128
 """File descriptors kept for everything but client connections (the store's files and
@@ -192,7 +201,17 @@ class GuardedServer(Server):
 class GuardedRequestHandler(RequestHandler):
     """One client connection (see the module for what it adds to aiohttp's)."""
 
-    __slots__ = ("_deadline", "_guard", "_limits", "_shed_all", "_stats", "_timed_body")
+    __slots__ = (
+        "_deadline",
+        "_guard",
+        "_limits",
+        "_paused_at",
+        "_refusals",
+        "_shed_all",
+        "_stale",
+        "_stats",
+        "_timed_body",
+    )
 
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -203,6 +222,13 @@ class GuardedRequestHandler(RequestHandler):
         self._timed_body: StreamReader | None = None
         self._shed_all = False
         """The last bytes parsed were whole requests, all refused at the door."""
+        self._paused_at = 0.0
+        """When (``time.monotonic()``) reading was last paused after a refusal."""
+        self._refusals = 0
+        """Requests refused at the door in a row: each doubles the pause after it (to 4x)."""
+        self._stale = 0.0
+        """When (loop time) reading resumed after a refusal's pause, until the next request:
+        a request read at once then has waited in the kernel's buffer during the pause."""
         if manager.admission is not None:
             self._parser = cast("HttpRequestParser", _SheddingParser(self._parser, self))
 
@@ -251,26 +277,34 @@ class GuardedRequestHandler(RequestHandler):
         ``_SheddingParser`` while the admission bound is reached). Only on a connection with
         nothing in progress or queued, so that answers keep their order, and only requests
         whose body is whole (nothing left to drain) and which keep the connection open."""
+        stale = self._stale and self._loop.time() - self._stale < STALE_WINDOW_S
+        self._stale = 0.0
         if self._request_in_progress or self._messages or self._upgraded:
             return messages
         guard = self._guard
         admission, transport = guard.admission, self.transport
         if admission is None or transport is None:
             return messages
+        full = admission.in_flight >= admission.limit
+        if stale and not full:
+            # It may have waited out the pause in the kernel's buffer: refuse it if the server
+            # refused others since the pause began, so that no admitted request carries it.
+            full = admission.refused_at > self._paused_at
         kept: list[_Message] = []
         for msg, payload in messages:
             if (
                 kept
+                or not full
                 or isinstance(msg, _ErrInfo)
                 or msg.method != "POST"
                 or msg.path not in SHED_PATHS
                 or msg.should_close
                 or not payload.is_eof()
-                or admission.in_flight < admission.limit
             ):
                 kept.append((msg, payload))
                 continue
             admission.shed += 1
+            admission.refused_at = time.monotonic()
             if guard.http is not None:
                 guard.http.observe("POST", msg.path, 503, 0.0)
             transport.write(guard.overloaded)
@@ -279,7 +313,22 @@ class GuardedRequestHandler(RequestHandler):
             self._shed_all = True
             # Answered: the keep-alive clock restarts, as after any answer.
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+            if not (self._reading_paused or self._buffer_paused):
+                # Honour Retry-After for the client (doubling while it does not): its next
+                # request waits in the kernel.
+                pause = RETRY_AFTER_S << min(self._refusals, 2)
+                self._refusals += 1
+                self._paused_at = time.monotonic()
+                self._pause_transport_reading()
+                self._loop.call_later(pause, self._resume_after_refusal)
+        else:
+            self._refusals = 0
         return kept
+
+    def _resume_after_refusal(self) -> None:
+        if self.transport is not None and not (self._reading_paused or self._buffer_paused):
+            self._stale = self._loop.time()
+            self._resume_transport_reading()
 
     def _framing_lost(self) -> None:
         """If the parser failed in the body of the request being read (a broken chunk),
@@ -391,9 +440,14 @@ class _SheddingParser:
 
     def feed_data(self, data: bytes) -> tuple[Sequence[_Message], bool, bytes]:
         messages, upgraded, tail = self._inner.feed_data(data)
-        admission = self._conn._guard.admission
-        if messages and admission is not None and admission.in_flight >= admission.limit:
-            messages = self._conn.shed(messages)
+        conn = self._conn
+        admission = conn._guard.admission
+        if (
+            messages
+            and admission is not None
+            and (conn._stale or admission.in_flight >= admission.limit)
+        ):
+            messages = conn.shed(messages)
         return messages, upgraded, tail
 
     def __getattr__(self, name: str) -> Any:
