@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 SHED_PATHS = frozenset({"/v1/orders", "/v1/orders/batch"})
 """The placing routes, refused at the door when overloaded."""
 
+REFUSALS_FORGOTTEN_S = 10.0
+"""A connection's refusals count as in a row unless this long apart."""
+
 STALE_WINDOW_S = 0.1
 """A request read this soon after a refusal's pause ends was sent during the pause."""
 
@@ -316,9 +319,12 @@ class GuardedRequestHandler(RequestHandler):
             if not (self._reading_paused or self._buffer_paused):
                 # Honour Retry-After for the client (doubling while it does not): its next
                 # request waits in the kernel.
+                now = time.monotonic()
+                if now - self._paused_at > REFUSALS_FORGOTTEN_S:
+                    self._refusals = 0
                 pause = RETRY_AFTER_S << min(self._refusals, 2)
                 self._refusals += 1
-                self._paused_at = time.monotonic()
+                self._paused_at = now
                 self._pause_transport_reading()
                 self._loop.call_later(pause, self._resume_after_refusal)
         else:
