@@ -92,9 +92,23 @@ def process(
                 proc.wait()
 
 
+METRICS_TOKEN = "loadtest-metrics"
+"""The ``--metrics-token`` of the servers the load tests start (``server_command``)."""
+
+
 def server_command() -> list[str]:
     installed = shutil.which("pyorder-server")
-    return [installed] if installed else [sys.executable, "-m", "server.main"]
+    cmd = [installed] if installed else [sys.executable, "-m", "server.main"]
+    return [*cmd, "--metrics-token", METRICS_TOKEN]
+
+
+def metrics_text(url: str) -> str:
+    """The Prometheus text of a server started with ``server_command``."""
+    req = urllib.request.Request(
+        url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return str(resp.read().decode())
 
 
 def call(url: str, method: str, token: str, body: object) -> Any:
@@ -189,8 +203,7 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
 
 def commit_stats(url: str) -> dict[str, float]:
     """Sums and counts of the server's group-commit histograms (from /metrics)."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
+    text = metrics_text(url)
     out: dict[str, float] = {}
     for line in text.splitlines():
         name, _, value = line.partition(" ")

@@ -36,7 +36,6 @@ import platform
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,7 +45,7 @@ from typing import Any
 import aiohttp
 import orjson
 from click_to_paid import child, dist, http, log_summary, set_knobs
-from http_bench import free_port, fresh_database, server_command
+from http_bench import free_port, fresh_database, metrics_text, server_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_lightning_bench"
@@ -265,10 +264,9 @@ def check(result: Json, pay_url: str, carrier_url: str, server_url: str) -> Json
 
 def metric(url: str, name: str) -> float:
     """A counter's value from the server's ``/metrics`` (0 if absent)."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
+    for line in metrics_text(url).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
     return 0.0
 
 

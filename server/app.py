@@ -1,13 +1,14 @@
 """The aiohttp application factory."""
 
 import functools
+import hmac
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
 from aiohttp import web
 
-from pyorder.auth import TokenIssuer, load_or_create_secret
+from pyorder.auth import Role, TokenIssuer, load_or_create_secret
 from pyorder.platform import Config, Platform
 from server import (
     catalog_routes,
@@ -17,12 +18,22 @@ from server import (
     return_routes,
     webhook_routes,
 )
+from server.admission import Admission
+from server.errors import error_response
 from server.handling import handled
 from server.idempotency import Idempotency
-from server.keys import IDEMPOTENCY, ISSUER, MAX_BODY_BYTES, METRICS, PLATFORM
+from server.keys import (
+    ADMISSION,
+    IDEMPOTENCY,
+    ISSUER,
+    MAX_BODY_BYTES,
+    METRICS,
+    METRICS_TOKEN,
+    PLATFORM,
+)
 from server.metrics import Metrics
 from server.openapi import document
-from server.requests import json_response
+from server.requests import json_response, principal
 from server.schemas import HealthOut
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
@@ -33,15 +44,22 @@ def create_app(
     *,
     token_secret: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
+    admission: Admission | None = None,
+    metrics_token: str | None = None,
 ) -> web.Application:
     """The pyorder HTTP service over a ``Platform`` built from ``config``.
 
     ``token_secret`` defaults to the one kept in ``config.data_dir`` (created on first start).
+    ``admission`` bounds the placing requests in flight (``server.admission``; default
+    ``Admission()``). ``/metrics`` answers an admin's bearer token or ``Bearer
+    <metrics_token>``; ``metrics_app`` serves it on a listener of its own.
     """
     platform = Platform(config)
     app = web.Application(client_max_size=max_body_bytes)
     app[MAX_BODY_BYTES] = max_body_bytes
-    metrics = Metrics(platform)
+    app[ADMISSION] = admission = admission or Admission()
+    app[METRICS_TOKEN] = metrics_token or ""
+    metrics = Metrics(platform, admission)
     app[PLATFORM] = platform
     app[IDEMPOTENCY] = Idempotency(platform)
     app[METRICS] = metrics
@@ -81,7 +99,38 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def render_metrics(request: web.Request) -> web.Response:
+    """Prometheus text for an admin or the holder of the metrics token; 401/403 otherwise."""
+    if not _metrics_token_matches(request):
+        principal(request).require(Role.ADMIN)
     return request.app[METRICS].render()
+
+
+def _metrics_token_matches(request: web.Request) -> bool:
+    token = request.app[METRICS_TOKEN]
+    if not token:
+        return False
+    given = request.headers.get("Authorization", "").encode()
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
+def metrics_app(api: web.Application, *, token: str | None) -> web.Application:
+    """``/metrics`` of ``api`` alone, for a listener of its own (``--metrics-listen``): open
+    to whoever reaches it when ``token`` is None (bind it to a private address), else only to
+    ``Bearer <token>``."""
+    app = web.Application()
+    metrics = api[METRICS]
+
+    async def serve(request: web.Request) -> web.Response:
+        if token and not hmac.compare_digest(
+            request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
+        ):
+            resp = error_response(401, "unauthorized", "send 'Authorization: Bearer <token>'")
+            resp.headers["WWW-Authenticate"] = "Bearer"
+            return resp
+        return metrics.render()
+
+    app.router.add_get("/metrics", serve)
+    return app
 
 
 @functools.cache

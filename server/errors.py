@@ -11,7 +11,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from pyorder.errors import DomainError
 from pyorder.intake import IntakeUnavailableError
 from pyorder.storage.base import StorageError
-from server.keys import MAX_BODY_BYTES
+from server.keys import MAX_BODY_BYTES, METRICS
 from server.schemas import ErrorBody, ErrorOut
 
 log = logging.getLogger(__name__)
@@ -22,12 +22,19 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
     503: "unavailable",
 }
+
+
+class BodyTimeoutError(TimeoutError):
+    """A request's body did not arrive in time (``server.connections``): set on the body
+    stream, raised to whoever reads it. A ``TimeoutError``, so that aiohttp, draining an
+    unread body after the answer, stops and closes the connection quietly."""
 
 
 def error_response(
@@ -46,8 +53,19 @@ def response_for(request: web.Request, exc: Exception) -> web.Response:
     is not an error (an ``HTTPException`` below 400, such as a redirect)."""
     if isinstance(exc, DomainError):
         return domain_error_response(exc)
-    if isinstance(exc, RequestPayloadError):
-        return error_response(400, "bad_request", f"the body could not be read: {exc}")
+    if isinstance(exc, (RequestPayloadError, BodyTimeoutError)):
+        # The body's framing is lost (a broken chunk, a body cut short): answer, then close.
+        if isinstance(exc, BodyTimeoutError):
+            resp = error_response(408, "request_timeout", str(exc))
+        else:
+            resp = error_response(400, "bad_framing", f"the body could not be read: {exc}")
+        resp.force_close()
+        return resp
+    if isinstance(exc, ConnectionError) and request.transport is None:
+        # The client went away (mid-body, say): nothing failed here, and no one to answer.
+        request.app[METRICS].connections.disconnects += 1
+        log.debug("client disconnected on %s %s: %r", request.method, request.path, exc)
+        return error_response(499, "client_closed_request", "the client disconnected")
     if isinstance(exc, IntakeUnavailableError):
         return error_response(503, "unavailable", str(exc))
     if isinstance(exc, _STORAGE_ERRORS):

@@ -4,6 +4,7 @@ from aiohttp import web
 
 from pyorder.auth import TokenIssuer
 from pyorder.platform import Platform
+from server.admission import Admission
 from server.idempotency import Idempotency
 from server.metrics import Metrics
 
@@ -12,3 +13,5 @@ IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
 METRICS = web.AppKey("metrics", Metrics)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
+ADMISSION = web.AppKey("admission", Admission)
+METRICS_TOKEN = web.AppKey("metrics_token", str)

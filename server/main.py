@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,10 @@ from pyorder.payments.providers import (
 )
 from pyorder.platform import Config
 from pyorder.returns.config import ReturnsConfig, load_returns_config
-from server.app import DEFAULT_MAX_BODY, create_app
+from server.admission import Admission
+from server.app import DEFAULT_MAX_BODY, create_app, metrics_app
+from server.connections import ConnectionLimits, GuardedAppRunner, raise_open_files_limit
+from server.keys import ADMISSION, METRICS
 
 
 def serve(argv: list[str] | None = None) -> None:
@@ -61,6 +65,67 @@ def serve(argv: list[str] | None = None) -> None:
         help="Python's thread switch interval (sys.setswitchinterval), ms",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
+    conn = parser.add_argument_group("connections and load shedding (docs/server.md)")
+    limits = ConnectionLimits()
+    conn.add_argument(
+        "--header-timeout-s",
+        type=_positive_float,
+        default=limits.header_timeout_s,
+        help="from a request's first byte to the end of its headers (default %(default)s)",
+    )
+    conn.add_argument(
+        "--body-timeout-s",
+        type=_positive_float,
+        default=limits.body_timeout_s,
+        help="from the end of a request's headers to the end of its body (default %(default)s)",
+    )
+    conn.add_argument(
+        "--keepalive-timeout-s",
+        type=_positive_float,
+        default=limits.keepalive_timeout_s,
+        help="idle keep-alive connections are closed after this (default %(default)s)",
+    )
+    conn.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=limits.max_connections,
+        help="open client connections at most; the longest idle are closed to make room"
+        " (default %(default)s, lowered to fit the open-files limit)",
+    )
+    admission = Admission()
+    conn.add_argument(
+        "--max-in-flight",
+        type=_positive,
+        default=admission.max_limit,
+        help="placing requests in flight at most; past it 503 overloaded (default %(default)s)",
+    )
+    conn.add_argument(
+        "--min-in-flight",
+        type=_positive,
+        default=admission.min_limit,
+        help="the in-flight bound never adapts below this (default %(default)s)",
+    )
+    conn.add_argument(
+        "--shed-target-ms",
+        type=_positive_float,
+        default=admission.target_s * 1000,
+        help="the bound shrinks while even the fastest placing request takes longer"
+        " (default %(default)s)",
+    )
+    mon = parser.add_argument_group("metrics")
+    mon.add_argument(
+        "--metrics-token",
+        default=os.environ.get("PYORDER_METRICS_TOKEN"),
+        help="/metrics also answers 'Authorization: Bearer <token>' (default: only an admin's"
+        " token on the API listener; env PYORDER_METRICS_TOKEN)",
+    )
+    mon.add_argument(
+        "--metrics-listen",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="also serve /metrics on this listener, without a token unless --metrics-token"
+        " (bind a private address)",
+    )
     pay = parser.add_argument_group("payments")
     pay.add_argument(
         "--payment-provider",
@@ -160,21 +225,82 @@ def serve(argv: list[str] | None = None) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
         pass
-    app = create_app(config, max_body_bytes=args.max_body_bytes)
+    if args.min_in_flight > args.max_in_flight:
+        parser.error("--min-in-flight must not exceed --max-in-flight")
+    app = create_app(
+        config,
+        max_body_bytes=args.max_body_bytes,
+        admission=Admission(
+            max_limit=args.max_in_flight,
+            min_limit=args.min_in_flight,
+            target_s=args.shed_target_ms / 1000,
+        ),
+        metrics_token=args.metrics_token,
+    )
+    raise_open_files_limit()
+    limits = ConnectionLimits(
+        header_timeout_s=args.header_timeout_s,
+        body_timeout_s=args.body_timeout_s,
+        keepalive_timeout_s=args.keepalive_timeout_s,
+        max_connections=args.max_connections,
+    ).fitted()
     store = args.database.split("@")[-1] if args.database else f"SQLite in {args.data_dir}/"
     print(f"pyorder listening on http://{args.host}:{args.port} (storage: {store})", flush=True)
+    if limits.max_connections < args.max_connections:
+        print(f"  at most {limits.max_connections} connections (open-files limit)", flush=True)
     print(
         f"  a development token: pyorder-token --data-dir {args.data_dir} --role buyer --sub alice",
         flush=True,
     )
-    web.run_app(
+    asyncio.run(_serve(app, args, limits))
+
+
+async def _serve(app: web.Application, args: argparse.Namespace, limits: ConnectionLimits) -> None:
+    """Serve until SIGINT or SIGTERM, then stop accepting, let requests in flight finish
+    (up to 10 s) and close the platform (``create_app``'s cleanup)."""
+    runner = GuardedAppRunner(
         app,
-        host=args.host,
-        port=args.port,
-        print=None,
+        limits=limits,
+        stats=app[METRICS].connections,
+        admission=app[ADMISSION],
+        http=app[METRICS].http,
         shutdown_timeout=10,
         access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
     )
+    runners: list[web.AppRunner] = [runner]
+    await runner.setup()
+    await web.TCPSite(runner, args.host, args.port, backlog=1024).start()
+    try:
+        if args.metrics_listen is not None:
+            side = web.AppRunner(metrics_app(app, token=args.metrics_token), access_log=None)
+            runners.insert(0, side)
+            await side.setup()
+            await web.TCPSite(side, *args.metrics_listen).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        for r in runners:
+            await r.cleanup()
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _positive(text: str) -> int:

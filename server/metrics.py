@@ -5,27 +5,38 @@ refund, and attempts to deliver order events to merchants' webhook endpoints by 
 
 from __future__ import annotations
 
+import collections
 import itertools
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from pyorder.platform import Platform
+from server.admission import Admission
 
 
 class Metrics:
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, admission: Admission | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        if admission is not None:
+            r.register(AdmissionStats(admission))
         self.http = HttpStats(
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
         )
         r.register(self.http)
+        self.connections = ConnectionStats()
+        r.register(self.connections)
         self.orders = OrderCounts()
         r.register(self.orders)
         self.commits = CommitStats()
@@ -91,6 +102,28 @@ class Metrics:
     def render(self) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class AdmissionStats(Collector):
+    """The placing routes' load shedding (``server.admission``): requests refused with 503
+    (``pyorder_http_shed_total``), requests in flight and the adaptive bound on them."""
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission = admission
+
+    def collect(self) -> Iterator[Metric]:
+        a = self.admission
+        yield CounterMetricFamily(
+            "pyorder_http_shed", "Placing requests refused as overloaded (503)", value=a.shed
+        )
+        yield GaugeMetricFamily(
+            "pyorder_http_in_flight", "Placing requests admitted, not yet answered", a.in_flight
+        )
+        yield GaugeMetricFamily(
+            "pyorder_http_in_flight_limit",
+            "Placing requests admitted at most at once, now (adapts to their delay)",
+            a.limit,
+        )
 
 
 class OrderCounts(Collector):
@@ -190,3 +223,48 @@ class HttpStats(Collector):
         for (method, route), hist in sorted(self.latency.items()):
             latency.add_metric([method, route], hist.cumulative(), hist.sum)
         yield latency
+
+
+class ConnectionStats(Collector):
+    """What happens below the handlers (``server.connections``), counted in plain numbers:
+    requests the parser refused by error code (``pyorder_http_protocol_errors_total``),
+    connections the server closed by reason (``pyorder_http_connections_closed_total``:
+    header_timeout, body_timeout, idle, evicted, refused), requests whose client went away
+    before the answer (``pyorder_http_client_disconnects_total``), and open connections
+    (``pyorder_http_open_connections``)."""
+
+    def __init__(self) -> None:
+        self.protocol_errors: collections.Counter[str] = collections.Counter()
+        self.closed: collections.Counter[str] = collections.Counter()
+        self.disconnects = 0
+        self.open_connections: Callable[[], int] = lambda: 0
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily(
+            "pyorder_http_protocol_errors",
+            "Requests refused before reaching a handler (malformed HTTP), by error code",
+            labels=["code"],
+        )
+        for code, n in sorted(self.protocol_errors.items()):
+            errors.add_metric([code], n)
+        yield errors
+        closed = CounterMetricFamily(
+            "pyorder_http_connections_closed",
+            "Connections closed by the server: header_timeout, body_timeout, idle (keep-alive"
+            " timeout), evicted (to make room under the connection cap), refused (cap reached,"
+            " every connection busy)",
+            labels=["reason"],
+        )
+        for reason in ("header_timeout", "body_timeout", "idle", "evicted", "refused"):
+            closed.add_metric([reason], self.closed[reason])
+        yield closed
+        yield CounterMetricFamily(
+            "pyorder_http_client_disconnects",
+            "Requests whose client disconnected before the answer",
+            value=self.disconnects,
+        )
+        yield GaugeMetricFamily(
+            "pyorder_http_open_connections",
+            "Open client connections",
+            value=self.open_connections(),
+        )

@@ -23,6 +23,11 @@ class Op:
     auth: bool = True
     idempotent_key: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    sheds: bool = False
+    """Answers 503 ``overloaded`` with ``Retry-After`` past the admission bound
+    (``server.admission``)."""
+    text: str = ""
+    """The OK response's media type when it is text, not JSON."""
 
 
 _AUTH_ERRORS = (401, 403)
@@ -125,6 +130,7 @@ OPERATIONS: tuple[Op, ...] = (
         s.OrderIn,
         (*_AUTH_ERRORS, *_BODY_ERRORS, 409, 503),
         idempotent_key=True,
+        sheds=True,
     ),
     Op(
         "post",
@@ -135,6 +141,7 @@ OPERATIONS: tuple[Op, ...] = (
         s.OrderBatchIn,
         (*_AUTH_ERRORS, *_BODY_ERRORS, 409, 503),
         idempotent_key=True,
+        sheds=True,
     ),
     Op(
         "get",
@@ -447,6 +454,15 @@ OPERATIONS: tuple[Op, ...] = (
     Op("get", "/healthz", "Liveness", 200, s.HealthOut, auth=False),
     Op(
         "get",
+        "/metrics",
+        "Prometheus metrics (admin, or 'Bearer <--metrics-token>'; docs/server.md)",
+        200,
+        None,
+        errors=_AUTH_ERRORS,
+        text="text/plain",
+    ),
+    Op(
+        "get",
         "/readyz",
         "Readiness: the store is open and the core rebuilt",
         200,
@@ -480,16 +496,26 @@ def document() -> dict[str, Any]:
     error = {"content": {"application/json": {"schema": ref[s.ErrorOut]}}}
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
-        responses: dict[str, Any] = {
-            str(op.ok): {
-                "description": "OK",
-                "content": {"application/json": {"schema": ref[op.response]}}
-                if op.response
-                else {},
-            }
-        }
+        content: dict[str, Any] = {}
+        if op.text:
+            content = {op.text: {"schema": {"type": "string"}}}
+        elif op.response:
+            content = {"application/json": {"schema": ref[op.response]}}
+        responses: dict[str, Any] = {str(op.ok): {"description": "OK", "content": content}}
         for status in op.errors:
             responses[str(status)] = {"description": "error", **error}
+        if op.sheds:
+            responses["503"] = {
+                "description": "overloaded (error code 'overloaded': retry after Retry-After"
+                " seconds) or the write path is unavailable (code 'unavailable')",
+                "headers": {
+                    "Retry-After": {
+                        "description": "seconds to wait before retrying (when overloaded)",
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                },
+                **error,
+            }
         item: dict[str, Any] = {"summary": op.summary, "responses": responses}
         params = [
             {"name": n, "in": where, "required": where == "path", "schema": _PARAM_SCHEMAS[kind]}

@@ -1,5 +1,6 @@
 """HTTP routes of orders (``/v1/orders``): place one or a batch, read, list, cancel."""
 
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -7,7 +8,7 @@ from aiohttp import web
 from pyorder.auth import Principal
 from pyorder.orders import Answer, Orders
 from server.idempotency import HEADER
-from server.keys import IDEMPOTENCY, METRICS, PLATFORM
+from server.keys import ADMISSION, IDEMPOTENCY, METRICS, PLATFORM
 from server.requests import int_param, json_response, principal
 from server.schemas import OrderList, order_out
 
@@ -20,30 +21,42 @@ Place = Callable[[Orders, Principal, bytes], Answer]
 
 def _placing(place: Place) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The handler placing through ``place``: one coroutine per request, as it is the hot
-    path (each nested one is created per request and resumed again after the group commit)."""
+    path (each nested one is created per request and resumed again after the group commit).
+    Past the admission bound it answers 503 before reading the body (``server.admission``)."""
+    clock = time.perf_counter
 
     async def handler(request: web.Request) -> web.Response:
         app = request.app
-        orders = app[PLATFORM].orders
-        who = principal(request)
-        if HEADER in request.headers:
-            answers: list[Answer] = []
+        admission = app[ADMISSION]
+        if admission.in_flight >= admission.limit:
+            return admission.refuse()
+        admission.in_flight += 1
+        started = clock()
+        try:
+            orders = app[PLATFORM].orders
+            who = principal(request)
+            if HEADER in request.headers:
+                answers: list[Answer] = []
 
-            async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
-                answer = place(orders, who, body)
-                answers.append(answer)
-                return answer.status, answer.body
+                async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
+                    answer = place(orders, who, body)
+                    answers.append(answer)
+                    return answer.status, answer.body
 
-            response = await app[IDEMPOTENCY].handle(request, who, effect)
-            if answers:  # it returned, so what it created is durable (a replay runs no effect)
-                _count(app, answers[0])
-            return response
-        # Without a key there is nothing to store for a replay: place, wait for the group
-        # commit, answer.
-        answer = place(orders, who, await request.read())
-        await app[PLATFORM].intake.durable()
-        _count(app, answer)
-        return web.Response(status=answer.status, body=answer.body, content_type="application/json")
+                response = await app[IDEMPOTENCY].handle(request, who, effect)
+                if answers:  # it returned, so what it created is durable (a replay runs none)
+                    _count(app, answers[0])
+                return response
+            # Without a key there is nothing to store for a replay: place, wait for the group
+            # commit, answer.
+            answer = place(orders, who, await request.read())
+            await app[PLATFORM].intake.durable()
+            _count(app, answer)
+            return web.Response(
+                status=answer.status, body=answer.body, content_type="application/json"
+            )
+        finally:
+            admission.done(started)
 
     return handler
 

@@ -183,7 +183,7 @@ class ShipWorld:
         )
 
     def metric(self, name: str) -> float | None:
-        resp = self.srv.call("GET", "/metrics")
+        resp = self.srv.call("GET", "/metrics", token=self.srv.admin())
         for line in resp.body.decode().splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])

@@ -234,17 +234,19 @@ def running_server(
     args: Sequence[str] = (),
     *,
     dsn_for_server: Callable[[str], str] | None = None,
+    nofile: int | None = None,
 ) -> Iterator[Server]:
     """A started server with a fresh database; stopped (and the database dropped) afterwards.
 
     ``dsn_for_server`` rewrites the PostgreSQL DSN the server is given (say, to go through a
-    ``CommitReplyDropper``); the tests' own connections use the real one.
+    ``CommitReplyDropper``); the tests' own connections use the real one. ``nofile`` is the
+    server's open-files limit.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     with fresh_database(backend) as dsn:
         if dsn is not None and dsn_for_server is not None:
             dsn = dsn_for_server(dsn)
-        proc = ServerProcess(workdir / "data", database=dsn, args=tuple(args))
+        proc = ServerProcess(workdir / "data", database=dsn, args=tuple(args), nofile=nofile)
         try:
             proc.start()
             yield Server(proc, backend)

@@ -66,7 +66,7 @@ def test_metrics_is_prometheus_text_with_requests_and_commits(server: Server, wo
     sku = world.shop.sku({world.a: 5})
     buyer = server.token("buyer", unique("metrics"))
     assert world.shop.order(buyer, [(sku, 1)], world.north).status == 201
-    resp = server.call("GET", "/metrics")
+    resp = server.call("GET", "/metrics", token=server.admin())
     assert resp.status == 200, resp
     assert resp.headers["content-type"].startswith("text/plain"), resp.headers
     text = resp.body.decode()
@@ -83,10 +83,10 @@ def test_metrics_count_orders_created_and_stockouts(server: Server, world: World
     (pyorder_orders_created_total, pyorder_stockouts_total) but must also move."""
     sku = world.shop.sku({world.a: 1})
     buyer = server.token("buyer", unique("metrics"))
-    before = server.call("GET", "/metrics").body.decode()
+    before = server.call("GET", "/metrics", token=server.admin()).body.decode()
     assert world.shop.order(buyer, [(sku, 1)], world.north).status == 201
     assert_error(world.shop.order(buyer, [(sku, 1)], world.north), 409, "out_of_stock")
-    after = server.call("GET", "/metrics").body.decode()
+    after = server.call("GET", "/metrics", token=server.admin()).body.decode()
     created = metric(after, "pyorder_orders_created_total") - metric(
         before, "pyorder_orders_created_total"
     )

@@ -1,6 +1,7 @@
 """Run the real server as a child process on loopback, for end-to-end tests."""
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -31,6 +32,8 @@ class ServerProcess:
     args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    nofile: int | None = None
+    """The child's open-files limit (soft and hard), when not the inherited one."""
 
     @property
     def url(self) -> str:
@@ -47,7 +50,9 @@ class ServerProcess:
             cmd += ["--database", self.database]
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._limits
+        )
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -62,6 +67,10 @@ class ServerProcess:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("server did not become ready in time")
+
+    def _limits(self) -> None:
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def kill(self) -> None:
         """SIGKILL: the crash the durability tests simulate."""
