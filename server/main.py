@@ -249,7 +249,8 @@ def serve(argv: list[str] | None = None) -> None:
     if limits.max_connections < args.max_connections:
         print(f"  at most {limits.max_connections} connections (open-files limit)", flush=True)
     print(
-        f"  a development token: pyorder-token --data-dir {args.data_dir} --role buyer --sub alice",
+        f"  a development token: {_token_command()} --data-dir {args.data_dir} --role buyer"
+        " --sub alice",
         flush=True,
     )
     asyncio.run(_serve(app, args, limits))
@@ -351,6 +352,17 @@ def _payments_config(args: argparse.Namespace) -> PaymentsConfig:
         "breaker_cooldown_s": args.breaker_cooldown_s,
     }
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _token_command() -> str:
+    """How a person runs ``pyorder-token``: by its path when this Python is a virtual
+    environment they have not activated (scripts/serve.sh runs the server from .venv), else by
+    name."""
+    beside = Path(sys.executable).parent / "pyorder-token"
+    activated = os.environ.get("VIRTUAL_ENV") == sys.prefix
+    if sys.prefix == sys.base_prefix or activated or not beside.exists():
+        return "pyorder-token"
+    return os.path.relpath(beside) if beside.is_relative_to(Path.cwd()) else str(beside)
 
 
 def mint(argv: list[str] | None = None) -> None:
