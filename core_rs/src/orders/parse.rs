@@ -618,6 +618,9 @@ impl Int {
             _ if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) => "float",
             _ => "",
         };
+        if got == "float" && text.parse::<f64>().is_ok_and(f64::is_infinite) {
+            return Err("Number out of range".to_owned());
+        }
         if !got.is_empty() {
             return Err(format!("Expected `int`, got `{got}`"));
         }
