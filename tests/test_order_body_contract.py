@@ -209,7 +209,8 @@ def mutants(value: Any, schema: dict[str, Any]) -> list[Any]:
         lo, hi = schema["minimum"], schema["maximum"]
         out += [lo - 1, hi + 1, -lo, 2**31, 2**63, 2**64, -(2**63) - 1, 10**30, -(10**30)]
         out += [Raw(t) for t in (f"{value}.0", f"{value}e0", f"{value}E+0", "-0", "-0.0", "1e400")]
-        out += [str(value), float(value), Raw(f"{value} "), Raw(f"-{value}")]
+        out += [str(value), float(value), Raw(f"{value} "), Raw(f"-{value}"), Raw("0.0")]
+        out += [Raw("[1,"), Raw('{"a":'), Raw("123456789012345678901234567890")]  # not JSON after
     else:
         lo, hi = schema.get("minLength", 0), schema.get("maxLength", 10_000)
         out += ["", "x" * (hi + 1), "字" * (hi + 1), "字" * max(lo, min(hi, 3))]

@@ -146,16 +146,16 @@ pub fn push_json_str(out: &mut String, s: &str) {
 
 /// Parse a batch body (`{"orders": [...]}`, 1 to `MAX_BATCH_ORDERS` orders).
 pub fn parse_batch(body: &[u8]) -> Result<Vec<OrderRequest<'_>>, BodyError> {
-    deserialize(body, BatchBody)
+    deserialize(body, |raw| BatchBody { raw })
 }
 
 /// Parse a single-order body (`{"lines": [...], "address": {...}}`).
 pub fn parse_order(body: &[u8]) -> Result<OrderRequest<'_>, BodyError> {
-    deserialize(body, Order)
+    deserialize(body, |raw| Order { raw })
 }
 
-/// Read `body` as the shape `seed` describes.
-fn deserialize<'a, S>(body: &'a [u8], seed: S) -> Result<S::Value, BodyError>
+/// Read `body` as the shape `seed(raw)` describes (`raw`: see `Int`).
+fn deserialize<'a, S>(body: &'a [u8], seed: impl Fn(bool) -> S) -> Result<S::Value, BodyError>
 where
     S: DeserializeSeed<'a> + Copy,
 {
@@ -165,37 +165,60 @@ where
             e.valid_up_to()
         ))
     })?;
+    match read(text, seed(false)) {
+        Err(Retry) => read(text, seed(true)).map_err(|Retry| {
+            BodyError::Malformed("the body could not be read as JSON".to_owned())
+        })?,
+        Ok(done) => done,
+    }
+}
+
+/// `read` met a number only the literal's text can judge (`Int`).
+struct Retry;
+
+fn read<'a, S>(text: &'a str, seed: S) -> Result<Result<S::Value, BodyError>, Retry>
+where
+    S: DeserializeSeed<'a> + Copy,
+{
     // The common case, a valid body, parses without tracking where it is: the path only
     // serves the message of an error, so a body that fails is parsed again to find it.
     // (`from_str`: the text is known to be UTF-8, so strings are not checked again.)
     let de = &mut serde_json::Deserializer::from_str(text);
     if let Ok(value) = seed.deserialize(&mut *de) {
         if de.end().is_ok() {
-            return Ok(value);
+            return Ok(Ok(value));
         }
     }
     let de = &mut serde_json::Deserializer::from_str(text);
     let mut track = serde_path_to_error::Track::new();
-    let value = seed
-        .deserialize(serde_path_to_error::Deserializer::new(&mut *de, &mut track))
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => {
-                let message = msgspec_message(&e);
-                let path = track.path();
-                let mut segments: Vec<_> = path.iter().collect();
-                if message.starts_with(UNKNOWN_FIELD) {
-                    // serde_path_to_error ends the path with the unknown key; msgspec names
-                    // the object that holds it.
-                    segments.pop();
-                }
-                BodyError::invalid(&message, json_path(&segments))
+    let value = match seed.deserialize(serde_path_to_error::Deserializer::new(&mut *de, &mut track))
+    {
+        Ok(value) => value,
+        Err(e) => {
+            let message = msgspec_message(&e);
+            if message == NEEDS_TEXT || message == "number out of range" {
+                return Err(Retry);
             }
-            _ => BodyError::Malformed(format!("the body is not valid JSON: {e}")),
-        })?;
+            return Ok(Err(match e.classify() {
+                serde_json::error::Category::Data => {
+                    let path = track.path();
+                    let mut segments: Vec<_> = path.iter().collect();
+                    if message.starts_with(UNKNOWN_FIELD) {
+                        // serde_path_to_error ends the path with the unknown key; msgspec
+                        // names the object that holds it.
+                        segments.pop();
+                    }
+                    BodyError::invalid(&message, json_path(&segments))
+                }
+                _ => BodyError::Malformed(format!("the body is not valid JSON: {e}")),
+            }));
+        }
+    };
     // Trailing characters are caught by `end()`.
-    de.end()
-        .map_err(|e| BodyError::Malformed(format!("the body is not valid JSON: {e}")))?;
-    Ok(value)
+    Ok(de
+        .end()
+        .map(|()| value)
+        .map_err(|e| BodyError::Malformed(format!("the body is not valid JSON: {e}"))))
 }
 
 /// A path in msgspec's format: `$`, then `.key` or `[index]` per level.
@@ -294,7 +317,9 @@ fn required<T, E: de::Error>(value: Option<T>, name: &str) -> Result<T, E> {
 
 /// `{"orders": [order, ...]}`.
 #[derive(Clone, Copy)]
-struct BatchBody;
+struct BatchBody {
+    raw: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for BatchBody {
     type Value = Vec<OrderRequest<'de>>;
@@ -315,7 +340,7 @@ impl<'de> Visitor<'de> for BatchBody {
         let mut orders = None;
         while let Some(_orders) = map.next_key_seed(Fields(&["orders"]))? {
             orders = Some(map.next_value_seed(List {
-                item: Order,
+                item: Order { raw: self.raw },
                 max: MAX_BATCH_ORDERS,
             })?);
         }
@@ -366,7 +391,9 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for List<S> {
 
 /// `{"lines": [line, ...], "address": address}`.
 #[derive(Clone, Copy)]
-struct Order;
+struct Order {
+    raw: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for Order {
     type Value = OrderRequest<'de>;
@@ -388,7 +415,7 @@ impl<'de> Visitor<'de> for Order {
         while let Some(field) = map.next_key_seed(Fields(&["lines", "address"]))? {
             if field == 0 {
                 lines = Some(map.next_value_seed(List {
-                    item: Line,
+                    item: Line { raw: self.raw },
                     max: MAX_LINES,
                 })?);
             } else {
@@ -404,7 +431,9 @@ impl<'de> Visitor<'de> for Order {
 
 /// `{"sku": int, "quantity": int}` as (sku, quantity).
 #[derive(Clone, Copy)]
-struct Line;
+struct Line {
+    raw: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for Line {
     type Value = (u32, u32);
@@ -428,11 +457,13 @@ impl<'de> Visitor<'de> for Line {
                 sku = Some(map.next_value_seed(Int {
                     min: 0,
                     max: MAX_SKU_ID,
+                    raw: self.raw,
                 })?);
             } else {
                 quantity = Some(map.next_value_seed(Int {
                     min: 1,
                     max: MAX_QUANTITY,
+                    raw: self.raw,
                 })?);
             }
         }
@@ -589,21 +620,75 @@ impl<'de> Visitor<'de> for Str {
     }
 }
 
-/// A JSON integer literal in `min..=max`. It is read from its text: serde_json reads `-0` as
-/// the float -0.0, as it does `-0.0`, and the contract takes the first (an integer, 0) and
-/// refuses the second (a float).
+/// What an `Int` answers when only the number's text can say what it is.
+const NEEDS_TEXT: &str = "(a number to read from its text)";
+
+/// A JSON integer literal in `min..=max`. serde_json reads `-0` as the float -0.0, as it does
+/// `-0.0`, and an integer past u64 as a float, as it does `1e30`; the contract takes `-0` (an
+/// integer, 0), refuses `-0.0` and `1e30` as floats, and says `<= max` of a long integer. So
+/// those few numbers are read from their text (`raw`), on a second parse: the first reads the
+/// value as usual (`raw` false), refusing a wrong type at once, as msgspec does, without
+/// reading the rest of it (`&RawValue` reads a value whole first, and the body may end
+/// inside it).
 #[derive(Clone, Copy)]
 struct Int {
     min: u64,
     max: u64,
+    raw: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Int {
     type Value = u32;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u32, D::Error> {
-        let raw = <&'de RawValue>::deserialize(d)?;
-        self.read(raw.get()).map_err(de::Error::custom)
+        if self.raw {
+            let raw = <&'de RawValue>::deserialize(d)?;
+            return self.read(raw.get()).map_err(de::Error::custom);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Int {
+    type Value = u32;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`int`")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+        self.check(false, v).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+        self.check(v < 0, v.unsigned_abs()).map_err(E::custom)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u32, E> {
+        if v == 0.0 || (v.fract() == 0.0 && v.abs() >= 9.2e18) {
+            return Err(E::custom(NEEDS_TEXT));
+        }
+        Err(E::custom("Expected `int`, got `float`"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<u32, E> {
+        Err(E::custom("Expected `int`, got `str`"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<u32, E> {
+        Err(E::custom("Expected `int`, got `bool`"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<u32, E> {
+        Err(E::custom("Expected `int`, got `null`"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<u32, A::Error> {
+        Err(de::Error::custom("Expected `int`, got `array`"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<u32, A::Error> {
+        Err(de::Error::custom("Expected `int`, got `object`"))
     }
 }
 
@@ -637,14 +722,19 @@ impl Int {
                 .bytes()
                 .fold(0u64, |v, b| v * 10 + u64::from(b - b'0'))
         };
-        if (negative && value != 0) || value < self.min {
+        self.check(negative, value)
+    }
+
+    /// The value `-magnitude` (`negative`) or `magnitude`, if in range.
+    fn check(self, negative: bool, magnitude: u64) -> Result<u32, String> {
+        if (negative && magnitude != 0) || magnitude < self.min {
             return Err(format!("Expected `int` >= {}", self.min));
         }
-        if value > self.max {
+        if magnitude > self.max {
             return Err(format!("Expected `int` <= {}", self.max));
         }
         // `max` fits u32 (`MAX_SKU_ID`, `MAX_QUANTITY`).
-        Ok(value as u32)
+        Ok(magnitude as u32)
     }
 }
 
@@ -810,6 +900,18 @@ mod tests {
             r#"{{"lines":[{{"sku":1,"sku":2,"quantity":3}}],"address":{ADDRESS},"lines":[{{"sku":4,"quantity":5,"sku":6}}]}}"#
         );
         assert_eq!(parse_order(body.as_bytes()).unwrap().lines, vec![(6, 5)]);
+    }
+
+    /// As msgspec: a wrong type is refused where it starts, even if the body ends inside it.
+    #[test]
+    fn a_wrong_type_is_refused_before_the_rest_is_read() {
+        for body in [r#"{"lines":[{"sku":[1,"#, r#"{"lines":[{"sku":{"a":"#] {
+            assert_eq!(refused_at(body), "$.lines[0].sku", "{body}");
+        }
+        assert!(matches!(
+            parse_order(br#"{"lines":[{"sku":-0,"#),
+            Err(BodyError::Malformed(_))
+        ));
     }
 
     #[test]
