@@ -71,6 +71,22 @@ def test_rust_place_batch(benchmark: BenchmarkFixture) -> None:
     assert benchmark(place) == ORDERS
 
 
+ONE = orjson.dumps(_order(3, 1))
+
+
+def test_rust_place_one(benchmark: BenchmarkFixture) -> None:
+    """One order per call (the single route's work): parse, price, reserve, stage, render."""
+    book = _book()
+    rows = OrderRows()
+
+    def place() -> int:
+        status, _body, created, _ = book.place_one(ONE, "bench", 7, rows, NOW_MS)
+        assert status == 201
+        return int(created)
+
+    assert benchmark(place) == 1
+
+
 def _response() -> bytes:
     _, body, _, _ = _book().place_batch(BODY, "bench", 7, OrderRows(), NOW_MS)
     return bytes(body)

@@ -28,15 +28,24 @@ def decode(body: bytes, kind: type[T]) -> T:
     try:
         value = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc)) from exc
+        raise InvalidInput(str(exc), path=error_path(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise MalformedJson(f"the body is not valid JSON: {exc}") from exc
     except RecursionError:  # msgspec recurses into nested arrays and objects
         raise MalformedJson("the body is nested too deep") from None
     if b"\\u0000" in body and _has_nul(msgspec.json.decode(body)):
         # Text columns (PostgreSQL's above all) cannot hold U+0000.
-        raise InvalidInput("strings must not contain the character U+0000")
+        raise InvalidInput("strings must not contain the character U+0000", path="$")
     return value
+
+
+def error_path(message: str) -> str:
+    """The path a msgspec validation message names (`` - at `$.lines[0].sku` `` at its end),
+    ``$`` (the body) when it names none, as msgspec leaves the path out at the top."""
+    head, sep, tail = message.rpartition(" - at `")
+    if sep and head and tail.endswith("`"):
+        return tail[:-1]
+    return "$"
 
 
 def _has_nul(value: object) -> bool:

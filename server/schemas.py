@@ -22,18 +22,33 @@ from pyorder.model import Order, Warehouse
 from pyorder.payments.model import Attempt, Payment, Refund
 from pyorder.returns.model import CostBearer, Decision, Return, ReturnStatus, Stage
 
+
+def whole(regex: str) -> str:
+    """A pattern that ``regex`` must match the whole string for, read the same by Python's
+    ``re`` (which msgspec validates with) and by JSON Schema's ECMA-262 dialect (what the
+    OpenAPI document promises): Python's ``$`` also matches before a final newline, so
+    ``^[A-Z]{3}$`` alone would let ``"USD\\n"`` through msgspec; ``(?!\\n)`` refuses it."""
+    return f"^{regex}$(?!\\n)"
+
+
+NO_NUL = r"^[^\x00]*$"
+"""Pattern of free text: no U+0000 (text columns, PostgreSQL's above all, cannot store it).
+The newline that Python's ``$`` lets through is text like any other here."""
+
 Id = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 Units = Annotated[int, Meta(ge=0, le=2**50)]
 Quantity = Annotated[int, Meta(ge=1, le=10_000)]
 Money = Annotated[int, Meta(ge=0, le=10**12, description="minor units (cents, fen)")]
-Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217 code")]
-Text = Annotated[str, Meta(min_length=1, max_length=200)]
-RegionCode = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-OrderId = Annotated[str, Meta(pattern="^[0-9]{1,19}$", description="64-bit order ID, as a string")]
+Currency = Annotated[str, Meta(pattern=whole("[A-Z]{3}"), description="ISO 4217 code")]
+Text = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+RegionCode = Annotated[str, Meta(min_length=1, max_length=64, pattern=whole("[A-Za-z0-9_.:-]+"))]
+OrderId = Annotated[
+    str, Meta(pattern=whole("[0-9]{1,19}"), description="64-bit order ID, as a string")
+]
 Category = Annotated[
     str,
     Meta(
-        pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$",
+        pattern=whole("([a-z0-9][a-z0-9_-]{0,39})?"),
         description="a SKU's category: lower-case letters, digits, _ and -, at most 40; ''"
         " for none. Return windows and the lightning-refund rules go by it.",
     ),
@@ -81,10 +96,10 @@ class AddressIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     line1: Text
     city: Text
     region: RegionCode
-    postal_code: Annotated[str, Meta(max_length=20)] = ""
-    country: Annotated[str, Meta(pattern="^[A-Z]{2}$")] = "CN"
-    line2: Annotated[str, Meta(max_length=200)] = ""
-    phone: Annotated[str, Meta(max_length=40)] = ""
+    postal_code: Annotated[str, Meta(max_length=20, pattern=NO_NUL)] = ""
+    country: Annotated[str, Meta(pattern=whole("[A-Z]{2}"))] = "CN"
+    line2: Annotated[str, Meta(max_length=200, pattern=NO_NUL)] = ""
+    phone: Annotated[str, Meta(max_length=40, pattern=NO_NUL)] = ""
 
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -123,7 +138,7 @@ class PaymentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             Meta(
                 min_length=1,
                 max_length=100,
-                pattern=r"^[A-Za-z0-9_]+$",
+                pattern=whole("[A-Za-z0-9_]+"),
                 description="the provider's payment method id (default: one per method)",
             ),
         ]
@@ -584,7 +599,7 @@ class ReturnIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A no-reason return of units of one delivered parcel (the buyer of the order)."""
 
     lines: Annotated[list[ReturnLineIn], Meta(min_length=1, max_length=100)]
-    reason: Annotated[str, Meta(max_length=500)] = ""
+    reason: Annotated[str, Meta(max_length=500, pattern=NO_NUL)] = ""
 
 
 class ReturnRejectIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -716,6 +731,7 @@ EventTypeName = Annotated[
     Meta(
         min_length=1,
         max_length=64,
+        pattern=NO_NUL,
         description="an order event type ("
         + ", ".join(t.value for t in EventType)
         + f"), or {ALL_TYPES} for every type, present and future",
@@ -731,12 +747,13 @@ class WebhookEndpointIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
         Meta(
             min_length=1,
             max_length=MAX_URL_LENGTH,
+            pattern=NO_NUL,
             description="absolute http:// or https:// URL the events are POSTed to",
         ),
     ]
     events: Annotated[list[EventTypeName], Meta(min_length=1, max_length=32)] | None = None
     """The types subscribed to; default (absent or null): every type."""
-    description: Annotated[str, Meta(max_length=500)] = ""
+    description: Annotated[str, Meta(max_length=500, pattern=NO_NUL)] = ""
 
 
 class WebhookEndpointOut(msgspec.Struct):

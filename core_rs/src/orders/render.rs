@@ -129,13 +129,19 @@ pub fn error_body(out: &mut String, r: &Refusal) {
     out.push_str("}}");
 }
 
-/// An error response body: `{"error": ErrorBody}`.
-pub fn error(out: &mut String, message_code: &str, message: &str) {
+/// An error response body: `{"error": ErrorBody}`, with the path of the offending value in
+/// the body, if any, as `details.path` (`$.lines[0].sku`, as msgspec writes paths).
+pub fn error(out: &mut String, message_code: &str, message: &str, path: Option<&str>) {
     out.push_str("{\"error\":{\"code\":");
     push_json_str(out, message_code);
     out.push_str(",\"message\":");
     push_json_str(out, message);
-    out.push_str(",\"details\":{}}}");
+    out.push_str(",\"details\":{");
+    if let Some(path) = path {
+        out.push_str("\"path\":");
+        push_json_str(out, path);
+    }
+    out.push_str("}}}");
 }
 
 /// The body of a single-order request and its HTTP status: the order (201) or the refusal.

@@ -98,11 +98,11 @@ impl OrderBook {
             let requests = match parsed {
                 Ok(r) => r,
                 Err(BodyError::Malformed(m)) => {
-                    render::error(&mut out, "malformed_json", &m);
+                    render::error(&mut out, "malformed_json", &m, None);
                     return Ok((400, out, 0, 0));
                 }
-                Err(BodyError::Invalid(m)) => {
-                    render::error(&mut out, "invalid_input", &m);
+                Err(BodyError::Invalid { message, path }) => {
+                    render::error(&mut out, "invalid_input", &message, Some(&path));
                     return Ok((422, out, 0, 0));
                 }
             };
