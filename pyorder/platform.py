@@ -80,6 +80,7 @@ class Platform:
         self.catalog = Catalog(self)
         self.webhooks = Endpoints(self)
         self.events = Events(self, self.webhooks)
+        self.intake.prepare = self.events.resolve_ended
         self.orders = Orders(self)
         self.payments = Payments(self, Router(config.payments))
         self.dispatcher = Dispatcher(self, self.payments)
