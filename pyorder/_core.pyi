@@ -199,6 +199,11 @@ class Inventory:
     def warehouse_count(self) -> int: ...
     @property
     def open_reservations(self) -> int: ...
+    @property
+    def reservation_bytes(self) -> int:
+        """Bytes held for pending reservations: their records (48 bytes each, in sorted
+        chunks), the deadline index and the final states of recent ones; the lines of
+        reservations of two or more lines are not counted."""
     # warehouses and regions
     def add_warehouse(self) -> int:
         """Add a warehouse and return its index."""

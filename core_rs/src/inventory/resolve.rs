@@ -42,7 +42,7 @@ impl Inventory {
     /// A pending reservation in full.
     pub fn reservation(&self, id: u64) -> Result<Reservation> {
         let shard = self.res_shard(id).lock();
-        match shard.pending.get(&id) {
+        match shard.pending.get(id) {
             Some(r) => Ok(r.clone()),
             None => Err(not_pending(&shard, id)),
         }
