@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use super::reservation::Reservation;
+use super::reservation::{IdLayout, Reservation};
 
 const CHUNK: usize = 1024;
 const TOMBSTONE: u64 = 1 << 63;
@@ -48,12 +48,22 @@ impl Chunk {
 /// Pending reservations by id.
 #[derive(Debug, Default)]
 pub struct PendingReservations {
+    /// How the shard's ids map to dense positions: consecutive ids of the shard are
+    /// consecutive positions, so a lookup first tries where an unbroken log would hold `id`.
+    layout: IdLayout,
     chunks: VecDeque<Chunk>,
     others: FxHashMap<u64, Reservation>,
     live: usize,
 }
 
 impl PendingReservations {
+    pub fn new(layout: IdLayout) -> Self {
+        Self {
+            layout,
+            ..Self::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.live
     }
@@ -66,6 +76,21 @@ impl PendingReservations {
     /// Hold `reservation` as pending under `id` (< 2^63), in place of any held under it.
     pub fn insert(&mut self, id: u64, reservation: Reservation) {
         debug_assert!(id & TOMBSTONE == 0);
+        let last = self.chunks.back().and_then(|c| c.slots.last());
+        let in_order = last.is_none_or(|s| s.id & !TOMBSTONE < id);
+        if in_order && !self.others.contains_key(&id) {
+            if self.chunks.back().is_none_or(|c| c.slots.len() == CHUNK) {
+                self.chunks.push_back(Chunk {
+                    slots: Vec::with_capacity(CHUNK),
+                    live: 0,
+                });
+            }
+            let chunk = self.chunks.back_mut().unwrap_or_else(|| unreachable!());
+            chunk.slots.push(Slot { id, reservation });
+            chunk.live += 1;
+            self.live += 1;
+            return;
+        }
         if let Some((c, i)) = self.locate(id) {
             let chunk = &mut self.chunks[c];
             let slot = &mut chunk.slots[i];
@@ -79,24 +104,10 @@ impl PendingReservations {
             self.live += 1;
             return;
         }
-        let last = self.chunks.back().and_then(|c| c.slots.last());
-        if last.is_some_and(|s| s.id & !TOMBSTONE >= id) || self.others.contains_key(&id) {
-            // Out of order: it stays aside.
-            if self.others.insert(id, reservation).is_none() {
-                self.live += 1;
-            }
-            return;
+        // Out of order: it stays aside.
+        if self.others.insert(id, reservation).is_none() {
+            self.live += 1;
         }
-        if self.chunks.back().is_none_or(|c| c.slots.len() == CHUNK) {
-            self.chunks.push_back(Chunk {
-                slots: Vec::with_capacity(CHUNK),
-                live: 0,
-            });
-        }
-        let chunk = self.chunks.back_mut().unwrap_or_else(|| unreachable!());
-        chunk.slots.push(Slot { id, reservation });
-        chunk.live += 1;
-        self.live += 1;
     }
 
     pub fn get(&self, id: u64) -> Option<&Reservation> {
@@ -132,7 +143,8 @@ impl PendingReservations {
         self.live -= 1;
         if chunk.live == 0 && !(last && chunk.slots.len() < CHUNK) {
             self.chunks.remove(c);
-        } else if !last && chunk.slots.len() >= 64 && chunk.live * 4 < chunk.slots.len() {
+        } else if c > 0 && !last && chunk.slots.len() >= 64 && chunk.live * 4 < chunk.slots.len() {
+            // Not the first chunk: that one drains in order as the oldest expire.
             chunk.slots.retain(|s| s.id & TOMBSTONE == 0);
             chunk.slots.shrink_to_fit();
         }
@@ -161,6 +173,18 @@ impl PendingReservations {
 
     /// (chunk, index) of the slot of `id` in the log, live or a tombstone.
     fn locate(&self, id: u64) -> Option<(usize, usize)> {
+        // Where an unbroken log (full chunks, no gaps, nothing compacted) holds it: the usual
+        // case, one probe instead of two binary searches.
+        let d = self.layout.dense(id);
+        let base = self.layout.dense(self.chunks.front()?.first_id());
+        if let Some(c) = d.checked_sub(base).map(|k| (k / CHUNK as u64) as usize) {
+            if let Some(ch) = self.chunks.get(c) {
+                let i = d.wrapping_sub(self.layout.dense(ch.first_id())) as usize;
+                if ch.slots.get(i).is_some_and(|s| s.id & !TOMBSTONE == id) {
+                    return Some((c, i));
+                }
+            }
+        }
         let c = self.chunks.partition_point(|ch| ch.first_id() <= id);
         let c = c.checked_sub(1)?;
         self.chunks[c].find(id).map(|i| (c, i))
@@ -208,5 +232,29 @@ mod tests {
         assert!(log.chunks.len() <= 1);
         assert!(log.others.is_empty());
         assert!(log.heap_bytes() <= CHUNK * 48 + log.others.capacity() * 49);
+    }
+
+    #[test]
+    fn finds_ids_of_a_sharded_layout_with_gaps() {
+        let layout = IdLayout::new(2);
+        let mut log = PendingReservations::new(layout);
+        // Shard 1's ids in order, a third of them never reserved (refused orders).
+        let ids: Vec<u64> = (0..3 * CHUNK as u64)
+            .map(|j| layout.id(1, j))
+            .filter(|id| id % 3 != 0)
+            .collect();
+        for &id in &ids {
+            log.insert(id, res(id));
+        }
+        for &id in &ids {
+            assert_eq!(log.get(id).map(|r| r.buyer), Some(id));
+            assert!(!log.contains_key(id + 16), "another shard's id");
+        }
+        for &id in ids.iter().step_by(2) {
+            assert!(log.remove(id).is_some());
+        }
+        for (k, &id) in ids.iter().enumerate() {
+            assert_eq!(log.contains_key(id), k % 2 == 1);
+        }
     }
 }

@@ -122,7 +122,7 @@ impl ReservationShard {
         Self {
             index,
             layout,
-            pending: PendingReservations::default(),
+            pending: PendingReservations::new(layout),
             deadlines: BinaryHeap::new(),
             stale: 0,
             states: VecDeque::new(),
