@@ -5,7 +5,7 @@ A flash sale leaves every unpaid order pending (its units held) until its paymen
 ``--orders`` one-line orders through ``OrderBook.place_batch`` in bodies of 1,000 (the load
 test's orders), drops each batch's staged rows as a commit does, and reads resident memory from
 ``/proc/self/status``: the growth is the order book's pending orders plus their inventory
-reservations.
+reservations (and the allocator's share); the records' own bytes are printed beside it.
 
     python benchmarks/memory_order_book.py
     python benchmarks/memory_order_book.py --orders 100000
@@ -20,7 +20,7 @@ import sys
 import orjson
 
 from benchmarks.memory_inventory import status_mib
-from benchmarks.test_bench_intake import NOW_MS, SKUS, _book, _order
+from benchmarks.test_bench_intake import NOW_MS, SKUS, _book_and_inventory, _order
 from pyorder._core import OrderRows
 
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
     args = parser.parse_args(argv)
-    book = _book()
+    book, inventory = _book_and_inventory()
     bodies = [
         orjson.dumps({"orders": [_order((b + i) % SKUS, b + i) for i in range(1000)]})
         for b in range(0, 10_000, 1000)
@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     growth = after - before
     print(f"pending orders: {book.pending_count:,}")
     print(f"RSS before: {before:8.1f} MiB   after: {after:8.1f} MiB   growth: {growth:.1f} MiB")
-    print(f"per pending order: {growth * 1024 * 1024 / max(1, book.pending_count):.0f} bytes")
+    n = max(1, book.pending_count)
+    print(f"per pending order: {growth * 1024 * 1024 / n:.0f} bytes")
+    print(
+        f"  of which the book's records: {book.pending_bytes / n:.0f} bytes,"
+        f" the reservations (records, deadline index, states): {inventory.reservation_bytes / n:.0f}"
+    )
     return 0 if book.pending_count == placed else 1
 
 

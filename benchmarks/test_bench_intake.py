@@ -48,6 +48,10 @@ BODY = orjson.dumps({"orders": [_order(i % SKUS, i) for i in range(ORDERS)]})
 
 
 def _book() -> OrderBook:
+    return _book_and_inventory()[0]
+
+
+def _book_and_inventory() -> tuple[OrderBook, Inventory]:
     inventory = Inventory()
     inventory.add_warehouse()
     book = OrderBook(inventory, OrderIdGenerator(3), 15 * 60 * 1000)
@@ -57,7 +61,7 @@ def _book() -> OrderBook:
     for i in range(SKUS):
         sku = inventory.add_sku({0: 10**15, 1: 10**15})
         book.set_sku(sku, 1999 + i, "CNY", "merchant:bench")
-    return book
+    return book, inventory
 
 
 def test_rust_place_batch(benchmark: BenchmarkFixture) -> None:

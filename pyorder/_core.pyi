@@ -199,6 +199,11 @@ class Inventory:
     def warehouse_count(self) -> int: ...
     @property
     def open_reservations(self) -> int: ...
+    @property
+    def reservation_bytes(self) -> int:
+        """Bytes held for pending reservations: their records (48 bytes each, in sorted
+        chunks), the deadline index and the final states of recent ones; the lines of
+        reservations of two or more lines are not counted."""
     # warehouses and regions
     def add_warehouse(self) -> int:
         """Add a warehouse and return its index."""
@@ -340,6 +345,17 @@ class OrderIdGenerator:
 def decode_order_id(order_id: int, gene_bits: int = 0) -> tuple[int, int, int, int]:
     """Split an ID into (unix_ms, node, sequence, gene)."""
 
+_StagedOrder = tuple[
+    int, str, str, int, str, str, int, int, int, list[tuple[int, int, int, int, str]]
+]
+"""(id, buyer, currency, total, region, address JSON, reservation, created_ms, deadline_ms,
+[(sku, warehouse, quantity, unit_price, merchant), ...])"""
+
+_HeldOrder = tuple[int, int, int, int, str, int, list[tuple[int, int, int]]]
+"""(id, reservation, buyer number, total, currency, deadline_ms, [(sku, warehouse, quantity),
+...]): a pending order as the book (id, reservation, total, currency) and its reservation hold
+it."""
+
 @final
 class OrderRows:
     """Orders of one commit window taken by the Rust intake: rows of ``orders`` and
@@ -362,6 +378,8 @@ class OrderRows:
     ) -> None:
         """Add one order; ``lines`` are (sku, warehouse, quantity, unit_price, merchant)."""
     def __len__(self) -> int: ...
+    def find(self, order_id: int) -> _StagedOrder | None:
+        """The order ``order_id`` in full if it is one of these, else None."""
     def line_count(self) -> int: ...
     def id_range(self) -> tuple[int, int] | None:
         """(smallest, largest) order id of these orders; None when there are none."""
@@ -373,12 +391,6 @@ class OrderRows:
         """``orders`` rows in ``codec.ORDER_COLUMNS`` order."""
     def line_tuples(self) -> list[tuple[int, int, int, int, int, int, str]]:
         """``order_lines`` rows in ``codec.LINE_COLUMNS`` order."""
-
-_PendingOrder = tuple[
-    int, str, str, int, str, str, int, int, int, list[tuple[int, int, int, int, str]]
-]
-"""(id, buyer, currency, total, region, address JSON, reservation, created_ms, deadline_ms,
-[(sku, warehouse, quantity, unit_price, merchant), ...])"""
 
 @final
 class OrderBook:
@@ -407,22 +419,20 @@ class OrderBook:
         self, body: bytes, buyer: str, buyer_number: int, rows: OrderRows, now_ms: int
     ) -> tuple[int, bytes, int, int]:
         """As ``place_batch`` for one order's body; the response is the order or the error."""
-    def pending_order(self, order_id: int) -> _PendingOrder | None: ...
-    def take_pending(self, order_id: int) -> _PendingOrder | None: ...
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes the pending orders' records take in the book (32 per order, plus tombstones
+        of chunks not compacted yet); their reservations are the inventory's."""
+    def pending_order(self, order_id: int) -> _HeldOrder | None:
+        """The order if it awaits payment (its reservation is pending), else None."""
+    def take_pending(self, order_id: int) -> tuple[int, int, int, str] | None:
+        """Stop holding an order as pending: its (id, reservation, total, currency), or None."""
     def order_of_reservation(self, reservation: int) -> int | None: ...
-    def add_pending(
-        self,
-        id: int,
-        buyer: str,
-        currency: str,
-        total: int,
-        region: str,
-        address: str,
-        reservation: int,
-        created_ms: int,
-        deadline_ms: int,
-        lines: Sequence[tuple[int, int, int, int, str]],
-    ) -> None: ...
+    def add_pending(self, id: int, reservation: int, total: int, currency: str) -> None:
+        """Hold a stored order as pending (at rebuild); its reservation is the inventory's."""
+    def expire_due(self, now_ms: int, limit: int) -> tuple[int, list[_HeldOrder]]:
+        """Expire up to ``limit`` reservations due at ``now_ms`` (earliest first) and stop
+        holding their orders: (reservations expired, the orders they held)."""
 
 # --- storage: the embedded store's writer and PostgreSQL COPY -------------------------------
 _SqlValue = int | float | str | bytes | None

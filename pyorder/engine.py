@@ -15,7 +15,6 @@ from pyorder.auth import buyer_number
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
 from pyorder.model import Order, Sku, Snapshot, Warehouse
-from pyorder.storage.codec import encode_address
 
 
 def now_ms() -> int:
@@ -50,18 +49,7 @@ class Engine:
 
     def add_pending(self, order: Order) -> None:
         """Hold a stored order awaiting payment (its reservation is in the inventory)."""
-        self.book.add_pending(
-            order.id,
-            order.buyer,
-            order.currency,
-            order.total,
-            order.region,
-            encode_address(order.address),
-            order.reservation,
-            order.created_ms,
-            order.deadline_ms,
-            [(li.sku, li.warehouse, li.quantity, li.unit_price, li.merchant) for li in order.lines],
-        )
+        self.book.add_pending(order.id, order.reservation, order.total, order.currency)
 
     @classmethod
     def rebuild(cls, snap: Snapshot, *, node: int, payment_timeout_ms: int) -> "Engine":

@@ -21,8 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from pyorder.model import WriteBatch
+from pyorder.model import Order, WriteBatch
 from pyorder.storage.base import Store
+from pyorder.storage.codec import staged_order
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class Intake:
         self.store = store
         self.window_s = window_s
         self.on_failure = on_failure
+        self.prepare: Callable[[WriteBatch], Awaitable[None]] | None = None
+        """Completes a batch with ``ended_events`` as it is handed over, before it is written
+        (``Events.resolve_ended``); batches are still handed to the store in order."""
         self.stats = CommitStats()
         self._tokens = random.Random(secrets.randbits(128))
         """Batch tokens: unique with overwhelming odds; they need not be unpredictable."""
@@ -64,6 +68,9 @@ class Intake:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
+        self._handed: list[WriteBatch] = []
+        """Batches handed over and not settled yet, oldest first: their orders are not in the
+        store yet (or not known to be)."""
         self._last_outcome: asyncio.Future[bool] | None = None
         """Whether the batch handed over last committed (set once its waiters are answered)."""
         self._closing = False
@@ -82,6 +89,18 @@ class Intake:
         self._waiters.append(fut)
         self._wake.set()
         return fut
+
+    def staged_order(self, order_id: int) -> Order | None:
+        """The order ``order_id`` in full if it was placed in a batch not settled yet (staged,
+        or being written), else None: then it is in the store, if it exists."""
+        for batch in (self.batch, *reversed(self._handed)):
+            found = batch.placed.find(order_id)
+            if found is not None:
+                return staged_order(found)
+            for order in batch.orders:
+                if order.id == order_id:
+                    return order
+        return None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pyorder-intake")
@@ -121,6 +140,14 @@ class Intake:
             batch, waiters = self.batch, self._waiters
             self.batch, self._waiters = WriteBatch(), []
             self._wake.clear()
+            self._handed.append(batch)
+            if batch.ended_events and self.prepare is not None:
+                try:
+                    await self.prepare(batch)
+                except Exception:  # the events of this batch are lost, not its changes
+                    log.exception(
+                        "could not make the events of %d ended orders", len(batch.ended_events)
+                    )
             # Up to ``depth`` commits in flight: the store writes them in order (and none after
             # a failed one), so the next batch is ready the moment the previous one is durable.
             prior, outcome = self._last_outcome, asyncio.get_running_loop().create_future()
@@ -146,6 +173,7 @@ class Intake:
         try:
             await self._commit_batch(batch, waiters, prior, outcome)
         finally:
+            self._handed.remove(batch)
             if not outcome.done():
                 outcome.set_result(False)
 

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from pyorder._core import OrderRows
-from pyorder.events.model import Delivery, OrderEvent, WebhookEndpoint
+from pyorder.events.model import Delivery, OrderEnded, OrderEvent, WebhookEndpoint
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
 from pyorder.payments.model import Attempt, OutboxItem, Payment, Refund, WebhookEvent
 from pyorder.returns.model import Decision, Return
@@ -163,6 +163,9 @@ class WriteBatch:
     order_events: list[OrderEvent] = field(default_factory=list)
     """Events of this batch's state changes: each is fanned out at commit, in SQL, to one
     ``order_events`` row per enabled endpoint subscribed to it of a merchant of the order."""
+    ended_events: list[OrderEnded] = field(default_factory=list)
+    """Events of orders that ended here with no full ``Order`` at hand: made into
+    ``order_events`` as the batch is handed to the store."""
     placed_events: bool = False
     """Also write ``order.created`` for every order of ``placed``, fanned out the same way, in
     SQL over the rows just inserted (no Python object per order)."""
@@ -209,6 +212,7 @@ class WriteBatch:
             + len(self.tracking_events)
             + len(self.webhook_endpoints)
             + len(self.order_events)
+            + len(self.ended_events)
             + len(self.deliveries)
             + len(self.returns)
             + len(self.return_decisions)

@@ -7,6 +7,11 @@ Snowflake IDs and stages the rows in the commit window's ``WriteBatch.placed``, 
 response body, all with no Python object per order. The caller acknowledges only after
 ``await platform.intake.durable()``. An order awaiting payment holds its units until the
 payment deadline, then expires and the units return.
+
+In memory an order awaiting payment is only what paying and expiring need (``PendingOrder``:
+the book's 32-byte record and its reservation); the order in full (buyer, address, unit
+prices, merchants) is read from the staged rows until it commits, then from the store
+(``Orders.pending_order``).
 """
 
 from collections.abc import Sequence
@@ -28,9 +33,8 @@ from pyorder.errors import (
     PurchaseLimitExceeded,
 )
 from pyorder.logistics.model import ShipmentStatus
-from pyorder.model import Order, OrderLine, OrderStatus, StatusChange
+from pyorder.model import Order, OrderStatus, StatusChange
 from pyorder.payments.refunds import CANCEL_REASON, SYSTEM
-from pyorder.storage.codec import decode_address
 
 if TYPE_CHECKING:
     from pyorder.platform import Platform
@@ -53,6 +57,37 @@ class Answer(NamedTuple):
     body: bytes
     created: int
     stockouts: int
+
+
+class HeldLine(NamedTuple):
+    """A line of a pending order as its reservation holds it."""
+
+    sku: int
+    warehouse: int
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOrder:
+    """An order awaiting payment, as the engine holds it: what paying and expiring need."""
+
+    id: int
+    reservation: int
+    buyer_number: int
+    """``pyorder.auth.buyer_number`` of the buyer's subject."""
+    total: int
+    """Minor units of ``currency``."""
+    currency: str
+    deadline_ms: int
+    """Payment deadline, ms since the Unix epoch (UTC)."""
+    lines: tuple[HeldLine, ...]
+
+
+def _held(t: tuple[Any, ...]) -> PendingOrder:
+    oid, reservation, buyer, total, currency, deadline, lines = t
+    return PendingOrder(
+        oid, reservation, buyer, total, currency, deadline, tuple(HeldLine(*li) for li in lines)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +141,39 @@ class Orders:
         if answer.status != 201:
             error = out["error"]
             raise _REFUSALS.get(error["code"], InvalidInput)(error["message"], **error["details"])
-        placed = self.pending(int(out["id"]))
-        assert placed is not None, "a placed order is pending until it commits and beyond"
+        placed = self._p.intake.staged_order(int(out["id"]))
+        assert placed is not None, "a placed order is staged until it commits"
         return placed
 
-    def pending(self, order_id: int) -> Order | None:
-        """The order if it awaits payment (staged or committed), else None."""
+    def pending(self, order_id: int) -> PendingOrder | None:
+        """The order as the engine holds it if it awaits payment (staged or committed), else
+        None."""
         found = self._p.engine.book.pending_order(order_id)
-        return None if found is None else _order(found)
+        return None if found is None else _held(found)
+
+    async def pending_order(self, order_id: int) -> Order | None:
+        """The order in full if it awaits payment, else None: from the staged rows if it has
+        not committed yet, else from the store. The caller may act on it at once (no await
+        between the last check that it is pending and the return)."""
+        for _ in range(3):
+            if self.pending(order_id) is None:
+                return None
+            staged = self._p.intake.staged_order(order_id)
+            if staged is not None:
+                return staged
+            stored = await self._p.store.get_order(order_id)
+            held = self.pending(order_id)
+            if held is None:
+                return None
+            if (
+                stored is not None
+                and stored.status is OrderStatus.PENDING_PAYMENT
+                and stored.reservation == held.reservation
+            ):
+                return stored
+            # Not in the store as held here: its commit was under way as we looked; again.
+            await self._p.intake.durable()
+        raise RuntimeError(f"order {order_id} is pending here but not in the store")
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -141,8 +201,8 @@ class Orders:
         Paid and not shipped: its units return to available and its charge is refunded in
         full, automatically."""
         who.require(Role.BUYER, Role.ADMIN)
+        order = await self.pending_order(order_id)
         engine = self._p.engine
-        order = self.pending(order_id)
         if order is None or not _visible(who, order):
             stored = await self._p.store.get_order(order_id)
             if stored is not None and stored.status is OrderStatus.PENDING_PAYMENT:
@@ -163,9 +223,11 @@ class Orders:
             engine.inventory.release(order.reservation)
         except inv.ReservationResolvedError as exc:
             # The deadline passed: the core expired it on the spot; record that.
-            self._end(order, OrderStatus.EXPIRED)
+            self._end(order, OrderStatus.EXPIRED, order)
             raise InvalidState(f"order {order_id} expired before it was cancelled") from exc
-        return self._end(order, OrderStatus.CANCELLED)
+        ended = self._end(order, OrderStatus.CANCELLED, order)
+        assert ended is not None
+        return ended
 
     def _cancel_paid(self, order: Order) -> Order:
         """Cancel a paid order that has not shipped: stage paid -> cancelled, its units moved
@@ -206,16 +268,12 @@ class Orders:
 
     def expire_due(self, limit: int = 4096) -> int:
         """Expire unpaid orders whose payment deadline passed; returns how many were staged."""
-        engine = self._p.engine
-        expired = engine.inventory.expire_due(now_ms(), limit)
-        for rid in expired.tolist():
-            oid = engine.book.order_of_reservation(rid)
-            order = self.pending(oid) if oid is not None else None
-            if order is not None:
-                self._end(order, OrderStatus.EXPIRED)
-        return len(expired)
+        count, orders = self._p.engine.book.expire_due(now_ms(), limit)
+        for held in orders:
+            self._end(_held(held), OrderStatus.EXPIRED)
+        return count
 
-    def mark_paid(self, order: Order) -> Order:
+    def mark_paid(self, order: PendingOrder) -> None:
         """Confirm the reservation of a pending order whose payment was charged and stage
         pending_payment -> paid with its units moved from reserved to sold. Raises InvalidState
         (after staging the expiry) when its deadline passed before the charge was recorded."""
@@ -224,11 +282,15 @@ class Orders:
         except inv.ReservationResolvedError as exc:
             self._end(order, OrderStatus.EXPIRED)
             raise InvalidState(f"order {order.id} expired before its payment arrived") from exc
-        return self._end(order, OrderStatus.PAID)
+        self._end(order, OrderStatus.PAID)
 
-    def _end(self, order: Order, status: OrderStatus) -> Order:
+    def _end(
+        self, order: PendingOrder | Order, status: OrderStatus, full: Order | None = None
+    ) -> Order | None:
         """Stage the end of a pending order whose reservation the core has resolved: released
-        (cancelled, expired) or confirmed (paid: the units are sold)."""
+        (cancelled, expired) or confirmed (paid: the units are sold). Returns the order as it
+        now is when given in ``full``; without it, its event (if anyone subscribes) is made
+        from the stored order as the batch is handed to the store."""
         engine, batch = self._p.engine, self._p.intake.batch
         engine.book.take_pending(order.id)
         at = now_ms()
@@ -238,28 +300,12 @@ class Orders:
             self._p.logistics.release_window(order.id)
         for line in order.lines:
             batch.add_delta(line.sku, line.warehouse, 0, -line.quantity, line.quantity * sold)
-        ended = replace(order, status=status, updated_ms=at)
+        if full is None:
+            self._p.events.order_ended(order.id, status, OrderStatus.PENDING_PAYMENT, at)
+            return None
+        ended = replace(full, status=status, updated_ms=at)
         self._p.events.order_changed(ended, OrderStatus.PENDING_PAYMENT)
         return ended
-
-
-def _order(t: tuple[Any, ...]) -> Order:
-    """An Order from the order book's pending tuple."""
-    oid, buyer, currency, total, region, address, reservation, created, deadline, lines = t
-    return Order(
-        id=oid,
-        buyer=buyer,
-        status=OrderStatus.PENDING_PAYMENT,
-        currency=currency,
-        total=total,
-        region=region,
-        address=decode_address(address),
-        reservation=reservation,
-        created_ms=created,
-        deadline_ms=deadline,
-        updated_ms=created,
-        lines=tuple(OrderLine(*line) for line in lines),
-    )
 
 
 def _visible(who: Principal, order: Order) -> bool:

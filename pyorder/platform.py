@@ -83,6 +83,7 @@ class Platform:
         """What each caller may see of an order (``pyorder.marketplace``)."""
         self.webhooks = Endpoints(self)
         self.events = Events(self, self.webhooks)
+        self.intake.prepare = self.events.resolve_ended
         self.orders = Orders(self)
         self.payments = Payments(self, Router(config.payments))
         self.dispatcher = Dispatcher(self, self.payments)

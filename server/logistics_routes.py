@@ -69,7 +69,9 @@ async def pick_window(request: web.Request) -> web.Response:
         data = decode(body, WindowPickIn)
         svc = platform.logistics
         await svc.pick_window(who, order_id, data.window)
-        order = platform.orders.pending(order_id) or await platform.store.get_order(order_id)
+        order = await platform.orders.pending_order(order_id) or await platform.store.get_order(
+            order_id
+        )
         assert order is not None
         return 200, shipments_out(
             order, svc.fulfilments.get(order_id), svc.shipments_of(order_id), [], svc.windows

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pyorder._core import OrderBook, OrderRows
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
-from pyorder.orders import _order
+from pyorder.storage.codec import staged_order
 from server.schemas import OrderBatchIn, OrderIn, iso, order_out
 
 T0 = 1_796_100_000_000  # 2026-12-01 ~04:40Z
@@ -89,9 +89,9 @@ def test_answers_are_what_the_api_types_render() -> None:
     assert status == 200
     assert out["created"] == 2
     for result in out["results"]:
-        pending = shop.book.pending_order(int(result["order"]["id"]))
-        assert pending is not None
-        expected = msgspec.json.encode(order_out(_order(pending)))
+        staged = shop.rows.find(int(result["order"]["id"]))
+        assert staged is not None
+        expected = msgspec.json.encode(order_out(staged_order(staged)))
         assert orjson.dumps(result["order"]) == orjson.dumps(orjson.loads(expected))
     first = out["results"][0]["order"]
     assert first["lines"] == [
@@ -107,9 +107,9 @@ def test_answers_are_what_the_api_types_render() -> None:
         orjson.dumps(order((0, 1))), "alice", 1, shop.rows, T0
     )
     assert (status, created, stockouts) == (201, 1, 0)
-    pending = shop.book.pending_order(int(orjson.loads(body)["id"]))
-    assert pending is not None
-    assert body == msgspec.json.encode(order_out(_order(pending)))
+    staged = shop.rows.find(int(orjson.loads(body)["id"]))
+    assert staged is not None
+    assert body == msgspec.json.encode(order_out(staged_order(staged)))
 
 
 @given(st.integers(min_value=0, max_value=4_102_444_800_000))
@@ -278,14 +278,46 @@ def test_rows_and_pending_orders_match_the_answers() -> None:
     assert shop.rows.reserved_deltas() == [(0, 0, 2), (1, 1, 2)]
     pending = shop.book.pending_order(ids[0])
     assert pending is not None
-    assert shop.book.order_of_reservation(pending[6]) == ids[0]
+    reservation = pending[1]
+    # What paying and expiring need: the book's record, and its reservation's part.
+    assert pending == (
+        ids[0],
+        reservation,
+        _number("bob"),
+        400,
+        "CNY",
+        T0 + TIMEOUT,
+        [(0, 0, 2), (1, 1, 1)],
+    )
+    assert shop.book.order_of_reservation(reservation) == ids[0]
     taken = shop.book.take_pending(ids[0])
-    assert taken == pending
+    assert taken == (ids[0], reservation, 400, "CNY")
     assert shop.book.pending_order(ids[0]) is None
-    assert shop.book.order_of_reservation(pending[6]) is None
+    assert shop.book.order_of_reservation(reservation) is None
     assert shop.book.take_pending(ids[0]) is None
-    shop.book.add_pending(*pending[:9], pending[9])
+    shop.book.add_pending(*taken)
     assert shop.book.pending_order(ids[0]) == pending
+    # The staged rows hold the order in full until it commits.
+    staged = shop.rows.find(ids[0])
+    assert staged is not None
+    assert staged_order(staged).address == out["results"][0]["order"]["address"]
+    assert shop.rows.find(ids[1] + 1) is None
+
+
+def test_expiry_stops_holding_the_orders_and_returns_their_units() -> None:
+    shop = make_shop([{0: 5}, {1: 5}])
+    _, out = shop.batch([order((0, 2), (1, 1)), order((1, 1))], buyer="bob")
+    ids = [int(r["order"]["id"]) for r in out["results"]]
+    assert shop.book.expire_due(T0 + TIMEOUT - 1, 10) == (0, [])
+    count, expired = shop.book.expire_due(T0 + TIMEOUT, 1)
+    assert count == 1
+    assert [e[0] for e in expired] == ids[:1]
+    assert expired[0][6] == [(0, 0, 2), (1, 1, 1)]
+    assert shop.book.pending_order(ids[0]) is None
+    assert shop.book.pending_count == 1
+    assert shop.book.expire_due(T0 + TIMEOUT, 10)[0] == 1
+    assert shop.book.pending_count == 0
+    assert shop.inventory.stock(1).reserved == 0
 
 
 def test_single_body_validation_matches_order_in() -> None:

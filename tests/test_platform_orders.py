@@ -52,7 +52,15 @@ def test_place_read_cancel_and_restart(tmp_path: Path) -> None:
         # A restart rebuilds the order book: the order is pending, and can be cancelled.
         platform = Platform(Config(data_dir=tmp_path))
         await platform.start()
-        assert platform.orders.pending(order.id) == order
+        assert await platform.orders.pending_order(order.id) == order
+        held = platform.orders.pending(order.id)
+        assert held is not None
+        assert (held.reservation, held.total, held.currency) == (
+            order.reservation,
+            order.total,
+            order.currency,
+        )
+        assert [tuple(li) for li in held.lines] == [(sku.id, wh.id, 2)]
         cancelled = await platform.orders.cancel(BUYER, order.id)
         assert cancelled.status is OrderStatus.CANCELLED
         await platform.intake.durable()

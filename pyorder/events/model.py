@@ -96,6 +96,20 @@ class OrderEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderEnded:
+    """An order awaiting payment just ended (paid, cancelled, expired) with only its held part
+    in memory: its ``OrderEvent`` is made from the order in full as the batch is handed to the
+    store (``Events.resolve_ended``), and commits in the same batch as the change."""
+
+    order_id: int
+    type: EventType
+    status: str
+    """The ``OrderStatus`` value it moved to."""
+    previous: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One event owed to one endpoint (a row of ``order_events``). Its id is the event id the
     receiver sees (``evt_<id>``) and de-duplicates by."""

@@ -15,20 +15,24 @@ Returns hook: a service of returns publishes with ``publish(order_id, type, obj)
 types are added to ``EventType``.
 """
 
+import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pyorder.engine import now_ms
 from pyorder.events import payloads
 from pyorder.events.endpoints import Endpoints
-from pyorder.events.model import EventType, OrderEvent
+from pyorder.events.model import EventType, OrderEnded, OrderEvent
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus, Shipment
 from pyorder.marketplace import refund_recipients
-from pyorder.model import Order, OrderStatus
+from pyorder.model import Order, OrderStatus, WriteBatch
 from pyorder.payments.model import Refund, RefundStatus
 
 if TYPE_CHECKING:
     from pyorder.platform import Platform
+
+log = logging.getLogger(__name__)
 
 _BY_STATUS = {
     OrderStatus.PAID: EventType.ORDER_PAID,
@@ -61,6 +65,34 @@ class Events:
         kind = _BY_STATUS.get(order.status)
         if kind is not None and self._endpoints.wanting(kind):
             self._stage(order.id, kind, payloads.status_data(order, previous))
+
+    def order_ended(
+        self, order_id: int, status: OrderStatus, previous: OrderStatus, at_ms: int
+    ) -> None:
+        """As ``order_changed`` for an order ended with only its held part in memory (an
+        expiry, a payment): the event's snapshot is made as the batch is handed to the store
+        (``resolve_ended``), from the order in full, and commits with the change."""
+        kind = _BY_STATUS.get(status)
+        if kind is not None and self._endpoints.wanting(kind):
+            ended = OrderEnded(order_id, kind, status.value, previous.value, at_ms)
+            self._p.intake.batch.ended_events.append(ended)
+            self._notify(self._endpoints.wanting(kind))
+
+    async def resolve_ended(self, batch: WriteBatch) -> None:
+        """Make the ``order_events`` of ``batch.ended_events`` from the orders in full: staged
+        (placed in this batch or one still being written) or in the store."""
+        staged = {e.order_id: self._p.intake.staged_order(e.order_id) for e in batch.ended_events}
+        missing = [oid for oid, order in staged.items() if order is None]
+        stored = await self._p.store.get_orders(missing) if missing else {}
+        for e in batch.ended_events:
+            order = staged[e.order_id] or stored.get(e.order_id)
+            if order is None:
+                log.error("order %d ended but is neither staged nor stored", e.order_id)
+                continue
+            now = replace(order, status=OrderStatus(e.status), updated_ms=e.at_ms)
+            data = payloads.status_data(now, OrderStatus(e.previous))
+            batch.order_events.append(OrderEvent(e.order_id, e.type, data, e.at_ms))
+        batch.ended_events.clear()
 
     def fulfilment_changed(self, fulfilment: Fulfilment, shipments: list[Shipment]) -> None:
         """The order's fulfilment just moved to its status (order.shipped / .delivered)."""

@@ -42,6 +42,7 @@ from pyorder.storage.limits import check_row
 from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
 
 if TYPE_CHECKING:
+    from pyorder.orders import PendingOrder
     from pyorder.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -162,13 +163,13 @@ class Logistics:
         self.windows[w.id] = w
         self._p.intake.batch.delivery_windows[w.id] = w
 
-    def _fulfilment(self, order: Order) -> Fulfilment:
+    def _fulfilment(self, order: "Order | PendingOrder") -> Fulfilment:
         found = self.fulfilments.get(order.id)
         if found is not None:
             return found
         return Fulfilment(
             order_id=order.id,
-            parcels=len(_by_warehouse(order)),
+            parcels=len({line.warehouse for line in order.lines}),
             status=FulfilmentStatus.UNFULFILLED,
             window_id=-1,
             paid_ms=0,
@@ -299,7 +300,7 @@ class Logistics:
             self._put_fulfilment(replace(f, window_id=-1))
 
     async def _buyers_order(self, who: Principal, order_id: int) -> Order:
-        pending = self._p.orders.pending(order_id)
+        pending = await self._p.orders.pending_order(order_id)
         if pending is not None and pending.buyer == who.subject:
             return pending
         stored = await self._p.store.get_order(order_id)
@@ -309,14 +310,14 @@ class Logistics:
 
     # --- shipping ------------------------------------------------------------------------------
 
-    def on_paid(self, order: Order) -> None:
+    def on_paid(self, order: "Order | PendingOrder") -> None:
         """``order`` was just paid (staged in the same batch): note when, and with
         ``auto_ship`` book its parcels."""
         f = self._fulfilment(order)
         self._put_fulfilment(replace(f, paid_ms=now_ms()))
         carrier = self.config.default_carrier()
         if self.config.auto_ship and carrier is not None:
-            for warehouse in _by_warehouse(order):
+            for warehouse in sorted({line.warehouse for line in order.lines}):
                 self._new_parcel(order, warehouse, carrier.name)
 
     async def ship(self, who: Principal, order_id: int, warehouse: int | None) -> Order:
@@ -357,7 +358,7 @@ class Logistics:
             self._new_parcel(order, w, carrier.name)
         return order
 
-    def _new_parcel(self, order: Order, warehouse: int, carrier: str) -> Shipment:
+    def _new_parcel(self, order: "Order | PendingOrder", warehouse: int, carrier: str) -> Shipment:
         n = max(self.parcels.get(order.id, [0])) + 1
         at = now_ms()
         f = self.fulfilments.get(order.id) or self._fulfilment(order)

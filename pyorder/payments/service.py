@@ -211,7 +211,7 @@ class Payments:
         the first available provider of the method, and the call it owes (the outbox). The
         provider is called once this is durable."""
         who.require(Role.BUYER)
-        order = self._p.orders.pending(order_id)
+        order = await self._p.orders.pending_order(order_id)
         if order is None or order.buyer != who.subject:
             stored = await self._p.store.get_order(order_id)
             if stored is None or stored.buyer != who.subject:

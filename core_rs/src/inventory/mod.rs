@@ -13,6 +13,7 @@
 
 mod error;
 mod matching;
+mod pending;
 mod reservation;
 mod reserve;
 mod resolve;
@@ -156,6 +157,12 @@ impl Inventory {
 
     pub fn open_reservations(&self) -> usize {
         self.res_shards.iter().map(|s| s.lock().pending.len()).sum()
+    }
+
+    /// Bytes held for pending reservations (their records, deadline index and the final
+    /// states of recent ones), not counting the lines of reservations of two or more lines.
+    pub fn reservation_bytes(&self) -> usize {
+        self.res_shards.iter().map(|s| s.lock().heap_bytes()).sum()
     }
 
     // --- warehouses and regions ---------------------------------------------------------

@@ -2,9 +2,10 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 
 use smallvec::SmallVec;
+
+use super::pending::PendingReservations;
 
 /// Where a reservation is in its life. It leaves `Pending` exactly once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,7 +50,7 @@ pub struct Line {
 }
 
 /// A pending reservation. Most orders have one line, which stays inline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reservation {
     pub buyer: u64,
     pub deadline_ms: u64,
@@ -89,52 +90,6 @@ impl IdLayout {
     }
 }
 
-/// Hashes reservation ids so that consecutive ids of a shard land in consecutive buckets.
-///
-/// Ids mostly arrive and resolve in order; a scrambling hash would scatter them over the whole
-/// table and make nearly every insert and lookup a cache miss. The bucket position is the id's
-/// dense index within its shard, which keeps them sequential; its low bits are repeated in the
-/// top 7 bits, which the table uses as its per-bucket tag.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SequentialIds {
-    layout: IdLayout,
-}
-
-impl BuildHasher for SequentialIds {
-    type Hasher = SequentialIdHasher;
-    fn build_hasher(&self) -> SequentialIdHasher {
-        SequentialIdHasher {
-            layout: self.layout,
-            value: 0,
-        }
-    }
-}
-
-pub struct SequentialIdHasher {
-    layout: IdLayout,
-    value: u64,
-}
-
-impl Hasher for SequentialIdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed; fold anything else in so the hasher stays correct.
-        for &b in bytes {
-            self.value = self.value.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, id: u64) {
-        self.value = id;
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        let j = self.layout.dense(self.value);
-        j ^ (j << 57)
-    }
-}
-
 /// State byte of an id that is not (or no longer) known to the shard.
 const UNKNOWN: u8 = u8::MAX;
 /// Larger jumps of the dense index restart the state window instead of filling the gap.
@@ -153,9 +108,8 @@ const MAX_STATE_GAP: u64 = 1 << 22;
 pub struct ReservationShard {
     index: usize,
     layout: IdLayout,
-    /// An incrementally resized map: a table of millions of reservations never stops an
-    /// insert to move them all at once (see `griddle`).
-    pub pending: griddle::HashMap<u64, Reservation, SequentialIds>,
+    /// By id, in a sorted log: no hash-table slack, and never a table to move as it grows.
+    pub pending: PendingReservations,
     deadlines: BinaryHeap<Reverse<(u64, u64)>>,
     stale: usize,
     /// `states[k]` is the state of the id at dense index `base + k` (`UNKNOWN` if none).
@@ -168,7 +122,7 @@ impl ReservationShard {
         Self {
             index,
             layout,
-            pending: griddle::HashMap::with_hasher(SequentialIds { layout }),
+            pending: PendingReservations::new(layout),
             deadlines: BinaryHeap::new(),
             stale: 0,
             states: VecDeque::new(),
@@ -184,14 +138,14 @@ impl ReservationShard {
 
     /// Take a pending reservation out, remembering how it resolved.
     pub fn resolve(&mut self, id: u64, state: ReservationState) -> Option<Reservation> {
-        let reservation = self.pending.remove(&id)?;
+        let reservation = self.pending.remove(id)?;
         self.record(id, state);
         Some(reservation)
     }
 
     /// Take a pending reservation out to decide its fate: `record` it or `put_back`.
     pub fn take(&mut self, id: u64) -> Option<Reservation> {
-        self.pending.remove(&id)
+        self.pending.remove(id)
     }
 
     /// Undo a `take` that led to no resolution (its deadline entry never left the heap).
@@ -209,7 +163,7 @@ impl ReservationShard {
     }
 
     pub fn state_of(&self, id: u64) -> Option<ReservationState> {
-        if self.pending.contains_key(&id) {
+        if self.pending.contains_key(id) {
             return Some(ReservationState::Pending);
         }
         let j = self.layout.dense(id);
@@ -225,7 +179,7 @@ impl ReservationShard {
     /// Earliest (deadline, id) of a pending reservation, dropping stale entries on the way.
     pub fn peek_due(&mut self) -> Option<(u64, u64)> {
         while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
-            if self.pending.contains_key(&id) {
+            if self.pending.contains_key(id) {
                 return Some((deadline, id));
             }
             self.deadlines.pop();
@@ -254,8 +208,14 @@ impl ReservationShard {
         forgotten
     }
 
+    /// Bytes held for the pending reservations: their log and their deadline index.
+    pub fn heap_bytes(&self) -> usize {
+        self.pending.heap_bytes()
+            + self.deadlines.capacity() * std::mem::size_of::<Reverse<(u64, u64)>>()
+            + self.states.capacity()
+    }
+
     pub fn reserve_capacity(&mut self, additional: usize) {
-        self.pending.reserve(additional);
         self.deadlines.reserve(additional);
     }
 
@@ -297,7 +257,7 @@ impl ReservationShard {
         // In place: keeping the allocation avoids faulting in fresh pages on every rebuild.
         let pending = &self.pending;
         self.deadlines
-            .retain(|Reverse((_, id))| pending.contains_key(id));
+            .retain(|Reverse((_, id))| pending.contains_key(*id));
         self.stale = 0;
     }
 }

@@ -42,7 +42,7 @@ impl Inventory {
     /// A pending reservation in full.
     pub fn reservation(&self, id: u64) -> Result<Reservation> {
         let shard = self.res_shard(id).lock();
-        match shard.pending.get(&id) {
+        match shard.pending.get(id) {
             Some(r) => Ok(r.clone()),
             None => Err(not_pending(&shard, id)),
         }
@@ -57,9 +57,22 @@ impl Inventory {
 
     /// Expire up to `limit` pending reservations with `deadline <= now_ms`, earliest first.
     pub fn expire_due(&self, now_ms: u64, limit: usize) -> Vec<u64> {
-        let mut shards: Vec<_> = self.res_shards.iter().map(|m| m.lock()).collect();
         let mut expired = Vec::new();
-        while expired.len() < limit {
+        self.expire_due_with(now_ms, limit, |id, _| expired.push(id));
+        expired
+    }
+
+    /// As `expire_due`, handing each expired reservation to `f` (under the reservation locks:
+    /// `f` must not call back into the inventory). Returns how many expired.
+    pub fn expire_due_with(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        mut f: impl FnMut(u64, Reservation),
+    ) -> usize {
+        let mut shards: Vec<_> = self.res_shards.iter().map(|m| m.lock()).collect();
+        let mut expired = 0;
+        while expired < limit {
             // The shard holding the globally earliest due reservation.
             let next = shards
                 .iter_mut()
@@ -83,7 +96,9 @@ impl Inventory {
                 ReservationState::Expired,
                 None,
             );
-            expired.push(id);
+            drop(locked);
+            f(id, reservation);
+            expired += 1;
         }
         for shard in &mut shards {
             shard.trim_resolved(self.resolved_per_shard);

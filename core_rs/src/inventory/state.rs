@@ -63,10 +63,8 @@ impl Inventory {
         }
         // Pending reservations, by id; their units are counted out of the buyers' totals
         // below so that `bought_units` is what was confirmed.
-        let mut pending: Vec<(u64, &Reservation)> = res
-            .iter()
-            .flat_map(|s| s.pending.iter().map(|(&id, r)| (id, r)))
-            .collect();
+        let mut pending: Vec<(u64, &Reservation)> =
+            res.iter().flat_map(|s| s.pending.iter()).collect();
         pending.sort_unstable_by_key(|&(id, _)| id);
         let mut held_by_pending: FxHashMap<(u32, u64), u64> = FxHashMap::default();
         st.res_offsets.push(0);
@@ -289,7 +287,7 @@ impl Inventory {
         let skus = self.lock_all_skus();
         let mut held: FxHashMap<(u32, u32), u64> = FxHashMap::default();
         for shard in &res {
-            for r in shard.pending.values() {
+            for (_, r) in shard.pending.iter() {
                 for line in &r.lines {
                     *held.entry((line.sku, line.warehouse)).or_insert(0) +=
                         u64::from(line.quantity);

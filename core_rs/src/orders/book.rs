@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use super::parse::{OrderRequest, MAX_QUANTITY};
+use super::pending::{PendingOrder, PendingOrders};
 use super::rows::{NewLine, NewOrder, OrderRows};
 use crate::ids::{IdError, IdGenerator};
-use crate::inventory::{status, BatchOrders, Inventory, InventoryError, MatchPolicy};
+use crate::inventory::{status, BatchOrders, Inventory, InventoryError, MatchPolicy, Reservation};
 
 /// What the intake needs to know of a SKU.
 #[derive(Debug, Clone)]
@@ -120,10 +121,9 @@ pub struct OrderBook {
     skus: Vec<Option<SkuEntry>>,
     regions: FxHashMap<Box<str>, (u32, Arc<str>)>,
     buyers: FxHashMap<Box<str>, Arc<str>>,
-    /// Orders awaiting payment, by id and by reservation: incrementally resized maps, so that
-    /// growing past millions of entries never stops one placing call to move them all.
-    pending: griddle::HashMap<i64, Arc<NewOrder>, FxBuildHasher>,
-    by_reservation: griddle::HashMap<i64, i64, FxBuildHasher>,
+    /// Orders awaiting payment, by id and by reservation: 32 bytes each, in a log that never
+    /// moves its records as it grows (see `pending`).
+    pending: PendingOrders,
     /// How long a new order holds its units awaiting payment, ms.
     pub payment_timeout_ms: u64,
 }
@@ -150,29 +150,51 @@ impl OrderBook {
             .insert(Box::from(code), (region, Arc::from(code)));
     }
 
-    pub fn pending(&self, order_id: i64) -> Option<&Arc<NewOrder>> {
-        self.pending.get(&order_id)
+    pub fn pending(&self, order_id: i64) -> Option<PendingOrder> {
+        self.pending.get(order_id).copied()
     }
 
     pub fn pending_count(&self) -> usize {
         self.pending.len()
     }
 
+    /// Bytes the pending orders' records take in the book (their reservations not counted).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.heap_bytes()
+    }
+
     pub fn order_of_reservation(&self, reservation: i64) -> Option<i64> {
-        self.by_reservation.get(&reservation).copied()
+        self.pending.order_of_reservation(reservation)
     }
 
     /// Hold an order as pending (at rebuild, or after placing it).
-    pub fn add_pending(&mut self, order: Arc<NewOrder>) {
-        self.by_reservation.insert(order.reservation, order.id);
-        self.pending.insert(order.id, order);
+    pub fn add_pending(&mut self, order: PendingOrder) {
+        self.pending.insert(order);
     }
 
     /// Stop holding an order as pending (paid, cancelled, expired).
-    pub fn take_pending(&mut self, order_id: i64) -> Option<Arc<NewOrder>> {
-        let order = self.pending.remove(&order_id)?;
-        self.by_reservation.remove(&order.reservation);
-        Some(order)
+    pub fn take_pending(&mut self, order_id: i64) -> Option<PendingOrder> {
+        self.pending.remove(order_id)
+    }
+
+    /// Expire up to `limit` reservations past their deadline (`Inventory::expire_due`) and
+    /// stop holding their orders: per reservation, its id, the order that held it (None for a
+    /// reservation made outside the book) and what it held.
+    pub fn expire_due(
+        &mut self,
+        inventory: &Inventory,
+        now_ms: u64,
+        limit: usize,
+    ) -> Vec<(u64, Option<PendingOrder>, Reservation)> {
+        let mut out = Vec::new();
+        inventory.expire_due_with(now_ms, limit, |id, reservation| {
+            let order = self
+                .pending
+                .order_of_reservation(id as i64)
+                .and_then(|oid| self.pending.remove(oid));
+            out.push((id, order, reservation));
+        });
+        out
     }
 
     /// One `Arc` per buyer subject, shared by all their orders.
@@ -246,8 +268,13 @@ impl OrderBook {
                         who.now_ms,
                         deadline,
                     ));
+                    self.add_pending(PendingOrder {
+                        id: order.id,
+                        reservation: order.reservation,
+                        total: order.total,
+                        currency: order.currency,
+                    });
                     rows.push(Arc::clone(&order));
-                    self.add_pending(Arc::clone(&order));
                     out.push(Outcome::Created(order));
                 }
                 Some(Err(refusal)) => out.push(Outcome::Refused(refusal)),

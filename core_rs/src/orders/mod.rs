@@ -2,5 +2,6 @@
 
 pub mod book;
 pub mod parse;
+pub mod pending;
 pub mod render;
 pub mod rows;

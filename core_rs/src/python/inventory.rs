@@ -293,6 +293,12 @@ impl Inventory {
         self.inner.open_reservations()
     }
 
+    /// Bytes held for pending reservations (see `pyorder/_core.pyi`).
+    #[getter]
+    fn reservation_bytes(&self) -> usize {
+        self.inner.reservation_bytes()
+    }
+
     fn add_warehouse(&self, py: Python<'_>) -> PyResult<u32> {
         self.inner.add_warehouse().map_err(|e| inventory_err(py, e))
     }

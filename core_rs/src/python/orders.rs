@@ -15,59 +15,39 @@ use pyo3::types::PyBytes;
 use super::errors::inventory_err;
 use super::ids::OrderIdGenerator;
 use super::inventory::Inventory;
-use super::rows::{currency_code, new_order, LineParts, OrderRows};
+use super::rows::{currency_code, OrderRows};
+use crate::inventory::Reservation;
 use crate::orders::book::{self, BookError, Outcome, Placement, SkuEntry};
 use crate::orders::parse::{self, BodyError, OrderRequest};
+use crate::orders::pending::PendingOrder;
 use crate::orders::render;
-use crate::orders::rows::NewOrder;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<OrderBook>()?;
     Ok(())
 }
 
-/// (id, buyer, currency, total, region, address_json, reservation, created_ms, deadline_ms, lines)
-type PendingTuple = (
-    i64,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    Vec<LineParts>,
-);
+/// A pending order as the book holds it: (id, reservation, buyer number, total, currency,
+/// deadline_ms, [(sku, warehouse, quantity), ...]); the last three parts are its reservation's.
+type HeldTuple = (i64, i64, u64, i64, String, u64, Vec<(u32, u32, u32)>);
 
-/// What one request decided: HTTP status, response body, orders created, stock-outs.
-type Answer<'py> = (u16, Bound<'py, PyBytes>, usize, usize);
-
-fn pending_tuple(o: &NewOrder) -> PendingTuple {
+fn held_tuple(o: &PendingOrder, r: &Reservation) -> HeldTuple {
     (
         o.id,
-        o.buyer.to_string(),
-        o.currency_str().to_owned(),
-        o.total,
-        o.region.to_string(),
-        o.address.to_string(),
         o.reservation,
-        o.created_ms,
-        o.deadline_ms,
-        o.lines
+        r.buyer,
+        o.total,
+        o.currency_str().to_owned(),
+        r.deadline_ms,
+        r.lines
             .iter()
-            .map(|l| {
-                (
-                    l.sku,
-                    l.warehouse,
-                    l.quantity,
-                    l.unit_price,
-                    l.merchant.to_string(),
-                )
-            })
+            .map(|l| (l.sku, l.warehouse, l.quantity))
             .collect(),
     )
 }
+
+/// What one request decided: HTTP status, response body, orders created, stock-outs.
+type Answer<'py> = (u16, Bound<'py, PyBytes>, usize, usize);
 
 /// Takes orders (see `pyorder.orders`) and holds the orders awaiting payment.
 #[pyclass(frozen, module = "pyorder._core")]
@@ -220,17 +200,32 @@ impl OrderBook {
         self.answer(py, body, true, &who, rows)
     }
 
-    /// A pending order as a tuple (see `pyorder.orders`), or None.
-    fn pending_order(&self, order_id: i64) -> Option<PendingTuple> {
-        self.book.lock().pending(order_id).map(|o| pending_tuple(o))
+    /// Bytes the pending orders' records take in the book (their reservations not counted).
+    #[getter]
+    fn pending_bytes(&self) -> usize {
+        self.book.lock().pending_bytes()
     }
 
-    /// Stop holding an order as pending; returns it, or None if it was not pending.
-    fn take_pending(&self, order_id: i64) -> Option<PendingTuple> {
+    /// A pending order as the book and its reservation hold it (see `pyorder.orders`), or
+    /// None when it does not await payment.
+    fn pending_order(&self, order_id: i64) -> Option<HeldTuple> {
+        let order = self.book.lock().pending(order_id)?;
+        let reservation = self
+            .inventory
+            .get()
+            .inner
+            .reservation(u64::try_from(order.reservation).ok()?)
+            .ok()?;
+        Some(held_tuple(&order, &reservation))
+    }
+
+    /// Stop holding an order as pending; returns (id, reservation, total, currency), or None
+    /// if it was not pending.
+    fn take_pending(&self, order_id: i64) -> Option<(i64, i64, i64, String)> {
         self.book
             .lock()
             .take_pending(order_id)
-            .map(|o| pending_tuple(&o))
+            .map(|o| (o.id, o.reservation, o.total, o.currency_str().to_owned()))
     }
 
     /// The pending order holding `reservation`, or None.
@@ -238,28 +233,34 @@ impl OrderBook {
         self.book.lock().order_of_reservation(reservation)
     }
 
-    /// Hold a stored order as pending (rebuild from the store).
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (id, buyer, currency, total, region, address, reservation, created_ms, deadline_ms, lines))]
-    fn add_pending(
-        &self,
-        id: i64,
-        buyer: &str,
-        currency: &str,
-        total: i64,
-        region: &str,
-        address: &str,
-        reservation: i64,
-        created_ms: i64,
-        deadline_ms: i64,
-        lines: Vec<LineParts>,
-    ) -> PyResult<()> {
-        let order = new_order(
-            (id, buyer, currency, total, region, address),
-            (reservation, created_ms, deadline_ms),
-            lines,
-        )?;
-        self.book.lock().add_pending(Arc::new(order));
+    /// Hold a stored order as pending (rebuild from the store): its reservation must be
+    /// pending in the inventory.
+    fn add_pending(&self, id: i64, reservation: i64, total: i64, currency: &str) -> PyResult<()> {
+        if reservation <= 0 {
+            return Err(PyValueError::new_err(format!(
+                "reservation ids start at 1, got {reservation}"
+            )));
+        }
+        let order = PendingOrder {
+            id,
+            reservation,
+            total,
+            currency: currency_code(currency)?,
+        };
+        self.book.lock().add_pending(order);
         Ok(())
+    }
+
+    /// Expire up to `limit` reservations whose deadline is at or before `now_ms` and stop
+    /// holding their orders. Returns how many reservations expired and the orders they held,
+    /// as `pending_order` shows them.
+    fn expire_due(&self, py: Python<'_>, now_ms: u64, limit: usize) -> (usize, Vec<HeldTuple>) {
+        let inventory = &self.inventory.get().inner;
+        let expired = py.detach(|| self.book.lock().expire_due(inventory, now_ms, limit));
+        let orders = expired
+            .iter()
+            .filter_map(|(_, order, r)| order.as_ref().map(|o| held_tuple(o, r)))
+            .collect();
+        (expired.len(), orders)
     }
 }

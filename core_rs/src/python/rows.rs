@@ -86,6 +86,19 @@ type OrderTuple = (
     i64,
 );
 type LineTuple = (i64, i64, u32, u32, u32, i64, String);
+/// (id, buyer, currency, total, region, address_json, reservation, created_ms, deadline_ms, lines)
+type StagedTuple = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Vec<LineParts>,
+);
 
 #[pymethods]
 impl OrderRows {
@@ -121,6 +134,43 @@ impl OrderRows {
 
     fn __len__(&self) -> usize {
         self.inner.lock().len()
+    }
+
+    /// The order `order_id` in full if it is one of these, else None (a binary search: the
+    /// intake stages orders in increasing id order; a scan if someone did not).
+    fn find(&self, order_id: i64) -> Option<StagedTuple> {
+        let rows = self.inner.lock();
+        let (lo, hi) = rows.id_range()?;
+        if !(lo..=hi).contains(&order_id) {
+            return None;
+        }
+        let o = match rows.orders.binary_search_by_key(&order_id, |o| o.id) {
+            Ok(i) => &rows.orders[i],
+            Err(_) => rows.orders.iter().find(|o| o.id == order_id)?,
+        };
+        Some((
+            o.id,
+            o.buyer.to_string(),
+            o.currency_str().to_owned(),
+            o.total,
+            o.region.to_string(),
+            o.address.to_string(),
+            o.reservation,
+            o.created_ms,
+            o.deadline_ms,
+            o.lines
+                .iter()
+                .map(|l| {
+                    (
+                        l.sku,
+                        l.warehouse,
+                        l.quantity,
+                        l.unit_price,
+                        l.merchant.to_string(),
+                    )
+                })
+                .collect(),
+        ))
     }
 
     /// Number of order lines over all the orders.
