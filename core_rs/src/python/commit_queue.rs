@@ -153,10 +153,15 @@ fn run(
         done.lock().push((job.ticket, outcome, job.rows));
         signal(&fd);
         if restart.swap(false, Ordering::Relaxed) {
-            // Between batches (see `checkpoint`); a checkpoint already running makes this one
-            // give up at once, and the flag is raised again.
+            // Between batches (see `checkpoint`). A checkpoint already running (the
+            // checkpointer's) makes this one give up at once: try again after the next batch
+            // rather than wait for the checkpointer to notice the WAL is still long.
             if let Some(w) = writer.lock().as_mut() {
-                let _ = w.query_one("PRAGMA wal_checkpoint(PASSIVE)", &[]);
+                if let Ok(Some(row)) = w.query_one("PRAGMA wal_checkpoint(PASSIVE)", &[]) {
+                    if matches!(row.get(0), Some(Value::Integer(1))) {
+                        restart.store(true, Ordering::Relaxed);
+                    }
+                }
             }
         }
     }
