@@ -158,7 +158,7 @@ fn run(
             // rather than wait for the checkpointer to notice the WAL is still long.
             if let Some(w) = writer.lock().as_mut() {
                 if let Ok(Some(row)) = w.query_one("PRAGMA wal_checkpoint(PASSIVE)", &[]) {
-                    if matches!(row.get(0), Some(Value::Integer(1))) {
+                    if matches!(row.first(), Some(Value::Integer(1))) {
                         restart.store(true, Ordering::Relaxed);
                     }
                 }
