@@ -36,6 +36,8 @@ if [ ! -x "$venv/bin/python" ]; then
     fi
     "$python" -m venv "$venv"
 fi
+# The build backend (maturin, installed below without build isolation) runs `maturin` by name.
+export PATH="$PWD/$venv/bin:$PATH"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.7,<2"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[dev]"
