@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from pyorder.auth import Principal, Role
+from pyorder.auth import Principal, Role, buyer_number
 from pyorder.documents import Event, InvalidDocument, decode
 from pyorder.engine import now_ms
 from pyorder.errors import Conflict, DomainError, InvalidInput, InvalidState, NotFound
@@ -211,8 +211,10 @@ class Payments:
         the first available provider of the method, and the call it owes (the outbox). The
         provider is called once this is durable."""
         who.require(Role.BUYER)
-        order = await self._p.orders.pending_order(order_id)
-        if order is None or order.buyer != who.subject:
+        # The engine's record of a pending order holds what starting a payment needs (buyer
+        # number, total, currency): no store read on the way to the provider.
+        order = self._p.orders.pending(order_id)
+        if order is None or order.buyer_number != buyer_number(who.subject):
             stored = await self._p.store.get_order(order_id)
             if stored is None or stored.buyer != who.subject:
                 raise NotFound(f"order {order_id} does not exist")
@@ -240,7 +242,7 @@ class Payments:
         if pay is None:
             pay = Payment(
                 order_id=order_id,
-                buyer=order.buyer,
+                buyer=who.subject,
                 currency=order.currency,
                 amount=order.total,
                 method=method,
