@@ -23,3 +23,8 @@ step ruff format --check .
 step mypy
 step python3 -m mypy.stubtest pyorder._core
 step python3 -m pytest "$@"
+# The long hunts (tests marked `long`: fuzzing, property tests, kill loops) run after the default
+# suite when PYORDER_LONG_TESTS=1 (CI sets it), or on their own with `bash scripts/test.sh -m long`.
+if [ "${PYORDER_LONG_TESTS:-0}" = 1 ]; then
+    step python3 -m pytest -m long
+fi

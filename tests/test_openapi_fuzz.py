@@ -197,6 +197,7 @@ def _runner(
     return run
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("who", [*ROLES, "anonymous"])
 def test_openapi_fuzz(served: Served, who: str) -> None:
     failures = _fuzz(served, who)

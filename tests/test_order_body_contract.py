@@ -312,12 +312,14 @@ BATCH = request_schema("/v1/orders/batch")
 CASES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.long
 @CASES
 @given(bodies(SINGLE))
 def test_single_order_bodies_are_judged_as_the_schema_judges_them(body: bytes) -> None:
     assert rust(body, single=True) == oracle(body, OrderIn), body
 
 
+@pytest.mark.long
 @CASES
 @given(bodies(BATCH))
 def test_batch_bodies_are_judged_as_the_schema_judges_them(body: bytes) -> None:

@@ -62,6 +62,7 @@ def test_gateway_orders_hold_exactly_the_units_taken(tmp_path: Path) -> None:
     assert r["requests"]["batch of 100"]["failures"] == 0
 
 
+@pytest.mark.long
 def test_everyday_shopping_settles_every_order(tmp_path: Path) -> None:
     r = run(
         tmp_path,

@@ -159,6 +159,7 @@ async def _cancels(backend: Backend, launch: Launch, rng: random.Random, cycles:
     assert any(o.status == CANCELLED for o in state.orders.values())
 
 
+@pytest.mark.long
 def test_kill_during_expiry(backend: Backend, launch: Launch) -> None:
     """Payment timeout 1 s: kill while unpaid orders are being placed, cancelled and expired;
     after the restart every unpaid order still expires and all its units return."""

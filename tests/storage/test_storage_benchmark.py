@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.postgres import DSN_ENV
 
 SCRIPT = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "storage_throughput.py"
 
 
+@pytest.mark.long
 def test_storage_benchmark_runs_every_contender() -> None:
     args = ["--orders", "2000", "--batch", "500"]
     dsn = os.environ.get(DSN_ENV, "").strip()
