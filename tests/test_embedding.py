@@ -94,6 +94,17 @@ def test_the_example_places_refuses_cancels_and_stores(config: Config) -> None:
     assert stock == [(0, 3, 2, 0)]  # on hand, reserved (the kept order), sold
 
 
+def test_the_readme_example_runs_as_printed() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Embedding pyorder in Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_env()
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["out_of_stock {'sku': 0}", "cancelled 3"]
+
+
 def _env() -> dict[str, str]:
     """This process's environment with the repository first on the import path."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
