@@ -15,6 +15,9 @@
 //! A body that is not JSON is `Malformed` (HTTP 400); one that is JSON but breaks a rule is
 //! `Invalid` (HTTP 422), with msgspec's message and the path of the offending value in
 //! msgspec's format: `$` for the body, then `.field` and `[index]` (`$.orders[3].lines[0].sku`).
+//!
+//! An order given as values rather than a body (the embedding API) is checked by the same rule
+//! code, in the same order, with the same errors: `check_order`.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
