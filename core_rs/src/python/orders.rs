@@ -71,6 +71,7 @@ type RefusalTuple<'py> = (&'static str, String, Bound<'py, PyDict>);
 /// What `place_order` decided: the order, or why it was refused.
 type Placed<'py> = (Option<PlacedTuple<'py>>, Option<RefusalTuple<'py>>);
 
+/// The order `place_order` took, its address as the fields the order stores (defaults filled).
 fn placed_tuple<'py>(
     py: Python<'py>,
     buyer: &'py str,
@@ -202,6 +203,7 @@ fn saturating_i64(v: &Bound<'_, PyAny>) -> PyResult<i64> {
     }
 }
 
+/// A refusal with `details` (name, value) as a dict.
 fn refusal_tuple<'py>(
     py: Python<'py>,
     code: &'static str,
@@ -215,6 +217,8 @@ fn refusal_tuple<'py>(
     Ok((code, message, out))
 }
 
+/// The book's refusal (out of stock, over a limit, unknown SKU or region, ...) with the details
+/// the JSON path's error body gives (`field`, `sku`).
 fn refused<'py>(py: Python<'py>, r: Refusal) -> PyResult<RefusalTuple<'py>> {
     let mut details = Vec::with_capacity(2);
     if let Some(field) = r.field {
