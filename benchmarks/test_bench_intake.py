@@ -91,6 +91,23 @@ def test_rust_place_one(benchmark: BenchmarkFixture) -> None:
     assert benchmark(place) == 1
 
 
+def test_rust_place_order(benchmark: BenchmarkFixture) -> None:
+    """The same order given as values (``Orders.place``'s path): no JSON either way."""
+    book = _book()
+    rows = OrderRows()
+    order = _order(3, 1)
+    lines = [(line["sku"], line["quantity"]) for line in order["lines"]]
+    address = order["address"]
+
+    def place() -> int:
+        placed, refused = book.place_order(lines, "bench", 7, rows, NOW_MS, **address)
+        assert refused is None
+        assert placed is not None
+        return 1
+
+    assert benchmark(place) == 1
+
+
 def _response() -> bytes:
     _, body, _, _ = _book().place_batch(BODY, "bench", 7, OrderRows(), NOW_MS)
     return bytes(body)

@@ -356,6 +356,26 @@ _HeldOrder = tuple[int, int, int, int, str, int, list[tuple[int, int, int]]]
 ...]): a pending order as the book (id, reservation, total, currency) and its reservation hold
 it."""
 
+_PlacedOrder = tuple[
+    int,
+    str,
+    str,
+    int,
+    str,
+    dict[str, str],
+    int,
+    int,
+    int,
+    list[tuple[int, int, int, int, str]],
+]
+"""(id, buyer, currency, total, region, address fields, reservation, created_ms, deadline_ms,
+[(sku, warehouse, quantity, unit_price, merchant), ...]): an order ``OrderBook.place_order``
+took, status ``pending_payment``."""
+
+_Refusal = tuple[str, str, dict[str, int | str]]
+"""(code, message, details): why an order was refused, as the JSON path's ``{"error": ...}``
+says it (``details``: ``path``, ``field``, ``sku``)."""
+
 @final
 class OrderRows:
     """Orders of one commit window taken by the Rust intake: rows of ``orders`` and
@@ -419,6 +439,31 @@ class OrderBook:
         self, body: bytes, buyer: str, buyer_number: int, rows: OrderRows, now_ms: int
     ) -> tuple[int, bytes, int, int]:
         """As ``place_batch`` for one order's body; the response is the order or the error."""
+    def place_order(
+        self,
+        lines: Sequence[tuple[int, int]],
+        buyer: str,
+        buyer_number: int,
+        rows: OrderRows,
+        now_ms: int,
+        *,
+        name: str | None = None,
+        line1: str | None = None,
+        city: str | None = None,
+        region: str | None = None,
+        postal_code: str | None = None,
+        country: str | None = None,
+        line2: str | None = None,
+        phone: str | None = None,
+    ) -> tuple[_PlacedOrder, None] | tuple[None, _Refusal]:
+        """Take one order given as values, with no JSON either way (the embedding API):
+        ``lines`` as (sku, quantity), the address's fields (None: not given, so the API's
+        default, or a refusal for ``name``, ``line1``, ``city`` and ``region``).
+
+        Checked by the rules of the single-order body holding these values (same limits, same
+        codes, the message and ``details.path`` of that body: ``$.lines[0].quantity``), then
+        priced, reserved, staged in ``rows`` and held as ``place_one`` does. Returns (the
+        order, None) or (None, the refusal); a value of the wrong type raises TypeError."""
     @property
     def pending_bytes(self) -> int:
         """Bytes the pending orders' records take in the book (32 per order, plus tombstones

@@ -465,3 +465,98 @@ fn new_order(
         lines,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::parse::{check_order, parse_order};
+
+    const NOW: u64 = 1_796_100_000_000;
+
+    /// A book selling SKU 0 (250 CNY, 5 units in warehouse 0) to region `north`.
+    fn shop() -> (Inventory, IdGenerator, OrderBook) {
+        let inventory = Inventory::new(1).unwrap();
+        inventory.set_region(0, &[0]).unwrap();
+        let sku = inventory.add_sku(&[(0, 5)], 0).unwrap();
+        let mut book = OrderBook::new(60_000);
+        book.set_sku(
+            sku,
+            SkuEntry {
+                price: 250,
+                currency: *b"CNY",
+                merchant: Arc::from("merchant:m"),
+            },
+        );
+        book.set_region("north", 0);
+        (
+            inventory,
+            IdGenerator::with_system_clock(0, 0, 100).unwrap(),
+            book,
+        )
+    }
+
+    /// An order given as values (`check_order`, the embedding API) is priced, reserved, staged
+    /// and held exactly as the same order given as a body.
+    #[test]
+    fn an_order_of_values_is_placed_as_its_body() {
+        let (inventory, ids, mut book) = shop();
+        let who = Placement {
+            buyer: "alice",
+            buyer_number: 7,
+            now_ms: NOW,
+        };
+        let body = br#"{"lines":[{"sku":0,"quantity":2}],"address":{"name":"A","line1":"1 Road","city":"X","region":"north"}}"#;
+        let from_body = parse_order(body).unwrap();
+        let address = [Some("A"), Some("1 Road"), Some("X"), Some("north")];
+        let mut fields = [None; 8];
+        fields[..4].copy_from_slice(&address);
+        let from_values = check_order(&[(0, 2)], fields).unwrap();
+        let mut rows = OrderRows::default();
+        let placed: Vec<Arc<NewOrder>> = [from_body, from_values]
+            .iter()
+            .map(|req| {
+                let out = book
+                    .place(&inventory, &ids, &who, std::slice::from_ref(req), &mut rows)
+                    .unwrap();
+                match &out[..] {
+                    [Outcome::Created(o)] => Arc::clone(o),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        let [a, b] = &placed[..] else { unreachable!() };
+        assert_ne!(a.id, b.id);
+        assert_eq!(
+            NewOrder {
+                id: a.id,
+                reservation: a.reservation,
+                ..NewOrder::clone(b)
+            },
+            **a
+        );
+        assert_eq!((b.total, b.lines[0].warehouse), (500, 0));
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.reserved_deltas(), vec![(0, 0, 4)]);
+        assert_eq!(
+            book.pending(b.id).map(|p| p.reservation),
+            Some(b.reservation)
+        );
+
+        // Refused as a body would be: out of stock, nothing staged or held.
+        let more = check_order(&[(0, 2)], fields).unwrap();
+        let out = book
+            .place(
+                &inventory,
+                &ids,
+                &who,
+                std::slice::from_ref(&more),
+                &mut rows,
+            )
+            .unwrap();
+        assert!(
+            matches!(&out[..], [Outcome::Refused(r)] if r.code == "out_of_stock" && r.sku == Some(0)),
+            "{out:?}"
+        );
+        assert_eq!((rows.len(), book.pending_count()), (2, 2));
+    }
+}

@@ -15,6 +15,9 @@
 //! A body that is not JSON is `Malformed` (HTTP 400); one that is JSON but breaks a rule is
 //! `Invalid` (HTTP 422), with msgspec's message and the path of the offending value in
 //! msgspec's format: `$` for the body, then `.field` and `[index]` (`$.orders[3].lines[0].sku`).
+//!
+//! An order given as values rather than a body (the embedding API) is checked by the same rule
+//! code, in the same order, with the same errors: `check_order`.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -152,6 +155,44 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<OrderRequest<'_>>, BodyError> {
 /// Parse a single-order body (`{"lines": [...], "address": {...}}`).
 pub fn parse_order(body: &[u8]) -> Result<OrderRequest<'_>, BodyError> {
     deserialize(body, |raw| Order { raw })
+}
+
+/// One order given as values rather than as a body (the embedding API, `OrderBook.place_order`
+/// in Python): `lines` as (sku, quantity), `address` as the fields' values in `Address::fields`
+/// order (None: not given). The rules, their order and the errors are those of the body
+/// `{"lines": [{"sku": .., "quantity": ..}, ...], "address": {..fields in that order..}}`,
+/// each error naming the path the value has in that body (`$.lines[2].quantity`). An integer
+/// outside i64 is refused as its saturated value is (the limits lie far inside i64).
+pub fn check_order<'a>(
+    lines: &[(i64, i64)],
+    address: [Option<&'a str>; 8],
+) -> Result<OrderRequest<'a>, BodyError> {
+    let int = |rule: Int, v: i64, path: &dyn Fn() -> String| {
+        rule.check(v < 0, v.unsigned_abs())
+            .map_err(|m| BodyError::invalid(&m, path()))
+    };
+    let mut checked = Vec::with_capacity(lines.len().min(MAX_LINES));
+    for (i, &(sku, quantity)) in lines.iter().enumerate() {
+        checked.push((
+            int(SKU, sku, &|| format!("$.lines[{i}].sku"))?,
+            int(QUANTITY, quantity, &|| format!("$.lines[{i}].quantity"))?,
+        ));
+    }
+    check_len(lines.len(), MAX_LINES).map_err(|m| BodyError::invalid(&m, "$.lines".into()))?;
+    let mut values: [Option<Cow<'a, str>>; 8] = Default::default();
+    for (i, value) in address.into_iter().enumerate() {
+        if let Some(value) = value {
+            ADDRESS_RULES[i]
+                .check(value)
+                .map_err(|m| BodyError::invalid(&m, format!("$.address.{}", ADDRESS_FIELDS[i])))?;
+            values[i] = Some(Cow::Borrowed(value));
+        }
+    }
+    let address = address_from(values).map_err(|m| BodyError::invalid(&m, "$.address".into()))?;
+    Ok(OrderRequest {
+        lines: checked,
+        address,
+    })
 }
 
 /// Read `body` as the shape `seed(raw)` describes (`raw`: see `Int`).
@@ -312,7 +353,12 @@ impl Visitor<'_> for Fields {
 const UNKNOWN_FIELD: &str = "Object contains unknown field ";
 
 fn required<T, E: de::Error>(value: Option<T>, name: &str) -> Result<T, E> {
-    value.ok_or_else(|| E::custom(format_args!("Object missing required field `{name}`")))
+    value.ok_or_else(|| E::custom(missing(name)))
+}
+
+/// The message of a required field that is missing.
+fn missing(name: &str) -> String {
+    format!("Object missing required field `{name}`")
 }
 
 /// `{"orders": [order, ...]}`.
@@ -376,17 +422,20 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for List<S> {
             items.push(item);
         }
         // As msgspec: the items first, then the length.
-        if items.is_empty() {
-            return Err(de::Error::custom("Expected `array` of length >= 1"));
-        }
-        if items.len() > self.max {
-            return Err(de::Error::custom(format_args!(
-                "Expected `array` of length <= {}",
-                self.max
-            )));
-        }
+        check_len(items.len(), self.max).map_err(de::Error::custom)?;
         Ok(items)
     }
+}
+
+/// The rule of a list's length: 1 to `max` items.
+fn check_len(n: usize, max: usize) -> Result<(), String> {
+    if n == 0 {
+        return Err("Expected `array` of length >= 1".to_owned());
+    }
+    if n > max {
+        return Err(format!("Expected `array` of length <= {max}"));
+    }
+    Ok(())
 }
 
 /// `{"lines": [line, ...], "address": address}`.
@@ -455,21 +504,32 @@ impl<'de> Visitor<'de> for Line {
         while let Some(field) = map.next_key_seed(Fields(&["sku", "quantity"]))? {
             if field == 0 {
                 sku = Some(map.next_value_seed(Int {
-                    min: 0,
-                    max: MAX_SKU_ID,
                     raw: self.raw,
+                    ..SKU
                 })?);
             } else {
                 quantity = Some(map.next_value_seed(Int {
-                    min: 1,
-                    max: MAX_QUANTITY,
                     raw: self.raw,
+                    ..QUANTITY
                 })?);
             }
         }
         Ok((required(sku, "sku")?, required(quantity, "quantity")?))
     }
 }
+
+/// The rule of a line's `sku`.
+const SKU: Int = Int {
+    min: 0,
+    max: MAX_SKU_ID,
+    raw: false,
+};
+/// The rule of a line's `quantity`.
+const QUANTITY: Int = Int {
+    min: 1,
+    max: MAX_QUANTITY,
+    raw: false,
+};
 
 /// The fields of an address, in `Address::fields` order.
 const ADDRESS_FIELDS: [&str; 8] = [
@@ -533,18 +593,25 @@ impl<'de> Visitor<'de> for AddressShape {
         while let Some(field) = map.next_key_seed(Fields(&ADDRESS_FIELDS))? {
             values[field] = Some(map.next_value_seed(ADDRESS_RULES[field])?);
         }
-        let [name, line1, city, region, postal_code, country, line2, phone] = values;
-        Ok(Address {
-            name: required(name, "name")?,
-            line1: required(line1, "line1")?,
-            city: required(city, "city")?,
-            region: required(region, "region")?,
-            postal_code: postal_code.unwrap_or(Cow::Borrowed("")),
-            country: country.unwrap_or(Cow::Borrowed("CN")),
-            line2: line2.unwrap_or(Cow::Borrowed("")),
-            phone: phone.unwrap_or(Cow::Borrowed("")),
-        })
+        address_from(values).map_err(de::Error::custom)
     }
+}
+
+/// An address from its fields' values (in `ADDRESS_FIELDS` order, each checked): the required
+/// ones present, the others defaulted as `AddressIn` does.
+fn address_from<'a>(values: [Option<Cow<'a, str>>; 8]) -> Result<Address<'a>, String> {
+    let [name, line1, city, region, postal_code, country, line2, phone] = values;
+    let required = |value: Option<Cow<'a, str>>, name: &str| value.ok_or_else(|| missing(name));
+    Ok(Address {
+        name: required(name, "name")?,
+        line1: required(line1, "line1")?,
+        city: required(city, "city")?,
+        region: required(region, "region")?,
+        postal_code: postal_code.unwrap_or(Cow::Borrowed("")),
+        country: country.unwrap_or(Cow::Borrowed("CN")),
+        line2: line2.unwrap_or(Cow::Borrowed("")),
+        phone: phone.unwrap_or(Cow::Borrowed("")),
+    })
 }
 
 /// A string of `min..=max` characters matching `pattern` (checked in that order, as msgspec
@@ -574,30 +641,32 @@ impl<'de> DeserializeSeed<'de> for Text {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let value = d.deserialize_str(Str)?;
+        self.check(&value).map_err(de::Error::custom)?;
+        Ok(value)
+    }
+}
+
+impl Text {
+    /// The rule broken by `value`, if any.
+    fn check(self, value: &str) -> Result<(), String> {
         let n = if value.is_ascii() {
             value.len()
         } else {
             value.chars().count()
         };
         if n < self.min {
-            return Err(de::Error::custom(format_args!(
-                "Expected `str` of length >= {}",
-                self.min
-            )));
+            return Err(format!("Expected `str` of length >= {}", self.min));
         }
         if n > self.max {
-            return Err(de::Error::custom(format_args!(
-                "Expected `str` of length <= {}",
-                self.max
-            )));
+            return Err(format!("Expected `str` of length <= {}", self.max));
         }
-        if !(self.matches)(&value) {
-            return Err(de::Error::custom(format_args!(
+        if !(self.matches)(value) {
+            return Err(format!(
                 "Expected `str` matching regex {}",
                 quoted(self.pattern)
-            )));
+            ));
         }
-        Ok(value)
+        Ok(())
     }
 }
 
@@ -926,6 +995,96 @@ mod tests {
             let body = order(lines);
             assert_eq!(parse_order(body.as_bytes()).unwrap().lines, vec![parsed]);
         }
+    }
+
+    /// The body `check_order` stands for: lines, then the given address fields in order.
+    fn body_of(lines: &[(i64, i64)], address: &[Option<&str>; 8]) -> String {
+        let lines: Vec<String> = lines
+            .iter()
+            .map(|(s, q)| format!(r#"{{"sku":{s},"quantity":{q}}}"#))
+            .collect();
+        let mut fields = Vec::new();
+        for (key, value) in ADDRESS_FIELDS.iter().zip(address) {
+            if let Some(value) = value {
+                let mut text = String::new();
+                push_json_str(&mut text, value);
+                fields.push(format!(r#""{key}":{text}"#));
+            }
+        }
+        format!(
+            r#"{{"lines":[{}],"address":{{{}}}}}"#,
+            lines.join(","),
+            fields.join(",")
+        )
+    }
+
+    /// Values checked by `check_order` are accepted, defaulted and refused (same message, same
+    /// path) exactly as the body holding them is by `parse_order`.
+    #[test]
+    fn values_are_checked_as_their_body_is() {
+        let ok: [Option<&str>; 8] = [
+            Some("Alice"),
+            Some("1 Road"),
+            Some("X"),
+            Some("north"),
+            None,
+            None,
+            None,
+            None,
+        ];
+        let with = |i: usize, v: Option<&'static str>| {
+            let mut a = ok;
+            a[i] = v;
+            a
+        };
+        let many: Vec<(i64, i64)> = (0..101).map(|s| (s, 1)).collect();
+        type Case<'a> = (Vec<(i64, i64)>, [Option<&'a str>; 8]);
+        let cases: Vec<Case<'_>> = vec![
+            (vec![(1, 2), (3, 10_000)], ok),
+            (vec![(0, 1)], with(5, Some("JP"))),
+            (vec![(2_147_483_647, 1)], with(4, Some(""))),
+            (vec![], ok),
+            (many.clone(), ok),
+            (vec![(1, 0)], ok),
+            (vec![(1, 10_001)], ok),
+            (vec![(-1, 1)], ok),
+            (vec![(2_147_483_648, 1)], ok),
+            (vec![(i64::MAX, 1)], ok),
+            (vec![(i64::MIN, 1)], ok),
+            (vec![(1, 1), (2, -5)], ok),
+            (vec![(1, 0)], with(0, Some(""))),
+            (vec![(1, 1)], with(0, Some(""))),
+            (vec![(1, 1)], with(0, None)),
+            (vec![(1, 1)], with(3, None)),
+            (vec![(1, 1)], with(3, Some("a b"))),
+            (vec![(1, 1)], with(3, Some("n\n"))),
+            (vec![(1, 1)], with(1, Some("a\0"))),
+            (vec![(1, 1)], with(5, Some("cn"))),
+            (vec![(1, 1)], with(4, Some("123456789012345678901"))),
+            (vec![(1, 1)], with(7, Some("字"))),
+        ];
+        for (lines, values) in cases {
+            let body = body_of(&lines, &values);
+            let from_values = check_order(&lines, values);
+            let from_body = parse_order(body.as_bytes());
+            match (&from_values, &from_body) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{body}"),
+                (Err(a), Err(b)) => assert_eq!(a, b, "{body}"),
+                _ => panic!("{body}: {from_values:?} vs {from_body:?}"),
+            }
+        }
+        assert_eq!(
+            check_order(&[(1, 1), (1, 2)], ok).unwrap().lines,
+            vec![(1, 1), (1, 2)],
+            "duplicate SKUs are the book's to refuse, as for a body"
+        );
+        assert_eq!(
+            check_order(&many, ok).unwrap_err(),
+            BodyError::Invalid {
+                message: "Expected `array` of length <= 100 - at `$.lines`".into(),
+                path: "$.lines".into()
+            }
+        );
     }
 
     #[test]

@@ -8,17 +8,17 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 
 use super::errors::inventory_err;
 use super::ids::OrderIdGenerator;
 use super::inventory::Inventory;
-use super::rows::{currency_code, OrderRows};
+use super::rows::{currency_code, LineParts, OrderRows};
 use crate::inventory::Reservation;
-use crate::orders::book::{self, BookError, Outcome, Placement, SkuEntry};
-use crate::orders::parse::{self, BodyError, OrderRequest};
+use crate::orders::book::{self, BookError, Outcome, Placement, Refusal, SkuEntry};
+use crate::orders::parse::{self, Address, BodyError, OrderRequest};
 use crate::orders::pending::PendingOrder;
 use crate::orders::render;
 
@@ -49,6 +49,64 @@ fn held_tuple(o: &PendingOrder, r: &Reservation) -> HeldTuple {
 /// What one request decided: HTTP status, response body, orders created, stock-outs.
 type Answer<'py> = (u16, Bound<'py, PyBytes>, usize, usize);
 
+/// A placed order as `pyorder.orders` builds its `Order` from it: (id, buyer, currency, total,
+/// region, address fields, reservation, created_ms, deadline_ms, [(sku, warehouse, quantity,
+/// unit_price, merchant), ...]).
+type PlacedTuple<'py> = (
+    i64,
+    &'py str,
+    String,
+    i64,
+    String,
+    Bound<'py, PyDict>,
+    i64,
+    i64,
+    i64,
+    Vec<LineParts>,
+);
+
+/// A refused order: (code, message, details), as the JSON path's `{"error": ...}` has them.
+type RefusalTuple<'py> = (&'static str, String, Bound<'py, PyDict>);
+
+/// What `place_order` decided: the order, or why it was refused.
+type Placed<'py> = (Option<PlacedTuple<'py>>, Option<RefusalTuple<'py>>);
+
+/// The order `place_order` took, its address as the fields the order stores (defaults filled).
+fn placed_tuple<'py>(
+    py: Python<'py>,
+    buyer: &'py str,
+    o: &crate::orders::rows::NewOrder,
+    address: &Address<'_>,
+) -> PyResult<PlacedTuple<'py>> {
+    let fields = PyDict::new(py);
+    for (key, value) in address.fields() {
+        fields.set_item(key, value)?;
+    }
+    Ok((
+        o.id,
+        buyer,
+        o.currency_str().to_owned(),
+        o.total,
+        o.region.to_string(),
+        fields,
+        o.reservation,
+        o.created_ms,
+        o.deadline_ms,
+        o.lines
+            .iter()
+            .map(|l| {
+                (
+                    l.sku,
+                    l.warehouse,
+                    l.quantity,
+                    l.unit_price,
+                    l.merchant.to_string(),
+                )
+            })
+            .collect(),
+    ))
+}
+
 /// Takes orders (see `pyorder.orders`) and holds the orders awaiting payment.
 #[pyclass(frozen, module = "pyorder._core")]
 pub(crate) struct OrderBook {
@@ -66,8 +124,6 @@ impl OrderBook {
         who: &Placement<'_>,
         rows: &OrderRows,
     ) -> PyResult<Answer<'py>> {
-        let inventory = &self.inventory.get().inner;
-        let ids = &self.ids.get().inner;
         let decided = py.detach(|| -> Result<(u16, String, usize, usize), BookError> {
             let parsed: Result<Vec<OrderRequest<'_>>, BodyError> = if single {
                 parse::parse_order(body).map(|o| vec![o])
@@ -86,12 +142,7 @@ impl OrderBook {
                     return Ok((422, out, 0, 0));
                 }
             };
-            let outcomes = {
-                let mut rows = rows.lock();
-                self.book
-                    .lock()
-                    .place(inventory, ids, who, &requests, &mut rows)?
-            };
+            let outcomes = self.place(who, &requests, rows)?;
             let created = outcomes
                 .iter()
                 .filter(|o| matches!(o, Outcome::Created(_)))
@@ -112,10 +163,71 @@ impl OrderBook {
             Ok((status, out, created, stockouts)) => {
                 Ok((status, PyBytes::new(py, out.as_bytes()), created, stockouts))
             }
-            Err(BookError::Inventory(e)) => Err(inventory_err(py, e)),
-            Err(BookError::Ids(e)) => Err(self.ids.get().err(py, e)),
+            Err(e) => Err(self.book_err(py, e)),
         }
     }
+
+    /// Price, reserve, stage and hold `requests` (the one path of both entry points: a body's
+    /// orders and an order given as values). Call without the GIL.
+    fn place(
+        &self,
+        who: &Placement<'_>,
+        requests: &[OrderRequest<'_>],
+        rows: &OrderRows,
+    ) -> Result<Vec<Outcome>, BookError> {
+        let inventory = &self.inventory.get().inner;
+        let ids = &self.ids.get().inner;
+        let mut rows = rows.lock();
+        self.book
+            .lock()
+            .place(inventory, ids, who, requests, &mut rows)
+    }
+
+    fn book_err(&self, py: Python<'_>, e: BookError) -> PyErr {
+        match e {
+            BookError::Inventory(e) => inventory_err(py, e),
+            BookError::Ids(e) => self.ids.get().err(py, e),
+        }
+    }
+}
+
+/// An integer argument as i64, a larger one saturated: the limits it is checked against lie
+/// far inside i64, so it is refused with the message its own value would get.
+fn saturating_i64(v: &Bound<'_, PyAny>) -> PyResult<i64> {
+    match v.extract::<i64>() {
+        Ok(n) => Ok(n),
+        Err(e) if e.is_instance_of::<PyOverflowError>(v.py()) => {
+            Ok(if v.lt(0)? { i64::MIN } else { i64::MAX })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A refusal with `details` (name, value) as a dict.
+fn refusal_tuple<'py>(
+    py: Python<'py>,
+    code: &'static str,
+    message: String,
+    details: &[(&str, Bound<'py, PyAny>)],
+) -> PyResult<RefusalTuple<'py>> {
+    let out = PyDict::new(py);
+    for (key, value) in details {
+        out.set_item(key, value)?;
+    }
+    Ok((code, message, out))
+}
+
+/// The book's refusal (out of stock, over a limit, unknown SKU or region, ...) with the details
+/// the JSON path's error body gives (`field`, `sku`).
+fn refused<'py>(py: Python<'py>, r: Refusal) -> PyResult<RefusalTuple<'py>> {
+    let mut details = Vec::with_capacity(2);
+    if let Some(field) = r.field {
+        details.push(("field", field.into_pyobject(py)?.into_any()));
+    }
+    if let Some(sku) = r.sku {
+        details.push(("sku", sku.into_pyobject(py)?.into_any()));
+    }
+    refusal_tuple(py, r.code, r.message, &details)
 }
 
 #[pymethods]
@@ -198,6 +310,76 @@ impl OrderBook {
             now_ms,
         };
         self.answer(py, body, true, &who, rows)
+    }
+
+    /// Take one order given as values (the embedding API; no JSON either way): `lines` as
+    /// (sku, quantity) and the address fields (None: not given, so the default or a refusal).
+    /// The rules, the limits and the refusals are those of the single-order body holding these
+    /// values (`parse::check_order`), and a valid order is priced, reserved, staged in `rows`
+    /// and held as `place_one` does it. Returns (the order, None) or (None, the refusal).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (
+        lines, buyer, buyer_number, rows, now_ms, *, name=None, line1=None, city=None,
+        region=None, postal_code=None, country=None, line2=None, phone=None
+    ))]
+    fn place_order<'py>(
+        &self,
+        py: Python<'py>,
+        lines: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+        buyer: &'py str,
+        buyer_number: u64,
+        rows: &OrderRows,
+        now_ms: u64,
+        name: Option<&str>,
+        line1: Option<&str>,
+        city: Option<&str>,
+        region: Option<&str>,
+        postal_code: Option<&str>,
+        country: Option<&str>,
+        line2: Option<&str>,
+        phone: Option<&str>,
+    ) -> PyResult<Placed<'py>> {
+        let lines = lines
+            .iter()
+            .map(|(sku, quantity)| Ok((saturating_i64(sku)?, saturating_i64(quantity)?)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let address = [
+            name,
+            line1,
+            city,
+            region,
+            postal_code,
+            country,
+            line2,
+            phone,
+        ];
+        let request = match parse::check_order(&lines, address) {
+            Ok(request) => request,
+            Err(BodyError::Invalid { message, path }) => {
+                let path = path.into_pyobject(py)?.into_any();
+                let refusal = refusal_tuple(py, "invalid_input", message, &[("path", path)])?;
+                return Ok((None, Some(refusal)));
+            }
+            // `check_order` refuses only as Invalid: values are never malformed JSON.
+            Err(BodyError::Malformed(message)) => {
+                let refusal = refusal_tuple(py, "malformed_json", message, &[])?;
+                return Ok((None, Some(refusal)));
+            }
+        };
+        let who = Placement {
+            buyer,
+            buyer_number,
+            now_ms,
+        };
+        let placed = py.detach(|| self.place(&who, std::slice::from_ref(&request), rows));
+        let outcome = placed
+            .map_err(|e| self.book_err(py, e))?
+            .pop()
+            .ok_or_else(|| PyValueError::new_err("the book decided nothing"))?;
+        match outcome {
+            Outcome::Created(o) => Ok((Some(placed_tuple(py, buyer, &o, &request.address)?), None)),
+            Outcome::Refused(r) => Ok((None, Some(refused(py, r)?))),
+        }
     }
 
     /// Bytes the pending orders' records take in the book (their reservations not counted).
