@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jwt
 
-from pyorder.errors import Forbidden, Unauthorized
+from pyorder.kernel.errors import Forbidden, Unauthorized
 
 
 class Role(StrEnum):

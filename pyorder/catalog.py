@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyorder.auth import Principal, Role
-from pyorder.engine import now_ms
-from pyorder.errors import Forbidden, InvalidInput, NotFound
 from pyorder.inventory import InventoryError, StockLevel
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import Forbidden, InvalidInput, NotFound
 from pyorder.model import Sku, StockRow, Warehouse
 from pyorder.storage.limits import check_row, check_value
 

@@ -22,8 +22,8 @@ import orjson
 
 from pyorder import inventory as inv
 from pyorder.auth import Principal, Role, buyer_number
-from pyorder.engine import now_ms
-from pyorder.errors import (
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import (
     DomainError,
     InvalidInput,
     InvalidState,

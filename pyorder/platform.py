@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyorder.catalog import Catalog
-from pyorder.engine import Engine, now_ms
+from pyorder.engine import Engine
 from pyorder.events.dispatcher import EventDispatcher
 from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import WebhooksConfig
 from pyorder.events.publisher import Events
 from pyorder.intake import Intake
+from pyorder.kernel.clock import now_ms
 from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.dispatcher import ShipmentDispatcher
 from pyorder.logistics.service import Logistics
@@ -86,12 +87,14 @@ class Platform:
         self.intake.prepare = self.events.resolve_ended
         self.orders = Orders(self)
         self.payments = Payments(self, Router(config.payments))
-        self.dispatcher = Dispatcher(self, self.payments)
+        self.dispatcher = Dispatcher(self.payments, self.intake.durable)
         self.logistics = Logistics(self, config.logistics)
-        self.shipping = ShipmentDispatcher(self, self.logistics)
+        self.shipping = ShipmentDispatcher(self.logistics, self.store, self.intake.durable)
         self.returns = Returns(self, config.returns)
         self.logistics.on_return_event = self.returns.observe_tracking
-        self.return_shipping = ReturnDispatcher(self, self.returns)
+        self.return_shipping = ReturnDispatcher(
+            self.returns, config.logistics, self.store, self.intake.durable
+        )
         self.event_dispatcher = EventDispatcher(self, self.webhooks, self.events, config.webhooks)
         self._engine: Engine | None = None
         self._sweeper: asyncio.Task[None] | None = None

@@ -6,7 +6,7 @@ time and sends them one after another: an event is retried until it is delivered
 failed every attempt before the next one goes, so an endpoint sees its events in the order
 they happened. Each attempt is a ``POST`` of the event's JSON (the same bytes every time)
 with a timeout, signed afresh: ``Pyorder-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
-"t.body">`` under the endpoint's secret (``sandbox.signing``'s scheme, Stripe's). A 2xx
+"t.body">`` under the endpoint's secret (``pyorder.kernel.signing``'s scheme, Stripe's). A 2xx
 answer delivers it; anything else (another status, no answer in time, a refused connection)
 is a failed attempt, retried after ``WebhooksConfig.delay_ms`` (exponential, capped), until
 ``max_attempts``: then it is ``failed`` (until its merchant resends it: ``Endpoints.resend``
@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from pyorder.engine import now_ms
 from pyorder.events import payloads
 from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import Delivery, DeliveryState, WebhookEndpoint, WebhooksConfig
 from pyorder.events.publisher import Events
 from pyorder.intake import IntakeUnavailableError
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.signing import sign
 from pyorder.model import Order
 from pyorder.storage.base import StorageError
-from sandbox.signing import sign
 
 if TYPE_CHECKING:
     from pyorder.platform import Platform

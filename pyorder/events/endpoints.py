@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pyorder.auth import Principal, Role
-from pyorder.engine import now_ms
-from pyorder.errors import Conflict, InvalidInput, InvalidState, NotFound
 from pyorder.events.model import (
     ALL_TYPES,
     Delivery,
@@ -24,6 +22,8 @@ from pyorder.events.model import (
     EventType,
     WebhookEndpoint,
 )
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import Conflict, InvalidInput, InvalidState, NotFound
 from pyorder.storage.limits import check_row
 
 if TYPE_CHECKING:

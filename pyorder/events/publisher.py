@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pyorder.engine import now_ms
 from pyorder.events import payloads
 from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import EventType, OrderEnded, OrderEvent
+from pyorder.kernel.clock import now_ms
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus, Shipment
 from pyorder.marketplace import refund_recipients
 from pyorder.model import Order, OrderStatus, WriteBatch

@@ -15,14 +15,22 @@ nothing, whatever their order.
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from pyorder.auth import Principal, Role
 from pyorder.documents import Event, InvalidDocument, decode
-from pyorder.engine import now_ms
-from pyorder.errors import Conflict, InvalidInput, InvalidState, NotFound
+from pyorder.kernel.clock import iso_ms, now_ms
+from pyorder.kernel.errors import (
+    Conflict,
+    EventInFlight,
+    InvalidEvent,
+    InvalidInput,
+    InvalidSignature,
+    InvalidState,
+    NotFound,
+)
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
+from pyorder.kernel.signing import SIGNATURE_HEADER, SignatureError, verify
 from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.model import (
@@ -36,10 +44,8 @@ from pyorder.logistics.model import (
     TrackingEvent,
 )
 from pyorder.model import Order, OrderStatus, Snapshot
-from pyorder.payments.model import OutboxItem, OutboxKind, WebhookEvent
-from pyorder.payments.service import EventInFlight, InvalidEvent, InvalidSignature
+from pyorder.payments.model import WebhookEvent
 from pyorder.storage.limits import check_row
-from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
 
 if TYPE_CHECKING:
     from pyorder.orders import PendingOrder
@@ -85,13 +91,6 @@ def _parse_reference(text: str | None) -> ParcelKey | None:
 def _decimal(text: str) -> bool:
     # ASCII only: str.isdigit() also takes "²", which int() refuses.
     return 0 < len(text) <= 19 and text.isascii() and text.isdigit()
-
-
-@lru_cache(maxsize=4096)
-def iso_ms(ms: int) -> str:
-    """UTC ISO 8601 with milliseconds and a Z (cached: events of one batch share a time)."""
-    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
 
 
 def decode_event(body: bytes) -> tuple[Event, carrier_docs.TrackingEvent | None]:

@@ -18,17 +18,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pyorder.auth import Principal, Role
-from pyorder.engine import now_ms
-from pyorder.errors import InvalidInput, InvalidState
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import InvalidInput, InvalidState
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.marketplace import refund_shares
 from pyorder.model import Order, OrderStatus
-from pyorder.payments.model import (
-    REFUND_TRANSITIONS,
-    OutboxItem,
-    OutboxKind,
-    Refund,
-    RefundStatus,
-)
+from pyorder.payments.model import REFUND_TRANSITIONS, Refund, RefundStatus
 from pyorder.payments.schemas import Refund as ProviderRefund
 from pyorder.payments.schemas import metadata_int
 from pyorder.storage.limits import check_row

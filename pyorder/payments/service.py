@@ -15,6 +15,7 @@ the same provider (the outbox), or, on a mismatch, flagged for a person.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,16 +23,24 @@ import msgspec
 
 from pyorder.auth import Principal, Role, buyer_number
 from pyorder.documents import Event, InvalidDocument, decode
-from pyorder.engine import now_ms
-from pyorder.errors import Conflict, DomainError, InvalidInput, InvalidState, NotFound
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import (
+    Conflict,
+    EventInFlight,
+    InvalidEvent,
+    InvalidInput,
+    InvalidSignature,
+    InvalidState,
+    NotFound,
+)
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
+from pyorder.kernel.signing import SIGNATURE_HEADER, SignatureError, verify
 from pyorder.model import Snapshot
 from pyorder.payments.model import (
     TERMINAL,
     TRANSITIONS,
     Attempt,
     AttemptStatus,
-    OutboxItem,
-    OutboxKind,
     Payment,
     PaymentStatus,
     Refund,
@@ -43,7 +52,6 @@ from pyorder.payments.refunds import Refunds
 from pyorder.payments.schemas import PaymentIntent, metadata_int
 from pyorder.payments.schemas import Refund as ProviderRefund
 from pyorder.storage.limits import check_row
-from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
 
 if TYPE_CHECKING:
     from pyorder.platform import Platform
@@ -59,22 +67,6 @@ class PaymentInProgress(Conflict):
 
 class NoProvider(InvalidInput):
     code = "payment_method_unavailable"
-
-
-class InvalidSignature(DomainError):
-    status = 400
-    code = "invalid_signature"
-
-
-class InvalidEvent(DomainError):
-    status = 400
-    code = "invalid_event"
-
-
-class EventInFlight(Conflict):
-    """The same event is being applied by another delivery: the provider retries later."""
-
-    code = "event_in_flight"
 
 
 REFUND_EVENTS = ("refund.created", "refund.succeeded", "refund.failed")
@@ -117,7 +109,7 @@ class Payments:
         ``next_action``, as it gave it). Memory only, never stored: after a restart the
         reconciler's look-up of the attempt fills it again."""
         self._events_in_flight: set[tuple[str, str]] = set()
-        self.on_outbox: list[Any] = []
+        self.on_outbox: list[Callable[[OutboxItem], None]] = []
         """Callbacks given each new outbox item (the dispatcher), once staged."""
         self.refunds = Refunds(platform, self)
 

@@ -25,14 +25,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pyorder.auth import Principal, Role
-from pyorder.engine import now_ms
-from pyorder.errors import DomainError, InvalidInput, InvalidState, NotFound
 from pyorder.inventory import InventoryError
+from pyorder.kernel.clock import iso_ms, now_ms
+from pyorder.kernel.errors import DomainError, InvalidInput, InvalidState, NotFound
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.model import TrackingEvent
-from pyorder.logistics.service import iso_ms
 from pyorder.model import Order, OrderStatus, Snapshot
-from pyorder.payments.model import OutboxItem, OutboxKind, Refund
+from pyorder.payments.model import Refund
 from pyorder.payments.refunds import SYSTEM, RefundExceedsCharge
 from pyorder.returns import policy
 from pyorder.returns.config import DAY_MS, ReturnsConfig
