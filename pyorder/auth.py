@@ -18,6 +18,10 @@ import jwt
 
 from pyorder.kernel.errors import Forbidden, Unauthorized
 
+SYSTEM = "system"
+"""Who is recorded as asking for what the platform does on its own (a refund on a cancel, a
+lightning refund)."""
+
 
 class Role(StrEnum):
     BUYER = "buyer"
