@@ -1,7 +1,7 @@
 """Sends the bookings the outbox owes the carrier.
 
-Each pending ``ship`` outbox item gets one task, as in ``pyorder.payments.dispatcher``: it waits
-until the item is durable (it was staged with the parcel), calls the carrier's ``POST
+Each pending ``ship`` outbox item gets one task (``pyorder.kernel.outbox.OutboxDispatcher``):
+it waits until the item is durable (it was staged with the parcel), calls the carrier's ``POST
 /v1/shipments`` with the parcel's deterministic Idempotency-Key (``pyorder-ship-<order>-<n>``),
 stages the answer with the item marked done, and waits until that is durable. A crash anywhere
 in between leaves the item pending in the store; after the restart it is sent again with the
