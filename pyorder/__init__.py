@@ -25,7 +25,7 @@ from pyorder import _core  # noqa: F401
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyorder.auth import Principal, Role
-    from pyorder.errors import (
+    from pyorder.kernel.errors import (
         Conflict,
         DomainError,
         Forbidden,
@@ -73,17 +73,17 @@ _WHERE: dict[str, str] = {
     "ShipmentStatus": "pyorder.logistics.model",
     "Return": "pyorder.returns.model",
     # refusals: the domain errors
-    "DomainError": "pyorder.errors",
-    "Conflict": "pyorder.errors",
-    "Forbidden": "pyorder.errors",
-    "InvalidInput": "pyorder.errors",
-    "InvalidState": "pyorder.errors",
-    "MalformedJson": "pyorder.errors",
-    "NotFound": "pyorder.errors",
-    "OutOfStock": "pyorder.errors",
-    "PurchaseLimitExceeded": "pyorder.errors",
-    "Unauthorized": "pyorder.errors",
-    "Unavailable": "pyorder.errors",
+    "DomainError": "pyorder.kernel.errors",
+    "Conflict": "pyorder.kernel.errors",
+    "Forbidden": "pyorder.kernel.errors",
+    "InvalidInput": "pyorder.kernel.errors",
+    "InvalidState": "pyorder.kernel.errors",
+    "MalformedJson": "pyorder.kernel.errors",
+    "NotFound": "pyorder.kernel.errors",
+    "OutOfStock": "pyorder.kernel.errors",
+    "PurchaseLimitExceeded": "pyorder.kernel.errors",
+    "Unauthorized": "pyorder.kernel.errors",
+    "Unavailable": "pyorder.kernel.errors",
     "UnknownRegion": "pyorder.orders",
 }
 

@@ -16,7 +16,11 @@ from pathlib import Path
 
 import jwt
 
-from pyorder.errors import Forbidden, Unauthorized
+from pyorder.kernel.errors import Forbidden, Unauthorized
+
+SYSTEM = "system"
+"""Who is recorded as asking for what the platform does on its own (a refund on a cancel, a
+lightning refund)."""
 
 
 class Role(StrEnum):

@@ -6,18 +6,17 @@ own their SKUs and stock them in their own warehouses or the platform's (admin-o
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pyorder.auth import Principal, Role
-from pyorder.engine import now_ms
-from pyorder.errors import Forbidden, InvalidInput, NotFound
+from pyorder.engine import Engine
+from pyorder.intake import Intake
 from pyorder.inventory import InventoryError, StockLevel
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import Forbidden, InvalidInput, NotFound
 from pyorder.model import Sku, StockRow, Warehouse
 from pyorder.storage.limits import check_row, check_value
-
-if TYPE_CHECKING:
-    from pyorder.platform import Platform
 
 MAX_UNITS = 1 << 50
 """Largest on-hand count accepted from the API for one SKU in one warehouse."""
@@ -37,14 +36,18 @@ class SkuView:
 
 
 class Catalog:
-    def __init__(self, platform: "Platform") -> None:
-        self._p = platform
+    """Warehouses, regions, SKUs and stock. ``engine`` gives the current engine (replaced on
+    every rebuild); ``intake`` stages the changes."""
+
+    def __init__(self, engine: Callable[[], Engine], intake: Intake) -> None:
+        self._engine = engine
+        self._intake = intake
 
     # --- warehouses and regions ----------------------------------------------------------
 
     def create_warehouse(self, who: Principal, name: str, regions: list[str]) -> Warehouse:
         who.require(Role.MERCHANT, Role.ADMIN)
-        engine, batch = self._p.engine, self._p.intake.batch
+        engine, batch = self._engine(), self._intake.batch
         wid = len(engine.warehouses)
         warehouse = Warehouse(wid, name, who.key)
         # Before anything changes: an embedding caller's values are not checked by the API.
@@ -63,7 +66,7 @@ class Catalog:
         """A warehouse the caller may see: a merchant its own and the platform's (another
         merchant's is 404, as its SKUs are), an admin any."""
         who.require(Role.MERCHANT, Role.ADMIN)
-        warehouse = self._p.engine.warehouses.get(wid)
+        warehouse = self._engine().warehouses.get(wid)
         if warehouse is None or not _may_see_warehouse(who, warehouse):
             raise NotFound(f"warehouse {wid} does not exist")
         return warehouse
@@ -71,7 +74,7 @@ class Catalog:
     def list_warehouses(self, who: Principal) -> list[Warehouse]:
         """The warehouses the caller may see (a merchant: its own and the platform's), by id."""
         who.require(Role.MERCHANT, Role.ADMIN)
-        found = (self._p.engine.warehouses[w] for w in sorted(self._p.engine.warehouses))
+        found = (self._engine().warehouses[w] for w in sorted(self._engine().warehouses))
         return [w for w in found if _may_see_warehouse(who, w)]
 
     def set_region(self, who: Principal, code: str, warehouses: list[int]) -> list[int]:
@@ -81,23 +84,23 @@ class Catalog:
         if len(set(warehouses)) != len(warehouses):
             raise InvalidInput("a warehouse may appear only once in a region")
         for wid in warehouses:
-            if wid not in self._p.engine.warehouses:
+            if wid not in self._engine().warehouses:
                 raise InvalidInput(f"warehouse {wid} does not exist", field="warehouses")
         check_value(code, "region")
         self._set_region(code, warehouses)
         return warehouses
 
     def region(self, code: str) -> list[int]:
-        listed = self._p.engine.regions.get(code)
+        listed = self._engine().regions.get(code)
         if listed is None:
             raise NotFound(f"region {code!r} is not served")
         return listed
 
     def _set_region(self, code: str, warehouses: list[int]) -> None:
-        engine = self._p.engine
+        engine = self._engine()
         engine.inventory.set_region(engine.region_id(code), warehouses)
         engine.regions[code] = list(warehouses)
-        self._p.intake.batch.regions[code] = list(warehouses)
+        self._intake.batch.regions[code] = list(warehouses)
 
     # --- SKUs ------------------------------------------------------------------------------
 
@@ -132,7 +135,7 @@ class Catalog:
             if not 0 <= units <= MAX_UNITS:
                 raise InvalidInput(f"units must be between 0 and {MAX_UNITS}", field="stock")
         check_row(Sku(0, who.key, title, price, currency, limit_per_buyer, 0, category))
-        engine, batch = self._p.engine, self._p.intake.batch
+        engine, batch = self._engine(), self._intake.batch
         sid = engine.inventory.add_sku(stock, limit_per_buyer=limit_per_buyer)
         sku = Sku(sid, who.key, title, price, currency, limit_per_buyer, now_ms(), category)
         engine.add_sku(sku)
@@ -145,7 +148,7 @@ class Catalog:
         """Add (restock) or remove (count correction) units; never below reserved + sold."""
         sku = self._owned(who, sku_id)
         self._check_stocking(who, warehouse)
-        inv = self._p.engine.inventory
+        inv = self._engine().inventory
         existed = warehouse in inv.stock_by_warehouse(sku.id)
         if not -MAX_UNITS <= delta <= MAX_UNITS:
             raise InvalidInput(f"delta must be between -{MAX_UNITS} and {MAX_UNITS}", field="delta")
@@ -153,7 +156,7 @@ class Catalog:
             inv.adjust(sku.id, delta, warehouse)
         except InventoryError as exc:
             raise InvalidInput(str(exc), field="delta") from exc
-        batch = self._p.intake.batch
+        batch = self._intake.batch
         if existed:
             batch.add_delta(sku.id, warehouse, delta, 0, 0)
         elif delta:
@@ -164,9 +167,9 @@ class Catalog:
         return self.view(self._visible(who, sku_id))
 
     def list_skus(self, who: Principal, after: int, limit: int) -> list[SkuView]:
-        skus = self._p.engine.skus
+        skus = self._engine().skus
         # SKU ids are the core's dense indexes: walk them in order instead of sorting.
-        end = self._p.engine.inventory.sku_count
+        end = self._engine().inventory.sku_count
         ids = (i for i in range(max(after + 1, 0), end) if i in skus)
         if who.role is Role.MERCHANT:
             ids = (i for i in ids if skus[i].merchant == who.key)
@@ -178,7 +181,7 @@ class Catalog:
         return out
 
     def view(self, sku: Sku) -> SkuView:
-        inv = self._p.engine.inventory
+        inv = self._engine().inventory
         return SkuView(sku, inv.stock(sku.id), inv.stock_by_warehouse(sku.id))
 
     def _owned(self, who: Principal, sku_id: int) -> Sku:
@@ -187,13 +190,13 @@ class Catalog:
 
     def _visible(self, who: Principal, sku_id: int) -> Sku:
         """The SKU, unless it does not exist or belongs to another merchant (both 404)."""
-        sku = self._p.engine.skus.get(sku_id)
+        sku = self._engine().skus.get(sku_id)
         if sku is None or (who.role is Role.MERCHANT and sku.merchant != who.key):
             raise NotFound(f"SKU {sku_id} does not exist")
         return sku
 
     def _check_stocking(self, who: Principal, wid: int) -> None:
-        warehouse = self._p.engine.warehouses.get(wid)
+        warehouse = self._engine().warehouses.get(wid)
         if warehouse is None:
             raise InvalidInput(f"warehouse {wid} does not exist", field="warehouse")
         if not _may_see_warehouse(who, warehouse):

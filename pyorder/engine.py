@@ -17,11 +17,6 @@ from pyorder.inventory import Inventory
 from pyorder.model import Order, Sku, Snapshot, Warehouse
 
 
-def now_ms() -> int:
-    """Milliseconds since the Unix epoch, UTC."""
-    return time.time_ns() // 1_000_000
-
-
 @dataclass
 class Engine:
     inventory: Inventory

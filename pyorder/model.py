@@ -11,8 +11,9 @@ from typing import Any
 
 from pyorder._core import OrderRows
 from pyorder.events.model import Delivery, OrderEnded, OrderEvent, WebhookEndpoint
+from pyorder.kernel.outbox import OutboxItem
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
-from pyorder.payments.model import Attempt, OutboxItem, Payment, Refund, WebhookEvent
+from pyorder.payments.model import Attempt, Payment, Refund, WebhookEvent
 from pyorder.returns.model import Decision, Return
 
 

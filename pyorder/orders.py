@@ -5,23 +5,30 @@ validates the request body, prices every line from the catalogue (never from the
 reserves the lines in the inventory (matched to warehouses by the delivery region), assigns
 Snowflake IDs and stages the rows in the commit window's ``WriteBatch.placed``, then writes the
 response body, all with no Python object per order. The caller acknowledges only after
-``await platform.intake.durable()``. An order awaiting payment holds its units until the
+``await intake.durable()``. An order awaiting payment holds its units until the
 payment deadline, then expires and the units return.
 
 In memory an order awaiting payment is only what paying and expiring need (``PendingOrder``:
 the book's 32-byte record and its reservation); the order in full (buyer, address, unit
 prices, merchants) is read from the staged rows until it commits, then from the store
 (``Orders.pending_order``).
+
+``Orders`` reaches the capabilities it ends orders with (logistics: parcels and delivery
+windows; payments: refunds) through the ``Shipping`` and ``Refunding`` protocols below, wired
+by the bootstrap with ``connect``: they are built after orders, since they read orders.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from pyorder import inventory as inv
-from pyorder.auth import Principal, Role, buyer_number
-from pyorder.engine import now_ms
-from pyorder.errors import (
+from pyorder.auth import SYSTEM, Principal, Role, buyer_number
+from pyorder.engine import Engine
+from pyorder.events.publisher import Events
+from pyorder.intake import Intake
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import (
     DomainError,
     InvalidInput,
     InvalidState,
@@ -30,12 +37,12 @@ from pyorder.errors import (
     OutOfStock,
     PurchaseLimitExceeded,
 )
-from pyorder.logistics.model import ShipmentStatus
+from pyorder.logistics.model import Shipment, ShipmentStatus
 from pyorder.model import Order, OrderLine, OrderStatus, StatusChange
-from pyorder.payments.refunds import CANCEL_REASON, SYSTEM
+from pyorder.storage.base import Store
 
-if TYPE_CHECKING:
-    from pyorder.platform import Platform
+CANCEL_REASON = "order_cancelled"
+"""The reason recorded on the refund of a paid order cancelled before it shipped."""
 
 
 class UnknownRegion(InvalidInput):
@@ -142,33 +149,84 @@ class OrderInput:
     address: Address | Mapping[str, str]
 
 
+class Shipping(Protocol):
+    """What ending an order needs of logistics (``pyorder.logistics.service.Logistics``)."""
+
+    def shipments_of(self, order_id: int) -> Iterable[Shipment]:
+        """The order's parcels."""
+        ...
+
+    def release_window(self, order_id: int) -> None:
+        """Give back the delivery-window slot the order booked, if any (it will not ship)."""
+        ...
+
+
+class Refunding(Protocol):
+    """What cancelling a paid order needs of payments (``pyorder.payments.refunds.Refunds``)."""
+
+    def refundable(self, order_id: int) -> int:
+        """What of the order's charge can still be refunded (minor units)."""
+        ...
+
+    def issue(self, order_id: int, amount: int, reason: str, requested_by: str) -> object:
+        """Stage a refund of ``amount`` minor units of the order's charge."""
+        ...
+
+
 class Orders:
-    def __init__(self, platform: "Platform") -> None:
-        self._p = platform
+    """Placing, reading and ending orders. ``engine`` gives the current engine (it is replaced
+    on every rebuild); ``intake`` stages and commits; ``store`` reads what committed; ``events``
+    publishes order events. ``connect`` names the neighbours (before the first request)."""
+
+    def __init__(
+        self, engine: Callable[[], Engine], intake: Intake, store: Store, events: Events
+    ) -> None:
+        self._engine = engine
+        self._intake = intake
+        self._store = store
+        self._events = events
+        self._shipping: Shipping | None = None
+        self._refunds: Refunding | None = None
         self._cancelled_paid: set[int] = set()
         """Paid orders cancelled by this process: a second cancel racing the first (both read
         the order as paid from the store) is refused here, before it stages anything."""
+
+    def connect(self, shipping: Shipping, refunds: Refunding) -> None:
+        """Name the capabilities that orders end with; the bootstrap calls it once."""
+        self._shipping = shipping
+        self._refunds = refunds
+
+    @property
+    def shipping(self) -> Shipping:
+        if self._shipping is None:
+            raise RuntimeError("Orders.connect() has not been called")
+        return self._shipping
+
+    @property
+    def refunds(self) -> Refunding:
+        if self._refunds is None:
+            raise RuntimeError("Orders.connect() has not been called")
+        return self._refunds
 
     # --- placing ---------------------------------------------------------------------------
 
     def place_json(self, who: Principal, body: bytes) -> Answer:
         """Place the order of a JSON body (the API's ``OrderIn``): 201 and the order, or the
         error (400 not JSON, 422 invalid, 409 out of stock or over a purchase limit)."""
-        return self._answer(self._p.engine.book.place_one, who, body)
+        return self._answer(self._engine().book.place_one, who, body)
 
     def place_batch_json(self, who: Principal, body: bytes) -> Answer:
         """Place the orders of a JSON batch body (``OrderBatchIn``): 200 and one result per
         order, the same as placing them one by one in order; or 400/422 for the whole body."""
-        return self._answer(self._p.engine.book.place_batch, who, body)
+        return self._answer(self._engine().book.place_batch, who, body)
 
     def _answer(self, place: Any, who: Principal, body: bytes) -> Answer:
         who.require(Role.BUYER)
-        p = self._p
         answer = Answer._make(
-            place(body, who.subject, buyer_number(who.subject), p.intake.batch.placed, now_ms())
+            place(body, who.subject, buyer_number(who.subject), self._intake.batch.placed, now_ms())
         )
         if answer.created:
-            p.events.placed()  # order.created, if anyone subscribes: flags the batch
+            self._events.placed()  # order.created, if anyone subscribes: flags the batch
         return answer
 
     def place(self, who: Principal, order: OrderInput) -> Order:
@@ -178,15 +236,14 @@ class Orders:
         ``PurchaseLimitExceeded``, ``UnknownRegion``, ``InvalidInput`` with the ``details`` the
         API gives, e.g. ``path="$.lines[0].quantity"``) and changes nothing.
 
-        The order is staged; it is durable once ``await platform.intake.durable()`` returns.
+        The order is staged; it is durable once ``await intake.durable()`` returns.
         """
         who.require(Role.BUYER)
-        p = self._p
-        placed, refused = p.engine.book.place_order(
+        placed, refused = self._engine().book.place_order(
             order.lines,
             who.subject,
             buyer_number(who.subject),
-            p.intake.batch.placed,
+            self._intake.batch.placed,
             now_ms(),
             **_address_fields(order.address),
         )
@@ -194,13 +251,13 @@ class Orders:
             code, message, details = refused
             raise _REFUSALS.get(code, InvalidInput)(message, **details)
         assert placed is not None
-        p.events.placed()  # order.created, if anyone subscribes: flags the batch
+        self._events.placed()  # order.created, if anyone subscribes: flags the batch
         return _placed_order(placed)
 
     def pending(self, order_id: int) -> PendingOrder | None:
         """The order as the engine holds it if it awaits payment (staged or committed), else
         None."""
-        found = self._p.engine.book.pending_order(order_id)
+        found = self._engine().book.pending_order(order_id)
         return None if found is None else _held(found)
 
     async def pending_order(self, order_id: int) -> Order | None:
@@ -210,10 +267,10 @@ class Orders:
         for _ in range(3):
             if self.pending(order_id) is None:
                 return None
-            staged = self._p.intake.staged_order(order_id)
+            staged = self._intake.staged_order(order_id)
             if staged is not None:
                 return staged
-            stored = await self._p.store.get_order(order_id)
+            stored = await self._store.get_order(order_id)
             held = self.pending(order_id)
             if held is None:
                 return None
@@ -224,14 +281,14 @@ class Orders:
             ):
                 return stored
             # Not in the store as held here: its commit was under way as we looked; again.
-            await self._p.intake.durable()
+            await self._intake.durable()
         raise RuntimeError(f"order {order_id} is pending here but not in the store")
 
     # --- reading ---------------------------------------------------------------------------
 
     async def get(self, who: Principal, order_id: int) -> Order:
         """An order as committed: one still waiting for its commit is not shown yet."""
-        order = await self._p.store.get_order(order_id)
+        order = await self._store.get_order(order_id)
         if order is None or not _visible(who, order):
             raise NotFound(f"order {order_id} does not exist")
         return order
@@ -239,7 +296,7 @@ class Orders:
     async def list_for(self, who: Principal, before_id: int | None, limit: int) -> list[Order]:
         """The caller's orders, newest first: a buyer's own, a merchant's (containing its SKUs),
         or all for an admin."""
-        store = self._p.store
+        store = self._store
         if who.role is Role.BUYER:
             return await store.list_orders(buyer=who.subject, before_id=before_id, limit=limit)
         if who.role is Role.MERCHANT:
@@ -254,14 +311,14 @@ class Orders:
         full, automatically."""
         who.require(Role.BUYER, Role.ADMIN)
         order = await self.pending_order(order_id)
-        engine = self._p.engine
+        engine = self._engine()
         if order is None or not _visible(who, order):
-            stored = await self._p.store.get_order(order_id)
+            stored = await self._store.get_order(order_id)
             if stored is not None and stored.status is OrderStatus.PENDING_PAYMENT:
                 # Its end (another cancel, an expiry) is staged but not committed yet: wait for
                 # it, so the answer names the state the order really ends in.
-                await self._p.intake.durable()
-                stored = await self._p.store.get_order(order_id)
+                await self._intake.durable()
+                stored = await self._store.get_order(order_id)
             if stored is None or not _visible(who, stored):
                 raise NotFound(f"order {order_id} does not exist")
             if stored.status is OrderStatus.PAID:
@@ -287,29 +344,27 @@ class Orders:
         the provider that took it, via the outbox). No await: one step, one batch."""
         if order.id in self._cancelled_paid:
             raise InvalidState(f"order {order.id} is cancelled", status="cancelled")
-        if any(
-            s.status is not ShipmentStatus.FAILED for s in self._p.logistics.shipments_of(order.id)
-        ):
+        if any(s.status is not ShipmentStatus.FAILED for s in self.shipping.shipments_of(order.id)):
             raise InvalidState(
                 f"order {order.id} has shipped; return it instead of cancelling it",
                 status=order.status.value,
             )
-        refunds = self._p.payments.refunds
+        refunds = self.refunds
         left = refunds.refundable(order.id)
         self._cancelled_paid.add(order.id)
         at = now_ms()
-        batch = self._p.intake.batch
+        batch = self._intake.batch
         batch.status_changes.append(
             StatusChange(order.id, OrderStatus.PAID, OrderStatus.CANCELLED, at)
         )
-        inventory = self._p.engine.inventory
+        inventory = self._engine().inventory
         buyer = buyer_number(order.buyer)  # the sale is void: its units stop counting too
         for line in order.lines:
             inventory.return_sold(line.sku, line.quantity, line.warehouse, buyer=buyer)
             batch.add_delta(line.sku, line.warehouse, 0, 0, -line.quantity)
-        self._p.logistics.release_window(order.id)
+        self.shipping.release_window(order.id)
         cancelled = replace(order, status=OrderStatus.CANCELLED, updated_ms=at)
-        self._p.events.order_changed(cancelled, OrderStatus.PAID)
+        self._events.order_changed(cancelled, OrderStatus.PAID)
         if left > 0:
             refunds.issue(order.id, left, CANCEL_REASON, SYSTEM)
         return cancelled
@@ -320,7 +375,7 @@ class Orders:
 
     def expire_due(self, limit: int = 4096) -> int:
         """Expire unpaid orders whose payment deadline passed; returns how many were staged."""
-        count, orders = self._p.engine.book.expire_due(now_ms(), limit)
+        count, orders = self._engine().book.expire_due(now_ms(), limit)
         for held in orders:
             self._end(_held(held), OrderStatus.EXPIRED)
         return count
@@ -330,7 +385,7 @@ class Orders:
         pending_payment -> paid with its units moved from reserved to sold. Raises InvalidState
         (after staging the expiry) when its deadline passed before the charge was recorded."""
         try:
-            self._p.engine.inventory.confirm(order.reservation)
+            self._engine().inventory.confirm(order.reservation)
         except inv.ReservationResolvedError as exc:
             self._end(order, OrderStatus.EXPIRED)
             raise InvalidState(f"order {order.id} expired before its payment arrived") from exc
@@ -343,20 +398,20 @@ class Orders:
         (cancelled, expired) or confirmed (paid: the units are sold). Returns the order as it
         now is when given in ``full``; without it, its event (if anyone subscribes) is made
         from the stored order as the batch is handed to the store."""
-        engine, batch = self._p.engine, self._p.intake.batch
+        engine, batch = self._engine(), self._intake.batch
         engine.book.take_pending(order.id)
         at = now_ms()
         batch.status_changes.append(StatusChange(order.id, OrderStatus.PENDING_PAYMENT, status, at))
         sold = status is OrderStatus.PAID
         if not sold:
-            self._p.logistics.release_window(order.id)
+            self.shipping.release_window(order.id)
         for line in order.lines:
             batch.add_delta(line.sku, line.warehouse, 0, -line.quantity, line.quantity * sold)
         if full is None:
-            self._p.events.order_ended(order.id, status, OrderStatus.PENDING_PAYMENT, at)
+            self._events.order_ended(order.id, status, OrderStatus.PENDING_PAYMENT, at)
             return None
         ended = replace(full, status=status, updated_ms=at)
-        self._p.events.order_changed(ended, OrderStatus.PENDING_PAYMENT)
+        self._events.order_changed(ended, OrderStatus.PENDING_PAYMENT)
         return ended
 
 

@@ -1,7 +1,13 @@
 """Wiring: the store, the group-commit intake, the in-memory engine and the services.
 
 ``Platform`` is the one place that builds them (the bootstrap); the HTTP server and tests use
-it, passing a different ``Config`` where they need to.
+it, passing a different ``Config`` where they need to. Each service's constructor names what it
+uses; the engine is handed out as an accessor (``Platform.current_engine``), since a rebuild
+replaces it. Where two capabilities call each other both ways, one side takes a small protocol
+or a callback of its own and is wired here: orders (which payments, logistics and returns read)
+reach logistics and refunds through the protocols of ``Orders.connect``; payments tell
+logistics of a paid order through ``on_paid``; logistics hands the tracking of return parcels
+to returns through ``Logistics.route_returns``.
 """
 
 import asyncio
@@ -11,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyorder.catalog import Catalog
-from pyorder.engine import Engine, now_ms
+from pyorder.engine import Engine
 from pyorder.events.dispatcher import EventDispatcher
 from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import WebhooksConfig
 from pyorder.events.publisher import Events
 from pyorder.intake import Intake
+from pyorder.kernel.clock import now_ms
 from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.dispatcher import ShipmentDispatcher
 from pyorder.logistics.service import Logistics
@@ -78,26 +85,52 @@ class Platform:
         self.intake = Intake(
             self.store, window_s=config.commit_window_ms / 1000, on_failure=self.rebuild
         )
-        self.catalog = Catalog(self)
+        engine = self.current_engine
+        self.catalog = Catalog(engine, self.intake)
         self.views = Views(config.data_dir)
         """What each caller may see of an order (``pyorder.marketplace``)."""
-        self.webhooks = Endpoints(self)
-        self.events = Events(self, self.webhooks)
+        self.webhooks = Endpoints(self.intake, self.store)
+        self.events = Events(self.webhooks, engine, self.intake, self.store)
         self.intake.prepare = self.events.resolve_ended
-        self.orders = Orders(self)
-        self.payments = Payments(self, Router(config.payments))
-        self.dispatcher = Dispatcher(self, self.payments)
-        self.logistics = Logistics(self, config.logistics)
-        self.shipping = ShipmentDispatcher(self, self.logistics)
-        self.returns = Returns(self, config.returns)
-        self.logistics.on_return_event = self.returns.observe_tracking
-        self.return_shipping = ReturnDispatcher(self, self.returns)
-        self.event_dispatcher = EventDispatcher(self, self.webhooks, self.events, config.webhooks)
+        self.orders = Orders(engine, self.intake, self.store, self.events)
+        self.logistics = Logistics(
+            config.logistics, engine, self.orders, self.events, self.intake, self.store
+        )
+        self.payments = Payments(
+            Router(config.payments),
+            self.orders,
+            self.events,
+            self.intake,
+            self.store,
+            on_paid=self.logistics.on_paid,
+        )
+        self.orders.connect(shipping=self.logistics, refunds=self.payments.refunds)
+        self.returns = Returns(
+            config.returns,
+            engine,
+            self.orders,
+            self.payments,
+            self.logistics,
+            self.intake,
+            self.store,
+        )
+        self.logistics.route_returns(self.returns.observe_tracking)
+        durable = self.intake.durable
+        self.dispatcher = Dispatcher(self.payments, durable)
+        self.shipping = ShipmentDispatcher(self.logistics, self.store, durable)
+        self.return_shipping = ReturnDispatcher(self.returns, config.logistics, self.store, durable)
+        self.event_dispatcher = EventDispatcher(
+            self.webhooks, self.events, config.webhooks, self.views, self.intake, self.store
+        )
         self._engine: Engine | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def engine(self) -> Engine:
+        return self.current_engine()
+
+    def current_engine(self) -> Engine:
+        """The engine as of now (each rebuild makes a new one); the services' accessor."""
         if self._engine is None:
             raise RuntimeError("the platform has not started")
         return self._engine

@@ -4,7 +4,7 @@ Events are delivered one at a time, in the order they were published. A delivery
 (a non-2xx answer, a refused connection, a timeout) is retried with exponential backoff
 (``RetryPolicy``) before the next event is sent, so order holds by default; after
 ``max_attempts`` the event is marked ``failed`` and the sender moves on. Each attempt is signed
-afresh (``sandbox.signing``), as Stripe does, so a slow retry never carries a stale timestamp.
+afresh (``pyorder.kernel.signing``), as Stripe does, so a slow retry never carries a stale timestamp.
 
 Two fault knobs act here: ``duplicate_webhook_rate`` delivers a delivered event once more (same
 id, same body), and ``reorder_webhook_rate`` holds an event back until the next one has been
@@ -23,8 +23,8 @@ from typing import Literal
 import aiohttp
 import orjson
 
+from pyorder.kernel.signing import SIGNATURE_HEADER, sign
 from sandbox.faults import FaultState
-from sandbox.signing import SIGNATURE_HEADER, sign
 
 log = logging.getLogger(__name__)
 

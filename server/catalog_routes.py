@@ -5,7 +5,7 @@ import re
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.errors import InvalidInput
+from pyorder.kernel.errors import InvalidInput
 from server.keys import IDEMPOTENCY, PLATFORM
 from server.requests import decode, int_param, json_response, principal
 from server.schemas import (

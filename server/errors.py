@@ -8,8 +8,8 @@ import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from pyorder.errors import DomainError
 from pyorder.intake import IntakeUnavailableError
+from pyorder.kernel.errors import DomainError
 from pyorder.storage.base import StorageError
 from server.keys import MAX_BODY_BYTES, METRICS
 from server.schemas import ErrorBody, ErrorOut

@@ -13,7 +13,6 @@ re-encoded by a client's retry (keys reordered, re-indented) replays rather than
 """
 
 import hashlib
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
@@ -22,7 +21,8 @@ import orjson
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.errors import Conflict, DomainError, InvalidInput
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import Conflict, DomainError, InvalidInput
 from pyorder.model import IdempotencyRecord
 from pyorder.platform import Platform
 from server.schemas import ErrorBody, ErrorOut
@@ -81,7 +81,7 @@ class Idempotency:
                 return response
             status, payload = await _run(effect, who, body)
             encoded = _encode(payload)
-            record = IdempotencyRecord(who.key, key, fingerprint, status, encoded, _now_ms())
+            record = IdempotencyRecord(who.key, key, fingerprint, status, encoded, now_ms())
             self._platform.intake.batch.idempotency.append(record)
             await self._platform.intake.durable()
             self._remember(scope, record)
@@ -95,7 +95,7 @@ class Idempotency:
             record = await self._platform.store.get_idempotency(*scope)
         if record is None:
             return None
-        cutoff = _now_ms() - self._platform.config.idempotency_retention_ms
+        cutoff = now_ms() - self._platform.config.idempotency_retention_ms
         if record.created_ms < cutoff:
             # Expired: the key may be used afresh, but its old row must go before the new one
             # is written in the same key's place.
@@ -167,7 +167,3 @@ def _raw_fingerprint(request: web.Request, body: bytes) -> str:
     digest.update(b"\0")
     digest.update(body)
     return digest.hexdigest()
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -67,7 +67,7 @@ class Metrics:
             ),
             registry=r,
         )
-        platform.logistics.on_delivered.append(
+        platform.logistics.subscribe_delivered(
             lambda ms: self.fulfilment_seconds.observe(max(0, ms) / 1000)
         )
         self.lightning_refunds = Counter(
@@ -82,7 +82,7 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,
         )
-        platform.returns.on_lightning.append(self._observe_lightning)
+        platform.returns.subscribe_lightning(self._observe_lightning)
         self.webhook_deliveries = Counter(
             "pyorder_webhook_deliveries",
             "Attempts to deliver an order event to a merchant's endpoint, by outcome: delivered"
@@ -93,7 +93,7 @@ class Metrics:
         by_outcome = {
             o: self.webhook_deliveries.labels(o) for o in ("delivered", "retried", "failed")
         }
-        platform.event_dispatcher.on_attempt.append(lambda outcome: by_outcome[outcome].inc())
+        platform.event_dispatcher.subscribe_attempts(lambda outcome: by_outcome[outcome].inc())
 
     def _observe_lightning(self, seconds: float) -> None:
         self.lightning_refunds.inc()

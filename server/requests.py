@@ -6,7 +6,7 @@ import msgspec
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.errors import InvalidInput, MalformedJson
+from pyorder.kernel.errors import InvalidInput, MalformedJson
 from server.keys import ISSUER
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.errors import InvalidInput
+from pyorder.kernel.errors import InvalidInput
 from pyorder.logistics.model import TrackingEvent
 from pyorder.platform import Platform
 from pyorder.returns.model import Return, ReturnStatus

@@ -6,8 +6,7 @@ the OpenAPI document's schemas, so the document cannot drift from the code.
 """
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -17,6 +16,7 @@ from pyorder.catalog import SkuView
 from pyorder.events.endpoints import MAX_URL_LENGTH
 from pyorder.events.model import ALL_TYPES, Delivery, DeliveryState, EventType, WebhookEndpoint
 from pyorder.inventory import StockLevel
+from pyorder.kernel.clock import iso_ms as iso
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
 from pyorder.model import Order, Warehouse
 from pyorder.payments.model import Attempt, Payment, Refund
@@ -414,16 +414,6 @@ class HealthOut(msgspec.Struct):
 
 
 # --- conversions ---------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=4096)
-def iso(ms: int) -> str:
-    """UTC ISO 8601 with milliseconds and a Z (cached: a batch shares its timestamps)."""
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 def stock_out(level: StockLevel) -> StockOut:

@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyorder._core import OrderBook, OrderRows
-from pyorder.errors import InvalidInput, MalformedJson
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
+from pyorder.kernel.errors import InvalidInput, MalformedJson
 from server.openapi import document
 from server.requests import decode
 from server.schemas import NO_NUL, OrderBatchIn, OrderIn

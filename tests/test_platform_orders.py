@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pyorder.auth import Principal, Role
-from pyorder.errors import InvalidInput, OutOfStock
+from pyorder.kernel.errors import InvalidInput, OutOfStock
 from pyorder.model import OrderStatus
 from pyorder.orders import OrderInput, UnknownRegion
 from pyorder.platform import Config, Platform

@@ -6,7 +6,7 @@ time and sends them one after another: an event is retried until it is delivered
 failed every attempt before the next one goes, so an endpoint sees its events in the order
 they happened. Each attempt is a ``POST`` of the event's JSON (the same bytes every time)
 with a timeout, signed afresh: ``Pyorder-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
-"t.body">`` under the endpoint's secret (``sandbox.signing``'s scheme, Stripe's). A 2xx
+"t.body">`` under the endpoint's secret (``pyorder.kernel.signing``'s scheme, Stripe's). A 2xx
 answer delivers it; anything else (another status, no answer in time, a refused connection)
 is a failed attempt, retried after ``WebhooksConfig.delay_ms`` (exponential, capped), until
 ``max_attempts``: then it is ``failed`` (until its merchant resends it: ``Endpoints.resend``
@@ -24,22 +24,19 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import aiohttp
 
-from pyorder.engine import now_ms
 from pyorder.events import payloads
 from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import Delivery, DeliveryState, WebhookEndpoint, WebhooksConfig
 from pyorder.events.publisher import Events
-from pyorder.intake import IntakeUnavailableError
+from pyorder.intake import Intake, IntakeUnavailableError
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.signing import sign
+from pyorder.marketplace import Views
 from pyorder.model import Order
-from pyorder.storage.base import StorageError
-from sandbox.signing import sign
-
-if TYPE_CHECKING:
-    from pyorder.platform import Platform
+from pyorder.storage.base import StorageError, Store
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +51,37 @@ _RETRY_S = (0.05, 5.0)
 
 
 class EventDispatcher:
+    """Sends the events of ``endpoints`` (woken by ``events`` as they are staged) under
+    ``config``, each cut to what its merchant may see (``views``); ``intake`` stages the
+    outcomes, ``store`` holds what is pending."""
+
     def __init__(
-        self, platform: "Platform", endpoints: Endpoints, events: Events, config: WebhooksConfig
+        self,
+        endpoints: Endpoints,
+        events: Events,
+        config: WebhooksConfig,
+        views: Views,
+        intake: Intake,
+        store: Store,
     ) -> None:
-        self._p = platform
         self.endpoints = endpoints
         self.config = config
+        self._views = views
+        self._intake = intake
+        self._store = store
         self._session: aiohttp.ClientSession | None = None
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._wakes: dict[int, asyncio.Event] = {}
         self._stopping = False
-        self.on_attempt: list[Callable[[str], None]] = []
-        """Callbacks given the outcome of each attempt, once staged: ``delivered``,
-        ``retried`` (failed, due again) or ``failed`` (its last attempt failed)."""
+        self._on_attempt: list[Callable[[str], None]] = []
         events.on_staged.append(self.wake)
         endpoints.on_change.append(self._changed)
         endpoints.on_resend.append(self.wake)
+
+    def subscribe_attempts(self, notify: Callable[[str], None]) -> None:
+        """Call ``notify`` with the outcome of each attempt, once staged: ``delivered``,
+        ``retried`` (failed, due again) or ``failed`` (its last attempt failed)."""
+        self._on_attempt.append(notify)
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_ms / 1000)
@@ -128,16 +140,16 @@ class EventDispatcher:
         while True:
             wake.clear()
             try:
-                await self._p.intake.durable()  # what woke us is committed, hence readable
+                await self._intake.durable()  # what woke us is committed, hence readable
                 if self.endpoints.live(endpoint_id) is None:
                     return
-                page = await self._p.store.pending_deliveries(endpoint_id, self.config.page)
+                page = await self._store.pending_deliveries(endpoint_id, self.config.page)
                 # The orders the bodies are cut from (and order.created rendered), in one read.
                 wanted = list(dict.fromkeys(d.order_id for d in page))
-                orders = await self._p.store.get_orders(wanted) if wanted else {}
+                orders = await self._store.get_orders(wanted) if wanted else {}
                 for delivery in page:
                     await self._deliver(delivery, orders.get(delivery.order_id))
-                await self._p.intake.durable()  # their outcomes, before the next read
+                await self._intake.durable()  # their outcomes, before the next read
                 backoff = _RETRY_S[0]
             except (IntakeUnavailableError, StorageError) as exc:
                 log.info("webhook endpoint %d: %s; again in %.2f s", endpoint_id, exc, backoff)
@@ -174,11 +186,11 @@ class EventDispatcher:
         """The envelope of the event as its endpoint's merchant is sent it (its part of the
         order: ``payloads.for_merchant``); None when nothing of it is the merchant's."""
         if order is None:
-            order = await self._p.store.get_order(delivery.order_id)
+            order = await self._store.get_order(delivery.order_id)
         if order is None:
             raise StorageError(f"order {delivery.order_id} of event {delivery.id} is gone")
         data = payloads.for_merchant(
-            self._p.views, delivery.merchant, delivery.type, delivery.payload, order
+            self._views, delivery.merchant, delivery.type, delivery.payload, order
         )
         return None if data is None else payloads.envelope(delivery, data)
 
@@ -191,7 +203,7 @@ class EventDispatcher:
             last_error="not about the merchant's lines: not sent",
             updated_ms=at,
         )
-        self._p.intake.batch.deliveries[skipped.id] = skipped
+        self._intake.batch.deliveries[skipped.id] = skipped
 
     async def _post(
         self, endpoint: WebhookEndpoint, delivery: Delivery, body: bytes
@@ -238,7 +250,7 @@ class EventDispatcher:
             d = replace(d, next_attempt_ms=at + self.config.delay_ms(attempts), last_error=error)
             outcome = "retried"
         d = replace(d, attempts=attempts, last_status=status, updated_ms=at)
-        self._p.intake.batch.deliveries[d.id] = d
-        for notify in self.on_attempt:
+        self._intake.batch.deliveries[d.id] = d
+        for notify in self._on_attempt:
             notify(outcome)
         return d

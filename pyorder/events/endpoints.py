@@ -11,12 +11,9 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pyorder.auth import Principal, Role
-from pyorder.engine import now_ms
-from pyorder.errors import Conflict, InvalidInput, InvalidState, NotFound
 from pyorder.events.model import (
     ALL_TYPES,
     Delivery,
@@ -24,10 +21,11 @@ from pyorder.events.model import (
     EventType,
     WebhookEndpoint,
 )
+from pyorder.intake import Intake
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import Conflict, InvalidInput, InvalidState, NotFound
+from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
-
-if TYPE_CHECKING:
-    from pyorder.platform import Platform
 
 MAX_URL_LENGTH = 2048
 MAX_EVENT_ID = 2**63 - 1
@@ -89,8 +87,12 @@ def check_event_types(types: list[str] | None) -> tuple[str, ...]:
 
 
 class Endpoints:
-    def __init__(self, platform: "Platform") -> None:
-        self._p = platform
+    """Merchants' webhook endpoints and the resending of their events. ``intake`` stages,
+    ``store`` reads what committed."""
+
+    def __init__(self, intake: Intake, store: Store) -> None:
+        self._intake = intake
+        self._store = store
         self.endpoints: dict[int, WebhookEndpoint] = {}
         """Every endpoint ever registered, deleted ones included (ids are never reused)."""
         self._wanting: dict[str, frozenset[int]] = {}
@@ -116,7 +118,7 @@ class Endpoints:
     def _put(self, endpoint: WebhookEndpoint) -> None:
         check_row(endpoint)  # before memory changes: a value no store holds fails this request
         self.endpoints[endpoint.id] = endpoint
-        self._p.intake.batch.webhook_endpoints[endpoint.id] = endpoint
+        self._intake.batch.webhook_endpoints[endpoint.id] = endpoint
         self._index()
         for notify in self.on_change:
             notify(endpoint)
@@ -202,9 +204,9 @@ class Endpoints:
         # of the same event cannot both find it failed (the second would overwrite the outcome
         # of an attempt the first started).
         async with self._resending:
-            await self._p.intake.durable()  # its failure, if just staged, is readable
+            await self._intake.durable()  # its failure, if just staged, is readable
             before = event_id + 1 if event_id < MAX_EVENT_ID else None
-            found = await self._p.store.deliveries(endpoint_id, before, 1)
+            found = await self._store.deliveries(endpoint_id, before, 1)
             if not found or found[0].id != event_id:
                 raise NotFound(f"event evt_{event_id} of endpoint {endpoint_id} does not exist")
             delivery = found[0]
@@ -223,7 +225,7 @@ class Endpoints:
                 next_attempt_ms=at,
                 updated_ms=at,
             )
-            self._p.intake.batch.deliveries[delivery.id] = delivery
+            self._intake.batch.deliveries[delivery.id] = delivery
         for notify in self.on_resend:
             notify(frozenset({endpoint_id}))
         return delivery
@@ -233,5 +235,5 @@ class Endpoints:
     ) -> list[Delivery]:
         """The endpoint's deliveries as committed, newest first (``before_id``: the cursor)."""
         self.get(who, endpoint_id)
-        await self._p.intake.durable()  # the endpoint itself may still be on its way
-        return await self._p.store.deliveries(endpoint_id, before_id, limit)
+        await self._intake.durable()  # the endpoint itself may still be on its way
+        return await self._store.deliveries(endpoint_id, before_id, limit)

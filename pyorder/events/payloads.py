@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 
 from pyorder.events.model import Delivery, EventType
+from pyorder.kernel.clock import iso_ms
 from pyorder.logistics.model import Fulfilment, Shipment, ShipmentStatus
-from pyorder.logistics.service import iso_ms
 from pyorder.marketplace import Views, refund_part, warehouses_of
 from pyorder.model import Order, OrderStatus
 from pyorder.payments.model import Refund

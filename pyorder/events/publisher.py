@@ -18,19 +18,19 @@ types are added to ``EventType``.
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pyorder.engine import now_ms
+from pyorder.engine import Engine
 from pyorder.events import payloads
 from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import EventType, OrderEnded, OrderEvent
+from pyorder.intake import Intake
+from pyorder.kernel.clock import now_ms
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus, Shipment
 from pyorder.marketplace import refund_recipients
 from pyorder.model import Order, OrderStatus, WriteBatch
 from pyorder.payments.model import Refund, RefundStatus
-
-if TYPE_CHECKING:
-    from pyorder.platform import Platform
+from pyorder.storage.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,17 @@ _BY_FULFILMENT = {
 
 
 class Events:
-    def __init__(self, platform: "Platform", endpoints: Endpoints) -> None:
-        self._p = platform
+    """Stages the order events that merchants' endpoints subscribe to. ``endpoints``: who
+    subscribes to what; ``engine`` gives the current engine (SKUs; replaced on every
+    rebuild); ``intake`` stages, ``store`` reads what committed."""
+
+    def __init__(
+        self, endpoints: Endpoints, engine: Callable[[], Engine], intake: Intake, store: Store
+    ) -> None:
         self._endpoints = endpoints
+        self._engine = engine
+        self._intake = intake
+        self._store = store
         self.on_staged: list[Callable[[frozenset[int]], None]] = []
         """Callbacks given the endpoints that may have new events once the batch commits."""
 
@@ -57,7 +65,7 @@ class Events:
         written at commit, if anyone subscribes to it."""
         wanting = self._endpoints.wanting(EventType.ORDER_CREATED)
         if wanting:
-            self._p.intake.batch.placed_events = True
+            self._intake.batch.placed_events = True
             self._notify(wanting)
 
     def order_changed(self, order: Order, previous: OrderStatus) -> None:
@@ -75,15 +83,15 @@ class Events:
         kind = _BY_STATUS.get(status)
         if kind is not None and self._endpoints.wanting(kind):
             ended = OrderEnded(order_id, kind, status.value, previous.value, at_ms)
-            self._p.intake.batch.ended_events.append(ended)
+            self._intake.batch.ended_events.append(ended)
             self._notify(self._endpoints.wanting(kind))
 
     async def resolve_ended(self, batch: WriteBatch) -> None:
         """Make the ``order_events`` of ``batch.ended_events`` from the orders in full: staged
         (placed in this batch or one still being written) or in the store."""
-        staged = {e.order_id: self._p.intake.staged_order(e.order_id) for e in batch.ended_events}
+        staged = {e.order_id: self._intake.staged_order(e.order_id) for e in batch.ended_events}
         missing = [oid for oid, order in staged.items() if order is None]
-        stored = await self._p.store.get_orders(missing) if missing else {}
+        stored = await self._store.get_orders(missing) if missing else {}
         for e in batch.ended_events:
             order = staged[e.order_id] or stored.get(e.order_id)
             if order is None:
@@ -117,7 +125,7 @@ class Events:
 
     def _owner(self, sku: int) -> str | None:
         """The merchant of a SKU (the owner of a SKU never changes)."""
-        sku_row = self._p.engine.skus.get(sku)
+        sku_row = self._engine().skus.get(sku)
         return None if sku_row is None else sku_row.merchant
 
     def publish(self, order_id: int, kind: EventType, obj: dict[str, Any]) -> None:
@@ -127,7 +135,7 @@ class Events:
 
     def _stage(self, order_id: int, kind: EventType, payload: bytes, merchant: str = "") -> None:
         event = OrderEvent(order_id, kind, payload, now_ms(), merchant)
-        self._p.intake.batch.order_events.append(event)
+        self._intake.batch.order_events.append(event)
         self._notify(self._endpoints.wanting(kind))
 
     def _notify(self, endpoints: frozenset[int]) -> None:

@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from pyorder.documents import MaybeId, NoNul, ObjectId, Text
+from pyorder.kernel.clock import datetime_ms
 
 MAX_SEQUENCE = 2**31 - 1
 """Largest tracking sequence (1, 2, ... per parcel at the carrier)."""
@@ -53,7 +54,7 @@ class TrackingEvent(msgspec.Struct, frozen=True):
     def occurred_ms(self) -> int:
         """When it happened (ms since the epoch, UTC), or 0 if the carrier did not say."""
         at = self.occurred_at
-        return 0 if at is None else int(at.timestamp() * 1000)
+        return 0 if at is None else datetime_ms(at)
 
 
 class Shipment(msgspec.Struct, frozen=True):

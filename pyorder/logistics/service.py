@@ -15,14 +15,25 @@ nothing, whatever their order.
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyorder.auth import Principal, Role
 from pyorder.documents import Event, InvalidDocument, decode
-from pyorder.engine import now_ms
-from pyorder.errors import Conflict, InvalidInput, InvalidState, NotFound
+from pyorder.engine import Engine
+from pyorder.events.publisher import Events
+from pyorder.intake import Intake
+from pyorder.kernel.clock import iso_ms, now_ms
+from pyorder.kernel.errors import (
+    Conflict,
+    EventInFlight,
+    InvalidEvent,
+    InvalidInput,
+    InvalidSignature,
+    InvalidState,
+    NotFound,
+)
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
+from pyorder.kernel.signing import SIGNATURE_HEADER, SignatureError, verify
 from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.model import (
@@ -36,14 +47,10 @@ from pyorder.logistics.model import (
     TrackingEvent,
 )
 from pyorder.model import Order, OrderStatus, Snapshot
-from pyorder.payments.model import OutboxItem, OutboxKind, WebhookEvent
-from pyorder.payments.service import EventInFlight, InvalidEvent, InvalidSignature
+from pyorder.orders import Orders, PendingOrder
+from pyorder.payments.model import WebhookEvent
+from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
-from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
-
-if TYPE_CHECKING:
-    from pyorder.orders import PendingOrder
-    from pyorder.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +94,6 @@ def _decimal(text: str) -> bool:
     return 0 < len(text) <= 19 and text.isascii() and text.isdigit()
 
 
-@lru_cache(maxsize=4096)
-def iso_ms(ms: int) -> str:
-    """UTC ISO 8601 with milliseconds and a Z (cached: events of one batch share a time)."""
-    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
-
-
 def decode_event(body: bytes) -> tuple[Event, carrier_docs.TrackingEvent | None]:
     """A carrier's webhook body, decoded in full: the event and its scan (None for a type we
     do not apply); ``InvalidEvent`` (400) naming what is wrong and where."""
@@ -109,10 +109,31 @@ def decode_event(body: bytes) -> tuple[Event, carrier_docs.TrackingEvent | None]
         raise InvalidEvent(f"event {event.id}: data.object: {exc}") from None
 
 
+ReturnTracking = Callable[[str, str, carrier_docs.TrackingEvent], None]
+"""Applies (stages) a tracking event of a return parcel: (carrier, event id, event)."""
+
+
 class Logistics:
-    def __init__(self, platform: "Platform", config: LogisticsConfig) -> None:
-        self._p = platform
+    """Parcels, delivery windows and fulfilment of paid orders. ``config``: the carriers;
+    ``engine`` gives the current engine (warehouses, regions; replaced on every rebuild);
+    ``orders``: the orders shipped; ``events``: ``order.fulfilment`` events; ``intake``
+    stages, ``store`` reads what committed."""
+
+    def __init__(
+        self,
+        config: LogisticsConfig,
+        engine: Callable[[], Engine],
+        orders: Orders,
+        events: Events,
+        intake: Intake,
+        store: Store,
+    ) -> None:
         self.config = config
+        self._engine = engine
+        self._orders = orders
+        self._events = events
+        self._intake = intake
+        self._store = store
         self.shipments: dict[ParcelKey, Shipment] = {}
         self.parcels: dict[int, list[int]] = {}
         """Order id -> its parcel numbers, in order."""
@@ -121,12 +142,18 @@ class Logistics:
         self.outbox: dict[tuple[int, int, str], OutboxItem] = {}
         """Bookings owed to the carrier, not done yet."""
         self.on_outbox: list[Callable[[OutboxItem], None]] = []
-        self.on_delivered: list[Callable[[int], None]] = []
-        """Callbacks given an order's fulfilment time (ms) once its delivery is durable."""
-        self.on_return_event: Callable[[str, str, carrier_docs.TrackingEvent], None] | None = None
-        """Applies (stages) a tracking event of a return parcel: (carrier, event id, event);
-        set by ``pyorder.returns``. Without it such events are acknowledged and ignored."""
+        self._on_delivered: list[Callable[[int], None]] = []
+        self._on_return_event: ReturnTracking | None = None
         self._events_in_flight: set[tuple[str, str]] = set()
+
+    def subscribe_delivered(self, notify: Callable[[int], None]) -> None:
+        """Call ``notify`` with an order's fulfilment time (ms) once its delivery is durable."""
+        self._on_delivered.append(notify)
+
+    def route_returns(self, apply: ReturnTracking) -> None:
+        """Hand the tracking events of return parcels to ``apply`` (``pyorder.returns``; the
+        bootstrap wires it). Without it such events are acknowledged and ignored."""
+        self._on_return_event = apply
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -150,20 +177,20 @@ class Logistics:
         if key not in self.shipments:
             self.parcels.setdefault(sh.order_id, []).append(sh.parcel)
         self.shipments[key] = sh
-        self._p.intake.batch.shipments[key] = sh
+        self._intake.batch.shipments[key] = sh
 
     def _put_fulfilment(self, f: Fulfilment) -> None:
         f = replace(f, updated_ms=now_ms())
         check_row(f)
         self.fulfilments[f.order_id] = f
-        self._p.intake.batch.fulfilments[f.order_id] = f
+        self._intake.batch.fulfilments[f.order_id] = f
 
     def _put_window(self, w: DeliveryWindow) -> None:
         check_row(w)
         self.windows[w.id] = w
-        self._p.intake.batch.delivery_windows[w.id] = w
+        self._intake.batch.delivery_windows[w.id] = w
 
-    def _fulfilment(self, order: "Order | PendingOrder") -> Fulfilment:
+    def _fulfilment(self, order: Order | PendingOrder) -> Fulfilment:
         found = self.fulfilments.get(order.id)
         if found is not None:
             return found
@@ -216,11 +243,11 @@ class Logistics:
             took = max(0, at - f.paid_ms) if f.paid_ms else -1
             f = replace(f, delivered_ms=at, fulfilment_ms=took)
         changed = status is not f.status
-        if changed or f.order_id not in self._p.intake.batch.fulfilments:
+        if changed or f.order_id not in self._intake.batch.fulfilments:
             self._put_fulfilment(replace(f, status=status))
         f = self.fulfilments[order_id]
         if changed:
-            self._p.events.fulfilment_changed(f, self.shipments_of(order_id))
+            self._events.fulfilment_changed(f, self.shipments_of(order_id))
         return f
 
     # --- delivery windows ----------------------------------------------------------------------
@@ -231,7 +258,7 @@ class Logistics:
         """A new delivery window of ``region`` (admins): [start_ms, end_ms), ``capacity``
         orders."""
         who.require(Role.ADMIN)
-        if region not in self._p.engine.regions:
+        if region not in self._engine().regions:
             raise NotFound(f"region {region!r} is not served")
         if end_ms <= start_ms:
             raise InvalidInput("a window's end must be after its start", field="end")
@@ -256,7 +283,7 @@ class Logistics:
         who.require(Role.BUYER)
         order = await self._buyers_order(who, order_id)
         # From here on, no await: the check and the booking are one step of the event loop.
-        if order.status is OrderStatus.PENDING_PAYMENT and self._p.orders.pending(order_id) is None:
+        if order.status is OrderStatus.PENDING_PAYMENT and self._orders.pending(order_id) is None:
             raise InvalidState(f"order {order_id} no longer awaits payment; retry to see why")
         if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID):
             raise InvalidState(
@@ -300,17 +327,17 @@ class Logistics:
             self._put_fulfilment(replace(f, window_id=-1))
 
     async def _buyers_order(self, who: Principal, order_id: int) -> Order:
-        pending = await self._p.orders.pending_order(order_id)
+        pending = await self._orders.pending_order(order_id)
         if pending is not None and pending.buyer == who.subject:
             return pending
-        stored = await self._p.store.get_order(order_id)
+        stored = await self._store.get_order(order_id)
         if stored is None or stored.buyer != who.subject:
             raise NotFound(f"order {order_id} does not exist")
         return stored
 
     # --- shipping ------------------------------------------------------------------------------
 
-    def on_paid(self, order: "Order | PendingOrder") -> None:
+    def on_paid(self, order: Order | PendingOrder) -> None:
         """``order`` was just paid (staged in the same batch): note when, and with
         ``auto_ship`` book its parcels."""
         f = self._fulfilment(order)
@@ -325,7 +352,7 @@ class Logistics:
         lines; ``warehouse``: only that one); returns the order. The parcels are staged; the
         carrier is called once they are durable."""
         who.require(Role.MERCHANT, Role.ADMIN)
-        order = await self._p.orders.get(who, order_id)  # 404 unless visible
+        order = await self._orders.get(who, order_id)  # 404 unless visible
         carrier = self.config.default_carrier()
         if carrier is None:
             raise NoCarrier("no carrier is configured")
@@ -358,7 +385,7 @@ class Logistics:
             self._new_parcel(order, w, carrier.name)
         return order
 
-    def _new_parcel(self, order: "Order | PendingOrder", warehouse: int, carrier: str) -> Shipment:
+    def _new_parcel(self, order: Order | PendingOrder, warehouse: int, carrier: str) -> Shipment:
         n = max(self.parcels.get(order.id, [0])) + 1
         at = now_ms()
         f = self.fulfilments.get(order.id) or self._fulfilment(order)
@@ -383,14 +410,14 @@ class Logistics:
         self._put_fulfilment(f)
         item = OutboxItem(order.id, n, OutboxKind.SHIP, False, at, at)
         self.outbox[item.key] = item
-        self._p.intake.batch.outbox[item.key] = item
+        self._intake.batch.outbox[item.key] = item
         for notify in self.on_outbox:
             notify(item)
         return self.shipments[(order.id, n)]
 
     def finish_outbox(self, item: OutboxItem) -> None:
         self.outbox.pop(item.key, None)
-        self._p.intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+        self._intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
 
     def carrier_request(self, order: Order, sh: Shipment) -> dict[str, Any]:
         """The body of the carrier's ``POST /v1/shipments`` for parcel ``sh`` of ``order``."""
@@ -398,7 +425,7 @@ class Logistics:
         units = sum(q for _, q, _ in lines)
         fields = ("name", "line1", "line2", "city", "region", "postal_code", "country", "phone")
         to = {k: order.address[k] for k in fields if order.address.get(k)}
-        wh = self._p.engine.warehouses.get(sh.warehouse)
+        wh = self._engine().warehouses.get(sh.warehouse)
         name = wh.name if wh is not None else f"warehouse {sh.warehouse}"
         body: dict[str, Any] = {
             "to": to,
@@ -460,16 +487,16 @@ class Logistics:
             raise EventInFlight(f"event {event_id} is being applied")
         self._events_in_flight.add(scope)
         try:
-            if await self._p.store.webhook_event_seen(*scope):
+            if await self._store.webhook_event_seen(*scope):
                 return True, event_id
             # Apply and stage with no await in between: one batch holds the event and its effects.
             seen = WebhookEvent(*scope, kind, now_ms())
             check_row(seen)
             delivered = self.observe_event(carrier, event_id, scan) if scan is not None else None
-            self._p.intake.batch.webhook_events.append(seen)
-            await self._p.intake.durable()
+            self._intake.batch.webhook_events.append(seen)
+            await self._intake.durable()
             if delivered is not None:
-                for notify in self.on_delivered:
+                for notify in self._on_delivered:
                     notify(delivered.fulfilment_ms)
             return False, event_id
         finally:
@@ -481,8 +508,8 @@ class Logistics:
         """Apply a tracking event (staged). Returns the order's fulfilment if this event
         delivered the order, else None."""
         if ev.kind == "return":
-            if self.on_return_event is not None:
-                self.on_return_event(carrier, event_id, ev)
+            if self._on_return_event is not None:
+                self._on_return_event(carrier, event_id, ev)
             return None
         key = _parse_reference(ev.reference)
         sh = self.shipments.get(key) if key is not None else None
@@ -515,7 +542,7 @@ class Logistics:
             applied=applied,
         )
         check_row(row)
-        self._p.intake.batch.tracking_events.append(row)
+        self._intake.batch.tracking_events.append(row)
         if not applied:
             return None  # stale (older than what we hold, or not a legal move): recorded only
         before = self.fulfilments.get(sh.order_id)
@@ -544,12 +571,12 @@ class Logistics:
     ) -> tuple[Order, Fulfilment | None, list[Shipment], list[TrackingEvent]]:
         """An order the caller may see, with its fulfilment, parcels and tracking events, as
         committed."""
-        order = await self._p.orders.get(who, order_id)  # 404 unless visible
+        order = await self._orders.get(who, order_id)  # 404 unless visible
         # Read first, then wait: once everything staged so far is durable, so is this state
         # (a change staged while waiting is newer than the answer, and not shown).
         fulfilment, shipments = self.fulfilments.get(order_id), self.shipments_of(order_id)
-        await self._p.intake.durable()
-        events = await self._p.store.tracking_events(order_id)
+        await self._intake.durable()
+        events = await self._store.tracking_events(order_id)
         return order, fulfilment, shipments, events
 
 

@@ -23,34 +23,17 @@ are under way at a provider with no outbox call pending (lost answers, missed we
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-from typing import TYPE_CHECKING, Any
-
-import aiohttp
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pyorder.intake import IntakeUnavailableError
+from pyorder.kernel.outbox import OutboxDispatcher, OutboxItem, OutboxKind, Retry, failpoint
 from pyorder.payments.client import Answer, ProviderClient, ProviderUnreachable
-from pyorder.payments.model import (
-    TERMINAL,
-    Attempt,
-    AttemptStatus,
-    OutboxItem,
-    OutboxKind,
-    RefundStatus,
-)
+from pyorder.payments.model import TERMINAL, Attempt, AttemptStatus, RefundStatus
 from pyorder.payments.schemas import ErrorAnswer, PaymentIntent
 from pyorder.payments.service import Payments
 
-if TYPE_CHECKING:
-    from pyorder.platform import Platform
-
 log = logging.getLogger(__name__)
-
-FAILPOINT_ENV = "PYORDER_FAILPOINT"
-"""Test hook: ``after_charge`` kills the process (SIGKILL) as soon as a provider has confirmed a
-charge, before anything about it is recorded; ``after_refund`` likewise once a provider has
-accepted a refund of an order (the crash tests)."""
 
 _UNDER_WAY = (
     AttemptStatus.REQUIRES_CONFIRMATION,
@@ -60,50 +43,36 @@ _UNDER_WAY = (
 )
 
 
-class Retry(Exception):
-    """The outcome is unknown and could not be looked up: try the item again later."""
+class Dispatcher(OutboxDispatcher):
+    """Sends the payments' outbox (``pyorder.kernel.outbox``) and runs the reconciler.
 
+    ``failpoint("after_charge")`` kills the process as soon as a provider has confirmed a
+    charge, before anything about it is recorded; ``after_refund`` likewise once a provider
+    has accepted a refund of an order (the crash tests)."""
 
-class Dispatcher:
-    def __init__(self, platform: "Platform", payments: Payments) -> None:
-        self._p = platform
+    def __init__(self, payments: Payments, durable: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(
+            payments,
+            durable,
+            payments.router.config.retry_max_s,
+            transient=(IntakeUnavailableError,),
+        )
         self.payments = payments
         self.router = payments.router
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: dict[tuple[int, int, str], asyncio.Task[None]] = {}
         self._reconciler: asyncio.Task[None] | None = None
-        self._stopping = False
-        payments.on_outbox.append(self.spawn)
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession()
-        self.resume()
+        await super().start()
         self._reconciler = asyncio.create_task(self._reconcile_forever(), name="pyorder-reconcile")
-
-    def resume(self) -> None:
-        """Send every pending outbox item (after a start or a rebuild)."""
-        for item in list(self.payments.outbox.values()):
-            self.spawn(item)
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = [*self._tasks.values(), *([self._reconciler] if self._reconciler else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def spawn(self, item: OutboxItem) -> None:
-        if self._stopping or self._session is None or item.key in self._tasks:
-            return
-        task = asyncio.create_task(self._run(item.key), name=f"pyorder-outbox-{item.key}")
-        self._tasks[item.key] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(item.key, None))
+                await self._reconciler
+            self._reconciler = None
+        await super().stop()
 
     def client(self, provider: str) -> ProviderClient:
         config = self.router.provider(provider)
@@ -113,33 +82,15 @@ class Dispatcher:
 
     # --- one outbox item ----------------------------------------------------------------------
 
-    async def _run(self, key: tuple[int, int, str]) -> None:
-        delay = 0.05
-        while True:
-            try:
-                await self._p.intake.durable()  # the item itself, staged just before
-                item = self.payments.outbox.get(key)
-                if item is None:  # done meanwhile, or dropped by a rebuild
-                    return
-                if item.kind is OutboxKind.ORDER_REFUND:
-                    await self._order_refund(item)
-                    await self._p.intake.durable()
-                    return
-                att = self.payments.attempts[(item.order_id, item.attempt)]
-                if item.kind is OutboxKind.CHARGE:
-                    await self._charge(item, att)
-                else:
-                    await self._refund(item, att)
-                await self._p.intake.durable()
-                return
-            except (Retry, IntakeUnavailableError) as exc:
-                log.info("outbox %s: %s; again in %.2f s", key, exc, delay)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox %s failed; again in %.2f s", key, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.router.config.retry_max_s)
+    async def _send(self, item: OutboxItem) -> None:
+        if item.kind is OutboxKind.ORDER_REFUND:
+            await self._order_refund(item)
+            return
+        att = self.payments.attempts[(item.order_id, item.attempt)]
+        if item.kind is OutboxKind.CHARGE:
+            await self._charge(item, att)
+        else:
+            await self._refund(item, att)
 
     async def _charge(self, item: OutboxItem, att: Attempt) -> None:
         svc = self.payments
@@ -184,7 +135,7 @@ class Dispatcher:
         intent = confirmed.doc or declined
         if intent is not None:
             breaker.success()
-            _failpoint("after_charge")
+            failpoint("after_charge")
             svc.observe_intent(att.provider, intent)
             svc.finish_outbox(item)
             return
@@ -266,7 +217,7 @@ class Dispatcher:
         if answer.status >= 500:
             raise Retry(f"refund: HTTP {answer.status}")
         if answer.doc is not None:
-            _failpoint("after_refund")
+            failpoint("after_refund")
             svc.refunds.observe(refund.provider, answer.doc)
         else:
             reason = _error(answer) or f"HTTP {answer.status}"
@@ -328,15 +279,10 @@ class Dispatcher:
             except (ProviderUnreachable, Retry) as exc:
                 log.info("reconcile refund %d of order %d: %s", refund.number, refund.order_id, exc)
         if todo or refunds:
-            await self._p.intake.durable()
+            await self._durable()
         return len(todo) + len(refunds)
 
 
 def _error(answer: Answer[Any]) -> str:
     """``code: message`` of a refusal, or ""."""
     return answer.error.describe()
-
-
-def _failpoint(name: str) -> None:
-    if os.environ.get(FAILPOINT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)

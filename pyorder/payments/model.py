@@ -196,35 +196,3 @@ class WebhookEvent:
     event_id: str
     type: str
     received_ms: int
-
-
-class OutboxKind(StrEnum):
-    CHARGE = "charge"
-    """Create and confirm the attempt's PaymentIntent."""
-    REFUND = "refund"
-    """Refund all of the attempt's charge."""
-    ORDER_REFUND = "order_refund"
-    """Send a ``Refund`` of an order: ``attempt`` is the refund's number."""
-    SHIP = "ship"
-    """Book a parcel with the carrier (``pyorder.logistics``): ``attempt`` is the parcel."""
-    RETURN_BOOKING = "return_booking"
-    """Book a return's parcel back with the carrier (``pyorder.returns``): ``attempt`` is the
-    return's id."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """A call owed to a provider, written with the state change that causes it; ``done`` once
-    its outcome is recorded. Keyed by (order, attempt, kind): one of each per attempt (for
-    ``ship``, per parcel)."""
-
-    order_id: int
-    attempt: int
-    kind: OutboxKind
-    done: bool
-    created_ms: int
-    updated_ms: int
-
-    @property
-    def key(self) -> tuple[int, int, str]:
-        return (self.order_id, self.attempt, self.kind.value)

@@ -15,32 +15,23 @@ refuses an excess too.
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pyorder.auth import Principal, Role
-from pyorder.engine import now_ms
-from pyorder.errors import InvalidInput, InvalidState
+from pyorder.events.publisher import Events
+from pyorder.intake import Intake
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import InvalidInput, InvalidState
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.marketplace import refund_shares
 from pyorder.model import Order, OrderStatus
-from pyorder.payments.model import (
-    REFUND_TRANSITIONS,
-    OutboxItem,
-    OutboxKind,
-    Refund,
-    RefundStatus,
-)
+from pyorder.orders import Orders
+from pyorder.payments.model import REFUND_TRANSITIONS, Attempt, Payment, Refund, RefundStatus
 from pyorder.payments.schemas import Refund as ProviderRefund
 from pyorder.payments.schemas import metadata_int
 from pyorder.storage.limits import check_row
 
-if TYPE_CHECKING:
-    from pyorder.payments.service import Payments
-    from pyorder.platform import Platform
-
 log = logging.getLogger(__name__)
-
-CANCEL_REASON = "order_cancelled"
-SYSTEM = "system"
 
 
 class RefundExceedsCharge(InvalidInput):
@@ -51,10 +42,31 @@ class NotRefundable(InvalidInput):
     code = "not_refundable"
 
 
+class Ledger(Protocol):
+    """What refunds need of the payments they refund (``pyorder.payments.service.Payments``,
+    which holds its ``Refunds``)."""
+
+    payments: dict[int, Payment]
+    attempts: dict[tuple[int, int], Attempt]
+
+    def stage_item(self, item: OutboxItem) -> None:
+        """Stage a call owed to a provider and hand it to the dispatcher."""
+        ...
+
+    def refresh(self, order_id: int, **changes: Any) -> Payment:
+        """Stage the order's payment with ``changes`` and its status derived again."""
+        ...
+
+
 class Refunds:
-    def __init__(self, platform: "Platform", payments: "Payments") -> None:
-        self._p = platform
+    """The refunds of paid orders. ``payments``: the charges they refund; ``orders``: who may
+    see which order; ``events``: ``order.refunded`` and the like; ``intake``: staging."""
+
+    def __init__(self, payments: Ledger, orders: Orders, events: Events, intake: Intake) -> None:
         self._pay = payments
+        self._orders = orders
+        self._events = events
+        self._intake = intake
         self.refunds: dict[tuple[int, int], Refund] = {}
         self.count: dict[int, int] = {}
         """Order id -> how many refunds it has (they are numbered 1, 2, ...)."""
@@ -86,7 +98,7 @@ class Refunds:
         check_row(refund)
         key = (refund.order_id, refund.number)
         self.refunds[key] = refund
-        self._p.intake.batch.refunds[key] = refund
+        self._intake.batch.refunds[key] = refund
         return refund
 
     # --- issuing -------------------------------------------------------------------------------
@@ -152,7 +164,7 @@ class Refunds:
         refunds at most the value of its own lines, less its share of the earlier refunds
         (``pyorder.marketplace.refund_shares``)."""
         who.require(Role.MERCHANT, Role.ADMIN)
-        order = await self._p.orders.get(who, order_id)  # 404 unless visible
+        order = await self._orders.get(who, order_id)  # 404 unless visible
         # From here on, no await: the check and the staging are one step.
         if order.status is not OrderStatus.PAID:
             raise InvalidState(
@@ -263,7 +275,7 @@ class Refunds:
         if status is RefundStatus.SUCCEEDED:
             pay = self._pay.payments[refund.order_id]
             self._pay.refresh(refund.order_id, refunded=pay.refunded + refund.amount)
-            self._p.events.refunded(refund)
+            self._events.refunded(refund)
         else:
             self._pay.refresh(refund.order_id)
         return refund

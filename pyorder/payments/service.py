@@ -15,23 +15,35 @@ the same provider (the outbox), or, on a mismatch, flagged for a person.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from pyorder.auth import Principal, Role, buyer_number
 from pyorder.documents import Event, InvalidDocument, decode
-from pyorder.engine import now_ms
-from pyorder.errors import Conflict, DomainError, InvalidInput, InvalidState, NotFound
+from pyorder.events.publisher import Events
+from pyorder.intake import Intake
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import (
+    Conflict,
+    EventInFlight,
+    InvalidEvent,
+    InvalidInput,
+    InvalidSignature,
+    InvalidState,
+    NotFound,
+)
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
+from pyorder.kernel.signing import SIGNATURE_HEADER, SignatureError, verify
 from pyorder.model import Snapshot
+from pyorder.orders import Orders, PendingOrder
 from pyorder.payments.model import (
     TERMINAL,
     TRANSITIONS,
     Attempt,
     AttemptStatus,
-    OutboxItem,
-    OutboxKind,
     Payment,
     PaymentStatus,
     Refund,
@@ -42,11 +54,8 @@ from pyorder.payments.providers import DEFAULT_PAYMENT_METHOD, Router
 from pyorder.payments.refunds import Refunds
 from pyorder.payments.schemas import PaymentIntent, metadata_int
 from pyorder.payments.schemas import Refund as ProviderRefund
+from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
-from sandbox.signing import SIGNATURE_HEADER, SignatureError, verify
-
-if TYPE_CHECKING:
-    from pyorder.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +68,6 @@ class PaymentInProgress(Conflict):
 
 class NoProvider(InvalidInput):
     code = "payment_method_unavailable"
-
-
-class InvalidSignature(DomainError):
-    status = 400
-    code = "invalid_signature"
-
-
-class InvalidEvent(DomainError):
-    status = 400
-    code = "invalid_event"
-
-
-class EventInFlight(Conflict):
-    """The same event is being applied by another delivery: the provider retries later."""
-
-    code = "event_in_flight"
 
 
 REFUND_EVENTS = ("refund.created", "refund.succeeded", "refund.failed")
@@ -105,9 +98,25 @@ def decode_event(body: bytes) -> tuple[Event, PaymentIntent | ProviderRefund | N
 
 
 class Payments:
-    def __init__(self, platform: "Platform", router: Router) -> None:
-        self._p = platform
+    """The payments of orders. ``router`` picks providers; ``orders`` are what is paid
+    (pending ones marked paid); ``on_paid`` is told of each order once it is paid (logistics
+    books its parcels); ``refunds`` are made with ``events`` told; ``intake`` stages, ``store``
+    reads what committed."""
+
+    def __init__(
+        self,
+        router: Router,
+        orders: Orders,
+        events: Events,
+        intake: Intake,
+        store: Store,
+        on_paid: Callable[[PendingOrder], None],
+    ) -> None:
         self.router = router
+        self._orders = orders
+        self._intake = intake
+        self._store = store
+        self._on_paid = on_paid
         self.payments: dict[int, Payment] = {}
         self.attempts: dict[AttemptKey, Attempt] = {}
         self.outbox: dict[tuple[int, int, str], OutboxItem] = {}
@@ -117,9 +126,9 @@ class Payments:
         ``next_action``, as it gave it). Memory only, never stored: after a restart the
         reconciler's look-up of the attempt fills it again."""
         self._events_in_flight: set[tuple[str, str]] = set()
-        self.on_outbox: list[Any] = []
+        self.on_outbox: list[Callable[[OutboxItem], None]] = []
         """Callbacks given each new outbox item (the dispatcher), once staged."""
-        self.refunds = Refunds(platform, self)
+        self.refunds = Refunds(self, orders, events, intake)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -147,13 +156,13 @@ class Payments:
         att = replace(att, updated_ms=now_ms())
         check_row(att)  # before memory changes: a value no store holds fails this request only
         self.attempts[(att.order_id, att.number)] = att
-        self._p.intake.batch.attempts[(att.order_id, att.number)] = att
+        self._intake.batch.attempts[(att.order_id, att.number)] = att
         self._refresh(att.order_id)
 
     def _put_payment(self, pay: Payment) -> None:
         check_row(pay)
         self.payments[pay.order_id] = pay
-        self._p.intake.batch.payments[pay.order_id] = pay
+        self._intake.batch.payments[pay.order_id] = pay
 
     def refresh(self, order_id: int, **changes: Any) -> Payment:
         """Stage the payment with ``changes`` and its status derived again."""
@@ -190,17 +199,17 @@ class Payments:
 
     def stage_item(self, item: OutboxItem) -> None:
         """Stage a call owed to a provider (once per key) and hand it to the dispatcher."""
-        if item.key in self.outbox or item.key in self._p.intake.batch.outbox:
+        if item.key in self.outbox or item.key in self._intake.batch.outbox:
             return
         self.outbox[item.key] = item
-        self._p.intake.batch.outbox[item.key] = item
+        self._intake.batch.outbox[item.key] = item
         for notify in self.on_outbox:
             notify(item)
 
     def finish_outbox(self, item: OutboxItem) -> None:
         """Stage ``item`` as done (its outcome is recorded in the same batch)."""
         self.outbox.pop(item.key, None)
-        self._p.intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+        self._intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
 
     # --- the buyer -----------------------------------------------------------------------------
 
@@ -213,9 +222,9 @@ class Payments:
         who.require(Role.BUYER)
         # The engine's record of a pending order holds what starting a payment needs (buyer
         # number, total, currency): no store read on the way to the provider.
-        order = self._p.orders.pending(order_id)
+        order = self._orders.pending(order_id)
         if order is None or order.buyer_number != buyer_number(who.subject):
-            stored = await self._p.store.get_order(order_id)
+            stored = await self._store.get_order(order_id)
             if stored is None or stored.buyer != who.subject:
                 raise NotFound(f"order {order_id} does not exist")
             raise InvalidState(
@@ -299,7 +308,7 @@ class Payments:
             self._put_attempt(att)
         tried = [a.provider for a in self.attempts_of(att.order_id) if a.status in _NO_MONEY]
         nxt = self.router.candidates(att.method, exclude=tried)
-        if not nxt or self._p.orders.pending(att.order_id) is None:
+        if not nxt or self._orders.pending(att.order_id) is None:
             log.warning("payment of order %d: no provider left after %s", att.order_id, reason)
             return None
         log.info(
@@ -388,15 +397,15 @@ class Payments:
             self._put_attempt(att)
             self._refresh(att.order_id, flag="amount_mismatch")
             return att
-        order = self._p.orders.pending(att.order_id)
+        order = self._orders.pending(att.order_id)
         if pay.paid_attempt == 0 and order is not None and not pay.flag:
             try:
-                self._p.orders.mark_paid(order)
+                self._orders.mark_paid(order)
             except InvalidState:
                 log.info("order %d expired as its charge arrived; refunding", att.order_id)
             else:
                 self._refresh(att.order_id, paid_attempt=att.number)
-                self._p.logistics.on_paid(order)
+                self._on_paid(order)
                 return att
         log.info(
             "order %d attempt %d charged but the order cannot take it; refunding",
@@ -461,7 +470,7 @@ class Payments:
             raise EventInFlight(f"event {event_id} is being applied")
         self._events_in_flight.add(scope)
         try:
-            if await self._p.store.webhook_event_seen(provider, event_id):
+            if await self._store.webhook_event_seen(provider, event_id):
                 return True, event_id
             # Apply and stage with no await in between: one batch holds the event and its effects.
             seen = WebhookEvent(provider, event_id, kind, now_ms())
@@ -470,8 +479,8 @@ class Payments:
                 self.observe_intent(provider, obj)
             elif isinstance(obj, ProviderRefund):
                 self.observe_refund(provider, obj)
-            self._p.intake.batch.webhook_events.append(seen)
-            await self._p.intake.durable()
+            self._intake.batch.webhook_events.append(seen)
+            await self._intake.durable()
             return False, event_id
         finally:
             self._events_in_flight.discard(scope)
@@ -483,7 +492,7 @@ class Payments:
     ) -> tuple[Payment | None, list[Attempt], dict[int, dict[str, Any]]]:
         """The payment of an order the caller may see, as committed, its attempts, and the
         provider's ``next_action`` of those awaiting the buyer (by attempt number)."""
-        await self._p.orders.get(who, order_id)  # 404 unless visible
+        await self._orders.get(who, order_id)  # 404 unless visible
         # Read first, then wait: once everything staged so far is durable, so is this state
         # (a change staged while waiting is newer than the answer, and not shown).
         pay, attempts = self.payments.get(order_id), self.attempts_of(order_id)
@@ -492,14 +501,14 @@ class Payments:
             for a in attempts
             if (order_id, a.number) in self.next_actions
         }
-        await self._p.intake.durable()
+        await self._intake.durable()
         return pay, attempts, actions
 
     async def read_refunds(self, who: Principal, order_id: int) -> list[Refund]:
         """The refunds of an order the caller may see, as committed."""
-        await self._p.orders.get(who, order_id)  # 404 unless visible
+        await self._orders.get(who, order_id)  # 404 unless visible
         refunds = self.refunds.of(order_id)
-        await self._p.intake.durable()
+        await self._intake.durable()
         return refunds
 
 

@@ -11,16 +11,13 @@ it, for the crash test). No answer is retried with backoff; a 4xx refusal fails 
 """
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
-from pyorder.logistics.carriers import CarrierUnreachable
+from pyorder.kernel.outbox import OutboxItem, Retry, failpoint
+from pyorder.logistics.carriers import CarrierUnreachable, LogisticsConfig
 from pyorder.logistics.dispatcher import CarrierDispatcher
-from pyorder.payments.dispatcher import Retry, _failpoint
-from pyorder.payments.model import OutboxItem
 from pyorder.returns.service import Returns
-
-if TYPE_CHECKING:
-    from pyorder.platform import Platform
+from pyorder.storage.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +25,17 @@ log = logging.getLogger(__name__)
 class ReturnDispatcher(CarrierDispatcher):
     label = "return booking"
 
-    def __init__(self, platform: "Platform", returns: Returns) -> None:
-        super().__init__(platform, returns)
+    def __init__(
+        self,
+        returns: Returns,
+        config: LogisticsConfig,
+        store: Store,
+        durable: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(returns, config, store, durable)
         self.returns = returns
 
-    async def _book(self, item: OutboxItem) -> None:
+    async def _send(self, item: OutboxItem) -> None:
         svc = self.returns
         ret = svc.returns.get(item.attempt)
         if ret is None:  # never expected: the item was staged with the return
@@ -41,7 +44,7 @@ class ReturnDispatcher(CarrierDispatcher):
         # Sent even when a tracking event got here first: the call is idempotent, and its
         # answer carries the first-weight cost to record.
         client = self.client(ret.carrier)
-        order = await self._p.store.get_order(item.order_id)
+        order = await self.store.get_order(item.order_id)
         if order is None:
             raise Retry(f"order {item.order_id} is not readable")
         try:
@@ -51,7 +54,7 @@ class ReturnDispatcher(CarrierDispatcher):
         except CarrierUnreachable as exc:
             raise Retry(f"create: {exc}") from exc
         if shipment is not None:
-            _failpoint("after_return_booking")
+            failpoint("after_return_booking")
             svc.observe_booking(ret.id, shipment)
         elif status >= 500 or status in (409, 429):
             raise Retry(f"create: HTTP {status}")

@@ -5,9 +5,9 @@ error with a stable code (the API's ``error.code``).
 
 from collections.abc import Iterable, Mapping
 
-from pyorder.errors import Conflict, InvalidInput, InvalidState
+from pyorder.kernel.clock import iso_ms
+from pyorder.kernel.errors import Conflict, InvalidInput, InvalidState
 from pyorder.logistics.model import Shipment, ShipmentStatus
-from pyorder.logistics.service import iso_ms
 from pyorder.model import Order
 from pyorder.payments.model import Refund, RefundStatus
 from pyorder.returns.config import DAY_MS, ReturnsConfig

@@ -22,18 +22,23 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pyorder.auth import Principal, Role
-from pyorder.engine import now_ms
-from pyorder.errors import DomainError, InvalidInput, InvalidState, NotFound
+from pyorder.auth import SYSTEM, Principal, Role
+from pyorder.engine import Engine
+from pyorder.intake import Intake
 from pyorder.inventory import InventoryError
+from pyorder.kernel.clock import iso_ms, now_ms
+from pyorder.kernel.errors import DomainError, InvalidInput, InvalidState, NotFound
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.model import TrackingEvent
-from pyorder.logistics.service import iso_ms
+from pyorder.logistics.service import Logistics
 from pyorder.model import Order, OrderStatus, Snapshot
-from pyorder.payments.model import OutboxItem, OutboxKind, Refund
-from pyorder.payments.refunds import SYSTEM, RefundExceedsCharge
+from pyorder.orders import Orders
+from pyorder.payments.model import Refund
+from pyorder.payments.refunds import RefundExceedsCharge
+from pyorder.payments.service import Payments
 from pyorder.returns import policy
 from pyorder.returns.config import DAY_MS, ReturnsConfig
 from pyorder.returns.model import (
@@ -52,10 +57,8 @@ from pyorder.returns.model import (
     return_reference,
 )
 from pyorder.returns.rules import Facts, evaluate
+from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
-
-if TYPE_CHECKING:
-    from pyorder.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +76,28 @@ _PICKED = frozenset({ParcelStatus.PICKED_UP, ParcelStatus.IN_TRANSIT, ParcelStat
 
 
 class Returns:
-    def __init__(self, platform: "Platform", config: ReturnsConfig) -> None:
-        self._p = platform
+    """Returns of delivered orders. ``config``: windows and rules; ``engine`` gives the
+    current engine (stock, SKUs, warehouses; replaced on every rebuild); ``orders`` who may
+    see which order; ``payments`` refund them; ``logistics`` knows the parcels out and the
+    carriers; ``intake`` stages, ``store`` reads what committed."""
+
+    def __init__(
+        self,
+        config: ReturnsConfig,
+        engine: Callable[[], Engine],
+        orders: Orders,
+        payments: Payments,
+        logistics: Logistics,
+        intake: Intake,
+        store: Store,
+    ) -> None:
         self.config = config
+        self._engine = engine
+        self._orders = orders
+        self._payments = payments
+        self._logistics = logistics
+        self._intake = intake
+        self._store = store
         self.returns: dict[int, Return] = {}
         self.by_order: dict[int, list[int]] = {}
         self.by_buyer: dict[str, list[int]] = {}
@@ -83,10 +105,13 @@ class Returns:
         self.outbox: dict[tuple[int, int, str], OutboxItem] = {}
         """Bookings owed to the carrier, not done yet."""
         self.on_outbox: list[Callable[[OutboxItem], None]] = []
-        self.on_lightning: list[Callable[[float], None]] = []
-        """Callbacks given the seconds from a pickup scan to its lightning refund, once that
-        refund is durable."""
+        self._on_lightning: list[Callable[[float], None]] = []
         self._notices: set[asyncio.Task[None]] = set()
+
+    def subscribe_lightning(self, notify: Callable[[float], None]) -> None:
+        """Call ``notify`` with the seconds from a pickup scan to its lightning refund, once
+        that refund is durable."""
+        self._on_lightning.append(notify)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -112,14 +137,14 @@ class Returns:
             self.by_order.setdefault(ret.order_id, []).append(ret.id)
             self.by_buyer.setdefault(ret.buyer, []).append(ret.id)
         self.returns[ret.id] = ret
-        self._p.intake.batch.returns[ret.id] = ret
+        self._intake.batch.returns[ret.id] = ret
         return ret
 
     def _record(self, decision: Decision) -> Decision:
         check_row(decision)
         found = self.decisions.setdefault(decision.return_id, [])
         found[:] = [d for d in found if d.stage is not decision.stage] + [decision]
-        self._p.intake.batch.return_decisions[(decision.return_id, decision.stage.value)] = decision
+        self._intake.batch.return_decisions[(decision.return_id, decision.stage.value)] = decision
         return decision
 
     @staticmethod
@@ -153,10 +178,10 @@ class Returns:
         delivered, past its window, of an excluded category, or more units than bought and not
         yet returned."""
         who.require(Role.BUYER)
-        order = await self._p.store.get_order(order_id)
+        order = await self._store.get_order(order_id)
         if order is None or order.buyer != who.subject:
             raise NotFound(f"order {order_id} does not exist")
-        delivered_orders = await self._p.store.delivered_orders(order.buyer)
+        delivered_orders = await self._store.delivered_orders(order.buyer)
         # From here on, no await: the checks and the staging are one step of the event loop.
         if order.status is not OrderStatus.PAID:
             raise InvalidState(
@@ -164,10 +189,10 @@ class Returns:
                 " returned",
                 status=order.status.value,
             )
-        refunds = self._p.payments.refunds
+        refunds = self._payments.refunds
         taken = policy.taken_units(order, self.of_order(order_id), refunds.of(order_id))
         parts = policy.allocate(order, policy.merge_lines(lines), taken)
-        logistics, skus, at = self._p.logistics, self._p.engine.skus, now_ms()
+        logistics, skus, at = self._logistics, self._engine().skus, now_ms()
         planned: list[tuple[policy.Place, list[ReturnLine], str]] = []
         for place, units in sorted(parts.items()):
             parcel = policy.delivered_parcel(order, logistics.shipments_of(order_id), place[0])
@@ -247,7 +272,7 @@ class Returns:
         self._decide(ret, order.total, Stage.OPENED, delivered_orders, at)
         item = OutboxItem(order.id, rid, OutboxKind.RETURN_BOOKING, False, at, at)
         self.outbox[item.key] = item
-        self._p.intake.batch.outbox[item.key] = item
+        self._intake.batch.outbox[item.key] = item
         for notify in self.on_outbox:
             notify(item)
         return ret
@@ -265,11 +290,11 @@ class Returns:
     ) -> Decision:
         """Evaluate the lightning rules and record the decision; at ``picked_up``, ``scan`` is
         the status of the scan that says the parcel was collected."""
-        f = self._p.logistics.fulfilments.get(ret.order_id)
+        f = self._logistics.fulfilments.get(ret.order_id)
         facts = Facts(
             order_total=order_total,
             refund_amount=ret.amount,
-            refundable=self._p.payments.refunds.refundable(ret.order_id),
+            refundable=self._payments.refunds.refundable(ret.order_id),
             recent_returns=self._recent_returns(ret),
             delivered_orders=delivered_orders,
             categories=frozenset(li.category for li in ret.lines),
@@ -303,9 +328,9 @@ class Returns:
         warehouse the units were sold from."""
         fields = ("name", "line1", "line2", "city", "region", "postal_code", "country", "phone")
         sender = {k: order.address[k] for k in fields if order.address.get(k)}
-        wh = self._p.engine.warehouses.get(ret.warehouse)
+        wh = self._engine().warehouses.get(ret.warehouse)
         name = wh.name if wh is not None else f"warehouse {ret.warehouse}"
-        grams = self._p.logistics.config.grams_per_unit
+        grams = self._logistics.config.grams_per_unit
         body: dict[str, Any] = {
             "from": sender,
             "to": {"name": name, "line1": f"warehouse {ret.warehouse}", "city": name},
@@ -315,7 +340,7 @@ class Returns:
         }
         original = [
             s.tracking_number
-            for s in self._p.logistics.shipments_of(ret.order_id)
+            for s in self._logistics.shipments_of(ret.order_id)
             if s.warehouse == ret.warehouse and s.tracking_number
         ]
         if original:
@@ -351,7 +376,7 @@ class Returns:
 
     def finish_outbox(self, item: OutboxItem) -> None:
         self.outbox.pop(item.key, None)
-        self._p.intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+        self._intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
 
     def observe_tracking(self, carrier: str, event_id: str, ev: carrier_docs.TrackingEvent) -> None:
         """Apply a tracking event of a return parcel (staged; called by ``Logistics``). The
@@ -380,7 +405,7 @@ class Returns:
         # An exception held for the scans missing before it (``_on_exception``): a late scan
         # that says the parcel was collected decides the pickup on it, once.
         late_pickup = not applied and status in _PICKED and _held(ret)
-        self._p.intake.batch.tracking_events.append(
+        self._intake.batch.tracking_events.append(
             TrackingEvent(
                 carrier=carrier,
                 event_id=event_id,
@@ -483,12 +508,12 @@ class Returns:
         return 0
 
     def _order_total(self, ret: Return) -> int:
-        pay = self._p.payments.payments.get(ret.order_id)
+        pay = self._payments.payments.get(ret.order_id)
         return pay.amount if pay is not None else ret.amount
 
     def _refund(self, ret: Return, requested_by: str) -> Refund:
         lines = tuple((li.sku, li.quantity) for li in ret.lines)
-        return self._p.payments.refunds.issue(
+        return self._payments.refunds.issue(
             ret.order_id, ret.amount, f"return {ret.id}", requested_by, lines
         )
 
@@ -496,7 +521,7 @@ class Returns:
         """Refunded units delivered back to the warehouse become available again (once)."""
         if ret.status is not ReturnStatus.REFUNDED or not ret.arrived_ms or ret.restocked_ms:
             return
-        inventory, batch = self._p.engine.inventory, self._p.intake.batch
+        inventory, batch = self._engine().inventory, self._intake.batch
         for li in ret.lines:
             try:
                 inventory.return_sold(li.sku, li.quantity, ret.warehouse)
@@ -509,11 +534,11 @@ class Returns:
     def _notify(self, seconds: float) -> None:
         async def when_durable() -> None:
             with contextlib.suppress(Exception):
-                await self._p.intake.durable()
-                for notify in self.on_lightning:
+                await self._intake.durable()
+                for notify in self._on_lightning:
                     notify(seconds)
 
-        if not self.on_lightning:
+        if not self._on_lightning:
             return
         task = asyncio.get_running_loop().create_task(when_durable())
         self._notices.add(task)
@@ -554,22 +579,22 @@ class Returns:
     def refund_of(self, ret: Return) -> Refund | None:
         if not ret.refund_number:
             return None
-        return self._p.payments.refunds.refunds.get((ret.order_id, ret.refund_number))
+        return self._payments.refunds.refunds.get((ret.order_id, ret.refund_number))
 
     async def read(self, who: Principal, return_id: int) -> tuple[Return, list[TrackingEvent]]:
         """A return the caller may see (buyer, merchant of its lines, admin) and its parcel's
         tracking events, as committed."""
         ret = self._visible(who, return_id)
         # Read first, then wait: once everything staged so far is durable, so is this state.
-        await self._p.intake.durable()
-        events = await self._p.store.tracking_events(ret.order_id)
+        await self._intake.durable()
+        events = await self._store.tracking_events(ret.order_id)
         return ret, [e for e in events if e.parcel == -ret.id]
 
     async def read_order(self, who: Principal, order_id: int) -> list[Return]:
         """The returns of an order the caller may see (a merchant: its own), as committed."""
-        await self._p.orders.get(who, order_id)  # 404 unless visible
+        await self._orders.get(who, order_id)  # 404 unless visible
         found = [r for r in self.of_order(order_id) if _may_see(who, r)]
-        await self._p.intake.durable()
+        await self._intake.durable()
         return found
 
     async def list(
@@ -591,7 +616,7 @@ class Returns:
             found.append(ret)
             if len(found) == limit:
                 break
-        await self._p.intake.durable()
+        await self._intake.durable()
         return found
 
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import (
     DeliveryWindow,
     Fulfilment,
@@ -33,8 +34,6 @@ from pyorder.model import (
 from pyorder.payments.model import (
     Attempt,
     AttemptStatus,
-    OutboxItem,
-    OutboxKind,
     Payment,
     PaymentStatus,
     Refund,

@@ -18,7 +18,7 @@ validated them, and the batch path must not get a Python object per order.
 import dataclasses
 import math
 
-from pyorder.errors import InvalidInput
+from pyorder.kernel.errors import InvalidInput
 
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1

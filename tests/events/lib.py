@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from pyorder.events.dispatcher import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER
-from sandbox.signing import verify
+from pyorder.kernel.signing import verify
 from tests.server.e2e_lib import Server
 from tests.support.server import free_port
 

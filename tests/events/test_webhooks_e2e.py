@@ -1,7 +1,7 @@
 """Merchants' webhooks end to end: the real server with a payment and a carrier sandbox on
 loopback, and a real receiver (``lib.Receiver``) as the merchants' endpoints. Every event is
 checked as a receiver would: its ``Pyorder-Signature`` under the endpoint's secret
-(``sandbox.signing.verify``) and its ``Pyorder-Event-Id`` header."""
+(``pyorder.kernel.signing.verify``) and its ``Pyorder-Event-Id`` header."""
 
 import sqlite3
 import time

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.signing import SignatureMismatch
+from pyorder.kernel.signing import SignatureMismatch
 from tests.server.e2e_lib import Server, Shop, running_server
 from tests.support.postgres import postgres_dsn
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sandbox.signing import sign
+from pyorder.kernel.signing import sign
 from tests.payments.lib import SECRET as PAY_SECRET
 from tests.payments.lib import Sandbox
 from tests.server.e2e_lib import Response, Server, Shop, fresh_database

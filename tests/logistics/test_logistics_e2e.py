@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.signing import compute_signature, sign
+from pyorder.kernel.signing import compute_signature, sign
 from tests.support.postgres import postgres_dsn
 
 from .lib import SECRET, ShipWorld, ship_world, tracking_event

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.signing import sign
+from pyorder.kernel.signing import sign
 from tests.server.e2e_lib import Server, Shop, address, fresh_database
 from tests.support.server import ROOT, ServerProcess, free_port
 

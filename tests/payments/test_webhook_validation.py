@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.signing import sign
+from pyorder.kernel.signing import sign
 from tests.server.e2e_lib import Call, order_body
 from tests.support.postgres import postgres_dsn
 

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from pyorder.kernel.signing import SIGNATURE_HEADER
 from sandbox.serving import running
-from sandbox.signing import SIGNATURE_HEADER
 
 
 @dataclass(frozen=True)

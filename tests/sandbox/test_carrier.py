@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from pyorder.kernel.signing import SignatureMismatch, verify
 from sandbox.bodies import iso
 from sandbox.carrier.config import CarrierFaults, CarrierSettings
 from sandbox.carrier.tariff import Tariff
-from sandbox.signing import SignatureMismatch, verify
 from tests.sandbox.receiver import Receiver, webhook_receiver
 from tests.sandbox.support import (
     CARRIER_SECRET,

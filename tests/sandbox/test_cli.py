@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from sandbox.signing import verify
+from pyorder.kernel.signing import verify
 from tests.sandbox.receiver import webhook_receiver
 from tests.sandbox.support import Api
 

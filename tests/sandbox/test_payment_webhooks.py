@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from pyorder.kernel.signing import SignatureMismatch, StaleSignature, verify
 from sandbox.payment.config import PaymentFaults, PaymentSettings
-from sandbox.signing import SignatureMismatch, StaleSignature, verify
 from sandbox.webhooks import RetryPolicy
 from tests.sandbox.receiver import Received, webhook_receiver
 from tests.sandbox.support import PAYMENT_SECRET, Api, eventually, new_key, payment_sandbox

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import (
     DeliveryWindow,
     Fulfilment,
@@ -15,7 +16,6 @@ from pyorder.logistics.model import (
     TrackingEvent,
 )
 from pyorder.model import WriteBatch
-from pyorder.payments.model import OutboxItem, OutboxKind
 from pyorder.storage.base import StorageError, Store
 
 from .backends import Backend

@@ -3,12 +3,11 @@ are written whole and the last staged wins, and ``load()`` returns what a restar
 
 from dataclasses import replace
 
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.model import WriteBatch
 from pyorder.payments.model import (
     Attempt,
     AttemptStatus,
-    OutboxItem,
-    OutboxKind,
     Payment,
     PaymentStatus,
     RefundStatus,

@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus
 from pyorder.model import Sku, WriteBatch
-from pyorder.payments.model import OutboxItem, OutboxKind, Payment, PaymentStatus
+from pyorder.payments.model import Payment, PaymentStatus
 from pyorder.returns.model import (
     CostBearer,
     Decision,

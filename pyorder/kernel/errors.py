@@ -1,5 +1,9 @@
 """Domain errors: each carries a stable code, a message for people, and an HTTP status.
 
+The errors of every capability's requests, and those of the webhooks providers and carriers
+send (``InvalidSignature``, ``InvalidEvent``, ``EventInFlight``: payments, logistics and
+returns check them the same way).
+
 The server (``server.handling``) turns them into ``{"error": {"code": ..., "message": ...}}``.
 """
 
@@ -65,3 +69,23 @@ class InvalidState(Conflict):
 class Unavailable(DomainError):
     status = 503
     code = "unavailable"
+
+
+class InvalidSignature(DomainError):
+    """A provider's or carrier's webhook is not signed under its secret (or too long ago)."""
+
+    status = 400
+    code = "invalid_signature"
+
+
+class InvalidEvent(DomainError):
+    """A provider's or carrier's webhook body is not an event we can apply."""
+
+    status = 400
+    code = "invalid_event"
+
+
+class EventInFlight(Conflict):
+    """The same event is being applied by another delivery: the provider retries later."""
+
+    code = "event_in_flight"

@@ -1,8 +1,8 @@
-"""sandbox.signing: what the platform's webhook endpoints will rely on."""
+"""pyorder.kernel.signing: what the platform's webhook endpoints and the sandboxes rely on."""
 
 import pytest
 
-from sandbox.signing import (
+from pyorder.kernel.signing import (
     MalformedSignature,
     SignatureError,
     SignatureMismatch,
