@@ -27,7 +27,8 @@ def _modules() -> dict[str, Path]:
     """Dotted module name -> source file, for every module of our packages."""
     found: dict[str, Path] = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
+        # A compiled module counts by its stub (``pyorder/_core.pyi``).
+        for path in sorted([*(ROOT / package).rglob("*.py"), *(ROOT / package).rglob("*.pyi")]):
             parts = list(path.relative_to(ROOT).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
@@ -35,7 +36,9 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imported(node: ast.AST, module: str, is_package: bool) -> Iterator[str]:
+def _imported(
+    node: ast.AST, module: str, is_package: bool, modules: dict[str, Path]
+) -> Iterator[str]:
     """The dotted names an import statement names (submodules as ``a.b.c``)."""
     if isinstance(node, ast.Import):
         for alias in node.names:
@@ -48,9 +51,9 @@ def _imported(node: ast.AST, module: str, is_package: bool) -> Iterator[str]:
             target = f"{prefix}.{node.module}" if node.module else prefix
         else:
             target = node.module or ""
-        yield target
         for alias in node.names:
-            yield f"{target}.{alias.name}"
+            submodule = f"{target}.{alias.name}"
+            yield submodule if submodule in modules else target
 
 
 @functools.cache
@@ -63,7 +66,7 @@ def import_graph() -> Graph:
         is_package = path.name == "__init__.py"
         edges: set[str] = set()
         for node in ast.walk(tree):
-            for target in _imported(node, name, is_package):
+            for target in _imported(node, name, is_package, modules):
                 if target in modules and target != name:
                     edges.add(target)
         graph[name] = edges
