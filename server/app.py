@@ -1,9 +1,9 @@
 """The aiohttp application factory."""
 
-import functools
 import hmac
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -29,10 +29,12 @@ from server.keys import (
     MAX_BODY_BYTES,
     METRICS,
     METRICS_TOKEN,
+    OPENAPI,
     PLATFORM,
 )
 from server.metrics import Metrics
 from server.openapi import document
+from server.operations import AUTH_ERRORS, operation, undocumented
 from server.requests import json_response, principal
 from server.schemas import HealthOut
 
@@ -64,7 +66,16 @@ def create_app(
     app[IDEMPOTENCY] = Idempotency(platform)
     app[METRICS] = metrics
     app[ISSUER] = TokenIssuer(token_secret or load_or_create_secret(Path(config.data_dir)))
-    routes = [
+    app.add_routes(handled(metrics.http, api_routes()))
+    # Generated here, so that a route declaring no operation fails the app's creation.
+    app[OPENAPI] = msgspec.json.encode(document(app.router.routes()))
+    app.cleanup_ctx.append(_run_platform)
+    return app
+
+
+def api_routes() -> list[web.AbstractRouteDef]:
+    """Every route of the API, its handler not wrapped yet (``server.handling``)."""
+    return [
         *catalog_routes.routes,
         *order_routes.routes,
         *payment_routes.routes,
@@ -76,9 +87,18 @@ def create_app(
         web.get("/metrics", render_metrics),
         web.get("/v1/openapi.json", openapi),
     ]
-    app.add_routes(handled(metrics.http, routes))
-    app.cleanup_ctx.append(_run_platform)
-    return app
+
+
+def api_router() -> web.UrlDispatcher:
+    """A router of ``api_routes`` alone, without an app (for tools and tests)."""
+    router = web.UrlDispatcher()
+    router.add_routes(api_routes())
+    return router
+
+
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document of ``api_routes``, without an app (for tools and tests)."""
+    return document(api_router().routes())
 
 
 async def _run_platform(app: web.Application) -> AsyncIterator[None]:
@@ -89,15 +109,26 @@ async def _run_platform(app: web.Application) -> AsyncIterator[None]:
     await platform.stop()
 
 
+@operation("Liveness", 200, HealthOut, auth=False)
 async def healthz(request: web.Request) -> web.Response:
     return json_response(HealthOut("ok"))
 
 
+@operation(
+    "Readiness: the store is open and the core rebuilt", 200, HealthOut, errors=(503,), auth=False
+)
 async def readyz(request: web.Request) -> web.Response:
     ready = request.app[PLATFORM].ready
     return json_response(HealthOut("ready" if ready else "starting"), 200 if ready else 503)
 
 
+@operation(
+    "Prometheus metrics (admin, or 'Bearer <--metrics-token>'; docs/server.md)",
+    200,
+    None,
+    errors=AUTH_ERRORS,
+    text="text/plain",
+)
 async def render_metrics(request: web.Request) -> web.Response:
     """Prometheus text for an admin or the holder of the metrics token; 401/403 otherwise."""
     if not _metrics_token_matches(request):
@@ -133,10 +164,6 @@ def metrics_app(api: web.Application, *, token: str | None) -> web.Application:
     return app
 
 
-@functools.cache
-def _openapi_body() -> bytes:
-    return msgspec.json.encode(document())
-
-
+@undocumented("the document itself")
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=_openapi_body(), content_type="application/json")
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
