@@ -385,7 +385,7 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
 
 
 def test_the_policy_covers_every_endpoint_and_caller() -> None:
-    from server.app import api_router
+    from server.api import router
 
     assert set(REQUESTS) == set(POLICY)
     assert all(len(row) == len(CALLERS) for row in POLICY.values())
@@ -395,7 +395,7 @@ def test_the_policy_covers_every_endpoint_and_caller() -> None:
         return re.sub(r"\{[^}]*\}", "{}", label)
 
     rows = {shape(label) for label in POLICY}
-    for route in api_router().routes():  # documented or not
+    for route in router().routes():  # documented or not
         if route.method != "HEAD":
             label = f"{route.method} {route.resource.canonical if route.resource else ''}"
             assert shape(label) in rows, f"{label}: no row"
