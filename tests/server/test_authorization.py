@@ -103,6 +103,8 @@ POLICY: dict[str, tuple[int, ...]] = {
     "GET /readyz":                                (200, 200, 200, 200, 200, 200, 200, 200, 200),
     "GET /metrics":                               (403, 403, 403, 403, 200, *ANON),
     "GET /v1/openapi.json":                       (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /docs":                                  (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /docs/{asset}":                          (200, 200, 200, 200, 200, 200, 200, 200, 200),
 }
 # fmt: on
 
@@ -381,6 +383,8 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
     "GET /readyz": lambda s, c: ("GET", "/readyz", None),
     "GET /metrics": lambda s, c: ("GET", "/metrics", None),
     "GET /v1/openapi.json": lambda s, c: ("GET", "/v1/openapi.json", None),
+    "GET /docs": lambda s, c: ("GET", "/docs", None),
+    "GET /docs/{asset}": lambda s, c: ("GET", "/docs/swagger-ui.css", None),
 }
 
 
