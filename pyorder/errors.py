@@ -1,13 +1,13 @@
-"""Domain errors: each carries a stable code, a message for people, and an HTTP status.
+"""Domain errors: each carries a stable code and a message for people, nothing of HTTP.
 
-The server (``server.handling``) turns them into ``{"error": {"code": ..., "message": ...}}``.
+The server answers them as ``{"error": {"code": ..., "message": ...}}`` with the status its
+table gives the code (``server.statuses``).
 """
 
 from typing import Any
 
 
 class DomainError(Exception):
-    status = 400
     code = "bad_request"
 
     def __init__(self, message: str, **details: Any) -> None:
@@ -17,34 +17,28 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
-    status = 422
     code = "invalid_input"
 
 
 class MalformedJson(DomainError):
     """The request body is not JSON (or not UTF-8)."""
 
-    status = 400
     code = "malformed_json"
 
 
 class NotFound(DomainError):
-    status = 404
     code = "not_found"
 
 
 class Forbidden(DomainError):
-    status = 403
     code = "forbidden"
 
 
 class Unauthorized(DomainError):
-    status = 401
     code = "unauthorized"
 
 
 class Conflict(DomainError):
-    status = 409
     code = "conflict"
 
 
@@ -63,5 +57,4 @@ class InvalidState(Conflict):
 
 
 class Unavailable(DomainError):
-    status = 503
     code = "unavailable"

@@ -62,12 +62,10 @@ class NoProvider(InvalidInput):
 
 
 class InvalidSignature(DomainError):
-    status = 400
     code = "invalid_signature"
 
 
 class InvalidEvent(DomainError):
-    status = 400
     code = "invalid_event"
 
 
