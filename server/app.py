@@ -1,6 +1,5 @@
 """The aiohttp application factory."""
 
-import functools
 import hmac
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -8,16 +7,9 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
-from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from pyorder.auth import TokenIssuer, load_or_create_secret
 from pyorder.platform import Config, Platform
-from server import (
-    catalog_routes,
-    logistics_routes,
-    order_routes,
-    payment_routes,
-    return_routes,
-    webhook_routes,
-)
+from server import api
 from server.admission import Admission
 from server.errors import error_response
 from server.handling import handled
@@ -29,12 +21,11 @@ from server.keys import (
     MAX_BODY_BYTES,
     METRICS,
     METRICS_TOKEN,
+    OPENAPI,
     PLATFORM,
 )
 from server.metrics import Metrics
 from server.openapi import document
-from server.requests import json_response, principal
-from server.schemas import HealthOut
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 
@@ -64,19 +55,9 @@ def create_app(
     app[IDEMPOTENCY] = Idempotency(platform)
     app[METRICS] = metrics
     app[ISSUER] = TokenIssuer(token_secret or load_or_create_secret(Path(config.data_dir)))
-    routes = [
-        *catalog_routes.routes,
-        *order_routes.routes,
-        *payment_routes.routes,
-        *logistics_routes.routes,
-        *return_routes.routes,
-        *webhook_routes.routes,
-        web.get("/healthz", healthz),
-        web.get("/readyz", readyz),
-        web.get("/metrics", render_metrics),
-        web.get("/v1/openapi.json", openapi),
-    ]
-    app.add_routes(handled(metrics.http, routes))
+    app.add_routes(handled(metrics.http, api.routes()))
+    # Generated here, so that a route declaring no operation fails the app's creation.
+    app[OPENAPI] = msgspec.json.encode(document(app.router.routes()))
     app.cleanup_ctx.append(_run_platform)
     return app
 
@@ -89,36 +70,12 @@ async def _run_platform(app: web.Application) -> AsyncIterator[None]:
     await platform.stop()
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return json_response(HealthOut("ok"))
-
-
-async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[PLATFORM].ready
-    return json_response(HealthOut("ready" if ready else "starting"), 200 if ready else 503)
-
-
-async def render_metrics(request: web.Request) -> web.Response:
-    """Prometheus text for an admin or the holder of the metrics token; 401/403 otherwise."""
-    if not _metrics_token_matches(request):
-        principal(request).require(Role.ADMIN)
-    return request.app[METRICS].render()
-
-
-def _metrics_token_matches(request: web.Request) -> bool:
-    token = request.app[METRICS_TOKEN]
-    if not token:
-        return False
-    given = request.headers.get("Authorization", "").encode()
-    return hmac.compare_digest(given, f"Bearer {token}".encode())
-
-
-def metrics_app(api: web.Application, *, token: str | None) -> web.Application:
-    """``/metrics`` of ``api`` alone, for a listener of its own (``--metrics-listen``): open
+def metrics_app(main: web.Application, *, token: str | None) -> web.Application:
+    """``/metrics`` of ``main`` alone, for a listener of its own (``--metrics-listen``): open
     to whoever reaches it when ``token`` is None (bind it to a private address), else only to
     ``Bearer <token>``."""
     app = web.Application()
-    metrics = api[METRICS]
+    metrics = main[METRICS]
 
     async def serve(request: web.Request) -> web.Response:
         if token and not hmac.compare_digest(
@@ -131,12 +88,3 @@ def metrics_app(api: web.Application, *, token: str | None) -> web.Application:
 
     app.router.add_get("/metrics", serve)
     return app
-
-
-@functools.cache
-def _openapi_body() -> bytes:
-    return msgspec.json.encode(document())
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=_openapi_body(), content_type="application/json")

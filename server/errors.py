@@ -13,6 +13,7 @@ from pyorder.kernel.errors import DomainError
 from pyorder.storage.base import StorageError
 from server.keys import MAX_BODY_BYTES, METRICS
 from server.schemas import ErrorBody, ErrorOut
+from server.statuses import status_of
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def error_response(
 
 
 def domain_error_response(exc: DomainError) -> web.Response:
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    return error_response(status_of(exc), exc.code, exc.message, exc.details)
 
 
 def response_for(request: web.Request, exc: Exception) -> web.Response:

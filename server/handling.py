@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 
 from server.errors import response_for
 from server.metrics import HttpStats
+from server.operations import undocumented
 
 UNMATCHED = "unmatched"
 """The route name of requests no route takes, in metrics."""
@@ -55,6 +56,7 @@ def _wrap(stats: HttpStats, handler: Handler, route: str) -> Handler:
     return serve
 
 
+@undocumented("answers the requests no route takes (404 or 405)")
 async def _unmatched(request: web.Request) -> web.StreamResponse:
     allowed: set[str] = set()
     itself = request.match_info.route.resource

@@ -26,6 +26,7 @@ from pyorder.kernel.errors import Conflict, DomainError, InvalidInput
 from pyorder.model import IdempotencyRecord
 from pyorder.platform import Platform
 from server.schemas import ErrorBody, ErrorOut
+from server.statuses import status_of
 
 MAX_KEY_LENGTH = 255
 HEADER = "Idempotency-Key"
@@ -114,9 +115,10 @@ async def _run(effect: Effect, who: Principal, body: bytes) -> tuple[int, object
     try:
         return await effect(who, body)
     except DomainError as exc:
-        if exc.status >= 500:
+        status = status_of(exc)
+        if status >= 500:
             raise
-        return exc.status, ErrorOut(ErrorBody(exc.code, exc.message, dict(exc.details)))
+        return status, ErrorOut(ErrorBody(exc.code, exc.message, dict(exc.details)))
 
 
 def _encode(payload: object) -> bytes:

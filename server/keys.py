@@ -15,3 +15,5 @@ ISSUER = web.AppKey("issuer", TokenIssuer)
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
 ADMISSION = web.AppKey("admission", Admission)
 METRICS_TOKEN = web.AppKey("metrics_token", str)
+OPENAPI = web.AppKey("openapi", bytes)
+"""The OpenAPI document (JSON) of the app's routes, generated when it is created."""

@@ -30,6 +30,7 @@ from pyorder import (
     open_store,
 )
 from pyorder.orders import UnknownRegion
+from server.statuses import STATUSES
 from tests.support.postgres import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,7 +200,7 @@ def test_placing_from_python_decides_as_the_json_path(tmp_path: Path) -> None:
                 cls = got.pop("class")
                 assert got == expected, (lines, address)
                 assert cls.code == expected["code"]
-                assert issubclass(cls, InvalidInput if cls.status == 422 else DomainError)
+                assert issubclass(cls, InvalidInput if STATUSES[cls.code] == 422 else DomainError)
             await platform.intake.durable()
         finally:
             await platform.stop()

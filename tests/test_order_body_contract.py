@@ -31,11 +31,11 @@ from pyorder._core import OrderBook, OrderRows
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
 from pyorder.kernel.errors import InvalidInput, MalformedJson
-from server.openapi import document
+from server.api import reference_document
 from server.requests import decode
 from server.schemas import NO_NUL, OrderBatchIn, OrderIn
 
-DOC = document()
+DOC = reference_document()
 COMPONENTS: dict[str, Any] = DOC["components"]["schemas"]
 T0 = 1_796_100_000_000
 

@@ -1,17 +1,17 @@
-"""Domain errors: each carries a stable code, a message for people, and an HTTP status.
+"""Domain errors: each carries a stable code and a message for people, nothing of HTTP.
 
 The errors of every capability's requests, and those of the webhooks providers and carriers
 send (``InvalidSignature``, ``InvalidEvent``, ``EventInFlight``: payments, logistics and
 returns check them the same way).
 
-The server (``server.handling``) turns them into ``{"error": {"code": ..., "message": ...}}``.
+The server answers them as ``{"error": {"code": ..., "message": ...}}`` with the status its
+table gives the code (``server.statuses``).
 """
 
 from typing import Any
 
 
 class DomainError(Exception):
-    status = 400
     code = "bad_request"
 
     def __init__(self, message: str, **details: Any) -> None:
@@ -21,34 +21,28 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
-    status = 422
     code = "invalid_input"
 
 
 class MalformedJson(DomainError):
     """The request body is not JSON (or not UTF-8)."""
 
-    status = 400
     code = "malformed_json"
 
 
 class NotFound(DomainError):
-    status = 404
     code = "not_found"
 
 
 class Forbidden(DomainError):
-    status = 403
     code = "forbidden"
 
 
 class Unauthorized(DomainError):
-    status = 401
     code = "unauthorized"
 
 
 class Conflict(DomainError):
-    status = 409
     code = "conflict"
 
 
@@ -67,21 +61,18 @@ class InvalidState(Conflict):
 
 
 class Unavailable(DomainError):
-    status = 503
     code = "unavailable"
 
 
 class InvalidSignature(DomainError):
     """A provider's or carrier's webhook is not signed under its secret (or too long ago)."""
 
-    status = 400
     code = "invalid_signature"
 
 
 class InvalidEvent(DomainError):
     """A provider's or carrier's webhook body is not an event we can apply."""
 
-    status = 400
     code = "invalid_event"
 
 

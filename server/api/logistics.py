@@ -8,14 +8,16 @@ from datetime import datetime
 from aiohttp import web
 
 from pyorder.auth import Principal
-from server.catalog_routes import _check_region_code
 from server.keys import IDEMPOTENCY, PLATFORM
-from server.order_routes import MAX_ORDER_ID
-from server.requests import decode, int_param, json_response, principal
+from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from server.params import ORDER_ID, PARTNER_NAME, REGION, TextParam
+from server.requests import decode, json_response, principal
 from server.schemas import (
     DeliveryWindowIn,
     DeliveryWindowList,
+    DeliveryWindowOut,
     ShipIn,
+    ShipmentsOut,
     WebhookAck,
     WindowPickIn,
     shipments_out,
@@ -23,6 +25,9 @@ from server.schemas import (
 )
 
 routes = web.RouteTableDef()
+CARRIER = TextParam(
+    "carrier", "path", PARTNER_NAME, "a carrier name has 1 to 64 letters, digits or _.-"
+)
 
 
 def _ms(value: datetime) -> int:
@@ -30,11 +35,21 @@ def _ms(value: datetime) -> int:
 
 
 @routes.post("/v1/orders/{order_id}/shipments")
+@operation(
+    "Ship a paid order (the merchant of its lines, admin): one parcel per serving warehouse"
+    " not shipped yet (or only the parcel of `warehouse`); 202, then the carrier is called",
+    202,
+    ShipmentsOut,
+    ShipIn,
+    (*AUTH_ERRORS, *BODY_ERRORS, 404, 409, 503),
+    (ORDER_ID,),
+    idempotent_key=True,
+)
 async def ship_order(request: web.Request) -> web.Response:
     """Ship a paid order (``ShipIn``, may be empty): 202 with its parcels; the carrier is
     called once they are durable."""
     platform = request.app[PLATFORM]
-    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    order_id = ORDER_ID.get(request)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body if body.strip() else b"{}", ShipIn)
@@ -47,9 +62,17 @@ async def ship_order(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/orders/{order_id}/shipments")
+@operation(
+    "Read an order's tracking: fulfilment status, delivery window, parcels and their"
+    " tracking events, fulfilment time; a merchant the parcels holding its lines",
+    200,
+    ShipmentsOut,
+    errors=(401, 404, 422, 503),
+    params=(ORDER_ID,),
+)
 async def get_shipments(request: web.Request) -> web.Response:
     who = principal(request)
-    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    order_id = ORDER_ID.get(request)
     platform = request.app[PLATFORM]
     svc = platform.logistics
     order, fulfilment, shipments, events = await svc.read(who, order_id)
@@ -59,11 +82,21 @@ async def get_shipments(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/orders/{order_id}/delivery-window")
+@operation(
+    "Pick a delivery window of the order's region for one's own order before it ships"
+    " (buyer); 409 window_full when it has no room left",
+    200,
+    ShipmentsOut,
+    WindowPickIn,
+    (*AUTH_ERRORS, *BODY_ERRORS, 404, 409, 503),
+    (ORDER_ID,),
+    idempotent_key=True,
+)
 async def pick_window(request: web.Request) -> web.Response:
     """The buyer picks a delivery window (``WindowPickIn``) for an own order not shipped yet;
     409 ``window_full`` when it has no room left."""
     platform = request.app[PLATFORM]
-    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    order_id = ORDER_ID.get(request)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body, WindowPickIn)
@@ -81,13 +114,22 @@ async def pick_window(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/regions/{region}/delivery-windows")
+@operation(
+    "Open a delivery window (UTC start and end) with a capacity in a region (admin)",
+    201,
+    DeliveryWindowOut,
+    DeliveryWindowIn,
+    (*AUTH_ERRORS, *BODY_ERRORS, 404, 409, 503),
+    (REGION,),
+    idempotent_key=True,
+)
 async def create_window(request: web.Request) -> web.Response:
     platform = request.app[PLATFORM]
-    code = request.match_info["region"]
+    code = REGION.get(request)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body, DeliveryWindowIn)
-        _check_region_code(code)
+        REGION.check(code)
         window = platform.logistics.create_window(
             who, code, _ms(data.start), _ms(data.end), data.capacity
         )
@@ -97,19 +139,36 @@ async def create_window(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/regions/{region}/delivery-windows")
+@operation(
+    "A region's delivery windows that have not ended, with their remaining capacity",
+    200,
+    DeliveryWindowList,
+    errors=(401, 404, 422),
+    params=(REGION,),
+)
 async def list_windows(request: web.Request) -> web.Response:
     principal(request)
-    code = request.match_info["region"]
-    _check_region_code(code)
+    code = REGION.get(request)
+    REGION.check(code)
     request.app[PLATFORM].catalog.region(code)  # 404 unless served
     found = request.app[PLATFORM].logistics.windows_of(code)
     return json_response(DeliveryWindowList(code, [window_out(w) for w in found]))
 
 
 @routes.post("/v1/webhooks/carriers/{carrier}")
+@operation(
+    "A carrier's signed tracking event (header Provider-Signature: t=<unix>,v1=<hex"
+    " HMAC-SHA256 of 't.body'>); the raw body is verified before it is read",
+    200,
+    WebhookAck,
+    None,
+    (400, 404, 409, 503),
+    (CARRIER,),
+    auth=False,
+)
 async def carrier_webhook(request: web.Request) -> web.Response:
     body = await request.read()
-    carrier = request.match_info["carrier"]
+    carrier = CARRIER.get(request)
     duplicate, event = await request.app[PLATFORM].logistics.handle_webhook(
         carrier, body, dict(request.headers)
     )

@@ -7,19 +7,42 @@ from aiohttp import web
 from pyorder.auth import Principal
 from pyorder.marketplace import merchant_of
 from server.keys import IDEMPOTENCY, PLATFORM
-from server.order_routes import MAX_ORDER_ID
-from server.requests import decode, int_param, json_response, principal
-from server.schemas import PaymentIn, RefundIn, RefundList, WebhookAck, payment_out, refund_out
+from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from server.params import ORDER_ID, PARTNER_NAME, TextParam
+from server.requests import decode, json_response, principal
+from server.schemas import (
+    PaymentIn,
+    PaymentOut,
+    RefundIn,
+    RefundList,
+    RefundOut,
+    WebhookAck,
+    payment_out,
+    refund_out,
+)
 
 routes = web.RouteTableDef()
+PROVIDER = TextParam(
+    "provider", "path", PARTNER_NAME, "a provider name has 1 to 64 letters, digits or _.-"
+)
 
 
 @routes.post("/v1/orders/{order_id}/payments")
+@operation(
+    "Start paying one's own order awaiting payment with a method (buyer); 202, then the"
+    " provider is called, and the order becomes paid when the charge is confirmed",
+    202,
+    PaymentOut,
+    PaymentIn,
+    (*AUTH_ERRORS, *BODY_ERRORS, 404, 409, 503),
+    (ORDER_ID,),
+    idempotent_key=True,
+)
 async def start_payment(request: web.Request) -> web.Response:
     """Start paying an order (``PaymentIn``): 202 with the payment; the provider is called once
     the attempt is durable, and the order becomes ``paid`` when the charge is confirmed."""
     platform = request.app[PLATFORM]
-    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    order_id = ORDER_ID.get(request)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         payment = decode(body, PaymentIn)
@@ -31,10 +54,19 @@ async def start_payment(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/orders/{order_id}/payment")
+@operation(
+    "Read an order's payment: status, authorised/charged/refunded amounts, attempts (an"
+    " attempt in requires_action carries the provider's next_action for the buyer). A"
+    " merchant sees its share of the amounts and no attempts (see PaymentOut)",
+    200,
+    PaymentOut,
+    errors=(401, 404, 422, 503),
+    params=(ORDER_ID,),
+)
 async def get_payment(request: web.Request) -> web.Response:
     """The payment as the caller may see it: a merchant its share (``pyorder.marketplace``)."""
     who = principal(request)
-    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    order_id = ORDER_ID.get(request)
     platform = request.app[PLATFORM]
     pay, attempts, actions = await platform.payments.read(who, order_id)
     if merchant_of(who) is not None:
@@ -46,11 +78,22 @@ async def get_payment(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/orders/{order_id}/refunds")
+@operation(
+    "Refund part or all of a paid order's charge by amount or by lines (the merchant of the"
+    " lines, admin); 202, then the provider is called; 422 refund_exceeds_charge past what"
+    " is left of the charge",
+    202,
+    RefundOut,
+    RefundIn,
+    (*AUTH_ERRORS, *BODY_ERRORS, 404, 409, 503),
+    (ORDER_ID,),
+    idempotent_key=True,
+)
 async def request_refund(request: web.Request) -> web.Response:
     """Refund part (or all) of a paid order's charge (``RefundIn``; the merchant of the lines
     or an admin): 202 with the refund, sent to the provider once it is durable."""
     platform = request.app[PLATFORM]
-    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    order_id = ORDER_ID.get(request)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body, RefundIn)
@@ -64,9 +107,17 @@ async def request_refund(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/orders/{order_id}/refunds")
+@operation(
+    "Read an order's refunds (pending, succeeded or failed); a merchant those touching its"
+    " lines, at its share",
+    200,
+    RefundList,
+    errors=(401, 404, 422, 503),
+    params=(ORDER_ID,),
+)
 async def list_refunds(request: web.Request) -> web.Response:
     who = principal(request)
-    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    order_id = ORDER_ID.get(request)
     platform = request.app[PLATFORM]
     refunds = await platform.payments.read_refunds(who, order_id)
     if merchant_of(who) is not None:  # those touching its lines, at its share
@@ -76,9 +127,19 @@ async def list_refunds(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhooks/payments/{provider}")
+@operation(
+    "A payment provider's signed event (header Provider-Signature: t=<unix>,v1=<hex"
+    " HMAC-SHA256 of 't.body'>); the raw body is verified before it is read",
+    200,
+    WebhookAck,
+    None,
+    (400, 404, 409, 503),
+    (PROVIDER,),
+    auth=False,
+)
 async def payment_webhook(request: web.Request) -> web.Response:
     body = await request.read()
-    provider = request.match_info["provider"]
+    provider = PROVIDER.get(request)
     duplicate, event = await request.app[PLATFORM].payments.handle_webhook(
         provider, body, dict(request.headers)
     )

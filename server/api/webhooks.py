@@ -7,25 +7,45 @@ deliveries, newest first, and send a failed one again. Merchants see their own e
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.kernel.errors import InvalidInput
 from server.keys import IDEMPOTENCY, PLATFORM
-from server.requests import decode, int_param, json_response, principal
+from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from server.params import LIMIT_200, MAX_ID, IntParam, PrefixedIntParam
+from server.requests import decode, json_response, principal
 from server.schemas import (
     DeliveryList,
+    DeliveryOut,
+    WebhookEndpointCreatedOut,
     WebhookEndpointIn,
     WebhookEndpointList,
+    WebhookEndpointOut,
     delivery_out,
     endpoint_created_out,
     endpoint_out,
 )
 
 routes = web.RouteTableDef()
-MAX_ENDPOINT_ID = 2**31 - 1
 MAX_EVENT_ID = 2**63 - 1
 EVENT_PREFIX = "evt_"
+ENDPOINT_ID = IntParam("endpoint_id", "path", 0, MAX_ID)
+EVENT_REF = PrefixedIntParam("event_id", "path", EVENT_PREFIX, 1, MAX_EVENT_ID)
+"""An event as listed (``evt_<n>``) or by its number."""
+EVENT_BEFORE = IntParam("before", "query", 1, MAX_EVENT_ID)
 
 
 @routes.post("/v1/webhook-endpoints")
+@operation(
+    "Register a webhook endpoint of one's own (merchant) for events of the orders holding"
+    " one's SKUs, of the types in `events` (default: all), each showing the merchant's part"
+    " of the order as the API does; 201 with its signing secret, shown"
+    " in this answer only. Events are POSTed signed (header Pyorder-Signature: t=<unix>,"
+    "v1=<hex HMAC-SHA256 of 't.body'>), retried with backoff; see docs/webhooks.md. 409"
+    " too_many_endpoints past 16, 422 invalid_url / unknown_event_type",
+    201,
+    WebhookEndpointCreatedOut,
+    WebhookEndpointIn,
+    (*AUTH_ERRORS, *BODY_ERRORS, 409, 503),
+    idempotent_key=True,
+)
 async def create_endpoint(request: web.Request) -> web.Response:
     """Register an endpoint of the calling merchant (``WebhookEndpointIn``): 201 with its
     secret, once it is durable."""
@@ -40,24 +60,47 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/webhook-endpoints")
+@operation(
+    "List webhook endpoints, oldest first: a merchant's own, everyone's for an admin",
+    200,
+    WebhookEndpointList,
+    errors=AUTH_ERRORS,
+)
 async def list_endpoints(request: web.Request) -> web.Response:
     found = request.app[PLATFORM].webhooks.visible(principal(request))
     return json_response(WebhookEndpointList([endpoint_out(e) for e in found]))
 
 
 @routes.get("/v1/webhook-endpoints/{endpoint_id}")
+@operation(
+    "Read a webhook endpoint (its merchant, admin); its secret is not shown",
+    200,
+    WebhookEndpointOut,
+    errors=(*AUTH_ERRORS, 404, 422),
+    params=(ENDPOINT_ID,),
+)
 async def get_endpoint(request: web.Request) -> web.Response:
     who = principal(request)
-    endpoint_id = int_param(request, "endpoint_id", lo=0, hi=MAX_ENDPOINT_ID)
+    endpoint_id = ENDPOINT_ID.get(request)
     return json_response(endpoint_out(request.app[PLATFORM].webhooks.get(who, endpoint_id)))
 
 
 @routes.delete("/v1/webhook-endpoints/{endpoint_id}")
+@operation(
+    "Delete a webhook endpoint (its merchant, admin): it receives nothing more, and its"
+    " events not delivered yet are cancelled",
+    200,
+    WebhookEndpointOut,
+    None,
+    (*AUTH_ERRORS, 404, 409, 422, 503),
+    (ENDPOINT_ID,),
+    idempotent_key=True,
+)
 async def delete_endpoint(request: web.Request) -> web.Response:
     """Delete (disable) an endpoint: 200 with it, once that and the cancelling of its pending
     events are durable."""
     webhooks = request.app[PLATFORM].webhooks
-    endpoint_id = int_param(request, "endpoint_id", lo=0, hi=MAX_ENDPOINT_ID)
+    endpoint_id = ENDPOINT_ID.get(request)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         return 200, endpoint_out(webhooks.delete(who, endpoint_id))
@@ -66,11 +109,21 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhook-endpoints/{endpoint_id}/rotate-secret")
+@operation(
+    "Give a webhook endpoint a new signing secret (its merchant, admin); 200 with it, shown"
+    " in this answer only. Every attempt from then on, retries included, is signed with it",
+    200,
+    WebhookEndpointCreatedOut,
+    None,
+    (*AUTH_ERRORS, 404, 409, 422, 503),
+    (ENDPOINT_ID,),
+    idempotent_key=True,
+)
 async def rotate_secret(request: web.Request) -> web.Response:
     """Give an endpoint a new secret: 200 with it (shown in this answer only), once durable;
     every attempt from then on is signed with it."""
     webhooks = request.app[PLATFORM].webhooks
-    endpoint_id = int_param(request, "endpoint_id", lo=0, hi=MAX_ENDPOINT_ID)
+    endpoint_id = ENDPOINT_ID.get(request)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         return 200, endpoint_created_out(webhooks.rotate_secret(who, endpoint_id))
@@ -79,12 +132,23 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhook-endpoints/{endpoint_id}/deliveries/{event_id}/retry")
+@operation(
+    "Send a failed event (evt_<n> or <n>) again (its merchant, admin): pending, due now,"
+    " with a fresh budget of attempts (attempts counts from 0 again; last_status and"
+    " last_error stay until the next attempt). 409 invalid_state unless it is failed",
+    200,
+    DeliveryOut,
+    None,
+    (*AUTH_ERRORS, 404, 409, 422, 503),
+    (ENDPOINT_ID, EVENT_REF),
+    idempotent_key=True,
+)
 async def resend_delivery(request: web.Request) -> web.Response:
     """Send a failed event (``evt_<n>`` or ``<n>``) again: 200 with its delivery, pending and
     due now, once durable. 409 ``invalid_state`` unless it is failed."""
     webhooks = request.app[PLATFORM].webhooks
-    endpoint_id = int_param(request, "endpoint_id", lo=0, hi=MAX_ENDPOINT_ID)
-    event_id = _event_id(request.match_info["event_id"])
+    endpoint_id = ENDPOINT_ID.get(request)
+    event_id = EVENT_REF.get(request)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         return 200, delivery_out(await webhooks.resend(who, endpoint_id, event_id))
@@ -92,27 +156,22 @@ async def resend_delivery(request: web.Request) -> web.Response:
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
 
 
-def _event_id(raw: str) -> int:
-    """The number of an event id given as ``evt_<n>`` (as listed) or ``<n>``; 422 otherwise."""
-    digits = raw.removeprefix(EVENT_PREFIX)
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
-        raise InvalidInput("event_id must be evt_<n> or <n>", field="event_id")
-    value = int(digits)
-    if not 1 <= value <= MAX_EVENT_ID:
-        raise InvalidInput(f"event_id must be between 1 and {MAX_EVENT_ID}", field="event_id")
-    return value
-
-
 @routes.get("/v1/webhook-endpoints/{endpoint_id}/deliveries")
+@operation(
+    "A webhook endpoint's events and their delivery (state, attempts, last status and"
+    " error), newest first; `before` (next_cursor) pages back",
+    200,
+    DeliveryList,
+    errors=(*AUTH_ERRORS, 404, 422, 503),
+    params=(ENDPOINT_ID, EVENT_BEFORE, LIMIT_200),
+)
 async def list_deliveries(request: web.Request) -> web.Response:
     """The endpoint's events and their delivery, newest first; ``before`` (an event's number,
     ``next_cursor``) pages back."""
     who = principal(request)
-    endpoint_id = int_param(request, "endpoint_id", lo=0, hi=MAX_ENDPOINT_ID)
-    before = (
-        int_param(request, "before", lo=1, hi=MAX_EVENT_ID) if "before" in request.query else None
-    )
-    limit = int_param(request, "limit", lo=1, hi=200, default=50)
+    endpoint_id = ENDPOINT_ID.get(request)
+    before = EVENT_BEFORE.optional(request)
+    limit = LIMIT_200.get(request)
     found = await request.app[PLATFORM].webhooks.deliveries(who, endpoint_id, before, limit)
     cursor = str(found[-1].id) if len(found) == limit else None
     return json_response(DeliveryList([delivery_out(d) for d in found], cursor))

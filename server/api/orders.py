@@ -9,11 +9,21 @@ from pyorder.auth import Principal
 from pyorder.orders import Answer, Orders
 from server.idempotency import HEADER
 from server.keys import ADMISSION, IDEMPOTENCY, METRICS, PLATFORM
-from server.requests import int_param, json_response, principal
-from server.schemas import OrderList, order_out
+from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from server.params import LIMIT_200, MAX_ORDER_ID, ORDER_ID, IntParam
+from server.requests import json_response, principal
+from server.schemas import (
+    MAX_BATCH_ORDERS,
+    OrderBatchIn,
+    OrderBatchOut,
+    OrderIn,
+    OrderList,
+    OrderOut,
+    order_out,
+)
 
 routes = web.RouteTableDef()
-MAX_ORDER_ID = 2**63 - 1
+ORDER_BEFORE = IntParam("before", "query", 1, MAX_ORDER_ID)
 
 
 Place = Callable[[Orders, Principal, bytes], Answer]
@@ -69,18 +79,44 @@ def _count(app: web.Application, answer: Answer) -> None:
 
 
 # One order (``OrderIn``): parsed, priced, reserved and answered by the Rust core.
-routes.post("/v1/orders")(_placing(Orders.place_json))
+routes.post("/v1/orders")(
+    operation(
+        "Place an order (buyer)",
+        201,
+        OrderOut,
+        OrderIn,
+        (*AUTH_ERRORS, *BODY_ERRORS, 409, 503),
+        idempotent_key=True,
+        sheds=True,
+    )(_placing(Orders.place_json))
+)
 # Up to ``MAX_BATCH_ORDERS`` orders (``OrderBatchIn``), one result per order.
-routes.post("/v1/orders/batch")(_placing(Orders.place_batch_json))
+routes.post("/v1/orders/batch")(
+    operation(
+        f"Place up to {MAX_BATCH_ORDERS} orders at once (buyer); one result per order",
+        200,
+        OrderBatchOut,
+        OrderBatchIn,
+        (*AUTH_ERRORS, *BODY_ERRORS, 409, 503),
+        idempotent_key=True,
+        sheds=True,
+    )(_placing(Orders.place_batch_json))
+)
 
 
 @routes.get("/v1/orders")
+@operation(
+    "List the caller's orders, newest first: a buyer's own, those holding a merchant's"
+    " lines (each cut to its part, see OrderOut), all for an admin",
+    200,
+    OrderList,
+    errors=(401, 422),
+    params=(ORDER_BEFORE, LIMIT_200),
+)
 async def list_orders(request: web.Request) -> web.Response:
     who = principal(request)
-    before = (
-        int_param(request, "before", lo=1, hi=MAX_ORDER_ID) if "before" in request.query else None
-    )
-    limit = int_param(request, "limit", lo=1, hi=200, default=50)
+    before = ORDER_BEFORE.optional(request)
+    limit = LIMIT_200.get(request)
     platform = request.app[PLATFORM]
     found = await platform.orders.list_for(who, before, limit)
     cursor = str(found[-1].id) if len(found) == limit else None
@@ -90,19 +126,37 @@ async def list_orders(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/orders/{order_id}")
+@operation(
+    "Read an order (its buyer, admin; a merchant of its lines sees its part: its own lines"
+    " and their total, the buyer pseudonymised, the address coarse; see OrderOut)",
+    200,
+    OrderOut,
+    errors=(401, 404, 422),
+    params=(ORDER_ID,),
+)
 async def get_order(request: web.Request) -> web.Response:
     """The order as the caller may see it: a merchant its part (``pyorder.marketplace``)."""
     who = principal(request)
-    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    order_id = ORDER_ID.get(request)
     platform = request.app[PLATFORM]
     order = await platform.orders.get(who, order_id)
     return json_response(order_out(platform.views.order(who, order)))
 
 
 @routes.post("/v1/orders/{order_id}/cancel")
+@operation(
+    "Cancel an unpaid order (its units return), or a paid one not shipped (its units"
+    " return and its charge is refunded in full)",
+    200,
+    OrderOut,
+    None,
+    (*AUTH_ERRORS, 404, 409, 422, 503),
+    (ORDER_ID,),
+    idempotent_key=True,
+)
 async def cancel_order(request: web.Request) -> web.Response:
     orders = request.app[PLATFORM].orders
-    order_id = int_param(request, "order_id", lo=0, hi=MAX_ORDER_ID)
+    order_id = ORDER_ID.get(request)
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         return 200, order_out(await orders.cancel(who, order_id))
