@@ -1,105 +1,22 @@
-"""The order domain's records: plain, frozen dataclasses with no framework imports.
+"""What every capability shares: the unit of work (``WriteBatch``, what one durable
+transaction writes), the ``Snapshot`` the core is rebuilt from, and the stored first response
+to an idempotent request (``IdempotencyRecord``).
 
-Money is integer minor units (cents, fen) with an ISO 4217 currency code; times are integer
-milliseconds since the Unix epoch, UTC. IDs: warehouses and SKUs are the dense indexes the
-inventory core assigns; orders carry Snowflake-style IDs (``pyorder.ids``).
+The records themselves live with their capability (``pyorder.orders.model``,
+``pyorder.catalog.model``, ``pyorder.payments.model``, ...). Money is integer minor units with
+an ISO 4217 currency code; times are integer milliseconds since the Unix epoch, UTC.
 """
 
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
 
 from pyorder._core import OrderRows
+from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.events.model import Delivery, OrderEnded, OrderEvent, WebhookEndpoint
 from pyorder.kernel.outbox import OutboxItem
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
+from pyorder.orders.model import Order, StatusChange
 from pyorder.payments.model import Attempt, Payment, Refund, WebhookEvent
 from pyorder.returns.model import Decision, Return
-
-
-class OrderStatus(StrEnum):
-    """Where an order is. ``pending_payment`` holds a reservation; the others do not."""
-
-    PENDING_PAYMENT = "pending_payment"
-    PAID = "paid"
-    CANCELLED = "cancelled"
-    """Cancelled unpaid (units released), or paid and unshipped (units returned, refunded)."""
-    EXPIRED = "expired"
-
-
-@dataclass(frozen=True, slots=True)
-class Warehouse:
-    id: int
-    name: str
-    owner: str
-    """Principal key (``role:subject``) of the merchant or admin that created it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sku:
-    id: int
-    merchant: str
-    """Principal key (``role:subject``) of the owner."""
-    title: str
-    price: int
-    """Unit price in minor units of ``currency``."""
-    currency: str
-    limit_per_buyer: int = 0
-    """Units one buyer may hold reserved plus bought; 0 means no limit."""
-    created_ms: int = 0
-    category: str = ""
-    """The merchant's category (e.g. ``apparel``); return windows and rules go by it."""
-
-
-@dataclass(frozen=True, slots=True)
-class StockRow:
-    """Durable stock of one SKU in one warehouse: on_hand = available + reserved + sold."""
-
-    sku: int
-    warehouse: int
-    on_hand: int
-    reserved: int
-    sold: int
-
-
-@dataclass(frozen=True, slots=True)
-class OrderLine:
-    sku: int
-    warehouse: int
-    """The warehouse the inventory matched this line to."""
-    quantity: int
-    unit_price: int
-    merchant: str
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    id: int
-    buyer: str
-    """Subject of the buyer's token."""
-    status: OrderStatus
-    currency: str
-    total: int
-    """Sum of quantity * unit_price over the lines, in minor units."""
-    region: str
-    address: dict[str, Any]
-    reservation: int
-    """The inventory reservation holding the units while the order is pending."""
-    created_ms: int
-    deadline_ms: int
-    """Payment deadline; an unpaid order expires then."""
-    updated_ms: int
-    lines: tuple[OrderLine, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    """A move of an order from one status to another (applied only from ``from_status``)."""
-
-    order_id: int
-    from_status: OrderStatus
-    to_status: OrderStatus
-    at_ms: int
 
 
 @dataclass(frozen=True, slots=True)

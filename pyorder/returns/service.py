@@ -34,8 +34,9 @@ from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.model import TrackingEvent
 from pyorder.logistics.service import Logistics
-from pyorder.model import Order, OrderStatus, Snapshot
-from pyorder.orders import Orders
+from pyorder.model import Snapshot
+from pyorder.orders.model import Order, OrderStatus
+from pyorder.orders.service import Orders
 from pyorder.payments.model import Refund
 from pyorder.payments.refunds import RefundExceedsCharge
 from pyorder.payments.service import Payments

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import (
     DeliveryWindow,
@@ -21,16 +22,8 @@ from pyorder.logistics.model import (
     ShipmentStatus,
     TrackingEvent,
 )
-from pyorder.model import (
-    IdempotencyRecord,
-    Order,
-    OrderLine,
-    OrderStatus,
-    Sku,
-    StatusChange,
-    StockRow,
-    Warehouse,
-)
+from pyorder.model import IdempotencyRecord
+from pyorder.orders.model import Order, OrderLine, OrderStatus, StatusChange
 from pyorder.payments.model import (
     Attempt,
     AttemptStatus,

@@ -21,9 +21,11 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from pyorder._core import OrderRows, pg_copy_binary
+from pyorder.catalog.model import Sku, StockRow
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
-from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
+from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
+from pyorder.orders.model import Order
 from pyorder.storage import codec, events
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending

@@ -29,9 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pyorder._core import CommitQueue, RowCountError, SqliteWriteError, SqliteWriter
+from pyorder.catalog.model import Sku, StockRow
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
-from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
+from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
+from pyorder.orders.model import Order
 from pyorder.storage import codec, events
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending

@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from pyorder.catalog.model import Sku
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus
-from pyorder.model import Sku, WriteBatch
+from pyorder.model import WriteBatch
 from pyorder.payments.model import Payment, PaymentStatus
 from pyorder.returns.model import (
     CostBearer,
