@@ -45,7 +45,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from pyorder._core import OrderRows
-from pyorder.model import Order, OrderLine, OrderStatus, Sku, StockRow, Warehouse, WriteBatch
+from pyorder.catalog.model import Sku, StockRow, Warehouse
+from pyorder.model import WriteBatch
+from pyorder.orders.model import Order, OrderLine, OrderStatus
 from pyorder.storage import codec
 from pyorder.storage.base import Store
 from pyorder.storage.postgres import PostgresStore

@@ -25,6 +25,7 @@ from pyorder import _core  # noqa: F401
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyorder.auth import Principal, Role
+    from pyorder.catalog.model import Sku, StockRow, Warehouse
     from pyorder.kernel.errors import (
         Conflict,
         DomainError,
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from pyorder.logistics.model import Shipment, ShipmentStatus
-    from pyorder.model import Order, OrderLine, OrderStatus, Sku, StockRow, Warehouse
-    from pyorder.orders import Address, OrderInput, PendingOrder, UnknownRegion
+    from pyorder.orders.input import Address, OrderInput, UnknownRegion
+    from pyorder.orders.model import Order, OrderLine, OrderStatus, PendingOrder
     from pyorder.payments.model import Payment, PaymentStatus, Refund
     from pyorder.platform import Config, Platform, open_store
     from pyorder.returns.model import Return
@@ -56,16 +57,16 @@ _WHERE: dict[str, str] = {
     "Principal": "pyorder.auth",
     "Role": "pyorder.auth",
     # what a caller gives
-    "Address": "pyorder.orders",
-    "OrderInput": "pyorder.orders",
+    "Address": "pyorder.orders.input",
+    "OrderInput": "pyorder.orders.input",
     # what the services answer
-    "Order": "pyorder.model",
-    "OrderLine": "pyorder.model",
-    "OrderStatus": "pyorder.model",
-    "PendingOrder": "pyorder.orders",
-    "Sku": "pyorder.model",
-    "StockRow": "pyorder.model",
-    "Warehouse": "pyorder.model",
+    "Order": "pyorder.orders.model",
+    "OrderLine": "pyorder.orders.model",
+    "OrderStatus": "pyorder.orders.model",
+    "PendingOrder": "pyorder.orders.model",
+    "Sku": "pyorder.catalog.model",
+    "StockRow": "pyorder.catalog.model",
+    "Warehouse": "pyorder.catalog.model",
     "Payment": "pyorder.payments.model",
     "PaymentStatus": "pyorder.payments.model",
     "Refund": "pyorder.payments.model",
@@ -84,7 +85,7 @@ _WHERE: dict[str, str] = {
     "PurchaseLimitExceeded": "pyorder.kernel.errors",
     "Unauthorized": "pyorder.kernel.errors",
     "Unavailable": "pyorder.kernel.errors",
-    "UnknownRegion": "pyorder.orders",
+    "UnknownRegion": "pyorder.orders.input",
 }
 
 __all__ = [

@@ -12,9 +12,11 @@ import numpy.typing as npt
 
 from pyorder._core import OrderBook
 from pyorder.auth import buyer_number
+from pyorder.catalog.model import Sku, Warehouse
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
-from pyorder.model import Order, Sku, Snapshot, Warehouse
+from pyorder.model import Snapshot
+from pyorder.orders.model import Order
 
 
 @dataclass

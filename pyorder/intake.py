@@ -21,7 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from pyorder.model import Order, WriteBatch
+from pyorder.model import WriteBatch
+from pyorder.orders.model import Order
 from pyorder.storage.base import Store
 from pyorder.storage.codec import staged_order
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from pyorder.auth import Principal, Role, load_or_create_secret
 from pyorder.logistics.model import Shipment
-from pyorder.model import Order
+from pyorder.orders.model import Order
 from pyorder.payments.model import Attempt, Payment, PaymentStatus, Refund, RefundStatus
 from pyorder.returns.model import Return
 

@@ -1,105 +1,30 @@
-"""The order domain's records: plain, frozen dataclasses with no framework imports.
+"""What every capability shares: the unit of work (``WriteBatch``, what one durable
+transaction writes), the ``Snapshot`` the core is rebuilt from, and the stored first response
+to an idempotent request (``IdempotencyRecord``).
 
-Money is integer minor units (cents, fen) with an ISO 4217 currency code; times are integer
-milliseconds since the Unix epoch, UTC. IDs: warehouses and SKUs are the dense indexes the
-inventory core assigns; orders carry Snowflake-style IDs (``pyorder.ids``).
+The returns capability stages and loads its rows as a part (``pyorder.kernel.unit``,
+``WriteBatch.part``, ``Snapshot.part``); the other capabilities still use the named fields
+below, until each is moved the same way.
+
+The records themselves live with their capability (``pyorder.orders.model``,
+``pyorder.catalog.model``, ``pyorder.payments.model``, ...). Money is integer minor units with
+an ISO 4217 currency code; times are integer milliseconds since the Unix epoch, UTC.
 """
 
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pyorder._core import OrderRows
+from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.events.model import Delivery, OrderEnded, OrderEvent, WebhookEndpoint
 from pyorder.kernel.outbox import OutboxItem
+from pyorder.kernel.unit import Part, PartKind
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
+from pyorder.orders.model import Order, StatusChange
 from pyorder.payments.model import Attempt, Payment, Refund, WebhookEvent
-from pyorder.returns.model import Decision, Return
 
-
-class OrderStatus(StrEnum):
-    """Where an order is. ``pending_payment`` holds a reservation; the others do not."""
-
-    PENDING_PAYMENT = "pending_payment"
-    PAID = "paid"
-    CANCELLED = "cancelled"
-    """Cancelled unpaid (units released), or paid and unshipped (units returned, refunded)."""
-    EXPIRED = "expired"
-
-
-@dataclass(frozen=True, slots=True)
-class Warehouse:
-    id: int
-    name: str
-    owner: str
-    """Principal key (``role:subject``) of the merchant or admin that created it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sku:
-    id: int
-    merchant: str
-    """Principal key (``role:subject``) of the owner."""
-    title: str
-    price: int
-    """Unit price in minor units of ``currency``."""
-    currency: str
-    limit_per_buyer: int = 0
-    """Units one buyer may hold reserved plus bought; 0 means no limit."""
-    created_ms: int = 0
-    category: str = ""
-    """The merchant's category (e.g. ``apparel``); return windows and rules go by it."""
-
-
-@dataclass(frozen=True, slots=True)
-class StockRow:
-    """Durable stock of one SKU in one warehouse: on_hand = available + reserved + sold."""
-
-    sku: int
-    warehouse: int
-    on_hand: int
-    reserved: int
-    sold: int
-
-
-@dataclass(frozen=True, slots=True)
-class OrderLine:
-    sku: int
-    warehouse: int
-    """The warehouse the inventory matched this line to."""
-    quantity: int
-    unit_price: int
-    merchant: str
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    id: int
-    buyer: str
-    """Subject of the buyer's token."""
-    status: OrderStatus
-    currency: str
-    total: int
-    """Sum of quantity * unit_price over the lines, in minor units."""
-    region: str
-    address: dict[str, Any]
-    reservation: int
-    """The inventory reservation holding the units while the order is pending."""
-    created_ms: int
-    deadline_ms: int
-    """Payment deadline; an unpaid order expires then."""
-    updated_ms: int
-    lines: tuple[OrderLine, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    """A move of an order from one status to another (applied only from ``from_status``)."""
-
-    order_id: int
-    from_status: OrderStatus
-    to_status: OrderStatus
-    at_ms: int
+P = TypeVar("P", bound=Part)
+S = TypeVar("S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +79,6 @@ class WriteBatch:
     delivery_windows: dict[int, DeliveryWindow] = field(default_factory=dict)
     """Window id -> the window's row as it is now (its booked count included)."""
     tracking_events: list[TrackingEvent] = field(default_factory=list)
-    returns: dict[int, Return] = field(default_factory=dict)
-    """Return id -> the return's row as it is now."""
-    return_decisions: dict[tuple[int, str], Decision] = field(default_factory=dict)
-    """(return id, stage) -> a lightning decision."""
     webhook_endpoints: dict[int, WebhookEndpoint] = field(default_factory=dict)
     """Endpoint id -> its row as it is now (a deleted one is disabled, and its events not
     delivered yet are cancelled in the same transaction)."""
@@ -172,9 +93,19 @@ class WriteBatch:
     SQL over the rows just inserted (no Python object per order)."""
     deliveries: dict[int, Delivery] = field(default_factory=dict)
     """Event id -> its delivery state as it is now (attempts, next attempt, outcome)."""
+    parts: dict[str, Part] = field(default_factory=dict)
+    """The parts of capabilities that stage their own rows (``pyorder.kernel.unit``; returns so
+    far), by ``PartKind.name``; ``part()`` makes one on first use."""
     token: int = 0
     """A random id written with the batch (if not 0), to learn afterwards whether a commit
     whose reply was lost did happen (``Store.committed``)."""
+
+    def part(self, kind: PartKind[P, Any]) -> P:
+        """The batch's part of ``kind``, made empty on first use."""
+        found = self.parts.get(kind.name)
+        if found is None:
+            found = self.parts[kind.name] = kind.staged()
+        return cast(P, found)
 
     def add_delta(self, sku: int, warehouse: int, on_hand: int, reserved: int, sold: int) -> None:
         d = self.stock_deltas.setdefault((sku, warehouse), [0, 0, 0])
@@ -215,8 +146,7 @@ class WriteBatch:
             + len(self.order_events)
             + len(self.ended_events)
             + len(self.deliveries)
-            + len(self.returns)
-            + len(self.return_decisions)
+            + sum(map(len, self.parts.values()))
         )
 
 
@@ -242,5 +172,11 @@ class Snapshot:
     shipments: list[Shipment] = field(default_factory=list)
     fulfilments: list[Fulfilment] = field(default_factory=list)
     delivery_windows: list[DeliveryWindow] = field(default_factory=list)
-    returns: list[Return] = field(default_factory=list)
-    return_decisions: list[Decision] = field(default_factory=list)
+    parts: dict[str, object] = field(default_factory=dict)
+    """The parts of capabilities that load their own rows (``pyorder.kernel.unit``), by
+    ``PartKind.name``; read them with ``part()``."""
+
+    def part(self, kind: PartKind[Any, S]) -> S:
+        """The snapshot's part of ``kind`` (that of an empty store if it was not loaded)."""
+        found = self.parts.get(kind.name)
+        return kind.empty() if found is None else cast(S, found)

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyorder.catalog import Catalog
+from pyorder.catalog.service import Catalog
 from pyorder.engine import Engine
 from pyorder.events.dispatcher import EventDispatcher
 from pyorder.events.endpoints import Endpoints
@@ -28,7 +28,7 @@ from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.dispatcher import ShipmentDispatcher
 from pyorder.logistics.service import Logistics
 from pyorder.marketplace import Views
-from pyorder.orders import Orders
+from pyorder.orders.service import Orders
 from pyorder.payments.dispatcher import Dispatcher
 from pyorder.payments.providers import PaymentsConfig, Router
 from pyorder.payments.service import Payments

@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from pyorder.catalog import SkuView
+from pyorder.catalog.model import SkuView, Warehouse
 from pyorder.events.endpoints import MAX_URL_LENGTH
 from pyorder.events.model import ALL_TYPES, Delivery, DeliveryState, EventType, WebhookEndpoint
 from pyorder.inventory import StockLevel
 from pyorder.kernel.clock import iso_ms as iso
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
-from pyorder.model import Order, Warehouse
+from pyorder.orders.model import Order
 from pyorder.payments.model import Attempt, Payment, Refund
 from pyorder.returns.model import CostBearer, Decision, Return, ReturnStatus, Stage
 

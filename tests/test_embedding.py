@@ -29,7 +29,7 @@ from pyorder import (
     Role,
     open_store,
 )
-from pyorder.orders import UnknownRegion
+from pyorder.orders.input import UnknownRegion
 from server.statuses import STATUSES
 from tests.support.postgres import fresh_postgres_database
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from pyorder.intake import Intake, IntakeUnavailableError
-from pyorder.model import OrderStatus, StatusChange, WriteBatch
+from pyorder.model import WriteBatch
+from pyorder.orders.model import OrderStatus, StatusChange
 from pyorder.storage.base import StorageError, Store
 
 

@@ -23,7 +23,7 @@ from pyorder.marketplace import (
     refund_recipients,
     refund_shares,
 )
-from pyorder.model import Order, OrderLine, OrderStatus
+from pyorder.orders.model import Order, OrderLine, OrderStatus
 from pyorder.payments.model import Payment, PaymentStatus, Refund, RefundStatus
 
 X, Y, Z = "merchant:x", "merchant:y", "merchant:z"

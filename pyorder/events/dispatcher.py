@@ -35,7 +35,7 @@ from pyorder.intake import Intake, IntakeUnavailableError
 from pyorder.kernel.clock import now_ms
 from pyorder.kernel.signing import sign
 from pyorder.marketplace import Views
-from pyorder.model import Order
+from pyorder.orders.model import Order
 from pyorder.storage.base import StorageError, Store
 
 log = logging.getLogger(__name__)

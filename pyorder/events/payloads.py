@@ -22,7 +22,7 @@ from pyorder.events.model import Delivery, EventType
 from pyorder.kernel.clock import iso_ms
 from pyorder.logistics.model import Fulfilment, Shipment, ShipmentStatus
 from pyorder.marketplace import Views, refund_part, warehouses_of
-from pyorder.model import Order, OrderStatus
+from pyorder.orders.model import Order, OrderStatus
 from pyorder.payments.model import Refund
 
 log = logging.getLogger(__name__)

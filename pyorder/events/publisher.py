@@ -28,7 +28,8 @@ from pyorder.intake import Intake
 from pyorder.kernel.clock import now_ms
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus, Shipment
 from pyorder.marketplace import refund_recipients
-from pyorder.model import Order, OrderStatus, WriteBatch
+from pyorder.model import WriteBatch
+from pyorder.orders.model import Order, OrderStatus
 from pyorder.payments.model import Refund, RefundStatus
 from pyorder.storage.base import Store
 

@@ -46,8 +46,9 @@ from pyorder.logistics.model import (
     ShipmentStatus,
     TrackingEvent,
 )
-from pyorder.model import Order, OrderStatus, Snapshot
-from pyorder.orders import Orders, PendingOrder
+from pyorder.model import Snapshot
+from pyorder.orders.model import Order, OrderStatus, PendingOrder
+from pyorder.orders.service import Orders
 from pyorder.payments.model import WebhookEvent
 from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row

@@ -1,6 +1,6 @@
 """The payment domain's records: plain, frozen dataclasses, written whole by the stores.
 
-Order status (``pyorder.model.OrderStatus``) stays separate from payment status (Saleor's
+Order status (``pyorder.orders.model.OrderStatus``) stays separate from payment status (Saleor's
 split): a ``Payment`` per order tracks what was authorised, charged and refunded, in integer
 minor units of the order's currency; each try at a provider is an ``Attempt`` whose status
 follows Stripe's PaymentIntent states. Times are ms since the Unix epoch, UTC.

@@ -24,8 +24,8 @@ from pyorder.kernel.clock import now_ms
 from pyorder.kernel.errors import InvalidInput, InvalidState
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.marketplace import refund_shares
-from pyorder.model import Order, OrderStatus
-from pyorder.orders import Orders
+from pyorder.orders.model import Order, OrderStatus
+from pyorder.orders.service import Orders
 from pyorder.payments.model import REFUND_TRANSITIONS, Attempt, Payment, Refund, RefundStatus
 from pyorder.payments.schemas import Refund as ProviderRefund
 from pyorder.payments.schemas import metadata_int

@@ -38,7 +38,8 @@ from pyorder.kernel.errors import (
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.kernel.signing import SIGNATURE_HEADER, SignatureError, verify
 from pyorder.model import Snapshot
-from pyorder.orders import Orders, PendingOrder
+from pyorder.orders.model import PendingOrder
+from pyorder.orders.service import Orders
 from pyorder.payments.model import (
     TERMINAL,
     TRANSITIONS,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pyorder.kernel.clock import iso_ms
 from pyorder.kernel.errors import Conflict, InvalidInput, InvalidState
 from pyorder.logistics.model import Shipment, ShipmentStatus
-from pyorder.model import Order
+from pyorder.orders.model import Order
 from pyorder.payments.model import Refund, RefundStatus
 from pyorder.returns.config import DAY_MS, ReturnsConfig
 from pyorder.returns.model import HOLDS_UNITS, Return, ReturnLine

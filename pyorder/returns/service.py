@@ -34,8 +34,9 @@ from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.model import TrackingEvent
 from pyorder.logistics.service import Logistics
-from pyorder.model import Order, OrderStatus, Snapshot
-from pyorder.orders import Orders
+from pyorder.model import Snapshot
+from pyorder.orders.model import Order, OrderStatus
+from pyorder.orders.service import Orders
 from pyorder.payments.model import Refund
 from pyorder.payments.refunds import RefundExceedsCharge
 from pyorder.payments.service import Payments
@@ -57,6 +58,7 @@ from pyorder.returns.model import (
     return_reference,
 )
 from pyorder.returns.rules import Facts, evaluate
+from pyorder.returns.storage import RETURNS
 from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
 
@@ -117,13 +119,14 @@ class Returns:
 
     def load(self, snap: Snapshot) -> None:
         """Hold exactly what the store holds (at start, and after a failed commit)."""
-        self.returns = {r.id: r for r in snap.returns}
+        stored = snap.part(RETURNS)
+        self.returns = {r.id: r for r in stored.returns}
         self.by_order, self.by_buyer, self.decisions = {}, {}, {}
         for rid in sorted(self.returns):
             r = self.returns[rid]
             self.by_order.setdefault(r.order_id, []).append(rid)
             self.by_buyer.setdefault(r.buyer, []).append(rid)
-        for d in snap.return_decisions:
+        for d in stored.decisions:
             self.decisions.setdefault(d.return_id, []).append(d)
         self.outbox = {o.key: o for o in snap.outbox if o.kind is OutboxKind.RETURN_BOOKING}
 
@@ -137,14 +140,15 @@ class Returns:
             self.by_order.setdefault(ret.order_id, []).append(ret.id)
             self.by_buyer.setdefault(ret.buyer, []).append(ret.id)
         self.returns[ret.id] = ret
-        self._intake.batch.returns[ret.id] = ret
+        self._intake.batch.part(RETURNS).returns[ret.id] = ret
         return ret
 
     def _record(self, decision: Decision) -> Decision:
         check_row(decision)
         found = self.decisions.setdefault(decision.return_id, [])
         found[:] = [d for d in found if d.stage is not decision.stage] + [decision]
-        self._intake.batch.return_decisions[(decision.return_id, decision.stage.value)] = decision
+        staged = self._intake.batch.part(RETURNS).decisions
+        staged[(decision.return_id, decision.stage.value)] = decision
         return decision
 
     @staticmethod

@@ -7,9 +7,11 @@ storage test against both.
 
 from abc import ABC, abstractmethod
 
+from pyorder.catalog.model import Sku, StockRow
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
-from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
+from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
+from pyorder.orders.model import Order
 
 
 class StorageError(Exception):

@@ -3,16 +3,21 @@
 Each ``*_COLUMNS`` string lists a table's columns in the order that the matching ``*_row``
 function produces and the matching ``*_from_row`` function reads, so a backend's INSERT and
 SELECT statements are built from the same list. Rows are positional (``sqlite3`` tuples or
-``asyncpg.Record``). Units are those of ``pyorder.model``: money in minor units, times in ms
-since the Unix epoch (UTC).
+``asyncpg.Record``). Units are those of the records (``pyorder.<capability>.model``): money in
+minor units, times in ms since the Unix epoch (UTC).
+
+The returns rows are not here: that capability brings them as its part of the unit of work
+(``pyorder.returns.storage``, see ``pyorder.kernel.unit``); the others still keep theirs here.
 """
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
+from pyorder.kernel.unit import Row
 from pyorder.logistics.model import (
     DeliveryWindow,
     Fulfilment,
@@ -21,16 +26,8 @@ from pyorder.logistics.model import (
     ShipmentStatus,
     TrackingEvent,
 )
-from pyorder.model import (
-    IdempotencyRecord,
-    Order,
-    OrderLine,
-    OrderStatus,
-    Sku,
-    StatusChange,
-    StockRow,
-    Warehouse,
-)
+from pyorder.model import IdempotencyRecord
+from pyorder.orders.model import Order, OrderLine, OrderStatus, StatusChange
 from pyorder.payments.model import (
     Attempt,
     AttemptStatus,
@@ -40,23 +37,6 @@ from pyorder.payments.model import (
     RefundStatus,
     WebhookEvent,
 )
-from pyorder.returns.model import (
-    CostBearer,
-    Decision,
-    ParcelStatus,
-    Return,
-    ReturnLine,
-    ReturnStatus,
-    RuleResult,
-    Stage,
-)
-
-
-class Row(Protocol):
-    """A positional row: a ``sqlite3`` tuple or an ``asyncpg.Record``."""
-
-    def __getitem__(self, index: int, /) -> Any: ...
-
 
 WAREHOUSE_COLUMNS = "id, name, owner"
 SKU_COLUMNS = "id, merchant, title, price, currency, limit_per_buyer, created_ms, category"
@@ -609,113 +589,10 @@ def tracking_event_from_row(r: Row) -> TrackingEvent:
     )
 
 
-# --- returns (schema version 6) ---------------------------------------------------------------
+# --- a read for the returns rules (its rows are in ``pyorder.returns.storage``) -----------------
 
-RETURN_COLUMNS = (
-    "id, order_id, buyer, merchant, warehouse, status, reason, lines, amount, currency, carrier,"
-    " idempotency_key, carrier_shipment_id, tracking_number, shipping_cost, cost_borne_by,"
-    " parcel_status, last_sequence, refund_number, reviewed_by, review_reason, error,"
-    " created_ms, updated_ms, picked_up_ms, refunded_ms, arrived_ms, restocked_ms"
-)
-DECISION_COLUMNS = "return_id, stage, lightning, rules, decided_ms"
-RETURNS_SQL = f"SELECT {RETURN_COLUMNS} FROM returns ORDER BY id"
-DECISIONS_SQL = f"SELECT {DECISION_COLUMNS} FROM return_decisions ORDER BY return_id, decided_ms"
 DELIVERED_ORDERS_SQL = (
     "SELECT COUNT(*) FROM payments p JOIN fulfilments f ON f.order_id = p.order_id"
     " WHERE p.buyer = {} AND p.paid_attempt > 0 AND f.status = 'delivered'"
 )
 """The buyer's paid orders whose every parcel was delivered; format with the placeholder."""
-
-
-def return_row(r: Return) -> tuple[Any, ...]:
-    lines = [[li.sku, li.quantity, li.unit_price, li.category] for li in r.lines]
-    return (
-        r.id,
-        r.order_id,
-        r.buyer,
-        r.merchant,
-        r.warehouse,
-        r.status.value,
-        r.reason,
-        orjson.dumps(lines).decode(),
-        r.amount,
-        r.currency,
-        r.carrier,
-        r.idempotency_key,
-        r.carrier_shipment_id,
-        r.tracking_number,
-        r.shipping_cost,
-        r.cost_borne_by.value,
-        r.parcel_status.value,
-        r.last_sequence,
-        r.refund_number,
-        r.reviewed_by,
-        r.review_reason,
-        r.error,
-        r.created_ms,
-        r.updated_ms,
-        r.picked_up_ms,
-        r.refunded_ms,
-        r.arrived_ms,
-        r.restocked_ms,
-    )
-
-
-def return_from_row(r: Row) -> Return:
-    return Return(
-        id=int(r[0]),
-        order_id=int(r[1]),
-        buyer=r[2],
-        merchant=r[3],
-        warehouse=int(r[4]),
-        status=ReturnStatus(r[5]),
-        reason=r[6],
-        lines=tuple(
-            ReturnLine(int(sku), int(q), int(price), str(cat))
-            for sku, q, price, cat in orjson.loads(r[7])
-        ),
-        amount=int(r[8]),
-        currency=r[9],
-        carrier=r[10],
-        idempotency_key=r[11],
-        carrier_shipment_id=r[12],
-        tracking_number=r[13],
-        shipping_cost=int(r[14]),
-        cost_borne_by=CostBearer(r[15]),
-        parcel_status=ParcelStatus(r[16]),
-        last_sequence=int(r[17]),
-        refund_number=int(r[18]),
-        reviewed_by=r[19],
-        review_reason=r[20],
-        error=r[21],
-        created_ms=int(r[22]),
-        updated_ms=int(r[23]),
-        picked_up_ms=int(r[24]),
-        refunded_ms=int(r[25]),
-        arrived_ms=int(r[26]),
-        restocked_ms=int(r[27]),
-    )
-
-
-def decision_row(d: Decision) -> tuple[Any, ...]:
-    rules = [[x.rule, x.passed, x.observed, x.limit] for x in d.rules]
-    return (
-        d.return_id,
-        d.stage.value,
-        int(d.lightning),
-        orjson.dumps(rules).decode(),
-        d.decided_ms,
-    )
-
-
-def decision_from_row(r: Row) -> Decision:
-    return Decision(
-        return_id=int(r[0]),
-        stage=Stage(r[1]),
-        lightning=bool(r[2]),
-        rules=tuple(
-            RuleResult(str(rule), bool(passed), observed, limit)
-            for rule, passed, observed, limit in orjson.loads(r[3])
-        ),
-        decided_ms=int(r[4]),
-    )

@@ -25,8 +25,9 @@ from pyorder.events.model import (
     EventType,
     WebhookEndpoint,
 )
+from pyorder.kernel.unit import Row
 from pyorder.model import WriteBatch
-from pyorder.storage.codec import Row, upsert_sql
+from pyorder.storage.codec import upsert_sql
 
 ENDPOINT_COLUMNS = (
     "id, merchant, url, secret, event_types, description, enabled, created_ms, updated_ms"

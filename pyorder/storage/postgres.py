@@ -21,10 +21,13 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from pyorder._core import OrderRows, pg_copy_binary
+from pyorder.catalog.model import Sku, StockRow
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
-from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
-from pyorder.storage import codec, events
+from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
+from pyorder.orders.model import Order
+from pyorder.parts import PARTS
+from pyorder.storage import codec, events, parts
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
@@ -77,10 +80,6 @@ _UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_
 _UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "$")
 _UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "$")
 _INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "$")
-_UPSERT_RETURN = codec.upsert_sql("returns", codec.RETURN_COLUMNS, "id", "$")
-_UPSERT_DECISION = codec.upsert_sql(
-    "return_decisions", codec.DECISION_COLUMNS, "return_id, stage", "$"
-)
 
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
@@ -234,13 +233,13 @@ class PostgresStore(Store):
             (_UPSERT_FULFILMENT, map(codec.fulfilment_row, batch.fulfilments.values())),
             (_UPSERT_WINDOW, map(codec.window_row, batch.delivery_windows.values())),
             (_INSERT_TRACKING_EVENT, map(codec.tracking_event_row, batch.tracking_events)),
-            (_UPSERT_RETURN, map(codec.return_row, batch.returns.values())),
-            (_UPSERT_DECISION, map(codec.decision_row, batch.return_decisions.values())),
         )
         for sql, made in groups:
             params = list(made)
             if params:
                 await conn.executemany(sql, params)
+        for statement, rows in parts.writes(batch):  # the registered parts: returns
+            await conn.executemany(statement.postgres, rows)
         for sql, params in events.postgres_statements(batch, time.time_ns() // 1_000_000):
             await conn.executemany(sql, params)
         if batch.token:
@@ -339,8 +338,10 @@ class PostgresStore(Store):
                 codec.fulfilment_from_row(r) for r in await conn.fetch(codec.FULFILMENTS_SQL)
             ]
             windows = [codec.window_from_row(r) for r in await conn.fetch(codec.WINDOWS_SQL)]
-            returns = [codec.return_from_row(r) for r in await conn.fetch(codec.RETURNS_SQL)]
-            decisions = [codec.decision_from_row(r) for r in await conn.fetch(codec.DECISIONS_SQL)]
+            loaded = {
+                kind.name: kind.snapshot([await conn.fetch(sql) for sql in kind.loads])
+                for kind in PARTS
+            }
         assert maxima is not None
         return Snapshot(
             warehouses=warehouses,
@@ -358,8 +359,7 @@ class PostgresStore(Store):
             shipments=shipments,
             fulfilments=fulfilments,
             delivery_windows=windows,
-            returns=returns,
-            return_decisions=decisions,
+            parts=loaded,
         )
 
     async def delivered_orders(self, buyer: str) -> int:

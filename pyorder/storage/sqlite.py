@@ -29,10 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pyorder._core import CommitQueue, RowCountError, SqliteWriteError, SqliteWriter
+from pyorder.catalog.model import Sku, StockRow
 from pyorder.events.model import Delivery, WebhookEndpoint
+from pyorder.kernel.unit import Row
 from pyorder.logistics.model import TrackingEvent
-from pyorder.model import IdempotencyRecord, Order, Sku, Snapshot, StockRow, WriteBatch
-from pyorder.storage import codec, events
+from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
+from pyorder.orders.model import Order
+from pyorder.parts import PARTS
+from pyorder.storage import codec, events, parts
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
@@ -92,10 +96,6 @@ _UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_
 _UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "?")
 _UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "?")
 _INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "?")
-_UPSERT_RETURN = codec.upsert_sql("returns", codec.RETURN_COLUMNS, "id", "?")
-_UPSERT_DECISION = codec.upsert_sql(
-    "return_decisions", codec.DECISION_COLUMNS, "return_id, stage", "?"
-)
 _PURGE_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_ms < ?"
 _PURGE_TOKENS = "DELETE FROM intake_commits WHERE committed_ms < ?"
 
@@ -367,8 +367,10 @@ class SqliteStore(Store):
                 codec.fulfilment_from_row(r) for r in conn.execute(codec.FULFILMENTS_SQL)
             ]
             windows = [codec.window_from_row(r) for r in conn.execute(codec.WINDOWS_SQL)]
-            returns = [codec.return_from_row(r) for r in conn.execute(codec.RETURNS_SQL)]
-            decisions = [codec.decision_from_row(r) for r in conn.execute(codec.DECISIONS_SQL)]
+            loaded = {
+                kind.name: kind.snapshot([conn.execute(sql).fetchall() for sql in kind.loads])
+                for kind in PARTS
+            }
         finally:
             conn.execute("COMMIT")
         return Snapshot(
@@ -387,8 +389,7 @@ class SqliteStore(Store):
             shipments=shipments,
             fulfilments=fulfilments,
             delivery_windows=windows,
-            returns=returns,
-            return_decisions=decisions,
+            parts=loaded,
         )
 
     async def delivered_orders(self, buyer: str) -> int:
@@ -494,7 +495,7 @@ class SqliteStore(Store):
             lambda: self._orders_with_lines(self._r().execute(sql, params).fetchall())
         )
 
-    def _orders_with_lines(self, order_rows: list[codec.Row]) -> list[Order]:
+    def _orders_with_lines(self, order_rows: list[Row]) -> list[Order]:
         if not order_rows:
             return []
         ids = [r[0] for r in order_rows]
@@ -558,7 +559,7 @@ def _groups(
     catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
     lines; then, after the placed orders, status changes, idempotency records, payments,
     attempts, outbox rows, webhook events, refunds, shipments, fulfilments, delivery windows, tracking
-    events, returns, return decisions and the token."""
+    events, the registered parts (``pyorder.parts``: returns) and the token."""
     before: list[Group] = []
     if batch.warehouses:
         before.append((_UPSERT_WAREHOUSE, list(map(codec.warehouse_row, batch.warehouses)), -1))
@@ -603,11 +604,7 @@ def _groups(
     if batch.tracking_events:
         rows = list(map(codec.tracking_event_row, batch.tracking_events))
         after.append((_INSERT_TRACKING_EVENT, rows, -1))
-    if batch.returns:
-        after.append((_UPSERT_RETURN, list(map(codec.return_row, batch.returns.values())), -1))
-    if batch.return_decisions:
-        rows = list(map(codec.decision_row, batch.return_decisions.values()))
-        after.append((_UPSERT_DECISION, rows, -1))
+    after.extend((statement.sqlite, rows, -1) for statement, rows in parts.writes(batch))
     after.extend(events.sqlite_groups(batch, time.time_ns() // 1_000_000))
     if batch.token:
         after.append((_INSERT_TOKEN, [(batch.token, time.time_ns() // 1_000_000)], -1))

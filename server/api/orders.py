@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from pyorder.auth import Principal
-from pyorder.orders import Answer, Orders
+from pyorder.orders.service import Answer, Orders
 from server.idempotency import HEADER
 from server.keys import ADMISSION, IDEMPOTENCY, METRICS, PLATFORM
 from server.operations import AUTH_ERRORS, BODY_ERRORS, operation

@@ -1,16 +1,9 @@
 """Small builders of model records for the storage tests."""
 
 from pyorder._core import OrderRows
-from pyorder.model import (
-    IdempotencyRecord,
-    Order,
-    OrderLine,
-    OrderStatus,
-    Sku,
-    StockRow,
-    Warehouse,
-    WriteBatch,
-)
+from pyorder.catalog.model import Sku, StockRow, Warehouse
+from pyorder.model import IdempotencyRecord, WriteBatch
+from pyorder.orders.model import Order, OrderLine, OrderStatus
 from pyorder.storage import codec
 
 MERCHANTS = ("m-alpha", "m-beta")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pyorder.auth import Principal, Role
-from pyorder.model import Warehouse
-from pyorder.orders import OrderInput
+from pyorder.catalog.model import Warehouse
+from pyorder.orders.input import OrderInput
 from pyorder.payments.model import AttemptStatus
 from pyorder.payments.providers import PaymentsConfig, ProviderConfig
 from pyorder.payments.schemas import IntentStatus, PaymentIntent

@@ -6,14 +6,9 @@ import time
 
 import pytest
 
-from pyorder.model import (
-    OrderStatus,
-    Sku,
-    StatusChange,
-    StockRow,
-    Warehouse,
-    WriteBatch,
-)
+from pyorder.catalog.model import Sku, StockRow, Warehouse
+from pyorder.model import WriteBatch
+from pyorder.orders.model import OrderStatus, StatusChange
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.postgres import COPY_THRESHOLD
 

@@ -6,7 +6,9 @@ them."""
 import pytest
 
 from pyorder._core import PLACED_LINE_COLUMNS, PLACED_ORDER_COLUMNS, pg_copy_binary
-from pyorder.model import Order, OrderStatus, StatusChange, StockRow, WriteBatch
+from pyorder.catalog.model import StockRow
+from pyorder.model import WriteBatch
+from pyorder.orders.model import Order, OrderStatus, StatusChange
 from pyorder.storage import codec
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.postgres import COPY_THRESHOLD

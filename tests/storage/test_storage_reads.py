@@ -3,7 +3,8 @@ duplicates; SKU lists; stock; idempotency records and their purge."""
 
 from collections.abc import Awaitable, Callable
 
-from pyorder.model import Order, OrderLine, WriteBatch
+from pyorder.model import WriteBatch
+from pyorder.orders.model import Order, OrderLine
 from pyorder.storage.base import Store
 
 from .backends import Backend

@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from pyorder.catalog.model import Sku
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus
-from pyorder.model import Sku, WriteBatch
+from pyorder.model import WriteBatch
 from pyorder.payments.model import Payment, PaymentStatus
 from pyorder.returns.model import (
     CostBearer,
@@ -21,6 +22,7 @@ from pyorder.returns.model import (
     RuleResult,
     Stage,
 )
+from pyorder.returns.storage import RETURNS
 from pyorder.storage.base import StorageError, Store
 
 from .backends import Backend
@@ -69,17 +71,24 @@ OPENED = Decision(
 BOOKING = OutboxItem(7, 1, OutboxKind.RETURN_BOOKING, done=False, created_ms=5, updated_ms=5)
 
 
+def _batch(
+    returns: dict[int, Return],
+    decisions: dict[tuple[int, str], Decision],
+    outbox: dict[tuple[int, int, str], OutboxItem],
+) -> WriteBatch:
+    """A batch of returns and decisions (the returns part) with outbox rows."""
+    batch = WriteBatch(outbox=outbox)
+    staged = batch.part(RETURNS)
+    staged.returns.update(returns)
+    staged.decisions.update(decisions)
+    return batch
+
+
 def test_return_rows_round_trip_and_upsert(store: Backend) -> None:
     async def body(s: Store) -> None:
-        await s.commit(
-            WriteBatch(
-                returns={1: RETURN},
-                return_decisions={(1, "opened"): OPENED},
-                outbox={BOOKING.key: BOOKING},
-            )
-        )
+        await s.commit(_batch({1: RETURN}, {(1, "opened"): OPENED}, outbox={BOOKING.key: BOOKING}))
         snap = await s.load()
-        assert (snap.returns, snap.return_decisions, snap.outbox) == (
+        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.outbox) == (
             [RETURN],
             [OPENED],
             [BOOKING],
@@ -96,14 +105,14 @@ def test_return_rows_round_trip_and_upsert(store: Backend) -> None:
         )
         picked = replace(OPENED, stage=Stage.PICKED_UP, decided_ms=9)
         await s.commit(
-            WriteBatch(
-                returns={1: booked},
-                return_decisions={(1, "picked_up"): picked},
+            _batch(
+                {1: booked},
+                {(1, "picked_up"): picked},
                 outbox={BOOKING.key: replace(BOOKING, done=True)},
             )
         )
         snap = await s.load()
-        assert (snap.returns, snap.return_decisions, snap.outbox) == (
+        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.outbox) == (
             [booked],
             [OPENED, picked],
             [],
@@ -118,10 +127,10 @@ def test_a_return_is_refunded_by_an_amount_above_zero(store: Backend) -> None:
     async def body(s: Store) -> None:
         with pytest.raises(StorageError):
             await s.commit(
-                WriteBatch(returns={1: replace(RETURN, amount=0)}, outbox={BOOKING.key: BOOKING})
+                _batch({1: replace(RETURN, amount=0)}, {}, outbox={BOOKING.key: BOOKING})
             )
         snap = await s.load()
-        assert (snap.returns, snap.outbox) == ([], [])
+        assert (snap.part(RETURNS).returns, snap.outbox) == ([], [])
 
     store.run(body)
 

@@ -14,13 +14,13 @@ prices, merchants) is read from the staged rows until it commits, then from the 
 (``Orders.pending_order``).
 
 ``Orders`` reaches the capabilities it ends orders with (logistics: parcels and delivery
-windows; payments: refunds) through the ``Shipping`` and ``Refunding`` protocols below, wired
+windows; payments: refunds) through the ``Shipping`` and ``Refunding`` protocols of ``ports``, wired
 by the bootstrap with ``connect``: they are built after orders, since they read orders.
 """
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 from pyorder import inventory as inv
 from pyorder.auth import SYSTEM, Principal, Role, buyer_number
@@ -37,16 +37,14 @@ from pyorder.kernel.errors import (
     OutOfStock,
     PurchaseLimitExceeded,
 )
-from pyorder.logistics.model import Shipment, ShipmentStatus
-from pyorder.model import Order, OrderLine, OrderStatus, StatusChange
+from pyorder.logistics.model import ShipmentStatus
+from pyorder.orders.input import OrderInput, UnknownRegion, address_fields
+from pyorder.orders.model import HeldLine, Order, OrderLine, OrderStatus, PendingOrder, StatusChange
+from pyorder.orders.ports import Refunding, Shipping
 from pyorder.storage.base import Store
 
 CANCEL_REASON = "order_cancelled"
 """The reason recorded on the refund of a paid order cancelled before it shipped."""
-
-
-class UnknownRegion(InvalidInput):
-    code = "unknown_region"
 
 
 _REFUSALS: dict[str, type[DomainError]] = {
@@ -64,113 +62,11 @@ class Answer(NamedTuple):
     stockouts: int
 
 
-class HeldLine(NamedTuple):
-    """A line of a pending order as its reservation holds it."""
-
-    sku: int
-    warehouse: int
-    quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class PendingOrder:
-    """An order awaiting payment, as the engine holds it: what paying and expiring need."""
-
-    id: int
-    reservation: int
-    buyer_number: int
-    """``pyorder.auth.buyer_number`` of the buyer's subject."""
-    total: int
-    """Minor units of ``currency``."""
-    currency: str
-    deadline_ms: int
-    """Payment deadline, ms since the Unix epoch (UTC)."""
-    lines: tuple[HeldLine, ...]
-
-
 def _held(t: tuple[Any, ...]) -> PendingOrder:
     oid, reservation, buyer, total, currency, deadline, lines = t
     return PendingOrder(
         oid, reservation, buyer, total, currency, deadline, tuple(HeldLine(*li) for li in lines)
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """A shipping address, as the API's ``AddressIn`` has it. An optional field left None takes
-    the API's default (``country``: ``"CN"``, the others empty); the order shows what it took.
-
-    Checked when the order is placed, by the API's rules: ``name``, ``line1``, ``city`` 1-200
-    characters; ``region`` 1-64 of ``A-Za-z0-9_.:-`` (a region the platform delivers to);
-    ``postal_code`` up to 20, ``line2`` up to 200, ``phone`` up to 40; ``country`` an ISO
-    3166-1 alpha-2 code; none may hold U+0000."""
-
-    name: str
-    line1: str
-    city: str
-    region: str
-    postal_code: str | None = None
-    country: str | None = None
-    line2: str | None = None
-    phone: str | None = None
-
-
-_ADDRESS_FIELDS = frozenset(f.name for f in fields(Address))
-
-
-def _address_fields(a: Address | Mapping[str, str]) -> Mapping[str, str | None]:
-    """The fields of an address as ``OrderBook.place_order`` takes them; a missing one is the
-    core's to default or refuse, an unknown one is refused here, as the API refuses it."""
-    if isinstance(a, Address):
-        return {
-            "name": a.name,
-            "line1": a.line1,
-            "city": a.city,
-            "region": a.region,
-            "postal_code": a.postal_code,
-            "country": a.country,
-            "line2": a.line2,
-            "phone": a.phone,
-        }
-    unknown = sorted(a.keys() - _ADDRESS_FIELDS)
-    if unknown:
-        raise InvalidInput(
-            f"Object contains unknown field `{unknown[0]}` - at `$.address`", path="$.address"
-        )
-    return a
-
-
-@dataclass(frozen=True, slots=True)
-class OrderInput:
-    """One order as a buyer asks for it: (sku, quantity) lines and a shipping address, an
-    ``Address`` or a mapping of its fields (the JSON object of the API's ``AddressIn``)."""
-
-    lines: Sequence[tuple[int, int]]
-    address: Address | Mapping[str, str]
-
-
-class Shipping(Protocol):
-    """What ending an order needs of logistics (``pyorder.logistics.service.Logistics``)."""
-
-    def shipments_of(self, order_id: int) -> Iterable[Shipment]:
-        """The order's parcels."""
-        ...
-
-    def release_window(self, order_id: int) -> None:
-        """Give back the delivery-window slot the order booked, if any (it will not ship)."""
-        ...
-
-
-class Refunding(Protocol):
-    """What cancelling a paid order needs of payments (``pyorder.payments.refunds.Refunds``)."""
-
-    def refundable(self, order_id: int) -> int:
-        """What of the order's charge can still be refunded (minor units)."""
-        ...
-
-    def issue(self, order_id: int, amount: int, reason: str, requested_by: str) -> object:
-        """Stage a refund of ``amount`` minor units of the order's charge."""
-        ...
 
 
 class Orders:
@@ -245,7 +141,7 @@ class Orders:
             buyer_number(who.subject),
             self._intake.batch.placed,
             now_ms(),
-            **_address_fields(order.address),
+            **address_fields(order.address),
         )
         if refused is not None:
             code, message, details = refused

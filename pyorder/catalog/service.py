@@ -7,15 +7,14 @@ own their SKUs and stock them in their own warehouses or the platform's (admin-o
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pyorder.auth import Principal, Role
+from pyorder.catalog.model import Sku, SkuView, StockRow, Warehouse
 from pyorder.engine import Engine
 from pyorder.intake import Intake
-from pyorder.inventory import InventoryError, StockLevel
+from pyorder.inventory import InventoryError
 from pyorder.kernel.clock import now_ms
 from pyorder.kernel.errors import Forbidden, InvalidInput, NotFound
-from pyorder.model import Sku, StockRow, Warehouse
 from pyorder.storage.limits import check_row, check_value
 
 MAX_UNITS = 1 << 50
@@ -24,15 +23,6 @@ MAX_PRICE = 10**12
 """Largest unit price, in minor units."""
 CATEGORY = re.compile(r"([a-z0-9][a-z0-9_-]{0,39})?")
 """A SKU's category (``fullmatch``): a short slug such as ``apparel``, or empty for none."""
-
-
-@dataclass(frozen=True, slots=True)
-class SkuView:
-    """A SKU with its live stock, in total and per warehouse."""
-
-    sku: Sku
-    total: StockLevel
-    by_warehouse: dict[int, StockLevel]
 
 
 class Catalog:

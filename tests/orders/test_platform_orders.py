@@ -13,8 +13,8 @@ import pytest
 
 from pyorder.auth import Principal, Role
 from pyorder.kernel.errors import InvalidInput, OutOfStock
-from pyorder.model import OrderStatus
-from pyorder.orders import OrderInput, UnknownRegion
+from pyorder.orders.input import OrderInput, UnknownRegion
+from pyorder.orders.model import OrderStatus
 from pyorder.platform import Config, Platform
 
 MERCHANT = Principal(Role.MERCHANT, "acme")

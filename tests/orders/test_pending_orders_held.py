@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from pyorder.auth import Principal, Role, buyer_number
-from pyorder.model import OrderStatus
-from pyorder.orders import OrderInput
+from pyorder.orders.input import OrderInput
+from pyorder.orders.model import OrderStatus
 from pyorder.platform import Config, Platform
 from tests.support.postgres import fresh_postgres_database, postgres_dsn
 

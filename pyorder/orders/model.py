@@ -1,0 +1,84 @@
+"""The order records: plain, frozen dataclasses with no framework imports.
+
+Money is integer minor units (cents, fen) with an ISO 4217 currency code; times are integer
+milliseconds since the Unix epoch, UTC. Orders carry Snowflake-style IDs (``pyorder.ids``);
+warehouses and SKUs are the dense indexes the inventory core assigns.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+
+class OrderStatus(StrEnum):
+    """Where an order is. ``pending_payment`` holds a reservation; the others do not."""
+
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    """Cancelled unpaid (units released), or paid and unshipped (units returned, refunded)."""
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    sku: int
+    warehouse: int
+    """The warehouse the inventory matched this line to."""
+    quantity: int
+    unit_price: int
+    merchant: str
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: int
+    buyer: str
+    """Subject of the buyer's token."""
+    status: OrderStatus
+    currency: str
+    total: int
+    """Sum of quantity * unit_price over the lines, in minor units."""
+    region: str
+    address: dict[str, Any]
+    reservation: int
+    """The inventory reservation holding the units while the order is pending."""
+    created_ms: int
+    deadline_ms: int
+    """Payment deadline; an unpaid order expires then."""
+    updated_ms: int
+    lines: tuple[OrderLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A move of an order from one status to another (applied only from ``from_status``)."""
+
+    order_id: int
+    from_status: OrderStatus
+    to_status: OrderStatus
+    at_ms: int
+
+
+class HeldLine(NamedTuple):
+    """A line of a pending order as its reservation holds it."""
+
+    sku: int
+    warehouse: int
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOrder:
+    """An order awaiting payment, as the engine holds it: what paying and expiring need."""
+
+    id: int
+    reservation: int
+    buyer_number: int
+    """``pyorder.auth.buyer_number`` of the buyer's subject."""
+    total: int
+    """Minor units of ``currency``."""
+    currency: str
+    deadline_ms: int
+    """Payment deadline, ms since the Unix epoch (UTC)."""
+    lines: tuple[HeldLine, ...]
