@@ -23,7 +23,7 @@ import time
 import msgspec
 from aiohttp import web
 
-from server.schemas import ErrorBody, ErrorOut
+from server.bodies import ErrorBody, ErrorOut
 
 RETRY_AFTER_S = 1
 """What ``Retry-After`` tells a refused client to wait, whole seconds."""

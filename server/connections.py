@@ -57,9 +57,9 @@ from aiohttp.web_response import StreamResponse
 from aiohttp.web_server import Server
 
 from server.admission import RETRY_AFTER_S, Admission
+from server.bodies import ErrorBody, ErrorOut
 from server.errors import BodyTimeoutError, error_response
 from server.metrics import ConnectionStats, HttpStats
-from server.schemas import ErrorBody, ErrorOut
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from aiohttp.web_protocol import RequestPayloadError
 from pyorder.intake import IntakeUnavailableError
 from pyorder.kernel.errors import DomainError
 from pyorder.storage.base import StorageError
+from server.bodies import ErrorBody, ErrorOut
 from server.keys import MAX_BODY_BYTES, METRICS
-from server.schemas import ErrorBody, ErrorOut
 from server.statuses import status_of
 
 log = logging.getLogger(__name__)

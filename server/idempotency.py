@@ -25,7 +25,7 @@ from pyorder.kernel.clock import now_ms
 from pyorder.kernel.errors import Conflict, DomainError, InvalidInput
 from pyorder.model import IdempotencyRecord
 from pyorder.platform import Platform
-from server.schemas import ErrorBody, ErrorOut
+from server.bodies import ErrorBody, ErrorOut
 from server.statuses import status_of
 
 MAX_KEY_LENGTH = 255

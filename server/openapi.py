@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import hdrs, web
 
-from server import schemas as s
+from server.bodies import ErrorOut
 from server.operations import Operation, Undocumented, declared
 
 SKIPPED_METHODS = frozenset({hdrs.METH_HEAD, hdrs.METH_OPTIONS})
@@ -43,12 +43,12 @@ def document(routes: Iterable[web.AbstractRoute]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``routes`` (``app.router.routes()``)."""
     ops = operations(routes)
     types = {t for _, _, op in ops for t in (op.response, op.body) if t is not None}
-    types.add(s.ErrorOut)
+    types.add(ErrorOut)
     refs, components = msgspec.json.schema_components(
         sorted(types, key=lambda t: t.__name__), ref_template="#/components/schemas/{name}"
     )
     ref = dict(zip(sorted(types, key=lambda t: t.__name__), refs, strict=True))
-    error = {"content": {"application/json": {"schema": ref[s.ErrorOut]}}}
+    error = {"content": {"application/json": {"schema": ref[ErrorOut]}}}
     paths: dict[str, dict[str, Any]] = {}
     for method, path, op in ops:
         content: dict[str, Any] = {}

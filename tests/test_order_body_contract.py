@@ -32,8 +32,9 @@ from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
 from pyorder.kernel.errors import InvalidInput, MalformedJson
 from server.api import reference_document
+from server.api.orders_bodies import OrderBatchIn, OrderIn
+from server.bodies import NO_NUL
 from server.requests import decode
-from server.schemas import NO_NUL, OrderBatchIn, OrderIn
 
 DOC = reference_document()
 COMPONENTS: dict[str, Any] = DOC["components"]["schemas"]

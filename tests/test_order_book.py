@@ -23,7 +23,7 @@ from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
 from pyorder.kernel.clock import iso_ms as iso
 from pyorder.storage.codec import staged_order
-from server.schemas import OrderBatchIn, OrderIn, order_out
+from server.api.orders_bodies import OrderBatchIn, OrderIn, order_out
 
 T0 = 1_796_100_000_000  # 2026-12-01 ~04:40Z
 TIMEOUT = 15 * 60 * 1000

@@ -3,11 +3,7 @@
 from aiohttp import web
 
 from pyorder.auth import Principal
-from server.keys import IDEMPOTENCY, PLATFORM
-from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
-from server.params import LIMIT_500, MAX_ID, REGION, IntParam
-from server.requests import decode, json_response, principal
-from server.schemas import (
+from server.api.catalog_bodies import (
     RegionIn,
     RegionOut,
     SkuIn,
@@ -20,6 +16,10 @@ from server.schemas import (
     sku_out,
     warehouse_out,
 )
+from server.keys import IDEMPOTENCY, PLATFORM
+from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from server.params import LIMIT_500, MAX_ID, REGION, IntParam
+from server.requests import decode, json_response, principal
 
 routes = web.RouteTableDef()
 WAREHOUSE_ID = IntParam("warehouse_id", "path", 0, MAX_ID)

@@ -8,21 +8,21 @@ from datetime import datetime
 from aiohttp import web
 
 from pyorder.auth import Principal
-from server.keys import IDEMPOTENCY, PLATFORM
-from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
-from server.params import ORDER_ID, PARTNER_NAME, REGION, TextParam
-from server.requests import decode, json_response, principal
-from server.schemas import (
+from server.api.logistics_bodies import (
     DeliveryWindowIn,
     DeliveryWindowList,
     DeliveryWindowOut,
     ShipIn,
     ShipmentsOut,
-    WebhookAck,
     WindowPickIn,
     shipments_out,
     window_out,
 )
+from server.bodies import WebhookAck
+from server.keys import IDEMPOTENCY, PLATFORM
+from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from server.params import ORDER_ID, PARTNER_NAME, REGION, TextParam
+from server.requests import decode, json_response, principal
 
 routes = web.RouteTableDef()
 CARRIER = TextParam(

@@ -7,12 +7,7 @@ from aiohttp import web
 
 from pyorder.auth import Principal
 from pyorder.orders.service import Answer, Orders
-from server.idempotency import HEADER
-from server.keys import ADMISSION, IDEMPOTENCY, METRICS, PLATFORM
-from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
-from server.params import LIMIT_200, MAX_ORDER_ID, ORDER_ID, IntParam
-from server.requests import json_response, principal
-from server.schemas import (
+from server.api.orders_bodies import (
     MAX_BATCH_ORDERS,
     OrderBatchIn,
     OrderBatchOut,
@@ -21,6 +16,11 @@ from server.schemas import (
     OrderOut,
     order_out,
 )
+from server.idempotency import HEADER
+from server.keys import ADMISSION, IDEMPOTENCY, METRICS, PLATFORM
+from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from server.params import LIMIT_200, MAX_ORDER_ID, ORDER_ID, IntParam
+from server.requests import json_response, principal
 
 routes = web.RouteTableDef()
 ORDER_BEFORE = IntParam("before", "query", 1, MAX_ORDER_ID)

@@ -6,20 +6,20 @@ from aiohttp import web
 
 from pyorder.auth import Principal
 from pyorder.marketplace import merchant_of
-from server.keys import IDEMPOTENCY, PLATFORM
-from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
-from server.params import ORDER_ID, PARTNER_NAME, TextParam
-from server.requests import decode, json_response, principal
-from server.schemas import (
+from server.api.payments_bodies import (
     PaymentIn,
     PaymentOut,
     RefundIn,
     RefundList,
     RefundOut,
-    WebhookAck,
     payment_out,
     refund_out,
 )
+from server.bodies import WebhookAck
+from server.keys import IDEMPOTENCY, PLATFORM
+from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from server.params import ORDER_ID, PARTNER_NAME, TextParam
+from server.requests import decode, json_response, principal
 
 routes = web.RouteTableDef()
 PROVIDER = TextParam(

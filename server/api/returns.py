@@ -12,11 +12,11 @@ from pyorder.auth import Principal
 from pyorder.logistics.model import TrackingEvent
 from pyorder.platform import Platform
 from pyorder.returns.model import Return, ReturnStatus
+from server.api.returns_bodies import ReturnIn, ReturnList, ReturnOut, ReturnRejectIn, return_out
 from server.keys import IDEMPOTENCY, PLATFORM
 from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
 from server.params import LIMIT_500, ORDER_ID, EnumParam, IntParam
 from server.requests import decode, json_response, principal
-from server.schemas import ReturnIn, ReturnList, ReturnOut, ReturnRejectIn, return_out
 
 routes = web.RouteTableDef()
 MAX_RETURN_ID = 2**63 - 1

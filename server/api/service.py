@@ -6,10 +6,10 @@ import hmac
 from aiohttp import web
 
 from pyorder.auth import Role
+from server.api.service_bodies import HealthOut
 from server.keys import METRICS, METRICS_TOKEN, PLATFORM
 from server.operations import AUTH_ERRORS, operation
 from server.requests import json_response, principal
-from server.schemas import HealthOut
 
 routes = web.RouteTableDef()
 

@@ -7,11 +7,7 @@ deliveries, newest first, and send a failed one again. Merchants see their own e
 from aiohttp import web
 
 from pyorder.auth import Principal
-from server.keys import IDEMPOTENCY, PLATFORM
-from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
-from server.params import LIMIT_200, MAX_ID, IntParam, PrefixedIntParam
-from server.requests import decode, json_response, principal
-from server.schemas import (
+from server.api.webhooks_bodies import (
     DeliveryList,
     DeliveryOut,
     WebhookEndpointCreatedOut,
@@ -22,6 +18,10 @@ from server.schemas import (
     endpoint_created_out,
     endpoint_out,
 )
+from server.keys import IDEMPOTENCY, PLATFORM
+from server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from server.params import LIMIT_200, MAX_ID, IntParam, PrefixedIntParam
+from server.requests import decode, json_response, principal
 
 routes = web.RouteTableDef()
 MAX_EVENT_ID = 2**63 - 1

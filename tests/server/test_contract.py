@@ -9,12 +9,12 @@ import pytest
 from aiohttp import web
 
 from pyorder.platform import Config
+from server.api.service_bodies import HealthOut
 from server.app import create_app
 from server.keys import OPENAPI
 from server.openapi import SKIPPED_METHODS, document
 from server.operations import Undocumented, declared, operation
 from server.params import ORDER_ID
-from server.schemas import HealthOut
 
 LEFT_OUT = {
     ("GET", "/v1/openapi.json"),
