@@ -1,9 +1,9 @@
 """The Rust intake (``OrderBook``) against the Python definitions it replaces on the hot path.
 
-Its answers must be byte-for-byte what the API's msgspec types render (``server.schemas``),
-its validation must accept and refuse what ``OrderIn``/``OrderBatchIn`` accept and refuse (400
-for not-JSON, 422 for invalid), and a batch must decide exactly as the same orders placed one
-by one.
+Its answers must be byte-for-byte what the API's msgspec types render
+(``server.api.orders_bodies``), its validation must accept and refuse what
+``OrderIn``/``OrderBatchIn`` accept and refuse (400 for not-JSON, 422 for invalid), and a batch
+must decide exactly as the same orders placed one by one.
 """
 
 from __future__ import annotations

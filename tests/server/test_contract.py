@@ -3,12 +3,14 @@ router is in the document, or declares why it is not, and the document names not
 router does not route."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from pyorder.platform import Config
+from server.api import reference_document
 from server.api.service_bodies import HealthOut
 from server.app import create_app
 from server.keys import OPENAPI
@@ -46,6 +48,16 @@ def test_every_route_of_the_router_is_in_the_document_and_back(tmp_path: Path) -
     assert routed - in_doc == set(), "routes missing from the document"
     assert in_doc - routed == set(), "documented operations no route serves"
     assert left_out == LEFT_OUT
+
+
+def test_component_names_are_the_bodies_class_names() -> None:
+    """Each schema of the document is named by its Struct's class name alone. msgspec names two
+    classes of one name by their module paths instead (``server.api.x_bodies.Foo``), which
+    would rename a published component whenever a body moves between modules: two
+    capabilities' bodies must not share a name."""
+    names = reference_document()["components"]["schemas"]
+    assert names
+    assert [n for n in names if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", n)] == []
 
 
 async def _handler(request: web.Request) -> web.Response:

@@ -1,5 +1,6 @@
 //! Response bodies of order intake, written straight from the rows: the same JSON the HTTP
-//! API's `OrderOut`, `OrderBatchOut` and `ErrorOut` types describe (`server/schemas.py`).
+//! API's `OrderOut`, `OrderBatchOut` (`server/api/orders_bodies.py`) and `ErrorOut`
+//! (`server/bodies.py`) types describe.
 
 use std::fmt::Write as _;
 
