@@ -5,6 +5,7 @@ milliseconds since the Unix epoch, UTC. Orders carry Snowflake-style IDs (``pyor
 warehouses and SKUs are the dense indexes the inventory core assigns.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -82,3 +83,25 @@ class PendingOrder:
     deadline_ms: int
     """Payment deadline, ms since the Unix epoch (UTC)."""
     lines: tuple[HeldLine, ...]
+
+
+def just_placed(t: tuple[Any, ...], address: Callable[[Any], dict[str, Any]] = dict) -> Order:
+    """An order just placed, awaiting payment, from the order book's tuple (``place_order``'s
+    answer, or a staged row of ``OrderRows.find`` with ``address`` decoding its JSON text):
+    (id, buyer, currency, total, region, address, reservation, created_ms, deadline_ms,
+    lines as (sku, warehouse, quantity, unit_price, merchant))."""
+    oid, buyer, currency, total, region, addr, reservation, created, deadline, lines = t
+    return Order(
+        id=oid,
+        buyer=buyer,
+        status=OrderStatus.PENDING_PAYMENT,
+        currency=currency,
+        total=total,
+        region=region,
+        address=address(addr),
+        reservation=reservation,
+        created_ms=created,
+        deadline_ms=deadline,
+        updated_ms=created,
+        lines=tuple(OrderLine(*line) for line in lines),
+    )

@@ -39,7 +39,14 @@ from pyorder.kernel.errors import (
 )
 from pyorder.logistics.model import ShipmentStatus
 from pyorder.orders.input import OrderInput, UnknownRegion, address_fields
-from pyorder.orders.model import HeldLine, Order, OrderLine, OrderStatus, PendingOrder, StatusChange
+from pyorder.orders.model import (
+    HeldLine,
+    Order,
+    OrderStatus,
+    PendingOrder,
+    StatusChange,
+    just_placed,
+)
 from pyorder.orders.ports import Refunding, Shipping
 from pyorder.storage.base import Store
 
@@ -148,7 +155,7 @@ class Orders:
             raise _REFUSALS.get(code, InvalidInput)(message, **details)
         assert placed is not None
         self._events.placed()  # order.created, if anyone subscribes: flags the batch
-        return _placed_order(placed)
+        return just_placed(placed)
 
     def pending(self, order_id: int) -> PendingOrder | None:
         """The order as the engine holds it if it awaits payment (staged or committed), else
@@ -309,25 +316,6 @@ class Orders:
         ended = replace(full, status=status, updated_ms=at)
         self._events.order_changed(ended, OrderStatus.PENDING_PAYMENT)
         return ended
-
-
-def _placed_order(t: tuple[Any, ...]) -> Order:
-    """An Order from ``OrderBook.place_order``'s answer: just placed, awaiting payment."""
-    oid, buyer, currency, total, region, address, reservation, created, deadline, lines = t
-    return Order(
-        id=oid,
-        buyer=buyer,
-        status=OrderStatus.PENDING_PAYMENT,
-        currency=currency,
-        total=total,
-        region=region,
-        address=address,
-        reservation=reservation,
-        created_ms=created,
-        deadline_ms=deadline,
-        updated_ms=created,
-        lines=tuple(OrderLine(*line) for line in lines),
-    )
 
 
 def _visible(who: Principal, order: Order) -> bool:

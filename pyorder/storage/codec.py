@@ -27,7 +27,7 @@ from pyorder.logistics.model import (
     TrackingEvent,
 )
 from pyorder.model import IdempotencyRecord
-from pyorder.orders.model import Order, OrderLine, OrderStatus, StatusChange
+from pyorder.orders.model import Order, OrderLine, OrderStatus, StatusChange, just_placed
 from pyorder.payments.model import (
     Attempt,
     AttemptStatus,
@@ -210,21 +210,7 @@ def order_from_row(r: Row, lines: tuple[OrderLine, ...]) -> Order:
 
 def staged_order(t: tuple[Any, ...]) -> Order:
     """An Order from a staged row (``OrderRows.find``): awaiting payment, not committed yet."""
-    oid, buyer, currency, total, region, address, reservation, created, deadline, lines = t
-    return Order(
-        id=oid,
-        buyer=buyer,
-        status=OrderStatus.PENDING_PAYMENT,
-        currency=currency,
-        total=total,
-        region=region,
-        address=decode_address(address),
-        reservation=reservation,
-        created_ms=created,
-        deadline_ms=deadline,
-        updated_ms=created,
-        lines=tuple(OrderLine(*line) for line in lines),
-    )
+    return just_placed(t, decode_address)
 
 
 def assemble_orders(order_rows: Iterable[Row], line_rows_: Iterable[Row]) -> list[Order]:

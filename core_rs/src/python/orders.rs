@@ -15,7 +15,7 @@ use pyo3::types::{PyBytes, PyDict};
 use super::errors::inventory_err;
 use super::ids::OrderIdGenerator;
 use super::inventory::Inventory;
-use super::rows::{currency_code, LineParts, OrderRows};
+use super::rows::{currency_code, line_parts, LineParts, OrderRows};
 use crate::inventory::Reservation;
 use crate::orders::book::{self, BookError, Outcome, Placement, Refusal, SkuEntry};
 use crate::orders::parse::{self, Address, BodyError, OrderRequest};
@@ -92,18 +92,7 @@ fn placed_tuple<'py>(
         o.reservation,
         o.created_ms,
         o.deadline_ms,
-        o.lines
-            .iter()
-            .map(|l| {
-                (
-                    l.sku,
-                    l.warehouse,
-                    l.quantity,
-                    l.unit_price,
-                    l.merchant.to_string(),
-                )
-            })
-            .collect(),
+        line_parts(&o.lines),
     ))
 }
 

@@ -32,6 +32,22 @@ impl OrderRows {
 /// (sku, warehouse, quantity, unit_price, merchant)
 pub(crate) type LineParts = (u32, u32, u32, i64, String);
 
+/// An order's lines as Python gets them.
+pub(crate) fn line_parts(lines: &[NewLine]) -> Vec<LineParts> {
+    lines
+        .iter()
+        .map(|l| {
+            (
+                l.sku,
+                l.warehouse,
+                l.quantity,
+                l.unit_price,
+                l.merchant.to_string(),
+            )
+        })
+        .collect()
+}
+
 /// A `NewOrder` from Python values: (id, buyer, currency, total, region, address JSON),
 /// (reservation, created_ms, deadline_ms) and the lines.
 pub(crate) fn new_order(
@@ -158,18 +174,7 @@ impl OrderRows {
             o.reservation,
             o.created_ms,
             o.deadline_ms,
-            o.lines
-                .iter()
-                .map(|l| {
-                    (
-                        l.sku,
-                        l.warehouse,
-                        l.quantity,
-                        l.unit_price,
-                        l.merchant.to_string(),
-                    )
-                })
-                .collect(),
+            line_parts(&o.lines),
         ))
     }
 
