@@ -2,9 +2,9 @@
 transaction writes), the ``Snapshot`` the core is rebuilt from, and the stored first response
 to an idempotent request (``IdempotencyRecord``).
 
-The returns capability stages and loads its rows as a part (``pyorder.kernel.unit``,
-``WriteBatch.part``, ``Snapshot.part``); the other capabilities still use the named fields
-below, until each is moved the same way.
+The returns and events capabilities stage (and load) their rows as parts
+(``pyorder.kernel.unit``, ``WriteBatch.part``, ``Snapshot.part``); the other capabilities still
+use the named fields below, until each is moved the same way.
 
 The records themselves live with their capability (``pyorder.orders.model``,
 ``pyorder.catalog.model``, ``pyorder.payments.model``, ...). Money is integer minor units with
@@ -16,7 +16,6 @@ from typing import Any, TypeVar, cast
 
 from pyorder._core import OrderRows
 from pyorder.catalog.model import Sku, StockRow, Warehouse
-from pyorder.events.model import Delivery, OrderEnded, OrderEvent, WebhookEndpoint
 from pyorder.kernel.outbox import OutboxItem
 from pyorder.kernel.unit import Part, PartKind
 from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
@@ -79,23 +78,9 @@ class WriteBatch:
     delivery_windows: dict[int, DeliveryWindow] = field(default_factory=dict)
     """Window id -> the window's row as it is now (its booked count included)."""
     tracking_events: list[TrackingEvent] = field(default_factory=list)
-    webhook_endpoints: dict[int, WebhookEndpoint] = field(default_factory=dict)
-    """Endpoint id -> its row as it is now (a deleted one is disabled, and its events not
-    delivered yet are cancelled in the same transaction)."""
-    order_events: list[OrderEvent] = field(default_factory=list)
-    """Events of this batch's state changes: each is fanned out at commit, in SQL, to one
-    ``order_events`` row per enabled endpoint subscribed to it of a merchant of the order."""
-    ended_events: list[OrderEnded] = field(default_factory=list)
-    """Events of orders that ended here with no full ``Order`` at hand: made into
-    ``order_events`` as the batch is handed to the store."""
-    placed_events: bool = False
-    """Also write ``order.created`` for every order of ``placed``, fanned out the same way, in
-    SQL over the rows just inserted (no Python object per order)."""
-    deliveries: dict[int, Delivery] = field(default_factory=dict)
-    """Event id -> its delivery state as it is now (attempts, next attempt, outcome)."""
     parts: dict[str, Part] = field(default_factory=dict)
-    """The parts of capabilities that stage their own rows (``pyorder.kernel.unit``; returns so
-    far), by ``PartKind.name``; ``part()`` makes one on first use."""
+    """The parts of capabilities that stage their own rows (``pyorder.kernel.unit``: returns,
+    events), by ``PartKind.name``; ``part()`` makes one on first use."""
     token: int = 0
     """A random id written with the batch (if not 0), to learn afterwards whether a commit
     whose reply was lost did happen (``Store.committed``)."""
@@ -142,10 +127,6 @@ class WriteBatch:
             + len(self.fulfilments)
             + len(self.delivery_windows)
             + len(self.tracking_events)
-            + len(self.webhook_endpoints)
-            + len(self.order_events)
-            + len(self.ended_events)
-            + len(self.deliveries)
             + sum(map(len, self.parts.values()))
         )
 

@@ -22,12 +22,13 @@ from asyncpg.pool import PoolConnectionProxy
 
 from pyorder._core import OrderRows, pg_copy_binary
 from pyorder.catalog.model import Sku, StockRow
+from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
-from pyorder.storage import codec, events, parts
+from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
@@ -238,10 +239,8 @@ class PostgresStore(Store):
             params = list(made)
             if params:
                 await conn.executemany(sql, params)
-        for statement, rows in parts.writes(batch):  # the registered parts: returns
+        for statement, rows in parts.writes(batch):  # the registered parts: returns, events
             await conn.executemany(statement.postgres, rows)
-        for sql, params in events.postgres_statements(batch, time.time_ns() // 1_000_000):
-            await conn.executemany(sql, params)
         if batch.token:
             await conn.execute(
                 "INSERT INTO intake_commits (token, committed_ms) VALUES ($1, $2)",

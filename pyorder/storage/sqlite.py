@@ -30,13 +30,14 @@ from typing import Any, TypeVar
 
 from pyorder._core import CommitQueue, RowCountError, SqliteWriteError, SqliteWriter
 from pyorder.catalog.model import Sku, StockRow
+from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.kernel.unit import Row
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
-from pyorder.storage import codec, events, parts
+from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
@@ -559,7 +560,8 @@ def _groups(
     catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
     lines; then, after the placed orders, status changes, idempotency records, payments,
     attempts, outbox rows, webhook events, refunds, shipments, fulfilments, delivery windows, tracking
-    events, the registered parts (``pyorder.parts``: returns) and the token."""
+    events, the registered parts (``pyorder.parts``: returns, then the events and their
+    fan-outs) and the token."""
     before: list[Group] = []
     if batch.warehouses:
         before.append((_UPSERT_WAREHOUSE, list(map(codec.warehouse_row, batch.warehouses)), -1))
@@ -605,7 +607,6 @@ def _groups(
         rows = list(map(codec.tracking_event_row, batch.tracking_events))
         after.append((_INSERT_TRACKING_EVENT, rows, -1))
     after.extend((statement.sqlite, rows, -1) for statement, rows in parts.writes(batch))
-    after.extend(events.sqlite_groups(batch, time.time_ns() // 1_000_000))
     if batch.token:
         after.append((_INSERT_TOKEN, [(batch.token, time.time_ns() // 1_000_000)], -1))
     return before, after
