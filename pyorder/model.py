@@ -2,7 +2,7 @@
 transaction writes), the ``Snapshot`` the core is rebuilt from, and the stored first response
 to an idempotent request (``IdempotencyRecord``).
 
-The returns and events capabilities stage (and load) their rows as parts
+The logistics, returns and events capabilities stage (and load) their rows as parts
 (``pyorder.kernel.unit``, ``WriteBatch.part``, ``Snapshot.part``); the other capabilities still
 use the named fields below, until each is moved the same way.
 
@@ -18,7 +18,6 @@ from pyorder._core import OrderRows
 from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.kernel.outbox import OutboxItem
 from pyorder.kernel.unit import Part, PartKind
-from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
 from pyorder.orders.model import Order, StatusChange
 from pyorder.payments.model import Attempt, Payment, Refund, WebhookEvent
 
@@ -71,16 +70,9 @@ class WriteBatch:
     webhook_events: list[WebhookEvent] = field(default_factory=list)
     refunds: dict[tuple[int, int], Refund] = field(default_factory=dict)
     """(order id, refund number) -> the refund's row as it is now."""
-    shipments: dict[tuple[int, int], Shipment] = field(default_factory=dict)
-    """(order id, parcel) -> the parcel's row as it is now."""
-    fulfilments: dict[int, Fulfilment] = field(default_factory=dict)
-    """Order id -> its fulfilment row as it is now."""
-    delivery_windows: dict[int, DeliveryWindow] = field(default_factory=dict)
-    """Window id -> the window's row as it is now (its booked count included)."""
-    tracking_events: list[TrackingEvent] = field(default_factory=list)
     parts: dict[str, Part] = field(default_factory=dict)
-    """The parts of capabilities that stage their own rows (``pyorder.kernel.unit``: returns,
-    events), by ``PartKind.name``; ``part()`` makes one on first use."""
+    """The parts of capabilities that stage their own rows (``pyorder.kernel.unit``:
+    logistics, returns, events), by ``PartKind.name``; ``part()`` makes one on first use."""
     token: int = 0
     """A random id written with the batch (if not 0), to learn afterwards whether a commit
     whose reply was lost did happen (``Store.committed``)."""
@@ -123,10 +115,6 @@ class WriteBatch:
             + len(self.outbox)
             + len(self.webhook_events)
             + len(self.refunds)
-            + len(self.shipments)
-            + len(self.fulfilments)
-            + len(self.delivery_windows)
-            + len(self.tracking_events)
             + sum(map(len, self.parts.values()))
         )
 
@@ -150,9 +138,6 @@ class Snapshot:
     outbox: list[OutboxItem] = field(default_factory=list)
     """Calls owed to providers and carriers and not done yet."""
     refunds: list[Refund] = field(default_factory=list)
-    shipments: list[Shipment] = field(default_factory=list)
-    fulfilments: list[Fulfilment] = field(default_factory=list)
-    delivery_windows: list[DeliveryWindow] = field(default_factory=list)
     parts: dict[str, object] = field(default_factory=dict)
     """The parts of capabilities that load their own rows (``pyorder.kernel.unit``), by
     ``PartKind.name``; read them with ``part()``."""

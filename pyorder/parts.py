@@ -2,15 +2,16 @@
 part listed here, in this order, inside a batch's transaction, and load each at start.
 
 A new capability with its own tables adds its ``PartKind`` here: one line. The order is the
-write order the batch has always had (``tests/storage/test_storage_parts.py`` pins it): returns,
-then events last, since an event's fan-out reads the order lines and endpoints written before
-it.
+write order the batch has always had (``tests/storage/test_storage_write_order.py`` pins it):
+logistics, returns, then events last, since an event's fan-out reads the order lines and
+endpoints written before it.
 """
 
 from typing import Any
 
 from pyorder.events.storage import EVENTS
 from pyorder.kernel.unit import PartKind
+from pyorder.logistics.storage import LOGISTICS
 from pyorder.returns.storage import RETURNS
 
-PARTS: tuple[PartKind[Any, Any], ...] = (RETURNS, EVENTS)
+PARTS: tuple[PartKind[Any, Any], ...] = (LOGISTICS, RETURNS, EVENTS)

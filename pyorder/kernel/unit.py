@@ -9,9 +9,9 @@ rows to run them with. The stores write every registered part (``pyorder.parts``
 batch's one transaction, at one fixed place and in the registry's order, so the group commit's
 prefix guarantee covers a part's rows like any others.
 
-Returns and events use this so far (``pyorder.returns.storage``, ``pyorder.events.storage``).
-The older capabilities (catalog, orders, payments, logistics) still stage into the named fields
-of ``pyorder.model.WriteBatch`` and ``Snapshot`` and keep their rows in ``pyorder.storage.codec``;
+Logistics, returns and events use this so far (``pyorder.<capability>.storage``). The older
+capabilities (catalog, orders, payments) still stage into the named fields of
+``pyorder.model.WriteBatch`` and ``Snapshot`` and keep their rows in ``pyorder.storage.codec``;
 moving each of them here is the same change as the one made for returns.
 
 Times are ms since the Unix epoch (UTC); money is integer minor units, as everywhere.

@@ -34,6 +34,7 @@ from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.model import TrackingEvent
 from pyorder.logistics.service import Logistics
+from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import Snapshot
 from pyorder.orders.model import Order, OrderStatus
 from pyorder.orders.service import Orders
@@ -409,7 +410,7 @@ class Returns:
         # An exception held for the scans missing before it (``_on_exception``): a late scan
         # that says the parcel was collected decides the pickup on it, once.
         late_pickup = not applied and status in _PICKED and _held(ret)
-        self._intake.batch.tracking_events.append(
+        self._intake.batch.part(LOGISTICS).tracking_events.append(
             TrackingEvent(
                 carrier=carrier,
                 event_id=event_id,

@@ -6,8 +6,9 @@ SELECT statements are built from the same list. Rows are positional (``sqlite3``
 ``asyncpg.Record``). Units are those of the records (``pyorder.<capability>.model``): money in
 minor units, times in ms since the Unix epoch (UTC).
 
-The returns rows are not here: that capability brings them as its part of the unit of work
-(``pyorder.returns.storage``, see ``pyorder.kernel.unit``); the others still keep theirs here.
+The rows of returns, events and logistics are not here: those capabilities bring them as their
+parts of the unit of work (``pyorder.<capability>.storage``, see ``pyorder.kernel.unit``); the
+catalogue, orders, idempotency and payments still keep theirs here.
 """
 
 from collections.abc import Iterable
@@ -18,14 +19,6 @@ import orjson
 from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.kernel.unit import Row
-from pyorder.logistics.model import (
-    DeliveryWindow,
-    Fulfilment,
-    FulfilmentStatus,
-    Shipment,
-    ShipmentStatus,
-    TrackingEvent,
-)
 from pyorder.model import IdempotencyRecord
 from pyorder.orders.model import Order, OrderLine, OrderStatus, StatusChange
 from pyorder.payments.model import (
@@ -449,144 +442,6 @@ def refund_from_row(r: Row) -> Refund:
 
 def webhook_event_row(e: WebhookEvent) -> tuple[str, str, str, int]:
     return (e.provider, e.event_id, e.type, e.received_ms)
-
-
-# --- logistics (schema version 4) -------------------------------------------------------------
-
-SHIPMENT_COLUMNS = (
-    "order_id, parcel, warehouse, carrier, status, idempotency_key, carrier_shipment_id,"
-    " tracking_number, window_id, last_sequence, last_event_ms, error, created_ms, updated_ms,"
-    " delivered_ms"
-)
-FULFILMENT_COLUMNS = (
-    "order_id, parcels, status, window_id, paid_ms, delivered_ms, fulfilment_ms, updated_ms"
-)
-WINDOW_COLUMNS = "id, region, start_ms, end_ms, capacity, booked, created_ms"
-TRACKING_EVENT_COLUMNS = (
-    "carrier, event_id, order_id, parcel, sequence, status, occurred_ms, location,"
-    " received_ms, applied"
-)
-
-SHIPMENTS_SQL = f"SELECT {SHIPMENT_COLUMNS} FROM shipments ORDER BY order_id, parcel"
-FULFILMENTS_SQL = f"SELECT {FULFILMENT_COLUMNS} FROM fulfilments ORDER BY order_id"
-WINDOWS_SQL = f"SELECT {WINDOW_COLUMNS} FROM delivery_windows ORDER BY id"
-TRACKING_EVENTS_OF_ORDER_SQL = (
-    f"SELECT {TRACKING_EVENT_COLUMNS} FROM tracking_events WHERE order_id = {{}}"
-    " ORDER BY parcel, sequence, received_ms"
-)
-"""Format with the dialect's placeholder (``?`` or ``$1``)."""
-
-
-def shipment_row(s: Shipment) -> tuple[Any, ...]:
-    return (
-        s.order_id,
-        s.parcel,
-        s.warehouse,
-        s.carrier,
-        s.status.value,
-        s.idempotency_key,
-        s.carrier_shipment_id,
-        s.tracking_number,
-        s.window_id,
-        s.last_sequence,
-        s.last_event_ms,
-        s.error,
-        s.created_ms,
-        s.updated_ms,
-        s.delivered_ms,
-    )
-
-
-def shipment_from_row(r: Row) -> Shipment:
-    return Shipment(
-        order_id=int(r[0]),
-        parcel=int(r[1]),
-        warehouse=int(r[2]),
-        carrier=r[3],
-        status=ShipmentStatus(r[4]),
-        idempotency_key=r[5],
-        carrier_shipment_id=r[6],
-        tracking_number=r[7],
-        window_id=int(r[8]),
-        last_sequence=int(r[9]),
-        last_event_ms=int(r[10]),
-        error=r[11],
-        created_ms=int(r[12]),
-        updated_ms=int(r[13]),
-        delivered_ms=int(r[14]),
-    )
-
-
-def fulfilment_row(f: Fulfilment) -> tuple[Any, ...]:
-    return (
-        f.order_id,
-        f.parcels,
-        f.status.value,
-        f.window_id,
-        f.paid_ms,
-        f.delivered_ms,
-        f.fulfilment_ms,
-        f.updated_ms,
-    )
-
-
-def fulfilment_from_row(r: Row) -> Fulfilment:
-    return Fulfilment(
-        order_id=int(r[0]),
-        parcels=int(r[1]),
-        status=FulfilmentStatus(r[2]),
-        window_id=int(r[3]),
-        paid_ms=int(r[4]),
-        delivered_ms=int(r[5]),
-        fulfilment_ms=int(r[6]),
-        updated_ms=int(r[7]),
-    )
-
-
-def window_row(w: DeliveryWindow) -> tuple[Any, ...]:
-    return (w.id, w.region, w.start_ms, w.end_ms, w.capacity, w.booked, w.created_ms)
-
-
-def window_from_row(r: Row) -> DeliveryWindow:
-    return DeliveryWindow(
-        id=int(r[0]),
-        region=r[1],
-        start_ms=int(r[2]),
-        end_ms=int(r[3]),
-        capacity=int(r[4]),
-        booked=int(r[5]),
-        created_ms=int(r[6]),
-    )
-
-
-def tracking_event_row(e: TrackingEvent) -> tuple[Any, ...]:
-    return (
-        e.carrier,
-        e.event_id,
-        e.order_id,
-        e.parcel,
-        e.sequence,
-        e.status,
-        e.occurred_ms,
-        e.location,
-        e.received_ms,
-        int(e.applied),
-    )
-
-
-def tracking_event_from_row(r: Row) -> TrackingEvent:
-    return TrackingEvent(
-        carrier=r[0],
-        event_id=r[1],
-        order_id=int(r[2]),
-        parcel=int(r[3]),
-        sequence=int(r[4]),
-        status=r[5],
-        occurred_ms=int(r[6]),
-        location=r[7],
-        received_ms=int(r[8]),
-        applied=bool(r[9]),
-    )
 
 
 # --- a read for the returns rules (its rows are in ``pyorder.returns.storage``) -----------------

@@ -24,6 +24,7 @@ from pyorder._core import OrderRows, pg_copy_binary
 from pyorder.catalog.model import Sku, StockRow
 from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
+from pyorder.logistics import storage as logistics
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
@@ -77,10 +78,6 @@ _UPSERT_ATTEMPT = codec.upsert_sql(
 _UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "$")
 _INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "$")
 _UPSERT_REFUND = codec.upsert_sql("refunds", codec.REFUND_COLUMNS, "order_id, number", "$")
-_UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_id, parcel", "$")
-_UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "$")
-_UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "$")
-_INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "$")
 
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
@@ -230,16 +227,14 @@ class PostgresStore(Store):
             (_UPSERT_OUTBOX, map(codec.outbox_row, batch.outbox.values())),
             (_INSERT_WEBHOOK_EVENT, map(codec.webhook_event_row, batch.webhook_events)),
             (_UPSERT_REFUND, map(codec.refund_row, batch.refunds.values())),
-            (_UPSERT_SHIPMENT, map(codec.shipment_row, batch.shipments.values())),
-            (_UPSERT_FULFILMENT, map(codec.fulfilment_row, batch.fulfilments.values())),
-            (_UPSERT_WINDOW, map(codec.window_row, batch.delivery_windows.values())),
-            (_INSERT_TRACKING_EVENT, map(codec.tracking_event_row, batch.tracking_events)),
         )
         for sql, made in groups:
             params = list(made)
             if params:
                 await conn.executemany(sql, params)
-        for statement, rows in parts.writes(batch):  # the registered parts: returns, events
+        for statement, rows in parts.writes(
+            batch
+        ):  # the registered parts: logistics, returns, events
             await conn.executemany(statement.postgres, rows)
         if batch.token:
             await conn.execute(
@@ -332,11 +327,6 @@ class PostgresStore(Store):
             attempts = [codec.attempt_from_row(r) for r in await conn.fetch(codec.ATTEMPTS_SQL)]
             outbox = [codec.outbox_from_row(r) for r in await conn.fetch(codec.PENDING_OUTBOX_SQL)]
             refunds = [codec.refund_from_row(r) for r in await conn.fetch(codec.REFUNDS_SQL)]
-            shipments = [codec.shipment_from_row(r) for r in await conn.fetch(codec.SHIPMENTS_SQL)]
-            fulfilments = [
-                codec.fulfilment_from_row(r) for r in await conn.fetch(codec.FULFILMENTS_SQL)
-            ]
-            windows = [codec.window_from_row(r) for r in await conn.fetch(codec.WINDOWS_SQL)]
             loaded = {
                 kind.name: kind.snapshot([await conn.fetch(sql) for sql in kind.loads])
                 for kind in PARTS
@@ -355,9 +345,6 @@ class PostgresStore(Store):
             attempts=attempts,
             outbox=outbox,
             refunds=refunds,
-            shipments=shipments,
-            fulfilments=fulfilments,
-            delivery_windows=windows,
             parts=loaded,
         )
 
@@ -366,8 +353,8 @@ class PostgresStore(Store):
         return int(await self._p().fetchval(sql, buyer))
 
     async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
-        rows = await self._p().fetch(codec.TRACKING_EVENTS_OF_ORDER_SQL.format("$1"), order_id)
-        return [codec.tracking_event_from_row(r) for r in rows]
+        rows = await self._p().fetch(logistics.TRACKING_EVENTS_OF_ORDER_SQL.format("$1"), order_id)
+        return [logistics.tracking_event_from_row(r) for r in rows]
 
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
         row = await self._p().fetchrow(

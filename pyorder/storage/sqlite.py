@@ -33,6 +33,7 @@ from pyorder.catalog.model import Sku, StockRow
 from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.kernel.unit import Row
+from pyorder.logistics import storage as logistics
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
@@ -93,10 +94,6 @@ _UPSERT_ATTEMPT = codec.upsert_sql(
 _UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "?")
 _INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "?")
 _UPSERT_REFUND = codec.upsert_sql("refunds", codec.REFUND_COLUMNS, "order_id, number", "?")
-_UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_id, parcel", "?")
-_UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "?")
-_UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "?")
-_INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "?")
 _PURGE_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_ms < ?"
 _PURGE_TOKENS = "DELETE FROM intake_commits WHERE committed_ms < ?"
 
@@ -363,11 +360,6 @@ class SqliteStore(Store):
             attempts = [codec.attempt_from_row(r) for r in conn.execute(codec.ATTEMPTS_SQL)]
             outbox = [codec.outbox_from_row(r) for r in conn.execute(codec.PENDING_OUTBOX_SQL)]
             refunds = [codec.refund_from_row(r) for r in conn.execute(codec.REFUNDS_SQL)]
-            shipments = [codec.shipment_from_row(r) for r in conn.execute(codec.SHIPMENTS_SQL)]
-            fulfilments = [
-                codec.fulfilment_from_row(r) for r in conn.execute(codec.FULFILMENTS_SQL)
-            ]
-            windows = [codec.window_from_row(r) for r in conn.execute(codec.WINDOWS_SQL)]
             loaded = {
                 kind.name: kind.snapshot([conn.execute(sql).fetchall() for sql in kind.loads])
                 for kind in PARTS
@@ -387,9 +379,6 @@ class SqliteStore(Store):
             attempts=attempts,
             outbox=outbox,
             refunds=refunds,
-            shipments=shipments,
-            fulfilments=fulfilments,
-            delivery_windows=windows,
             parts=loaded,
         )
 
@@ -398,9 +387,11 @@ class SqliteStore(Store):
         return await self._on_reader(lambda: int(self._r().execute(sql, (buyer,)).fetchone()[0]))
 
     async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
-        sql = codec.TRACKING_EVENTS_OF_ORDER_SQL.format("?")
+        sql = logistics.TRACKING_EVENTS_OF_ORDER_SQL.format("?")
         return await self._on_reader(
-            lambda: [codec.tracking_event_from_row(r) for r in self._r().execute(sql, (order_id,))]
+            lambda: [
+                logistics.tracking_event_from_row(r) for r in self._r().execute(sql, (order_id,))
+            ]
         )
 
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
@@ -559,9 +550,8 @@ def _groups(
     """The statement groups of ``batch`` around its placed orders, in dependency order:
     catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
     lines; then, after the placed orders, status changes, idempotency records, payments,
-    attempts, outbox rows, webhook events, refunds, shipments, fulfilments, delivery windows, tracking
-    events, the registered parts (``pyorder.parts``: returns, then the events and their
-    fan-outs) and the token."""
+    attempts, outbox rows, webhook events, refunds, the registered parts (``pyorder.parts``:
+    logistics, returns, then the events and their fan-outs) and the token."""
     before: list[Group] = []
     if batch.warehouses:
         before.append((_UPSERT_WAREHOUSE, list(map(codec.warehouse_row, batch.warehouses)), -1))
@@ -594,18 +584,6 @@ def _groups(
         after.append((_INSERT_WEBHOOK_EVENT, hooks, -1))
     if batch.refunds:
         after.append((_UPSERT_REFUND, list(map(codec.refund_row, batch.refunds.values())), -1))
-    if batch.shipments:
-        rows = list(map(codec.shipment_row, batch.shipments.values()))
-        after.append((_UPSERT_SHIPMENT, rows, -1))
-    if batch.fulfilments:
-        rows = list(map(codec.fulfilment_row, batch.fulfilments.values()))
-        after.append((_UPSERT_FULFILMENT, rows, -1))
-    if batch.delivery_windows:
-        rows = list(map(codec.window_row, batch.delivery_windows.values()))
-        after.append((_UPSERT_WINDOW, rows, -1))
-    if batch.tracking_events:
-        rows = list(map(codec.tracking_event_row, batch.tracking_events))
-        after.append((_INSERT_TRACKING_EVENT, rows, -1))
     after.extend((statement.sqlite, rows, -1) for statement, rows in parts.writes(batch))
     if batch.token:
         after.append((_INSERT_TOKEN, [(batch.token, time.time_ns() // 1_000_000)], -1))

@@ -10,6 +10,7 @@ import pytest
 from pyorder.catalog.model import Sku
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus
+from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import WriteBatch
 from pyorder.payments.model import Payment, PaymentStatus
 from pyorder.returns.model import (
@@ -145,23 +146,24 @@ def test_sku_category_and_delivered_orders_of_a_buyer(store: Backend) -> None:
 
     async def body(s: Store) -> None:
         sku = Sku(0, "merchant:seller", "shirt", 999, "CNY", 0, 1, category="apparel")
-        await s.commit(
-            WriteBatch(
-                skus=[sku],
-                payments={
-                    1: paid(1, "bob", 1),
-                    2: paid(2, "bob", 1),
-                    3: paid(3, "bob", 0),
-                    4: paid(4, "eve", 1),
-                },
-                fulfilments={
-                    1: fulfilment(1, FulfilmentStatus.DELIVERED),
-                    2: fulfilment(2, FulfilmentStatus.SHIPPED),
-                    3: fulfilment(3, FulfilmentStatus.DELIVERED),
-                    4: fulfilment(4, FulfilmentStatus.DELIVERED),
-                },
-            )
+        batch = WriteBatch(
+            skus=[sku],
+            payments={
+                1: paid(1, "bob", 1),
+                2: paid(2, "bob", 1),
+                3: paid(3, "bob", 0),
+                4: paid(4, "eve", 1),
+            },
         )
+        batch.part(LOGISTICS).fulfilments.update(
+            {
+                1: fulfilment(1, FulfilmentStatus.DELIVERED),
+                2: fulfilment(2, FulfilmentStatus.SHIPPED),
+                3: fulfilment(3, FulfilmentStatus.DELIVERED),
+                4: fulfilment(4, FulfilmentStatus.DELIVERED),
+            }
+        )
+        await s.commit(batch)
         assert await s.get_sku(0) == sku
         assert (await s.load()).skus == [sku]
         # Paid and every parcel delivered: bob's order 1 only (2 is on its way, 3 unpaid).

@@ -17,6 +17,7 @@ from pyorder.events.model import Delivery, DeliveryState, EventType, OrderEvent
 from pyorder.events.storage import EVENTS
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import TrackingEvent
+from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import WriteBatch
 from pyorder.orders.model import OrderStatus, StatusChange
 from pyorder.payments.model import Refund, RefundStatus, WebhookEvent
@@ -88,10 +89,11 @@ def every_capability() -> WriteBatch:
     batch.refunds[(7, 1)] = Refund(
         7, 1, 1, "card1", 10, "CNY", RefundStatus.PENDING, "", ((0, 1),), "k", "", "", "", 1, 1, 0
     )
-    batch.shipments[(7, 1)] = PARCEL
-    batch.fulfilments[7] = FULFILMENT
-    batch.delivery_windows[1] = WINDOW
-    batch.tracking_events.append(
+    logistics = batch.part(LOGISTICS)
+    logistics.shipments[(7, 1)] = PARCEL
+    logistics.fulfilments[7] = FULFILMENT
+    logistics.windows[1] = WINDOW
+    logistics.tracking_events.append(
         TrackingEvent("swift", "evt_1", 7, 1, 4, "delivered", 9, "Hangzhou", 10, True)
     )
     returns = batch.part(RETURNS)
