@@ -53,6 +53,7 @@ from pyorder.orders.service import Orders
 from pyorder.payments.model import WebhookEvent
 from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
+from pyorder.storage.outbox import OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class Logistics:
             self.parcels.setdefault(key[0], []).append(key[1])
         self.fulfilments = {f.order_id: f for f in stored.fulfilments}
         self.windows = {w.id: w for w in stored.windows}
-        self.outbox = {o.key: o for o in snap.outbox if o.kind is OutboxKind.SHIP}
+        self.outbox = {o.key: o for o in snap.part(OUTBOX) if o.kind is OutboxKind.SHIP}
 
     def shipments_of(self, order_id: int) -> list[Shipment]:
         return [self.shipments[(order_id, n)] for n in self.parcels.get(order_id, ())]
@@ -413,14 +414,16 @@ class Logistics:
         self._put_fulfilment(f)
         item = OutboxItem(order.id, n, OutboxKind.SHIP, False, at, at)
         self.outbox[item.key] = item
-        self._intake.batch.outbox[item.key] = item
+        self._intake.batch.part(OUTBOX).items[item.key] = item
         for notify in self.on_outbox:
             notify(item)
         return self.shipments[(order.id, n)]
 
     def finish_outbox(self, item: OutboxItem) -> None:
         self.outbox.pop(item.key, None)
-        self._intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+        self._intake.batch.part(OUTBOX).items[item.key] = replace(
+            item, done=True, updated_ms=now_ms()
+        )
 
     def carrier_request(self, order: Order, sh: Shipment) -> dict[str, Any]:
         """The body of the carrier's ``POST /v1/shipments`` for parcel ``sh`` of ``order``."""
@@ -496,7 +499,7 @@ class Logistics:
             seen = WebhookEvent(*scope, kind, now_ms())
             check_row(seen)
             delivered = self.observe_event(carrier, event_id, scan) if scan is not None else None
-            self._intake.batch.webhook_events.append(seen)
+            self._intake.batch.part(OUTBOX).webhook_events.append(seen)
             await self._intake.durable()
             if delivered is not None:
                 for notify in self._on_delivered:

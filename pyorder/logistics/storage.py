@@ -6,9 +6,9 @@ Tables ``shipments``, ``fulfilments``, ``delivery_windows`` and ``tracking_event
 version 4, ``pyorder.storage.migrations``). A parcel, a fulfilment and a window are written
 whole (upserts): the last one staged in a batch wins; a tracking event is inserted once (a
 carrier's redelivery of the same event id keeps the first row). The stores write this part
-first of the parts, where the logistics rows always were: after the payments' rows (refunds
-last), before the returns. The outbox rows a booking owes are not here: they are the kernel's
-(``WriteBatch.outbox``). Times are ms since the Unix epoch (UTC); money is minor units.
+where the logistics rows always were: after the refunds part, before the returns part. The
+outbox rows a booking owes and the carrier webhook events seen are not here: they are the shared
+``pyorder.storage.outbox`` part. Times are ms since the Unix epoch (UTC); money is minor units.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -232,4 +232,4 @@ def _stored(rows: Sequence[Sequence[Row]]) -> StoredLogistics:
 LOGISTICS = PartKind(
     "logistics", StagedLogistics, (SHIPMENTS_SQL, FULFILMENTS_SQL, WINDOWS_SQL), _stored
 )
-"""The logistics part: registered in ``pyorder.parts``, first of the parts."""
+"""The logistics part: registered in ``pyorder.parts``, after the refunds part."""

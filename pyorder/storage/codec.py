@@ -6,9 +6,11 @@ SELECT statements are built from the same list. Rows are positional (``sqlite3``
 ``asyncpg.Record``). Units are those of the records (``pyorder.<capability>.model``): money in
 minor units, times in ms since the Unix epoch (UTC).
 
-The rows of returns, events and logistics are not here: those capabilities bring them as their
-parts of the unit of work (``pyorder.<capability>.storage``, see ``pyorder.kernel.unit``); the
-catalogue, orders, idempotency and payments still keep theirs here.
+Only the rows the stores write themselves are here: the catalogue, orders and idempotency
+records, and the SQL helpers of the parts (``upsert_sql``, ``insert_new_sql``). Payments,
+logistics, returns and events bring their rows as their parts of the unit of work
+(``pyorder.<capability>.storage``, see ``pyorder.kernel.unit``); the outbox and webhook-event
+rows they share are the ``pyorder.storage.outbox`` part.
 """
 
 from collections.abc import Iterable
@@ -17,19 +19,9 @@ from typing import Any
 import orjson
 
 from pyorder.catalog.model import Sku, StockRow, Warehouse
-from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.kernel.unit import Row
 from pyorder.model import IdempotencyRecord
 from pyorder.orders.model import Order, OrderLine, OrderStatus, StatusChange
-from pyorder.payments.model import (
-    Attempt,
-    AttemptStatus,
-    Payment,
-    PaymentStatus,
-    Refund,
-    RefundStatus,
-    WebhookEvent,
-)
 
 WAREHOUSE_COLUMNS = "id, name, owner"
 SKU_COLUMNS = "id, merchant, title, price, currency, limit_per_buyer, created_ms, category"
@@ -252,25 +244,7 @@ def idempotency_from_row(r: Row) -> IdempotencyRecord:
     )
 
 
-# --- payments (schema version 3) --------------------------------------------------------------
-
-PAYMENT_COLUMNS = (
-    "order_id, buyer, currency, amount, method, status, authorized, charged, refunded,"
-    " attempts, paid_attempt, flag, created_ms, updated_ms"
-)
-ATTEMPT_COLUMNS = (
-    "order_id, number, provider, method, payment_method, idempotency_key, provider_payment_id,"
-    " status, amount, currency, amount_received, refund_id, refund_status, amount_refunded,"
-    " error, created_ms, updated_ms"
-)
-OUTBOX_COLUMNS = "order_id, attempt, kind, done, created_ms, updated_ms"
-WEBHOOK_EVENT_COLUMNS = "provider, event_id, type, received_ms"
-
-PAYMENTS_SQL = f"SELECT {PAYMENT_COLUMNS} FROM payments ORDER BY order_id"
-ATTEMPTS_SQL = f"SELECT {ATTEMPT_COLUMNS} FROM payment_attempts ORDER BY order_id, number"
-PENDING_OUTBOX_SQL = (
-    f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE done = 0 ORDER BY created_ms, order_id, attempt"
-)
+# --- SQL of the parts (``pyorder.kernel.unit``) ------------------------------------------
 
 
 def upsert_sql(table: str, columns: str, key: str, placeholder: str) -> str:
@@ -291,157 +265,6 @@ def insert_new_sql(table: str, columns: str, placeholder: str) -> str:
     n = len(columns.split(","))
     values = ", ".join("?" if placeholder == "?" else f"${i}" for i in range(1, n + 1))
     return f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
-
-
-def payment_row(p: Payment) -> tuple[Any, ...]:
-    return (
-        p.order_id,
-        p.buyer,
-        p.currency,
-        p.amount,
-        p.method,
-        p.status.value,
-        p.authorized,
-        p.charged,
-        p.refunded,
-        p.attempts,
-        p.paid_attempt,
-        p.flag,
-        p.created_ms,
-        p.updated_ms,
-    )
-
-
-def payment_from_row(r: Row) -> Payment:
-    return Payment(
-        order_id=int(r[0]),
-        buyer=r[1],
-        currency=r[2],
-        amount=int(r[3]),
-        method=r[4],
-        status=PaymentStatus(r[5]),
-        authorized=int(r[6]),
-        charged=int(r[7]),
-        refunded=int(r[8]),
-        attempts=int(r[9]),
-        paid_attempt=int(r[10]),
-        flag=r[11],
-        created_ms=int(r[12]),
-        updated_ms=int(r[13]),
-    )
-
-
-def attempt_row(a: Attempt) -> tuple[Any, ...]:
-    return (
-        a.order_id,
-        a.number,
-        a.provider,
-        a.method,
-        a.payment_method,
-        a.idempotency_key,
-        a.provider_payment_id,
-        a.status.value,
-        a.amount,
-        a.currency,
-        a.amount_received,
-        a.refund_id,
-        a.refund_status.value,
-        a.amount_refunded,
-        a.error,
-        a.created_ms,
-        a.updated_ms,
-    )
-
-
-def attempt_from_row(r: Row) -> Attempt:
-    return Attempt(
-        order_id=int(r[0]),
-        number=int(r[1]),
-        provider=r[2],
-        method=r[3],
-        payment_method=r[4],
-        idempotency_key=r[5],
-        provider_payment_id=r[6],
-        status=AttemptStatus(r[7]),
-        amount=int(r[8]),
-        currency=r[9],
-        amount_received=int(r[10]),
-        refund_id=r[11],
-        refund_status=RefundStatus(r[12]),
-        amount_refunded=int(r[13]),
-        error=r[14],
-        created_ms=int(r[15]),
-        updated_ms=int(r[16]),
-    )
-
-
-def outbox_row(o: OutboxItem) -> tuple[Any, ...]:
-    return (o.order_id, o.attempt, o.kind.value, int(o.done), o.created_ms, o.updated_ms)
-
-
-def outbox_from_row(r: Row) -> OutboxItem:
-    return OutboxItem(
-        order_id=int(r[0]),
-        attempt=int(r[1]),
-        kind=OutboxKind(r[2]),
-        done=bool(r[3]),
-        created_ms=int(r[4]),
-        updated_ms=int(r[5]),
-    )
-
-
-REFUND_COLUMNS = (
-    "order_id, number, attempt, provider, amount, currency, status, reason, lines,"
-    " idempotency_key, provider_refund_id, requested_by, error, created_ms, updated_ms,"
-    " settled_ms"
-)
-REFUNDS_SQL = f"SELECT {REFUND_COLUMNS} FROM refunds ORDER BY order_id, number"
-
-
-def refund_row(r: Refund) -> tuple[Any, ...]:
-    return (
-        r.order_id,
-        r.number,
-        r.attempt,
-        r.provider,
-        r.amount,
-        r.currency,
-        r.status.value,
-        r.reason,
-        orjson.dumps([list(line) for line in r.lines]).decode(),
-        r.idempotency_key,
-        r.provider_refund_id,
-        r.requested_by,
-        r.error,
-        r.created_ms,
-        r.updated_ms,
-        r.settled_ms,
-    )
-
-
-def refund_from_row(r: Row) -> Refund:
-    return Refund(
-        order_id=int(r[0]),
-        number=int(r[1]),
-        attempt=int(r[2]),
-        provider=r[3],
-        amount=int(r[4]),
-        currency=r[5],
-        status=RefundStatus(r[6]),
-        reason=r[7],
-        lines=tuple((int(a), int(b)) for a, b in orjson.loads(r[8])),
-        idempotency_key=r[9],
-        provider_refund_id=r[10],
-        requested_by=r[11],
-        error=r[12],
-        created_ms=int(r[13]),
-        updated_ms=int(r[14]),
-        settled_ms=int(r[15]),
-    )
-
-
-def webhook_event_row(e: WebhookEvent) -> tuple[str, str, str, int]:
-    return (e.provider, e.event_id, e.type, e.received_ms)
 
 
 # --- a read for the returns rules (its rows are in ``pyorder.returns.storage``) -----------------

@@ -14,8 +14,6 @@ server committed; after such an error the caller should reload (``load``) before
 """
 
 import time
-from collections.abc import Iterable
-from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -71,13 +69,6 @@ _UPDATE_STATUS = "UPDATE orders SET status = $1, updated_ms = $2 WHERE id = $3 A
 _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
 )
-_UPSERT_PAYMENT = codec.upsert_sql("payments", codec.PAYMENT_COLUMNS, "order_id", "$")
-_UPSERT_ATTEMPT = codec.upsert_sql(
-    "payment_attempts", codec.ATTEMPT_COLUMNS, "order_id, number", "$"
-)
-_UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "$")
-_INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "$")
-_UPSERT_REFUND = codec.upsert_sql("refunds", codec.REFUND_COLUMNS, "order_id, number", "$")
 
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
@@ -221,20 +212,7 @@ class PostgresStore(Store):
             await conn.executemany(
                 _INSERT_IDEMPOTENCY, [codec.idempotency_row(r) for r in batch.idempotency]
             )
-        groups: tuple[tuple[str, Iterable[tuple[Any, ...]]], ...] = (
-            (_UPSERT_PAYMENT, map(codec.payment_row, batch.payments.values())),
-            (_UPSERT_ATTEMPT, map(codec.attempt_row, batch.attempts.values())),
-            (_UPSERT_OUTBOX, map(codec.outbox_row, batch.outbox.values())),
-            (_INSERT_WEBHOOK_EVENT, map(codec.webhook_event_row, batch.webhook_events)),
-            (_UPSERT_REFUND, map(codec.refund_row, batch.refunds.values())),
-        )
-        for sql, made in groups:
-            params = list(made)
-            if params:
-                await conn.executemany(sql, params)
-        for statement, rows in parts.writes(
-            batch
-        ):  # the registered parts: logistics, returns, events
+        for statement, rows in parts.writes(batch):  # the registered parts (pyorder.parts)
             await conn.executemany(statement.postgres, rows)
         if batch.token:
             await conn.execute(
@@ -323,10 +301,6 @@ class PostgresStore(Store):
             line_rows = await conn.fetch(codec.PENDING_LINES_SQL)
             bought = [(int(r[0]), str(r[1]), int(r[2])) for r in await conn.fetch(codec.BOUGHT_SQL)]
             maxima = await conn.fetchrow(codec.MAXIMA_SQL)
-            payments = [codec.payment_from_row(r) for r in await conn.fetch(codec.PAYMENTS_SQL)]
-            attempts = [codec.attempt_from_row(r) for r in await conn.fetch(codec.ATTEMPTS_SQL)]
-            outbox = [codec.outbox_from_row(r) for r in await conn.fetch(codec.PENDING_OUTBOX_SQL)]
-            refunds = [codec.refund_from_row(r) for r in await conn.fetch(codec.REFUNDS_SQL)]
             loaded = {
                 kind.name: kind.snapshot([await conn.fetch(sql) for sql in kind.loads])
                 for kind in PARTS
@@ -341,10 +315,6 @@ class PostgresStore(Store):
             max_order_id=int(maxima[0]),
             max_reservation=int(maxima[1]),
             bought=bought,
-            payments=payments,
-            attempts=attempts,
-            outbox=outbox,
-            refunds=refunds,
             parts=loaded,
         )
 

@@ -87,13 +87,6 @@ _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TOKEN = "INSERT INTO intake_commits (token, committed_ms) VALUES (?, ?)"
-_UPSERT_PAYMENT = codec.upsert_sql("payments", codec.PAYMENT_COLUMNS, "order_id", "?")
-_UPSERT_ATTEMPT = codec.upsert_sql(
-    "payment_attempts", codec.ATTEMPT_COLUMNS, "order_id, number", "?"
-)
-_UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "?")
-_INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "?")
-_UPSERT_REFUND = codec.upsert_sql("refunds", codec.REFUND_COLUMNS, "order_id, number", "?")
 _PURGE_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_ms < ?"
 _PURGE_TOKENS = "DELETE FROM intake_commits WHERE committed_ms < ?"
 
@@ -356,10 +349,6 @@ class SqliteStore(Store):
             line_rows = conn.execute(codec.PENDING_LINES_SQL).fetchall()
             bought = [(int(r[0]), str(r[1]), int(r[2])) for r in conn.execute(codec.BOUGHT_SQL)]
             max_order_id, max_reservation = conn.execute(codec.MAXIMA_SQL).fetchone()
-            payments = [codec.payment_from_row(r) for r in conn.execute(codec.PAYMENTS_SQL)]
-            attempts = [codec.attempt_from_row(r) for r in conn.execute(codec.ATTEMPTS_SQL)]
-            outbox = [codec.outbox_from_row(r) for r in conn.execute(codec.PENDING_OUTBOX_SQL)]
-            refunds = [codec.refund_from_row(r) for r in conn.execute(codec.REFUNDS_SQL)]
             loaded = {
                 kind.name: kind.snapshot([conn.execute(sql).fetchall() for sql in kind.loads])
                 for kind in PARTS
@@ -375,10 +364,6 @@ class SqliteStore(Store):
             max_order_id=int(max_order_id),
             max_reservation=int(max_reservation),
             bought=bought,
-            payments=payments,
-            attempts=attempts,
-            outbox=outbox,
-            refunds=refunds,
             parts=loaded,
         )
 
@@ -549,8 +534,8 @@ def _groups(
 ) -> tuple[list[Group], list[Group]]:
     """The statement groups of ``batch`` around its placed orders, in dependency order:
     catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
-    lines; then, after the placed orders, status changes, idempotency records, payments,
-    attempts, outbox rows, webhook events, refunds, the registered parts (``pyorder.parts``:
+    lines; then, after the placed orders, status changes, idempotency records, the registered
+    parts (``pyorder.parts``: payments and attempts, outbox rows and webhook events, refunds,
     logistics, returns, then the events and their fan-outs) and the token."""
     before: list[Group] = []
     if batch.warehouses:
@@ -573,17 +558,6 @@ def _groups(
         after.append((_UPDATE_STATUS, rows, -1))
     if batch.idempotency:
         after.append((_INSERT_IDEMPOTENCY, list(map(codec.idempotency_row, batch.idempotency)), -1))
-    if batch.payments:
-        after.append((_UPSERT_PAYMENT, list(map(codec.payment_row, batch.payments.values())), -1))
-    if batch.attempts:
-        after.append((_UPSERT_ATTEMPT, list(map(codec.attempt_row, batch.attempts.values())), -1))
-    if batch.outbox:
-        after.append((_UPSERT_OUTBOX, list(map(codec.outbox_row, batch.outbox.values())), -1))
-    if batch.webhook_events:
-        hooks = list(map(codec.webhook_event_row, batch.webhook_events))
-        after.append((_INSERT_WEBHOOK_EVENT, hooks, -1))
-    if batch.refunds:
-        after.append((_UPSERT_REFUND, list(map(codec.refund_row, batch.refunds.values())), -1))
     after.extend((statement.sqlite, rows, -1) for statement, rows in parts.writes(batch))
     if batch.token:
         after.append((_INSERT_TOKEN, [(batch.token, time.time_ns() // 1_000_000)], -1))

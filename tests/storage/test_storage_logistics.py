@@ -18,8 +18,10 @@ from pyorder.logistics.model import (
 from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import WriteBatch
 from pyorder.storage.base import StorageError, Store
+from pyorder.storage.outbox import OUTBOX
 
 from .backends import Backend
+from .records import with_outbox
 
 WINDOW = DeliveryWindow(1, "north", 1_000, 2_000, 2, 1, 5)
 PARCEL = Shipment(
@@ -65,7 +67,7 @@ def test_logistics_rows_round_trip_and_upsert(store: Backend) -> None:
     async def body(s: Store) -> None:
         await s.commit(
             staged(
-                WriteBatch(outbox={SHIP.key: SHIP}),
+                with_outbox(SHIP),
                 shipments={(7, 1): PARCEL},
                 fulfilments={7: FULFILMENT},
                 windows={1: WINDOW},
@@ -78,7 +80,7 @@ def test_logistics_rows_round_trip_and_upsert(store: Backend) -> None:
             [FULFILMENT],
             [WINDOW],
         )
-        assert snap.outbox == [SHIP]
+        assert snap.part(OUTBOX) == [SHIP]
         delivered = replace(
             PARCEL, status=ShipmentStatus.DELIVERED, last_sequence=4, delivered_ms=9
         )
@@ -89,7 +91,7 @@ def test_logistics_rows_round_trip_and_upsert(store: Backend) -> None:
         stale = TrackingEvent("swift", "evt_0", 7, 1, 2, "in_transit", 8, "hub", 11, False)
         await s.commit(
             staged(
-                WriteBatch(outbox={SHIP.key: replace(SHIP, done=True)}),
+                with_outbox(replace(SHIP, done=True)),
                 shipments={(7, 1): delivered},
                 fulfilments={7: done},
                 tracking_events=[event, stale, replace(event, received_ms=99)],
@@ -97,7 +99,11 @@ def test_logistics_rows_round_trip_and_upsert(store: Backend) -> None:
         )
         snap = await s.load()
         stored = snap.part(LOGISTICS)
-        assert (stored.shipments, stored.fulfilments, snap.outbox) == ([delivered], [done], [])
+        assert (stored.shipments, stored.fulfilments, snap.part(OUTBOX)) == (
+            [delivered],
+            [done],
+            [],
+        )
         assert await s.tracking_events(7) == [stale, event]
         assert await s.tracking_events(8) == []
 

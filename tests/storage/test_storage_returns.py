@@ -13,6 +13,7 @@ from pyorder.logistics.model import Fulfilment, FulfilmentStatus
 from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import WriteBatch
 from pyorder.payments.model import Payment, PaymentStatus
+from pyorder.payments.storage import PAYMENTS
 from pyorder.returns.model import (
     CostBearer,
     Decision,
@@ -25,8 +26,10 @@ from pyorder.returns.model import (
 )
 from pyorder.returns.storage import RETURNS
 from pyorder.storage.base import StorageError, Store
+from pyorder.storage.outbox import OUTBOX
 
 from .backends import Backend
+from .records import with_outbox
 
 RETURN = Return(
     id=1,
@@ -78,7 +81,7 @@ def _batch(
     outbox: dict[tuple[int, int, str], OutboxItem],
 ) -> WriteBatch:
     """A batch of returns and decisions (the returns part) with outbox rows."""
-    batch = WriteBatch(outbox=outbox)
+    batch = with_outbox(*outbox.values())
     staged = batch.part(RETURNS)
     staged.returns.update(returns)
     staged.decisions.update(decisions)
@@ -89,7 +92,7 @@ def test_return_rows_round_trip_and_upsert(store: Backend) -> None:
     async def body(s: Store) -> None:
         await s.commit(_batch({1: RETURN}, {(1, "opened"): OPENED}, outbox={BOOKING.key: BOOKING}))
         snap = await s.load()
-        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.outbox) == (
+        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.part(OUTBOX)) == (
             [RETURN],
             [OPENED],
             [BOOKING],
@@ -113,7 +116,7 @@ def test_return_rows_round_trip_and_upsert(store: Backend) -> None:
             )
         )
         snap = await s.load()
-        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.outbox) == (
+        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.part(OUTBOX)) == (
             [booked],
             [OPENED, picked],
             [],
@@ -131,7 +134,7 @@ def test_a_return_is_refunded_by_an_amount_above_zero(store: Backend) -> None:
                 _batch({1: replace(RETURN, amount=0)}, {}, outbox={BOOKING.key: BOOKING})
             )
         snap = await s.load()
-        assert (snap.part(RETURNS).returns, snap.outbox) == ([], [])
+        assert (snap.part(RETURNS).returns, snap.part(OUTBOX)) == ([], [])
 
     store.run(body)
 
@@ -146,14 +149,14 @@ def test_sku_category_and_delivered_orders_of_a_buyer(store: Backend) -> None:
 
     async def body(s: Store) -> None:
         sku = Sku(0, "merchant:seller", "shirt", 999, "CNY", 0, 1, category="apparel")
-        batch = WriteBatch(
-            skus=[sku],
-            payments={
+        batch = WriteBatch(skus=[sku])
+        batch.part(PAYMENTS).payments.update(
+            {
                 1: paid(1, "bob", 1),
                 2: paid(2, "bob", 1),
                 3: paid(3, "bob", 0),
                 4: paid(4, "eve", 1),
-            },
+            }
         )
         batch.part(LOGISTICS).fulfilments.update(
             {

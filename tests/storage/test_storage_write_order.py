@@ -21,8 +21,10 @@ from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import WriteBatch
 from pyorder.orders.model import OrderStatus, StatusChange
 from pyorder.payments.model import Refund, RefundStatus, WebhookEvent
+from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.returns.storage import RETURNS
 from pyorder.storage import postgres, sqlite
+from pyorder.storage.outbox import OUTBOX
 
 from .records import catalog, idem, line, order, placed
 from .test_storage_events import endpoint
@@ -82,11 +84,13 @@ def every_capability() -> WriteBatch:
     pending, paid = OrderStatus.PENDING_PAYMENT, OrderStatus.PAID
     batch.status_changes.append(StatusChange(1, pending, paid, 9))
     batch.idempotency.append(idem("k"))
-    batch.payments[7] = PAYMENT
-    batch.attempts[(7, 1)] = ATTEMPT
-    batch.outbox[(7, 1, "charge")] = OutboxItem(7, 1, OutboxKind.CHARGE, False, 1, 1)
-    batch.webhook_events.append(WebhookEvent("card1", "evt_1", "payment_intent.created", 5))
-    batch.refunds[(7, 1)] = Refund(
+    batch.part(PAYMENTS).payments[7] = PAYMENT
+    batch.part(PAYMENTS).attempts[(7, 1)] = ATTEMPT
+    charge = OutboxItem(7, 1, OutboxKind.CHARGE, False, 1, 1)
+    batch.part(OUTBOX).items[charge.key] = charge
+    seen = WebhookEvent("card1", "evt_1", "payment_intent.created", 5)
+    batch.part(OUTBOX).webhook_events.append(seen)
+    batch.part(REFUNDS).refunds[(7, 1)] = Refund(
         7, 1, 1, "card1", 10, "CNY", RefundStatus.PENDING, "", ((0, 1),), "k", "", "", "", 1, 1, 0
     )
     logistics = batch.part(LOGISTICS)
