@@ -39,55 +39,6 @@ ATTEMPT_COLUMNS = (
 PAYMENTS_SQL = f"SELECT {PAYMENT_COLUMNS} FROM payments ORDER BY order_id"
 ATTEMPTS_SQL = f"SELECT {ATTEMPT_COLUMNS} FROM payment_attempts ORDER BY order_id, number"
 
-REFUND_COLUMNS = (
-    "order_id, number, attempt, provider, amount, currency, status, reason, lines,"
-    " idempotency_key, provider_refund_id, requested_by, error, created_ms, updated_ms,"
-    " settled_ms"
-)
-REFUNDS_SQL = f"SELECT {REFUND_COLUMNS} FROM refunds ORDER BY order_id, number"
-
-
-def refund_row(r: Refund) -> tuple[Any, ...]:
-    return (
-        r.order_id,
-        r.number,
-        r.attempt,
-        r.provider,
-        r.amount,
-        r.currency,
-        r.status.value,
-        r.reason,
-        orjson.dumps([list(line) for line in r.lines]).decode(),
-        r.idempotency_key,
-        r.provider_refund_id,
-        r.requested_by,
-        r.error,
-        r.created_ms,
-        r.updated_ms,
-        r.settled_ms,
-    )
-
-
-def refund_from_row(r: Row) -> Refund:
-    return Refund(
-        order_id=int(r[0]),
-        number=int(r[1]),
-        attempt=int(r[2]),
-        provider=r[3],
-        amount=int(r[4]),
-        currency=r[5],
-        status=RefundStatus(r[6]),
-        reason=r[7],
-        lines=tuple((int(a), int(b)) for a, b in orjson.loads(r[8])),
-        idempotency_key=r[9],
-        provider_refund_id=r[10],
-        requested_by=r[11],
-        error=r[12],
-        created_ms=int(r[13]),
-        updated_ms=int(r[14]),
-        settled_ms=int(r[15]),
-    )
-
 
 def payment_row(p: Payment) -> tuple[Any, ...]:
     return (
@@ -168,6 +119,56 @@ def attempt_from_row(r: Row) -> Attempt:
         error=r[14],
         created_ms=int(r[15]),
         updated_ms=int(r[16]),
+    )
+
+
+REFUND_COLUMNS = (
+    "order_id, number, attempt, provider, amount, currency, status, reason, lines,"
+    " idempotency_key, provider_refund_id, requested_by, error, created_ms, updated_ms,"
+    " settled_ms"
+)
+REFUNDS_SQL = f"SELECT {REFUND_COLUMNS} FROM refunds ORDER BY order_id, number"
+
+
+def refund_row(r: Refund) -> tuple[Any, ...]:
+    return (
+        r.order_id,
+        r.number,
+        r.attempt,
+        r.provider,
+        r.amount,
+        r.currency,
+        r.status.value,
+        r.reason,
+        orjson.dumps([list(line) for line in r.lines]).decode(),
+        r.idempotency_key,
+        r.provider_refund_id,
+        r.requested_by,
+        r.error,
+        r.created_ms,
+        r.updated_ms,
+        r.settled_ms,
+    )
+
+
+def refund_from_row(r: Row) -> Refund:
+    return Refund(
+        order_id=int(r[0]),
+        number=int(r[1]),
+        attempt=int(r[2]),
+        provider=r[3],
+        amount=int(r[4]),
+        currency=r[5],
+        status=RefundStatus(r[6]),
+        reason=r[7],
+        lines=tuple((int(a), int(b)) for a, b in orjson.loads(r[8])),
+        idempotency_key=r[9],
+        provider_refund_id=r[10],
+        requested_by=r[11],
+        error=r[12],
+        created_ms=int(r[13]),
+        updated_ms=int(r[14]),
+        settled_ms=int(r[15]),
     )
 
 
