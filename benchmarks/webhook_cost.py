@@ -6,7 +6,7 @@ Two measures, each run once without the endpoint and once with it:
 - ``store``: durable commits of the Rust intake's rows (``WriteBatch.placed``, built before the
   clock starts), ``--batch`` orders per commit. With the endpoint, each commit also runs the
   fan-out ``INSERT ... SELECT`` writing one ``order_events`` row per order
-  (``pyorder/storage/events.py``).
+  (``pyorder/events/storage.py``).
 - ``server``: the real ``pyorder-server`` (a child process, fresh database), ``--clients``
   clients posting ``POST /v1/orders/batch`` of ``--batch`` orders at once; orders/s
   acknowledged. With the endpoint (a receiver in this process, answering 200 at once), the
@@ -32,6 +32,7 @@ from aiohttp import web
 from benchmarks.storage_throughput import catalog, make_orders, placed_rows
 from pyorder._core import ORDER_ID_NODE_BITS, ORDER_ID_SEQUENCE_BITS, OrderRows
 from pyorder.events.model import EventType, WebhookEndpoint
+from pyorder.events.storage import EVENTS
 from pyorder.model import WriteBatch
 from pyorder.storage.base import Store
 from pyorder.storage.postgres import PostgresStore
@@ -83,9 +84,12 @@ async def store_run(store: Store, placed: list[OrderRows], n: int, subscribed: b
     try:
         setup = catalog()
         if subscribed:
-            setup.webhook_endpoints[1] = _endpoint(MERCHANT)
+            setup.part(EVENTS).endpoints[1] = _endpoint(MERCHANT)
         await store.commit(setup)
-        work = [WriteBatch(placed=rows, placed_events=subscribed) for rows in placed]
+        work = [WriteBatch(placed=rows) for rows in placed]
+        if subscribed:
+            for batch in work:
+                batch.part(EVENTS).created = batch.placed
         t0 = time.perf_counter()
         for batch in work:
             await store.commit(batch)

@@ -58,9 +58,11 @@ class Intake:
         self.store = store
         self.window_s = window_s
         self.on_failure = on_failure
-        self.prepare: Callable[[WriteBatch], Awaitable[None]] | None = None
-        """Completes a batch with ``ended_events`` as it is handed over, before it is written
-        (``Events.resolve_ended``); batches are still handed to the store in order."""
+        self.prepare: Callable[[WriteBatch], Awaitable[None] | None] | None = None
+        """Completes a batch as it is handed over, before it is written: returns the work to
+        await, or None when the batch needs none (``Events.resolve_ended``: the events of
+        orders ended with no full ``Order`` at hand); batches are still handed to the store in
+        order."""
         self.stats = CommitStats()
         self._tokens = random.Random(secrets.randbits(128))
         """Batch tokens: unique with overwhelming odds; they need not be unpredictable."""
@@ -142,13 +144,13 @@ class Intake:
             self.batch, self._waiters = WriteBatch(), []
             self._wake.clear()
             self._handed.append(batch)
-            if batch.ended_events and self.prepare is not None:
+            if self.prepare is not None:
                 try:
-                    await self.prepare(batch)
+                    pending = self.prepare(batch)
+                    if pending is not None:
+                        await pending
                 except Exception:  # the events of this batch are lost, not its changes
-                    log.exception(
-                        "could not make the events of %d ended orders", len(batch.ended_events)
-                    )
+                    log.exception("could not complete a batch of %d before writing", len(batch))
             # Up to ``depth`` commits in flight: the store writes them in order (and none after
             # a failed one), so the next batch is ready the moment the previous one is durable.
             prior, outcome = self._last_outcome, asyncio.get_running_loop().create_future()

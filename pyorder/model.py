@@ -2,9 +2,12 @@
 transaction writes), the ``Snapshot`` the core is rebuilt from, and the stored first response
 to an idempotent request (``IdempotencyRecord``).
 
-The returns capability stages and loads its rows as a part (``pyorder.kernel.unit``,
-``WriteBatch.part``, ``Snapshot.part``); the other capabilities still use the named fields
-below, until each is moved the same way.
+Payments, logistics, returns and events stage (and load) their rows as parts
+(``pyorder.kernel.unit``, ``WriteBatch.part``, ``Snapshot.part``), and so do the outbox and
+webhook-event rows they share (``pyorder.storage.outbox``). The named fields below hold what
+the stores write themselves: the catalogue, the orders (the Rust intake's ``placed`` rows among
+them), stock deltas and idempotency records, which the order intake's hot path and the SQLite
+writer's Rust thread handle without a part.
 
 The records themselves live with their capability (``pyorder.orders.model``,
 ``pyorder.catalog.model``, ``pyorder.payments.model``, ...). Money is integer minor units with
@@ -16,12 +19,8 @@ from typing import Any, TypeVar, cast
 
 from pyorder._core import OrderRows
 from pyorder.catalog.model import Sku, StockRow, Warehouse
-from pyorder.events.model import Delivery, OrderEnded, OrderEvent, WebhookEndpoint
-from pyorder.kernel.outbox import OutboxItem
 from pyorder.kernel.unit import Part, PartKind
-from pyorder.logistics.model import DeliveryWindow, Fulfilment, Shipment, TrackingEvent
 from pyorder.orders.model import Order, StatusChange
-from pyorder.payments.model import Attempt, Payment, Refund, WebhookEvent
 
 P = TypeVar("P", bound=Part)
 S = TypeVar("S")
@@ -63,39 +62,9 @@ class WriteBatch:
     ``orders``, before ``status_changes``. Their reserved units are in ``all_deltas()``."""
     status_changes: list[StatusChange] = field(default_factory=list)
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
-    payments: dict[int, Payment] = field(default_factory=dict)
-    """Order id -> the payment's row as it is now (written whole; the last one staged wins)."""
-    attempts: dict[tuple[int, int], Attempt] = field(default_factory=dict)
-    """(order id, attempt number) -> the attempt's row as it is now."""
-    outbox: dict[tuple[int, int, str], OutboxItem] = field(default_factory=dict)
-    """Calls owed to providers, new or done, by ``OutboxItem.key``."""
-    webhook_events: list[WebhookEvent] = field(default_factory=list)
-    refunds: dict[tuple[int, int], Refund] = field(default_factory=dict)
-    """(order id, refund number) -> the refund's row as it is now."""
-    shipments: dict[tuple[int, int], Shipment] = field(default_factory=dict)
-    """(order id, parcel) -> the parcel's row as it is now."""
-    fulfilments: dict[int, Fulfilment] = field(default_factory=dict)
-    """Order id -> its fulfilment row as it is now."""
-    delivery_windows: dict[int, DeliveryWindow] = field(default_factory=dict)
-    """Window id -> the window's row as it is now (its booked count included)."""
-    tracking_events: list[TrackingEvent] = field(default_factory=list)
-    webhook_endpoints: dict[int, WebhookEndpoint] = field(default_factory=dict)
-    """Endpoint id -> its row as it is now (a deleted one is disabled, and its events not
-    delivered yet are cancelled in the same transaction)."""
-    order_events: list[OrderEvent] = field(default_factory=list)
-    """Events of this batch's state changes: each is fanned out at commit, in SQL, to one
-    ``order_events`` row per enabled endpoint subscribed to it of a merchant of the order."""
-    ended_events: list[OrderEnded] = field(default_factory=list)
-    """Events of orders that ended here with no full ``Order`` at hand: made into
-    ``order_events`` as the batch is handed to the store."""
-    placed_events: bool = False
-    """Also write ``order.created`` for every order of ``placed``, fanned out the same way, in
-    SQL over the rows just inserted (no Python object per order)."""
-    deliveries: dict[int, Delivery] = field(default_factory=dict)
-    """Event id -> its delivery state as it is now (attempts, next attempt, outcome)."""
     parts: dict[str, Part] = field(default_factory=dict)
-    """The parts of capabilities that stage their own rows (``pyorder.kernel.unit``; returns so
-    far), by ``PartKind.name``; ``part()`` makes one on first use."""
+    """The parts of capabilities that stage their own rows (``pyorder.kernel.unit``:
+    payments, outbox, refunds, logistics, returns, events), by ``PartKind.name``; ``part()`` makes one on first use."""
     token: int = 0
     """A random id written with the batch (if not 0), to learn afterwards whether a commit
     whose reply was lost did happen (``Store.committed``)."""
@@ -133,19 +102,6 @@ class WriteBatch:
             + len(self.orders)
             + len(self.status_changes)
             + len(self.idempotency)
-            + len(self.payments)
-            + len(self.attempts)
-            + len(self.outbox)
-            + len(self.webhook_events)
-            + len(self.refunds)
-            + len(self.shipments)
-            + len(self.fulfilments)
-            + len(self.delivery_windows)
-            + len(self.tracking_events)
-            + len(self.webhook_endpoints)
-            + len(self.order_events)
-            + len(self.ended_events)
-            + len(self.deliveries)
             + sum(map(len, self.parts.values()))
         )
 
@@ -164,14 +120,6 @@ class Snapshot:
     """Largest reservation id among the pending orders (new ids only need to avoid those)."""
     bought: list[tuple[int, str, int]] = field(default_factory=list)
     """(sku, buyer, units) bought in paid orders, for SKUs with a purchase limit."""
-    payments: list[Payment] = field(default_factory=list)
-    attempts: list[Attempt] = field(default_factory=list)
-    outbox: list[OutboxItem] = field(default_factory=list)
-    """Calls owed to providers and carriers and not done yet."""
-    refunds: list[Refund] = field(default_factory=list)
-    shipments: list[Shipment] = field(default_factory=list)
-    fulfilments: list[Fulfilment] = field(default_factory=list)
-    delivery_windows: list[DeliveryWindow] = field(default_factory=list)
     parts: dict[str, object] = field(default_factory=dict)
     """The parts of capabilities that load their own rows (``pyorder.kernel.unit``), by
     ``PartKind.name``; read them with ``part()``."""

@@ -1,12 +1,19 @@
 """The registry of the unit of work's parts (``pyorder.kernel.unit``): the stores write each
 part listed here, in this order, inside a batch's transaction, and load each at start.
 
-A new capability with its own tables adds its ``PartKind`` here: one line.
+A new capability with its own tables adds its ``PartKind`` here: one line. The order is the
+write order the batch has always had (``tests/storage/test_storage_write_order.py`` pins it):
+payments (and attempts), the shared outbox and webhook events, refunds, logistics, returns, then
+events last, since an event's fan-out reads the order lines and endpoints written before it.
 """
 
 from typing import Any
 
+from pyorder.events.storage import EVENTS
 from pyorder.kernel.unit import PartKind
+from pyorder.logistics.storage import LOGISTICS
+from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.returns.storage import RETURNS
+from pyorder.storage.outbox import OUTBOX
 
-PARTS: tuple[PartKind[Any, Any], ...] = (RETURNS,)
+PARTS: tuple[PartKind[Any, Any], ...] = (PAYMENTS, OUTBOX, REFUNDS, LOGISTICS, RETURNS, EVENTS)

@@ -31,6 +31,7 @@ from pyorder.events import payloads
 from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import Delivery, DeliveryState, WebhookEndpoint, WebhooksConfig
 from pyorder.events.publisher import Events
+from pyorder.events.storage import EVENTS
 from pyorder.intake import Intake, IntakeUnavailableError
 from pyorder.kernel.clock import now_ms
 from pyorder.kernel.signing import sign
@@ -203,7 +204,7 @@ class EventDispatcher:
             last_error="not about the merchant's lines: not sent",
             updated_ms=at,
         )
-        self._intake.batch.deliveries[skipped.id] = skipped
+        self._intake.batch.part(EVENTS).deliveries[skipped.id] = skipped
 
     async def _post(
         self, endpoint: WebhookEndpoint, delivery: Delivery, body: bytes
@@ -250,7 +251,7 @@ class EventDispatcher:
             d = replace(d, next_attempt_ms=at + self.config.delay_ms(attempts), last_error=error)
             outcome = "retried"
         d = replace(d, attempts=attempts, last_status=status, updated_ms=at)
-        self._intake.batch.deliveries[d.id] = d
+        self._intake.batch.part(EVENTS).deliveries[d.id] = d
         for notify in self._on_attempt:
             notify(outcome)
         return d

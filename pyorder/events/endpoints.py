@@ -21,6 +21,7 @@ from pyorder.events.model import (
     EventType,
     WebhookEndpoint,
 )
+from pyorder.events.storage import EVENTS
 from pyorder.intake import Intake
 from pyorder.kernel.clock import now_ms
 from pyorder.kernel.errors import Conflict, InvalidInput, InvalidState, NotFound
@@ -118,7 +119,7 @@ class Endpoints:
     def _put(self, endpoint: WebhookEndpoint) -> None:
         check_row(endpoint)  # before memory changes: a value no store holds fails this request
         self.endpoints[endpoint.id] = endpoint
-        self._intake.batch.webhook_endpoints[endpoint.id] = endpoint
+        self._intake.batch.part(EVENTS).endpoints[endpoint.id] = endpoint
         self._index()
         for notify in self.on_change:
             notify(endpoint)
@@ -225,7 +226,7 @@ class Endpoints:
                 next_attempt_ms=at,
                 updated_ms=at,
             )
-            self._intake.batch.deliveries[delivery.id] = delivery
+            self._intake.batch.part(EVENTS).deliveries[delivery.id] = delivery
         for notify in self.on_resend:
             notify(frozenset({endpoint_id}))
         return delivery

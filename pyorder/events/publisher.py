@@ -16,7 +16,7 @@ types are added to ``EventType``.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -24,6 +24,7 @@ from pyorder.engine import Engine
 from pyorder.events import payloads
 from pyorder.events.endpoints import Endpoints
 from pyorder.events.model import EventType, OrderEnded, OrderEvent
+from pyorder.events.storage import EVENTS, StagedEvents
 from pyorder.intake import Intake
 from pyorder.kernel.clock import now_ms
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus, Shipment
@@ -66,7 +67,8 @@ class Events:
         written at commit, if anyone subscribes to it."""
         wanting = self._endpoints.wanting(EventType.ORDER_CREATED)
         if wanting:
-            self._intake.batch.placed_events = True
+            batch = self._intake.batch
+            batch.part(EVENTS).created = batch.placed
             self._notify(wanting)
 
     def order_changed(self, order: Order, previous: OrderStatus) -> None:
@@ -84,24 +86,32 @@ class Events:
         kind = _BY_STATUS.get(status)
         if kind is not None and self._endpoints.wanting(kind):
             ended = OrderEnded(order_id, kind, status.value, previous.value, at_ms)
-            self._intake.batch.ended_events.append(ended)
+            self._intake.batch.part(EVENTS).ended.append(ended)
             self._notify(self._endpoints.wanting(kind))
 
-    async def resolve_ended(self, batch: WriteBatch) -> None:
-        """Make the ``order_events`` of ``batch.ended_events`` from the orders in full: staged
-        (placed in this batch or one still being written) or in the store."""
-        staged = {e.order_id: self._intake.staged_order(e.order_id) for e in batch.ended_events}
+    def resolve_ended(self, batch: WriteBatch) -> Awaitable[None] | None:
+        """The ``Intake.prepare`` of a batch handed over: if it holds events of ended orders
+        (``StagedEvents.ended``), the work that makes them; else None (nothing to await)."""
+        staged = batch.parts.get(EVENTS.name)
+        if not isinstance(staged, StagedEvents) or not staged.ended:
+            return None
+        return self._resolve(staged)
+
+    async def _resolve(self, part: StagedEvents) -> None:
+        """Make the ``OrderEvent`` of each ended order from the order in full: staged (placed
+        in this batch or one still being written) or in the store."""
+        staged = {e.order_id: self._intake.staged_order(e.order_id) for e in part.ended}
         missing = [oid for oid, order in staged.items() if order is None]
         stored = await self._store.get_orders(missing) if missing else {}
-        for e in batch.ended_events:
+        for e in part.ended:
             order = staged[e.order_id] or stored.get(e.order_id)
             if order is None:
                 log.error("order %d ended but is neither staged nor stored", e.order_id)
                 continue
             now = replace(order, status=OrderStatus(e.status), updated_ms=e.at_ms)
             data = payloads.status_data(now, OrderStatus(e.previous))
-            batch.order_events.append(OrderEvent(e.order_id, e.type, data, e.at_ms))
-        batch.ended_events.clear()
+            part.events.append(OrderEvent(e.order_id, e.type, data, e.at_ms))
+        part.ended.clear()
 
     def fulfilment_changed(self, fulfilment: Fulfilment, shipments: list[Shipment]) -> None:
         """The order's fulfilment just moved to its status (order.shipped / .delivered)."""
@@ -136,7 +146,7 @@ class Events:
 
     def _stage(self, order_id: int, kind: EventType, payload: bytes, merchant: str = "") -> None:
         event = OrderEvent(order_id, kind, payload, now_ms(), merchant)
-        self._intake.batch.order_events.append(event)
+        self._intake.batch.part(EVENTS).events.append(event)
         self._notify(self._endpoints.wanting(kind))
 
     def _notify(self, endpoints: frozenset[int]) -> None:

@@ -9,10 +9,11 @@ rows to run them with. The stores write every registered part (``pyorder.parts``
 batch's one transaction, at one fixed place and in the registry's order, so the group commit's
 prefix guarantee covers a part's rows like any others.
 
-Only ``returns`` uses this so far (``pyorder.returns.storage``). The older capabilities (catalog,
-orders, payments, logistics, events) still stage into the named fields of
-``pyorder.model.WriteBatch`` and ``Snapshot`` and keep their rows in ``pyorder.storage.codec``;
-moving each of them here is the same change as the one made for returns.
+Payments, logistics, returns and events use this (``pyorder.<capability>.storage``), and so
+do the outbox and webhook-event rows they share (``pyorder.storage.outbox``). The catalogue,
+the orders and idempotency records stay on the named fields of ``pyorder.model.WriteBatch``
+and ``Snapshot``, with their rows in ``pyorder.storage.codec``: the stores write those
+themselves, around the Rust intake's rows.
 
 Times are ms since the Unix epoch (UTC); money is integer minor units, as everywhere.
 """
@@ -48,7 +49,8 @@ class Part(Protocol):
         ...
 
     def writes(self) -> Iterator[Write]:
-        """The statements to run, in order, each with its rows (none without rows)."""
+        """The statements to run, in order, each with its rows (none without rows). Asked of
+        every part of a batch at commit, so a statement may take its time from the clock."""
         ...
 
 

@@ -46,12 +46,14 @@ from pyorder.logistics.model import (
     ShipmentStatus,
     TrackingEvent,
 )
+from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import Snapshot
 from pyorder.orders.model import Order, OrderStatus, PendingOrder
 from pyorder.orders.service import Orders
 from pyorder.payments.model import WebhookEvent
 from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
+from pyorder.storage.outbox import OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +162,14 @@ class Logistics:
 
     def load(self, snap: Snapshot) -> None:
         """Hold exactly what the store holds (at start, and after a failed commit)."""
-        self.shipments = {(s.order_id, s.parcel): s for s in snap.shipments}
+        stored = snap.part(LOGISTICS)
+        self.shipments = {(s.order_id, s.parcel): s for s in stored.shipments}
         self.parcels = {}
         for key in sorted(self.shipments):
             self.parcels.setdefault(key[0], []).append(key[1])
-        self.fulfilments = {f.order_id: f for f in snap.fulfilments}
-        self.windows = {w.id: w for w in snap.delivery_windows}
-        self.outbox = {o.key: o for o in snap.outbox if o.kind is OutboxKind.SHIP}
+        self.fulfilments = {f.order_id: f for f in stored.fulfilments}
+        self.windows = {w.id: w for w in stored.windows}
+        self.outbox = {o.key: o for o in snap.part(OUTBOX) if o.kind is OutboxKind.SHIP}
 
     def shipments_of(self, order_id: int) -> list[Shipment]:
         return [self.shipments[(order_id, n)] for n in self.parcels.get(order_id, ())]
@@ -178,18 +181,18 @@ class Logistics:
         if key not in self.shipments:
             self.parcels.setdefault(sh.order_id, []).append(sh.parcel)
         self.shipments[key] = sh
-        self._intake.batch.shipments[key] = sh
+        self._intake.batch.part(LOGISTICS).shipments[key] = sh
 
     def _put_fulfilment(self, f: Fulfilment) -> None:
         f = replace(f, updated_ms=now_ms())
         check_row(f)
         self.fulfilments[f.order_id] = f
-        self._intake.batch.fulfilments[f.order_id] = f
+        self._intake.batch.part(LOGISTICS).fulfilments[f.order_id] = f
 
     def _put_window(self, w: DeliveryWindow) -> None:
         check_row(w)
         self.windows[w.id] = w
-        self._intake.batch.delivery_windows[w.id] = w
+        self._intake.batch.part(LOGISTICS).windows[w.id] = w
 
     def _fulfilment(self, order: Order | PendingOrder) -> Fulfilment:
         found = self.fulfilments.get(order.id)
@@ -244,7 +247,7 @@ class Logistics:
             took = max(0, at - f.paid_ms) if f.paid_ms else -1
             f = replace(f, delivered_ms=at, fulfilment_ms=took)
         changed = status is not f.status
-        if changed or f.order_id not in self._intake.batch.fulfilments:
+        if changed or f.order_id not in self._intake.batch.part(LOGISTICS).fulfilments:
             self._put_fulfilment(replace(f, status=status))
         f = self.fulfilments[order_id]
         if changed:
@@ -411,14 +414,16 @@ class Logistics:
         self._put_fulfilment(f)
         item = OutboxItem(order.id, n, OutboxKind.SHIP, False, at, at)
         self.outbox[item.key] = item
-        self._intake.batch.outbox[item.key] = item
+        self._intake.batch.part(OUTBOX).items[item.key] = item
         for notify in self.on_outbox:
             notify(item)
         return self.shipments[(order.id, n)]
 
     def finish_outbox(self, item: OutboxItem) -> None:
         self.outbox.pop(item.key, None)
-        self._intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+        self._intake.batch.part(OUTBOX).items[item.key] = replace(
+            item, done=True, updated_ms=now_ms()
+        )
 
     def carrier_request(self, order: Order, sh: Shipment) -> dict[str, Any]:
         """The body of the carrier's ``POST /v1/shipments`` for parcel ``sh`` of ``order``."""
@@ -494,7 +499,7 @@ class Logistics:
             seen = WebhookEvent(*scope, kind, now_ms())
             check_row(seen)
             delivered = self.observe_event(carrier, event_id, scan) if scan is not None else None
-            self._intake.batch.webhook_events.append(seen)
+            self._intake.batch.part(OUTBOX).webhook_events.append(seen)
             await self._intake.durable()
             if delivered is not None:
                 for notify in self._on_delivered:
@@ -543,7 +548,7 @@ class Logistics:
             applied=applied,
         )
         check_row(row)
-        self._intake.batch.tracking_events.append(row)
+        self._intake.batch.part(LOGISTICS).tracking_events.append(row)
         if not applied:
             return None  # stale (older than what we hold, or not a legal move): recorded only
         before = self.fulfilments.get(sh.order_id)

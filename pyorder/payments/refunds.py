@@ -29,6 +29,7 @@ from pyorder.orders.service import Orders
 from pyorder.payments.model import REFUND_TRANSITIONS, Attempt, Payment, Refund, RefundStatus
 from pyorder.payments.schemas import Refund as ProviderRefund
 from pyorder.payments.schemas import metadata_int
+from pyorder.payments.storage import REFUNDS
 from pyorder.storage.limits import check_row
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Refunds:
         check_row(refund)
         key = (refund.order_id, refund.number)
         self.refunds[key] = refund
-        self._intake.batch.refunds[key] = refund
+        self._intake.batch.part(REFUNDS).refunds[key] = refund
         return refund
 
     # --- issuing -------------------------------------------------------------------------------

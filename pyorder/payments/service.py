@@ -55,8 +55,10 @@ from pyorder.payments.providers import DEFAULT_PAYMENT_METHOD, Router
 from pyorder.payments.refunds import Refunds
 from pyorder.payments.schemas import PaymentIntent, metadata_int
 from pyorder.payments.schemas import Refund as ProviderRefund
+from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
+from pyorder.storage.outbox import OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +137,17 @@ class Payments:
 
     def load(self, snap: Snapshot) -> None:
         """Hold exactly what the store holds (at start, and after a failed commit)."""
-        self.payments = {p.order_id: p for p in snap.payments}
-        self.attempts = {(a.order_id, a.number): a for a in snap.attempts}
+        stored = snap.part(PAYMENTS)
+        self.payments = {p.order_id: p for p in stored.payments}
+        self.attempts = {(a.order_id, a.number): a for a in stored.attempts}
         carriers = (OutboxKind.SHIP, OutboxKind.RETURN_BOOKING)  # other services' calls
-        self.outbox = {o.key: o for o in snap.outbox if o.kind not in carriers}
+        self.outbox = {o.key: o for o in snap.part(OUTBOX) if o.kind not in carriers}
         self.next_actions = {
             k: action
             for k, action in self.next_actions.items()
             if k in self.attempts and self.attempts[k].status is AttemptStatus.REQUIRES_ACTION
         }
-        self.refunds.load(snap.refunds)
+        self.refunds.load(snap.part(REFUNDS))
 
     def attempts_of(self, order_id: int) -> list[Attempt]:
         pay = self.payments.get(order_id)
@@ -157,13 +160,13 @@ class Payments:
         att = replace(att, updated_ms=now_ms())
         check_row(att)  # before memory changes: a value no store holds fails this request only
         self.attempts[(att.order_id, att.number)] = att
-        self._intake.batch.attempts[(att.order_id, att.number)] = att
+        self._intake.batch.part(PAYMENTS).attempts[(att.order_id, att.number)] = att
         self._refresh(att.order_id)
 
     def _put_payment(self, pay: Payment) -> None:
         check_row(pay)
         self.payments[pay.order_id] = pay
-        self._intake.batch.payments[pay.order_id] = pay
+        self._intake.batch.part(PAYMENTS).payments[pay.order_id] = pay
 
     def refresh(self, order_id: int, **changes: Any) -> Payment:
         """Stage the payment with ``changes`` and its status derived again."""
@@ -200,17 +203,20 @@ class Payments:
 
     def stage_item(self, item: OutboxItem) -> None:
         """Stage a call owed to a provider (once per key) and hand it to the dispatcher."""
-        if item.key in self.outbox or item.key in self._intake.batch.outbox:
+        staged = self._intake.batch.part(OUTBOX).items
+        if item.key in self.outbox or item.key in staged:
             return
         self.outbox[item.key] = item
-        self._intake.batch.outbox[item.key] = item
+        staged[item.key] = item
         for notify in self.on_outbox:
             notify(item)
 
     def finish_outbox(self, item: OutboxItem) -> None:
         """Stage ``item`` as done (its outcome is recorded in the same batch)."""
         self.outbox.pop(item.key, None)
-        self._intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+        self._intake.batch.part(OUTBOX).items[item.key] = replace(
+            item, done=True, updated_ms=now_ms()
+        )
 
     # --- the buyer -----------------------------------------------------------------------------
 
@@ -480,7 +486,7 @@ class Payments:
                 self.observe_intent(provider, obj)
             elif isinstance(obj, ProviderRefund):
                 self.observe_refund(provider, obj)
-            self._intake.batch.webhook_events.append(seen)
+            self._intake.batch.part(OUTBOX).webhook_events.append(seen)
             await self._intake.durable()
             return False, event_id
         finally:

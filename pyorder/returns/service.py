@@ -34,6 +34,7 @@ from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.model import TrackingEvent
 from pyorder.logistics.service import Logistics
+from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import Snapshot
 from pyorder.orders.model import Order, OrderStatus
 from pyorder.orders.service import Orders
@@ -61,6 +62,7 @@ from pyorder.returns.rules import Facts, evaluate
 from pyorder.returns.storage import RETURNS
 from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
+from pyorder.storage.outbox import OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,7 @@ class Returns:
             self.by_buyer.setdefault(r.buyer, []).append(rid)
         for d in stored.decisions:
             self.decisions.setdefault(d.return_id, []).append(d)
-        self.outbox = {o.key: o for o in snap.outbox if o.kind is OutboxKind.RETURN_BOOKING}
+        self.outbox = {o.key: o for o in snap.part(OUTBOX) if o.kind is OutboxKind.RETURN_BOOKING}
 
     def of_order(self, order_id: int) -> list[Return]:
         return [self.returns[i] for i in self.by_order.get(order_id, ())]
@@ -276,7 +278,7 @@ class Returns:
         self._decide(ret, order.total, Stage.OPENED, delivered_orders, at)
         item = OutboxItem(order.id, rid, OutboxKind.RETURN_BOOKING, False, at, at)
         self.outbox[item.key] = item
-        self._intake.batch.outbox[item.key] = item
+        self._intake.batch.part(OUTBOX).items[item.key] = item
         for notify in self.on_outbox:
             notify(item)
         return ret
@@ -380,7 +382,9 @@ class Returns:
 
     def finish_outbox(self, item: OutboxItem) -> None:
         self.outbox.pop(item.key, None)
-        self._intake.batch.outbox[item.key] = replace(item, done=True, updated_ms=now_ms())
+        self._intake.batch.part(OUTBOX).items[item.key] = replace(
+            item, done=True, updated_ms=now_ms()
+        )
 
     def observe_tracking(self, carrier: str, event_id: str, ev: carrier_docs.TrackingEvent) -> None:
         """Apply a tracking event of a return parcel (staged; called by ``Logistics``). The
@@ -409,7 +413,7 @@ class Returns:
         # An exception held for the scans missing before it (``_on_exception``): a late scan
         # that says the parcel was collected decides the pickup on it, once.
         late_pickup = not applied and status in _PICKED and _held(ret)
-        self._intake.batch.tracking_events.append(
+        self._intake.batch.part(LOGISTICS).tracking_events.append(
             TrackingEvent(
                 carrier=carrier,
                 event_id=event_id,

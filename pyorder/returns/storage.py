@@ -4,7 +4,7 @@ rows, its part of the snapshot, its row codec and its SQL for both stores.
 Tables ``returns`` and ``return_decisions`` (schema version 6, ``pyorder.storage.migrations``).
 A return's row and a lightning decision are written whole (upserts): the last one staged in a
 batch wins. Money is minor units, times ms since the Unix epoch (UTC). The stores write this
-part where the returns rows always were: after the logistics rows, before the order events.
+part where the returns rows always were: after the logistics part, before the events part.
 """
 
 from collections.abc import Iterator, Sequence

@@ -6,8 +6,11 @@ SELECT statements are built from the same list. Rows are positional (``sqlite3``
 ``asyncpg.Record``). Units are those of the records (``pyorder.<capability>.model``): money in
 minor units, times in ms since the Unix epoch (UTC).
 
-The returns rows are not here: that capability brings them as its part of the unit of work
-(``pyorder.returns.storage``, see ``pyorder.kernel.unit``); the others still keep theirs here.
+Only the rows the stores write themselves are here: the catalogue, orders and idempotency
+records, and the SQL helpers of the parts (``upsert_sql``, ``insert_new_sql``). Payments,
+logistics, returns and events bring their rows as their parts of the unit of work
+(``pyorder.<capability>.storage``, see ``pyorder.kernel.unit``); the outbox and webhook-event
+rows they share are the ``pyorder.storage.outbox`` part.
 """
 
 from collections.abc import Iterable
@@ -16,27 +19,9 @@ from typing import Any
 import orjson
 
 from pyorder.catalog.model import Sku, StockRow, Warehouse
-from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.kernel.unit import Row
-from pyorder.logistics.model import (
-    DeliveryWindow,
-    Fulfilment,
-    FulfilmentStatus,
-    Shipment,
-    ShipmentStatus,
-    TrackingEvent,
-)
 from pyorder.model import IdempotencyRecord
 from pyorder.orders.model import Order, OrderLine, OrderStatus, StatusChange, just_placed
-from pyorder.payments.model import (
-    Attempt,
-    AttemptStatus,
-    Payment,
-    PaymentStatus,
-    Refund,
-    RefundStatus,
-    WebhookEvent,
-)
 
 WAREHOUSE_COLUMNS = "id, name, owner"
 SKU_COLUMNS = "id, merchant, title, price, currency, limit_per_buyer, created_ms, category"
@@ -245,25 +230,7 @@ def idempotency_from_row(r: Row) -> IdempotencyRecord:
     )
 
 
-# --- payments (schema version 3) --------------------------------------------------------------
-
-PAYMENT_COLUMNS = (
-    "order_id, buyer, currency, amount, method, status, authorized, charged, refunded,"
-    " attempts, paid_attempt, flag, created_ms, updated_ms"
-)
-ATTEMPT_COLUMNS = (
-    "order_id, number, provider, method, payment_method, idempotency_key, provider_payment_id,"
-    " status, amount, currency, amount_received, refund_id, refund_status, amount_refunded,"
-    " error, created_ms, updated_ms"
-)
-OUTBOX_COLUMNS = "order_id, attempt, kind, done, created_ms, updated_ms"
-WEBHOOK_EVENT_COLUMNS = "provider, event_id, type, received_ms"
-
-PAYMENTS_SQL = f"SELECT {PAYMENT_COLUMNS} FROM payments ORDER BY order_id"
-ATTEMPTS_SQL = f"SELECT {ATTEMPT_COLUMNS} FROM payment_attempts ORDER BY order_id, number"
-PENDING_OUTBOX_SQL = (
-    f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE done = 0 ORDER BY created_ms, order_id, attempt"
-)
+# --- SQL of the parts (``pyorder.kernel.unit``) ------------------------------------------
 
 
 def upsert_sql(table: str, columns: str, key: str, placeholder: str) -> str:
@@ -284,295 +251,6 @@ def insert_new_sql(table: str, columns: str, placeholder: str) -> str:
     n = len(columns.split(","))
     values = ", ".join("?" if placeholder == "?" else f"${i}" for i in range(1, n + 1))
     return f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
-
-
-def payment_row(p: Payment) -> tuple[Any, ...]:
-    return (
-        p.order_id,
-        p.buyer,
-        p.currency,
-        p.amount,
-        p.method,
-        p.status.value,
-        p.authorized,
-        p.charged,
-        p.refunded,
-        p.attempts,
-        p.paid_attempt,
-        p.flag,
-        p.created_ms,
-        p.updated_ms,
-    )
-
-
-def payment_from_row(r: Row) -> Payment:
-    return Payment(
-        order_id=int(r[0]),
-        buyer=r[1],
-        currency=r[2],
-        amount=int(r[3]),
-        method=r[4],
-        status=PaymentStatus(r[5]),
-        authorized=int(r[6]),
-        charged=int(r[7]),
-        refunded=int(r[8]),
-        attempts=int(r[9]),
-        paid_attempt=int(r[10]),
-        flag=r[11],
-        created_ms=int(r[12]),
-        updated_ms=int(r[13]),
-    )
-
-
-def attempt_row(a: Attempt) -> tuple[Any, ...]:
-    return (
-        a.order_id,
-        a.number,
-        a.provider,
-        a.method,
-        a.payment_method,
-        a.idempotency_key,
-        a.provider_payment_id,
-        a.status.value,
-        a.amount,
-        a.currency,
-        a.amount_received,
-        a.refund_id,
-        a.refund_status.value,
-        a.amount_refunded,
-        a.error,
-        a.created_ms,
-        a.updated_ms,
-    )
-
-
-def attempt_from_row(r: Row) -> Attempt:
-    return Attempt(
-        order_id=int(r[0]),
-        number=int(r[1]),
-        provider=r[2],
-        method=r[3],
-        payment_method=r[4],
-        idempotency_key=r[5],
-        provider_payment_id=r[6],
-        status=AttemptStatus(r[7]),
-        amount=int(r[8]),
-        currency=r[9],
-        amount_received=int(r[10]),
-        refund_id=r[11],
-        refund_status=RefundStatus(r[12]),
-        amount_refunded=int(r[13]),
-        error=r[14],
-        created_ms=int(r[15]),
-        updated_ms=int(r[16]),
-    )
-
-
-def outbox_row(o: OutboxItem) -> tuple[Any, ...]:
-    return (o.order_id, o.attempt, o.kind.value, int(o.done), o.created_ms, o.updated_ms)
-
-
-def outbox_from_row(r: Row) -> OutboxItem:
-    return OutboxItem(
-        order_id=int(r[0]),
-        attempt=int(r[1]),
-        kind=OutboxKind(r[2]),
-        done=bool(r[3]),
-        created_ms=int(r[4]),
-        updated_ms=int(r[5]),
-    )
-
-
-REFUND_COLUMNS = (
-    "order_id, number, attempt, provider, amount, currency, status, reason, lines,"
-    " idempotency_key, provider_refund_id, requested_by, error, created_ms, updated_ms,"
-    " settled_ms"
-)
-REFUNDS_SQL = f"SELECT {REFUND_COLUMNS} FROM refunds ORDER BY order_id, number"
-
-
-def refund_row(r: Refund) -> tuple[Any, ...]:
-    return (
-        r.order_id,
-        r.number,
-        r.attempt,
-        r.provider,
-        r.amount,
-        r.currency,
-        r.status.value,
-        r.reason,
-        orjson.dumps([list(line) for line in r.lines]).decode(),
-        r.idempotency_key,
-        r.provider_refund_id,
-        r.requested_by,
-        r.error,
-        r.created_ms,
-        r.updated_ms,
-        r.settled_ms,
-    )
-
-
-def refund_from_row(r: Row) -> Refund:
-    return Refund(
-        order_id=int(r[0]),
-        number=int(r[1]),
-        attempt=int(r[2]),
-        provider=r[3],
-        amount=int(r[4]),
-        currency=r[5],
-        status=RefundStatus(r[6]),
-        reason=r[7],
-        lines=tuple((int(a), int(b)) for a, b in orjson.loads(r[8])),
-        idempotency_key=r[9],
-        provider_refund_id=r[10],
-        requested_by=r[11],
-        error=r[12],
-        created_ms=int(r[13]),
-        updated_ms=int(r[14]),
-        settled_ms=int(r[15]),
-    )
-
-
-def webhook_event_row(e: WebhookEvent) -> tuple[str, str, str, int]:
-    return (e.provider, e.event_id, e.type, e.received_ms)
-
-
-# --- logistics (schema version 4) -------------------------------------------------------------
-
-SHIPMENT_COLUMNS = (
-    "order_id, parcel, warehouse, carrier, status, idempotency_key, carrier_shipment_id,"
-    " tracking_number, window_id, last_sequence, last_event_ms, error, created_ms, updated_ms,"
-    " delivered_ms"
-)
-FULFILMENT_COLUMNS = (
-    "order_id, parcels, status, window_id, paid_ms, delivered_ms, fulfilment_ms, updated_ms"
-)
-WINDOW_COLUMNS = "id, region, start_ms, end_ms, capacity, booked, created_ms"
-TRACKING_EVENT_COLUMNS = (
-    "carrier, event_id, order_id, parcel, sequence, status, occurred_ms, location,"
-    " received_ms, applied"
-)
-
-SHIPMENTS_SQL = f"SELECT {SHIPMENT_COLUMNS} FROM shipments ORDER BY order_id, parcel"
-FULFILMENTS_SQL = f"SELECT {FULFILMENT_COLUMNS} FROM fulfilments ORDER BY order_id"
-WINDOWS_SQL = f"SELECT {WINDOW_COLUMNS} FROM delivery_windows ORDER BY id"
-TRACKING_EVENTS_OF_ORDER_SQL = (
-    f"SELECT {TRACKING_EVENT_COLUMNS} FROM tracking_events WHERE order_id = {{}}"
-    " ORDER BY parcel, sequence, received_ms"
-)
-"""Format with the dialect's placeholder (``?`` or ``$1``)."""
-
-
-def shipment_row(s: Shipment) -> tuple[Any, ...]:
-    return (
-        s.order_id,
-        s.parcel,
-        s.warehouse,
-        s.carrier,
-        s.status.value,
-        s.idempotency_key,
-        s.carrier_shipment_id,
-        s.tracking_number,
-        s.window_id,
-        s.last_sequence,
-        s.last_event_ms,
-        s.error,
-        s.created_ms,
-        s.updated_ms,
-        s.delivered_ms,
-    )
-
-
-def shipment_from_row(r: Row) -> Shipment:
-    return Shipment(
-        order_id=int(r[0]),
-        parcel=int(r[1]),
-        warehouse=int(r[2]),
-        carrier=r[3],
-        status=ShipmentStatus(r[4]),
-        idempotency_key=r[5],
-        carrier_shipment_id=r[6],
-        tracking_number=r[7],
-        window_id=int(r[8]),
-        last_sequence=int(r[9]),
-        last_event_ms=int(r[10]),
-        error=r[11],
-        created_ms=int(r[12]),
-        updated_ms=int(r[13]),
-        delivered_ms=int(r[14]),
-    )
-
-
-def fulfilment_row(f: Fulfilment) -> tuple[Any, ...]:
-    return (
-        f.order_id,
-        f.parcels,
-        f.status.value,
-        f.window_id,
-        f.paid_ms,
-        f.delivered_ms,
-        f.fulfilment_ms,
-        f.updated_ms,
-    )
-
-
-def fulfilment_from_row(r: Row) -> Fulfilment:
-    return Fulfilment(
-        order_id=int(r[0]),
-        parcels=int(r[1]),
-        status=FulfilmentStatus(r[2]),
-        window_id=int(r[3]),
-        paid_ms=int(r[4]),
-        delivered_ms=int(r[5]),
-        fulfilment_ms=int(r[6]),
-        updated_ms=int(r[7]),
-    )
-
-
-def window_row(w: DeliveryWindow) -> tuple[Any, ...]:
-    return (w.id, w.region, w.start_ms, w.end_ms, w.capacity, w.booked, w.created_ms)
-
-
-def window_from_row(r: Row) -> DeliveryWindow:
-    return DeliveryWindow(
-        id=int(r[0]),
-        region=r[1],
-        start_ms=int(r[2]),
-        end_ms=int(r[3]),
-        capacity=int(r[4]),
-        booked=int(r[5]),
-        created_ms=int(r[6]),
-    )
-
-
-def tracking_event_row(e: TrackingEvent) -> tuple[Any, ...]:
-    return (
-        e.carrier,
-        e.event_id,
-        e.order_id,
-        e.parcel,
-        e.sequence,
-        e.status,
-        e.occurred_ms,
-        e.location,
-        e.received_ms,
-        int(e.applied),
-    )
-
-
-def tracking_event_from_row(r: Row) -> TrackingEvent:
-    return TrackingEvent(
-        carrier=r[0],
-        event_id=r[1],
-        order_id=int(r[2]),
-        parcel=int(r[3]),
-        sequence=int(r[4]),
-        status=r[5],
-        occurred_ms=int(r[6]),
-        location=r[7],
-        received_ms=int(r[8]),
-        applied=bool(r[9]),
-    )
 
 
 # --- a read for the returns rules (its rows are in ``pyorder.returns.storage``) -----------------

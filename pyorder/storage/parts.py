@@ -11,13 +11,14 @@ _NAMES = frozenset(kind.name for kind in PARTS)
 
 
 def writes(batch: WriteBatch) -> Iterator[Write]:
-    """The statements of the batch's parts with rows, in the registry's order. A part no
-    registry lists would not be written: refused (before anything runs, as the caller
+    """The statements of the batch's parts, in the registry's order (a part yields none without
+    rows; events flag ``order.created`` with no row of their own, so every part is asked). A
+    part no registry lists would not be written: refused (before anything runs, as the caller
     computes this list before it starts the transaction)."""
     unknown = batch.parts.keys() - _NAMES
     if unknown:
         raise StorageError(f"parts not registered in pyorder.parts: {sorted(unknown)}")
     for kind in PARTS:
         part = batch.parts.get(kind.name)
-        if part is not None and len(part):
+        if part is not None:
             yield from part.writes()

@@ -14,20 +14,20 @@ server committed; after such an error the caller should reload (``load``) before
 """
 
 import time
-from collections.abc import Iterable
-from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from pyorder._core import OrderRows, pg_copy_binary
 from pyorder.catalog.model import Sku, StockRow
+from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
+from pyorder.logistics import storage as logistics
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
-from pyorder.storage import codec, events, parts
+from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
@@ -69,17 +69,6 @@ _UPDATE_STATUS = "UPDATE orders SET status = $1, updated_ms = $2 WHERE id = $3 A
 _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
 )
-_UPSERT_PAYMENT = codec.upsert_sql("payments", codec.PAYMENT_COLUMNS, "order_id", "$")
-_UPSERT_ATTEMPT = codec.upsert_sql(
-    "payment_attempts", codec.ATTEMPT_COLUMNS, "order_id, number", "$"
-)
-_UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "$")
-_INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "$")
-_UPSERT_REFUND = codec.upsert_sql("refunds", codec.REFUND_COLUMNS, "order_id, number", "$")
-_UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_id, parcel", "$")
-_UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "$")
-_UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "$")
-_INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "$")
 
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
@@ -223,25 +212,8 @@ class PostgresStore(Store):
             await conn.executemany(
                 _INSERT_IDEMPOTENCY, [codec.idempotency_row(r) for r in batch.idempotency]
             )
-        groups: tuple[tuple[str, Iterable[tuple[Any, ...]]], ...] = (
-            (_UPSERT_PAYMENT, map(codec.payment_row, batch.payments.values())),
-            (_UPSERT_ATTEMPT, map(codec.attempt_row, batch.attempts.values())),
-            (_UPSERT_OUTBOX, map(codec.outbox_row, batch.outbox.values())),
-            (_INSERT_WEBHOOK_EVENT, map(codec.webhook_event_row, batch.webhook_events)),
-            (_UPSERT_REFUND, map(codec.refund_row, batch.refunds.values())),
-            (_UPSERT_SHIPMENT, map(codec.shipment_row, batch.shipments.values())),
-            (_UPSERT_FULFILMENT, map(codec.fulfilment_row, batch.fulfilments.values())),
-            (_UPSERT_WINDOW, map(codec.window_row, batch.delivery_windows.values())),
-            (_INSERT_TRACKING_EVENT, map(codec.tracking_event_row, batch.tracking_events)),
-        )
-        for sql, made in groups:
-            params = list(made)
-            if params:
-                await conn.executemany(sql, params)
-        for statement, rows in parts.writes(batch):  # the registered parts: returns
+        for statement, rows in parts.writes(batch):  # the registered parts (pyorder.parts)
             await conn.executemany(statement.postgres, rows)
-        for sql, params in events.postgres_statements(batch, time.time_ns() // 1_000_000):
-            await conn.executemany(sql, params)
         if batch.token:
             await conn.execute(
                 "INSERT INTO intake_commits (token, committed_ms) VALUES ($1, $2)",
@@ -329,15 +301,6 @@ class PostgresStore(Store):
             line_rows = await conn.fetch(codec.PENDING_LINES_SQL)
             bought = [(int(r[0]), str(r[1]), int(r[2])) for r in await conn.fetch(codec.BOUGHT_SQL)]
             maxima = await conn.fetchrow(codec.MAXIMA_SQL)
-            payments = [codec.payment_from_row(r) for r in await conn.fetch(codec.PAYMENTS_SQL)]
-            attempts = [codec.attempt_from_row(r) for r in await conn.fetch(codec.ATTEMPTS_SQL)]
-            outbox = [codec.outbox_from_row(r) for r in await conn.fetch(codec.PENDING_OUTBOX_SQL)]
-            refunds = [codec.refund_from_row(r) for r in await conn.fetch(codec.REFUNDS_SQL)]
-            shipments = [codec.shipment_from_row(r) for r in await conn.fetch(codec.SHIPMENTS_SQL)]
-            fulfilments = [
-                codec.fulfilment_from_row(r) for r in await conn.fetch(codec.FULFILMENTS_SQL)
-            ]
-            windows = [codec.window_from_row(r) for r in await conn.fetch(codec.WINDOWS_SQL)]
             loaded = {
                 kind.name: kind.snapshot([await conn.fetch(sql) for sql in kind.loads])
                 for kind in PARTS
@@ -352,13 +315,6 @@ class PostgresStore(Store):
             max_order_id=int(maxima[0]),
             max_reservation=int(maxima[1]),
             bought=bought,
-            payments=payments,
-            attempts=attempts,
-            outbox=outbox,
-            refunds=refunds,
-            shipments=shipments,
-            fulfilments=fulfilments,
-            delivery_windows=windows,
             parts=loaded,
         )
 
@@ -367,8 +323,8 @@ class PostgresStore(Store):
         return int(await self._p().fetchval(sql, buyer))
 
     async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
-        rows = await self._p().fetch(codec.TRACKING_EVENTS_OF_ORDER_SQL.format("$1"), order_id)
-        return [codec.tracking_event_from_row(r) for r in rows]
+        rows = await self._p().fetch(logistics.TRACKING_EVENTS_OF_ORDER_SQL.format("$1"), order_id)
+        return [logistics.tracking_event_from_row(r) for r in rows]
 
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
         row = await self._p().fetchrow(

@@ -30,13 +30,15 @@ from typing import Any, TypeVar
 
 from pyorder._core import CommitQueue, RowCountError, SqliteWriteError, SqliteWriter
 from pyorder.catalog.model import Sku, StockRow
+from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.kernel.unit import Row
+from pyorder.logistics import storage as logistics
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
-from pyorder.storage import codec, events, parts
+from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
@@ -85,17 +87,6 @@ _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TOKEN = "INSERT INTO intake_commits (token, committed_ms) VALUES (?, ?)"
-_UPSERT_PAYMENT = codec.upsert_sql("payments", codec.PAYMENT_COLUMNS, "order_id", "?")
-_UPSERT_ATTEMPT = codec.upsert_sql(
-    "payment_attempts", codec.ATTEMPT_COLUMNS, "order_id, number", "?"
-)
-_UPSERT_OUTBOX = codec.upsert_sql("outbox", codec.OUTBOX_COLUMNS, "order_id, attempt, kind", "?")
-_INSERT_WEBHOOK_EVENT = codec.insert_new_sql("webhook_events", codec.WEBHOOK_EVENT_COLUMNS, "?")
-_UPSERT_REFUND = codec.upsert_sql("refunds", codec.REFUND_COLUMNS, "order_id, number", "?")
-_UPSERT_SHIPMENT = codec.upsert_sql("shipments", codec.SHIPMENT_COLUMNS, "order_id, parcel", "?")
-_UPSERT_FULFILMENT = codec.upsert_sql("fulfilments", codec.FULFILMENT_COLUMNS, "order_id", "?")
-_UPSERT_WINDOW = codec.upsert_sql("delivery_windows", codec.WINDOW_COLUMNS, "id", "?")
-_INSERT_TRACKING_EVENT = codec.insert_new_sql("tracking_events", codec.TRACKING_EVENT_COLUMNS, "?")
 _PURGE_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_ms < ?"
 _PURGE_TOKENS = "DELETE FROM intake_commits WHERE committed_ms < ?"
 
@@ -358,15 +349,6 @@ class SqliteStore(Store):
             line_rows = conn.execute(codec.PENDING_LINES_SQL).fetchall()
             bought = [(int(r[0]), str(r[1]), int(r[2])) for r in conn.execute(codec.BOUGHT_SQL)]
             max_order_id, max_reservation = conn.execute(codec.MAXIMA_SQL).fetchone()
-            payments = [codec.payment_from_row(r) for r in conn.execute(codec.PAYMENTS_SQL)]
-            attempts = [codec.attempt_from_row(r) for r in conn.execute(codec.ATTEMPTS_SQL)]
-            outbox = [codec.outbox_from_row(r) for r in conn.execute(codec.PENDING_OUTBOX_SQL)]
-            refunds = [codec.refund_from_row(r) for r in conn.execute(codec.REFUNDS_SQL)]
-            shipments = [codec.shipment_from_row(r) for r in conn.execute(codec.SHIPMENTS_SQL)]
-            fulfilments = [
-                codec.fulfilment_from_row(r) for r in conn.execute(codec.FULFILMENTS_SQL)
-            ]
-            windows = [codec.window_from_row(r) for r in conn.execute(codec.WINDOWS_SQL)]
             loaded = {
                 kind.name: kind.snapshot([conn.execute(sql).fetchall() for sql in kind.loads])
                 for kind in PARTS
@@ -382,13 +364,6 @@ class SqliteStore(Store):
             max_order_id=int(max_order_id),
             max_reservation=int(max_reservation),
             bought=bought,
-            payments=payments,
-            attempts=attempts,
-            outbox=outbox,
-            refunds=refunds,
-            shipments=shipments,
-            fulfilments=fulfilments,
-            delivery_windows=windows,
             parts=loaded,
         )
 
@@ -397,9 +372,11 @@ class SqliteStore(Store):
         return await self._on_reader(lambda: int(self._r().execute(sql, (buyer,)).fetchone()[0]))
 
     async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
-        sql = codec.TRACKING_EVENTS_OF_ORDER_SQL.format("?")
+        sql = logistics.TRACKING_EVENTS_OF_ORDER_SQL.format("?")
         return await self._on_reader(
-            lambda: [codec.tracking_event_from_row(r) for r in self._r().execute(sql, (order_id,))]
+            lambda: [
+                logistics.tracking_event_from_row(r) for r in self._r().execute(sql, (order_id,))
+            ]
         )
 
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
@@ -557,9 +534,9 @@ def _groups(
 ) -> tuple[list[Group], list[Group]]:
     """The statement groups of ``batch`` around its placed orders, in dependency order:
     catalogue, stock rows, stock ``deltas`` (checked: one row each), Python-built orders and
-    lines; then, after the placed orders, status changes, idempotency records, payments,
-    attempts, outbox rows, webhook events, refunds, shipments, fulfilments, delivery windows, tracking
-    events, the registered parts (``pyorder.parts``: returns) and the token."""
+    lines; then, after the placed orders, status changes, idempotency records, the registered
+    parts (``pyorder.parts``: payments and attempts, outbox rows and webhook events, refunds,
+    logistics, returns, then the events and their fan-outs) and the token."""
     before: list[Group] = []
     if batch.warehouses:
         before.append((_UPSERT_WAREHOUSE, list(map(codec.warehouse_row, batch.warehouses)), -1))
@@ -581,31 +558,7 @@ def _groups(
         after.append((_UPDATE_STATUS, rows, -1))
     if batch.idempotency:
         after.append((_INSERT_IDEMPOTENCY, list(map(codec.idempotency_row, batch.idempotency)), -1))
-    if batch.payments:
-        after.append((_UPSERT_PAYMENT, list(map(codec.payment_row, batch.payments.values())), -1))
-    if batch.attempts:
-        after.append((_UPSERT_ATTEMPT, list(map(codec.attempt_row, batch.attempts.values())), -1))
-    if batch.outbox:
-        after.append((_UPSERT_OUTBOX, list(map(codec.outbox_row, batch.outbox.values())), -1))
-    if batch.webhook_events:
-        hooks = list(map(codec.webhook_event_row, batch.webhook_events))
-        after.append((_INSERT_WEBHOOK_EVENT, hooks, -1))
-    if batch.refunds:
-        after.append((_UPSERT_REFUND, list(map(codec.refund_row, batch.refunds.values())), -1))
-    if batch.shipments:
-        rows = list(map(codec.shipment_row, batch.shipments.values()))
-        after.append((_UPSERT_SHIPMENT, rows, -1))
-    if batch.fulfilments:
-        rows = list(map(codec.fulfilment_row, batch.fulfilments.values()))
-        after.append((_UPSERT_FULFILMENT, rows, -1))
-    if batch.delivery_windows:
-        rows = list(map(codec.window_row, batch.delivery_windows.values()))
-        after.append((_UPSERT_WINDOW, rows, -1))
-    if batch.tracking_events:
-        rows = list(map(codec.tracking_event_row, batch.tracking_events))
-        after.append((_INSERT_TRACKING_EVENT, rows, -1))
     after.extend((statement.sqlite, rows, -1) for statement, rows in parts.writes(batch))
-    after.extend(events.sqlite_groups(batch, time.time_ns() // 1_000_000))
     if batch.token:
         after.append((_INSERT_TOKEN, [(batch.token, time.time_ns() // 1_000_000)], -1))
     return before, after

@@ -2,9 +2,11 @@
 
 from pyorder._core import OrderRows
 from pyorder.catalog.model import Sku, StockRow, Warehouse
+from pyorder.kernel.outbox import OutboxItem
 from pyorder.model import IdempotencyRecord, WriteBatch
 from pyorder.orders.model import Order, OrderLine, OrderStatus
 from pyorder.storage import codec
+from pyorder.storage.outbox import OUTBOX
 
 MERCHANTS = ("m-alpha", "m-beta")
 ON_HAND = 1_000
@@ -102,3 +104,10 @@ def placed(*orders: Order) -> OrderRows:
             [(ln.sku, ln.warehouse, ln.quantity, ln.unit_price, ln.merchant) for ln in o.lines],
         )
     return rows
+
+
+def with_outbox(*items: OutboxItem, batch: WriteBatch | None = None) -> WriteBatch:
+    """``batch`` (a new one if None) with ``items`` staged in its outbox part."""
+    batch = WriteBatch() if batch is None else batch
+    batch.part(OUTBOX).items.update((item.key, item) for item in items)
+    return batch

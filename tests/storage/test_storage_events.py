@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from pyorder._core import ORDER_ID_NODE_BITS, ORDER_ID_SEQUENCE_BITS
-from pyorder.events.model import DeliveryState, EventType, OrderEvent, WebhookEndpoint
+from pyorder.events.model import Delivery, DeliveryState, EventType, OrderEvent, WebhookEndpoint
+from pyorder.events.storage import EVENTS
 from pyorder.model import WriteBatch
 from pyorder.storage.base import Store
 from pyorder.storage.postgres import COPY_THRESHOLD
@@ -44,6 +45,26 @@ ENDPOINTS = {
 }
 
 
+def staged(
+    batch: WriteBatch | None = None,
+    *,
+    endpoints: dict[int, WebhookEndpoint] | None = None,
+    events: list[OrderEvent] | None = None,
+    deliveries: dict[int, Delivery] | None = None,
+    created: bool = False,
+) -> WriteBatch:
+    """``batch`` (a new one if None) with these rows staged in its events part; ``created``:
+    order.created for every order of its ``placed``."""
+    batch = WriteBatch() if batch is None else batch
+    part = batch.part(EVENTS)
+    part.endpoints.update(endpoints or {})
+    part.events.extend(events or [])
+    part.deliveries.update(deliveries or {})
+    if created:
+        part.created = batch.placed
+    return batch
+
+
 async def owed(s: Store) -> dict[int, list[tuple[str, int]]]:
     """Endpoint id -> its pending events as (type, order id), in event order."""
     return {
@@ -56,12 +77,12 @@ def test_an_event_fans_out_to_the_subscribed_endpoints_of_the_orders_merchants(
     store: Backend,
 ) -> None:
     async def body(s: Store) -> None:
-        await s.commit(replace(catalog(), webhook_endpoints=dict(ENDPOINTS)))
+        await s.commit(staged(catalog(), endpoints=dict(ENDPOINTS)))
         assert await s.webhook_endpoints() == list(ENDPOINTS.values())
         # Alpha's order, beta's order, and one with two lines of alpha's and one of beta's;
         # then an order taken with no order.created asked for (nobody subscribed then).
         orders = [order(1, line(0)), order(2, line(1)), order(3, line(0), line(2), line(1))]
-        await s.commit(WriteBatch(placed=placed(*orders), placed_events=True))
+        await s.commit(staged(WriteBatch(placed=placed(*orders)), created=True))
         await s.commit(WriteBatch(placed=placed(order(4, line(0)))))
         created, paid = EventType.ORDER_CREATED.value, EventType.ORDER_PAID.value
         assert await owed(s) == {
@@ -73,8 +94,8 @@ def test_an_event_fans_out_to_the_subscribed_endpoints_of_the_orders_merchants(
         }
         data = b'{"object":{"id":"1","status":"paid"}}'
         await s.commit(
-            WriteBatch(
-                order_events=[
+            staged(
+                events=[
                     OrderEvent(1, EventType.ORDER_PAID, data, 5_000),
                     OrderEvent(2, EventType.ORDER_CANCELLED, b"{}", 5_001),
                     OrderEvent(3, EventType.ORDER_PAID, b"{}", 5_002),
@@ -103,12 +124,12 @@ def test_an_event_naming_a_merchant_fans_out_to_its_endpoints_only(store: Backen
     line of the order); an event naming none goes to every merchant of the order."""
 
     async def body(s: Store) -> None:
-        await s.commit(replace(catalog(), webhook_endpoints=dict(ENDPOINTS)))
+        await s.commit(staged(catalog(), endpoints=dict(ENDPOINTS)))
         await s.commit(WriteBatch(placed=placed(order(3, line(0), line(1)))))
         refunded = EventType.ORDER_REFUNDED
         await s.commit(
-            WriteBatch(
-                order_events=[
+            staged(
+                events=[
                     OrderEvent(3, refunded, b'{"object":{"n":1}}', 6_000, BETA),
                     OrderEvent(3, refunded, b'{"object":{"n":2}}', 6_001, "m-gamma"),
                     OrderEvent(3, refunded, b'{"object":{"n":3}}', 6_002),
@@ -122,10 +143,8 @@ def test_an_event_naming_a_merchant_fans_out_to_its_endpoints_only(store: Backen
         assert got[4] == []
         assert got[5] == []
         beta_all = endpoint(6, BETA)
-        await s.commit(WriteBatch(webhook_endpoints={6: beta_all}))
-        await s.commit(
-            WriteBatch(order_events=[OrderEvent(3, refunded, b'{"object":{"n":4}}', 6_003, BETA)])
-        )
+        await s.commit(staged(endpoints={6: beta_all}))
+        await s.commit(staged(events=[OrderEvent(3, refunded, b'{"object":{"n":4}}', 6_003, BETA)]))
         assert [d.payload for d in await s.pending_deliveries(6, 100)] == [b'{"object":{"n":4}}']
         assert [d.payload for d in await s.pending_deliveries(1, 100)] == [b'{"object":{"n":3}}']
 
@@ -148,9 +167,9 @@ def test_placed_orders_of_another_node_get_no_created_event(store: Backend) -> N
     theirs = order_id(1, 1, 0)
 
     async def body(s: Store) -> None:
-        await s.commit(replace(catalog(), webhook_endpoints={1: ENDPOINTS[1]}))
+        await s.commit(staged(catalog(), endpoints={1: ENDPOINTS[1]}))
         await s.commit(WriteBatch(placed=placed(order(theirs, line(0)))))
-        batch = WriteBatch(placed=placed(*(order(i, line(0)) for i in ours)), placed_events=True)
+        batch = staged(WriteBatch(placed=placed(*(order(i, line(0)) for i in ours))), created=True)
         await s.commit(batch)
         assert [d.order_id for d in await s.pending_deliveries(1, 100)] == ours
 
@@ -162,9 +181,9 @@ def test_a_large_placed_batch_gets_every_created_event(store: Backend) -> None:
     n = 3 * COPY_THRESHOLD
 
     async def body(s: Store) -> None:
-        await s.commit(replace(catalog(), webhook_endpoints={3: ENDPOINTS[3]}))
+        await s.commit(staged(catalog(), endpoints={3: ENDPOINTS[3]}))
         orders = [order(i, line(i % 4)) for i in range(1, n + 1)]
-        await s.commit(WriteBatch(placed=placed(*orders), placed_events=True))
+        await s.commit(staged(WriteBatch(placed=placed(*orders)), created=True))
         found = [d.order_id for d in await s.pending_deliveries(3, 1000)]
         assert found == [i for i in range(1, n + 1) if i % 2]  # beta's: odd SKUs
 
@@ -180,9 +199,9 @@ def test_outcomes_update_and_deleting_cancels_what_is_pending(
     not revive one), and leaves delivered ones as they are."""
 
     async def body(s: Store) -> None:
-        await s.commit(replace(catalog(), webhook_endpoints={1: ENDPOINTS[1]}))
+        await s.commit(staged(catalog(), endpoints={1: ENDPOINTS[1]}))
         orders = [order(i, line(0)) for i in (1, 2, 3)]
-        await s.commit(WriteBatch(placed=placed(*orders), placed_events=True))
+        await s.commit(staged(WriteBatch(placed=placed(*orders)), created=True))
         first, second, third = await s.pending_deliveries(1, 100)
         done = replace(
             first,
@@ -193,12 +212,12 @@ def test_outcomes_update_and_deleting_cancels_what_is_pending(
             delivered_ms=7_000,
         )
         retry = replace(second, attempts=1, next_attempt_ms=9_000, last_status=500, last_error="x")
-        await s.commit(WriteBatch(deliveries={done.id: done}))
+        await s.commit(staged(deliveries={done.id: done}))
         assert await s.pending_deliveries(1, 100) == [second, third]
         gone = replace(ENDPOINTS[1], enabled=False, updated_ms=8_000)
-        batch = WriteBatch(webhook_endpoints={1: gone})
+        batch = staged(endpoints={1: gone})
         if retry_first:
-            batch.deliveries[retry.id] = retry
+            batch.part(EVENTS).deliveries[retry.id] = retry
         await s.commit(batch)
         assert await s.pending_deliveries(1, 100) == []
         listed = await s.deliveries(1, None, 10)

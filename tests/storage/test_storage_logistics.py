@@ -15,10 +15,13 @@ from pyorder.logistics.model import (
     ShipmentStatus,
     TrackingEvent,
 )
+from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import WriteBatch
 from pyorder.storage.base import StorageError, Store
+from pyorder.storage.outbox import OUTBOX
 
 from .backends import Backend
+from .records import with_outbox
 
 WINDOW = DeliveryWindow(1, "north", 1_000, 2_000, 2, 1, 5)
 PARCEL = Shipment(
@@ -42,23 +45,42 @@ FULFILMENT = Fulfilment(7, 1, FulfilmentStatus.UNFULFILLED, 1, 4, 0, -1, 5)
 SHIP = OutboxItem(7, 1, OutboxKind.SHIP, done=False, created_ms=5, updated_ms=5)
 
 
+def staged(
+    batch: WriteBatch | None = None,
+    *,
+    shipments: dict[tuple[int, int], Shipment] | None = None,
+    fulfilments: dict[int, Fulfilment] | None = None,
+    windows: dict[int, DeliveryWindow] | None = None,
+    tracking_events: list[TrackingEvent] | None = None,
+) -> WriteBatch:
+    """``batch`` (a new one if None) with these rows staged in its logistics part."""
+    batch = WriteBatch() if batch is None else batch
+    part = batch.part(LOGISTICS)
+    part.shipments.update(shipments or {})
+    part.fulfilments.update(fulfilments or {})
+    part.windows.update(windows or {})
+    part.tracking_events.extend(tracking_events or [])
+    return batch
+
+
 def test_logistics_rows_round_trip_and_upsert(store: Backend) -> None:
     async def body(s: Store) -> None:
         await s.commit(
-            WriteBatch(
+            staged(
+                with_outbox(SHIP),
                 shipments={(7, 1): PARCEL},
                 fulfilments={7: FULFILMENT},
-                delivery_windows={1: WINDOW},
-                outbox={SHIP.key: SHIP},
+                windows={1: WINDOW},
             )
         )
         snap = await s.load()
-        assert (snap.shipments, snap.fulfilments, snap.delivery_windows) == (
+        stored = snap.part(LOGISTICS)
+        assert (stored.shipments, stored.fulfilments, stored.windows) == (
             [PARCEL],
             [FULFILMENT],
             [WINDOW],
         )
-        assert snap.outbox == [SHIP]
+        assert snap.part(OUTBOX) == [SHIP]
         delivered = replace(
             PARCEL, status=ShipmentStatus.DELIVERED, last_sequence=4, delivered_ms=9
         )
@@ -68,15 +90,20 @@ def test_logistics_rows_round_trip_and_upsert(store: Backend) -> None:
         event = TrackingEvent("swift", "evt_1", 7, 1, 4, "delivered", 9, "Hangzhou", 10, True)
         stale = TrackingEvent("swift", "evt_0", 7, 1, 2, "in_transit", 8, "hub", 11, False)
         await s.commit(
-            WriteBatch(
+            staged(
+                with_outbox(replace(SHIP, done=True)),
                 shipments={(7, 1): delivered},
                 fulfilments={7: done},
-                outbox={SHIP.key: replace(SHIP, done=True)},
                 tracking_events=[event, stale, replace(event, received_ms=99)],
             )
         )
         snap = await s.load()
-        assert (snap.shipments, snap.fulfilments, snap.outbox) == ([delivered], [done], [])
+        stored = snap.part(LOGISTICS)
+        assert (stored.shipments, stored.fulfilments, snap.part(OUTBOX)) == (
+            [delivered],
+            [done],
+            [],
+        )
         assert await s.tracking_events(7) == [stale, event]
         assert await s.tracking_events(8) == []
 
@@ -85,10 +112,10 @@ def test_logistics_rows_round_trip_and_upsert(store: Backend) -> None:
 
 def test_a_window_is_never_booked_past_its_capacity(store: Backend) -> None:
     async def body(s: Store) -> None:
-        await s.commit(WriteBatch(delivery_windows={1: WINDOW}))
+        await s.commit(staged(windows={1: WINDOW}))
         with pytest.raises(StorageError):
-            await s.commit(WriteBatch(delivery_windows={1: replace(WINDOW, booked=3)}))
+            await s.commit(staged(windows={1: replace(WINDOW, booked=3)}))
         s.resume()
-        assert (await s.load()).delivery_windows == [WINDOW]
+        assert (await s.load()).part(LOGISTICS).windows == [WINDOW]
 
     store.run(body)

@@ -13,9 +13,12 @@ from pyorder.payments.model import (
     RefundStatus,
     WebhookEvent,
 )
+from pyorder.payments.storage import PAYMENTS
 from pyorder.storage.base import Store
+from pyorder.storage.outbox import OUTBOX
 
 from .backends import Backend
+from .records import with_outbox
 
 PAYMENT = Payment(
     order_id=7,
@@ -55,19 +58,34 @@ ATTEMPT = Attempt(
 CHARGE = OutboxItem(7, 1, OutboxKind.CHARGE, done=False, created_ms=1, updated_ms=1)
 
 
+def staged(
+    payments: dict[int, Payment],
+    attempts: dict[tuple[int, int], Attempt],
+    item: OutboxItem,
+    webhook_events: list[WebhookEvent],
+) -> WriteBatch:
+    """A batch of payments and attempts (the payments part), an outbox row and webhook events
+    (the shared outbox part)."""
+    batch = with_outbox(item)
+    batch.part(PAYMENTS).payments.update(payments)
+    batch.part(PAYMENTS).attempts.update(attempts)
+    batch.part(OUTBOX).webhook_events.extend(webhook_events)
+    return batch
+
+
 def test_payment_rows_round_trip_and_upsert(store: Backend) -> None:
     async def body(s: Store) -> None:
-        first = WriteBatch(
-            payments={7: PAYMENT},
-            attempts={(7, 1): ATTEMPT},
-            outbox={CHARGE.key: CHARGE},
-            webhook_events=[WebhookEvent("card1", "evt_1", "payment_intent.created", 5)],
+        first = staged(
+            {7: PAYMENT},
+            {(7, 1): ATTEMPT},
+            CHARGE,
+            [WebhookEvent("card1", "evt_1", "payment_intent.created", 5)],
         )
         await s.commit(first)
         snap = await s.load()
-        assert snap.payments == [PAYMENT]
-        assert snap.attempts == [ATTEMPT]
-        assert snap.outbox == [CHARGE]
+        assert snap.part(PAYMENTS).payments == [PAYMENT]
+        assert snap.part(PAYMENTS).attempts == [ATTEMPT]
+        assert snap.part(OUTBOX) == [CHARGE]
         assert await s.webhook_event_seen("card1", "evt_1")
         assert not await s.webhook_event_seen("card2", "evt_1")
 
@@ -75,17 +93,17 @@ def test_payment_rows_round_trip_and_upsert(store: Backend) -> None:
         done = replace(
             ATTEMPT, status=AttemptStatus.SUCCEEDED, provider_payment_id="pi_1", amount_received=999
         )
-        again = WriteBatch(
-            payments={7: paid},
-            attempts={(7, 1): done},
-            outbox={CHARGE.key: replace(CHARGE, done=True, updated_ms=2)},
+        again = staged(
+            {7: paid},
+            {(7, 1): done},
+            replace(CHARGE, done=True, updated_ms=2),
             # A duplicate event id is kept once and does not fail the batch.
-            webhook_events=[WebhookEvent("card1", "evt_1", "payment_intent.created", 6)],
+            [WebhookEvent("card1", "evt_1", "payment_intent.created", 6)],
         )
         await s.commit(again)
         snap = await s.load()
-        assert snap.payments == [paid]
-        assert snap.attempts == [done]
-        assert snap.outbox == []
+        assert snap.part(PAYMENTS).payments == [paid]
+        assert snap.part(PAYMENTS).attempts == [done]
+        assert snap.part(OUTBOX) == []
 
     store.run(body)

@@ -10,8 +10,10 @@ import pytest
 from pyorder.catalog.model import Sku
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import Fulfilment, FulfilmentStatus
+from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import WriteBatch
 from pyorder.payments.model import Payment, PaymentStatus
+from pyorder.payments.storage import PAYMENTS
 from pyorder.returns.model import (
     CostBearer,
     Decision,
@@ -24,8 +26,10 @@ from pyorder.returns.model import (
 )
 from pyorder.returns.storage import RETURNS
 from pyorder.storage.base import StorageError, Store
+from pyorder.storage.outbox import OUTBOX
 
 from .backends import Backend
+from .records import with_outbox
 
 RETURN = Return(
     id=1,
@@ -77,7 +81,7 @@ def _batch(
     outbox: dict[tuple[int, int, str], OutboxItem],
 ) -> WriteBatch:
     """A batch of returns and decisions (the returns part) with outbox rows."""
-    batch = WriteBatch(outbox=outbox)
+    batch = with_outbox(*outbox.values())
     staged = batch.part(RETURNS)
     staged.returns.update(returns)
     staged.decisions.update(decisions)
@@ -88,7 +92,7 @@ def test_return_rows_round_trip_and_upsert(store: Backend) -> None:
     async def body(s: Store) -> None:
         await s.commit(_batch({1: RETURN}, {(1, "opened"): OPENED}, outbox={BOOKING.key: BOOKING}))
         snap = await s.load()
-        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.outbox) == (
+        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.part(OUTBOX)) == (
             [RETURN],
             [OPENED],
             [BOOKING],
@@ -112,7 +116,7 @@ def test_return_rows_round_trip_and_upsert(store: Backend) -> None:
             )
         )
         snap = await s.load()
-        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.outbox) == (
+        assert (snap.part(RETURNS).returns, snap.part(RETURNS).decisions, snap.part(OUTBOX)) == (
             [booked],
             [OPENED, picked],
             [],
@@ -130,7 +134,7 @@ def test_a_return_is_refunded_by_an_amount_above_zero(store: Backend) -> None:
                 _batch({1: replace(RETURN, amount=0)}, {}, outbox={BOOKING.key: BOOKING})
             )
         snap = await s.load()
-        assert (snap.part(RETURNS).returns, snap.outbox) == ([], [])
+        assert (snap.part(RETURNS).returns, snap.part(OUTBOX)) == ([], [])
 
     store.run(body)
 
@@ -145,23 +149,24 @@ def test_sku_category_and_delivered_orders_of_a_buyer(store: Backend) -> None:
 
     async def body(s: Store) -> None:
         sku = Sku(0, "merchant:seller", "shirt", 999, "CNY", 0, 1, category="apparel")
-        await s.commit(
-            WriteBatch(
-                skus=[sku],
-                payments={
-                    1: paid(1, "bob", 1),
-                    2: paid(2, "bob", 1),
-                    3: paid(3, "bob", 0),
-                    4: paid(4, "eve", 1),
-                },
-                fulfilments={
-                    1: fulfilment(1, FulfilmentStatus.DELIVERED),
-                    2: fulfilment(2, FulfilmentStatus.SHIPPED),
-                    3: fulfilment(3, FulfilmentStatus.DELIVERED),
-                    4: fulfilment(4, FulfilmentStatus.DELIVERED),
-                },
-            )
+        batch = WriteBatch(skus=[sku])
+        batch.part(PAYMENTS).payments.update(
+            {
+                1: paid(1, "bob", 1),
+                2: paid(2, "bob", 1),
+                3: paid(3, "bob", 0),
+                4: paid(4, "eve", 1),
+            }
         )
+        batch.part(LOGISTICS).fulfilments.update(
+            {
+                1: fulfilment(1, FulfilmentStatus.DELIVERED),
+                2: fulfilment(2, FulfilmentStatus.SHIPPED),
+                3: fulfilment(3, FulfilmentStatus.DELIVERED),
+                4: fulfilment(4, FulfilmentStatus.DELIVERED),
+            }
+        )
+        await s.commit(batch)
         assert await s.get_sku(0) == sku
         assert (await s.load()).skus == [sku]
         # Paid and every parcel delivered: bob's order 1 only (2 is on its way, 3 unpaid).

@@ -1,4 +1,6 @@
-"""The order events' part of a write batch and its reads, in both dialects (schema version 7).
+"""The events capability's share of the unit of work (``pyorder.kernel.unit``): its staged rows
+(endpoints, delivery outcomes, order events), its SQL for both stores, and the reads of
+``order_events`` and ``webhook_endpoints`` (tables of schema version 7).
 
 Events are fanned out in SQL, inside the batch's transaction: a staged ``OrderEvent`` becomes
 one ``order_events`` row per enabled endpoint, subscribed to its type, of a merchant holding a
@@ -10,23 +12,32 @@ of the id, so no Python object is made per order; their ``payload`` is NULL and 
 delivery from the order's row. Nothing here runs for a batch with no events: with no endpoint
 registered, the write path is unchanged.
 
-Group order within the batch: endpoints first (a fan-out sees the endpoints of its own
+Statement order within the part: endpoints first (a fan-out sees the endpoints of its own
 batch), then delivery outcomes, then the cancelling of a deleted endpoint's pending events
-(after the outcomes, so a retry staged just before cannot revive one), then the fan-outs.
+(after the outcomes, so a retry staged just before cannot revive one), then the fan-outs. The
+stores write this part last of all the parts (``pyorder.parts``), where the events always were:
+after every other row of the batch (the fan-outs read the order lines and the endpoints just
+written), before the commit token. The part loads nothing at start: endpoints and deliveries
+are read on demand (``ENDPOINTS_SQL``, ``PENDING_SQL``, ``DELIVERIES_SQL``). Times are ms since
+the Unix epoch (UTC).
 """
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from pyorder._core import ORDER_ID_NODE_BITS, ORDER_ID_SEQUENCE_BITS
+from pyorder._core import ORDER_ID_NODE_BITS, ORDER_ID_SEQUENCE_BITS, OrderRows
 from pyorder.events.model import (
     ALL_TYPES,
     Delivery,
     DeliveryState,
     EventType,
+    OrderEnded,
+    OrderEvent,
     WebhookEndpoint,
 )
-from pyorder.kernel.unit import Row
-from pyorder.model import WriteBatch
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.unit import PartKind, Row, Statement, Write
 from pyorder.storage.codec import upsert_sql
 
 ENDPOINT_COLUMNS = (
@@ -38,9 +49,6 @@ DELIVERY_COLUMNS = (
 )
 _NEW_COLUMNS = DELIVERY_COLUMNS.removeprefix("id, ")
 _NODE_MASK = (1 << ORDER_ID_NODE_BITS) - 1
-
-Group = tuple[str, list[tuple[Any, ...]], int]
-"""A statement with its parameter rows, as ``SqliteWriter.commit`` takes it (-1: unchecked)."""
 
 
 def _subscribed(type_sql: str, dialect: str) -> str:
@@ -82,30 +90,34 @@ def _created_sql(p: list[str], dialect: str) -> str:
     )
 
 
-_UPDATE_DELIVERY = (
+_UPDATE_DELIVERY_SQL = (
     "UPDATE order_events SET state = {0}, attempts = {1}, next_attempt_ms = {2},"
     " last_status = {3}, last_error = {4}, updated_ms = {5}, delivered_ms = {6} WHERE id = {7}"
 )
-_CANCEL_PENDING = (
+_CANCEL_PENDING_SQL = (
     "UPDATE order_events SET state = 'cancelled', updated_ms = {0}"
     " WHERE endpoint_id = {1} AND state = 'pending'"
 )
 
-SQLITE_FAN_OUT = _fan_out_sql(["?1", "?2", "?3", "?4", "?5"], "sqlite")
-SQLITE_CREATED = _created_sql(["?1", "?2", "?3", "?4"], "sqlite")
-SQLITE_UPSERT_ENDPOINT = upsert_sql("webhook_endpoints", ENDPOINT_COLUMNS, "id", "?")
-SQLITE_UPDATE_DELIVERY = _UPDATE_DELIVERY.format(*["?"] * 8)
-SQLITE_CANCEL_PENDING = _CANCEL_PENDING.format("?", "?")
-
-POSTGRES_FAN_OUT = _fan_out_sql(
-    ["$1::bigint", "$2::text", "$3::text", "$4::bigint", "$5::text"], "postgres"
+_FAN_OUT = Statement(
+    _fan_out_sql(["?1", "?2", "?3", "?4", "?5"], "sqlite"),
+    _fan_out_sql(["$1::bigint", "$2::text", "$3::text", "$4::bigint", "$5::text"], "postgres"),
 )
-POSTGRES_CREATED = _created_sql(
-    ["$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint"], "postgres"
+_CREATED = Statement(
+    _created_sql(["?1", "?2", "?3", "?4"], "sqlite"),
+    _created_sql(["$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint"], "postgres"),
 )
-POSTGRES_UPSERT_ENDPOINT = upsert_sql("webhook_endpoints", ENDPOINT_COLUMNS, "id", "$")
-POSTGRES_UPDATE_DELIVERY = _UPDATE_DELIVERY.format(*(f"${n}" for n in range(1, 9)))
-POSTGRES_CANCEL_PENDING = _CANCEL_PENDING.format("$1", "$2")
+_UPSERT_ENDPOINT = Statement(
+    upsert_sql("webhook_endpoints", ENDPOINT_COLUMNS, "id", "?"),
+    upsert_sql("webhook_endpoints", ENDPOINT_COLUMNS, "id", "$"),
+)
+_UPDATE_DELIVERY = Statement(
+    _UPDATE_DELIVERY_SQL.format(*["?"] * 8),
+    _UPDATE_DELIVERY_SQL.format(*(f"${n}" for n in range(1, 9))),
+)
+_CANCEL_PENDING = Statement(
+    _CANCEL_PENDING_SQL.format("?", "?"), _CANCEL_PENDING_SQL.format("$1", "$2")
+)
 
 ENDPOINTS_SQL = f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY id"
 PENDING_SQL = (
@@ -184,51 +196,57 @@ def _update_row(d: Delivery) -> tuple[Any, ...]:
     )
 
 
-def _statements(batch: WriteBatch, at_ms: int) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """(statement key, parameter rows) of the batch's event writes, in order."""
-    out: list[tuple[str, list[tuple[Any, ...]]]] = []
-    if batch.webhook_endpoints:
-        out.append(("upsert_endpoint", [endpoint_row(e) for e in batch.webhook_endpoints.values()]))
-    if batch.deliveries:
-        out.append(("update_delivery", [_update_row(d) for d in batch.deliveries.values()]))
-    gone = [(at_ms, e.id) for e in batch.webhook_endpoints.values() if not e.enabled]
-    if gone:
-        out.append(("cancel_pending", gone))
-    if batch.placed_events:
-        span = batch.placed.id_range()
-        if span is not None:
-            node = (span[0] >> ORDER_ID_SEQUENCE_BITS) & _NODE_MASK
-            out.append(("created", [(span[0], span[1], node, at_ms)]))
-    if batch.order_events:
-        rows = [
-            (e.order_id, e.type.value, e.payload.decode(), e.at_ms, e.merchant)
-            for e in batch.order_events
-        ]
-        out.append(("fan_out", rows))
-    return out
+@dataclass(slots=True)
+class StagedEvents:
+    """The events rows of one batch."""
+
+    endpoints: dict[int, WebhookEndpoint] = field(default_factory=dict)
+    """Endpoint id -> its row as it is now (a deleted one is disabled, and its events not
+    delivered yet are cancelled in the same transaction)."""
+    events: list[OrderEvent] = field(default_factory=list)
+    """Events of this batch's state changes: each is fanned out at commit, in SQL, to one
+    ``order_events`` row per enabled endpoint subscribed to it of a merchant of the order."""
+    ended: list[OrderEnded] = field(default_factory=list)
+    """Events of orders that ended here with no full ``Order`` at hand: made into ``events``
+    as the batch is handed to the store (``Events.resolve_ended``)."""
+    created: OrderRows | None = None
+    """The batch's own ``WriteBatch.placed`` (the same object, which keeps growing while the
+    batch is open) when ``order.created`` is to be written for every order in it, fanned out
+    the same way, in SQL over the rows just inserted (no Python object per order)."""
+    deliveries: dict[int, Delivery] = field(default_factory=dict)
+    """Event id -> its delivery state as it is now (attempts, next attempt, outcome)."""
+
+    def __len__(self) -> int:
+        # ``created`` adds no row of its own: its orders are counted by ``WriteBatch.placed``.
+        return len(self.endpoints) + len(self.events) + len(self.ended) + len(self.deliveries)
+
+    def writes(self) -> Iterator[Write]:
+        """Endpoints, delivery outcomes, cancellations, then the fan-outs (module docstring);
+        the new rows are stamped with the time of this call (the commit's)."""
+        at_ms = now_ms()
+        if self.endpoints:
+            yield _UPSERT_ENDPOINT, [endpoint_row(e) for e in self.endpoints.values()]
+        if self.deliveries:
+            yield _UPDATE_DELIVERY, [_update_row(d) for d in self.deliveries.values()]
+        gone = [(at_ms, e.id) for e in self.endpoints.values() if not e.enabled]
+        if gone:
+            yield _CANCEL_PENDING, gone
+        if self.created is not None:
+            span = self.created.id_range()
+            if span is not None:
+                node = (span[0] >> ORDER_ID_SEQUENCE_BITS) & _NODE_MASK
+                yield _CREATED, [(span[0], span[1], node, at_ms)]
+        if self.events:
+            rows = [
+                (e.order_id, e.type.value, e.payload.decode(), e.at_ms, e.merchant)
+                for e in self.events
+            ]
+            yield _FAN_OUT, rows
 
 
-_SQLITE = {
-    "upsert_endpoint": SQLITE_UPSERT_ENDPOINT,
-    "update_delivery": SQLITE_UPDATE_DELIVERY,
-    "cancel_pending": SQLITE_CANCEL_PENDING,
-    "created": SQLITE_CREATED,
-    "fan_out": SQLITE_FAN_OUT,
-}
-_POSTGRES = {
-    "upsert_endpoint": POSTGRES_UPSERT_ENDPOINT,
-    "update_delivery": POSTGRES_UPDATE_DELIVERY,
-    "cancel_pending": POSTGRES_CANCEL_PENDING,
-    "created": POSTGRES_CREATED,
-    "fan_out": POSTGRES_FAN_OUT,
-}
+def _nothing(rows: Sequence[Sequence[Row]]) -> None:
+    """The events part loads nothing at start (its reads are made on demand)."""
 
 
-def sqlite_groups(batch: WriteBatch, at_ms: int) -> list[Group]:
-    """The batch's event writes as SQLite statement groups (after its orders and lines)."""
-    return [(_SQLITE[key], rows, -1) for key, rows in _statements(batch, at_ms)]
-
-
-def postgres_statements(batch: WriteBatch, at_ms: int) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """The batch's event writes as PostgreSQL (statement, parameter rows) for executemany."""
-    return [(_POSTGRES[key], rows) for key, rows in _statements(batch, at_ms)]
+EVENTS = PartKind("events", StagedEvents, (), _nothing)
+"""The events part: registered in ``pyorder.parts``, written after every other part."""

@@ -1,0 +1,154 @@
+"""The order of a batch's statements inside its one transaction, on both stores: a batch
+touching every capability writes its tables in the order the group commit's prefix guarantee,
+the foreign keys and the events' fan-out (which reads the order lines and endpoints written
+before it) were built on. Moving a capability's rows into a part (``pyorder.parts``) must keep
+it: the expected list is the order the stores wrote before any part existed.
+
+No database is needed: the SQLite writer's statement groups are read as built, and the
+PostgreSQL writer runs against a connection that records what it is asked to run.
+"""
+
+import asyncio
+import re
+from typing import Any, cast
+
+from pyorder.catalog.model import StockRow
+from pyorder.events.model import Delivery, DeliveryState, EventType, OrderEvent
+from pyorder.events.storage import EVENTS
+from pyorder.kernel.outbox import OutboxItem, OutboxKind
+from pyorder.logistics.model import TrackingEvent
+from pyorder.logistics.storage import LOGISTICS
+from pyorder.model import WriteBatch
+from pyorder.orders.model import OrderStatus, StatusChange
+from pyorder.payments.model import Refund, RefundStatus, WebhookEvent
+from pyorder.payments.storage import PAYMENTS, REFUNDS
+from pyorder.returns.storage import RETURNS
+from pyorder.storage import postgres, sqlite
+from pyorder.storage.outbox import OUTBOX
+
+from .records import catalog, idem, line, order, placed
+from .test_storage_events import endpoint
+from .test_storage_logistics import FULFILMENT, PARCEL, WINDOW
+from .test_storage_payments import ATTEMPT, PAYMENT
+from .test_storage_returns import OPENED, RETURN
+
+WRITES = [
+    ("INSERT", "warehouses"),
+    ("DELETE", "regions"),
+    ("INSERT", "regions"),
+    ("INSERT", "skus"),
+    ("INSERT", "stock"),
+    ("UPDATE", "stock"),
+    ("INSERT", "orders"),
+    ("INSERT", "order_lines"),
+    ("placed", "orders"),
+    ("placed", "order_lines"),
+    ("UPDATE", "orders"),
+    ("INSERT", "idempotency"),
+    ("INSERT", "payments"),
+    ("INSERT", "payment_attempts"),
+    ("INSERT", "outbox"),
+    ("INSERT", "webhook_events"),
+    ("INSERT", "refunds"),
+    ("INSERT", "shipments"),
+    ("INSERT", "fulfilments"),
+    ("INSERT", "delivery_windows"),
+    ("INSERT", "tracking_events"),
+    ("INSERT", "returns"),
+    ("INSERT", "return_decisions"),
+    ("INSERT", "webhook_endpoints"),
+    ("UPDATE", "order_events"),  # delivery outcomes
+    ("UPDATE", "order_events"),  # a deleted endpoint's pending events cancelled
+    ("INSERT", "order_events"),  # order.created of the placed orders
+    ("INSERT", "order_events"),  # the staged events fanned out
+    ("INSERT", "intake_commits"),
+]
+"""(verb, table) of every statement, in order; ``placed``: the Rust intake's rows."""
+
+_VERB = re.compile(r"\s*(INSERT INTO|UPDATE|DELETE FROM) (\w+)")
+
+
+def _write(sql: str) -> tuple[str, str]:
+    found = _VERB.match(sql)
+    assert found is not None, sql
+    return found[1].split()[0], found[2]
+
+
+def every_capability() -> WriteBatch:
+    """A batch with rows of every kind a batch can hold."""
+    batch = catalog(n_skus=1, n_warehouses=1)
+    batch.stock_rows.append(StockRow(0, 1, 5, 0, 0))
+    batch.add_delta(0, 0, -1, 0, 1)
+    batch.orders.append(order(1, line(0)))
+    batch.placed = placed(order(2, line(0)))
+    pending, paid = OrderStatus.PENDING_PAYMENT, OrderStatus.PAID
+    batch.status_changes.append(StatusChange(1, pending, paid, 9))
+    batch.idempotency.append(idem("k"))
+    batch.part(PAYMENTS).payments[7] = PAYMENT
+    batch.part(PAYMENTS).attempts[(7, 1)] = ATTEMPT
+    charge = OutboxItem(7, 1, OutboxKind.CHARGE, False, 1, 1)
+    batch.part(OUTBOX).items[charge.key] = charge
+    seen = WebhookEvent("card1", "evt_1", "payment_intent.created", 5)
+    batch.part(OUTBOX).webhook_events.append(seen)
+    batch.part(REFUNDS).refunds[(7, 1)] = Refund(
+        7, 1, 1, "card1", 10, "CNY", RefundStatus.PENDING, "", ((0, 1),), "k", "", "", "", 1, 1, 0
+    )
+    logistics = batch.part(LOGISTICS)
+    logistics.shipments[(7, 1)] = PARCEL
+    logistics.fulfilments[7] = FULFILMENT
+    logistics.windows[1] = WINDOW
+    logistics.tracking_events.append(
+        TrackingEvent("swift", "evt_1", 7, 1, 4, "delivered", 9, "Hangzhou", 10, True)
+    )
+    returns = batch.part(RETURNS)
+    returns.returns[RETURN.id] = RETURN
+    returns.decisions[(OPENED.return_id, OPENED.stage.value)] = OPENED
+    events = batch.part(EVENTS)
+    events.endpoints[1] = endpoint(1, "m-alpha", enabled=False)
+    events.events.append(OrderEvent(1, EventType.ORDER_PAID, b"{}", 9))
+    events.created = batch.placed
+    events.deliveries[1] = Delivery(
+        1, 1, "m-alpha", 1, "order.paid", b"{}", 1, DeliveryState.PENDING, 1, 5, 500, "x", 5, 0
+    )
+    batch.token = 42
+    return batch
+
+
+def test_sqlite_writes_a_batch_in_the_order_of_before() -> None:
+    batch = every_capability()
+    before, after = sqlite._groups(batch, batch.all_deltas())
+    written = [_write(sql) for sql, _rows, _checked in before]
+    written += [("placed", "orders"), ("placed", "order_lines")]  # by the Rust writer, between
+    written += [_write(sql) for sql, _rows, _checked in after]
+    assert written == WRITES
+
+
+class _Recorder:
+    """An asyncpg connection that records the statements it is given (one stock row found)."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[str, str]] = []
+
+    async def execute(self, sql: str, *args: object) -> str:
+        self.written.append(_write(sql))
+        return "UPDATE 1"
+
+    async def executemany(self, sql: str, rows: object) -> None:
+        self.written.append(_write(sql))
+
+    async def copy_records_to_table(self, table: str, **kwargs: object) -> None:
+        self.written.append(("INSERT", table))
+
+    async def copy_to_table(self, table: str, **kwargs: object) -> None:
+        self.written.append(("placed", table))
+
+
+def test_postgres_writes_a_batch_in_the_order_of_before() -> None:
+    recorder = _Recorder()
+    store = postgres.PostgresStore("postgresql://unused")
+    asyncio.run(store._write_batch(cast(Any, recorder), every_capability()))
+    # The Rust intake's rows go by executemany below the COPY threshold: name them so.
+    written = recorder.written
+    assert written[8:10] == [("INSERT", "orders"), ("INSERT", "order_lines")]
+    written[8:10] = [("placed", "orders"), ("placed", "order_lines")]
+    assert written == WRITES
