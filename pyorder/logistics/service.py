@@ -32,6 +32,7 @@ from pyorder.kernel.errors import (
     InvalidState,
     NotFound,
 )
+from pyorder.kernel.inbox import WebhookEvent
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.kernel.signing import SIGNATURE_HEADER, SignatureError, verify
 from pyorder.logistics import schemas as carrier_docs
@@ -50,7 +51,6 @@ from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import Snapshot
 from pyorder.orders.model import Order, OrderStatus, PendingOrder
 from pyorder.orders.service import Orders
-from pyorder.payments.model import WebhookEvent
 from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
 from pyorder.storage.outbox import OUTBOX

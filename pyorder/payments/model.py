@@ -186,13 +186,3 @@ class Refund:
     updated_ms: int
     settled_ms: int
     """When it succeeded or failed; 0 while pending."""
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEvent:
-    """A provider event already applied (de-duplication by ``(provider, event_id)``)."""
-
-    provider: str
-    event_id: str
-    type: str
-    received_ms: int

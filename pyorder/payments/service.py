@@ -35,6 +35,7 @@ from pyorder.kernel.errors import (
     InvalidState,
     NotFound,
 )
+from pyorder.kernel.inbox import WebhookEvent
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.kernel.signing import SIGNATURE_HEADER, SignatureError, verify
 from pyorder.model import Snapshot
@@ -49,7 +50,6 @@ from pyorder.payments.model import (
     PaymentStatus,
     Refund,
     RefundStatus,
-    WebhookEvent,
 )
 from pyorder.payments.providers import DEFAULT_PAYMENT_METHOD, Router
 from pyorder.payments.refunds import Refunds

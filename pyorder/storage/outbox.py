@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyorder.kernel.inbox import WebhookEvent
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.kernel.unit import PartKind, Row, Statement, Write
-from pyorder.payments.model import WebhookEvent
 from pyorder.storage.codec import insert_new_sql, upsert_sql
 
 OUTBOX_COLUMNS = "order_id, attempt, kind, done, created_ms, updated_ms"

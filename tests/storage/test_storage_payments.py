@@ -3,6 +3,7 @@ are written whole and the last staged wins, and ``load()`` returns what a restar
 
 from dataclasses import replace
 
+from pyorder.kernel.inbox import WebhookEvent
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.model import WriteBatch
 from pyorder.payments.model import (
@@ -11,7 +12,6 @@ from pyorder.payments.model import (
     Payment,
     PaymentStatus,
     RefundStatus,
-    WebhookEvent,
 )
 from pyorder.payments.storage import PAYMENTS
 from pyorder.storage.base import Store

@@ -15,12 +15,13 @@ from typing import Any, cast
 from pyorder.catalog.model import StockRow
 from pyorder.events.model import Delivery, DeliveryState, EventType, OrderEvent
 from pyorder.events.storage import EVENTS
+from pyorder.kernel.inbox import WebhookEvent
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.logistics.model import TrackingEvent
 from pyorder.logistics.storage import LOGISTICS
 from pyorder.model import WriteBatch
 from pyorder.orders.model import OrderStatus, StatusChange
-from pyorder.payments.model import Refund, RefundStatus, WebhookEvent
+from pyorder.payments.model import Refund, RefundStatus
 from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.returns.storage import RETURNS
 from pyorder.storage import postgres, sqlite
