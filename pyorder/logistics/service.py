@@ -21,20 +21,17 @@ from pyorder.auth import Principal, Role
 from pyorder.documents import Event, InvalidDocument, decode
 from pyorder.engine import Engine
 from pyorder.events.publisher import Events
+from pyorder.inbox import After, Inbox
 from pyorder.intake import Intake
 from pyorder.kernel.clock import iso_ms, now_ms
 from pyorder.kernel.errors import (
     Conflict,
-    EventInFlight,
     InvalidEvent,
     InvalidInput,
-    InvalidSignature,
     InvalidState,
     NotFound,
 )
-from pyorder.kernel.inbox import WebhookEvent
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
-from pyorder.kernel.signing import SIGNATURE_HEADER, SignatureError, verify
 from pyorder.logistics import schemas as carrier_docs
 from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.model import (
@@ -147,7 +144,7 @@ class Logistics:
         self.on_outbox: list[Callable[[OutboxItem], None]] = []
         self._on_delivered: list[Callable[[int], None]] = []
         self._on_return_event: ReturnTracking | None = None
-        self._events_in_flight: set[tuple[str, str]] = set()
+        self._inbox = Inbox(intake, store)
 
     def subscribe_delivered(self, notify: Callable[[int], None]) -> None:
         """Call ``notify`` with an order's fulfilment time (ms) once its delivery is durable."""
@@ -482,31 +479,21 @@ class Logistics:
         config = self.config.carrier(carrier)
         if config is None:
             raise NotFound(f"no carrier {carrier!r}")
-        try:
-            verify(body, headers.get(SIGNATURE_HEADER), config.secret)
-        except SignatureError as exc:
-            raise InvalidSignature(str(exc)) from exc
-        event, scan = decode_event(body)  # in full, before anything is applied or staged
-        event_id, kind = event.id, event.type
-        scope = (f"carrier:{carrier}", event_id)
-        if scope in self._events_in_flight:
-            raise EventInFlight(f"event {event_id} is being applied")
-        self._events_in_flight.add(scope)
-        try:
-            if await self._store.webhook_event_seen(*scope):
-                return True, event_id
-            # Apply and stage with no await in between: one batch holds the event and its effects.
-            seen = WebhookEvent(*scope, kind, now_ms())
-            check_row(seen)
-            delivered = self.observe_event(carrier, event_id, scan) if scan is not None else None
-            self._intake.batch.part(OUTBOX).webhook_events.append(seen)
-            await self._intake.durable()
-            if delivered is not None:
-                for notify in self._on_delivered:
-                    notify(delivered.fulfilment_ms)
-            return False, event_id
-        finally:
-            self._events_in_flight.discard(scope)
+
+        def apply(event: Event, scan: carrier_docs.TrackingEvent | None) -> After | None:
+            if scan is None:
+                return None
+            delivered = self.observe_event(carrier, event.id, scan)
+            if delivered is None:
+                return None
+            return lambda: self._delivered(delivered.fulfilment_ms)
+
+        source = f"carrier:{carrier}"
+        return await self._inbox.receive(source, config.secret, body, headers, decode_event, apply)
+
+    def _delivered(self, fulfilment_ms: int) -> None:
+        for notify in self._on_delivered:
+            notify(fulfilment_ms)
 
     def observe_event(
         self, carrier: str, event_id: str, ev: carrier_docs.TrackingEvent

@@ -24,20 +24,17 @@ import msgspec
 from pyorder.auth import Principal, Role, buyer_number
 from pyorder.documents import Event, InvalidDocument, decode
 from pyorder.events.publisher import Events
+from pyorder.inbox import Inbox
 from pyorder.intake import Intake
 from pyorder.kernel.clock import now_ms
 from pyorder.kernel.errors import (
     Conflict,
-    EventInFlight,
     InvalidEvent,
     InvalidInput,
-    InvalidSignature,
     InvalidState,
     NotFound,
 )
-from pyorder.kernel.inbox import WebhookEvent
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
-from pyorder.kernel.signing import SIGNATURE_HEADER, SignatureError, verify
 from pyorder.model import Snapshot
 from pyorder.orders.model import PendingOrder
 from pyorder.orders.service import Orders
@@ -128,7 +125,7 @@ class Payments:
         """What the buyer must do for each attempt in ``requires_action`` (the provider's
         ``next_action``, as it gave it). Memory only, never stored: after a restart the
         reconciler's look-up of the attempt fills it again."""
-        self._events_in_flight: set[tuple[str, str]] = set()
+        self._inbox = Inbox(intake, store)
         self.on_outbox: list[Callable[[OutboxItem], None]] = []
         """Callbacks given each new outbox item (the dispatcher), once staged."""
         self.refunds = Refunds(self, orders, events, intake)
@@ -466,31 +463,16 @@ class Payments:
         config = self.router.provider(provider)
         if config is None:
             raise NotFound(f"no payment provider {provider!r}")
-        try:
-            verify(body, headers.get(SIGNATURE_HEADER), config.secret)
-        except SignatureError as exc:
-            raise InvalidSignature(str(exc)) from exc
-        event, obj = decode_event(body)  # in full, before anything is applied or staged
-        event_id, kind = event.id, event.type
-        scope = (provider, event_id)
-        if scope in self._events_in_flight:
-            raise EventInFlight(f"event {event_id} is being applied")
-        self._events_in_flight.add(scope)
-        try:
-            if await self._store.webhook_event_seen(provider, event_id):
-                return True, event_id
-            # Apply and stage with no await in between: one batch holds the event and its effects.
-            seen = WebhookEvent(provider, event_id, kind, now_ms())
-            check_row(seen)
+
+        def apply(_: Event, obj: PaymentIntent | ProviderRefund | None) -> None:
             if isinstance(obj, PaymentIntent):
                 self.observe_intent(provider, obj)
             elif isinstance(obj, ProviderRefund):
                 self.observe_refund(provider, obj)
-            self._intake.batch.part(OUTBOX).webhook_events.append(seen)
-            await self._intake.durable()
-            return False, event_id
-        finally:
-            self._events_in_flight.discard(scope)
+
+        return await self._inbox.receive(
+            provider, config.secret, body, headers, decode_event, apply
+        )
 
     # --- reading --------------------------------------------------------------------------------
 
