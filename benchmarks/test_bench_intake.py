@@ -21,7 +21,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from pyorder._core import OrderBook, OrderRows
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
-from server.api.orders_bodies import OrderBatchIn
+from pyorder.server.api.orders_bodies import OrderBatchIn
 
 ORDERS = 1000
 SKUS = 16

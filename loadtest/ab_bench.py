@@ -5,8 +5,8 @@ On a shared, noisy machine the throughput of one run moves more than most change
 the builds back to back (in alternating order) see nearly the same machine, and CPU time per
 order (from ``/proc``: the event loop's thread, and the whole process with its commit and
 checkpoint threads) moves less than throughput. Each build is a directory holding ``pyorder/``
-(with its built ``_core`` extension) and ``server/``, e.g. from
-``git archive <commit> pyorder server | tar -x -C DIR`` plus a copy of that commit's ``_core``:
+(with its built ``_core`` extension and ``pyorder/server/``; older builds: ``server/``), e.g. from
+``git archive <commit> pyorder | tar -x -C DIR`` plus a copy of that commit's ``_core``:
 
     python loadtest/ab_bench.py /tmp/before . --reps 8             # single orders
     python loadtest/ab_bench.py /tmp/before . --path /v1/orders/batch
@@ -49,7 +49,11 @@ class Build:
 def start(stack: ExitStack, tmp: Path, i: int, root: str, path: str) -> Build:
     port = hb.free_port()
     url, data = f"http://127.0.0.1:{port}", tmp / f"data{i}"
-    cmd = [sys.executable, "-m", "server.main", "--port", str(port), "--data-dir", str(data)]
+    # Builds before the server moved into the package (issue 12) hold it as a top-level ``server``.
+    module = (
+        "pyorder.server.main" if (Path(root) / "pyorder" / "server").is_dir() else "server.main"
+    )
+    cmd = [sys.executable, "-m", module, "--port", str(port), "--data-dir", str(data)]
     proc = stack.enter_context(hb.process(cmd, tmp / f"server{i}.log", url + "/readyz", cwd=root))
     skus = hb.seed(url, data)
     token = hb.mint(data, "buyer", "ab-buyer")
@@ -64,7 +68,11 @@ def start(stack: ExitStack, tmp: Path, i: int, root: str, path: str) -> Build:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("roots", nargs="+", help="directories holding pyorder/ and server/")
+    parser.add_argument(
+        "roots",
+        nargs="+",
+        help="directories holding pyorder/ (with pyorder/server/, or server/ beside it)",
+    )
     parser.add_argument("--path", default="/v1/orders", choices=["/v1/orders", BATCH])
     parser.add_argument("--reps", type=int, default=8, help="runs per build")
     parser.add_argument("--seconds", type=float, default=3)

@@ -98,7 +98,7 @@ METRICS_TOKEN = "loadtest-metrics"
 
 def server_command() -> list[str]:
     installed = shutil.which("pyorder-server")
-    cmd = [installed] if installed else [sys.executable, "-m", "server.main"]
+    cmd = [installed] if installed else [sys.executable, "-m", "pyorder.server.main"]
     return [*cmd, "--metrics-token", METRICS_TOKEN]
 
 

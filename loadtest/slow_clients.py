@@ -101,7 +101,15 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyorder-slow-")))
         port, data = hb.free_port(), tmp / "data"
         url = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "server.main", "--port", str(port), "--data-dir", str(data)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pyorder.server.main",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+        ]
         cmd = ["prlimit", f"--nofile={args.nofile}:{args.nofile}", "--", *cmd]
         stack.enter_context(hb.process(cmd, tmp / "server.log", url + "/readyz", args.root))
         skus = hb.seed(url, data)

@@ -30,7 +30,7 @@ from pyorder import (
     open_store,
 )
 from pyorder.orders.input import UnknownRegion
-from server.statuses import STATUSES
+from pyorder.server.statuses import STATUSES
 from tests.support.postgres import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ a value of another type, an array for an object and the other way round, a missi
 repeated field, numbers out of range, floats and ``-0`` for integers, strings too long, with
 U+0000 or a final newline, escapes, nesting, and bytes that are not JSON or not UTF-8.
 
-The oracle is what every other route does: ``server.requests.decode``, msgspec with the types
+The oracle is what every other route does: ``pyorder.server.requests.decode``, msgspec with the types
 the document is generated from. For each body the Rust intake (``OrderBook.place_one`` /
 ``place_batch``) and the oracle must agree on accept or refuse, on the kind of refusal (400
 ``malformed_json``, 422 ``invalid_input``) and, for a 422, on the message and on
@@ -31,10 +31,10 @@ from pyorder._core import OrderBook, OrderRows
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
 from pyorder.kernel.errors import InvalidInput, MalformedJson
-from server.api import reference_document
-from server.api.orders_bodies import OrderBatchIn, OrderIn
-from server.bodies import NO_NUL
-from server.requests import decode
+from pyorder.server.api import reference_document
+from pyorder.server.api.orders_bodies import OrderBatchIn, OrderIn
+from pyorder.server.bodies import NO_NUL
+from pyorder.server.requests import decode
 
 DOC = reference_document()
 COMPONENTS: dict[str, Any] = DOC["components"]["schemas"]

@@ -1,7 +1,7 @@
 """The Rust intake (``OrderBook``) against the Python definitions it replaces on the hot path.
 
 Its answers must be byte-for-byte what the API's msgspec types render
-(``server.api.orders_bodies``), its validation must accept and refuse what
+(``pyorder.server.api.orders_bodies``), its validation must accept and refuse what
 ``OrderIn``/``OrderBatchIn`` accept and refuse (400 for not-JSON, 422 for invalid), and a batch
 must decide exactly as the same orders placed one by one.
 """
@@ -22,8 +22,8 @@ from pyorder._core import OrderBook, OrderRows
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
 from pyorder.kernel.clock import iso_ms as iso
+from pyorder.server.api.orders_bodies import OrderBatchIn, OrderIn, order_out
 from pyorder.storage.codec import staged_order
-from server.api.orders_bodies import OrderBatchIn, OrderIn, order_out
 
 T0 = 1_796_100_000_000  # 2026-12-01 ~04:40Z
 TIMEOUT = 15 * 60 * 1000

@@ -5,7 +5,7 @@ send (``InvalidSignature``, ``InvalidEvent``, ``EventInFlight``: payments, logis
 returns check them the same way).
 
 The server answers them as ``{"error": {"code": ..., "message": ...}}`` with the status its
-table gives the code (``server.statuses``).
+table gives the code (``pyorder.server.statuses``).
 """
 
 from typing import Any

@@ -2,8 +2,8 @@
 
 Group commit writes many requests' rows in one transaction, so one value the database refuses
 would fail everyone's commit (and the rebuild would answer 503 to the others). Every external
-input is validated where it enters (API bodies in ``server.bodies`` and
-``server/api/*_bodies.py``, provider and carrier documents in ``pyorder.payments.schemas`` and
+input is validated where it enters (API bodies in ``pyorder.server.bodies`` and
+``pyorder/server/api/*_bodies.py``, provider and carrier documents in ``pyorder.payments.schemas`` and
 ``pyorder.logistics.schemas``); as defence in
 depth, the services call ``check_row`` on each record *before* they change their memory or stage
 it, and a value no store could hold is refused there, as that one request's error

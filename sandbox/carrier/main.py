@@ -1,6 +1,6 @@
-"""``pyorder-carrier-sandbox``: one carrier as its own process.
+"""``python -m sandbox.carrier.main``: one carrier as its own process.
 
-    pyorder-carrier-sandbox --name swift --port 9201 --secret whsec_c --time-scale 3600 \\
+    python -m sandbox.carrier.main --name swift --port 9201 --secret whsec_c --time-scale 3600 \\
         --webhook-url http://127.0.0.1:8080/v1/webhooks/carriers/swift
 """
 
@@ -18,7 +18,7 @@ from sandbox.serving import serve
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="pyorder-carrier-sandbox",
+        prog="python -m sandbox.carrier.main",
         description="Run a parcel carrier sandbox (shipments, returns, return quotes, signed "
         "tracking events over scaled time, a ledger of shipments and events).",
     )

@@ -1,4 +1,4 @@
 """A Stripe-like payment provider sandbox: PaymentIntents, captures, refunds, signed webhooks.
 
-``app.create_app`` builds one provider; ``main`` is the ``pyorder-payment-sandbox`` command.
+``app.create_app`` builds one provider; ``main`` is its command (``python -m sandbox.payment.main`` from a checkout).
 """

@@ -1,6 +1,6 @@
-"""``pyorder-payment-sandbox``: one payment provider as its own process.
+"""``python -m sandbox.payment.main``: one payment provider as its own process.
 
-    pyorder-payment-sandbox --name alipay --port 9101 --secret whsec_a --methods wallet \\
+    python -m sandbox.payment.main --name alipay --port 9101 --secret whsec_a --methods wallet \\
         --webhook-url http://127.0.0.1:8080/v1/webhooks/payments/alipay --decline-rate 0.05
 """
 
@@ -27,7 +27,7 @@ def methods(text: str) -> tuple[MethodType, ...]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="pyorder-payment-sandbox",
+        prog="python -m sandbox.payment.main",
         description="Run a Stripe-like payment provider sandbox (PaymentIntents, refunds, "
         "signed webhooks, a ledger of what was charged).",
     )

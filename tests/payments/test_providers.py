@@ -159,7 +159,7 @@ def test_a_bad_carrier_spec_names_the_field(spec: str, says: str) -> None:
 def test_the_server_refuses_to_start_with_a_bad_payment_config(tmp_path: Path) -> None:
     bad = tmp_path / "payments.json"
     bad.write_text(json.dumps({"providers": [{**PROVIDER, "timeout_ms": "fast"}]}))
-    cmd = [sys.executable, "-m", "server.main", "--data-dir", str(tmp_path / "data")]
+    cmd = [sys.executable, "-m", "pyorder.server.main", "--data-dir", str(tmp_path / "data")]
     out = subprocess.run(
         [*cmd, "--payment-config", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )

@@ -183,7 +183,7 @@ def test_the_return_state_machine_ends_where_it_says() -> None:
 def test_the_server_refuses_to_start_with_a_bad_policy(tmp_path: Path) -> None:
     bad = tmp_path / "returns.toml"
     bad.write_text("window_days = 7\n[lightning]\nmax_refund = 100\n")
-    cmd = [sys.executable, "-m", "server.main", "--data-dir", str(tmp_path / "data")]
+    cmd = [sys.executable, "-m", "pyorder.server.main", "--data-dir", str(tmp_path / "data")]
     out = subprocess.run(
         [*cmd, "--returns-config", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )

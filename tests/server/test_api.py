@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from server.api import reference_document, router
-from server.openapi import operations
+from pyorder.server.api import reference_document, router
+from pyorder.server.openapi import operations
 from tests.server.e2e_lib import (
     Call,
     Launch,
@@ -97,7 +97,7 @@ def test_metrics_count_orders_created_and_stockouts(server: Server, world: World
 
 
 def test_openapi_document_lists_every_operation(server: Server) -> None:
-    """The served document is the one generated from the routes (``server.openapi``), with
+    """The served document is the one generated from the routes (``pyorder.server.openapi``), with
     every operation's OK and error statuses; ``tests/server/test_contract.py`` checks it
     against the router."""
     doc = server.ok("GET", "/v1/openapi.json", token=None)

@@ -389,7 +389,7 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
 
 
 def test_the_policy_covers_every_endpoint_and_caller() -> None:
-    from server.api import router
+    from pyorder.server.api import router
 
     assert set(REQUESTS) == set(POLICY)
     assert all(len(row) == len(CALLERS) for row in POLICY.values())

@@ -10,13 +10,13 @@ import pytest
 from aiohttp import web
 
 from pyorder.platform import Config
-from server.api import reference_document
-from server.api.service_bodies import HealthOut
-from server.app import create_app
-from server.keys import OPENAPI
-from server.openapi import SKIPPED_METHODS, document
-from server.operations import Undocumented, declared, operation
-from server.params import ORDER_ID
+from pyorder.server.api import reference_document
+from pyorder.server.api.service_bodies import HealthOut
+from pyorder.server.app import create_app
+from pyorder.server.keys import OPENAPI
+from pyorder.server.openapi import SKIPPED_METHODS, document
+from pyorder.server.operations import Undocumented, declared, operation
+from pyorder.server.params import ORDER_ID
 
 LEFT_OUT = {
     ("GET", "/v1/openapi.json"),
@@ -52,7 +52,7 @@ def test_every_route_of_the_router_is_in_the_document_and_back(tmp_path: Path) -
 
 def test_component_names_are_the_bodies_class_names() -> None:
     """Each schema of the document is named by its Struct's class name alone. msgspec names two
-    classes of one name by their module paths instead (``server.api.x_bodies.Foo``), which
+    classes of one name by their module paths instead (``pyorder.server.api.x_bodies.Foo``), which
     would rename a published component whenever a body moves between modules: two
     capabilities' bodies must not share a name."""
     names = reference_document()["components"]["schemas"]

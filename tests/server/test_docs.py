@@ -3,7 +3,7 @@ served over a real server on loopback: public, cached, and only the assets it na
 
 import re
 
-from server.api.reference import ASSET_CACHE, ASSETS, PAGE_CACHE, swagger_ui_dir
+from pyorder.server.api.reference import ASSET_CACHE, ASSETS, PAGE_CACHE, swagger_ui_dir
 from tests.server.e2e_lib import Server
 
 

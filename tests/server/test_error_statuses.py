@@ -1,5 +1,5 @@
-"""Domain errors carry codes only; the server's one table (``server.statuses``) gives each its
-HTTP status. Every ``DomainError`` subclass in pyorder and server has its code there, and the
+"""Domain errors carry codes only; the server's one table (``pyorder.server.statuses``) gives each its
+HTTP status. Every ``DomainError`` subclass in pyorder (its server too) has its code there, and the
 Rust order book, which renders its refusals itself (the bytes path), agrees with the table."""
 
 import asyncio
@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyorder
-import server
 from pyorder.auth import Principal, Role
 from pyorder.kernel.errors import DomainError
 from pyorder.platform import Config, Platform
-from server.statuses import STATUSES, status_of
+from pyorder.server.statuses import STATUSES, status_of
 
 
 def _subclasses(kind: type[DomainError]) -> Iterator[type[DomainError]]:
@@ -24,10 +23,9 @@ def _subclasses(kind: type[DomainError]) -> Iterator[type[DomainError]]:
 
 
 def _all_domain_errors() -> list[type[DomainError]]:
-    """Every ``DomainError`` subclass, after importing every module of pyorder and server."""
-    for package in (pyorder, server):
-        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-            importlib.import_module(module.name)
+    """Every ``DomainError`` subclass, after importing every module of pyorder (its server too)."""
+    for module in pkgutil.walk_packages(pyorder.__path__, "pyorder."):
+        importlib.import_module(module.name)
     return list(_subclasses(DomainError))
 
 
@@ -35,7 +33,7 @@ def test_every_domain_error_code_has_a_status_and_no_error_carries_one() -> None
     kinds = _all_domain_errors()
     assert len(kinds) > 30, [k.__name__ for k in kinds]  # the walk found them all
     missing = {f"{k.__module__}.{k.__qualname__}": k.code for k in kinds if k.code not in STATUSES}
-    assert not missing, f"codes with no HTTP status in server/statuses.py: {missing}"
+    assert not missing, f"codes with no HTTP status in pyorder/server/statuses.py: {missing}"
     carrying = [k.__qualname__ for k in kinds if "status" in vars(k)]
     assert not carrying, f"domain errors carrying an HTTP status: {carrying}"
     assert all(400 <= status <= 599 for status in STATUSES.values())

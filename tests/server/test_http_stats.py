@@ -3,7 +3,7 @@
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.metrics import HttpStats
+from pyorder.server.metrics import HttpStats
 
 
 def scrape(stats: HttpStats) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -2,7 +2,7 @@
 
 from aiohttp.test_utils import make_mocked_request
 
-from server.idempotency import CANONICAL, _fingerprint, _raw_fingerprint, _same_request
+from pyorder.server.idempotency import CANONICAL, _fingerprint, _raw_fingerprint, _same_request
 
 
 def test_keys_order_and_whitespace_do_not_change_the_fingerprint() -> None:

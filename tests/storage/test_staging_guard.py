@@ -16,8 +16,8 @@ from pyorder.payments.model import AttemptStatus
 from pyorder.payments.providers import PaymentsConfig, ProviderConfig
 from pyorder.payments.schemas import IntentStatus, PaymentIntent
 from pyorder.platform import Config, Platform
+from pyorder.server.statuses import status_of
 from pyorder.storage.limits import I64_MAX, I64_MIN, MAX_DEPTH, MAX_TEXT, Unstorable, check_row
-from server.statuses import status_of
 from tests.support.postgres import fresh_postgres_database
 
 MERCHANT = Principal(Role.MERCHANT, "acme")
@@ -39,7 +39,7 @@ def test_values_no_store_holds_are_refused_naming_the_field(row: object, field: 
     with pytest.raises(Unstorable) as refused:
         check_row(row)
     assert refused.value.details == {"field": field}
-    assert status_of(refused.value) == 422  # the server's table (server/statuses.py)
+    assert status_of(refused.value) == 422  # the server's table (pyorder/server/statuses.py)
 
 
 @dataclass(frozen=True)

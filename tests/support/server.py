@@ -44,7 +44,7 @@ class ServerProcess:
         return issuer.mint(Role(role), subject)
 
     def start(self, timeout_s: float = 30.0) -> "ServerProcess":
-        cmd = [sys.executable, "-m", "server.main", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "pyorder.server.main", "--port", str(self.port)]
         cmd += ["--data-dir", str(self.data_dir), *self.args]
         if self.database:
             cmd += ["--database", self.database]

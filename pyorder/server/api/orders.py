@@ -1,0 +1,164 @@
+"""HTTP routes of orders (``/v1/orders``): place one or a batch, read, list, cancel."""
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from pyorder.auth import Principal
+from pyorder.orders.service import Answer, Orders
+from pyorder.server.api.orders_bodies import (
+    MAX_BATCH_ORDERS,
+    OrderBatchIn,
+    OrderBatchOut,
+    OrderIn,
+    OrderList,
+    OrderOut,
+    order_out,
+)
+from pyorder.server.idempotency import HEADER
+from pyorder.server.keys import ADMISSION, IDEMPOTENCY, METRICS, PLATFORM
+from pyorder.server.operations import AUTH_ERRORS, BODY_ERRORS, operation
+from pyorder.server.params import LIMIT_200, MAX_ORDER_ID, ORDER_ID, IntParam
+from pyorder.server.requests import json_response, principal
+
+routes = web.RouteTableDef()
+ORDER_BEFORE = IntParam("before", "query", 1, MAX_ORDER_ID)
+
+
+Place = Callable[[Orders, Principal, bytes], Answer]
+
+
+def _placing(place: Place) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler placing through ``place``: one coroutine per request, as it is the hot
+    path (each nested one is created per request and resumed again after the group commit).
+    Past the admission bound it answers 503 before reading the body (``pyorder.server.admission``)."""
+    clock = time.perf_counter
+
+    async def handler(request: web.Request) -> web.Response:
+        app = request.app
+        admission = app[ADMISSION]
+        if admission.in_flight >= admission.limit:
+            return admission.refuse()
+        admission.in_flight += 1
+        started = clock()
+        try:
+            orders = app[PLATFORM].orders
+            who = principal(request)
+            if HEADER in request.headers:
+                answers: list[Answer] = []
+
+                async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
+                    answer = place(orders, who, body)
+                    answers.append(answer)
+                    return answer.status, answer.body
+
+                response = await app[IDEMPOTENCY].handle(request, who, effect)
+                if answers:  # it returned, so what it created is durable (a replay runs none)
+                    _count(app, answers[0])
+                return response
+            # Without a key there is nothing to store for a replay: place, wait for the group
+            # commit, answer.
+            answer = place(orders, who, await request.read())
+            await app[PLATFORM].intake.durable()
+            _count(app, answer)
+            return web.Response(
+                status=answer.status, body=answer.body, content_type="application/json"
+            )
+        finally:
+            admission.done(started)
+
+    return handler
+
+
+def _count(app: web.Application, answer: Answer) -> None:
+    if answer.created or answer.stockouts:
+        counts = app[METRICS].orders
+        counts.created += answer.created
+        counts.stockouts += answer.stockouts
+
+
+# One order (``OrderIn``): parsed, priced, reserved and answered by the Rust core.
+routes.post("/v1/orders")(
+    operation(
+        "Place an order (buyer)",
+        201,
+        OrderOut,
+        OrderIn,
+        (*AUTH_ERRORS, *BODY_ERRORS, 409, 503),
+        idempotent_key=True,
+        sheds=True,
+    )(_placing(Orders.place_json))
+)
+# Up to ``MAX_BATCH_ORDERS`` orders (``OrderBatchIn``), one result per order.
+routes.post("/v1/orders/batch")(
+    operation(
+        f"Place up to {MAX_BATCH_ORDERS} orders at once (buyer); one result per order",
+        200,
+        OrderBatchOut,
+        OrderBatchIn,
+        (*AUTH_ERRORS, *BODY_ERRORS, 409, 503),
+        idempotent_key=True,
+        sheds=True,
+    )(_placing(Orders.place_batch_json))
+)
+
+
+@routes.get("/v1/orders")
+@operation(
+    "List the caller's orders, newest first: a buyer's own, those holding a merchant's"
+    " lines (each cut to its part, see OrderOut), all for an admin",
+    200,
+    OrderList,
+    errors=(401, 422),
+    params=(ORDER_BEFORE, LIMIT_200),
+)
+async def list_orders(request: web.Request) -> web.Response:
+    who = principal(request)
+    before = ORDER_BEFORE.optional(request)
+    limit = LIMIT_200.get(request)
+    platform = request.app[PLATFORM]
+    found = await platform.orders.list_for(who, before, limit)
+    cursor = str(found[-1].id) if len(found) == limit else None
+    return json_response(
+        OrderList([order_out(o) for o in platform.views.orders(who, found)], cursor)
+    )
+
+
+@routes.get("/v1/orders/{order_id}")
+@operation(
+    "Read an order (its buyer, admin; a merchant of its lines sees its part: its own lines"
+    " and their total, the buyer pseudonymised, the address coarse; see OrderOut)",
+    200,
+    OrderOut,
+    errors=(401, 404, 422),
+    params=(ORDER_ID,),
+)
+async def get_order(request: web.Request) -> web.Response:
+    """The order as the caller may see it: a merchant its part (``pyorder.marketplace``)."""
+    who = principal(request)
+    order_id = ORDER_ID.get(request)
+    platform = request.app[PLATFORM]
+    order = await platform.orders.get(who, order_id)
+    return json_response(order_out(platform.views.order(who, order)))
+
+
+@routes.post("/v1/orders/{order_id}/cancel")
+@operation(
+    "Cancel an unpaid order (its units return), or a paid one not shipped (its units"
+    " return and its charge is refunded in full)",
+    200,
+    OrderOut,
+    None,
+    (*AUTH_ERRORS, 404, 409, 422, 503),
+    (ORDER_ID,),
+    idempotent_key=True,
+)
+async def cancel_order(request: web.Request) -> web.Response:
+    orders = request.app[PLATFORM].orders
+    order_id = ORDER_ID.get(request)
+
+    async def effect(who: Principal, body: bytes) -> tuple[int, object]:
+        return 200, order_out(await orders.cancel(who, order_id))
+
+    return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)

@@ -1,0 +1,384 @@
+"""Command line: ``pyorder-server`` runs the service; ``pyorder-token`` mints development tokens."""
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from pyorder.events.model import WebhooksConfig
+from pyorder.logistics.carriers import CarrierConfig, LogisticsConfig, parse_carrier
+from pyorder.payments.providers import (
+    PaymentsConfig,
+    ProviderConfig,
+    load_config,
+    parse_provider,
+)
+from pyorder.platform import Config
+from pyorder.returns.config import ReturnsConfig, load_returns_config
+from pyorder.server.admission import Admission
+from pyorder.server.app import DEFAULT_MAX_BODY, create_app, metrics_app
+from pyorder.server.connections import ConnectionLimits, GuardedAppRunner, raise_open_files_limit
+from pyorder.server.keys import ADMISSION, METRICS
+
+
+def serve(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="pyorder-server", description="Run the pyorder order-intake server."
+    )
+    parser.add_argument("--host", default=os.environ.get("PYORDER_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PYORDER_PORT", "8080")))
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("PYORDER_DATA_DIR", "data"))
+    )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("PYORDER_DATABASE"),
+        help="postgresql://... to use PostgreSQL; default: SQLite in the data directory",
+    )
+    parser.add_argument(
+        "--commit-window-ms",
+        type=float,
+        default=0.0,
+        help="extra wait before a group commit (default 0: a batch is what arrived during the"
+        " previous commit)",
+    )
+    parser.add_argument("--payment-timeout-s", type=float, default=15 * 60)
+    parser.add_argument("--node", type=int, default=int(os.environ.get("PYORDER_NODE", "0")))
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
+    parser.add_argument(
+        "--idempotency-retention-s",
+        type=float,
+        default=24 * 3600,
+        help="how long first responses to Idempotency-Keys are replayed",
+    )
+    parser.add_argument(
+        "--gil-switch-ms",
+        type=float,
+        default=float(os.environ.get("PYORDER_GIL_SWITCH_MS", "0.5")),
+        help="Python's thread switch interval (sys.setswitchinterval), ms",
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
+    conn = parser.add_argument_group("connections and load shedding (docs/server.md)")
+    limits = ConnectionLimits()
+    conn.add_argument(
+        "--header-timeout-s",
+        type=_positive_float,
+        default=limits.header_timeout_s,
+        help="from a request's first byte to the end of its headers (default %(default)s)",
+    )
+    conn.add_argument(
+        "--body-timeout-s",
+        type=_positive_float,
+        default=limits.body_timeout_s,
+        help="from the end of a request's headers to the end of its body (default %(default)s)",
+    )
+    conn.add_argument(
+        "--keepalive-timeout-s",
+        type=_positive_float,
+        default=limits.keepalive_timeout_s,
+        help="idle keep-alive connections are closed after this (default %(default)s)",
+    )
+    conn.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=limits.max_connections,
+        help="open client connections at most; the longest idle are closed to make room"
+        " (default %(default)s, lowered to fit the open-files limit)",
+    )
+    admission = Admission()
+    conn.add_argument(
+        "--max-in-flight",
+        type=_positive,
+        default=admission.max_limit,
+        help="placing requests in flight at most; past it 503 overloaded (default %(default)s)",
+    )
+    conn.add_argument(
+        "--min-in-flight",
+        type=_positive,
+        default=admission.min_limit,
+        help="the in-flight bound never adapts below this (default %(default)s)",
+    )
+    conn.add_argument(
+        "--shed-target-ms",
+        type=_positive_float,
+        default=admission.target_s * 1000,
+        help="the bound shrinks while even the fastest placing request takes longer"
+        " (default %(default)s)",
+    )
+    mon = parser.add_argument_group("metrics")
+    mon.add_argument(
+        "--metrics-token",
+        default=os.environ.get("PYORDER_METRICS_TOKEN"),
+        help="/metrics also answers 'Authorization: Bearer <token>' (default: only an admin's"
+        " token on the API listener; env PYORDER_METRICS_TOKEN)",
+    )
+    mon.add_argument(
+        "--metrics-listen",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="also serve /metrics on this listener, without a token unless --metrics-token"
+        " (bind a private address)",
+    )
+    pay = parser.add_argument_group("payments")
+    pay.add_argument(
+        "--payment-provider",
+        action="append",
+        type=_provider,
+        default=[],
+        metavar="SPEC",
+        help="a payment provider: name=card1,url=http://127.0.0.1:9101,secret=whsec_..,"
+        "methods=card+wallet[,api_key=..][,priority=0][,timeout_ms=100] (repeatable)",
+    )
+    pay.add_argument(
+        "--payment-config",
+        type=Path,
+        help="a JSON file: {providers: [...], timeout_ms, breaker_threshold, ...}",
+    )
+    pay.add_argument("--provider-timeout-ms", type=int, help="per provider call (default 100)")
+    pay.add_argument("--reconcile-interval-s", type=float, help="default 5")
+    pay.add_argument("--breaker-threshold", type=int, help="failures that open a circuit (3)")
+    pay.add_argument("--breaker-cooldown-s", type=float, help="before a probe (default 5)")
+    ship = parser.add_argument_group("logistics")
+    ship.add_argument(
+        "--carrier",
+        action="append",
+        type=_carrier,
+        default=[],
+        metavar="SPEC",
+        help="a carrier: name=swift,url=http://127.0.0.1:9201,secret=whsec_..[,api_key=..]"
+        "[,priority=0][,timeout_ms=2000] (repeatable; new parcels go to the first by priority)",
+    )
+    ship.add_argument(
+        "--auto-ship", action="store_true", help="book a paid order's parcels as soon as it is paid"
+    )
+    ship.add_argument("--carrier-timeout-ms", type=int, default=2000, help="per carrier call")
+    hooks = parser.add_argument_group("webhooks (order events to merchants' endpoints)")
+    defaults = WebhooksConfig()
+    hooks.add_argument(
+        "--webhook-timeout-ms",
+        type=_positive,
+        default=defaults.timeout_ms,
+        help="per delivery attempt (default %(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-retry-base-ms",
+        type=_positive,
+        default=defaults.base_delay_ms,
+        help="wait after a first failed attempt, doubling after each (default %(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-retry-max-ms",
+        type=_positive,
+        default=defaults.max_delay_ms,
+        help="longest wait between attempts (default %(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-max-attempts",
+        type=_positive,
+        default=defaults.max_attempts,
+        help="attempts before an event is given up as failed (default %(default)s)",
+    )
+    parser.add_argument_group("returns").add_argument(
+        "--returns-config",
+        type=_returns_config,
+        default=ReturnsConfig(),
+        metavar="PATH",
+        help="a JSON or TOML file: return windows, excluded categories, lightning-refund rules"
+        " (docs/returns.md); default: 7 days, nothing excluded, the default thresholds",
+    )
+    args = parser.parse_args(argv)
+    sys.setswitchinterval(args.gil_switch_ms / 1000)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = Config(
+        data_dir=args.data_dir,
+        database=args.database,
+        commit_window_ms=args.commit_window_ms,
+        payment_timeout_ms=int(args.payment_timeout_s * 1000),
+        node=args.node,
+        idempotency_retention_ms=int(args.idempotency_retention_s * 1000),
+        payments=_payments_config(args),
+        logistics=LogisticsConfig(
+            carriers=tuple(args.carrier),
+            timeout_ms=args.carrier_timeout_ms,
+            auto_ship=args.auto_ship,
+        ),
+        webhooks=WebhooksConfig(
+            timeout_ms=args.webhook_timeout_ms,
+            base_delay_ms=args.webhook_retry_base_ms,
+            max_delay_ms=args.webhook_retry_max_ms,
+            max_attempts=args.webhook_max_attempts,
+        ),
+        returns=args.returns_config,
+    )
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
+        pass
+    if args.min_in_flight > args.max_in_flight:
+        parser.error("--min-in-flight must not exceed --max-in-flight")
+    app = create_app(
+        config,
+        max_body_bytes=args.max_body_bytes,
+        admission=Admission(
+            max_limit=args.max_in_flight,
+            min_limit=args.min_in_flight,
+            target_s=args.shed_target_ms / 1000,
+        ),
+        metrics_token=args.metrics_token,
+    )
+    raise_open_files_limit()
+    limits = ConnectionLimits(
+        header_timeout_s=args.header_timeout_s,
+        body_timeout_s=args.body_timeout_s,
+        keepalive_timeout_s=args.keepalive_timeout_s,
+        max_connections=args.max_connections,
+    ).fitted()
+    store = args.database.split("@")[-1] if args.database else f"SQLite in {args.data_dir}/"
+    print(f"pyorder listening on http://{args.host}:{args.port} (storage: {store})", flush=True)
+    if limits.max_connections < args.max_connections:
+        print(f"  at most {limits.max_connections} connections (open-files limit)", flush=True)
+    print(
+        f"  a development token: {_token_command()} --data-dir {args.data_dir} --role buyer"
+        " --sub alice",
+        flush=True,
+    )
+    asyncio.run(_serve(app, args, limits))
+
+
+async def _serve(app: web.Application, args: argparse.Namespace, limits: ConnectionLimits) -> None:
+    """Serve until SIGINT or SIGTERM, then stop accepting, let requests in flight finish
+    (up to 10 s) and close the platform (``create_app``'s cleanup)."""
+    runner = GuardedAppRunner(
+        app,
+        limits=limits,
+        stats=app[METRICS].connections,
+        admission=app[ADMISSION],
+        http=app[METRICS].http,
+        shutdown_timeout=10,
+        access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
+    )
+    runners: list[web.AppRunner] = [runner]
+    await runner.setup()
+    await web.TCPSite(runner, args.host, args.port, backlog=1024).start()
+    try:
+        if args.metrics_listen is not None:
+            side = web.AppRunner(metrics_app(app, token=args.metrics_token), access_log=None)
+            runners.insert(0, side)
+            await side.setup()
+            await web.TCPSite(side, *args.metrics_listen).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        for r in runners:
+            await r.cleanup()
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _provider(text: str) -> ProviderConfig:
+    try:
+        return parse_provider(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _carrier(text: str) -> CarrierConfig:
+    try:
+        return parse_carrier(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _returns_config(text: str) -> ReturnsConfig:
+    try:
+        return load_returns_config(Path(text))
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _payments_config(args: argparse.Namespace) -> PaymentsConfig:
+    extra: list[ProviderConfig] = args.payment_provider
+    if args.payment_config is not None:
+        try:
+            config = load_config(args.payment_config, extra)
+        except (OSError, ValueError) as exc:  # as argparse refuses a bad option: exit 2
+            sys.stderr.write(f"pyorder-server: error: --payment-config: {exc}\n")
+            raise SystemExit(2) from None
+    else:
+        config = PaymentsConfig(providers=tuple(extra))
+    overrides = {
+        "timeout_ms": args.provider_timeout_ms,
+        "reconcile_interval_s": args.reconcile_interval_s,
+        "breaker_threshold": args.breaker_threshold,
+        "breaker_cooldown_s": args.breaker_cooldown_s,
+    }
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _token_command() -> str:
+    """How a person runs ``pyorder-token``: by its path when this Python is a virtual
+    environment they have not activated (scripts/serve.sh runs the server from .venv), else by
+    name."""
+    beside = Path(sys.executable).parent / "pyorder-token"
+    activated = os.environ.get("VIRTUAL_ENV") == sys.prefix
+    if sys.prefix == sys.base_prefix or activated or not beside.exists():
+        return "pyorder-token"
+    return os.path.relpath(beside) if beside.is_relative_to(Path.cwd()) else str(beside)
+
+
+def mint(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="pyorder-token", description="Mint a development bearer token."
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("PYORDER_DATA_DIR", "data"))
+    )
+    parser.add_argument("--role", choices=[r.value for r in Role], required=True)
+    parser.add_argument("--sub", required=True, help="the principal's id (subject)")
+    parser.add_argument("--ttl-s", type=int, default=24 * 3600)
+    args = parser.parse_args(argv)
+    issuer = TokenIssuer(load_or_create_secret(args.data_dir))
+    sys.stdout.write(issuer.mint(Role(args.role), args.sub, args.ttl_s) + "\n")
+
+
+if __name__ == "__main__":
+    serve()

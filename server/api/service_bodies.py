@@ -1,8 +1,0 @@
-"""Response body of the service's own routes (``server.api.service``): liveness and
-readiness."""
-
-import msgspec
-
-
-class HealthOut(msgspec.Struct):
-    status: str
