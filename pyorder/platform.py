@@ -35,7 +35,7 @@ from pyorder.payments.service import Payments
 from pyorder.returns.config import ReturnsConfig
 from pyorder.returns.dispatcher import ReturnDispatcher
 from pyorder.returns.service import Returns
-from pyorder.storage.base import Store
+from pyorder.storage.base import NodeClaim, StorageError, Store
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,12 @@ class Config:
     """Extra wait before a commit, for more requests to join it. 0: none; a batch is then
     what arrived while the previous commit ran (which is the window under load)."""
     payment_timeout_ms: int = 15 * 60 * 1000
-    node: int = 0
-    """Order-ID node of this process (0-255); two live processes must never share one."""
+    node: int | None = None
+    """Order-ID node number of this process (0-255); two live processes never share one. None:
+    0 on SQLite and in solo mode on PostgreSQL, a free one leased in cluster mode."""
+    cluster: bool = False
+    """Several nodes on one PostgreSQL (``docs/scale-out.md``). Off (solo mode), a node refuses
+    to start while another serves its database, and the others refuse it."""
     sweep_interval_s: float = 0.1
     """How often unpaid orders past their deadline are expired."""
     idempotency_retention_ms: int = 24 * 3600 * 1000
@@ -123,6 +127,7 @@ class Platform:
             self.webhooks, self.events, config.webhooks, self.views, self.intake, self.store
         )
         self._engine: Engine | None = None
+        self._claim: NodeClaim | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -137,11 +142,31 @@ class Platform:
 
     @property
     def ready(self) -> bool:
-        return self._engine is not None and self.intake.available
+        return (
+            self._engine is not None
+            and self.intake.available
+            and self._claim is not None
+            and self._claim.held
+        )
+
+    @property
+    def claim(self) -> NodeClaim:
+        """This process's order-ID node number and its lease (``Store.claim_node``)."""
+        if self._claim is None:
+            raise RuntimeError("the platform has not started")
+        return self._claim
 
     async def start(self) -> None:
         await self.store.open()
-        await self.rebuild()
+        try:
+            self._claim = await self.store.claim_node(
+                node=self.config.node, cluster=self.config.cluster
+            )
+            await self.rebuild()
+        except BaseException:
+            await self._let_go()
+            raise
+        self._claim.watch()
         self.intake.start()
         await self.dispatcher.start()
         await self.shipping.start()
@@ -163,16 +188,29 @@ class Platform:
                 await self._sweeper
             self._sweeper = None
         await self.intake.close()
+        await self._let_go()
+
+    async def _let_go(self) -> None:
+        """Give up the node number, then close the store."""
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            await claim.release()
         await self.store.close()
 
     async def rebuild(self) -> None:
-        """Rebuild the in-memory engine from exactly what the store holds."""
+        """Rebuild the in-memory engine from exactly what the store holds, under the node
+        number and epoch held now (a lost lease refuses: the intake retries until it is
+        claimed again)."""
+        claim = self.claim
+        if not claim.held:
+            raise StorageError("this node has lost its node lease; claiming one again")
+        self.store.fence = (claim.node, claim.epoch) if claim.epoch else None
         snapshot = await self.store.load()
         endpoints = await self.store.webhook_endpoints()
         # No await from here on: what is staged on the new core must not be dropped by the
         # intake's recovery (it clears the batch once this returns).
         self._engine = Engine.rebuild(
-            snapshot, node=self.config.node, payment_timeout_ms=self.config.payment_timeout_ms
+            snapshot, node=claim.node, payment_timeout_ms=self.config.payment_timeout_ms
         )
         self.payments.load(snapshot)
         self.logistics.load(snapshot)

@@ -50,7 +50,14 @@ def serve(argv: list[str] | None = None) -> None:
         " previous commit)",
     )
     parser.add_argument("--payment-timeout-s", type=float, default=15 * 60)
-    parser.add_argument("--node", type=int, default=int(os.environ.get("PYORDER_NODE", "0")))
+    node = os.environ.get("PYORDER_NODE")
+    parser.add_argument(
+        "--node",
+        type=int,
+        default=int(node) if node else None,
+        help="order-ID node number, 0-255 (default 0; on PostgreSQL it is leased from the"
+        " database, and a second node on the same database is refused)",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument(
         "--idempotency-retention-s",

@@ -20,6 +20,29 @@ class StorageError(Exception):
     must reload (the intake rebuilds the core from the store after any failure)."""
 
 
+class NodeClaim:
+    """The order-ID node number a serving process uses, and whether it still holds it.
+
+    This base is the claim of a single-process store (SQLite: its file lock keeps a second
+    process out), held from start to stop; PostgreSQL leases the number from the database
+    (``pyorder.storage.node_lease.NodeLease``) and can lose it."""
+
+    def __init__(self, node: int, epoch: int = 0) -> None:
+        self.node = node
+        self.epoch = epoch
+        """Fencing epoch of the claim (0: none, a store with one writer)."""
+
+    @property
+    def held(self) -> bool:
+        return True
+
+    def watch(self) -> None:
+        """Start watching the claim (a lease's heartbeat); nothing to watch here."""
+
+    async def release(self) -> None:
+        """Give the number up (at stop)."""
+
+
 class Store(ABC):
     """A durable store. Writes come through ``commit`` (and ``purge_idempotency``), from one
     writer at a time."""
@@ -32,6 +55,21 @@ class Store(ABC):
     replies_can_be_lost: bool = True
     """Whether a commit's outcome can be unknown to the caller (a connection lost during
     COMMIT): the intake then writes a token with each batch to ask ``committed`` later."""
+
+    fence: tuple[int, int] | None = None
+    """(node, epoch) every commit checks first, when the store is shared by several processes
+    (PostgreSQL, ``node_lease.FENCE_SQL``): set by the platform at each rebuild, from its
+    ``NodeClaim``; a commit under a stale epoch fails and writes nothing."""
+
+    async def claim_node(self, *, node: int | None, cluster: bool) -> NodeClaim:
+        """Claim the order-ID node number this process will use (``node``, or one the store
+        picks). A single-process store has nothing to share: it holds ``node`` (0 by default)
+        and refuses cluster mode."""
+        if cluster:
+            raise StorageError(
+                f"{type(self).__name__} is single-process: several nodes need PostgreSQL"
+            )
+        return NodeClaim(0 if node is None else node)
 
     def resume(self) -> None:  # noqa: B027 - an optional hook: stores of depth 1 need none
         """Write again after a failed commit (see ``pipeline_depth``)."""

@@ -314,6 +314,26 @@ def _v7(integer: str, strict: str, serial: str) -> tuple[str, ...]:
 _V7_SQLITE = _v7("INTEGER", " STRICT", "INTEGER PRIMARY KEY AUTOINCREMENT")
 _V7_POSTGRES = _v7("BIGINT", "", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
 
+
+# Version 8: node leases (docs/scale-out.md). One row per order-ID node number ever claimed on
+# PostgreSQL: who holds it, the fencing epoch (raised at each claim, checked by every commit of
+# the holder), and when the holder last wrote (the database's clock), which bounds the time of
+# the last order ID minted under that number. Liveness is not in the row: it is the holder's
+# session-level advisory lock, which PostgreSQL drops the moment the holder's session ends.
+# SQLite gets the table too (one logical schema) but is single-process and never claims.
+def _v8(integer: str, strict: str) -> tuple[str, ...]:
+    i = integer
+    return (
+        f"CREATE TABLE node_leases (node {i} PRIMARY KEY CHECK (node BETWEEN 0 AND 255),"
+        f" epoch {i} NOT NULL, holder TEXT NOT NULL, mode TEXT NOT NULL"
+        " CHECK (mode IN ('solo', 'cluster')),"
+        f" acquired_ms {i} NOT NULL, seen_ms {i} NOT NULL){strict}",
+    )
+
+
+_V8_SQLITE = _v8("INTEGER", " STRICT")
+_V8_POSTGRES = _v8("BIGINT", "")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -324,6 +344,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "refunds of orders", _V5_SQLITE, _V5_POSTGRES),
     Migration(6, "sku categories, returns and their decisions", _V6_SQLITE, _V6_POSTGRES),
     Migration(7, "webhook endpoints and order events", _V7_SQLITE, _V7_POSTGRES),
+    Migration(8, "node leases: order-ID node numbers and fencing epochs", _V8_SQLITE, _V8_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -28,8 +28,9 @@ from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.storage import codec, parts
-from pyorder.storage.base import StorageError, Store
+from pyorder.storage.base import NodeClaim, StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
+from pyorder.storage.node_lease import FENCE_SQL, FencedError, LeaseConfig, NodeLease
 
 COPY_THRESHOLD = 8
 """Orders per batch from which COPY beats executemany: measured on 2 cores, loopback, fsync on,
@@ -150,6 +151,13 @@ class PostgresStore(Store):
         if pool is not None:
             await pool.close()
 
+    async def claim_node(self, *, node: int | None, cluster: bool) -> NodeClaim:
+        """Lease a node number from the database (``node_lease``): refused while another node
+        serves it in solo mode, or, in cluster mode, while a solo node does."""
+        lease = NodeLease(self._dsn, LeaseConfig(cluster=cluster, node=node))
+        await lease.acquire()
+        return lease
+
     def _p(self) -> asyncpg.Pool:
         if self._pool is None:
             raise StorageError("PostgresStore is not open")
@@ -171,6 +179,13 @@ class PostgresStore(Store):
 
     async def _write_batch(self, conn: _Conn, batch: WriteBatch) -> None:
         """Every statement of one batch, inside the caller's transaction, in dependency order."""
+        # First: the fence holds the lease row's lock until COMMIT (a claim waits for it).
+        if self.fence is not None and _rowcount(await conn.execute(FENCE_SQL, *self.fence)) != 1:
+            node, epoch = self.fence
+            raise FencedError(
+                f"node {node} lost its lease (epoch {epoch} is no longer current): "
+                "the batch was not written"
+            )
         if batch.warehouses:
             await conn.executemany(
                 _UPSERT_WAREHOUSE, [codec.warehouse_row(w) for w in batch.warehouses]

@@ -35,6 +35,7 @@ TABLES = {
     "return_decisions",
     "webhook_endpoints",
     "order_events",
+    "node_leases",
 }
 
 

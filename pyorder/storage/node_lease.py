@@ -1,0 +1,273 @@
+"""Order-ID node numbers leased from PostgreSQL, with a fencing epoch (``docs/scale-out.md``).
+
+A serving process claims a node number (0-255, the ``node`` bits of its order IDs) before it
+rebuilds its core and takes orders, and holds it until it stops or dies.
+
+* **Liveness is a session-level advisory lock** on a connection of the lease's own: PostgreSQL
+  drops it the moment that session ends, so a killed process (the kernel closes its socket)
+  frees its number at once, and a paused one keeps it. Two locks, two-key form:
+  ``(MODE_LOCK, 0)``, taken exclusively by a node in solo mode (the default: one node per
+  database) and shared by nodes in cluster mode, so neither kind runs beside the other; and
+  ``(NODE_LOCK, n)``, exclusive, by the holder of number ``n``.
+* **Fencing**: each claim raises ``node_leases.epoch`` under the row's lock; every commit of the
+  holder first runs ``FENCE_SQL`` in its transaction (``PostgresStore``), which finds the row
+  only while the epoch is the holder's own. A holder whose session was cut and whose number was
+  claimed again (its epoch raised) can no longer commit anything; a claim waits for the commits
+  in flight under the old epoch (they hold the row's lock) before it raises it.
+* **Clock**: IDs carry the minting machine's clock. A claim refuses a machine whose clock is
+  further than ``max_clock_skew_ms`` from the database's. ``seen_ms`` (the database's clock) is
+  written by every commit and heartbeat of the holder, so an ID it minted carries a time of at
+  most ``seen_ms + max_clock_skew_ms``; a claim of a number last seen at ``seen_ms`` waits until
+  the database's clock passes ``seen_ms + 2 * max_clock_skew_ms`` (its own clock may lag by the
+  skew too) before it hands the number out.
+
+The heartbeat (``watch``) writes ``seen_ms`` every ``heartbeat_s`` and notices a lost session:
+the lease is then not ``held`` until it is claimed again, with a new epoch (the platform must
+rebuild before it commits again; its fence still names the old epoch, so nothing slips through).
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from pyorder.storage.base import NodeClaim, StorageError
+
+log = logging.getLogger(__name__)
+
+MODE_LOCK = 0x7079_0001
+"""First key of the advisory lock that keeps solo and cluster nodes apart (second key 0)."""
+NODE_LOCK = 0x7079_0002
+"""First key of the advisory lock on node number ``n`` (second key ``n``)."""
+NODES = 256
+"""Node numbers an order ID can carry (8 bits, ``pyorder.ids``)."""
+
+DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+FENCE_SQL = f"UPDATE node_leases SET seen_ms = {DB_NOW_MS} WHERE node = $1 AND epoch = $2"
+"""The first statement of every commit of a lease holder: 0 rows means it is fenced off."""
+
+_LIVE_HOLDERS = (
+    "SELECT n.node, n.holder, n.mode, n.seen_ms, " + DB_NOW_MS + " FROM node_leases n"
+    " JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+    " AND l.classid::bigint = $1 AND l.objid::bigint = n.node ORDER BY n.node"
+)
+
+
+class NodeRefusedError(StorageError):
+    """This process may not serve the database now (another node's mode, no free node number,
+    a clock too far from the database's); the message says which and what to do."""
+
+
+class FencedError(StorageError):
+    """A commit under an epoch that is no longer the node number's: another process claimed
+    the number after this one lost its session. Nothing of the batch was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    cluster: bool = False
+    """Cluster mode (several nodes on one database); solo mode refuses to run beside any other."""
+    node: int | None = None
+    """The node number to claim; None: 0 in solo mode, the lowest free one in cluster mode."""
+    max_clock_skew_ms: int = 500
+    """Largest distance allowed between this machine's clock and the database's."""
+    heartbeat_s: float = 1.0
+    """How often the lease writes ``seen_ms`` and checks its session."""
+    lock_timeout_ms: int = 5_000
+    """How long a claim waits for the commits in flight under the previous epoch."""
+
+
+def holder_name() -> str:
+    """Who holds a lease, for people reading ``node_leases``: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class NodeLease(NodeClaim):
+    """One process's claim of a node number on a PostgreSQL database (see the module doc)."""
+
+    def __init__(self, dsn: str, config: LeaseConfig, holder: str | None = None) -> None:
+        super().__init__(node=-1, epoch=0)
+        self._dsn = dsn
+        self.config = config
+        self.holder = holder or holder_name()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.claims = 0
+        """How many times this lease claimed a number (1 + the re-claims after a lost session)."""
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    @property
+    def backend_pid(self) -> int:
+        """The lease session's server process (for operators and tests)."""
+        if self._conn is None:
+            raise StorageError("the node lease is not held")
+        return self._conn.get_server_pid()
+
+    async def acquire(self) -> None:
+        """Claim a node number; raises ``NodeRefusedError`` when this process may not serve."""
+        try:
+            conn = await asyncpg.connect(
+                self._dsn, server_settings={"application_name": f"pyorder {self.holder}"}
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            raise StorageError(f"cannot connect to PostgreSQL for the node lease: {e}") from e
+        try:
+            await self._check_clock(conn)
+            await self._lock_mode(conn)
+            node = await self._lock_node(conn)
+            epoch, wait_ms = await self._raise_epoch(conn, node)
+        except BaseException:
+            await conn.close()
+            raise
+        if wait_ms > 0:  # the number was in use moments ago: let its last IDs' time pass
+            await asyncio.sleep(wait_ms / 1000)
+        self._conn, self.node, self.epoch = conn, node, epoch
+        self.claims += 1
+        log.info("node lease: node %d, epoch %d (%s mode)", node, epoch, self._mode)
+
+    def watch(self) -> None:
+        """Start the heartbeat (``seen_ms``, session check, claiming again after a loss)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._beat(), name="pyorder-node-lease")
+
+    async def release(self) -> None:
+        """Stop the heartbeat and end the session: the number is free at once."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    # --- claiming ------------------------------------------------------------------------------
+
+    @property
+    def _mode(self) -> str:
+        return "cluster" if self.config.cluster else "solo"
+
+    async def _check_clock(self, conn: asyncpg.Connection) -> None:
+        before = time.time_ns() / 1e6
+        db_ms = float(await conn.fetchval(f"SELECT {DB_NOW_MS}"))
+        after = time.time_ns() / 1e6
+        # The database read its clock somewhere within the round trip.
+        skew = abs(db_ms - (before + after) / 2) - (after - before) / 2
+        if skew > self.config.max_clock_skew_ms:
+            raise NodeRefusedError(
+                f"this machine's clock is {skew:.0f} ms from the database's (at most "
+                f"{self.config.max_clock_skew_ms} ms allowed): order IDs carry the time, so "
+                "synchronise the clocks (NTP) before serving"
+            )
+
+    async def _lock_mode(self, conn: asyncpg.Connection) -> None:
+        take = "pg_try_advisory_lock_shared" if self.config.cluster else "pg_try_advisory_lock"
+        if await conn.fetchval(f"SELECT {take}($1, 0)", MODE_LOCK):
+            return
+        others = await self._describe_live(conn)
+        if self.config.cluster:
+            raise NodeRefusedError(
+                f"a pyorder node in solo mode serves this database ({others}): cluster nodes "
+                "cannot join it; stop it, then start every node in cluster mode"
+            )
+        raise NodeRefusedError(
+            f"another pyorder node serves this database ({others}). A node in solo mode (the "
+            "default) runs alone on its database, since each node sells from its own copy of "
+            "the stock: stop the other node first"
+        )
+
+    async def _lock_node(self, conn: asyncpg.Connection) -> int:
+        wanted = self.config.node
+        if wanted is not None:
+            if not 0 <= wanted < NODES:
+                raise NodeRefusedError(f"node number {wanted} is out of range 0..{NODES - 1}")
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", NODE_LOCK, wanted):
+                return wanted
+            raise NodeRefusedError(
+                f"node number {wanted} is held by a live node ({await self._describe_live(conn)})"
+                ": give each node its own number, or none to take a free one"
+            )
+        if not self.config.cluster:
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1, 0)", NODE_LOCK):
+                return 0
+            raise NodeRefusedError("node number 0 is held by a live node")
+        for node in range(NODES):
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", NODE_LOCK, node):
+                return node
+        raise NodeRefusedError(f"all {NODES} node numbers are held by live nodes")
+
+    async def _raise_epoch(self, conn: asyncpg.Connection, node: int) -> tuple[int, int]:
+        """Raise the number's epoch (after the old epoch's commits in flight end); returns the
+        new epoch and how long to wait before minting IDs under the number (ms)."""
+        skew = self.config.max_clock_skew_ms
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = {int(self.config.lock_timeout_ms)}")
+                row = await conn.fetchrow(
+                    "SELECT epoch, seen_ms FROM node_leases WHERE node = $1 FOR UPDATE", node
+                )
+                now = int(await conn.fetchval(f"SELECT {DB_NOW_MS}"))
+                epoch = 1 if row is None else int(row[0]) + 1
+                await conn.execute(
+                    "INSERT INTO node_leases (node, epoch, holder, mode, acquired_ms, seen_ms)"
+                    " VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (node) DO UPDATE SET"
+                    " epoch = excluded.epoch, holder = excluded.holder, mode = excluded.mode,"
+                    " acquired_ms = excluded.acquired_ms, seen_ms = excluded.seen_ms",
+                    node,
+                    epoch,
+                    self.holder,
+                    self._mode,
+                    now,
+                )
+        except asyncpg.LockNotAvailableError as e:
+            raise NodeRefusedError(
+                f"node number {node}: a commit of its previous holder is still in flight after "
+                f"{self.config.lock_timeout_ms} ms; try again"
+            ) from e
+        wait = 0 if row is None else int(row[1]) + 2 * skew - now
+        return epoch, wait
+
+    async def _describe_live(self, conn: asyncpg.Connection) -> str:
+        rows = await conn.fetch(_LIVE_HOLDERS, NODE_LOCK)
+        if not rows:
+            return "its node number is not recorded yet"
+        return "; ".join(
+            f"node {r[0]} held by {r[1]} in {r[2]} mode, last seen {(r[4] - r[3]) / 1000:.1f} s ago"
+            for r in rows
+        )
+
+    # --- heartbeat -----------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s)
+            conn = self._conn
+            if conn is not None and not conn.is_closed():
+                try:
+                    status = await conn.execute(FENCE_SQL, self.node, self.epoch, timeout=5)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                    log.warning("node lease: the session of node %d is lost", self.node)
+                    await self._drop()
+                else:
+                    if status.endswith(" 0"):  # someone raised the epoch: never ours again
+                        log.error("node lease: node %d was claimed by another", self.node)
+                        await self._drop()
+                continue
+            try:
+                await self.acquire()
+            except StorageError as e:
+                log.warning("node lease: cannot claim a node number again: %s", e)
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
