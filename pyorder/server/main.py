@@ -58,6 +58,13 @@ def serve(argv: list[str] | None = None) -> None:
         help="order-ID node number, 0-255 (default 0; on PostgreSQL it is leased from the"
         " database, and a second node on the same database is refused)",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        default=os.environ.get("PYORDER_CLUSTER") == "1",
+        help="cluster mode: several nodes on one PostgreSQL (docs/scale-out.md; in progress:"
+        " see that note for what is shared across nodes so far)",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument(
         "--idempotency-retention-s",
@@ -211,6 +218,7 @@ def serve(argv: list[str] | None = None) -> None:
         commit_window_ms=args.commit_window_ms,
         payment_timeout_ms=int(args.payment_timeout_s * 1000),
         node=args.node,
+        cluster=args.cluster,
         idempotency_retention_ms=int(args.idempotency_retention_s * 1000),
         payments=_payments_config(args),
         logistics=LogisticsConfig(
