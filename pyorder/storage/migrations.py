@@ -334,6 +334,25 @@ def _v8(integer: str, strict: str) -> tuple[str, ...]:
 _V8_SQLITE = _v8("INTEGER", " STRICT")
 _V8_POSTGRES = _v8("BIGINT", "")
 
+
+# Version 9: stock leases (docs/scale-out.md). ``stock.leased`` counts the units granted to
+# cluster nodes and not reserved, sold or returned yet; ``stock_leases`` says which node holds
+# how many (their sum is ``stock.leased``). The pool a node can lease from is
+# ``on_hand - leased - reserved - sold``. Solo nodes (and SQLite) never lease: both stay 0.
+def _v9(integer: str, strict: str) -> tuple[str, ...]:
+    i = integer
+    return (
+        f"ALTER TABLE stock ADD COLUMN leased {i} NOT NULL DEFAULT 0",
+        f"CREATE TABLE stock_leases (sku {i} NOT NULL, warehouse {i} NOT NULL,"
+        f" node {i} NOT NULL, units {i} NOT NULL CHECK (units >= 0), updated_ms {i} NOT NULL,"
+        f" PRIMARY KEY (sku, warehouse, node)){strict}",
+        "CREATE INDEX stock_leases_node ON stock_leases (node)",
+    )
+
+
+_V9_SQLITE = _v9("INTEGER", " STRICT")
+_V9_POSTGRES = _v9("BIGINT", "")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -345,6 +364,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "sku categories, returns and their decisions", _V6_SQLITE, _V6_POSTGRES),
     Migration(7, "webhook endpoints and order events", _V7_SQLITE, _V7_POSTGRES),
     Migration(8, "node leases: order-ID node numbers and fencing epochs", _V8_SQLITE, _V8_POSTGRES),
+    Migration(9, "stock leases of cluster nodes", _V9_SQLITE, _V9_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

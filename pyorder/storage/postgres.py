@@ -13,6 +13,7 @@ A ``StorageError`` from a connection lost while COMMIT was in flight cannot say 
 server committed; after such an error the caller should reload (``load``) before going on.
 """
 
+import functools
 import time
 
 import asyncpg
@@ -27,10 +28,16 @@ from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
-from pyorder.storage import codec, parts
+from pyorder.storage import codec, parts, stock_leases
 from pyorder.storage.base import NodeClaim, StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
-from pyorder.storage.node_lease import FENCE_SQL, FencedError, LeaseConfig, NodeLease
+from pyorder.storage.node_lease import (
+    FENCE_SQL,
+    LIVE_NODES_SQL,
+    FencedError,
+    LeaseConfig,
+    NodeLease,
+)
 
 COPY_THRESHOLD = 8
 """Orders per batch from which COPY beats executemany: measured on 2 cores, loopback, fsync on,
@@ -179,13 +186,7 @@ class PostgresStore(Store):
 
     async def _write_batch(self, conn: _Conn, batch: WriteBatch) -> None:
         """Every statement of one batch, inside the caller's transaction, in dependency order."""
-        # First: the fence holds the lease row's lock until COMMIT (a claim waits for it).
-        if self.fence is not None and _rowcount(await conn.execute(FENCE_SQL, *self.fence)) != 1:
-            node, epoch = self.fence
-            raise FencedError(
-                f"node {node} lost its lease (epoch {epoch} is no longer current): "
-                "the batch was not written"
-            )
+        await self._check_fence(conn)
         if batch.warehouses:
             await conn.executemany(
                 _UPSERT_WAREHOUSE, [codec.warehouse_row(w) for w in batch.warehouses]
@@ -201,9 +202,20 @@ class PostgresStore(Store):
         if deltas:
             rows = codec.delta_rows(deltas)
             columns = [list(col) for col in zip(*rows, strict=True)]
-            updated = _rowcount(await conn.execute(_UPDATE_STOCK, *columns))
+            node = self.lease_node
+            update = _UPDATE_STOCK if node is None else stock_leases.UPDATE_STOCK_LEASED_SQL
+            updated = _rowcount(await conn.execute(update, *columns))
             if updated != len(deltas):
                 raise StorageError(codec.missing_stock_message(deltas, updated))
+            if node is not None:  # a cluster node: its lease changes as its core's available
+                now = time.time_ns() // 1_000_000
+                moved = await conn.execute(stock_leases.LEASED_DELTAS_SQL, *columns, node, now)
+                changed = sum(1 for d in deltas.values() if d[0] - d[1] - d[2])
+                if _rowcount(moved) != changed:
+                    raise StorageError(
+                        f"node {node} changed {changed} stock rows it holds no lease on"
+                        f" ({_rowcount(moved)} found): the batch was not written"
+                    )
         if batch.orders:
             order_rows = [codec.order_row(o) for o in batch.orders]
             line_rows = codec.line_rows(batch.orders)
@@ -235,6 +247,51 @@ class PostgresStore(Store):
                 batch.token,
                 time.time_ns() // 1_000_000,
             )
+
+    async def _check_fence(self, conn: _Conn) -> None:
+        """First in every transaction of a lease holder: the fence holds the lease row's lock
+        until COMMIT (a claim of the number waits for it)."""
+        if self.fence is not None and _rowcount(await conn.execute(FENCE_SQL, *self.fence)) != 1:
+            node, epoch = self.fence
+            raise FencedError(
+                f"node {node} lost its lease (epoch {epoch} is no longer current): "
+                "the batch was not written"
+            )
+
+    async def grant_stock(
+        self, wants: list[stock_leases.Grant], nodes: int
+    ) -> list[stock_leases.Grant]:
+        node = self._lease_node()
+        async with self._p().acquire() as conn, conn.transaction():
+            await self._check_fence(conn)
+            return await stock_leases.grant(conn, node, wants, nodes)
+
+    async def give_back_stock(self) -> list[stock_leases.Grant]:
+        node = self._lease_node()
+        async with self._p().acquire() as conn, conn.transaction():
+            await self._check_fence(conn)
+            return await stock_leases.give_back(conn, node)
+
+    async def reclaim_stock(self, claim: NodeClaim) -> list[stock_leases.Grant]:
+        if not isinstance(claim, NodeLease):
+            return []
+        async with self._p().acquire() as conn:
+            holders = {int(r[0]) for r in await conn.fetch(stock_leases.HOLDERS_SQL)}
+            live = {int(r[0]) for r in await conn.fetch(LIVE_NODES_SQL)}
+        back: list[stock_leases.Grant] = []
+        for dead in sorted(holders - live):
+            returned = await claim.take_over(dead, functools.partial(_give_back_of, dead))
+            back.extend(returned or [])
+        return back
+
+    async def live_nodes(self) -> int:
+        async with self._p().acquire() as conn:
+            return len(await conn.fetch(LIVE_NODES_SQL))
+
+    def _lease_node(self) -> int:
+        if self.lease_node is None:
+            raise StorageError("stock leases need a cluster node (lease_node is not set)")
+        return self.lease_node
 
     async def _write_placed(self, conn: _Conn, placed: OrderRows) -> None:
         """The Rust intake's orders and their lines, inside the caller's transaction."""
@@ -316,6 +373,10 @@ class PostgresStore(Store):
             line_rows = await conn.fetch(codec.PENDING_LINES_SQL)
             bought = [(int(r[0]), str(r[1]), int(r[2])) for r in await conn.fetch(codec.BOUGHT_SQL)]
             maxima = await conn.fetchrow(codec.MAXIMA_SQL)
+            leases = [
+                (int(r[0]), int(r[1]), int(r[2]), int(r[3]))
+                for r in await conn.fetch(stock_leases.LEASES_SQL)
+            ]
             loaded = {
                 kind.name: kind.snapshot([await conn.fetch(sql) for sql in kind.loads])
                 for kind in PARTS
@@ -331,6 +392,7 @@ class PostgresStore(Store):
             max_reservation=int(maxima[1]),
             bought=bought,
             parts=loaded,
+            stock_leases=leases,
         )
 
     async def delivered_orders(self, buyer: str) -> int:
@@ -463,6 +525,10 @@ class PostgresStore(Store):
             key,
         )
         return None if row is None else codec.idempotency_from_row(row)
+
+
+async def _give_back_of(node: int, conn: asyncpg.Connection) -> list[stock_leases.Grant]:
+    return await stock_leases.give_back(conn, node)
 
 
 async def _orders_with_lines(conn: _Conn, order_rows: list[asyncpg.Record]) -> list[Order]:
