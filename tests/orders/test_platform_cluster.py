@@ -41,21 +41,20 @@ async def _catalogue(dsn: str, tmp: Path) -> int:
 async def _books(dsn: str, sku: int) -> dict[str, int]:
     conn = await asyncpg.connect(dsn)
     try:
+        # One snapshot: the nodes' keepers and commits run meanwhile.
         row = await conn.fetchrow(
-            "SELECT on_hand, leased, reserved, sold FROM stock WHERE sku = $1", sku
-        )
-        leases = await conn.fetchval(
-            "SELECT COALESCE(SUM(units), 0) FROM stock_leases WHERE sku = $1", sku
-        )
-        ordered = await conn.fetchval(
-            "SELECT COALESCE(SUM(l.quantity), 0) FROM order_lines l JOIN orders o"
-            " ON o.id = l.order_id WHERE l.sku = $1 AND o.status = 'pending_payment'",
+            "SELECT s.on_hand, s.leased, s.reserved, s.sold,"
+            " (SELECT COALESCE(SUM(units), 0) FROM stock_leases l WHERE l.sku = s.sku),"
+            " (SELECT COALESCE(SUM(ol.quantity), 0) FROM order_lines ol JOIN orders o"
+            "  ON o.id = ol.order_id WHERE ol.sku = s.sku AND o.status = 'pending_payment')"
+            " FROM stock s WHERE s.sku = $1",
             sku,
         )
     finally:
         await conn.close()
     assert row is not None
-    return dict(row) | {"leases": int(leases), "ordered": int(ordered)}
+    keys = ("on_hand", "leased", "reserved", "sold", "leases", "ordered")
+    return dict(zip(keys, map(int, row), strict=True))
 
 
 def _check(books: dict[str, int]) -> None:
