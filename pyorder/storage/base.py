@@ -20,6 +20,12 @@ class StorageError(Exception):
     must reload (the intake rebuilds the core from the store after any failure)."""
 
 
+class StoreInUseError(StorageError):
+    """The database is already served by another process (or another store of this one) and
+    this store may not serve it beside it: refused at ``open``, nothing written. The message
+    names the holder."""
+
+
 class Store(ABC):
     """A durable store. Writes come through ``commit`` (and ``purge_idempotency``), from one
     writer at a time."""
