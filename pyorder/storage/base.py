@@ -20,6 +20,12 @@ class StorageError(Exception):
     must reload (the intake rebuilds the core from the store after any failure)."""
 
 
+class StoreInUseError(StorageError):
+    """The database is already served by another process (or another store of this one) and
+    this store may not serve it beside it: refused at ``open``, nothing written. The message
+    names the holder."""
+
+
 class NodeClaim:
     """The order-ID node number a serving process uses, and whether it still holds it.
 

@@ -38,7 +38,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from pyorder.storage.base import NodeClaim, StorageError
+from pyorder.storage.base import NodeClaim, StorageError, StoreInUseError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,7 +66,7 @@ _LIVE_HOLDERS = (
 )
 
 
-class NodeRefusedError(StorageError):
+class NodeRefusedError(StoreInUseError):
     """This process may not serve the database now (another node's mode, no free node number,
     a clock too far from the database's); the message says which and what to do."""
 

@@ -5,7 +5,7 @@ Per (sku, warehouse) the stock row holds ``on_hand = free + leased + reserved + 
 ``free = on_hand - leased - reserved - sold >= 0`` the pool. ``stock_leases(sku, warehouse,
 node).units`` is what a node may still sell (its core's ``available``); their sum is
 ``stock.leased``. A node's commit moves units between its lease and ``reserved``/``sold``
-(``LEASED_DELTAS_SQL``: a reservation takes from the lease, a cancel gives back to it, a payment
+(``PostgresStore``'s stock UPDATE and ``LEASED_DELTAS_SQL``: a reservation takes from the lease, a cancel gives back to it, a payment
 moves reserved to sold), so the pool changes only by grants, returns and reclaims, each of which
 locks the stock rows in (sku, warehouse) order, after the node's fence.
 """
@@ -17,16 +17,6 @@ from asyncpg import Connection
 from asyncpg.pool import PoolConnectionProxy
 
 _Conn = Connection | PoolConnectionProxy
-
-UPDATE_STOCK_LEASED_SQL = (
-    "UPDATE stock AS s SET on_hand = s.on_hand + d.on_hand, reserved = s.reserved + d.reserved,"
-    " sold = s.sold + d.sold, leased = s.leased + d.on_hand - d.reserved - d.sold"
-    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])"
-    " AS d(on_hand, reserved, sold, sku, warehouse)"
-    " WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
-)
-"""The stock UPDATE of a cluster node's commit: what its core's ``available`` changed by
-(``on_hand - reserved - sold``) is its lease's change too."""
 
 LEASED_DELTAS_SQL = (
     "UPDATE stock_leases AS l SET units = l.units + d.on_hand - d.reserved - d.sold,"
