@@ -141,6 +141,12 @@ def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(dsn: str, tmp_path:
         assert b["leased"] == 0, b
     stored = asyncio.run(_stored_ids(dsn))
     assert set(acked) <= stored, "an acknowledged order is missing"
-    assert statuses.get(201, 0) == len(acked) == len(stored)
+    assert statuses.get(201, 0) == len(acked)
+    # Orders stored but never acknowledged: committed on the killed node just before it died,
+    # their requests failed in flight.
+    assert len(stored) - len(acked) <= statuses.get(0, 0)
+    # Refusals are "out of stock" (409), also while another node held the last units
+    # (the window docs/scale-out.md bounds), and errors of requests in flight on the dead node.
+    assert set(statuses) <= {0, 201, 409, 503}, statuses
     for node in nodes:
         node.stop()
