@@ -93,6 +93,8 @@ class Process:
     killed: bool = False
     paused: int = 0
     """Steps left to sleep (0: awake)."""
+    told_fenced: bool = False
+    """It got a ``FencedError``: it stops (a node must claim a number again to serve)."""
     units: Counter[Key] = field(default_factory=Counter)
     """Units its core may sell (its view of its lease)."""
     reserved: Counter[Key] = field(default_factory=Counter)
@@ -106,8 +108,9 @@ Op = tuple[str, Key, int]
 class Run:
     """One seeded run: the processes, the model, and the steps taken so far (for the report)."""
 
-    def __init__(self, dsn: str, seed: int) -> None:
+    def __init__(self, dsn: str, seed: int, *, races: bool = False) -> None:
         self.dsn = dsn
+        self.races = races
         self.rng = random.Random(seed)
         self.model = Model()
         self.procs: list[Process] = []
@@ -135,6 +138,10 @@ class Run:
             await self.checker.close()
 
     async def step(self, i: int) -> None:
+        for proc in [p for p in self.procs if p.told_fenced]:
+            self.trace.append(f"{i}: {proc.name} stops, fenced off")
+            await self._close(proc)
+            self.procs.remove(proc)
         for proc in [p for p in self.procs if p.paused]:
             proc.paused -= 1
             if not proc.paused:
@@ -152,6 +159,7 @@ class Run:
             "oversell": 1 if awake else 0,
             "kill": 2 if live else 0,
             "reclaim": 2 if awake else 0,
+            "burst": 3 if len(awake) > 1 else 0,
             "stop": 1 if awake else 0,
             "restart": (4 if not live else 1) if len(self.model.live) < MAX_LIVE else 0,
             "pause": 2 if len(live) > 1 else 0,
@@ -171,7 +179,10 @@ class Run:
             proc = self.rng.choice([p for p in self.procs if not p.killed])
         else:
             proc = self.rng.choice(awake)
-        self.trace.append(f"{i}: {kind} by {proc.name}{' (zombie)' if proc.killed else ''}")
+        state = " (zombie)" if proc.killed else ""
+        self.trace.append(
+            f"{i}: burst" if kind == "burst" else f"{i}: {kind} by {proc.name}{state}"
+        )
         if kind == "commit":
             await self.commit(proc, self._ops(proc))
         elif kind == "grant":
@@ -182,6 +193,8 @@ class Run:
             await self.kill(proc)
         elif kind == "reclaim":
             await self.reclaim(proc)
+        elif kind == "burst":
+            await self.burst(awake)
         elif kind == "stop":
             await self.stop(proc)
         else:
@@ -214,12 +227,33 @@ class Run:
         self.started += 1
 
     async def grant(self, proc: Process, wants: list[tuple[int, int, int]]) -> None:
-        m = self.model
         nodes = await proc.store.live_nodes()
+        result: list[tuple[int, int, int]] | BaseException
+        try:
+            result = await proc.store.grant_stock(wants, nodes)
+        except FencedError as e:
+            result = e
+        await self._granted(proc, wants, nodes, result)
+
+    async def _granted(
+        self,
+        proc: Process,
+        wants: list[tuple[int, int, int]],
+        nodes: int,
+        result: list[tuple[int, int, int]] | BaseException,
+    ) -> None:
+        """A grant gives each row what was asked, at most the pool, and near sell-out at most
+        an even share among the live nodes (at least 1); a fenced process gets nothing."""
+        m = self.model
         assert nodes == len(m.live), "live_nodes"
         if self._fenced(proc):
-            await self._refused(proc, proc.store.grant_stock(wants, nodes))
+            assert isinstance(result, FencedError), f"{proc.name} granted under a stale epoch"
+            self.seen["fenced"] += 1
+            proc.told_fenced = True
+            self.trace.append(f"   grant fenced off ({proc.name}, epoch {proc.epoch})")
             return
+        if isinstance(result, BaseException):
+            raise result
         expected = []
         for sku, wh, want in sorted(wants):
             free = m.free((sku, wh))
@@ -227,17 +261,26 @@ class Run:
             if give > 0:
                 expected.append((sku, wh, give))
             self.seen["short grants" if give < want else "full grants"] += 1
-        granted = await proc.store.grant_stock(wants, nodes)
-        assert sorted(granted) == expected, f"grant of {wants} to {proc.name}"
-        for sku, wh, units in granted:
+        assert sorted(result) == expected, f"grant of {wants} to {proc.name}"
+        for sku, wh, units in result:
             m.units[((sku, wh), proc.number)] += units
             proc.units[(sku, wh)] += units
-        self.trace.append(f"   granted {granted} (wanted {wants}, {nodes} live)")
+        self.trace.append(f"   granted {result} (wanted {wants}, {nodes} live)")
 
     async def commit(self, proc: Process, ops: list[Op]) -> None:
         """One commit of the ops (their deltas merged per row, as the intake's batch does)."""
         if not ops:
             return
+        batch = self._batch(ops)
+        self.trace.append(f"   commit {ops}")
+        if self._fenced(proc):
+            await self._refused(proc, proc.store.commit(batch), batch.token)
+            return
+        self._check_core(proc)
+        await proc.store.commit(batch)
+        self._apply(proc, ops)
+
+    def _batch(self, ops: list[Op]) -> WriteBatch:
         batch = WriteBatch(token=self.rng.getrandbits(62) + 1)
         for kind, (sku, wh), n in ops:
             if kind == "sell":
@@ -246,12 +289,10 @@ class Run:
                 batch.add_delta(sku, wh, 0, -n, 0)
             else:
                 batch.add_delta(sku, wh, 0, -n, n)
-        self.trace.append(f"   commit {ops}")
-        if self._fenced(proc):
-            await self._refused(proc, proc.store.commit(batch), batch.token)
-            return
-        self._check_core(proc)
-        await proc.store.commit(batch)
+        return batch
+
+    def _apply(self, proc: Process, ops: list[Op]) -> None:
+        """A committed batch: the lease and reservations of the process's number move."""
         self.seen["zombie commits" if proc.killed else "commits"] += 1
         m = self.model
         for kind, key, n in ops:
@@ -269,6 +310,80 @@ class Run:
                 m.reserved[(key, proc.number)] -= n
                 m.sold[key] += n
                 proc.reserved[key] -= n
+
+    async def burst(self, awake: list[Process]) -> None:
+        """Commits of 2-3 processes and a grant or a reclaim, all at once (a node's keeper
+        refills while its intake commits; nodes commit side by side). Commits never change the
+        pool (they move units between a lease and reserved/sold), so the grant's outcome is
+        known beforehand. A reclaim racing a dead number's zombie commit has two right
+        outcomes: the commit lands first and the reclaim returns what is left after it, or the
+        reclaim raises the epoch first and the commit is fenced off. Only with ``races`` may a
+        burst hold such a pair (the outcome depends on timing, so the run on is not the same
+        from one replay to the next)."""
+        m = self.model
+        actor = self.rng.choice(awake)
+        action = self.rng.choice(["grant", "reclaim"])
+        takes_over = action == "reclaim" and not actor.killed
+        dead = sorted({n for (_, n), u in m.units.items() if u and n not in m.live})
+        plans: list[tuple[Process, list[Op], bool]] = []
+        for proc in self.rng.sample(awake, min(len(awake), self.rng.randint(2, 3))):
+            ops = self._ops(proc)
+            racing = takes_over and proc.number not in m.live and not self._fenced(proc)
+            if racing:
+                after = Counter(proc.units)
+                for kind, key, n in ops:
+                    after[key] += -n if kind == "sell" else n if kind == "cancel" else 0
+                # The reclaim reads which dead numbers hold units before it takes them over:
+                # both orders must find this one holding some.
+                if not self.races or proc.number not in dead or sum(after.values()) <= 0:
+                    continue
+            if ops:
+                plans.append((proc, ops, racing))
+        wants = self._wants()
+        nodes = await actor.store.live_nodes()
+        self.trace.append(
+            f"   burst: {action} by {actor.name} with commits "
+            + "; ".join(f"{p.name} {ops}" for p, ops, _ in plans)
+        )
+        batches = [self._batch(ops) for _, ops, _ in plans]
+        for proc, _, racing in plans:
+            if not self._fenced(proc) and not racing:
+                self._check_core(proc)
+        pool = asyncio.create_task(
+            actor.store.grant_stock(wants, nodes)
+            if action == "grant"
+            else actor.store.reclaim_stock(actor.lease)
+        )
+        commits = await asyncio.gather(
+            *(proc.store.commit(batch) for (proc, _, _), batch in zip(plans, batches, strict=True)),
+            return_exceptions=True,
+        )
+        pool_result: list[tuple[int, int, int]] | BaseException
+        try:
+            pool_result = await pool
+        except FencedError as e:
+            pool_result = e
+        for (proc, ops, racing), batch, outcome in zip(plans, batches, commits, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, FencedError) or not (self._fenced(proc) or racing):
+                    raise outcome
+                assert not await self._committed(batch.token), "a fenced commit was written"
+                self.seen["fenced"] += 1
+                proc.told_fenced = True
+                self.seen["fenced in a race" if racing else "fenced in a burst"] += 1
+                self.trace.append(f"   {proc.name} fenced off")
+            else:
+                assert not self._fenced(proc), f"{proc.name} committed under a stale epoch"
+                self._apply(proc, ops)
+                if racing:
+                    self.seen["won a race"] += 1
+                    self.trace.append(f"   {proc.name} committed before the reclaim")
+        if action == "grant":
+            await self._granted(actor, wants, nodes, pool_result)
+        elif isinstance(pool_result, BaseException):
+            raise pool_result
+        else:
+            await self._reclaimed(actor, dead, pool_result)
 
     async def oversell(self, proc: Process) -> None:
         """A commit reserving more than the lease holds (or on a row it holds no lease on) is
@@ -292,9 +407,11 @@ class Run:
         pool still works) until another process raises its number's epoch."""
         assert self.checker is not None
         await self.checker.execute("SELECT pg_terminate_backend($1)", proc.lease.backend_pid)
+        # Until its client has read the end of the session, a reclaim through the lease is a
+        # race with the session's end (test_a_reclaim_whose_session_is_cut_...): wait for it.
         for _ in range(500):
             live = {int(r[0]) for r in await self.checker.fetch(LIVE_NODES_SQL)}
-            if proc.number not in live:
+            if proc.number not in live and not proc.lease.held:
                 break
             await asyncio.sleep(0.005)
         else:
@@ -304,13 +421,18 @@ class Run:
         self.seen["kills"] += 1
 
     async def reclaim(self, proc: Process) -> None:
+        m = self.model
+        dead = sorted({n for (_, n), u in m.units.items() if u and n not in m.live})
+        await self._reclaimed(proc, dead, await proc.store.reclaim_stock(proc.lease))
+
+    async def _reclaimed(
+        self, proc: Process, dead: list[int], back: list[tuple[int, int, int]]
+    ) -> None:
         """A live process takes back every dead number's lease (raising its epoch): one reclaim
         returns all their units, and a grant finds them in the pool again. A zombie's lease
         session is gone, so its reclaim takes nothing."""
         m = self.model
-        dead = sorted({n for (_, n), u in m.units.items() if u and n not in m.live})
         expected = [] if proc.killed else [row for n in dead for row in m.held_by(n)]
-        back = await proc.store.reclaim_stock(proc.lease)
         assert back == expected, f"reclaim by {proc.name} (dead holders {dead})"
         self.trace.append(f"   reclaimed {back}")
         if proc.killed:
@@ -407,6 +529,7 @@ class Run:
         with pytest.raises(FencedError):
             await call
         self.seen["fenced"] += 1
+        proc.told_fenced = True
         self.trace.append(f"   fenced off ({proc.name}, epoch {proc.epoch})")
         if token:
             assert not await self._committed(token), "a fenced commit's token was written"
@@ -472,9 +595,9 @@ def _seeds(default: list[int]) -> list[int]:
     return [int(chosen)] if chosen else default
 
 
-def _run(seed: int, steps: int) -> Run:
+def _run(seed: int, steps: int, *, races: bool = False) -> Run:
     with fresh_postgres_database("pyorder_lease_model") as dsn:
-        run = Run(dsn, seed)
+        run = Run(dsn, seed, races=races)
         try:
             asyncio.run(run.run(steps))
         except BaseException as e:
@@ -484,7 +607,7 @@ def _run(seed: int, steps: int) -> Run:
     return run
 
 
-@pytest.mark.parametrize("seed", _seeds([2, 7]))
+@pytest.mark.parametrize("seed", _seeds([3, 5]))
 def test_stock_leases_match_the_model_after_every_step(seed: int) -> None:
     run = _run(seed, steps=60)
     assert run.seen["kills"]
@@ -495,6 +618,67 @@ def test_stock_leases_match_the_model_after_every_step(seed: int) -> None:
 @pytest.mark.long
 @pytest.mark.parametrize("seed", _seeds(list(range(100, 130))))
 def test_stock_leases_match_the_model_long(seed: int) -> None:
-    run = _run(seed, steps=400)
+    run = _run(seed, steps=400, races=True)
     for what in ["kills", "fenced", "woke fenced", "units reclaimed", "zombie commits"]:
         assert run.seen[what], what
+
+
+# --- a lease session cut in the middle of a reclaim or a grant --------------------------------
+
+
+async def _blocked_then_cut(dsn: str, *, reclaim: bool) -> BaseException | None:
+    """A reclaim (or a grant) waits on a row lock the test holds, and the session it runs on is
+    cut meanwhile (a database restart, a network cut): the call's error, the database as before."""
+    run = Run(dsn, 0)
+    run.checker = checker = await asyncpg.connect(dsn)
+    blocker = await asyncpg.connect(dsn)
+    try:
+        await run._catalogue()
+        await run.restart()
+        await run.restart()
+        live, dead = run.procs
+        await run.grant(dead, [(1, 0, 5)])
+        await run.kill(dead)
+        tx = blocker.transaction()
+        await tx.start()
+        if reclaim:  # the takeover's epoch raise waits for the dead number's row
+            await blocker.execute("SELECT 1 FROM node_leases WHERE node = $1 FOR UPDATE", 1)
+            call = asyncio.create_task(live.store.reclaim_stock(live.lease))
+        else:  # the grant waits for the stock row
+            await blocker.execute("SELECT 1 FROM stock WHERE sku = 1 FOR UPDATE")
+            call = asyncio.create_task(live.store.grant_stock([(1, 0, 3)], 1))
+        await asyncio.sleep(0.3)
+        assert not call.done()
+        waiting = await checker.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"
+        )
+        assert len(waiting) == 1
+        await checker.execute("SELECT pg_terminate_backend($1)", waiting[0][0])
+        error: BaseException | None = None
+        try:
+            await call
+        except Exception as e:
+            error = e
+        await tx.rollback()
+        await run.check()  # nothing was written
+        return error
+    finally:
+        for proc in run.procs:
+            await run._close(proc)
+        await blocker.close()
+        await checker.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="grant_stock and reclaim_stock let asyncpg's InterfaceError out when their session "
+    "is cut mid-call (nothing wraps it; in reclaim, take_over's finally then runs "
+    "pg_advisory_unlock on the closed connection); StockKeeper._run catches only StorageError "
+    "and OSError, so its task ends and the node never refills nor reclaims again",
+)
+@pytest.mark.parametrize("reclaim", [True, False], ids=["reclaim", "grant"])
+def test_a_reclaim_or_grant_whose_session_is_cut_fails_as_a_storage_error(reclaim: bool) -> None:
+    with fresh_postgres_database("pyorder_lease_cut") as dsn:
+        error = asyncio.run(_blocked_then_cut(dsn, reclaim=reclaim))
+    assert isinstance(error, StorageError), repr(error)
