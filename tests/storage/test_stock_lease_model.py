@@ -5,21 +5,29 @@ number and epoch) share one database. Steps drawn from a seeded ``random.Random`
 commits that sell from a lease, cancel back to it and pay, a commit that asks for more than
 the lease holds, a kill (the lease session cut from the server side: the process goes on as a
 zombie), a reclaim of dead nodes' leases, a graceful give-back and stop, a restart (a new
-process claiming the lowest free number) and a pause (a process that does nothing for a few
-steps, then wakes and sells from what its core still believes it holds).
+process claiming the lowest free number), a pause (a process that does nothing for a few
+steps, then wakes and sells from what its core still believes it holds), and a burst (commits
+of 2-3 processes beside a grant or a reclaim, all at once). A process told ``FencedError``
+stops.
 
 The model keeps, per (sku, warehouse): ``on_hand``, ``sold``, and per node number the lease
 units and the units its pending orders reserve; per number its fencing epoch, and which numbers
 live sessions hold. Each step predicts its outcome (what a grant gives, what a reclaim returns,
-which number and epoch a restart gets, ``FencedError`` for a commit under a superseded epoch).
+which number and epoch a restart gets, ``FencedError`` for a call under a superseded epoch).
 After every step the ``stock``, ``stock_leases`` and ``node_leases`` rows, read in one snapshot,
 must equal the model, and the conservation invariant must hold on them: ``leased`` is the sum
 of the lease units, ``leased + reserved + sold <= on_hand``, no lease below 0. A fenced commit
 must write nothing (not even its commit token), and one reclaim by a live node must return a
 dead node's unsold units to the pool, where a grant finds them again.
 
+The default run (two seeds, 60 steps each) is deterministic: the same seed takes the same
+steps with the same outcomes. The long run (``-m long``) adds races, a reclaim beside a dead
+number's zombie commit, whose winner depends on timing (both outcomes are checked).
 ``PYORDER_LEASE_SEED=<seed>`` runs one seed only (to replay a failure; the failure message
-prints the seed and the steps).
+prints the seed and the last steps).
+
+Last, a grant or a reclaim whose session is cut while it waits for a lock (xfail: the store
+lets asyncpg's error out, see the test).
 """
 
 import asyncio
@@ -354,8 +362,13 @@ class Run:
             if action == "grant"
             else actor.store.reclaim_stock(actor.lease)
         )
+        # A racing commit starts up to 8 ms late, so that either side may win.
+        delays = [self.rng.random() * 0.008 if racing else 0.0 for _, _, racing in plans]
         commits = await asyncio.gather(
-            *(proc.store.commit(batch) for (proc, _, _), batch in zip(plans, batches, strict=True)),
+            *(
+                _later(delay, proc.store.commit(batch))
+                for (proc, _, _), batch, delay in zip(plans, batches, delays, strict=True)
+            ),
             return_exceptions=True,
         )
         pool_result: list[tuple[int, int, int]] | BaseException
@@ -590,6 +603,12 @@ class Run:
         await proc.store.close()
 
 
+async def _later(delay_s: float, call: Awaitable[None]) -> None:
+    if delay_s:
+        await asyncio.sleep(delay_s)
+    await call
+
+
 def _seeds(default: list[int]) -> list[int]:
     chosen = os.environ.get("PYORDER_LEASE_SEED", "").strip()
     return [int(chosen)] if chosen else default
@@ -616,11 +635,23 @@ def test_stock_leases_match_the_model_after_every_step(seed: int) -> None:
 
 
 @pytest.mark.long
-@pytest.mark.parametrize("seed", _seeds(list(range(100, 130))))
-def test_stock_leases_match_the_model_long(seed: int) -> None:
-    run = _run(seed, steps=400, races=True)
-    for what in ["kills", "fenced", "woke fenced", "units reclaimed", "zombie commits"]:
-        assert run.seen[what], what
+def test_stock_leases_match_the_model_long() -> None:
+    """30 seeds x 300 steps, with races (a reclaim beside a dead number's commit); what they
+    exercised together must include every kind of outcome."""
+    seen: Counter[str] = Counter()
+    for seed in _seeds(list(range(100, 130))):
+        seen += _run(seed, steps=300, races=True).seen
+    for what in [
+        "kills",
+        "zombie commits",
+        "units reclaimed",
+        "woke fenced",
+        "fenced in a burst",
+        "won a race",
+        "fenced in a race",
+        "short grants",
+    ]:
+        assert seen[what], what
 
 
 # --- a lease session cut in the middle of a reclaim or a grant --------------------------------
