@@ -168,6 +168,7 @@ class Run:
             "kill": 2 if live else 0,
             "reclaim": 2 if awake else 0,
             "burst": 3 if len(awake) > 1 else 0,
+            "reclaims": 1 if len(live) > 1 else 0,
             "stop": 1 if awake else 0,
             "restart": (4 if not live else 1) if len(self.model.live) < MAX_LIVE else 0,
             "pause": 2 if len(live) > 1 else 0,
@@ -189,7 +190,9 @@ class Run:
             proc = self.rng.choice(awake)
         state = " (zombie)" if proc.killed else ""
         self.trace.append(
-            f"{i}: burst" if kind == "burst" else f"{i}: {kind} by {proc.name}{state}"
+            f"{i}: {kind}"
+            if kind in ("burst", "reclaims")
+            else f"{i}: {kind} by {proc.name}{state}"
         )
         if kind == "commit":
             await self.commit(proc, self._ops(proc))
@@ -203,6 +206,8 @@ class Run:
             await self.reclaim(proc)
         elif kind == "burst":
             await self.burst(awake)
+        elif kind == "reclaims":
+            await self.reclaims(*self.rng.sample(live, 2))
         elif kind == "stop":
             await self.stop(proc)
         else:
@@ -454,9 +459,36 @@ class Run:
             m.epochs[n] += 1
             for key in STOCK:
                 m.units[(key, n)] = 0
+        await self._sellable_again(proc, back)
+
+    async def reclaims(self, first: Process, second: Process) -> None:
+        """Two live processes reclaim at once: each dead number is taken over by one of them
+        (the other finds its lock taken, or nothing left to take: it may raise the epoch once
+        more), and together they return every unit the dead numbers held, once."""
+        m = self.model
+        dead = sorted({n for (_, n), u in m.units.items() if u and n not in m.live})
+        expected = sorted(row for n in dead for row in m.held_by(n))
+        backs = await asyncio.gather(
+            first.store.reclaim_stock(first.lease), second.store.reclaim_stock(second.lease)
+        )
+        self.trace.append(f"   reclaimed {backs[0]} and {backs[1]} (dead holders {dead})")
+        assert sorted(backs[0] + backs[1]) == expected, "two reclaims at once"
+        assert self.checker is not None
+        rows = await self.checker.fetch("SELECT node, epoch FROM node_leases")
+        epochs = {int(r[0]): int(r[1]) for r in rows}
+        for n in dead:
+            assert epochs[n] in (m.epochs[n] + 1, m.epochs[n] + 2), f"epoch of {n}"
+            self.seen["taken over twice"] += epochs[n] == m.epochs[n] + 2
+            m.epochs[n] = epochs[n]
+            for key in STOCK:
+                m.units[(key, n)] = 0
+        await self._sellable_again(first, backs[0] + backs[1])
+
+    async def _sellable_again(self, proc: Process, back: list[tuple[int, int, int]]) -> None:
+        """The issue's bound: after one reclaim the dead nodes' units are in the pool again,
+        and a grant (to the reclaiming node) finds them."""
         self.seen["units reclaimed"] += sum(u for _, _, u in back)
         await self.check()
-        # The issue's bound: after one reclaim the dead nodes' units are sellable again.
         returned: Counter[Key] = Counter()
         for sku, wh, units in back:
             returned[(sku, wh)] += units
