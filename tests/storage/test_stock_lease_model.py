@@ -6,9 +6,9 @@ commits that sell from a lease, cancel back to it and pay, a commit that asks fo
 the lease holds, a kill (the lease session cut from the server side: the process goes on as a
 zombie), a reclaim of dead nodes' leases, a graceful give-back and stop, a restart (a new
 process claiming the lowest free number), a pause (a process that does nothing for a few
-steps, then wakes and sells from what its core still believes it holds), and a burst (commits
-of 2-3 processes beside a grant or a reclaim, all at once). A process told ``FencedError``
-stops.
+steps, then wakes and sells from what its core still believes it holds), a burst (commits of
+2-3 processes beside a grant or a reclaim, all at once) and two reclaims at once. A process
+told ``FencedError`` stops.
 
 The model keeps, per (sku, warehouse): ``on_hand``, ``sold``, and per node number the lease
 units and the units its pending orders reserve; per number its fencing epoch, and which numbers
@@ -331,8 +331,8 @@ class Run:
         known beforehand. A reclaim racing a dead number's zombie commit has two right
         outcomes: the commit lands first and the reclaim returns what is left after it, or the
         reclaim raises the epoch first and the commit is fenced off. Only with ``races`` may a
-        burst hold such a pair (the outcome depends on timing, so the run on is not the same
-        from one replay to the next)."""
+        burst hold such a pair: the winner depends on timing, so a replay of the seed may take
+        other steps after it."""
         m = self.model
         actor = self.rng.choice(awake)
         action = self.rng.choice(["grant", "reclaim"])
