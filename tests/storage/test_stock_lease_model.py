@@ -425,18 +425,22 @@ class Run:
         pool still works) until another process raises its number's epoch."""
         assert self.checker is not None
         await self.checker.execute("SELECT pg_terminate_backend($1)", proc.lease.backend_pid)
-        # Until its client has read the end of the session, a reclaim through the lease is a
-        # race with the session's end (test_a_reclaim_whose_session_is_cut_...): wait for it.
-        for _ in range(500):
-            live = {int(r[0]) for r in await self.checker.fetch(LIVE_NODES_SQL)}
-            if proc.number not in live and not proc.lease.held:
-                break
-            await asyncio.sleep(0.005)
-        else:
-            pytest.fail(f"{proc.name}'s lease session outlived pg_terminate_backend")
+        await self._until_gone(proc)
         proc.killed = True
         self.model.live.discard(proc.number)
         self.seen["kills"] += 1
+
+    async def _until_gone(self, proc: Process) -> None:
+        """Wait until the server has ended the process's lease session (its number is free)
+        and the process has seen it end: until then a reclaim through the lease races with
+        the session's end (``test_a_reclaim_or_grant_whose_session_is_cut_...``)."""
+        assert self.checker is not None
+        for _ in range(1000):
+            live = {int(r[0]) for r in await self.checker.fetch(LIVE_NODES_SQL)}
+            if proc.number not in live and not proc.lease.held:
+                return
+            await asyncio.sleep(0.005)
+        pytest.fail(f"{proc.name}'s lease session outlived its end")
 
     async def reclaim(self, proc: Process) -> None:
         m = self.model
@@ -512,6 +516,8 @@ class Run:
                 self.model.units[(key, proc.number)] = 0
             self.model.live.discard(proc.number)
         await self._close(proc)
+        if not self._fenced(proc):  # the server ends the session after the client left
+            await self._until_gone(proc)
         self.procs.remove(proc)
 
     async def wake(self, proc: Process) -> None:
