@@ -85,7 +85,7 @@ class LeaseConfig:
     """Cluster mode (several nodes on one database); solo mode refuses to run beside any other."""
     node: int | None = None
     """The node number to claim; None: 0 in solo mode, the lowest free one in cluster mode."""
-    max_clock_skew_ms: int = 500
+    max_clock_skew_ms: int = 250
     """Largest distance allowed between this machine's clock and the database's."""
     heartbeat_s: float = 1.0
     """How often the lease writes ``seen_ms`` and checks its session."""
