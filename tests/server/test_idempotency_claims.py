@@ -196,3 +196,28 @@ def test_the_handler_claims_releases_and_replays_across_nodes(dsn: str, tmp_path
             assert runs == ["fails", "creates"]
 
     asyncio.run(body())
+
+
+def test_solo_mode_claims_nothing_in_the_database(dsn: str, tmp_path: Path) -> None:
+    """Without cluster mode a keyed request costs what it did: the lookup, no claim."""
+
+    async def body() -> None:
+        platform = Platform(Config(data_dir=tmp_path, database=dsn))
+        await platform.start()
+        try:
+            handler = Idempotency(platform)
+            with mock.patch.object(
+                platform.store, "claim_idempotency", side_effect=AssertionError("claimed")
+            ):
+
+                async def creates(who: Principal, data: bytes) -> tuple[int, object]:
+                    return 201, {"id": "1"}
+
+                assert (await handler.handle(_request("solo"), BUYER, creates)).status == 201
+                replay = await handler.handle(_request("solo"), BUYER, creates)
+                assert replay.headers[REPLAYED] == "true"
+            assert await _claim_row(dsn, "solo") is None
+        finally:
+            await platform.stop()
+
+    asyncio.run(body())
