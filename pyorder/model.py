@@ -123,6 +123,9 @@ class Snapshot:
     parts: dict[str, object] = field(default_factory=dict)
     """The parts of capabilities that load their own rows (``pyorder.kernel.unit``), by
     ``PartKind.name``; read them with ``part()``."""
+    stock_leases: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """(sku, warehouse, node, units) leased to cluster nodes (``docs/scale-out.md``); empty
+    on a store served by one node."""
 
     def part(self, kind: PartKind[Any, S]) -> S:
         """The snapshot's part of ``kind`` (that of an empty store if it was not loaded)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyorder.catalog.service import Catalog
+from pyorder.cluster.stock import StockKeeper, node_view
 from pyorder.engine import Engine
 from pyorder.events.dispatcher import EventDispatcher
 from pyorder.events.endpoints import Endpoints
@@ -90,7 +91,7 @@ class Platform:
             self.store, window_s=config.commit_window_ms / 1000, on_failure=self.rebuild
         )
         engine = self.current_engine
-        self.catalog = Catalog(engine, self.intake)
+        self.catalog = Catalog(engine, self.intake, cluster=config.cluster)
         self.views = Views(config.data_dir)
         """What each caller may see of an order (``pyorder.marketplace``)."""
         self.webhooks = Endpoints(self.intake, self.store)
@@ -128,6 +129,12 @@ class Platform:
         )
         self._engine: Engine | None = None
         self._claim: NodeClaim | None = None
+        self.stock_keeper = (
+            StockKeeper(self.store, lambda: self.claim, engine, lambda: self.ready)
+            if config.cluster
+            else None
+        )
+        """Refills this node's stock leases (cluster mode only, ``pyorder.cluster.stock``)."""
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -167,6 +174,8 @@ class Platform:
             await self._let_go()
             raise
         self._claim.watch()
+        if self.stock_keeper is not None:
+            self.stock_keeper.start()
         self.intake.start()
         await self.dispatcher.start()
         await self.shipping.start()
@@ -177,6 +186,8 @@ class Platform:
     async def stop(self) -> None:
         """Stop expiring and calling providers and carriers, flush and commit what is staged,
         close the store."""
+        if self.stock_keeper is not None:
+            await self.stock_keeper.stop()
         await self.dispatcher.stop()
         await self.shipping.stop()
         await self.event_dispatcher.stop()
@@ -188,6 +199,11 @@ class Platform:
                 await self._sweeper
             self._sweeper = None
         await self.intake.close()
+        if self.stock_keeper is not None and self._claim is not None and self._claim.held:
+            try:  # after the last commit: the unsold units go back to the pool
+                await self.stock_keeper.give_back()
+            except Exception:  # taken back by the others once this node is gone
+                log.exception("could not give this node's stock leases back")
         await self._let_go()
 
     async def _let_go(self) -> None:
@@ -205,7 +221,10 @@ class Platform:
         if not claim.held:
             raise StorageError("this node has lost its node lease; claiming one again")
         self.store.fence = (claim.node, claim.epoch) if claim.epoch else None
+        self.store.lease_node = claim.node if self.config.cluster else None
         snapshot = await self.store.load()
+        if self.config.cluster:  # this node's share: its leases, its own pending orders
+            snapshot = node_view(snapshot, claim.node)
         endpoints = await self.store.webhook_endpoints()
         # No await from here on: what is staged on the new core must not be dropped by the
         # intake's recovery (it clears the batch once this returns).

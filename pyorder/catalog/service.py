@@ -14,7 +14,7 @@ from pyorder.engine import Engine
 from pyorder.intake import Intake
 from pyorder.inventory import InventoryError
 from pyorder.kernel.clock import now_ms
-from pyorder.kernel.errors import Forbidden, InvalidInput, NotFound
+from pyorder.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from pyorder.storage.limits import check_row, check_value
 
 MAX_UNITS = 1 << 50
@@ -25,18 +25,38 @@ CATEGORY = re.compile(r"([a-z0-9][a-z0-9_-]{0,39})?")
 """A SKU's category (``fullmatch``): a short slug such as ``apparel``, or empty for none."""
 
 
+class CatalogueReadOnly(Conflict):
+    """A catalogue change on a cluster node (not shared across nodes yet)."""
+
+    code = "catalogue_read_only"
+
+
 class Catalog:
     """Warehouses, regions, SKUs and stock. ``engine`` gives the current engine (replaced on
     every rebuild); ``intake`` stages the changes."""
 
-    def __init__(self, engine: Callable[[], Engine], intake: Intake) -> None:
+    def __init__(
+        self, engine: Callable[[], Engine], intake: Intake, *, cluster: bool = False
+    ) -> None:
         self._engine = engine
         self._intake = intake
+        self._cluster = cluster
+        """In cluster mode each node's core is its own copy of the catalogue, and SKU and
+        warehouse ids are assigned by the core: changes are refused until they are shared
+        across nodes (``docs/scale-out.md``); make them on a node in solo mode."""
+
+    def _check_writable(self) -> None:
+        if self._cluster:
+            raise CatalogueReadOnly(
+                "the catalogue cannot be changed on a cluster node yet: change it with one node"
+                " in solo mode, then start the cluster"
+            )
 
     # --- warehouses and regions ----------------------------------------------------------
 
     def create_warehouse(self, who: Principal, name: str, regions: list[str]) -> Warehouse:
         who.require(Role.MERCHANT, Role.ADMIN)
+        self._check_writable()
         engine, batch = self._engine(), self._intake.batch
         wid = len(engine.warehouses)
         warehouse = Warehouse(wid, name, who.key)
@@ -69,6 +89,7 @@ class Catalog:
 
     def set_region(self, who: Principal, code: str, warehouses: list[int]) -> list[int]:
         who.require(Role.ADMIN)
+        self._check_writable()
         if not warehouses:
             raise InvalidInput("a region needs at least one warehouse", field="warehouses")
         if len(set(warehouses)) != len(warehouses):
@@ -106,6 +127,7 @@ class Catalog:
         category: str = "",
     ) -> SkuView:
         who.require(Role.MERCHANT, Role.ADMIN)
+        self._check_writable()
         if not title.strip() or len(title) > 200:
             raise InvalidInput("title must have 1 to 200 characters", field="title")
         if not 0 <= price <= MAX_PRICE:
@@ -137,6 +159,7 @@ class Catalog:
     def adjust_stock(self, who: Principal, sku_id: int, warehouse: int, delta: int) -> SkuView:
         """Add (restock) or remove (count correction) units; never below reserved + sold."""
         sku = self._owned(who, sku_id)
+        self._check_writable()
         self._check_stocking(who, warehouse)
         inv = self._engine().inventory
         existed = warehouse in inv.stock_by_warehouse(sku.id)

@@ -26,6 +26,7 @@ from pyorder.server.admission import Admission
 from pyorder.server.app import DEFAULT_MAX_BODY, create_app, metrics_app
 from pyorder.server.connections import ConnectionLimits, GuardedAppRunner, raise_open_files_limit
 from pyorder.server.keys import ADMISSION, METRICS
+from pyorder.storage.base import StorageError
 
 
 def serve(argv: list[str] | None = None) -> None:
@@ -268,7 +269,11 @@ def serve(argv: list[str] | None = None) -> None:
         " --sub alice",
         flush=True,
     )
-    asyncio.run(_serve(app, args, limits))
+    try:
+        asyncio.run(_serve(app, args, limits))
+    except StorageError as exc:  # e.g. the database is served by another process: say why
+        sys.stderr.write(f"pyorder-server: error: {exc}\n")
+        raise SystemExit(1) from None
 
 
 async def _serve(app: web.Application, args: argparse.Namespace, limits: ConnectionLimits) -> None:

@@ -17,6 +17,7 @@ STATUSES: dict[str, int] = {
     "unavailable": 503,
     # Conflicts: the state does not allow it (now).
     "out_of_stock": 409,
+    "catalogue_read_only": 409,
     "purchase_limit_exceeded": 409,
     "invalid_state": 409,
     "already_shipped": 409,

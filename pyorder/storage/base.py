@@ -21,6 +21,12 @@ class StorageError(Exception):
     must reload (the intake rebuilds the core from the store after any failure)."""
 
 
+class StoreInUseError(StorageError):
+    """The database is already served by another process (or another store of this one) and
+    this store may not serve it beside it: refused at ``open``, nothing written. The message
+    names the holder."""
+
+
 class NodeClaim:
     """The order-ID node number a serving process uses, and whether it still holds it.
 
@@ -72,6 +78,10 @@ class Store(ABC):
     (PostgreSQL, ``node_lease.FENCE_SQL``): set by the platform at each rebuild, from its
     ``NodeClaim``; a commit under a stale epoch fails and writes nothing."""
 
+    lease_node: int | None = None
+    """The cluster node whose stock lease the commits move units in and out of (PostgreSQL,
+    ``stock_leases``); None for a node alone on its store. Set by the platform at rebuild."""
+
     async def claim_node(self, *, node: int | None, cluster: bool) -> NodeClaim:
         """Claim the order-ID node number this process will use (``node``, or one the store
         picks). A single-process store has nothing to share: it holds ``node`` (0 by default)
@@ -81,6 +91,26 @@ class Store(ABC):
                 f"{type(self).__name__} is single-process: several nodes need PostgreSQL"
             )
         return NodeClaim(0 if node is None else node)
+
+    async def grant_stock(
+        self, wants: list[tuple[int, int, int]], nodes: int
+    ) -> list[tuple[int, int, int]]:
+        """Lease (sku, warehouse, units) to ``lease_node`` from the pool, at most an even share
+        among ``nodes`` near sell-out; returns what was granted. Cluster stores only."""
+        raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
+
+    async def give_back_stock(self) -> list[tuple[int, int, int]]:
+        """Return every unit ``lease_node`` holds to the pool (at a graceful stop)."""
+        raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
+
+    async def reclaim_stock(self, claim: NodeClaim) -> list[tuple[int, int, int]]:
+        """Take the units of dead nodes' leases back to the pool, through ``claim`` (the
+        caller's node lease); returns what came back."""
+        raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
+
+    async def live_nodes(self) -> int:
+        """How many nodes serve the store now."""
+        return 1
 
     def resume(self) -> None:  # noqa: B027 - an optional hook: stores of depth 1 need none
         """Write again after a failed commit (see ``pipeline_depth``)."""

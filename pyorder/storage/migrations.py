@@ -335,12 +335,31 @@ _V8_SQLITE = _v8("INTEGER", " STRICT")
 _V8_POSTGRES = _v8("BIGINT", "")
 
 
-# Version 9: claims of Idempotency-Keys (``pyorder.storage.key_claims``, docs/scale-out.md).
+# Version 9: stock leases (docs/scale-out.md). ``stock.leased`` counts the units granted to
+# cluster nodes and not reserved, sold or returned yet; ``stock_leases`` says which node holds
+# how many (their sum is ``stock.leased``). The pool a node can lease from is
+# ``on_hand - leased - reserved - sold``. Solo nodes (and SQLite) never lease: both stay 0.
+def _v9(integer: str, strict: str) -> tuple[str, ...]:
+    i = integer
+    return (
+        f"ALTER TABLE stock ADD COLUMN leased {i} NOT NULL DEFAULT 0",
+        f"CREATE TABLE stock_leases (sku {i} NOT NULL, warehouse {i} NOT NULL,"
+        f" node {i} NOT NULL, units {i} NOT NULL CHECK (units >= 0), updated_ms {i} NOT NULL,"
+        f" PRIMARY KEY (sku, warehouse, node)){strict}",
+        "CREATE INDEX stock_leases_node ON stock_leases (node)",
+    )
+
+
+_V9_SQLITE = _v9("INTEGER", " STRICT")
+_V9_POSTGRES = _v9("BIGINT", "")
+
+
+# Version 10: claims of Idempotency-Keys (``pyorder.storage.key_claims``, docs/scale-out.md).
 # In cluster mode a node inserts the key's row before it runs the request, so the same key
 # sent to two nodes runs once; the row names the node number and epoch, so a dead node's
 # claims can be told apart and taken over. SQLite gets the table too (one logical schema) but
 # is single-process and never claims.
-def _v9(integer: str, strict: str) -> tuple[str, ...]:
+def _v10(integer: str, strict: str) -> tuple[str, ...]:
     i = integer
     return (
         "CREATE TABLE idempotency_claims ("
@@ -350,8 +369,8 @@ def _v9(integer: str, strict: str) -> tuple[str, ...]:
     )
 
 
-_V9_SQLITE = _v9("INTEGER", " STRICT")
-_V9_POSTGRES = _v9("BIGINT", "")
+_V10_SQLITE = _v10("INTEGER", " STRICT")
+_V10_POSTGRES = _v10("BIGINT", "")
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
@@ -364,7 +383,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "sku categories, returns and their decisions", _V6_SQLITE, _V6_POSTGRES),
     Migration(7, "webhook endpoints and order events", _V7_SQLITE, _V7_POSTGRES),
     Migration(8, "node leases: order-ID node numbers and fencing epochs", _V8_SQLITE, _V8_POSTGRES),
-    Migration(9, "claims of idempotency keys across nodes", _V9_SQLITE, _V9_POSTGRES),
+    Migration(9, "stock leases of cluster nodes", _V9_SQLITE, _V9_POSTGRES),
+    Migration(10, "claims of idempotency keys across nodes", _V10_SQLITE, _V10_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

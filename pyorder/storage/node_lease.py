@@ -32,13 +32,16 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 
-from pyorder.storage.base import NodeClaim, StorageError
+from pyorder.storage.base import NodeClaim, StorageError, StoreInUseError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODE_LOCK = 0x7079_0001
 """First key of the advisory lock that keeps solo and cluster nodes apart (second key 0)."""
@@ -51,14 +54,19 @@ DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 FENCE_SQL = f"UPDATE node_leases SET seen_ms = {DB_NOW_MS} WHERE node = $1 AND epoch = $2"
 """The first statement of every commit of a lease holder: 0 rows means it is fenced off."""
 
+_THIS_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
+LIVE_NODES_SQL = (
+    "SELECT l.objid::bigint FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+    f" AND l.objsubid = 2 AND l.classid::bigint = {NODE_LOCK} AND l.database = {_THIS_DATABASE}"
+)
+"""The node numbers held by live sessions on this database (advisory locks are per database)."""
 _LIVE_HOLDERS = (
     "SELECT n.node, n.holder, n.mode, n.seen_ms, " + DB_NOW_MS + " FROM node_leases n"
-    " JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-    " AND l.classid::bigint = $1 AND l.objid::bigint = n.node ORDER BY n.node"
+    f" WHERE n.node IN ({LIVE_NODES_SQL}) ORDER BY n.node"
 )
 
 
-class NodeRefusedError(StorageError):
+class NodeRefusedError(StoreInUseError):
     """This process may not serve the database now (another node's mode, no free node number,
     a clock too far from the database's); the message says which and what to do."""
 
@@ -97,6 +105,8 @@ class NodeLease(NodeClaim):
         self.holder = holder or holder_name()
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._using = asyncio.Lock()
+        """One statement at a time on the lease's session (heartbeat, taking over)."""
         self.claims = 0
         """How many times this lease claimed a number (1 + the re-claims after a lost session)."""
 
@@ -237,7 +247,7 @@ class NodeLease(NodeClaim):
         return epoch, wait
 
     async def _describe_live(self, conn: asyncpg.Connection) -> str:
-        rows = await conn.fetch(_LIVE_HOLDERS, NODE_LOCK)
+        rows = await conn.fetch(_LIVE_HOLDERS)
         if not rows:
             return "its node number is not recorded yet"
         return "; ".join(
@@ -253,7 +263,8 @@ class NodeLease(NodeClaim):
             conn = self._conn
             if conn is not None and not conn.is_closed():
                 try:
-                    status = await conn.execute(FENCE_SQL, self.node, self.epoch, timeout=5)
+                    async with self._using:
+                        status = await conn.execute(FENCE_SQL, self.node, self.epoch, timeout=5)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                     log.warning("node lease: the session of node %d is lost", self.node)
                     await self._drop()
@@ -266,6 +277,32 @@ class NodeLease(NodeClaim):
                 await self.acquire()
             except StorageError as e:
                 log.warning("node lease: cannot claim a node number again: %s", e)
+
+    async def take_over(
+        self, node: int, work: Callable[[asyncpg.Connection], Awaitable[T]]
+    ) -> T | None:
+        """Run ``work`` for a dead node's number (None, and nothing done, while it is live):
+        hold its lock for the while, raise its epoch first (which waits for its commits in
+        flight, and fences off any it might still attempt), in one transaction."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return None
+        async with self._using:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", NODE_LOCK, node):
+                return None
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        f"SET LOCAL lock_timeout = {int(self.config.lock_timeout_ms)}"
+                    )
+                    await conn.execute(
+                        "UPDATE node_leases SET epoch = epoch + 1, holder = $2 WHERE node = $1",
+                        node,
+                        f"taken over by {self.holder}",
+                    )
+                    return await work(conn)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None

@@ -16,6 +16,11 @@ one Python's ``_sqlite3`` loads. Two copies of SQLite in one process keep separa
 bookkeeping, and closing the file in one drops the locks the other holds, which can corrupt the
 database (sqlite.org, "How To Corrupt An SQLite Database File", section 2.2.1).
 
+One process at a time: ``open`` takes an exclusive lock on ``<database>.lock``
+(``pyorder.storage.lockfile``) and holds it until ``close``; a second store on the same file,
+in another process or this one, is refused with ``StoreInUseError``. Several nodes need
+PostgreSQL.
+
 Cancelling a coroutine that awaits ``commit`` does not stop the transaction already handed to
 the writer thread: it still commits (or rolls back) on its own.
 """
@@ -40,6 +45,7 @@ from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
+from pyorder.storage.lockfile import ProcessLock
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 
 T = TypeVar("T")
@@ -165,6 +171,7 @@ class SqliteStore(Store):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
+        self._lock = ProcessLock(self._path)
         self._writer: SqliteWriter | None = None
         self._queue: CommitQueue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -176,8 +183,9 @@ class SqliteStore(Store):
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._write_pool is not None:
+        if self._write_pool is not None or self._lock.held:
             raise RuntimeError("SqliteStore is already open")
+        self._lock.acquire()  # before the first connection: a refused store touches nothing
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="pyorder-sqlite-writer")
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="pyorder-sqlite-reader")
         try:
@@ -210,8 +218,8 @@ class SqliteStore(Store):
         self._reader = _connect_reader(self._path)
 
     async def close(self) -> None:
-        """Finish queued commits, close both connections and stop the threads; safe to call
-        twice."""
+        """Finish queued commits, close both connections, stop the threads, then release the
+        lock on the file (no write of this store can follow); safe to call twice."""
         loop = asyncio.get_running_loop()
         if self._queue is not None:
             queue, self._queue = self._queue, None
@@ -225,6 +233,7 @@ class SqliteStore(Store):
             await loop.run_in_executor(pool, self._close_connection, attr)
             pool.shutdown(wait=True)
         self._read_pool = self._write_pool = None
+        self._lock.release()
 
     def _close_connection(self, attr: str) -> None:
         conn: sqlite3.Connection | SqliteWriter | None = getattr(self, attr)

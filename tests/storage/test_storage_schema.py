@@ -36,6 +36,7 @@ TABLES = {
     "webhook_endpoints",
     "order_events",
     "node_leases",
+    "stock_leases",
     "idempotency_claims",
 }
 

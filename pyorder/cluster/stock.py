@@ -1,0 +1,172 @@
+"""A cluster node's share of the stock: the core sells from its leases, refilled in the
+background before they run dry (``docs/scale-out.md``; the SQL is ``storage/stock_leases``).
+
+``node_view`` turns the store's snapshot into what one node's core holds: per (sku, warehouse)
+``on_hand`` is the node's leased units plus the units its own pending orders reserve (``sold``
+is 0: what is sold is nobody's to sell), and only the node's own pending orders (the node
+number in their IDs). ``StockKeeper`` watches each row's ``available`` and sales rate, asks
+the pool for more at a low-water mark (Meituan Leaf's double buffer, applied to stock), adds
+what it gets to the core, takes dead nodes' leases back to the pool, and gives everything back
+at a graceful stop.
+"""
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from pyorder.catalog.model import StockRow
+from pyorder.engine import Engine
+from pyorder.ids import decode_order_id
+from pyorder.model import Snapshot
+from pyorder.storage.base import NodeClaim, StorageError, Store
+
+log = logging.getLogger(__name__)
+
+
+def node_view(snap: Snapshot, node: int) -> Snapshot:
+    """What ``node``'s core holds of the store's snapshot (see the module doc)."""
+    mine = [o for o in snap.pending_orders if decode_order_id(o.id)[1] == node]
+    reserved: Counter[tuple[int, int]] = Counter()
+    for order in mine:
+        for line in order.lines:
+            reserved[(line.sku, line.warehouse)] += line.quantity
+    leased = {(s, w): u for s, w, n, u in snap.stock_leases if n == node}
+    stock = []
+    for r in snap.stock:
+        key = (r.sku, r.warehouse)
+        stock.append(StockRow(r.sku, r.warehouse, leased.get(key, 0) + reserved[key], 0, 0))
+    return replace(
+        snap,
+        stock=stock,
+        pending_orders=mine,
+        max_reservation=max((o.reservation for o in mine), default=0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StockLeaseConfig:
+    interval_s: float = 0.05
+    """How often the keeper looks at every row."""
+    min_units: int = 8
+    """The smallest buffer a row is refilled to."""
+    buffer_s: float = 1.0
+    """A row is refilled to what it sells in this long (at its recent rate), at least
+    ``min_units``; a refill is asked for once fewer than half of that are left."""
+    reclaim_interval_s: float = 1.0
+    """How often dead nodes' leases are looked for and taken back."""
+
+
+@dataclass(slots=True)
+class _Row:
+    available: int = 0
+    rate: float = 0.0
+    """Units sold per second, smoothed (exponential, ``_ALPHA`` per look)."""
+
+
+_ALPHA = 0.3
+
+
+@dataclass(slots=True)
+class KeeperStats:
+    grants: int = 0
+    units_granted: int = 0
+    returned: int = 0
+    reclaimed: int = 0
+    failures: int = 0
+    rows: dict[tuple[int, int], _Row] = field(default_factory=dict)
+
+
+class StockKeeper:
+    """Refills a cluster node's leases (see the module doc). ``engine`` is the platform's
+    accessor (a rebuild replaces the engine); ``ready`` says whether the node serves now."""
+
+    def __init__(
+        self,
+        store: Store,
+        claim: Callable[[], NodeClaim],
+        engine: Callable[[], Engine],
+        ready: Callable[[], bool],
+        config: StockLeaseConfig | None = None,
+    ) -> None:
+        self._store = store
+        self._claim = claim
+        self._engine = engine
+        self._ready = ready
+        self.config = config or StockLeaseConfig()
+        self.stats = KeeperStats()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="pyorder-stock-leases")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def give_back(self) -> None:
+        """Return every leased unit to the pool (after the last commit of a graceful stop)."""
+        back = await self._store.give_back_stock()
+        self.stats.returned += sum(units for _, _, units in back)
+
+    async def _run(self) -> None:
+        next_reclaim = 0.0
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.config.interval_s)
+            if not self._ready():
+                continue
+            now = time.monotonic()
+            try:
+                await self.refill(now - last)
+                if now >= next_reclaim:
+                    next_reclaim = now + self.config.reclaim_interval_s
+                    back = await self._store.reclaim_stock(self._claim())
+                    self.stats.reclaimed += sum(units for _, _, units in back)
+                    if back:
+                        log.info("took back %d units from dead nodes' leases", len(back))
+            except (StorageError, OSError) as e:  # the store is down or we are fenced
+                self.stats.failures += 1
+                log.warning("stock lease refill failed: %s", e)
+            last = now
+
+    async def refill(self, elapsed_s: float) -> int:
+        """Ask the pool for the rows below their low-water mark; add what comes to the core.
+        Returns the units granted."""
+        engine = self._engine()
+        inventory = engine.inventory
+        wants: list[tuple[int, int, int]] = []
+        rows = self.stats.rows
+        for sku in engine.skus:
+            for wh, level in inventory.stock_by_warehouse(sku).items():
+                row = rows.setdefault((sku, wh), _Row(level.available))
+                sold = max(0, row.available - level.available)
+                if elapsed_s > 0:
+                    row.rate += _ALPHA * (sold / elapsed_s - row.rate)
+                row.available = level.available
+                target = max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s))
+                if level.available * 2 < target:
+                    wants.append((sku, wh, target - level.available))
+        if not wants:
+            return 0
+        granted = await self._store.grant_stock(wants, await self._store.live_nodes())
+        if self._engine() is not engine:
+            # Rebuilt meanwhile: the new core was loaded from the store, with or without these
+            # units; without, they stay in the lease (given back at stop), never sold twice.
+            return 0
+        total = 0
+        for sku, wh, units in granted:
+            engine.inventory.restock(sku, units, wh)
+            rows[(sku, wh)].available += units
+            total += units
+        self.stats.grants += len(granted)
+        self.stats.units_granted += total
+        return total

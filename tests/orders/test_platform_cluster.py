@@ -1,0 +1,147 @@
+"""Three cluster nodes (platforms) on one PostgreSQL sell one hot SKU from stock leases
+(``docs/scale-out.md``): demand above stock, buyers spread over the nodes, exactly the stock
+sold and not a unit more; the pool accounting holds after every step; a node that stops gives
+its unsold units back and the others sell them; the catalogue is read-only on cluster nodes."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from pyorder import Address, Config, OrderInput, OutOfStock, Platform, Principal, Role
+from pyorder.catalog.service import CatalogueReadOnly
+from tests.support.postgres import fresh_postgres_database
+
+MERCHANT = Principal(Role.MERCHANT, "acme")
+HOME = Address(name="Alice", line1="1 Road", city="Shanghai", region="north")
+STOCK = 60
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with fresh_postgres_database("pyorder_cluster") as url:
+        yield url
+
+
+async def _catalogue(dsn: str, tmp: Path) -> int:
+    """A warehouse and one SKU with ``STOCK`` units, made by a node in solo mode."""
+    solo = Platform(Config(data_dir=tmp / "solo", database=dsn))
+    await solo.start()
+    wh = solo.catalog.create_warehouse(MERCHANT, "west", regions=["north"])
+    sku = solo.catalog.create_sku(
+        MERCHANT, title="phone", price=99_900, currency="CNY", stock={wh.id: STOCK}
+    ).sku
+    await solo.intake.durable()
+    await solo.stop()
+    return sku.id
+
+
+async def _books(dsn: str, sku: int) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        # One snapshot: the nodes' keepers and commits run meanwhile.
+        row = await conn.fetchrow(
+            "SELECT s.on_hand, s.leased, s.reserved, s.sold,"
+            " (SELECT COALESCE(SUM(units), 0) FROM stock_leases l WHERE l.sku = s.sku),"
+            " (SELECT COALESCE(SUM(ol.quantity), 0) FROM order_lines ol JOIN orders o"
+            "  ON o.id = ol.order_id WHERE ol.sku = s.sku AND o.status = 'pending_payment')"
+            " FROM stock s WHERE s.sku = $1",
+            sku,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    keys = ("on_hand", "leased", "reserved", "sold", "leases", "ordered")
+    return dict(zip(keys, map(int, row), strict=True))
+
+
+def _check(books: dict[str, int]) -> None:
+    """The pool's accounting: nothing oversold, the leases add up, the reservations match."""
+    assert books["leased"] == books["leases"]
+    assert books["reserved"] == books["ordered"]
+    assert books["leased"] + books["reserved"] + books["sold"] <= books["on_hand"] == STOCK
+
+
+def test_three_nodes_sell_the_stock_exactly_once(dsn: str, tmp_path: Path) -> None:
+    async def body() -> None:
+        sku = await _catalogue(dsn, tmp_path)
+        nodes = [
+            Platform(Config(data_dir=tmp_path / f"n{i}", database=dsn, cluster=True))
+            for i in range(3)
+        ]
+        for node in nodes:
+            await node.start()
+        assert sorted(n.claim.node for n in nodes) == [0, 1, 2]
+        with pytest.raises(CatalogueReadOnly):
+            nodes[0].catalog.create_warehouse(MERCHANT, "east", regions=["south"])
+
+        sold, refused, buyer = 0, 0, 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while sold < STOCK and loop.time() < deadline:
+            for node in nodes:
+                buyer += 1
+                who = Principal(Role.BUYER, f"b{buyer}")
+                try:
+                    node.orders.place(who, OrderInput([(sku, 1)], HOME))
+                except OutOfStock:
+                    refused += 1  # this node's lease is empty now; a refill may come
+                    continue
+                await node.intake.durable()
+                sold += 1
+                _check(await _books(dsn, sku))
+            await asyncio.sleep(0.01)
+        assert sold == STOCK
+        # Demand goes on: nobody can sell another unit.
+        for node in nodes:
+            for _ in range(3):
+                with pytest.raises(OutOfStock):
+                    node.orders.place(Principal(Role.BUYER, "late"), OrderInput([(sku, 1)], HOME))
+                await asyncio.sleep(0.06)
+        books = await _books(dsn, sku)
+        _check(books)
+        assert books["reserved"] == STOCK
+        for node in nodes:
+            await node.stop()
+        assert (await _books(dsn, sku))["leased"] == 0
+
+    asyncio.run(body())
+
+
+def test_a_stopped_nodes_units_go_back_and_the_others_sell_them(dsn: str, tmp_path: Path) -> None:
+    async def body() -> None:
+        sku = await _catalogue(dsn, tmp_path)
+        first = Platform(Config(data_dir=tmp_path / "a", database=dsn, cluster=True))
+        await first.start()
+        for _ in range(100):  # the keeper leases a first buffer
+            if first.engine.inventory.stock(sku).available:
+                break
+            await asyncio.sleep(0.02)
+        held = first.engine.inventory.stock(sku).available
+        assert held > 0
+        assert (await _books(dsn, sku))["leased"] == held
+        await first.stop()
+        books = await _books(dsn, sku)
+        assert books["leased"] == 0
+        _check(books)
+
+        second = Platform(Config(data_dir=tmp_path / "b", database=dsn, cluster=True))
+        await second.start()
+        sold = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while sold < STOCK and loop.time() < deadline:
+            try:
+                second.orders.place(Principal(Role.BUYER, f"b{sold}"), OrderInput([(sku, 1)], HOME))
+            except OutOfStock:
+                await asyncio.sleep(0.02)
+                continue
+            await second.intake.durable()
+            sold += 1
+        assert sold == STOCK
+        _check(await _books(dsn, sku))
+        await second.stop()
+
+    asyncio.run(body())

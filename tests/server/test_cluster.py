@@ -1,0 +1,146 @@
+"""Three ``pyorder-server --cluster`` processes on one PostgreSQL, a flash sale spread over
+them, and one of them killed (SIGKILL) mid-sale (``docs/scale-out.md``).
+
+Checked: no unit oversold at any sample (leased + reserved + sold <= on hand, the leases add up
+to ``stock.leased``); every order acknowledged (201) is in the database, the killed node's
+too; the killed node's unsold units come back to the pool (taken back by a live node) and are
+sold by the others, so in the end exactly the stock is ordered; a second solo server on the
+cluster's database is refused with a message and a non-zero exit.
+"""
+
+import asyncio
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.server.e2e_lib import Server, Shop, order_body
+from tests.support.postgres import fresh_postgres_database
+from tests.support.server import ServerProcess
+
+STOCK = 300
+"""Units of the hot SKU; buyers want more than that."""
+SPREAD = [7, 5, 3, 11]
+"""Units of four more SKUs, ordered alongside."""
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with fresh_postgres_database("pyorder_cluster_e2e") as url:
+        yield url
+
+
+async def _books(dsn: str) -> list[dict[str, int]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT s.sku, s.on_hand, s.leased, s.reserved, s.sold,"
+            " (SELECT COALESCE(SUM(units), 0) FROM stock_leases l WHERE l.sku = s.sku) AS leases,"
+            " (SELECT COALESCE(SUM(ol.quantity), 0) FROM order_lines ol JOIN orders o"
+            "  ON o.id = ol.order_id WHERE ol.sku = s.sku AND o.status = 'pending_payment')"
+            " AS ordered FROM stock s ORDER BY s.sku"
+        )
+    finally:
+        await conn.close()
+    return [{k: int(v) for k, v in dict(r).items()} for r in rows]
+
+
+def _conserved(books: list[dict[str, int]]) -> None:
+    for b in books:
+        assert b["leased"] == b["leases"], b
+        assert b["reserved"] == b["ordered"], b
+        assert b["leased"] + b["reserved"] + b["sold"] <= b["on_hand"], b
+
+
+async def _stored_ids(dsn: str) -> set[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {int(r[0]) for r in await conn.fetch("SELECT id FROM orders")}
+    finally:
+        await conn.close()
+
+
+def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(dsn: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"  # shared: one token secret and pseudonym key for the cluster
+    solo = Server(ServerProcess(data, dsn).start(), "postgres")
+    shop = Shop(solo)
+    wh = shop.warehouse(regions=["north"])
+    hot = shop.sku({wh: STOCK})
+    spread = [shop.sku({wh: units}) for units in SPREAD]
+    solo.stop()
+
+    nodes = [
+        Server(ServerProcess(data, dsn, args=("--cluster",)).start(), "postgres") for _ in range(3)
+    ]
+    # A solo server beside the cluster is refused, with the reason.
+    intruder = ServerProcess(data, dsn)
+    with pytest.raises(RuntimeError, match="server exited with"):
+        intruder.start(timeout_s=15)
+    log = (data.parent / f"server-{intruder.port}.log").read_text()
+    assert "another pyorder node serves this database" in log
+
+    acked: dict[int, int] = {}  # order id -> hot units
+    statuses: dict[int, int] = {}
+    victim = nodes[1]
+
+    async def buyer(session: aiohttp.ClientSession, n: int, stop: asyncio.Event) -> None:
+        token = solo.token("buyer", f"buyer-{n}")
+        rng = random.Random(n)
+        while not stop.is_set():
+            node = rng.choice([s for s in nodes if s.proc.proc and s.proc.proc.poll() is None])
+            lines = [(hot, 1)]
+            if rng.random() < 0.3:
+                lines.append((rng.choice(spread), 1))
+            try:
+                async with session.post(
+                    node.url + "/v1/orders",
+                    json=order_body(lines, "north"),
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as resp:
+                    body: dict[str, Any] = await resp.json(content_type=None)
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                    if resp.status == 201:
+                        acked[int(body["id"])] = 1
+            except (aiohttp.ClientError, TimeoutError):
+                statuses[0] = statuses.get(0, 0) + 1  # in flight on the killed node
+            await asyncio.sleep(rng.uniform(0.001, 0.01))
+
+    async def sale() -> None:
+        stop = asyncio.Event()
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            buyers = [asyncio.create_task(buyer(session, n, stop)) for n in range(24)]
+            loop = asyncio.get_running_loop()
+            killed_at = None
+            deadline = loop.time() + 60
+            while loop.time() < deadline:
+                await asyncio.sleep(0.2)
+                books = await _books(dsn)
+                _conserved(books)
+                hot_books = next(b for b in books if b["sku"] == hot)
+                if killed_at is None and hot_books["reserved"] >= STOCK // 3:
+                    victim.proc.kill()  # SIGKILL mid-sale
+                    killed_at = loop.time()
+                done = all(b["reserved"] == b["on_hand"] for b in books)
+                if killed_at is not None and done:
+                    break
+            stop.set()
+            await asyncio.gather(*buyers)
+            assert killed_at is not None
+
+    asyncio.run(sale())
+
+    books = asyncio.run(_books(dsn))
+    _conserved(books)
+    for b in books:  # the whole stock ordered, the dead node's units included
+        assert b["reserved"] == b["on_hand"], b
+        assert b["leased"] == 0, b
+    stored = asyncio.run(_stored_ids(dsn))
+    assert set(acked) <= stored, "an acknowledged order is missing"
+    assert statuses.get(201, 0) == len(acked) == len(stored)
+    for node in nodes:
+        node.stop()
