@@ -3,11 +3,11 @@ background before they run dry (``docs/scale-out.md``; the SQL is ``storage/stoc
 
 ``node_view`` turns the store's snapshot into what one node's core holds: per (sku, warehouse)
 ``on_hand`` is the node's leased units plus the units its own pending orders reserve (``sold``
-is 0: what is sold is nobody's to sell), and only the node's own pending orders (the node
-number in their IDs). ``StockKeeper`` watches each row's ``available`` and sales rate, asks
-the pool for more at a low-water mark (Meituan Leaf's double buffer, applied to stock), adds
-what it gets to the core, takes dead nodes' leases back to the pool, and gives everything back
-at a graceful stop.
+is 0: what is sold is nobody's to sell), and only the node's own pending orders and outbox
+items (the node number in their orders' IDs). ``StockKeeper`` watches each row's ``available``
+and sales rate, asks the pool for more at a low-water mark (Meituan Leaf's double buffer,
+applied to stock), adds what it gets to the core, takes dead nodes' leases back to the pool,
+and gives everything back at a graceful stop.
 """
 
 import asyncio
@@ -24,6 +24,7 @@ from pyorder.engine import Engine
 from pyorder.ids import decode_order_id
 from pyorder.model import Snapshot
 from pyorder.storage.base import NodeClaim, StorageError, Store
+from pyorder.storage.outbox import OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,14 @@ def node_view(snap: Snapshot, node: int) -> Snapshot:
     for r in snap.stock:
         key = (r.sku, r.warehouse)
         stock.append(StockRow(r.sku, r.warehouse, leased.get(key, 0) + reserved[key], 0, 0))
+    # The calls owed to providers and carriers, of this node's orders only: each node does its
+    # own orders' (their state is in its memory), never another's.
+    parts = dict(snap.parts)
+    parts[OUTBOX.name] = [i for i in snap.part(OUTBOX) if decode_order_id(i.order_id)[1] == node]
     return replace(
         snap,
         stock=stock,
+        parts=parts,
         pending_orders=mine,
         max_reservation=max((o.reservation for o in mine), default=0),
     )

@@ -6,6 +6,7 @@ storage test against both.
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyorder.catalog.model import Sku, StockRow
@@ -38,9 +39,17 @@ class NodeClaim:
         self.node = node
         self.epoch = epoch
         """Fencing epoch of the claim (0: none, a store with one writer)."""
+        self.on_leader: list[Callable[[], None]] = []
+        """Called when this node becomes the leader (the one node that does the shared
+        background work read from the store: webhook deliveries, purges)."""
 
     @property
     def held(self) -> bool:
+        return True
+
+    @property
+    def leader(self) -> bool:
+        """Whether this node does the shared background work (a node alone always does)."""
         return True
 
     def watch(self) -> None:

@@ -269,3 +269,28 @@ def test_ids_of_three_nodes_and_a_taken_over_number_never_repeat(dsn: str) -> No
             await lease.release()
 
     run(body)
+
+
+def test_one_cluster_node_leads_and_another_takes_over_when_it_dies(dsn: str) -> None:
+    async def body() -> None:
+        leases = [await _lease(dsn, cluster=True, heartbeat_s=0.05) for _ in range(3)]
+        for lease in leases:
+            lease.watch()
+        assert [lease.leader for lease in leases] == [True, False, False]
+        called: list[int] = []
+        leases[1].on_leader.append(lambda: called.append(1))
+        leases[2].on_leader.append(lambda: called.append(2))
+        await _terminate(dsn, leases[0].backend_pid)
+        for _ in range(200):
+            if sum(lease.leader for lease in leases[1:]) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert sum(lease.leader for lease in leases[1:]) == 1
+        assert len(called) == 1
+        assert leases[called[0]].leader
+        await asyncio.sleep(0.2)  # the old leader claims again, but does not lead
+        assert sum(lease.leader for lease in leases) == 1
+        for lease in leases:
+            await lease.release()
+
+    run(body)
