@@ -247,6 +247,8 @@ def throughput(
         return await metered([n.proc.pid for n in nodes], db, work)
 
     runs, cpu = asyncio.run(go())
+    known = [v for v in cpu.values() if v is not None]
+    cpu["total"] = sum(known) if known else None
     stored = counter.settled() - before
     created, stockouts = (a - b for a, b in zip(order_counts(nodes), counts, strict=True))
     # wrk counts every answer; a non-2xx one placed no order. Stock-outs of requests still in
@@ -470,6 +472,7 @@ def flash_sale(
         "grace_s": grace_s,
         "slowest_201_s": slowest_201_s,
         "samples": len(samples),
+        "units_left_series": [[round(at, 4), units] for at, units in samples],
         "sample_ms": args.sample_ms,
         "duration_s": max((a.answered_s for a in answers), default=0.0),
     }
@@ -557,9 +560,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"# pyorder cluster benchmark ({result['when']}, {result['machine']['cpus']} CPUs)",
         "",
         "| config | single orders/s | x solo | p99 ms (max node) | batch orders/s | x solo "
-        "| CPU µs/order pyorder | PG backends | PG shared | sold / stock | false OOS "
+        "| CPU µs/order pyorder | PG backends | PG shared | total (x solo) | sold / stock "
+        "| false OOS "
         "| OOS, DB had units | sell-out s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         s, b, sale = r["single"], r.get("batch"), r["sale"]
@@ -570,6 +574,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {_n(b['orders_per_s'] if b else None)} "
             f"| {_n(b.get('ratio_to_solo') if b else None, '.2f')} "
             f"| {_n(cpu['pyorder'])} | {_n(cpu['pg_backends'])} | {_n(cpu['pg_shared'])} "
+            f"| {_n(cpu['total'])} ({_n(s.get('cpu_ratio_to_solo', {}).get('total'), '.2f')}) "
             f"| {sale['units_sold']:,} / {sale['stock']:,}"
             f"{' OVERSOLD' if sale['oversold'] else ''} "
             f"| {sale['false_out_of_stock']} | {sale['out_of_stock_while_db_had_units']} "
