@@ -235,7 +235,7 @@ def throughput(
     """Orders/s over all nodes, latency per node, CPU per order. An order counts when the
     server answered it created (a batch's answer holds one result per order: some may be
     refused out of stock while a cluster node's lease refills): wrk's 2xx answers times the
-    orders per request, less the stock-outs the nodes counted (``/metrics``). Every order the
+    orders per request, less (batches) the stock-outs the nodes counted (``/metrics``). Every order the
     nodes counted created must be in the database afterwards (``missing`` otherwise)."""
     counter = hb.OrderCounter(None, db)
     before, counts = counter.settled(), order_counts(nodes)
@@ -251,10 +251,11 @@ def throughput(
     cpu["total"] = sum(known) if known else None
     stored = counter.settled() - before
     created, stockouts = (a - b for a, b in zip(order_counts(nodes), counts, strict=True))
-    # wrk counts every answer; a non-2xx one placed no order. Stock-outs of requests still in
-    # flight when wrk stopped are subtracted too (a few at most).
+    # wrk counts every answer; a non-2xx one placed no order (a single order refused out of
+    # stock is a 409). A batch answers 200 with one result per order: its stock-outs (of
+    # requests still in flight when wrk stopped too, a few at most) are subtracted.
     answered = per_request * sum(r["requests"] - r["errors"]["status"] for r in runs)
-    acknowledged = answered - stockouts
+    acknowledged = answered - stockouts if per_request > 1 else answered
     errors = sum(r["errors"]["status"] + r["errors"]["timeout"] for r in runs)
     window_s = max(r["duration_us"] for r in runs) / 1e6
     return {
