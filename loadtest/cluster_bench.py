@@ -235,8 +235,9 @@ def throughput(
     """Orders/s over all nodes, latency per node, CPU per order. An order counts when the
     server answered it created (a batch's answer holds one result per order: some may be
     refused out of stock while a cluster node's lease refills): wrk's 2xx answers times the
-    orders per request, less (batches) the stock-outs the nodes counted (``/metrics``). Every order the
-    nodes counted created must be in the database afterwards (``missing`` otherwise)."""
+    orders per request, less (batches) the stock-outs the nodes counted (``/metrics``).
+    Every order the nodes counted created must be in the database afterwards (``missing``
+    otherwise)."""
     counter = hb.OrderCounter(None, db)
     before, counts = counter.settled(), order_counts(nodes)
 
