@@ -245,6 +245,7 @@ def test_the_heartbeat_claims_again_after_its_session_is_cut(dsn: str) -> None:
     run(body)
 
 
+@pytest.mark.long
 def test_ids_of_three_nodes_and_a_taken_over_number_never_repeat(dsn: str) -> None:
     """3 cluster nodes x 1,000,000 IDs, then node 1 dies and its number is claimed again (after
     the clock rule's wait) and mints 1,000,000 more: no ID twice."""
