@@ -63,6 +63,8 @@ class StockLeaseConfig:
     buffer_s: float = 1.0
     """A row is refilled to what it sells in this long (at its recent rate), at least
     ``min_units``; a refill is asked for once fewer than half of that are left."""
+    max_units: int = 100_000
+    """The largest buffer a row is refilled to (near sell-out the pool's share caps it)."""
     reclaim_interval_s: float = 1.0
     """How often dead nodes' leases are looked for and taken back."""
 
@@ -72,6 +74,10 @@ class _Row:
     available: int = 0
     rate: float = 0.0
     """Units sold per second, smoothed (exponential, ``_ALPHA`` per look)."""
+    boost: int = 0
+    """Extra buffer after the row ran dry: what was sold says nothing of the demand that found
+    it empty, so each look that finds it empty doubles this (up to ``max_units``); it halves
+    again while the row keeps some."""
 
 
 _ALPHA = 0.3
@@ -158,7 +164,17 @@ class StockKeeper:
                 if elapsed_s > 0:
                     row.rate += _ALPHA * (sold / elapsed_s - row.rate)
                 row.available = level.available
-                target = max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s))
+                if level.available == 0:
+                    row.boost = min(
+                        self.config.max_units, max(self.config.min_units, 2 * row.boost)
+                    )
+                else:
+                    row.boost //= 2
+                target = min(
+                    self.config.max_units,
+                    max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s))
+                    + row.boost,
+                )
                 if level.available * 2 < target:
                     wants.append((sku, wh, target - level.available))
         if not wants:
