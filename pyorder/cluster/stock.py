@@ -65,6 +65,8 @@ class StockLeaseConfig:
     ``min_units``; a refill is asked for once fewer than half of that are left."""
     max_units: int = 100_000
     """The largest buffer a row is refilled to (near sell-out the pool's share caps it)."""
+    exhausted_s: float = 0.2
+    """How long a row the pool had nothing for is not asked for again."""
     reclaim_interval_s: float = 1.0
     """How often dead nodes' leases are looked for and taken back."""
 
@@ -74,6 +76,8 @@ class _Row:
     available: int = 0
     rate: float = 0.0
     """Units sold per second, smoothed (exponential, ``_ALPHA`` per look)."""
+    exhausted_until: float = 0.0
+    """Monotonic time before which the pool is not asked again (it had none for the row)."""
     boost: int = 0
     """Extra buffer after the row ran dry: what was sold says nothing of the demand that found
     it empty, so each look that finds it empty doubles this (up to ``max_units``); it halves
@@ -112,6 +116,8 @@ class StockKeeper:
         self.config = config or StockLeaseConfig()
         self.stats = KeeperStats()
         self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        """One pass at a time (the periodic one, or one asked for by ``refill_now``)."""
 
     def start(self) -> None:
         if self._task is None:
@@ -150,36 +156,56 @@ class StockKeeper:
                 log.warning("stock lease refill failed: %s", e)
             last = now
 
+    async def refill_now(self) -> int:
+        """Ask the pool at once (a node about to answer "out of stock"): one pass, shared by
+        every caller while it runs; rows the pool had nothing for lately are not asked again
+        for ``exhausted_s``. Returns the units granted (0: the answer stands)."""
+        if self._lock.locked():  # a pass is running: its grants are what there is
+            before = self.stats.units_granted
+            async with self._lock:
+                return self.stats.units_granted - before
+        return await self.refill(0.0)
+
     async def refill(self, elapsed_s: float) -> int:
         """Ask the pool for the rows below their low-water mark; add what comes to the core.
+        ``elapsed_s`` since the last periodic pass (0: an urgent pass, which learns no rate).
         Returns the units granted."""
+        async with self._lock:
+            return await self._refill(elapsed_s)
+
+    async def _refill(self, elapsed_s: float) -> int:
         engine = self._engine()
         inventory = engine.inventory
         wants: list[tuple[int, int, int]] = []
         rows = self.stats.rows
+        now = time.monotonic()
         for sku in engine.skus:
             for wh, level in inventory.stock_by_warehouse(sku).items():
                 row = rows.setdefault((sku, wh), _Row(level.available))
-                sold = max(0, row.available - level.available)
                 if elapsed_s > 0:
+                    sold = max(0, row.available - level.available)
                     row.rate += _ALPHA * (sold / elapsed_s - row.rate)
+                    if level.available == 0:
+                        row.boost = min(
+                            self.config.max_units, max(self.config.min_units, 2 * row.boost)
+                        )
+                    else:
+                        row.boost //= 2
                 row.available = level.available
-                if level.available == 0:
-                    row.boost = min(
-                        self.config.max_units, max(self.config.min_units, 2 * row.boost)
-                    )
-                else:
-                    row.boost //= 2
                 target = min(
                     self.config.max_units,
                     max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s))
                     + row.boost,
                 )
-                if level.available * 2 < target:
+                if level.available * 2 < target and row.exhausted_until <= now:
                     wants.append((sku, wh, target - level.available))
         if not wants:
             return 0
         granted = await self._store.grant_stock(wants, await self._store.live_nodes())
+        got = {(sku, wh) for sku, wh, _ in granted}
+        for sku, wh, _ in wants:
+            if (sku, wh) not in got:  # the pool had none: do not ask again at once
+                rows[(sku, wh)].exhausted_until = now + self.config.exhausted_s
         if self._engine() is not engine:
             # Rebuilt meanwhile: the new core was loaded from the store, with or without these
             # units; without, they stay in the lease (given back at stop), never sold twice.
