@@ -125,7 +125,13 @@ class Platform:
         self.shipping = ShipmentDispatcher(self.logistics, self.store, durable)
         self.return_shipping = ReturnDispatcher(self.returns, config.logistics, self.store, durable)
         self.event_dispatcher = EventDispatcher(
-            self.webhooks, self.events, config.webhooks, self.views, self.intake, self.store
+            self.webhooks,
+            self.events,
+            config.webhooks,
+            self.views,
+            self.intake,
+            self.store,
+            active=self._leads,
         )
         self._engine: Engine | None = None
         self._claim: NodeClaim | None = None
@@ -156,6 +162,10 @@ class Platform:
             and self._claim.held
         )
 
+    def _leads(self) -> bool:
+        """Whether this node does the shared background work (``NodeClaim.leader``)."""
+        return self._claim is not None and self._claim.leader
+
     @property
     def claim(self) -> NodeClaim:
         """This process's order-ID node number and its lease (``Store.claim_node``)."""
@@ -173,6 +183,7 @@ class Platform:
         except BaseException:
             await self._let_go()
             raise
+        self._claim.on_leader.append(self.event_dispatcher.resume)
         self._claim.watch()
         if self.stock_keeper is not None:
             self.stock_keeper.start()
@@ -257,7 +268,7 @@ class Platform:
             try:
                 if self.orders.expire_due():
                     await self.intake.durable()
-                if loop.time() >= next_purge:
+                if loop.time() >= next_purge and self._leads():
                     next_purge = loop.time() + 60
                     cutoff = now_ms() - self.config.idempotency_retention_ms
                     await self.store.purge_idempotency(cutoff)

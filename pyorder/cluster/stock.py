@@ -3,11 +3,11 @@ background before they run dry (``docs/scale-out.md``; the SQL is ``storage/stoc
 
 ``node_view`` turns the store's snapshot into what one node's core holds: per (sku, warehouse)
 ``on_hand`` is the node's leased units plus the units its own pending orders reserve (``sold``
-is 0: what is sold is nobody's to sell), and only the node's own pending orders (the node
-number in their IDs). ``StockKeeper`` watches each row's ``available`` and sales rate, asks
-the pool for more at a low-water mark (Meituan Leaf's double buffer, applied to stock), adds
-what it gets to the core, takes dead nodes' leases back to the pool, and gives everything back
-at a graceful stop.
+is 0: what is sold is nobody's to sell), and only the node's own pending orders and outbox
+items (the node number in their orders' IDs). ``StockKeeper`` watches each row's ``available``
+and sales rate, asks the pool for more at a low-water mark (Meituan Leaf's double buffer,
+applied to stock), adds what it gets to the core, takes dead nodes' leases back to the pool,
+and gives everything back at a graceful stop.
 """
 
 import asyncio
@@ -24,6 +24,7 @@ from pyorder.engine import Engine
 from pyorder.ids import decode_order_id
 from pyorder.model import Snapshot
 from pyorder.storage.base import NodeClaim, StorageError, Store
+from pyorder.storage.outbox import OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,14 @@ def node_view(snap: Snapshot, node: int) -> Snapshot:
     for r in snap.stock:
         key = (r.sku, r.warehouse)
         stock.append(StockRow(r.sku, r.warehouse, leased.get(key, 0) + reserved[key], 0, 0))
+    # The calls owed to providers and carriers, of this node's orders only: each node does its
+    # own orders' (their state is in its memory), never another's.
+    parts = dict(snap.parts)
+    parts[OUTBOX.name] = [i for i in snap.part(OUTBOX) if decode_order_id(i.order_id)[1] == node]
     return replace(
         snap,
         stock=stock,
+        parts=parts,
         pending_orders=mine,
         max_reservation=max((o.reservation for o in mine), default=0),
     )
@@ -57,6 +63,10 @@ class StockLeaseConfig:
     buffer_s: float = 1.0
     """A row is refilled to what it sells in this long (at its recent rate), at least
     ``min_units``; a refill is asked for once fewer than half of that are left."""
+    max_units: int = 100_000
+    """The largest buffer a row is refilled to (near sell-out the pool's share caps it)."""
+    exhausted_s: float = 0.2
+    """How long a row the pool had nothing for is not asked for again."""
     reclaim_interval_s: float = 1.0
     """How often dead nodes' leases are looked for and taken back."""
 
@@ -66,6 +76,12 @@ class _Row:
     available: int = 0
     rate: float = 0.0
     """Units sold per second, smoothed (exponential, ``_ALPHA`` per look)."""
+    exhausted_until: float = 0.0
+    """Monotonic time before which the pool is not asked again (it had none for the row)."""
+    boost: int = 0
+    """Extra buffer after the row ran dry: what was sold says nothing of the demand that found
+    it empty, so each look that finds it empty doubles this (up to ``max_units``); it halves
+    again while the row keeps some."""
 
 
 _ALPHA = 0.3
@@ -100,6 +116,8 @@ class StockKeeper:
         self.config = config or StockLeaseConfig()
         self.stats = KeeperStats()
         self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        """One pass at a time (the periodic one, or one asked for by ``refill_now``)."""
 
     def start(self) -> None:
         if self._task is None:
@@ -138,26 +156,56 @@ class StockKeeper:
                 log.warning("stock lease refill failed: %s", e)
             last = now
 
+    async def refill_now(self) -> int:
+        """Ask the pool at once (a node about to answer "out of stock"): one pass, shared by
+        every caller while it runs; rows the pool had nothing for lately are not asked again
+        for ``exhausted_s``. Returns the units granted (0: the answer stands)."""
+        if self._lock.locked():  # a pass is running: its grants are what there is
+            before = self.stats.units_granted
+            async with self._lock:
+                return self.stats.units_granted - before
+        return await self.refill(0.0)
+
     async def refill(self, elapsed_s: float) -> int:
         """Ask the pool for the rows below their low-water mark; add what comes to the core.
+        ``elapsed_s`` since the last periodic pass (0: an urgent pass, which learns no rate).
         Returns the units granted."""
+        async with self._lock:
+            return await self._refill(elapsed_s)
+
+    async def _refill(self, elapsed_s: float) -> int:
         engine = self._engine()
         inventory = engine.inventory
         wants: list[tuple[int, int, int]] = []
         rows = self.stats.rows
+        now = time.monotonic()
         for sku in engine.skus:
             for wh, level in inventory.stock_by_warehouse(sku).items():
                 row = rows.setdefault((sku, wh), _Row(level.available))
-                sold = max(0, row.available - level.available)
                 if elapsed_s > 0:
+                    sold = max(0, row.available - level.available)
                     row.rate += _ALPHA * (sold / elapsed_s - row.rate)
+                    if level.available == 0:
+                        row.boost = min(
+                            self.config.max_units, max(self.config.min_units, 2 * row.boost)
+                        )
+                    else:
+                        row.boost //= 2
                 row.available = level.available
-                target = max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s))
-                if level.available * 2 < target:
+                target = min(
+                    self.config.max_units,
+                    max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s))
+                    + row.boost,
+                )
+                if level.available * 2 < target and row.exhausted_until <= now:
                     wants.append((sku, wh, target - level.available))
         if not wants:
             return 0
         granted = await self._store.grant_stock(wants, await self._store.live_nodes())
+        got = {(sku, wh) for sku, wh, _ in granted}
+        for sku, wh, _ in wants:
+            if (sku, wh) not in got:  # the pool had none: do not ask again at once
+                rows[(sku, wh)].exhausted_until = now + self.config.exhausted_s
         if self._engine() is not engine:
             # Rebuilt meanwhile: the new core was loaded from the store, with or without these
             # units; without, they stay in the lease (given back at stop), never sold twice.

@@ -64,8 +64,13 @@ class EventDispatcher:
         views: Views,
         intake: Intake,
         store: Store,
+        *,
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
         self.endpoints = endpoints
+        self._active = active
+        """Whether this node sends (the cluster's leader only, ``NodeClaim.leader``): the
+        deliveries are read from the store, shared by every node."""
         self.config = config
         self._views = views
         self._intake = intake
@@ -109,6 +114,8 @@ class EventDispatcher:
 
     def wake(self, endpoint_ids: frozenset[int]) -> None:
         """The endpoints may have new events once what is staged commits."""
+        if not self._active():
+            return
         for eid in endpoint_ids:
             self._wakes.setdefault(eid, asyncio.Event()).set()
             running = self._workers.get(eid)
@@ -142,7 +149,7 @@ class EventDispatcher:
             wake.clear()
             try:
                 await self._intake.durable()  # what woke us is committed, hence readable
-                if self.endpoints.live(endpoint_id) is None:
+                if self.endpoints.live(endpoint_id) is None or not self._active():
                     return
                 page = await self._store.pending_deliveries(endpoint_id, self.config.page)
                 # The orders the bodies are cut from (and order.created rendered), in one read.

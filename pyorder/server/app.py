@@ -55,7 +55,7 @@ def create_app(
     app[IDEMPOTENCY] = Idempotency(platform)
     app[METRICS] = metrics
     app[ISSUER] = TokenIssuer(token_secret or load_or_create_secret(Path(config.data_dir)))
-    app.add_routes(handled(metrics.http, api.routes()))
+    app.add_routes(handled(metrics.http, api.routes(cluster=config.cluster)))
     # Generated here, so that a route declaring no operation fails the app's creation.
     app[OPENAPI] = msgspec.json.encode(document(app.router.routes()))
     app.cleanup_ctx.append(_run_platform)

@@ -10,9 +10,16 @@ happened, and a retry runs again.
 As Stripe does, requests are compared by their parameters, not their bytes: a JSON body is
 fingerprinted in a canonical form (parsed, keys sorted, no whitespace), so the same request
 re-encoded by a client's retry (keys reordered, re-indented) replays rather than being refused.
+
+Keys in flight are kept in memory, per process. In cluster mode (several nodes on one
+PostgreSQL) a node also claims the key in the database before it runs the request, in the
+statement that reads the stored response (``pyorder.storage.key_claims``): the same key sent to
+two nodes runs on one, the other answers 409 while it runs and replays it after. Solo mode has
+no claim, and no extra statement.
 """
 
 import hashlib
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
@@ -27,10 +34,13 @@ from pyorder.model import IdempotencyRecord
 from pyorder.platform import Platform
 from pyorder.server.bodies import ErrorBody, ErrorOut
 from pyorder.server.statuses import status_of
+from pyorder.storage.base import StorageError
 
 MAX_KEY_LENGTH = 255
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
+
+log = logging.getLogger(__name__)
 
 Effect = Callable[[Principal, bytes], Awaitable[tuple[int, object]]]
 """Runs a request: validates, applies and *stages* its effects (no awaiting durability),
@@ -72,8 +82,13 @@ class Idempotency:
             raise KeyInFlight(f"a request with this {HEADER} is still being processed")
         fingerprint = _fingerprint(request, body)
         self._in_flight.add(scope)
+        claim: tuple[int, int] | None = None  # (node, epoch) of our claim in the database
+        staged = False  # our response is in a batch: it may commit, so the claim stays
         try:
-            stored = await self._lookup(scope)
+            if self._platform.config.cluster:
+                stored, claim = await self._claim(scope)
+            else:
+                stored = await self._lookup(scope)
             if stored is not None:
                 if not _same_request(stored.fingerprint, fingerprint, request, body):
                     raise KeyReused(f"this {HEADER} was used for a different request")
@@ -84,11 +99,20 @@ class Idempotency:
             encoded = _encode(payload)
             record = IdempotencyRecord(who.key, key, fingerprint, status, encoded, now_ms())
             self._platform.intake.batch.idempotency.append(record)
-            await self._platform.intake.durable()
+            staged = True
+            try:
+                await self._platform.intake.durable()
+            except Exception:
+                # The commit failed: nothing of it was written (or, its reply lost, the stored
+                # response is what a retry will find), so the key is free again.
+                staged = False
+                raise
             self._remember(scope, record)
             return _respond(status, encoded)
         finally:
             self._in_flight.discard(scope)
+            if claim is not None and not staged:
+                await self._release(scope, claim)
 
     async def _lookup(self, scope: tuple[str, str]) -> IdempotencyRecord | None:
         record = self._recent.get(scope)
@@ -104,6 +128,43 @@ class Idempotency:
             await self._platform.store.purge_idempotency(cutoff)
             return None
         return record
+
+    async def _claim(
+        self, scope: tuple[str, str]
+    ) -> tuple[IdempotencyRecord | None, tuple[int, int] | None]:
+        """Cluster mode: the key's stored response, or this node's claim of the key in the
+        database (node, epoch), in the one round trip a lookup costs; ``KeyInFlight`` while
+        another live node runs it (``pyorder.storage.key_claims``)."""
+        cutoff = now_ms() - self._platform.config.idempotency_retention_ms
+        record = self._recent.get(scope)
+        if record is not None and record.created_ms >= cutoff:
+            return record, None
+        node, epoch = self._platform.claim.node, self._platform.claim.epoch
+        found = await self._platform.store.claim_idempotency(*scope, node, epoch, cutoff)
+        if found.stored is not None and found.stored.created_ms >= cutoff:
+            return found.stored, None
+        if not found.claimed:
+            raise KeyInFlight(
+                f"a request with this {HEADER} is still being processed (on another node)"
+            )
+        if found.stored is not None:
+            # Expired: its old row must go before the new one is written in its place.
+            self._recent.pop(scope, None)
+            try:
+                await self._platform.store.purge_idempotency(cutoff)
+            except BaseException:
+                await self._release(scope, (node, epoch))
+                raise
+        return None, (node, epoch)
+
+    async def _release(self, scope: tuple[str, str], claim: tuple[int, int]) -> None:
+        """Give up our claim of a key whose request failed (5xx: nothing written). A release
+        that fails leaves a claim this node takes over itself when the key comes back, and
+        other nodes after ``key_claims.CLAIM_TTL_MS``."""
+        try:
+            await self._platform.store.release_idempotency(*scope, *claim)
+        except StorageError as e:
+            log.warning("releasing an %s failed: %s", HEADER, e)
 
     def _remember(self, scope: tuple[str, str], record: IdempotencyRecord) -> None:
         self._recent[scope] = record

@@ -6,6 +6,8 @@ storage test against both.
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from pyorder.catalog.model import Sku, StockRow
 from pyorder.events.model import Delivery, WebhookEndpoint
@@ -37,9 +39,17 @@ class NodeClaim:
         self.node = node
         self.epoch = epoch
         """Fencing epoch of the claim (0: none, a store with one writer)."""
+        self.on_leader: list[Callable[[], None]] = []
+        """Called when this node becomes the leader (the one node that does the shared
+        background work read from the store: webhook deliveries, purges)."""
 
     @property
     def held(self) -> bool:
+        return True
+
+    @property
+    def leader(self) -> bool:
+        """Whether this node does the shared background work (a node alone always does)."""
         return True
 
     def watch(self) -> None:
@@ -47,6 +57,16 @@ class NodeClaim:
 
     async def release(self) -> None:
         """Give the number up (at stop)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyClaim:
+    """What claiming an Idempotency-Key in cluster mode found (``Store.claim_idempotency``)."""
+
+    claimed: bool
+    """This node now holds the key and must run the request (and store its response)."""
+    stored: IdempotencyRecord | None
+    """The key's stored response, if any (when ``claimed``, one past retention, to purge)."""
 
 
 class Store(ABC):
@@ -161,6 +181,19 @@ class Store(ABC):
 
     @abstractmethod
     async def get_idempotency(self, principal: str, key: str) -> IdempotencyRecord | None: ...
+
+    async def claim_idempotency(
+        self, principal: str, key: str, node: int, epoch: int, fresh_after_ms: int
+    ) -> KeyClaim:
+        """Cluster mode: claim the key for this node (number and epoch) unless another live
+        node holds it, and read its stored response (one kept if created at or after
+        ``fresh_after_ms``), in one round trip (``pyorder.storage.key_claims``). A
+        single-process store has no other node to keep out and offers no cluster mode."""
+        raise StorageError(f"{type(self).__name__} is single-process: it claims no keys")
+
+    async def release_idempotency(self, principal: str, key: str, node: int, epoch: int) -> None:
+        """Give up this node's claim of a key whose request failed (nothing was written)."""
+        raise StorageError(f"{type(self).__name__} is single-process: it claims no keys")
 
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
         """Whether the provider event ``event_id`` was already applied (and stored)."""

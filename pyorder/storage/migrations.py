@@ -353,6 +353,25 @@ def _v9(integer: str, strict: str) -> tuple[str, ...]:
 _V9_SQLITE = _v9("INTEGER", " STRICT")
 _V9_POSTGRES = _v9("BIGINT", "")
 
+
+# Version 10: claims of Idempotency-Keys (``pyorder.storage.key_claims``, docs/scale-out.md).
+# In cluster mode a node inserts the key's row before it runs the request, so the same key
+# sent to two nodes runs once; the row names the node number and epoch, so a dead node's
+# claims can be told apart and taken over. SQLite gets the table too (one logical schema) but
+# is single-process and never claims.
+def _v10(integer: str, strict: str) -> tuple[str, ...]:
+    i = integer
+    return (
+        "CREATE TABLE idempotency_claims ("
+        f" principal TEXT NOT NULL, key TEXT NOT NULL, node {i} NOT NULL, epoch {i} NOT NULL,"
+        f" claimed_ms {i} NOT NULL, PRIMARY KEY (principal, key)){strict}",
+        "CREATE INDEX idempotency_claims_claimed ON idempotency_claims (claimed_ms)",
+    )
+
+
+_V10_SQLITE = _v10("INTEGER", " STRICT")
+_V10_POSTGRES = _v10("BIGINT", "")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -365,6 +384,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "webhook endpoints and order events", _V7_SQLITE, _V7_POSTGRES),
     Migration(8, "node leases: order-ID node numbers and fencing epochs", _V8_SQLITE, _V8_POSTGRES),
     Migration(9, "stock leases of cluster nodes", _V9_SQLITE, _V9_POSTGRES),
+    Migration(10, "claims of idempotency keys across nodes", _V10_SQLITE, _V10_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -45,6 +45,9 @@ T = TypeVar("T")
 
 MODE_LOCK = 0x7079_0001
 """First key of the advisory lock that keeps solo and cluster nodes apart (second key 0)."""
+LEADER = 1
+"""Second key of the advisory lock (``MODE_LOCK``, 1) the cluster's leader holds: the one node
+that does the shared background work read from the store (webhook deliveries, purges)."""
 NODE_LOCK = 0x7079_0002
 """First key of the advisory lock on node number ``n`` (second key ``n``)."""
 NODES = 256
@@ -82,7 +85,7 @@ class LeaseConfig:
     """Cluster mode (several nodes on one database); solo mode refuses to run beside any other."""
     node: int | None = None
     """The node number to claim; None: 0 in solo mode, the lowest free one in cluster mode."""
-    max_clock_skew_ms: int = 500
+    max_clock_skew_ms: int = 250
     """Largest distance allowed between this machine's clock and the database's."""
     heartbeat_s: float = 1.0
     """How often the lease writes ``seen_ms`` and checks its session."""
@@ -105,6 +108,7 @@ class NodeLease(NodeClaim):
         self.holder = holder or holder_name()
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._leader = False
         self._using = asyncio.Lock()
         """One statement at a time on the lease's session (heartbeat, taking over)."""
         self.claims = 0
@@ -113,6 +117,10 @@ class NodeLease(NodeClaim):
     @property
     def held(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
+
+    @property
+    def leader(self) -> bool:
+        return self._leader and self.held
 
     @property
     def backend_pid(self) -> int:
@@ -134,14 +142,30 @@ class NodeLease(NodeClaim):
             await self._lock_mode(conn)
             node = await self._lock_node(conn)
             epoch, wait_ms = await self._raise_epoch(conn, node)
+            if wait_ms > 0:  # the number was in use moments ago: let its last IDs' time pass
+                await asyncio.sleep(wait_ms / 1000)
         except BaseException:
-            await conn.close()
+            conn.terminate()  # no await: this may be a cancellation
             raise
-        if wait_ms > 0:  # the number was in use moments ago: let its last IDs' time pass
-            await asyncio.sleep(wait_ms / 1000)
         self._conn, self.node, self.epoch = conn, node, epoch
         self.claims += 1
         log.info("node lease: node %d, epoch %d (%s mode)", node, epoch, self._mode)
+        await self._lead()
+
+    async def _lead(self) -> None:
+        """Become the leader if no live node is (a session-level lock: it passes to another
+        node the moment the leader's session ends)."""
+        conn = self._conn
+        if self._leader or conn is None or conn.is_closed():
+            return
+        async with self._using:
+            self._leader = bool(
+                await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", MODE_LOCK, LEADER)
+            )
+        if self._leader:
+            log.info("node %d leads the shared background work", self.node)
+            for notify in self.on_leader:
+                notify()
 
     def watch(self) -> None:
         """Start the heartbeat (``seen_ms``, session check, claiming again after a loss)."""
@@ -156,6 +180,7 @@ class NodeLease(NodeClaim):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         conn, self._conn = self._conn, None
+        self._leader = False
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
@@ -272,6 +297,8 @@ class NodeLease(NodeClaim):
                     if status.endswith(" 0"):  # someone raised the epoch: never ours again
                         log.error("node lease: node %d was claimed by another", self.node)
                         await self._drop()
+                    else:
+                        await self._lead()
                 continue
             try:
                 await self.acquire()
@@ -305,6 +332,7 @@ class NodeLease(NodeClaim):
                 await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
 
     async def _drop(self) -> None:
+        self._leader = False
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()

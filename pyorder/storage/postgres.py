@@ -36,8 +36,8 @@ from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
-from pyorder.storage import codec, parts, stock_leases
-from pyorder.storage.base import NodeClaim, StorageError, Store
+from pyorder.storage import codec, key_claims, parts, stock_leases
+from pyorder.storage.base import KeyClaim, NodeClaim, StorageError, Store
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 from pyorder.storage.node_lease import (
     FENCE_SQL,
@@ -103,8 +103,12 @@ _INSERT_ORDER = (
 )
 _INSERT_LINE = f"INSERT INTO order_lines ({codec.LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 _UPDATE_STATUS = "UPDATE orders SET status = $1, updated_ms = $2 WHERE id = $3 AND status = $4"
+# DO NOTHING: a key's first stored response stays, and a second one (two nodes ran the same
+# key, which the claims of ``key_claims`` keep to a residual window) never fails the batch of
+# unrelated orders it shares a commit with.
 _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+    " ON CONFLICT (principal, key) DO NOTHING"
 )
 
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
@@ -376,9 +380,28 @@ class PostgresStore(Store):
             await self._p().execute(
                 "DELETE FROM intake_commits WHERE committed_ms < $1", older_than_ms
             )
+            await self._p().execute(key_claims.PURGE_SQL, older_than_ms)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
             raise StorageError(f"purge of idempotency records failed: {e}") from e
         return _rowcount(status)
+
+    async def claim_idempotency(
+        self, principal: str, key: str, node: int, epoch: int, fresh_after_ms: int
+    ) -> KeyClaim:
+        try:
+            row = await self._p().fetchrow(
+                key_claims.CLAIM_SQL, principal, key, node, epoch, fresh_after_ms
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            raise StorageError(f"claiming an idempotency key failed: {e}") from e
+        assert row is not None  # the statement always returns one row
+        return key_claims.key_claim_from_row(row)
+
+    async def release_idempotency(self, principal: str, key: str, node: int, epoch: int) -> None:
+        try:
+            await self._p().execute(key_claims.RELEASE_SQL, principal, key, node, epoch)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            raise StorageError(f"releasing an idempotency key failed: {e}") from e
 
     async def committed(self, token: int) -> bool:
         try:

@@ -89,8 +89,11 @@ _INSERT_ORDER = (
 )
 _INSERT_LINE = f"INSERT INTO order_lines ({codec.LINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _UPDATE_STATUS = "UPDATE orders SET status = ?, updated_ms = ? WHERE id = ? AND status = ?"
+# DO NOTHING, as on PostgreSQL: a key's first stored response stays, and a second one never
+# fails the batch of unrelated orders it shares a commit with.
 _INSERT_IDEMPOTENCY = (
     f"INSERT INTO idempotency ({codec.IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (principal, key) DO NOTHING"
 )
 _INSERT_TOKEN = "INSERT INTO intake_commits (token, committed_ms) VALUES (?, ?)"
 _PURGE_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_ms < ?"

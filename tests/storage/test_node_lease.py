@@ -245,6 +245,7 @@ def test_the_heartbeat_claims_again_after_its_session_is_cut(dsn: str) -> None:
     run(body)
 
 
+@pytest.mark.long
 def test_ids_of_three_nodes_and_a_taken_over_number_never_repeat(dsn: str) -> None:
     """3 cluster nodes x 1,000,000 IDs, then node 1 dies and its number is claimed again (after
     the clock rule's wait) and mints 1,000,000 more: no ID twice."""
@@ -266,6 +267,31 @@ def test_ids_of_three_nodes_and_a_taken_over_number_never_repeat(dsn: str) -> No
         ids.append(OrderIdGenerator(heir.node).next_ids(1_000_000))
         assert len(np.unique(np.concatenate(ids))) == 4_000_000
         for lease in [*leases, heir]:
+            await lease.release()
+
+    run(body)
+
+
+def test_one_cluster_node_leads_and_another_takes_over_when_it_dies(dsn: str) -> None:
+    async def body() -> None:
+        leases = [await _lease(dsn, cluster=True, heartbeat_s=0.05) for _ in range(3)]
+        for lease in leases:
+            lease.watch()
+        assert [lease.leader for lease in leases] == [True, False, False]
+        called: list[int] = []
+        leases[1].on_leader.append(lambda: called.append(1))
+        leases[2].on_leader.append(lambda: called.append(2))
+        await _terminate(dsn, leases[0].backend_pid)
+        for _ in range(200):
+            if sum(lease.leader for lease in leases[1:]) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert sum(lease.leader for lease in leases[1:]) == 1
+        assert len(called) == 1
+        assert leases[called[0]].leader
+        await asyncio.sleep(0.2)  # the old leader claims again, but does not lead
+        assert sum(lease.leader for lease in leases) == 1
+        for lease in leases:
             await lease.release()
 
     run(body)

@@ -37,6 +37,7 @@ TABLES = {
     "order_events",
     "node_leases",
     "stock_leases",
+    "idempotency_claims",
 }
 
 
