@@ -154,6 +154,9 @@ class StockKeeper:
             except (StorageError, OSError) as e:  # the store is down or we are fenced
                 self.stats.failures += 1
                 log.warning("stock lease refill failed: %s", e)
+            except Exception:  # never let the keeper die: the node would stop refilling
+                self.stats.failures += 1
+                log.exception("stock lease refill failed")
             last = now
 
     async def refill_now(self) -> int:

@@ -329,7 +329,9 @@ class NodeLease(NodeClaim):
                     )
                     return await work(conn)
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
+                if not conn.is_closed():  # a cut session has dropped the lock already
+                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                        await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
 
     async def _drop(self) -> None:
         self._leader = False
