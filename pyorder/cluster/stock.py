@@ -80,8 +80,8 @@ class _Row:
     """Monotonic time before which the pool is not asked again (it had none for the row)."""
     boost: int = 0
     """Extra buffer after the row ran dry: what was sold says nothing of the demand that found
-    it empty, so each look that finds it empty doubles this (up to ``max_units``); it halves
-    again while the row keeps some."""
+    it empty, so each time a look finds it emptied since the last one this doubles (up to
+    ``max_units``); it halves again while the row keeps some."""
 
 
 _ALPHA = 0.3
@@ -93,6 +93,7 @@ class KeeperStats:
     units_granted: int = 0
     returned: int = 0
     reclaimed: int = 0
+    orphans_expired: int = 0
     failures: int = 0
     rows: dict[tuple[int, int], _Row] = field(default_factory=dict)
 
@@ -151,6 +152,11 @@ class StockKeeper:
                     self.stats.reclaimed += sum(units for _, _, units in back)
                     if back:
                         log.info("took back %d units from dead nodes' leases", len(back))
+                    if self._claim().leader:  # one node does the dead nodes' expiries
+                        expired = await self._store.expire_orphans(self._claim())
+                        self.stats.orphans_expired += expired
+                        if expired:
+                            log.info("expired %d unpaid orders of dead nodes", expired)
             except (StorageError, OSError) as e:  # the store is down or we are fenced
                 self.stats.failures += 1
                 log.warning("stock lease refill failed: %s", e)
@@ -188,11 +194,11 @@ class StockKeeper:
                 if elapsed_s > 0:
                     sold = max(0, row.available - level.available)
                     row.rate += _ALPHA * (sold / elapsed_s - row.rate)
-                    if level.available == 0:
+                    if level.available == 0 and row.available > 0:  # sold out since
                         row.boost = min(
                             self.config.max_units, max(self.config.min_units, 2 * row.boost)
                         )
-                    else:
+                    elif level.available > 0:
                         row.boost //= 2
                 row.available = level.available
                 target = min(

@@ -356,6 +356,26 @@ class PostgresStore(Store):
             raise StorageError(f"taking dead nodes' stock leases back failed: {e}") from e
         return back
 
+    async def expire_orphans(self, claim: NodeClaim) -> int:
+        """Expire the unpaid orders of dead nodes past their deadline (their units back to the
+        pool), through ``claim``: each dead number is taken over for the while."""
+        if not isinstance(claim, NodeLease):
+            return 0
+        try:
+            async with self._p().acquire() as conn:
+                now = time.time_ns() // 1_000_000
+                owners = {int(r[0]) for r in await conn.fetch(stock_leases.ORPHANS_SQL, now)}
+                live = {int(r[0]) for r in await conn.fetch(LIVE_NODES_SQL)}
+            expired = 0
+            for dead in sorted(owners - live):
+                work = functools.partial(_expire_orphans_of, dead)
+                expired += await claim.take_over(dead, work) or 0
+        except StorageError:
+            raise
+        except _DB_ERRORS as e:
+            raise StorageError(f"expiring dead nodes' unpaid orders failed: {e}") from e
+        return expired
+
     async def live_nodes(self) -> int:
         async with self._p().acquire() as conn:
             return len(await conn.fetch(LIVE_NODES_SQL))
@@ -620,6 +640,10 @@ class PostgresStore(Store):
 
 async def _give_back_of(node: int, conn: asyncpg.Connection) -> list[stock_leases.Grant]:
     return await stock_leases.give_back(conn, node)
+
+
+async def _expire_orphans_of(node: int, conn: asyncpg.Connection) -> int:
+    return await stock_leases.expire_orphans(conn, node)
 
 
 async def _orders_with_lines(conn: _Conn, order_rows: list[asyncpg.Record]) -> list[Order]:
