@@ -119,6 +119,12 @@ class StockKeeper:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         """One pass at a time (the periodic one, or one asked for by ``refill_now``)."""
+        self._nudged = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Run the next periodic pass now (a batch met empty rows: its refused orders are
+        answered, the next batches find the rows refilled)."""
+        self._nudged.set()
 
     def start(self) -> None:
         if self._task is None:
@@ -140,7 +146,9 @@ class StockKeeper:
         next_reclaim = 0.0
         last = time.monotonic()
         while True:
-            await asyncio.sleep(self.config.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), self.config.interval_s)
+            self._nudged.clear()
             if not self._ready():
                 continue
             now = time.monotonic()

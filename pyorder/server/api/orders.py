@@ -56,8 +56,10 @@ def _placing(
 
                 async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
                     answer = place(orders, who, body)
-                    if ask_pool and answer.stockouts and not answer.created:
-                        answer = await _ask_pool(app, place, orders, who, body, answer)
+                    if answer.stockouts:
+                        answer = await _out_of_stock(
+                            app, place, orders, who, body, answer, ask_pool
+                        )
                     answers.append(answer)
                     return answer.status, answer.body
 
@@ -69,8 +71,8 @@ def _placing(
             # commit, answer.
             body = await request.read()
             answer = place(orders, who, body)
-            if ask_pool and answer.stockouts and not answer.created:
-                answer = await _ask_pool(app, place, orders, who, body, answer)
+            if answer.stockouts:
+                answer = await _out_of_stock(app, place, orders, who, body, answer, ask_pool)
             await app[PLATFORM].intake.durable()
             _count(app, answer)
             return web.Response(
@@ -82,15 +84,27 @@ def _placing(
     return handler
 
 
-async def _ask_pool(
-    app: web.Application, place: Place, orders: Orders, who: Principal, body: bytes, refused: Answer
+async def _out_of_stock(
+    app: web.Application,
+    place: Place,
+    orders: Orders,
+    who: Principal,
+    body: bytes,
+    answer: Answer,
+    ask_pool: bool,
 ) -> Answer:
-    """After an out-of-stock answer on a cluster node: ask the pool for more, and place the
-    order once more if any came (nothing of the refused attempt was staged)."""
+    """Some of what ``answer`` placed met an empty row. On a cluster node, one order refused
+    asks the pool for more and is placed once more if any came (nothing of the refused attempt
+    was staged); a batch, whose other orders are staged, only wakes the refill for the next."""
     keeper = app[PLATFORM].stock_keeper
-    if keeper is not None and await keeper.refill_now():
-        return place(orders, who, body)
-    return refused
+    if keeper is None:
+        return answer
+    if ask_pool and not answer.created:
+        if await keeper.refill_now():
+            return place(orders, who, body)
+        return answer
+    keeper.nudge()
+    return answer
 
 
 def _count(app: web.Application, answer: Answer) -> None:
