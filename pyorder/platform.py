@@ -166,6 +166,10 @@ class Platform:
         """Whether this node does the shared background work (``NodeClaim.leader``)."""
         return self._claim is not None and self._claim.leader
 
+    def current_claim(self) -> NodeClaim | None:
+        """The node's claim, or None before start and after stop (for metrics)."""
+        return self._claim
+
     @property
     def claim(self) -> NodeClaim:
         """This process's order-ID node number and its lease (``Store.claim_node``)."""

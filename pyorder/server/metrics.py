@@ -31,6 +31,7 @@ class Metrics:
         r = self.registry
         if admission is not None:
             r.register(AdmissionStats(admission))
+        r.register(NodeStats(platform))
         self.http = HttpStats(
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
         )
@@ -102,6 +103,77 @@ class Metrics:
     def render(self) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class NodeStats(Collector):
+    """This node on its store (``docs/scale-out.md``): its order-ID node number and fencing
+    epoch, whether it holds its lease and leads, the store's conflict retries; on a cluster
+    node, its stock keeper's grants, give-backs, take-overs and failures."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.platform
+        claim = p.current_claim()
+        held = claim is not None and claim.held
+        yield GaugeMetricFamily(
+            "pyorder_node_number", "Order-ID node number", claim.node if claim else -1
+        )
+        yield GaugeMetricFamily(
+            "pyorder_node_epoch", "Fencing epoch of the node's lease", claim.epoch if claim else 0
+        )
+        yield GaugeMetricFamily(
+            "pyorder_node_lease_held", "1 while the node holds its lease", int(held)
+        )
+        yield GaugeMetricFamily(
+            "pyorder_node_leader",
+            "1 while the node does the shared background work",
+            int(held and claim is not None and claim.leader),
+        )
+        retries = getattr(p.store, "conflict_retries", None)
+        if retries is not None:
+            family = CounterMetricFamily(
+                "pyorder_commit_conflict_retries",
+                "Commits run again after PostgreSQL aborted them for a conflict, by SQLSTATE",
+                labels=["sqlstate"],
+            )
+            for state in ("40001", "40P01"):
+                family.add_metric([state], retries.get(state, 0))
+            yield family
+        keeper = p.stock_keeper
+        if keeper is None:
+            return
+        k = keeper.stats
+        yield CounterMetricFamily(
+            "pyorder_stock_lease_grants", "Stock lease grants received", k.grants
+        )
+        yield CounterMetricFamily(
+            "pyorder_stock_lease_units_granted", "Units leased from the pool", k.units_granted
+        )
+        yield CounterMetricFamily(
+            "pyorder_stock_lease_units_returned", "Units given back to the pool at stop", k.returned
+        )
+        yield CounterMetricFamily(
+            "pyorder_stock_lease_units_reclaimed",
+            "Units of dead nodes' leases taken back to the pool",
+            k.reclaimed,
+        )
+        yield CounterMetricFamily(
+            "pyorder_orphan_orders_expired",
+            "Unpaid orders of dead nodes expired by this node",
+            k.orphans_expired,
+        )
+        yield CounterMetricFamily(
+            "pyorder_stock_lease_failures", "Refill or take-over passes that failed", k.failures
+        )
+        available = 0
+        if p.ready:
+            inventory = p.engine.inventory
+            available = sum(inventory.stock(sku).available for sku in p.engine.skus)
+        yield GaugeMetricFamily(
+            "pyorder_stock_lease_units_held", "Units this node may still sell", available
+        )
 
 
 class AdmissionStats(Collector):

@@ -56,6 +56,16 @@ def _conserved(books: list[dict[str, int]]) -> None:
         assert b["leased"] + b["reserved"] + b["sold"] <= b["on_hand"], b
 
 
+def _metrics(text: str) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text page, by name."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, _, value = line.partition(" ")
+            found[name] = float(value)
+    return found
+
+
 async def _stored_ids(dsn: str) -> set[int]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -151,6 +161,15 @@ def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(dsn: str, tmp_path:
     for b in books:  # the whole stock ordered, the dead node's units included
         assert b["reserved"] == b["on_hand"], b
         assert b["leased"] == 0, b
+    # /metrics of the live nodes: one leads; the dead node's units were taken back by one.
+    metrics = [
+        _metrics(node.call("GET", "/metrics", token=node.admin()).body.decode())
+        for node in nodes
+        if node is not victim
+    ]
+    assert sum(m["pyorder_node_leader"] for m in metrics) == 1
+    assert sum(m["pyorder_stock_lease_units_reclaimed_total"] for m in metrics) > 0
+    assert all(m["pyorder_node_lease_held"] == 1 for m in metrics)
     stored = asyncio.run(_stored_ids(dsn))
     assert set(acked) <= stored, "an acknowledged order is missing"
     assert statuses.get(201, 0) == len(acked)
