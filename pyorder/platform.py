@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyorder.catalog.service import Catalog
+from pyorder.cluster.catalogue import CatalogueSync
 from pyorder.cluster.stock import StockKeeper, node_view
 from pyorder.engine import Engine
 from pyorder.events.dispatcher import EventDispatcher
@@ -91,7 +92,7 @@ class Platform:
             self.store, window_s=config.commit_window_ms / 1000, on_failure=self.rebuild
         )
         engine = self.current_engine
-        self.catalog = Catalog(engine, self.intake, cluster=config.cluster)
+        self.catalog = Catalog(engine, self.intake, self.store, cluster=config.cluster)
         self.views = Views(config.data_dir)
         """What each caller may see of an order (``pyorder.marketplace``)."""
         self.webhooks = Endpoints(self.intake, self.store)
@@ -135,8 +136,21 @@ class Platform:
         )
         self._engine: Engine | None = None
         self._claim: NodeClaim | None = None
+        self.catalogue_sync = (
+            CatalogueSync(self.store, engine, self.intake, lambda: self.ready)
+            if config.cluster
+            else None
+        )
+        """Mirrors the store's catalogue in this node's core (cluster mode only)."""
+        self.catalog.sync = self.catalogue_sync
         self.stock_keeper = (
-            StockKeeper(self.store, lambda: self.claim, engine, lambda: self.ready)
+            StockKeeper(
+                self.store,
+                lambda: self.claim,
+                engine,
+                lambda: self.ready,
+                keys=lambda: self.catalogue_sync.stock_keys if self.catalogue_sync else set(),
+            )
             if config.cluster
             else None
         )
@@ -189,6 +203,8 @@ class Platform:
             raise
         self._claim.on_leader.append(self.event_dispatcher.resume)
         self._claim.watch()
+        if self.catalogue_sync is not None:
+            self.catalogue_sync.start()
         if self.stock_keeper is not None:
             self.stock_keeper.start()
         self.intake.start()
@@ -203,6 +219,8 @@ class Platform:
         close the store."""
         if self.stock_keeper is not None:
             await self.stock_keeper.stop()
+        if self.catalogue_sync is not None:
+            await self.catalogue_sync.stop()
         await self.dispatcher.stop()
         await self.shipping.stop()
         await self.event_dispatcher.stop()

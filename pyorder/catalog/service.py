@@ -7,15 +7,22 @@ own their SKUs and stock them in their own warehouses or the platform's (admin-o
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from pyorder.auth import Principal, Role
 from pyorder.catalog.model import Sku, SkuView, StockRow, Warehouse
 from pyorder.engine import Engine
 from pyorder.intake import Intake
-from pyorder.inventory import InventoryError
+from pyorder.inventory import InventoryError, StockLevel
 from pyorder.kernel.clock import now_ms
 from pyorder.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
+from pyorder.storage.base import StockBelowCommitted, Store
 from pyorder.storage.limits import check_row, check_value
+
+if TYPE_CHECKING:
+    from pyorder.cluster.catalogue import CatalogueSync
+
+T = TypeVar("T")
 
 MAX_UNITS = 1 << 50
 """Largest on-hand count accepted from the API for one SKU in one warehouse."""
@@ -36,20 +43,35 @@ class Catalog:
     every rebuild); ``intake`` stages the changes."""
 
     def __init__(
-        self, engine: Callable[[], Engine], intake: Intake, *, cluster: bool = False
+        self, engine: Callable[[], Engine], intake: Intake, store: Store, *, cluster: bool = False
     ) -> None:
         self._engine = engine
         self._intake = intake
+        self._store = store
         self._cluster = cluster
-        """In cluster mode each node's core is its own copy of the catalogue, and SKU and
-        warehouse ids are assigned by the core: changes are refused until they are shared
-        across nodes (``docs/scale-out.md``); make them on a node in solo mode."""
+        """On a cluster node every core mirrors the store's catalogue, and SKU and warehouse
+        ids are the cores' dense indexes: a change runs through ``run`` (one at a time across
+        the cluster, on a core up to date), and stock goes to the pool (``adjust_pool``)."""
+        self.sync: CatalogueSync | None = None
+        """Set by the platform on a cluster node."""
+        self._changing = False
+
+    async def run(self, make: Callable[[], T]) -> T:
+        """Make a catalogue change (``make`` calls ``create_warehouse``, ``set_region`` or
+        ``create_sku``): at once on a node alone; on a cluster node under the cluster's
+        catalogue lock, durable when this returns."""
+        if self.sync is None:
+            return make()
+        self._changing = True
+        try:
+            return await self.sync.change(make)
+        finally:
+            self._changing = False
 
     def _check_writable(self) -> None:
-        if self._cluster:
+        if self._cluster and not self._changing:
             raise CatalogueReadOnly(
-                "the catalogue cannot be changed on a cluster node yet: change it with one node"
-                " in solo mode, then start the cluster"
+                "on a cluster node, change the catalogue through Catalog.run (the HTTP API does)"
             )
 
     # --- warehouses and regions ----------------------------------------------------------
@@ -148,10 +170,17 @@ class Catalog:
                 raise InvalidInput(f"units must be between 0 and {MAX_UNITS}", field="stock")
         check_row(Sku(0, who.key, title, price, currency, limit_per_buyer, 0, category))
         engine, batch = self._engine(), self._intake.batch
-        sid = engine.inventory.add_sku(stock, limit_per_buyer=limit_per_buyer)
+        # On a cluster node the units are the pool's: the core gets the rows, empty (its keeper
+        # leases from them), and the store the units.
+        in_core = {wid: 0 for wid in stock} if self._cluster else stock
+        sid = engine.inventory.add_sku(in_core, limit_per_buyer=limit_per_buyer)
         sku = Sku(sid, who.key, title, price, currency, limit_per_buyer, now_ms(), category)
         engine.add_sku(sku)
         batch.skus.append(sku)
+        if self._cluster:
+            rows = [StockRow(sid, wid, units, 0, 0) for wid, units in sorted(stock.items())]
+            batch.stock_rows.extend(rows)
+            return _view_of(sku, rows)
         for wid, level in engine.inventory.stock_by_warehouse(sid).items():
             batch.stock_rows.append(StockRow(sid, wid, level.on_hand, 0, 0))
         return self.view(sku)
@@ -159,7 +188,11 @@ class Catalog:
     def adjust_stock(self, who: Principal, sku_id: int, warehouse: int, delta: int) -> SkuView:
         """Add (restock) or remove (count correction) units; never below reserved + sold."""
         sku = self._owned(who, sku_id)
-        self._check_writable()
+        if self._cluster:
+            raise CatalogueReadOnly(
+                "on a cluster node stock changes go to the pool: Catalog.adjust_pool (the HTTP"
+                " API does)"
+            )
         self._check_stocking(who, warehouse)
         inv = self._engine().inventory
         existed = warehouse in inv.stock_by_warehouse(sku.id)
@@ -175,6 +208,25 @@ class Catalog:
         elif delta:
             batch.stock_rows.append(StockRow(sku.id, warehouse, delta, 0, 0))
         return self.view(sku)
+
+    async def adjust_pool(self, who: Principal, sku_id: int, warehouse: int, delta: int) -> SkuView:
+        """On a cluster node: add (restock) or remove units on hand in the pool of the
+        warehouse, never below what is leased, reserved and sold there."""
+        sku = self._owned(who, sku_id)
+        self._check_stocking(who, warehouse)
+        if not -MAX_UNITS <= delta <= MAX_UNITS:
+            raise InvalidInput(f"delta must be between -{MAX_UNITS} and {MAX_UNITS}", field="delta")
+        try:
+            await self._store.adjust_pool(sku.id, warehouse, delta)
+        except StockBelowCommitted as exc:
+            raise InvalidInput(str(exc), field="delta") from exc
+        if self.sync is not None:
+            self.sync.stock_keys.add((sku.id, warehouse))
+        return await self.pool_view(sku)
+
+    async def pool_view(self, sku: Sku) -> SkuView:
+        """The SKU with the stock the store holds (a cluster node's core holds its lease only)."""
+        return _view_of(sku, await self._store.get_stock(sku.id))
 
     def get_sku(self, who: Principal, sku_id: int) -> SkuView:
         return self.view(self._visible(who, sku_id))
@@ -214,6 +266,22 @@ class Catalog:
             raise InvalidInput(f"warehouse {wid} does not exist", field="warehouse")
         if not _may_see_warehouse(who, warehouse):
             raise Forbidden(f"warehouse {wid} belongs to another merchant")
+
+
+def _view_of(sku: Sku, rows: list[StockRow]) -> SkuView:
+    """A SKU's view from stock rows: what is neither reserved nor sold is available (leased
+    units included: they are for sale on some node)."""
+    by = {
+        r.warehouse: StockLevel(r.on_hand, r.on_hand - r.reserved - r.sold, r.reserved, r.sold)
+        for r in rows
+    }
+    total = StockLevel(
+        sum(level.on_hand for level in by.values()),
+        sum(level.available for level in by.values()),
+        sum(level.reserved for level in by.values()),
+        sum(level.sold for level in by.values()),
+    )
+    return SkuView(sku, total, by)
 
 
 def _may_see_warehouse(who: Principal, warehouse: Warehouse) -> bool:

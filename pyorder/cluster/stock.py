@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pyorder.catalog.model import StockRow
 from pyorder.engine import Engine
 from pyorder.ids import decode_order_id
+from pyorder.inventory import StockLevel
 from pyorder.model import Snapshot
 from pyorder.storage.base import NodeClaim, StorageError, Store
 from pyorder.storage.outbox import OUTBOX
@@ -65,6 +66,10 @@ class StockLeaseConfig:
     ``min_units``; a refill is asked for once fewer than half of that are left."""
     max_units: int = 100_000
     """The largest buffer a row is refilled to (near sell-out the pool's share caps it)."""
+    idle_s: float = 2.0
+    """A row that sold nothing for this long gives its units back to the pool, where the
+    nodes that sell it can lease them (near sell-out, an idle node's lease would otherwise hold
+    the last units)."""
     exhausted_s: float = 0.2
     """How long a row the pool had nothing for is not asked for again."""
     reclaim_interval_s: float = 1.0
@@ -78,6 +83,8 @@ class _Row:
     """Units sold per second, smoothed (exponential, ``_ALPHA`` per look)."""
     exhausted_until: float = 0.0
     """Monotonic time before which the pool is not asked again (it had none for the row)."""
+    last_sale: float = field(default_factory=time.monotonic)
+    """Monotonic time this row last sold (or was leased)."""
     boost: int = 0
     """Extra buffer after the row ran dry: what was sold says nothing of the demand that found
     it empty, so each time a look finds it emptied since the last one this doubles (up to
@@ -109,11 +116,15 @@ class StockKeeper:
         engine: Callable[[], Engine],
         ready: Callable[[], bool],
         config: StockLeaseConfig | None = None,
+        keys: Callable[[], set[tuple[int, int]]] = set,
     ) -> None:
         self._store = store
         self._claim = claim
         self._engine = engine
         self._ready = ready
+        self._keys = keys
+        """(sku, warehouse) rows of the store, some maybe not in the core yet (a SKU stocked
+        in a new warehouse on another node): leasing for one makes its row in the core."""
         self.config = config or StockLeaseConfig()
         self.stats = KeeperStats()
         self._task: asyncio.Task[None] | None = None
@@ -141,6 +152,18 @@ class StockKeeper:
         """Return every leased unit to the pool (after the last commit of a graceful stop)."""
         back = await self._store.give_back_stock()
         self.stats.returned += sum(units for _, _, units in back)
+
+    async def _give_back_idle(self, engine: Engine, idle: list[tuple[int, int, int]]) -> None:
+        """Take idle rows' units out of the core at once (no await before: none of them can be
+        sold after this), then out of the lease. Should the second step fail, they stay in the
+        lease, unsold, until this node stops or is rebuilt."""
+        for sku, wh, units in idle:
+            engine.inventory.adjust(sku, -units, wh)
+            row = self.stats.rows[(sku, wh)]
+            row.available -= units
+            row.last_sale = time.monotonic()
+        await self._store.return_stock(idle)
+        self.stats.returned += sum(units for _, _, units in idle)
 
     async def _run(self) -> None:
         next_reclaim = 0.0
@@ -196,26 +219,40 @@ class StockKeeper:
         wants: list[tuple[int, int, int]] = []
         rows = self.stats.rows
         now = time.monotonic()
-        for sku in engine.skus:
-            for wh, level in inventory.stock_by_warehouse(sku).items():
-                row = rows.setdefault((sku, wh), _Row(level.available))
-                if elapsed_s > 0:
-                    sold = max(0, row.available - level.available)
-                    row.rate += _ALPHA * (sold / elapsed_s - row.rate)
-                    if level.available == 0 and row.available > 0:  # sold out since
-                        row.boost = min(
-                            self.config.max_units, max(self.config.min_units, 2 * row.boost)
-                        )
-                    elif level.available > 0:
-                        row.boost //= 2
-                row.available = level.available
-                target = min(
-                    self.config.max_units,
-                    max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s))
-                    + row.boost,
-                )
-                if level.available * 2 < target and row.exhausted_until <= now:
-                    wants.append((sku, wh, target - level.available))
+        empty = StockLevel(0, 0, 0, 0)
+        idle: list[tuple[int, int, int]] = []
+        levels = {
+            (sku, wh): level
+            for sku in engine.skus
+            for wh, level in inventory.stock_by_warehouse(sku).items()
+        }
+        for key in self._keys():
+            if key[0] in engine.skus and key[1] in engine.warehouses:
+                levels.setdefault(key, empty)
+        for (sku, wh), level in levels.items():
+            row = rows.setdefault((sku, wh), _Row(level.available))
+            if elapsed_s > 0:
+                sold = max(0, row.available - level.available)
+                row.rate += _ALPHA * (sold / elapsed_s - row.rate)
+                if sold:
+                    row.last_sale = now
+                elif level.available and now - row.last_sale > self.config.idle_s:
+                    idle.append((sku, wh, level.available))
+                if level.available == 0 and row.available > 0:  # sold out since
+                    row.boost = min(
+                        self.config.max_units, max(self.config.min_units, 2 * row.boost)
+                    )
+                elif level.available > 0:
+                    row.boost //= 2
+            row.available = level.available
+            target = min(
+                self.config.max_units,
+                max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s)) + row.boost,
+            )
+            if level.available * 2 < target and row.exhausted_until <= now:
+                wants.append((sku, wh, target - level.available))
+        if idle:
+            await self._give_back_idle(engine, idle)
         if not wants:
             return 0
         granted = await self._store.grant_stock(wants, await self._store.live_nodes())
@@ -231,6 +268,7 @@ class StockKeeper:
         for sku, wh, units in granted:
             engine.inventory.restock(sku, units, wh)
             rows[(sku, wh)].available += units
+            rows[(sku, wh)].last_sale = now
             total += units
         self.stats.grants += len(granted)
         self.stats.units_granted += total

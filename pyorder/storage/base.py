@@ -7,9 +7,10 @@ storage test against both.
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from pyorder.catalog.model import Sku, StockRow
+from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
@@ -22,10 +23,25 @@ class StorageError(Exception):
     must reload (the intake rebuilds the core from the store after any failure)."""
 
 
+class StockBelowCommitted(StorageError):
+    """A stock change that would leave fewer units on hand than are leased, reserved and sold."""
+
+
 class StoreInUseError(StorageError):
     """The database is already served by another process (or another store of this one) and
     this store may not serve it beside it: refused at ``open``, nothing written. The message
     names the holder."""
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """The store's catalogue, as cluster nodes mirror it (``pyorder.cluster.catalogue``)."""
+
+    warehouses: list[Warehouse]
+    regions: dict[str, list[int]]
+    skus: list[Sku]
+    stock_keys: list[tuple[int, int]]
+    """(sku, warehouse) of every stock row."""
 
 
 class NodeClaim:
@@ -108,6 +124,10 @@ class Store(ABC):
         among ``nodes`` near sell-out; returns what was granted. Cluster stores only."""
         raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
 
+    async def return_stock(self, rows: list[tuple[int, int, int]]) -> None:
+        """Return (sku, warehouse, units) of ``lease_node``'s lease to the pool."""
+        raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
+
     async def give_back_stock(self) -> list[tuple[int, int, int]]:
         """Return every unit ``lease_node`` holds to the pool (at a graceful stop)."""
         raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
@@ -120,6 +140,20 @@ class Store(ABC):
     async def expire_orphans(self, claim: NodeClaim) -> int:
         """Expire dead nodes' unpaid orders past their deadline; returns how many."""
         raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
+
+    async def load_catalogue(self) -> Catalogue:
+        """Warehouses, regions, SKUs and the keys of the stock rows (cluster nodes)."""
+        raise StorageError(f"{type(self).__name__} is single-process: no catalogue to mirror")
+
+    def catalogue_lock(self) -> AbstractAsyncContextManager[None]:
+        """Held while a cluster node changes the catalogue: one change at a time, cluster-wide."""
+        raise StorageError(f"{type(self).__name__} is single-process: no catalogue lock")
+
+    async def adjust_pool(self, sku: int, warehouse: int, delta: int) -> StockRow:
+        """Add ``delta`` units on hand to the pool of (sku, warehouse), a row made if needed;
+        refused (``StockBelowCommitted``) below what is leased, reserved and sold. Returns the
+        row."""
+        raise StorageError(f"{type(self).__name__} has no stock pool (single-process)")
 
     async def live_nodes(self) -> int:
         """How many nodes serve the store now."""

@@ -20,9 +20,11 @@ server committed; after such an error the caller should reload (``load``) before
 """
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -37,7 +39,14 @@ from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.storage import codec, key_claims, parts, stock_leases
-from pyorder.storage.base import KeyClaim, NodeClaim, StorageError, Store
+from pyorder.storage.base import (
+    Catalogue,
+    KeyClaim,
+    NodeClaim,
+    StockBelowCommitted,
+    StorageError,
+    Store,
+)
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 from pyorder.storage.node_lease import (
     FENCE_SQL,
@@ -53,6 +62,8 @@ COPY_THRESHOLD = 8
 one line per order, executemany was faster up to about 6 orders per batch, even at 8, and COPY
 faster from 10 on (1.9x at 200, 1.6x at 1,000)."""
 
+_CATALOGUE_LOCK = 0x7079_6361_7461_6C67
+"""Advisory lock key held while a cluster node changes the catalogue (``pyorder.cluster``)."""
 _MIGRATION_LOCK = 0x7079_6F72_6465_72
 """Advisory lock key held while migrating, so concurrent openers apply each step once."""
 
@@ -328,6 +339,17 @@ class PostgresStore(Store):
         except _DB_ERRORS as e:
             raise StorageError(f"stock lease grant failed: {e}") from e
 
+    async def return_stock(self, rows: list[stock_leases.Grant]) -> None:
+        node = self._lease_node()
+        try:
+            async with self._p().acquire() as conn, conn.transaction():
+                await self._check_fence(conn)
+                await stock_leases.return_units(conn, node, rows)
+        except StorageError:
+            raise
+        except _DB_ERRORS as e:
+            raise StorageError(f"returning idle stock leases failed: {e}") from e
+
     async def give_back_stock(self) -> list[stock_leases.Grant]:
         node = self._lease_node()
         try:
@@ -375,6 +397,76 @@ class PostgresStore(Store):
         except _DB_ERRORS as e:
             raise StorageError(f"expiring dead nodes' unpaid orders failed: {e}") from e
         return expired
+
+    async def load_catalogue(self) -> Catalogue:
+        try:
+            async with (
+                self._p().acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                warehouses = await conn.fetch(
+                    f"SELECT {codec.WAREHOUSE_COLUMNS} FROM warehouses ORDER BY id"
+                )
+                regions: dict[str, list[int]] = {}
+                for r in await conn.fetch(
+                    "SELECT region, warehouse FROM regions ORDER BY region, rank"
+                ):
+                    regions.setdefault(r[0], []).append(int(r[1]))
+                skus = await conn.fetch(f"SELECT {codec.SKU_COLUMNS} FROM skus ORDER BY id")
+                keys = await conn.fetch("SELECT sku, warehouse FROM stock ORDER BY sku, warehouse")
+        except _DB_ERRORS as e:
+            raise StorageError(f"reading the catalogue failed: {e}") from e
+        return Catalogue(
+            [codec.warehouse_from_row(r) for r in warehouses],
+            regions,
+            [codec.sku_from_row(r) for r in skus],
+            [(int(r[0]), int(r[1])) for r in keys],
+        )
+
+    @contextlib.asynccontextmanager
+    async def catalogue_lock(self) -> AsyncIterator[None]:
+        async with self._p().acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", _CATALOGUE_LOCK)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _CATALOGUE_LOCK)
+
+    async def adjust_pool(self, sku: int, warehouse: int, delta: int) -> StockRow:
+        try:
+            async with self._p().acquire() as conn, conn.transaction():
+                await self._check_fence(conn)
+                row = await conn.fetchrow(
+                    f"SELECT {codec.STOCK_COLUMNS}, leased FROM stock"
+                    " WHERE sku = $1 AND warehouse = $2 FOR UPDATE",
+                    sku,
+                    warehouse,
+                )
+                if row is None:
+                    if delta < 0:
+                        raise StockBelowCommitted(
+                            f"SKU {sku} has no stock in warehouse {warehouse}"
+                        )
+                    await conn.execute(_INSERT_STOCK, sku, warehouse, delta, 0, 0)
+                    return StockRow(sku, warehouse, delta, 0, 0)
+                on_hand, reserved, sold, leased = int(row[2]), int(row[3]), int(row[4]), int(row[5])
+                if on_hand + delta < leased + reserved + sold:
+                    raise StockBelowCommitted(
+                        f"{-delta} units cannot be removed: only"
+                        f" {on_hand - leased - reserved - sold} are in the pool (the rest are"
+                        " leased to nodes, reserved or sold)"
+                    )
+                await conn.execute(
+                    "UPDATE stock SET on_hand = on_hand + $3 WHERE sku = $1 AND warehouse = $2",
+                    sku,
+                    warehouse,
+                    delta,
+                )
+                return StockRow(sku, warehouse, on_hand + delta, reserved, sold)
+        except StorageError:
+            raise
+        except _DB_ERRORS as e:
+            raise StorageError(f"changing the stock pool failed: {e}") from e
 
     async def live_nodes(self) -> int:
         async with self._p().acquire() as conn:

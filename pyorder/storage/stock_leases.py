@@ -51,6 +51,11 @@ _ADD_UNITS = (
     " ON CONFLICT (sku, warehouse, node) DO UPDATE"
     " SET units = stock_leases.units + excluded.units, updated_ms = excluded.updated_ms"
 )
+_TAKE_UNITS = (
+    "UPDATE stock_leases AS l SET units = l.units + d.units, updated_ms = $5"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS d(sku, warehouse, units)"
+    " WHERE l.sku = d.sku AND l.warehouse = d.warehouse AND l.node = $4"
+)
 _HELD_BY = (
     "SELECT sku, warehouse, units FROM stock_leases WHERE node = $1 AND units > 0"
     " ORDER BY sku, warehouse"
@@ -117,6 +122,18 @@ async def give_back(conn: _Conn, node: int) -> list[Grant]:
         await conn.fetch(_LOCK_FREE, [k[0] for k in keys], [k[1] for k in keys])
         await _move(conn, node, held, sign=-1)
     return held
+
+
+async def return_units(conn: _Conn, node: int, rows: list[Grant]) -> None:
+    """Return ``rows`` (units a node took out of its core) from its lease to the pool, inside
+    the caller's (fenced) transaction."""
+    keys = sorted((sku, wh) for sku, wh, _ in rows)
+    await conn.fetch(_LOCK_FREE, [k[0] for k in keys], [k[1] for k in keys])
+    skus, whs, units = [r[0] for r in rows], [r[1] for r in rows], [-r[2] for r in rows]
+    await conn.execute(_ADD_LEASED, skus, whs, units)
+    # An UPDATE, not the upsert of grants: PostgreSQL checks ``units >= 0`` on the row an
+    # upsert proposes to insert, before it finds the one to update.
+    await conn.execute(_TAKE_UNITS, skus, whs, units, node, time.time_ns() // 1_000_000)
 
 
 async def _move(conn: _Conn, node: int, rows: list[Grant], *, sign: int) -> None:

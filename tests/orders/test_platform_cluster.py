@@ -4,14 +4,18 @@ sold and not a unit more; the pool accounting holds after every step; a node tha
 its unsold units back and the others sell them; the catalogue is read-only on cluster nodes."""
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from pyorder import Address, Config, OrderInput, OutOfStock, Platform, Principal, Role
+from pyorder.catalog.model import SkuView
 from pyorder.catalog.service import CatalogueReadOnly
+from pyorder.kernel.errors import InvalidInput
+from pyorder.orders.input import UnknownRegion
 from tests.support.postgres import fresh_postgres_database
 
 MERCHANT = Principal(Role.MERCHANT, "acme")
@@ -74,7 +78,7 @@ def test_three_nodes_sell_the_stock_exactly_once(dsn: str, tmp_path: Path) -> No
         for node in nodes:
             await node.start()
         assert sorted(n.claim.node for n in nodes) == [0, 1, 2]
-        with pytest.raises(CatalogueReadOnly):
+        with pytest.raises(CatalogueReadOnly):  # outside Catalog.run: no lock, no mirror
             nodes[0].catalog.create_warehouse(MERCHANT, "east", regions=["south"])
 
         sold, refused, buyer = 0, 0, 0
@@ -143,5 +147,65 @@ def test_a_stopped_nodes_units_go_back_and_the_others_sell_them(dsn: str, tmp_pa
         assert sold == STOCK
         _check(await _books(dsn, sku))
         await second.stop()
+
+    asyncio.run(body())
+
+
+def test_a_sku_made_on_one_node_is_sold_on_the_others_and_restocked_through_the_pool(
+    dsn: str, tmp_path: Path
+) -> None:
+    async def body() -> None:
+        await _catalogue(dsn, tmp_path)
+        a, b = (Platform(Config(data_dir=tmp_path / n, database=dsn, cluster=True)) for n in "ab")
+        for node in (a, b):
+            keeper = node.stock_keeper
+            assert keeper is not None
+            # An idle lease goes back soon: near sell-out the other node needs its units.
+            keeper.config = replace(keeper.config, idle_s=0.3)
+            await node.start()
+        wh = await a.catalog.run(lambda: a.catalog.create_warehouse(MERCHANT, "east", ["south"]))
+        made = await a.catalog.run(
+            lambda: a.catalog.create_sku(
+                MERCHANT, title="tea", price=500, currency="EUR", stock={wh.id: 4}
+            )
+        )
+        assert made.total.on_hand == 4
+
+        # Two SKUs made at once on both nodes get distinct ids (the catalogue lock).
+        def twin(node: Platform) -> Callable[[], SkuView]:
+            return lambda: node.catalog.create_sku(
+                MERCHANT, title="twin", price=1, currency="EUR", stock={wh.id: 1}
+            )
+
+        twins = await asyncio.gather(*(n.catalog.run(twin(n)) for n in (a, b)))
+        assert twins[0].sku.id != twins[1].sku.id
+        south = Address(name="Bo", line1="2 Road", city="Wuhan", region="south")
+        sku = made.sku.id
+
+        async def sell(node: Platform, n: int, prefix: str) -> int:
+            sold = 0
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while sold < n and loop.time() < deadline:
+                who = Principal(Role.BUYER, f"{prefix}{sold}")
+                try:  # a node mirrors the catalogue within a second
+                    node.orders.place(who, OrderInput([(sku, 1)], south))
+                except (OutOfStock, UnknownRegion):
+                    await asyncio.sleep(0.05)
+                    continue
+                await node.intake.durable()
+                sold += 1
+            return sold
+
+        assert await sell(b, 4, "s") == 4
+        view = await b.catalog.adjust_pool(MERCHANT, sku, wh.id, 3)
+        assert (view.total.on_hand, view.total.reserved) == (7, 4)
+        assert await sell(a, 3, "r") == 3
+        view = await a.catalog.pool_view(made.sku)
+        assert (view.total.on_hand, view.total.reserved, view.total.available) == (7, 7, 0)
+        with pytest.raises(InvalidInput, match="in the pool"):
+            await a.catalog.adjust_pool(MERCHANT, sku, wh.id, -1)
+        await a.stop()
+        await b.stop()
 
     asyncio.run(body())

@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from pyorder.auth import Principal
+from pyorder.kernel.errors import NotFound
 from pyorder.server.api.catalog_bodies import (
     RegionIn,
     RegionOut,
@@ -41,7 +42,8 @@ async def create_warehouse(request: web.Request) -> web.Response:
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body, WarehouseIn)
-        return 201, warehouse_out(catalog.create_warehouse(who, data.name, data.regions))
+        made = await catalog.run(lambda: catalog.create_warehouse(who, data.name, data.regions))
+        return 201, warehouse_out(made)
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
 
@@ -90,7 +92,8 @@ async def set_region(request: web.Request) -> web.Response:
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body, RegionIn)
         REGION.check(code)
-        return 200, RegionOut(code, catalog.set_region(who, code, data.warehouses))
+        listed = await catalog.run(lambda: catalog.set_region(who, code, data.warehouses))
+        return 200, RegionOut(code, listed)
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
 
@@ -122,14 +125,16 @@ async def create_sku(request: web.Request) -> web.Response:
         stock: dict[int, int] = {}
         for entry in data.stock:
             stock[entry.warehouse] = stock.get(entry.warehouse, 0) + entry.units
-        view = catalog.create_sku(
-            who,
-            title=data.title,
-            price=data.price,
-            currency=data.currency,
-            stock=stock,
-            limit_per_buyer=data.limit_per_buyer,
-            category=data.category,
+        view = await catalog.run(
+            lambda: catalog.create_sku(
+                who,
+                title=data.title,
+                price=data.price,
+                currency=data.currency,
+                stock=stock,
+                limit_per_buyer=data.limit_per_buyer,
+                category=data.category,
+            )
         )
         return 201, sku_out(view)
 
@@ -148,7 +153,10 @@ async def list_skus(request: web.Request) -> web.Response:
     who = principal(request)
     after = SKU_AFTER.optional(request)
     limit = LIMIT_500.get(request)
-    views = request.app[PLATFORM].catalog.list_skus(who, -1 if after is None else after, limit)
+    catalog = request.app[PLATFORM].catalog
+    views = catalog.list_skus(who, -1 if after is None else after, limit)
+    if catalog.sync is not None:  # a cluster node: the stock the store holds, not its lease
+        views = [await catalog.pool_view(v.sku) for v in views]
     cursor = str(views[-1].sku.id) if len(views) == limit else None
     return json_response(SkuList([sku_out(v) for v in views], cursor))
 
@@ -158,7 +166,16 @@ async def list_skus(request: web.Request) -> web.Response:
 async def get_sku(request: web.Request) -> web.Response:
     who = principal(request)
     sku_id = SKU_ID.get(request)
-    return json_response(sku_out(request.app[PLATFORM].catalog.get_sku(who, sku_id)))
+    catalog = request.app[PLATFORM].catalog
+    if catalog.sync is None:
+        return json_response(sku_out(catalog.get_sku(who, sku_id)))
+    try:
+        view = catalog.get_sku(who, sku_id)
+    except NotFound:  # made on another node within the last second: mirror it now
+        await catalog.sync.refresh()
+        view = catalog.get_sku(who, sku_id)
+    view = await catalog.pool_view(view.sku)  # the stock the store holds, not this node's lease
+    return json_response(sku_out(view))
 
 
 @routes.post("/v1/skus/{sku_id}/stock")
@@ -177,6 +194,8 @@ async def adjust_stock(request: web.Request) -> web.Response:
 
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         data = decode(body, StockAdjustIn)
+        if catalog.sync is not None:  # a cluster node: the units go to the pool
+            return 200, sku_out(await catalog.adjust_pool(who, sku_id, data.warehouse, data.delta))
         return 200, sku_out(catalog.adjust_stock(who, sku_id, data.warehouse, data.delta))
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
