@@ -301,21 +301,24 @@ async def _serve(app: web.Application, args: argparse.Namespace, limits: Connect
         access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
     )
     runners: list[web.AppRunner] = [runner]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    worker = args.worker_of is not None
+    if worker:  # a supervisor may stop its workers while they start: stop after the start,
+        _stop_on_signals(loop, stop)  # giving back what was leased (it kills one that hangs)
     await runner.setup()
-    reuse_port = args.worker_of is not None  # the supervisor's other workers share the port
-    await web.TCPSite(runner, args.host, args.port, backlog=1024, reuse_port=reuse_port).start()
     try:
+        # SO_REUSEPORT: the supervisor's other workers share the port.
+        await web.TCPSite(runner, args.host, args.port, backlog=1024, reuse_port=worker).start()
         if args.metrics_listen is not None:
             side = web.AppRunner(metrics_app(app, token=args.metrics_token), access_log=None)
             runners.insert(0, side)
             await side.setup()
             await web.TCPSite(side, *args.metrics_listen).start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        if not worker:
+            _stop_on_signals(loop, stop)
         orphan = None
-        if args.worker_of is not None:
+        if worker:
             orphan = asyncio.create_task(_stop_when_orphaned(args.worker_of, stop))
         await stop.wait()
         if orphan is not None:
@@ -323,6 +326,11 @@ async def _serve(app: web.Application, args: argparse.Namespace, limits: Connect
     finally:
         for r in runners:
             await r.cleanup()
+
+
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
 
 
 async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
@@ -342,6 +350,8 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
     refusal = None
     if not database.startswith(("postgresql://", "postgres://")):
         refusal = "--workers N (N > 1) needs --database postgresql://...: SQLite is one process"
+    elif args.port == 0:
+        refusal = "--workers N (N > 1) needs a fixed --port: with 0 each worker binds its own"
     elif args.node is not None:
         refusal = "--node names one node number; each of several --workers leases its own"
     elif args.metrics_listen is not None and args.metrics_listen[1] + args.workers > 65536:

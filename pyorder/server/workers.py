@@ -143,7 +143,7 @@ class Supervisor:
         return True
 
     def _stop_all(self) -> bool:
-        """SIGTERM every worker and wait for them; True when all exited 0 in time."""
+        """SIGTERM every worker and wait for them; True when all stopped cleanly in time."""
         running = [p for p in self.workers if p is not None and p.poll() is None]
         for proc in running:
             proc.send_signal(signal.SIGTERM)
@@ -158,7 +158,8 @@ class Supervisor:
                 )
                 proc.kill()
                 code = proc.wait()
-            if code != 0:
+            # SIGTERM itself ended only a worker still importing: it held nothing yet.
+            if code not in (0, -signal.SIGTERM):
                 log.error("worker pid %d exited with %s while stopping", proc.pid, _describe(code))
                 clean = False
         return clean

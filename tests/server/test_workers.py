@@ -7,8 +7,8 @@ IDs of more than one node, and are stored); worker k serves /metrics on PORT+k; 
 SIGKILLed is restarted and the service goes on; SIGTERM to the supervisor stops every worker,
 exit 0, with every leased unit given back; workers whose supervisor is killed stop too. A
 start refused by the database (a solo node serves it) makes the supervisor give up with a
-non-zero exit; SQLite, ``--node`` and a metrics port range past 65535 are refused at once
-(exit 2, one line).
+non-zero exit; SQLite, ``--node``, ``--port 0`` and a metrics port range past 65535 are refused
+at once (exit 2, one line).
 """
 
 import asyncio
@@ -197,6 +197,7 @@ def test_workers_that_keep_being_refused_make_the_supervisor_give_up(
     [
         ((), "needs --database postgresql://"),
         (("--database", "postgresql://127.0.0.1:1/x", "--node", "3"), "--node names one"),
+        (("--database", "postgresql://127.0.0.1:1/x", "--port", "0"), "a fixed --port"),
         (("--database", "postgresql://127.0.0.1:1/x", "--metrics-listen", ":65535"), "PORT+k"),
     ],
 )
