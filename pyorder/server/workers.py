@@ -158,8 +158,11 @@ class Supervisor:
                 )
                 proc.kill()
                 code = proc.wait()
-            # SIGTERM itself ended only a worker still importing: it held nothing yet.
-            if code not in (0, -signal.SIGTERM):
+            # A worker takes SIGTERM as "stop gracefully" from the moment its event loop runs,
+            # before it claims anything; SIGTERM itself ended only one still importing.
+            if code in (0, -signal.SIGTERM):
+                log.info("worker pid %d stopped (%s)", proc.pid, _describe(code))
+            else:
                 log.error("worker pid %d exited with %s while stopping", proc.pid, _describe(code))
                 clean = False
         return clean

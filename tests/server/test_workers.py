@@ -5,10 +5,10 @@ Checked with real processes on loopback and a fresh PostgreSQL database: 3 worke
 distinct node numbers and share the port (orders sent over fresh connections come back with
 IDs of more than one node, and are stored); worker k serves /metrics on PORT+k; a worker
 SIGKILLed is restarted and the service goes on; SIGTERM to the supervisor stops every worker,
-exit 0, with every leased unit given back; workers whose supervisor is killed stop too. A
-start refused by the database (a solo node serves it) makes the supervisor give up with a
-non-zero exit; SQLite, ``--node``, ``--port 0`` and a metrics port range past 65535 are refused
-at once (exit 2, one line).
+exit 0, with every leased unit given back, also when it comes while the workers start; workers
+whose supervisor is killed stop too. A start refused by the database (a solo node serves it)
+makes the supervisor give up with a non-zero exit; SQLite, ``--node``, ``--port 0`` and a
+metrics port range past 65535 are refused at once (exit 2, one line).
 """
 
 import asyncio
@@ -225,3 +225,37 @@ def test_workers_stop_when_their_supervisor_is_killed(dsn: str, tmp_path: Path) 
                     os.kill(pid, signal.SIGKILL)
             raise AssertionError("the workers outlived their supervisor")
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [b"worker 1 started", b"node lease: node"],  # a worker importing; one starting its platform
+)
+def test_a_supervisor_stopped_while_its_workers_start_exits_0_with_nothing_leased(
+    dsn: str, tmp_path: Path, moment: bytes
+) -> None:
+    data = tmp_path / "data"
+    solo = Server(ServerProcess(data, dsn).start(), "postgres")
+    shop = Shop(solo)
+    shop.sku({shop.warehouse(regions=["north"]): STOCK})
+    solo.stop()
+    cmd = [sys.executable, "-m", "pyorder.server.main", "--workers", "2"]
+    cmd += ["--port", str(free_port()), "--data-dir", str(data), "--database", dsn]
+    with subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as sup:  # closes the pipe and waits on the way out
+        assert sup.stderr is not None
+        try:
+            for line in sup.stderr:  # the supervisor's log and its workers'
+                if moment in line:
+                    break
+            sup.send_signal(signal.SIGTERM)
+            stderr = sup.stderr.read().decode()
+            assert sup.wait(timeout=30) == 0, stderr
+            if moment == b"node lease: node":  # that worker was starting: it stopped gracefully
+                assert "stopped (0)" in stderr, stderr
+        finally:
+            if sup.poll() is None:
+                sup.kill()
+    stock = asyncio.run(_fetch(dsn, "SELECT leased FROM stock"))
+    assert [int(r["leased"]) for r in stock] == [0]
