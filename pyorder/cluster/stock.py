@@ -65,6 +65,8 @@ class StockLeaseConfig:
     ``min_units``; a refill is asked for once fewer than half of that are left."""
     max_units: int = 100_000
     """The largest buffer a row is refilled to (near sell-out the pool's share caps it)."""
+    exhausted_s: float = 0.2
+    """How long a row the pool had nothing for is not asked for again."""
     reclaim_interval_s: float = 1.0
     """How often dead nodes' leases are looked for and taken back."""
 
@@ -74,10 +76,12 @@ class _Row:
     available: int = 0
     rate: float = 0.0
     """Units sold per second, smoothed (exponential, ``_ALPHA`` per look)."""
+    exhausted_until: float = 0.0
+    """Monotonic time before which the pool is not asked again (it had none for the row)."""
     boost: int = 0
     """Extra buffer after the row ran dry: what was sold says nothing of the demand that found
-    it empty, so each look that finds it empty doubles this (up to ``max_units``); it halves
-    again while the row keeps some."""
+    it empty, so each time a look finds it emptied since the last one this doubles (up to
+    ``max_units``); it halves again while the row keeps some."""
 
 
 _ALPHA = 0.3
@@ -89,6 +93,7 @@ class KeeperStats:
     units_granted: int = 0
     returned: int = 0
     reclaimed: int = 0
+    orphans_expired: int = 0
     failures: int = 0
     rows: dict[tuple[int, int], _Row] = field(default_factory=dict)
 
@@ -112,6 +117,14 @@ class StockKeeper:
         self.config = config or StockLeaseConfig()
         self.stats = KeeperStats()
         self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        """One pass at a time (the periodic one, or one asked for by ``refill_now``)."""
+        self._nudged = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Run the next periodic pass now (a batch met empty rows: its refused orders are
+        answered, the next batches find the rows refilled)."""
+        self._nudged.set()
 
     def start(self) -> None:
         if self._task is None:
@@ -133,7 +146,9 @@ class StockKeeper:
         next_reclaim = 0.0
         last = time.monotonic()
         while True:
-            await asyncio.sleep(self.config.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), self.config.interval_s)
+            self._nudged.clear()
             if not self._ready():
                 continue
             now = time.monotonic()
@@ -145,41 +160,69 @@ class StockKeeper:
                     self.stats.reclaimed += sum(units for _, _, units in back)
                     if back:
                         log.info("took back %d units from dead nodes' leases", len(back))
+                    if self._claim().leader:  # one node does the dead nodes' expiries
+                        expired = await self._store.expire_orphans(self._claim())
+                        self.stats.orphans_expired += expired
+                        if expired:
+                            log.info("expired %d unpaid orders of dead nodes", expired)
             except (StorageError, OSError) as e:  # the store is down or we are fenced
                 self.stats.failures += 1
                 log.warning("stock lease refill failed: %s", e)
+            except Exception:  # never let the keeper die: the node would stop refilling
+                self.stats.failures += 1
+                log.exception("stock lease refill failed")
             last = now
+
+    async def refill_now(self) -> int:
+        """Ask the pool at once (a node about to answer "out of stock"): one pass, shared by
+        every caller while it runs; rows the pool had nothing for lately are not asked again
+        for ``exhausted_s``. Returns the units granted (0: the answer stands)."""
+        if self._lock.locked():  # a pass is running: its grants are what there is
+            before = self.stats.units_granted
+            async with self._lock:
+                return self.stats.units_granted - before
+        return await self.refill(0.0)
 
     async def refill(self, elapsed_s: float) -> int:
         """Ask the pool for the rows below their low-water mark; add what comes to the core.
+        ``elapsed_s`` since the last periodic pass (0: an urgent pass, which learns no rate).
         Returns the units granted."""
+        async with self._lock:
+            return await self._refill(elapsed_s)
+
+    async def _refill(self, elapsed_s: float) -> int:
         engine = self._engine()
         inventory = engine.inventory
         wants: list[tuple[int, int, int]] = []
         rows = self.stats.rows
+        now = time.monotonic()
         for sku in engine.skus:
             for wh, level in inventory.stock_by_warehouse(sku).items():
                 row = rows.setdefault((sku, wh), _Row(level.available))
-                sold = max(0, row.available - level.available)
                 if elapsed_s > 0:
+                    sold = max(0, row.available - level.available)
                     row.rate += _ALPHA * (sold / elapsed_s - row.rate)
+                    if level.available == 0 and row.available > 0:  # sold out since
+                        row.boost = min(
+                            self.config.max_units, max(self.config.min_units, 2 * row.boost)
+                        )
+                    elif level.available > 0:
+                        row.boost //= 2
                 row.available = level.available
-                if level.available == 0:
-                    row.boost = min(
-                        self.config.max_units, max(self.config.min_units, 2 * row.boost)
-                    )
-                else:
-                    row.boost //= 2
                 target = min(
                     self.config.max_units,
                     max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s))
                     + row.boost,
                 )
-                if level.available * 2 < target:
+                if level.available * 2 < target and row.exhausted_until <= now:
                     wants.append((sku, wh, target - level.available))
         if not wants:
             return 0
         granted = await self._store.grant_stock(wants, await self._store.live_nodes())
+        got = {(sku, wh) for sku, wh, _ in granted}
+        for sku, wh, _ in wants:
+            if (sku, wh) not in got:  # the pool had none: do not ask again at once
+                rows[(sku, wh)].exhausted_until = now + self.config.exhausted_s
         if self._engine() is not engine:
             # Rebuilt meanwhile: the new core was loaded from the store, with or without these
             # units; without, they stay in the lease (given back at stop), never sold twice.

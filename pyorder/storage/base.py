@@ -117,6 +117,10 @@ class Store(ABC):
         caller's node lease); returns what came back."""
         raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
 
+    async def expire_orphans(self, claim: NodeClaim) -> int:
+        """Expire dead nodes' unpaid orders past their deadline; returns how many."""
+        raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
+
     async def live_nodes(self) -> int:
         """How many nodes serve the store now."""
         return 1

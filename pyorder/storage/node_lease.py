@@ -53,6 +53,16 @@ NODE_LOCK = 0x7079_0002
 NODES = 256
 """Node numbers an order ID can carry (8 bits, ``pyorder.ids``)."""
 
+KEEPALIVES = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
+"""The lease session's TCP keepalives, on the server's side: a node cut off by the network (or
+whose machine died without closing its sockets) loses its session, hence its number and
+leases, about 11 s later, instead of after the system's default of hours. A paused process
+keeps it: its kernel still answers the probes."""
+
 DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 FENCE_SQL = f"UPDATE node_leases SET seen_ms = {DB_NOW_MS} WHERE node = $1 AND epoch = $2"
 """The first statement of every commit of a lease holder: 0 rows means it is fenced off."""
@@ -133,7 +143,8 @@ class NodeLease(NodeClaim):
         """Claim a node number; raises ``NodeRefusedError`` when this process may not serve."""
         try:
             conn = await asyncpg.connect(
-                self._dsn, server_settings={"application_name": f"pyorder {self.holder}"}
+                self._dsn,
+                server_settings={"application_name": f"pyorder {self.holder}", **KEEPALIVES},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise StorageError(f"cannot connect to PostgreSQL for the node lease: {e}") from e
@@ -329,7 +340,9 @@ class NodeLease(NodeClaim):
                     )
                     return await work(conn)
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
+                if not conn.is_closed():  # a cut session has dropped the lock already
+                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                        await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
 
     async def _drop(self) -> None:
         self._leader = False

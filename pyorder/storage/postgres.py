@@ -116,6 +116,8 @@ _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
 _SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
 
 _Conn = asyncpg.Connection | PoolConnectionProxy
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+"""What a statement can fail with (the server refused, the connection is gone or busy)."""
 
 
 def _rowcount(status: str) -> int:
@@ -317,27 +319,62 @@ class PostgresStore(Store):
         self, wants: list[stock_leases.Grant], nodes: int
     ) -> list[stock_leases.Grant]:
         node = self._lease_node()
-        async with self._p().acquire() as conn, conn.transaction():
-            await self._check_fence(conn)
-            return await stock_leases.grant(conn, node, wants, nodes)
+        try:
+            async with self._p().acquire() as conn, conn.transaction():
+                await self._check_fence(conn)
+                return await stock_leases.grant(conn, node, wants, nodes)
+        except StorageError:
+            raise
+        except _DB_ERRORS as e:
+            raise StorageError(f"stock lease grant failed: {e}") from e
 
     async def give_back_stock(self) -> list[stock_leases.Grant]:
         node = self._lease_node()
-        async with self._p().acquire() as conn, conn.transaction():
-            await self._check_fence(conn)
-            return await stock_leases.give_back(conn, node)
+        try:
+            async with self._p().acquire() as conn, conn.transaction():
+                await self._check_fence(conn)
+                return await stock_leases.give_back(conn, node)
+        except StorageError:
+            raise
+        except _DB_ERRORS as e:
+            raise StorageError(f"giving stock leases back failed: {e}") from e
 
     async def reclaim_stock(self, claim: NodeClaim) -> list[stock_leases.Grant]:
         if not isinstance(claim, NodeLease):
             return []
-        async with self._p().acquire() as conn:
-            holders = {int(r[0]) for r in await conn.fetch(stock_leases.HOLDERS_SQL)}
-            live = {int(r[0]) for r in await conn.fetch(LIVE_NODES_SQL)}
-        back: list[stock_leases.Grant] = []
-        for dead in sorted(holders - live):
-            returned = await claim.take_over(dead, functools.partial(_give_back_of, dead))
-            back.extend(returned or [])
+        try:
+            async with self._p().acquire() as conn:
+                holders = {int(r[0]) for r in await conn.fetch(stock_leases.HOLDERS_SQL)}
+                live = {int(r[0]) for r in await conn.fetch(LIVE_NODES_SQL)}
+            back: list[stock_leases.Grant] = []
+            for dead in sorted(holders - live):
+                returned = await claim.take_over(dead, functools.partial(_give_back_of, dead))
+                back.extend(returned or [])
+        except StorageError:
+            raise
+        except _DB_ERRORS as e:
+            raise StorageError(f"taking dead nodes' stock leases back failed: {e}") from e
         return back
+
+    async def expire_orphans(self, claim: NodeClaim) -> int:
+        """Expire the unpaid orders of dead nodes past their deadline (their units back to the
+        pool), through ``claim``: each dead number is taken over for the while."""
+        if not isinstance(claim, NodeLease):
+            return 0
+        try:
+            async with self._p().acquire() as conn:
+                now = time.time_ns() // 1_000_000
+                owners = {int(r[0]) for r in await conn.fetch(stock_leases.ORPHANS_SQL, now)}
+                live = {int(r[0]) for r in await conn.fetch(LIVE_NODES_SQL)}
+            expired = 0
+            for dead in sorted(owners - live):
+                work = functools.partial(_expire_orphans_of, dead)
+                expired += await claim.take_over(dead, work) or 0
+        except StorageError:
+            raise
+        except _DB_ERRORS as e:
+            raise StorageError(f"expiring dead nodes' unpaid orders failed: {e}") from e
+        return expired
 
     async def live_nodes(self) -> int:
         async with self._p().acquire() as conn:
@@ -603,6 +640,10 @@ class PostgresStore(Store):
 
 async def _give_back_of(node: int, conn: asyncpg.Connection) -> list[stock_leases.Grant]:
     return await stock_leases.give_back(conn, node)
+
+
+async def _expire_orphans_of(node: int, conn: asyncpg.Connection) -> int:
+    return await stock_leases.expire_orphans(conn, node)
 
 
 async def _orders_with_lines(conn: _Conn, order_rows: list[asyncpg.Record]) -> list[Order]:

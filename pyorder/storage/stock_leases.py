@@ -57,6 +57,27 @@ _HELD_BY = (
 )
 _ZERO = "UPDATE stock_leases SET units = 0, updated_ms = $2 WHERE node = $1 AND units > 0"
 
+ORPHANS_SQL = (
+    "SELECT DISTINCT (id >> 14) & 255 FROM orders"
+    " WHERE status = 'pending_payment' AND deadline_ms < $1"
+)
+"""The node numbers of unpaid orders past their deadline (scanned through the small partial
+index ``orders_pending``); those of live nodes are their own to expire."""
+_EXPIRE_OF_NODE = (
+    "UPDATE orders SET status = 'expired', updated_ms = $2"
+    " WHERE status = 'pending_payment' AND deadline_ms < $2 AND (id >> 14) & 255 = $1"
+    " RETURNING id"
+)
+_LINES_OF = (
+    "SELECT sku, warehouse, SUM(quantity) FROM order_lines WHERE order_id = ANY($1::bigint[])"
+    " GROUP BY sku, warehouse ORDER BY sku, warehouse"
+)
+_RELEASE = (
+    "UPDATE stock AS s SET reserved = s.reserved - d.units"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS d(sku, warehouse, units)"
+    " WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
+)
+
 Grant = tuple[int, int, int]
 """(sku, warehouse, units)."""
 
@@ -106,3 +127,21 @@ async def _move(conn: _Conn, node: int, rows: list[Grant], *, sign: int) -> None
         await conn.execute(_ADD_UNITS, skus, whs, units, node, now)
     else:
         await conn.execute(_ZERO, node, now)
+
+
+async def expire_orphans(conn: _Conn, node: int) -> int:
+    """Expire the unpaid orders of dead node ``node`` past their deadline, inside the caller's
+    transaction (a take-over: the number's lock held, its epoch raised); their units go back
+    to the pool. Returns how many orders expired. (Their ``order.expired`` webhook events are
+    not written: see docs/scale-out.md.)"""
+    now = time.time_ns() // 1_000_000
+    expired = [int(r[0]) for r in await conn.fetch(_EXPIRE_OF_NODE, node, now)]
+    if not expired:
+        return 0
+    lines = await conn.fetch(_LINES_OF, expired)
+    keys = [(int(r[0]), int(r[1])) for r in lines]
+    await conn.fetch(_LOCK_FREE, [k[0] for k in keys], [k[1] for k in keys])
+    await conn.execute(
+        _RELEASE, [k[0] for k in keys], [k[1] for k in keys], [int(r[2]) for r in lines]
+    )
+    return len(expired)

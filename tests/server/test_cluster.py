@@ -162,3 +162,53 @@ def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(dsn: str, tmp_path:
     assert set(statuses) <= {0, 201, 409, 503}, statuses
     for node in nodes:
         node.stop()
+
+
+def test_a_killed_nodes_unpaid_orders_expire_on_the_others(dsn: str, tmp_path: Path) -> None:
+    """Its orders past their payment deadline are expired by the leader (their units back to
+    the pool), and the live node sells the whole stock."""
+    data = tmp_path / "data"
+    solo = Server(ServerProcess(data, dsn).start(), "postgres")
+    shop = Shop(solo)
+    wh = shop.warehouse(regions=["north"])
+    sku = shop.sku({wh: 20})
+    solo.stop()
+    args = ("--cluster", "--payment-timeout-s", "1")
+    keeper = Server(ServerProcess(data, dsn, args=args).start(), "postgres")
+    victim = Server(ServerProcess(data, dsn, args=args).start(), "postgres")
+    buyer = solo.token("buyer", "b-victim")
+    for _ in range(3):
+        resp = victim.call("POST", "/v1/orders", token=buyer, json=order_body([(sku, 2)], "north"))
+        assert resp.status == 201, resp
+    victim.proc.kill()
+
+    async def settled() -> dict[str, int]:
+        for _ in range(100):  # deadline (1 s) + a take-over pass (1 s) + slack
+            books = next(b for b in await _books(dsn) if b["sku"] == sku)
+            _conserved([books])
+            if books["reserved"] == 0:
+                return books
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the dead node's orders never expired: {books}")
+
+    asyncio.run(settled())
+    expired = asyncio.run(_count_status(dsn, "expired"))
+    assert expired == 3
+    token = solo.token("buyer", "b-live")
+    sold = 0
+    for _ in range(40):
+        resp = keeper.call("POST", "/v1/orders", token=token, json=order_body([(sku, 1)], "north"))
+        if resp.status == 201:
+            sold += 1
+        if sold == 20:
+            break
+    assert sold == 20
+    keeper.stop()
+
+
+async def _count_status(dsn: str, status: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM orders WHERE status = $1", status))
+    finally:
+        await conn.close()

@@ -29,10 +29,16 @@ ORDER_BEFORE = IntParam("before", "query", 1, MAX_ORDER_ID)
 Place = Callable[[Orders, Principal, bytes], Answer]
 
 
-def _placing(place: Place) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _placing(
+    place: Place, *, ask_pool: bool = False
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The handler placing through ``place``: one coroutine per request, as it is the hot
     path (each nested one is created per request and resumed again after the group commit).
-    Past the admission bound it answers 503 before reading the body (``pyorder.server.admission``)."""
+    Past the admission bound it answers 503 before reading the body (``pyorder.server.admission``).
+
+    ``ask_pool`` (one order): on a cluster node, an order refused out of stock asks the pool
+    for more first (``StockKeeper.refill_now``) and is placed once more if any came, so "out
+    of stock" is said while units remain only when other nodes hold them."""
     clock = time.perf_counter
 
     async def handler(request: web.Request) -> web.Response:
@@ -50,6 +56,10 @@ def _placing(place: Place) -> Callable[[web.Request], Awaitable[web.Response]]:
 
                 async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
                     answer = place(orders, who, body)
+                    if answer.stockouts:
+                        answer = await _out_of_stock(
+                            app, place, orders, who, body, answer, ask_pool
+                        )
                     answers.append(answer)
                     return answer.status, answer.body
 
@@ -59,7 +69,10 @@ def _placing(place: Place) -> Callable[[web.Request], Awaitable[web.Response]]:
                 return response
             # Without a key there is nothing to store for a replay: place, wait for the group
             # commit, answer.
-            answer = place(orders, who, await request.read())
+            body = await request.read()
+            answer = place(orders, who, body)
+            if answer.stockouts:
+                answer = await _out_of_stock(app, place, orders, who, body, answer, ask_pool)
             await app[PLATFORM].intake.durable()
             _count(app, answer)
             return web.Response(
@@ -69,6 +82,29 @@ def _placing(place: Place) -> Callable[[web.Request], Awaitable[web.Response]]:
             admission.done(started)
 
     return handler
+
+
+async def _out_of_stock(
+    app: web.Application,
+    place: Place,
+    orders: Orders,
+    who: Principal,
+    body: bytes,
+    answer: Answer,
+    ask_pool: bool,
+) -> Answer:
+    """Some of what ``answer`` placed met an empty row. On a cluster node, one order refused
+    asks the pool for more and is placed once more if any came (nothing of the refused attempt
+    was staged); a batch, whose other orders are staged, only wakes the refill for the next."""
+    keeper = app[PLATFORM].stock_keeper
+    if keeper is None:
+        return answer
+    if ask_pool and not answer.created:
+        if await keeper.refill_now():
+            return place(orders, who, body)
+        return answer
+    keeper.nudge()
+    return answer
 
 
 def _count(app: web.Application, answer: Answer) -> None:
@@ -88,7 +124,7 @@ routes.post("/v1/orders")(
         (*AUTH_ERRORS, *BODY_ERRORS, 409, 503),
         idempotent_key=True,
         sheds=True,
-    )(_placing(Orders.place_json))
+    )(_placing(Orders.place_json, ask_pool=True))
 )
 # Up to ``MAX_BATCH_ORDERS`` orders (``OrderBatchIn``), one result per order.
 routes.post("/v1/orders/batch")(

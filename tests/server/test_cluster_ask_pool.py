@@ -1,0 +1,65 @@
+"""A cluster node about to answer "out of stock" asks the pool first (``StockKeeper.refill_now``,
+``POST /v1/orders``): with the periodic refill switched off, every unit of the pool is still
+sold through one node, and "out of stock" comes only once the pool is empty (``docs/scale-out.md``,
+"Windows and bounds")."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from pyorder import Config, Platform, Principal, Role
+from pyorder.cluster.stock import StockLeaseConfig
+from pyorder.server.app import create_app
+from pyorder.server.keys import ISSUER, PLATFORM
+from tests.support.postgres import fresh_postgres_database
+
+MERCHANT = Principal(Role.MERCHANT, "acme")
+STOCK = 13
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with fresh_postgres_database("pyorder_ask_pool") as url:
+        yield url
+
+
+async def _catalogue(dsn: str, tmp: Path) -> int:
+    solo = Platform(Config(data_dir=tmp / "solo", database=dsn))
+    await solo.start()
+    wh = solo.catalog.create_warehouse(MERCHANT, "west", regions=["north"])
+    sku = solo.catalog.create_sku(
+        MERCHANT, title="phone", price=99_900, currency="CNY", stock={wh.id: STOCK}
+    ).sku
+    await solo.intake.durable()
+    await solo.stop()
+    return sku.id
+
+
+def test_an_empty_lease_asks_the_pool_before_saying_out_of_stock(dsn: str, tmp_path: Path) -> None:
+    async def body() -> None:
+        sku = await _catalogue(dsn, tmp_path)
+        app = create_app(Config(data_dir=tmp_path / "node", database=dsn, cluster=True))
+        keeper = app[PLATFORM].stock_keeper
+        assert keeper is not None
+        # No periodic pass: units come only when an order would be refused.
+        keeper.config = StockLeaseConfig(interval_s=3600, min_units=4, reclaim_interval_s=3600)
+        order = {
+            "lines": [{"sku": sku, "quantity": 1}],
+            "address": {"name": "Li", "line1": "1 Road", "city": "Hangzhou", "region": "north"},
+        }
+        async with TestClient(TestServer(app)) as client:
+            headers = {"Authorization": f"Bearer {app[ISSUER].mint(Role.BUYER, 'b1')}"}
+            for _ in range(STOCK):
+                resp = await client.post("/v1/orders", json=order, headers=headers)
+                assert resp.status == 201, await resp.text()
+            resp = await client.post("/v1/orders", json=order, headers=headers)
+            assert resp.status == 409
+            assert (await resp.json())["error"]["code"] == "out_of_stock"
+            # The pool was asked on demand: a few grants of at least 4, never more than it had.
+            assert 1 <= keeper.stats.grants <= STOCK // 4 + 1
+            assert keeper.stats.units_granted == STOCK
+
+    asyncio.run(body())
