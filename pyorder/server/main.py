@@ -289,8 +289,9 @@ def serve(argv: list[str] | None = None) -> None:
 
 
 async def _serve(app: web.Application, args: argparse.Namespace, limits: ConnectionLimits) -> None:
-    """Serve until SIGINT or SIGTERM, then stop accepting, let requests in flight finish
-    (up to 10 s) and close the platform (``create_app``'s cleanup)."""
+    """Serve until SIGINT or SIGTERM (or, for a ``--workers`` worker, its supervisor's death),
+    then stop accepting, let requests in flight finish (up to 10 s) and close the platform
+    (``create_app``'s cleanup)."""
     runner = GuardedAppRunner(
         app,
         limits=limits,
@@ -315,11 +316,11 @@ async def _serve(app: web.Application, args: argparse.Namespace, limits: Connect
             runners.insert(0, side)
             await side.setup()
             await web.TCPSite(side, *args.metrics_listen).start()
-        if not worker:
-            _stop_on_signals(loop, stop)
         orphan = None
         if worker:
             orphan = asyncio.create_task(_stop_when_orphaned(args.worker_of, stop))
+        else:
+            _stop_on_signals(loop, stop)
         await stop.wait()
         if orphan is not None:
             orphan.cancel()
@@ -329,6 +330,7 @@ async def _serve(app: web.Application, args: argparse.Namespace, limits: Connect
 
 
 def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM set ``stop``: a graceful stop instead of the default death."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
