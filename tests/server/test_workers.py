@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +39,23 @@ STOCK = 500
 def dsn() -> Iterator[str]:
     with fresh_postgres_database("pyorder_workers_e2e") as url:
         yield url
+
+
+def _free_ports(count: int) -> int:
+    """A port such that it and the ``count - 1`` after it are free now."""
+    while True:
+        base = free_port()
+        if base + count <= 65536 and all(_bindable(base + k) for k in range(1, count)):
+            return base
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _children(pid: int) -> set[int]:
@@ -139,7 +157,7 @@ def test_three_workers_share_a_port_survive_a_kill_and_stop_cleanly(
     sku = shop.sku({wh: STOCK})
     solo.stop()
 
-    metrics = free_port()
+    metrics = _free_ports(3)
     args = ("--workers", "3", "--metrics-listen", f"127.0.0.1:{metrics}")
     sup = ServerProcess(data, dsn, args=args).start()
     assert sup.proc is not None
