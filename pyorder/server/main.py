@@ -26,6 +26,7 @@ from pyorder.server.admission import Admission
 from pyorder.server.app import DEFAULT_MAX_BODY, create_app, metrics_app
 from pyorder.server.connections import ConnectionLimits, GuardedAppRunner, raise_open_files_limit
 from pyorder.server.keys import ADMISSION, METRICS
+from pyorder.server.workers import Supervisor
 from pyorder.storage.base import StorageError
 
 
@@ -66,6 +67,18 @@ def serve(argv: list[str] | None = None) -> None:
         help="cluster mode: several nodes on one PostgreSQL (docs/scale-out.md; in progress:"
         " see that note for what is shared across nodes so far)",
     )
+    workers = os.environ.get("PYORDER_WORKERS")
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=int(workers) if workers else 1,
+        help="worker processes on this machine, sharing --port (SO_REUSEPORT) under one"
+        " supervisor; more than 1 implies --cluster and needs --database postgresql://..."
+        " (default 1: this process serves)",
+    )
+    # Set by the --workers supervisor on its workers: bind the shared port with SO_REUSEPORT,
+    # and stop gracefully when the supervisor (this pid) is gone.
+    parser.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument(
         "--idempotency-retention-s",
@@ -139,7 +152,7 @@ def serve(argv: list[str] | None = None) -> None:
         type=_host_port,
         metavar="HOST:PORT",
         help="also serve /metrics on this listener, without a token unless --metrics-token"
-        " (bind a private address)",
+        " (bind a private address; with --workers N, worker k listens on PORT+k)",
     )
     pay = parser.add_argument_group("payments")
     pay.add_argument(
@@ -243,6 +256,8 @@ def serve(argv: list[str] | None = None) -> None:
         pass
     if args.min_in_flight > args.max_in_flight:
         parser.error("--min-in-flight must not exceed --max-in-flight")
+    if args.workers > 1:
+        raise SystemExit(_supervise(args, sys.argv[1:] if argv is None else argv))
     app = create_app(
         config,
         max_body_bytes=args.max_body_bytes,
@@ -264,11 +279,8 @@ def serve(argv: list[str] | None = None) -> None:
     print(f"pyorder listening on http://{args.host}:{args.port} (storage: {store})", flush=True)
     if limits.max_connections < args.max_connections:
         print(f"  at most {limits.max_connections} connections (open-files limit)", flush=True)
-    print(
-        f"  a development token: {_token_command()} --data-dir {args.data_dir} --role buyer"
-        " --sub alice",
-        flush=True,
-    )
+    if args.worker_of is None:  # a supervisor's workers leave it to the supervisor
+        _print_token_hint(args)
     try:
         asyncio.run(_serve(app, args, limits))
     except StorageError as exc:  # e.g. the database is served by another process: say why
@@ -277,8 +289,9 @@ def serve(argv: list[str] | None = None) -> None:
 
 
 async def _serve(app: web.Application, args: argparse.Namespace, limits: ConnectionLimits) -> None:
-    """Serve until SIGINT or SIGTERM, then stop accepting, let requests in flight finish
-    (up to 10 s) and close the platform (``create_app``'s cleanup)."""
+    """Serve until SIGINT or SIGTERM (or, for a ``--workers`` worker, its supervisor's death),
+    then stop accepting, let requests in flight finish (up to 10 s) and close the platform
+    (``create_app``'s cleanup)."""
     runner = GuardedAppRunner(
         app,
         limits=limits,
@@ -289,22 +302,80 @@ async def _serve(app: web.Application, args: argparse.Namespace, limits: Connect
         access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
     )
     runners: list[web.AppRunner] = [runner]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    worker = args.worker_of is not None
+    if worker:  # a supervisor may stop its workers while they start: stop after the start,
+        _stop_on_signals(loop, stop)  # giving back what was leased (it kills one that hangs)
     await runner.setup()
-    await web.TCPSite(runner, args.host, args.port, backlog=1024).start()
     try:
+        # SO_REUSEPORT: the supervisor's other workers share the port.
+        await web.TCPSite(runner, args.host, args.port, backlog=1024, reuse_port=worker).start()
         if args.metrics_listen is not None:
             side = web.AppRunner(metrics_app(app, token=args.metrics_token), access_log=None)
             runners.insert(0, side)
             await side.setup()
             await web.TCPSite(side, *args.metrics_listen).start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        orphan = None
+        if worker:
+            orphan = asyncio.create_task(_stop_when_orphaned(args.worker_of, stop))
+        else:
+            _stop_on_signals(loop, stop)
         await stop.wait()
+        if orphan is not None:
+            orphan.cancel()
     finally:
         for r in runners:
             await r.cleanup()
+
+
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM set ``stop``: a graceful stop instead of the default death."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
+    """Stop gracefully once the supervisor is gone (killed), rather than serve unsupervised:
+    the process is then re-parented, so its parent pid changes."""
+    while os.getppid() == supervisor:
+        await asyncio.sleep(0.5)
+    logging.getLogger(__name__).warning("supervisor %d is gone; stopping", supervisor)
+    stop.set()
+
+
+def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run ``args.workers`` cluster workers on one port (``pyorder.server.workers``); returns
+    the exit status. Refuses, in one line and with exit status 2 as a bad option, what several
+    workers cannot share."""
+    database = args.database or ""
+    refusal = None
+    if not database.startswith(("postgresql://", "postgres://")):
+        refusal = "--workers N (N > 1) needs --database postgresql://...: SQLite is one process"
+    elif args.port == 0:
+        refusal = "--workers N (N > 1) needs a fixed --port: with 0 each worker binds its own"
+    elif args.node is not None:
+        refusal = "--node names one node number; each of several --workers leases its own"
+    elif args.metrics_listen is not None and args.metrics_listen[1] + args.workers > 65536:
+        refusal = "--metrics-listen: worker k listens on PORT+k, which passes 65535"
+    if refusal is not None:
+        sys.stderr.write(f"pyorder-server: error: {refusal}\n")
+        return 2
+    print(
+        f"pyorder supervisor: {args.workers} workers on http://{args.host}:{args.port}"
+        " (cluster mode, one node number each)",
+        flush=True,
+    )
+    _print_token_hint(args)
+    return Supervisor(argv, args.workers, metrics=args.metrics_listen).run()
+
+
+def _print_token_hint(args: argparse.Namespace) -> None:
+    print(
+        f"  a development token: {_token_command()} --data-dir {args.data_dir} --role buyer"
+        " --sub alice",
+        flush=True,
+    )
 
 
 def _positive_float(text: str) -> float:
