@@ -82,6 +82,10 @@ class _Row:
     rate: float = 0.0
     """Units sold per second, smoothed (exponential, ``_ALPHA`` per look)."""
     exhausted_until: float = 0.0
+    dormant: bool = False
+    """Its idle units went back to the pool: periodic passes leave it alone until demand
+    shows (an order refused, a batch that met an empty row), else they would lease the units
+    straight back and keep them from the nodes that sell the SKU."""
     """Monotonic time before which the pool is not asked again (it had none for the row)."""
     last_sale: float = field(default_factory=time.monotonic)
     """Monotonic time this row last sold (or was leased)."""
@@ -131,10 +135,13 @@ class StockKeeper:
         self._lock = asyncio.Lock()
         """One pass at a time (the periodic one, or one asked for by ``refill_now``)."""
         self._nudged = asyncio.Event()
+        self._demand = False
+        """Demand met an empty row since the last pass: dormant rows are leased for again."""
 
     def nudge(self) -> None:
         """Run the next periodic pass now (a batch met empty rows: its refused orders are
         answered, the next batches find the rows refilled)."""
+        self._demand = True
         self._nudged.set()
 
     def start(self) -> None:
@@ -162,6 +169,7 @@ class StockKeeper:
             row = self.stats.rows[(sku, wh)]
             row.available -= units
             row.last_sale = time.monotonic()
+            row.dormant = True
         await self._store.return_stock(idle)
         self.stats.returned += sum(units for _, _, units in idle)
 
@@ -221,6 +229,8 @@ class StockKeeper:
         now = time.monotonic()
         empty = StockLevel(0, 0, 0, 0)
         idle: list[tuple[int, int, int]] = []
+        # An urgent pass (an order about to be refused) or one after a nudge is demand.
+        demand, self._demand = elapsed_s == 0 or self._demand, False
         levels = {
             (sku, wh): level
             for sku in engine.skus
@@ -249,6 +259,8 @@ class StockKeeper:
                 self.config.max_units,
                 max(self.config.min_units, math.ceil(row.rate * self.config.buffer_s)) + row.boost,
             )
+            if row.dormant and not demand:
+                continue
             if level.available * 2 < target and row.exhausted_until <= now:
                 wants.append((sku, wh, target - level.available))
         if idle:
@@ -269,6 +281,7 @@ class StockKeeper:
             engine.inventory.restock(sku, units, wh)
             rows[(sku, wh)].available += units
             rows[(sku, wh)].last_sale = now
+            rows[(sku, wh)].dormant = False
             total += units
         self.stats.grants += len(granted)
         self.stats.units_granted += total

@@ -30,6 +30,15 @@ SPREAD = [7, 5, 3, 11]
 
 
 @pytest.fixture
+def started() -> Iterator[list[Server]]:
+    """The servers a test starts, stopped after it whatever happened."""
+    servers: list[Server] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
 def dsn() -> Iterator[str]:
     with fresh_postgres_database("pyorder_cluster_e2e") as url:
         yield url
@@ -75,7 +84,9 @@ async def _stored_ids(dsn: str) -> set[int]:
         await conn.close()
 
 
-def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(dsn: str, tmp_path: Path) -> None:
+def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(
+    dsn: str, tmp_path: Path, started: list[Server]
+) -> None:
     data = tmp_path / "data"  # shared: one token secret and pseudonym key for the cluster
     solo = Server(ServerProcess(data, dsn).start(), "postgres")
     shop = Shop(solo)
@@ -87,6 +98,7 @@ def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(dsn: str, tmp_path:
     nodes = [
         Server(ServerProcess(data, dsn, args=("--cluster",)).start(), "postgres") for _ in range(3)
     ]
+    started.extend(nodes)
     # A solo server beside the cluster is refused, with the reason.
     intruder = ServerProcess(data, dsn)
     with pytest.raises(RuntimeError, match="server exited with"):
@@ -199,7 +211,9 @@ def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(dsn: str, tmp_path:
         node.stop()
 
 
-def test_a_killed_nodes_unpaid_orders_expire_on_the_others(dsn: str, tmp_path: Path) -> None:
+def test_a_killed_nodes_unpaid_orders_expire_on_the_others(
+    dsn: str, tmp_path: Path, started: list[Server]
+) -> None:
     """Its orders past their payment deadline are expired by the leader (their units back to
     the pool), and the live node sells the whole stock."""
     data = tmp_path / "data"
@@ -211,6 +225,7 @@ def test_a_killed_nodes_unpaid_orders_expire_on_the_others(dsn: str, tmp_path: P
     args = ("--cluster", "--payment-timeout-s", "1")
     keeper = Server(ServerProcess(data, dsn, args=args).start(), "postgres")
     victim = Server(ServerProcess(data, dsn, args=args).start(), "postgres")
+    started.extend([keeper, victim])
     buyer = solo.token("buyer", "b-victim")
     for _ in range(3):
         resp = victim.call("POST", "/v1/orders", token=buyer, json=order_body([(sku, 2)], "north"))
