@@ -228,6 +228,11 @@ class Catalog:
         """The SKU with the stock the store holds (a cluster node's core holds its lease only)."""
         return _view_of(sku, await self._store.get_stock(sku.id))
 
+    async def pool_views(self, skus: list[Sku]) -> list[SkuView]:
+        """``pool_view`` of each SKU, read in one query."""
+        rows = await self._store.get_stocks([sku.id for sku in skus])
+        return [_view_of(sku, rows.get(sku.id, [])) for sku in skus]
+
     def get_sku(self, who: Principal, sku_id: int) -> SkuView:
         return self.view(self._visible(who, sku_id))
 

@@ -13,13 +13,13 @@ them), and a merchant's stock change goes to the pool row directly (``Store.adju
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 from pyorder.engine import Engine
 from pyorder.intake import Intake
+from pyorder.kernel.tasks import cancelled
 from pyorder.storage.base import Catalogue, StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,7 @@ class CatalogueSync:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(task)
 
     async def _run(self) -> None:
         while True:

@@ -23,6 +23,7 @@ from pyorder.catalog.model import StockRow
 from pyorder.engine import Engine
 from pyorder.ids import decode_order_id
 from pyorder.inventory import StockLevel
+from pyorder.kernel.tasks import cancelled
 from pyorder.model import Snapshot
 from pyorder.storage.base import NodeClaim, StorageError, Store
 from pyorder.storage.outbox import OUTBOX
@@ -150,10 +151,7 @@ class StockKeeper:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(task)
 
     async def give_back(self) -> None:
         """Return every leased unit to the pool (after the last commit of a graceful stop)."""

@@ -217,6 +217,11 @@ class Store(ABC):
     @abstractmethod
     async def get_stock(self, sku_id: int) -> list[StockRow]: ...
 
+    async def get_stocks(self, sku_ids: list[int]) -> dict[int, list[StockRow]]:
+        """The stock rows of each SKU of ``sku_ids`` that has some, by warehouse."""
+        found = {sku: await self.get_stock(sku) for sku in sku_ids}
+        return {sku: rows for sku, rows in found.items() if rows}
+
     @abstractmethod
     async def get_idempotency(self, principal: str, key: str) -> IdempotencyRecord | None: ...
 

@@ -38,6 +38,7 @@ from typing import TypeVar
 
 import asyncpg
 
+from pyorder.kernel.tasks import cancelled
 from pyorder.storage.base import NodeClaim, StorageError, StoreInUseError
 
 log = logging.getLogger(__name__)
@@ -186,10 +187,7 @@ class NodeLease(NodeClaim):
     async def release(self) -> None:
         """Stop the heartbeat and end the session: the number is free at once."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(task)
         conn, self._conn = self._conn, None
         self._leader = False
         if conn is not None:

@@ -24,7 +24,8 @@ import contextlib
 import functools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -129,6 +130,7 @@ _SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
 _Conn = asyncpg.Connection | PoolConnectionProxy
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 """What a statement can fail with (the server refused, the connection is gone or busy)."""
+T = TypeVar("T")
 
 
 def _rowcount(status: str) -> int:
@@ -330,76 +332,76 @@ class PostgresStore(Store):
         self, wants: list[stock_leases.Grant], nodes: int
     ) -> list[stock_leases.Grant]:
         node = self._lease_node()
-        try:
-            async with self._p().acquire() as conn, conn.transaction():
-                await self._check_fence(conn)
-                return await stock_leases.grant(conn, node, wants, nodes)
-        except StorageError:
-            raise
-        except _DB_ERRORS as e:
-            raise StorageError(f"stock lease grant failed: {e}") from e
+        async with self._fenced("stock lease grant") as conn:
+            return await stock_leases.grant(conn, node, wants, nodes)
 
     async def return_stock(self, rows: list[stock_leases.Grant]) -> None:
         node = self._lease_node()
-        try:
-            async with self._p().acquire() as conn, conn.transaction():
-                await self._check_fence(conn)
-                await stock_leases.return_units(conn, node, rows)
-        except StorageError:
-            raise
-        except _DB_ERRORS as e:
-            raise StorageError(f"returning idle stock leases failed: {e}") from e
+        async with self._fenced("returning idle stock leases") as conn:
+            await stock_leases.return_units(conn, node, rows)
 
     async def give_back_stock(self) -> list[stock_leases.Grant]:
         node = self._lease_node()
-        try:
-            async with self._p().acquire() as conn, conn.transaction():
-                await self._check_fence(conn)
-                return await stock_leases.give_back(conn, node)
-        except StorageError:
-            raise
-        except _DB_ERRORS as e:
-            raise StorageError(f"giving stock leases back failed: {e}") from e
+        async with self._fenced("giving stock leases back") as conn:
+            return await stock_leases.give_back(conn, node)
 
     async def reclaim_stock(self, claim: NodeClaim) -> list[stock_leases.Grant]:
-        if not isinstance(claim, NodeLease):
-            return []
-        try:
-            async with self._p().acquire() as conn:
-                holders = {int(r[0]) for r in await conn.fetch(stock_leases.HOLDERS_SQL)}
-                live = {int(r[0]) for r in await conn.fetch(LIVE_NODES_SQL)}
-            back: list[stock_leases.Grant] = []
-            for dead in sorted(holders - live):
-                returned = await claim.take_over(dead, functools.partial(_give_back_of, dead))
-                back.extend(returned or [])
-        except StorageError:
-            raise
-        except _DB_ERRORS as e:
-            raise StorageError(f"taking dead nodes' stock leases back failed: {e}") from e
-        return back
+        back = await self._take_over_dead(
+            claim,
+            "taking dead nodes' stock leases back",
+            stock_leases.HOLDERS_SQL,
+            (),
+            stock_leases.give_back,
+        )
+        return [grant for returned in back for grant in returned]
 
     async def expire_orphans(self, claim: NodeClaim) -> int:
         """Expire the unpaid orders of dead nodes past their deadline (their units back to the
         pool), through ``claim``: each dead number is taken over for the while."""
+        now = time.time_ns() // 1_000_000
+        expired = await self._take_over_dead(
+            claim,
+            "expiring dead nodes' unpaid orders",
+            stock_leases.ORPHANS_SQL,
+            (now,),
+            stock_leases.expire_orphans,
+        )
+        return sum(expired)
+
+    async def _take_over_dead(
+        self,
+        claim: NodeClaim,
+        what: str,
+        nodes_sql: str,
+        args: tuple[object, ...],
+        work: Callable[[asyncpg.Connection, int], Awaitable[T]],
+    ) -> list[T]:
+        """``work(conn, node)`` for each node number ``nodes_sql`` lists that no live node holds,
+        each taken over through ``claim`` (the caller's lease) for the while."""
         if not isinstance(claim, NodeLease):
-            return 0
-        try:
+            return []
+        done: list[T] = []
+        with _db_errors(what):
             async with self._p().acquire() as conn:
-                now = time.time_ns() // 1_000_000
-                owners = {int(r[0]) for r in await conn.fetch(stock_leases.ORPHANS_SQL, now)}
+                listed = {int(r[0]) for r in await conn.fetch(nodes_sql, *args)}
                 live = {int(r[0]) for r in await conn.fetch(LIVE_NODES_SQL)}
-            expired = 0
-            for dead in sorted(owners - live):
-                work = functools.partial(_expire_orphans_of, dead)
-                expired += await claim.take_over(dead, work) or 0
-        except StorageError:
-            raise
-        except _DB_ERRORS as e:
-            raise StorageError(f"expiring dead nodes' unpaid orders failed: {e}") from e
-        return expired
+            for dead in sorted(listed - live):
+                result = await claim.take_over(dead, functools.partial(_for_node, work, dead))
+                if result is not None:
+                    done.append(result)
+        return done
+
+    @contextlib.asynccontextmanager
+    async def _fenced(self, what: str) -> AsyncIterator[_Conn]:
+        """A transaction of this node's, its fence checked first; the database's failures as
+        ``StorageError`` naming ``what``."""
+        with _db_errors(what):
+            async with self._p().acquire() as conn, conn.transaction():
+                await self._check_fence(conn)
+                yield conn
 
     async def load_catalogue(self) -> Catalogue:
-        try:
+        with _db_errors("reading the catalogue"):
             async with (
                 self._p().acquire() as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
@@ -414,8 +416,6 @@ class PostgresStore(Store):
                     regions.setdefault(r[0], []).append(int(r[1]))
                 skus = await conn.fetch(f"SELECT {codec.SKU_COLUMNS} FROM skus ORDER BY id")
                 keys = await conn.fetch("SELECT sku, warehouse FROM stock ORDER BY sku, warehouse")
-        except _DB_ERRORS as e:
-            raise StorageError(f"reading the catalogue failed: {e}") from e
         return Catalogue(
             [codec.warehouse_from_row(r) for r in warehouses],
             regions,
@@ -433,40 +433,32 @@ class PostgresStore(Store):
                 await conn.execute("SELECT pg_advisory_unlock($1)", _CATALOGUE_LOCK)
 
     async def adjust_pool(self, sku: int, warehouse: int, delta: int) -> StockRow:
-        try:
-            async with self._p().acquire() as conn, conn.transaction():
-                await self._check_fence(conn)
-                row = await conn.fetchrow(
-                    f"SELECT {codec.STOCK_COLUMNS}, leased FROM stock"
-                    " WHERE sku = $1 AND warehouse = $2 FOR UPDATE",
-                    sku,
-                    warehouse,
+        async with self._fenced("changing the stock pool") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {codec.STOCK_COLUMNS}, leased FROM stock"
+                " WHERE sku = $1 AND warehouse = $2 FOR UPDATE",
+                sku,
+                warehouse,
+            )
+            if row is None:
+                if delta < 0:
+                    raise StockBelowCommitted(f"SKU {sku} has no stock in warehouse {warehouse}")
+                await conn.execute(_INSERT_STOCK, sku, warehouse, delta, 0, 0)
+                return StockRow(sku, warehouse, delta, 0, 0)
+            on_hand, reserved, sold, leased = int(row[2]), int(row[3]), int(row[4]), int(row[5])
+            if on_hand + delta < leased + reserved + sold:
+                raise StockBelowCommitted(
+                    f"{-delta} units cannot be removed: only"
+                    f" {on_hand - leased - reserved - sold} are in the pool (the rest are"
+                    " leased to nodes, reserved or sold)"
                 )
-                if row is None:
-                    if delta < 0:
-                        raise StockBelowCommitted(
-                            f"SKU {sku} has no stock in warehouse {warehouse}"
-                        )
-                    await conn.execute(_INSERT_STOCK, sku, warehouse, delta, 0, 0)
-                    return StockRow(sku, warehouse, delta, 0, 0)
-                on_hand, reserved, sold, leased = int(row[2]), int(row[3]), int(row[4]), int(row[5])
-                if on_hand + delta < leased + reserved + sold:
-                    raise StockBelowCommitted(
-                        f"{-delta} units cannot be removed: only"
-                        f" {on_hand - leased - reserved - sold} are in the pool (the rest are"
-                        " leased to nodes, reserved or sold)"
-                    )
-                await conn.execute(
-                    "UPDATE stock SET on_hand = on_hand + $3 WHERE sku = $1 AND warehouse = $2",
-                    sku,
-                    warehouse,
-                    delta,
-                )
-                return StockRow(sku, warehouse, on_hand + delta, reserved, sold)
-        except StorageError:
-            raise
-        except _DB_ERRORS as e:
-            raise StorageError(f"changing the stock pool failed: {e}") from e
+            await conn.execute(
+                "UPDATE stock SET on_hand = on_hand + $3 WHERE sku = $1 AND warehouse = $2",
+                sku,
+                warehouse,
+                delta,
+            )
+            return StockRow(sku, warehouse, on_hand + delta, reserved, sold)
 
     async def live_nodes(self) -> int:
         async with self._p().acquire() as conn:
@@ -721,6 +713,19 @@ class PostgresStore(Store):
         )
         return [codec.stock_from_row(r) for r in rows]
 
+    async def get_stocks(self, sku_ids: list[int]) -> dict[int, list[StockRow]]:
+        """The SKUs' stock rows in one query."""
+        rows = await self._p().fetch(
+            f"SELECT {codec.STOCK_COLUMNS} FROM stock WHERE sku = ANY($1::bigint[])"
+            " ORDER BY sku, warehouse",
+            sku_ids,
+        )
+        found: dict[int, list[StockRow]] = {}
+        for r in rows:
+            row = codec.stock_from_row(r)
+            found.setdefault(row.sku, []).append(row)
+        return found
+
     async def get_idempotency(self, principal: str, key: str) -> IdempotencyRecord | None:
         row = await self._p().fetchrow(
             f"SELECT {codec.IDEMPOTENCY_COLUMNS} FROM idempotency WHERE principal = $1 AND key = $2",
@@ -730,12 +735,19 @@ class PostgresStore(Store):
         return None if row is None else codec.idempotency_from_row(row)
 
 
-async def _give_back_of(node: int, conn: asyncpg.Connection) -> list[stock_leases.Grant]:
-    return await stock_leases.give_back(conn, node)
+async def _for_node(
+    work: Callable[[asyncpg.Connection, int], Awaitable[T]], node: int, conn: asyncpg.Connection
+) -> T:
+    return await work(conn, node)
 
 
-async def _expire_orphans_of(node: int, conn: asyncpg.Connection) -> int:
-    return await stock_leases.expire_orphans(conn, node)
+@contextlib.contextmanager
+def _db_errors(what: str) -> Iterator[None]:
+    """The database's failures (refused, connection gone or busy) as ``StorageError``."""
+    try:
+        yield
+    except _DB_ERRORS as e:
+        raise StorageError(f"{what} failed: {e}") from e
 
 
 async def _orders_with_lines(conn: _Conn, order_rows: list[asyncpg.Record]) -> list[Order]:

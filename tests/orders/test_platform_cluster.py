@@ -16,6 +16,7 @@ from pyorder.catalog.model import SkuView
 from pyorder.catalog.service import CatalogueReadOnly
 from pyorder.kernel.errors import InvalidInput
 from pyorder.orders.input import UnknownRegion
+from tests.support.cluster import solo_catalogue
 from tests.support.postgres import fresh_postgres_database
 
 MERCHANT = Principal(Role.MERCHANT, "acme")
@@ -27,19 +28,6 @@ STOCK = 60
 def dsn() -> Iterator[str]:
     with fresh_postgres_database("pyorder_cluster") as url:
         yield url
-
-
-async def _catalogue(dsn: str, tmp: Path) -> int:
-    """A warehouse and one SKU with ``STOCK`` units, made by a node in solo mode."""
-    solo = Platform(Config(data_dir=tmp / "solo", database=dsn))
-    await solo.start()
-    wh = solo.catalog.create_warehouse(MERCHANT, "west", regions=["north"])
-    sku = solo.catalog.create_sku(
-        MERCHANT, title="phone", price=99_900, currency="CNY", stock={wh.id: STOCK}
-    ).sku
-    await solo.intake.durable()
-    await solo.stop()
-    return sku.id
 
 
 async def _books(dsn: str, sku: int) -> dict[str, int]:
@@ -70,7 +58,7 @@ def _check(books: dict[str, int]) -> None:
 
 def test_three_nodes_sell_the_stock_exactly_once(dsn: str, tmp_path: Path) -> None:
     async def body() -> None:
-        sku = await _catalogue(dsn, tmp_path)
+        sku = await solo_catalogue(dsn, tmp_path, STOCK)
         nodes = [
             Platform(Config(data_dir=tmp_path / f"n{i}", database=dsn, cluster=True))
             for i in range(3)
@@ -116,7 +104,7 @@ def test_three_nodes_sell_the_stock_exactly_once(dsn: str, tmp_path: Path) -> No
 
 def test_a_stopped_nodes_units_go_back_and_the_others_sell_them(dsn: str, tmp_path: Path) -> None:
     async def body() -> None:
-        sku = await _catalogue(dsn, tmp_path)
+        sku = await solo_catalogue(dsn, tmp_path, STOCK)
         first = Platform(Config(data_dir=tmp_path / "a", database=dsn, cluster=True))
         await first.start()
         for _ in range(100):  # the keeper leases a first buffer
@@ -155,7 +143,7 @@ def test_a_sku_made_on_one_node_is_sold_on_the_others_and_restocked_through_the_
     dsn: str, tmp_path: Path
 ) -> None:
     async def body() -> None:
-        await _catalogue(dsn, tmp_path)
+        await solo_catalogue(dsn, tmp_path, STOCK)
         a, b = (Platform(Config(data_dir=tmp_path / n, database=dsn, cluster=True)) for n in "ab")
         for node in (a, b):
             keeper = node.stock_keeper

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pyorder import Config, Platform, Principal, Role
+from pyorder import Config, Role
 from pyorder.cluster.stock import StockLeaseConfig
 from pyorder.server.app import create_app
 from pyorder.server.keys import ISSUER, PLATFORM
+from tests.support.cluster import solo_catalogue
 from tests.support.postgres import fresh_postgres_database
 
-MERCHANT = Principal(Role.MERCHANT, "acme")
 STOCK = 13
 
 
@@ -26,21 +26,9 @@ def dsn() -> Iterator[str]:
         yield url
 
 
-async def _catalogue(dsn: str, tmp: Path) -> int:
-    solo = Platform(Config(data_dir=tmp / "solo", database=dsn))
-    await solo.start()
-    wh = solo.catalog.create_warehouse(MERCHANT, "west", regions=["north"])
-    sku = solo.catalog.create_sku(
-        MERCHANT, title="phone", price=99_900, currency="CNY", stock={wh.id: STOCK}
-    ).sku
-    await solo.intake.durable()
-    await solo.stop()
-    return sku.id
-
-
 def test_an_empty_lease_asks_the_pool_before_saying_out_of_stock(dsn: str, tmp_path: Path) -> None:
     async def body() -> None:
-        sku = await _catalogue(dsn, tmp_path)
+        sku = await solo_catalogue(dsn, tmp_path, STOCK)
         app = create_app(Config(data_dir=tmp_path / "node", database=dsn, cluster=True))
         keeper = app[PLATFORM].stock_keeper
         assert keeper is not None

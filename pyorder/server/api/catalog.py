@@ -156,7 +156,7 @@ async def list_skus(request: web.Request) -> web.Response:
     catalog = request.app[PLATFORM].catalog
     views = catalog.list_skus(who, -1 if after is None else after, limit)
     if catalog.sync is not None:  # a cluster node: the stock the store holds, not its lease
-        views = [await catalog.pool_view(v.sku) for v in views]
+        views = await catalog.pool_views([v.sku for v in views])
     cursor = str(views[-1].sku.id) if len(views) == limit else None
     return json_response(SkuList([sku_out(v) for v in views], cursor))
 

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from pyorder.auth import Principal
+from pyorder.cluster.stock import StockKeeper
 from pyorder.orders.service import Answer, Orders
 from pyorder.server.api.orders_bodies import (
     MAX_BATCH_ORDERS,
@@ -56,9 +57,9 @@ def _placing(
 
                 async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
                     answer = place(orders, who, body)
-                    if answer.stockouts:
+                    if answer.stockouts and (keeper := app[PLATFORM].stock_keeper):
                         answer = await _out_of_stock(
-                            app, place, orders, who, body, answer, ask_pool
+                            keeper, place, orders, who, body, answer, ask_pool
                         )
                     answers.append(answer)
                     return answer.status, answer.body
@@ -71,8 +72,8 @@ def _placing(
             # commit, answer.
             body = await request.read()
             answer = place(orders, who, body)
-            if answer.stockouts:
-                answer = await _out_of_stock(app, place, orders, who, body, answer, ask_pool)
+            if answer.stockouts and (keeper := app[PLATFORM].stock_keeper):
+                answer = await _out_of_stock(keeper, place, orders, who, body, answer, ask_pool)
             await app[PLATFORM].intake.durable()
             _count(app, answer)
             return web.Response(
@@ -85,7 +86,7 @@ def _placing(
 
 
 async def _out_of_stock(
-    app: web.Application,
+    keeper: StockKeeper,
     place: Place,
     orders: Orders,
     who: Principal,
@@ -93,12 +94,10 @@ async def _out_of_stock(
     answer: Answer,
     ask_pool: bool,
 ) -> Answer:
-    """Some of what ``answer`` placed met an empty row. On a cluster node, one order refused
-    asks the pool for more and is placed once more if any came (nothing of the refused attempt
-    was staged); a batch, whose other orders are staged, only wakes the refill for the next."""
-    keeper = app[PLATFORM].stock_keeper
-    if keeper is None:
-        return answer
+    """Some of what ``answer`` placed met an empty row of a cluster node (``keeper``'s). One
+    order refused asks the pool for more and is placed once more if any came (nothing of the
+    refused attempt was staged); a batch, whose other orders are staged, only wakes the refill
+    for the next."""
     if ask_pool and not answer.created:
         if await keeper.refill_now():
             return place(orders, who, body)
