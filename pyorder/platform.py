@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pyorder.catalog.service import Catalog
 from pyorder.cluster.catalogue import CatalogueSync
+from pyorder.cluster.endpoints import EndpointMirror
 from pyorder.cluster.stock import StockKeeper, node_view
 from pyorder.engine import Engine
 from pyorder.events.dispatcher import EventDispatcher
@@ -57,6 +58,9 @@ class Config:
     cluster: bool = False
     """Several nodes on one PostgreSQL (``docs/scale-out.md``). Off (solo mode), a node refuses
     to start while another serves its database, and the others refuse it."""
+    peer_url: str = ""
+    """Where this node takes the requests other cluster nodes forward to it (an order's
+    requests are served by its node, ``pyorder.server.forwarding``); empty: none."""
     sweep_interval_s: float = 0.1
     """How often unpaid orders past their deadline are expired."""
     idempotency_retention_ms: int = 24 * 3600 * 1000
@@ -143,6 +147,12 @@ class Platform:
         )
         """Mirrors the store's catalogue in this node's core (cluster mode only)."""
         self.catalog.sync = self.catalogue_sync
+        self.endpoint_mirror = (
+            EndpointMirror(self.store, self.webhooks, self._leads, lambda: self.ready)
+            if config.cluster
+            else None
+        )
+        """Keeps this node's copy of the webhook endpoints current (cluster mode only)."""
         self.stock_keeper = (
             StockKeeper(
                 self.store,
@@ -195,7 +205,7 @@ class Platform:
         await self.store.open()
         try:
             self._claim = await self.store.claim_node(
-                node=self.config.node, cluster=self.config.cluster
+                node=self.config.node, cluster=self.config.cluster, url=self.config.peer_url
             )
             await self.rebuild()
         except BaseException:
@@ -207,6 +217,8 @@ class Platform:
             self.catalogue_sync.start()
         if self.stock_keeper is not None:
             self.stock_keeper.start()
+        if self.endpoint_mirror is not None:
+            self.endpoint_mirror.start()
         self.intake.start()
         await self.dispatcher.start()
         await self.shipping.start()
@@ -221,6 +233,8 @@ class Platform:
             await self.stock_keeper.stop()
         if self.catalogue_sync is not None:
             await self.catalogue_sync.stop()
+        if self.endpoint_mirror is not None:
+            await self.endpoint_mirror.stop()
         await self.dispatcher.stop()
         await self.shipping.stop()
         await self.event_dispatcher.stop()
@@ -267,7 +281,7 @@ class Platform:
         self.payments.load(snapshot)
         self.logistics.load(snapshot)
         self.webhooks.load(endpoints)
-        self.returns.load(snapshot)
+        self.returns.load(snapshot, claim.node if self.config.cluster else None)
         self.orders.forget_cancels()
         self.dispatcher.resume()
         self.shipping.resume()

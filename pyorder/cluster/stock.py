@@ -25,8 +25,8 @@ from pyorder.ids import decode_order_id
 from pyorder.inventory import StockLevel
 from pyorder.kernel.tasks import cancelled
 from pyorder.model import Snapshot
+from pyorder.parts import PARTS
 from pyorder.storage.base import NodeClaim, StorageError, Store
-from pyorder.storage.outbox import OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,15 @@ def node_view(snap: Snapshot, node: int) -> Snapshot:
     for r in snap.stock:
         key = (r.sku, r.warehouse)
         stock.append(StockRow(r.sku, r.warehouse, leased.get(key, 0) + reserved[key], 0, 0))
-    # The calls owed to providers and carriers, of this node's orders only: each node does its
-    # own orders' (their state is in its memory), never another's.
+    # The state of this node's orders only (payments, refunds, parcels, returns, the calls owed
+    # to providers and carriers): each node serves its own orders, and the others forward
+    # their requests to it (``pyorder.server.forwarding``).
     parts = dict(snap.parts)
-    parts[OUTBOX.name] = [i for i in snap.part(OUTBOX) if decode_order_id(i.order_id)[1] == node]
+    for kind in PARTS:
+        if kind.of_orders is not None and kind.name in parts:
+            parts[kind.name] = kind.of_orders(
+                parts[kind.name], lambda o: decode_order_id(o)[1] == node
+            )
     return replace(
         snap,
         stock=stock,

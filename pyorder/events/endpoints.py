@@ -110,6 +110,14 @@ class Endpoints:
         self.endpoints = {e.id: e for e in endpoints}
         self._index()
 
+    def add_unknown(self, endpoints: list[WebhookEndpoint]) -> None:
+        """Add the stored endpoints this copy does not hold (a cluster's new leader: those a
+        previous leader made), keeping every one it holds."""
+        fresh = [e for e in endpoints if e.id not in self.endpoints]
+        if fresh:
+            self.endpoints.update((e.id, e) for e in fresh)
+            self._index()
+
     def _index(self) -> None:
         live = [e for e in self.endpoints.values() if e.enabled]
         self._wanting = {

@@ -70,6 +70,10 @@ class PartKind(Generic[P, S]):
     """Parameterless SELECTs whose rows make the snapshot part (the same text on both stores)."""
     snapshot: Callable[[Sequence[Sequence[Row]]], S]
     """The snapshot part from the rows of ``loads``, one sequence per query, in order."""
+    of_orders: Callable[[S, Callable[[int], bool]], S] | None = None
+    """The snapshot part cut to the orders a predicate of order ids accepts (a cluster node
+    holds its own orders' state only: ``pyorder.cluster.stock.node_view``); None: the part
+    holds no order's state, and is kept whole."""
 
     def empty(self) -> S:
         """The snapshot part of an empty store."""

@@ -79,7 +79,7 @@ def parcel_reference(order_id: int, parcel: int) -> str:
     return f"{order_id}-{parcel}"
 
 
-def _parse_reference(text: str | None) -> ParcelKey | None:
+def parse_parcel_reference(text: str | None) -> ParcelKey | None:
     """The parcel of a reference we gave (``<order>-<parcel>``), or None if not one of ours."""
     if text is None:
         return None
@@ -504,7 +504,7 @@ class Logistics:
             if self._on_return_event is not None:
                 self._on_return_event(carrier, event_id, ev)
             return None
-        key = _parse_reference(ev.reference)
+        key = parse_parcel_reference(ev.reference)
         sh = self.shipments.get(key) if key is not None else None
         if sh is None or sh.carrier != carrier:
             log.info("tracking event %s of %s: no parcel of ours; ignored", event_id, carrier)

@@ -229,7 +229,20 @@ def _stored(rows: Sequence[Sequence[Row]]) -> StoredLogistics:
     )
 
 
+def _of_orders(stored: StoredLogistics, keep: Callable[[int], bool]) -> StoredLogistics:
+    """Parcels and fulfilments of the kept orders; every delivery window (shared)."""
+    return StoredLogistics(
+        [s for s in stored.shipments if keep(s.order_id)],
+        [f for f in stored.fulfilments if keep(f.order_id)],
+        stored.windows,
+    )
+
+
 LOGISTICS = PartKind(
-    "logistics", StagedLogistics, (SHIPMENTS_SQL, FULFILMENTS_SQL, WINDOWS_SQL), _stored
+    "logistics",
+    StagedLogistics,
+    (SHIPMENTS_SQL, FULFILMENTS_SQL, WINDOWS_SQL),
+    _stored,
+    _of_orders,
 )
 """The logistics part: registered in ``pyorder.parts``, after the refunds part."""

@@ -10,7 +10,7 @@ written whole (upserts): the last one staged in a batch wins. Money is minor uni
 since the Unix epoch (UTC).
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,7 +223,16 @@ def _stored_payments(rows: Sequence[Sequence[Row]]) -> StoredPayments:
     )
 
 
-PAYMENTS = PartKind("payments", StagedPayments, (PAYMENTS_SQL, ATTEMPTS_SQL), _stored_payments)
+def _payments_of(stored: StoredPayments, keep: Callable[[int], bool]) -> StoredPayments:
+    return StoredPayments(
+        [p for p in stored.payments if keep(p.order_id)],
+        [a for a in stored.attempts if keep(a.order_id)],
+    )
+
+
+PAYMENTS = PartKind(
+    "payments", StagedPayments, (PAYMENTS_SQL, ATTEMPTS_SQL), _stored_payments, _payments_of
+)
 """The payments part: registered in ``pyorder.parts``, first of the parts."""
 
 
@@ -247,6 +256,10 @@ def _stored_refunds(rows: Sequence[Sequence[Row]]) -> list[Refund]:
     return [refund_from_row(r) for r in refunds]
 
 
-REFUNDS = PartKind("refunds", StagedRefunds, (REFUNDS_SQL,), _stored_refunds)
+def _refunds_of(stored: list[Refund], keep: Callable[[int], bool]) -> list[Refund]:
+    return [r for r in stored if keep(r.order_id)]
+
+
+REFUNDS = PartKind("refunds", StagedRefunds, (REFUNDS_SQL,), _stored_refunds, _refunds_of)
 """The refunds part (snapshot: every refund, by order id then number): registered in
 ``pyorder.parts``, after the outbox part."""

@@ -66,6 +66,9 @@ from pyorder.storage.outbox import OUTBOX
 
 log = logging.getLogger(__name__)
 
+ID_STRIDE = 256
+"""Node numbers (``pyorder.ids``): a cluster node's return ids are its number modulo this."""
+
 
 _SCANS = {
     "created": ParcelStatus.CREATED,
@@ -108,6 +111,11 @@ class Returns:
         self.decisions: dict[int, list[Decision]] = {}
         self.outbox: dict[tuple[int, int, str], OutboxItem] = {}
         """Bookings owed to the carrier, not done yet."""
+        self._top_id = 0
+        """The largest return id handed out (by any node, as of the last load)."""
+        self._node: int | None = None
+        """A cluster node's number: its new ids are those equal to it modulo ``ID_STRIDE``, so
+        nodes never hand out the same one; None: a node alone (ids 1, 2, 3, ...)."""
         self.on_outbox: list[Callable[[OutboxItem], None]] = []
         self._on_lightning: list[Callable[[float], None]] = []
         self._notices: set[asyncio.Task[None]] = set()
@@ -119,10 +127,13 @@ class Returns:
 
     # --- state ---------------------------------------------------------------------------------
 
-    def load(self, snap: Snapshot) -> None:
-        """Hold exactly what the store holds (at start, and after a failed commit)."""
+    def load(self, snap: Snapshot, node: int | None = None) -> None:
+        """Hold exactly what the store holds (at start, and after a failed commit); ``node``:
+        the number of a cluster node, which holds its own orders' returns only."""
         stored = snap.part(RETURNS)
         self.returns = {r.id: r for r in stored.returns}
+        self._top_id = max(stored.top_id, max(self.returns, default=0))
+        self._node = node
         self.by_order, self.by_buyer, self.decisions = {}, {}, {}
         for rid in sorted(self.returns):
             r = self.returns[rid]
@@ -168,6 +179,14 @@ class Returns:
     def _move(self, ret: Return, to: ReturnStatus, **changes: Any) -> Return:
         self._check(ret, to)
         return self._put(replace(ret, status=to, **changes))
+
+    def _new_id(self) -> int:
+        """The next return id: above every id handed out; on a cluster node, one of its own."""
+        rid = self._top_id + 1
+        if self._node is not None:
+            rid += (self._node - rid) % ID_STRIDE
+        self._top_id = rid
+        return rid
 
     def stop(self) -> None:
         for task in self._notices:
@@ -240,7 +259,7 @@ class Returns:
         at: int,
     ) -> Return:
         """Stage a new return with its booking (outbox) and its ``opened`` decision."""
-        rid = max(self.returns, default=0) + 1
+        rid = self._new_id()
         cost_borne_by = (
             CostBearer.PLATFORM if self.config.platform_pays_first_weight else CostBearer.BUYER
         )

@@ -7,7 +7,7 @@ batch wins. Money is minor units, times ms since the Unix epoch (UTC). The store
 part where the returns rows always were: after the logistics part, before the events part.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,14 +169,24 @@ class StoredReturns:
     """By id."""
     decisions: list[Decision] = field(default_factory=list)
     """By return id, then by when decided."""
+    top_id: int = 0
+    """The largest return id in the store, also when ``returns`` holds some orders' only (new
+    ids are above it)."""
 
 
 def _stored(rows: Sequence[Sequence[Row]]) -> StoredReturns:
     returns, decisions = rows
+    found = [return_from_row(r) for r in returns]
     return StoredReturns(
-        [return_from_row(r) for r in returns], [decision_from_row(r) for r in decisions]
+        found, [decision_from_row(r) for r in decisions], max((r.id for r in found), default=0)
     )
 
 
-RETURNS = PartKind("returns", StagedReturns, (RETURNS_SQL, DECISIONS_SQL), _stored)
+def _of_orders(stored: StoredReturns, keep: Callable[[int], bool]) -> StoredReturns:
+    kept = [r for r in stored.returns if keep(r.order_id)]
+    ids = {r.id for r in kept}
+    return StoredReturns(kept, [d for d in stored.decisions if d.return_id in ids], stored.top_id)
+
+
+RETURNS = PartKind("returns", StagedReturns, (RETURNS_SQL, DECISIONS_SQL), _stored, _of_orders)
 """The returns part: registered in ``pyorder.parts``."""

@@ -12,6 +12,7 @@ from pyorder.platform import Config, Platform
 from pyorder.server import api
 from pyorder.server.admission import Admission
 from pyorder.server.errors import error_response
+from pyorder.server.forwarding import Forwarder, ForwardStats
 from pyorder.server.handling import handled
 from pyorder.server.idempotency import Idempotency
 from pyorder.server.keys import (
@@ -55,7 +56,12 @@ def create_app(
     app[IDEMPOTENCY] = Idempotency(platform)
     app[METRICS] = metrics
     app[ISSUER] = TokenIssuer(token_secret or load_or_create_secret(Path(config.data_dir)))
-    app.add_routes(handled(metrics.http, api.routes(cluster=config.cluster)))
+    forwarder = None
+    if config.cluster:  # an order's requests are served by its node (docs/scale-out.md)
+        forwarder = Forwarder(platform.store, lambda: platform.claim.node)
+        metrics.registry.register(ForwardStats(forwarder))
+        app.on_cleanup.append(lambda _: forwarder.close())
+    app.add_routes(handled(metrics.http, api.routes(forwarder)))
     # Generated here, so that a route declaring no operation fails the app's creation.
     app[OPENAPI] = msgspec.json.encode(document(app.router.routes()))
     app.cleanup_ctx.append(_run_platform)

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -75,6 +76,19 @@ def serve(argv: list[str] | None = None) -> None:
         help="worker processes on this machine, sharing --port (SO_REUSEPORT) under one"
         " supervisor; more than 1 implies --cluster and needs --database postgresql://..."
         " (default 1: this process serves)",
+    )
+    parser.add_argument(
+        "--peer-listen",
+        type=_host_port_or_any,
+        metavar="HOST:PORT",
+        help="cluster mode: where this node takes the requests other nodes forward to it (an"
+        " order's payments, parcels, returns and cancel are served by the node that took it);"
+        " default: --host with a free port (0). Other nodes must reach it",
+    )
+    parser.add_argument(
+        "--peer-url",
+        help="cluster mode: the URL other nodes use for --peer-listen (default:"
+        " http://HOST:PORT of that listener, this machine's name for a wildcard HOST)",
     )
     # Set by the --workers supervisor on its workers: bind the shared port with SO_REUSEPORT,
     # and stop gracefully when the supervisor (this pid) is gone.
@@ -258,6 +272,10 @@ def serve(argv: list[str] | None = None) -> None:
         parser.error("--min-in-flight must not exceed --max-in-flight")
     if args.workers > 1:
         raise SystemExit(_supervise(args, sys.argv[1:] if argv is None else argv))
+    peer: socket.socket | None = None
+    if config.cluster:  # bound before the node claims its number, which records its URL
+        peer, peer_url = _peer_listener(args)
+        config = replace(config, peer_url=peer_url)
     app = create_app(
         config,
         max_body_bytes=args.max_body_bytes,
@@ -282,13 +300,18 @@ def serve(argv: list[str] | None = None) -> None:
     if args.worker_of is None:  # a supervisor's workers leave it to the supervisor
         _print_token_hint(args)
     try:
-        asyncio.run(_serve(app, args, limits))
+        asyncio.run(_serve(app, args, limits, peer))
     except StorageError as exc:  # e.g. the database is served by another process: say why
         sys.stderr.write(f"pyorder-server: error: {exc}\n")
         raise SystemExit(1) from None
 
 
-async def _serve(app: web.Application, args: argparse.Namespace, limits: ConnectionLimits) -> None:
+async def _serve(
+    app: web.Application,
+    args: argparse.Namespace,
+    limits: ConnectionLimits,
+    peer: socket.socket | None = None,
+) -> None:
     """Serve until SIGINT or SIGTERM (or, for a ``--workers`` worker, its supervisor's death),
     then stop accepting, let requests in flight finish (up to 10 s) and close the platform
     (``create_app``'s cleanup)."""
@@ -311,6 +334,8 @@ async def _serve(app: web.Application, args: argparse.Namespace, limits: Connect
     try:
         # SO_REUSEPORT: the supervisor's other workers share the port.
         await web.TCPSite(runner, args.host, args.port, backlog=1024, reuse_port=worker).start()
+        if peer is not None:  # requests forwarded by the other nodes (same app, same checks)
+            await web.SockSite(runner, peer, backlog=1024).start()
         if args.metrics_listen is not None:
             side = web.AppRunner(metrics_app(app, token=args.metrics_token), access_log=None)
             runners.insert(0, side)
@@ -356,6 +381,8 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
         refusal = "--workers N (N > 1) needs a fixed --port: with 0 each worker binds its own"
     elif args.node is not None:
         refusal = "--node names one node number; each of several --workers leases its own"
+    elif args.peer_listen is not None and args.peer_listen[1] != 0:
+        refusal = "--peer-listen with --workers N takes port 0: each worker picks a free one"
     elif args.metrics_listen is not None and args.metrics_listen[1] + args.workers > 65536:
         refusal = "--metrics-listen: worker k listens on PORT+k, which passes 65535"
     if refusal is not None:
@@ -393,6 +420,32 @@ def _host_port(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _host_port_or_any(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (PORT 0: a free one), got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _peer_listener(args: argparse.Namespace) -> tuple[socket.socket, str]:
+    """The listening socket for forwarded requests, and the URL other nodes reach it at."""
+    host, port = args.peer_listen or (args.host, 0)
+    try:
+        sock = socket.create_server((host, port), family=_family(host), backlog=1024)
+    except OSError as exc:
+        sys.stderr.write(f"pyorder-server: error: --peer-listen {host}:{port}: {exc}\n")
+        raise SystemExit(1) from None
+    if args.peer_url:
+        return sock, str(args.peer_url).rstrip("/")
+    bound = sock.getsockname()[1]
+    name = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    return sock, f"http://[{name}]:{bound}" if ":" in name else f"http://{name}:{bound}"
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _positive(text: str) -> int:

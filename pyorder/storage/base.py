@@ -107,10 +107,11 @@ class Store(ABC):
     """The cluster node whose stock lease the commits move units in and out of (PostgreSQL,
     ``stock_leases``); None for a node alone on its store. Set by the platform at rebuild."""
 
-    async def claim_node(self, *, node: int | None, cluster: bool) -> NodeClaim:
+    async def claim_node(self, *, node: int | None, cluster: bool, url: str = "") -> NodeClaim:
         """Claim the order-ID node number this process will use (``node``, or one the store
-        picks). A single-process store has nothing to share: it holds ``node`` (0 by default)
-        and refuses cluster mode."""
+        picks), recording ``url``, where it takes the requests other nodes forward. A
+        single-process store has nothing to share: it holds ``node`` (0 by default) and
+        refuses cluster mode."""
         if cluster:
             raise StorageError(
                 f"{type(self).__name__} is single-process: several nodes need PostgreSQL"
@@ -158,6 +159,20 @@ class Store(ABC):
     async def live_nodes(self) -> int:
         """How many nodes serve the store now."""
         return 1
+
+    async def peer_url(self, node: int) -> str | None:
+        """Where live node ``node`` takes forwarded requests; None when no live node holds
+        that number (or it takes none). Cluster stores only."""
+        raise StorageError(f"{type(self).__name__} is single-process: no other nodes")
+
+    async def order_of_return(self, return_id: int) -> int | None:
+        """The order a return is of, or None when there is no such return (cluster stores: a
+        node finds where a return's requests are served)."""
+        raise StorageError(f"{type(self).__name__} is single-process: no other nodes")
+
+    async def leader_node(self) -> int | None:
+        """The number of the node that leads the shared background work now, if any."""
+        raise StorageError(f"{type(self).__name__} is single-process: no other nodes")
 
     def resume(self) -> None:  # noqa: B027 - an optional hook: stores of depth 1 need none
         """Write again after a failed commit (see ``pipeline_depth``)."""

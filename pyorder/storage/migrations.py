@@ -372,6 +372,12 @@ def _v10(integer: str, strict: str) -> tuple[str, ...]:
 _V10_SQLITE = _v10("INTEGER", " STRICT")
 _V10_POSTGRES = _v10("BIGINT", "")
 
+
+# Version 11: where a cluster node takes the requests other nodes forward to it (the order's
+# owner serves its payments, parcels, returns and cancel: ``pyorder.server.forwarding``,
+# docs/scale-out.md). Empty for a node that takes none (solo nodes, SQLite).
+_V11 = ("ALTER TABLE node_leases ADD COLUMN url TEXT NOT NULL DEFAULT ''",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -385,6 +391,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "node leases: order-ID node numbers and fencing epochs", _V8_SQLITE, _V8_POSTGRES),
     Migration(9, "stock leases of cluster nodes", _V9_SQLITE, _V9_POSTGRES),
     Migration(10, "claims of idempotency keys across nodes", _V10_SQLITE, _V10_POSTGRES),
+    Migration(11, "the address of each cluster node for forwarded requests", _V11, _V11),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -74,6 +74,20 @@ LIVE_NODES_SQL = (
     f" AND l.objsubid = 2 AND l.classid::bigint = {NODE_LOCK} AND l.database = {_THIS_DATABASE}"
 )
 """The node numbers held by live sessions on this database (advisory locks are per database)."""
+PEER_URL_SQL = (
+    f"SELECT url FROM node_leases WHERE node = $1 AND url <> '' AND node IN ({LIVE_NODES_SQL})"
+)
+"""Where live node $1 takes forwarded requests (no row: no live node holds the number)."""
+LEADER_NODE_SQL = (
+    "SELECT n.objid::bigint FROM pg_locks n JOIN pg_locks l ON l.pid = n.pid"
+    f" WHERE n.locktype = 'advisory' AND n.granted AND n.objsubid = 2"
+    f" AND n.classid::bigint = {NODE_LOCK} AND n.database = {_THIS_DATABASE}"
+    " AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+    f" AND l.classid::bigint = {MODE_LOCK} AND l.objid::bigint = {LEADER}"
+    f" AND l.database = {_THIS_DATABASE}"
+)
+"""The number of the leader's node: the session holding the leader lock holds its number too
+(both are taken on the lease's own connection). No row: no leader right now."""
 _LIVE_HOLDERS = (
     "SELECT n.node, n.holder, n.mode, n.seen_ms, " + DB_NOW_MS + " FROM node_leases n"
     f" WHERE n.node IN ({LIVE_NODES_SQL}) ORDER BY n.node"
@@ -102,6 +116,9 @@ class LeaseConfig:
     """How often the lease writes ``seen_ms`` and checks its session."""
     lock_timeout_ms: int = 5_000
     """How long a claim waits for the commits in flight under the previous epoch."""
+    url: str = ""
+    """Where this node takes the requests other nodes forward to it (``node_leases.url``;
+    ``pyorder.server.forwarding``); empty: none."""
 
 
 def holder_name() -> str:
@@ -262,15 +279,17 @@ class NodeLease(NodeClaim):
                 now = int(await conn.fetchval(f"SELECT {DB_NOW_MS}"))
                 epoch = 1 if row is None else int(row[0]) + 1
                 await conn.execute(
-                    "INSERT INTO node_leases (node, epoch, holder, mode, acquired_ms, seen_ms)"
-                    " VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (node) DO UPDATE SET"
+                    "INSERT INTO node_leases (node, epoch, holder, mode, acquired_ms, seen_ms, url)"
+                    " VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (node) DO UPDATE SET"
                     " epoch = excluded.epoch, holder = excluded.holder, mode = excluded.mode,"
-                    " acquired_ms = excluded.acquired_ms, seen_ms = excluded.seen_ms",
+                    " acquired_ms = excluded.acquired_ms, seen_ms = excluded.seen_ms,"
+                    " url = excluded.url",
                     node,
                     epoch,
                     self.holder,
                     self._mode,
                     now,
+                    self.config.url,
                 )
         except asyncpg.LockNotAvailableError as e:
             raise NodeRefusedError(

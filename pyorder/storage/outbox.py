@@ -10,7 +10,7 @@ write this part between the payments part and the refunds part, where these rows
 (``pyorder.parts``). Times are ms since the Unix epoch (UTC).
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,10 @@ def _pending(rows: Sequence[Sequence[Row]]) -> list[OutboxItem]:
     return [outbox_from_row(r) for r in items]
 
 
-OUTBOX = PartKind("outbox", StagedOutbox, (PENDING_OUTBOX_SQL,), _pending)
+def _of_orders(items: list[OutboxItem], keep: Callable[[int], bool]) -> list[OutboxItem]:
+    return [i for i in items if keep(i.order_id)]
+
+
+OUTBOX = PartKind("outbox", StagedOutbox, (PENDING_OUTBOX_SQL,), _pending, _of_orders)
 """The outbox part (snapshot: the calls owed and not done yet, oldest first): registered in
 ``pyorder.parts``, between the payments and refunds parts."""

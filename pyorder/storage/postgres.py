@@ -51,7 +51,9 @@ from pyorder.storage.base import (
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 from pyorder.storage.node_lease import (
     FENCE_SQL,
+    LEADER_NODE_SQL,
     LIVE_NODES_SQL,
+    PEER_URL_SQL,
     FencedError,
     LeaseConfig,
     NodeLease,
@@ -214,10 +216,10 @@ class PostgresStore(Store):
         if pool is not None:
             await pool.close()
 
-    async def claim_node(self, *, node: int | None, cluster: bool) -> NodeClaim:
+    async def claim_node(self, *, node: int | None, cluster: bool, url: str = "") -> NodeClaim:
         """Lease a node number from the database (``node_lease``): refused while another node
         serves it in solo mode, or, in cluster mode, while a solo node does."""
-        lease = NodeLease(self._dsn, LeaseConfig(cluster=cluster, node=node))
+        lease = NodeLease(self._dsn, LeaseConfig(cluster=cluster, node=node, url=url))
         await lease.acquire()
         return lease
 
@@ -463,6 +465,24 @@ class PostgresStore(Store):
     async def live_nodes(self) -> int:
         async with self._p().acquire() as conn:
             return len(await conn.fetch(LIVE_NODES_SQL))
+
+    async def peer_url(self, node: int) -> str | None:
+        with _db_errors(f"reading node {node}'s address"):
+            async with self._p().acquire() as conn:
+                found = await conn.fetchval(PEER_URL_SQL, node)
+        return None if found is None else str(found)
+
+    async def order_of_return(self, return_id: int) -> int | None:
+        with _db_errors(f"finding the order of return {return_id}"):
+            async with self._p().acquire() as conn:
+                found = await conn.fetchval("SELECT order_id FROM returns WHERE id = $1", return_id)
+        return None if found is None else int(found)
+
+    async def leader_node(self) -> int | None:
+        with _db_errors("finding the leader"):
+            async with self._p().acquire() as conn:
+                found = await conn.fetchval(LEADER_NODE_SQL)
+        return None if found is None else int(found)
 
     def _lease_node(self) -> int:
         if self.lease_node is None:

@@ -6,7 +6,6 @@ document is generated from the router (``pyorder.server.openapi``).
 """
 
 import functools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +20,13 @@ from pyorder.server.api import (
     returns,
     service,
     webhooks,
+)
+from pyorder.server.forwarding import (
+    Forwarder,
+    Handler,
+    forwarding,
+    locator_of,
+    single_node_reason,
 )
 from pyorder.server.openapi import document
 
@@ -37,50 +43,35 @@ CAPABILITIES: tuple[web.RouteTableDef, ...] = (
 """The routes of each capability, in the order they are matched."""
 
 
-NOT_IN_CLUSTER: tuple[web.RouteTableDef, ...] = (
-    payments.routes,
-    logistics.routes,
-    returns.routes,
-    webhooks.routes,
-)
-"""Capabilities whose state lives in each node's memory for every order, and that a cluster node
-therefore cannot serve yet: a request reaching a node other than its order's would act on a
-stale copy (``docs/scale-out.md``, "Not built yet")."""
-
-
 class UnsupportedInCluster(DomainError):
     code = "unsupported_in_cluster_mode"
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _refused(handler: Handler) -> Handler:
+def _refused(handler: Handler, reason: str) -> Handler:
     @functools.wraps(handler)  # keeps the declared operation (``pyorder.server.operations``)
     async def refuse(request: web.Request) -> web.StreamResponse:
-        raise UnsupportedInCluster(
-            "payments, logistics, returns and webhook endpoints are not served by cluster nodes"
-            " yet"
-            " (docs/scale-out.md): run one node in solo mode for them"
-        )
+        raise UnsupportedInCluster(reason)
 
     return refuse
 
 
-def routes(*, cluster: bool = False) -> list[web.AbstractRouteDef]:
-    """Every route of the API, its handler not wrapped yet (``pyorder.server.handling``); on a
-    cluster node, those of ``NOT_IN_CLUSTER`` refuse (501)."""
+def routes(forwarder: Forwarder | None = None) -> list[web.AbstractRouteDef]:
+    """Every route of the API, its handler not wrapped yet (``pyorder.server.handling``). On a
+    cluster node (``forwarder`` given), a route declared ``routed`` runs on the node its
+    locator finds (``pyorder.server.forwarding``), and one declared ``single_node`` refuses
+    (501)."""
     found: list[web.AbstractRouteDef] = []
     for table in CAPABILITIES:
         for route in table:
-            if (
-                cluster
-                and any(table is t for t in NOT_IN_CLUSTER)
-                and isinstance(route, web.RouteDef)
-            ):
-                route = web.RouteDef(
-                    route.method, route.path, _refused(route.handler), route.kwargs
-                )
+            if forwarder is not None and isinstance(route, web.RouteDef):
+                handler = route.handler
+                reason = single_node_reason(handler)
+                locate = locator_of(handler)
+                if reason is not None:
+                    handler = _refused(handler, reason)
+                elif locate is not None:
+                    handler = forwarding(handler, locate, forwarder)
+                route = web.RouteDef(route.method, route.path, handler, route.kwargs)
             found.append(route)
     return found
 

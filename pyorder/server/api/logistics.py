@@ -19,6 +19,7 @@ from pyorder.server.api.logistics_bodies import (
     window_out,
 )
 from pyorder.server.bodies import WebhookAck
+from pyorder.server.forwarding import by_carrier_event, by_order, routed, single_node
 from pyorder.server.keys import IDEMPOTENCY, PLATFORM
 from pyorder.server.operations import AUTH_ERRORS, BODY_ERRORS, operation
 from pyorder.server.params import ORDER_ID, PARTNER_NAME, REGION, TextParam
@@ -34,7 +35,14 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+WINDOWS = (
+    "delivery windows are not served by cluster nodes yet: their capacity is counted in each"
+    " node's memory (docs/scale-out.md)"
+)
+
+
 @routes.post("/v1/orders/{order_id}/shipments")
+@routed(by_order)
 @operation(
     "Ship a paid order (the merchant of its lines, admin): one parcel per serving warehouse"
     " not shipped yet (or only the parcel of `warehouse`); 202, then the carrier is called",
@@ -62,6 +70,7 @@ async def ship_order(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/orders/{order_id}/shipments")
+@routed(by_order)
 @operation(
     "Read an order's tracking: fulfilment status, delivery window, parcels and their"
     " tracking events, fulfilment time; a merchant the parcels holding its lines",
@@ -82,6 +91,7 @@ async def get_shipments(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/orders/{order_id}/delivery-window")
+@single_node(WINDOWS)
 @operation(
     "Pick a delivery window of the order's region for one's own order before it ships"
     " (buyer); 409 window_full when it has no room left",
@@ -114,6 +124,7 @@ async def pick_window(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/regions/{region}/delivery-windows")
+@single_node(WINDOWS)
 @operation(
     "Open a delivery window (UTC start and end) with a capacity in a region (admin)",
     201,
@@ -139,6 +150,7 @@ async def create_window(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/regions/{region}/delivery-windows")
+@single_node(WINDOWS)
 @operation(
     "A region's delivery windows that have not ended, with their remaining capacity",
     200,
@@ -156,6 +168,7 @@ async def list_windows(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhooks/carriers/{carrier}")
+@routed(by_carrier_event)
 @operation(
     "A carrier's signed tracking event (header Provider-Signature: t=<unix>,v1=<hex"
     " HMAC-SHA256 of 't.body'>); the raw body is verified before it is read",

@@ -17,6 +17,7 @@ from pyorder.server.api.orders_bodies import (
     OrderOut,
     order_out,
 )
+from pyorder.server.forwarding import by_order, routed
 from pyorder.server.idempotency import HEADER
 from pyorder.server.keys import ADMISSION, IDEMPOTENCY, METRICS, PLATFORM
 from pyorder.server.operations import AUTH_ERRORS, BODY_ERRORS, operation
@@ -179,6 +180,7 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/orders/{order_id}/cancel")
+@routed(by_order)
 @operation(
     "Cancel an unpaid order (its units return), or a paid one not shipped (its units"
     " return and its charge is refunded in full)",

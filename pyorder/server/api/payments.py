@@ -16,6 +16,7 @@ from pyorder.server.api.payments_bodies import (
     refund_out,
 )
 from pyorder.server.bodies import WebhookAck
+from pyorder.server.forwarding import by_order, by_payment_event, routed
 from pyorder.server.keys import IDEMPOTENCY, PLATFORM
 from pyorder.server.operations import AUTH_ERRORS, BODY_ERRORS, operation
 from pyorder.server.params import ORDER_ID, PARTNER_NAME, TextParam
@@ -28,6 +29,7 @@ PROVIDER = TextParam(
 
 
 @routes.post("/v1/orders/{order_id}/payments")
+@routed(by_order)
 @operation(
     "Start paying one's own order awaiting payment with a method (buyer); 202, then the"
     " provider is called, and the order becomes paid when the charge is confirmed",
@@ -54,6 +56,7 @@ async def start_payment(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/orders/{order_id}/payment")
+@routed(by_order)
 @operation(
     "Read an order's payment: status, authorised/charged/refunded amounts, attempts (an"
     " attempt in requires_action carries the provider's next_action for the buyer). A"
@@ -78,6 +81,7 @@ async def get_payment(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/orders/{order_id}/refunds")
+@routed(by_order)
 @operation(
     "Refund part or all of a paid order's charge by amount or by lines (the merchant of the"
     " lines, admin); 202, then the provider is called; 422 refund_exceeds_charge past what"
@@ -107,6 +111,7 @@ async def request_refund(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/orders/{order_id}/refunds")
+@routed(by_order)
 @operation(
     "Read an order's refunds (pending, succeeded or failed); a merchant those touching its"
     " lines, at its share",
@@ -127,6 +132,7 @@ async def list_refunds(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhooks/payments/{provider}")
+@routed(by_payment_event)
 @operation(
     "A payment provider's signed event (header Provider-Signature: t=<unix>,v1=<hex"
     " HMAC-SHA256 of 't.body'>); the raw body is verified before it is read",

@@ -19,6 +19,7 @@ from pyorder.server.api.returns_bodies import (
     ReturnRejectIn,
     return_out,
 )
+from pyorder.server.forwarding import by_order, by_return, routed, single_node
 from pyorder.server.keys import IDEMPOTENCY, PLATFORM
 from pyorder.server.operations import AUTH_ERRORS, BODY_ERRORS, operation
 from pyorder.server.params import LIMIT_500, ORDER_ID, EnumParam, IntParam
@@ -40,7 +41,14 @@ def _out(
     return return_out(seen, svc.decisions_of(ret.id), svc.refund_of(ret), events)
 
 
+ACROSS_NODES = (
+    "the list of returns is not served by cluster nodes yet: each node holds its own orders'"
+    " returns; read them by order, GET /v1/orders/{order_id}/returns (docs/scale-out.md)"
+)
+
+
 @routes.post("/v1/orders/{order_id}/returns")
+@routed(by_order)
 @operation(
     "Open a 7-day no-reason return (the order's buyer) of delivered units: 201 with one"
     " return per parcel and merchant they came from, each with its parcel back booked with"
@@ -70,6 +78,7 @@ async def open_return(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/orders/{order_id}/returns")
+@routed(by_order)
 @operation(
     "An order's returns (its buyer, the merchant of the returned lines, admin)",
     200,
@@ -86,6 +95,7 @@ async def order_returns(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/returns")
+@single_node(ACROSS_NODES)
 @operation(
     "The caller's returns by id: a buyer's own, a merchant's (the review queue with"
     " status=in_review), all for an admin",
@@ -108,6 +118,7 @@ async def list_returns(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/returns/{return_id}")
+@routed(by_return)
 @operation(
     "Read a return: its lines, parcel back and tracking, decisions with every rule, refund",
     200,
@@ -124,6 +135,7 @@ async def get_return(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/returns/{return_id}/approve")
+@routed(by_return)
 @operation(
     "Approve a return in review (its merchant, admin): the refund is issued",
     200,
@@ -145,6 +157,7 @@ async def approve_return(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/returns/{return_id}/reject")
+@routed(by_return)
 @operation(
     "Reject a return in review (its merchant, admin) with a reason: no refund",
     200,

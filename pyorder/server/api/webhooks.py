@@ -18,6 +18,7 @@ from pyorder.server.api.webhooks_bodies import (
     endpoint_created_out,
     endpoint_out,
 )
+from pyorder.server.forwarding import by_leader, routed
 from pyorder.server.keys import IDEMPOTENCY, PLATFORM
 from pyorder.server.operations import AUTH_ERRORS, BODY_ERRORS, operation
 from pyorder.server.params import LIMIT_200, MAX_ID, IntParam, PrefixedIntParam
@@ -33,6 +34,7 @@ EVENT_BEFORE = IntParam("before", "query", 1, MAX_EVENT_ID)
 
 
 @routes.post("/v1/webhook-endpoints")
+@routed(by_leader)
 @operation(
     "Register a webhook endpoint of one's own (merchant) for events of the orders holding"
     " one's SKUs, of the types in `events` (default: all), each showing the merchant's part"
@@ -60,6 +62,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/webhook-endpoints")
+@routed(by_leader)
 @operation(
     "List webhook endpoints, oldest first: a merchant's own, everyone's for an admin",
     200,
@@ -72,6 +75,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/webhook-endpoints/{endpoint_id}")
+@routed(by_leader)
 @operation(
     "Read a webhook endpoint (its merchant, admin); its secret is not shown",
     200,
@@ -86,6 +90,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/webhook-endpoints/{endpoint_id}")
+@routed(by_leader)
 @operation(
     "Delete a webhook endpoint (its merchant, admin): it receives nothing more, and its"
     " events not delivered yet are cancelled",
@@ -109,6 +114,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhook-endpoints/{endpoint_id}/rotate-secret")
+@routed(by_leader)
 @operation(
     "Give a webhook endpoint a new signing secret (its merchant, admin); 200 with it, shown"
     " in this answer only. Every attempt from then on, retries included, is signed with it",
@@ -132,6 +138,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhook-endpoints/{endpoint_id}/deliveries/{event_id}/retry")
+@routed(by_leader)
 @operation(
     "Send a failed event (evt_<n> or <n>) again (its merchant, admin): pending, due now,"
     " with a fresh budget of attempts (attempts counts from 0 again; last_status and"
@@ -157,6 +164,7 @@ async def resend_delivery(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/webhook-endpoints/{endpoint_id}/deliveries")
+@routed(by_leader)
 @operation(
     "A webhook endpoint's events and their delivery (state, attempts, last status and"
     " error), newest first; `before` (next_cursor) pages back",

@@ -1,0 +1,64 @@
+"""A cluster node's copy of the merchants' webhook endpoints (``docs/scale-out.md``).
+
+Every node stages its own orders' events, and stages one only when some endpoint wants its
+type (``Endpoints.wanting``); the leader alone changes endpoints (their requests are forwarded
+to it, ``pyorder.server.forwarding``) and delivers. So each node reads the endpoints from the
+store every ``interval_s``: a node that does not lead takes the store's list as it is; the
+leader keeps what it holds (its own changes, staged or committed) and adds the endpoints it
+does not know, those a previous leader made. An endpoint made on the leader is therefore
+known to the others within ``interval_s`` of its commit, and its events of orders taken on
+them before that are not staged: a window of one second after its registration.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from pyorder.events.endpoints import Endpoints
+from pyorder.kernel.tasks import cancelled
+from pyorder.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class EndpointMirror:
+    def __init__(
+        self,
+        store: Store,
+        endpoints: Endpoints,
+        leads: Callable[[], bool],
+        ready: Callable[[], bool],
+        interval_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._endpoints = endpoints
+        self._leads = leads
+        self._ready = ready
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def refresh(self) -> None:
+        """Read the store's endpoints into this node's copy (see the module)."""
+        found = await self._store.webhook_endpoints()
+        if self._leads():
+            self._endpoints.add_unknown(found)
+        else:
+            self._endpoints.load(found)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="pyorder-endpoint-mirror")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        await cancelled(task)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if not self._ready():
+                continue
+            try:
+                await self.refresh()
+            except Exception:  # the store is away: the copy stays as it is until it is back
+                log.exception("reading the webhook endpoints failed")

@@ -1,0 +1,184 @@
+"""Two ``pyorder-server --cluster`` nodes, the payment and carrier sandboxes, and an order's
+requests served by its node wherever they arrive (``pyorder.server.forwarding``,
+``docs/scale-out.md``, "Requests routed to the order's node").
+
+Orders are taken on node A; the buyer pays, the merchant ships and the buyer cancels through
+node B, and both sandboxes post their webhooks to node B only: B forwards each to A, which
+holds the orders. Then A is killed: B answers A's orders' requests 503 with ``Retry-After``
+until a new node takes A's number, and then serves them again.
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyorder._core import decode_order_id
+from tests.logistics.lib import CarrierBox
+from tests.payments.lib import Sandbox
+from tests.server.e2e_lib import Server, Shop
+from tests.support.postgres import fresh_postgres_database
+from tests.support.server import ServerProcess
+
+
+@pytest.fixture
+def stack() -> Iterator[list[ServerProcess | Sandbox | CarrierBox]]:
+    """The processes a test starts, stopped after it whatever happened."""
+    started: list[ServerProcess | Sandbox | CarrierBox] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with fresh_postgres_database("pyorder_cluster_routing") as url:
+        yield url
+
+
+def _forwarded(srv: Server) -> dict[str, float]:
+    """``pyorder_forwarded_requests_total`` by node label, from ``/metrics``."""
+    text = srv.call("GET", "/metrics", token=srv.admin()).body.decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("pyorder_forwarded_requests_total{"):
+            label, _, value = line.partition(" ")
+            found[label.split('"')[1]] = float(value)
+    return found
+
+
+def _status(srv: Server, order_id: str, token: str) -> str:
+    return str(srv.ok("GET", f"/v1/orders/{order_id}", token=token)["status"])
+
+
+def _wait(srv: Server, order_id: str, token: str, status: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    seen = ""
+    while time.monotonic() < deadline:
+        seen = _status(srv, order_id, token)
+        if seen == status:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"order {order_id} is {seen}, not {status}")
+
+
+def test_an_orders_requests_are_served_by_its_node(
+    dsn: str, tmp_path: Path, stack: list[ServerProcess | Sandbox | CarrierBox]
+) -> None:
+    data = tmp_path / "data"  # shared: one token secret for the cluster
+    card, carrier = Sandbox("card1", "card"), CarrierBox()
+    args = (
+        "--cluster",
+        "--payment-provider",
+        card.spec(0),
+        "--carrier",
+        carrier.spec(),
+        "--reconcile-interval-s",
+        "0.3",
+    )
+    proc_a = ServerProcess(data, dsn, args=args)
+    proc_b = ServerProcess(data, dsn, args=args)
+    # The sandboxes know node B only: every webhook about A's orders goes through B.
+    card.start(tmp_path, f"{proc_b.url}/v1/webhooks/payments/card1", ())
+    stack.append(card)
+    carrier.start(tmp_path, f"{proc_b.url}/v1/webhooks/carriers/{carrier.name}", 0.2, ())
+    stack.append(carrier)
+    stack.append(proc_a.start())
+    stack.append(proc_b.start())
+    a, b = Server(proc_a, "postgres"), Server(proc_b, "postgres")
+
+    shop = Shop(a)
+    merchant = a.token("merchant", "seller")
+    wh = shop.warehouse("route-a", regions=["route-north"])
+    sku = shop.sku({wh: 20}, price=999, token=merchant)
+    buyer = a.token("buyer", "bob")
+
+    def order() -> str:
+        resp = Shop(a).order(buyer, [(sku, 1)], "route-north")
+        assert resp.status == 201, resp
+        return str(resp.json()["id"])
+
+    paid, cancelled, later = order(), order(), order()
+    node_a = decode_order_id(int(paid))[1]
+    assert decode_order_id(int(later))[1] == node_a
+
+    # Paid through B: the payment starts on A, and the provider's webhook (to B) reaches A.
+    resp = b.call(
+        "POST",
+        f"/v1/orders/{paid}/payments",
+        token=buyer,
+        json={"method": "card"},
+        headers={"Idempotency-Key": f"pay-{paid}"},
+    )
+    assert resp.status == 202, resp
+    _wait(b, paid, buyer, "paid")
+    payment = b.ok("GET", f"/v1/orders/{paid}/payment", token=buyer)
+    assert payment["status"] == "charged", payment
+    # The same key again, through B: the stored answer, not a second charge.
+    again = b.call(
+        "POST",
+        f"/v1/orders/{paid}/payments",
+        token=buyer,
+        json={"method": "card"},
+        headers={"Idempotency-Key": f"pay-{paid}"},
+    )
+    assert again.status == 202, again
+    assert len(card.charges_for(paid)) == 1
+
+    # Shipped through B; the carrier's scans (to B) reach A, which holds the parcel.
+    shipped = b.call(
+        "POST",
+        f"/v1/orders/{paid}/shipments",
+        token=merchant,
+        json={},
+        headers={"Idempotency-Key": f"ship-{paid}"},
+    )
+    assert shipped.status in (200, 201, 202), shipped
+    deadline = time.monotonic() + 20
+    tracking: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        tracking = b.ok("GET", f"/v1/orders/{paid}/shipments", token=buyer)
+        if tracking["fulfilment_status"] == "delivered":
+            break
+        time.sleep(0.1)
+    assert tracking["fulfilment_status"] == "delivered", tracking
+
+    # Cancelled through B: A releases the unit it reserved.
+    before = Shop(b).stock(sku)["stock"]
+    resp = b.call("POST", f"/v1/orders/{cancelled}/cancel", token=buyer)
+    assert resp.status == 200, resp
+    assert resp.json()["status"] == "cancelled"
+    assert _status(a, cancelled, buyer) == "cancelled"
+    after = Shop(b).stock(sku)["stock"]
+    assert after["reserved"] == before["reserved"] - 1, (before, after)
+
+    # B forwarded them to A; A forwarded nothing.
+    assert _forwarded(b).get(str(node_a), 0) >= 6
+    assert _forwarded(a) == {}
+    # Delivery windows are not served by cluster nodes yet: refused, with the reason.
+    refused = b.call(
+        "POST",
+        "/v1/regions/route-north/delivery-windows",
+        token=b.admin(),
+        json={"start": "2030-01-01T10:00:00Z", "end": "2030-01-01T12:00:00Z", "capacity": 5},
+    )
+    assert (refused.status, refused.error_code) == (501, "unsupported_in_cluster_mode")
+
+    # A killed: its orders' requests get 503 with Retry-After from B, until a node takes A's
+    # number again (the lowest free one) and serves them.
+    proc_a.kill()
+    resp = b.call("POST", f"/v1/orders/{later}/cancel", token=buyer)
+    assert resp.status == 503, resp
+    assert resp.error_code == "order_node_unavailable"
+    assert resp.headers["retry-after"] == "1"
+    proc_c = ServerProcess(data, dsn, args=args)
+    stack.append(proc_c.start())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        resp = b.call("POST", f"/v1/orders/{later}/cancel", token=buyer)
+        if resp.status != 503:
+            break
+        time.sleep(0.2)
+    assert resp.status == 200, resp
+    assert resp.json()["status"] == "cancelled"
