@@ -44,8 +44,8 @@ def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(body())
 
 
-async def _lease(url: str, **config: object) -> NodeLease:
-    lease = NodeLease(url, LeaseConfig(**config))  # type: ignore[arg-type]
+async def _lease(dsn: str, **config: object) -> NodeLease:
+    lease = NodeLease(dsn, LeaseConfig(**config))  # type: ignore[arg-type]
     await lease.acquire()
     return lease
 
@@ -293,5 +293,38 @@ def test_one_cluster_node_leads_and_another_takes_over_when_it_dies(dsn: str) ->
         assert sum(lease.leader for lease in leases) == 1
         for lease in leases:
             await lease.release()
+
+    run(body)
+
+
+def test_the_store_names_each_live_nodes_address_and_the_leader(dsn: str) -> None:
+    async def body() -> None:
+        store = PostgresStore(dsn)
+        await store.open()
+        urls = [f"http://127.0.0.1:{9000 + i}" for i in range(3)]
+        leases = [await _lease(dsn, cluster=True, url=url) for url in urls]
+        try:
+            assert [lease.node for lease in leases] == [0, 1, 2]
+            assert [await store.peer_url(n) for n in range(3)] == urls
+            assert await store.peer_url(3) is None  # no node holds it
+            assert await store.leader_node() == 0
+            await _terminate(dsn, leases[0].backend_pid)
+            # A dead node's address is not given out, though its row stays.
+            assert await store.peer_url(0) is None
+            for _ in range(100):  # the next heartbeat of a live node takes the lead
+                await leases[1]._lead()
+                await leases[2]._lead()
+                if await store.leader_node() is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert await store.leader_node() in (1, 2)
+            # The number claimed again carries the new holder's address.
+            again = await _lease(dsn, cluster=True, url="http://127.0.0.1:9100")
+            leases.append(again)
+            assert (again.node, await store.peer_url(0)) == (0, "http://127.0.0.1:9100")
+        finally:
+            for lease in leases:
+                await lease.release()
+            await store.close()
 
     run(body)
