@@ -212,6 +212,10 @@ class Platform:
             await self._let_go()
             raise
         self._claim.on_leader.append(self.event_dispatcher.resume)
+        if self.stock_keeper is not None:
+            self.stock_keeper.on_orphans_expired.append(self.event_dispatcher.resume)
+        if self.endpoint_mirror is not None:  # the other nodes' events, within a second
+            self.endpoint_mirror.on_pass.append(self.event_dispatcher.resume)
         self._claim.watch()
         if self.catalogue_sync is not None:
             self.catalogue_sync.start()

@@ -8,6 +8,10 @@ leader keeps what it holds (its own changes, staged or committed) and adds the e
 does not know, those a previous leader made. An endpoint made on the leader is therefore
 known to the others within ``interval_s`` of its commit, and its events of orders taken on
 them before that are not staged: a window of one second after its registration.
+
+The leader delivers every node's events, but is woken only by those it stages itself; so on
+the leader each pass also wakes the deliveries (``on_pass``), which read what the other nodes
+committed: their events go out within ``interval_s`` of their commit.
 """
 
 import asyncio
@@ -36,12 +40,16 @@ class EndpointMirror:
         self._ready = ready
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self.on_pass: list[Callable[[], None]] = []
+        """Called on the leader after each pass (its deliveries read the store again)."""
 
     async def refresh(self) -> None:
         """Read the store's endpoints into this node's copy (see the module)."""
         found = await self._store.webhook_endpoints()
         if self._leads():
             self._endpoints.add_unknown(found)
+            for notify in self.on_pass:
+                notify()
         else:
             self._endpoints.load(found)
 

@@ -143,6 +143,9 @@ class StockKeeper:
         self._nudged = asyncio.Event()
         self._demand = False
         """Demand met an empty row since the last pass: dormant rows are leased for again."""
+        self.on_orphans_expired: list[Callable[[], None]] = []
+        """Called after dead nodes' unpaid orders were expired here (their ``order.expired``
+        events are pending in the store: the leader's deliveries resume)."""
 
     def nudge(self) -> None:
         """Run the next periodic pass now (a batch met empty rows: its refused orders are
@@ -199,6 +202,8 @@ class StockKeeper:
                         self.stats.orphans_expired += expired
                         if expired:
                             log.info("expired %d unpaid orders of dead nodes", expired)
+                            for notify in self.on_orphans_expired:  # their order.expired
+                                notify()
             except (StorageError, OSError) as e:  # the store is down or we are fenced
                 self.stats.failures += 1
                 log.warning("stock lease refill failed: %s", e)

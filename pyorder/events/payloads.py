@@ -169,10 +169,14 @@ def for_merchant(
     views: Views, merchant: str, kind: str, data: bytes | None, order: Order
 ) -> bytes | None:
     """``data`` of an event of ``order`` as ``merchant`` is sent it; None when nothing of it is
-    the merchant's (it is then not sent). ``data`` None: the order.created of an order the Rust
-    intake took, rendered from the order."""
-    if data is None:
-        return created_data(views.order_for(merchant, order))
+    the merchant's (it is then not sent). ``data`` None: rendered from the order, the
+    order.created of an order the Rust intake took, or the order.expired of an order a dead
+    cluster node took (``pyorder.storage.stock_leases.expire_orphans``)."""
+    if data is None:  # rendered from the order's row, as it is now
+        mine = views.order_for(merchant, order)
+        if kind == EventType.ORDER_EXPIRED.value:  # a dead cluster node's, expired in SQL
+            return status_data(mine, OrderStatus.PENDING_PAYMENT)
+        return created_data(mine)
     try:
         cut = CUTS[EventType(kind)]
         part = cut(views, merchant, orjson.loads(data), order)

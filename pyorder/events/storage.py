@@ -90,6 +90,24 @@ def _created_sql(p: list[str], dialect: str) -> str:
     )
 
 
+def _expired_sql() -> str:
+    """order.expired for the orders of ``$1`` (ids) a take-over just expired in SQL (a dead
+    cluster node's, ``pyorder.storage.stock_leases``), at ``$2`` (ms): one row per subscribed
+    endpoint of their merchants, ``payload`` NULL (rendered at delivery from the order's row,
+    which holds its expiry). PostgreSQL only: SQLite has one node."""
+    kind = f"'{EventType.ORDER_EXPIRED.value}'"
+    return (
+        f"INSERT INTO order_events ({_NEW_COLUMNS})"
+        f" SELECT DISTINCT e.id, e.merchant, l.order_id, {kind}, NULL::text, $2::bigint,"
+        " 'pending', 0, $2::bigint, 0, '', $2::bigint, 0 FROM order_lines l"
+        " JOIN webhook_endpoints e ON e.merchant = l.merchant"
+        " WHERE l.order_id = ANY($1::bigint[])"
+        f" AND e.enabled = 1 AND {_subscribed(kind, 'postgres')} ORDER BY l.order_id, e.id"
+    )
+
+
+EXPIRED_EVENTS_SQL = _expired_sql()
+
 _UPDATE_DELIVERY_SQL = (
     "UPDATE order_events SET state = {0}, attempts = {1}, next_attempt_ms = {2},"
     " last_status = {3}, last_error = {4}, updated_ms = {5}, delivered_ms = {6} WHERE id = {7}"

@@ -16,6 +16,8 @@ import time
 from asyncpg import Connection
 from asyncpg.pool import PoolConnectionProxy
 
+from pyorder.events.storage import EXPIRED_EVENTS_SQL
+
 _Conn = Connection | PoolConnectionProxy
 
 LEASED_DELTAS_SQL = (
@@ -149,8 +151,8 @@ async def _move(conn: _Conn, node: int, rows: list[Grant], *, sign: int) -> None
 async def expire_orphans(conn: _Conn, node: int) -> int:
     """Expire the unpaid orders of dead node ``node`` past their deadline, inside the caller's
     transaction (a take-over: the number's lock held, its epoch raised); their units go back
-    to the pool. Returns how many orders expired. (Their ``order.expired`` webhook events are
-    not written: see docs/scale-out.md.)"""
+    to the pool, and their ``order.expired`` webhook events are written for the leader to
+    deliver. Returns how many orders expired."""
     now = time.time_ns() // 1_000_000
     expired = [int(r[0]) for r in await conn.fetch(_EXPIRE_OF_NODE, node, now)]
     if not expired:
@@ -161,4 +163,5 @@ async def expire_orphans(conn: _Conn, node: int) -> int:
     await conn.execute(
         _RELEASE, [k[0] for k in keys], [k[1] for k in keys], [int(r[2]) for r in lines]
     )
+    await conn.execute(EXPIRED_EVENTS_SQL, expired, now)
     return len(expired)

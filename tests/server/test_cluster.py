@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.events.lib import FAST_RETRIES, Receiver, of_type, register
 from tests.server.e2e_lib import Server, Shop, order_body
 from tests.support.postgres import fresh_postgres_database
 from tests.support.server import ServerProcess
@@ -215,35 +216,54 @@ def test_a_killed_nodes_unpaid_orders_expire_on_the_others(
     dsn: str, tmp_path: Path, started: list[Server]
 ) -> None:
     """Its orders past their payment deadline are expired by the leader (their units back to
-    the pool), and the live node sells the whole stock."""
+    the pool, their ``order.expired`` events sent to the merchant's endpoint), and the live
+    node sells the whole stock."""
     data = tmp_path / "data"
     solo = Server(ServerProcess(data, dsn).start(), "postgres")
     shop = Shop(solo)
+    merchant = solo.token("merchant", "m-expiry")
     wh = shop.warehouse(regions=["north"])
-    sku = shop.sku({wh: 20})
+    sku = shop.sku({wh: 20}, token=merchant)
     solo.stop()
-    args = ("--cluster", "--payment-timeout-s", "1")
+    args = ("--cluster", "--payment-timeout-s", "1", *FAST_RETRIES)
     keeper = Server(ServerProcess(data, dsn, args=args).start(), "postgres")
     victim = Server(ServerProcess(data, dsn, args=args).start(), "postgres")
     started.extend([keeper, victim])
-    buyer = solo.token("buyer", "b-victim")
-    for _ in range(3):
-        resp = victim.call("POST", "/v1/orders", token=buyer, json=order_body([(sku, 2)], "north"))
-        assert resp.status == 201, resp
-    victim.proc.kill()
+    with Receiver() as hooks:
+        # Registered through the victim, served by the leader (the keeper, first to start); the
+        # victim learns of it within a second and stages its orders' order.created for it.
+        hook = register(victim, merchant, hooks.url("m"), ["order.created", "order.expired"])
+        time.sleep(1.5)
+        buyer = solo.token("buyer", "b-victim")
+        placed = []
+        for _ in range(3):
+            resp = victim.call(
+                "POST", "/v1/orders", token=buyer, json=order_body([(sku, 2)], "north")
+            )
+            assert resp.status == 201, resp
+            placed.append(str(resp.json()["id"]))
+        hooks.wait_for(lambda: len(of_type(hooks.events("m"), "order.created")) == 3)
+        victim.proc.kill()
 
-    async def settled() -> dict[str, int]:
-        for _ in range(100):  # deadline (1 s) + a take-over pass (1 s) + slack
-            books = next(b for b in await _books(dsn) if b["sku"] == sku)
-            _conserved([books])
-            if books["reserved"] == 0:
-                return books
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"the dead node's orders never expired: {books}")
+        async def settled() -> dict[str, int]:
+            for _ in range(100):  # deadline (1 s) + a take-over pass (1 s) + slack
+                books = next(b for b in await _books(dsn) if b["sku"] == sku)
+                _conserved([books])
+                if books["reserved"] == 0:
+                    return books
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"the dead node's orders never expired: {books}")
 
-    asyncio.run(settled())
-    expired = asyncio.run(_count_status(dsn, "expired"))
-    assert expired == 3
+        asyncio.run(settled())
+        expired = asyncio.run(_count_status(dsn, "expired"))
+        assert expired == 3
+        hooks.wait_for(lambda: len(of_type(hooks.events("m"), "order.expired")) == 3)
+        events = [h.verified(hook["secret"]) for h in hooks.accepted("m")]
+        gone = [e for e in events if e["type"] == "order.expired"]
+        assert sorted(e["order_id"] for e in gone) == sorted(placed)
+        for e in gone:
+            assert e["data"]["object"]["status"] == "expired", e
+            assert e["data"]["previous_status"] == "pending_payment", e
     token = solo.token("buyer", "b-live")
     sold = 0
     for _ in range(40):
