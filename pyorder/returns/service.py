@@ -628,7 +628,17 @@ class Returns:
         self, who: Principal, status: ReturnStatus | None, after: int, limit: int
     ) -> list[Return]:
         """The caller's returns by id after ``after`` (a buyer's own, a merchant's review
-        queue with ``status=in_review``, all for an admin), at most ``limit``."""
+        queue with ``status=in_review``, all for an admin), at most ``limit``. A cluster node
+        holds its own orders' returns only: it reads the list from the store."""
+        if self._node is not None:
+            await self._intake.durable()  # its own staged returns are in what it reads
+            return await self._store.list_returns(
+                buyer=who.subject if who.role is Role.BUYER else "",
+                merchant=who.key if who.role is Role.MERCHANT else "",
+                status="" if status is None else status.value,
+                after=after,
+                limit=limit,
+            )
         if who.role is Role.BUYER:
             ids: Iterable[int] = self.by_buyer.get(who.subject, ())
         else:

@@ -35,6 +35,12 @@ RETURN_COLUMNS = (
 DECISION_COLUMNS = "return_id, stage, lightning, rules, decided_ms"
 RETURNS_SQL = f"SELECT {RETURN_COLUMNS} FROM returns ORDER BY id"
 DECISIONS_SQL = f"SELECT {DECISION_COLUMNS} FROM return_decisions ORDER BY return_id, decided_ms"
+LIST_RETURNS_SQL = (
+    f"SELECT {RETURN_COLUMNS} FROM returns WHERE id > {{0}} AND ({{1}} = '' OR buyer = {{1}})"
+    " AND ({2} = '' OR merchant = {2}) AND ({3} = '' OR status = {3}) ORDER BY id LIMIT {4}"
+)
+"""A page of returns by id after {0}: of buyer {1}, of merchant {2}, in status {3} (each ''
+for any), at most {4} (``Store.list_returns``; cluster nodes hold their own orders' only)."""
 
 
 def return_row(r: Return) -> tuple[Any, ...]:

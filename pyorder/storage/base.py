@@ -15,6 +15,7 @@ from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
+from pyorder.returns.model import Return
 
 
 class StorageError(Exception):
@@ -274,6 +275,13 @@ class Store(ABC):
         self, endpoint_id: int, before_id: int | None, limit: int
     ) -> list[Delivery]:
         """The endpoint's events in every state, newest first, with an id below ``before_id``."""
+        raise NotImplementedError
+
+    async def list_returns(
+        self, *, buyer: str, merchant: str, status: str, after: int, limit: int
+    ) -> list[Return]:
+        """Returns by id after ``after``, at most ``limit``: of ``buyer``, of ``merchant``, in
+        ``status`` (each '' for any)."""
         raise NotImplementedError
 
     async def delivered_orders(self, buyer: str) -> int:

@@ -39,6 +39,8 @@ from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
+from pyorder.returns import storage as returns
+from pyorder.returns.model import Return
 from pyorder.storage import codec, key_claims, parts, stock_leases
 from pyorder.storage.base import (
     Catalogue,
@@ -609,6 +611,13 @@ class PostgresStore(Store):
             parts=loaded,
             stock_leases=leases,
         )
+
+    async def list_returns(
+        self, *, buyer: str, merchant: str, status: str, after: int, limit: int
+    ) -> list[Return]:
+        sql = returns.LIST_RETURNS_SQL.format("$1", "$2", "$3", "$4", "$5")
+        rows = await self._p().fetch(sql, after, buyer, merchant, status, limit)
+        return [returns.return_from_row(r) for r in rows]
 
     async def delivered_orders(self, buyer: str) -> int:
         sql = codec.DELIVERED_ORDERS_SQL.format("$1")

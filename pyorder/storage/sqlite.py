@@ -43,6 +43,8 @@ from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
+from pyorder.returns import storage as returns
+from pyorder.returns.model import Return
 from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.lockfile import ProcessLock
@@ -382,6 +384,15 @@ class SqliteStore(Store):
     async def delivered_orders(self, buyer: str) -> int:
         sql = codec.DELIVERED_ORDERS_SQL.format("?")
         return await self._on_reader(lambda: int(self._r().execute(sql, (buyer,)).fetchone()[0]))
+
+    async def list_returns(
+        self, *, buyer: str, merchant: str, status: str, after: int, limit: int
+    ) -> list[Return]:
+        sql = returns.LIST_RETURNS_SQL.format("?1", "?2", "?3", "?4", "?5")
+        args = (after, buyer, merchant, status, limit)
+        return await self._on_reader(
+            lambda: [returns.return_from_row(r) for r in self._r().execute(sql, args)]
+        )
 
     async def tracking_events(self, order_id: int) -> list[TrackingEvent]:
         sql = logistics.TRACKING_EVENTS_OF_ORDER_SQL.format("?")

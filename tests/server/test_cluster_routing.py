@@ -17,6 +17,7 @@ import pytest
 from pyorder._core import decode_order_id
 from tests.logistics.lib import CarrierBox
 from tests.payments.lib import Sandbox
+from tests.returns.lib import policy_file
 from tests.server.e2e_lib import Server, Shop
 from tests.support.postgres import fresh_postgres_database
 from tests.support.server import ServerProcess
@@ -76,6 +77,8 @@ def test_an_orders_requests_are_served_by_its_node(
         carrier.spec(),
         "--reconcile-interval-s",
         "0.3",
+        "--returns-config",
+        policy_file(tmp_path / "policy"),
     )
     proc_a = ServerProcess(data, dsn, args=args)
     proc_b = ServerProcess(data, dsn, args=args)
@@ -144,6 +147,38 @@ def test_an_orders_requests_are_served_by_its_node(
         time.sleep(0.1)
     assert tracking["fulfilment_status"] == "delivered", tracking
 
+    # Returned through B: the return is A's (its id is A's number modulo 256), the carrier's
+    # scans of the return parcel (to B) reach A by the return's reference, and A refunds it at
+    # the pickup scan (lightning), once.
+    opened = b.call(
+        "POST",
+        f"/v1/orders/{paid}/returns",
+        token=buyer,
+        json={"lines": [{"sku": sku, "quantity": 1}], "reason": "too big"},
+        headers={"Idempotency-Key": f"return-{paid}"},
+    )
+    assert opened.status == 201, opened
+    [ret] = opened.json()["returns"]
+    rid = int(ret["id"])
+    assert rid % 256 == node_a
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ret = b.ok("GET", f"/v1/returns/{rid}", token=buyer)
+        if ret["restocked_at"] is not None:
+            break
+        time.sleep(0.1)
+    assert (ret["status"], ret["restocked_at"] is not None) == ("refunded", True), ret
+    [charge] = card.charges_for(paid)
+    refunds = [r for r in card.refunds() if r["payment_intent"] == charge["payment_intent"]]
+    assert [r["amount"] for r in refunds] == [999]
+    # Every node lists it (read from the store), to its buyer and to its merchant.
+    for node in (a, b):
+        mine = node.ok("GET", "/v1/returns", token=buyer)["returns"]
+        assert [r["id"] for r in mine] == [rid], mine
+        theirs = node.ok("GET", "/v1/returns?status=refunded", token=merchant)["returns"]
+        assert [r["id"] for r in theirs] == [rid], theirs
+        assert node.ok("GET", "/v1/returns", token=a.token("buyer", "eve"))["returns"] == []
+
     # Cancelled through B: A releases the unit it reserved.
     before = Shop(b).stock(sku)["stock"]
     resp = b.call("POST", f"/v1/orders/{cancelled}/cancel", token=buyer)
@@ -154,7 +189,7 @@ def test_an_orders_requests_are_served_by_its_node(
     assert after["reserved"] == before["reserved"] - 1, (before, after)
 
     # B forwarded them to A; A forwarded nothing.
-    assert _forwarded(b).get(str(node_a), 0) >= 6
+    assert _forwarded(b).get(str(node_a), 0) >= 8
     assert _forwarded(a) == {}
     # Delivery windows are not served by cluster nodes yet: refused, with the reason.
     refused = b.call(

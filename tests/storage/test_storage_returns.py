@@ -175,3 +175,35 @@ def test_sku_category_and_delivered_orders_of_a_buyer(store: Backend) -> None:
         assert await s.delivered_orders("nobody") == 0
 
     store.run(body)
+
+
+def test_returns_are_listed_by_buyer_merchant_and_status_a_page_at_a_time(store: Backend) -> None:
+    async def body(s: Store) -> None:
+        rows = {
+            i: replace(
+                RETURN,
+                id=i,
+                buyer="bob" if i % 2 else "ann",
+                merchant="merchant:seller" if i < 5 else "merchant:other",
+                status=ReturnStatus.REFUNDED if i % 3 == 0 else ReturnStatus.REQUESTED,
+            )
+            for i in range(1, 9)
+        }
+        await s.commit(_batch(rows, {}, outbox={}))
+
+        async def ids(**query: object) -> list[int]:
+            found = await s.list_returns(
+                **{"buyer": "", "merchant": "", "status": "", "after": 0, "limit": 50, **query}  # type: ignore[arg-type]
+            )
+            assert found == [rows[r.id] for r in found]  # whole rows, decoded
+            return [r.id for r in found]
+
+        assert await ids() == list(range(1, 9))
+        assert await ids(buyer="bob") == [1, 3, 5, 7]
+        assert await ids(merchant="merchant:other") == [5, 6, 7, 8]
+        assert await ids(status="refunded") == [3, 6]
+        assert await ids(buyer="ann", status="refunded") == [6]
+        assert await ids(after=2, limit=3) == [3, 4, 5]
+        assert await ids(buyer="eve") == []
+
+    store.run(body)

@@ -19,7 +19,7 @@ from pyorder.server.api.returns_bodies import (
     ReturnRejectIn,
     return_out,
 )
-from pyorder.server.forwarding import by_order, by_return, routed, single_node
+from pyorder.server.forwarding import by_order, by_return, routed
 from pyorder.server.keys import IDEMPOTENCY, PLATFORM
 from pyorder.server.operations import AUTH_ERRORS, BODY_ERRORS, operation
 from pyorder.server.params import LIMIT_500, ORDER_ID, EnumParam, IntParam
@@ -39,12 +39,6 @@ def _out(
     svc = platform.returns
     seen = platform.views.ret(who, ret)
     return return_out(seen, svc.decisions_of(ret.id), svc.refund_of(ret), events)
-
-
-ACROSS_NODES = (
-    "the list of returns is not served by cluster nodes yet: each node holds its own orders'"
-    " returns; read them by order, GET /v1/orders/{order_id}/returns (docs/scale-out.md)"
-)
 
 
 @routes.post("/v1/orders/{order_id}/returns")
@@ -95,7 +89,6 @@ async def order_returns(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/returns")
-@single_node(ACROSS_NODES)
 @operation(
     "The caller's returns by id: a buyer's own, a merchant's (the review queue with"
     " status=in_review), all for an admin",
