@@ -245,6 +245,29 @@ class Intake:
         others = [t for t in self._in_flight if t is not asyncio.current_task()]
         if others:
             await asyncio.wait(others)
+        await self._rebuild()
+
+    async def reload(self) -> None:
+        """Rebuild the core from the store now, with nothing failed (a cluster node adopting a
+        dead node's orders, ``docs/scale-out.md``): what is staged is committed first; requests
+        meanwhile are refused (503, as during a recovery) and nothing acknowledged is lost. A
+        recovery already running rebuilds anyway."""
+        if not self.available:
+            return
+        try:
+            await self.durable()
+        except Exception:  # that commit failed: its recovery rebuilds
+            return
+        if not self.available:
+            return
+        self.available = False
+        self._recovering = True
+        self._recovered.clear()
+        await self._drain()
+        await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        """Rebuild through ``on_failure`` until it succeeds, then take writes again."""
         while self.on_failure is not None:
             try:
                 await self.on_failure()

@@ -27,6 +27,7 @@ from pyorder.events.model import WebhooksConfig
 from pyorder.events.publisher import Events
 from pyorder.intake import Intake
 from pyorder.kernel.clock import now_ms
+from pyorder.kernel.tasks import cancelled
 from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.dispatcher import ShipmentDispatcher
 from pyorder.logistics.service import Logistics
@@ -166,6 +167,10 @@ class Platform:
         )
         """Refills this node's stock leases (cluster mode only, ``pyorder.cluster.stock``)."""
         self._sweeper: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self.serving: frozenset[int] = frozenset()
+        """The node numbers whose orders this node holds, as of its last rebuild: its own and
+        those of the dead nodes it adopted (``NodeClaim.numbers``)."""
 
     @property
     def engine(self) -> Engine:
@@ -214,6 +219,7 @@ class Platform:
         self._claim.on_leader.append(self.event_dispatcher.resume)
         if self.stock_keeper is not None:
             self.stock_keeper.on_orphans_expired.append(self.event_dispatcher.resume)
+            self.stock_keeper.on_adopted.append(self._reload)
         if self.endpoint_mirror is not None:  # the other nodes' events, within a second
             self.endpoint_mirror.on_pass.append(self.event_dispatcher.resume)
         self._claim.watch()
@@ -230,9 +236,15 @@ class Platform:
         await self.return_shipping.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="pyorder-expiry")
 
+    def _reload(self) -> None:
+        """Load adopted dead nodes' orders: a rebuild (``Intake.reload``)."""
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.create_task(self.intake.reload(), name="pyorder-reload")
+
     async def stop(self) -> None:
         """Stop expiring and calling providers and carriers, flush and commit what is staged,
         close the store."""
+        await cancelled(self._reloading)
         if self.stock_keeper is not None:
             await self.stock_keeper.stop()
         if self.catalogue_sync is not None:
@@ -273,15 +285,17 @@ class Platform:
             raise StorageError("this node has lost its node lease; claiming one again")
         self.store.fence = (claim.node, claim.epoch) if claim.epoch else None
         self.store.lease_node = claim.node if self.config.cluster else None
+        serving = claim.numbers
         snapshot = await self.store.load()
         if self.config.cluster:  # this node's share: its leases, its own pending orders
-            snapshot = node_view(snapshot, claim.node)
+            snapshot = node_view(snapshot, claim.node, serving)
         endpoints = await self.store.webhook_endpoints()
         # No await from here on: what is staged on the new core must not be dropped by the
         # intake's recovery (it clears the batch once this returns).
         self._engine = Engine.rebuild(
             snapshot, node=claim.node, payment_timeout_ms=self.config.payment_timeout_ms
         )
+        self.serving = serving
         self.payments.load(snapshot)
         self.logistics.load(snapshot)
         self.webhooks.load(endpoints)

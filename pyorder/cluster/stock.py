@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
 from pyorder.catalog.model import StockRow
@@ -31,9 +31,15 @@ from pyorder.storage.base import NodeClaim, StorageError, Store
 log = logging.getLogger(__name__)
 
 
-def node_view(snap: Snapshot, node: int) -> Snapshot:
-    """What ``node``'s core holds of the store's snapshot (see the module doc)."""
-    mine = [o for o in snap.pending_orders if decode_order_id(o.id)[1] == node]
+def node_view(snap: Snapshot, node: int, adopted: Collection[int] = ()) -> Snapshot:
+    """What ``node``'s core holds of the store's snapshot (see the module doc): its lease, and
+    the orders of its own number and of the dead nodes' numbers it ``adopted``."""
+    numbers = frozenset((node, *adopted))
+
+    def ours(order_id: int) -> bool:
+        return decode_order_id(order_id)[1] in numbers
+
+    mine = [o for o in snap.pending_orders if ours(o.id)]
     reserved: Counter[tuple[int, int]] = Counter()
     for order in mine:
         for line in order.lines:
@@ -49,9 +55,7 @@ def node_view(snap: Snapshot, node: int) -> Snapshot:
     parts = dict(snap.parts)
     for kind in PARTS:
         if kind.of_orders is not None and kind.name in parts:
-            parts[kind.name] = kind.of_orders(
-                parts[kind.name], lambda o: decode_order_id(o)[1] == node
-            )
+            parts[kind.name] = kind.of_orders(parts[kind.name], ours)
     return replace(
         snap,
         stock=stock,
@@ -80,6 +84,10 @@ class StockLeaseConfig:
     """How long a row the pool had nothing for is not asked for again."""
     reclaim_interval_s: float = 1.0
     """How often dead nodes' leases are looked for and taken back."""
+    adopt_after_s: float = 5.0
+    """How long a node must have been dead (no live session, no commit or heartbeat) before
+    the leader adopts its number and serves its orders: time for a restarted node (a
+    ``--workers`` supervisor restarts one within about a second) to take it back first."""
 
 
 @dataclass(slots=True)
@@ -111,6 +119,7 @@ class KeeperStats:
     returned: int = 0
     reclaimed: int = 0
     orphans_expired: int = 0
+    adopted: int = 0
     failures: int = 0
     rows: dict[tuple[int, int], _Row] = field(default_factory=dict)
 
@@ -143,6 +152,9 @@ class StockKeeper:
         self._nudged = asyncio.Event()
         self._demand = False
         """Demand met an empty row since the last pass: dormant rows are leased for again."""
+        self.on_adopted: list[Callable[[], None]] = []
+        """Called after this node adopted dead nodes' numbers (their orders are loaded by a
+        rebuild: ``Intake.reload``)."""
         self.on_orphans_expired: list[Callable[[], None]] = []
         """Called after dead nodes' unpaid orders were expired here (their ``order.expired``
         events are pending in the store: the leader's deliveries resume)."""
@@ -203,6 +215,13 @@ class StockKeeper:
                         if expired:
                             log.info("expired %d unpaid orders of dead nodes", expired)
                             for notify in self.on_orphans_expired:  # their order.expired
+                                notify()
+                        adopt_ms = int(self.config.adopt_after_s * 1000)
+                        adopted = await self._store.adopt_dead(self._claim(), adopt_ms)
+                        if adopted:
+                            self.stats.adopted += len(adopted)
+                            log.info("adopted dead nodes %s: serving their orders", adopted)
+                            for notify in self.on_adopted:
                                 notify()
             except (StorageError, OSError) as e:  # the store is down or we are fenced
                 self.stats.failures += 1

@@ -58,7 +58,7 @@ def create_app(
     app[ISSUER] = TokenIssuer(token_secret or load_or_create_secret(Path(config.data_dir)))
     forwarder = None
     if config.cluster:  # an order's requests are served by its node (docs/scale-out.md)
-        forwarder = Forwarder(platform.store, lambda: platform.claim.node)
+        forwarder = Forwarder(platform.store, lambda: platform.claim.node, lambda: platform.serving)
         metrics.registry.register(ForwardStats(forwarder))
         app.on_cleanup.append(lambda _: forwarder.close())
     app.add_routes(handled(metrics.http, api.routes(forwarder)))

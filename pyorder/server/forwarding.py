@@ -112,18 +112,22 @@ def single_node_reason(handler: Callable[..., Any]) -> str | None:
 
 class Forwarder:
     """Sends requests on to other nodes of the cluster. ``store`` says where each live node
-    takes them (``Store.peer_url``); ``node`` is this node's number, as of now."""
+    takes them (``Store.peer_url``); ``node`` is this node's number, as of now, and
+    ``numbers`` those whose orders it serves (its own and the dead nodes' it adopted; default:
+    its own)."""
 
     def __init__(
         self,
         store: Store,
         node: Callable[[], int],
+        numbers: Callable[[], frozenset[int]] | None = None,
         *,
         timeout_s: float = 10.0,
         cache_s: float = 2.0,
     ) -> None:
         self.store = store
         self.node = node
+        self.numbers = numbers or (lambda: frozenset((node(),)))
         self.timeout_s = timeout_s
         """How long a forwarded request may take, end to end."""
         self.cache_s = cache_s
@@ -314,7 +318,7 @@ def forwarding(handler: Handler, locate: Locator, forwarder: Forwarder) -> Handl
     @functools.wraps(handler)
     async def serve(request: web.Request) -> web.StreamResponse:
         node = await locate(request, forwarder)
-        if node is None or node == forwarder.node():
+        if node is None or node in forwarder.numbers():
             return await handler(request)
         return await forwarder.forward(request, node)
 

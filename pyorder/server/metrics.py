@@ -165,6 +165,14 @@ class NodeStats(Collector):
             k.orphans_expired,
         )
         yield CounterMetricFamily(
+            "pyorder_nodes_adopted", "Dead nodes' numbers this node adopted", k.adopted
+        )
+        yield GaugeMetricFamily(
+            "pyorder_node_numbers_served",
+            "Node numbers whose orders this node serves (its own and adopted ones)",
+            len(p.serving),
+        )
+        yield CounterMetricFamily(
             "pyorder_stock_lease_failures", "Refill or take-over passes that failed", k.failures
         )
         available = 0

@@ -65,6 +65,12 @@ class NodeClaim:
         return True
 
     @property
+    def numbers(self) -> frozenset[int]:
+        """The node numbers whose orders this process serves: its own, and those of dead
+        cluster nodes it adopted (``NodeLease.adopt``)."""
+        return frozenset((self.node,))
+
+    @property
     def leader(self) -> bool:
         """Whether this node does the shared background work (a node alone always does)."""
         return True
@@ -138,6 +144,11 @@ class Store(ABC):
         """Take the units of dead nodes' leases back to the pool, through ``claim`` (the
         caller's node lease); returns what came back."""
         raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
+
+    async def adopt_dead(self, claim: NodeClaim, after_ms: int) -> list[int]:
+        """Adopt, through ``claim``, the numbers of the nodes dead (no live holder, silent) for
+        at least ``after_ms``: their orders become ``claim``'s to serve. Returns them."""
+        raise StorageError(f"{type(self).__name__} has no other nodes (single-process)")
 
     async def expire_orphans(self, claim: NodeClaim) -> int:
         """Expire dead nodes' unpaid orders past their deadline; returns how many."""

@@ -141,6 +141,8 @@ class NodeLease(NodeClaim):
         """One statement at a time on the lease's session (heartbeat, taking over)."""
         self.claims = 0
         """How many times this lease claimed a number (1 + the re-claims after a lost session)."""
+        self.adopted: set[int] = set()
+        """Dead nodes' numbers this lease holds too (``adopt``): their orders are its node's."""
 
     @property
     def held(self) -> bool:
@@ -149,6 +151,10 @@ class NodeLease(NodeClaim):
     @property
     def leader(self) -> bool:
         return self._leader and self.held
+
+    @property
+    def numbers(self) -> frozenset[int]:
+        return frozenset((self.node, *self.adopted))
 
     @property
     def backend_pid(self) -> int:
@@ -361,8 +367,46 @@ class NodeLease(NodeClaim):
                     with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
                         await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
 
+    async def adopt(
+        self, node: int, work: Callable[[asyncpg.Connection], Awaitable[T]]
+    ) -> T | None:
+        """Take a dead node's number over for good, so that this node serves its orders: hold
+        its lock on this lease's session from now on, and in one transaction raise its epoch
+        (which waits for its commits in flight, and fences off any it might still attempt),
+        record this node as its holder, with this node's URL (its orders' requests are
+        forwarded here), and run ``work``. None, and nothing done, while it is live. The
+        number is free again when this lease's session ends (with this node's own)."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return None
+        async with self._using:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", NODE_LOCK, node):
+                return None
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        f"SET LOCAL lock_timeout = {int(self.config.lock_timeout_ms)}"
+                    )
+                    await conn.execute(
+                        "UPDATE node_leases SET epoch = epoch + 1, holder = $2, url = $3,"
+                        f" mode = 'cluster', seen_ms = {DB_NOW_MS} WHERE node = $1",
+                        node,
+                        f"adopted by node {self.node} ({self.holder})",
+                        self.config.url,
+                    )
+                    result = await work(conn)
+            except BaseException:
+                if not conn.is_closed():
+                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                        await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
+                raise
+        self.adopted.add(node)
+        log.info("node %d adopted dead node %d's orders", self.node, node)
+        return result
+
     async def _drop(self) -> None:
         self._leader = False
+        self.adopted.clear()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()

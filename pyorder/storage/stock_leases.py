@@ -63,6 +63,15 @@ _HELD_BY = (
     " ORDER BY sku, warehouse"
 )
 _ZERO = "UPDATE stock_leases SET units = 0, updated_ms = $2 WHERE node = $1 AND units > 0"
+_ZERO_ROWS = (
+    "INSERT INTO stock_leases (sku, warehouse, node, units, updated_ms)"
+    " SELECT sku, warehouse, $1, 0, $2 FROM stock ON CONFLICT (sku, warehouse, node) DO NOTHING"
+)
+ADOPTABLE_SQL = "SELECT node FROM node_leases WHERE seen_ms < {now} - $1".format(
+    now="(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+)
+"""Numbers last seen (a commit, a heartbeat) more than $1 ms ago; those no live session holds
+are dead nodes' (``PostgresStore.adopt_dead``)."""
 
 ORPHANS_SQL = (
     "SELECT DISTINCT (id >> 14) & 255 FROM orders"
@@ -124,6 +133,17 @@ async def give_back(conn: _Conn, node: int) -> list[Grant]:
         await conn.fetch(_LOCK_FREE, [k[0] for k in keys], [k[1] for k in keys])
         await _move(conn, node, held, sign=-1)
     return held
+
+
+async def adopt(conn: _Conn, dead: int, adopter: int) -> list[Grant]:
+    """Make dead node ``dead``'s orders ``adopter``'s (inside the adoption's transaction): the
+    units of its lease go back to the pool, and ``adopter`` gets a lease row (of 0 units) for
+    every stock row, since its commits move units of the adopted orders (an expiry, a return
+    restocked) in and out of its own lease, and a commit's rows must exist
+    (``LEASED_DELTAS_SQL``). Returns what went back to the pool."""
+    back = await give_back(conn, dead)
+    await conn.execute(_ZERO_ROWS, adopter, time.time_ns() // 1_000_000)
+    return back
 
 
 async def return_units(conn: _Conn, node: int, rows: list[Grant]) -> None:

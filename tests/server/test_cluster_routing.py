@@ -10,6 +10,7 @@ until a new node takes A's number, and then serves them again.
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -64,9 +65,59 @@ def _wait(srv: Server, order_id: str, token: str, status: str, timeout_s: float 
     raise AssertionError(f"order {order_id} is {seen}, not {status}")
 
 
-def test_an_orders_requests_are_served_by_its_node(
+@dataclass
+class Cluster:
+    """Nodes A and B on one PostgreSQL, with the payment and carrier sandboxes posting their
+    webhooks to node B only; a warehouse, a region and a SKU of 20 units of the merchant's."""
+
+    data: Path
+    args: tuple[str, ...]
+    card: Sandbox
+    proc_a: ServerProcess
+    a: Server
+    b: Server
+    sku: int
+    merchant: str
+    buyer: str
+
+    def order(self) -> str:
+        """An order of the buyer's, taken on node A."""
+        resp = Shop(self.a).order(self.buyer, [(self.sku, 1)], "route-north")
+        assert resp.status == 201, resp
+        return str(resp.json()["id"])
+
+    def pay(self, order_id: str, srv: Server) -> None:
+        resp = srv.call(
+            "POST",
+            f"/v1/orders/{order_id}/payments",
+            token=self.buyer,
+            json={"method": "card"},
+            headers={"Idempotency-Key": f"pay-{order_id}"},
+        )
+        assert resp.status == 202, resp
+
+    def ship(self, order_id: str, srv: Server) -> None:
+        shipped = srv.call(
+            "POST",
+            f"/v1/orders/{order_id}/shipments",
+            token=self.merchant,
+            json={},
+            headers={"Idempotency-Key": f"ship-{order_id}"},
+        )
+        assert shipped.status == 202, shipped
+        deadline = time.monotonic() + 20
+        tracking: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            tracking = srv.ok("GET", f"/v1/orders/{order_id}/shipments", token=self.buyer)
+            if tracking["fulfilment_status"] == "delivered":
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"order {order_id} was not delivered: {tracking}")
+
+
+def _cluster(
     dsn: str, tmp_path: Path, stack: list[ServerProcess | Sandbox | CarrierBox]
-) -> None:
+) -> Cluster:
     data = tmp_path / "data"  # shared: one token secret for the cluster
     card, carrier = Sandbox("card1", "card"), CarrierBox()
     args = (
@@ -90,17 +141,19 @@ def test_an_orders_requests_are_served_by_its_node(
     stack.append(proc_a.start())
     stack.append(proc_b.start())
     a, b = Server(proc_a, "postgres"), Server(proc_b, "postgres")
-
     shop = Shop(a)
     merchant = a.token("merchant", "seller")
     wh = shop.warehouse("route-a", regions=["route-north"])
     sku = shop.sku({wh: 20}, price=999, token=merchant)
-    buyer = a.token("buyer", "bob")
+    return Cluster(data, args, card, proc_a, a, b, sku, merchant, a.token("buyer", "bob"))
 
-    def order() -> str:
-        resp = Shop(a).order(buyer, [(sku, 1)], "route-north")
-        assert resp.status == 201, resp
-        return str(resp.json()["id"])
+
+def test_an_orders_requests_are_served_by_its_node(
+    dsn: str, tmp_path: Path, stack: list[ServerProcess | Sandbox | CarrierBox]
+) -> None:
+    c = _cluster(dsn, tmp_path, stack)
+    a, b, card, sku, merchant, buyer = c.a, c.b, c.card, c.sku, c.merchant, c.buyer
+    data, args, proc_a, order = c.data, c.args, c.proc_a, c.order
 
     paid, cancelled, later = order(), order(), order()
     node_a = decode_order_id(int(paid))[1]
@@ -130,22 +183,7 @@ def test_an_orders_requests_are_served_by_its_node(
     assert len(card.charges_for(paid)) == 1
 
     # Shipped through B; the carrier's scans (to B) reach A, which holds the parcel.
-    shipped = b.call(
-        "POST",
-        f"/v1/orders/{paid}/shipments",
-        token=merchant,
-        json={},
-        headers={"Idempotency-Key": f"ship-{paid}"},
-    )
-    assert shipped.status in (200, 201, 202), shipped
-    deadline = time.monotonic() + 20
-    tracking: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        tracking = b.ok("GET", f"/v1/orders/{paid}/shipments", token=buyer)
-        if tracking["fulfilment_status"] == "delivered":
-            break
-        time.sleep(0.1)
-    assert tracking["fulfilment_status"] == "delivered", tracking
+    c.ship(paid, b)
 
     # Returned through B: the return is A's (its id is A's number modulo 256), the carrier's
     # scans of the return parcel (to B) reach A by the return's reference, and A refunds it at
@@ -217,3 +255,41 @@ def test_an_orders_requests_are_served_by_its_node(
         time.sleep(0.2)
     assert resp.status == 200, resp
     assert resp.json()["status"] == "cancelled"
+
+
+def test_a_dead_nodes_orders_are_adopted_by_the_leader(
+    dsn: str, tmp_path: Path, stack: list[ServerProcess | Sandbox | CarrierBox]
+) -> None:
+    """Node A killed and not restarted: after ``adopt_after_s`` (5 s) the leader, B, adopts
+    A's number. It loads A's orders (a rebuild) and serves them: A's paid order is shipped and
+    delivered, A's unpaid one is paid, through B; its requests are no longer forwarded."""
+    c = _cluster(dsn, tmp_path, stack)
+    paid, unpaid = c.order(), c.order()
+    node_a = decode_order_id(int(paid))[1]
+    c.pay(paid, c.b)
+    _wait(c.b, paid, c.buyer, "paid")
+    c.proc_a.kill()
+    resp = c.b.call("GET", f"/v1/orders/{paid}/payment", token=c.buyer)
+    assert (resp.status, resp.error_code) == (503, "order_node_unavailable")
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        resp = c.b.call("GET", f"/v1/orders/{paid}/payment", token=c.buyer)
+        if resp.status == 200:
+            break
+        assert resp.status == 503, resp  # forwarded to a dead node, or B rebuilding
+        time.sleep(0.2)
+    assert resp.status == 200, resp
+    assert resp.json()["status"] == "charged"
+    text = c.b.call("GET", "/metrics", token=c.b.admin()).body.decode()
+    assert "pyorder_node_numbers_served 2.0" in text, text
+    assert "pyorder_nodes_adopted_total 1.0" in text, text
+    forwarded = _forwarded(c.b).get(str(node_a), 0)
+
+    c.ship(paid, c.b)  # the parcel booked by B, the carrier's scans (to B) applied there
+    c.pay(unpaid, c.b)  # A's reservation, now in B's core, becomes a sale
+    _wait(c.b, unpaid, c.buyer, "paid")
+    assert len(c.card.charges_for(unpaid)) == 1
+    assert _forwarded(c.b).get(str(node_a), 0) == forwarded  # served on B itself
+    stock = Shop(c.b).stock(c.sku)["stock"]
+    assert (stock["sold"], stock["reserved"]) == (2, 0), stock

@@ -20,7 +20,13 @@ import pytest
 from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.ids import OrderIdGenerator
 from pyorder.model import WriteBatch
-from pyorder.storage.node_lease import FencedError, LeaseConfig, NodeLease, NodeRefusedError
+from pyorder.storage.node_lease import (
+    FENCE_SQL,
+    FencedError,
+    LeaseConfig,
+    NodeLease,
+    NodeRefusedError,
+)
 from pyorder.storage.postgres import PostgresStore
 from tests.support.postgres import fresh_postgres_database
 
@@ -324,6 +330,43 @@ def test_the_store_names_each_live_nodes_address_and_the_leader(dsn: str) -> Non
             assert (again.node, await store.peer_url(0)) == (0, "http://127.0.0.1:9100")
         finally:
             for lease in leases:
+                await lease.release()
+            await store.close()
+
+    run(body)
+
+
+def test_a_dead_nodes_number_is_adopted_for_good_and_freed_with_its_adopter(dsn: str) -> None:
+    async def body() -> None:
+        store = PostgresStore(dsn)
+        await store.open()
+        dead = await _lease(dsn, cluster=True, url="http://a")
+        adopter = await _lease(dsn, cluster=True, url="http://b")
+        others: list[NodeLease] = []
+        try:
+            old = (dead.node, dead.epoch)
+            await _terminate(dsn, dead.backend_pid)
+            # Seen moments ago: not adopted yet (a restarted node may take it back first).
+            assert await store.adopt_dead(adopter, after_ms=60_000) == []
+            assert await store.adopt_dead(adopter, after_ms=0) == [dead.node]
+            assert adopter.numbers == {adopter.node, dead.node}
+            # Its orders' requests now go to the adopter, and no one else claims the number.
+            assert await store.peer_url(dead.node) == "http://b"
+            others.append(await _lease(dsn, cluster=True))
+            assert others[-1].node not in adopter.numbers
+            # The dead node's epoch moved on: its commits are fenced off.
+            conn = await asyncpg.connect(dsn)
+            try:
+                assert await conn.execute(FENCE_SQL, *old) == "UPDATE 0"
+            finally:
+                await conn.close()
+            assert await store.adopt_dead(adopter, after_ms=0) == []  # held now
+            # The adopter gone, both its numbers are free again.
+            await adopter.release()
+            others.append(await _lease(dsn, cluster=True))
+            assert others[-1].node == min(dead.node, adopter.node)
+        finally:
+            for lease in (dead, adopter, *others):
                 await lease.release()
             await store.close()
 
