@@ -194,3 +194,46 @@ def test_a_batch_whose_reply_was_lost_but_committed_is_answered_as_durable() -> 
         await intake.close()
 
     asyncio.run(body())
+
+
+def test_a_reload_commits_what_is_staged_then_rebuilds_refusing_work_meanwhile() -> None:
+    async def body() -> None:
+        store = ScriptedStore(depth=1)
+        rebuilt = asyncio.Event()
+        go_on = asyncio.Event()
+
+        async def rebuild() -> None:
+            store.events.append("rebuild")
+            rebuilt.set()
+            await go_on.wait()
+
+        intake = Intake(store, window_s=0, on_failure=rebuild)
+        intake.start()
+        staged = stage(intake, 1)
+        reload = asyncio.create_task(intake.reload())
+        await settle()
+        # What was staged is written and answered first, and nothing is rebuilt before that.
+        assert [ids(b) for b, _ in store.handed] == [[1]]
+        assert "rebuild" not in store.events
+        store.finish(0)
+        await settle()
+        assert staged.done()
+        assert staged.exception() is None
+        await asyncio.wait_for(rebuilt.wait(), 1)
+        # While it rebuilds, work is refused (503), not queued for a core about to be replaced.
+        assert not intake.available
+        with pytest.raises(IntakeUnavailableError):
+            stage(intake, 2)
+        go_on.set()
+        await reload
+        assert store.events[-2:] == ["rebuild", "resume"]
+        assert intake.available
+        after = stage(intake, 3)
+        await settle()
+        store.finish(len(store.handed) - 1)
+        await settle()
+        assert after.exception() is None
+        assert ids(store.handed[-1][0]) == [3]  # the staged row of the refused work is gone
+        await intake.close()
+
+    asyncio.run(body())
