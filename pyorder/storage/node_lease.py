@@ -332,12 +332,18 @@ class NodeLease(NodeClaim):
                         log.error("node lease: node %d was claimed by another", self.node)
                         await self._drop()
                     else:
-                        await self._lead()
+                        try:
+                            await self._lead()
+                        except Exception:  # the session broke meanwhile: the next beat sees it
+                            log.warning("node lease: could not try to lead", exc_info=True)
                 continue
             try:
                 await self.acquire()
             except StorageError as e:
                 log.warning("node lease: cannot claim a node number again: %s", e)
+            except Exception:  # the new session was cut while claiming (a failover): retry;
+                # the heartbeat must never die, or the node would never claim a number again
+                log.warning("node lease: claiming a node number again failed", exc_info=True)
 
     async def take_over(
         self, node: int, work: Callable[[asyncpg.Connection], Awaitable[T]]
