@@ -73,6 +73,8 @@ class Cluster:
     data: Path
     args: tuple[str, ...]
     card: Sandbox
+    carrier: CarrierBox
+    tmp: Path
     proc_a: ServerProcess
     a: Server
     b: Server
@@ -96,7 +98,8 @@ class Cluster:
         )
         assert resp.status == 202, resp
 
-    def ship(self, order_id: str, srv: Server) -> None:
+    def ship(self, order_id: str, srv: Server, *, wait: bool = True) -> None:
+        """The merchant ships the order; with ``wait``, until its parcel is delivered."""
         shipped = srv.call(
             "POST",
             f"/v1/orders/{order_id}/shipments",
@@ -105,6 +108,10 @@ class Cluster:
             headers={"Idempotency-Key": f"ship-{order_id}"},
         )
         assert shipped.status == 202, shipped
+        if wait:
+            self.delivered(order_id, srv)
+
+    def delivered(self, order_id: str, srv: Server) -> None:
         deadline = time.monotonic() + 20
         tracking: dict[str, object] = {}
         while time.monotonic() < deadline:
@@ -145,7 +152,8 @@ def _cluster(
     merchant = a.token("merchant", "seller")
     wh = shop.warehouse("route-a", regions=["route-north"])
     sku = shop.sku({wh: 20}, price=999, token=merchant)
-    return Cluster(data, args, card, proc_a, a, b, sku, merchant, a.token("buyer", "bob"))
+    buyer = a.token("buyer", "bob")
+    return Cluster(data, args, card, carrier, tmp_path, proc_a, a, b, sku, merchant, buyer)
 
 
 def test_an_orders_requests_are_served_by_its_node(
@@ -261,14 +269,20 @@ def test_a_dead_nodes_orders_are_adopted_by_the_leader(
     dsn: str, tmp_path: Path, stack: list[ServerProcess | Sandbox | CarrierBox]
 ) -> None:
     """Node A killed and not restarted: after ``adopt_after_s`` (5 s) the leader, B, adopts
-    A's number. It loads A's orders (a rebuild) and serves them: A's paid order is shipped and
-    delivered, A's unpaid one is paid, through B; its requests are no longer forwarded."""
+    A's number. It loads A's orders (a rebuild) and serves them: the parcel booking A owed the
+    carrier (which was down) is made, A's unpaid order is paid, through B; its requests are no
+    longer forwarded."""
     c = _cluster(dsn, tmp_path, stack)
     paid, unpaid = c.order(), c.order()
     node_a = decode_order_id(int(paid))[1]
     c.pay(paid, c.b)
     _wait(c.b, paid, c.buyer, "paid")
+    # Shipped while the carrier is down: A owes it the booking (its outbox), and dies owing it.
+    c.carrier.stop()
+    c.ship(paid, c.b, wait=False)
+    time.sleep(0.5)  # A tries, and will try again
     c.proc_a.kill()
+    c.carrier.start(c.tmp, f"{c.b.url}/v1/webhooks/carriers/{c.carrier.name}", 0.2, ())
     resp = c.b.call("GET", f"/v1/orders/{paid}/payment", token=c.buyer)
     assert (resp.status, resp.error_code) == (503, "order_node_unavailable")
 
@@ -286,7 +300,7 @@ def test_a_dead_nodes_orders_are_adopted_by_the_leader(
     assert "pyorder_nodes_adopted_total 1.0" in text, text
     forwarded = _forwarded(c.b).get(str(node_a), 0)
 
-    c.ship(paid, c.b)  # the parcel booked by B, the carrier's scans (to B) applied there
+    c.delivered(paid, c.b)  # the parcel booked by B, the carrier's scans (to B) applied there
     c.pay(unpaid, c.b)  # A's reservation, now in B's core, becomes a sale
     _wait(c.b, unpaid, c.buyer, "paid")
     assert len(c.card.charges_for(unpaid)) == 1
