@@ -22,9 +22,10 @@ server committed; after such an error the caller should reload (``load``) before
 import asyncio
 import contextlib
 import functools
+import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
 import asyncpg
@@ -58,10 +59,13 @@ from pyorder.storage.node_lease import (
 )
 from pyorder.storage.retry import RetryPolicy, is_conflict
 
-COPY_THRESHOLD = 8
-"""Orders per batch from which COPY beats executemany: measured on 2 cores, loopback, fsync on,
-one line per order, executemany was faster up to about 6 orders per batch, even at 8, and COPY
-faster from 10 on (1.9x at 200, 1.6x at 1,000)."""
+COPY_THRESHOLD = 64
+"""Orders per batch from which COPY beats one INSERT from ``unnest`` arrays: below it the orders
+and lines ride in the statement of the fence and stock UPDATE (one round trip; a COPY costs
+two). Measured on 2 cores, loopback, fsync on, one line per order, one commit at a time
+(``benchmarks/pg_commit_profile.py``): the single statement was faster up to 32 orders per
+batch (0.68 against 1.0 ms at 4, 1.1 against 1.4 ms at 32), even at 64 and 128 within the
+noise, and COPY ahead from 256 on; COPY from Rust also builds no Python object per order."""
 
 _CATALOGUE_LOCK = 0x7079_6361_7461_6C67
 """Advisory lock key held while a cluster node changes the catalogue (``pyorder.cluster``)."""
@@ -109,11 +113,27 @@ _UPDATE_STOCK_LEASED = (
 )
 """The stock UPDATE of a cluster node's commit (``stock_leases``): what its core's
 ``available`` changed by (``on_hand - reserved - sold``) is its lease's change too."""
-_INSERT_ORDER = (
+_ORDER_TYPES = ("bigint", "text", "text", "text", "bigint", "text", "text") + ("bigint",) * 4
+_LINE_TYPES = ("bigint", "int", "bigint", "bigint", "bigint", "bigint", "text")
+
+
+def _unnest(columns: str, types: tuple[str, ...], alias: str) -> str:
+    """``unnest`` of one array parameter per column, in ``columns`` order, named ``alias``."""
+    arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(types, 1))
+    return f"unnest({arrays}) AS {alias}({columns})"
+
+
+_INSERT_ORDERS = (
     f"INSERT INTO orders ({codec.ORDER_COLUMNS})"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)"
+    f" SELECT {codec.ORDER_COLUMNS.replace('address', 'address::jsonb')}"
+    f" FROM {_unnest(codec.ORDER_COLUMNS, _ORDER_TYPES, 'o')}"
 )
-_INSERT_LINE = f"INSERT INTO order_lines ({codec.LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+"""A batch's orders in one statement, one array per column (the address as JSON text)."""
+_INSERT_LINES = (
+    f"INSERT INTO order_lines ({codec.LINE_COLUMNS}) SELECT {codec.LINE_COLUMNS}"
+    f" FROM {_unnest(codec.LINE_COLUMNS, _LINE_TYPES, 'l')}"
+)
+_INSERT_TOKEN = "INSERT INTO intake_commits (token, committed_ms) SELECT $1::bigint, $2::bigint"
 _UPDATE_STATUS = "UPDATE orders SET status = $1, updated_ms = $2 WHERE id = $3 AND status = $4"
 # DO NOTHING: a key's first stored response stays, and a second one (two nodes ran the same
 # key, which the claims of ``key_claims`` keep to a residual window) never fails the batch of
@@ -126,6 +146,51 @@ _INSERT_IDEMPOTENCY = (
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
 _SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
+
+
+class _OneTrip:
+    """Writes of one batch sent as one statement, so they cost one round trip: each is a
+    data-modifying CTE, and the main query returns how many rows each counted one changed.
+
+    Each write's SQL numbers its parameters from ``$1`` and has no RETURNING clause; an
+    UPDATE's ends in its WHERE clause, an INSERT's in its SELECT without one. A write runs only
+    once every counted write added before it has run and changed the rows expected of it: its
+    condition reads their counts, a condition without columns, which PostgreSQL evaluates once,
+    before the write reads a row. So the fence row is locked before any stock row, the stock
+    rows (in their sorted order) before the lease rows, as in separate statements, and a failed
+    check leaves the rest unwritten (the caller raises, and its transaction rolls back)."""
+
+    def __init__(self) -> None:
+        self.ctes: list[str] = []
+        self.args: list[object] = []
+        self.expected: dict[str, int] = {}
+        """Rows each counted write must change, by name."""
+
+    def add(self, name: str, sql: str, args: Sequence[object], expect: int | None = None) -> None:
+        """Add the write ``sql`` with ``args``; ``expect``: the rows it must change (checked by
+        the caller, and by every write added later before it runs)."""
+        shifted = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + len(self.args)}", sql)
+        gate = " AND ".join(f"(SELECT count(*) FROM {n}) = {e}" for n, e in self.expected.items())
+        if gate:
+            shifted += (" AND " if sql.startswith("UPDATE") else " WHERE ") + gate
+        if expect is not None:
+            shifted += " RETURNING 1"
+            self.expected[name] = expect
+        self.ctes.append(f"{name} AS ({shifted})")
+        self.args.extend(args)
+
+    def add_rows(
+        self, orders: Sequence[Sequence[object]], lines: Sequence[Sequence[object]]
+    ) -> None:
+        """Orders and their lines (rows in ``codec.ORDER_COLUMNS`` / ``LINE_COLUMNS`` order)."""
+        n = len(self.ctes)
+        self.add(f"new_orders{n}", _INSERT_ORDERS, [list(c) for c in zip(*orders, strict=True)])
+        self.add(f"new_lines{n}", _INSERT_LINES, [list(c) for c in zip(*lines, strict=True)])
+
+    def sql(self) -> str:
+        counts = ", ".join(f"(SELECT count(*) FROM {n}) AS {n}" for n in self.expected)
+        return f"WITH {', '.join(self.ctes)} SELECT {counts or 'NULL AS nothing'}"
+
 
 _Conn = asyncpg.Connection | PoolConnectionProxy
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
@@ -255,41 +320,51 @@ class PostgresStore(Store):
                 raise StorageError(f"commit of a batch of {len(batch)} failed{tries}: {e}") from e
 
     async def _write_batch(self, conn: _Conn, batch: WriteBatch) -> None:
-        """Every statement of one batch, inside the caller's transaction, in dependency order."""
-        await self._check_fence(conn)
-        if batch.warehouses:
-            await conn.executemany(
-                _UPSERT_WAREHOUSE, [codec.warehouse_row(w) for w in batch.warehouses]
-            )
-        if batch.regions:
-            await conn.execute(_DELETE_REGIONS, list(batch.regions))
-            await conn.executemany(_INSERT_REGION, codec.region_rows(batch.regions))
-        if batch.skus:
-            await conn.executemany(_UPSERT_SKU, [codec.sku_row(s) for s in batch.skus])
-        if batch.stock_rows:
-            await conn.executemany(_INSERT_STOCK, [codec.stock_row(s) for s in batch.stock_rows])
+        """Every statement of one batch, inside the caller's transaction, in dependency order.
+
+        Neighbouring writes that need no answer in between share one round trip
+        (``_OneTrip``): the fence, the stock UPDATE (and a cluster node's lease rows), small
+        batches' orders and lines, and the token when nothing is written after them. Their
+        checks are read from the statement's counts; a failed one raises, and the caller's
+        transaction rolls everything back."""
+        trip = _OneTrip()
+        if self.fence is not None:
+            trip.add("fence_rows", FENCE_SQL, self.fence, expect=1)
+        if batch.warehouses or batch.regions or batch.skus or batch.stock_rows:
+            # The catalogue's rows come after the fence and before the deltas that may use them.
+            await self._run(conn, trip, batch)
+            trip = _OneTrip()
+            if batch.warehouses:
+                await conn.executemany(
+                    _UPSERT_WAREHOUSE, [codec.warehouse_row(w) for w in batch.warehouses]
+                )
+            if batch.regions:
+                await conn.execute(_DELETE_REGIONS, list(batch.regions))
+                await conn.executemany(_INSERT_REGION, codec.region_rows(batch.regions))
+            if batch.skus:
+                await conn.executemany(_UPSERT_SKU, [codec.sku_row(s) for s in batch.skus])
+            if batch.stock_rows:
+                await conn.executemany(
+                    _INSERT_STOCK, [codec.stock_row(s) for s in batch.stock_rows]
+                )
         deltas = batch.all_deltas()
         if deltas:
-            rows = codec.delta_rows(deltas)
-            columns = [list(col) for col in zip(*rows, strict=True)]
+            columns = [list(col) for col in zip(*codec.delta_rows(deltas), strict=True)]
             node = self.lease_node
             update = _UPDATE_STOCK if node is None else _UPDATE_STOCK_LEASED
-            updated = _rowcount(await conn.execute(update, *columns))
-            if updated != len(deltas):
-                raise StorageError(codec.missing_stock_message(deltas, updated))
+            trip.add("stock_rows", update, columns, expect=len(deltas))
             if node is not None:  # a cluster node: its lease changes as its core's available
                 now = time.time_ns() // 1_000_000
-                moved = await conn.execute(stock_leases.LEASED_DELTAS_SQL, *columns, node, now)
                 changed = sum(1 for d in deltas.values() if d[0] - d[1] - d[2])
-                if _rowcount(moved) != changed:
-                    raise StorageError(
-                        f"node {node} changed {changed} stock rows it holds no lease on"
-                        f" ({_rowcount(moved)} found): the batch was not written"
-                    )
+                trip.add(
+                    "lease_rows", stock_leases.LEASED_DELTAS_SQL, [*columns, node, now], changed
+                )
         if batch.orders:
             order_rows = [codec.order_row(o) for o in batch.orders]
             line_rows = codec.line_rows(batch.orders)
             if len(batch.orders) >= self.copy_threshold:
+                await self._run(conn, trip, batch)
+                trip = _OneTrip()
                 await conn.copy_records_to_table(
                     "orders", records=order_rows, columns=codec.ORDER_COLUMN_NAMES
                 )
@@ -297,10 +372,19 @@ class PostgresStore(Store):
                     "order_lines", records=line_rows, columns=codec.LINE_COLUMN_NAMES
                 )
             else:
-                await conn.executemany(_INSERT_ORDER, order_rows)
-                await conn.executemany(_INSERT_LINE, line_rows)
+                trip.add_rows(order_rows, line_rows)
         if len(batch.placed):
-            await self._write_placed(conn, batch.placed)
+            if len(batch.placed) >= self.copy_threshold:
+                await self._run(conn, trip, batch)
+                trip = _OneTrip()
+                await self._write_placed(conn, batch.placed)
+            else:
+                trip.add_rows(batch.placed.order_tuples(), batch.placed.line_tuples())
+        writes = list(parts.writes(batch))  # the registered parts (pyorder.parts)
+        token_now = bool(batch.token) and not (batch.status_changes or batch.idempotency or writes)
+        if token_now:  # nothing is written after the token: it shares the trip
+            trip.add("token_row", _INSERT_TOKEN, (batch.token, time.time_ns() // 1_000_000))
+        await self._run(conn, trip, batch)
         if batch.status_changes:
             await conn.executemany(
                 _UPDATE_STATUS, [codec.status_change_row(c) for c in batch.status_changes]
@@ -309,13 +393,33 @@ class PostgresStore(Store):
             await conn.executemany(
                 _INSERT_IDEMPOTENCY, [codec.idempotency_row(r) for r in batch.idempotency]
             )
-        for statement, rows in parts.writes(batch):  # the registered parts (pyorder.parts)
+        for statement, rows in writes:
             await conn.executemany(statement.postgres, rows)
-        if batch.token:
-            await conn.execute(
-                "INSERT INTO intake_commits (token, committed_ms) VALUES ($1, $2)",
-                batch.token,
-                time.time_ns() // 1_000_000,
+        if batch.token and not token_now:
+            await conn.execute(_INSERT_TOKEN, batch.token, time.time_ns() // 1_000_000)
+
+    async def _run(self, conn: _Conn, trip: "_OneTrip", batch: WriteBatch) -> None:
+        """Send ``trip`` (nothing when empty) and check its counts: the fence's row, one stock
+        row per delta, and a cluster node's lease row per delta that changes its lease."""
+        if not trip.ctes:
+            return
+        row = await conn.fetchrow(trip.sql(), *trip.args)
+        assert row is not None  # the statement's main query always returns one row
+        found = dict(row.items())
+        if found.get("fence_rows", 1) != 1:
+            assert self.fence is not None
+            node, epoch = self.fence
+            raise FencedError(
+                f"node {node} lost its lease (epoch {epoch} is no longer current): "
+                "the batch was not written"
+            )
+        if found.get("stock_rows") != trip.expected.get("stock_rows"):
+            deltas = batch.all_deltas()
+            raise StorageError(codec.missing_stock_message(deltas, found["stock_rows"]))
+        if found.get("lease_rows") != trip.expected.get("lease_rows"):
+            raise StorageError(
+                f"node {self.lease_node} changed {trip.expected['lease_rows']} stock rows it holds"
+                f" no lease on ({found['lease_rows']} found): the batch was not written"
             )
 
     async def _check_fence(self, conn: _Conn) -> None:
@@ -470,28 +574,25 @@ class PostgresStore(Store):
         return self.lease_node
 
     async def _write_placed(self, conn: _Conn, placed: OrderRows) -> None:
-        """The Rust intake's orders and their lines, inside the caller's transaction."""
-        if len(placed) >= self.copy_threshold:
-            orders, lines = pg_copy_binary(placed)
-            # asyncpg sends an object supporting the buffer protocol as one CopyData message
-            # (documented). A memoryview, not the bytes themselves: asyncpg first tries
-            # os.fspath(source), which takes bytes for a file name. asyncpg-stubs list only
-            # paths, files and async iterables, hence the ignores.
-            await conn.copy_to_table(
-                "orders",
-                source=memoryview(orders),  # type: ignore[arg-type]
-                columns=codec.ORDER_COLUMN_NAMES,
-                format="binary",
-            )
-            await conn.copy_to_table(
-                "order_lines",
-                source=memoryview(lines),  # type: ignore[arg-type]
-                columns=codec.LINE_COLUMN_NAMES,
-                format="binary",
-            )
-        else:
-            await conn.executemany(_INSERT_ORDER, placed.order_tuples())
-            await conn.executemany(_INSERT_LINE, placed.line_tuples())
+        """The Rust intake's orders and their lines by binary COPY (batches of
+        ``copy_threshold`` orders or more), inside the caller's transaction."""
+        orders, lines = pg_copy_binary(placed)
+        # asyncpg sends an object supporting the buffer protocol as one CopyData message
+        # (documented). A memoryview, not the bytes themselves: asyncpg first tries
+        # os.fspath(source), which takes bytes for a file name. asyncpg-stubs list only
+        # paths, files and async iterables, hence the ignores.
+        await conn.copy_to_table(
+            "orders",
+            source=memoryview(orders),  # type: ignore[arg-type]
+            columns=codec.ORDER_COLUMN_NAMES,
+            format="binary",
+        )
+        await conn.copy_to_table(
+            "order_lines",
+            source=memoryview(lines),  # type: ignore[arg-type]
+            columns=codec.LINE_COLUMN_NAMES,
+            format="binary",
+        )
 
     async def purge_idempotency(self, older_than_ms: int) -> int:
         try:
