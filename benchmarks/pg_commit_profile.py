@@ -4,8 +4,9 @@ Commits ``--commits`` batches of ``--size`` one-line orders as the Rust intake s
 (``WriteBatch.placed``, their reserved units as the batch's stock delta, spread over 16 SKUs),
 each with a commit token and under a node lease's fence, as the server's single-order path does
 (groups of ~16 orders per commit under 32 clients). Commits run back to back on one connection,
-so each one's time is its latency. The connection ``PostgresStore._write_batch`` gets records
-the wall-clock time of every call it makes; BEGIN and COMMIT are timed around it.
+so each one's time is its latency. The connection ``PostgresStore.commit`` gets records
+the wall-clock time of every statement it runs; the rest of ``commit`` (BEGIN and COMMIT when
+it opens a transaction, acquiring the connection) is the difference.
 
     python benchmarks/pg_commit_profile.py --database "$PYORDER_TEST_POSTGRES"
     python benchmarks/pg_commit_profile.py --database "$PYORDER_TEST_POSTGRES" --no-sync
@@ -17,12 +18,13 @@ JSON object (for A/B scripts running two builds in turn). Times are medians in m
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,9 +40,14 @@ SKUS = 16
 T0_MS = 1_800_000_000_000
 
 
+_TIMED = frozenset(
+    ("execute", "executemany", "fetch", "fetchrow", "copy_to_table", "copy_records_to_table")
+)
+
+
 class Timed:
-    """An asyncpg connection whose awaited calls add their wall-clock time to ``spent``, under
-    the call's name and the first words of its SQL (or its table)."""
+    """An asyncpg connection whose statements add their wall-clock time to ``spent``, under the
+    call's name and the first words of its SQL (or its table); the rest passes through."""
 
     def __init__(self, conn: Any, spent: dict[str, float]) -> None:
         self._conn = conn
@@ -48,7 +55,7 @@ class Timed:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._conn, name)
-        if not callable(attr) or name.startswith("_"):
+        if name not in _TIMED:
             return attr
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
@@ -61,6 +68,21 @@ class Timed:
                 self._spent[label] += time.perf_counter() - t0
 
         return timed
+
+
+class TimedPool:
+    """The store's pool, handing out ``Timed`` connections (``synchronous_commit`` off on each
+    when ``sync`` is false: a setting the pool resets on release)."""
+
+    def __init__(self, pool: asyncpg.Pool, spent: dict[str, float], sync: bool) -> None:
+        self._pool, self.spent, self._sync = pool, spent, sync
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Timed]:
+        async with self._pool.acquire() as conn:
+            if not self._sync:
+                await conn.execute("SET synchronous_commit = off")
+            yield Timed(conn, self.spent)
 
 
 def catalogue() -> WriteBatch:
@@ -99,25 +121,17 @@ async def profile(
     per_commit: dict[str, list[float]] = defaultdict(list)
     try:
         await store.commit(catalogue())
-        pool = store._p()
+        timed = TimedPool(store._p(), defaultdict(float), sync)
+        store._p = lambda: timed  # type: ignore[assignment,method-assign,return-value]
         for n in range(commits):
-            spent: dict[str, float] = defaultdict(float)
+            timed.spent = defaultdict(float)
             work = batch(1 + n * size, size, n + 1)
-            async with pool.acquire() as conn:
-                if not sync:
-                    await conn.execute("SET synchronous_commit = off")
-                t0 = time.perf_counter()
-                tr = conn.transaction()
-                await tr.start()
-                t1 = time.perf_counter()
-                await store._write_batch(cast(Any, Timed(conn, spent)), work)
-                t2 = time.perf_counter()
-                await tr.commit()
-                t3 = time.perf_counter()
-            spent["BEGIN"] = t1 - t0
-            spent["COMMIT"] = t3 - t2
-            spent["(commit total)"] = t3 - t0
-            for k, v in spent.items():
+            t0 = time.perf_counter()
+            await store.commit(work)
+            total = time.perf_counter() - t0
+            per_commit["(commit total)"].append(total)
+            per_commit["(BEGIN, COMMIT, the rest)"].append(total - sum(timed.spent.values()))
+            for k, v in timed.spent.items():
                 per_commit[k].append(v)
     finally:
         await claim.release()

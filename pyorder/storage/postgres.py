@@ -35,6 +35,7 @@ from pyorder._core import OrderRows, pg_copy_binary
 from pyorder.catalog.model import Sku, StockRow
 from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
+from pyorder.kernel.unit import Write
 from pyorder.logistics import storage as logistics
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
@@ -86,33 +87,46 @@ _UPSERT_SKU = (
     " category = excluded.category"
 )
 _INSERT_STOCK = f"INSERT INTO stock ({codec.STOCK_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-_LOCKED_DELTAS = (
-    "(SELECT d.on_hand, d.reserved, d.sold, d.sku, d.warehouse"
-    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])"
+_DELTAS = (
+    "unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])"
     " AS d(on_hand, reserved, sold, sku, warehouse)"
-    " JOIN stock AS l ON l.sku = d.sku AND l.warehouse = d.warehouse"
-    " ORDER BY d.sku, d.warehouse FOR NO KEY UPDATE OF l) AS d"
 )
+_LOCK_STOCK = (
+    f"SELECT 1 FROM (SELECT 1 FROM {_DELTAS}"
+    " JOIN stock AS l ON l.sku = d.sku AND l.warehouse = d.warehouse"
+    " ORDER BY d.sku, d.warehouse FOR NO KEY UPDATE OF l) AS locked"
+)
+"""The stock rows of the deltas, locked, one row each (their number is checked). A join alone
+would lock the rows in whatever order its plan meets them (the arrays' order, or the table's
+under a hash join), and two writers meeting two rows in opposite orders deadlock. This locks
+them sorted (its plan is a LockRows over a Sort: rows are locked in (sku, warehouse) order),
+with the lock the UPDATE takes anyway; a subquery with a locking clause is never merged into
+the outer query, so the order holds. It runs in the statement of the UPDATE (``_OneTrip``),
+before it: the UPDATE waits for its count. The lock's cost, measured against the bare join
+(docs/storage.md): about 0.1 ms per commit (the second join's planning and index probes; the
+locks themselves cost nothing measurable)."""
 _SET_DELTAS = (
     "UPDATE stock AS s SET on_hand = s.on_hand + d.on_hand, reserved = s.reserved + d.reserved,"
     " sold = s.sold + d.sold"
 )
-_UPDATE_STOCK = (
-    f"{_SET_DELTAS} FROM {_LOCKED_DELTAS} WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
-)
-"""The stock deltas, one row each. The join alone would lock the rows in whatever order its
-plan meets them (the arrays' order, or the table's under a hash join), and two writers meeting
-two rows in opposite orders deadlock. The subquery locks them first, sorted (its plan is a
-LockRows over a Sort: rows are locked in (sku, warehouse) order), with the lock the UPDATE takes
-anyway; a subquery with a locking clause is never merged into the outer query, so the order
-holds. Its cost, measured against the bare join (docs/storage.md): about 0.1 ms per commit (the
-second join's planning and index probes; the locks themselves cost nothing measurable)."""
+_UPDATE_STOCK = f"{_SET_DELTAS} FROM {_DELTAS} WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
+"""The stock deltas, one row each, after ``_LOCK_STOCK`` locked and counted the rows."""
 _UPDATE_STOCK_LEASED = (
     f"{_SET_DELTAS}, leased = s.leased + d.on_hand - d.reserved - d.sold"
-    f" FROM {_LOCKED_DELTAS} WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
+    f" FROM {_DELTAS} WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
 )
 """The stock UPDATE of a cluster node's commit (``stock_leases``): what its core's
 ``available`` changed by (``on_hand - reserved - sold``) is its lease's change too."""
+_FIND_LEASES = (
+    f"SELECT 1 FROM stock_leases AS l JOIN {_DELTAS}"
+    " ON l.sku = d.sku AND l.warehouse = d.warehouse"
+    " WHERE l.node = $6 AND d.on_hand - d.reserved - d.sold <> 0"
+)
+"""A cluster node's lease rows that its commit changes (``stock_leases.LEASED_DELTAS_SQL``, same
+parameters), counted before they are written: one per delta that changes its core's
+``available``. Lease rows are zeroed, never deleted, and only their node (under its fence) adds
+them, so the count still holds when the UPDATE runs."""
+
 _ORDER_TYPES = ("bigint", "text", "text", "text", "bigint", "text", "text") + ("bigint",) * 4
 _LINE_TYPES = ("bigint", "int", "bigint", "bigint", "bigint", "bigint", "text")
 
@@ -149,16 +163,18 @@ _SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
 
 
 class _OneTrip:
-    """Writes of one batch sent as one statement, so they cost one round trip: each is a
-    data-modifying CTE, and the main query returns how many rows each counted one changed.
+    """Writes of one batch sent as one statement, so they cost one round trip: each is a CTE
+    (data-modifying, or a SELECT that locks and counts rows), and the main query returns how
+    many rows each counted one changed or found.
 
-    Each write's SQL numbers its parameters from ``$1`` and has no RETURNING clause; an
-    UPDATE's ends in its WHERE clause, an INSERT's in its SELECT without one. A write runs only
-    once every counted write added before it has run and changed the rows expected of it: its
+    Each one's SQL numbers its parameters from ``$1`` and has no RETURNING clause. It runs only
+    once every counted one added before it has run and found the rows expected of it: its
     condition reads their counts, a condition without columns, which PostgreSQL evaluates once,
-    before the write reads a row. So the fence row is locked before any stock row, the stock
-    rows (in their sorted order) before the lease rows, as in separate statements, and a failed
-    check leaves the rest unwritten (the caller raises, and its transaction rolls back)."""
+    before the CTE reads a row. So the fence row is locked before any stock row, the stock rows
+    (in their sorted order) before the lease rows, as in separate statements, and a failed
+    check leaves everything after it unwritten: the caller raises, and with the counts checked
+    before the writes (``_LOCK_STOCK``, ``_FIND_LEASES``) the statement wrote nothing but the
+    fence's ``seen_ms``, so it is whole without a transaction around it."""
 
     def __init__(self) -> None:
         self.ctes: list[str] = []
@@ -167,14 +183,16 @@ class _OneTrip:
         """Rows each counted write must change, by name."""
 
     def add(self, name: str, sql: str, args: Sequence[object], expect: int | None = None) -> None:
-        """Add the write ``sql`` with ``args``; ``expect``: the rows it must change (checked by
-        the caller, and by every write added later before it runs)."""
+        """Add ``sql`` (a write, or a SELECT that locks or counts) with ``args``; ``expect``: the
+        rows it must return or change (checked by the caller, and by every one added later
+        before it runs). ``sql`` ends in its top-level WHERE clause if it has one."""
         shifted = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + len(self.args)}", sql)
         gate = " AND ".join(f"(SELECT count(*) FROM {n}) = {e}" for n, e in self.expected.items())
         if gate:
-            shifted += (" AND " if sql.startswith("UPDATE") else " WHERE ") + gate
+            has_where = " WHERE " in sql.rsplit(")", 1)[-1]  # not one inside a subquery
+            shifted += (" AND " if has_where else " WHERE ") + gate
         if expect is not None:
-            shifted += " RETURNING 1"
+            shifted += "" if sql.startswith("SELECT") else " RETURNING 1"
             self.expected[name] = expect
         self.ctes.append(f"{name} AS ({shifted})")
         self.args.extend(args)
@@ -299,12 +317,20 @@ class PostgresStore(Store):
     async def commit(self, batch: WriteBatch) -> None:
         """One transaction, run again (``self.retry``) while PostgreSQL aborts it for a conflict:
         such an abort rolled it back whole (``pyorder.storage.retry``). Any other error, and
-        the last conflict, raise ``StorageError``."""
+        the last conflict, raise ``StorageError``. A batch sent as one statement (the
+        single-order path's: ``_one_statement``) is that statement's own transaction, which
+        saves the round trips of BEGIN and COMMIT."""
+        writes = list(parts.writes(batch))  # the registered parts; refused before anything runs
+        alone = self._one_statement(batch, writes)
         attempt = 1
         while True:
             try:
-                async with self._p().acquire() as conn, conn.transaction():
-                    await self._write_batch(conn, batch)
+                async with self._p().acquire() as conn:
+                    if alone:  # PostgreSQL runs it as a transaction of its own: no BEGIN, COMMIT
+                        await self._write_batch(conn, batch, writes)
+                    else:
+                        async with conn.transaction():
+                            await self._write_batch(conn, batch, writes)
                 return
             except StorageError:
                 raise
@@ -319,7 +345,22 @@ class PostgresStore(Store):
                 tries = f" (tried {attempt} times)" if attempt > 1 else ""
                 raise StorageError(f"commit of a batch of {len(batch)} failed{tries}: {e}") from e
 
-    async def _write_batch(self, conn: _Conn, batch: WriteBatch) -> None:
+    def _one_statement(self, batch: WriteBatch, writes: list[Write]) -> bool:
+        """Whether ``_write_batch`` sends ``batch`` as one statement (``_OneTrip``): no catalogue
+        rows (the deltas may need them written first), fewer orders than ``copy_threshold``,
+        and nothing written after the token. Such a statement writes all or nothing, its
+        checks made before its writes, so it needs no transaction around it."""
+        catalogue = batch.warehouses or batch.regions or batch.skus or batch.stock_rows
+        after_token = batch.status_changes or batch.idempotency or writes
+        return (
+            not (catalogue or after_token)
+            and len(batch.orders) < self.copy_threshold
+            and len(batch.placed) < self.copy_threshold
+        )
+
+    async def _write_batch(
+        self, conn: _Conn, batch: WriteBatch, writes: list[Write] | None = None
+    ) -> None:
         """Every statement of one batch, inside the caller's transaction, in dependency order.
 
         Neighbouring writes that need no answer in between share one round trip
@@ -352,13 +393,14 @@ class PostgresStore(Store):
             columns = [list(col) for col in zip(*codec.delta_rows(deltas), strict=True)]
             node = self.lease_node
             update = _UPDATE_STOCK if node is None else _UPDATE_STOCK_LEASED
-            trip.add("stock_rows", update, columns, expect=len(deltas))
+            trip.add("stock_found", _LOCK_STOCK, columns, expect=len(deltas))
             if node is not None:  # a cluster node: its lease changes as its core's available
-                now = time.time_ns() // 1_000_000
                 changed = sum(1 for d in deltas.values() if d[0] - d[1] - d[2])
-                trip.add(
-                    "lease_rows", stock_leases.LEASED_DELTAS_SQL, [*columns, node, now], changed
-                )
+                trip.add("leases_found", _FIND_LEASES, [*columns, node], changed)
+            trip.add("stock_rows", update, columns)
+            if node is not None:
+                now = time.time_ns() // 1_000_000
+                trip.add("lease_rows", stock_leases.LEASED_DELTAS_SQL, [*columns, node, now])
         if batch.orders:
             order_rows = [codec.order_row(o) for o in batch.orders]
             line_rows = codec.line_rows(batch.orders)
@@ -380,7 +422,8 @@ class PostgresStore(Store):
                 await self._write_placed(conn, batch.placed)
             else:
                 trip.add_rows(batch.placed.order_tuples(), batch.placed.line_tuples())
-        writes = list(parts.writes(batch))  # the registered parts (pyorder.parts)
+        if writes is None:
+            writes = list(parts.writes(batch))  # the registered parts (pyorder.parts)
         token_now = bool(batch.token) and not (batch.status_changes or batch.idempotency or writes)
         if token_now:  # nothing is written after the token: it shares the trip
             trip.add("token_row", _INSERT_TOKEN, (batch.token, time.time_ns() // 1_000_000))
@@ -413,13 +456,13 @@ class PostgresStore(Store):
                 f"node {node} lost its lease (epoch {epoch} is no longer current): "
                 "the batch was not written"
             )
-        if found.get("stock_rows") != trip.expected.get("stock_rows"):
+        if found.get("stock_found") != trip.expected.get("stock_found"):
             deltas = batch.all_deltas()
-            raise StorageError(codec.missing_stock_message(deltas, found["stock_rows"]))
-        if found.get("lease_rows") != trip.expected.get("lease_rows"):
+            raise StorageError(codec.missing_stock_message(deltas, found["stock_found"]))
+        if found.get("leases_found") != trip.expected.get("leases_found"):
             raise StorageError(
-                f"node {self.lease_node} changed {trip.expected['lease_rows']} stock rows it holds"
-                f" no lease on ({found['lease_rows']} found): the batch was not written"
+                f"node {self.lease_node} changed {trip.expected['leases_found']} stock rows it"
+                f" holds no lease on ({found['leases_found']} found): the batch was not written"
             )
 
     async def _check_fence(self, conn: _Conn) -> None:

@@ -24,7 +24,7 @@ from pyorder.orders.model import OrderStatus, StatusChange
 from pyorder.payments.model import Refund, RefundStatus
 from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.returns.storage import RETURNS
-from pyorder.storage import postgres, sqlite
+from pyorder.storage import parts, postgres, sqlite
 from pyorder.storage.outbox import OUTBOX
 
 from .records import catalog, idem, line, order, placed
@@ -167,7 +167,9 @@ class _Recorder:
 def test_postgres_writes_a_batch_in_the_order_of_before() -> None:
     recorder = _Recorder()
     store = postgres.PostgresStore("postgresql://unused")
-    asyncio.run(store._write_batch(cast(Any, recorder), every_capability()))
+    batch = every_capability()
+    assert not store._one_statement(batch, list(parts.writes(batch)))
+    asyncio.run(store._write_batch(cast(Any, recorder), batch))
     # Small batches' orders go in one INSERT from arrays, beside the stock UPDATE: name the Rust
     # intake's rows so.
     written = recorder.written
@@ -185,6 +187,7 @@ def test_postgres_writes_a_single_order_batch_in_one_statement() -> None:
         store = postgres.PostgresStore("postgresql://unused")
         store.fence, store.lease_node = (3, 7), lease_node
         batch = WriteBatch(placed=placed(order(1, line(0)), order(2, line(0))), token=42)
+        assert store._one_statement(batch, [])  # so it is committed without BEGIN and COMMIT
         asyncio.run(store._write_batch(cast(Any, recorder), batch))
         assert recorder.statements == 1
         assert recorder.written == [
