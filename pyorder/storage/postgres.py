@@ -263,6 +263,11 @@ class PostgresStore(Store):
         self._max_size = max_size
         self.copy_threshold = copy_threshold
         self._pool: asyncpg.Pool | None = None
+        self._writer: asyncpg.Connection | None = None
+        """The connection of ``commit``, outside the pool: a pooled connection costs a round
+        trip more per commit (the pool resets its session on release). Made at the first
+        commit, made again after one failed other than by the server's refusal."""
+        self._writing = asyncio.Lock()
         self.retry = retry
         self.conflict_retries: Counter[str] = Counter()
         """Commits run again after a conflict abort, by SQLSTATE ("40001", "40P01"), since the
@@ -292,10 +297,15 @@ class PostgresStore(Store):
         self._pool = pool
 
     async def close(self) -> None:
-        """Close the pool (waits for connections in use to be released); safe to call twice."""
+        """Close the pool (waits for connections in use to be released) and the commits'
+        connection (after the commit in flight); safe to call twice."""
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+        async with self._writing:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                await writer.close()
 
     async def claim_node(self, *, node: int | None, cluster: bool) -> NodeClaim:
         """Lease a node number from the database (``node_lease``): refused while another node
@@ -325,12 +335,21 @@ class PostgresStore(Store):
         attempt = 1
         while True:
             try:
-                async with self._p().acquire() as conn:
-                    if alone:  # PostgreSQL runs it as a transaction of its own: no BEGIN, COMMIT
-                        await self._write_batch(conn, batch, writes)
-                    else:
-                        async with conn.transaction():
+                async with self._writing:
+                    conn = await self._writer_connection()
+                    try:
+                        if alone:  # PostgreSQL runs it as its own transaction: no BEGIN, COMMIT
                             await self._write_batch(conn, batch, writes)
+                        else:
+                            async with conn.transaction():
+                                await self._write_batch(conn, batch, writes)
+                    except (StorageError, asyncpg.PostgresError):
+                        raise  # refused by the store's checks or the server: the session is fine
+                    except BaseException:
+                        # Lost, or cancelled in the middle of a statement: start afresh.
+                        self._writer = None
+                        conn.terminate()
+                        raise
                 return
             except StorageError:
                 raise
@@ -344,6 +363,13 @@ class PostgresStore(Store):
                     self.conflict_failures += 1
                 tries = f" (tried {attempt} times)" if attempt > 1 else ""
                 raise StorageError(f"commit of a batch of {len(batch)} failed{tries}: {e}") from e
+
+    async def _writer_connection(self) -> asyncpg.Connection:
+        """The commits' connection, connected first if there is none (the store must be open)."""
+        self._p()
+        if self._writer is None or self._writer.is_closed():
+            self._writer = await asyncpg.connect(self._dsn)
+        return self._writer
 
     def _one_statement(self, batch: WriteBatch, writes: list[Write]) -> bool:
         """Whether ``_write_batch`` sends ``batch`` as one statement (``_OneTrip``): no catalogue
