@@ -1,22 +1,26 @@
 """The server store: PostgreSQL through an asyncpg pool, default ``synchronous_commit`` (on).
 
-``commit`` runs the whole batch in one transaction on one pooled connection; when it returns,
-PostgreSQL has flushed the commit record to its WAL. Orders and order lines go in by COPY
-once a batch holds ``copy_threshold`` orders or more, by a pipelined ``executemany`` below that:
-Python-built orders with ``copy_records_to_table``, the Rust intake's ``WriteBatch.placed`` with
-``copy_to_table(format='binary')`` from the bytes ``pyorder._core.pg_copy_binary`` builds (no
-Python object per order). Stock deltas (``WriteBatch.all_deltas()``, the placed orders' reserved
-units included) are one UPDATE statement joining ``unnest`` arrays, so each (sku, warehouse) row
-is updated once and the number of rows found can be checked; it first locks those rows in
-(sku, warehouse) order, so that two writers of the same stock rows wait for each other instead
-of deadlocking.
+``commit`` runs the whole batch in one transaction on a connection of its own (outside the
+pool: no session reset per commit); when it returns, PostgreSQL has flushed the commit record
+to its WAL. Neighbouring writes go as one statement of CTEs (``_OneTrip``, docs/storage.md), and
+a batch that fits one statement, as the single-order path's does, is sent without BEGIN and
+COMMIT: PostgreSQL runs it as its own transaction, one round trip in all. Orders and order lines
+go in by COPY once a batch holds ``copy_threshold`` orders or more (Python-built orders with
+``copy_records_to_table``, the Rust intake's ``WriteBatch.placed`` with
+``copy_to_table(format='binary')`` from the bytes ``pyorder._core.pg_copy_binary`` builds, no
+Python object per order), by one ``INSERT ... SELECT FROM unnest`` per table below that. Stock
+deltas (``WriteBatch.all_deltas()``, the placed orders' reserved units included) are one
+UPDATE joining ``unnest`` arrays, so each (sku, warehouse) row is updated once; the rows are
+first locked in (sku, warehouse) order and counted, so that two writers of the same stock rows
+wait for each other instead of deadlocking, and a delta without its row fails the batch before
+anything is written.
 
 A transaction PostgreSQL aborts for a conflict (40001 serialization failure, 40P01 deadlock) has
 rolled back whole, and ``commit`` runs it again, a bounded number of times after a jittered wait
 (``pyorder.storage.retry``); ``conflict_retries`` counts those runs.
 
-A ``StorageError`` from a connection lost while COMMIT was in flight cannot say whether the
-server committed; after such an error the caller should reload (``load``) before going on.
+A ``StorageError`` from a connection lost while COMMIT (or a one-statement commit) was in
+flight cannot say whether the server committed; after such an error the caller should reload (``load``) before going on.
 """
 
 import asyncio
