@@ -161,7 +161,11 @@ class Intake:
                 # One at a time: commit here. A task of its own would cost two turns of a busy
                 # event loop per commit (its start, then waking this loop when it ends), each
                 # behind every HTTP callback ready at that moment, while the next batch waits.
-                await self._commit(batch, waiters, prior, outcome)
+                try:
+                    await self._commit(batch, waiters, prior, outcome)
+                except Exception:  # a bug, not a failed commit (those are handled inside):
+                    # keep the intake alive, as a commit task's error would have.
+                    log.exception("the commit of a batch of %d items raised", len(batch))
                 arrived_while_committing = bool(self._waiters or len(self.batch))
                 if self._closing:
                     self._wake.set()
