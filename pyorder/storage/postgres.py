@@ -184,22 +184,27 @@ class _OneTrip:
         self.ctes: list[str] = []
         self.args: list[object] = []
         self.expected: dict[str, int] = {}
-        """Rows each counted write must change, by name."""
+        """Rows each counted one must find or change, by name."""
+        self._numbers: dict[str, int] = {}
+        """The parameter holding each counted one's expected count, once a later one needs it:
+        the statement's text depends on the batch's shape only, so asyncpg prepares it once."""
 
     def add(self, name: str, sql: str, args: Sequence[object], expect: int | None = None) -> None:
         """Add ``sql`` (a write, or a SELECT that locks or counts) with ``args``; ``expect``: the
         rows it must return or change (checked by the caller, and by every one added later
         before it runs). ``sql`` ends in its top-level WHERE clause if it has one."""
-        shifted = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + len(self.args)}", sql)
-        gate = " AND ".join(f"(SELECT count(*) FROM {n}) = {e}" for n, e in self.expected.items())
-        if gate:
-            has_where = " WHERE " in sql.rsplit(")", 1)[-1]  # not one inside a subquery
-            shifted += (" AND " if has_where else " WHERE ") + gate
-        if expect is not None:
-            shifted += "" if sql.startswith("SELECT") else " RETURNING 1"
-            self.expected[name] = expect
-        self.ctes.append(f"{name} AS ({shifted})")
+        for counted, rows in self.expected.items():
+            if counted not in self._numbers:
+                self.args.append(rows)
+                self._numbers[counted] = len(self.args)
+        gate = " AND ".join(
+            f"(SELECT count(*) FROM {n}) = ${self._numbers[n]}::bigint" for n in self.expected
+        )
+        cte = _cte(sql, len(self.args), gate, expect is not None)
+        self.ctes.append(f"{name} AS ({cte})")
         self.args.extend(args)
+        if expect is not None:
+            self.expected[name] = expect
 
     def add_rows(
         self, orders: Sequence[Sequence[object]], lines: Sequence[Sequence[object]]
@@ -212,6 +217,17 @@ class _OneTrip:
     def sql(self) -> str:
         counts = ", ".join(f"(SELECT count(*) FROM {n}) AS {n}" for n in self.expected)
         return f"WITH {', '.join(self.ctes)} SELECT {counts or 'NULL AS nothing'}"
+
+
+@functools.lru_cache(maxsize=256)
+def _cte(sql: str, offset: int, gate: str, counted: bool) -> str:
+    """``sql`` with its parameters numbered from ``offset + 1``, run only when ``gate`` holds;
+    ``counted``: it returns a row per row found or written (a SELECT returns its own)."""
+    shifted = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + offset}", sql)
+    if gate:
+        has_where = " WHERE " in sql.rsplit(")", 1)[-1]  # not one inside a subquery
+        shifted += (" AND " if has_where else " WHERE ") + gate
+    return shifted + " RETURNING 1" if counted and not sql.startswith("SELECT") else shifted
 
 
 _Conn = asyncpg.Connection | PoolConnectionProxy
