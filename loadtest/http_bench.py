@@ -12,7 +12,10 @@ measures with wrk (``apt-get install -y wrk``):
 (c) batch intake, ``POST /v1/orders/batch`` with ``--batch-size`` orders per request: durable
     orders/s (acknowledged within wrk's window, each checked
     to be in the database) and p50/p99 per request
-    (target 150,000 orders/s and p99 < 50 ms).
+    (target 150,000 orders/s and p99 < 50 ms);
+(d) on PostgreSQL, the floor of (c) in the same run: raw asyncpg COPY of the same rows into the
+    same database, one transaction per ``--batch-size`` orders (two COPYs and the stock UPDATE
+    of the batch's SKUs), rows built off the clock; the ratio (c)/(d) (issue 13: >= 0.95).
 
 A JSON and a markdown summary go to ``--out`` (default ``results/``, which git ignores).
 
@@ -262,6 +265,51 @@ class OrderCounter:
             conn.close()
 
 
+async def raw_copy(dsn: str, skus: list[int], batch_size: int, seconds: float) -> dict[str, Any]:
+    """Phase (d): raw asyncpg COPY of ``batch_size`` one-line orders per transaction (orders,
+    lines, then the stock UPDATE of their SKUs in warehouse 0) for about ``seconds`` of database
+    time; each batch's tuples are built before its clock starts. Ids far above the server's."""
+    import asyncpg
+
+    sys.path.insert(0, str(ROOT))
+    from pyorder.storage import codec
+
+    conn = await asyncpg.connect(dsn)
+    spent, orders, first = 0.0, 0, 2**62
+    address = json.dumps(order(0, 0)["address"])
+    try:
+        while spent < seconds:
+            ids = range(first + orders, first + orders + batch_size)
+            rows = [
+                (i, "raw-buyer", "pending_payment", "CNY", 1999, "east", address, i, 1, 2, 1)
+                for i in ids
+            ]
+            lines = [(i, 0, skus[i % len(skus)], 0, 1, 1999, "raw-merchant") for i in ids]
+            units: dict[int, int] = {}
+            for line in lines:
+                units[line[2]] = units.get(line[2], 0) + 1
+            t0 = time.perf_counter()
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "orders", records=rows, columns=codec.ORDER_COLUMN_NAMES
+                )
+                await conn.copy_records_to_table(
+                    "order_lines", records=lines, columns=codec.LINE_COLUMN_NAMES
+                )
+                await conn.execute(
+                    "UPDATE stock AS s SET reserved = s.reserved + d.n"
+                    " FROM unnest($1::bigint[], $2::bigint[]) AS d(sku, n)"
+                    " WHERE s.sku = d.sku AND s.warehouse = 0",
+                    list(units),
+                    list(units.values()),
+                )
+            spent += time.perf_counter() - t0
+            orders += batch_size
+    finally:
+        await conn.close()
+    return {"orders": orders, "seconds": spent, "durable_orders_per_s": orders / spent}
+
+
 async def _pg_count(dsn: str) -> int:
     import asyncpg
 
@@ -376,6 +424,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         c["durable_orders_per_s"] = acknowledged / (c["duration_us"] / 1e6)
         c["batch_size"] = args.batch_size
         c["body_bytes"] = batch.stat().st_size
+        d = (
+            asyncio.run(raw_copy(database, skus, args.batch_size, args.duration))
+            if database
+            else None
+        )
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
@@ -391,6 +444,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "paired_ratio_median": statistics.median(pairs) if pairs else None,
         "pair_seconds": args.pair_seconds,
         "batch": c,
+        "raw_copy": d,
+        "ratio_batch_to_raw_copy": d and c["durable_orders_per_s"] / d["durable_orders_per_s"],
         "targets": {"ratio": 0.6, "batch_orders_per_s": 150_000, "batch_p99_ms": 50},
     }
 
@@ -420,6 +475,7 @@ def markdown(r: dict[str, Any]) -> str:
             f"Batch: **{c['durable_orders_per_s']:,.0f} durable orders/s** (target 150,000), "
             f"p99 **{ms(c['latency_us']['p99'])} ms** per request (target < 50 ms).",
             "",
+            *_raw_copy(r),
             *_paired(r),
             "Server during (a): {cpu_cores:.2f} cores, {commits_per_s:,.0f} commits/s of "
             "{mean_commit_items:,.0f} items, {mean_commit_ms:.2f} ms each.".format(**a["server"]),
@@ -430,6 +486,18 @@ def markdown(r: dict[str, Any]) -> str:
             "",
         ]
     )
+
+
+def _raw_copy(r: dict[str, Any]) -> list[str]:
+    d = r.get("raw_copy")
+    if not d:
+        return []
+    return [
+        f"(d) raw asyncpg COPY of the same rows, {r['batch']['batch_size']} per transaction: "
+        f"{d['durable_orders_per_s']:,.0f} orders/s; ratio (c)/(d): "
+        f"**{r['ratio_batch_to_raw_copy']:.2f}** (target >= 0.95).",
+        "",
+    ]
 
 
 def _paired(r: dict[str, Any]) -> list[str]:

@@ -8,6 +8,8 @@ always holds a prefix of the core's history and a crash loses only unacknowledge
 
 Up to ``store.pipeline_depth`` batches are in flight at once (the store writes them in order
 and none after a failed one), so the next batch is ready the moment the previous is durable.
+At depth 1 the commit runs in the intake's own task, which hands the next batch over as soon
+as it returns.
 A failed commit is treated like a crash: every waiter of that batch and of the batches after
 it fails, and ``on_failure`` rebuilds the core from the store.
 """
@@ -155,6 +157,19 @@ class Intake:
             # a failed one), so the next batch is ready the moment the previous one is durable.
             prior, outcome = self._last_outcome, asyncio.get_running_loop().create_future()
             self._last_outcome = outcome
+            if depth == 1:
+                # One at a time: commit here. A task of its own would cost two turns of a busy
+                # event loop per commit (its start, then waking this loop when it ends), each
+                # behind every HTTP callback ready at that moment, while the next batch waits.
+                try:
+                    await self._commit(batch, waiters, prior, outcome)
+                except Exception:  # a bug, not a failed commit (those are handled inside):
+                    # keep the intake alive, as a commit task's error would have.
+                    log.exception("the commit of a batch of %d items raised", len(batch))
+                arrived_while_committing = bool(self._waiters or len(self.batch))
+                if self._closing:
+                    self._wake.set()
+                continue
             task = asyncio.create_task(self._commit(batch, waiters, prior, outcome))
             self._in_flight.append(task)
             task.add_done_callback(self._in_flight.remove)

@@ -127,6 +127,33 @@ def test_batches_go_in_order_at_most_depth_at_once_and_answer_after_commit() -> 
     asyncio.run(body())
 
 
+def test_at_depth_one_what_arrived_during_a_commit_goes_next_in_one_batch() -> None:
+    """One commit at a time (PostgreSQL): the intake runs it in its own task, and the work
+    staged meanwhile is handed over as one batch when it returns, with no window."""
+
+    async def body() -> None:
+        store = ScriptedStore(depth=1)
+        intake = Intake(store, window_s=0.05)  # far longer than settle()
+        intake.start()
+        first = stage(intake, 1)
+        await asyncio.sleep(0.1)  # the first batch waits out its window: nothing was in flight
+        second, third = stage(intake, 2), stage(intake, 3)
+        await settle()
+        assert [ids(b) for b, _ in store.handed] == [[1]]  # one in flight
+        store.finish(0)
+        await settle()
+        assert first.done()
+        assert [ids(b) for b, _ in store.handed] == [[1], [2, 3]]
+        assert not second.done()
+        store.finish(1)
+        await settle()
+        assert second.done()
+        assert third.done()
+        await intake.close()
+
+    asyncio.run(body())
+
+
 @pytest.mark.parametrize("depth", [1, 2])
 def test_a_failed_commit_fails_what_follows_rebuilds_once_then_resumes(depth: int) -> None:
     async def body() -> None:

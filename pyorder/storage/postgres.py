@@ -1,30 +1,35 @@
 """The server store: PostgreSQL through an asyncpg pool, default ``synchronous_commit`` (on).
 
-``commit`` runs the whole batch in one transaction on one pooled connection; when it returns,
-PostgreSQL has flushed the commit record to its WAL. Orders and order lines go in by COPY
-once a batch holds ``copy_threshold`` orders or more, by a pipelined ``executemany`` below that:
-Python-built orders with ``copy_records_to_table``, the Rust intake's ``WriteBatch.placed`` with
-``copy_to_table(format='binary')`` from the bytes ``pyorder._core.pg_copy_binary`` builds (no
-Python object per order). Stock deltas (``WriteBatch.all_deltas()``, the placed orders' reserved
-units included) are one UPDATE statement joining ``unnest`` arrays, so each (sku, warehouse) row
-is updated once and the number of rows found can be checked; it first locks those rows in
-(sku, warehouse) order, so that two writers of the same stock rows wait for each other instead
-of deadlocking.
+``commit`` runs the whole batch in one transaction on a connection of its own (outside the
+pool: no session reset per commit); when it returns, PostgreSQL has flushed the commit record
+to its WAL. Neighbouring writes go as one statement of CTEs (``_OneTrip``, docs/storage.md), and
+a batch that fits one statement, as the single-order path's does, is sent without BEGIN and
+COMMIT: PostgreSQL runs it as its own transaction, one round trip in all. Orders and order lines
+go in by COPY once a batch holds ``copy_threshold`` orders or more (Python-built orders with
+``copy_records_to_table``, the Rust intake's ``WriteBatch.placed`` with
+``copy_to_table(format='binary')`` from the bytes ``pyorder._core.pg_copy_binary`` builds, no
+Python object per order), by one ``INSERT ... SELECT FROM unnest`` per table below that. Stock
+deltas (``WriteBatch.all_deltas()``, the placed orders' reserved units included) are one
+UPDATE joining ``unnest`` arrays, so each (sku, warehouse) row is updated once; the rows are
+first locked in (sku, warehouse) order and counted, so that two writers of the same stock rows
+wait for each other instead of deadlocking, and a delta without its row fails the batch before
+anything is written.
 
 A transaction PostgreSQL aborts for a conflict (40001 serialization failure, 40P01 deadlock) has
 rolled back whole, and ``commit`` runs it again, a bounded number of times after a jittered wait
 (``pyorder.storage.retry``); ``conflict_retries`` counts those runs.
 
-A ``StorageError`` from a connection lost while COMMIT was in flight cannot say whether the
-server committed; after such an error the caller should reload (``load``) before going on.
+A ``StorageError`` from a connection lost while COMMIT (or a one-statement commit) was in
+flight cannot say whether the server committed; after such an error the caller should reload (``load``) before going on.
 """
 
 import asyncio
 import contextlib
 import functools
+import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
 import asyncpg
@@ -34,6 +39,7 @@ from pyorder._core import OrderRows, pg_copy_binary
 from pyorder.catalog.model import Sku, StockRow
 from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
+from pyorder.kernel.unit import Write
 from pyorder.logistics import storage as logistics
 from pyorder.logistics.model import TrackingEvent
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
@@ -62,10 +68,13 @@ from pyorder.storage.node_lease import (
 )
 from pyorder.storage.retry import RetryPolicy, is_conflict
 
-COPY_THRESHOLD = 8
-"""Orders per batch from which COPY beats executemany: measured on 2 cores, loopback, fsync on,
-one line per order, executemany was faster up to about 6 orders per batch, even at 8, and COPY
-faster from 10 on (1.9x at 200, 1.6x at 1,000)."""
+COPY_THRESHOLD = 64
+"""Orders per batch from which COPY beats one INSERT from ``unnest`` arrays: below it the orders
+and lines ride in the statement of the fence and stock UPDATE (one round trip; a COPY costs
+two). Measured on 2 cores, loopback, fsync on, one line per order, one commit at a time
+(``benchmarks/pg_commit_profile.py``): the single statement was faster up to 32 orders per
+batch (0.68 against 1.0 ms at 4, 1.1 against 1.4 ms at 32), even at 64 and 128 within the
+noise, and COPY ahead from 256 on; COPY from Rust also builds no Python object per order."""
 
 _CATALOGUE_LOCK = 0x7079_6361_7461_6C67
 """Advisory lock key held while a cluster node changes the catalogue (``pyorder.cluster``)."""
@@ -86,38 +95,67 @@ _UPSERT_SKU = (
     " category = excluded.category"
 )
 _INSERT_STOCK = f"INSERT INTO stock ({codec.STOCK_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-_LOCKED_DELTAS = (
-    "(SELECT d.on_hand, d.reserved, d.sold, d.sku, d.warehouse"
-    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])"
+_DELTAS = (
+    "unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])"
     " AS d(on_hand, reserved, sold, sku, warehouse)"
-    " JOIN stock AS l ON l.sku = d.sku AND l.warehouse = d.warehouse"
-    " ORDER BY d.sku, d.warehouse FOR NO KEY UPDATE OF l) AS d"
 )
+_LOCK_STOCK = (
+    f"SELECT 1 FROM (SELECT 1 FROM {_DELTAS}"
+    " JOIN stock AS l ON l.sku = d.sku AND l.warehouse = d.warehouse"
+    " ORDER BY d.sku, d.warehouse FOR NO KEY UPDATE OF l) AS locked"
+)
+"""The stock rows of the deltas, locked, one row each (their number is checked). A join alone
+would lock the rows in whatever order its plan meets them (the arrays' order, or the table's
+under a hash join), and two writers meeting two rows in opposite orders deadlock. This locks
+them sorted (its plan is a LockRows over a Sort: rows are locked in (sku, warehouse) order),
+with the lock the UPDATE takes anyway; a subquery with a locking clause is never merged into
+the outer query, so the order holds. It runs in the statement of the UPDATE (``_OneTrip``),
+before it: the UPDATE waits for its count. The lock's cost, measured against the bare join
+(docs/storage.md): about 0.1 ms per commit (the second join's planning and index probes; the
+locks themselves cost nothing measurable)."""
 _SET_DELTAS = (
     "UPDATE stock AS s SET on_hand = s.on_hand + d.on_hand, reserved = s.reserved + d.reserved,"
     " sold = s.sold + d.sold"
 )
-_UPDATE_STOCK = (
-    f"{_SET_DELTAS} FROM {_LOCKED_DELTAS} WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
-)
-"""The stock deltas, one row each. The join alone would lock the rows in whatever order its
-plan meets them (the arrays' order, or the table's under a hash join), and two writers meeting
-two rows in opposite orders deadlock. The subquery locks them first, sorted (its plan is a
-LockRows over a Sort: rows are locked in (sku, warehouse) order), with the lock the UPDATE takes
-anyway; a subquery with a locking clause is never merged into the outer query, so the order
-holds. Its cost, measured against the bare join (docs/storage.md): about 0.1 ms per commit (the
-second join's planning and index probes; the locks themselves cost nothing measurable)."""
+_UPDATE_STOCK = f"{_SET_DELTAS} FROM {_DELTAS} WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
+"""The stock deltas, one row each, after ``_LOCK_STOCK`` locked and counted the rows."""
 _UPDATE_STOCK_LEASED = (
     f"{_SET_DELTAS}, leased = s.leased + d.on_hand - d.reserved - d.sold"
-    f" FROM {_LOCKED_DELTAS} WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
+    f" FROM {_DELTAS} WHERE s.sku = d.sku AND s.warehouse = d.warehouse"
 )
 """The stock UPDATE of a cluster node's commit (``stock_leases``): what its core's
 ``available`` changed by (``on_hand - reserved - sold``) is its lease's change too."""
-_INSERT_ORDER = (
-    f"INSERT INTO orders ({codec.ORDER_COLUMNS})"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)"
+_FIND_LEASES = (
+    f"SELECT 1 FROM stock_leases AS l JOIN {_DELTAS}"
+    " ON l.sku = d.sku AND l.warehouse = d.warehouse"
+    " WHERE l.node = $6 AND d.on_hand - d.reserved - d.sold <> 0"
 )
-_INSERT_LINE = f"INSERT INTO order_lines ({codec.LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+"""A cluster node's lease rows that its commit changes (``stock_leases.LEASED_DELTAS_SQL``, same
+parameters), counted before they are written: one per delta that changes its core's
+``available``. Lease rows are zeroed, never deleted, and only their node (under its fence) adds
+them, so the count still holds when the UPDATE runs."""
+
+_ORDER_TYPES = ("bigint", "text", "text", "text", "bigint", "text", "text") + ("bigint",) * 4
+_LINE_TYPES = ("bigint", "int", "bigint", "bigint", "bigint", "bigint", "text")
+
+
+def _unnest(columns: str, types: tuple[str, ...], alias: str) -> str:
+    """``unnest`` of one array parameter per column, in ``columns`` order, named ``alias``."""
+    arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(types, 1))
+    return f"unnest({arrays}) AS {alias}({columns})"
+
+
+_INSERT_ORDERS = (
+    f"INSERT INTO orders ({codec.ORDER_COLUMNS})"
+    f" SELECT {codec.ORDER_COLUMNS.replace('address', 'address::jsonb')}"
+    f" FROM {_unnest(codec.ORDER_COLUMNS, _ORDER_TYPES, 'o')}"
+)
+"""A batch's orders in one statement, one array per column (the address as JSON text)."""
+_INSERT_LINES = (
+    f"INSERT INTO order_lines ({codec.LINE_COLUMNS}) SELECT {codec.LINE_COLUMNS}"
+    f" FROM {_unnest(codec.LINE_COLUMNS, _LINE_TYPES, 'l')}"
+)
+_INSERT_TOKEN = "INSERT INTO intake_commits (token, committed_ms) SELECT $1::bigint, $2::bigint"
 _UPDATE_STATUS = "UPDATE orders SET status = $1, updated_ms = $2 WHERE id = $3 AND status = $4"
 # DO NOTHING: a key's first stored response stays, and a second one (two nodes ran the same
 # key, which the claims of ``key_claims`` keep to a residual window) never fails the batch of
@@ -130,6 +168,71 @@ _INSERT_IDEMPOTENCY = (
 # The address is read back as JSON text (asyncpg's default for jsonb) and decoded by the codec.
 _SELECT_ORDER = f"SELECT {codec.ORDER_COLUMNS} FROM orders"
 _SELECT_LINES = f"SELECT {codec.LINE_COLUMNS} FROM order_lines"
+
+
+class _OneTrip:
+    """Writes of one batch sent as one statement, so they cost one round trip: each is a CTE
+    (data-modifying, or a SELECT that locks and counts rows), and the main query returns how
+    many rows each counted one changed or found.
+
+    Each one's SQL numbers its parameters from ``$1`` and has no RETURNING clause. It runs only
+    once every counted one added before it has run and found the rows expected of it: its
+    condition reads their counts, a condition without columns, which PostgreSQL evaluates once,
+    before the CTE reads a row. So the fence row is locked before any stock row, the stock rows
+    (in their sorted order) before the lease rows, as in separate statements, and a failed
+    check leaves everything after it unwritten: the caller raises, and with the counts checked
+    before the writes (``_LOCK_STOCK``, ``_FIND_LEASES``) the statement wrote nothing but the
+    fence's ``seen_ms``, so it is whole without a transaction around it."""
+
+    def __init__(self) -> None:
+        self.ctes: list[str] = []
+        self.args: list[object] = []
+        self.expected: dict[str, int] = {}
+        """Rows each counted one must find or change, by name."""
+        self._numbers: dict[str, int] = {}
+        """The parameter holding each counted one's expected count, once a later one needs it:
+        the statement's text depends on the batch's shape only, so asyncpg prepares it once."""
+
+    def add(self, name: str, sql: str, args: Sequence[object], expect: int | None = None) -> None:
+        """Add ``sql`` (a write, or a SELECT that locks or counts) with ``args``; ``expect``: the
+        rows it must return or change (checked by the caller, and by every one added later
+        before it runs). ``sql`` ends in its top-level WHERE clause if it has one."""
+        for counted, rows in self.expected.items():
+            if counted not in self._numbers:
+                self.args.append(rows)
+                self._numbers[counted] = len(self.args)
+        gate = " AND ".join(
+            f"(SELECT count(*) FROM {n}) = ${self._numbers[n]}::bigint" for n in self.expected
+        )
+        cte = _cte(sql, len(self.args), gate, expect is not None)
+        self.ctes.append(f"{name} AS ({cte})")
+        self.args.extend(args)
+        if expect is not None:
+            self.expected[name] = expect
+
+    def add_rows(
+        self, orders: Sequence[Sequence[object]], lines: Sequence[Sequence[object]]
+    ) -> None:
+        """Orders and their lines (rows in ``codec.ORDER_COLUMNS`` / ``LINE_COLUMNS`` order)."""
+        n = len(self.ctes)
+        self.add(f"new_orders{n}", _INSERT_ORDERS, [list(c) for c in zip(*orders, strict=True)])
+        self.add(f"new_lines{n}", _INSERT_LINES, [list(c) for c in zip(*lines, strict=True)])
+
+    def sql(self) -> str:
+        counts = ", ".join(f"(SELECT count(*) FROM {n}) AS {n}" for n in self.expected)
+        return f"WITH {', '.join(self.ctes)} SELECT {counts or 'NULL AS nothing'}"
+
+
+@functools.lru_cache(maxsize=256)
+def _cte(sql: str, offset: int, gate: str, counted: bool) -> str:
+    """``sql`` with its parameters numbered from ``offset + 1``, run only when ``gate`` holds;
+    ``counted``: it returns a row per row found or written (a SELECT returns its own)."""
+    shifted = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + offset}", sql)
+    if gate:
+        has_where = " WHERE " in sql.rsplit(")", 1)[-1]  # not one inside a subquery
+        shifted += (" AND " if has_where else " WHERE ") + gate
+    return shifted + " RETURNING 1" if counted and not sql.startswith("SELECT") else shifted
+
 
 _Conn = asyncpg.Connection | PoolConnectionProxy
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
@@ -184,6 +287,11 @@ class PostgresStore(Store):
         self._max_size = max_size
         self.copy_threshold = copy_threshold
         self._pool: asyncpg.Pool | None = None
+        self._writer: asyncpg.Connection | None = None
+        """The connection of ``commit``, outside the pool: a pooled connection costs a round
+        trip more per commit (the pool resets its session on release). Made at the first
+        commit, made again after one failed other than by the server's refusal."""
+        self._writing = asyncio.Lock()
         self.retry = retry
         self.conflict_retries: Counter[str] = Counter()
         """Commits run again after a conflict abort, by SQLSTATE ("40001", "40P01"), since the
@@ -213,10 +321,15 @@ class PostgresStore(Store):
         self._pool = pool
 
     async def close(self) -> None:
-        """Close the pool (waits for connections in use to be released); safe to call twice."""
+        """Close the pool (waits for connections in use to be released) and the commits'
+        connection (after the commit in flight); safe to call twice."""
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+        async with self._writing:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                await writer.close()
 
     async def claim_node(self, *, node: int | None, cluster: bool, url: str = "") -> NodeClaim:
         """Lease a node number from the database (``node_lease``): refused while another node
@@ -238,12 +351,29 @@ class PostgresStore(Store):
     async def commit(self, batch: WriteBatch) -> None:
         """One transaction, run again (``self.retry``) while PostgreSQL aborts it for a conflict:
         such an abort rolled it back whole (``pyorder.storage.retry``). Any other error, and
-        the last conflict, raise ``StorageError``."""
+        the last conflict, raise ``StorageError``. A batch sent as one statement (the
+        single-order path's: ``_one_statement``) is that statement's own transaction, which
+        saves the round trips of BEGIN and COMMIT."""
+        writes = list(parts.writes(batch))  # the registered parts; refused before anything runs
+        alone = self._one_statement(batch, writes)
         attempt = 1
         while True:
             try:
-                async with self._p().acquire() as conn, conn.transaction():
-                    await self._write_batch(conn, batch)
+                async with self._writing:
+                    conn = await self._writer_connection()
+                    try:
+                        if alone:  # PostgreSQL runs it as its own transaction: no BEGIN, COMMIT
+                            await self._write_batch(conn, batch, writes)
+                        else:
+                            async with conn.transaction():
+                                await self._write_batch(conn, batch, writes)
+                    except (StorageError, asyncpg.PostgresError):
+                        raise  # refused by the store's checks or the server: the session is fine
+                    except BaseException:
+                        # Lost, or cancelled in the middle of a statement: start afresh.
+                        self._writer = None
+                        conn.terminate()
+                        raise
                 return
             except StorageError:
                 raise
@@ -258,42 +388,75 @@ class PostgresStore(Store):
                 tries = f" (tried {attempt} times)" if attempt > 1 else ""
                 raise StorageError(f"commit of a batch of {len(batch)} failed{tries}: {e}") from e
 
-    async def _write_batch(self, conn: _Conn, batch: WriteBatch) -> None:
-        """Every statement of one batch, inside the caller's transaction, in dependency order."""
-        await self._check_fence(conn)
-        if batch.warehouses:
-            await conn.executemany(
-                _UPSERT_WAREHOUSE, [codec.warehouse_row(w) for w in batch.warehouses]
-            )
-        if batch.regions:
-            await conn.execute(_DELETE_REGIONS, list(batch.regions))
-            await conn.executemany(_INSERT_REGION, codec.region_rows(batch.regions))
-        if batch.skus:
-            await conn.executemany(_UPSERT_SKU, [codec.sku_row(s) for s in batch.skus])
-        if batch.stock_rows:
-            await conn.executemany(_INSERT_STOCK, [codec.stock_row(s) for s in batch.stock_rows])
+    async def _writer_connection(self) -> asyncpg.Connection:
+        """The commits' connection, connected first if there is none (the store must be open)."""
+        self._p()
+        if self._writer is None or self._writer.is_closed():
+            self._writer = await asyncpg.connect(self._dsn)
+        return self._writer
+
+    def _one_statement(self, batch: WriteBatch, writes: list[Write]) -> bool:
+        """Whether ``_write_batch`` sends ``batch`` as one statement (``_OneTrip``): no catalogue
+        rows (the deltas may need them written first), fewer orders than ``copy_threshold``,
+        and nothing written after the token. Such a statement writes all or nothing, its
+        checks made before its writes, so it needs no transaction around it."""
+        catalogue = batch.warehouses or batch.regions or batch.skus or batch.stock_rows
+        after_token = batch.status_changes or batch.idempotency or writes
+        return (
+            not (catalogue or after_token)
+            and len(batch.orders) < self.copy_threshold
+            and len(batch.placed) < self.copy_threshold
+        )
+
+    async def _write_batch(
+        self, conn: _Conn, batch: WriteBatch, writes: list[Write] | None = None
+    ) -> None:
+        """Every statement of one batch, inside the caller's transaction, in dependency order.
+
+        Neighbouring writes that need no answer in between share one round trip
+        (``_OneTrip``): the fence, the stock UPDATE (and a cluster node's lease rows), small
+        batches' orders and lines, and the token when nothing is written after them. Their
+        checks are read from the statement's counts; a failed one raises, and the caller's
+        transaction rolls everything back."""
+        trip = _OneTrip()
+        if self.fence is not None:
+            trip.add("fence_rows", FENCE_SQL, self.fence, expect=1)
+        if batch.warehouses or batch.regions or batch.skus or batch.stock_rows:
+            # The catalogue's rows come after the fence and before the deltas that may use them.
+            await self._run(conn, trip, batch)
+            trip = _OneTrip()
+            if batch.warehouses:
+                await conn.executemany(
+                    _UPSERT_WAREHOUSE, [codec.warehouse_row(w) for w in batch.warehouses]
+                )
+            if batch.regions:
+                await conn.execute(_DELETE_REGIONS, list(batch.regions))
+                await conn.executemany(_INSERT_REGION, codec.region_rows(batch.regions))
+            if batch.skus:
+                await conn.executemany(_UPSERT_SKU, [codec.sku_row(s) for s in batch.skus])
+            if batch.stock_rows:
+                await conn.executemany(
+                    _INSERT_STOCK, [codec.stock_row(s) for s in batch.stock_rows]
+                )
         deltas = batch.all_deltas()
         if deltas:
-            rows = codec.delta_rows(deltas)
-            columns = [list(col) for col in zip(*rows, strict=True)]
+            columns = [list(col) for col in zip(*codec.delta_rows(deltas), strict=True)]
             node = self.lease_node
             update = _UPDATE_STOCK if node is None else _UPDATE_STOCK_LEASED
-            updated = _rowcount(await conn.execute(update, *columns))
-            if updated != len(deltas):
-                raise StorageError(codec.missing_stock_message(deltas, updated))
+            trip.add("stock_found", _LOCK_STOCK, columns, expect=len(deltas))
             if node is not None:  # a cluster node: its lease changes as its core's available
-                now = time.time_ns() // 1_000_000
-                moved = await conn.execute(stock_leases.LEASED_DELTAS_SQL, *columns, node, now)
                 changed = sum(1 for d in deltas.values() if d[0] - d[1] - d[2])
-                if _rowcount(moved) != changed:
-                    raise StorageError(
-                        f"node {node} changed {changed} stock rows it holds no lease on"
-                        f" ({_rowcount(moved)} found): the batch was not written"
-                    )
+                trip.add("leases_found", _FIND_LEASES, [*columns, node], changed)
+            trip.add("stock_rows", update, columns)
+            if node is not None:
+                now = time.time_ns() // 1_000_000
+                trip.add("lease_rows", stock_leases.LEASED_DELTAS_SQL, [*columns, node, now])
         if batch.orders:
             order_rows = [codec.order_row(o) for o in batch.orders]
             line_rows = codec.line_rows(batch.orders)
             if len(batch.orders) >= self.copy_threshold:
+                await self._run(conn, trip, batch)
+                trip = _OneTrip()
                 await conn.copy_records_to_table(
                     "orders", records=order_rows, columns=codec.ORDER_COLUMN_NAMES
                 )
@@ -301,10 +464,20 @@ class PostgresStore(Store):
                     "order_lines", records=line_rows, columns=codec.LINE_COLUMN_NAMES
                 )
             else:
-                await conn.executemany(_INSERT_ORDER, order_rows)
-                await conn.executemany(_INSERT_LINE, line_rows)
+                trip.add_rows(order_rows, line_rows)
         if len(batch.placed):
-            await self._write_placed(conn, batch.placed)
+            if len(batch.placed) >= self.copy_threshold:
+                await self._run(conn, trip, batch)
+                trip = _OneTrip()
+                await self._write_placed(conn, batch.placed)
+            else:
+                trip.add_rows(batch.placed.order_tuples(), batch.placed.line_tuples())
+        if writes is None:
+            writes = list(parts.writes(batch))  # the registered parts (pyorder.parts)
+        token_now = bool(batch.token) and not (batch.status_changes or batch.idempotency or writes)
+        if token_now:  # nothing is written after the token: it shares the trip
+            trip.add("token_row", _INSERT_TOKEN, (batch.token, time.time_ns() // 1_000_000))
+        await self._run(conn, trip, batch)
         if batch.status_changes:
             await conn.executemany(
                 _UPDATE_STATUS, [codec.status_change_row(c) for c in batch.status_changes]
@@ -313,13 +486,33 @@ class PostgresStore(Store):
             await conn.executemany(
                 _INSERT_IDEMPOTENCY, [codec.idempotency_row(r) for r in batch.idempotency]
             )
-        for statement, rows in parts.writes(batch):  # the registered parts (pyorder.parts)
+        for statement, rows in writes:
             await conn.executemany(statement.postgres, rows)
-        if batch.token:
-            await conn.execute(
-                "INSERT INTO intake_commits (token, committed_ms) VALUES ($1, $2)",
-                batch.token,
-                time.time_ns() // 1_000_000,
+        if batch.token and not token_now:
+            await conn.execute(_INSERT_TOKEN, batch.token, time.time_ns() // 1_000_000)
+
+    async def _run(self, conn: _Conn, trip: "_OneTrip", batch: WriteBatch) -> None:
+        """Send ``trip`` (nothing when empty) and check its counts: the fence's row, one stock
+        row per delta, and a cluster node's lease row per delta that changes its lease."""
+        if not trip.ctes:
+            return
+        row = await conn.fetchrow(trip.sql(), *trip.args)
+        assert row is not None  # the statement's main query always returns one row
+        found = dict(row.items())
+        if found.get("fence_rows", 1) != 1:
+            assert self.fence is not None
+            node, epoch = self.fence
+            raise FencedError(
+                f"node {node} lost its lease (epoch {epoch} is no longer current): "
+                "the batch was not written"
+            )
+        if found.get("stock_found") != trip.expected.get("stock_found"):
+            deltas = batch.all_deltas()
+            raise StorageError(codec.missing_stock_message(deltas, found["stock_found"]))
+        if found.get("leases_found") != trip.expected.get("leases_found"):
+            raise StorageError(
+                f"node {self.lease_node} changed {trip.expected['leases_found']} stock rows it"
+                f" holds no lease on ({found['leases_found']} found): the batch was not written"
             )
 
     async def _check_fence(self, conn: _Conn) -> None:
@@ -506,28 +699,25 @@ class PostgresStore(Store):
         return self.lease_node
 
     async def _write_placed(self, conn: _Conn, placed: OrderRows) -> None:
-        """The Rust intake's orders and their lines, inside the caller's transaction."""
-        if len(placed) >= self.copy_threshold:
-            orders, lines = pg_copy_binary(placed)
-            # asyncpg sends an object supporting the buffer protocol as one CopyData message
-            # (documented). A memoryview, not the bytes themselves: asyncpg first tries
-            # os.fspath(source), which takes bytes for a file name. asyncpg-stubs list only
-            # paths, files and async iterables, hence the ignores.
-            await conn.copy_to_table(
-                "orders",
-                source=memoryview(orders),  # type: ignore[arg-type]
-                columns=codec.ORDER_COLUMN_NAMES,
-                format="binary",
-            )
-            await conn.copy_to_table(
-                "order_lines",
-                source=memoryview(lines),  # type: ignore[arg-type]
-                columns=codec.LINE_COLUMN_NAMES,
-                format="binary",
-            )
-        else:
-            await conn.executemany(_INSERT_ORDER, placed.order_tuples())
-            await conn.executemany(_INSERT_LINE, placed.line_tuples())
+        """The Rust intake's orders and their lines by binary COPY (batches of
+        ``copy_threshold`` orders or more), inside the caller's transaction."""
+        orders, lines = pg_copy_binary(placed)
+        # asyncpg sends an object supporting the buffer protocol as one CopyData message
+        # (documented). A memoryview, not the bytes themselves: asyncpg first tries
+        # os.fspath(source), which takes bytes for a file name. asyncpg-stubs list only
+        # paths, files and async iterables, hence the ignores.
+        await conn.copy_to_table(
+            "orders",
+            source=memoryview(orders),  # type: ignore[arg-type]
+            columns=codec.ORDER_COLUMN_NAMES,
+            format="binary",
+        )
+        await conn.copy_to_table(
+            "order_lines",
+            source=memoryview(lines),  # type: ignore[arg-type]
+            columns=codec.LINE_COLUMN_NAMES,
+            format="binary",
+        )
 
     async def purge_idempotency(self, older_than_ms: int) -> int:
         try:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -256,13 +257,30 @@ def running_server(
 
 _COMMIT = b"Q\x00\x00\x00\x0cCOMMIT;\x00"
 """asyncpg's COMMIT: a simple-protocol Query message of ``COMMIT;``."""
+_PARSE = re.compile(rb"P.{4}(__asyncpg_stmt_\w+__)\x00([^\x00]*)\x00", re.DOTALL)
+"""A Parse message of a statement asyncpg prepares (its name and text)."""
+_BIND = re.compile(rb"B.{4}\x00(__asyncpg_stmt_\w+__)\x00", re.DOTALL)
+"""A Bind message (unnamed portal) of a prepared statement: its name."""
+_READY = re.compile(rb"Z\x00\x00\x00\x05([ITE])")
+"""ReadyForQuery: the session idle (I), in a transaction (T) or in a failed one (E)."""
+
+
+@dataclass
+class _Session:
+    """What the relay knows of one connection: its statements that write the commit token,
+    and whether the server last said it was outside a transaction."""
+
+    token_writers: set[bytes] = field(default_factory=set)
+    idle: bool = True
 
 
 class CommitReplyDropper:
     """A TCP relay between the server and PostgreSQL that, once armed, lets one COMMIT through
     to PostgreSQL and cuts that connection when the reply comes back, without passing it on:
     the transaction is committed, and the server cannot know it. (A network failure at the
-    worst moment.)"""
+    worst moment.) A batch the store sends as one statement outside a transaction commits with
+    that statement: the relay knows it as the execution of a statement writing the commit
+    token (``intake_commits``) while the session is idle."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self._upstream = upstream
@@ -321,19 +339,36 @@ class CommitReplyDropper:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            cut = threading.Event()
-            self._spawn(self._pump, client, upstream, cut, True)
-            self._spawn(self._pump, upstream, client, cut, False)
+            cut, session = threading.Event(), _Session()
+            self._spawn(self._pump, client, upstream, cut, True, session)
+            self._spawn(self._pump, upstream, client, cut, False, session)
 
     def _pump(
-        self, src: socket.socket, dst: socket.socket, cut: threading.Event, to_server: bool
+        self,
+        src: socket.socket,
+        dst: socket.socket,
+        cut: threading.Event,
+        to_server: bool,
+        session: _Session,
     ) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data or cut.is_set():
                     return
-                if to_server and _COMMIT in data and self._armed.is_set():
+                if not to_server:
+                    ready = _READY.findall(data)
+                    if ready:
+                        session.idle = ready[-1] == b"I"
+                else:
+                    for name, query in _PARSE.findall(data):
+                        if b"INSERT INTO intake_commits" in query:
+                            session.token_writers.add(name)
+                commits = _COMMIT in data or (
+                    session.idle
+                    and any(name in session.token_writers for name in _BIND.findall(data))
+                )
+                if to_server and commits and self._armed.is_set():
                     self._armed.clear()
                     # The reply must not get through: the other direction closes this
                     # connection when it arrives, that is once PostgreSQL has committed.

@@ -28,6 +28,7 @@ from pyorder.storage.node_lease import (
     NodeRefusedError,
 )
 from pyorder.storage.postgres import PostgresStore
+from tests.storage.records import line, order, placed
 from tests.support.postgres import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +168,12 @@ def _stock_delta() -> WriteBatch:
     return batch
 
 
+def _orders_and_token() -> WriteBatch:
+    """A batch of the single-order path: a small batch of placed orders (their reserved units
+    its stock delta) and the commit token."""
+    return WriteBatch(placed=placed(order(90, line(1)), order(91, line(1))), token=4242)
+
+
 async def _sold(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
@@ -197,6 +204,13 @@ def test_a_commit_under_a_stale_epoch_is_fenced_off_and_writes_nothing(dsn: str)
         with pytest.raises(FencedError, match="node 0 lost its lease"):
             await store.commit(_stock_delta())
         assert await _sold(dsn) == 1
+        # Nor does a single-order path's batch, whose fence, stock UPDATE, orders, lines and
+        # token share one statement: nothing of it lands, the reserved units neither.
+        with pytest.raises(FencedError, match="node 0 lost its lease"):
+            await store.commit(_orders_and_token())
+        assert await store.get_order(90) is None
+        assert not await store.committed(4242)
+        assert (await store.get_stock(1))[0].reserved == 0
         store.fence = (new.node, new.epoch)
         await store.commit(_stock_delta())
         assert await _sold(dsn) == 2

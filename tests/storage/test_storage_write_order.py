@@ -24,7 +24,7 @@ from pyorder.orders.model import OrderStatus, StatusChange
 from pyorder.payments.model import Refund, RefundStatus
 from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.returns.storage import RETURNS
-from pyorder.storage import postgres, sqlite
+from pyorder.storage import parts, postgres, sqlite
 from pyorder.storage.outbox import OUTBOX
 
 from .records import catalog, idem, line, order, placed
@@ -67,12 +67,21 @@ WRITES = [
 """(verb, table) of every statement, in order; ``placed``: the Rust intake's rows."""
 
 _VERB = re.compile(r"\s*(INSERT INTO|UPDATE|DELETE FROM) (\w+)")
+_CTE = re.compile(r"(\w+) AS \((INSERT INTO|UPDATE|DELETE FROM) (\w+)")
 
 
 def _write(sql: str) -> tuple[str, str]:
     found = _VERB.match(sql)
     assert found is not None, sql
     return found[1].split()[0], found[2]
+
+
+def _writes(sql: str) -> list[tuple[str, str]]:
+    """(verb, table) of each write of a statement: its data-modifying CTEs in the order they
+    run (they are written in that order; each waits for the counted ones before it)."""
+    if not sql.startswith("WITH "):
+        return [_write(sql)]
+    return [(verb.split()[0], table) for _name, verb, table in _CTE.findall(sql)]
 
 
 def every_capability() -> WriteBatch:
@@ -125,31 +134,85 @@ def test_sqlite_writes_a_batch_in_the_order_of_before() -> None:
 
 
 class _Recorder:
-    """An asyncpg connection that records the statements it is given (one stock row found)."""
+    """An asyncpg connection that records the statements it is given (one row found by each
+    UPDATE, and by each counted write of a combined statement)."""
 
     def __init__(self) -> None:
         self.written: list[tuple[str, str]] = []
+        self.statements = 0
 
     async def execute(self, sql: str, *args: object) -> str:
+        self.statements += 1
         self.written.append(_write(sql))
         return "UPDATE 1"
 
     async def executemany(self, sql: str, rows: object) -> None:
+        self.statements += 1
         self.written.append(_write(sql))
 
+    async def fetchrow(self, sql: str, *args: object) -> dict[str, int]:
+        self.statements += 1
+        self.written += _writes(sql)
+        return {name: 1 for name in re.findall(r"\) AS (\w+)", sql.rsplit(" SELECT ", 1)[-1])}
+
     async def copy_records_to_table(self, table: str, **kwargs: object) -> None:
+        self.statements += 1
         self.written.append(("INSERT", table))
 
     async def copy_to_table(self, table: str, **kwargs: object) -> None:
+        self.statements += 1
         self.written.append(("placed", table))
 
 
 def test_postgres_writes_a_batch_in_the_order_of_before() -> None:
     recorder = _Recorder()
     store = postgres.PostgresStore("postgresql://unused")
-    asyncio.run(store._write_batch(cast(Any, recorder), every_capability()))
-    # The Rust intake's rows go by executemany below the COPY threshold: name them so.
+    batch = every_capability()
+    assert not store._one_statement(batch, list(parts.writes(batch)))
+    asyncio.run(store._write_batch(cast(Any, recorder), batch))
+    # Small batches' orders go in one INSERT from arrays, beside the stock UPDATE: name the Rust
+    # intake's rows so.
     written = recorder.written
     assert written[8:10] == [("INSERT", "orders"), ("INSERT", "order_lines")]
     written[8:10] = [("placed", "orders"), ("placed", "order_lines")]
     assert written == WRITES
+
+
+def test_postgres_writes_a_single_order_batch_in_one_statement() -> None:
+    """The single-order path's batch (placed orders, their stock, the token) under a fence, on
+    a node alone and on a cluster node: one statement, its writes in the order of before (the
+    fence first, the stock rows before the lease rows, then the rows and the token)."""
+    for lease_node, leases in ((None, []), (3, [("UPDATE", "stock_leases")])):
+        recorder = _Recorder()
+        store = postgres.PostgresStore("postgresql://unused")
+        store.fence, store.lease_node = (3, 7), lease_node
+        batch = WriteBatch(placed=placed(order(1, line(0)), order(2, line(0))), token=42)
+        assert store._one_statement(batch, [])  # so it is committed without BEGIN and COMMIT
+        asyncio.run(store._write_batch(cast(Any, recorder), batch))
+        assert recorder.statements == 1
+        assert recorder.written == [
+            ("UPDATE", "node_leases"),
+            ("UPDATE", "stock"),
+            *leases,
+            ("INSERT", "orders"),
+            ("INSERT", "order_lines"),
+            ("INSERT", "intake_commits"),
+        ]
+
+
+def test_postgres_copies_a_large_batch_and_keeps_the_order() -> None:
+    """From ``copy_threshold`` orders on, the rows go by COPY: the fence and stock UPDATE share
+    a statement before them, the token follows alone."""
+    recorder = _Recorder()
+    store = postgres.PostgresStore("postgresql://unused", copy_threshold=2)
+    store.fence = (3, 7)
+    batch = WriteBatch(placed=placed(order(1, line(0)), order(2, line(0))), token=42)
+    asyncio.run(store._write_batch(cast(Any, recorder), batch))
+    assert recorder.statements == 4
+    assert recorder.written == [
+        ("UPDATE", "node_leases"),
+        ("UPDATE", "stock"),
+        ("placed", "orders"),
+        ("placed", "order_lines"),
+        ("INSERT", "intake_commits"),
+    ]
