@@ -160,6 +160,8 @@ class Orders:
         if refused:
             status, refused_body, created = limit_refusals(answer.body, refused, many)
             answer = answer._replace(status=status, body=refused_body, created=created)
+        if answer.created:
+            self._events.placed()  # order.created, if anyone subscribes: flags the batch
         return answer
 
     def place(self, who: Principal, order: OrderInput) -> Order:
@@ -239,10 +241,10 @@ class Orders:
         limits = self._limits
         assert limits is not None
         wanted = limited_units(rows, engine.limited)
-        placed = [o[0] for o in rows.order_tuples()]
         if not wanted:
             self._stage(rows, set())
             return {}
+        placed = [o[0] for o in rows.order_tuples()]
         try:
             refused, fence = await limits.claim(buyer, wanted)
         except BaseException:

@@ -86,9 +86,20 @@ def _order(node: Server, token: str, cluster: Cluster, units: int) -> Response:
 
 
 def _batch(node: Server, token: str, cluster: Cluster, *units: int) -> list[int]:
-    """A batch of one-line orders of ``units`` each: the statuses of its results, in order."""
+    """A batch of one-line orders of ``units`` each: the statuses of its results, in order.
+
+    A node that sold nothing for 2 s has given its units back, and a batch does not ask the
+    pool (it wakes the refill): a batch of which every order was out of stock, so nothing
+    changed, is sent again."""
     body = {"orders": [order_body([(cluster.sku, n)], cluster.region) for n in units]}
-    out = node.ok("POST", "/v1/orders/batch", token=token, json=body)
+    deadline = time.monotonic() + 10
+    while True:
+        out = node.ok("POST", "/v1/orders/batch", token=token, json=body)
+        codes = {r["error"]["code"] if r["error"] else None for r in out["results"]}
+        if codes != {"out_of_stock"}:
+            break
+        assert time.monotonic() < deadline, "the node never leased stock again"
+        time.sleep(0.1)
     assert out["created"] + out["failed"] == len(units)
     assert out["created"] == sum(1 for r in out["results"] if r["status"] == 201)
     for r in out["results"]:
@@ -136,6 +147,7 @@ def test_a_buyer_over_the_limit_on_one_node_is_over_it_on_the_other(cluster: Clu
         assert time.monotonic() < deadline, "expired orders kept counting"
         time.sleep(0.25)
     assert _batch(b, alice, cluster, 1) == [409]
+    assert _refused(_order(b, alice, cluster, 1))
 
 
 def test_one_buyer_racing_over_both_nodes_takes_exactly_the_limit(cluster: Cluster) -> None:
