@@ -165,6 +165,28 @@ def test_one_buyer_racing_over_both_nodes_takes_exactly_the_limit(cluster: Clust
     )
     assert units == LIMIT
     assert _fetchval(cluster.dsn, "SELECT count(*) FROM limit_claims") == 0
+    # The nodes count what they claimed and refused (the core's own refusals are not counted:
+    # those orders never reached a claim).
+    metrics = [
+        _metrics(n.call("GET", "/metrics", token=n.admin()).body.decode())
+        for n in (
+            cluster.a,
+            cluster.b,
+        )
+    ]
+    assert sum(m["pyorder_limit_claims_total"] for m in metrics) >= LIMIT
+    refusals = sum(m["pyorder_limit_refusals_total"] for m in metrics)
+    assert 0 < refusals <= len(responses) - LIMIT
+
+
+def _metrics(text: str) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text page, by name."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, _, value = line.partition(" ")
+            found[name] = float(value)
+    return found
 
 
 def _fan_out(nodes: list[Server], token: str, body: dict[str, Any]) -> list[Response]:
