@@ -11,12 +11,15 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import asyncpg
 import pytest
 
 from pyorder import Address, Config, OrderInput, Platform, Principal, Role
 from pyorder.auth import buyer_number
+from pyorder.intake import IntakeUnavailableError
 from pyorder.kernel.clock import now_ms
 from pyorder.kernel.errors import PurchaseLimitExceeded
 from pyorder.model import WriteBatch
@@ -259,5 +262,82 @@ def test_orders_count_on_every_node_until_cancelled_or_expired(dsn: str, tmp_pat
             assert statuses[first.id] == "cancelled"
             assert statuses[second.id] == statuses[third.id] == "expired"
             assert sorted(statuses.values()).count("pending_payment") == 1
+
+    asyncio.run(body())
+
+
+def test_paid_orders_count_and_void_sales_do_not(dsn: str, tmp_path: Path) -> None:
+    """The statuses the claim counts, as the core does: paid units count (a return does not
+    change that), a paid order cancelled (a void sale) does not."""
+
+    async def body() -> None:
+        sku = await solo_catalogue(dsn, tmp_path, 100, limit_per_buyer=LIMIT)
+        async with two_nodes(dsn, tmp_path) as (a, b):
+            await _stocked(a, sku)
+            order = await a.orders.place_checked(ALICE, OrderInput([(sku, LIMIT)], HOME))
+            await a.intake.durable()
+            conn = await asyncpg.connect(dsn)
+            try:
+                # Only the status matters to the count: set it as a payment, then a cancel of
+                # the paid order, would.
+                await conn.execute("UPDATE orders SET status = 'paid' WHERE id = $1", order.id)
+                assert not await _claim(b, sku, 30, 1)
+                await conn.execute("UPDATE orders SET status = 'cancelled' WHERE id = $1", order.id)
+                assert await _claim(b, sku, 31, LIMIT)
+            finally:
+                await conn.close()
+
+    asyncio.run(body())
+
+
+def test_a_rebuild_during_the_claim_or_a_claim_taken_over_places_nothing(
+    dsn: str, tmp_path: Path
+) -> None:
+    async def body() -> None:
+        sku = await solo_catalogue(dsn, tmp_path, 100, limit_per_buyer=LIMIT)
+        async with two_nodes(dsn, tmp_path) as (a, _):
+            await _stocked(a, sku)
+            claim = a.store.claim_limits
+            buyer = buyer_number(ALICE.subject)
+
+            async def rebuilt_meanwhile(*args: Any) -> dict[int, int]:
+                refused = await claim(*args)
+                await a.rebuild()  # a failed commit's recovery, while the claim was in flight
+                return refused
+
+            with (
+                mock.patch.object(a.store, "claim_limits", rebuilt_meanwhile),
+                pytest.raises(IntakeUnavailableError),
+            ):
+                await a.orders.place_checked(ALICE, OrderInput([(sku, 1)], HOME))
+            assert await _fetch(dsn, "SELECT 1 FROM limit_claims") == []
+            assert a.engine.inventory.bought_by(sku, buyer) == 0
+            assert a.limit_claims is not None
+            assert not a.limit_claims.in_flight
+
+            async def taken_over(*args: Any) -> dict[int, int]:
+                refused = await claim(*args)
+                conn = await asyncpg.connect(dsn)  # another node found it dead and deleted it
+                try:
+                    await conn.execute("DELETE FROM limit_claims")
+                finally:
+                    await conn.close()
+                return refused
+
+            with mock.patch.object(a.store, "claim_limits", taken_over):
+                order = await a.orders.place_checked(ALICE, OrderInput([(sku, 1)], HOME))
+            with pytest.raises(IntakeUnavailableError):
+                await a.intake.durable()  # the commit met the fence: nothing written
+            assert await _fetch(dsn, "SELECT 1 FROM orders WHERE id = $1", order.id) == []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while not a.ready:  # the intake rebuilds the core from the store
+                assert loop.time() < deadline
+                await asyncio.sleep(0.05)
+            await _stocked(a, sku)
+            again = await a.orders.place_checked(ALICE, OrderInput([(sku, LIMIT)], HOME))
+            await a.intake.durable()
+            assert await _fetch(dsn, "SELECT 1 FROM orders WHERE id = $1", again.id) != []
+            assert not a.limit_claims.in_flight
 
     asyncio.run(body())
