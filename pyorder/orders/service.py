@@ -267,28 +267,8 @@ class Orders:
         return refused
 
     def _stage(self, rows: OrderRows, skip: set[int]) -> None:
-        """Move the orders of ``rows`` but ``skip`` into the intake's batch."""
-        lines: dict[int, list[tuple[int, int, int, int, str]]] = {}
-        for oid, _, sku, warehouse, quantity, price, merchant in rows.line_tuples():
-            lines.setdefault(oid, []).append((sku, warehouse, quantity, price, merchant))
-        target = self._intake.batch.placed
-        for (
-            oid,
-            buyer,
-            _,
-            currency,
-            total,
-            region,
-            address,
-            res,
-            created,
-            deadline,
-            _,
-        ) in rows.order_tuples():
-            if oid not in skip:
-                target.push(
-                    oid, buyer, currency, total, region, address, res, created, deadline, lines[oid]
-                )
+        """Move the orders of ``rows`` but ``skip`` into the intake's batch (shared, not copied)."""
+        self._intake.batch.placed.take_from(rows, list(skip))
 
     @staticmethod
     def _unplace(engine: Engine, order_ids: list[int]) -> None:
