@@ -27,8 +27,8 @@ or failed order's claim is deleted by its node (``RELEASE_SQL``).
 
 A claim is **dead** (stops counting, and is deleted by the next claim of its (sku, buyer)) when:
 
-* it is the claiming node's own (same number and epoch) and that node has no order of it in
-  flight: a release that failed;
+* it is the claiming node's own (same number and epoch), of an order older than the claiming
+  request's and no longer in flight there: a release that failed;
 * its node number was claimed again since, or its node holds no lease lock and has not written
   for ``key_claims.CLAIM_GRACE_MS``: the node is gone (its commits fail the fence);
 * or it is older than ``CLAIM_TTL_MS``: a backstop far above a commit's duration.
@@ -73,7 +73,8 @@ LOCK_SQL = "SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int[]) AS
 transaction."""
 
 DEAD = (
-    "(c.node = $3 AND c.epoch = $4 AND NOT c.claim = ANY($5::bigint[]))"
+    "(c.node = $3 AND c.epoch = $4 AND NOT c.claim = ANY($5::bigint[])"
+    " AND c.claim <= (SELECT max(f) FROM unnest($5::bigint[]) AS f))"
     f" OR c.claimed_ms < {DB_NOW_MS} - {CLAIM_TTL_MS}"
     " OR NOT EXISTS (SELECT 1 FROM node_leases n WHERE n.node = c.node AND n.epoch = c.epoch"
     f"  AND (n.seen_ms >= {DB_NOW_MS} - {CLAIM_GRACE_MS} OR EXISTS (SELECT 1 FROM pg_locks l"
@@ -81,7 +82,11 @@ DEAD = (
     f"  AND l.classid::bigint = {NODE_LOCK} AND l.objid::bigint = c.node)))"
 )
 """Whether claim ``c`` is dead: $3 and $4 the claiming node's number and epoch, $5 the ids of
-the orders it has in flight (their claims are alive)."""
+the orders it has in flight (their claims are alive), its own among them. A node's order ids
+grow, and it adds an order to its in-flight set before its first await after minting it: so
+its own claim of an id below the newest of $5 and not in $5 was settled before $5 was read,
+while one above it is of a request that began since (its claim may have committed while this
+one waited for the lock) and is alive."""
 
 DROP_DEAD_SQL = (
     f"DELETE FROM limit_claims c WHERE c.sku = ANY($1::bigint[]) AND c.buyer = $2 AND ({DEAD})"

@@ -8,7 +8,7 @@ claim with its order and fails when the claim was taken over, and the platforms 
 it (``Orders.place_checked``)."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,15 @@ async def _fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
         return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
+
+
+async def _eventually(claim: Callable[[], Awaitable[bool]], within_s: float = 3.0) -> None:
+    """Claim until it is taken (a refused claim writes nothing), for at most ``within_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not await claim():
+        assert loop.time() < deadline, "the claim was never taken"
+        await asyncio.sleep(0.05)
 
 
 def _fence(node: Platform) -> tuple[int, int]:
@@ -173,7 +182,9 @@ def test_dead_claims_stop_counting(dsn: str, tmp_path: Path) -> None:
                     "UPDATE node_leases SET seen_ms = $1 WHERE node = 200",
                     now_ms() - CLAIM_GRACE_MS - 1,
                 )
-                assert await _claim(b, sku, 13, 1)
+                # The leader may adopt the silent number meanwhile: while it holds the number's
+                # lock before it raises the epoch, the claim is alive for a moment.
+                await _eventually(lambda: _claim(b, sku, 13, 1))
                 # Past the TTL any claim is dead, even a live node's.
                 await conn.execute("DELETE FROM limit_claims")
                 old = now_ms() - CLAIM_TTL_MS - 1
@@ -187,6 +198,15 @@ def test_dead_claims_stop_counting(dsn: str, tmp_path: Path) -> None:
                     ALICE.subject, [(15, {sku: 1})], node, epoch, [4, 15]
                 )
                 assert refused == {15: sku}
+                # Its own claim of an order newer than the request's is of a request that began
+                # since (its claim committed while this one waited for the lock): alive. Claim
+                # 4, older and not in flight, is dead, and deleted.
+                await conn.execute(insert, 50, sku, ALICE.subject, LIMIT, node, epoch, now_ms())
+                assert not await _claim(a, sku, 17, 1, in_flight=[17])
+                left = await _fetch(dsn, "SELECT claim FROM limit_claims ORDER BY claim")
+                assert [int(r["claim"]) for r in left] == [50]
+                await conn.execute("DELETE FROM limit_claims")
+                await conn.execute(insert, 4, sku, ALICE.subject, LIMIT, node, epoch, now_ms())
                 assert await _claim(a, sku, 16, 1, in_flight=[16])
                 assert await _fetch(dsn, "SELECT 1 FROM limit_claims WHERE claim = 4") == []
             finally:
