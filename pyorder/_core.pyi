@@ -398,6 +398,10 @@ class OrderRows:
     ) -> None:
         """Add one order; ``lines`` are (sku, warehouse, quantity, unit_price, merchant)."""
     def __len__(self) -> int: ...
+    def take_from(self, other: OrderRows, skip: Sequence[int] = ...) -> int:
+        """Move the orders of ``other`` into these rows, in their order, but those whose id is
+        in ``skip`` (dropped); ``other`` is left empty. Returns how many moved (shared, not
+        copied: no Python object per order)."""
     def find(self, order_id: int) -> _StagedOrder | None:
         """The order ``order_id`` in full if it is one of these, else None."""
     def line_count(self) -> int: ...

@@ -30,6 +30,8 @@ class Engine:
     region_ids: dict[str, int] = field(default_factory=dict)
     """Region code -> the integer the inventory core knows the region by."""
     skus: dict[int, Sku] = field(default_factory=dict)
+    limited: set[int] = field(default_factory=set)
+    """SKUs with a per-buyer purchase limit (``Sku.limit_per_buyer`` > 0)."""
 
     def region_id(self, code: str) -> int:
         """The core's integer for a region code, assigned on first use."""
@@ -42,6 +44,10 @@ class Engine:
     def add_sku(self, sku: Sku) -> None:
         """Mirror a SKU (already in the inventory) so orders can be taken for it."""
         self.skus[sku.id] = sku
+        if sku.limit_per_buyer > 0:
+            self.limited.add(sku.id)
+        else:
+            self.limited.discard(sku.id)
         self.book.set_sku(sku.id, sku.price, sku.currency, sku.merchant)
 
     def add_pending(self, order: Order) -> None:

@@ -4,7 +4,8 @@ part listed here, in this order, inside a batch's transaction, and load each at 
 A new capability with its own tables adds its ``PartKind`` here: one line. The order is the
 write order the batch has always had (``tests/storage/test_storage_write_order.py`` pins it):
 payments (and attempts), the shared outbox and webhook events, refunds, logistics, returns, then
-events last, since an event's fan-out reads the order lines and endpoints written before it.
+events, since an event's fan-out reads the order lines and endpoints written before it; then
+the limit claims of the batch's orders (cluster nodes only), which read nothing the others write.
 """
 
 from typing import Any
@@ -14,6 +15,15 @@ from pyorder.kernel.unit import PartKind
 from pyorder.logistics.storage import LOGISTICS
 from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.returns.storage import RETURNS
+from pyorder.storage.limit_claims import LIMIT_CLAIMS
 from pyorder.storage.outbox import OUTBOX
 
-PARTS: tuple[PartKind[Any, Any], ...] = (PAYMENTS, OUTBOX, REFUNDS, LOGISTICS, RETURNS, EVENTS)
+PARTS: tuple[PartKind[Any, Any], ...] = (
+    PAYMENTS,
+    OUTBOX,
+    REFUNDS,
+    LOGISTICS,
+    RETURNS,
+    EVENTS,
+    LIMIT_CLAIMS,
+)

@@ -19,6 +19,7 @@ from pathlib import Path
 from pyorder.catalog.service import Catalog
 from pyorder.cluster.catalogue import CatalogueSync
 from pyorder.cluster.endpoints import EndpointMirror
+from pyorder.cluster.limits import LimitClaims
 from pyorder.cluster.stock import StockKeeper, node_view
 from pyorder.engine import Engine
 from pyorder.events.dispatcher import EventDispatcher
@@ -166,6 +167,13 @@ class Platform:
             else None
         )
         """Refills this node's stock leases (cluster mode only, ``pyorder.cluster.stock``)."""
+        self.limit_claims = (
+            LimitClaims(self.store, lambda: self.claim, self.intake) if config.cluster else None
+        )
+        """Claims purchase limits across the cluster (cluster mode only,
+        ``pyorder.cluster.limits``)."""
+        if self.limit_claims is not None:
+            self.orders.claim_limits(self.limit_claims)
         self._sweeper: asyncio.Task[None] | None = None
         self._reloading: asyncio.Task[None] | None = None
         self.serving: frozenset[int] = frozenset()
@@ -262,6 +270,8 @@ class Platform:
                 await self._sweeper
             self._sweeper = None
         await self.intake.close()
+        if self.limit_claims is not None:
+            await self.limit_claims.stop()
         if self.stock_keeper is not None and self._claim is not None and self._claim.held:
             try:  # after the last commit: the unsold units go back to the pool
                 await self.stock_keeper.give_back()

@@ -350,3 +350,22 @@ def test_placing_releases_the_gil() -> None:
         stop.set()
         t.join()
     assert ticks > 0
+
+
+def test_rows_move_to_other_rows_but_the_skipped_orders() -> None:
+    """``OrderRows.take_from`` (a cluster node stages the orders the cluster's purchase limits
+    allow, placed into rows of their own first): the orders move in their order, a skipped one
+    is dropped, the source is left empty, and the reserved units follow."""
+    shop = make_shop([{0: 10}])
+    status, out = shop.batch([order((0, 1)), order((0, 2)), order((0, 3))])
+    assert (status, out["created"]) == (200, 3)
+    ids = [int(r["order"]["id"]) for r in out["results"]]
+    batch = OrderRows()
+    assert batch.take_from(shop.rows, [ids[1]]) == 2
+    assert len(shop.rows) == 0
+    assert shop.rows.reserved_deltas() == []
+    assert [o[0] for o in batch.order_tuples()] == [ids[0], ids[2]]
+    assert batch.reserved_deltas() == [(0, 0, 4)]
+    assert batch.find(ids[1]) is None
+    with pytest.raises(ValueError, match="themselves"):
+        batch.take_from(batch)

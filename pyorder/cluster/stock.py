@@ -4,10 +4,11 @@ background before they run dry (``docs/scale-out.md``; the SQL is ``storage/stoc
 ``node_view`` turns the store's snapshot into what one node's core holds: per (sku, warehouse)
 ``on_hand`` is the node's leased units plus the units its own pending orders reserve (``sold``
 is 0: what is sold is nobody's to sell), and only the node's own pending orders and outbox
-items (the node number in their orders' IDs). ``StockKeeper`` watches each row's ``available``
-and sales rate, asks the pool for more at a low-water mark (Meituan Leaf's double buffer,
-applied to stock), adds what it gets to the core, takes dead nodes' leases back to the pool,
-and gives everything back at a graceful stop.
+items (the node number in their orders' IDs); no paid units per buyer, as purchase limits are
+counted by the database across nodes (``pyorder.cluster.limits``). ``StockKeeper`` watches
+each row's ``available`` and sales rate, asks the pool for more at a low-water mark (Meituan
+Leaf's double buffer, applied to stock), adds what it gets to the core, takes dead nodes'
+leases back to the pool, and gives everything back at a graceful stop.
 """
 
 import asyncio
@@ -56,10 +57,15 @@ def node_view(snap: Snapshot, node: int, adopted: Collection[int] = ()) -> Snaps
     for kind in PARTS:
         if kind.of_orders is not None and kind.name in parts:
             parts[kind.name] = kind.of_orders(parts[kind.name], ours)
+    # Purchase limits: the database is the authority across nodes (``pyorder.cluster.limits``
+    # claims every order of a limited SKU), and the core counts only what this node decides
+    # from now on. Other nodes' paid orders as of now would go on counting here after a
+    # cancel on their node had made the sale void: a refusal the database would not make.
     return replace(
         snap,
         stock=stock,
         parts=parts,
+        bought=[],
         pending_orders=mine,
         max_reservation=max((o.reservation for o in mine), default=0),
     )

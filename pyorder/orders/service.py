@@ -18,15 +18,18 @@ windows; payments: refunds) through the ``Shipping`` and ``Refunding`` protocols
 by the bootstrap with ``connect``: they are built after orders, since they read orders.
 """
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, NamedTuple
 
 from pyorder import inventory as inv
+from pyorder._core import OrderRows
 from pyorder.auth import SYSTEM, Principal, Role, buyer_number
+from pyorder.cluster.limits import LimitClaims
 from pyorder.engine import Engine
 from pyorder.events.publisher import Events
-from pyorder.intake import Intake
+from pyorder.intake import Intake, IntakeUnavailableError
 from pyorder.kernel.clock import now_ms
 from pyorder.kernel.errors import (
     DomainError,
@@ -39,6 +42,7 @@ from pyorder.kernel.errors import (
 )
 from pyorder.logistics.model import ShipmentStatus
 from pyorder.orders.input import OrderInput, UnknownRegion, address_fields
+from pyorder.orders.limits import LIMIT_MESSAGE, limit_refusals, limited_units
 from pyorder.orders.model import (
     HeldLine,
     Order,
@@ -90,6 +94,7 @@ class Orders:
         self._events = events
         self._shipping: Shipping | None = None
         self._refunds: Refunding | None = None
+        self._limits: LimitClaims | None = None
         self._cancelled_paid: set[int] = set()
         """Paid orders cancelled by this process: a second cancel racing the first (both read
         the order as paid from the store) is refused here, before it stages anything."""
@@ -113,21 +118,48 @@ class Orders:
 
     # --- placing ---------------------------------------------------------------------------
 
-    def place_json(self, who: Principal, body: bytes) -> Answer:
+    def place_json(self, who: Principal, body: bytes) -> Answer | Awaitable[Answer]:
         """Place the order of a JSON body (the API's ``OrderIn``): 201 and the order, or the
-        error (400 not JSON, 422 invalid, 409 out of stock or over a purchase limit)."""
-        return self._answer(self._engine().book.place_one, who, body)
+        error (400 not JSON, 422 invalid, 409 out of stock or over a purchase limit).
 
-    def place_batch_json(self, who: Principal, body: bytes) -> Answer:
+        On a cluster node whose catalogue has SKUs with a purchase limit, the answer is
+        awaited: an order of such SKUs is staged only once the cluster allows it
+        (``pyorder.cluster.limits``)."""
+        return self._answer(False, who, body)
+
+    def place_batch_json(self, who: Principal, body: bytes) -> Answer | Awaitable[Answer]:
         """Place the orders of a JSON batch body (``OrderBatchIn``): 200 and one result per
-        order, the same as placing them one by one in order; or 400/422 for the whole body."""
-        return self._answer(self._engine().book.place_batch, who, body)
+        order, the same as placing them one by one in order; or 400/422 for the whole body.
+        Awaited on a cluster node with limited SKUs, as ``place_json``."""
+        return self._answer(True, who, body)
 
-    def _answer(self, place: Any, who: Principal, body: bytes) -> Answer:
+    def _answer(self, many: bool, who: Principal, body: bytes) -> Answer | Awaitable[Answer]:
         who.require(Role.BUYER)
+        engine = self._engine()
+        place = engine.book.place_batch if many else engine.book.place_one
+        if self._limits is not None and engine.limited:
+            return self._answer_claimed(engine, place, many, who, body)
         answer = Answer._make(
             place(body, who.subject, buyer_number(who.subject), self._intake.batch.placed, now_ms())
         )
+        if answer.created:
+            self._events.placed()  # order.created, if anyone subscribes: flags the batch
+        return answer
+
+    async def _answer_claimed(
+        self, engine: Engine, place: Any, many: bool, who: Principal, body: bytes
+    ) -> Answer:
+        """``_answer`` on a cluster node with limited SKUs: placed into rows of its own, then
+        staged once the limits are claimed; orders over a limit across the cluster are
+        answered 409 ``purchase_limit_exceeded`` as the core answers its own refusals."""
+        rows = OrderRows()
+        answer = Answer._make(place(body, who.subject, buyer_number(who.subject), rows, now_ms()))
+        if not answer.created:
+            return answer
+        refused = await self._claimed(engine, rows, who.subject)
+        if refused:
+            status, refused_body, created = limit_refusals(answer.body, refused, many)
+            answer = answer._replace(status=status, body=refused_body, created=created)
         if answer.created:
             self._events.placed()  # order.created, if anyone subscribes: flags the batch
         return answer
@@ -139,14 +171,51 @@ class Orders:
         ``PurchaseLimitExceeded``, ``UnknownRegion``, ``InvalidInput`` with the ``details`` the
         API gives, e.g. ``path="$.lines[0].quantity"``) and changes nothing.
 
-        The order is staged; it is durable once ``await intake.durable()`` returns.
+        The order is staged; it is durable once ``await intake.durable()`` returns. On a
+        cluster node, an order holding a SKU with a purchase limit must be placed with
+        ``place_checked`` (its limit is claimed across the cluster): here it raises
+        RuntimeError and changes nothing.
         """
         who.require(Role.BUYER)
-        placed, refused = self._engine().book.place_order(
+        engine = self._engine()
+        claims = self._limits is not None and bool(engine.limited)
+        rows = OrderRows() if claims else self._intake.batch.placed
+        placed = self._place_order(engine, who, order, rows)
+        if claims:
+            if any(sku in engine.limited for sku, _ in order.lines):
+                self._unplace(engine, [placed.id])
+                raise RuntimeError(
+                    "on a cluster node, an order of a SKU with a purchase limit is placed with"
+                    " 'await orders.place_checked(...)'"
+                )
+            self._stage(rows, set())
+        self._events.placed()  # order.created, if anyone subscribes: flags the batch
+        return placed
+
+    async def place_checked(self, who: Principal, order: OrderInput) -> Order:
+        """``place``, with the purchase limits of a cluster node claimed across the cluster
+        first (``pyorder.cluster.limits``); on a solo node it is ``place``."""
+        engine = self._engine()
+        if self._limits is None or not engine.limited:
+            return self.place(who, order)
+        who.require(Role.BUYER)
+        rows = OrderRows()
+        placed = self._place_order(engine, who, order, rows)
+        refused = await self._claimed(engine, rows, who.subject)
+        if refused:
+            sku = refused[placed.id]
+            raise PurchaseLimitExceeded(LIMIT_MESSAGE.format(sku=sku), sku=sku)
+        self._events.placed()
+        return placed
+
+    def _place_order(
+        self, engine: Engine, who: Principal, order: OrderInput, rows: OrderRows
+    ) -> Order:
+        placed, refused = engine.book.place_order(
             order.lines,
             who.subject,
             buyer_number(who.subject),
-            self._intake.batch.placed,
+            rows,
             now_ms(),
             **address_fields(order.address),
         )
@@ -154,8 +223,62 @@ class Orders:
             code, message, details = refused
             raise _REFUSALS.get(code, InvalidInput)(message, **details)
         assert placed is not None
-        self._events.placed()  # order.created, if anyone subscribes: flags the batch
         return just_placed(placed)
+
+    # --- purchase limits on cluster nodes (``pyorder.cluster.limits``) ----------------------
+
+    def claim_limits(self, limits: LimitClaims) -> None:
+        """Claim purchase limits across the cluster before staging (cluster nodes only; the
+        bootstrap calls it once)."""
+        self._limits = limits
+
+    async def _claimed(self, engine: Engine, rows: OrderRows, buyer: str) -> dict[int, int]:
+        """Claim the limited units of the orders in ``rows`` (placed in ``engine``'s core by
+        ``buyer``), stage the orders the cluster allows in the intake's batch, and take the
+        others back out of the core. Returns the refused orders (id -> the SKU over its
+        limit). Raises ``IntakeUnavailableError`` (nothing staged, nothing left reserved) when
+        the core was rebuilt meanwhile, ``StorageError`` when the claim failed."""
+        limits = self._limits
+        assert limits is not None
+        wanted = limited_units(rows, engine.limited)
+        if not wanted:
+            self._stage(rows, set())
+            return {}
+        placed = [o[0] for o in rows.order_tuples()]
+        try:
+            refused, fence = await limits.claim(buyer, wanted)
+        except BaseException:
+            if self._engine() is engine:
+                self._unplace(engine, placed)
+            raise
+        if self._engine() is not engine or not self._intake.available:
+            # Rebuilt meanwhile (or about to be): the orders' reservations are not in the new
+            # core, and a batch staged now would be dropped.
+            await limits.release([i for i, _ in wanted if i not in refused], fence)
+            if self._engine() is engine:
+                self._unplace(engine, placed)
+            raise IntakeUnavailableError(
+                "the write path failed while the purchase limits were claimed; nothing was"
+                " placed, retry"
+            )
+        self._unplace(engine, list(refused))
+        self._stage(rows, set(refused))
+        limits.staged({i: len(units) for i, units in wanted if i not in refused}, fence)
+        return refused
+
+    def _stage(self, rows: OrderRows, skip: set[int]) -> None:
+        """Move the orders of ``rows`` but ``skip`` into the intake's batch (shared, not copied)."""
+        self._intake.batch.placed.take_from(rows, list(skip))
+
+    @staticmethod
+    def _unplace(engine: Engine, order_ids: list[int]) -> None:
+        """Take orders placed in ``engine``'s core but never staged back out: their units
+        return, and stop counting against the buyer's limits."""
+        for oid in order_ids:
+            held = engine.book.take_pending(oid)
+            if held is not None:
+                with contextlib.suppress(inv.ReservationResolvedError):
+                    engine.inventory.release(held[1])
 
     def pending(self, order_id: int) -> PendingOrder | None:
         """The order as the engine holds it if it awaits payment (staged or committed), else

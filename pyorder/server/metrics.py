@@ -108,7 +108,8 @@ class Metrics:
 class NodeStats(Collector):
     """This node on its store (``docs/scale-out.md``): its order-ID node number and fencing
     epoch, whether it holds its lease and leads, the store's conflict retries; on a cluster
-    node, its stock keeper's grants, give-backs, take-overs and failures."""
+    node, its purchase-limit claims and refusals, and its stock keeper's grants, give-backs,
+    take-overs and failures."""
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
@@ -141,6 +142,29 @@ class NodeStats(Collector):
             for state in ("40001", "40P01"):
                 family.add_metric([state], retries.get(state, 0))
             yield family
+        limits = p.limit_claims
+        if limits is not None:
+            c = limits.stats
+            yield CounterMetricFamily(
+                "pyorder_limit_claims",
+                "Purchase-limit claims run across the cluster (one per request of limited SKUs)",
+                c.claims,
+            )
+            yield CounterMetricFamily(
+                "pyorder_limit_refusals",
+                "Orders refused because the buyer is over a purchase limit across the cluster",
+                c.refused,
+            )
+            yield CounterMetricFamily(
+                "pyorder_limit_claims_released",
+                "Orders whose limit claims were given up (commit failed, core rebuilt)",
+                c.released,
+            )
+            yield CounterMetricFamily(
+                "pyorder_limit_claim_release_failures",
+                "Releases of limit claims that failed (the claims lapse after their TTL)",
+                c.release_failures,
+            )
         keeper = p.stock_keeper
         if keeper is None:
             return

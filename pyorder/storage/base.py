@@ -265,6 +265,25 @@ class Store(ABC):
         """Give up this node's claim of a key whose request failed (nothing was written)."""
         raise StorageError(f"{type(self).__name__} is single-process: it claims no keys")
 
+    async def claim_limits(
+        self,
+        buyer: str,
+        orders: list[tuple[int, dict[int, int]]],
+        node: int,
+        epoch: int,
+        in_flight: list[int],
+    ) -> dict[int, int]:
+        """Cluster mode: claim the units of limited SKUs of ``orders`` ((order id, {sku: units})
+        in placing order) for ``buyer`` against what the buyer holds on every node
+        (``pyorder.storage.limit_claims``); ``in_flight`` are this node's orders whose claims are
+        alive. Returns the refused orders (order id -> the SKU over its limit); the others are
+        claimed."""
+        raise StorageError(f"{type(self).__name__} is single-process: it claims no limits")
+
+    async def release_limits(self, order_ids: list[int], node: int, epoch: int) -> None:
+        """Give up the limit claims of orders refused or not committed (node's, epoch's)."""
+        raise StorageError(f"{type(self).__name__} is single-process: it claims no limits")
+
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
         """Whether the provider event ``event_id`` was already applied (and stored)."""
         raise NotImplementedError

@@ -378,6 +378,36 @@ _V10_POSTGRES = _v10("BIGINT", "")
 # docs/scale-out.md). Empty for a node that takes none (solo nodes, SQLite).
 _V11 = ("ALTER TABLE node_leases ADD COLUMN url TEXT NOT NULL DEFAULT ''",)
 
+
+# Version 12: claims of purchase limits across nodes (``pyorder.storage.limit_claims``,
+# docs/scale-out.md). In cluster mode a node claims the units of an order's limited SKUs for
+# its buyer before the order is staged, and the order's commit deletes the claim in its own
+# transaction (on PostgreSQL through ``settle_limit_claim``, which fails the commit when the
+# claim was taken over meanwhile). SQLite gets the table too (one logical schema) but is
+# single-process and never claims.
+def _v12(integer: str, strict: str) -> tuple[str, ...]:
+    i = integer
+    return (
+        "CREATE TABLE limit_claims ("
+        f" claim {i} NOT NULL, sku {i} NOT NULL, buyer TEXT NOT NULL,"
+        f" units {i} NOT NULL CHECK (units > 0), node {i} NOT NULL, epoch {i} NOT NULL,"
+        f" claimed_ms {i} NOT NULL, PRIMARY KEY (claim, sku)){strict}",
+        "CREATE INDEX limit_claims_buyer ON limit_claims (sku, buyer)",
+    )
+
+
+_V12_SQLITE = _v12("INTEGER", " STRICT")
+_V12_POSTGRES = (
+    *_v12("BIGINT", ""),
+    "CREATE FUNCTION settle_limit_claim(order_id BIGINT, skus BIGINT) RETURNS void"
+    " LANGUAGE plpgsql AS $$ DECLARE deleted BIGINT; BEGIN"
+    " DELETE FROM limit_claims WHERE claim = order_id;"
+    " GET DIAGNOSTICS deleted = ROW_COUNT;"
+    " IF deleted <> skus THEN RAISE EXCEPTION"
+    " 'the purchase-limit claim of order % was taken over (% of % rows found):"
+    " the batch was not written', order_id, deleted, skus; END IF; END $$",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -392,6 +422,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "stock leases of cluster nodes", _V9_SQLITE, _V9_POSTGRES),
     Migration(10, "claims of idempotency keys across nodes", _V10_SQLITE, _V10_POSTGRES),
     Migration(11, "the address of each cluster node for forwarded requests", _V11, _V11),
+    Migration(12, "claims of purchase limits across nodes", _V12_SQLITE, _V12_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -47,7 +47,7 @@ from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
-from pyorder.storage import codec, key_claims, parts, stock_leases
+from pyorder.storage import codec, key_claims, limit_claims, parts, stock_leases
 from pyorder.storage.base import (
     Catalogue,
     KeyClaim,
@@ -966,6 +966,37 @@ class PostgresStore(Store):
             key,
         )
         return None if row is None else codec.idempotency_from_row(row)
+
+    # --- purchase limits across nodes (``pyorder.storage.limit_claims``) ---------------------
+
+    async def claim_limits(
+        self,
+        buyer: str,
+        orders: list[tuple[int, dict[int, int]]],
+        node: int,
+        epoch: int,
+        in_flight: list[int],
+    ) -> dict[int, int]:
+        skus = sorted({sku for _, lines in orders for sku in lines})
+        with _db_errors("claiming purchase limits"):
+            async with self._p().acquire() as conn, conn.transaction():
+                keys = limit_claims.lock_keys(skus, buyer)
+                await conn.execute(limit_claims.LOCK_SQL, limit_claims.LOCK_CLASS, keys)
+                # Each statement below takes its own snapshot, after the locks are held.
+                await conn.execute(limit_claims.DROP_DEAD_SQL, skus, buyer, node, epoch, in_flight)
+                held = {
+                    int(r[0]): (int(r[1]), int(r[2]))
+                    for r in await conn.fetch(limit_claims.HELD_SQL, skus, buyer)
+                }
+                decision = limit_claims.decide(orders, held)
+                columns = limit_claims.claim_columns(decision.accepted)
+                if columns[0]:
+                    await conn.execute(limit_claims.INSERT_SQL, *columns, buyer, node, epoch)
+        return decision.refused
+
+    async def release_limits(self, order_ids: list[int], node: int, epoch: int) -> None:
+        with _db_errors("releasing purchase-limit claims"):
+            await self._p().execute(limit_claims.RELEASE_SQL, order_ids, node, epoch)
 
 
 async def _for_node(

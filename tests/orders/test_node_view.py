@@ -41,7 +41,7 @@ def _snapshot() -> tuple[Snapshot, int, int]:
         ),
         OUTBOX.name: [_rows(order_id=o, kind=None) for o in both],
     }
-    snap = Snapshot([], {}, [], [], [], 0, 0, parts=parts)
+    snap = Snapshot([], {}, [], [], [], 0, 0, bought=[(0, "b", 2)], parts=parts)
     return snap, mine, theirs
 
 
@@ -60,6 +60,10 @@ def test_a_node_holds_its_own_orders_state_and_the_shared_rows() -> None:
     assert ([r.id for r in ret.returns], [d.return_id for d in ret.decisions]) == ([10], [10])
     assert ret.top_id == 300  # new ids go above every node's
     assert [i.order_id for i in view.part(OUTBOX)] == [mine]
+    # Purchase limits are counted by the database across nodes (``pyorder.cluster.limits``):
+    # the core starts from no one's paid units, so a sale made void elsewhere never lingers.
+    assert view.bought == []
+    assert snap.bought == [(0, "b", 2)]
     # The snapshot itself is left as it was (a solo node would hold it whole).
     assert len(snap.part(PAYMENTS).payments) == 2
 

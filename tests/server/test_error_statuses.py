@@ -12,6 +12,7 @@ from pathlib import Path
 import pyorder
 from pyorder.auth import Principal, Role
 from pyorder.kernel.errors import DomainError
+from pyorder.orders.service import Answer
 from pyorder.platform import Config, Platform
 from pyorder.server.statuses import STATUSES, status_of
 
@@ -86,6 +87,7 @@ def test_the_rust_order_book_answers_each_refusal_with_the_tables_status(tmp_pat
             seen: dict[str, int] = {}
             for who, raw in calls:
                 answer = platform.orders.place_json(who, raw)
+                assert isinstance(answer, Answer)  # a solo node answers at once
                 if answer.status != 201:
                     seen[json.loads(answer.body)["error"]["code"]] = answer.status
             await platform.intake.durable()

@@ -38,6 +38,7 @@ TABLES = {
     "node_leases",
     "stock_leases",
     "idempotency_claims",
+    "limit_claims",
 }
 
 

@@ -90,6 +90,19 @@ impl OrderRows {
         Some((ids.clone().min()?, ids.max()?))
     }
 
+    /// Move every order of `other` into these rows, in its order, but those whose id is in
+    /// `skip` (dropped); `other` is left empty. Returns how many orders moved.
+    pub fn take_from(&mut self, other: &mut OrderRows, skip: &[i64]) -> usize {
+        let before = self.orders.len();
+        for order in other.orders.drain(..) {
+            if !skip.contains(&order.id) {
+                self.push(order);
+            }
+        }
+        other.reserved.clear();
+        self.orders.len() - before
+    }
+
     /// The reserved deltas as (sku, warehouse, units), sorted (a stable UPDATE order).
     pub fn reserved_deltas(&self) -> Vec<(u32, u32, i64)> {
         let mut out: Vec<_> = self
@@ -125,6 +138,23 @@ mod tests {
                 merchant: Arc::from("merchant:m"),
             }]),
         })
+    }
+
+    #[test]
+    fn take_from_moves_all_but_the_skipped_orders() {
+        let mut rows = OrderRows::default();
+        rows.push(order(1));
+        let mut other = OrderRows::default();
+        for id in [5, 6, 7] {
+            other.push(order(id));
+        }
+        assert_eq!(rows.take_from(&mut other, &[6]), 2);
+        assert!(other.is_empty());
+        assert!(other.reserved.is_empty());
+        let ids: Vec<i64> = rows.orders.iter().map(|o| o.id).collect();
+        assert_eq!(ids, vec![1, 5, 7]);
+        // The skipped order's units are not reserved here.
+        assert_eq!(rows.reserved_deltas(), vec![(0, 0, 3)]);
     }
 
     #[test]

@@ -178,6 +178,20 @@ impl OrderRows {
         ))
     }
 
+    /// Move the orders of `other` into these rows, in their order, but those whose id is in
+    /// `skip` (dropped); `other` is left empty. Returns how many orders moved. The orders are
+    /// shared, not copied: no Python object per order.
+    #[pyo3(signature = (other, skip=Vec::new()))]
+    fn take_from(&self, other: &OrderRows, skip: Vec<i64>) -> PyResult<usize> {
+        if std::ptr::eq(self, other) {
+            return Err(PyValueError::new_err(
+                "rows cannot take orders from themselves",
+            ));
+        }
+        let mut from = other.inner.lock();
+        Ok(self.inner.lock().take_from(&mut from, &skip))
+    }
+
     /// Number of order lines over all the orders.
     fn line_count(&self) -> usize {
         self.inner.lock().line_count()

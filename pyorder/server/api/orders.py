@@ -28,7 +28,13 @@ routes = web.RouteTableDef()
 ORDER_BEFORE = IntParam("before", "query", 1, MAX_ORDER_ID)
 
 
-Place = Callable[[Orders, Principal, bytes], Answer]
+Place = Callable[[Orders, Principal, bytes], Answer | Awaitable[Answer]]
+"""``Orders.place_json`` or ``place_batch_json``: the answer, or on a cluster node with limited
+SKUs its awaitable (the limits are claimed across the cluster first)."""
+
+
+async def _answer(placing: Answer | Awaitable[Answer]) -> Answer:
+    return placing if isinstance(placing, Answer) else await placing
 
 
 def _placing(
@@ -57,7 +63,7 @@ def _placing(
                 answers: list[Answer] = []
 
                 async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
-                    answer = place(orders, who, body)
+                    answer = await _answer(place(orders, who, body))
                     if answer.stockouts and (keeper := app[PLATFORM].stock_keeper):
                         answer = await _out_of_stock(
                             keeper, place, orders, who, body, answer, ask_pool
@@ -73,6 +79,8 @@ def _placing(
             # commit, answer.
             body = await request.read()
             answer = place(orders, who, body)
+            if not isinstance(answer, Answer):  # a cluster node claiming purchase limits
+                answer = await answer
             if answer.stockouts and (keeper := app[PLATFORM].stock_keeper):
                 answer = await _out_of_stock(keeper, place, orders, who, body, answer, ask_pool)
             await app[PLATFORM].intake.durable()
@@ -101,7 +109,7 @@ async def _out_of_stock(
     for the next."""
     if ask_pool and not answer.created:
         if await keeper.refill_now():
-            return place(orders, who, body)
+            return await _answer(place(orders, who, body))
         return answer
     keeper.nudge()
     return answer
