@@ -267,18 +267,24 @@ class Intake:
         dead node's orders, ``docs/scale-out.md``): what is staged is committed first; requests
         meanwhile are refused (503, as during a recovery) and nothing acknowledged is lost. A
         recovery already running rebuilds anyway."""
+        for round_ in range(5):  # under load there is always more: a few rounds, then refuse
+            if not self.available:
+                return
+            if not self._handed and (round_ == 4 or not (len(self.batch) or self._waiters)):
+                break
+            try:  # what is staged and handed over commits (at depth 1 the loop runs it)
+                await self.durable()
+            except Exception:  # that commit failed: its recovery rebuilds
+                return
+        while self._handed:  # the last round's commit is being answered
+            await asyncio.sleep(0.001)
         if not self.available:
             return
-        try:
-            await self.durable()
-        except Exception:  # that commit failed: its recovery rebuilds
-            return
-        if not self.available:
-            return
+        # No commit in flight, and none starts from here (the loop hands a batch over only
+        # while available): what is staged now is refused, as during a recovery.
         self.available = False
         self._recovering = True
         self._recovered.clear()
-        await self._drain()
         await self._rebuild()
 
     async def _rebuild(self) -> None:
