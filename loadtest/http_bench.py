@@ -171,9 +171,18 @@ def order(sku: int, i: int) -> dict[str, Any]:
 
 
 def wrk(
-    url: str, path: str, body: Path, token: str, *, threads: int, connections: int, seconds: float
+    url: str,
+    path: str,
+    body: Path,
+    token: str,
+    *,
+    threads: int,
+    connections: int,
+    seconds: float,
+    method: str = "POST",
 ) -> dict[str, Any]:
-    """One wrk run; its JSON summary (see post.lua) with requests/s added."""
+    """One wrk run (``method`` with ``body``; a GET sends none); its JSON summary (see
+    post.lua) with requests/s added."""
     cmd = [
         "wrk",
         f"-t{threads}",
@@ -188,12 +197,13 @@ def wrk(
         path,
         str(body),
         token,
+        method,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith('{"wrk_summary"'))
     summary: dict[str, Any] = json.loads(line)["wrk_summary"]
     summary["requests_per_s"] = summary["requests"] / (summary["duration_us"] / 1e6)
-    summary["command"] = " ".join(cmd[:-1] + (["$TOKEN"] if token else []))
+    summary["command"] = " ".join(cmd[:-2] + (["$TOKEN"] if token else ["''"]) + [method])
     return summary
 
 
