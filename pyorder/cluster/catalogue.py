@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from pyorder.engine import Engine
 from pyorder.intake import Intake
-from pyorder.kernel.tasks import cancelled
+from pyorder.kernel.tasks import cancelled, every
 from pyorder.storage.base import Catalogue, StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -94,19 +94,15 @@ class CatalogueSync:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="pyorder-catalogue-sync")
+            self._task = asyncio.create_task(
+                every(self.interval_s, self._ready, self._pass, log, "catalogue refresh failed"),
+                name="pyorder-catalogue-sync",
+            )
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancelled(task)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            if not self._ready():
-                continue
-            try:
-                if await self.refresh():
-                    log.info("catalogue: mirrored changes made on other nodes")
-            except Exception:  # the store is down: the next pass tries again
-                log.exception("catalogue refresh failed")
+    async def _pass(self) -> None:
+        if await self.refresh():
+            log.info("catalogue: mirrored changes made on other nodes")

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 
 from pyorder.events.endpoints import Endpoints
-from pyorder.kernel.tasks import cancelled
+from pyorder.kernel.tasks import cancelled, every
 from pyorder.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -55,18 +55,17 @@ class EndpointMirror:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="pyorder-endpoint-mirror")
+            self._task = asyncio.create_task(
+                every(
+                    self.interval_s,
+                    self._ready,
+                    self.refresh,
+                    log,
+                    "reading the webhook endpoints failed (the copy stays as it is)",
+                ),
+                name="pyorder-endpoint-mirror",
+            )
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancelled(task)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            if not self._ready():
-                continue
-            try:
-                await self.refresh()
-            except Exception:  # the store is away: the copy stays as it is until it is back
-                log.exception("reading the webhook endpoints failed")

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -55,7 +56,6 @@ NOBODY = -1
 Locator = Callable[[web.Request, "Forwarder"], Awaitable[int | None]]
 """Finds the node that serves a request: its number, None for "any node, this one", or
 ``NOBODY``."""
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Callable[..., Any])
 _ROUTED = "__pyorder_routed__"
 _SINGLE = "__pyorder_single_node__"

@@ -351,27 +351,10 @@ class NodeLease(NodeClaim):
         """Run ``work`` for a dead node's number (None, and nothing done, while it is live):
         hold its lock for the while, raise its epoch first (which waits for its commits in
         flight, and fences off any it might still attempt), in one transaction."""
-        conn = self._conn
-        if conn is None or conn.is_closed():
-            return None
-        async with self._using:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", NODE_LOCK, node):
-                return None
-            try:
-                async with conn.transaction():
-                    await conn.execute(
-                        f"SET LOCAL lock_timeout = {int(self.config.lock_timeout_ms)}"
-                    )
-                    await conn.execute(
-                        "UPDATE node_leases SET epoch = epoch + 1, holder = $2 WHERE node = $1",
-                        node,
-                        f"taken over by {self.holder}",
-                    )
-                    return await work(conn)
-            finally:
-                if not conn.is_closed():  # a cut session has dropped the lock already
-                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                        await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
+        raise_epoch = "UPDATE node_leases SET epoch = epoch + 1, holder = $2 WHERE node = $1"
+        args = (node, f"taken over by {self.holder}")
+        _, result = await self._seize(node, raise_epoch, args, work, keep=False)
+        return result
 
     async def adopt(
         self, node: int, work: Callable[[asyncpg.Connection], Awaitable[T]]
@@ -382,33 +365,51 @@ class NodeLease(NodeClaim):
         record this node as its holder, with this node's URL (its orders' requests are
         forwarded here), and run ``work``. None, and nothing done, while it is live. The
         number is free again when this lease's session ends (with this node's own)."""
+        raise_epoch = (
+            "UPDATE node_leases SET epoch = epoch + 1, holder = $2, url = $3,"
+            f" mode = 'cluster', seen_ms = {DB_NOW_MS} WHERE node = $1"
+        )
+        args = (node, f"adopted by node {self.node} ({self.holder})", self.config.url)
+        taken, result = await self._seize(node, raise_epoch, args, work, keep=True)
+        if taken:
+            self.adopted.add(node)
+            log.info("node %d adopted dead node %d's orders", self.node, node)
+        return result
+
+    async def _seize(
+        self,
+        node: int,
+        raise_epoch: str,
+        args: tuple[object, ...],
+        work: Callable[[asyncpg.Connection], Awaitable[T]],
+        *,
+        keep: bool,
+    ) -> tuple[bool, T | None]:
+        """Lock a dead node's number on this lease's session, then in one transaction run
+        ``raise_epoch`` (with ``args``; it waits for the number's commits in flight) and
+        ``work``. The lock is let go afterwards, or, with ``keep``, only if this failed.
+        Returns whether the number was taken (not while it is live) and what ``work`` gave."""
         conn = self._conn
         if conn is None or conn.is_closed():
-            return None
+            return False, None
         async with self._using:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", NODE_LOCK, node):
-                return None
+                return False, None
+            failed = True
             try:
                 async with conn.transaction():
                     await conn.execute(
                         f"SET LOCAL lock_timeout = {int(self.config.lock_timeout_ms)}"
                     )
-                    await conn.execute(
-                        "UPDATE node_leases SET epoch = epoch + 1, holder = $2, url = $3,"
-                        f" mode = 'cluster', seen_ms = {DB_NOW_MS} WHERE node = $1",
-                        node,
-                        f"adopted by node {self.node} ({self.holder})",
-                        self.config.url,
-                    )
+                    await conn.execute(raise_epoch, *args)
                     result = await work(conn)
-            except BaseException:
-                if not conn.is_closed():
+                failed = False
+            finally:
+                # A cut session has dropped the lock already.
+                if (failed or not keep) and not conn.is_closed():
                     with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
                         await conn.execute("SELECT pg_advisory_unlock($1, $2)", NODE_LOCK, node)
-                raise
-        self.adopted.add(node)
-        log.info("node %d adopted dead node %d's orders", self.node, node)
-        return result
+        return True, result
 
     async def _drop(self) -> None:
         self._leader = False

@@ -9,6 +9,7 @@ import functools
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from pyorder.kernel.errors import DomainError
 from pyorder.server.api import (
@@ -23,7 +24,6 @@ from pyorder.server.api import (
 )
 from pyorder.server.forwarding import (
     Forwarder,
-    Handler,
     forwarding,
     locator_of,
     single_node_reason,
