@@ -77,6 +77,19 @@ def _metrics(text: str) -> dict[str, float]:
     return found
 
 
+async def _leased_by(dsn: str, node: int) -> int:
+    """Units node ``node`` holds leased now."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT COALESCE(SUM(units), 0) FROM stock_leases WHERE node = $1", node
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def _stored_ids(dsn: str) -> set[int]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -160,6 +173,9 @@ def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(
                 statuses[0] = statuses.get(0, 0) + 1  # in flight on the killed node
             await asyncio.sleep(rng.uniform(0.001, 0.01))
 
+    victim_text = victim.call("GET", "/metrics", token=victim.admin()).body.decode()
+    victim_node = int(_metrics(victim_text)["pyorder_node_number"])
+
     async def sale() -> None:
         stop = asyncio.Event()
         timeout = aiohttp.ClientTimeout(total=10)
@@ -174,7 +190,13 @@ def test_three_nodes_a_flash_sale_and_a_node_killed_mid_sale(
                 _conserved(books)
                 hot_books = next(b for b in books if b["sku"] == hot)
                 if killed_at is None and hot_books["reserved"] >= STOCK // 3:
-                    victim.proc.kill()  # SIGKILL mid-sale
+                    # SIGKILL mid-sale, at a moment it holds leased units (they must be taken
+                    # back): its buffers run low near sell-out, and refill in milliseconds.
+                    for _ in range(600):
+                        if await _leased_by(dsn, victim_node) > 0:
+                            break
+                        await asyncio.sleep(0.005)
+                    victim.proc.kill()
                     killed_at = loop.time()
                 done = all(b["reserved"] == b["on_hand"] for b in books)
                 if killed_at is not None and done:
