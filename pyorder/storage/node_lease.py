@@ -64,7 +64,9 @@ whose machine died without closing its sockets) loses its session, hence its num
 leases, about 11 s later, instead of after the system's default of hours. A paused process
 keeps it: its kernel still answers the probes."""
 
-DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+DB_NOW_MS = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+"""The database's clock in ms since the epoch, floored like ``kernel.clock.now_ms`` (a cast alone
+rounds, and a row stamped by it could read as half a millisecond in the future)."""
 FENCE_SQL = f"UPDATE node_leases SET seen_ms = {DB_NOW_MS} WHERE node = $1 AND epoch = $2"
 """The first statement of every commit of a lease holder: 0 rows means it is fenced off."""
 

@@ -17,6 +17,7 @@ from asyncpg import Connection
 from asyncpg.pool import PoolConnectionProxy
 
 from pyorder.events.storage import EXPIRED_EVENTS_SQL
+from pyorder.storage.node_lease import DB_NOW_MS
 
 _Conn = Connection | PoolConnectionProxy
 
@@ -67,9 +68,7 @@ _ZERO_ROWS = (
     "INSERT INTO stock_leases (sku, warehouse, node, units, updated_ms)"
     " SELECT sku, warehouse, $1, 0, $2 FROM stock ON CONFLICT (sku, warehouse, node) DO NOTHING"
 )
-ADOPTABLE_SQL = "SELECT node FROM node_leases WHERE seen_ms < {now} - $1".format(
-    now="(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
-)
+ADOPTABLE_SQL = f"SELECT node FROM node_leases WHERE seen_ms < {DB_NOW_MS} - $1"
 """Numbers last seen (a commit, a heartbeat) more than $1 ms ago; those no live session holds
 are dead nodes' (``PostgresStore.adopt_dead``)."""
 
