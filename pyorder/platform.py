@@ -176,6 +176,10 @@ class Platform:
             self.orders.claim_limits(self.limit_claims)
         self._sweeper: asyncio.Task[None] | None = None
         self._reloading: asyncio.Task[None] | None = None
+        self._reload_wanted = False
+        self._rebuilt_under: tuple[int, int] | None = None
+        """The claim's (node, epoch) the engine was last rebuilt under: ready only while it is
+        the claim's own (a number claimed again must rebuild before it commits)."""
         self.serving: frozenset[int] = frozenset()
         """The node numbers whose orders this node holds, as of its last rebuild: its own and
         those of the dead nodes it adopted (``NodeClaim.numbers``)."""
@@ -197,6 +201,7 @@ class Platform:
             and self.intake.available
             and self._claim is not None
             and self._claim.held
+            and self._rebuilt_under == (self._claim.node, self._claim.epoch)
         )
 
     def _leads(self) -> bool:
@@ -225,6 +230,7 @@ class Platform:
             await self._let_go()
             raise
         self._claim.on_leader.append(self.event_dispatcher.resume)
+        self._claim.on_claimed_again.append(self._reload)
         if self.stock_keeper is not None:
             self.stock_keeper.on_orphans_expired.append(self.event_dispatcher.resume)
             self.stock_keeper.on_adopted.append(self._reload)
@@ -245,9 +251,17 @@ class Platform:
         self._sweeper = asyncio.create_task(self._sweep(), name="pyorder-expiry")
 
     def _reload(self) -> None:
-        """Load adopted dead nodes' orders: a rebuild (``Intake.reload``)."""
+        """Rebuild (``Intake.reload``): to load adopted dead nodes' orders, or under the number
+        claimed again after a lost session."""
+        self._reload_wanted = True
         if self._reloading is None or self._reloading.done():
-            self._reloading = asyncio.create_task(self.intake.reload(), name="pyorder-reload")
+            self._reloading = asyncio.create_task(self._reload_all(), name="pyorder-reload")
+
+    async def _reload_all(self) -> None:
+        """Rebuild until no reload was asked for meanwhile (an adoption, a claim again)."""
+        while self._reload_wanted:
+            self._reload_wanted = False
+            await self.intake.reload()
 
     async def stop(self) -> None:
         """Stop expiring and calling providers and carriers, flush and commit what is staged,
@@ -306,6 +320,7 @@ class Platform:
             snapshot, node=claim.node, payment_timeout_ms=self.config.payment_timeout_ms
         )
         self.serving = serving
+        self._rebuilt_under = (claim.node, claim.epoch)
         self.payments.load(snapshot)
         self.logistics.load(snapshot)
         self.webhooks.load(endpoints)

@@ -124,6 +124,7 @@ class KeeperStats:
     units_granted: int = 0
     returned: int = 0
     reclaimed: int = 0
+    """Units of dead nodes' leases taken back to the pool (for the while, or by adopting)."""
     orphans_expired: int = 0
     adopted: int = 0
     failures: int = 0
@@ -224,9 +225,10 @@ class StockKeeper:
                                 notify()
                         adopt_ms = int(self.config.adopt_after_s * 1000)
                         adopted = await self._store.adopt_dead(self._claim(), adopt_ms)
-                        if adopted:
+                        if adopted:  # their leases' units back to the pool too
                             self.stats.adopted += len(adopted)
-                            log.info("adopted dead nodes %s: serving their orders", adopted)
+                            self.stats.reclaimed += sum(adopted.values())
+                            log.info("adopted dead nodes %s: serving their orders", sorted(adopted))
                             for notify in self.on_adopted:
                                 notify()
             except (StorageError, OSError) as e:  # the store is down or we are fenced

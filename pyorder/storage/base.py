@@ -59,6 +59,9 @@ class NodeClaim:
         self.on_leader: list[Callable[[], None]] = []
         """Called when this node becomes the leader (the one node that does the shared
         background work read from the store: webhook deliveries, purges)."""
+        self.on_claimed_again: list[Callable[[], None]] = []
+        """Called when the number was claimed again after a lost session: a new epoch, maybe
+        a new number, so the process must rebuild before it commits again."""
 
     @property
     def held(self) -> bool:
@@ -145,9 +148,10 @@ class Store(ABC):
         caller's node lease); returns what came back."""
         raise StorageError(f"{type(self).__name__} has no stock leases (single-process)")
 
-    async def adopt_dead(self, claim: NodeClaim, after_ms: int) -> list[int]:
+    async def adopt_dead(self, claim: NodeClaim, after_ms: int) -> dict[int, int]:
         """Adopt, through ``claim``, the numbers of the nodes dead (no live holder, silent) for
-        at least ``after_ms``: their orders become ``claim``'s to serve. Returns them."""
+        at least ``after_ms``: their orders become ``claim``'s to serve, the units of their
+        stock leases go back to the pool. Returns each number adopted with those units."""
         raise StorageError(f"{type(self).__name__} has no other nodes (single-process)")
 
     async def expire_orphans(self, claim: NodeClaim) -> int:

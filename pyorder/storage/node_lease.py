@@ -187,6 +187,9 @@ class NodeLease(NodeClaim):
         self._conn, self.node, self.epoch = conn, node, epoch
         self.claims += 1
         log.info("node lease: node %d, epoch %d (%s mode)", node, epoch, self._mode)
+        if self.claims > 1:
+            for notify in self.on_claimed_again:
+                notify()
         await self._lead()
 
     async def _lead(self) -> None:

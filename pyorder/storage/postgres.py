@@ -552,18 +552,19 @@ class PostgresStore(Store):
         )
         return [grant for returned in back for grant in returned]
 
-    async def adopt_dead(self, claim: NodeClaim, after_ms: int) -> list[int]:
+    async def adopt_dead(self, claim: NodeClaim, after_ms: int) -> dict[int, int]:
         if not isinstance(claim, NodeLease):
-            return []
-        adopted: list[int] = []
+            return {}
+        adopted: dict[int, int] = {}
         with _db_errors("adopting dead nodes"):
             async with self._p().acquire() as conn:
                 listed = {int(r[0]) for r in await conn.fetch(stock_leases.ADOPTABLE_SQL, after_ms)}
                 live = {int(r[0]) for r in await conn.fetch(LIVE_NODES_SQL)}
             for dead in sorted(listed - live):
                 work = functools.partial(stock_leases.adopt, dead=dead, adopter=claim.node)
-                if await claim.adopt(dead, work) is not None:
-                    adopted.append(dead)
+                back = await claim.adopt(dead, work)
+                if back is not None:
+                    adopted[dead] = sum(units for _, _, units in back)
         return adopted
 
     async def expire_orphans(self, claim: NodeClaim) -> int:

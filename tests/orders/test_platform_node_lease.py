@@ -1,7 +1,7 @@
 """A platform on PostgreSQL leases its node number (``docs/scale-out.md``): a second platform
 on the same database is refused while the first runs, and takes over once it stops; a platform
-whose lease session is cut stops being ready, claims again with a new epoch, and its orders
-after that carry the new epoch's fence."""
+whose lease session is cut stops being ready, claims again with a new epoch, rebuilds under it
+by itself, and its orders after that carry the new epoch's fence."""
 
 import asyncio
 from collections.abc import Iterator
@@ -76,21 +76,29 @@ def test_a_platform_whose_lease_session_is_cut_claims_again_and_goes_on(
                 break
             await asyncio.sleep(0.05)
         assert (lease.held, lease.epoch) == (True, 2)
-        # The core was built under epoch 1: its first commit is fenced off (nothing written,
-        # the caller hears the intake is unavailable), the intake rebuilds under epoch 2.
-        order = platform.orders.place(BUYER, OrderInput([(sku.id, 1)], HOME))
-        with pytest.raises(IntakeUnavailableError, match="nothing was acknowledged"):
-            await platform.intake.durable()
+        # The core was built under epoch 1: the platform is not ready until it has rebuilt
+        # under epoch 2, which the new claim starts by itself (no commit has to fail first).
         for _ in range(100):
             if platform.ready:
                 break
             await asyncio.sleep(0.05)
         assert platform.store.fence == (0, 2)
-        assert await platform.store.get_order(order.id) is None
-        kept = platform.orders.place(BUYER, OrderInput([(sku.id, 2)], HOME))
+        placed = platform.orders.place(BUYER, OrderInput([(sku.id, 1)], HOME))
+        kept = platform.orders.place(BUYER, OrderInput([(sku.id, 1)], HOME))
         await platform.intake.durable()
-        stored = await platform.store.get_order(kept.id)
-        assert stored is not None
+        for order in (placed, kept):
+            assert await platform.store.get_order(order.id) is not None
+        # A commit under the old epoch writes nothing: the store is fenced off.
+        platform.store.fence = (0, 1)
+        late = platform.orders.place(BUYER, OrderInput([(sku.id, 1)], HOME))
+        with pytest.raises(IntakeUnavailableError, match="nothing was acknowledged"):
+            await platform.intake.durable()
+        for _ in range(100):  # the intake rebuilds, under the lease's epoch
+            if platform.ready:
+                break
+            await asyncio.sleep(0.05)
+        assert platform.store.fence == (0, 2)
+        assert await platform.store.get_order(late.id) is None
         assert platform.engine.inventory.stock(sku.id).available == 3
         await platform.stop()
 

@@ -361,8 +361,8 @@ def test_a_dead_nodes_number_is_adopted_for_good_and_freed_with_its_adopter(dsn:
             old = (dead.node, dead.epoch)
             await _terminate(dsn, dead.backend_pid)
             # Seen moments ago: not adopted yet (a restarted node may take it back first).
-            assert await store.adopt_dead(adopter, after_ms=60_000) == []
-            assert await store.adopt_dead(adopter, after_ms=0) == [dead.node]
+            assert await store.adopt_dead(adopter, after_ms=60_000) == {}
+            assert await store.adopt_dead(adopter, after_ms=0) == {dead.node: 0}  # held no units
             assert adopter.numbers == {adopter.node, dead.node}
             # Its orders' requests now go to the adopter, and no one else claims the number.
             assert await store.peer_url(dead.node) == "http://b"
@@ -374,7 +374,7 @@ def test_a_dead_nodes_number_is_adopted_for_good_and_freed_with_its_adopter(dsn:
                 assert await conn.execute(FENCE_SQL, *old) == "UPDATE 0"
             finally:
                 await conn.close()
-            assert await store.adopt_dead(adopter, after_ms=0) == []  # held now
+            assert await store.adopt_dead(adopter, after_ms=0) == {}  # held now
             # The adopter gone, both its numbers are free again.
             await adopter.release()
             others.append(await _lease(dsn, cluster=True))
