@@ -159,6 +159,10 @@ class StockKeeper:
         self._nudged = asyncio.Event()
         self._demand = False
         """Demand met an empty row since the last pass: dormant rows are leased for again."""
+        self._passes = 0
+        """Passes started (``refill_now`` waits for one that starts after it was called)."""
+        self._last_granted = 0
+        """Units the last pass granted."""
         self.on_adopted: list[Callable[[], None]] = []
         """Called after this node adopted dead nodes' numbers (their orders are loaded by a
         rebuild: ``Intake.reload``)."""
@@ -242,12 +246,15 @@ class StockKeeper:
     async def refill_now(self) -> int:
         """Ask the pool at once (a node about to answer "out of stock"): one pass, shared by
         every caller while it runs; rows the pool had nothing for lately are not asked again
-        for ``exhausted_s``. Returns the units granted (0: the answer stands)."""
-        if self._lock.locked():  # a pass is running: its grants are what there is
-            before = self.stats.units_granted
-            async with self._lock:
-                return self.stats.units_granted - before
-        return await self.refill(0.0)
+        for ``exhausted_s``. The pass is one that starts after the call: a pass running at the
+        time may have looked at the row before it ran dry. Returns the units that pass granted,
+        of any row (0: the answer stands; more: place again, and the core decides)."""
+        asked_at = self._passes
+        self._demand = True  # dormant rows too: demand met an empty row
+        async with self._lock:
+            if self._passes > asked_at:  # one started after the ask: it saw the row empty
+                return self._last_granted
+            return await self._refill(0.0)
 
     async def refill(self, elapsed_s: float) -> int:
         """Ask the pool for the rows below their low-water mark; add what comes to the core.
@@ -257,6 +264,11 @@ class StockKeeper:
             return await self._refill(elapsed_s)
 
     async def _refill(self, elapsed_s: float) -> int:
+        self._passes += 1
+        self._last_granted = await self._pass(elapsed_s)
+        return self._last_granted
+
+    async def _pass(self, elapsed_s: float) -> int:
         engine = self._engine()
         inventory = engine.inventory
         wants: list[tuple[int, int, int]] = []
