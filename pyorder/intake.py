@@ -81,6 +81,8 @@ class Intake:
         self._closing = False
         self._recovering = False
         self._recovered = asyncio.Event()
+        self._rebuilding: asyncio.Future[None] | None = None
+        """A reload's rebuild (held: it runs on when the reload is cancelled)."""
         self._error = IntakeUnavailableError(
             "the write path failed; nothing was acknowledged, retry"
         )
@@ -285,7 +287,10 @@ class Intake:
         self.available = False
         self._recovering = True
         self._recovered.clear()
-        await self._rebuild()
+        # Shielded: a stop that cancels the reload must not leave the intake half rebuilt,
+        # refusing work for good and its ``close`` waiting for a recovery that never ends.
+        self._rebuilding = asyncio.ensure_future(self._rebuild())
+        await asyncio.shield(self._rebuilding)
 
     async def _rebuild(self) -> None:
         """Rebuild through ``on_failure`` until it succeeds, then take writes again."""

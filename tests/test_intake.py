@@ -223,6 +223,34 @@ def test_a_batch_whose_reply_was_lost_but_committed_is_answered_as_durable() -> 
     asyncio.run(body())
 
 
+def test_a_reload_cancelled_mid_rebuild_still_rebuilds_and_the_intake_closes() -> None:
+    """A platform that stops during a reload (an adoption's) cancels it: the rebuild runs to its
+    end all the same, so the intake serves again and ``close`` does not wait forever."""
+
+    async def body() -> None:
+        store = ScriptedStore(depth=1)
+        rebuilding = asyncio.Event()
+        go_on = asyncio.Event()
+
+        async def rebuild() -> None:
+            rebuilding.set()
+            await go_on.wait()
+
+        intake = Intake(store, window_s=0, on_failure=rebuild)
+        intake.start()
+        reload = asyncio.create_task(intake.reload())
+        await asyncio.wait_for(rebuilding.wait(), 1)
+        reload.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reload
+        assert not intake.available
+        go_on.set()
+        await asyncio.wait_for(intake.close(), 2)
+        assert intake.available
+
+    asyncio.run(body())
+
+
 def test_a_reload_commits_what_is_staged_then_rebuilds_refusing_work_meanwhile() -> None:
     async def body() -> None:
         store = ScriptedStore(depth=1)
