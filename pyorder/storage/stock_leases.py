@@ -17,6 +17,7 @@ from asyncpg import Connection
 from asyncpg.pool import PoolConnectionProxy
 
 from pyorder.events.storage import EXPIRED_EVENTS_SQL
+from pyorder.storage import window_bookings
 from pyorder.storage.node_lease import DB_NOW_MS
 
 _Conn = Connection | PoolConnectionProxy
@@ -170,12 +171,14 @@ async def _move(conn: _Conn, node: int, rows: list[Grant], *, sign: int) -> None
 async def expire_orphans(conn: _Conn, node: int) -> int:
     """Expire the unpaid orders of dead node ``node`` past their deadline, inside the caller's
     transaction (a take-over: the number's lock held, its epoch raised); their units go back
-    to the pool, and their ``order.expired`` webhook events are written for the leader to
-    deliver. Returns how many orders expired."""
+    to the pool, the delivery-window places they held are given back, and their
+    ``order.expired`` webhook events are written for the leader to deliver. Returns how many
+    orders expired."""
     now = time.time_ns() // 1_000_000
     expired = [int(r[0]) for r in await conn.fetch(_EXPIRE_OF_NODE, node, now)]
     if not expired:
         return 0
+    await window_bookings.release(conn, expired)
     lines = await conn.fetch(_LINES_OF, expired)
     keys = [(int(r[0]), int(r[1])) for r in lines]
     await conn.fetch(_LOCK_FREE, [k[0] for k in keys], [k[1] for k in keys])
