@@ -5,7 +5,10 @@ order's tracking events.
 Tables ``shipments``, ``fulfilments``, ``delivery_windows`` and ``tracking_events`` (schema
 version 4, ``pyorder.storage.migrations``). A parcel, a fulfilment and a window are written
 whole (upserts): the last one staged in a batch wins; a tracking event is inserted once (a
-carrier's redelivery of the same event id keeps the first row). The stores write this part
+carrier's redelivery of the same event id keeps the first row). On a cluster node the store
+counts the windows' places (``pyorder.storage.window_bookings``): its batches insert new windows
+only, keep a fulfilment's stored window, and give back the places of orders that ended
+(``StagedLogistics.shared_windows``, ``released``). The stores write this part
 where the logistics rows always were: after the refunds part, before the returns part. The
 outbox rows a booking owes and the carrier webhook events seen are not here: they are the shared
 ``pyorder.storage.outbox`` part. Times are ms since the Unix epoch (UTC); money is minor units.

@@ -192,7 +192,7 @@ def test_a_booking_cut_off_mid_transaction_leaves_nothing(dsn: str, tmp_path: Pa
             )
             with (
                 mock.patch.object(window_bookings, "CHOOSE_SQL", crash),
-                pytest.raises(StorageError, match="connection is closed|terminat"),
+                pytest.raises(StorageError, match=r"connection is closed|terminat"),
             ):
                 await a.logistics.pick_window(ALICE, order, window)
             assert await _counts(dsn, window) == (0, 0)
