@@ -178,12 +178,13 @@ async def expire_orphans(conn: _Conn, node: int) -> int:
     expired = [int(r[0]) for r in await conn.fetch(_EXPIRE_OF_NODE, node, now)]
     if not expired:
         return 0
-    await window_bookings.release(conn, expired)
     lines = await conn.fetch(_LINES_OF, expired)
     keys = [(int(r[0]), int(r[1])) for r in lines]
     await conn.fetch(_LOCK_FREE, [k[0] for k in keys], [k[1] for k in keys])
     await conn.execute(
         _RELEASE, [k[0] for k in keys], [k[1] for k in keys], [int(r[2]) for r in lines]
     )
+    # After the stock rows, as in a commit (stock, then windows): no lock-order cycle with one.
+    await window_bookings.release(conn, expired)
     await conn.execute(EXPIRED_EVENTS_SQL, expired, now)
     return len(expired)
