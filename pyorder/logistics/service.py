@@ -164,6 +164,8 @@ class Logistics:
         self._picking: dict[int, asyncio.Event] = {}
         """Cluster nodes: orders whose window is being booked in the store (set when done)."""
         self._ended_while_picking: set[int] = set()
+        """Cluster nodes: orders of ``_picking`` that ended meanwhile (their commit gives the
+        place back, so the pick answers that the order ended)."""
 
     def subscribe_delivered(self, notify: Callable[[int], None]) -> None:
         """Call ``notify`` with an order's fulfilment time (ms) once its delivery is durable."""
@@ -377,8 +379,8 @@ class Logistics:
         finally:
             del self._picking[order.id]
             done.set()
-        ended = order.id in self._ended_while_picking
-        self._ended_while_picking.discard(order.id)
+            ended = order.id in self._ended_while_picking
+            self._ended_while_picking.discard(order.id)
         for w in booking.windows:
             self._hold(w)
         outcome = booking.outcome
