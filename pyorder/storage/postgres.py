@@ -1017,8 +1017,9 @@ class PostgresStore(Store):
                 async with self._fenced("booking a delivery window") as conn:
                     return await window_bookings.book(conn, fulfilment, window_id, now_ms)
             except StorageError as e:
-                # Two picks can only wait for each other (windows are locked in id order), but
-                # a release in a commit meets the windows in its own order: retried as commits.
+                # Two picks only wait for each other (both lock windows in id order), but a
+                # commit's releases lock them in the order its node knew, which may be stale:
+                # a deadlock (or a serialization failure) is retried, as commits are.
                 cause = e.__cause__
                 if cause is None or not is_conflict(cause) or attempt >= self.retry.max_attempts:
                     raise
