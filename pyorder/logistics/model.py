@@ -129,6 +129,39 @@ class DeliveryWindow:
         return max(0, self.capacity - self.booked)
 
 
+class BookingOutcome(StrEnum):
+    """What booking a window in the store did (cluster nodes, ``WindowBooking``)."""
+
+    BOOKED = "booked"
+    """The place was taken (and the previous window's given back)."""
+    HELD = "held"
+    """The order already held this window: nothing changed."""
+    FULL = "full"
+    """The window has no place left: nothing changed."""
+    UNAVAILABLE = "unavailable"
+    """No such window in the order's region: nothing changed."""
+    ENDED = "ended"
+    """The window has ended: nothing changed."""
+    ORDER_ENDED = "order_ended"
+    """The order was cancelled or expired (``WindowBooking.status``): nothing changed."""
+    NO_ORDER = "no_order"
+    """The order is not stored: nothing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowBooking:
+    """What a booking in the store did (``pyorder.storage.window_bookings``): its outcome, the
+    order's status, and the rows of the windows it read or changed as it left them (the new
+    window's, and the previous one's when a place was given back)."""
+
+    outcome: BookingOutcome
+    status: str = ""
+    windows: tuple[DeliveryWindow, ...] = ()
+
+    def window(self, window_id: int) -> DeliveryWindow | None:
+        return next((w for w in self.windows if w.id == window_id), None)
+
+
 @dataclass(frozen=True, slots=True)
 class TrackingEvent:
     """A carrier's tracking event applied to (or recorded for) a parcel."""

@@ -12,15 +12,18 @@ is a legal move (``model.SHIPMENT_TRANSITIONS``), so duplicates and late arrival
 nothing, whatever their order.
 """
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from pyorder.auth import Principal, Role
+from pyorder.cluster.windows import WindowMirror
 from pyorder.documents import Event, InvalidDocument, decode
 from pyorder.engine import Engine
 from pyorder.events.publisher import Events
+from pyorder.ids import ORDER_ID_NODE_BITS
 from pyorder.inbox import After, Inbox
 from pyorder.intake import Intake
 from pyorder.kernel.clock import iso_ms, now_ms
@@ -37,6 +40,7 @@ from pyorder.logistics.carriers import LogisticsConfig
 from pyorder.logistics.model import (
     FULFILMENT_ORDER,
     SHIPMENT_TRANSITIONS,
+    BookingOutcome,
     DeliveryWindow,
     Fulfilment,
     FulfilmentStatus,
@@ -44,7 +48,7 @@ from pyorder.logistics.model import (
     ShipmentStatus,
     TrackingEvent,
 )
-from pyorder.logistics.storage import LOGISTICS
+from pyorder.logistics.storage import LOGISTICS, StagedLogistics
 from pyorder.model import Snapshot
 from pyorder.orders.model import Order, OrderStatus, PendingOrder
 from pyorder.orders.service import Orders
@@ -56,6 +60,9 @@ log = logging.getLogger(__name__)
 
 ParcelKey = tuple[int, int]
 MAX_CAPACITY = 1_000_000
+NODE_STRIDE = 1 << ORDER_ID_NODE_BITS
+"""A cluster node's delivery-window ids are its node number modulo this (256)."""
+T = TypeVar("T")
 
 
 class NoCarrier(InvalidInput):
@@ -117,7 +124,12 @@ class Logistics:
     """Parcels, delivery windows and fulfilment of paid orders. ``config``: the carriers;
     ``engine`` gives the current engine (warehouses, regions; replaced on every rebuild);
     ``orders``: the orders shipped; ``events``: ``order.fulfilment`` events; ``intake``
-    stages, ``store`` reads what committed."""
+    stages, ``store`` reads what committed.
+
+    On a cluster node (the store's ``lease_node`` set at the rebuild) the windows' places are
+    counted by the store, not here (``pyorder.storage.window_bookings``): a pick books in the
+    store, an order that ends gives its place back in its commit, and this copy of the windows
+    only shows them (kept fresh for listings by ``pyorder.cluster.windows``)."""
 
     def __init__(
         self,
@@ -145,6 +157,15 @@ class Logistics:
         self._on_delivered: list[Callable[[int], None]] = []
         self._on_return_event: ReturnTracking | None = None
         self._inbox = Inbox(intake, store)
+        self._node: int | None = None
+        """This cluster node's number (windows counted by the store); None on a node alone."""
+        self.mirror = WindowMirror(store, lambda: self.windows)
+        """A cluster node's copy of every node's windows, read again for listings."""
+        self._picking: dict[int, asyncio.Event] = {}
+        """Cluster nodes: orders whose window is being booked in the store (set when done)."""
+        self._ended_while_picking: set[int] = set()
+        """Cluster nodes: orders of ``_picking`` that ended meanwhile (their commit gives the
+        place back, so the pick answers that the order ended)."""
 
     def subscribe_delivered(self, notify: Callable[[int], None]) -> None:
         """Call ``notify`` with an order's fulfilment time (ms) once its delivery is durable."""
@@ -167,9 +188,17 @@ class Logistics:
         self.fulfilments = {f.order_id: f for f in stored.fulfilments}
         self.windows = {w.id: w for w in stored.windows}
         self.outbox = {o.key: o for o in snap.part(OUTBOX) if o.kind is OutboxKind.SHIP}
+        self._node = self._store.lease_node
 
     def shipments_of(self, order_id: int) -> list[Shipment]:
         return [self.shipments[(order_id, n)] for n in self.parcels.get(order_id, ())]
+
+    def _part(self) -> StagedLogistics:
+        """The batch's logistics part; a cluster node's says the store counts the places."""
+        part = self._intake.batch.part(LOGISTICS)
+        if self._node is not None:
+            part.shared_windows = True
+        return part
 
     def _put_shipment(self, sh: Shipment) -> None:
         sh = replace(sh, updated_ms=now_ms())
@@ -178,18 +207,25 @@ class Logistics:
         if key not in self.shipments:
             self.parcels.setdefault(sh.order_id, []).append(sh.parcel)
         self.shipments[key] = sh
-        self._intake.batch.part(LOGISTICS).shipments[key] = sh
+        self._part().shipments[key] = sh
 
     def _put_fulfilment(self, f: Fulfilment) -> None:
         f = replace(f, updated_ms=now_ms())
         check_row(f)
         self.fulfilments[f.order_id] = f
-        self._intake.batch.part(LOGISTICS).fulfilments[f.order_id] = f
+        self._part().fulfilments[f.order_id] = f
 
     def _put_window(self, w: DeliveryWindow) -> None:
+        """Stage ``w`` whole (a node alone; a cluster node stages new windows only)."""
         check_row(w)
+        self._hold(w)
+        self._part().windows[w.id] = w
+
+    def _hold(self, w: DeliveryWindow) -> None:
+        """Hold ``w`` in memory (a cluster node: as newer than the mirror's reads under way)."""
         self.windows[w.id] = w
-        self._intake.batch.part(LOGISTICS).windows[w.id] = w
+        if self._node is not None:
+            self.mirror.changed(w.id)
 
     def _fulfilment(self, order: Order | PendingOrder) -> Fulfilment:
         found = self.fulfilments.get(order.id)
@@ -268,6 +304,10 @@ class Logistics:
         if not 1 <= capacity <= MAX_CAPACITY:
             raise InvalidInput(f"capacity must be 1 to {MAX_CAPACITY}", field="capacity")
         wid = max(self.windows, default=0) + 1
+        if self._node is not None:
+            # One of this node's own ids (its number modulo 256), above every id it knows: no
+            # other node hands it out, and this node knows every one of its own.
+            wid += (self._node - wid) % NODE_STRIDE
         window = DeliveryWindow(wid, region, start_ms, end_ms, capacity, 0, now_ms())
         self._put_window(window)
         return window
@@ -278,12 +318,20 @@ class Logistics:
         found = [w for w in self.windows.values() if w.region == region and w.end_ms > now]
         return sorted(found, key=lambda w: (w.start_ms, w.id))
 
+    async def list_windows(self, region: str) -> list[DeliveryWindow]:
+        """``windows_of(region)``; on a cluster node, with the windows of every node, as stored
+        at most ``mirror.max_age_s`` ago."""
+        if self._node is not None:
+            await self.mirror.fresh()
+        return self.windows_of(region)
+
     async def pick_window(self, who: Principal, order_id: int, window_id: int) -> Fulfilment:
         """The buyer's choice of a delivery window for an own order that has not shipped:
         the window's capacity is taken (and the previous window's given back) at once."""
         who.require(Role.BUYER)
-        order = await self._buyers_order(who, order_id)
-        # From here on, no await: the check and the booking are one step of the event loop.
+        order = await self._after_picks(order_id, lambda: self._buyers_order(who, order_id))
+        # From here on, no await (but a cluster node's booking in the store, which orders its
+        # picks itself): the check and the booking are one step of the event loop.
         if order.status is OrderStatus.PENDING_PAYMENT and self._orders.pending(order_id) is None:
             raise InvalidState(f"order {order_id} no longer awaits payment; retry to see why")
         if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID):
@@ -293,27 +341,70 @@ class Logistics:
             )
         if any(s.status is not ShipmentStatus.FAILED for s in self.shipments_of(order_id)):
             raise AlreadyShipped(f"order {order_id} has shipped; its window cannot change")
+        f = self._fulfilment(order)
+        if self._node is not None:
+            return await self._book(order, f, window_id)
         window = self.windows.get(window_id)
         if window is None or window.region != order.region:
-            raise WindowUnavailable(
-                f"no delivery window {window_id} in region {order.region!r}", field="window"
-            )
+            raise _unavailable(window_id, order.region)
         if window.end_ms <= now_ms():
-            raise WindowUnavailable(f"delivery window {window_id} has ended", field="window")
-        f = self._fulfilment(order)
+            raise _ended(window_id)
         if f.window_id == window_id:
             self._put_fulfilment(f)
             return self.fulfilments[order_id]
         if window.booked >= window.capacity:
-            raise WindowFull(
-                f"delivery window {window_id} is full ({window.capacity} orders)",
-                window=window_id,
-                capacity=window.capacity,
-            )
+            raise _full(window)
         self._release(f)
         self._put_window(replace(window, booked=window.booked + 1))
         self._put_fulfilment(replace(f, window_id=window_id))
         return self.fulfilments[order_id]
+
+    async def _after_picks(self, order_id: int, read: Callable[[], Awaitable[T]]) -> T:
+        """What ``read()`` gives once no booking of the order's window is under way (cluster
+        nodes book in the store: a second pick, or shipping, waits for the first)."""
+        while True:
+            found = await read()
+            busy = self._picking.get(order_id)
+            if busy is None:
+                return found
+            await busy.wait()
+
+    async def _book(self, order: Order, f: Fulfilment, window_id: int) -> Fulfilment:
+        """A cluster node's pick: booked in the store (``Store.book_window``), which refuses as
+        a node alone would (and an order that ended meanwhile); memory follows what it did."""
+        done = asyncio.Event()
+        self._picking[order.id] = done
+        try:
+            booking = await self._store.book_window(f, window_id, now_ms())
+        finally:
+            del self._picking[order.id]
+            done.set()
+            ended = order.id in self._ended_while_picking
+            self._ended_while_picking.discard(order.id)
+        for w in booking.windows:
+            self._hold(w)
+        outcome = booking.outcome
+        if outcome is BookingOutcome.NO_ORDER:
+            raise NotFound(f"order {order.id} does not exist")
+        if outcome is BookingOutcome.ORDER_ENDED or ended:
+            status = booking.status if outcome is BookingOutcome.ORDER_ENDED else "ended"
+            # Ended while booking: its commit gives the place back (it runs after the booking).
+            raise InvalidState(
+                f"order {order.id} is {status}; it will not be delivered", status=status
+            )
+        if outcome is BookingOutcome.UNAVAILABLE:
+            raise _unavailable(window_id, order.region)
+        if outcome is BookingOutcome.ENDED:
+            raise _ended(window_id)
+        if outcome is BookingOutcome.FULL:
+            window = booking.window(window_id)
+            assert window is not None  # a full window's row comes with the answer
+            raise _full(window)
+        # Booked (or held already): the store wrote the fulfilment's window; memory follows,
+        # as of now (a payment may have changed it meanwhile).
+        now = self.fulfilments.get(order.id, f)
+        self.fulfilments[order.id] = replace(now, window_id=window_id)
+        return self.fulfilments[order.id]
 
     def _release(self, f: Fulfilment) -> None:
         old = self.windows.get(f.window_id)
@@ -323,8 +414,26 @@ class Logistics:
     def release_window(self, order_id: int) -> None:
         """The order ended unpaid (cancelled, expired): give its window's place back."""
         f = self.fulfilments.get(order_id)
-        if f is not None and f.window_id >= 0:
+        if self._node is not None:
+            self._release_shared(order_id, f)
+        elif f is not None and f.window_id >= 0:
             self._release(f)
+            self._put_fulfilment(replace(f, window_id=-1))
+
+    def _release_shared(self, order_id: int, f: Fulfilment | None) -> None:
+        """A cluster node: the order's commit gives its place back in the store (``released``,
+        which reads the window there), also when a booking of it is under way."""
+        held = -1 if f is None else f.window_id
+        picking = order_id in self._picking
+        if picking:
+            self._ended_while_picking.add(order_id)
+        if held < 0 and not picking:
+            return
+        self._part().released[order_id] = held
+        old = self.windows.get(held)
+        if old is not None and old.booked > 0:  # the copy shows it until the next read
+            self._hold(replace(old, booked=old.booked - 1))
+        if f is not None and held >= 0:
             self._put_fulfilment(replace(f, window_id=-1))
 
     async def _buyers_order(self, who: Principal, order_id: int) -> Order:
@@ -353,7 +462,8 @@ class Logistics:
         lines; ``warehouse``: only that one); returns the order. The parcels are staged; the
         carrier is called once they are durable."""
         who.require(Role.MERCHANT, Role.ADMIN)
-        order = await self._orders.get(who, order_id)  # 404 unless visible
+        # 404 unless visible; after a booking under way (its parcels carry its window).
+        order = await self._after_picks(order_id, lambda: self._orders.get(who, order_id))
         carrier = self.config.default_carrier()
         if carrier is None:
             raise NoCarrier("no carrier is configured")
@@ -571,6 +681,22 @@ class Logistics:
         await self._intake.durable()
         events = await self._store.tracking_events(order_id)
         return order, fulfilment, shipments, events
+
+
+def _unavailable(window_id: int, region: str) -> WindowUnavailable:
+    return WindowUnavailable(f"no delivery window {window_id} in region {region!r}", field="window")
+
+
+def _ended(window_id: int) -> WindowUnavailable:
+    return WindowUnavailable(f"delivery window {window_id} has ended", field="window")
+
+
+def _full(window: DeliveryWindow) -> WindowFull:
+    return WindowFull(
+        f"delivery window {window.id} is full ({window.capacity} orders)",
+        window=window.id,
+        capacity=window.capacity,
+    )
 
 
 def _by_warehouse(order: Order) -> dict[int, list[tuple[int, int, str]]]:

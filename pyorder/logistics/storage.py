@@ -5,7 +5,10 @@ order's tracking events.
 Tables ``shipments``, ``fulfilments``, ``delivery_windows`` and ``tracking_events`` (schema
 version 4, ``pyorder.storage.migrations``). A parcel, a fulfilment and a window are written
 whole (upserts): the last one staged in a batch wins; a tracking event is inserted once (a
-carrier's redelivery of the same event id keeps the first row). The stores write this part
+carrier's redelivery of the same event id keeps the first row). On a cluster node the store
+counts the windows' places (``pyorder.storage.window_bookings``): its batches insert new windows
+only, keep a fulfilment's stored window, and give back the places of orders that ended
+(``StagedLogistics.shared_windows``, ``released``). The stores write this part
 where the logistics rows always were: after the refunds part, before the returns part. The
 outbox rows a booking owes and the carrier webhook events seen are not here: they are the shared
 ``pyorder.storage.outbox`` part. Times are ms since the Unix epoch (UTC); money is minor units.
@@ -167,10 +170,37 @@ def _both(make: Callable[..., str], *args: str) -> Statement:
     return Statement(make(*args, "?"), make(*args, "$"))
 
 
+def _insert_sql(table: str, columns: str, placeholder: str) -> str:
+    """A plain ``INSERT``: a row already there fails the batch."""
+    return insert_new_sql(table, columns, placeholder).removesuffix(" ON CONFLICT DO NOTHING")
+
+
 _UPSERT_SHIPMENT = _both(upsert_sql, "shipments", SHIPMENT_COLUMNS, "order_id, parcel")
 _UPSERT_FULFILMENT = _both(upsert_sql, "fulfilments", FULFILMENT_COLUMNS, "order_id")
 _UPSERT_WINDOW = _both(upsert_sql, "delivery_windows", WINDOW_COLUMNS, "id")
 _INSERT_TRACKING_EVENT = _both(insert_new_sql, "tracking_events", TRACKING_EVENT_COLUMNS)
+# A cluster node's (``shared_windows``): the store's rows count the places.
+_UPSERT_FULFILMENT_SHARED = Statement(
+    upsert_sql("fulfilments", FULFILMENT_COLUMNS, "order_id", "?", kept="window_id"),
+    upsert_sql("fulfilments", FULFILMENT_COLUMNS, "order_id", "$", kept="window_id"),
+)
+_INSERT_WINDOW = _both(_insert_sql, "delivery_windows", WINDOW_COLUMNS)
+RELEASE_SQL = (
+    Statement(
+        "UPDATE delivery_windows SET booked = booked - 1 WHERE booked > 0"
+        " AND id = (SELECT window_id FROM fulfilments WHERE order_id = ?)",
+        "UPDATE delivery_windows SET booked = booked - 1 WHERE booked > 0"
+        " AND id = (SELECT window_id FROM fulfilments WHERE order_id = $1)",
+    ),
+    Statement(
+        "UPDATE fulfilments SET window_id = -1 WHERE order_id = ? AND window_id >= 0",
+        "UPDATE fulfilments SET window_id = -1 WHERE order_id = $1 AND window_id >= 0",
+    ),
+)
+"""Give back the place of the window order $1 holds as stored (none: nothing changes), then
+clear its fulfilment's window: run in this order, with the order ids as rows. Staged on
+cluster nodes (``StagedLogistics.released``) and run by a take-over's expiry of a dead node's
+orders (``pyorder.storage.window_bookings.release``)."""
 
 
 @dataclass(slots=True)
@@ -183,9 +213,19 @@ class StagedLogistics:
     fulfilments: dict[int, Fulfilment] = field(default_factory=dict)
     """Order id -> its fulfilment row as it is now."""
     windows: dict[int, DeliveryWindow] = field(default_factory=dict)
-    """Window id -> the window's row as it is now (its booked count included)."""
+    """Window id -> the window's row as it is now (its booked count included); on a cluster
+    node, new windows only."""
     tracking_events: list[TrackingEvent] = field(default_factory=list)
     """Carriers' tracking events received, applied or not (of orders' and returns' parcels)."""
+    shared_windows: bool = False
+    """Staged by a cluster node: the store's rows count the windows' places
+    (``pyorder.storage.window_bookings``), so windows are inserted (new ones, nothing booked)
+    rather than written whole, a fulfilment's upsert keeps its stored ``window_id``, and
+    ``released`` gives places back."""
+    released: dict[int, int] = field(default_factory=dict)
+    """Cluster nodes: order id -> the window it held as the node knew it (for the order of
+    the writes), for the orders that ended in this batch: their places go back (``RELEASE_SQL``,
+    which reads the window from the store)."""
 
     def __len__(self) -> int:
         return (
@@ -193,16 +233,26 @@ class StagedLogistics:
             + len(self.fulfilments)
             + len(self.windows)
             + len(self.tracking_events)
+            + len(self.released)
         )
 
     def writes(self) -> Iterator[Write]:
-        """Parcels, fulfilments, windows, then tracking events: the order they always had."""
+        """Parcels, fulfilments, windows, then tracking events: the order they always had; a
+        cluster node's released places between fulfilments and windows, in window order (the
+        order bookings lock windows in)."""
+        shared = self.shared_windows
         if self.shipments:
             yield _UPSERT_SHIPMENT, list(map(shipment_row, self.shipments.values()))
         if self.fulfilments:
-            yield _UPSERT_FULFILMENT, list(map(fulfilment_row, self.fulfilments.values()))
+            upsert = _UPSERT_FULFILMENT_SHARED if shared else _UPSERT_FULFILMENT
+            yield upsert, list(map(fulfilment_row, self.fulfilments.values()))
+        if self.released:
+            rows = [(o,) for o, _ in sorted(self.released.items(), key=lambda r: (r[1], r[0]))]
+            for statement in RELEASE_SQL:
+                yield statement, rows
         if self.windows:
-            yield _UPSERT_WINDOW, list(map(window_row, self.windows.values()))
+            write = _INSERT_WINDOW if shared else _UPSERT_WINDOW
+            yield write, list(map(window_row, self.windows.values()))
         if self.tracking_events:
             yield _INSERT_TRACKING_EVENT, list(map(tracking_event_row, self.tracking_events))
 

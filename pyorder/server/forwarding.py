@@ -11,8 +11,7 @@ itself), and the owner's answer is passed back as it is.
 
 Each route says how its node is found, next to its handler (``routed``): by the order ID in its
 path, by the return's order, by the order a webhook's body names, or the leader (webhook
-endpoints, whose ids one node hands out). A route that no cluster node can serve yet says so
-(``single_node``) and answers 501. Nodes publish where they take forwarded requests in
+endpoints, whose ids one node hands out). Nodes publish where they take forwarded requests in
 ``node_leases.url`` (``pyorder-server --peer-listen``); a node number no live node holds gets
 503 ``order_node_unavailable`` with ``Retry-After``, until a node claims that number again (a
 node restarted without ``--node`` takes the lowest free number, so the dead node's).
@@ -58,7 +57,6 @@ Locator = Callable[[web.Request, "Forwarder"], Awaitable[int | None]]
 ``NOBODY``."""
 H = TypeVar("H", bound=Callable[..., Any])
 _ROUTED = "__pyorder_routed__"
-_SINGLE = "__pyorder_single_node__"
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1) and those the client library sets itself.
 _NOT_FORWARDED = frozenset(
@@ -90,24 +88,9 @@ def routed(locate: Locator) -> Callable[[H], H]:
     return declare
 
 
-def single_node(reason: str) -> Callable[[H], H]:
-    """The decorated handler is not served by cluster nodes (501), for ``reason``."""
-
-    def declare(handler: H) -> H:
-        setattr(handler, _SINGLE, reason)
-        return handler
-
-    return declare
-
-
 def locator_of(handler: Callable[..., Any]) -> Locator | None:
     found = getattr(inspect.unwrap(handler), _ROUTED, None)
     return found if callable(found) else None
-
-
-def single_node_reason(handler: Callable[..., Any]) -> str | None:
-    found = getattr(inspect.unwrap(handler), _SINGLE, None)
-    return found if isinstance(found, str) else None
 
 
 class Forwarder:

@@ -18,7 +18,6 @@ STATUSES: dict[str, int] = {
     # Conflicts: the state does not allow it (now).
     "out_of_stock": 409,
     "catalogue_read_only": 409,
-    "unsupported_in_cluster_mode": 501,
     "purchase_limit_exceeded": 409,
     "invalid_state": 409,
     "already_shipped": 409,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.events.model import Delivery, WebhookEndpoint
-from pyorder.logistics.model import TrackingEvent
+from pyorder.logistics.model import DeliveryWindow, Fulfilment, TrackingEvent, WindowBooking
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.returns.model import Return
@@ -287,6 +287,19 @@ class Store(ABC):
     async def release_limits(self, order_ids: list[int], node: int, epoch: int) -> None:
         """Give up the limit claims of orders refused or not committed (node's, epoch's)."""
         raise StorageError(f"{type(self).__name__} is single-process: it claims no limits")
+
+    async def book_window(
+        self, fulfilment: Fulfilment, window_id: int, now_ms: int
+    ) -> WindowBooking:
+        """Cluster mode: book delivery window ``window_id`` for the order of ``fulfilment``
+        (the node's row, for an order the store has none of yet) in one transaction of this
+        node's, giving back the window it held (``pyorder.storage.window_bookings``); windows
+        that ended by ``now_ms`` are refused."""
+        raise StorageError(f"{type(self).__name__} is single-process: it counts windows itself")
+
+    async def delivery_windows(self, ending_after_ms: int) -> list[DeliveryWindow]:
+        """Cluster mode: the delivery windows ending after ``ending_after_ms``, as stored."""
+        raise StorageError(f"{type(self).__name__} is single-process: it counts windows itself")
 
     async def webhook_event_seen(self, provider: str, event_id: str) -> bool:
         """Whether the provider event ``event_id`` was already applied (and stored)."""

@@ -233,11 +233,12 @@ def idempotency_from_row(r: Row) -> IdempotencyRecord:
 # --- SQL of the parts (``pyorder.kernel.unit``) ------------------------------------------
 
 
-def upsert_sql(table: str, columns: str, key: str, placeholder: str) -> str:
-    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column (the same text in both
-    dialects but for the placeholders: ``?`` for SQLite, ``$`` for PostgreSQL's ``$1, $2``)."""
+def upsert_sql(table: str, columns: str, key: str, placeholder: str, kept: str = "") -> str:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column but those listed in
+    ``kept`` (comma-separated), which a stored row keeps. The same text in both dialects but
+    for the placeholders: ``?`` for SQLite, ``$`` for PostgreSQL's ``$1, $2``."""
     names = [c.strip() for c in columns.split(",")]
-    keys = {k.strip() for k in key.split(",")}
+    keys = {k.strip() for k in f"{key},{kept}".split(",") if k.strip()}
     values = ", ".join("?" if placeholder == "?" else f"${n}" for n in range(1, len(names) + 1))
     updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in keys)
     return (

@@ -41,13 +41,20 @@ from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
 from pyorder.kernel.unit import Write
 from pyorder.logistics import storage as logistics
-from pyorder.logistics.model import TrackingEvent
+from pyorder.logistics.model import DeliveryWindow, Fulfilment, TrackingEvent, WindowBooking
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
-from pyorder.storage import codec, key_claims, limit_claims, parts, stock_leases
+from pyorder.storage import (
+    codec,
+    key_claims,
+    limit_claims,
+    parts,
+    stock_leases,
+    window_bookings,
+)
 from pyorder.storage.base import (
     Catalogue,
     KeyClaim,
@@ -998,6 +1005,33 @@ class PostgresStore(Store):
     async def release_limits(self, order_ids: list[int], node: int, epoch: int) -> None:
         with _db_errors("releasing purchase-limit claims"):
             await self._p().execute(limit_claims.RELEASE_SQL, order_ids, node, epoch)
+
+    # --- delivery windows across nodes (``pyorder.storage.window_bookings``) -----------------
+
+    async def book_window(
+        self, fulfilment: Fulfilment, window_id: int, now_ms: int
+    ) -> WindowBooking:
+        attempt = 1
+        while True:
+            try:
+                async with self._fenced("booking a delivery window") as conn:
+                    return await window_bookings.book(conn, fulfilment, window_id, now_ms)
+            except StorageError as e:
+                # Two picks only wait for each other (both lock windows in id order), but a
+                # commit's releases lock them in the order its node knew, which may be stale:
+                # a deadlock (or a serialization failure) is retried, as commits are.
+                cause = e.__cause__
+                if cause is None or not is_conflict(cause) or attempt >= self.retry.max_attempts:
+                    raise
+                self.conflict_retries[getattr(cause, "sqlstate", "")] += 1
+                await asyncio.sleep(self.retry.delay_s(attempt))
+                attempt += 1
+
+    async def delivery_windows(self, ending_after_ms: int) -> list[DeliveryWindow]:
+        with _db_errors("reading the delivery windows"):
+            async with self._p().acquire() as conn:
+                rows = await conn.fetch(window_bookings.LIVE_WINDOWS_SQL, ending_after_ms)
+        return [logistics.window_from_row(r) for r in rows]
 
 
 async def _for_node(

@@ -17,6 +17,7 @@ from asyncpg import Connection
 from asyncpg.pool import PoolConnectionProxy
 
 from pyorder.events.storage import EXPIRED_EVENTS_SQL
+from pyorder.storage import window_bookings
 from pyorder.storage.node_lease import DB_NOW_MS
 
 _Conn = Connection | PoolConnectionProxy
@@ -177,8 +178,9 @@ async def _move(conn: _Conn, node: int, rows: list[Grant], *, sign: int) -> None
 async def expire_orphans(conn: _Conn, node: int) -> int:
     """Expire the unpaid orders of dead node ``node`` past their deadline, inside the caller's
     transaction (a take-over: the number's lock held, its epoch raised); their units go back
-    to the pool, and their ``order.expired`` webhook events are written for the leader to
-    deliver. Returns how many orders expired."""
+    to the pool, the delivery-window places they held are given back, and their
+    ``order.expired`` webhook events are written for the leader to deliver. Returns how many
+    orders expired."""
     now = time.time_ns() // 1_000_000
     expired = [int(r[0]) for r in await conn.fetch(_EXPIRE_OF_NODE, node, now)]
     if not expired:
@@ -189,5 +191,7 @@ async def expire_orphans(conn: _Conn, node: int) -> int:
     await conn.execute(
         _RELEASE, [k[0] for k in keys], [k[1] for k in keys], [int(r[2]) for r in lines]
     )
+    # After the stock rows, as in a commit (stock, then windows): no lock-order cycle with one.
+    await window_bookings.release(conn, expired)
     await conn.execute(EXPIRED_EVENTS_SQL, expired, now)
     return len(expired)

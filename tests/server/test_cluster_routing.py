@@ -237,14 +237,33 @@ def test_an_orders_requests_are_served_by_its_node(
     # B forwarded them to A; A forwarded nothing.
     assert _forwarded(b).get(str(node_a), 0) >= 8
     assert _forwarded(a) == {}
-    # Delivery windows are not served by cluster nodes yet: refused, with the reason.
-    refused = b.call(
+    # A delivery window opened through B is listed by A, and picked for A's order through B:
+    # A books it (the pick is the order's node's).
+    opened = b.call(
         "POST",
         "/v1/regions/route-north/delivery-windows",
         token=b.admin(),
         json={"start": "2030-01-01T10:00:00Z", "end": "2030-01-01T12:00:00Z", "capacity": 5},
     )
-    assert (refused.status, refused.error_code) == (501, "unsupported_in_cluster_mode")
+    assert opened.status == 201, opened
+    window = int(opened.json()["id"])
+    deadline = time.monotonic() + 5
+    while True:
+        listed = a.ok("GET", "/v1/regions/route-north/delivery-windows", token=buyer)["windows"]
+        if [w["id"] for w in listed] == [window] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [(w["id"], w["remaining"]) for w in listed] == [(window, 5)], listed
+    picked = b.call(
+        "POST",
+        f"/v1/orders/{later}/delivery-window",
+        token=buyer,
+        json={"window": window},
+        headers={"Idempotency-Key": f"pick-{later}"},
+    )
+    assert picked.status == 200, picked
+    assert picked.json()["delivery_window"]["remaining"] == 4
+    assert _forwarded(b).get(str(node_a), 0) >= 9
 
     # A killed: its orders' requests get 503 with Retry-After from B, until a node takes A's
     # number again (the lowest free one) and serves them.

@@ -5,13 +5,10 @@ Each route declares its operation next to its handler (``pyorder.server.operatio
 document is generated from the router (``pyorder.server.openapi``).
 """
 
-import functools
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from pyorder.kernel.errors import DomainError
 from pyorder.server.api import (
     catalog,
     logistics,
@@ -22,12 +19,7 @@ from pyorder.server.api import (
     service,
     webhooks,
 )
-from pyorder.server.forwarding import (
-    Forwarder,
-    forwarding,
-    locator_of,
-    single_node_reason,
-)
+from pyorder.server.forwarding import Forwarder, forwarding, locator_of
 from pyorder.server.openapi import document
 
 CAPABILITIES: tuple[web.RouteTableDef, ...] = (
@@ -43,33 +35,17 @@ CAPABILITIES: tuple[web.RouteTableDef, ...] = (
 """The routes of each capability, in the order they are matched."""
 
 
-class UnsupportedInCluster(DomainError):
-    code = "unsupported_in_cluster_mode"
-
-
-def _refused(handler: Handler, reason: str) -> Handler:
-    @functools.wraps(handler)  # keeps the declared operation (``pyorder.server.operations``)
-    async def refuse(request: web.Request) -> web.StreamResponse:
-        raise UnsupportedInCluster(reason)
-
-    return refuse
-
-
 def routes(forwarder: Forwarder | None = None) -> list[web.AbstractRouteDef]:
     """Every route of the API, its handler not wrapped yet (``pyorder.server.handling``). On a
     cluster node (``forwarder`` given), a route declared ``routed`` runs on the node its
-    locator finds (``pyorder.server.forwarding``), and one declared ``single_node`` refuses
-    (501)."""
+    locator finds (``pyorder.server.forwarding``)."""
     found: list[web.AbstractRouteDef] = []
     for table in CAPABILITIES:
         for route in table:
             if forwarder is not None and isinstance(route, web.RouteDef):
                 handler = route.handler
-                reason = single_node_reason(handler)
                 locate = locator_of(handler)
-                if reason is not None:
-                    handler = _refused(handler, reason)
-                elif locate is not None:
+                if locate is not None:
                     handler = forwarding(handler, locate, forwarder)
                 route = web.RouteDef(route.method, route.path, handler, route.kwargs)
             found.append(route)

@@ -19,7 +19,7 @@ from pyorder.server.api.logistics_bodies import (
     window_out,
 )
 from pyorder.server.bodies import WebhookAck
-from pyorder.server.forwarding import by_carrier_event, by_order, routed, single_node
+from pyorder.server.forwarding import by_carrier_event, by_order, routed
 from pyorder.server.keys import IDEMPOTENCY, PLATFORM
 from pyorder.server.operations import AUTH_ERRORS, BODY_ERRORS, operation
 from pyorder.server.params import ORDER_ID, PARTNER_NAME, REGION, TextParam
@@ -33,12 +33,6 @@ CARRIER = TextParam(
 
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
-
-
-WINDOWS = (
-    "delivery windows are not served by cluster nodes yet: their capacity is counted in each"
-    " node's memory (docs/scale-out.md)"
-)
 
 
 @routes.post("/v1/orders/{order_id}/shipments")
@@ -91,7 +85,7 @@ async def get_shipments(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/orders/{order_id}/delivery-window")
-@single_node(WINDOWS)
+@routed(by_order)
 @operation(
     "Pick a delivery window of the order's region for one's own order before it ships"
     " (buyer); 409 window_full when it has no room left",
@@ -124,7 +118,6 @@ async def pick_window(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/regions/{region}/delivery-windows")
-@single_node(WINDOWS)
 @operation(
     "Open a delivery window (UTC start and end) with a capacity in a region (admin)",
     201,
@@ -150,12 +143,11 @@ async def create_window(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/regions/{region}/delivery-windows")
-@single_node(WINDOWS)
 @operation(
     "A region's delivery windows that have not ended, with their remaining capacity",
     200,
     DeliveryWindowList,
-    errors=(401, 404, 422),
+    errors=(401, 404, 422, 503),
     params=(REGION,),
 )
 async def list_windows(request: web.Request) -> web.Response:
@@ -163,7 +155,7 @@ async def list_windows(request: web.Request) -> web.Response:
     code = REGION.get(request)
     REGION.check(code)
     request.app[PLATFORM].catalog.region(code)  # 404 unless served
-    found = request.app[PLATFORM].logistics.windows_of(code)
+    found = await request.app[PLATFORM].logistics.list_windows(code)
     return json_response(DeliveryWindowList(code, [window_out(w) for w in found]))
 
 
