@@ -23,6 +23,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from pyorder.server.drain import DrainState, Shutdown
 from tests.server.e2e_lib import Launch, Server, Shop, order_body
 
 DRAIN_S = 1.5
@@ -179,3 +180,20 @@ def test_a_second_signal_cuts_the_drain_short(backend: str, launch: Launch) -> N
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=10) == 0
     assert time.monotonic() - began < 8
+
+
+def test_the_first_stop_request_drains_and_a_second_cuts_it_short() -> None:
+    async def main() -> None:
+        stop, state = Shutdown(), DrainState()
+        stop.request()
+        assert stop.requested.is_set()
+        assert not stop.hurry.is_set()
+        drain = asyncio.create_task(stop.drain(state, 60))
+        await asyncio.sleep(0.01)
+        assert state.draining
+        assert not drain.done()
+        stop.request()
+        await asyncio.wait_for(drain, 1)
+        assert state.since > 0
+
+    asyncio.run(main())
