@@ -48,7 +48,7 @@ import heapq
 import logging
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -404,14 +404,15 @@ class GuardedRequestHandler(RequestHandler):
         if self._force_close and not closing:
             self._stats.closed["idle"] += 1
 
-    async def finish_response(
+    def finish_response(
         self, request: BaseRequest, resp: StreamResponse, start_time: float | None
-    ) -> tuple[StreamResponse, bool]:
+    ) -> Coroutine[Any, Any, tuple[StreamResponse, bool]]:
         """Send ``resp``; while the node drains, with ``Connection: close``, and the connection
-        closes after it (aiohttp ends a connection whose answer does not keep it alive)."""
+        closes after it (aiohttp ends a connection whose answer does not keep it alive).
+        Not a coroutine itself: it hands aiohttp's on, one coroutine per response as before."""
         if self._guard.drain.draining and isinstance(resp, StreamResponse) and not resp.prepared:
             resp.force_close()
-        return await super().finish_response(request, resp, start_time)
+        return super().finish_response(request, resp, start_time)
 
     def handle_error(
         self,
