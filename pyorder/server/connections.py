@@ -37,8 +37,8 @@ ERROR. Here:
 
 Relies on aiohttp's ``RequestHandler`` internals (``_messages``, ``_waiter``,
 ``_request_in_progress``, ``_process_keepalive``, ``finish_response``, ``handle_error``,
-``log_exception``): the
-aiohttp versions it was checked against are pinned in ``pyproject.toml``.
+``log_exception``): the aiohttp versions it was checked against are pinned in
+``pyproject.toml``.
 """
 
 from __future__ import annotations
