@@ -35,7 +35,8 @@ python3 -m sandbox.carrier.main --name swift --port 9201 --secret "$secret" --ti
     --webhook-url "http://127.0.0.1:${port}/v1/webhooks/carriers/swift" &
 pids+=($!)
 
-python3 -m pyorder.server.main --port "$port" \
+# No load balancer here: Ctrl-C stops the server without the drain period (docs/operations.md).
+python3 -m pyorder.server.main --port "$port" --drain-s 0 \
     --payment-provider "name=card1,url=http://127.0.0.1:9101,secret=$secret,methods=card+wallet,priority=0" \
     --payment-provider "name=card2,url=http://127.0.0.1:9102,secret=$secret,methods=card+bank_transfer,priority=1" \
     --carrier "name=swift,url=http://127.0.0.1:9201,secret=$secret" \

@@ -11,12 +11,14 @@ from pyorder.auth import TokenIssuer, load_or_create_secret
 from pyorder.platform import Config, Platform
 from pyorder.server import api
 from pyorder.server.admission import Admission
+from pyorder.server.drain import DrainState
 from pyorder.server.errors import error_response
 from pyorder.server.forwarding import Forwarder, ForwardStats
 from pyorder.server.handling import handled
 from pyorder.server.idempotency import Idempotency
 from pyorder.server.keys import (
     ADMISSION,
+    DRAIN,
     IDEMPOTENCY,
     ISSUER,
     MAX_BODY_BYTES,
@@ -51,7 +53,8 @@ def create_app(
     app[MAX_BODY_BYTES] = max_body_bytes
     app[ADMISSION] = admission = admission or Admission()
     app[METRICS_TOKEN] = metrics_token or ""
-    metrics = Metrics(platform, admission)
+    app[DRAIN] = drain = DrainState()
+    metrics = Metrics(platform, admission, drain)
     app[PLATFORM] = platform
     app[IDEMPOTENCY] = Idempotency(platform)
     app[METRICS] = metrics

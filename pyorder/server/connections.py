@@ -27,13 +27,18 @@ ERROR. Here:
   next request, having waited, is refused too if the server refused anything meanwhile: a
   client that honours ``Retry-After`` sees no difference, one that ignores it cannot keep the
   event loop busy with refusals, and no admitted request has waited in such a pause.
+- **Draining** (``pyorder.server.drain``): while the node drains before a stop, every answer
+  carries ``Connection: close`` and its connection closes after it, so that a keep-alive
+  client's next request opens a new connection, which the load balancer sends to another
+  node; the door's refusals are left to the handler meanwhile (its answers close too).
 - **Malformed requests** (what the parser refuses) get the JSON error shape with the right
   status (400, 414, 431), are counted by kind in ``ConnectionStats`` and logged at DEBUG: they
   are the client's mistake, not the server's.
 
 Relies on aiohttp's ``RequestHandler`` internals (``_messages``, ``_waiter``,
-``_request_in_progress``, ``_process_keepalive``, ``handle_error``, ``log_exception``): the
-aiohttp versions it was checked against are pinned in ``pyproject.toml``.
+``_request_in_progress``, ``_process_keepalive``, ``finish_response``, ``handle_error``,
+``log_exception``): the aiohttp versions it was checked against are pinned in
+``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import heapq
 import logging
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -58,6 +63,7 @@ from aiohttp.web_server import Server
 
 from pyorder.server.admission import RETRY_AFTER_S, Admission
 from pyorder.server.bodies import ErrorBody, ErrorOut
+from pyorder.server.drain import DrainState
 from pyorder.server.errors import BodyTimeoutError, error_response
 from pyorder.server.metrics import ConnectionStats, HttpStats
 
@@ -143,6 +149,7 @@ class GuardedServer(Server):
         stats: ConnectionStats,
         admission: Admission | None = None,
         http: HttpStats | None = None,
+        drain: DrainState | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
@@ -150,6 +157,7 @@ class GuardedServer(Server):
         self.stats = stats
         self.admission = admission
         self.http = http
+        self.drain = drain or DrainState()
         self.overloaded = canned(
             503,
             "Service Unavailable",
@@ -396,6 +404,16 @@ class GuardedRequestHandler(RequestHandler):
         if self._force_close and not closing:
             self._stats.closed["idle"] += 1
 
+    def finish_response(
+        self, request: BaseRequest, resp: StreamResponse, start_time: float | None
+    ) -> Coroutine[Any, Any, tuple[StreamResponse, bool]]:
+        """Send ``resp``; while the node drains, with ``Connection: close``, and the connection
+        closes after it (aiohttp ends a connection whose answer does not keep it alive).
+        Not a coroutine itself: it hands aiohttp's on, one coroutine per response as before."""
+        if self._guard.drain.draining and isinstance(resp, StreamResponse) and not resp.prepared:
+            resp.force_close()
+        return super().finish_response(request, resp, start_time)
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -452,6 +470,7 @@ class _SheddingParser:
             messages
             and admission is not None
             and (conn._stale or admission.in_flight >= admission.limit)
+            and not conn._guard.drain.draining  # the handler's refusals close the connection
         ):
             messages = conn.shed(messages)
         return messages, upgraded, tail
@@ -504,6 +523,7 @@ class GuardedAppRunner(web.AppRunner):
         stats: ConnectionStats,
         admission: Admission | None = None,
         http: HttpStats | None = None,
+        drain: DrainState | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, keepalive_timeout=limits.keepalive_timeout_s, **kwargs)
@@ -511,6 +531,7 @@ class GuardedAppRunner(web.AppRunner):
         self._stats = stats
         self._admission = admission
         self._http = http
+        self._drain = drain
 
     async def _make_server(self) -> Server:
         stock = await super()._make_server()
@@ -523,5 +544,6 @@ class GuardedAppRunner(web.AppRunner):
             stats=self._stats,
             admission=self._admission,
             http=self._http,
+            drain=self._drain,
             **stock._kwargs,
         )

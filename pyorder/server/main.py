@@ -4,7 +4,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import socket
 import sys
 from dataclasses import replace
@@ -26,7 +25,8 @@ from pyorder.returns.config import ReturnsConfig, load_returns_config
 from pyorder.server.admission import Admission
 from pyorder.server.app import DEFAULT_MAX_BODY, create_app, metrics_app
 from pyorder.server.connections import ConnectionLimits, GuardedAppRunner, raise_open_files_limit
-from pyorder.server.keys import ADMISSION, METRICS
+from pyorder.server.drain import DEFAULT_DRAIN_S, Shutdown
+from pyorder.server.keys import ADMISSION, DRAIN, METRICS
 from pyorder.server.workers import Supervisor
 from pyorder.storage.base import StorageError
 
@@ -107,6 +107,16 @@ def serve(argv: list[str] | None = None) -> None:
         help="Python's thread switch interval (sys.setswitchinterval), ms",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
+    drain = os.environ.get("PYORDER_DRAIN_S")
+    parser.add_argument(
+        "--drain-s",
+        type=_non_negative_float,
+        default=float(drain) if drain else DEFAULT_DRAIN_S,
+        help="on SIGTERM or SIGINT, /readyz answers 503 and the server keeps serving this"
+        " long (answers close their connection) before it stops accepting, so a load"
+        " balancer checking /readyz stops sending first; a second signal stops at once"
+        " (default %(default)s; 0: no wait; env PYORDER_DRAIN_S; docs/operations.md)",
+    )
     conn = parser.add_argument_group("connections and load shedding (docs/server.md)")
     limits = ConnectionLimits()
     conn.add_argument(
@@ -313,23 +323,24 @@ async def _serve(
     peer: socket.socket | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM (or, for a ``--workers`` worker, its supervisor's death),
-    then stop accepting, let requests in flight finish (up to 10 s) and close the platform
-    (``create_app``'s cleanup)."""
+    drain for ``args.drain_s`` seconds (``pyorder.server.drain``), then stop accepting, let
+    requests in flight finish (up to 10 s) and close the platform (``create_app``'s cleanup)."""
     runner = GuardedAppRunner(
         app,
         limits=limits,
         stats=app[METRICS].connections,
         admission=app[ADMISSION],
         http=app[METRICS].http,
+        drain=app[DRAIN],
         shutdown_timeout=10,
         access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
     )
     runners: list[web.AppRunner] = [runner]
-    stop = asyncio.Event()
+    stop = Shutdown()
     loop = asyncio.get_running_loop()
     worker = args.worker_of is not None
     if worker:  # a supervisor may stop its workers while they start: stop after the start,
-        _stop_on_signals(loop, stop)  # giving back what was leased (it kills one that hangs)
+        stop.on_signals(loop)  # giving back what was leased (it kills one that hangs)
     await runner.setup()
     try:
         # SO_REUSEPORT: the supervisor's other workers share the port.
@@ -341,12 +352,16 @@ async def _serve(
             runners.insert(0, side)
             await side.setup()
             await web.TCPSite(side, *args.metrics_listen).start()
+        # Stopped while it started: no balancer has sent it anything yet, nothing to drain.
+        starting = stop.requested.is_set()
         orphan = None
         if worker:
             orphan = asyncio.create_task(_stop_when_orphaned(args.worker_of, stop))
         else:
-            _stop_on_signals(loop, stop)
-        await stop.wait()
+            stop.on_signals(loop)
+        await stop.requested.wait()
+        if not starting:
+            await stop.drain(app[DRAIN], args.drain_s)
         if orphan is not None:
             orphan.cancel()
     finally:
@@ -354,19 +369,13 @@ async def _serve(
             await r.cleanup()
 
 
-def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """SIGINT and SIGTERM set ``stop``: a graceful stop instead of the default death."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-
-async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
+async def _stop_when_orphaned(supervisor: int, stop: Shutdown) -> None:
     """Stop gracefully once the supervisor is gone (killed), rather than serve unsupervised:
     the process is then re-parented, so its parent pid changes."""
     while os.getppid() == supervisor:
         await asyncio.sleep(0.5)
     logging.getLogger(__name__).warning("supervisor %d is gone; stopping", supervisor)
-    stop.set()
+    stop.request()
 
 
 def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
@@ -394,7 +403,7 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
         flush=True,
     )
     _print_token_hint(args)
-    return Supervisor(argv, args.workers, metrics=args.metrics_listen).run()
+    return Supervisor(argv, args.workers, metrics=args.metrics_listen, drain_s=args.drain_s).run()
 
 
 def _print_token_hint(args: argparse.Namespace) -> None:
@@ -412,6 +421,16 @@ def _positive_float(text: str) -> float:
         value = 0.0
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
 
 

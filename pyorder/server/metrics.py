@@ -1,7 +1,8 @@
 """Prometheus metrics (prometheus_client, one registry per app): requests and latency by
 route, orders created, stock-outs, commit batch sizes and latencies, open reservations,
 fulfilment time (paid to delivered), lightning refunds with their time from pickup scan to
-refund, and attempts to deliver order events to merchants' webhook endpoints by outcome."""
+refund, attempts to deliver order events to merchants' webhook endpoints by outcome, and whether the
+node is draining before a stop."""
 
 from __future__ import annotations
 
@@ -23,12 +24,25 @@ from prometheus_client.registry import Collector
 
 from pyorder.platform import Platform
 from pyorder.server.admission import Admission
+from pyorder.server.drain import DrainState
 
 
 class Metrics:
-    def __init__(self, platform: Platform, admission: Admission | None = None) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        admission: Admission | None = None,
+        drain: DrainState | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        if drain is not None:
+            draining = Gauge(
+                "pyorder_draining",
+                "1 while the node drains before it stops (/readyz answers 503)",
+                registry=r,
+            )
+            draining.set_function(lambda: int(drain.draining))
         if admission is not None:
             r.register(AdmissionStats(admission))
         r.register(NodeStats(platform))

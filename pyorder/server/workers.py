@@ -6,8 +6,9 @@ a process that has imported or started the platform) with the supervisor's own a
 spreads new connections over them, and leases its own order-ID node number and its stock from
 PostgreSQL like any cluster node (``docs/scale-out.md``).
 
-The supervisor forwards SIGTERM and SIGINT to the workers and waits for them (each drains its
-requests and gives its stock leases back), restarts a worker that dies while the supervisor is
+The supervisor forwards SIGTERM and SIGINT to the workers and waits for them (each drains for
+``--drain-s``, finishes its requests and gives its stock leases back; a second signal is
+forwarded too and cuts the drain short), restarts a worker that dies while the supervisor is
 not stopping, and gives up (exit 1) when workers keep dying: more than
 ``RestartBudget.max_restarts`` restarts within ``RestartBudget.window_s``, as a refused start
 (another node serves the database, the database is unreachable) does at once.
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.05
 """How often the supervisor looks at its workers, seconds."""
 STOP_TIMEOUT_S = 30.0
-"""How long a stopping worker may take (it drains requests for up to 10 s, then closes the
-platform) before it is killed, seconds."""
+"""How long a stopping worker may take after its drain period (it finishes requests in flight
+for up to 10 s, then closes the platform) before it is killed, seconds."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Supervisor:
         *,
         metrics: tuple[str, int] | None = None,
         budget: RestartBudget | None = None,
+        drain_s: float = 0.0,
     ) -> None:
         self.argv = list(argv)
         self.count = count
@@ -79,6 +81,10 @@ class Supervisor:
         """When each empty slot starts its worker (``time.monotonic``)."""
         self.restarts: deque[float] = deque()
         self.stopping = False
+        self.drain_s = drain_s
+        """The workers' drain period (``--drain-s``): added to their stop timeout."""
+        self.stopped: list[subprocess.Popen[bytes]] = []
+        """The workers sent SIGTERM by ``_stop_all``: a further signal is forwarded to them."""
 
     def run(self) -> int:
         """Start the workers, keep them running, and stop them on a signal: 0 when they all
@@ -98,6 +104,9 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
+        for proc in self.stopped:  # a second signal: the workers stop without draining
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
 
     def _start(self, k: int) -> None:
         cmd = worker_argv(self.argv, os.getpid(), self.metrics, k)
@@ -147,15 +156,15 @@ class Supervisor:
         running = [p for p in self.workers if p is not None and p.poll() is None]
         for proc in running:
             proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+        self.stopped = running
+        timeout = self.drain_s + STOP_TIMEOUT_S
+        deadline = time.monotonic() + timeout
         clean = True
         for proc in running:
             try:
                 code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.error(
-                    "worker pid %d did not stop in %g s; killing it", proc.pid, STOP_TIMEOUT_S
-                )
+                log.error("worker pid %d did not stop in %g s; killing it", proc.pid, timeout)
                 proc.kill()
                 code = proc.wait()
             # A worker takes SIGTERM as "stop gracefully" from the moment its event loop runs,

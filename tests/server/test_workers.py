@@ -5,8 +5,9 @@ Checked with real processes on loopback and a fresh PostgreSQL database: 3 worke
 distinct node numbers and share the port (orders sent over fresh connections come back with
 IDs of more than one node, and are stored); worker k serves /metrics on PORT+k; a worker
 SIGKILLed is restarted and the service goes on; SIGTERM to the supervisor stops every worker,
-exit 0, with every leased unit given back, also when it comes while the workers start; workers
-whose supervisor is killed stop too. A start refused by the database (a solo node serves it)
+exit 0, with every leased unit given back, also when it comes while the workers start; each
+worker drains on it (``pyorder_draining`` 1, ``/readyz`` 503), and a second SIGTERM cuts the
+drain short; workers whose supervisor is killed stop too. A start refused by the database (a solo node serves it)
 makes the supervisor give up with a non-zero exit; SQLite, ``--node``, ``--port 0`` and a
 metrics port range past 65535 are refused at once (exit 2, one line).
 """
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,3 +279,46 @@ def test_a_supervisor_stopped_while_its_workers_start_exits_0_with_nothing_lease
                 sup.kill()
     stock = asyncio.run(_fetch(dsn, "SELECT leased FROM stock"))
     assert [int(r["leased"]) for r in stock] == [0]
+
+
+def test_every_worker_drains_and_a_second_signal_stops_them_at_once(
+    dsn: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    solo = Server(ServerProcess(data, dsn).start(), "postgres")
+    shop = Shop(solo)
+    sku = shop.sku({shop.warehouse(regions=["north"]): STOCK})
+    solo.stop()
+    metrics = _free_ports(2)
+    args = ("--workers", "2", "--drain-s", "60", "--metrics-listen", f"127.0.0.1:{metrics}")
+    sup = ServerProcess(data, dsn, args=args).start()
+    assert sup.proc is not None
+    try:
+        _wait_for_workers(dsn, sup.proc.pid, 2)
+        _place(sup.url, sup.token("buyer", "alice"), sku, 4)  # both workers lease stock
+        sup.proc.send_signal(signal.SIGTERM)
+        for k in range(2):  # each worker drains: its own /metrics says so
+            deadline = time.monotonic() + 5
+            while b"\npyorder_draining 1.0\n" not in _get(
+                f"http://127.0.0.1:{metrics + k}/metrics"
+            ):
+                assert time.monotonic() < deadline, f"worker {k} is not draining"
+                time.sleep(0.02)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(sup.url + "/readyz")
+        refused.value.close()
+        assert refused.value.code == 503
+        began = time.monotonic()
+        sup.proc.send_signal(signal.SIGTERM)  # forwarded: the 60 s drain is cut short
+        assert sup.proc.wait(timeout=20) == 0
+        assert time.monotonic() - began < 15
+    finally:
+        sup.kill()
+    stock = asyncio.run(_fetch(dsn, "SELECT leased FROM stock"))
+    assert [int(r["leased"]) for r in stock] == [0]
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        body: bytes = resp.read()
+        return body

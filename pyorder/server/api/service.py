@@ -7,7 +7,7 @@ from aiohttp import web
 
 from pyorder.auth import Role
 from pyorder.server.api.service_bodies import HealthOut
-from pyorder.server.keys import METRICS, METRICS_TOKEN, PLATFORM
+from pyorder.server.keys import DRAIN, METRICS, METRICS_TOKEN, PLATFORM
 from pyorder.server.operations import AUTH_ERRORS, operation
 from pyorder.server.requests import json_response, principal
 
@@ -22,9 +22,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 @operation(
-    "Readiness: the store is open and the core rebuilt", 200, HealthOut, errors=(503,), auth=False
+    "Readiness: the store is open, the core rebuilt and the node not draining before a stop"
+    " (503 with status 'starting' or 'draining' otherwise)",
+    200,
+    HealthOut,
+    errors=(503,),
+    auth=False,
 )
 async def readyz(request: web.Request) -> web.Response:
+    if request.app[DRAIN].draining:  # stopping: the balancer must send elsewhere
+        return json_response(HealthOut("draining"), 503)
     ready = request.app[PLATFORM].ready
     return json_response(HealthOut("ready" if ready else "starting"), 200 if ready else 503)
 

@@ -6,3 +6,4 @@ import msgspec
 
 class HealthOut(msgspec.Struct):
     status: str
+    """``ok`` (``/healthz``); ``ready``, ``starting`` or ``draining`` (``/readyz``)."""
