@@ -109,6 +109,11 @@ class _Row:
     """Monotonic time before which the pool is not asked again (it had none for the row)."""
     last_sale: float = field(default_factory=time.monotonic)
     """Monotonic time this row last sold (or was leased)."""
+    unrated: int = 0
+    """Units sold before urgent passes since the last periodic look (each pass moves
+    ``available`` on): counted in the next look's rate."""
+    ran_dry: bool = False
+    """An urgent pass found the row empty since the last look (it boosts the buffer)."""
     boost: int = 0
     """Extra buffer after the row ran dry: what was sold says nothing of the demand that found
     it empty, so each time a look finds it emptied since the last one this doubles (up to
@@ -161,8 +166,6 @@ class StockKeeper:
         """Demand met an empty row since the last pass: dormant rows are leased for again."""
         self._passes = 0
         """Passes started (``refill_now`` waits for one that starts after it was called)."""
-        self._last_granted = 0
-        """Units the last pass granted."""
         self.on_adopted: list[Callable[[], None]] = []
         """Called after this node adopted dead nodes' numbers (their orders are loaded by a
         rebuild: ``Intake.reload``)."""
@@ -247,14 +250,15 @@ class StockKeeper:
         """Ask the pool at once (a node about to answer "out of stock"): one pass, shared by
         every caller while it runs; rows the pool had nothing for lately are not asked again
         for ``exhausted_s``. The pass is one that starts after the call: a pass running at the
-        time may have looked at the row before it ran dry. Returns the units that pass granted,
-        of any row (0: the answer stands; more: place again, and the core decides)."""
-        asked_at = self._passes
+        time may have looked at the row before it ran dry. Returns the units granted since the
+        call, of any row (0: the answer stands; more: place again, and the core decides: a
+        pass may have found the row refilled already, and asked for nothing)."""
+        asked_at, before = self._passes, self.stats.units_granted
         self._demand = True  # dormant rows too: demand met an empty row
         async with self._lock:
-            if self._passes > asked_at:  # one started after the ask: it saw the row empty
-                return self._last_granted
-            return await self._refill(0.0)
+            if self._passes == asked_at:  # none started since the ask: it may not have seen
+                await self._refill(0.0)  # the row empty
+            return self.stats.units_granted - before
 
     async def refill(self, elapsed_s: float) -> int:
         """Ask the pool for the rows below their low-water mark; add what comes to the core.
@@ -265,10 +269,6 @@ class StockKeeper:
 
     async def _refill(self, elapsed_s: float) -> int:
         self._passes += 1
-        self._last_granted = await self._pass(elapsed_s)
-        return self._last_granted
-
-    async def _pass(self, elapsed_s: float) -> int:
         engine = self._engine()
         inventory = engine.inventory
         wants: list[tuple[int, int, int]] = []
@@ -288,19 +288,24 @@ class StockKeeper:
                 levels.setdefault(key, empty)
         for (sku, wh), level in levels.items():
             row = rows.setdefault((sku, wh), _Row(level.available))
+            sold = max(0, row.available - level.available)
             if elapsed_s > 0:
-                sold = max(0, row.available - level.available)
+                sold, row.unrated = sold + row.unrated, 0
                 row.rate += _ALPHA * (sold / elapsed_s - row.rate)
                 if sold:
                     row.last_sale = now
                 elif level.available and now - row.last_sale > self.config.idle_s:
                     idle.append((sku, wh, level.available))
-                if level.available == 0 and row.available > 0:  # sold out since
+                if (level.available == 0 and row.available > 0) or row.ran_dry:  # since
                     row.boost = min(
                         self.config.max_units, max(self.config.min_units, 2 * row.boost)
                     )
                 elif level.available > 0:
                     row.boost //= 2
+                row.ran_dry = False
+            else:  # an urgent pass: its sales count at the next look, for the rate
+                row.unrated += sold
+                row.ran_dry = row.ran_dry or level.available == 0
             row.available = level.available
             target = min(
                 self.config.max_units,

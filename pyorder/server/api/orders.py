@@ -94,6 +94,11 @@ def _placing(
     return handler
 
 
+ASK_POOL_TRIES = 3
+"""How many times one order refused out of stock asks the pool and is placed again (units
+granted may go to the orders that queued with it)."""
+
+
 async def _out_of_stock(
     keeper: StockKeeper,
     place: Place,
@@ -105,11 +110,16 @@ async def _out_of_stock(
 ) -> Answer:
     """Some of what ``answer`` placed met an empty row of a cluster node (``keeper``'s). One
     order refused asks the pool for more and is placed once more if any came (nothing of the
-    refused attempt was staged); a batch, whose other orders are staged, only wakes the refill
-    for the next."""
+    refused attempt was staged), up to ``ASK_POOL_TRIES`` times; a batch, whose other orders
+    are staged, only wakes the refill for the next."""
     if ask_pool and not answer.created:
-        if await keeper.refill_now():
-            return await _answer(place(orders, who, body))
+        # Units granted may go to the orders that queued with this one: a few tries.
+        for _ in range(ASK_POOL_TRIES):
+            if not await keeper.refill_now():
+                break
+            answer = await _answer(place(orders, who, body))
+            if not answer.stockouts:
+                break
         return answer
     keeper.nudge()
     return answer
