@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 from pyorder.catalog.model import StockRow
@@ -164,6 +164,9 @@ class StockKeeper:
         self._nudged = asyncio.Event()
         self._demand = False
         """Demand met an empty row since the last pass: dormant rows are leased for again."""
+        self._wanted: Counter[int] = Counter()
+        """Units per SKU that refused orders asked for since the last pass (``refill_now``):
+        a row with fewer asks for at least that many, whatever its rate says."""
         self._passes = 0
         """Passes started (``refill_now`` waits for one that starts after it was called)."""
         self.on_adopted: list[Callable[[], None]] = []
@@ -246,15 +249,18 @@ class StockKeeper:
                 log.exception("stock lease refill failed")
             last = now
 
-    async def refill_now(self) -> int:
+    async def refill_now(self, wanted: Mapping[int, int] | None = None) -> int:
         """Ask the pool at once (a node about to answer "out of stock"): one pass, shared by
         every caller while it runs; rows the pool had nothing for lately are not asked again
         for ``exhausted_s``. The pass is one that starts after the call: a pass running at the
         time may have looked at the row before it ran dry. Returns the units granted since the
         call, of any row (0: the answer stands; more: place again, and the core decides: a
-        pass may have found the row refilled already, and asked for nothing)."""
+        pass may have found the row refilled already, and asked for nothing). ``wanted``: units
+        per SKU the refused orders need (a batch's), asked for at least."""
         asked_at, before = self._passes, self.stats.units_granted
         self._demand = True  # dormant rows too: demand met an empty row
+        if wanted:
+            self._wanted.update(wanted)
         async with self._lock:
             if self._passes == asked_at:  # none started since the ask: it may not have seen
                 await self._refill(0.0)  # the row empty
@@ -278,6 +284,7 @@ class StockKeeper:
         idle: list[tuple[int, int, int]] = []
         # An urgent pass (an order about to be refused) or one after a nudge is demand.
         demand, self._demand = elapsed_s == 0 or self._demand, False
+        wanted, self._wanted = self._wanted, Counter()
         levels = {
             (sku, wh): level
             for sku in engine.skus
@@ -313,8 +320,10 @@ class StockKeeper:
             )
             if row.dormant and not demand:
                 continue
-            if level.available * 2 < target and row.exhausted_until <= now:
-                wants.append((sku, wh, target - level.available))
+            short = wanted.get(sku, 0) > level.available  # a batch refused for want of it
+            if (level.available * 2 < target or short) and row.exhausted_until <= now:
+                need = max(target, wanted.get(sku, 0))
+                wants.append((sku, wh, need - level.available))
         if idle:
             await self._give_back_idle(engine, idle)
         if not wants:
