@@ -12,7 +12,6 @@ leases back to the pool, and gives everything back at a graceful stop.
 """
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -161,7 +160,6 @@ class StockKeeper:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         """One pass at a time (the periodic one, or one asked for by ``refill_now``)."""
-        self._nudged = asyncio.Event()
         self._demand = False
         """Demand met an empty row since the last pass: dormant rows are leased for again."""
         self._wanted: Counter[int] = Counter()
@@ -175,12 +173,6 @@ class StockKeeper:
         self.on_orphans_expired: list[Callable[[], None]] = []
         """Called after dead nodes' unpaid orders were expired here (their ``order.expired``
         events are pending in the store: the leader's deliveries resume)."""
-
-    def nudge(self) -> None:
-        """Run the next periodic pass now (a batch met empty rows: its refused orders are
-        answered, the next batches find the rows refilled)."""
-        self._demand = True
-        self._nudged.set()
 
     def start(self) -> None:
         if self._task is None:
@@ -212,9 +204,7 @@ class StockKeeper:
         next_reclaim = 0.0
         last = time.monotonic()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudged.wait(), self.config.interval_s)
-            self._nudged.clear()
+            await asyncio.sleep(self.config.interval_s)
             if not self._ready():
                 continue
             now = time.monotonic()
@@ -282,7 +272,7 @@ class StockKeeper:
         now = time.monotonic()
         empty = StockLevel(0, 0, 0, 0)
         idle: list[tuple[int, int, int]] = []
-        # An urgent pass (an order about to be refused) or one after a nudge is demand.
+        # An urgent pass (orders about to be refused) or one after one asked is demand.
         demand, self._demand = elapsed_s == 0 or self._demand, False
         wanted, self._wanted = self._wanted, Counter()
         levels = {
