@@ -11,6 +11,7 @@
 """
 
 import asyncio
+import json
 import random
 import signal
 import subprocess
@@ -121,10 +122,12 @@ async def _client(
                 method, url, json=body, headers={**headers, **extra}
             ) as resp:
                 status = resp.status
-                payload: dict[str, Any] = await resp.json(content_type=None) or {}
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+                text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError):
             answers.append(Answer(method, sent, time.monotonic(), 0, ""))
             continue
+        # HAProxy's own errors (502, 503, 504) are HTML.
+        payload: dict[str, Any] = json.loads(text) if text.startswith("{") else {}
         code = "" if status < 300 else str(payload.get("error", {}).get("code", ""))
         if status == 201:
             placed.append(str(payload["id"]))
