@@ -87,16 +87,21 @@ def pool(tmp_path: Path) -> Iterator[Pool]:
 
 
 def _stop_now(nodes: list[Server]) -> None:
-    """Stop every node at once: a second signal cuts each drain short."""
+    """Stop every node at once: a second signal cuts each drain short (sent apart, since the
+    kernel merges a signal sent while the same one is still pending); SIGKILL after 15 s."""
     running = [n.proc.proc for n in nodes if n.proc.proc and n.proc.proc.poll() is None]
     for proc in running:
         proc.send_signal(signal.SIGTERM)
-        proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    for proc in running:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
     for proc in running:
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 async def _client(
@@ -259,3 +264,35 @@ def test_a_rolling_restart_behind_the_balancer_fails_no_request(pool: Pool) -> N
     books = asyncio.run(_books(pool.dsn))
     _conserved(books)
     assert next(b for b in books if b["sku"] == pool.sku)["reserved"] == len(stored)
+
+
+@pytest.mark.long
+@pytest.mark.xfail(
+    reason="known bug (issue 13's adoption): each node's core numbers its reservations from 1,"
+    " so the leader's rebuild after adopting a dead node's pending orders fails on a repeated"
+    " reservation id (InvalidInventoryStateError) and retries forever, not ready",
+    strict=True,
+)
+def test_the_leader_stays_ready_after_adopting_a_dead_nodes_orders(pool: Pool) -> None:
+    """Every node holds pending orders; one is killed and not restarted. After 5 s the leader
+    adopts its number (docs/operations.md) and must go on serving."""
+
+    async def place(seconds: float) -> list[Answer]:
+        stop = asyncio.Event()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            clients = [
+                asyncio.create_task(_client(session, pool, n, True, stop)) for n in range(CLIENTS)
+            ]
+            await asyncio.sleep(seconds)
+            stop.set()
+            return [a for done in await asyncio.gather(*clients) for a in done]
+
+    assert _failed(asyncio.run(place(1.5))) == []
+    pool.nodes[1].proc.kill()
+    live = [pool.nodes[0], pool.nodes[2]]
+    deadline = time.monotonic() + 10  # the adoption comes 5 s after the death
+    while time.monotonic() < deadline:
+        for node in live:
+            assert node.call("GET", "/readyz").status == 200, f"{node.url} not ready"
+        time.sleep(0.2)
+    assert _failed(asyncio.run(place(1.0))) == []
