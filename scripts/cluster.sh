@@ -44,23 +44,32 @@ log() { echo "cluster.sh: $*" >&2; }
 
 pidfile() { echo "$STATE/$1.pid"; }
 
+# Whether process $1 runs: a zombie (exited, not reaped yet, as under a container's init that
+# reaps nothing) does not.
+running() {
+    kill -0 "$1" 2>/dev/null && [[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]]
+}
+
 alive() {
     local f
     f="$(pidfile "$1")"
-    [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+    [[ -s "$f" ]] && running "$(cat "$f")"
 }
 
 # Start "$@" in the background as component $1 (in its own session: a Ctrl-C in the terminal
-# that ran `up` does not reach it), unless it already runs.
+# that ran `up` does not reach it), unless it already runs. Sets STARTED to 1 if it started it.
+STARTED=0
 start_bg() {
     local name="$1"
     shift
+    STARTED=0
     if alive "$name"; then
         log "$name already runs (pid $(cat "$(pidfile "$name")"))"
         return 0
     fi
     setsid "$@" >>"$STATE/$name.log" 2>&1 </dev/null &
     echo $! >"$(pidfile "$name")"
+    STARTED=1
 }
 
 # The HTTP status of GET $1 (000: no answer).
@@ -134,7 +143,8 @@ up() {
         wait_ready "$name" "http://${HOST}:${port}/healthz"
     done
 
-    # One node after the other: the first makes the schema on a new database.
+    # One node after the other: the first makes the schema on a new database. A node that
+    # already runs is not waited for (`status` shows whether it is ready).
     for i in $(seq 1 "$NODES"); do
         port="$(node_port "$i")"
         nodes+=("${HOST}:${port}")
@@ -143,14 +153,16 @@ up() {
             --payment-provider "name=card1,url=http://${HOST}:${card1},secret=$SECRET,methods=card+wallet,priority=0" \
             --payment-provider "name=card2,url=http://${HOST}:${card2},secret=$SECRET,methods=card+bank_transfer,priority=1" \
             --carrier "name=swift,url=http://${HOST}:${swift},secret=$SECRET"
-        wait_ready "node$i" "http://${HOST}:${port}/readyz"
+        if [[ $STARTED == 1 ]]; then
+            wait_ready "node$i" "http://${HOST}:${port}/readyz"
+        fi
     done
 
     python3 -m pyorder.server.haproxy --bind "${HOST}:${FRONT_PORT}" \
         --stats "${HOST}:${STATS_PORT}" "${nodes[@]}" >"$STATE/haproxy.cfg"
     "$haproxy" -c -q -f "$STATE/haproxy.cfg" </dev/null
     start_bg haproxy "$haproxy" -db -f "$STATE/haproxy.cfg"
-    wait_ready haproxy "${FRONT}/readyz"
+    wait_ready haproxy "${FRONT}/readyz" # 200 once one node is up
     log "up: ${FRONT} (HAProxy over ${nodes[*]}), stats http://${HOST}:${STATS_PORT}/, database $dsn"
 }
 
@@ -168,13 +180,13 @@ stop() {
     for i in $(seq 1 $((STOP_WAIT_S * 10))); do
         local left=0
         for pid in "${pids[@]}"; do
-            kill -0 "$pid" 2>/dev/null && left=1
+            running "$pid" && left=1
         done
         [[ $left == 0 ]] && break
         sleep 0.1
     done
     for pid in "${pids[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
+        if running "$pid"; then
             log "pid $pid still runs after ${STOP_WAIT_S} s: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
