@@ -9,7 +9,8 @@ configuration this module renders, so the one the docs show is the one that runs
   ``200``);
 - a retry on another node (``option redispatch 1``) after a connection failure for every
   request (nothing was sent), and after an empty answer or a response timeout only for the
-  requests safe to run twice: ``GET``/``HEAD`` and those carrying an ``Idempotency-Key``;
+  requests safe to run twice: ``GET``/``HEAD``, those carrying an ``Idempotency-Key``, and
+  the payment providers' and carriers' webhooks;
 - a stats page (CSV at ``/;csv``) on a listener of its own, where the tests read which node
   HAProxy holds up or down.
 
@@ -89,10 +90,16 @@ backend pyorder
     retries {RETRIES}
     option redispatch 1
     retry-on conn-failure empty-response response-timeout
+    # A request is retried only if HAProxy holds all of it: wait for the whole body (up to
+    # tune.bufsize, 16 KiB) before sending it on.
+    option http-buffer-request
     # A connection failure is retried for every request: nothing reached the node. An empty
-    # answer or a timeout only for requests safe to run twice: reads, and keyed writes (their
-    # first answer is stored with their effects and replayed).
-    http-request disable-l7-retry unless METH_GET || {{ req.hdr(Idempotency-Key) -m found }}
+    # answer or a timeout only for requests safe to run twice: reads, keyed writes (their
+    # first answer is stored with their effects and replayed), and providers' and carriers'
+    # webhooks (de-duplicated by event id).
+    acl keyed req.hdr(Idempotency-Key) -m found
+    acl provider_webhook path_beg /v1/webhooks/payments/ /v1/webhooks/carriers/
+    http-request disable-l7-retry unless METH_GET || keyed || provider_webhook
 {servers}
 {stats}"""
 
