@@ -18,9 +18,11 @@
 # State folder: PYORDER_CLUSTER_DIR (default .cluster/ in the repository, git-ignored): pid files,
 # logs (<name>.log), haproxy.cfg, the nodes' shared data directory (token secret), the DSN, and
 # PostgreSQL's data directory. Mint a token with:
-#   pyorder-token --data-dir .cluster/data admin ops
-# Nodes run `pyorder-server --cluster` with the default drain (3 s); HAProxy checks /readyz every
-# second (pyorder.server.haproxy writes its configuration). Installs Debian's haproxy when
+#   pyorder-token --data-dir .cluster/data --role admin --sub ops
+# Nodes run `pyorder-server --cluster` with the default drain (3 s), plus the words of
+# PYORDER_CLUSTER_NODE_ARGS; HAProxy checks /readyz every second (pyorder.server.haproxy writes
+# its configuration). As root, the `postgres` user must be able to reach the state folder (else
+# move it, or give PYORDER_CLUSTER_DSN). Installs Debian's haproxy when
 # missing (as root). Reads no stdin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -123,7 +125,8 @@ node_port() { echo $((NODE_PORT + $1 - 1)); }
 
 up() {
     mkdir -p "$STATE/data"
-    local dsn haproxy i port nodes=()
+    local dsn haproxy i port nodes=() extra=()
+    read -r -a extra <<<"${PYORDER_CLUSTER_NODE_ARGS:-}"
     haproxy="$(haproxy_bin)"
     dsn="$(database)"
     echo "$dsn" >"$STATE/dsn"
@@ -152,7 +155,7 @@ up() {
             --host "$HOST" --port "$port" --data-dir "$STATE/data" \
             --payment-provider "name=card1,url=http://${HOST}:${card1},secret=$SECRET,methods=card+wallet,priority=0" \
             --payment-provider "name=card2,url=http://${HOST}:${card2},secret=$SECRET,methods=card+bank_transfer,priority=1" \
-            --carrier "name=swift,url=http://${HOST}:${swift},secret=$SECRET"
+            --carrier "name=swift,url=http://${HOST}:${swift},secret=$SECRET" "${extra[@]}"
         if [[ $STARTED == 1 ]]; then
             wait_ready "node$i" "http://${HOST}:${port}/readyz"
         fi

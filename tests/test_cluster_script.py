@@ -1,6 +1,9 @@
 """``scripts/cluster.sh``: ``up`` starts the sandboxes, three cluster nodes and HAProxy in front
 of them on a given database; an order goes through the front; ``status`` shows every node up
-in HAProxy; a second ``up`` changes nothing; ``down`` stops every process it started."""
+in HAProxy; a second ``up`` changes nothing; ``down`` stops every process it started.
+
+The nodes inherit the suite's ``PYORDER_DRAIN_S=0`` (``tests/conftest.py``), so ``down`` is
+quick; the drain behind HAProxy is ``tests/server/test_balancer.py``'s."""
 
 import json
 import os
