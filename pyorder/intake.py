@@ -293,12 +293,17 @@ class Intake:
         await asyncio.shield(self._rebuilding)
 
     async def _rebuild(self) -> None:
-        """Rebuild through ``on_failure`` until it succeeds, then take writes again."""
+        """Rebuild through ``on_failure`` until it succeeds, then take writes again; once
+        the intake is closing, a failed rebuild is the last (the process stops without it,
+        its staged work refused: nothing of it was acknowledged)."""
         while self.on_failure is not None:
             try:
                 await self.on_failure()
                 break
             except Exception:  # the store is still down: keep refusing writes, retry
+                if self._closing:
+                    log.exception("rebuild from the store failed while stopping; giving up")
+                    break
                 log.exception("rebuild from the store failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
         # Whatever was staged while recovering was decided by the old core: drop it.

@@ -25,6 +25,7 @@ from pyorder.ids import decode_order_id
 from pyorder.inventory import StockLevel
 from pyorder.kernel.tasks import cancelled
 from pyorder.model import Snapshot
+from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.storage.base import NodeClaim, StorageError, Store
 
@@ -39,7 +40,7 @@ def node_view(snap: Snapshot, node: int, adopted: Collection[int] = ()) -> Snaps
     def ours(order_id: int) -> bool:
         return decode_order_id(order_id)[1] in numbers
 
-    mine = [o for o in snap.pending_orders if ours(o.id)]
+    mine = _unique_reservations(node, [o for o in snap.pending_orders if ours(o.id)])
     reserved: Counter[tuple[int, int]] = Counter()
     for order in mine:
         for line in order.lines:
@@ -68,6 +69,18 @@ def node_view(snap: Snapshot, node: int, adopted: Collection[int] = ()) -> Snaps
         pending_orders=mine,
         max_reservation=max((o.reservation for o in mine), default=0),
     )
+
+
+def _unique_reservations(node: int, orders: list[Order]) -> list[Order]:
+    """``orders`` with the reservation ids of adopted nodes' orders renumbered above this
+    node's own: every node numbers its reservations from 1, and one core holds each id once.
+    In memory only (the stored ids stay; ``Orders.pending_order`` reads the core's)."""
+    own = [o for o in orders if decode_order_id(o.id)[1] == node]
+    adopted = sorted((o for o in orders if decode_order_id(o.id)[1] != node), key=lambda o: o.id)
+    if not adopted:
+        return orders
+    base = max((o.reservation for o in own), default=0)
+    return own + [replace(o, reservation=base + i) for i, o in enumerate(adopted, 1)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -267,12 +267,6 @@ def test_a_rolling_restart_behind_the_balancer_fails_no_request(pool: Pool) -> N
 
 
 @pytest.mark.long
-@pytest.mark.xfail(
-    reason="known bug (issue 13's adoption): each node's core numbers its reservations from 1,"
-    " so the leader's rebuild after adopting a dead node's pending orders fails on a repeated"
-    " reservation id (InvalidInventoryStateError) and retries forever, not ready",
-    strict=True,
-)
 def test_the_leader_stays_ready_after_adopting_a_dead_nodes_orders(pool: Pool) -> None:
     """Every node holds pending orders; one is killed and not restarted. After 5 s the leader
     adopts its number (docs/operations.md) and must go on serving."""
