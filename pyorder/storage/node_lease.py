@@ -64,6 +64,11 @@ whose machine died without closing its sockets) loses its session, hence its num
 leases, about 11 s later, instead of after the system's default of hours. A paused process
 keeps it: its kernel still answers the probes."""
 
+CONNECT_TIMEOUT_S = 5.0
+"""Longest one connection attempt may take, every host of a multi-host DSN included (asyncpg's
+``timeout`` covers the whole list; its default is 60 s). A node reconnecting during a database
+failover then fails fast and tries again, instead of hanging on a host that does not answer."""
+
 DB_NOW_MS = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 """The database's clock in ms since the epoch, floored like ``kernel.clock.now_ms`` (a cast alone
 rounds, and a row stamped by it could read as half a millisecond in the future)."""
@@ -170,6 +175,7 @@ class NodeLease(NodeClaim):
         try:
             conn = await asyncpg.connect(
                 self._dsn,
+                timeout=CONNECT_TIMEOUT_S,
                 server_settings={"application_name": f"pyorder {self.holder}", **KEEPALIVES},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
