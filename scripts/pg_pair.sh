@@ -85,12 +85,14 @@ psql_at() {
     "$BINDIR/psql" -X -q -h "$HOST" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@" </dev/null
 }
 
-# Whether the postmaster of data directory $1 is alive (a killed one leaves its pid file).
+# Whether the postmaster of data directory $1 is alive: a killed one leaves its pid file, and
+# may linger as a zombie where nothing reaps orphans (a container's init).
 running() {
-    local pid
+    local pid state
     [[ -s "$1/postmaster.pid" ]] || return 1
     pid="$(head -n 1 "$1/postmaster.pid")"
-    kill -0 "$pid" 2>/dev/null
+    state="$(ps -o stat= -p "$pid" 2>/dev/null || true)"
+    [[ -n "$state" && "$state" != Z* ]]
 }
 
 start() { # data directory, port, log file

@@ -69,6 +69,10 @@ CONNECT_TIMEOUT_S = 5.0
 ``timeout`` covers the whole list; its default is 60 s). A node reconnecting during a database
 failover then fails fast and tries again, instead of hanging on a host that does not answer."""
 
+RECLAIM_FIRST_S = 0.1
+"""After the lease's session is lost, the first try to claim the number again comes this soon;
+each failed try doubles the wait, up to ``LeaseConfig.heartbeat_s``."""
+
 DB_NOW_MS = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 """The database's clock in ms since the epoch, floored like ``kernel.clock.now_ms`` (a cast alone
 rounds, and a row stamped by it could read as half a millisecond in the future)."""
@@ -328,8 +332,14 @@ class NodeLease(NodeClaim):
     # --- heartbeat -----------------------------------------------------------------------------
 
     async def _beat(self) -> None:
+        # Held: a beat every heartbeat_s. Lost: claim again at once, then after RECLAIM_FIRST_S,
+        # doubling up to heartbeat_s while it fails (a failover's new primary is often up
+        # within a second).
+        retry = RECLAIM_FIRST_S
+        pause = self.config.heartbeat_s
         while True:
-            await asyncio.sleep(self.config.heartbeat_s)
+            await asyncio.sleep(pause)
+            pause = self.config.heartbeat_s
             conn = self._conn
             if conn is not None and not conn.is_closed():
                 try:
@@ -338,10 +348,12 @@ class NodeLease(NodeClaim):
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                     log.warning("node lease: the session of node %d is lost", self.node)
                     await self._drop()
+                    pause = retry = RECLAIM_FIRST_S
                 else:
                     if status.endswith(" 0"):  # someone raised the epoch: never ours again
                         log.error("node lease: node %d was claimed by another", self.node)
                         await self._drop()
+                        pause = retry = RECLAIM_FIRST_S
                     else:
                         try:
                             await self._lead()
@@ -350,11 +362,13 @@ class NodeLease(NodeClaim):
                 continue
             try:
                 await self.acquire()
+                continue
             except StorageError as e:
                 log.warning("node lease: cannot claim a node number again: %s", e)
             except Exception:  # the new session was cut while claiming (a failover): retry;
                 # the heartbeat must never die, or the node would never claim a number again
                 log.warning("node lease: claiming a node number again failed", exc_info=True)
+            pause, retry = retry, min(retry * 2, self.config.heartbeat_s)
 
     async def take_over(
         self, node: int, work: Callable[[asyncpg.Connection], Awaitable[T]]
