@@ -5,7 +5,8 @@ and one ``pyorder-server`` on their multi-host DSN (``target_session_attrs=read-
 
 (a) the throughput cost of synchronous replication: single orders (``POST /v1/orders``, wrk,
     ``--connections``, ``--duration`` s) with ``synchronous_standby_names`` naming the standby
-    (a commit returns once the standby has flushed it too) against ``''`` (asynchronous);
+    (a commit returns once the standby has flushed it too) against ``''`` (asynchronous), both
+    pairs and servers up at once and their runs alternating, ``--rounds`` each (medians);
 (b) ``--failovers`` times, on the synchronous pair: ``--clients`` aiohttp clients place single
     orders; after ``--before`` s the primary's postmaster is SIGKILLed and the standby promoted
     at once (``pg_pair.sh promote``; the first cycle's loss is the original primary, later
@@ -14,7 +15,7 @@ and one ``pyorder-server`` on their multi-host DSN (``target_session_attrs=read-
     orders lost, the acknowledged ones (before and after) missing from the new primary (must
     be 0); 503 answers (the in-doubt batches and the recovery).
 
-    python loadtest/failover_bench.py                       # 5 s per throughput phase
+    python loadtest/failover_bench.py                       # 3 rounds of 3 s per mode
     python loadtest/failover_bench.py --duration 3 --failovers 1
 
 Prints a markdown summary (also to ``--out``, default ``results/failover.md``); exits 1 when an
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,27 +100,46 @@ def server(tmp: Path, dsn: str) -> Iterator[tuple[str, Path]]:
         yield url, data
 
 
-def throughput(args: argparse.Namespace, sync: bool) -> dict[str, Any]:
-    """(a) for one replication mode."""
+def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """(a): both configurations up at once, their wrk runs alternating (``--rounds`` each), so
+    that both see nearly the same machine (a shared one is noisy); the medians."""
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyorder-fo-")))
-        _, dsn = stack.enter_context(pair(sync))
-        url, data = stack.enter_context(server(tmp, dsn))
-        skus = hb.seed(url, data)
-        buyer = hb.mint(data, "buyer", "bench-buyer")
-        body = tmp / "single.json"
-        body.write_text(json.dumps(hb.order(skus[0], 1)))
+        targets = []
+        for sync in (True, False):
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyorder-fo-")))
+            _, dsn = stack.enter_context(pair(sync))
+            url, data = stack.enter_context(server(tmp, dsn))
+            skus = hb.seed(url, data)
+            body = tmp / "single.json"
+            body.write_text(json.dumps(hb.order(skus[0], 1)))
+            targets.append((sync, url, body, hb.mint(data, "buyer", "bench-buyer")))
         common = {"threads": args.threads, "connections": args.connections}
-        hb.wrk(url, "/v1/orders", body, buyer, seconds=1, **common)  # warm-up
-        run = hb.wrk(url, "/v1/orders", body, buyer, seconds=args.duration, **common)
-        return {
-            "mode": "synchronous" if sync else "asynchronous",
-            "orders_per_s": run["requests_per_s"],
-            "p50_ms": run["latency_us"]["p50"] / 1000,
-            "p99_ms": run["latency_us"]["p99"] / 1000,
-            "errors": run["errors"],
-            "command": run["command"],
-        }
+        runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        for _, url, body, token in targets:
+            hb.wrk(url, "/v1/orders", body, token, seconds=1, **common)  # warm-up
+        for _ in range(args.rounds):
+            for sync, url, body, token in targets:
+                runs[sync].append(
+                    hb.wrk(url, "/v1/orders", body, token, seconds=args.duration, **common)
+                )
+        return [
+            {
+                "mode": "synchronous" if sync else "asynchronous",
+                "orders_per_s": statistics.median(r["requests_per_s"] for r in runs[sync]),
+                "p50_ms": statistics.median(r["latency_us"]["p50"] for r in runs[sync]) / 1000,
+                "p99_ms": statistics.median(r["latency_us"]["p99"] for r in runs[sync]) / 1000,
+                "errors": [r["errors"] for r in runs[sync]],
+                "command": runs[sync][0]["command"],
+            }
+            for sync in (True, False)
+        ] + [
+            {
+                "ratios": [
+                    a["requests_per_s"] / b["requests_per_s"]
+                    for a, b in zip(runs[True], runs[False], strict=True)
+                ]
+            }
+        ]
 
 
 class Load:
@@ -230,12 +251,19 @@ def markdown(r: dict[str, Any]) -> str:
         "| replication | single orders/s | p50 ms | p99 ms |",
         "|---|---:|---:|---:|",
     ]
-    for t in r["throughput"]:
+    *modes, ratios = r["throughput"]
+    for t in modes:
         rows.append(
             f"| {t['mode']} | {t['orders_per_s']:,.0f} | {t['p50_ms']:.2f} | {t['p99_ms']:.2f} |"
         )
-    sync, asyn = (t["orders_per_s"] for t in r["throughput"])
-    rows += ["", f"synchronous / asynchronous: {sync / asyn:.2f}", ""]
+    each = ", ".join(f"{x:.2f}" for x in ratios["ratios"])
+    rows += [
+        "",
+        f"synchronous / asynchronous, round by round: {each};"
+        f" median {statistics.median(ratios['ratios']):.2f}",
+        f"wrk: `{modes[0]['command']}`",
+        "",
+    ]
     rows += ["| failover | promoted after kill (s) | RTO (s) | acked before | acked after |"]
     rows += ["|---:|---:|---:|---:|---:|"]
     for i, c in enumerate(r["failover"]["cycles"], 1):
@@ -254,7 +282,8 @@ def markdown(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per throughput phase")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds per throughput run")
+    p.add_argument("--rounds", type=int, default=3, help="throughput runs per configuration")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--failovers", type=int, default=2)
@@ -266,9 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cores, {platform.platform()}",
-        "command": "python loadtest/failover_bench.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
-        "throughput": [throughput(args, True), throughput(args, False)],
+        "command": " ".join(
+            ["python loadtest/failover_bench.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
+        "throughput": throughput(args),
         "failover": failovers(args),
     }
     text = markdown(result)

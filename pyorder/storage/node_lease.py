@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from pyorder.kernel.tasks import cancelled
 from pyorder.storage.base import NodeClaim, StorageError, StoreInUseError
@@ -148,6 +149,9 @@ class NodeLease(NodeClaim):
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._leader = False
+        self._lost = asyncio.Event()
+        """Set when the lease's session ends (asyncpg's termination listener): wakes the
+        heartbeat at once, so that a failover is noticed without waiting for the next beat."""
         self._using = asyncio.Lock()
         """One statement at a time on the lease's session (heartbeat, taking over)."""
         self.claims = 0
@@ -194,6 +198,7 @@ class NodeLease(NodeClaim):
         except BaseException:
             conn.terminate()  # no await: this may be a cancellation
             raise
+        conn.add_termination_listener(self._session_ended)
         self._conn, self.node, self.epoch = conn, node, epoch
         self.claims += 1
         log.info("node lease: node %d, epoch %d (%s mode)", node, epoch, self._mode)
@@ -216,6 +221,10 @@ class NodeLease(NodeClaim):
             log.info("node %d leads the shared background work", self.node)
             for notify in self.on_leader:
                 notify()
+
+    def _session_ended(self, conn: "asyncpg.Connection | PoolConnectionProxy") -> None:
+        if conn is self._conn:
+            self._lost.set()
 
     def watch(self) -> None:
         """Start the heartbeat (``seen_ms``, session check, claiming again after a loss)."""
@@ -332,13 +341,15 @@ class NodeLease(NodeClaim):
     # --- heartbeat -----------------------------------------------------------------------------
 
     async def _beat(self) -> None:
-        # Held: a beat every heartbeat_s. Lost: claim again at once, then after RECLAIM_FIRST_S,
-        # doubling up to heartbeat_s while it fails (a failover's new primary is often up
-        # within a second).
+        # Held: a beat every heartbeat_s, or at once when the session ends. Lost: claim again at
+        # once, then after RECLAIM_FIRST_S, doubling up to heartbeat_s while it fails (a
+        # failover's new primary is often up within a second).
         retry = RECLAIM_FIRST_S
         pause = self.config.heartbeat_s
         while True:
-            await asyncio.sleep(pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), pause)
+            self._lost.clear()
             pause = self.config.heartbeat_s
             conn = self._conn
             if conn is not None and not conn.is_closed():

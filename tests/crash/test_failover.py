@@ -78,8 +78,6 @@ async def _failover(pair: PgPair, server: ServerProcess, rng: random.Random, cyc
     for cycle in range(cycles):
         if cycle:
             await asyncio.to_thread(pair.rebuild_standby)
-            async with Api(server) as api:  # the first cycle's load sold most of it
-                await restock(api, ledger.cat)
         await _one_failover(pair, server, ledger, rng, cycle)
     assert not ledger.server_errors, ledger.server_errors
 
@@ -109,6 +107,7 @@ async def _one_failover(
         await asyncio.sleep(0.5)  # the load goes on on the new primary
         stop.set()
         await asyncio.gather(*workers)
+        await restock(api, ledger.cat)  # the load may have sold out what check_new_orders buys
     print(
         f"failover {cycle}: promoted {promoted_s:.2f} s after the kill; RTO (kill to the first"
         f" order acknowledged after it) {rto_s:.2f} s; acknowledged {acked_before} before the"
