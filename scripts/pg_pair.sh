@@ -278,7 +278,12 @@ status() {
 
 case "$CMD" in
 up) up ;;
-down) [[ -s "$DIR/ports" ]] && down ;;
+down)
+    if [[ -s "$DIR/ports" ]]; then
+        ports
+        down
+    fi
+    ;;
 promote)
     ports
     promote
