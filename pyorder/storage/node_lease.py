@@ -121,7 +121,8 @@ class LeaseConfig:
     cluster: bool = False
     """Cluster mode (several nodes on one database); solo mode refuses to run beside any other."""
     node: int | None = None
-    """The node number to claim; None: 0 in solo mode, the lowest free one in cluster mode."""
+    """The node number to claim; None: 0 in solo mode, the lowest free one in cluster mode (a
+    claim again after a lost session tries the number held before first)."""
     max_clock_skew_ms: int = 250
     """Largest distance allowed between this machine's clock and the database's."""
     heartbeat_s: float = 1.0
@@ -291,7 +292,10 @@ class NodeLease(NodeClaim):
             if await conn.fetchval("SELECT pg_try_advisory_lock($1, 0)", NODE_LOCK):
                 return 0
             raise NodeRefusedError("node number 0 is held by a live node")
-        for node in range(NODES):
+        # Claiming again (a lost session, a failover): its own number first, so that the
+        # nodes of a cluster keep theirs rather than take each other's.
+        order = range(NODES) if self.node < 0 else (self.node, *range(NODES))
+        for node in order:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", NODE_LOCK, node):
                 return node
         raise NodeRefusedError(f"all {NODES} node numbers are held by live nodes")
