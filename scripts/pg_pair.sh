@@ -22,10 +22,10 @@
 # The DSN lists both servers with target_session_attrs=read-write: a client takes the first
 # one that accepts writes, so after `promote` the same DSN reaches the new primary.
 # Runs the servers as the `postgres` OS user when root (root cannot run them), like
-# scripts/postgres.sh. Trust authentication on loopback only; fsync on.
+# scripts/postgres.sh. Trust authentication on loopback only; fsync on. Binaries: version 15 in
+# /usr/lib/postgresql, else the newest there, or $PYORDER_PG_BINDIR.
 set -euo pipefail
 
-BINDIR="${PYORDER_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 HOST=127.0.0.1
 DB="${PYORDER_PAIR_DB:-pyorder}"
 STANDBY_NAME=pyorder_standby
@@ -45,7 +45,19 @@ DIR="${2:-${PYORDER_PAIR_DIR:-/tmp/pyorder-pair}}"
 PRIMARY="$DIR/primary"
 STANDBY="$DIR/standby"
 
-[[ -x "$BINDIR/pg_ctl" ]] || die "no PostgreSQL binaries in $BINDIR (set PYORDER_PG_BINDIR)"
+# The server binaries: $PYORDER_PG_BINDIR, else version 15's, else the newest installed
+# (scripts/postgres.sh installs 15 when there are none).
+find_bindir() {
+    local d
+    for d in ${PYORDER_PG_BINDIR:-} /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        if [[ -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/pg_basebackup" ]]; then
+            echo "$d"
+            return 0
+        fi
+    done
+    return 1
+}
+BINDIR="$(find_bindir)" || die "no PostgreSQL server binaries (set PYORDER_PG_BINDIR, or run scripts/postgres.sh)"
 
 # A server command as the postgres OS user when we are root, else as ourselves.
 as_pg() {
@@ -91,7 +103,8 @@ running() {
     local pid state
     [[ -s "$1/postmaster.pid" ]] || return 1
     pid="$(head -n 1 "$1/postmaster.pid")"
-    state="$(ps -o stat= -p "$pid" 2>/dev/null || true)"
+    # The state field of /proc/PID/stat (the command name before it has no spaces here).
+    state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
     [[ -n "$state" && "$state" != Z* ]]
 }
 

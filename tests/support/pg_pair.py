@@ -1,7 +1,7 @@
 """A PostgreSQL primary and streaming standby on loopback for the failover tests, started and
 stopped by ``scripts/pg_pair.sh`` (the project's own script, so the tests exercise it too).
 
-Needs the PostgreSQL server binaries (``/usr/lib/postgresql/15/bin``, or
+Needs the PostgreSQL server binaries (``/usr/lib/postgresql/*/bin``, 15 preferred, or
 ``PYORDER_PG_BINDIR``): without them the test is skipped, except when ``CI=true``, where it
 fails, so CI never passes by skipping it.
 """
@@ -21,7 +21,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "pg_pair.sh"
-BINDIR = Path(os.environ.get("PYORDER_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,10 @@ class PgPair:
 
 
 def _binaries() -> bool:
-    return all((BINDIR / b).exists() for b in ("initdb", "pg_ctl", "pg_basebackup"))
+    """Whether ``pg_pair.sh`` finds server binaries (it looks in the same places)."""
+    given = os.environ.get("PYORDER_PG_BINDIR")
+    dirs = [Path(given)] if given else list(Path("/usr/lib/postgresql").glob("*/bin"))
+    return any(all((d / b).exists() for b in ("initdb", "pg_ctl", "pg_basebackup")) for d in dirs)
 
 
 @contextmanager
@@ -77,7 +79,10 @@ def pg_pair(*, sync: bool = True) -> Iterator[PgPair]:
     """Start a fresh pair in a temporary directory (synchronous replication unless ``sync`` is
     False); stop it and delete its data on exit."""
     if not _binaries():
-        message = f"the failover tests need PostgreSQL's server binaries in {BINDIR}"
+        message = (
+            "the failover tests need PostgreSQL's server binaries (/usr/lib/postgresql/*/bin,"
+            " or PYORDER_PG_BINDIR; scripts/postgres.sh installs them)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
