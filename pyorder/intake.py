@@ -297,13 +297,18 @@ class Intake:
         await asyncio.shield(self._rebuilding)
 
     async def _rebuild(self) -> None:
-        """Rebuild through ``on_failure`` until it succeeds, then take writes again."""
+        """Rebuild through ``on_failure`` until it succeeds, then take writes again; once
+        the intake is closing, a failed rebuild is the last (the process stops without it,
+        its staged work refused: nothing of it was acknowledged)."""
         pause = REBUILD_RETRY_S[0]
         while self.on_failure is not None:
             try:
                 await self.on_failure()
                 break
             except Exception:  # the store is still down: keep refusing writes, retry
+                if self._closing:
+                    log.exception("rebuild from the store failed while stopping; giving up")
+                    break
                 log.exception("rebuild from the store failed; retrying in %.1f s", pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, REBUILD_RETRY_S[1])

@@ -6,10 +6,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
 # Everything runs from the project's virtual environment (scripts/setup.sh makes it).
 export PATH="$PWD/${PYORDER_VENV:-.venv}/bin:$PATH"
-# Debian packages the tests use: wrk for the load-test smoke run (skipped without it).
-if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ]; then
+# Debian packages the tests use: wrk for the load-test smoke run, haproxy in front of the
+# cluster tests' nodes (tests/support/balancer.py). Without them those tests are skipped, except
+# under CI=true, where a missing haproxy fails them.
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null </dev/null
 fi
 # A throwaway PostgreSQL 15 for the storage and server tests (they run on SQLite and on it).
 PYORDER_TEST_POSTGRES="${PYORDER_TEST_POSTGRES:-$(bash scripts/postgres.sh)}"

@@ -251,6 +251,35 @@ def test_a_reload_cancelled_mid_rebuild_still_rebuilds_and_the_intake_closes() -
     asyncio.run(body())
 
 
+def test_a_rebuild_that_keeps_failing_does_not_keep_a_stop_waiting() -> None:
+    """The store stays down after a failed commit: the intake retries its rebuild every second
+    until it is closed; then one more failure ends it, and ``close`` returns."""
+
+    async def body() -> None:
+        store = ScriptedStore(depth=1)
+        tries = 0
+
+        async def rebuild() -> None:
+            nonlocal tries
+            tries += 1
+            raise StorageError("the store is down")
+
+        intake = Intake(store, window_s=0, on_failure=rebuild)
+        intake.start()
+        staged = stage(intake, 1)
+        await settle()
+        store.finish(0, StorageError("connection lost"))
+        with pytest.raises(IntakeUnavailableError):
+            await staged
+        await settle()
+        assert tries == 1
+        assert not intake.available
+        await asyncio.wait_for(intake.close(), 3)
+        assert tries == 2
+
+    asyncio.run(body())
+
+
 def test_a_reload_commits_what_is_staged_then_rebuilds_refusing_work_meanwhile() -> None:
     async def body() -> None:
         store = ScriptedStore(depth=1)

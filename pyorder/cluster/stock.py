@@ -12,12 +12,11 @@ leases back to the pool, and gives everything back at a graceful stop.
 """
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 from pyorder.catalog.model import StockRow
@@ -26,6 +25,7 @@ from pyorder.ids import decode_order_id
 from pyorder.inventory import StockLevel
 from pyorder.kernel.tasks import cancelled
 from pyorder.model import Snapshot
+from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.storage.base import NodeClaim, StorageError, Store
 
@@ -40,7 +40,7 @@ def node_view(snap: Snapshot, node: int, adopted: Collection[int] = ()) -> Snaps
     def ours(order_id: int) -> bool:
         return decode_order_id(order_id)[1] in numbers
 
-    mine = [o for o in snap.pending_orders if ours(o.id)]
+    mine = _unique_reservations(node, [o for o in snap.pending_orders if ours(o.id)])
     reserved: Counter[tuple[int, int]] = Counter()
     for order in mine:
         for line in order.lines:
@@ -69,6 +69,18 @@ def node_view(snap: Snapshot, node: int, adopted: Collection[int] = ()) -> Snaps
         pending_orders=mine,
         max_reservation=max((o.reservation for o in mine), default=0),
     )
+
+
+def _unique_reservations(node: int, orders: list[Order]) -> list[Order]:
+    """``orders`` with the reservation ids of adopted nodes' orders renumbered above this
+    node's own: every node numbers its reservations from 1, and one core holds each id once.
+    In memory only (the stored ids stay; ``Orders.pending_order`` reads the core's)."""
+    own = [o for o in orders if decode_order_id(o.id)[1] == node]
+    adopted = sorted((o for o in orders if decode_order_id(o.id)[1] != node), key=lambda o: o.id)
+    if not adopted:
+        return orders
+    base = max((o.reservation for o in own), default=0)
+    return own + [replace(o, reservation=base + i) for i, o in enumerate(adopted, 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,11 @@ class _Row:
     """Monotonic time before which the pool is not asked again (it had none for the row)."""
     last_sale: float = field(default_factory=time.monotonic)
     """Monotonic time this row last sold (or was leased)."""
+    unrated: int = 0
+    """Units sold before urgent passes since the last periodic look (each pass moves
+    ``available`` on): counted in the next look's rate."""
+    ran_dry: bool = False
+    """An urgent pass found the row empty since the last look (it boosts the buffer)."""
     boost: int = 0
     """Extra buffer after the row ran dry: what was sold says nothing of the demand that found
     it empty, so each time a look finds it emptied since the last one this doubles (up to
@@ -156,25 +173,19 @@ class StockKeeper:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         """One pass at a time (the periodic one, or one asked for by ``refill_now``)."""
-        self._nudged = asyncio.Event()
         self._demand = False
         """Demand met an empty row since the last pass: dormant rows are leased for again."""
+        self._wanted: Counter[int] = Counter()
+        """Units per SKU that refused orders asked for since the last pass (``refill_now``):
+        a row with fewer asks for at least that many, whatever its rate says."""
         self._passes = 0
         """Passes started (``refill_now`` waits for one that starts after it was called)."""
-        self._last_granted = 0
-        """Units the last pass granted."""
         self.on_adopted: list[Callable[[], None]] = []
         """Called after this node adopted dead nodes' numbers (their orders are loaded by a
         rebuild: ``Intake.reload``)."""
         self.on_orphans_expired: list[Callable[[], None]] = []
         """Called after dead nodes' unpaid orders were expired here (their ``order.expired``
         events are pending in the store: the leader's deliveries resume)."""
-
-    def nudge(self) -> None:
-        """Run the next periodic pass now (a batch met empty rows: its refused orders are
-        answered, the next batches find the rows refilled)."""
-        self._demand = True
-        self._nudged.set()
 
     def start(self) -> None:
         if self._task is None:
@@ -206,9 +217,7 @@ class StockKeeper:
         next_reclaim = 0.0
         last = time.monotonic()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudged.wait(), self.config.interval_s)
-            self._nudged.clear()
+            await asyncio.sleep(self.config.interval_s)
             if not self._ready():
                 continue
             now = time.monotonic()
@@ -243,18 +252,22 @@ class StockKeeper:
                 log.exception("stock lease refill failed")
             last = now
 
-    async def refill_now(self) -> int:
+    async def refill_now(self, wanted: Mapping[int, int] | None = None) -> int:
         """Ask the pool at once (a node about to answer "out of stock"): one pass, shared by
         every caller while it runs; rows the pool had nothing for lately are not asked again
         for ``exhausted_s``. The pass is one that starts after the call: a pass running at the
-        time may have looked at the row before it ran dry. Returns the units that pass granted,
-        of any row (0: the answer stands; more: place again, and the core decides)."""
-        asked_at = self._passes
+        time may have looked at the row before it ran dry. Returns the units granted since the
+        call, of any row (0: the answer stands; more: place again, and the core decides: a
+        pass may have found the row refilled already, and asked for nothing). ``wanted``: units
+        per SKU the refused orders need (a batch's), asked for at least."""
+        asked_at, before = self._passes, self.stats.units_granted
         self._demand = True  # dormant rows too: demand met an empty row
+        if wanted:
+            self._wanted.update(wanted)
         async with self._lock:
-            if self._passes > asked_at:  # one started after the ask: it saw the row empty
-                return self._last_granted
-            return await self._refill(0.0)
+            if self._passes == asked_at:  # none started since the ask: it may not have seen
+                await self._refill(0.0)  # the row empty
+            return self.stats.units_granted - before
 
     async def refill(self, elapsed_s: float) -> int:
         """Ask the pool for the rows below their low-water mark; add what comes to the core.
@@ -265,10 +278,6 @@ class StockKeeper:
 
     async def _refill(self, elapsed_s: float) -> int:
         self._passes += 1
-        self._last_granted = await self._pass(elapsed_s)
-        return self._last_granted
-
-    async def _pass(self, elapsed_s: float) -> int:
         engine = self._engine()
         inventory = engine.inventory
         wants: list[tuple[int, int, int]] = []
@@ -276,8 +285,9 @@ class StockKeeper:
         now = time.monotonic()
         empty = StockLevel(0, 0, 0, 0)
         idle: list[tuple[int, int, int]] = []
-        # An urgent pass (an order about to be refused) or one after a nudge is demand.
+        # An urgent pass (orders about to be refused) or one after one asked is demand.
         demand, self._demand = elapsed_s == 0 or self._demand, False
+        wanted, self._wanted = self._wanted, Counter()
         levels = {
             (sku, wh): level
             for sku in engine.skus
@@ -288,19 +298,24 @@ class StockKeeper:
                 levels.setdefault(key, empty)
         for (sku, wh), level in levels.items():
             row = rows.setdefault((sku, wh), _Row(level.available))
+            sold = max(0, row.available - level.available)
             if elapsed_s > 0:
-                sold = max(0, row.available - level.available)
+                sold, row.unrated = sold + row.unrated, 0
                 row.rate += _ALPHA * (sold / elapsed_s - row.rate)
                 if sold:
                     row.last_sale = now
                 elif level.available and now - row.last_sale > self.config.idle_s:
                     idle.append((sku, wh, level.available))
-                if level.available == 0 and row.available > 0:  # sold out since
+                if (level.available == 0 and row.available > 0) or row.ran_dry:  # since
                     row.boost = min(
                         self.config.max_units, max(self.config.min_units, 2 * row.boost)
                     )
                 elif level.available > 0:
                     row.boost //= 2
+                row.ran_dry = False
+            else:  # an urgent pass: its sales count at the next look, for the rate
+                row.unrated += sold
+                row.ran_dry = row.ran_dry or level.available == 0
             row.available = level.available
             target = min(
                 self.config.max_units,
@@ -308,8 +323,10 @@ class StockKeeper:
             )
             if row.dormant and not demand:
                 continue
-            if level.available * 2 < target and row.exhausted_until <= now:
-                wants.append((sku, wh, target - level.available))
+            short = wanted.get(sku, 0) > level.available  # a batch refused for want of it
+            if (level.available * 2 < target or short) and row.exhausted_until <= now:
+                need = max(target, wanted.get(sku, 0))
+                wants.append((sku, wh, need - level.available))
         if idle:
             await self._give_back_idle(engine, idle)
         if not wants:

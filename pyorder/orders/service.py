@@ -300,12 +300,10 @@ class Orders:
             held = self.pending(order_id)
             if held is None:
                 return None
-            if (
-                stored is not None
-                and stored.status is OrderStatus.PENDING_PAYMENT
-                and stored.reservation == held.reservation
-            ):
-                return stored
+            if stored is not None and stored.status is OrderStatus.PENDING_PAYMENT:
+                # The core's reservation id: an adopted node's order has one of its own here
+                # (``pyorder.cluster.stock.node_view``).
+                return replace(stored, reservation=held.reservation)
             # Not in the store as held here: its commit was under way as we looked; again.
             await self._intake.durable()
         raise RuntimeError(f"order {order_id} is pending here but not in the store")

@@ -98,19 +98,12 @@ Grant = tuple[int, int, int]
 """(sku, warehouse, units)."""
 
 
-TAIL_SHARES = 4
-"""Near sell-out a grant is at most ``free / (TAIL_SHARES * live nodes)``: the pool runs out
-in many small grants rather than a few large ones, so when one node finds it empty the
-others hold little (their last grants), and "out of stock" while they still hold units
-(false) is short."""
-
-
 def share(want: int, free: int, nodes: int) -> int:
-    """Units to grant: what was asked for, but near sell-out no more than a fraction of what is
-    left (``TAIL_SHARES``; at least 1, while any is left)."""
+    """Units to grant: what was asked for, but near sell-out no more than an even share of
+    what is left among the live nodes (at least 1, while any is left)."""
     if free <= 0 or want <= 0:
         return 0
-    return min(want, free, max(1, math.ceil(free / (TAIL_SHARES * max(1, nodes)))))
+    return min(want, free, max(1, math.ceil(free / max(1, nodes))))
 
 
 async def grant(conn: _Conn, node: int, wants: list[Grant], nodes: int) -> list[Grant]:

@@ -83,3 +83,39 @@ def test_return_ids_are_distinct_across_nodes_and_above_every_stored_one() -> No
     assert all(i > 300 and i % ID_STRIDE == 2 for i in two)
     assert one == sorted(set(one))
     assert ids(None, 3) == [301, 302, 303]  # a node alone: the next ones, as before
+
+
+def test_adopted_orders_reservations_are_renumbered_above_the_nodes_own() -> None:
+    """Every node numbers its reservations from 1: a node that adopted a dead node's pending
+    orders holds them under ids of its own, and its core rebuilds (a repeated id refused it)."""
+    from pyorder.catalog.model import Sku, StockRow, Warehouse
+    from pyorder.engine import Engine
+    from pyorder.orders.model import Order, OrderLine, OrderStatus
+
+    ids = {n: OrderIdGenerator(n) for n in (1, 5, 7)}
+
+    def order(node: int, reservation: int) -> Order:
+        oid = int(ids[node].next_ids(1)[0])
+        line = OrderLine(sku=0, warehouse=0, quantity=1, unit_price=100, merchant="m")
+        return Order(
+            oid, "b", OrderStatus.PENDING_PAYMENT, "EUR", 100, "north", {}, reservation,
+            0, 2**62, 0, (line,),
+        )  # fmt: skip
+
+    orders = [order(1, 1), order(1, 2), order(5, 1), order(5, 2), order(7, 1)]
+    snap = Snapshot(
+        [Warehouse(0, "w", "m")],
+        {"north": [0]},
+        [Sku(0, "m", "tea", 100, "EUR")],
+        [StockRow(0, 0, 10, 5, 0)],
+        orders,
+        max(o.id for o in orders),
+        2,
+        stock_leases=[(0, 0, 1, 5)],
+    )
+    view = node_view(snap, 1, {5, 7})
+    held = {o.id: o.reservation for o in view.pending_orders}
+    assert [held[o.id] for o in orders] == [1, 2, 3, 4, 5]  # own kept; adopted by order id
+    assert view.max_reservation == 5
+    engine = Engine.rebuild(view, node=1, payment_timeout_ms=60_000)
+    assert engine.inventory.stock(0).reserved == 5

@@ -46,7 +46,6 @@ from pyorder.model import WriteBatch
 from pyorder.storage.base import StorageError
 from pyorder.storage.node_lease import LIVE_NODES_SQL, FencedError, LeaseConfig, NodeLease
 from pyorder.storage.postgres import PostgresStore
-from pyorder.storage.stock_leases import TAIL_SHARES
 from tests.support.postgres import fresh_postgres_database
 
 Key = tuple[int, int]
@@ -257,7 +256,7 @@ class Run:
         result: list[tuple[int, int, int]] | BaseException,
     ) -> None:
         """A grant gives each row what was asked, at most the pool, and near sell-out at most
-        a fraction of it per live node (at least 1); a fenced process gets nothing."""
+        an even share among the live nodes (at least 1); a fenced process gets nothing."""
         m = self.model
         assert nodes == len(m.live), "live_nodes"
         if self._fenced(proc):
@@ -271,8 +270,7 @@ class Run:
         expected = []
         for sku, wh, want in sorted(wants):
             free = m.free((sku, wh))
-            cap = max(1, math.ceil(free / (TAIL_SHARES * max(1, nodes))))
-            give = min(want, free, cap) if free > 0 else 0
+            give = min(want, free, max(1, math.ceil(free / max(1, nodes)))) if free > 0 else 0
             if give > 0:
                 expected.append((sku, wh, give))
             self.seen["short grants" if give < want else "full grants"] += 1
@@ -667,7 +665,7 @@ def _run(seed: int, steps: int, *, races: bool = False) -> Run:
 
 
 # Seeds whose runs kill holders of units, fence a stale process and take units back (checked).
-@pytest.mark.parametrize("seed", _seeds([3, 6]))
+@pytest.mark.parametrize("seed", _seeds([3, 5]))
 def test_stock_leases_match_the_model_after_every_step(seed: int) -> None:
     run = _run(seed, steps=60)
     assert run.seen["kills"]

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from pyorder.auth import Principal
 from pyorder.cluster.stock import StockKeeper
+from pyorder.orders import stockouts
 from pyorder.orders.service import Answer, Orders
 from pyorder.server.api.orders_bodies import (
     MAX_BATCH_ORDERS,
@@ -37,16 +38,14 @@ async def _answer(placing: Answer | Awaitable[Answer]) -> Answer:
     return placing if isinstance(placing, Answer) else await placing
 
 
-def _placing(
-    place: Place, *, ask_pool: bool = False
-) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _placing(place: Place, *, many: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The handler placing through ``place``: one coroutine per request, as it is the hot
     path (each nested one is created per request and resumed again after the group commit).
     Past the admission bound it answers 503 before reading the body (``pyorder.server.admission``).
 
-    ``ask_pool`` (one order): on a cluster node, an order refused out of stock asks the pool
-    for more first (``StockKeeper.refill_now``) and is placed once more if any came, so "out
-    of stock" is said while units remain only when other nodes hold them."""
+    ``many``: ``place`` takes a batch. On a cluster node, orders refused out of stock ask the
+    pool for more first (``StockKeeper.refill_now``) and are placed once more if any came
+    (``_out_of_stock``)."""
     clock = time.perf_counter
 
     async def handler(request: web.Request) -> web.Response:
@@ -65,9 +64,7 @@ def _placing(
                 async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
                     answer = await _answer(place(orders, who, body))
                     if answer.stockouts and (keeper := app[PLATFORM].stock_keeper):
-                        answer = await _out_of_stock(
-                            keeper, place, orders, who, body, answer, ask_pool
-                        )
+                        answer = await _out_of_stock(keeper, place, orders, who, body, answer, many)
                     answers.append(answer)
                     return answer.status, answer.body
 
@@ -82,7 +79,7 @@ def _placing(
             if not isinstance(answer, Answer):  # a cluster node claiming purchase limits
                 answer = await answer
             if answer.stockouts and (keeper := app[PLATFORM].stock_keeper):
-                answer = await _out_of_stock(keeper, place, orders, who, body, answer, ask_pool)
+                answer = await _out_of_stock(keeper, place, orders, who, body, answer, many)
             await app[PLATFORM].intake.durable()
             _count(app, answer)
             return web.Response(
@@ -94,6 +91,11 @@ def _placing(
     return handler
 
 
+ASK_POOL_TRIES = 3
+"""How many times orders refused out of stock ask the pool and are placed again (units
+granted may go to the orders that queued with them)."""
+
+
 async def _out_of_stock(
     keeper: StockKeeper,
     place: Place,
@@ -101,17 +103,26 @@ async def _out_of_stock(
     who: Principal,
     body: bytes,
     answer: Answer,
-    ask_pool: bool,
+    many: bool,
 ) -> Answer:
-    """Some of what ``answer`` placed met an empty row of a cluster node (``keeper``'s). One
-    order refused asks the pool for more and is placed once more if any came (nothing of the
-    refused attempt was staged); a batch, whose other orders are staged, only wakes the refill
-    for the next."""
-    if ask_pool and not answer.created:
-        if await keeper.refill_now():
-            return await _answer(place(orders, who, body))
-        return answer
-    keeper.nudge()
+    """Some of what ``answer`` placed met an empty row of a cluster node (``keeper``'s): the
+    refused orders ask the pool for more and are placed once more if any came, up to
+    ``ASK_POOL_TRIES`` times. One order is placed again whole (nothing of the refused attempt
+    was staged); a batch's refused orders are placed again as a batch of their own, after the
+    pool was asked for the units they need, and their results take their places in the
+    answer. So "out of stock" is said while units remain only when other nodes hold them."""
+    for _ in range(ASK_POOL_TRIES):
+        if many:
+            again = stockouts.refused(answer.body, body)
+            if again is None or not await keeper.refill_now(again.wanted):
+                break
+            answer = again.merge(answer, await _answer(place(orders, who, again.body)))
+        else:
+            if not await keeper.refill_now():
+                break
+            answer = await _answer(place(orders, who, body))
+        if not answer.stockouts:
+            break
     return answer
 
 
@@ -132,7 +143,7 @@ routes.post("/v1/orders")(
         (*AUTH_ERRORS, *BODY_ERRORS, 409, 503),
         idempotent_key=True,
         sheds=True,
-    )(_placing(Orders.place_json, ask_pool=True))
+    )(_placing(Orders.place_json, many=False))
 )
 # Up to ``MAX_BATCH_ORDERS`` orders (``OrderBatchIn``), one result per order.
 routes.post("/v1/orders/batch")(
@@ -144,7 +155,7 @@ routes.post("/v1/orders/batch")(
         (*AUTH_ERRORS, *BODY_ERRORS, 409, 503),
         idempotent_key=True,
         sheds=True,
-    )(_placing(Orders.place_batch_json))
+    )(_placing(Orders.place_batch_json, many=True))
 )
 
 

@@ -1,0 +1,146 @@
+"""``scripts/cluster.sh``: ``up`` starts the sandboxes, three cluster nodes and HAProxy in front
+of them on a given database; an order goes through the front; ``status`` shows every node up
+in HAProxy; a second ``up`` changes nothing; ``down`` stops every process it started.
+
+The nodes inherit the suite's ``PYORDER_DRAIN_S=0`` (``tests/conftest.py``), so ``down`` is
+quick; the drain behind HAProxy is ``tests/server/test_balancer.py``'s."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from tests.server.e2e_lib import order_body
+from tests.support.balancer import haproxy_binary
+from tests.support.postgres import fresh_postgres_database
+from tests.support.server import ROOT
+
+
+def _free_run(n: int) -> int:
+    """The first of ``n`` consecutive free loopback ports."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + n > 65535:
+            continue
+        try:
+            held = []
+            for port in range(base, base + n):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def _script(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "scripts/cluster.sh", command],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _call(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_cluster_script_up_status_down(tmp_path: Path) -> None:
+    haproxy_binary()
+    state = tmp_path / "cluster"
+    front = _free_run(4)  # the front, then nodes 1-3
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYORDER_CLUSTER_DIR": str(state),
+        "PYORDER_CLUSTER_PORT": str(front),
+        "PYORDER_CLUSTER_STATS_PORT": str(_free_run(1)),
+        "PYORDER_CLUSTER_SANDBOX_PORT": str(_free_run(3)),
+    }
+    with fresh_postgres_database("pyorder_cluster_script") as dsn:
+        env["PYORDER_CLUSTER_DSN"] = dsn
+        try:
+            up = _script("up", env)
+            assert up.returncode == 0, up.stderr
+            pids = {p.stem: int(p.read_text()) for p in state.glob("*.pid")}
+            assert set(pids) == {"card1", "card2", "swift", "node1", "node2", "node3", "haproxy"}
+
+            deadline = time.monotonic() + 10
+            while True:
+                status = _script("status", env)
+                lines = [line.split() for line in status.stdout.splitlines()]
+                seen = {w[1]: w[2:] for w in lines if w[0] == "haproxy" and w[1] != "pid"}
+                if status.returncode == 0 and all(s[:1] == ["UP"] for s in seen.values()):
+                    break
+                assert time.monotonic() < deadline, status.stdout
+                time.sleep(0.2)
+            assert set(seen) == {"n1", "n2", "n3"}
+
+            again = _script("up", env)
+            assert again.returncode == 0, again.stderr
+            assert {p.stem: int(p.read_text()) for p in state.glob("*.pid")} == pids
+
+            issuer = TokenIssuer(load_or_create_secret(state / "data"))
+            admin, buyer = issuer.mint(Role.ADMIN, "ops"), issuer.mint(Role.BUYER, "b1")
+            url = f"http://127.0.0.1:{front}"
+            code, wh = _call(url + "/v1/warehouses", admin, {"name": "w", "regions": ["north"]})
+            assert code == 201, wh
+            stock = [{"warehouse": wh["id"], "units": 5}]
+            code, sku = _call(
+                url + "/v1/skus",
+                admin,
+                {"title": "t", "price": 100, "currency": "CNY", "stock": stock},
+            )
+            assert code == 201, sku
+            for _ in range(50):  # a node sells a new SKU once its stock lease is granted
+                code, order = _call(
+                    url + "/v1/orders", buyer, order_body([(sku["id"], 1)], "north")
+                )
+                if code == 201:
+                    break
+                time.sleep(0.1)
+            assert code == 201, order
+            assert _call(f"{url}/v1/orders/{order['id']}", buyer)[0] == 200
+        finally:
+            down = _script("down", env)
+        assert down.returncode == 0, down.stderr
+        for name, pid in pids.items():
+            assert not _running(pid), f"{name} (pid {pid}) still runs after down"
+        assert not list(state.glob("*.pid"))
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", front), timeout=1).close()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not reaped yet: setsid children of the script's shell) is not running.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
