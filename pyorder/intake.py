@@ -29,6 +29,10 @@ from pyorder.storage.base import Store
 from pyorder.storage.codec import staged_order
 
 log = logging.getLogger(__name__)
+REBUILD_RETRY_S = (0.1, 1.0)
+"""Waits between tries of a rebuild after a failed commit (s): the first, doubled after each
+failure up to the second. A database failover's new primary is often up within a second, and
+the node takes writes again at the first try that reaches it."""
 
 
 class IntakeUnavailableError(Exception):
@@ -296,6 +300,7 @@ class Intake:
         """Rebuild through ``on_failure`` until it succeeds, then take writes again; once
         the intake is closing, a failed rebuild is the last (the process stops without it,
         its staged work refused: nothing of it was acknowledged)."""
+        pause = REBUILD_RETRY_S[0]
         while self.on_failure is not None:
             try:
                 await self.on_failure()
@@ -304,8 +309,9 @@ class Intake:
                 if self._closing:
                     log.exception("rebuild from the store failed while stopping; giving up")
                     break
-                log.exception("rebuild from the store failed; retrying in 1 s")
-                await asyncio.sleep(1.0)
+                log.exception("rebuild from the store failed; retrying in %.1f s", pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, REBUILD_RETRY_S[1])
         # Whatever was staged while recovering was decided by the old core: drop it.
         self._fail_all(self._waiters, self._error)
         self._waiters, self.batch = [], WriteBatch()

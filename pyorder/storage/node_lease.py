@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from pyorder.kernel.tasks import cancelled
 from pyorder.storage.base import NodeClaim, StorageError, StoreInUseError
@@ -63,6 +64,15 @@ KEEPALIVES = {
 whose machine died without closing its sockets) loses its session, hence its number and
 leases, about 11 s later, instead of after the system's default of hours. A paused process
 keeps it: its kernel still answers the probes."""
+
+CONNECT_TIMEOUT_S = 5.0
+"""Longest one connection attempt may take, every host of a multi-host DSN included (asyncpg's
+``timeout`` covers the whole list; its default is 60 s). A node reconnecting during a database
+failover then fails fast and tries again, instead of hanging on a host that does not answer."""
+
+RECLAIM_FIRST_S = 0.1
+"""After the lease's session is lost, the first try to claim the number again comes this soon;
+each failed try doubles the wait, up to ``LeaseConfig.heartbeat_s``."""
 
 DB_NOW_MS = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 """The database's clock in ms since the epoch, floored like ``kernel.clock.now_ms`` (a cast alone
@@ -111,7 +121,8 @@ class LeaseConfig:
     cluster: bool = False
     """Cluster mode (several nodes on one database); solo mode refuses to run beside any other."""
     node: int | None = None
-    """The node number to claim; None: 0 in solo mode, the lowest free one in cluster mode."""
+    """The node number to claim; None: 0 in solo mode, the lowest free one in cluster mode (a
+    claim again after a lost session tries the number held before first)."""
     max_clock_skew_ms: int = 250
     """Largest distance allowed between this machine's clock and the database's."""
     heartbeat_s: float = 1.0
@@ -139,6 +150,9 @@ class NodeLease(NodeClaim):
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._leader = False
+        self._lost = asyncio.Event()
+        """Set when the lease's session ends (asyncpg's termination listener): wakes the
+        heartbeat at once, so that a failover is noticed without waiting for the next beat."""
         self._using = asyncio.Lock()
         """One statement at a time on the lease's session (heartbeat, taking over)."""
         self.claims = 0
@@ -170,6 +184,7 @@ class NodeLease(NodeClaim):
         try:
             conn = await asyncpg.connect(
                 self._dsn,
+                timeout=CONNECT_TIMEOUT_S,
                 server_settings={"application_name": f"pyorder {self.holder}", **KEEPALIVES},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
@@ -184,6 +199,7 @@ class NodeLease(NodeClaim):
         except BaseException:
             conn.terminate()  # no await: this may be a cancellation
             raise
+        conn.add_termination_listener(self._session_ended)
         self._conn, self.node, self.epoch = conn, node, epoch
         self.claims += 1
         log.info("node lease: node %d, epoch %d (%s mode)", node, epoch, self._mode)
@@ -206,6 +222,10 @@ class NodeLease(NodeClaim):
             log.info("node %d leads the shared background work", self.node)
             for notify in self.on_leader:
                 notify()
+
+    def _session_ended(self, conn: "asyncpg.Connection | PoolConnectionProxy") -> None:
+        if conn is self._conn:
+            self._lost.set()
 
     def watch(self) -> None:
         """Start the heartbeat (``seen_ms``, session check, claiming again after a loss)."""
@@ -272,7 +292,10 @@ class NodeLease(NodeClaim):
             if await conn.fetchval("SELECT pg_try_advisory_lock($1, 0)", NODE_LOCK):
                 return 0
             raise NodeRefusedError("node number 0 is held by a live node")
-        for node in range(NODES):
+        # Claiming again (a lost session, a failover): its own number first, so that the
+        # nodes of a cluster keep theirs rather than take each other's.
+        order = range(NODES) if self.node < 0 else (self.node, *range(NODES))
+        for node in order:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", NODE_LOCK, node):
                 return node
         raise NodeRefusedError(f"all {NODES} node numbers are held by live nodes")
@@ -322,8 +345,16 @@ class NodeLease(NodeClaim):
     # --- heartbeat -----------------------------------------------------------------------------
 
     async def _beat(self) -> None:
+        # Held: a beat every heartbeat_s, or at once when the session ends. Lost: claim again at
+        # once, then after RECLAIM_FIRST_S, doubling up to heartbeat_s while it fails (a
+        # failover's new primary is often up within a second).
+        retry = RECLAIM_FIRST_S
+        pause = self.config.heartbeat_s
         while True:
-            await asyncio.sleep(self.config.heartbeat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), pause)
+            self._lost.clear()
+            pause = self.config.heartbeat_s
             conn = self._conn
             if conn is not None and not conn.is_closed():
                 try:
@@ -332,10 +363,12 @@ class NodeLease(NodeClaim):
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                     log.warning("node lease: the session of node %d is lost", self.node)
                     await self._drop()
+                    pause = retry = RECLAIM_FIRST_S
                 else:
                     if status.endswith(" 0"):  # someone raised the epoch: never ours again
                         log.error("node lease: node %d was claimed by another", self.node)
                         await self._drop()
+                        pause = retry = RECLAIM_FIRST_S
                     else:
                         try:
                             await self._lead()
@@ -344,11 +377,13 @@ class NodeLease(NodeClaim):
                 continue
             try:
                 await self.acquire()
+                continue
             except StorageError as e:
                 log.warning("node lease: cannot claim a node number again: %s", e)
             except Exception:  # the new session was cut while claiming (a failover): retry;
                 # the heartbeat must never die, or the node would never claim a number again
                 log.warning("node lease: claiming a node number again failed", exc_info=True)
+            pause, retry = retry, min(retry * 2, self.config.heartbeat_s)
 
     async def take_over(
         self, node: int, work: Callable[[asyncpg.Connection], Awaitable[T]]

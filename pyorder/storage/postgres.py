@@ -65,6 +65,7 @@ from pyorder.storage.base import (
 )
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 from pyorder.storage.node_lease import (
+    CONNECT_TIMEOUT_S,
     FENCE_SQL,
     LEADER_NODE_SQL,
     LIVE_NODES_SQL,
@@ -313,7 +314,10 @@ class PostgresStore(Store):
             raise RuntimeError("PostgresStore is already open")
         try:
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=self._min_size, max_size=self._max_size
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                timeout=CONNECT_TIMEOUT_S,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise StorageError(f"cannot connect to PostgreSQL: {e}") from e
@@ -399,7 +403,7 @@ class PostgresStore(Store):
         """The commits' connection, connected first if there is none (the store must be open)."""
         self._p()
         if self._writer is None or self._writer.is_closed():
-            self._writer = await asyncpg.connect(self._dsn)
+            self._writer = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
         return self._writer
 
     def _one_statement(self, batch: WriteBatch, writes: list[Write]) -> bool:

@@ -494,6 +494,20 @@ async def order_worker(
             return
 
 
+async def place_order(api: Api, ledger: Ledger, rng: random.Random, tag: str) -> int:
+    """Place one single order tagged ``tag`` (recorded in the ledger like the workers'); its
+    HTTP status, 0 when no answer came."""
+    sent = [_order(rng, tag, ledger.cat)]
+    ledger.new_tags([tag])
+    req = Request("/v1/orders", json.dumps(sent[0]).encode(), None, rng.choice(BUYERS), [tag])
+    try:
+        await _send(api, ledger, req, sent)
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
+    state = ledger.tags[tag]
+    return 201 if state.fate is Fate.ACKED else state.status or 503
+
+
 def owner(ledger: Ledger, order_id: int) -> tuple[str, str]:
     ts = ledger.tags[ledger.by_id[order_id]]
     assert ts.response is not None

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,35 @@ def test_the_heartbeat_claims_again_after_its_session_is_cut(dsn: str) -> None:
             await asyncio.sleep(0.05)
         assert (lease.held, lease.node, lease.epoch, lease.claims) == (True, 0, 2, 2)
         await lease.release()
+
+    run(body)
+
+
+def test_cluster_nodes_cut_off_together_claim_their_own_numbers_again_at_once(dsn: str) -> None:
+    """As after a database failover: every session ends at once. Each lease's heartbeat wakes
+    when its session ends (not at its next beat, 5 s away), and takes its own number back."""
+
+    async def body() -> None:
+        config = {"cluster": True, "heartbeat_s": 5.0, "max_clock_skew_ms": 50}
+        leases = [await _lease(dsn, **config) for _ in range(2)]
+        assert [lease.node for lease in leases] == [0, 1]
+        for lease in leases:
+            lease.watch()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid",
+                [lease.backend_pid for lease in leases],
+            )
+        finally:
+            await conn.close()
+        cut = time.monotonic()
+        while not all(lease.claims == 2 and lease.held for lease in leases):
+            assert time.monotonic() - cut < 3.0, [(x.claims, x.held) for x in leases]
+            await asyncio.sleep(0.01)
+        assert [(lease.node, lease.epoch) for lease in leases] == [(0, 2), (1, 2)]
+        for lease in leases:
+            await lease.release()
 
     run(body)
 

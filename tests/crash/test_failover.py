@@ -1,0 +1,137 @@
+"""Database failover under load: a server on a PostgreSQL primary with a synchronous standby
+(``scripts/pg_pair.sh``, through the multi-host DSN), the primary's postmaster SIGKILLed while
+clients place orders, the standby promoted; the server must recover by itself (its in-doubt
+batches fail with 503, it reconnects to the new primary, claims its node number again and
+rebuilds), and then every order it acknowledged, before and after the kill, is on the new
+primary (RPO 0), stock is conserved, and its view equals the database's. The time from the kill
+to the first order acknowledged after it (the RTO) is printed.
+
+The load's choices come from one seed, printed and taken from ``PYORDER_CRASH_SEED``.
+"""
+
+import asyncio
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.pg_pair import PgPair, pg_pair
+from tests.support.server import ServerProcess
+
+from .harness import (
+    Api,
+    Ledger,
+    PostgresReader,
+    check_api,
+    check_new_orders,
+    check_store,
+    order_worker,
+    place_order,
+    restock,
+    seed,
+    server_errors_logged,
+)
+
+CLIENTS = 12
+BUDGET = 3000
+RTO_LIMIT_S = 20.0
+"""The longest a failover may keep orders from succeeding in the test (it takes ~1-3 s: the
+heartbeat's second, the rebuild's retry, the reload)."""
+
+
+def _rng() -> random.Random:
+    seed_ = int(os.environ.get("PYORDER_CRASH_SEED", "0")) or random.randrange(1, 2**32)
+    print(f"failover test seed: PYORDER_CRASH_SEED={seed_}")
+    return random.Random(seed_)
+
+
+def test_primary_killed_under_load_then_standby_promoted(tmp_path: Path) -> None:
+    with pg_pair() as pair:
+        server = ServerProcess(tmp_path / "data", database=pair.dsn)
+        try:
+            server.start()
+            asyncio.run(_failover(pair, server, _rng(), cycles=1))
+        finally:
+            server.kill()
+
+
+@pytest.mark.long
+def test_failover_after_failover(tmp_path: Path) -> None:
+    """Twice: after the first failover a new standby is made of the new primary (the runbook's
+    ``pg_pair.sh`` steps: a base backup under the old primary's name), then it fails over again.
+    """
+    with pg_pair() as pair:
+        server = ServerProcess(tmp_path / "data", database=pair.dsn)
+        try:
+            server.start()
+            asyncio.run(_failover(pair, server, _rng(), cycles=2))
+        finally:
+            server.kill()
+
+
+async def _failover(pair: PgPair, server: ServerProcess, rng: random.Random, cycles: int) -> None:
+    async with Api(server) as api:
+        ledger = Ledger(await seed(api))
+        await restock(api, ledger.cat)
+    for cycle in range(cycles):
+        if cycle:
+            await asyncio.to_thread(pair.rebuild_standby)
+        await _one_failover(pair, server, ledger, rng, cycle)
+    assert not ledger.server_errors, ledger.server_errors
+
+
+async def _one_failover(
+    pair: PgPair, server: ServerProcess, ledger: Ledger, rng: random.Random, cycle: int
+) -> None:
+    stop = asyncio.Event()
+    async with Api(server) as api:
+        workers = [
+            asyncio.create_task(
+                order_worker(
+                    api, ledger, random.Random(rng.random()), f"c{cycle}w{i}", stop, BUDGET
+                )
+            )
+            for i in range(CLIENTS)
+        ]
+        await asyncio.sleep(rng.uniform(0.5, 1.0))
+        acked_before = ledger.acked_in_run
+        assert acked_before > 0, "no order was acknowledged before the kill"
+        assert ledger.in_flight > 0
+        pair.kill_primary()
+        killed_at = time.monotonic()
+        await asyncio.to_thread(pair.promote)
+        promoted_s = time.monotonic() - killed_at
+        rto_s = await _first_order(api, ledger, rng, killed_at, f"c{cycle}probe")
+        await asyncio.sleep(0.5)  # the load goes on on the new primary
+        stop.set()
+        await asyncio.gather(*workers)
+        await restock(api, ledger.cat)  # the load may have sold out what check_new_orders buys
+    print(
+        f"failover {cycle}: promoted {promoted_s:.2f} s after the kill; RTO (kill to the first"
+        f" order acknowledged after it) {rto_s:.2f} s; acknowledged {acked_before} before the"
+        f" kill, {ledger.acked_in_run - acked_before} after; 503 answers {ledger.unavailable}"
+    )
+    reader = PostgresReader(pair.dsn)
+    state = await reader.read()
+    print("  store:", check_store(ledger, state))  # every acknowledged order is there: RPO 0
+    async with Api(server) as api:
+        await check_api(api, ledger, state)
+        await check_new_orders(api, ledger, state, f"after-failover-{cycle}")
+
+
+async def _first_order(
+    api: Api, ledger: Ledger, rng: random.Random, since: float, prefix: str
+) -> float:
+    """Seconds from ``since`` to the first order acknowledged of those sent from now on, one
+    every 20 ms at most; fails past ``RTO_LIMIT_S``."""
+    for n in range(100_000):
+        if await place_order(api, ledger, rng, f"{prefix}.{n}") == 201:
+            return time.monotonic() - since
+        assert time.monotonic() - since < RTO_LIMIT_S, (
+            "no order succeeded after the failover; the server's log:\n"
+            + server_errors_logged(api.server)
+        )
+        await asyncio.sleep(0.02)
+    raise AssertionError("unreachable: the time limit comes first")
