@@ -93,7 +93,7 @@ def metrics_app(main: web.Application, *, token: str | None) -> web.Application:
             resp = error_response(401, "unauthorized", "send 'Authorization: Bearer <token>'")
             resp.headers["WWW-Authenticate"] = "Bearer"
             return resp
-        return metrics.render()
+        return await metrics.render()
 
     app.router.add_get("/metrics", serve)
     return app

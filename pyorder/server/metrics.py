@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from pyorder.platform import Platform
 from pyorder.server.admission import Admission
 from pyorder.server.drain import DrainState
+from pyorder.server.replication_metrics import ReplicationStats
 
 
 class Metrics:
@@ -46,6 +47,8 @@ class Metrics:
         if admission is not None:
             r.register(AdmissionStats(admission))
         r.register(NodeStats(platform))
+        self.replication = ReplicationStats(platform.store)
+        r.register(self.replication)
         self.http = HttpStats(
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
         )
@@ -114,7 +117,10 @@ class Metrics:
         self.lightning_refunds.inc()
         self.scan_to_refund_seconds.observe(seconds)
 
-    def render(self) -> web.Response:
+    async def render(self) -> web.Response:
+        """The Prometheus text, with the database's replication read first (at most once a
+        second: ``ReplicationStats``)."""
+        await self.replication.refresh()
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -16,6 +16,7 @@ from pyorder.logistics.model import DeliveryWindow, Fulfilment, TrackingEvent, W
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.returns.model import Return
+from pyorder.storage.replication import Standby
 
 
 class StorageError(Exception):
@@ -189,6 +190,11 @@ class Store(ABC):
     async def leader_node(self) -> int | None:
         """The number of the node that leads the shared background work now, if any."""
         raise StorageError(f"{type(self).__name__} is single-process: no other nodes")
+
+    async def standbys(self) -> list[Standby]:
+        """The database's streaming standbys and their lag (``storage.replication``); none
+        for a store without replication."""
+        return []
 
     def resume(self) -> None:  # noqa: B027 - an optional hook: stores of depth 1 need none
         """Write again after a failed commit (see ``pipeline_depth``)."""

@@ -52,6 +52,7 @@ from pyorder.storage import (
     key_claims,
     limit_claims,
     parts,
+    replication,
     stock_leases,
     window_bookings,
 )
@@ -74,6 +75,7 @@ from pyorder.storage.node_lease import (
     LeaseConfig,
     NodeLease,
 )
+from pyorder.storage.replication import Standby
 from pyorder.storage.retry import RetryPolicy, is_conflict
 
 COPY_THRESHOLD = 64
@@ -704,6 +706,12 @@ class PostgresStore(Store):
             async with self._p().acquire() as conn:
                 found = await conn.fetchval(LEADER_NODE_SQL)
         return None if found is None else int(found)
+
+    async def standbys(self) -> list[Standby]:
+        with _db_errors("reading the standbys"):
+            async with self._p().acquire() as conn:
+                rows = await conn.fetch(replication.STANDBYS_SQL)
+        return [replication.standby_from_row(tuple(r)) for r in rows]
 
     def _lease_node(self) -> int:
         if self.lease_node is None:

@@ -21,6 +21,7 @@ from tests.support.pg_pair import PgPair, pg_pair
 from tests.support.server import ServerProcess
 
 from .harness import (
+    ADMIN,
     Api,
     Ledger,
     PostgresReader,
@@ -75,6 +76,7 @@ async def _failover(pair: PgPair, server: ServerProcess, rng: random.Random, cyc
     async with Api(server) as api:
         ledger = Ledger(await seed(api))
         await restock(api, ledger.cat)
+        await _standby_in_metrics(api)
     for cycle in range(cycles):
         if cycle:
             await asyncio.to_thread(pair.rebuild_standby)
@@ -119,6 +121,19 @@ async def _one_failover(
     async with Api(server) as api:
         await check_api(api, ledger, state)
         await check_new_orders(api, ledger, state, f"after-failover-{cycle}")
+
+
+async def _standby_in_metrics(api: Api) -> None:
+    """``/metrics`` shows the synchronous standby the primary streams to, and its lag."""
+    async with api.session.get(api.server.url + "/metrics", headers=api.auth(*ADMIN)) as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    lines = text.splitlines()
+    assert 'pyorder_pg_standbys{state="streaming",sync_state="sync"} 1.0' in lines, text
+    lag = [ln for ln in lines if ln.startswith("pyorder_pg_replication_lag_bytes{")]
+    assert len(lag) == 1, text
+    assert 'sync_state="sync"' in lag[0]
+    assert float(lag[0].rsplit(" ", 1)[1]) >= 0
 
 
 async def _first_order(

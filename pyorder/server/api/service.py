@@ -48,7 +48,7 @@ async def render_metrics(request: web.Request) -> web.Response:
     """Prometheus text for an admin or the holder of the metrics token; 401/403 otherwise."""
     if not _metrics_token_matches(request):
         principal(request).require(Role.ADMIN)
-    return request.app[METRICS].render()
+    return await request.app[METRICS].render()
 
 
 def _metrics_token_matches(request: web.Request) -> bool:
