@@ -11,9 +11,13 @@
 #   node i (1..N)     127.0.0.1:8080+i        PYORDER_CLUSTER_NODE_PORT (node 1's; N: PYORDER_CLUSTER_NODES, 3)
 #   card1, card2      127.0.0.1:9111, 9112    PYORDER_CLUSTER_SANDBOX_PORT (card1's; then +1, +2)
 #   swift (carrier)   127.0.0.1:9113
-#   PostgreSQL        127.0.0.1:54339         PYORDER_CLUSTER_PG_PORT (scripts/postgres.sh, data in the state folder)
-# PYORDER_CLUSTER_DSN=postgresql://... uses that database instead (say, a primary/standby pair
-# with a multi-host DSN); the script then neither starts nor stops a PostgreSQL.
+#   PostgreSQL        127.0.0.1:54339, 54340  PYORDER_CLUSTER_PG_PORT (the primary's; its synchronous
+#                                             standby on the next port: scripts/pg_pair.sh, data
+#                                             in the state folder's pg-pair/; the nodes get the
+#                                             multi-host DSN, and `pg_pair.sh promote` fails over)
+# PYORDER_CLUSTER_PG=single starts one PostgreSQL instead (scripts/postgres.sh, in pg/), and
+# PYORDER_CLUSTER_DSN=postgresql://... uses that database: the script then neither starts nor
+# stops one.
 #
 # State folder: PYORDER_CLUSTER_DIR (default .cluster/ in the repository, git-ignored): pid files,
 # logs (<name>.log), haproxy.cfg, the nodes' shared data directory (token secret), the DSN, and
@@ -116,9 +120,15 @@ database() {
         echo "$PYORDER_CLUSTER_DSN"
         return 0
     fi
-    # Our own PostgreSQL, in the state folder; `down` stops it.
-    touch "$STATE/pg.managed"
-    PYORDER_PG_DIR="$STATE/pg" PYORDER_PG_PORT="$PG_PORT" bash scripts/postgres.sh </dev/null
+    if [[ "${PYORDER_CLUSTER_PG:-pair}" == single ]]; then
+        # One PostgreSQL, in the state folder; `down` stops it.
+        touch "$STATE/pg.managed"
+        PYORDER_PG_DIR="$STATE/pg" PYORDER_PG_PORT="$PG_PORT" bash scripts/postgres.sh </dev/null
+        return 0
+    fi
+    # A primary and its synchronous standby, in the state folder; `down` stops both.
+    touch "$STATE/pg-pair.managed"
+    PYORDER_PAIR_PORTS="$PG_PORT $((PG_PORT + 1))" bash scripts/pg_pair.sh up "$STATE/pg-pair" </dev/null
 }
 
 node_port() { echo $((NODE_PORT + $1 - 1)); }
@@ -221,6 +231,10 @@ down() {
             fi
         fi
         rm -f "$STATE/pg.managed"
+    fi
+    if [[ -e "$STATE/pg-pair.managed" ]]; then
+        bash scripts/pg_pair.sh down "$STATE/pg-pair" </dev/null >&2
+        rm -f "$STATE/pg-pair.managed"
     fi
     log "down"
 }

@@ -7,9 +7,11 @@ quick; the drain behind HAProxy is ``tests/server/test_balancer.py``'s."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +23,7 @@ import pytest
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
 from tests.server.e2e_lib import order_body
 from tests.support.balancer import haproxy_binary
+from tests.support.pg_pair import PgPair
 from tests.support.postgres import fresh_postgres_database
 from tests.support.server import ROOT
 
@@ -134,6 +137,71 @@ def test_cluster_script_up_status_down(tmp_path: Path) -> None:
         assert not list(state.glob("*.pid"))
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", front), timeout=1).close()
+
+
+@pytest.mark.long
+def test_cluster_script_on_its_own_primary_and_standby_fails_over() -> None:
+    """By default ``up`` starts a PostgreSQL primary and its synchronous standby
+    (``scripts/pg_pair.sh``) and gives the nodes the multi-host DSN: an order through the front,
+    the primary killed and the standby promoted, orders through the front again, the first
+    one still there; ``down`` stops the pair too."""
+    haproxy_binary()
+    # Not under pytest's tmp_path: as root, the postgres OS user must reach the pair's folder.
+    state = Path(tempfile.mkdtemp(prefix="pyorder-cluster-"))
+    state.chmod(0o755)
+    front, pg = _free_run(4), _free_run(2)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYORDER_CLUSTER_DIR": str(state),
+        "PYORDER_CLUSTER_PORT": str(front),
+        "PYORDER_CLUSTER_STATS_PORT": str(_free_run(1)),
+        "PYORDER_CLUSTER_SANDBOX_PORT": str(_free_run(3)),
+        "PYORDER_CLUSTER_PG_PORT": str(pg),
+    }
+    env.pop("PYORDER_CLUSTER_DSN", None)
+    pair = PgPair(state / "pg-pair", "")
+    try:
+        up = _script("up", env)
+        assert up.returncode == 0, up.stderr
+        dsn = (state / "dsn").read_text().strip()
+        assert f"127.0.0.1:{pg},127.0.0.1:{pg + 1}" in dsn, dsn
+        assert "target_session_attrs=read-write" in dsn
+        issuer = TokenIssuer(load_or_create_secret(state / "data"))
+        admin, buyer = issuer.mint(Role.ADMIN, "ops"), issuer.mint(Role.BUYER, "b1")
+        url = f"http://127.0.0.1:{front}"
+        code, wh = _call(url + "/v1/warehouses", admin, {"name": "w", "regions": ["north"]})
+        assert code == 201, wh
+        stock = [{"warehouse": wh["id"], "units": 50}]
+        code, sku = _call(
+            url + "/v1/skus", admin, {"title": "t", "price": 100, "currency": "CNY", "stock": stock}
+        )
+        assert code == 201, sku
+        first = _order_within(url, buyer, sku["id"], 10)
+        pair.kill_primary()
+        pair.promote()
+        _order_within(url, buyer, sku["id"], 20)  # the nodes found the new primary
+        assert _call(f"{url}/v1/orders/{first['id']}", buyer)[0] == 200
+        servers = [int(w[4:]) for w in pair.status().split() if w.startswith("pid=")]
+        assert servers, pair.status()
+    finally:
+        down = _script("down", env)
+        shutil.rmtree(state, ignore_errors=True)
+    assert down.returncode == 0, down.stderr
+    for pid in servers:
+        assert not _running(pid), f"PostgreSQL (pid {pid}) still runs after down"
+
+
+def _order_within(url: str, buyer: str, sku: int, seconds: float) -> Any:
+    """The first order through the front answered 201 within ``seconds`` (a node sells a new
+    SKU once its stock lease is granted; after a failover, once it has rebuilt)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        code, order = _call(url + "/v1/orders", buyer, order_body([(sku, 1)], "north"))
+        if code == 201:
+            return order
+        assert time.monotonic() < deadline, (code, order)
+        time.sleep(0.1)
 
 
 def _running(pid: int) -> bool:
