@@ -7,6 +7,7 @@ quick; the drain behind HAProxy is ``tests/server/test_balancer.py``'s."""
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -29,15 +30,14 @@ from tests.support.server import ROOT
 
 
 def _free_run(n: int) -> int:
-    """The first of ``n`` consecutive free loopback ports."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n > 65535:
-            continue
+    """The first of ``n`` consecutive free loopback ports, below the kernel's ephemeral range
+    (32768 up): there no process of the cluster (a node's peer listener on port 0, a client's
+    connection) takes one of them between this check and the script's binds."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 32_000 - n)
+        held: list[socket.socket] = []
         try:
-            held = []
             for port in range(base, base + n):
                 sock = socket.socket()
                 held.append(sock)
