@@ -136,6 +136,13 @@ async def _standby_in_metrics(api: Api) -> None:
     assert float(lag[0].rsplit(" ", 1)[1]) >= 0
 
 
+def _lease_lines(server: ServerProcess, last: int = 15) -> str:
+    """The last lines of the server's log about its node lease (why it did not claim again)."""
+    log = server.data_dir.parent / f"server-{server.port}.log"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return "\n".join([ln for ln in lines if "node lease" in ln][-last:])
+
+
 async def _first_order(
     api: Api, ledger: Ledger, rng: random.Random, since: float, prefix: str
 ) -> float:
@@ -147,6 +154,8 @@ async def _first_order(
         assert time.monotonic() - since < RTO_LIMIT_S, (
             "no order succeeded after the failover; the server's log:\n"
             + server_errors_logged(api.server)
+            + "\nits node lease:\n"
+            + _lease_lines(api.server)
         )
         await asyncio.sleep(0.02)
     raise AssertionError("unreachable: the time limit comes first")
