@@ -360,7 +360,9 @@ class NodeLease(NodeClaim):
                 try:
                     async with self._using:
                         status = await conn.execute(FENCE_SQL, self.node, self.epoch, timeout=5)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                except Exception:  # any failure: the session is lost (a connection cut by a
+                    # dying server can leave asyncpg's protocol half way, and it raises
+                    # InternalClientError, a plain Exception: the heartbeat must not die of it)
                     log.warning("node lease: the session of node %d is lost", self.node)
                     await self._drop()
                     pause = retry = RECLAIM_FIRST_S

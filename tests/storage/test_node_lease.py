@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import asyncpg
 import numpy as np
@@ -261,6 +262,37 @@ def test_the_heartbeat_claims_again_after_its_session_is_cut(dsn: str) -> None:
                 break
             await asyncio.sleep(0.05)
         assert (lease.held, lease.node, lease.epoch, lease.claims) == (True, 0, 2, 2)
+        await lease.release()
+
+    run(body)
+
+
+def test_the_heartbeat_survives_any_failure_of_its_session(dsn: str) -> None:
+    """A session cut by a dying server can leave asyncpg's protocol half way: its next
+    statement raises ``InternalClientError`` (a plain Exception, seen in a failover test, where
+    the heartbeat died of it and the node never claimed its number again)."""
+
+    async def body() -> None:
+        lease = await _lease(dsn, heartbeat_s=0.05, max_clock_skew_ms=50)
+        conn = lease._conn
+        assert conn is not None
+        broken = asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        )
+        real = asyncpg.connection.Connection.execute
+
+        async def execute(self: asyncpg.Connection, *args: Any, **kwargs: Any) -> str:
+            if self is conn:  # the lease's first session only
+                raise broken
+            return await real(self, *args, **kwargs)
+
+        with mock.patch.object(asyncpg.connection.Connection, "execute", execute):
+            lease.watch()
+            for _ in range(200):
+                if lease.claims == 2 and lease.held:
+                    break
+                await asyncio.sleep(0.05)
+        assert (lease.held, lease.epoch, lease.claims) == (True, 2, 2)
         await lease.release()
 
     run(body)
