@@ -6,8 +6,7 @@ is picked for an order of the other; an order that ends while its booking is in 
 place, whichever lands first; a booking cut off mid-transaction (a crash) leaves nothing."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -15,14 +14,14 @@ from unittest import mock
 import asyncpg
 import pytest
 
-from pyorder import Address, Config, OrderInput, Platform, Principal, Role
+from pyorder import Address, OrderInput, Platform, Principal, Role
 from pyorder.kernel.clock import now_ms
 from pyorder.kernel.errors import InvalidState
 from pyorder.logistics.model import Fulfilment, WindowBooking
 from pyorder.logistics.service import WindowFull
 from pyorder.storage import window_bookings
 from pyorder.storage.base import StorageError
-from tests.support.cluster import solo_catalogue
+from tests.support.cluster import solo_catalogue, two_nodes
 from tests.support.postgres import fresh_postgres_database
 
 HOME = Address(name="Alice", line1="1 Road", city="Shanghai", region="north")
@@ -35,23 +34,6 @@ HOUR_MS = 3_600_000
 def dsn() -> Iterator[str]:
     with fresh_postgres_database("pyorder_windows") as url:
         yield url
-
-
-@asynccontextmanager
-async def two_nodes(dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Platform, Platform]]:
-    nodes = [
-        Platform(Config(data_dir=tmp_path / name, database=dsn, cluster=True))
-        for name in ("a", "b")
-    ]
-    await nodes[0].start()
-    try:
-        await nodes[1].start()
-        try:
-            yield nodes[0], nodes[1]
-        finally:
-            await nodes[1].stop()
-    finally:
-        await nodes[0].stop()
 
 
 async def _order(node: Platform, sku: int) -> int:

@@ -8,8 +8,7 @@ claim with its order and fails when the claim was taken over, and the platforms 
 it (``Orders.place_checked``)."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -17,7 +16,7 @@ from unittest import mock
 import asyncpg
 import pytest
 
-from pyorder import Address, Config, OrderInput, Platform, Principal, Role
+from pyorder import Address, OrderInput, Platform, Principal, Role
 from pyorder.auth import buyer_number
 from pyorder.intake import IntakeUnavailableError
 from pyorder.kernel.clock import now_ms
@@ -26,7 +25,7 @@ from pyorder.model import WriteBatch
 from pyorder.storage.base import StorageError
 from pyorder.storage.key_claims import CLAIM_GRACE_MS
 from pyorder.storage.limit_claims import CLAIM_TTL_MS, LIMIT_CLAIMS
-from tests.support.cluster import solo_catalogue
+from tests.support.cluster import solo_catalogue, two_nodes
 from tests.support.postgres import fresh_postgres_database
 
 HOME = Address(name="Alice", line1="1 Road", city="Shanghai", region="north")
@@ -38,32 +37,6 @@ LIMIT = 3
 def dsn() -> Iterator[str]:
     with fresh_postgres_database("pyorder_limits") as url:
         yield url
-
-
-@asynccontextmanager
-async def two_nodes(
-    dsn: str, tmp_path: Path, payment_timeout_ms: int = 15 * 60 * 1000
-) -> AsyncIterator[tuple[Platform, Platform]]:
-    nodes = [
-        Platform(
-            Config(
-                data_dir=tmp_path / name,
-                database=dsn,
-                cluster=True,
-                payment_timeout_ms=payment_timeout_ms,
-            )
-        )
-        for name in ("a", "b")
-    ]
-    await nodes[0].start()
-    try:
-        await nodes[1].start()
-        try:
-            yield nodes[0], nodes[1]
-        finally:
-            await nodes[1].stop()
-    finally:
-        await nodes[0].stop()
 
 
 async def _stocked(node: Platform, sku: int) -> None:

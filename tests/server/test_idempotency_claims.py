@@ -4,8 +4,7 @@ key, which claims are dead), and the handler around it: a failed request gives i
 key in flight on one node is 409 on the other, a stored response replays on both."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -21,6 +20,7 @@ from pyorder.kernel.errors import Unavailable
 from pyorder.model import IdempotencyRecord, WriteBatch
 from pyorder.server.idempotency import HEADER, REPLAYED, Idempotency, KeyInFlight
 from pyorder.storage.key_claims import CLAIM_GRACE_MS, CLAIM_TTL_MS
+from tests.support.cluster import two_nodes
 from tests.support.postgres import fresh_postgres_database
 
 BUYER = Principal(Role.BUYER, "alice")
@@ -31,21 +31,6 @@ DAY_MS = 24 * 3600 * 1000
 def dsn() -> Iterator[str]:
     with fresh_postgres_database("pyorder_claims") as url:
         yield url
-
-
-@asynccontextmanager
-async def two_nodes(dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Platform, Platform]]:
-    a = Platform(Config(data_dir=tmp_path / "a", database=dsn, cluster=True))
-    b = Platform(Config(data_dir=tmp_path / "b", database=dsn, cluster=True))
-    await a.start()
-    try:
-        await b.start()
-        try:
-            yield a, b
-        finally:
-            await b.stop()
-    finally:
-        await a.stop()
 
 
 def _claims(platform: Platform) -> tuple[int, int]:
