@@ -303,11 +303,13 @@ async def seed(api: Api) -> Catalog:
     return cat
 
 
-async def restock(api: Api, cat: Catalog) -> None:
-    """Add the catalogue's restock units (while no crash is pending: each one acknowledged)."""
+async def restock(api: Api, cat: Catalog, times: int = 1) -> None:
+    """Add the catalogue's restock units, ``times`` over (while no crash is pending: each one
+    acknowledged)."""
     for sku, wh, units in cat.restock:
-        await api.ok("POST", f"/v1/skus/{sku}/stock", MERCHANT, {"warehouse": wh, "delta": units})
-        cat.on_hand[(sku, wh)] += units
+        delta = units * times
+        await api.ok("POST", f"/v1/skus/{sku}/stock", MERCHANT, {"warehouse": wh, "delta": delta})
+        cat.on_hand[(sku, wh)] += delta
 
 
 # --- the ledger ------------------------------------------------------------------------------
@@ -494,10 +496,14 @@ async def order_worker(
             return
 
 
-async def place_order(api: Api, ledger: Ledger, rng: random.Random, tag: str) -> int:
-    """Place one single order tagged ``tag`` (recorded in the ledger like the workers'); its
-    HTTP status, 0 when no answer came."""
+async def place_order(
+    api: Api, ledger: Ledger, rng: random.Random, tag: str, sku: int | None = None
+) -> int:
+    """Place one single order tagged ``tag`` (recorded in the ledger like the workers'): a
+    random one, or one unit of ``sku``; its HTTP status, 0 when no answer came."""
     sent = [_order(rng, tag, ledger.cat)]
+    if sku is not None:
+        sent[0]["lines"] = [{"sku": sku, "quantity": 1}]
     ledger.new_tags([tag])
     req = Request("/v1/orders", json.dumps(sent[0]).encode(), None, rng.choice(BUYERS), [tag])
     try:

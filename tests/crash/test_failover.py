@@ -37,6 +37,10 @@ from .harness import (
 
 CLIENTS = 12
 BUDGET = 3000
+RESTOCK_TIMES = 10
+"""Each cycle first adds ten times the catalogue's restock (30,000 units of the staple SKU):
+more than a cycle's load sells, so the probe orders (one unit of it) are never out of stock
+(a CI run once sold it out in the second cycle, and no probe could succeed)."""
 RTO_LIMIT_S = 20.0
 """The longest a failover may keep orders from succeeding in the test (it takes ~1-3 s: the
 heartbeat's second, the rebuild's retry, the reload)."""
@@ -75,11 +79,12 @@ def test_failover_after_failover(tmp_path: Path) -> None:
 async def _failover(pair: PgPair, server: ServerProcess, rng: random.Random, cycles: int) -> None:
     async with Api(server) as api:
         ledger = Ledger(await seed(api))
-        await restock(api, ledger.cat)
         await _standby_in_metrics(api)
     for cycle in range(cycles):
         if cycle:
             await asyncio.to_thread(pair.rebuild_standby)
+        async with Api(server) as api:  # the probe's SKU stays in stock through the cycle
+            await restock(api, ledger.cat, times=RESTOCK_TIMES)
         await _one_failover(pair, server, ledger, rng, cycle)
     assert not ledger.server_errors, ledger.server_errors
 
@@ -146,13 +151,17 @@ def _lease_lines(server: ServerProcess, last: int = 15) -> str:
 async def _first_order(
     api: Api, ledger: Ledger, rng: random.Random, since: float, prefix: str
 ) -> float:
-    """Seconds from ``since`` to the first order acknowledged of those sent from now on, one
-    every 20 ms at most; fails past ``RTO_LIMIT_S``."""
+    """Seconds from ``since`` to the first order acknowledged of those sent from now on (one
+    unit of the staple SKU, always in stock), one every 20 ms at most; fails past
+    ``RTO_LIMIT_S``."""
+    staple = ledger.cat.skus[1]
     for n in range(100_000):
-        if await place_order(api, ledger, rng, f"{prefix}.{n}") == 201:
+        status = await place_order(api, ledger, rng, f"{prefix}.{n}", sku=staple)
+        if status == 201:
             return time.monotonic() - since
         assert time.monotonic() - since < RTO_LIMIT_S, (
-            "no order succeeded after the failover; the server's log:\n"
+            f"no order succeeded after the failover (the last answer: {status}; refusals:"
+            f" {dict(ledger.refused_codes)}); the server's log:\n"
             + server_errors_logged(api.server)
             + "\nits node lease:\n"
             + _lease_lines(api.server)
