@@ -1,0 +1,1 @@
+"""Real-time risk control at order intake and payment (``docs/risk.md``)."""
