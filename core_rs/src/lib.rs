@@ -6,6 +6,7 @@
 pub mod ids;
 pub mod inventory;
 pub mod orders;
+pub mod risk;
 pub mod storage;
 
 #[cfg(feature = "python")]
