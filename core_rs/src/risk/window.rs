@@ -4,7 +4,7 @@
 //! bucket and the `B - 1` before it (`docs/risk.md`, "Features"). The window itself holds no
 //! time; its key's last event time (`last_ms`) says which bucket is the newest.
 
-use std::ops::AddAssign;
+use std::ops::{AddAssign, SubAssign};
 
 /// The bucket of time `t_ms` in a window of width `w_ms` (floor division, so that times before
 /// the epoch still fall in the right bucket).
@@ -17,19 +17,23 @@ pub(crate) fn bucket(t_ms: i64, w_ms: i64) -> i64 {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Window<T, const B: usize, const W: i64> {
     buckets: [T; B],
+    /// The sum of `buckets`: the window's value when read at its newest bucket (the hot path
+    /// reads after moving the window to the event's time, so it reads this and no bucket).
+    total: T,
 }
 
 impl<T: Copy + Default, const B: usize, const W: i64> Default for Window<T, B, W> {
     fn default() -> Self {
         Self {
             buckets: [T::default(); B],
+            total: T::default(),
         }
     }
 }
 
 impl<T, const B: usize, const W: i64> Window<T, B, W>
 where
-    T: Copy + Default + AddAssign,
+    T: Copy + Default + AddAssign + SubAssign,
 {
     #[inline]
     fn slot(b: i64) -> usize {
@@ -43,16 +47,18 @@ where
     pub(crate) fn sum_at(&self, last_ms: i64, t_ms: i64) -> T {
         let head = bucket(last_ms, W);
         let lag = (bucket(t_ms, W) - head).max(0);
-        let mut total = T::default();
-        if lag >= B as i64 {
-            return total;
+        if lag == 0 {
+            return self.total;
         }
-        // The buckets head, head - 1, ..., head - (B - 1 - lag) are still in the window.
-        let live = B - lag as usize;
-        let mut s = Self::slot(head);
-        for _ in 0..live {
-            total += self.buckets[s];
-            s = if s == 0 { B - 1 } else { s - 1 };
+        if lag >= B as i64 {
+            return T::default();
+        }
+        // The `lag` oldest buckets (head - B + 1, ...) have fallen out by `t_ms`.
+        let mut total = self.total;
+        let mut s = Self::slot(head + 1);
+        for _ in 0..lag {
+            total -= self.buckets[s];
+            s = if s == B - 1 { 0 } else { s + 1 };
         }
         total
     }
@@ -62,11 +68,16 @@ where
     pub(crate) fn advance(&mut self, last_ms: i64, t_ms: i64) {
         let head = bucket(last_ms, W);
         let now = bucket(t_ms, W);
+        if now <= head {
+            return;
+        }
         if now - head >= B as i64 {
-            self.buckets = [T::default(); B];
+            *self = Self::default();
         } else {
             for b in head + 1..=now {
-                self.buckets[Self::slot(b)] = T::default();
+                let s = Self::slot(b);
+                self.total -= self.buckets[s];
+                self.buckets[s] = T::default();
             }
         }
     }
@@ -75,6 +86,7 @@ where
     #[inline]
     pub(crate) fn add(&mut self, t_ms: i64, value: T) {
         self.buckets[Self::slot(bucket(t_ms, W))] += value;
+        self.total += value;
     }
 }
 
