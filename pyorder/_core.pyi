@@ -6,7 +6,7 @@ Quantities are whole units, times are milliseconds since the Unix epoch (UTC).
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Final, final
+from typing import Final, Protocol, final
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,8 @@ __all__ = [
     "POLICY_NEAREST_PER_LINE",
     "POLICY_ONE_PARCEL_ONLY",
     "POLICY_PREFER_ONE_PARCEL",
+    "RISK_FEATURE_NAMES",
+    "RISK_KINDS",
     "SQLITE_TUNED",
     "STATUS_ALREADY_CONFIRMED",
     "STATUS_ALREADY_EXPIRED",
@@ -50,6 +52,7 @@ __all__ = [
     "ReservationInfo",
     "ReservationResolvedError",
     "ReserveBatchResult",
+    "RiskTracker",
     "RowCountError",
     "SqliteWriteError",
     "SqliteWriter",
@@ -577,3 +580,160 @@ on every allocation) for the process: false when SQLite was initialised before i
 
 def sqlite_library() -> str | None:
     """The file that provides the SQLite ``SqliteWriter`` calls (the system libsqlite3)."""
+
+# --- risk features ---------------------------------------------------------------------------
+RISK_FEATURE_NAMES: Final[list[str]]
+"""The 40 features' names in the catalogue's order (``docs/risk.md``)."""
+RISK_KINDS: Final[list[str]]
+"""The kinds of keys tracked: buyer, device, ip, address, email, phone, instrument,
+device_sku, ip_sku."""
+
+class _Order(Protocol):
+    """Any object with the fields of ``pyorder.risk.events.OrderAttempt`` (read by attribute)."""
+
+    @property
+    def at_ms(self) -> int: ...
+    @property
+    def buyer(self) -> int: ...
+    @property
+    def account_created_ms(self) -> int: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def sku(self) -> int: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def sku_release_ms(self) -> int | None: ...
+    @property
+    def device(self) -> str | None: ...
+    @property
+    def ip(self) -> str | None: ...
+    @property
+    def ip_region(self) -> str | None: ...
+    @property
+    def email_hash(self) -> str | None: ...
+    @property
+    def phone_hash(self) -> str | None: ...
+    @property
+    def agent(self) -> int: ...
+    @property
+    def address(self) -> str | None: ...
+    @property
+    def ship_region(self) -> str | None: ...
+
+class _Payment(Protocol):
+    """Any object with the fields of ``pyorder.risk.events.PaymentAttempt``."""
+
+    @property
+    def at_ms(self) -> int: ...
+    @property
+    def buyer(self) -> int: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def instrument(self) -> str: ...
+    @property
+    def authorised(self) -> bool: ...
+    @property
+    def device(self) -> str | None: ...
+    @property
+    def ip(self) -> str | None: ...
+
+_Int64s = npt.NDArray[np.int64]
+
+class _OrderColumns(Protocol):
+    """Orders as columns (``pyorder.risk.features.OrderColumns``): int64 arrays for the fields
+    every order has, sequences with None for the optional ones."""
+
+    @property
+    def at_ms(self) -> _Int64s: ...
+    @property
+    def buyer(self) -> _Int64s: ...
+    @property
+    def account_created_ms(self) -> _Int64s: ...
+    @property
+    def amount(self) -> _Int64s: ...
+    @property
+    def sku(self) -> _Int64s: ...
+    @property
+    def quantity(self) -> _Int64s: ...
+    @property
+    def agent(self) -> _Int64s: ...
+    @property
+    def sku_release_ms(self) -> Sequence[int | None]: ...
+    @property
+    def device(self) -> Sequence[str | None]: ...
+    @property
+    def ip(self) -> Sequence[str | None]: ...
+    @property
+    def ip_region(self) -> Sequence[str | None]: ...
+    @property
+    def email_hash(self) -> Sequence[str | None]: ...
+    @property
+    def phone_hash(self) -> Sequence[str | None]: ...
+    @property
+    def address(self) -> Sequence[str | None]: ...
+    @property
+    def ship_region(self) -> Sequence[str | None]: ...
+
+class _PaymentColumns(Protocol):
+    """Payments as columns (``pyorder.risk.features.PaymentColumns``); ``order`` is the index of
+    the order each pays (-1 when unknown; only ``replay_payments`` reads it)."""
+
+    @property
+    def at_ms(self) -> _Int64s: ...
+    @property
+    def buyer(self) -> _Int64s: ...
+    @property
+    def amount(self) -> _Int64s: ...
+    @property
+    def authorised(self) -> npt.NDArray[np.bool_]: ...
+    @property
+    def order(self) -> _Int64s: ...
+    @property
+    def instrument(self) -> Sequence[str]: ...
+    @property
+    def device(self) -> Sequence[str | None]: ...
+    @property
+    def ip(self) -> Sequence[str | None]: ...
+
+_Features = npt.NDArray[np.float64]
+
+@final
+class RiskTracker:
+    """Velocity features of orders and payments in bounded memory (``pyorder.risk.features``,
+    ``docs/risk.md``). Features are 40 float64 (``RISK_FEATURE_NAMES``), NaN when missing;
+    times are ms since the Unix epoch, amounts minor units. Thread-safe (one lock)."""
+
+    def __init__(
+        self, max_keys: int = 1_000_000, *, limits: Mapping[str, int] | None = None
+    ) -> None:
+        """At most ``max_keys`` keys of each kind (``limits`` overrides it per kind, by the
+        names of ``RISK_KINDS``); a new key beyond it evicts one seen least recently."""
+    def order_features(self, order: _Order) -> _Features:
+        """The order's features before it is counted; it is not counted."""
+    def observe_order(self, order: _Order) -> None:
+        """Counts the order."""
+    def score_and_observe_order(self, order: _Order) -> _Features:
+        """The order's features before it is counted, and counts it (one pass)."""
+    def payment_features(self, order: _Order, payment: _Payment) -> _Features:
+        """The features for scoring ``payment`` of ``order``: the order's at the payment's time
+        with the payment's amount and its instrument's features; the payment is not counted."""
+    def observe_payment(self, payment: _Payment) -> None:
+        """Counts the payment attempt."""
+    def score_and_observe_payment(self, order: _Order, payment: _Payment) -> _Features:
+        """``payment_features``, then counts the payment."""
+    def replay(self, orders: _OrderColumns, payments: _PaymentColumns) -> _Features:
+        """Counts every order and payment (each in time order, merged by time, orders first at
+        equal times; ValueError when out of order) and returns each order's features, an
+        (orders x 40) matrix."""
+    def replay_payments(
+        self, orders: _OrderColumns, payments: _PaymentColumns
+    ) -> tuple[_Features, _Features]:
+        """``replay``, and each payment's features (as ``score_and_observe_payment`` of the
+        order its ``order`` column names; ValueError when that is not an earlier order)."""
+    def sweep(self) -> None:
+        """Drops every key idle longer than a day (the tracker also does it as keys arrive)."""
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per kind (``RISK_KINDS``): keys tracked, expired, evicted, and bytes held."""

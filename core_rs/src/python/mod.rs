@@ -7,6 +7,7 @@ mod errors;
 mod ids;
 mod inventory;
 mod orders;
+mod risk;
 mod rows;
 mod storage;
 
@@ -21,5 +22,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     orders::register(m)?;
     storage::register(m)?;
     commit_queue::register(m)?;
+    risk::register(m)?;
     Ok(())
 }
