@@ -706,9 +706,9 @@ class RiskTracker:
     ``docs/risk.md``). Features are 40 float64 (``RISK_FEATURE_NAMES``), NaN when missing;
     times are ms since the Unix epoch, amounts minor units. Thread-safe (one lock)."""
 
-    def __init__(
-        self, max_keys: int = 1_000_000, *, limits: Mapping[str, int] | None = None
-    ) -> None:
+    def __new__(
+        cls, max_keys: int = 1_000_000, *, limits: Mapping[str, int] | None = None
+    ) -> RiskTracker:
         """At most ``max_keys`` keys of each kind (``limits`` overrides it per kind, by the
         names of ``RISK_KINDS``); a new key beyond it evicts one seen least recently."""
     def order_features(self, order: _Order) -> _Features:
