@@ -11,6 +11,7 @@
 mod distinct;
 mod events;
 mod features;
+mod index;
 mod state;
 mod table;
 #[cfg(test)]

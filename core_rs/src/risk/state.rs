@@ -141,6 +141,9 @@ pub(crate) struct SkuClient {
 }
 
 impl KeyState for SkuClient {
+    /// Its one window is the hour: an hour idle and it counts nothing (12 buckets of 5 min after
+    /// its last bucket).
+    const IDLE_MS: i64 = 3_600_000;
     fn advance(&mut self, last_ms: i64, t_ms: i64) {
         self.orders_hour.advance(last_ms, t_ms);
     }

@@ -6,12 +6,11 @@
 //! `EVICT_SAMPLE` slots at the cursor (sampled LRU, as Redis does: exact LRU would need a linked
 //! list whose neighbours are two more cache misses per key touched).
 
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use super::index::Index;
 
 /// A key idle longer than this (ms) is forgotten: its windows are all empty by then (the longest
-/// is 24 h), so only a buyer's lifetime count and mean restart.
+/// is 24 h), so only a buyer's lifetime count and mean restart. A kind whose windows are all
+/// shorter forgets sooner ([`KeyState::IDLE_MS`]).
 pub const IDLE_MS: i64 = 86_400_000;
 /// Slots the sweep visits per key inserted: more than one, so that the sweep passes the whole
 /// slab at least once while it doubles.
@@ -21,65 +20,9 @@ const EVICT_SAMPLE: usize = 8;
 /// `last_ms` of a free slot.
 const FREE: i64 = i64::MIN;
 
-/// The index's hash of a key (itself a 64-bit hash): one folded multiply with two secret
-/// per-process seeds. Keys come from client-chosen strings through a fixed hash, so a fixed
-/// index hash would let a client aim many keys at one probe sequence; SipHash (std's default)
-/// would cost ~20 ns per lookup, nine lookups an order. The folded multiply (the core of
-/// foldhash and aHash) mixes every input bit into the low bits the index uses.
-#[derive(Clone, Copy, Debug)]
-struct KeyedBuild {
-    seeds: (u64, u64),
-}
-
-impl KeyedBuild {
-    fn new() -> Self {
-        // std's RandomState draws its keys from the OS once per process (and per thread after).
-        let random = RandomState::new();
-        Self {
-            seeds: (random.hash_one(1_u64), random.hash_one(2_u64) | 1),
-        }
-    }
-}
-
-impl BuildHasher for KeyedBuild {
-    type Hasher = KeyedHasher;
-    fn build_hasher(&self) -> KeyedHasher {
-        KeyedHasher {
-            seeds: self.seeds,
-            hash: 0,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct KeyedHasher {
-    seeds: (u64, u64),
-    hash: u64,
-}
-
-impl Hasher for KeyedHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed (through `write_u64`); this is the generic fallback.
-        for chunk in bytes.chunks(8) {
-            let mut word = [0_u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, key: u64) {
-        let product = u128::from(key ^ self.seeds.0 ^ self.hash) * u128::from(self.seeds.1);
-        self.hash = (product as u64) ^ ((product >> 64) as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
 /// Prefetches the cache lines of `len` bytes at `at` (a hint: no effect on the result).
 #[inline]
-fn prefetch_lines(at: *const u8, len: usize) {
+pub(crate) fn prefetch_lines(at: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     for offset in (0..len).step_by(64) {
         // SAFETY: a prefetch never faults and reads nothing architecturally; `at + offset` stays
@@ -95,6 +38,9 @@ fn prefetch_lines(at: *const u8, len: usize) {
 
 /// The state of one key: windows that move with its time, distinct sets, totals.
 pub(crate) trait KeyState: Default {
+    /// How long (ms) a key of this kind is kept idle: its longest window, so that forgetting
+    /// it changes no feature.
+    const IDLE_MS: i64 = IDLE_MS;
     /// Moves the windows' newest bucket from `last_ms` to `t_ms` (`t_ms >= last_ms`).
     fn advance(&mut self, last_ms: i64, t_ms: i64);
     /// Heap bytes held beyond the struct (distinct sets that spilled).
@@ -126,7 +72,7 @@ impl<S: KeyState> Slot<S> {
 pub struct TableStats {
     /// Keys tracked now.
     pub keys: usize,
-    /// Keys dropped by the sweep after `IDLE_MS` idle.
+    /// Keys dropped by the sweep after their kind's idle time.
     pub expired: u64,
     /// Keys evicted while still live because the table was at its maximum.
     pub evicted: u64,
@@ -137,7 +83,7 @@ pub struct TableStats {
 /// The keys of one kind.
 #[derive(Debug)]
 pub(crate) struct Table<S> {
-    index: HashMap<u64, u32, KeyedBuild>,
+    index: Index,
     slots: Vec<Slot<S>>,
     free: Vec<u32>,
     cursor: usize,
@@ -150,7 +96,7 @@ impl<S: KeyState> Table<S> {
     /// An empty table holding at most `max_keys` keys (at least 1).
     pub(crate) fn new(max_keys: usize) -> Self {
         Self {
-            index: HashMap::with_hasher(KeyedBuild::new()),
+            index: Index::new(),
             slots: Vec::new(),
             free: Vec::new(),
             cursor: 0,
@@ -163,9 +109,16 @@ impl<S: KeyState> Table<S> {
     /// The key's slot if it is tracked and was not idle longer than `IDLE_MS` at `t_ms`.
     #[inline]
     pub(crate) fn get(&self, key: u64, t_ms: i64) -> Option<&Slot<S>> {
-        let &i = self.index.get(&key)?;
+        let i = self.index.get(key)?;
         let slot = &self.slots[i as usize];
-        (t_ms - slot.last_ms <= IDLE_MS).then_some(slot)
+        (t_ms - slot.last_ms <= S::IDLE_MS).then_some(slot)
+    }
+
+    /// Asks the CPU to load the key's index entry into cache (a batch does this a group of
+    /// orders before `prefetch`, so that its lookup there hits the cache).
+    #[inline]
+    pub(crate) fn prefetch_entry(&self, key: u64) {
+        self.index.prefetch(key);
     }
 
     /// Asks the CPU to load the key's slot into cache, if tracked: a batch calls this for an
@@ -173,19 +126,19 @@ impl<S: KeyState> Table<S> {
     /// overlap (each key is two misses, its index entry and its slot).
     #[inline]
     pub(crate) fn prefetch(&self, key: u64) {
-        if let Some(&i) = self.index.get(&key) {
+        if let Some(i) = self.index.get(key) {
             let slot: *const Slot<S> = &self.slots[i as usize];
-            prefetch_lines(slot.cast(), std::mem::size_of::<Slot<S>>().min(256));
+            prefetch_lines(slot.cast(), std::mem::size_of::<Slot<S>>());
         }
     }
 
     /// The key's slot, made (empty, at `t_ms`) when it is new or was idle longer than `IDLE_MS`.
     #[inline]
     pub(crate) fn get_or_insert(&mut self, key: u64, t_ms: i64) -> &mut Slot<S> {
-        let i = match self.index.get(&key) {
-            Some(&i) => {
+        let i = match self.index.get(key) {
+            Some(i) => {
                 let slot = &mut self.slots[i as usize];
-                if t_ms - slot.last_ms > IDLE_MS {
+                if t_ms - slot.last_ms > S::IDLE_MS {
                     // Not yet swept: the same as dropped and made again.
                     slot.state = S::default();
                     slot.last_ms = t_ms;
@@ -225,7 +178,7 @@ impl<S: KeyState> Table<S> {
 
     fn release(&mut self, i: usize) {
         let slot = &mut self.slots[i];
-        self.index.remove(&slot.key);
+        self.index.remove(slot.key);
         slot.last_ms = FREE;
         slot.state = S::default(); // gives back a spilled set's heap now, not at reuse
         self.free.push(i as u32);
@@ -238,7 +191,7 @@ impl<S: KeyState> Table<S> {
                 self.cursor = 0;
             }
             let last = self.slots[self.cursor].last_ms;
-            if last != FREE && t_ms - last > IDLE_MS {
+            if last != FREE && t_ms - last > S::IDLE_MS {
                 self.release(self.cursor);
                 self.expired += 1;
             }
@@ -278,10 +231,9 @@ impl<S: KeyState> Table<S> {
     }
 
     pub(crate) fn stats(&self) -> TableStats {
-        let index_entry = std::mem::size_of::<(u64, u32)>() + 1; // hashbrown: one control byte
         let bytes = self.slots.capacity() * std::mem::size_of::<Slot<S>>()
             + self.free.capacity() * std::mem::size_of::<u32>()
-            + self.index.capacity() * index_entry
+            + self.index.bytes()
             + self
                 .slots
                 .iter()

@@ -317,6 +317,30 @@ fn sweep_drops_keys_idle_longer_than_a_day() {
 }
 
 #[test]
+fn sku_pairs_are_forgotten_after_an_hour_idle_and_count_nothing_by_then() {
+    let mut t = RiskTracker::default();
+    let o = with_client(order(T0 + HOUR - 1, 1), "d", "ip");
+    t.observe_order(&o);
+    let mut next = o;
+    next.at_ms = T0 + 2 * HOUR - 1; // an hour idle: the pair is still kept, its count is 0
+    assert_eq!(
+        feature(&t.order_features(&next), "device_sku_orders_1h"),
+        0.0
+    );
+    next.at_ms = T0 + 2 * HOUR - 1 - 5 * MIN; // the last ms it counts
+    t.observe_order(&order(next.at_ms, 2));
+    assert_eq!(
+        feature(&t.order_features(&next), "device_sku_orders_1h"),
+        1.0
+    );
+    t.observe_order(&order(T0 + 2 * HOUR, 2));
+    t.sweep();
+    let stats = t.stats();
+    assert_eq!((stats[7].keys, stats[8].keys), (0, 0));
+    assert_eq!((stats[1].keys, stats[2].keys), (1, 1));
+}
+
+#[test]
 fn replay_equals_the_calls_one_by_one() {
     let orders: Vec<OrderEvent> = (0..300_i64)
         .map(|i| {
