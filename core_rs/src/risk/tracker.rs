@@ -466,14 +466,14 @@ impl RiskTracker {
                 index: index + 1,
             });
         }
-        let mut order_rows = Vec::with_capacity(orders.len());
+        let mut order_rows = vec![[f64::NAN; FEATURE_COUNT]; orders.len()];
         let mut payment_rows = Vec::with_capacity(payment_order.map_or(0, |_| payments.len()));
         let mut next = 0;
         for (j, p) in payments.iter().enumerate() {
-            while next < orders.len() && orders[next].at_ms <= p.at_ms {
-                order_rows.push(self.score_and_observe_order(&orders[next]));
-                next += 1;
-            }
+            // The orders up to the payment's time, as one batch.
+            let end = next + orders[next..].partition_point(|o| o.at_ms <= p.at_ms);
+            self.score_and_observe_orders(&orders[next..end], &mut order_rows[next..end]);
+            next = end;
             match payment_order {
                 Some(paid) => {
                     let order = paid.get(j).copied().unwrap_or(-1);
@@ -486,9 +486,7 @@ impl RiskTracker {
                 None => self.observe_payment(p),
             }
         }
-        for o in &orders[next..] {
-            order_rows.push(self.score_and_observe_order(o));
-        }
+        self.score_and_observe_orders(&orders[next..], &mut order_rows[next..]);
         Ok((order_rows, payment_rows))
     }
 
