@@ -164,9 +164,9 @@ impl RiskTracker {
     }
 
     /// [`Self::score_and_observe_order`] of each order in turn, into `out` (one row per order):
-    /// the batch path's call. It counts the orders in groups and loads the keys of the next
-    /// groups into cache meanwhile (the index entries two groups ahead, the slots one group
-    /// ahead), so that their cache misses overlap with work instead of stalling it.
+    /// the batch path's call. It counts the orders in groups; before each group it loads the
+    /// next group's index entries and this group's slots into cache, so that their cache
+    /// misses overlap one another instead of stalling the count one by one.
     pub fn score_and_observe_orders(&mut self, orders: &[OrderEvent], out: &mut [Features]) {
         let n = orders.len().min(out.len());
         let group =
