@@ -6,6 +6,7 @@ mod commit_queue;
 mod errors;
 mod ids;
 mod inventory;
+mod model;
 mod orders;
 mod rows;
 mod storage;
@@ -21,5 +22,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     orders::register(m)?;
     storage::register(m)?;
     commit_queue::register(m)?;
+    model::register(m)?;
     Ok(())
 }
