@@ -82,6 +82,57 @@ fn a_value_within_the_zero_threshold_is_zero() {
     let m = one_split("5e-37", 0);
     assert_eq!(side(&m, 1e-36), "left");
     assert_eq!(side(&m, 1e-30), "right");
+    // LightGBM's bin bounds around zero are +-kZeroThreshold (1.0000000180025095e-35).
+    let k = f64::from(1e-35_f32);
+    let below = one_split("-1.0000000180025095e-35", 0);
+    assert_eq!(side(&below, -k), "right"); // 0 <= -k is false, though -k <= -k
+    assert_eq!(side(&below, -1e-34), "left");
+    let above = one_split("1.0000000180025095e-35", 0);
+    assert_eq!(side(&above, -k), "left");
+    assert_eq!(side(&above, k), "left");
+    assert_eq!(side(&above, 1e-34), "right");
+}
+
+#[test]
+fn many_trees_of_mixed_depths_add_up_in_order() {
+    // More trees than are walked side by side, of depths 0, 1 and 2: tree i's leaves are
+    // i + 0.5 (left) and -(i + 0.25) (right), or i + 0.125 for a one-leaf tree.
+    let mut trees = Vec::new();
+    let mut expected = [0.0_f64; 2]; // for feature 0 = -1 (left) and = 1 (right)
+    for i in 0..37 {
+        let (l, r) = (i as f64 + 0.5, -(i as f64 + 0.25));
+        trees.push(match i % 3 {
+            0 => {
+                let c = i as f64 + 0.125;
+                expected[0] += c;
+                expected[1] += c;
+                format!("num_leaves=1\nnum_cat=0\nleaf_value={c}")
+            }
+            1 => {
+                expected[0] += l;
+                expected[1] += r;
+                format!(
+                    "num_leaves=2\nnum_cat=0\nsplit_feature=0\nthreshold=0\ndecision_type=0\n\
+                     left_child=-1\nright_child=-2\nleaf_value={l} {r}"
+                )
+            }
+            _ => {
+                // Feature 1 (always 0) <= 5 first, then feature 0.
+                expected[0] += l;
+                expected[1] += r;
+                format!(
+                    "num_leaves=3\nnum_cat=0\nsplit_feature=1 0\nthreshold=5 0\n\
+                     decision_type=0 0\nleft_child=1 -1\nright_child=-3 -2\n\
+                     leaf_value={l} {r} 1000"
+                )
+            }
+        });
+    }
+    let trees: Vec<&str> = trees.iter().map(String::as_str).collect();
+    let m = RiskModel::from_text(&model_text(BINARY_2, &trees)).unwrap();
+    assert_eq!(m.num_trees(), 37);
+    assert_eq!(m.raw_score(&[-1.0, 0.0]).unwrap(), expected[0]);
+    assert_eq!(m.raw_score(&[1.0, 0.0]).unwrap(), expected[1]);
 }
 
 #[test]

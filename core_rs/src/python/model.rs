@@ -63,10 +63,11 @@ impl RiskModel {
                 got: cols,
             }));
         }
+        // `as_slice` also takes a Fortran-ordered matrix, in column-major order: only a C-ordered
+        // one is borrowed; any other is copied once into row-major order.
         let cells: Cow<'_, [f64]> = match arr.as_slice() {
-            Ok(cells) => Cow::Borrowed(cells),
-            // A strided or Fortran-ordered matrix: copied once into row-major order.
-            Err(_) => Cow::Owned(arr.as_array().iter().copied().collect()),
+            Ok(cells) if arr.is_c_contiguous() => Cow::Borrowed(cells),
+            _ => Cow::Owned(arr.as_array().iter().copied().collect()),
         };
         let model = &self.inner;
         let out = matrix.py().detach(|| {
