@@ -3,12 +3,12 @@ data set and write it into DIR (``pyorder.risk.sim.store`` describes the files).
 
 import argparse
 import time
-from collections import Counter
 from pathlib import Path
 
 from pyorder.risk.sim.config import SimConfig
 from pyorder.risk.sim.simulate import simulate
 from pyorder.risk.sim.store import write
+from pyorder.risk.sim.summary import markdown, summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--days", type=int, default=defaults.days)
     parser.add_argument("--shoppers", type=int, default=defaults.shoppers)
+    parser.add_argument("--flash-sales-per-day", type=float, default=defaults.flash_sales_per_day)
     parser.add_argument(
         "--start-ms", type=int, default=defaults.start_ms, help="UTC ms of the window's start"
     )
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         prevalence=args.prevalence,
         days=args.days,
         shoppers=args.shoppers,
+        flash_sales_per_day=args.flash_sales_per_day,
         start_ms=args.start_ms,
         unlabelled=args.unlabelled,
     )
@@ -50,12 +52,18 @@ def main(argv: list[str] | None = None) -> None:
     written = time.perf_counter()
     labels = simulation.labels
     orders = len(labels.fraud)
+    arrivals = [at for fraud, at in zip(labels.fraud, labels.label_at_ms, strict=True) if fraud]
+    within = sum(at is not None and at < config.end_ms for at in arrivals)
+    never = sum(at is None for at in arrivals)
+    size = sum(f.stat().st_size for f in args.out.iterdir())
     print(
-        f"{orders} orders ({sum(labels.fraud)} fraud), {len(simulation.events) - orders} payments "
-        f"over {config.days} days: generated in {generated - began:.1f} s, written in {written - generated:.1f} s"
+        f"{orders} orders ({len(arrivals)} fraud), {len(simulation.events) - orders} payments "
+        f"over {config.days} days: generated in {generated - began:.1f} s, written in "
+        f"{written - generated:.1f} s, {size / 1e6:.1f} MB\n"
+        f"fraud labels: {within} arrive within the window, "
+        f"{len(arrivals) - within - never} after it, {never} never\n"
     )
-    for scenario, count in sorted(Counter(labels.scenario).items()):
-        print(f"  {scenario:18} {count}")
+    print(markdown(summary(simulation)))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ SCENARIOS = (
 )
 """The named fraud scenarios, in the order they are generated."""
 
-HONEST_KINDS = ("honest", "household", "office", "traveller", "gift", "flash_sale")
+HONEST_KINDS = ("honest", "household", "office", "traveller", "vpn", "gift", "flash_sale")
 """The kinds of honest order: plain, and the hard negatives (an order of several kinds takes
-the first of ``flash_sale``, ``gift``, ``traveller``, ``office``, ``household``)."""
+the first of ``flash_sale``, ``gift``, ``traveller``, ``vpn``, ``office``, ``household``)."""
 
 
 def _default_mix() -> dict[str, float]:

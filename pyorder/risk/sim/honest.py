@@ -1,7 +1,7 @@
 """Honest shoppers' orders: ordinary shopping by each shopper's own rate and daily rhythm, and
 the fans of each flash sale. The hard negatives come out of this behaviour: households and
 offices behind one IP (some sharing a device), phones behind carrier NAT, travellers online
-abroad, gifts to new addresses, fast fans at a release, an office's purchasing script."""
+abroad or behind a VPN exit of another region, gifts to new addresses, fast fans at a release, an office's purchasing script."""
 
 import random
 
@@ -74,7 +74,7 @@ def _flash_sale(
 ) -> None:
     """The fans of one release: a quarter are on the page at the release and click within
     seconds, the rest come minutes to hours later; one order each, by their usual client (a
-    few with an auto-checkout script)."""
+    few with an auto-checkout script), now and then a household member's order with it."""
     fans = min(len(world.shoppers), poisson(rng, len(world.shoppers) * FLASH_FAN_SHARE))
     for shopper in rng.sample(world.shoppers, fans):
         if shopper.created_ms >= sale.release_ms or shopper.procurement:
@@ -87,32 +87,52 @@ def _flash_sale(
         else:
             delay_s = lognormal(rng, 3 * 3_600, 1.0)
         at = sale.release_ms + round(delay_s * SECOND_MS)
-        if at >= config.end_ms:
-            continue
-        client, _ = client_at(world, rng, shopper, at)
-        if client.net is not None and rng.random() < 0.015:
-            client = Client(Device(None, AgentClass.HEADLESS), client.net)
-        quantity = 1 if rng.random() < 0.85 else min(2, sale.limit)
-        ship = shopper.household.place
-        placed = order(
-            at,
-            account_of(shopper),
-            client,
-            ship,
-            sale.sku,
-            quantity,
-            sale.price * quantity,
-            sale.release_ms,
-        )
-        tries = _tries(rng, shopper)
-        made.append(
-            Attempt(placed, payments(rng, placed, tries, (5, 60), (10, 120)), "flash_sale", False)
-        )
+        _fan_order(world, config, rng, sale, shopper, at, made)
+        if shopper.household.size > 1 and rng.random() < 0.15:
+            # A partner or flatmate buys one too, minutes later: one IP, one address, two buyers.
+            partner = rng.choice(shopper.household.members)
+            if partner is not shopper and partner.created_ms < at and not partner.procurement:
+                _fan_order(
+                    world, config, rng, sale, partner, at + rng.randint(5, 300) * SECOND_MS, made
+                )
+
+
+def _fan_order(
+    world: World,
+    config: SimConfig,
+    rng: random.Random,
+    sale: FlashSale,
+    shopper: Shopper,
+    at: int,
+    made: list[Attempt],
+) -> None:
+    """One fan's order of the release at ``at`` (none after the window)."""
+    if at >= config.end_ms:
+        return
+    client, _ = client_at(world, rng, shopper, at)
+    if client.net is not None and rng.random() < 0.015:
+        client = Client(Device(None, AgentClass.HEADLESS), client.net)
+    quantity = 1 if rng.random() < 0.85 else min(2, sale.limit)
+    ship = shopper.household.place
+    placed = order(
+        at,
+        account_of(shopper),
+        client,
+        ship,
+        sale.sku,
+        quantity,
+        sale.price * quantity,
+        sale.release_ms,
+    )
+    tries = _tries(rng, shopper)
+    made.append(
+        Attempt(placed, payments(rng, placed, tries, (5, 60), (10, 120)), "flash_sale", False)
+    )
 
 
 def client_at(world: World, rng: random.Random, shopper: Shopper, at: int) -> tuple[Client, str]:
     """The device and network the shopper orders from at an instant, and the honest kind this
-    makes the order (``traveller``, ``office``, ``household`` or ``honest``)."""
+    makes the order (``traveller``, ``vpn``, ``office``, ``household`` or ``honest``)."""
     office = shopper.office
     if shopper.procurement and office is not None:
         return Client(shopper.devices[0], rng.choice(office.nets)), "office"
@@ -126,6 +146,8 @@ def client_at(world: World, rng: random.Random, shopper: Shopper, at: int) -> tu
             # Roaming data leaves through the home carrier: the IP is at home.
             return Client(device, rng.choice(world.mobile_nets[shopper.region])), "honest"
         return Client(device, rng.choice(world.hotel_nets[trip.region])), "traveller"
+    if shopper.vpn is not None and rng.random() < 0.9:
+        return Client(rng.choice(devices), shopper.vpn), "vpn"
     region = shopper.region
     if (
         office is not None

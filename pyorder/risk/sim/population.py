@@ -16,8 +16,10 @@ UNMAPPED_IP_SHARE = 0.015
 _HOUSEHOLD_SIZES = ((1, 2, 3, 4, 5), (0.50, 0.27, 0.13, 0.07, 0.03))
 _OFFICE_WORKER_SHARE = 0.35
 _NEW_ACCOUNT_SHARE = 0.05
+_RECENT_ACCOUNT_SHARE = 0.10
 _TRAVELLER_SHARE = 0.06
 _NEW_PHONE_SHARE = 0.03
+_VPN_SHARE = 0.02
 
 
 def net(ids: Ids, rng: random.Random, region: str) -> Net:
@@ -53,12 +55,18 @@ def build_world(config: SimConfig, rng: random.Random) -> World:
             if shared_card is not None and member < 2:
                 shopper.instruments.insert(0, shared_card)
             shoppers.append(shopper)
+            household.members.append(shopper)
 
     by_region: dict[str, list[Shopper]] = {name: [] for name in REGION_NAMES}
     for shopper in shoppers:
         by_region[shopper.region].append(shopper)
     for region, members in by_region.items():
         _staff_offices(rng, ids, region, members)
+
+    vpn_nets = {r: [net(ids, rng, r) for _ in range(3)] for r in REGION_NAMES}
+    for shopper in shoppers:
+        if rng.random() < _VPN_SHARE and not shopper.procurement:
+            shopper.vpn = rng.choice(vpn_nets[rng.choice(REGION_NAMES)])
 
     return World(
         ids=ids,
@@ -73,15 +81,19 @@ def build_world(config: SimConfig, rng: random.Random) -> World:
             r: [net(ids, rng, r) for _ in range(max(3, len(m) // 400))]
             for r, m in by_region.items()
         },
-        by_region=by_region,
+        vpn_nets=vpn_nets,
     )
 
 
 def _shopper(config: SimConfig, rng: random.Random, ids: Ids, household: Household) -> Shopper:
-    if rng.random() < _NEW_ACCOUNT_SHARE:
+    r = rng.random()
+    if r < _NEW_ACCOUNT_SHARE:
         created = rng.randrange(config.start_ms, config.end_ms - DAY_MS // 2)
+    elif r < _NEW_ACCOUNT_SHARE + _RECENT_ACCOUNT_SHARE:
+        # Sign-ups keep coming: honest accounts of days and weeks, as farmed ones are.
+        created = config.start_ms - rng.randrange(90 * DAY_MS)
     else:
-        created = config.start_ms - DAY_MS - int(lognormal(rng, 500, 1.0) * DAY_MS)
+        created = config.start_ms - DAY_MS - int(lognormal(rng, 600, 0.9) * DAY_MS)
     devices: list[Device] = []
     if rng.random() < 0.85:
         devices.append(phone(ids, rng))

@@ -41,6 +41,7 @@ class Household:
     net: Net
     shared_device: Device | None
     size: int
+    members: list["Shopper"] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -77,6 +78,8 @@ class Shopper:
     rate_per_day: float
     office: Office | None = None
     trip: Trip | None = None
+    vpn: Net | None = None
+    """Latent: the VPN exit (in another region) the shopper's traffic mostly leaves through."""
     new_phone: tuple[int, Device] | None = None
     """Latent: from this instant on, the shopper's phone is a new device."""
     procurement: bool = False
@@ -126,4 +129,5 @@ class World:
     mobile_nets: dict[str, list[Net]]
     """Carrier-grade NAT addresses per region: many phones share each."""
     hotel_nets: dict[str, list[Net]]
-    by_region: dict[str, list[Shopper]] = field(default_factory=dict)
+    vpn_nets: dict[str, list[Net]]
+    """A VPN provider's exits per region: many users, few addresses."""
