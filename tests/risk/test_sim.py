@@ -12,6 +12,7 @@ import pytest
 
 from pyorder.risk.events import AgentClass, OrderAttempt, PaymentAttempt
 from pyorder.risk.sim import HONEST_KINDS, SCENARIOS, SimConfig, Simulation, load, simulate, write
+from pyorder.risk.sim.__main__ import main
 from pyorder.risk.sim.store import EVENTS
 
 SMALL = SimConfig(seed=7, prevalence=0.02, days=3, shoppers=4_000)
@@ -167,3 +168,27 @@ def test_hard_negatives_share_ips_addresses_and_regions_as_fraud_does(sim: Simul
         if order.device is not None:
             buyers_by_device[order.device].add(order.buyer)
     assert max(len(b) for b in buyers_by_device.values()) >= 2
+
+
+def test_the_command_writes_a_data_set_and_prints_its_traces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(
+        [
+            "--seed",
+            "3",
+            "--days",
+            "1",
+            "--shoppers",
+            "1000",
+            "--prevalence",
+            "0.02",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    printed = capsys.readouterr().out
+    loaded = load(tmp_path)
+    assert loaded.config == SimConfig(seed=3, days=1, shoppers=1_000, prevalence=0.02)
+    assert f"{len(loaded.labels.fraud)} orders ({sum(loaded.labels.fraud)} fraud)" in printed
+    assert "| kind | orders |" in printed
