@@ -4,6 +4,9 @@ fraud visible only through behaviour that honest shoppers partly share."""
 
 import dataclasses
 import gzip
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -40,7 +43,12 @@ def _payments_by_order(sim: Simulation) -> dict[int, list[PaymentAttempt]]:
 
 def test_the_same_seed_writes_the_same_bytes_and_another_seed_other_data(tmp_path: Path) -> None:
     write(simulate(SMALL), tmp_path / "a")
-    write(simulate(SMALL), tmp_path / "b")
+    # Another process, with another string hash seed: nothing may depend on either.
+    command = [sys.executable, "-m", "pyorder.risk.sim", "--out", str(tmp_path / "b")]
+    command += ["--seed", "7", "--prevalence", "0.02", "--days", "3", "--shoppers", "4000"]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run(command, check=True, capture_output=True, cwd=root, env=env)
     write(simulate(dataclasses.replace(SMALL, seed=8)), tmp_path / "c")
     for name in ("events.jsonl.gz", "labels.json", "meta.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -1,7 +1,8 @@
 """Honest shoppers' orders: ordinary shopping by each shopper's own rate and daily rhythm, and
 the fans of each flash sale. The hard negatives come out of this behaviour: households and
 offices behind one IP (some sharing a device), phones behind carrier NAT, travellers online
-abroad or behind a VPN exit of another region, gifts to new addresses, fast fans at a release, an office's purchasing script."""
+abroad, VPN users, gifts to new addresses, fast fans at a release, an office's purchasing
+script."""
 
 import random
 
@@ -33,6 +34,7 @@ def honest_attempts(world: World, config: SimConfig, rng: random.Random) -> list
 def _ordinary(
     world: World, config: SimConfig, rng: random.Random, shopper: Shopper, made: list[Attempt]
 ) -> None:
+    """The shopper's ordinary orders over the window (from a minute after sign-up)."""
     low = max(config.start_ms, shopper.created_ms + MINUTE_MS)
     if low >= config.end_ms:
         return
@@ -54,8 +56,9 @@ def _ordinary(
             ship = None  # digital goods: nothing to ship
         elif rng.random() < GIFT_SHARE:
             kind, quantity = "gift", 1
-            away = rng.random() < 0.25
-            region = rng.choice(REGION_NAMES) if away else shopper.region
+            region = shopper.region
+            if rng.random() < 0.25:
+                region = rng.choice([r for r in REGION_NAMES if r != shopper.region])
             ship = Place(world.ids.hex(), region)
             if rng.random() < 0.6:
                 sku = rng.choice(catalogue.premium)

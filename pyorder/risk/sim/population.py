@@ -72,7 +72,7 @@ def build_world(config: SimConfig, rng: random.Random) -> World:
         ids=ids,
         shoppers=shoppers,
         catalogue=build_catalogue(config, rng),
-        # Carrier NAT: about 150 phones' owners per address; hotels: a few per region.
+        # Carrier NAT: an address per 150 shoppers of the region; hotels: one per 400.
         mobile_nets={
             r: [net(ids, rng, r) for _ in range(max(4, len(m) // 150))]
             for r, m in by_region.items()
