@@ -200,3 +200,31 @@ def test_the_command_writes_a_data_set_and_prints_its_traces(
     assert loaded.config == SimConfig(seed=3, days=1, shoppers=1_000, prevalence=0.02)
     assert f"{len(loaded.labels.fraud)} orders ({sum(loaded.labels.fraud)} fraud)" in printed
     assert "| kind | orders |" in printed
+
+
+def test_takeovers_come_from_a_device_the_old_account_never_used(sim: Simulation) -> None:
+    devices: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for order, fraud in zip(sim.orders, sim.labels.fraud, strict=True):
+        if order.device is not None and not fraud:
+            devices[order.buyer][order.device] += 1
+    takeovers = _by_scenario(sim)["account_takeover"]
+    assert all(o.at_ms - o.account_created_ms > 180 * 86_400_000 for o in takeovers)
+    assert all(o.device not in devices[o.buyer] for o in takeovers if o.device is not None)
+    # Honest shoppers come back on their own devices.
+    repeat = [n for used in devices.values() for n in used.values() if sum(used.values()) > 1]
+    assert sum(n > 1 for n in repeat) / len(repeat) > 0.5
+
+
+def test_promo_abusers_order_minutes_after_sign_up_as_some_new_shoppers_do(sim: Simulation) -> None:
+    found = _by_scenario(sim)
+    hour = 3_600_000
+    abusers = [o.at_ms - o.account_created_ms for o in found["promo_abuse"]]
+    assert all(age < hour for age in abusers)
+    honest = [o for kind in HONEST_KINDS for o in found[kind]]
+    assert any(o.at_ms - o.account_created_ms < hour for o in honest)
+
+
+@pytest.mark.parametrize("prevalence", [0.0005, 0.03])
+def test_a_prevalence_outside_the_range_is_refused(prevalence: float) -> None:
+    with pytest.raises(ValueError, match="prevalence"):
+        SimConfig(prevalence=prevalence)
