@@ -15,8 +15,11 @@ fill its batches however slow the store is.
 **The target follows the store.** What "slow" means depends on the store and the machine
 (SQLite on a local disk answers in ~1.5 ms, PostgreSQL with a synchronous standby in several),
 so the target is ``factor`` times the **normal** latency: the mean latency of the intervals in
-which the bound held nobody back (nothing refused, the limit not reached) and requests were
-within the target, smoothed. Until such an interval
+which nothing was refused, requests were within the target, and no more than ``min_limit``
+were in flight at once, smoothed. Without that last condition the normal latency crept up
+under a flood: refused clients wait out ``Retry-After``, so some intervals of a flood refuse
+nobody, and their latency, just within the target, became the new normal (the target went
+from 4 to 10 ms in 10 s of a 160-client flood). Until such an interval
 has been seen (a node started straight into a flood) the configured ``target_s`` holds. Under
 a flood no interval is normal, so the normal latency keeps its value from before the flood
 and cannot drift up with the queue. With ``factor`` 2 the admitted requests' p99 stays within
@@ -152,9 +155,9 @@ class Admission:
             self.limit = min(self.max_limit, self.limit + max(1, self.limit // 16))
         elif (
             self.shed == self._window_shed
-            and self._window_peak < self.limit
+            and self._window_peak <= self.min_limit
             and count >= NORMAL_MIN_REQUESTS
-        ):  # a normal interval: fast enough, and the bound held nobody back
+        ):  # a normal interval: fast, nobody held back, no more in flight than min_limit
             normal = self.normal_s
             self.normal_s = mean if normal is None else normal + NORMAL_WEIGHT * (mean - normal)
         self._window_end = now + self.interval_s

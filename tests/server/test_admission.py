@@ -61,6 +61,9 @@ def test_a_flood_does_not_move_the_normal_latency() -> None:
     for _ in range(20):  # within the target at the bound, with refusals: not normal either
         adm.refuse()
         _interval(adm, [0.0025] * 20, in_flight=adm.limit)
+    adm.limit = 128
+    for _ in range(20):  # a lull without refusals, but more in flight than min_limit
+        _interval(adm, [0.0025] * 20, in_flight=100)
     assert adm.normal_s == normal
 
 
