@@ -52,6 +52,8 @@ __all__ = [
     "ReservationInfo",
     "ReservationResolvedError",
     "ReserveBatchResult",
+    "RiskModel",
+    "RiskModelError",
     "RiskTracker",
     "RowCountError",
     "SqliteWriteError",
@@ -347,6 +349,41 @@ class OrderIdGenerator:
 
 def decode_order_id(order_id: int, gene_bits: int = 0) -> tuple[int, int, int, int]:
     """Split an ID into (unix_ms, node, sequence, gene)."""
+
+# --- risk model ----------------------------------------------------------------------------
+class RiskModelError(ValueError):
+    """A LightGBM model text that is malformed or uses what the core does not score
+    (multiclass, other objectives than binary, linear trees, averaged output), or a row whose
+    number of features is not the model's."""
+
+@final
+class RiskModel:
+    """A LightGBM binary classifier, scored by the core from the library's text model: a row
+    (float64, the model's features in order, NaN = missing) gets LightGBM's own probability and
+    a 0-99 score, ``floor(100 * p)`` capped at 99. Immutable and thread-safe."""
+
+    @staticmethod
+    def from_text(text: str) -> RiskModel:
+        """Parse and check the whole text of ``Booster.model_to_string()``; RiskModelError if
+        it is malformed or unsupported."""
+    @property
+    def version(self) -> str:
+        """The first 16 hex digits of the SHA-256 of the model text."""
+    @property
+    def feature_names(self) -> list[str]:
+        """The features of a row, in order."""
+    @property
+    def num_features(self) -> int: ...
+    @property
+    def num_trees(self) -> int: ...
+    def probability(self, row: npt.NDArray[np.float64] | Sequence[float]) -> float:
+        """The probability of fraud for one row, in [0, 1]."""
+    def score(self, row: npt.NDArray[np.float64] | Sequence[float]) -> int:
+        """The 0-99 score of one row."""
+    def predict_proba(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The probability of each row of a 2-D float64 matrix (rows x features)."""
+    def scores(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+        """The 0-99 score of each row of a 2-D float64 matrix."""
 
 _StagedOrder = tuple[
     int, str, str, int, str, str, int, int, int, list[tuple[int, int, int, int, str]]

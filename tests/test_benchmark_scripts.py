@@ -79,3 +79,10 @@ def test_webhook_cost_script_measures_both_ways() -> None:
         ["server", "sqlite", "none"],
         ["server", "sqlite", "yes"],
     ]
+
+
+def test_risk_model_script_scores_as_lightgbm_does() -> None:
+    done = run("risk_model.py", "--train-rows", "3000", "--rows", "2000", "--trees", "10")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "probabilities equal to LightGBM's on 2,000 rows: yes" in done.stdout
+    assert "core, batch:" in done.stdout

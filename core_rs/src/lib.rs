@@ -5,6 +5,7 @@
 
 pub mod ids;
 pub mod inventory;
+pub mod model;
 pub mod orders;
 pub mod risk;
 pub mod storage;

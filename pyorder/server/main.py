@@ -161,8 +161,15 @@ def serve(argv: list[str] | None = None) -> None:
         "--shed-target-ms",
         type=_positive_float,
         default=admission.target_s * 1000,
-        help="the bound shrinks while even the fastest placing request takes longer"
-        " (default %(default)s)",
+        help="the bound shrinks while placing requests take longer on average, until"
+        " their normal latency is known (then --shed-factor times it; default %(default)s)",
+    )
+    conn.add_argument(
+        "--shed-factor",
+        type=_positive_float,
+        default=admission.factor,
+        help="the bound shrinks while placing requests take longer than this many times their"
+        " normal latency on average (default %(default)s)",
     )
     mon = parser.add_argument_group("metrics")
     mon.add_argument(
@@ -293,6 +300,7 @@ def serve(argv: list[str] | None = None) -> None:
             max_limit=args.max_in_flight,
             min_limit=args.min_in_flight,
             target_s=args.shed_target_ms / 1000,
+            factor=args.shed_factor,
         ),
         metrics_token=args.metrics_token,
     )

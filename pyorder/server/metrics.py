@@ -248,6 +248,12 @@ class AdmissionStats(Collector):
             "Placing requests admitted at most at once, now (adapts to their delay)",
             a.limit,
         )
+        yield GaugeMetricFamily(
+            "pyorder_http_shed_target_seconds",
+            "Mean latency of placing requests past which the bound shrinks (--shed-factor"
+            " times their normal latency, once known)",
+            a.target,
+        )
 
 
 class OrderCounts(Collector):

@@ -187,7 +187,12 @@ class NodeLease(NodeClaim):
                 timeout=CONNECT_TIMEOUT_S,
                 server_settings={"application_name": f"pyorder {self.holder}", **KEEPALIVES},
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+        ) as e:
             raise StorageError(f"cannot connect to PostgreSQL for the node lease: {e}") from e
         try:
             await self._check_clock(conn)

@@ -321,14 +321,14 @@ class PostgresStore(Store):
                 max_size=self._max_size,
                 timeout=CONNECT_TIMEOUT_S,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        except _DB_ERRORS as e:
             raise StorageError(f"cannot connect to PostgreSQL: {e}") from e
         try:
             async with pool.acquire() as conn:
                 await _migrate(conn)
         except BaseException as e:
             await pool.close()
-            if isinstance(e, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
+            if isinstance(e, _DB_ERRORS):
                 raise StorageError(f"cannot migrate the PostgreSQL schema: {e}") from e
             raise
         self._pool = pool
@@ -748,7 +748,7 @@ class PostgresStore(Store):
                 "DELETE FROM intake_commits WHERE committed_ms < $1", older_than_ms
             )
             await self._p().execute(key_claims.PURGE_SQL, older_than_ms)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+        except _DB_ERRORS as e:
             raise StorageError(f"purge of idempotency records failed: {e}") from e
         return _rowcount(status)
 
@@ -759,7 +759,7 @@ class PostgresStore(Store):
             row = await self._p().fetchrow(
                 key_claims.CLAIM_SQL, principal, key, node, epoch, fresh_after_ms
             )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+        except _DB_ERRORS as e:
             raise StorageError(f"claiming an idempotency key failed: {e}") from e
         assert row is not None  # the statement always returns one row
         return key_claims.key_claim_from_row(row)
@@ -767,18 +767,13 @@ class PostgresStore(Store):
     async def release_idempotency(self, principal: str, key: str, node: int, epoch: int) -> None:
         try:
             await self._p().execute(key_claims.RELEASE_SQL, principal, key, node, epoch)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+        except _DB_ERRORS as e:
             raise StorageError(f"releasing an idempotency key failed: {e}") from e
 
     async def committed(self, token: int) -> bool:
         try:
             row = await self._p().fetchrow("SELECT 1 FROM intake_commits WHERE token = $1", token)
-        except (
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.InternalClientError,
-            OSError,
-        ) as e:
+        except _DB_ERRORS as e:
             raise StorageError(f"reading commit token failed: {e}") from e
         return row is not None
 

@@ -1,8 +1,9 @@
 //! The one place where core errors become Python exceptions.
 //!
 //! Every inventory exception subclasses `InventoryError(ValueError)`; ID errors subclass
-//! `OrderIdError(RuntimeError)`. Attributes (`sku`, `state`, ...) are set on the instance so
-//! callers can act on them without parsing messages.
+//! `OrderIdError(RuntimeError)`; risk-model errors are `RiskModelError(ValueError)`. Attributes
+//! (`sku`, `state`, ...) are set on the instance so callers can act on them without parsing
+//! messages.
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -10,6 +11,7 @@ use pyo3::prelude::*;
 
 use crate::ids::IdError;
 use crate::inventory::InventoryError as CoreError;
+use crate::model::ModelError;
 
 create_exception!(_core, InventoryError, PyValueError);
 create_exception!(_core, UnknownSkuError, InventoryError);
@@ -24,6 +26,7 @@ create_exception!(_core, ReservationResolvedError, InventoryError);
 create_exception!(_core, InvalidInventoryStateError, InventoryError);
 create_exception!(_core, OrderIdError, PyRuntimeError);
 create_exception!(_core, ClockMovedBackwardsError, OrderIdError);
+create_exception!(_core, RiskModelError, PyValueError);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -58,6 +61,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "ClockMovedBackwardsError",
         py.get_type::<ClockMovedBackwardsError>(),
     )?;
+    m.add("RiskModelError", py.get_type::<RiskModelError>())?;
     // Show them as `pyorder._core.X`, where they live, rather than the macro's `_core.X`.
     for name in [
         "InventoryError",
@@ -73,6 +77,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "InvalidInventoryStateError",
         "OrderIdError",
         "ClockMovedBackwardsError",
+        "RiskModelError",
     ] {
         m.getattr(name)?.setattr("__module__", "pyorder._core")?;
     }
@@ -182,4 +187,9 @@ pub(crate) fn id_err(py: Python<'_>, e: IdError) -> PyErr {
         IdError::InvalidConfig { .. } | IdError::InvalidId { .. } => PyValueError::new_err(msg),
         _ => OrderIdError::new_err(msg),
     }
+}
+
+/// A model that cannot be loaded (malformed or unsupported) or a row it cannot score.
+pub(crate) fn model_err(e: ModelError) -> PyErr {
+    RiskModelError::new_err(e.to_string())
 }

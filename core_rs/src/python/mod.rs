@@ -6,6 +6,7 @@ mod commit_queue;
 mod errors;
 mod ids;
 mod inventory;
+mod model;
 mod orders;
 mod risk;
 mod rows;
@@ -22,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     orders::register(m)?;
     storage::register(m)?;
     commit_queue::register(m)?;
+    model::register(m)?;
     risk::register(m)?;
     Ok(())
 }
