@@ -5,7 +5,8 @@ A new capability with its own tables adds its ``PartKind`` here: one line. The o
 write order the batch has always had (``tests/storage/test_storage_write_order.py`` pins it):
 payments (and attempts), the shared outbox and webhook events, refunds, logistics, returns, then
 events, since an event's fan-out reads the order lines and endpoints written before it; then
-the limit claims of the batch's orders (cluster nodes only), which read nothing the others write.
+the limit claims of the batch's orders (cluster nodes only), which read nothing the others write;
+then the risk rules, lists and their audit entries, which touch no order.
 """
 
 from typing import Any
@@ -15,6 +16,7 @@ from pyorder.kernel.unit import PartKind
 from pyorder.logistics.storage import LOGISTICS
 from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.returns.storage import RETURNS
+from pyorder.risk.storage import RISK
 from pyorder.storage.limit_claims import LIMIT_CLAIMS
 from pyorder.storage.outbox import OUTBOX
 
@@ -26,4 +28,5 @@ PARTS: tuple[PartKind[Any, Any], ...] = (
     RETURNS,
     EVENTS,
     LIMIT_CLAIMS,
+    RISK,
 )

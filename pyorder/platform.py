@@ -20,6 +20,7 @@ from pyorder.catalog.service import Catalog
 from pyorder.cluster.catalogue import CatalogueSync
 from pyorder.cluster.endpoints import EndpointMirror
 from pyorder.cluster.limits import LimitClaims
+from pyorder.cluster.risk import RiskMirror
 from pyorder.cluster.stock import StockKeeper, node_view
 from pyorder.engine import Engine
 from pyorder.events.dispatcher import EventDispatcher
@@ -40,6 +41,8 @@ from pyorder.payments.service import Payments
 from pyorder.returns.config import ReturnsConfig
 from pyorder.returns.dispatcher import ReturnDispatcher
 from pyorder.returns.service import Returns
+from pyorder.risk.management import RiskControl
+from pyorder.risk.storage import RISK
 from pyorder.storage.base import NodeClaim, StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -127,6 +130,8 @@ class Platform:
             self.store,
         )
         self.logistics.route_returns(self.returns.observe_tracking)
+        self.risk = RiskControl(self.intake, self.store)
+        """Risk rules, lists and thresholds, and the live policy (``risk.policy``)."""
         durable = self.intake.durable
         self.dispatcher = Dispatcher(self.payments, durable)
         self.shipping = ShipmentDispatcher(self.logistics, self.store, durable)
@@ -155,6 +160,12 @@ class Platform:
             else None
         )
         """Keeps this node's copy of the webhook endpoints current (cluster mode only)."""
+        self.risk_mirror = (
+            RiskMirror(self.store, self.risk, self._leads, lambda: self.ready)
+            if config.cluster
+            else None
+        )
+        """Keeps this node's risk rules and lists current (cluster mode only)."""
         self.stock_keeper = (
             StockKeeper(
                 self.store,
@@ -243,6 +254,8 @@ class Platform:
             self.stock_keeper.start()
         if self.endpoint_mirror is not None:
             self.endpoint_mirror.start()
+        if self.risk_mirror is not None:
+            self.risk_mirror.start()
         self.intake.start()
         await self.dispatcher.start()
         await self.shipping.start()
@@ -273,6 +286,8 @@ class Platform:
             await self.catalogue_sync.stop()
         if self.endpoint_mirror is not None:
             await self.endpoint_mirror.stop()
+        if self.risk_mirror is not None:
+            await self.risk_mirror.stop()
         await self.dispatcher.stop()
         await self.shipping.stop()
         await self.event_dispatcher.stop()
@@ -324,6 +339,7 @@ class Platform:
         self.payments.load(snapshot)
         self.logistics.load(snapshot)
         self.webhooks.load(endpoints)
+        self.risk.load(snapshot.part(RISK))
         self.returns.load(snapshot, claim.node if self.config.cluster else None)
         self.orders.forget_cancels()
         self.dispatcher.resume()

@@ -73,12 +73,17 @@ class Decision:
     ``score`` (a threshold) or ``default`` (nothing fired: allowed)."""
 
 
+Merchant = int | str
+"""A merchant as rules name it: its number in the simulation, its key (``merchant:<id>``) on
+the platform (rules managed over the API, ``pyorder.risk.management``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     """A rule with its condition compiled, and whose it is (None: the platform's)."""
 
     rule: Rule
-    merchant: int | None
+    merchant: Merchant | None
     condition: Condition
 
 
@@ -87,14 +92,14 @@ class Policy:
     names: tuple[str, ...]
     """The feature row's columns, in order (``pyorder.risk.features``)."""
     thresholds: Thresholds = Thresholds()
-    rules: tuple[tuple[Rule, int | None], ...] = ()
+    rules: tuple[tuple[Rule, Merchant | None], ...] = ()
     """(rule, merchant) pairs; merchant None: a platform rule."""
     allow: Mapping[ListKind, frozenset[str]] = field(default_factory=dict)
     block: Mapping[ListKind, frozenset[str]] = field(default_factory=dict)
     _compiled: tuple[CompiledRule, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        seen: set[tuple[str, int | None]] = set()
+        seen: set[tuple[str, Merchant | None]] = set()
         compiled = []
         for rule, merchant in self.rules:
             if (rule.id, merchant) in seen:
@@ -113,7 +118,7 @@ class Policy:
         """The rules, compiled, in the order they are looked at."""
         return self._compiled
 
-    def with_rules(self, rules: Sequence[tuple[Rule, int | None]]) -> "Policy":
+    def with_rules(self, rules: Sequence[tuple[Rule, Merchant | None]]) -> "Policy":
         return replace(self, rules=tuple(rules))
 
     def decide(
@@ -121,7 +126,7 @@ class Policy:
         row: Sequence[float],
         score: int,
         keys: Mapping[ListKind, str | None] | None = None,
-        merchant: int | None = None,
+        merchant: Merchant | None = None,
     ) -> Decision:
         """The decision for one order (or payment): its feature row, its score (0-99), the
         values the lists are checked against, and its merchant (whose own rules apply)."""
@@ -164,7 +169,7 @@ class Policy:
         return Decision(outcome, score, three_ds, tuple(fired), by)
 
     def decide_many(
-        self, matrix: Matrix, scores: npt.NDArray[np.float64], merchant: int | None = None
+        self, matrix: Matrix, scores: npt.NDArray[np.float64], merchant: Merchant | None = None
     ) -> npt.NDArray[np.int8]:
         """Each row's outcome (``Outcome`` values), by the rules and thresholds (not the lists,
         which need the rows' keys): for evaluations over a whole data set."""

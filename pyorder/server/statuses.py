@@ -28,6 +28,9 @@ STATUSES: dict[str, int] = {
     "too_many_endpoints": 409,
     "return_window_closed": 409,
     "idempotency_key_in_use": 409,
+    "too_many_rules": 409,
+    "already_listed": 409,
+    "too_many_list_entries": 409,
     # Invalid input: well-formed, but not something this can do.
     "unstorable_value": 422,
     "refund_exceeds_charge": 422,
@@ -41,6 +44,8 @@ STATUSES: dict[str, int] = {
     "category_not_returnable": 422,
     "return_exceeds_purchase": 422,
     "idempotency_key_reused": 422,
+    "invalid_rule": 422,
+    "invalid_thresholds": 422,
     # Providers' and carriers' webhooks.
     "invalid_signature": 400,
     "invalid_event": 400,

@@ -16,6 +16,7 @@ from pyorder.logistics.model import DeliveryWindow, Fulfilment, TrackingEvent, W
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.returns.model import Return
+from pyorder.risk.records import AuditEntry, RiskState
 from pyorder.storage.replication import Standby
 
 
@@ -328,6 +329,20 @@ class Store(ABC):
         self, endpoint_id: int, before_id: int | None, limit: int
     ) -> list[Delivery]:
         """The endpoint's events in every state, newest first, with an id below ``before_id``."""
+        raise NotImplementedError
+
+    async def risk_state(self) -> RiskState:
+        """The risk rules (deleted ones too), list entries and thresholds, as committed, read
+        in one transaction (``pyorder.risk.storage``)."""
+        raise NotImplementedError
+
+    async def risk_version(self) -> int:
+        """The version of the risk configuration, raised by every change of it."""
+        raise NotImplementedError
+
+    async def risk_audit(self, owner: str, before_id: int | None, limit: int) -> list[AuditEntry]:
+        """The risk audit log, newest first, with an id below ``before_id``, of ``owner``
+        ('': every owner's)."""
         raise NotImplementedError
 
     async def list_returns(

@@ -408,6 +408,40 @@ _V12_POSTGRES = (
     " the batch was not written', order_id, deleted, skus; END IF; END $$",
 )
 
+
+# Version 13: risk rules and lists managed over the API (``pyorder.risk.storage``,
+# docs/risk.md). Rules (deleted ones kept, flagged, so ids are never reused), the allow/block
+# list entries, one row of platform thresholds with the configuration's version (raised by every
+# change: cluster nodes compare it to know they must read the rest again), and the append-only
+# audit log, whose ids the database assigns in insertion order.
+def _v13(integer: str, strict: str, serial: str) -> tuple[str, ...]:
+    i = integer
+    return (
+        "CREATE TABLE risk_rules ("
+        f" id {i} PRIMARY KEY, owner TEXT NOT NULL,"
+        " action TEXT NOT NULL CHECK (action IN ('request_3ds', 'allow', 'block', 'review')),"
+        f" condition_text TEXT NOT NULL, description TEXT NOT NULL, deleted {i} NOT NULL,"
+        f" created_ms {i} NOT NULL, updated_ms {i} NOT NULL){strict}",
+        "CREATE TABLE risk_list_entries ("
+        " list_name TEXT NOT NULL CHECK (list_name IN ('allow', 'block')),"
+        " kind TEXT NOT NULL, value TEXT NOT NULL, owner TEXT NOT NULL,"
+        f" added_ms {i} NOT NULL, PRIMARY KEY (list_name, kind, value)){strict}",
+        "CREATE TABLE risk_settings ("
+        f" id {i} PRIMARY KEY CHECK (id = 1), block {i} NOT NULL, review {i} NOT NULL,"
+        f" version {i} NOT NULL, updated_ms {i} NOT NULL){strict}",
+        "INSERT INTO risk_settings (id, block, review, version, updated_ms)"
+        " VALUES (1, 75, 65, 0, 0)",
+        "CREATE TABLE risk_audit ("
+        f" id {serial}, at_ms {i} NOT NULL, principal TEXT NOT NULL, owner TEXT NOT NULL,"
+        " action TEXT NOT NULL, subject TEXT NOT NULL, before_json TEXT,"
+        f" after_json TEXT){strict}",
+        "CREATE INDEX risk_audit_owner ON risk_audit (owner, id)",
+    )
+
+
+_V13_SQLITE = _v13("INTEGER", " STRICT", "INTEGER PRIMARY KEY AUTOINCREMENT")
+_V13_POSTGRES = _v13("BIGINT", "", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -423,6 +457,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "claims of idempotency keys across nodes", _V10_SQLITE, _V10_POSTGRES),
     Migration(11, "the address of each cluster node for forwarded requests", _V11, _V11),
     Migration(12, "claims of purchase limits across nodes", _V12_SQLITE, _V12_POSTGRES),
+    Migration(13, "risk rules, lists, thresholds and their audit log", _V13_SQLITE, _V13_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -47,6 +47,9 @@ from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
+from pyorder.risk import storage as risk
+from pyorder.risk.records import AuditEntry, RiskState
+from pyorder.risk.storage import RISK
 from pyorder.storage import (
     codec,
     key_claims,
@@ -869,6 +872,22 @@ class PostgresStore(Store):
         sql = events.DELIVERIES_SQL.format("$1", "$2", "$3")
         rows = await self._p().fetch(sql, endpoint_id, before, codec.page_limit(limit))
         return [events.delivery_from_row(r) for r in rows]
+
+    async def risk_state(self) -> RiskState:
+        async with (
+            self._p().acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return risk.state_from_rows([await conn.fetch(sql) for sql in RISK.loads])
+
+    async def risk_version(self) -> int:
+        return int(await self._p().fetchval(risk.VERSION_SQL))
+
+    async def risk_audit(self, owner: str, before_id: int | None, limit: int) -> list[AuditEntry]:
+        before = codec.MAX_BIGINT if before_id is None else before_id
+        sql = risk.AUDIT_SQL.format("$1", "$2", "$3")
+        rows = await self._p().fetch(sql, before, owner, codec.page_limit(limit))
+        return [risk.audit_from_row(r) for r in rows]
 
     async def get_order(self, order_id: int) -> Order | None:
         async with self._p().acquire() as conn:

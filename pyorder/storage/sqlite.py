@@ -45,6 +45,9 @@ from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
+from pyorder.risk import storage as risk
+from pyorder.risk.records import AuditEntry, RiskState
+from pyorder.risk.storage import RISK
 from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
 from pyorder.storage.lockfile import ProcessLock
@@ -427,6 +430,28 @@ class SqliteStore(Store):
         params = (endpoint_id, before, codec.page_limit(limit))
         return await self._on_reader(
             lambda: [events.delivery_from_row(r) for r in self._r().execute(sql, params)]
+        )
+
+    async def risk_state(self) -> RiskState:
+        def read() -> RiskState:
+            conn = self._r()
+            conn.execute("BEGIN")  # one read snapshot of the three tables
+            try:
+                return risk.state_from_rows([conn.execute(sql).fetchall() for sql in RISK.loads])
+            finally:
+                conn.execute("COMMIT")
+
+        return await self._on_reader(read)
+
+    async def risk_version(self) -> int:
+        return await self._on_reader(lambda: int(self._r().execute(risk.VERSION_SQL).fetchone()[0]))
+
+    async def risk_audit(self, owner: str, before_id: int | None, limit: int) -> list[AuditEntry]:
+        before = codec.MAX_BIGINT if before_id is None else before_id
+        sql = risk.AUDIT_SQL.format("?1", "?2", "?3")
+        params = (before, owner, codec.page_limit(limit))
+        return await self._on_reader(
+            lambda: [risk.audit_from_row(r) for r in self._r().execute(sql, params)]
         )
 
     async def get_order(self, order_id: int) -> Order | None:

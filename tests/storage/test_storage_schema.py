@@ -39,6 +39,10 @@ TABLES = {
     "stock_leases",
     "idempotency_claims",
     "limit_claims",
+    "risk_rules",
+    "risk_list_entries",
+    "risk_settings",
+    "risk_audit",
 }
 
 

@@ -16,6 +16,7 @@ from pyorder.server.api import (
     payments,
     reference,
     returns,
+    risk,
     service,
     webhooks,
 )
@@ -29,6 +30,7 @@ CAPABILITIES: tuple[web.RouteTableDef, ...] = (
     logistics.routes,
     returns.routes,
     webhooks.routes,
+    risk.routes,
     service.routes,
     reference.routes,
 )

@@ -1,0 +1,80 @@
+"""The risk rules, list entries, thresholds and audit entries as stored and managed over the
+API (``pyorder.risk.management``, ``docs/risk.md``, "Managing rules and lists"). Times are ms
+since the Unix epoch (UTC)."""
+
+from dataclasses import dataclass, field
+
+from pyorder.risk.policy import ListKind
+from pyorder.risk.rules import Action
+
+PLATFORM = "platform"
+"""The owner of the admins' rules and lists (a merchant's is its key, ``merchant:<id>``)."""
+RULE_PREFIX = "rule_"
+"""A rule's id as listed and as decisions name it: ``rule_<n>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRule:
+    id: int
+    owner: str
+    """``platform`` or the merchant's key."""
+    action: Action
+    condition: str
+    description: str
+    deleted: bool
+    """Deleted rules stay stored (their ids are never reused) but no longer apply."""
+    created_ms: int
+    updated_ms: int
+
+    @property
+    def name(self) -> str:
+        """The id as the API lists it and decisions name it (``rule_<n>``)."""
+        return f"{RULE_PREFIX}{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    list: str
+    """``allow`` or ``block``."""
+    kind: ListKind
+    value: str
+    owner: str
+    added_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The platform-wide thresholds (scores 0-99) and the version of the whole configuration,
+    raised by every change (what cluster nodes compare to know they must read it again)."""
+
+    block: int = 75
+    review: int = 65
+    version: int = 0
+    updated_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change: who (the principal's key), when, what (``rule.created``, ``rule.updated``,
+    ``rule.deleted``, ``list.added``, ``list.removed``, ``thresholds.changed``), of what
+    (``subject``: a rule's id, ``allow:ip:203.0.113.7``, ``thresholds``), whose (``owner``),
+    and the thing before and after as JSON (null: it did not exist)."""
+
+    id: int
+    """Assigned by the store in insertion order (0 until written)."""
+    at_ms: int
+    principal: str
+    owner: str
+    action: str
+    subject: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskState:
+    """Everything the live policy is built from, as stored."""
+
+    rules: tuple[StoredRule, ...] = ()
+    entries: tuple[ListEntry, ...] = ()
+    settings: Settings = field(default_factory=Settings)
