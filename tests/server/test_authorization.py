@@ -96,6 +96,20 @@ POLICY: dict[str, tuple[int, ...]] = {
     "POST /v1/webhook-endpoints/{X's}/rotate-secret": (403, 403, 200, 404, 200, *ANON),
     # No event is ever owed to it: who may resend gets past authorization to a 404.
     "POST /v1/webhook-endpoints/{X's}/deliveries/{missing}/retry": (403, 403, 404, 404, 404, *ANON),
+    # Risk rules: merchants their own (another's are 404), admins the platform's and anyone's;
+    # lists and thresholds are the platform's, admins only.
+    "GET /v1/risk/rules":                         (403, 403, 200, 200, 200, *ANON),
+    "POST /v1/risk/rules":                        (403, 403, 201, 201, 201, *ANON),
+    "GET /v1/risk/rules/{X's}":                   (403, 403, 200, 404, 200, *ANON),
+    "GET /v1/risk/rules/{platform's}":            (403, 403, 404, 404, 200, *ANON),
+    "PUT /v1/risk/rules/{X's}":                   (403, 403, 200, 404, 200, *ANON),
+    "DELETE /v1/risk/rules/{X's}":                (403, 403, 200, 404, 200, *ANON),
+    "GET /v1/risk/lists":                         (403, 403, 403, 403, 200, *ANON),
+    "POST /v1/risk/lists":                        (403, 403, 403, 403, 201, *ANON),
+    "DELETE /v1/risk/lists/{list}/{kind}/{value}": (403, 403, 403, 403, 200, *ANON),
+    "GET /v1/risk/thresholds":                    (403, 403, 403, 403, 200, *ANON),
+    "PUT /v1/risk/thresholds":                    (403, 403, 403, 403, 200, *ANON),
+    "GET /v1/risk/audit":                         (403, 403, 200, 200, 200, *ANON),
     # Providers authenticate by signature, not token; this server knows no provider.
     "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
     "POST /v1/webhooks/carriers/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
@@ -131,10 +145,25 @@ class Scene:
     a_order_xz: str = ""
     window: int = 0
     x_endpoint: int = 0
+    x_rule: str = ""
+    platform_rule: str = ""
 
     def endpoint(self) -> int:
         """A fresh webhook endpoint of merchant X's, its id."""
         return _endpoint(self.srv, self.tokens["merchant X"])
+
+    def rule(self, caller: str = "merchant X") -> str:
+        """A fresh risk rule of ``caller``'s (merchant X's: its own; an admin's: the
+        platform's), its id."""
+        token = self.tokens[caller]
+        return str(self.srv.ok("POST", "/v1/risk/rules", token=token, json=_RULE, expect=201)["id"])
+
+    def listed(self) -> str:
+        """A fresh value on the platform's block list of IPs, its path."""
+        value = unique("ip")
+        body = {"list": "block", "kind": "ip", "value": value}
+        self.srv.ok("POST", "/v1/risk/lists", token=self.tokens["admin"], json=body, expect=201)
+        return f"/v1/risk/lists/block/ip/{value}"
 
     def order(self, caller: str, lines: list[tuple[int, int]]) -> str:
         """A fresh order of ``caller`` (a buyer), its id."""
@@ -187,12 +216,15 @@ def scene(server: Server) -> Scene:
         )["id"]
     )
     s.x_endpoint = s.endpoint()
+    s.x_rule = s.rule()
+    s.platform_rule = s.rule("admin")
     return s
 
 
 _WINDOW = {"start": "2099-01-01T08:00:00Z", "end": "2099-01-01T10:00:00+00:00", "capacity": 1000}
 _HOOK = {"url": "http://127.0.0.1:9/hooks", "events": ["order.refunded"]}
 """A webhook endpoint subscribed to what never happens here (no payments): nothing is sent."""
+_RULE = {"action": "review", "condition": "device_buyers_24h >= 50", "description": "farms"}
 
 
 def _endpoint(srv: Server, token: str | None) -> int:
@@ -377,6 +409,31 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
         f"/v1/webhook-endpoints/{s.x_endpoint}/deliveries/evt_999999/retry",
         None,
     ),
+    "GET /v1/risk/rules": lambda s, c: ("GET", "/v1/risk/rules", None),
+    "POST /v1/risk/rules": lambda s, c: ("POST", "/v1/risk/rules", _RULE),
+    "GET /v1/risk/rules/{X's}": lambda s, c: ("GET", f"/v1/risk/rules/{s.x_rule}", None),
+    "GET /v1/risk/rules/{platform's}": lambda s, c: (
+        "GET",
+        f"/v1/risk/rules/{s.platform_rule}",
+        None,
+    ),
+    "PUT /v1/risk/rules/{X's}": lambda s, c: ("PUT", f"/v1/risk/rules/{s.x_rule}", _RULE),
+    # A fresh rule for every caller: deleting uses it up.
+    "DELETE /v1/risk/rules/{X's}": lambda s, c: ("DELETE", f"/v1/risk/rules/{s.rule()}", None),
+    "GET /v1/risk/lists": lambda s, c: ("GET", "/v1/risk/lists", None),
+    "POST /v1/risk/lists": lambda s, c: (
+        "POST",
+        "/v1/risk/lists",
+        {"list": "block", "kind": "device", "value": unique("d")},
+    ),
+    "DELETE /v1/risk/lists/{list}/{kind}/{value}": lambda s, c: ("DELETE", s.listed(), None),
+    "GET /v1/risk/thresholds": lambda s, c: ("GET", "/v1/risk/thresholds", None),
+    "PUT /v1/risk/thresholds": lambda s, c: (
+        "PUT",
+        "/v1/risk/thresholds",
+        {"block": 75, "review": 65},
+    ),
+    "GET /v1/risk/audit": lambda s, c: ("GET", "/v1/risk/audit", None),
     "POST /v1/webhooks/payments/{name}": lambda s, c: ("POST", "/v1/webhooks/payments/p", {}),
     "POST /v1/webhooks/carriers/{name}": lambda s, c: ("POST", "/v1/webhooks/carriers/c", {}),
     "GET /healthz": lambda s, c: ("GET", "/healthz", None),
