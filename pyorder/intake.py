@@ -315,6 +315,9 @@ class Intake:
         # Whatever was staged while recovering was decided by the old core: drop it.
         self._fail_all(self._waiters, self._error)
         self._waiters, self.batch = [], WriteBatch()
+        # The failed batch's waiters have their answer; a waiter from now on waits for work
+        # staged after the rebuild, so an empty batch must not answer it with that failure.
+        self._last_outcome = None
         self.store.resume()
         self._recovering = False
         self.available = True
