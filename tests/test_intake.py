@@ -189,6 +189,12 @@ def test_a_failed_commit_fails_what_follows_rebuilds_once_then_resumes(depth: in
         assert len(rebuilds) == 1
         assert store.events[-2:] == ["rebuild", "resume"]
         assert intake.available
+        # A waiter with nothing staged waits for nothing: answered, not failed with the old
+        # batch (a read that awaits durable() right after the recovery).
+        idle = intake.durable()
+        await settle()
+        assert idle.done()
+        assert idle.exception() is None
         # It takes work again.
         after = stage(intake, 4)
         await settle()
