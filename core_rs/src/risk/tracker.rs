@@ -164,21 +164,24 @@ impl RiskTracker {
     }
 
     /// [`Self::score_and_observe_order`] of each order in turn, into `out` (one row per order):
-    /// the batch path's call. It counts the orders in groups; before each group it loads the
-    /// next group's index entries and this group's slots into cache, so that their cache
-    /// misses overlap one another instead of stalling the count one by one.
+    /// the batch path's call. It counts the orders in groups; while it counts one group, the
+    /// slots of the next and the index entries of the one after are loading into cache, so
+    /// that their cache misses overlap with the work instead of stalling it.
     pub fn score_and_observe_orders(&mut self, orders: &[OrderEvent], out: &mut [Features]) {
         let n = orders.len().min(out.len());
         let group =
             |g: usize| &orders[(g * PREFETCH_GROUP).min(n)..((g + 1) * PREFETCH_GROUP).min(n)];
-        for o in group(0) {
+        for o in group(0).iter().chain(group(1)) {
             self.prefetch(o, Stage::Entry);
         }
+        for o in group(0) {
+            self.prefetch(o, Stage::Slot);
+        }
         for g in 0..n.div_ceil(PREFETCH_GROUP) {
-            for o in group(g + 1) {
+            for o in group(g + 2) {
                 self.prefetch(o, Stage::Entry);
             }
-            for o in group(g) {
+            for o in group(g + 1) {
                 self.prefetch(o, Stage::Slot);
             }
             let start = g * PREFETCH_GROUP;
