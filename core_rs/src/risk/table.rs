@@ -100,7 +100,8 @@ impl<S: KeyState> Table<S> {
             slots: Vec::new(),
             free: Vec::new(),
             cursor: 0,
-            max_keys: max_keys.max(1),
+            // Slots are numbered by u32 (u32::MAX marks an empty index entry).
+            max_keys: max_keys.clamp(1, u32::MAX as usize - 1),
             expired: 0,
             evicted: 0,
         }
@@ -111,7 +112,7 @@ impl<S: KeyState> Table<S> {
     pub(crate) fn get(&self, key: u64, t_ms: i64) -> Option<&Slot<S>> {
         let i = self.index.get(key)?;
         let slot = &self.slots[i as usize];
-        (t_ms - slot.last_ms <= S::IDLE_MS).then_some(slot)
+        (t_ms.saturating_sub(slot.last_ms) <= S::IDLE_MS).then_some(slot)
     }
 
     /// Asks the CPU to load the key's index entry into cache (a batch does this a group of
@@ -138,7 +139,7 @@ impl<S: KeyState> Table<S> {
         let i = match self.index.get(key) {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
-                if t_ms - slot.last_ms > S::IDLE_MS {
+                if t_ms.saturating_sub(slot.last_ms) > S::IDLE_MS {
                     // Not yet swept: the same as dropped and made again.
                     slot.state = S::default();
                     slot.last_ms = t_ms;
@@ -167,8 +168,7 @@ impl<S: KeyState> Table<S> {
             }
             None => {
                 self.slots.push(slot);
-                // max_keys bounds the slab, and it is far below u32::MAX in any configuration
-                // that fits in memory (a key is hundreds of bytes).
+                // max_keys (below u32::MAX) bounds the slab.
                 (self.slots.len() - 1) as u32
             }
         };
@@ -191,7 +191,7 @@ impl<S: KeyState> Table<S> {
                 self.cursor = 0;
             }
             let last = self.slots[self.cursor].last_ms;
-            if last != FREE && t_ms - last > S::IDLE_MS {
+            if last != FREE && t_ms.saturating_sub(last) > S::IDLE_MS {
                 self.release(self.cursor);
                 self.expired += 1;
             }

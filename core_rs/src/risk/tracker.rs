@@ -432,15 +432,16 @@ impl RiskTracker {
             );
         }
 
-        // Times are ms: exact in f64 below 2^53 ms (285,000 years).
-        f[ACCOUNT_AGE_S] = (at_ms - o.account_created_ms) as f64 / 1000.0;
+        // Times are ms: exact in f64 below 2^53 ms (285,000 years); saturating, so that absurd
+        // times from a client give absurd features, never a panic.
+        f[ACCOUNT_AGE_S] = at_ms.saturating_sub(o.account_created_ms) as f64 / 1000.0;
         f[AMOUNT] = amount as f64;
         f[QUANTITY] = o.quantity as f64;
         if let (Some(ip), Some(ship)) = (o.ip_region, o.ship_region) {
             f[IP_REGION_MISMATCH] = if ip == ship { 0.0 } else { 1.0 };
         }
         if let Some(release) = o.sku_release_ms {
-            f[SECONDS_SINCE_RELEASE] = (at_ms - release) as f64 / 1000.0;
+            f[SECONDS_SINCE_RELEASE] = at_ms.saturating_sub(release) as f64 / 1000.0;
         }
         f[AGENT_CLASS] = f64::from(o.agent);
         f
