@@ -83,11 +83,12 @@ pub struct RiskTracker {
 
 /// Reads a key's features and, when observing, counts the event in it: one lookup either way.
 ///
-/// `$read` runs with `$s` the key's state (or an empty one) and `$last` its newest event time;
-/// `$write` runs with `$s` mutable, its windows moved to `$t`.
+/// Written like two closures: `|s, last| { read }` runs with `s` the key's state (or an empty
+/// one) and `last` its newest event time; `|s| { write }` runs with `s` mutable, its windows
+/// moved to `$t`, only when observing.
 macro_rules! visit {
     ($observe:expr, $table:expr, $empty:expr, $key:expr, $t:expr,
-     read |$rs:ident, $last:ident| $read:block, write |$ws:ident| $write:block) => {{
+     |$rs:ident, $last:ident| $read:block, |$ws:ident| $write:block) => {{
         if $observe {
             let slot = $table.get_or_insert($key, $t);
             // Moved to the event's time first: the windows then read their running totals.
@@ -235,8 +236,7 @@ impl RiskTracker {
             empty,
             payment.instrument,
             t,
-            read | s,
-            last | {
+            |s, last| {
                 s.attempts.read(
                     last,
                     t,
@@ -245,7 +245,7 @@ impl RiskTracker {
                 f[INSTRUMENT_BUYERS] = count(s.buyers.count_at(t));
                 f[INSTRUMENT_DECLINES_1H] = f64::from(s.declines_hour.sum_at(last, t));
             },
-            write | _s | {}
+            |_s| {}
         );
         f
     }
@@ -308,8 +308,7 @@ impl RiskTracker {
             &e.buyer,
             o.buyer,
             t,
-            read | s,
-            last | {
+            |s, last| {
                 s.orders
                     .read(last, t, &mut f[BUYER_ORDERS..BUYER_ORDERS + 3]);
                 f[BUYER_AMOUNT_1H] = s.amount_hour.sum_at(last, t) as f64;
@@ -324,7 +323,7 @@ impl RiskTracker {
                     f[AMOUNT_VS_BUYER_MEAN] = amount as f64 / mean;
                 }
             },
-            write | s | {
+            |s| {
                 s.orders.add(t);
                 s.amount_hour.add(t, amount);
                 s.amount_day.add(t, amount);
@@ -366,13 +365,12 @@ impl RiskTracker {
                 &e.client,
                 key,
                 t,
-                read | s,
-                last | {
+                |s, last| {
                     s.orders.read(last, t, &mut f[orders..orders + 3]);
                     f[buyers] = count(s.buyers.count_at(t));
                     f[declines] = f64::from(s.declines_hour.sum_at(last, t));
                 },
-                write | s | {
+                |s| {
                     s.orders.add(t);
                     s.buyers.see(o.buyer, t);
                 }
@@ -383,11 +381,10 @@ impl RiskTracker {
                 &e.sku_client,
                 pair_hash(key, o.sku),
                 t,
-                read | s,
-                last | {
+                |s, last| {
                     f[sku_orders] = f64::from(s.orders_hour.sum_at(last, t));
                 },
-                write | s | {
+                |s| {
                     s.orders_hour.add(t, 1);
                 }
             );
@@ -400,13 +397,12 @@ impl RiskTracker {
                 &e.address,
                 address,
                 t,
-                read | s,
-                last | {
+                |s, last| {
                     s.orders
                         .read(last, t, &mut f[ADDRESS_ORDERS..ADDRESS_ORDERS + 3]);
                     f[ADDRESS_BUYERS] = count(s.buyers.count_at(t));
                 },
-                write | s | {
+                |s| {
                     s.orders.add(t);
                     s.buyers.see(o.buyer, t);
                 }
@@ -424,11 +420,10 @@ impl RiskTracker {
                 &e.contact,
                 key,
                 t,
-                read | s,
-                _last | {
+                |s, _last| {
                     f[feature] = count(s.buyers.count_at(t));
                 },
-                write | s | {
+                |s| {
                     s.buyers.see(o.buyer, t);
                 }
             );
