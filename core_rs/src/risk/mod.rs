@@ -12,6 +12,7 @@ mod distinct;
 mod events;
 mod features;
 mod index;
+mod inline;
 mod state;
 mod table;
 #[cfg(test)]

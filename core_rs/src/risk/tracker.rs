@@ -2,8 +2,9 @@
 
 use super::events::{pair_hash, OrderEvent, PaymentEvent};
 use super::features::*;
+use super::inline::InlineTable;
 use super::state::{Address, Buyer, Client, Contact, Instrument, SkuClient};
-use super::table::{Table, TableStats};
+use super::table::{Prefetch, Table, TableStats};
 
 /// The kinds of keys, in the order of [`Limits`] and [`RiskTracker::stats`].
 pub const KINDS: [&str; 9] = [
@@ -73,11 +74,12 @@ pub struct RiskTracker {
     devices: Table<Client>,
     ips: Table<Client>,
     addresses: Table<Address>,
-    emails: Table<Contact>,
-    phones: Table<Contact>,
+    // Small states live in their table's array: one cache miss a key instead of two.
+    emails: InlineTable<Contact>,
+    phones: InlineTable<Contact>,
     instruments: Table<Instrument>,
-    device_skus: Table<SkuClient>,
-    ip_skus: Table<SkuClient>,
+    device_skus: InlineTable<SkuClient>,
+    ip_skus: InlineTable<SkuClient>,
     empty: Empty,
 }
 
@@ -131,11 +133,11 @@ impl RiskTracker {
             devices: Table::new(device),
             ips: Table::new(ip),
             addresses: Table::new(address),
-            emails: Table::new(email),
-            phones: Table::new(phone),
+            emails: InlineTable::new(email),
+            phones: InlineTable::new(phone),
             instruments: Table::new(instrument),
-            device_skus: Table::new(device_sku),
-            ip_skus: Table::new(ip_sku),
+            device_skus: InlineTable::new(device_sku),
+            ip_skus: InlineTable::new(ip_sku),
             empty: Empty::default(),
         }
     }
@@ -197,7 +199,7 @@ impl RiskTracker {
     /// Loads the index entries (`Stage::Entry`) or the slots (`Stage::Slot`) of the order's keys
     /// into cache: hints, with no effect on any result.
     fn prefetch(&self, o: &OrderEvent, stage: Stage) {
-        fn one<S: super::table::KeyState>(table: &Table<S>, key: u64, stage: Stage) {
+        fn one(table: &impl Prefetch, key: u64, stage: Stage) {
             match stage {
                 Stage::Entry => table.prefetch_entry(key),
                 Stage::Slot => table.prefetch(key),
