@@ -74,7 +74,9 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
-class _Compiled:
+class CompiledRule:
+    """A rule with its condition compiled, and whose it is (None: the platform's)."""
+
     rule: Rule
     merchant: int | None
     condition: Condition
@@ -89,7 +91,7 @@ class Policy:
     """(rule, merchant) pairs; merchant None: a platform rule."""
     allow: Mapping[ListKind, frozenset[str]] = field(default_factory=dict)
     block: Mapping[ListKind, frozenset[str]] = field(default_factory=dict)
-    _compiled: tuple[_Compiled, ...] = field(init=False, repr=False, compare=False)
+    _compiled: tuple[CompiledRule, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         seen: set[tuple[str, int | None]] = set()
@@ -102,10 +104,14 @@ class Policy:
                 condition = compile_condition(rule.when, self.names)
             except RuleError as e:
                 raise RuleError(f"rule {rule.id!r}: {e}") from e
-            compiled.append(_Compiled(rule, merchant, condition))
+            compiled.append(CompiledRule(rule, merchant, condition))
         order = list(Action)  # Radar's: 3-D Secure, allow, block, review
         compiled.sort(key=lambda c: order.index(c.rule.action))  # stable: file order within
         object.__setattr__(self, "_compiled", tuple(compiled))
+
+    def compiled_rules(self) -> tuple[CompiledRule, ...]:
+        """The rules, compiled, in the order they are looked at."""
+        return self._compiled
 
     def with_rules(self, rules: Sequence[tuple[Rule, int | None]]) -> "Policy":
         return replace(self, rules=tuple(rules))

@@ -22,8 +22,10 @@ ERROR. Here:
   request object, a task or a handler: a refusal must cost far less than an order, or refusing
   under a flood takes the event loop from the orders admitted (others go through the handler,
   which refuses them the same way). The refused connection is then not read for
-  ``Retry-After`` (its next request waits in the kernel's buffer, costing nothing; the pause
-  doubles, to 4x, while the client is refused in a row), and that
+  ``Retry-After`` to twice that, at random (its next request waits in the kernel's buffer,
+  costing nothing; the pause doubles, to 4x, while the client is refused in a row; the
+  randomness keeps clients refused together from all coming back in one loop iteration), and
+  that
   next request, having waited, is refused too if the server refused anything meanwhile: a
   client that honours ``Retry-After`` sees no difference, one that ignores it cannot keep the
   event loop busy with refusals, and no admitted request has waited in such a pause.
@@ -46,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import random
 import resource
 import time
 from collections.abc import Coroutine, Sequence
@@ -330,7 +333,10 @@ class GuardedRequestHandler(RequestHandler):
                 now = time.monotonic()
                 if now - self._paused_at > REFUSALS_FORGOTTEN_S:
                     self._refusals = 0
-                pause = RETRY_AFTER_S << min(self._refusals, 2)
+                # Up to twice as long, at random: clients refused together (a shrinking bound
+                # refuses many at once) would otherwise all be read again in one loop
+                # iteration a second later, and the admitted requests wait behind them.
+                pause = (RETRY_AFTER_S << min(self._refusals, 2)) * (1.0 + random.random())
                 self._refusals += 1
                 self._paused_at = now
                 self._pause_transport_reading()
