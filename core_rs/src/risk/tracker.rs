@@ -508,7 +508,8 @@ impl RiskTracker {
         self.ip_skus.sweep_all(t);
     }
 
-    /// Keys, drops and bytes per kind, in the order of [`KINDS`].
+    /// Keys, drops and bytes per kind, in the order of [`KINDS`]: a pass over every key (for
+    /// metrics, not per order).
     pub fn stats(&self) -> [TableStats; 9] {
         [
             self.buyers.stats(),
