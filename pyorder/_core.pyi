@@ -380,6 +380,12 @@ class RiskModel:
         """The probability of fraud for one row, in [0, 1]."""
     def score(self, row: npt.NDArray[np.float64] | Sequence[float]) -> int:
         """The 0-99 score of one row."""
+    def contributions(
+        self, row: npt.NDArray[np.float64] | Sequence[float]
+    ) -> tuple[float, list[float]]:
+        """Why one row scores what it does: the bias and each feature's contribution to the raw
+        score (log-odds; positive pushes towards fraud), which add up to it (Saabas' path
+        attribution). Raises ``RiskModelError`` for a model text without ``internal_value``."""
     def predict_proba(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """The probability of each row of a 2-D float64 matrix (rows x features)."""
     def scores(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
@@ -773,4 +779,5 @@ class RiskTracker:
     def sweep(self) -> None:
         """Drops every key idle longer than a day (the tracker also does it as keys arrive)."""
     def stats(self) -> dict[str, dict[str, int]]:
-        """Per kind (``RISK_KINDS``): keys tracked, expired, evicted, and bytes held."""
+        """Per kind (``RISK_KINDS``): keys tracked, expired, evicted, and bytes held (a pass
+        over every key, some ms for a million: for metrics, not per order)."""

@@ -171,7 +171,9 @@ def test_a_model_directory_whose_parts_disagree_is_refused(
     with pytest.raises(ModelDirectoryError, match="first difference at column 9"):
         load(tmp_path, feature_names=[*NAMES[:9], "agent"])
     text = (tmp_path / MODEL_FILE).read_text()
-    (tmp_path / MODEL_FILE).write_text(text.replace("shrinkage=0.1", "shrinkage=0.2", 1))
+    changed = re.sub(r"shrinkage=[0-9.]+", "shrinkage=0.5", text, count=1)
+    assert changed != text
+    (tmp_path / MODEL_FILE).write_text(changed)
     with pytest.raises(ModelDirectoryError, match="changed since training"):
         load(tmp_path)
 

@@ -62,6 +62,9 @@ pub(crate) struct Forest {
     category_sets: Vec<(u32, u32)>,
     /// Bitsets of categories: bit `c % 32` of word `c / 32` set when category `c` goes left.
     category_bits: Vec<u32>,
+    /// Each node's output as if it were a leaf (a leaf's own value), for `contributions`;
+    /// empty when some tree of the text had no `internal_value` line.
+    internal: Vec<f64>,
 }
 
 impl Forest {
@@ -72,9 +75,17 @@ impl Forest {
             trees: Vec::with_capacity(trees.len()),
             category_sets: Vec::new(),
             category_bits: Vec::new(),
+            internal: Vec::new(),
         };
+        let explainable = trees
+            .iter()
+            .all(|t| t.internal_value.len() + 1 == t.num_leaves.max(1));
         for tree in trees {
             forest.add(tree, num_features)?;
+            if explainable {
+                forest.internal.extend_from_slice(&tree.internal_value);
+                forest.internal.extend_from_slice(&tree.leaf_value);
+            }
         }
         Ok(forest)
     }
@@ -294,6 +305,37 @@ impl Forest {
             }
         }
         sum
+    }
+
+    /// Whether per-feature contributions can be computed (the text had every tree's
+    /// `internal_value`).
+    pub(crate) fn explainable(&self) -> bool {
+        !self.trees.is_empty() && self.internal.len() == self.nodes.len()
+    }
+
+    /// Each feature's contribution to the raw score of `row`, added into `out` (one slot per
+    /// feature), and the bias, returned: along each tree's path, the change of the node's
+    /// output that a split causes goes to the split's feature (Saabas' attribution; the same
+    /// path as `raw_score`). So `bias + out.sum()` is the raw score, up to rounding. Needs
+    /// `explainable()`.
+    pub(crate) fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
+        let mut bias = 0.0;
+        for &(root, depth) in &self.trees {
+            let mut n = root as usize;
+            bias += self.internal[n];
+            for _ in 0..depth {
+                let node = &self.nodes[n];
+                let next = node.children
+                    [usize::from(!self.goes_left(node, row[node.feature as usize]))]
+                    as usize;
+                if next == n {
+                    break; // a leaf
+                }
+                out[node.feature as usize] += self.internal[next] - self.internal[n];
+                n = next;
+            }
+        }
+        bias
     }
 
     /// Whether `x` goes left at `node` (a leaf's answer is meaningless, and harmless).

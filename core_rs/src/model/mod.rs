@@ -145,6 +145,28 @@ impl RiskModel {
         Ok(1.0 / (1.0 + (-self.sigmoid * raw).exp()))
     }
 
+    /// Why one row scores what it does: the raw score's bias (the trees' root outputs) and each
+    /// feature's contribution to it (log-odds; positive pushes towards fraud). They add up to
+    /// [`raw_score`](Self::raw_score) up to rounding.
+    pub fn contributions(&self, row: &[f64]) -> Result<(f64, Vec<f64>), ModelError> {
+        if row.len() != self.num_features() {
+            return Err(ModelError::RowLength {
+                expected: self.num_features(),
+                got: row.len(),
+            });
+        }
+        if !self.forest.explainable() {
+            return Err(ModelError::Unsupported {
+                message:
+                    "the model text has no `internal_value` lines: it cannot explain its scores"
+                        .into(),
+            });
+        }
+        let mut out = vec![0.0; self.num_features()];
+        let bias = self.forest.contributions(row, &mut out);
+        Ok((bias, out))
+    }
+
     /// The 0-99 score of one row ([`score_of`] its probability).
     pub fn score(&self, row: &[f64]) -> Result<u8, ModelError> {
         self.probability(row).map(score_of)

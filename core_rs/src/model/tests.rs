@@ -293,3 +293,62 @@ fn malformed_models_are_refused_with_the_reason() {
         );
     }
 }
+
+/// Two trees over two features: tree 0 splits on `a` then on `b` (depth 2), tree 1 is a leaf.
+fn explained_model(with_internal: bool) -> RiskModel {
+    let internal = if with_internal {
+        "\ninternal_value=0.5 0.2"
+    } else {
+        ""
+    };
+    let tree0 = format!(
+        "num_leaves=3\nnum_cat=0\nsplit_feature=0 1\nsplit_gain=1 1\nthreshold=1 2\n\
+         decision_type=0 0\nleft_child=-1 -2\nright_child=1 -3\nleaf_value=1 -1 0.4{internal}"
+    );
+    let tree1 = format!(
+        "num_leaves=1\nleaf_value=0.25{}",
+        if with_internal {
+            "\ninternal_value="
+        } else {
+            ""
+        }
+    );
+    RiskModel::from_text(&model_text(BINARY_2, &[&tree0, &tree1])).unwrap()
+}
+
+#[test]
+fn contributions_follow_the_path_and_add_up_to_the_raw_score() {
+    let m = explained_model(true);
+    // a <= 1: left to the leaf 1. Bias 0.5 + 0.25, a moved it by 1 - 0.5.
+    assert_eq!(
+        m.contributions(&[0.0, 9.0]).unwrap(),
+        (0.75, vec![0.5, 0.0])
+    );
+    // a > 1, b > 2: root 0.5 -> node 0.2 (a: -0.3) -> leaf 0.4 (b: +0.2).
+    let (bias, c) = m.contributions(&[5.0, 9.0]).unwrap();
+    assert_eq!(bias, 0.75);
+    assert!(
+        (c[0] - -0.3).abs() < 1e-12 && (c[1] - 0.2).abs() < 1e-12,
+        "{c:?}"
+    );
+    for row in [[0.0, 9.0], [5.0, 9.0], [5.0, 0.0], [f64::NAN, f64::NAN]] {
+        let (bias, c) = m.contributions(&row).unwrap();
+        let total = bias + c.iter().sum::<f64>();
+        assert!(
+            (total - m.raw_score(&row).unwrap()).abs() < 1e-12,
+            "{row:?}"
+        );
+    }
+}
+
+#[test]
+fn contributions_need_internal_values() {
+    let m = explained_model(false);
+    assert!(m.raw_score(&[0.0, 0.0]).is_ok());
+    let err = m.contributions(&[0.0, 0.0]).unwrap_err();
+    assert!(err.to_string().contains("internal_value"), "{err}");
+    assert!(matches!(
+        explained_model(true).contributions(&[0.0]),
+        Err(ModelError::RowLength { .. })
+    ));
+}

@@ -40,6 +40,9 @@ pub(crate) struct TreeText {
     pub(crate) left_child: Vec<i64>,
     pub(crate) right_child: Vec<i64>,
     pub(crate) leaf_value: Vec<f64>,
+    /// Each split node's output as if it were a leaf (shrinkage applied, like the leaves);
+    /// empty when the text has none (then the model cannot explain its scores).
+    pub(crate) internal_value: Vec<f64>,
     pub(crate) cat_boundaries: Vec<i64>,
     pub(crate) cat_threshold: Vec<u32>,
     /// `is_linear=1`: the leaves are linear models over features, not constants.
@@ -133,6 +136,7 @@ fn tree(index: usize, b: &HashMap<&str, &str>) -> Result<TreeText, ModelError> {
         left_child: numbers(splits("left_child")?, index, "left_child")?,
         right_child: numbers(splits("right_child")?, index, "right_child")?,
         leaf_value: numbers(field("leaf_value")?, index, "leaf_value")?,
+        internal_value: numbers(array("internal_value")?, index, "internal_value")?,
         cat_boundaries: if num_cat > 0 {
             numbers(field("cat_boundaries")?, index, "cat_boundaries")?
         } else {

@@ -121,6 +121,10 @@ impl RiskModel {
         self.inner.score(&row_arg(row)?).map_err(model_err)
     }
 
+    fn contributions(&self, row: &Bound<'_, PyAny>) -> PyResult<(f64, Vec<f64>)> {
+        self.inner.contributions(&row_arg(row)?).map_err(model_err)
+    }
+
     fn predict_proba<'py>(
         &self,
         matrix: &Bound<'py, PyAny>,

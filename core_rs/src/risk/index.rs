@@ -11,6 +11,21 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
+/// Two seeds for `position`, drawn from the OS (through std's `RandomState`) once per table.
+pub(crate) fn secret_seeds() -> (u64, u64) {
+    let random = RandomState::new();
+    (random.hash_one(1_u64), random.hash_one(2_u64) | 1)
+}
+
+/// The home position of `key` in a table of `len` entries (a power of two): a folded multiply
+/// with the seeds, whose low bits depend on every bit of the key.
+#[inline]
+pub(crate) fn position(key: u64, seeds: (u64, u64), len: usize) -> usize {
+    let product = u128::from(key ^ seeds.0) * u128::from(seeds.1);
+    let mixed = (product as u64) ^ ((product >> 64) as u64);
+    (mixed as usize) & (len - 1)
+}
+
 /// An empty entry's slot.
 const EMPTY: u32 = u32::MAX;
 
@@ -35,12 +50,10 @@ pub(crate) struct Index {
 
 impl Index {
     pub(crate) fn new() -> Self {
-        // std's RandomState draws its keys from the OS.
-        let random = RandomState::new();
         Self {
             entries: vec![VACANT; 16],
             len: 0,
-            seeds: (random.hash_one(1_u64), random.hash_one(2_u64) | 1),
+            seeds: secret_seeds(),
         }
     }
 
@@ -55,10 +68,7 @@ impl Index {
 
     #[inline]
     fn home(&self, key: u64) -> usize {
-        let product = u128::from(key ^ self.seeds.0) * u128::from(self.seeds.1);
-        let mixed = (product as u64) ^ ((product >> 64) as u64);
-        // The length is a power of two: the mask keeps the low bits, which the fold mixed.
-        (mixed as usize) & (self.entries.len() - 1)
+        position(key, self.seeds, self.entries.len())
     }
 
     #[inline]

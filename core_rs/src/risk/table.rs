@@ -14,11 +14,11 @@ use super::index::Index;
 pub const IDLE_MS: i64 = 86_400_000;
 /// Slots the sweep visits per key inserted: more than one, so that the sweep passes the whole
 /// slab at least once while it doubles.
-const SWEEP_STEP: usize = 2;
+pub(crate) const SWEEP_STEP: usize = 2;
 /// Slots compared to choose the one to evict from a full table.
-const EVICT_SAMPLE: usize = 8;
+pub(crate) const EVICT_SAMPLE: usize = 8;
 /// `last_ms` of a free slot.
-const FREE: i64 = i64::MIN;
+pub(crate) const FREE: i64 = i64::MIN;
 
 /// Prefetches the cache lines of `len` bytes at `at` (a hint: no effect on the result).
 #[inline]
@@ -47,10 +47,31 @@ pub(crate) trait KeyState: Default {
     fn heap_bytes(&self) -> usize;
 }
 
+/// A table that can load a key's entry (`prefetch_entry`) and then its slot (`prefetch`) into
+/// cache ahead of use: hints with no effect on any result.
+pub(crate) trait Prefetch {
+    fn prefetch_entry(&self, key: u64);
+    fn prefetch(&self, key: u64);
+}
+
+impl<S: KeyState> Prefetch for Table<S> {
+    #[inline]
+    fn prefetch_entry(&self, key: u64) {
+        self.index.prefetch(key);
+    }
+    #[inline]
+    fn prefetch(&self, key: u64) {
+        if let Some(i) = self.index.get(key) {
+            let slot: *const Slot<S> = &self.slots[i as usize];
+            prefetch_lines(slot.cast(), std::mem::size_of::<Slot<S>>());
+        }
+    }
+}
+
 /// One tracked key and its state.
 #[derive(Debug)]
 pub(crate) struct Slot<S> {
-    key: u64,
+    pub(crate) key: u64,
     /// The key's newest event (ms); `FREE` for a free slot.
     pub(crate) last_ms: i64,
     pub(crate) state: S,
@@ -100,7 +121,8 @@ impl<S: KeyState> Table<S> {
             slots: Vec::new(),
             free: Vec::new(),
             cursor: 0,
-            max_keys: max_keys.max(1),
+            // Slots are numbered by u32 (u32::MAX marks an empty index entry).
+            max_keys: max_keys.clamp(1, u32::MAX as usize - 1),
             expired: 0,
             evicted: 0,
         }
@@ -111,25 +133,7 @@ impl<S: KeyState> Table<S> {
     pub(crate) fn get(&self, key: u64, t_ms: i64) -> Option<&Slot<S>> {
         let i = self.index.get(key)?;
         let slot = &self.slots[i as usize];
-        (t_ms - slot.last_ms <= S::IDLE_MS).then_some(slot)
-    }
-
-    /// Asks the CPU to load the key's index entry into cache (a batch does this a group of
-    /// orders before `prefetch`, so that its lookup there hits the cache).
-    #[inline]
-    pub(crate) fn prefetch_entry(&self, key: u64) {
-        self.index.prefetch(key);
-    }
-
-    /// Asks the CPU to load the key's slot into cache, if tracked: a batch calls this for an
-    /// order a few ahead of the one it counts, so that the cache misses of several keys
-    /// overlap (each key is two misses, its index entry and its slot).
-    #[inline]
-    pub(crate) fn prefetch(&self, key: u64) {
-        if let Some(i) = self.index.get(key) {
-            let slot: *const Slot<S> = &self.slots[i as usize];
-            prefetch_lines(slot.cast(), std::mem::size_of::<Slot<S>>());
-        }
+        (t_ms.saturating_sub(slot.last_ms) <= S::IDLE_MS).then_some(slot)
     }
 
     /// The key's slot, made (empty, at `t_ms`) when it is new or was idle longer than `IDLE_MS`.
@@ -138,7 +142,7 @@ impl<S: KeyState> Table<S> {
         let i = match self.index.get(key) {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
-                if t_ms - slot.last_ms > S::IDLE_MS {
+                if t_ms.saturating_sub(slot.last_ms) > S::IDLE_MS {
                     // Not yet swept: the same as dropped and made again.
                     slot.state = S::default();
                     slot.last_ms = t_ms;
@@ -167,8 +171,7 @@ impl<S: KeyState> Table<S> {
             }
             None => {
                 self.slots.push(slot);
-                // max_keys bounds the slab, and it is far below u32::MAX in any configuration
-                // that fits in memory (a key is hundreds of bytes).
+                // max_keys (below u32::MAX) bounds the slab.
                 (self.slots.len() - 1) as u32
             }
         };
@@ -191,7 +194,7 @@ impl<S: KeyState> Table<S> {
                 self.cursor = 0;
             }
             let last = self.slots[self.cursor].last_ms;
-            if last != FREE && t_ms - last > S::IDLE_MS {
+            if last != FREE && t_ms.saturating_sub(last) > S::IDLE_MS {
                 self.release(self.cursor);
                 self.expired += 1;
             }

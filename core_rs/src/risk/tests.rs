@@ -402,3 +402,27 @@ fn replay_refuses_unsorted_events_and_unknown_orders() {
         }
     );
 }
+
+#[test]
+fn absurd_values_give_features_not_panics() {
+    let mut t = RiskTracker::default();
+    let mut o = with_client(order(i64::MAX - 1, 1), "d", "ip");
+    o.amount = i64::MAX;
+    o.account_created_ms = i64::MIN;
+    o.sku_release_ms = Some(i64::MIN);
+    t.observe_order(&o);
+    o.amount = i64::MIN;
+    let f = t.score_and_observe_order(&o);
+    assert_eq!(feature(&f, "buyer_orders_1m"), 1.0);
+    assert_eq!(feature(&f, "account_age_s"), i64::MAX as f64 / 1000.0);
+    let mut early = order(i64::MIN, 2);
+    early.account_created_ms = i64::MAX;
+    let f = t.score_and_observe_order(&early); // counted at the latest time
+    assert_eq!(feature(&f, "buyer_orders_1m"), 0.0);
+    // From the earliest time to the latest in one step.
+    let mut t = RiskTracker::default();
+    t.observe_order(&order(i64::MIN, 1));
+    let f = t.score_and_observe_order(&order(i64::MAX, 1));
+    assert_eq!(feature(&f, "buyer_orders_24h"), 0.0);
+    t.sweep();
+}

@@ -4,7 +4,35 @@
 //! bucket and the `B - 1` before it (`docs/risk.md`, "Features"). The window itself holds no
 //! time; its key's last event time (`last_ms`) says which bucket is the newest.
 
-use std::ops::{AddAssign, SubAssign};
+/// What a window sums: counts (`u32`) or amounts in minor units (`i64`). Wrapping arithmetic,
+/// so that a total stays exactly the sum of its buckets (mod 2^bits) whatever the values: an
+/// absurd amount gives an absurd feature, never a panic on the order path.
+pub(crate) trait Value: Copy + Default {
+    fn plus(self, other: Self) -> Self;
+    fn minus(self, other: Self) -> Self;
+}
+
+impl Value for u32 {
+    #[inline]
+    fn plus(self, other: Self) -> Self {
+        self.wrapping_add(other)
+    }
+    #[inline]
+    fn minus(self, other: Self) -> Self {
+        self.wrapping_sub(other)
+    }
+}
+
+impl Value for i64 {
+    #[inline]
+    fn plus(self, other: Self) -> Self {
+        self.wrapping_add(other)
+    }
+    #[inline]
+    fn minus(self, other: Self) -> Self {
+        self.wrapping_sub(other)
+    }
+}
 
 /// The bucket of time `t_ms` in a window of width `w_ms` (floor division, so that times before
 /// the epoch still fall in the right bucket).
@@ -22,7 +50,7 @@ pub(crate) struct Window<T, const B: usize, const W: i64> {
     total: T,
 }
 
-impl<T: Copy + Default, const B: usize, const W: i64> Default for Window<T, B, W> {
+impl<T: Value, const B: usize, const W: i64> Default for Window<T, B, W> {
     fn default() -> Self {
         Self {
             buckets: [T::default(); B],
@@ -31,10 +59,7 @@ impl<T: Copy + Default, const B: usize, const W: i64> Default for Window<T, B, W
     }
 }
 
-impl<T, const B: usize, const W: i64> Window<T, B, W>
-where
-    T: Copy + Default + AddAssign + SubAssign,
-{
+impl<T: Value, const B: usize, const W: i64> Window<T, B, W> {
     #[inline]
     fn slot(b: i64) -> usize {
         // B is a small constant (12 or 24): the cast cannot truncate.
@@ -57,7 +82,7 @@ where
         let mut total = self.total;
         let mut s = Self::slot(head + 1);
         for _ in 0..lag {
-            total -= self.buckets[s];
+            total = total.minus(self.buckets[s]);
             s = if s == B - 1 { 0 } else { s + 1 };
         }
         total
@@ -76,7 +101,7 @@ where
         } else {
             for b in head + 1..=now {
                 let s = Self::slot(b);
-                self.total -= self.buckets[s];
+                self.total = self.total.minus(self.buckets[s]);
                 self.buckets[s] = T::default();
             }
         }
@@ -85,8 +110,9 @@ where
     /// Adds `value` to the bucket of `t_ms` (after `advance` to `t_ms`).
     #[inline]
     pub(crate) fn add(&mut self, t_ms: i64, value: T) {
-        self.buckets[Self::slot(bucket(t_ms, W))] += value;
-        self.total += value;
+        let s = Self::slot(bucket(t_ms, W));
+        self.buckets[s] = self.buckets[s].plus(value);
+        self.total = self.total.plus(value);
     }
 }
 
