@@ -18,7 +18,13 @@ from pyorder.intake import IntakeUnavailableError
 from pyorder.kernel.errors import Forbidden, NotFound
 from pyorder.model import WriteBatch
 from pyorder.risk.features import FEATURE_NAMES
-from pyorder.risk.management import AlreadyListed, InvalidRule, InvalidThresholds
+from pyorder.risk.management import (
+    MAX_RULES_PER_OWNER,
+    AlreadyListed,
+    InvalidRule,
+    InvalidThresholds,
+    TooManyRules,
+)
 from pyorder.risk.policy import ListKind, Outcome
 from pyorder.risk.rules import Action
 from pyorder.storage.base import StorageError
@@ -173,7 +179,7 @@ def test_each_change_swaps_the_live_policy_is_audited_and_survives_a_restart(
     asyncio.run(after_restart())
 
 
-def test_a_bad_condition_is_refused_with_the_rule_languages_message(tmp_path: Path) -> None:
+def test_a_bad_condition_or_one_rule_too_many_is_refused(tmp_path: Path) -> None:
     async def body() -> None:
         platform = Platform(Config(data_dir=tmp_path))
         await platform.start()
@@ -192,6 +198,12 @@ def test_a_bad_condition_is_refused_with_the_rule_languages_message(tmp_path: Pa
                 risk.update_rule(ADMIN, rule.id, Action.BLOCK, "nope > 1", "")
             assert risk.rule(ADMIN, rule.id).condition == FARM
             assert risk.version == 1  # nothing refused was staged
+            for i in range(MAX_RULES_PER_OWNER):
+                risk.create_rule(ACME, Action.REVIEW, f"score >= {i}", "")
+            with pytest.raises(TooManyRules):
+                risk.create_rule(ACME, Action.REVIEW, "score >= 1", "")
+            risk.create_rule(OTHER, Action.REVIEW, "score >= 1", "")  # per owner
+            await platform.intake.durable()
         finally:
             await platform.stop()
 

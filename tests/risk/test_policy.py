@@ -148,3 +148,17 @@ def test_a_matrix_is_decided_as_row_by_row(policy: Policy) -> None:
             np.array(rows, dtype=np.float64), np.array(scores, dtype=np.float64), merchant
         )
         assert many.tolist() == [int(o) for o in one_by_one]
+
+
+def test_a_policy_rebuilt_with_one_more_rule_reuses_the_others_compiled_conditions() -> None:
+    from pyorder.risk.rules import Action, Rule
+
+    names = ("a", "b")
+    first = Policy(names, rules=((Rule("r1", Action.BLOCK, "a > 1 and b < 2"), None),))
+    second = first.with_rules(
+        [*first.rules, (Rule("r2", Action.REVIEW, "missing(b)"), "merchant:m")]
+    )
+    assert second.compiled_rules()[0].condition is first.compiled_rules()[0].condition
+    assert second.decide([2.0, 1.0], 0, merchant="merchant:m").decided_by == "r1"
+    assert second.decide([0.0, math.nan], 0, merchant="merchant:m").decided_by == "r2"
+    assert second.decide([0.0, math.nan], 0, merchant="merchant:other").decided_by == "default"
