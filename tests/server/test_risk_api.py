@@ -120,5 +120,9 @@ def test_rules_lists_thresholds_and_their_audit_over_http(launch: Launch) -> Non
     thresholds = srv.ok("GET", "/v1/risk/thresholds", token=admin)
     assert (thresholds["block"], thresholds["review"], thresholds["version"]) == (80, 60, 8)
     assert srv.ok("GET", "/v1/risk/audit", token=admin)["entries"] == log
-    third = srv.ok("POST", "/v1/risk/rules", token=other, json=RULE, expect=201)
+    key = {"Idempotency-Key": "one-rule"}
+    third = srv.ok("POST", "/v1/risk/rules", token=other, json=RULE, expect=201, headers=key)
     assert third["id"] == "rule_3"  # ids are not reused
+    again = srv.call("POST", "/v1/risk/rules", token=other, json=RULE, headers=key)
+    assert (again.status, again.json()) == (201, third)  # replayed, not made twice
+    assert ids(other) == ["rule_3"]
