@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.long  # a benchmark script's smoke run (the default run stays within 10 min)
 def test_lightning_refund_runs(tmp_path: Path) -> None:
     cmd = [sys.executable, str(ROOT / "loadtest" / "lightning_refund.py")]
     cmd += ["--returns", "10", "--concurrency", "4", "--scan-interval-ms", "100"]

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk is not installed (apt-get install -y wrk)"
 )
+@pytest.mark.long  # a benchmark script's smoke run (the default run stays within 10 min)
 def test_http_bench_runs(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
@@ -57,6 +58,7 @@ def test_http_bench_runs(tmp_path: Path) -> None:
 @pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk is not installed (apt-get install -y wrk)"
 )
+@pytest.mark.long  # a benchmark script's smoke run (the default run stays within 10 min)
 def test_ab_bench_runs_two_builds_in_turn() -> None:
     """The same build twice, one short run each: both rows of the table, sane numbers."""
     cmd = [

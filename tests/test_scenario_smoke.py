@@ -30,6 +30,7 @@ def run(tmp_path: Path, scenario: str, *args: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.long  # a benchmark script's smoke run (the default run stays within 10 min)
 def test_flash_sale_sells_the_stock_once(tmp_path: Path) -> None:
     r = run(
         tmp_path,
@@ -54,6 +55,7 @@ def test_flash_sale_sells_the_stock_once(tmp_path: Path) -> None:
     assert r["requests"]["order"]["requests"] > check["orders_created"]  # most were refused
 
 
+@pytest.mark.long  # a benchmark script's smoke run (the default run stays within 10 min)
 def test_gateway_orders_hold_exactly_the_units_taken(tmp_path: Path) -> None:
     r = run(tmp_path, "gateway", "--users", "2", "--spawn-rate", "2", "--duration", "3")
     check = r["check"]

@@ -219,6 +219,7 @@ def test_a_node_killed_behind_the_balancer_fails_only_its_requests_in_flight(
     assert next(b for b in books if b["sku"] == pool.sku)["reserved"] == len(stored)
 
 
+@pytest.mark.long  # 20 s; the node kill above stays in the default run
 def test_a_rolling_restart_behind_the_balancer_fails_no_request(pool: Pool) -> None:
     restarts: list[float] = []
 
