@@ -12,14 +12,13 @@ Stock is the pool's, not a node's: a new SKU enters every core with no units (th
 them), and a merchant's stock change goes to the pool row directly (``Store.adjust_pool``).
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 from pyorder.engine import Engine
 from pyorder.intake import Intake
-from pyorder.kernel.tasks import cancelled, every
+from pyorder.kernel.tasks import Periodic
 from pyorder.storage.base import Catalogue, StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -70,12 +69,12 @@ class CatalogueSync:
         self._store = store
         self._engine = engine
         self._intake = intake
-        self._ready = ready
-        self.interval_s = interval_s
         self.stock_keys: set[tuple[int, int]] = set()
         """(sku, warehouse) rows the store holds: the keeper leases for these, also before the
         core has a row for them."""
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "pyorder-catalogue-sync", self._pass, ready, log, "catalogue refresh failed", interval_s
+        )
 
     async def refresh(self) -> int:
         """Mirror the store's catalogue now; returns how many things changed."""
@@ -92,16 +91,15 @@ class CatalogueSync:
             await self._intake.durable()
             return made
 
+    @property
+    def interval_s(self) -> float:
+        return self._periodic.interval_s
+
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(
-                every(self.interval_s, self._ready, self._pass, log, "catalogue refresh failed"),
-                name="pyorder-catalogue-sync",
-            )
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancelled(task)
+        await self._periodic.stop()
 
     async def _pass(self) -> None:
         if await self.refresh():

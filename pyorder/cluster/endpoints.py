@@ -14,12 +14,11 @@ the leader each pass also wakes the deliveries (``on_pass``), which read what th
 committed: their events go out within ``interval_s`` of their commit.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 from pyorder.events.endpoints import Endpoints
-from pyorder.kernel.tasks import cancelled, every
+from pyorder.kernel.tasks import Periodic
 from pyorder.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,14 @@ class EndpointMirror:
         self._store = store
         self._endpoints = endpoints
         self._leads = leads
-        self._ready = ready
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "pyorder-endpoint-mirror",
+            self.refresh,
+            ready,
+            log,
+            "reading the webhook endpoints failed (the copy stays as it is)",
+            interval_s,
+        )
         self.on_pass: list[Callable[[], None]] = []
         """Called on the leader after each pass (its deliveries read the store again)."""
 
@@ -53,19 +57,12 @@ class EndpointMirror:
         else:
             self._endpoints.load(found)
 
+    @property
+    def interval_s(self) -> float:
+        return self._periodic.interval_s
+
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(
-                every(
-                    self.interval_s,
-                    self._ready,
-                    self.refresh,
-                    log,
-                    "reading the webhook endpoints failed (the copy stays as it is)",
-                ),
-                name="pyorder-endpoint-mirror",
-            )
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancelled(task)
+        await self._periodic.stop()

@@ -10,11 +10,10 @@ since what it staged itself is ahead of the store until it commits. So a change 
 leader is live on every node within ``interval_s`` of its commit.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 
-from pyorder.kernel.tasks import cancelled, every
+from pyorder.kernel.tasks import Periodic
 from pyorder.risk.management import RiskControl
 from pyorder.storage.base import Store
 
@@ -33,9 +32,14 @@ class RiskMirror:
         self._store = store
         self._risk = risk
         self._leads = leads
-        self._ready = ready
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "pyorder-risk-mirror",
+            self.refresh,
+            ready,
+            log,
+            "reading the risk rules failed (the live policy stays as it is)",
+            interval_s,
+        )
 
     async def refresh(self) -> None:
         """Read the store's configuration into this node's copy if its version moved (see the
@@ -48,19 +52,12 @@ class RiskMirror:
         if self._risk.version == held:  # nothing staged here meanwhile
             self._risk.load(state)
 
+    @property
+    def interval_s(self) -> float:
+        return self._periodic.interval_s
+
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(
-                every(
-                    self.interval_s,
-                    self._ready,
-                    self.refresh,
-                    log,
-                    "reading the risk rules failed (the live policy stays as it is)",
-                ),
-                name="pyorder-risk-mirror",
-            )
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancelled(task)
+        await self._periodic.stop()

@@ -32,3 +32,33 @@ async def every(
             await step()
         except Exception:
             log.exception(failure)
+
+
+class Periodic:
+    """``every`` as one named task, started once and stopped (the mirrors of a cluster node:
+    catalogue, webhook endpoints, risk rules). ``interval_s`` is read when it starts."""
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[None]],
+        ready: Callable[[], bool],
+        log: logging.Logger,
+        failure: str,
+        interval_s: float,
+    ) -> None:
+        self.name = name
+        self.interval_s = interval_s
+        self._step, self._ready, self._log, self._failure = step, ready, log, failure
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(
+                every(self.interval_s, self._ready, self._step, self._log, self._failure),
+                name=self.name,
+            )
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        await cancelled(task)

@@ -15,7 +15,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from pyorder._core import RiskTracker
+from pyorder._core import RISK_FEATURE_NAMES, RiskTracker
 from pyorder.risk.events import OrderAttempt, PaymentAttempt
 
 __all__ = [
@@ -28,49 +28,9 @@ __all__ = [
     "replay_payments",
 ]
 
-FEATURE_NAMES: Final[tuple[str, ...]] = (
-    "buyer_orders_1m",
-    "buyer_orders_1h",
-    "buyer_orders_24h",
-    "device_orders_1m",
-    "device_orders_1h",
-    "device_orders_24h",
-    "ip_orders_1m",
-    "ip_orders_1h",
-    "ip_orders_24h",
-    "address_orders_1m",
-    "address_orders_1h",
-    "address_orders_24h",
-    "instrument_attempts_1m",
-    "instrument_attempts_1h",
-    "instrument_attempts_24h",
-    "buyer_amount_1h",
-    "buyer_amount_24h",
-    "device_buyers_24h",
-    "ip_buyers_24h",
-    "address_buyers_24h",
-    "email_buyers_24h",
-    "phone_buyers_24h",
-    "buyer_devices_24h",
-    "buyer_addresses_24h",
-    "buyer_instruments_24h",
-    "instrument_buyers_24h",
-    "account_age_s",
-    "buyer_orders_total",
-    "amount",
-    "amount_vs_buyer_mean",
-    "quantity",
-    "ip_region_mismatch",
-    "instrument_declines_1h",
-    "device_declines_1h",
-    "ip_declines_1h",
-    "buyer_declines_24h",
-    "seconds_since_release",
-    "device_sku_orders_1h",
-    "ip_sku_orders_1h",
-    "agent_class",
-)
-"""The features' names, in the catalogue's order (the columns of every feature matrix)."""
+FEATURE_NAMES: Final[tuple[str, ...]] = tuple(RISK_FEATURE_NAMES)
+"""The features' names, in the catalogue's order (the columns of every feature matrix): the
+core's own list (``core_rs/src/risk/features.rs``), written once."""
 
 FEATURE_COUNT: Final = len(FEATURE_NAMES)
 

@@ -8,7 +8,7 @@
 
 use super::index::{position, secret_seeds};
 use super::table::{
-    prefetch_lines, KeyState, Prefetch, Slot, TableStats, EVICT_SAMPLE, FREE, SWEEP_STEP,
+    eviction_victim, prefetch_lines, KeyState, Prefetch, Slot, TableStats, FREE, SWEEP_STEP,
 };
 
 #[derive(Debug)]
@@ -189,24 +189,7 @@ impl<S: KeyState> InlineTable<S> {
     }
 
     fn evict_one(&mut self) {
-        let n = self.slots.len();
-        let mut victim: Option<usize> = None;
-        let mut seen = 0;
-        for k in 0..n {
-            let i = (self.cursor + k) % n;
-            let last = self.slots[i].last_ms;
-            if last == FREE {
-                continue;
-            }
-            if victim.is_none_or(|v| last < self.slots[v].last_ms) {
-                victim = Some(i);
-            }
-            seen += 1;
-            if seen == EVICT_SAMPLE {
-                break;
-            }
-        }
-        if let Some(v) = victim {
+        if let Some(v) = eviction_victim(&self.slots, self.cursor) {
             self.remove_at(v);
             self.evicted += 1;
             self.cursor = v + 1;

@@ -101,6 +101,30 @@ pub struct TableStats {
     pub bytes: usize,
 }
 
+/// The least recently seen of the first `EVICT_SAMPLE` live slots from `cursor` on (wrapping),
+/// a free slot being one with `last_ms == FREE`; None when every slot is free. Both tables evict
+/// with it.
+pub(crate) fn eviction_victim<S>(slots: &[Slot<S>], cursor: usize) -> Option<usize> {
+    let n = slots.len();
+    let mut victim: Option<usize> = None;
+    let mut seen = 0;
+    for k in 0..n {
+        let i = (cursor + k) % n;
+        let last = slots[i].last_ms;
+        if last == FREE {
+            continue;
+        }
+        if victim.is_none_or(|v| last < slots[v].last_ms) {
+            victim = Some(i);
+        }
+        seen += 1;
+        if seen == EVICT_SAMPLE {
+            break;
+        }
+    }
+    victim
+}
+
 /// The keys of one kind.
 #[derive(Debug)]
 pub(crate) struct Table<S> {
@@ -209,24 +233,7 @@ impl<S: KeyState> Table<S> {
 
     /// Evicts the least recently seen of the next `EVICT_SAMPLE` live slots at the cursor.
     fn evict_one(&mut self) {
-        let n = self.slots.len();
-        let mut victim: Option<usize> = None;
-        let mut seen = 0;
-        for k in 0..n {
-            let i = (self.cursor + k) % n;
-            let last = self.slots[i].last_ms;
-            if last == FREE {
-                continue;
-            }
-            if victim.is_none_or(|v| last < self.slots[v].last_ms) {
-                victim = Some(i);
-            }
-            seen += 1;
-            if seen == EVICT_SAMPLE {
-                break;
-            }
-        }
-        if let Some(v) = victim {
+        if let Some(v) = eviction_victim(&self.slots, self.cursor) {
             self.release(v);
             self.evicted += 1;
             self.cursor = v + 1;
