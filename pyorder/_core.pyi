@@ -17,6 +17,7 @@ __all__ = [
     "ORDER_ID_NODE_BITS",
     "ORDER_ID_SEQUENCE_BITS",
     "ORDER_ID_TIME_BITS",
+    "PLACED_DECISION_COLUMNS",
     "PLACED_LINE_COLUMNS",
     "PLACED_ORDER_COLUMNS",
     "POLICY_NEAREST_PER_LINE",
@@ -24,6 +25,7 @@ __all__ = [
     "POLICY_PREFER_ONE_PARCEL",
     "RISK_FEATURE_NAMES",
     "RISK_KINDS",
+    "RISK_LIST_KINDS",
     "SQLITE_TUNED",
     "STATUS_ALREADY_CONFIRMED",
     "STATUS_ALREADY_EXPIRED",
@@ -52,6 +54,7 @@ __all__ = [
     "ReservationInfo",
     "ReservationResolvedError",
     "ReserveBatchResult",
+    "RiskEngine",
     "RiskModel",
     "RiskModelError",
     "RiskTracker",
@@ -392,15 +395,25 @@ class RiskModel:
         """The 0-99 score of each row of a 2-D float64 matrix."""
 
 _StagedOrder = tuple[
-    int, str, str, int, str, str, int, int, int, list[tuple[int, int, int, int, str]]
+    int, str, str, int, str, str, int, int, int, list[tuple[int, int, int, int, str]], str
 ]
 """(id, buyer, currency, total, region, address JSON, reservation, created_ms, deadline_ms,
-[(sku, warehouse, quantity, unit_price, merchant), ...])"""
+[(sku, warehouse, quantity, unit_price, merchant), ...], status)"""
 
-_HeldOrder = tuple[int, int, int, int, str, int, list[tuple[int, int, int]]]
+_HeldOrder = tuple[int, int, int, int, str, int, list[tuple[int, int, int]], str]
 """(id, reservation, buyer number, total, currency, deadline_ms, [(sku, warehouse, quantity),
-...]): a pending order as the book (id, reservation, total, currency) and its reservation hold
-it."""
+...], status): a pending order as the book (id, reservation, total, currency, status) and its
+reservation hold it; status ``pending_payment``, or ``in_review`` while risk control holds it
+(its deadline then the review's)."""
+
+_Client = tuple[str | None, str | None, int, int | None]
+"""(IP, the IP's region code, ``AgentClass``, when the buyer's account was made in ms): what
+the server knows of a request's client, for risk control (``pyorder.risk.intake``)."""
+
+_Decision = tuple[int, str, str, int, str, bool, int | None, str | None, str, str, str]
+"""A ``risk_decisions`` row in ``PLACED_DECISION_COLUMNS`` order: (id, buyer, merchant, at_ms,
+outcome, three_ds, score or None, model version or None, decided_by, fired JSON, reasons
+JSON)."""
 
 _PlacedOrder = tuple[
     int,
@@ -413,10 +426,11 @@ _PlacedOrder = tuple[
     int,
     int,
     list[tuple[int, int, int, int, str]],
+    str,
 ]
 """(id, buyer, currency, total, region, address fields, reservation, created_ms, deadline_ms,
-[(sku, warehouse, quantity, unit_price, merchant), ...]): an order ``OrderBook.place_order``
-took, status ``pending_payment``."""
+[(sku, warehouse, quantity, unit_price, merchant), ...], status): an order
+``OrderBook.place_order`` took, status ``pending_payment`` or ``in_review``."""
 
 _Refusal = tuple[str, str, dict[str, int | str]]
 """(code, message, details): why an order was refused, as the JSON path's ``{"error": ...}``
@@ -443,7 +457,12 @@ class OrderRows:
         lines: Sequence[tuple[int, int, int, int, str]],
     ) -> None:
         """Add one order; ``lines`` are (sku, warehouse, quantity, unit_price, merchant)."""
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """Rows to write: the orders and the risk decisions of attempts blocked (no order)."""
+    @property
+    def order_count(self) -> int: ...
+    @property
+    def decision_count(self) -> int: ...
     def take_from(self, other: OrderRows, skip: Sequence[int] = ...) -> int:
         """Move the orders of ``other`` into these rows, in their order, but those whose id is
         in ``skip`` (dropped); ``other`` is left empty. Returns how many moved (shared, not
@@ -461,6 +480,8 @@ class OrderRows:
         """``orders`` rows in ``codec.ORDER_COLUMNS`` order."""
     def line_tuples(self) -> list[tuple[int, int, int, int, int, int, str]]:
         """``order_lines`` rows in ``codec.LINE_COLUMNS`` order."""
+    def decision_tuples(self) -> list[_Decision]:
+        """``risk_decisions`` rows in ``PLACED_DECISION_COLUMNS`` order."""
 
 @final
 class OrderBook:
@@ -482,11 +503,25 @@ class OrderBook:
     def set_sku(self, sku: int, price: int, currency: str, merchant: str) -> None: ...
     def set_region(self, code: str, region: int) -> None: ...
     def place_batch(
-        self, body: bytes, buyer: str, buyer_number: int, rows: OrderRows, now_ms: int
+        self,
+        body: bytes,
+        buyer: str,
+        buyer_number: int,
+        rows: OrderRows,
+        now_ms: int,
+        client: _Client | None = None,
     ) -> tuple[int, bytes, int, int]:
-        """(HTTP status, response body, orders created, stock-outs) for ``{"orders": [...]}``."""
+        """(HTTP status, response body, orders created, stock-outs) for ``{"orders": [...]}``.
+        With risk control on (``set_risk``), each order is assessed first (``client``: what
+        the request says of its client)."""
     def place_one(
-        self, body: bytes, buyer: str, buyer_number: int, rows: OrderRows, now_ms: int
+        self,
+        body: bytes,
+        buyer: str,
+        buyer_number: int,
+        rows: OrderRows,
+        now_ms: int,
+        client: _Client | None = None,
     ) -> tuple[int, bytes, int, int]:
         """As ``place_batch`` for one order's body; the response is the order or the error."""
     def place_order(
@@ -505,6 +540,10 @@ class OrderBook:
         country: str | None = None,
         line2: str | None = None,
         phone: str | None = None,
+        device_id: str | None = None,
+        email_hash: str | None = None,
+        phone_hash: str | None = None,
+        client: _Client | None = None,
     ) -> tuple[_PlacedOrder, None] | tuple[None, _Refusal]:
         """Take one order given as values, with no JSON either way (the embedding API):
         ``lines`` as (sku, quantity), the address's fields (None: not given, so the API's
@@ -523,8 +562,23 @@ class OrderBook:
     def take_pending(self, order_id: int) -> tuple[int, int, int, str] | None:
         """Stop holding an order as pending: its (id, reservation, total, currency), or None."""
     def order_of_reservation(self, reservation: int) -> int | None: ...
-    def add_pending(self, id: int, reservation: int, total: int, currency: str) -> None:
-        """Hold a stored order as pending (at rebuild); its reservation is the inventory's."""
+    def add_pending(
+        self, id: int, reservation: int, total: int, currency: str, status: str = ...
+    ) -> None:
+        """Hold a stored order as pending (at rebuild); its reservation is the inventory's.
+        ``status``: ``pending_payment`` (the default) or ``in_review``."""
+    def set_risk(self, engine: RiskEngine | None) -> None:
+        """Assess every order with ``engine`` from now on (None: risk control off)."""
+    @property
+    def risk(self) -> RiskEngine | None: ...
+    @property
+    def review_hold_ms(self) -> int:
+        """How long an order held for review keeps its units before it expires unreviewed."""
+    @review_hold_ms.setter
+    def review_hold_ms(self, ms: int) -> None: ...
+    def approve(self, order_id: int, now_ms: int) -> int:
+        """An order held for review now awaits payment, its payment deadline starting
+        ``now_ms``: returns the new deadline. ValueError if it is not held for review."""
     def expire_due(self, now_ms: int, limit: int) -> tuple[int, list[_HeldOrder]]:
         """Expire up to ``limit`` reservations due at ``now_ms`` (earliest first) and stop
         holding their orders: (reservations expired, the orders they held)."""
@@ -539,6 +593,9 @@ PLACED_ORDER_COLUMNS: Final[tuple[str, ...]]
 """Columns of ``orders`` in the order ``SqliteWriter`` and ``pg_copy_binary`` write them."""
 PLACED_LINE_COLUMNS: Final[tuple[str, ...]]
 """Columns of ``order_lines`` in the order ``SqliteWriter`` and ``pg_copy_binary`` write them."""
+PLACED_DECISION_COLUMNS: Final[tuple[str, ...]]
+"""Columns of ``risk_decisions`` in the order ``SqliteWriter`` and ``pg_copy_binary`` write
+them (the review columns follow, written later)."""
 
 class SqliteWriteError(RuntimeError):
     """A write failed and was rolled back; ``sqlite_errorcode`` is SQLite's extended result
@@ -612,9 +669,10 @@ class CommitQueue:
     def close(self) -> None:
         """Finish what is queued, then stop the thread; safe to call twice."""
 
-def pg_copy_binary(rows: OrderRows) -> tuple[bytes, bytes]:
-    """The orders and the order lines of ``rows`` as PostgreSQL binary COPY streams, columns in
-    ``PLACED_ORDER_COLUMNS`` / ``PLACED_LINE_COLUMNS`` order."""
+def pg_copy_binary(rows: OrderRows) -> tuple[bytes, bytes, bytes]:
+    """The orders, the order lines and the risk decisions of ``rows`` as PostgreSQL binary COPY
+    streams, columns in ``PLACED_ORDER_COLUMNS`` / ``PLACED_LINE_COLUMNS`` /
+    ``PLACED_DECISION_COLUMNS`` order."""
 
 SQLITE_TUNED: Final[bool]
 """Whether importing this module turned off SQLite's memory statistics (a global mutex taken
@@ -781,3 +839,47 @@ class RiskTracker:
     def stats(self) -> dict[str, dict[str, int]]:
         """Per kind (``RISK_KINDS``): keys tracked, expired, evicted, and bytes held (a pass
         over every key, some ms for a million: for metrics, not per order)."""
+
+RISK_LIST_KINDS: Final[list[str]]
+"""The kinds of allow/block lists, in the order they are looked up."""
+
+@final
+class RiskEngine:
+    """Risk control at intake: the velocity tracker, the model and the policy an ``OrderBook``
+    assesses every order with (``OrderBook.set_risk``); see ``pyorder.risk.intake``."""
+
+    def __new__(
+        cls,
+        model: RiskModel | None = None,
+        *,
+        failed: bool = False,
+        on_failure: str = "allow",
+        max_keys: int = 1_000_000,
+    ) -> RiskEngine: ...
+    @property
+    def model_version(self) -> str | None: ...
+    @property
+    def counts(self) -> tuple[int, int, int, int]:
+        """Decisions since start: (allowed, reviewed, blocked, decided while the model failed)."""
+    @property
+    def rule_count(self) -> int: ...
+    def tracked_keys(self) -> list[int]:
+        """Keys tracked per kind (``RISK_KINDS`` order)."""
+    def decide(
+        self,
+        row: Sequence[float],
+        score: int | None,
+        keys: Mapping[str, str] = ...,
+        merchants: Sequence[str] = ...,
+    ) -> tuple[str, bool, list[str], str]:
+        """The policy's (outcome, three_ds, fired, decided_by) for one feature row and score."""
+    def set_policy(
+        self,
+        block: int,
+        review: int,
+        rules: Sequence[tuple[str, str, str | None, Sequence[tuple[str, float]]]],
+        allow: Mapping[str, Sequence[str]],
+        deny: Mapping[str, Sequence[str]],
+    ) -> None:
+        """Replace the policy: thresholds, rules (id, action, merchant key or None, program)
+        and allow/block lists by kind (``RISK_LIST_KINDS``)."""

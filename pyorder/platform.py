@@ -41,6 +41,7 @@ from pyorder.payments.service import Payments
 from pyorder.returns.config import ReturnsConfig
 from pyorder.returns.dispatcher import ReturnDispatcher
 from pyorder.returns.service import Returns
+from pyorder.risk.intake import Clients, RiskSettings, load_engine, set_policy
 from pyorder.risk.management import RiskControl
 from pyorder.risk.storage import RISK
 from pyorder.storage.base import NodeClaim, StorageError, Store
@@ -78,6 +79,9 @@ class Config:
     """How order events are sent to merchants' endpoints: timeout, retries and backoff."""
     returns: ReturnsConfig = field(default_factory=ReturnsConfig)
     """Return windows, excluded categories, and the lightning-refund rules."""
+    risk: RiskSettings = field(default_factory=RiskSettings)
+    """Risk control at intake (off unless ``enabled``): the model, the failure policy, the
+    review hold, trusted proxies and the IP-region table."""
 
 
 def open_store(config: Config) -> Store:
@@ -132,6 +136,14 @@ class Platform:
         self.logistics.route_returns(self.returns.observe_tracking)
         self.risk = RiskControl(self.intake, self.store)
         """Risk rules, lists and thresholds, and the live policy (``risk.policy``)."""
+        self.risk_engine = load_engine(config.risk) if config.risk.enabled else None
+        """Risk control at intake (``pyorder.risk.intake``): the core's engine every order is
+        assessed with, kept across rebuilds; None when risk control is off."""
+        self.clients = Clients.of(config.risk) if config.risk.enabled else None
+        """Reads a request's client (IP, its region, agent class) for risk control."""
+        if (risk_engine := self.risk_engine) is not None:
+            set_policy(risk_engine, self.risk.policy)
+            self.risk.on_swap.append(lambda policy: set_policy(risk_engine, policy))
         durable = self.intake.durable
         self.dispatcher = Dispatcher(self.payments, durable)
         self.shipping = ShipmentDispatcher(self.logistics, self.store, durable)
@@ -334,6 +346,9 @@ class Platform:
         self._engine = Engine.rebuild(
             snapshot, node=claim.node, payment_timeout_ms=self.config.payment_timeout_ms
         )
+        if self.risk_engine is not None:
+            self._engine.book.set_risk(self.risk_engine)
+            self._engine.book.review_hold_ms = self.config.risk.review_hold_ms
         self.serving = serving
         self._rebuilt_under = (claim.node, claim.epoch)
         self.payments.load(snapshot)

@@ -289,6 +289,7 @@ def test_rows_and_pending_orders_match_the_answers() -> None:
         "CNY",
         T0 + TIMEOUT,
         [(0, 0, 2), (1, 1, 1)],
+        "pending_payment",
     )
     assert shop.book.order_of_reservation(reservation) == ids[0]
     taken = shop.book.take_pending(ids[0])

@@ -72,7 +72,7 @@ fn full_order(at_ms: i64, b: u64) -> OrderEvent {
     OrderEvent {
         at_ms,
         buyer: b,
-        account_created_ms: T0 - 86_400_000,
+        account_created_ms: Some(T0 - 86_400_000),
         amount: 2_500,
         sku: b % 10,
         quantity: 1,
@@ -151,7 +151,7 @@ fn stream(orders: usize, buyers: u64, realistic: bool) -> Vec<OrderEvent> {
             OrderEvent {
                 at_ms: T0 + i as i64 * 20,
                 buyer: b,
-                account_created_ms: T0 - 86_400_000,
+                account_created_ms: Some(T0 - 86_400_000),
                 amount: 1_000 + (i % 5_000) as i64,
                 sku: (i % 200) as u64,
                 quantity: 1,

@@ -2,7 +2,8 @@
 shipping address, and the refusal of an address whose region is not served."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import TypedDict, cast
 
 from pyorder.kernel.errors import InvalidInput
 
@@ -36,7 +37,30 @@ class Address:
 _ADDRESS_FIELDS = frozenset(f.name for f in fields(Address))
 
 
-def address_fields(a: Address | Mapping[str, str]) -> Mapping[str, str | None]:
+class AddressFields(TypedDict, total=False):
+    """An address's fields as ``OrderBook.place_order`` takes them (None: not given)."""
+
+    name: str | None
+    line1: str | None
+    city: str | None
+    region: str | None
+    postal_code: str | None
+    country: str | None
+    line2: str | None
+    phone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the client says of itself, for risk control (the API's ``ContextIn``); each
+    1-128 characters without U+0000 when given."""
+
+    device_id: str | None = None
+    email_hash: str | None = None
+    phone_hash: str | None = None
+
+
+def address_fields(a: Address | Mapping[str, str]) -> AddressFields:
     """The fields of an address as ``OrderBook.place_order`` takes them; a missing one is the
     core's to default or refuse, an unknown one is refused here, as the API refuses it."""
     if isinstance(a, Address):
@@ -55,7 +79,7 @@ def address_fields(a: Address | Mapping[str, str]) -> Mapping[str, str | None]:
         raise InvalidInput(
             f"Object contains unknown field `{unknown[0]}` - at `$.address`", path="$.address"
         )
-    return a
+    return cast(AddressFields, a)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +89,4 @@ class OrderInput:
 
     lines: Sequence[tuple[int, int]]
     address: Address | Mapping[str, str]
+    context: Context = field(default_factory=Context)

@@ -15,6 +15,8 @@ class OrderStatus(StrEnum):
     """Where an order is. ``pending_payment`` holds a reservation; the others do not."""
 
     PENDING_PAYMENT = "pending_payment"
+    IN_REVIEW = "in_review"
+    """Held by risk control for a reviewer, its units reserved (``docs/risk.md``)."""
     PAID = "paid"
     CANCELLED = "cancelled"
     """Cancelled unpaid (units released), or paid and unshipped (units returned, refunded)."""
@@ -86,15 +88,15 @@ class PendingOrder:
 
 
 def just_placed(t: tuple[Any, ...], address: Callable[[Any], dict[str, Any]] = dict) -> Order:
-    """An order just placed, awaiting payment, from the order book's tuple (``place_order``'s
-    answer, or a staged row of ``OrderRows.find`` with ``address`` decoding its JSON text):
-    (id, buyer, currency, total, region, address, reservation, created_ms, deadline_ms,
-    lines as (sku, warehouse, quantity, unit_price, merchant))."""
-    oid, buyer, currency, total, region, addr, reservation, created, deadline, lines = t
+    """An order just placed, awaiting payment or held for review, from the order book's tuple
+    (``place_order``'s answer, or a staged row of ``OrderRows.find`` with ``address`` decoding
+    its JSON text): (id, buyer, currency, total, region, address, reservation, created_ms,
+    deadline_ms, lines as (sku, warehouse, quantity, unit_price, merchant), status)."""
+    oid, buyer, currency, total, region, addr, reservation, created, deadline, lines, status = t
     return Order(
         id=oid,
         buyer=buyer,
-        status=OrderStatus.PENDING_PAYMENT,
+        status=OrderStatus(status),
         currency=currency,
         total=total,
         region=region,

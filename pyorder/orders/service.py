@@ -52,6 +52,7 @@ from pyorder.orders.model import (
     just_placed,
 )
 from pyorder.orders.ports import Refunding, Shipping
+from pyorder.risk.intake import ClientInfo
 from pyorder.storage.base import Store
 
 CANCEL_REASON = "order_cancelled"
@@ -74,7 +75,7 @@ class Answer(NamedTuple):
 
 
 def _held(t: tuple[Any, ...]) -> PendingOrder:
-    oid, reservation, buyer, total, currency, deadline, lines = t
+    oid, reservation, buyer, total, currency, deadline, lines, _status = t
     return PendingOrder(
         oid, reservation, buyer, total, currency, deadline, tuple(HeldLine(*li) for li in lines)
     )
@@ -118,42 +119,64 @@ class Orders:
 
     # --- placing ---------------------------------------------------------------------------
 
-    def place_json(self, who: Principal, body: bytes) -> Answer | Awaitable[Answer]:
+    def place_json(
+        self, who: Principal, body: bytes, client: ClientInfo | None = None
+    ) -> Answer | Awaitable[Answer]:
         """Place the order of a JSON body (the API's ``OrderIn``): 201 and the order, or the
         error (400 not JSON, 422 invalid, 409 out of stock or over a purchase limit).
 
         On a cluster node whose catalogue has SKUs with a purchase limit, the answer is
         awaited: an order of such SKUs is staged only once the cluster allows it
-        (``pyorder.cluster.limits``)."""
-        return self._answer(False, who, body)
+        (``pyorder.cluster.limits``). ``client``: what the request says of its client, for
+        risk control (``pyorder.risk.intake``); a 422 ``risk_blocked`` answer is its refusal."""
+        return self._answer(False, who, body, client)
 
-    def place_batch_json(self, who: Principal, body: bytes) -> Answer | Awaitable[Answer]:
+    def place_batch_json(
+        self, who: Principal, body: bytes, client: ClientInfo | None = None
+    ) -> Answer | Awaitable[Answer]:
         """Place the orders of a JSON batch body (``OrderBatchIn``): 200 and one result per
         order, the same as placing them one by one in order; or 400/422 for the whole body.
         Awaited on a cluster node with limited SKUs, as ``place_json``."""
-        return self._answer(True, who, body)
+        return self._answer(True, who, body, client)
 
-    def _answer(self, many: bool, who: Principal, body: bytes) -> Answer | Awaitable[Answer]:
+    def _answer(
+        self, many: bool, who: Principal, body: bytes, client: ClientInfo | None
+    ) -> Answer | Awaitable[Answer]:
         who.require(Role.BUYER)
         engine = self._engine()
         place = engine.book.place_batch if many else engine.book.place_one
         if self._limits is not None and engine.limited:
-            return self._answer_claimed(engine, place, many, who, body)
+            return self._answer_claimed(engine, place, many, who, body, client)
         answer = Answer._make(
-            place(body, who.subject, buyer_number(who.subject), self._intake.batch.placed, now_ms())
+            place(
+                body,
+                who.subject,
+                buyer_number(who.subject),
+                self._intake.batch.placed,
+                now_ms(),
+                client,
+            )
         )
         if answer.created:
             self._events.placed()  # order.created, if anyone subscribes: flags the batch
         return answer
 
     async def _answer_claimed(
-        self, engine: Engine, place: Any, many: bool, who: Principal, body: bytes
+        self,
+        engine: Engine,
+        place: Any,
+        many: bool,
+        who: Principal,
+        body: bytes,
+        client: ClientInfo | None,
     ) -> Answer:
         """``_answer`` on a cluster node with limited SKUs: placed into rows of its own, then
         staged once the limits are claimed; orders over a limit across the cluster are
         answered 409 ``purchase_limit_exceeded`` as the core answers its own refusals."""
         rows = OrderRows()
-        answer = Answer._make(place(body, who.subject, buyer_number(who.subject), rows, now_ms()))
+        answer = Answer._make(
+            place(body, who.subject, buyer_number(who.subject), rows, now_ms(), client)
+        )
         if not answer.created:
             return answer
         refused = await self._claimed(engine, rows, who.subject)
@@ -218,6 +241,9 @@ class Orders:
             rows,
             now_ms(),
             **address_fields(order.address),
+            device_id=order.context.device_id,
+            email_hash=order.context.email_hash,
+            phone_hash=order.context.phone_hash,
         )
         if refused is not None:
             code, message, details = refused

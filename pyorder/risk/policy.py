@@ -205,9 +205,10 @@ class Policy:
 def _listed(
     lists: Mapping[ListKind, frozenset[str]], keys: Mapping[ListKind, str | None]
 ) -> ListKind | None:
-    for kind, values in lists.items():
+    """The first kind, in ``ListKind`` order (the core's), whose list holds the key."""
+    for kind in ListKind:
         value = keys.get(kind)
-        if value is not None and value in values:
+        if value is not None and value in lists.get(kind, ()):
             return kind
     return None
 

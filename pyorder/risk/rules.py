@@ -206,3 +206,72 @@ class _Compiler:
         if column is None:
             raise self.fail(node.args[0], f"unknown feature {node.args[0].id!r}")
         return column
+
+
+Step = tuple[str, float]
+"""One step of a condition's postfix program for the core (``core_rs/src/risk/policy.rs``,
+``Op``): (name, argument), the argument a column, a number or a count (0.0 when unused)."""
+
+_STEP_OF: dict[type[ast.AST], str] = {
+    ast.Lt: "lt",
+    ast.LtE: "le",
+    ast.Gt: "gt",
+    ast.GtE: "ge",
+    ast.Eq: "eq",
+    ast.NotEq: "ne",
+    ast.Add: "add",
+    ast.Sub: "sub",
+    ast.Mult: "mul",
+    ast.Div: "div",
+}
+
+
+def program(text: str, names: Sequence[str]) -> list[Step]:
+    """The condition ``text`` as a postfix program the core runs per order (the same
+    decision as ``compile_condition``'s; ``tests/risk/test_decide_core.py`` holds them equal).
+    Raises ``RuleError`` as ``compile_condition`` does."""
+    compile_condition(text, names)  # the checks and their messages are that compiler's
+    columns = {name: i for i, name in enumerate(names)}
+    out: list[Step] = []
+
+    def test(node: ast.expr) -> None:
+        if isinstance(node, ast.BoolOp):
+            for v in node.values:
+                test(v)
+            out.append(("and" if isinstance(node.op, ast.And) else "or", float(len(node.values))))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            test(node.operand)
+            out.append(("not", 0.0))
+        elif isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            for i, op in enumerate(node.ops):
+                value(operands[i])
+                value(operands[i + 1])
+                out.append((_STEP_OF[type(op)], 0.0))
+            if len(node.ops) > 1:
+                out.append(("and", float(len(node.ops))))
+        else:  # missing(name), checked by compile_condition
+            assert isinstance(node, ast.Call)
+            assert isinstance(node.args[0], ast.Name)
+            out.append(("missing", float(columns[node.args[0].id])))
+
+    def value(node: ast.expr) -> None:
+        if isinstance(node, ast.Constant):
+            assert isinstance(node.value, int | float)
+            out.append(("number", float(node.value)))
+        elif isinstance(node, ast.Name):
+            if node.id == SCORE:
+                out.append(("score", 0.0))
+            else:
+                out.append(("feature", float(columns[node.id])))
+        elif isinstance(node, ast.UnaryOp):
+            value(node.operand)
+            out.append(("neg", 0.0))
+        else:
+            assert isinstance(node, ast.BinOp)
+            value(node.left)
+            value(node.right)
+            out.append((_STEP_OF[type(node.op)], 0.0))
+
+    test(ast.parse(text.strip(), mode="eval").body)
+    return out

@@ -22,6 +22,7 @@ from pyorder.payments.providers import (
 )
 from pyorder.platform import Config
 from pyorder.returns.config import ReturnsConfig, load_returns_config
+from pyorder.risk.intake import DEFAULT_MODEL, FAILURE_OUTCOMES, RiskSettings
 from pyorder.server.admission import Admission
 from pyorder.server.app import DEFAULT_MAX_BODY, create_app, metrics_app
 from pyorder.server.connections import ConnectionLimits, GuardedAppRunner, raise_open_files_limit
@@ -252,6 +253,48 @@ def serve(argv: list[str] | None = None) -> None:
         help="a JSON or TOML file: return windows, excluded categories, lightning-refund rules"
         " (docs/returns.md); default: 7 days, nothing excluded, the default thresholds",
     )
+    risk = parser.add_argument_group("risk control at intake (docs/risk.md)")
+    risk.add_argument(
+        "--risk",
+        action="store_true",
+        help="assess every order: velocity features, the model, rules and lists (off: none)",
+    )
+    risk.add_argument(
+        "--risk-model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        metavar="PATH",
+        help="a LightGBM text model (default: the shipped one, pyorder/risk/models/default)",
+    )
+    risk.add_argument(
+        "--risk-rules-only", action="store_true", help="no model: rules and lists only"
+    )
+    risk.add_argument(
+        "--risk-on-failure",
+        choices=FAILURE_OUTCOMES,
+        default="allow",
+        help="when the model cannot be loaded: allow (fail open: rules and lists still apply),"
+        " review or block (fail closed); default %(default)s",
+    )
+    risk.add_argument(
+        "--review-hold-h",
+        type=float,
+        default=72,
+        help="how long an order held for review keeps its units (default %(default)s h)",
+    )
+    risk.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a network whose X-Forwarded-For is believed (repeat for more)",
+    )
+    risk.add_argument(
+        "--ip-regions",
+        type=Path,
+        metavar="PATH",
+        help="a CSV of 'network,region' lines: the region of client IPs",
+    )
     args = parser.parse_args(argv)
     sys.setswitchinterval(args.gil_switch_ms / 1000)
     logging.basicConfig(
@@ -278,6 +321,14 @@ def serve(argv: list[str] | None = None) -> None:
             max_attempts=args.webhook_max_attempts,
         ),
         returns=args.returns_config,
+        risk=RiskSettings(
+            enabled=args.risk,
+            model=None if args.risk_rules_only else args.risk_model,
+            on_failure=args.risk_on_failure,
+            review_hold_ms=int(args.review_hold_h * 3_600_000),
+            trusted_proxies=tuple(args.trusted_proxy),
+            ip_regions=args.ip_regions,
+        ),
     )
     try:
         import uvloop

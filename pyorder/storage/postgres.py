@@ -35,7 +35,7 @@ from typing import TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from pyorder._core import OrderRows, pg_copy_binary
+from pyorder._core import PLACED_DECISION_COLUMNS, OrderRows, pg_copy_binary
 from pyorder.catalog.model import Sku, StockRow
 from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
@@ -724,7 +724,7 @@ class PostgresStore(Store):
     async def _write_placed(self, conn: _Conn, placed: OrderRows) -> None:
         """The Rust intake's orders and their lines by binary COPY (batches of
         ``copy_threshold`` orders or more), inside the caller's transaction."""
-        orders, lines = pg_copy_binary(placed)
+        orders, lines, decisions = pg_copy_binary(placed)
         # asyncpg sends an object supporting the buffer protocol as one CopyData message
         # (documented). A memoryview, not the bytes themselves: asyncpg first tries
         # os.fspath(source), which takes bytes for a file name. asyncpg-stubs list only
@@ -741,6 +741,13 @@ class PostgresStore(Store):
             columns=codec.LINE_COLUMN_NAMES,
             format="binary",
         )
+        if placed.decision_count:
+            await conn.copy_to_table(
+                "risk_decisions",
+                source=memoryview(decisions),  # type: ignore[arg-type]
+                columns=PLACED_DECISION_COLUMNS,
+                format="binary",
+            )
 
     async def purge_idempotency(self, older_than_ms: int) -> int:
         try:

@@ -214,9 +214,9 @@ def test_pg_copy_binary_frames_both_tables() -> None:
     """The stream format itself is unit-tested in Rust; here, the binding's framing."""
     header = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
     trailer = b"\xff\xff"
-    orders, lines = pg_copy_binary(placed())
-    assert orders == lines == header + trailer
-    orders, lines = pg_copy_binary(placed(order(1, line(0), line(1, 2))))
+    orders, lines, decisions = pg_copy_binary(placed())
+    assert orders == lines == decisions == header + trailer
+    orders, lines, _ = pg_copy_binary(placed(order(1, line(0), line(1, 2))))
     assert orders.startswith(header)
     assert orders.endswith(trailer)
     assert orders[19:21] == (11).to_bytes(2, "big")  # 11 columns

@@ -176,10 +176,28 @@ impl ReservationShard {
         }
     }
 
-    /// Earliest (deadline, id) of a pending reservation, dropping stale entries on the way.
+    /// Move a pending reservation's deadline; false if it is not pending. Its old heap entry
+    /// stays behind, stale (its deadline no longer the reservation's).
+    pub fn move_deadline(&mut self, id: u64, deadline_ms: u64) -> bool {
+        let Some(mut reservation) = self.pending.remove(id) else {
+            return false;
+        };
+        reservation.deadline_ms = deadline_ms;
+        self.pending.insert(id, reservation);
+        self.deadlines.push(Reverse((deadline_ms, id)));
+        self.stale += 1;
+        true
+    }
+
+    /// Earliest (deadline, id) of a pending reservation, dropping stale entries on the way
+    /// (of reservations resolved, or whose deadline moved).
     pub fn peek_due(&mut self) -> Option<(u64, u64)> {
         while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
-            if self.pending.contains_key(id) {
+            if self
+                .pending
+                .get(id)
+                .is_some_and(|r| r.deadline_ms == deadline)
+            {
                 return Some((deadline, id));
             }
             self.deadlines.pop();
@@ -256,8 +274,9 @@ impl ReservationShard {
     fn rebuild_index(&mut self) {
         // In place: keeping the allocation avoids faulting in fresh pages on every rebuild.
         let pending = &self.pending;
-        self.deadlines
-            .retain(|Reverse((_, id))| pending.contains_key(*id));
+        self.deadlines.retain(|Reverse((deadline, id))| {
+            pending.get(*id).is_some_and(|r| r.deadline_ms == *deadline)
+        });
         self.stale = 0;
     }
 }

@@ -48,6 +48,17 @@ impl Inventory {
         }
     }
 
+    /// Move a pending reservation's deadline (an order approved after review gets its payment
+    /// deadline from then).
+    pub fn set_deadline(&self, id: u64, deadline_ms: u64) -> Result<()> {
+        let mut shard = self.res_shard(id).lock();
+        if shard.move_deadline(id, deadline_ms) {
+            Ok(())
+        } else {
+            Err(not_pending(&shard, id))
+        }
+    }
+
     pub fn reservation_state(&self, id: u64) -> Result<ReservationState> {
         self.res_shard(id)
             .lock()

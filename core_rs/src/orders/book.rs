@@ -12,9 +12,13 @@ use smallvec::SmallVec;
 
 use super::parse::{OrderRequest, MAX_QUANTITY};
 use super::pending::{PendingOrder, PendingOrders};
-use super::rows::{NewLine, NewOrder, OrderRows};
+use super::rows::{DecisionRow, NewLine, NewOrder, OrderRows, IN_REVIEW, PENDING_PAYMENT};
 use crate::ids::{IdError, IdGenerator};
 use crate::inventory::{status, BatchOrders, Inventory, InventoryError, MatchPolicy, Reservation};
+use crate::risk::{
+    key_hash, reasons_json, strings_json, Assessment, OrderEvent, Outcome as RiskOutcome,
+    RiskEngine, Subject,
+};
 
 /// What the intake needs to know of a SKU.
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ pub struct Refusal {
     pub field: Option<&'static str>,
     /// `details.sku`: the SKU at fault.
     pub sku: Option<u32>,
+    /// `details.decision`: the risk decision that refused it (its id).
+    pub decision: Option<i64>,
 }
 
 impl Refusal {
@@ -46,6 +52,7 @@ impl Refusal {
             message,
             field: Some("lines"),
             sku,
+            decision: None,
         }
     }
 
@@ -58,6 +65,7 @@ impl Refusal {
                 message: format!("SKU {sku} is out of stock for this order"),
                 field: None,
                 sku: Some(sku),
+                decision: None,
             },
             status::LIMIT_EXCEEDED => Self {
                 status: 409,
@@ -67,6 +75,7 @@ impl Refusal {
                 ),
                 field: None,
                 sku: Some(sku),
+                decision: None,
             },
             other => Self {
                 status: 422,
@@ -74,6 +83,7 @@ impl Refusal {
                 message: format!("the order was refused (status {other})"),
                 field: None,
                 sku: Some(sku),
+                decision: None,
             },
         }
     }
@@ -92,6 +102,26 @@ pub struct Placement<'a> {
     /// The number the inventory counts purchase limits by (`pyorder.auth.buyer_number`).
     pub buyer_number: u64,
     pub now_ms: u64,
+    /// What the connection says of the client, for risk control.
+    pub client: Client<'a>,
+}
+
+/// The statuses a new order is stored with.
+pub mod rows_status {
+    pub use super::super::rows::{IN_REVIEW, PENDING_PAYMENT};
+}
+
+/// What the server knows of the client beyond the body (risk control's signals).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Client<'a> {
+    /// The client's IP: the connection's peer, or `X-Forwarded-For` behind a trusted proxy.
+    pub ip: Option<&'a str>,
+    /// The region the IP maps to (a region code, as the orders' regions), when known.
+    pub ip_region: Option<&'a str>,
+    /// `pyorder.risk.events.AgentClass`: 0 unknown, 1 browser, 2 app, 3 headless or library.
+    pub agent: u8,
+    /// When the buyer's account was made, when the caller knows it.
+    pub account_created_ms: Option<i64>,
 }
 
 /// Failures that are not a refusal of an order: the caller should answer 5xx.
@@ -126,14 +156,42 @@ pub struct OrderBook {
     pending: PendingOrders,
     /// How long a new order holds its units awaiting payment, ms.
     pub payment_timeout_ms: u64,
+    /// Risk control, when on: every order is assessed before it reserves anything.
+    pub risk: Option<Arc<RiskEngine>>,
+    /// How long an order held for review keeps its units before it expires unreviewed, ms.
+    pub review_hold_ms: u64,
 }
+
+/// How long an order held for review keeps its units by default: 72 hours.
+pub const DEFAULT_REVIEW_HOLD_MS: u64 = 72 * 3_600_000;
 
 impl OrderBook {
     pub fn new(payment_timeout_ms: u64) -> Self {
         Self {
             payment_timeout_ms,
+            review_hold_ms: DEFAULT_REVIEW_HOLD_MS,
             ..Self::default()
         }
+    }
+
+    /// An order held for review now awaits payment: its payment deadline starts now.
+    /// Returns the new deadline, or None when the order is not held for review.
+    pub fn approve(
+        &mut self,
+        inventory: &Inventory,
+        order_id: i64,
+        now_ms: u64,
+    ) -> Result<Option<u64>, BookError> {
+        let Some(order) = self.pending.get(order_id).copied() else {
+            return Ok(None);
+        };
+        if !order.in_review {
+            return Ok(None);
+        }
+        let deadline = now_ms.saturating_add(self.payment_timeout_ms);
+        inventory.set_deadline(order.reservation as u64, deadline)?;
+        self.pending.approve(order_id);
+        Ok(Some(deadline))
     }
 
     pub fn set_sku(&mut self, sku: u32, entry: SkuEntry) {
@@ -220,7 +278,7 @@ impl OrderBook {
         requests: &[OrderRequest<'_>],
         rows: &mut OrderRows,
     ) -> Result<Vec<Outcome>, BookError> {
-        let prepared: Vec<Result<Prepared, Refusal>> =
+        let mut prepared: Vec<Result<Prepared, Refusal>> =
             requests.iter().map(|r| self.prepare(r)).collect();
         let ok = prepared.iter().filter(|p| p.is_ok()).count();
         if ok == 0 {
@@ -232,22 +290,58 @@ impl OrderBook {
         // IDs first: an ID is never reused, so those of refused orders are simply skipped.
         let mut order_ids = vec![0u64; ok];
         ids.fill(&mut order_ids, None)?;
-        let reserved = if ok == 1 {
-            let p = prepared
-                .iter()
-                .flatten()
-                .next()
-                .unwrap_or_else(|| unreachable!());
-            vec![self.reserve_one(inventory, who, p)?]
-        } else {
-            self.reserve_many(inventory, who, &prepared, ok)?
-        };
+        let mut next_id = order_ids.into_iter();
+        let ids_of: Vec<i64> = prepared
+            .iter()
+            .map(|p| match p {
+                Ok(_) => next_id.next().unwrap_or_default() as i64,
+                Err(_) => 0,
+            })
+            .collect();
         let buyer = self.buyer(who.buyer);
+        // Risk control decides before anything is reserved: a blocked order reserves nothing.
+        let assessed = match &self.risk {
+            Some(engine) => assess(engine, who, requests, &prepared),
+            None => Vec::new(),
+        };
+        let mut decisions: Vec<Option<DecisionRow>> = vec![None; requests.len()];
+        for (i, a) in assessed.into_iter().enumerate() {
+            let (Some(a), Ok(p)) = (a, &prepared[i]) else {
+                continue;
+            };
+            let row = decision_row(ids_of[i], &buyer, p, who.now_ms, &a, self.risk.as_deref());
+            if a.decision.outcome == RiskOutcome::Block {
+                prepared[i] = Err(Refusal {
+                    status: 422,
+                    code: "risk_blocked",
+                    message: "the order was declined by risk control".into(),
+                    field: None,
+                    sku: None,
+                    decision: Some(ids_of[i]),
+                });
+                rows.decisions.push(row);
+            } else {
+                decisions[i] = Some(row);
+            }
+        }
+        let ok = prepared.iter().filter(|p| p.is_ok()).count();
+        let reserved = match ok {
+            0 => Vec::new(),
+            1 => {
+                let p = prepared
+                    .iter()
+                    .flatten()
+                    .next()
+                    .unwrap_or_else(|| unreachable!());
+                vec![self.reserve_one(inventory, who, p)?]
+            }
+            _ => self.reserve_many(inventory, who, &prepared, ok)?,
+        };
         let deadline = who.now_ms.saturating_add(self.payment_timeout_ms);
+        let review_deadline = who.now_ms.saturating_add(self.review_hold_ms);
         let mut reserved = reserved.into_iter();
-        let mut order_ids = order_ids.into_iter();
         let mut out = Vec::with_capacity(requests.len());
-        for (req, p) in requests.iter().zip(prepared) {
+        for (i, (req, p)) in requests.iter().zip(prepared).enumerate() {
             let p = match p {
                 Err(refusal) => {
                     out.push(Outcome::Refused(refusal));
@@ -255,9 +349,14 @@ impl OrderBook {
                 }
                 Ok(p) => p,
             };
-            let id = order_ids.next().unwrap_or_default() as i64;
+            let id = ids_of[i];
             match reserved.next() {
                 Some(Ok((reservation, warehouses))) => {
+                    let decision = decisions[i].take();
+                    let in_review = decision.as_ref().is_some_and(|d| d.outcome == "review");
+                    if in_review {
+                        inventory.set_deadline(reservation as u64, review_deadline)?;
+                    }
                     let order = Arc::new(new_order(
                         id,
                         &buyer,
@@ -266,17 +365,25 @@ impl OrderBook {
                         reservation,
                         &warehouses,
                         who.now_ms,
-                        deadline,
+                        if in_review { review_deadline } else { deadline },
+                        if in_review {
+                            IN_REVIEW
+                        } else {
+                            PENDING_PAYMENT
+                        },
                     ));
                     self.add_pending(PendingOrder {
                         id: order.id,
                         reservation: order.reservation,
                         total: order.total,
                         currency: order.currency,
+                        in_review,
                     });
                     rows.push(Arc::clone(&order));
+                    rows.decisions.extend(decision);
                     out.push(Outcome::Created(order));
                 }
+                // Refused by the inventory: no order, and risk control decided nothing.
                 Some(Err(refusal)) => out.push(Outcome::Refused(refusal)),
                 None => unreachable!("one reservation outcome per prepared order"),
             }
@@ -322,6 +429,7 @@ impl OrderBook {
         let code: &str = &req.address.region;
         let Some((region, region_code)) = self.regions.get(code) else {
             return Err(Refusal {
+                decision: None,
                 status: 422,
                 code: "unknown_region",
                 message: format!("we do not deliver to region '{code}'"),
@@ -434,6 +542,7 @@ fn new_order(
     warehouses: &[u32],
     now_ms: u64,
     deadline_ms: u64,
+    status: &'static str,
 ) -> NewOrder {
     let lines: SmallVec<[NewLine; 1]> = p
         .lines
@@ -463,6 +572,98 @@ fn new_order(
         created_ms: now_ms as i64,
         deadline_ms: deadline_ms as i64,
         lines,
+        status,
+    }
+}
+
+/// The risk events of the orders that passed their catalogue checks (None for the others),
+/// assessed by `engine` in one pass.
+fn assess(
+    engine: &RiskEngine,
+    who: &Placement<'_>,
+    requests: &[OrderRequest<'_>],
+    prepared: &[Result<Prepared, Refusal>],
+) -> Vec<Option<Assessment>> {
+    let client = &who.client;
+    let buyer_key = key_hash(who.buyer);
+    let ip = client.ip.map(key_hash);
+    let mut events = Vec::with_capacity(prepared.len());
+    let mut subjects = Vec::with_capacity(prepared.len());
+    for (req, p) in requests.iter().zip(prepared) {
+        let Ok(p) = p else { continue };
+        let ctx = &req.context;
+        let device = ctx.device_id.as_deref().map(key_hash);
+        let email = ctx.email_hash.as_deref().map(key_hash);
+        let phone = ctx.phone_hash.as_deref().map(key_hash);
+        let address = key_hash(&req.address.risk_key());
+        let (sku, quantity) = p.lines.first().map_or((0, 0), |l| (l.0, l.1));
+        events.push(OrderEvent {
+            at_ms: who.now_ms as i64,
+            buyer: who.buyer_number,
+            account_created_ms: client.account_created_ms,
+            amount: p.lines.iter().map(|l| i64::from(l.1) * l.2).sum(),
+            sku: u64::from(sku),
+            quantity: i64::from(quantity),
+            sku_release_ms: None,
+            device,
+            ip,
+            ip_region: client.ip_region.map(key_hash),
+            email,
+            phone,
+            agent: client.agent,
+            address: Some(address),
+            ship_region: Some(key_hash(&p.region_code)),
+        });
+        let mut merchants: SmallVec<[&str; 2]> = SmallVec::new();
+        for l in &p.lines {
+            if !merchants.contains(&&*l.3) {
+                merchants.push(&l.3);
+            }
+        }
+        subjects.push(Subject {
+            keys: [
+                Some(buyer_key),
+                device,
+                ip,
+                Some(address),
+                None,
+                email,
+                phone,
+            ],
+            merchants,
+        });
+    }
+    let mut assessed = engine.assess(&events, &subjects).into_iter();
+    prepared
+        .iter()
+        .map(|p| p.is_ok().then(|| assessed.next()).flatten())
+        .collect()
+}
+
+/// The stored form of one order's assessment.
+fn decision_row(
+    id: i64,
+    buyer: &Arc<str>,
+    p: &Prepared,
+    now_ms: u64,
+    a: &Assessment,
+    engine: Option<&RiskEngine>,
+) -> DecisionRow {
+    DecisionRow {
+        id,
+        buyer: Arc::clone(buyer),
+        merchant: p
+            .lines
+            .first()
+            .map_or_else(|| Arc::from(""), |l| Arc::clone(&l.3)),
+        at_ms: now_ms as i64,
+        outcome: a.decision.outcome.as_str(),
+        three_ds: a.decision.three_ds,
+        score: a.score,
+        model: a.score.and(engine.and_then(|e| e.model_version().cloned())),
+        decided_by: a.decision.decided_by.text(),
+        fired: strings_json(a.decision.fired.iter().map(|f| &**f)),
+        reasons: reasons_json(&a.reasons),
     }
 }
 
@@ -504,13 +705,14 @@ mod tests {
             buyer: "alice",
             buyer_number: 7,
             now_ms: NOW,
+            client: Client::default(),
         };
         let body = br#"{"lines":[{"sku":0,"quantity":2}],"address":{"name":"A","line1":"1 Road","city":"X","region":"north"}}"#;
         let from_body = parse_order(body).unwrap();
         let address = [Some("A"), Some("1 Road"), Some("X"), Some("north")];
         let mut fields = [None; 8];
         fields[..4].copy_from_slice(&address);
-        let from_values = check_order(&[(0, 2)], fields).unwrap();
+        let from_values = check_order(&[(0, 2)], fields, [None; 3]).unwrap();
         let mut rows = OrderRows::default();
         let placed: Vec<Arc<NewOrder>> = [from_body, from_values]
             .iter()
@@ -543,7 +745,7 @@ mod tests {
         );
 
         // Refused as a body would be: out of stock, nothing staged or held.
-        let more = check_order(&[(0, 2)], fields).unwrap();
+        let more = check_order(&[(0, 2)], fields, [None; 3]).unwrap();
         let out = book
             .place(
                 &inventory,

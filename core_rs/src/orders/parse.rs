@@ -66,11 +66,49 @@ impl BodyError {
     }
 }
 
-/// One order as asked for: (sku, quantity) lines and a shipping address.
+/// One order as asked for: (sku, quantity) lines, a shipping address and the client's context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest<'a> {
     pub lines: Vec<(u32, u32)>,
     pub address: Address<'a>,
+    pub context: Context<'a>,
+}
+
+/// What the client says of itself for risk control (`ContextIn`), every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context<'a> {
+    /// An app's install id or a browser's cookie id.
+    pub device_id: Option<Cow<'a, str>>,
+    /// A hash of the buyer's email address (the client's choice of hash; compared for
+    /// equality only).
+    pub email_hash: Option<Cow<'a, str>>,
+    pub phone_hash: Option<Cow<'a, str>>,
+}
+
+impl Address<'_> {
+    /// The address as one key for risk control: its fields lower-cased, runs of white space
+    /// made one space, so that "1  Road" and "1 road" are one address; the name and phone are
+    /// not part of it (many people receive at one address).
+    pub fn risk_key(&self) -> String {
+        let mut out = String::with_capacity(96);
+        for part in [
+            &self.line1,
+            &self.line2,
+            &self.city,
+            &self.region,
+            &self.postal_code,
+            &self.country,
+        ] {
+            for word in part.split_whitespace() {
+                if !out.is_empty() && !out.ends_with('|') {
+                    out.push(' ');
+                }
+                out.extend(word.chars().flat_map(char::to_lowercase));
+            }
+            out.push('|');
+        }
+        out
+    }
 }
 
 /// A shipping address; every field present (defaults filled in), validated.
@@ -167,6 +205,7 @@ pub fn parse_order(body: &[u8]) -> Result<OrderRequest<'_>, BodyError> {
 pub fn check_order<'a>(
     lines: &[(i64, i64)],
     address: [Option<&'a str>; 8],
+    context: [Option<&'a str>; 3],
 ) -> Result<OrderRequest<'a>, BodyError> {
     let int = |rule: Int, v: i64, path: &dyn Fn() -> String| {
         rule.check(v < 0, v.unsigned_abs())
@@ -190,9 +229,24 @@ pub fn check_order<'a>(
         }
     }
     let address = address_from(values).map_err(|m| BodyError::invalid(&m, "$.address".into()))?;
+    let mut client: [Option<Cow<'a, str>>; 3] = Default::default();
+    for (i, value) in context.into_iter().enumerate() {
+        if let Some(value) = value {
+            CONTEXT_RULE
+                .check(value)
+                .map_err(|m| BodyError::invalid(&m, format!("$.context.{}", CONTEXT_FIELDS[i])))?;
+            client[i] = Some(Cow::Borrowed(value));
+        }
+    }
+    let [device_id, email_hash, phone_hash] = client;
     Ok(OrderRequest {
         lines: checked,
         address,
+        context: Context {
+            device_id,
+            email_hash,
+            phone_hash,
+        },
     })
 }
 
@@ -461,20 +515,23 @@ impl<'de> Visitor<'de> for Order {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut lines, mut address) = (None, None);
-        while let Some(field) = map.next_key_seed(Fields(&["lines", "address"]))? {
-            if field == 0 {
-                lines = Some(map.next_value_seed(List {
-                    item: Line { raw: self.raw },
-                    max: MAX_LINES,
-                })?);
-            } else {
-                address = Some(map.next_value_seed(AddressShape)?);
+        let (mut lines, mut address, mut context) = (None, None, None);
+        while let Some(field) = map.next_key_seed(Fields(&["lines", "address", "context"]))? {
+            match field {
+                0 => {
+                    lines = Some(map.next_value_seed(List {
+                        item: Line { raw: self.raw },
+                        max: MAX_LINES,
+                    })?);
+                }
+                1 => address = Some(map.next_value_seed(AddressShape)?),
+                _ => context = Some(map.next_value_seed(ContextShape)?),
             }
         }
         Ok(OrderRequest {
             lines: required(lines, "lines")?,
             address: required(address, "address")?,
+            context: context.unwrap_or_default(),
         })
     }
 }
@@ -595,6 +652,45 @@ impl<'de> Visitor<'de> for AddressShape {
             values[field] = Some(map.next_value_seed(ADDRESS_RULES[field])?);
         }
         address_from(values).map_err(de::Error::custom)
+    }
+}
+
+/// The fields of a client context, in `Context` order.
+const CONTEXT_FIELDS: [&str; 3] = ["device_id", "email_hash", "phone_hash"];
+
+/// The rule of each context field (`ContextIn`'s `ClientKey`).
+const CONTEXT_RULE: Text = Text::any(1, 128);
+
+/// `ContextIn`: every field optional.
+#[derive(Clone, Copy)]
+struct ContextShape;
+
+impl<'de> DeserializeSeed<'de> for ContextShape {
+    type Value = Context<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContextShape {
+    type Value = Context<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`object`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut values: [Option<Cow<'de, str>>; 3] = Default::default();
+        while let Some(field) = map.next_key_seed(Fields(&CONTEXT_FIELDS))? {
+            values[field] = Some(map.next_value_seed(CONTEXT_RULE)?);
+        }
+        let [device_id, email_hash, phone_hash] = values;
+        Ok(Context {
+            device_id,
+            email_hash,
+            phone_hash,
+        })
     }
 }
 
@@ -1066,7 +1162,7 @@ mod tests {
         ];
         for (lines, values) in cases {
             let body = body_of(&lines, &values);
-            let from_values = check_order(&lines, values);
+            let from_values = check_order(&lines, values, [None; 3]);
             let from_body = parse_order(body.as_bytes());
             match (&from_values, &from_body) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "{body}"),
@@ -1075,12 +1171,12 @@ mod tests {
             }
         }
         assert_eq!(
-            check_order(&[(1, 1), (1, 2)], ok).unwrap().lines,
+            check_order(&[(1, 1), (1, 2)], ok, [None; 3]).unwrap().lines,
             vec![(1, 1), (1, 2)],
             "duplicate SKUs are the book's to refuse, as for a body"
         );
         assert_eq!(
-            check_order(&many, ok).unwrap_err(),
+            check_order(&many, ok, [None; 3]).unwrap_err(),
             BodyError::Invalid {
                 message: "Expected `array` of length <= 100 - at `$.lines`".into(),
                 path: "$.lines".into()

@@ -29,6 +29,8 @@ pub struct PendingOrder {
     pub total: i64,
     /// ISO 4217 code, three ASCII capitals.
     pub currency: [u8; 3],
+    /// Held for review by risk control (status `in_review`), not yet awaiting payment.
+    pub in_review: bool,
 }
 
 impl PendingOrder {
@@ -122,6 +124,19 @@ impl PendingOrders {
         self.others.get(&id)
     }
 
+    /// Mark a held order as awaiting payment after its review; false if it is not held in
+    /// review.
+    pub fn approve(&mut self, id: i64) -> bool {
+        let record = match self.locate_id(id) {
+            Some((c, i)) => &mut self.chunks[c].records[i],
+            None => match self.others.get_mut(&id) {
+                Some(r) => r,
+                None => return false,
+            },
+        };
+        std::mem::replace(&mut record.in_review, false)
+    }
+
     /// The order holding `reservation`.
     pub fn order_of_reservation(&self, reservation: i64) -> Option<i64> {
         if reservation <= 0 {
@@ -198,6 +213,7 @@ mod tests {
 
     fn order(id: i64, reservation: i64) -> PendingOrder {
         PendingOrder {
+            in_review: false,
             id,
             reservation,
             total: id * 10,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::book::{Outcome, Refusal};
 use super::parse::push_json_str;
-use super::rows::{NewOrder, PENDING_PAYMENT};
+use super::rows::NewOrder;
 
 /// `ms` since the Unix epoch as UTC ISO 8601 with milliseconds: `2026-12-01T07:15:02.123Z`.
 pub fn iso_ms(out: &mut String, ms: i64) {
@@ -68,12 +68,12 @@ fn int(out: &mut String, v: impl itoa::Integer) {
     out.push_str(itoa::Buffer::new().format(v));
 }
 
-/// An order as `OrderOut` (a new order: status `pending_payment`, updated when created).
+/// An order as `OrderOut` (a new order: awaiting payment or in review, updated when created).
 pub fn order(out: &mut String, o: &NewOrder, times: &mut Times) {
     out.push_str("{\"id\":\"");
     int(out, o.id);
     out.push_str("\",\"status\":\"");
-    out.push_str(PENDING_PAYMENT);
+    out.push_str(o.status);
     out.push_str("\",\"buyer\":");
     push_json_str(out, &o.buyer);
     out.push_str(",\"currency\":\"");
@@ -126,6 +126,13 @@ pub fn error_body(out: &mut String, r: &Refusal) {
             out.push(',');
         }
         let _ = write!(out, "\"sku\":{sku}");
+        first = false;
+    }
+    if let Some(decision) = r.decision {
+        if !first {
+            out.push(',');
+        }
+        let _ = write!(out, "\"decision\":\"{decision}\"");
     }
     out.push_str("}}");
 }

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-/// The status every new order is stored with.
+/// The status a new order is stored with, unless risk control holds it for review.
 pub const PENDING_PAYMENT: &str = "pending_payment";
+/// The status of an order risk control holds for review (its units reserved).
+pub const IN_REVIEW: &str = "in_review";
 
 /// One line of a new order: `quantity` units of `sku`, served from `warehouse`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +43,34 @@ pub struct NewOrder {
     pub address: Box<str>,
     pub reservation: i64,
     pub created_ms: i64,
-    /// Payment deadline; the order expires then if unpaid.
+    /// Payment deadline; the order expires then if unpaid. In review: the review's deadline.
     pub deadline_ms: i64,
     pub lines: SmallVec<[NewLine; 1]>,
+    /// `PENDING_PAYMENT` or `IN_REVIEW`.
+    pub status: &'static str,
+}
+
+/// One risk decision, as the `risk_decisions` table stores it (`DECISION_COLUMNS`): of an
+/// order (same id), or of an attempt blocked before it became one (the id it was given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRow {
+    pub id: i64,
+    pub buyer: Arc<str>,
+    /// The first line's merchant (principal key).
+    pub merchant: Arc<str>,
+    pub at_ms: i64,
+    /// `allow`, `review` or `block`.
+    pub outcome: &'static str,
+    pub three_ds: bool,
+    /// 0-99; None when not scored.
+    pub score: Option<u8>,
+    /// The model's version; None when not scored.
+    pub model: Option<Arc<str>>,
+    pub decided_by: String,
+    /// JSON array of the rule ids that fired.
+    pub fired: String,
+    /// JSON array of up to three reasons (`risk::reasons_json`).
+    pub reasons: String,
 }
 
 impl NewOrder {
@@ -58,6 +85,8 @@ impl NewOrder {
 #[derive(Debug, Default)]
 pub struct OrderRows {
     pub orders: Vec<Arc<NewOrder>>,
+    /// The risk decisions of these orders and of the attempts blocked in the same window.
+    pub decisions: Vec<DecisionRow>,
     /// (sku, warehouse) -> units reserved by these orders.
     pub reserved: FxHashMap<(u32, u32), i64>,
 }
@@ -77,6 +106,14 @@ impl OrderRows {
 
     pub fn is_empty(&self) -> bool {
         self.orders.is_empty()
+    }
+
+    /// Decisions with no order among these rows (attempts blocked): rows to write all the same.
+    pub fn blocked(&self) -> usize {
+        self.decisions
+            .iter()
+            .filter(|d| d.outcome == "block")
+            .count()
     }
 
     pub fn line_count(&self) -> usize {
@@ -99,6 +136,9 @@ impl OrderRows {
                 self.push(order);
             }
         }
+        // A skipped order's decision goes with it (no order has its id).
+        self.decisions
+            .extend(other.decisions.drain(..).filter(|d| !skip.contains(&d.id)));
         other.reserved.clear();
         self.orders.len() - before
     }
@@ -130,6 +170,7 @@ mod tests {
             reservation: id,
             created_ms: 1,
             deadline_ms: 2,
+            status: PENDING_PAYMENT,
             lines: SmallVec::from_vec(vec![NewLine {
                 sku: 0,
                 warehouse: 0,

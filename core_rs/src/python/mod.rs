@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod commit_queue;
+mod engine;
 mod errors;
 mod ids;
 mod inventory;
@@ -25,5 +26,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     commit_queue::register(m)?;
     model::register(m)?;
     risk::register(m)?;
+    engine::register(m)?;
     Ok(())
 }

@@ -18,7 +18,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// A LightGBM binary classifier scored by the core (immutable, thread-safe).
 #[pyclass(frozen, module = "pyorder._core")]
 pub(crate) struct RiskModel {
-    inner: core::RiskModel,
+    pub(crate) inner: core::RiskModel,
 }
 
 /// One row: a 1-D numpy array of float64 (borrowed when contiguous) or a sequence of floats.

@@ -12,12 +12,13 @@ use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use super::engine::RiskEngine;
 use super::errors::inventory_err;
 use super::ids::OrderIdGenerator;
 use super::inventory::Inventory;
 use super::rows::{currency_code, line_parts, LineParts, OrderRows};
 use crate::inventory::Reservation;
-use crate::orders::book::{self, BookError, Outcome, Placement, Refusal, SkuEntry};
+use crate::orders::book::{self, BookError, Client, Outcome, Placement, Refusal, SkuEntry};
 use crate::orders::parse::{self, Address, BodyError, OrderRequest};
 use crate::orders::pending::PendingOrder;
 use crate::orders::render;
@@ -28,8 +29,18 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// A pending order as the book holds it: (id, reservation, buyer number, total, currency,
-/// deadline_ms, [(sku, warehouse, quantity), ...]); the last three parts are its reservation's.
-type HeldTuple = (i64, i64, u64, i64, String, u64, Vec<(u32, u32, u32)>);
+/// deadline_ms, [(sku, warehouse, quantity), ...], status); the deadline and the lines are its
+/// reservation's; status `pending_payment`, or `in_review` while risk control holds it.
+type HeldTuple = (
+    i64,
+    i64,
+    u64,
+    i64,
+    String,
+    u64,
+    Vec<(u32, u32, u32)>,
+    &'static str,
+);
 
 fn held_tuple(o: &PendingOrder, r: &Reservation) -> HeldTuple {
     (
@@ -43,7 +54,28 @@ fn held_tuple(o: &PendingOrder, r: &Reservation) -> HeldTuple {
             .iter()
             .map(|l| (l.sku, l.warehouse, l.quantity))
             .collect(),
+        if o.in_review {
+            book::rows_status::IN_REVIEW
+        } else {
+            book::rows_status::PENDING_PAYMENT
+        },
     )
+}
+
+/// The client as `place_*`'s `client` argument gives it: (ip, ip region, agent class,
+/// account created ms), every part optional.
+type ClientTuple = (Option<String>, Option<String>, u8, Option<i64>);
+
+fn client(t: &Option<ClientTuple>) -> Client<'_> {
+    match t {
+        None => Client::default(),
+        Some((ip, ip_region, agent, account_created_ms)) => Client {
+            ip: ip.as_deref(),
+            ip_region: ip_region.as_deref(),
+            agent: (*agent).min(3),
+            account_created_ms: *account_created_ms,
+        },
+    }
 }
 
 /// What one request decided: HTTP status, response body, orders created, stock-outs.
@@ -51,7 +83,7 @@ type Answer<'py> = (u16, Bound<'py, PyBytes>, usize, usize);
 
 /// A placed order as `pyorder.orders` builds its `Order` from it: (id, buyer, currency, total,
 /// region, address fields, reservation, created_ms, deadline_ms, [(sku, warehouse, quantity,
-/// unit_price, merchant), ...]).
+/// unit_price, merchant), ...], status).
 type PlacedTuple<'py> = (
     i64,
     &'py str,
@@ -63,6 +95,7 @@ type PlacedTuple<'py> = (
     i64,
     i64,
     Vec<LineParts>,
+    &'static str,
 );
 
 /// A refused order: (code, message, details), as the JSON path's `{"error": ...}` has them.
@@ -93,6 +126,7 @@ fn placed_tuple<'py>(
         o.created_ms,
         o.deadline_ms,
         line_parts(&o.lines),
+        o.status,
     ))
 }
 
@@ -102,6 +136,7 @@ pub(crate) struct OrderBook {
     inventory: Py<Inventory>,
     ids: Py<OrderIdGenerator>,
     book: Mutex<book::OrderBook>,
+    risk: Mutex<Option<Py<RiskEngine>>>,
 }
 
 impl OrderBook {
@@ -234,6 +269,7 @@ impl OrderBook {
             inventory,
             ids,
             book: Mutex::new(book::OrderBook::new(payment_timeout_ms)),
+            risk: Mutex::new(None),
         })
     }
 
@@ -265,6 +301,8 @@ impl OrderBook {
 
     /// Take the orders of a batch body (`{"orders": [...]}`) for `buyer`; created orders are
     /// staged in `rows`. Returns (HTTP status, response body, created, stock-outs).
+    #[pyo3(signature = (body, buyer, buyer_number, rows, now_ms, client=None))]
+    #[allow(clippy::too_many_arguments)]
     fn place_batch<'py>(
         &self,
         py: Python<'py>,
@@ -273,17 +311,21 @@ impl OrderBook {
         buyer_number: u64,
         rows: &OrderRows,
         now_ms: u64,
+        client: Option<ClientTuple>,
     ) -> PyResult<Answer<'py>> {
         let who = Placement {
             buyer,
             buyer_number,
             now_ms,
+            client: self::client(&client),
         };
         self.answer(py, body, false, &who, rows)
     }
 
     /// Take the order of a single-order body; as `place_batch`, the body being the order
     /// (201) or the error.
+    #[pyo3(signature = (body, buyer, buyer_number, rows, now_ms, client=None))]
+    #[allow(clippy::too_many_arguments)]
     fn place_one<'py>(
         &self,
         py: Python<'py>,
@@ -292,11 +334,13 @@ impl OrderBook {
         buyer_number: u64,
         rows: &OrderRows,
         now_ms: u64,
+        client: Option<ClientTuple>,
     ) -> PyResult<Answer<'py>> {
         let who = Placement {
             buyer,
             buyer_number,
             now_ms,
+            client: self::client(&client),
         };
         self.answer(py, body, true, &who, rows)
     }
@@ -309,7 +353,8 @@ impl OrderBook {
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         lines, buyer, buyer_number, rows, now_ms, *, name=None, line1=None, city=None,
-        region=None, postal_code=None, country=None, line2=None, phone=None
+        region=None, postal_code=None, country=None, line2=None, phone=None, device_id=None,
+        email_hash=None, phone_hash=None, client=None
     ))]
     fn place_order<'py>(
         &self,
@@ -327,6 +372,10 @@ impl OrderBook {
         country: Option<&str>,
         line2: Option<&str>,
         phone: Option<&str>,
+        device_id: Option<&str>,
+        email_hash: Option<&str>,
+        phone_hash: Option<&str>,
+        client: Option<ClientTuple>,
     ) -> PyResult<Placed<'py>> {
         let lines = lines
             .iter()
@@ -342,7 +391,8 @@ impl OrderBook {
             line2,
             phone,
         ];
-        let request = match parse::check_order(&lines, address) {
+        let context = [device_id, email_hash, phone_hash];
+        let request = match parse::check_order(&lines, address, context) {
             Ok(request) => request,
             Err(BodyError::Invalid { message, path }) => {
                 let path = path.into_pyobject(py)?.into_any();
@@ -359,6 +409,7 @@ impl OrderBook {
             buyer,
             buyer_number,
             now_ms,
+            client: self::client(&client),
         };
         let placed = py.detach(|| self.place(&who, std::slice::from_ref(&request), rows));
         let outcome = placed
@@ -369,6 +420,45 @@ impl OrderBook {
             Outcome::Created(o) => Ok((Some(placed_tuple(py, buyer, &o, &request.address)?), None)),
             Outcome::Refused(r) => Ok((None, Some(refused(py, r)?))),
         }
+    }
+
+    /// Assess every order with `engine` from now on (None: risk control off). The engine
+    /// outlives the book: a rebuilt book is given the same one, so its counters go on.
+    fn set_risk(&self, engine: Option<Py<RiskEngine>>) {
+        let inner = engine.as_ref().map(|e| Arc::clone(&e.get().inner));
+        self.book.lock().risk = inner;
+        *self.risk.lock() = engine;
+    }
+
+    /// The risk engine orders are assessed with, or None.
+    #[getter]
+    fn risk(&self, py: Python<'_>) -> Option<Py<RiskEngine>> {
+        self.risk.lock().as_ref().map(|e| e.clone_ref(py))
+    }
+
+    /// How long an order held for review keeps its units before it expires unreviewed, ms.
+    #[getter]
+    fn review_hold_ms(&self) -> u64 {
+        self.book.lock().review_hold_ms
+    }
+
+    #[setter]
+    fn set_review_hold_ms(&self, ms: u64) -> PyResult<()> {
+        if ms == 0 {
+            return Err(PyValueError::new_err("review_hold_ms must be positive"));
+        }
+        self.book.lock().review_hold_ms = ms;
+        Ok(())
+    }
+
+    /// An order held for review now awaits payment, its payment deadline starting `now_ms`:
+    /// returns the new deadline (ms). Raises ValueError if the order is not held for review.
+    fn approve(&self, py: Python<'_>, order_id: i64, now_ms: u64) -> PyResult<u64> {
+        let inventory = &self.inventory.get().inner;
+        let approved = py.detach(|| self.book.lock().approve(inventory, order_id, now_ms));
+        approved.map_err(|e| self.book_err(py, e))?.ok_or_else(|| {
+            PyValueError::new_err(format!("order {order_id} is not held for review"))
+        })
     }
 
     /// Bytes the pending orders' records take in the book (their reservations not counted).
@@ -405,8 +495,26 @@ impl OrderBook {
     }
 
     /// Hold a stored order as pending (rebuild from the store): its reservation must be
-    /// pending in the inventory.
-    fn add_pending(&self, id: i64, reservation: i64, total: i64, currency: &str) -> PyResult<()> {
+    /// pending in the inventory. `status`: `pending_payment`, or `in_review` for an order risk
+    /// control holds for review.
+    #[pyo3(signature = (id, reservation, total, currency, status="pending_payment"))]
+    fn add_pending(
+        &self,
+        id: i64,
+        reservation: i64,
+        total: i64,
+        currency: &str,
+        status: &str,
+    ) -> PyResult<()> {
+        let in_review = match status {
+            book::rows_status::PENDING_PAYMENT => false,
+            book::rows_status::IN_REVIEW => true,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "a held order is pending_payment or in_review, not {other:?}"
+                )))
+            }
+        };
         if reservation <= 0 {
             return Err(PyValueError::new_err(format!(
                 "reservation ids start at 1, got {reservation}"
@@ -417,6 +525,7 @@ impl OrderBook {
             reservation,
             total,
             currency: currency_code(currency)?,
+            in_review,
         };
         self.book.lock().add_pending(order);
         Ok(())

@@ -65,7 +65,7 @@ fn order_event(o: &Bound<'_, PyAny>) -> PyResult<OrderEvent> {
         at_ms: int(o, "at_ms")?,
         // Ids are ints of Python: the bits of an i64 (a negative id is still one id).
         buyer: int(o, "buyer")? as u64,
-        account_created_ms: int(o, "account_created_ms")?,
+        account_created_ms: opt_int(o, "account_created_ms")?,
         amount: int(o, "amount")?,
         sku: int(o, "sku")? as u64,
         quantity: int(o, "quantity")?,
@@ -175,7 +175,7 @@ fn order_columns(cols: &Bound<'_, PyAny>) -> PyResult<Vec<OrderEvent>> {
             Ok(OrderEvent {
                 at_ms: at_ms[i],
                 buyer: buyer[i] as u64,
-                account_created_ms: created[i],
+                account_created_ms: Some(created[i]),
                 amount: amount[i],
                 sku: sku[i] as u64,
                 quantity: quantity[i],

@@ -65,6 +65,7 @@ pub(crate) fn new_order(
         reservation,
         created_ms,
         deadline_ms,
+        status: PENDING_PAYMENT,
         lines: lines
             .into_iter()
             .map(|(sku, warehouse, quantity, unit_price, merchant)| NewLine {
@@ -102,7 +103,8 @@ type OrderTuple = (
     i64,
 );
 type LineTuple = (i64, i64, u32, u32, u32, i64, String);
-/// (id, buyer, currency, total, region, address_json, reservation, created_ms, deadline_ms, lines)
+/// (id, buyer, currency, total, region, address_json, reservation, created_ms, deadline_ms,
+/// lines, status)
 type StagedTuple = (
     i64,
     String,
@@ -114,6 +116,22 @@ type StagedTuple = (
     i64,
     i64,
     Vec<LineParts>,
+    &'static str,
+);
+/// A `risk_decisions` row, columns as `storage::DECISION_COLUMNS` (fired and reasons as JSON
+/// text).
+type DecisionTuple = (
+    i64,
+    String,
+    String,
+    i64,
+    &'static str,
+    bool,
+    Option<u8>,
+    Option<String>,
+    String,
+    String,
+    String,
 );
 
 #[pymethods]
@@ -148,8 +166,22 @@ impl OrderRows {
         Ok(())
     }
 
+    /// Rows to write: the orders, and the risk decisions of attempts blocked (no order).
     fn __len__(&self) -> usize {
+        let rows = self.inner.lock();
+        rows.len() + rows.blocked()
+    }
+
+    /// How many orders these are.
+    #[getter]
+    fn order_count(&self) -> usize {
         self.inner.lock().len()
+    }
+
+    /// How many risk decisions these rows hold (of their orders, and of attempts blocked).
+    #[getter]
+    fn decision_count(&self) -> usize {
+        self.inner.lock().decisions.len()
     }
 
     /// The order `order_id` in full if it is one of these, else None (a binary search: the
@@ -175,6 +207,7 @@ impl OrderRows {
             o.created_ms,
             o.deadline_ms,
             line_parts(&o.lines),
+            o.status,
         ))
     }
 
@@ -207,8 +240,7 @@ impl OrderRows {
         self.inner.lock().reserved_deltas()
     }
 
-    /// The `orders` rows, in `codec.ORDER_COLUMNS` order (status `pending_payment`,
-    /// updated_ms = created_ms).
+    /// The `orders` rows, in `codec.ORDER_COLUMNS` order (updated_ms = created_ms).
     fn order_tuples(&self) -> Vec<OrderTuple> {
         let rows = self.inner.lock();
         rows.orders
@@ -217,7 +249,7 @@ impl OrderRows {
                 (
                     o.id,
                     o.buyer.to_string(),
-                    PENDING_PAYMENT,
+                    o.status,
                     o.currency_str().to_owned(),
                     o.total,
                     o.region.to_string(),
@@ -226,6 +258,29 @@ impl OrderRows {
                     o.created_ms,
                     o.deadline_ms,
                     o.created_ms,
+                )
+            })
+            .collect()
+    }
+
+    /// The `risk_decisions` rows, in `codec.DECISION_COLUMNS` order.
+    fn decision_tuples(&self) -> Vec<DecisionTuple> {
+        let rows = self.inner.lock();
+        rows.decisions
+            .iter()
+            .map(|d| {
+                (
+                    d.id,
+                    d.buyer.to_string(),
+                    d.merchant.to_string(),
+                    d.at_ms,
+                    d.outcome,
+                    d.three_ds,
+                    d.score,
+                    d.model.as_ref().map(|m| m.to_string()),
+                    d.decided_by.clone(),
+                    d.fired.clone(),
+                    d.reasons.clone(),
                 )
             })
             .collect()

@@ -18,7 +18,7 @@ use rusqlite::types::Value;
 
 use super::rows::OrderRows;
 use crate::storage::sqlite::{self, Group, WriteError, Writer, DEFAULT_BUSY_TIMEOUT_MS};
-use crate::storage::{pgcopy, LINE_COLUMNS, ORDER_COLUMNS};
+use crate::storage::{pgcopy, DECISION_COLUMNS, LINE_COLUMNS, ORDER_COLUMNS};
 
 create_exception!(_core, SqliteWriteError, PyRuntimeError);
 create_exception!(_core, RowCountError, SqliteWriteError);
@@ -30,6 +30,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sqlite_library, m)?)?;
     m.add("PLACED_ORDER_COLUMNS", PyTuple::new(py, ORDER_COLUMNS)?)?;
     m.add("PLACED_LINE_COLUMNS", PyTuple::new(py, LINE_COLUMNS)?)?;
+    m.add(
+        "PLACED_DECISION_COLUMNS",
+        PyTuple::new(py, DECISION_COLUMNS)?,
+    )?;
     m.add("SqliteWriteError", py.get_type::<SqliteWriteError>())?;
     m.add("RowCountError", py.get_type::<RowCountError>())?;
     for name in ["SqliteWriteError", "RowCountError"] {
@@ -280,19 +284,27 @@ impl SqliteWriter {
     }
 }
 
-/// The orders and the order lines of `rows` as two PostgreSQL binary COPY streams, columns
-/// in `PLACED_ORDER_COLUMNS` and `PLACED_LINE_COLUMNS` order.
+/// The orders, the order lines and the risk decisions of `rows` as three PostgreSQL binary
+/// COPY streams, columns in `ORDER_COLUMNS`, `LINE_COLUMNS` and `DECISION_COLUMNS` order.
 #[pyfunction]
 fn pg_copy_binary<'py>(
     py: Python<'py>,
     rows: &Bound<'py, OrderRows>,
-) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+) -> (
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+) {
     let rows = rows.get();
-    let (orders, lines) = py.detach(|| {
+    let (orders, lines, decisions) = py.detach(|| {
         let r = rows.lock();
-        (pgcopy::orders(&r), pgcopy::lines(&r))
+        (pgcopy::orders(&r), pgcopy::lines(&r), pgcopy::decisions(&r))
     });
-    (PyBytes::new(py, &orders), PyBytes::new(py, &lines))
+    (
+        PyBytes::new(py, &orders),
+        PyBytes::new(py, &lines),
+        PyBytes::new(py, &decisions),
+    )
 }
 
 /// The file that provides the SQLite `SqliteWriter` calls (the system's libsqlite3), or None.

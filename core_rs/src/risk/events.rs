@@ -38,7 +38,8 @@ pub fn pair_hash(client: u64, sku: u64) -> u64 {
 pub struct OrderEvent {
     pub at_ms: i64,
     pub buyer: u64,
-    pub account_created_ms: i64,
+    /// When the buyer's account was made; None when the caller does not know.
+    pub account_created_ms: Option<i64>,
     pub amount: i64,
     pub sku: u64,
     pub quantity: i64,

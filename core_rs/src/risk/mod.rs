@@ -9,10 +9,12 @@
 //! and serving compute them with the same code.
 
 mod distinct;
+mod engine;
 mod events;
 mod features;
 mod index;
 mod inline;
+mod policy;
 mod state;
 mod table;
 #[cfg(test)]
@@ -21,7 +23,12 @@ mod tracker;
 mod window;
 
 pub use distinct::DISTINCT_CAP;
+pub use engine::{reasons_json, strings_json, Assessment, RiskEngine, Subject, REASONS};
 pub use events::{key_hash, pair_hash, OrderEvent, PaymentEvent};
 pub use features::{Features, FEATURE_COUNT, FEATURE_NAMES};
+pub use policy::{
+    Action, DecidedBy, Decision, ListKeys, Op, Outcome, Policy, Program, ProgramError, Rule,
+    LIST_KINDS,
+};
 pub use table::{TableStats, IDLE_MS};
 pub use tracker::{Limits, ReplayError, RiskTracker, KINDS};

@@ -15,7 +15,7 @@ fn order(at_ms: i64, buyer: u64) -> OrderEvent {
     OrderEvent {
         at_ms,
         buyer,
-        account_created_ms: T0 - DAY,
+        account_created_ms: Some(T0 - DAY),
         amount: 1_000,
         sku: 7,
         quantity: 1,
@@ -408,7 +408,7 @@ fn absurd_values_give_features_not_panics() {
     let mut t = RiskTracker::default();
     let mut o = with_client(order(i64::MAX - 1, 1), "d", "ip");
     o.amount = i64::MAX;
-    o.account_created_ms = i64::MIN;
+    o.account_created_ms = Some(i64::MIN);
     o.sku_release_ms = Some(i64::MIN);
     t.observe_order(&o);
     o.amount = i64::MIN;
@@ -416,7 +416,7 @@ fn absurd_values_give_features_not_panics() {
     assert_eq!(feature(&f, "buyer_orders_1m"), 1.0);
     assert_eq!(feature(&f, "account_age_s"), i64::MAX as f64 / 1000.0);
     let mut early = order(i64::MIN, 2);
-    early.account_created_ms = i64::MAX;
+    early.account_created_ms = Some(i64::MAX);
     let f = t.score_and_observe_order(&early); // counted at the latest time
     assert_eq!(feature(&f, "buyer_orders_1m"), 0.0);
     // From the earliest time to the latest in one step.

@@ -433,7 +433,9 @@ impl RiskTracker {
 
         // Times are ms: exact in f64 below 2^53 ms (285,000 years); saturating, so that absurd
         // times from a client give absurd features, never a panic.
-        f[ACCOUNT_AGE_S] = at_ms.saturating_sub(o.account_created_ms) as f64 / 1000.0;
+        f[ACCOUNT_AGE_S] = o
+            .account_created_ms
+            .map_or(f64::NAN, |c| at_ms.saturating_sub(c) as f64 / 1000.0);
         f[AMOUNT] = amount as f64;
         f[QUANTITY] = o.quantity as f64;
         if let (Some(ip), Some(ship)) = (o.ip_region, o.ship_region) {

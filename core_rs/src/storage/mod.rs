@@ -36,3 +36,19 @@ pub const LINE_COLUMNS: [&str; 7] = [
     "unit_price",
     "merchant",
 ];
+
+/// Columns of `risk_decisions` the writers produce, in order (`codec.DECISION_COLUMN_NAMES`);
+/// the table's review columns follow them, written later.
+pub const DECISION_COLUMNS: [&str; 11] = [
+    "id",
+    "buyer",
+    "merchant",
+    "at_ms",
+    "outcome",
+    "three_ds",
+    "score",
+    "model",
+    "decided_by",
+    "fired",
+    "reasons",
+];

@@ -11,7 +11,7 @@
 //! Column types are those of migration 1 (`pyorder/storage/migrations.py`): every id, amount
 //! and time is `bigint`, `order_lines.line_no` is `integer`, `orders.address` is `jsonb`.
 
-use crate::orders::rows::{OrderRows, PENDING_PAYMENT};
+use crate::orders::rows::OrderRows;
 
 /// The fixed start of every binary COPY stream.
 pub const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -63,28 +63,36 @@ impl Encoder {
         self.buf.extend_from_slice(json.as_bytes());
     }
 
+    fn null(&mut self) {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    fn boolean(&mut self, v: bool) {
+        self.len(1);
+        self.buf.push(u8::from(v));
+    }
+
     fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
         self.buf
     }
 }
 
-/// The `orders` rows of `rows`, columns as `super::ORDER_COLUMNS`: status `pending_payment`,
-/// `updated_ms = created_ms`.
+/// The `orders` rows of `rows`, columns as `super::ORDER_COLUMNS`: `updated_ms = created_ms`.
 pub fn orders(rows: &OrderRows) -> Vec<u8> {
     // Per order: field count, 11 lengths, 6 bigints, status, currency, jsonb version byte.
-    const FIXED: usize = 2 + 11 * 4 + 6 * 8 + PENDING_PAYMENT.len() + 3 + 1;
+    const FIXED: usize = 2 + 11 * 4 + 6 * 8 + 3 + 1;
     let variable: usize = rows
         .orders
         .iter()
-        .map(|o| o.buyer.len() + o.region.len() + o.address.len())
+        .map(|o| o.buyer.len() + o.status.len() + o.region.len() + o.address.len())
         .sum();
     let mut e = Encoder::new(rows.len() * FIXED + variable);
     for o in &rows.orders {
         e.tuple(11);
         e.int8(o.id);
         e.text(&o.buyer);
-        e.text(PENDING_PAYMENT);
+        e.text(o.status);
         e.text(o.currency_str());
         e.int8(o.total);
         e.text(&o.region);
@@ -93,6 +101,51 @@ pub fn orders(rows: &OrderRows) -> Vec<u8> {
         e.int8(o.created_ms);
         e.int8(o.deadline_ms);
         e.int8(o.created_ms);
+    }
+    e.finish()
+}
+
+/// The `risk_decisions` rows of `rows`, columns as `super::DECISION_COLUMNS`.
+pub fn decisions(rows: &OrderRows) -> Vec<u8> {
+    let size: usize = rows
+        .decisions
+        .iter()
+        .map(|d| {
+            2 + 11 * 4
+                + 8
+                + 8
+                + 1
+                + 4
+                + 2
+                + d.buyer.len()
+                + d.merchant.len()
+                + d.outcome.len()
+                + d.model.as_ref().map_or(0, |m| m.len())
+                + d.decided_by.len()
+                + d.fired.len()
+                + d.reasons.len()
+        })
+        .sum();
+    let mut e = Encoder::new(size);
+    for d in &rows.decisions {
+        e.tuple(11);
+        e.int8(d.id);
+        e.text(&d.buyer);
+        e.text(&d.merchant);
+        e.int8(d.at_ms);
+        e.text(d.outcome);
+        e.boolean(d.three_ds);
+        match d.score {
+            Some(score) => e.int4(i32::from(score)),
+            None => e.null(),
+        }
+        match &d.model {
+            Some(model) => e.text(model),
+            None => e.null(),
+        }
+        e.text(&d.decided_by);
+        e.jsonb(&d.fired);
+        e.jsonb(&d.reasons);
     }
     e.finish()
 }
@@ -209,6 +262,7 @@ mod tests {
             reservation: 1 << 40,
             created_ms: 1_800_000_000_000,
             deadline_ms: 1_800_000_900_000,
+            status: crate::orders::rows::PENDING_PAYMENT,
             lines: [line(u32::MAX, 2, "merchant:a"), line(0, 1, "m")]
                 .into_iter()
                 .collect(),

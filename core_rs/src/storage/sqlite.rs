@@ -26,7 +26,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
-use crate::orders::rows::{NewLine, OrderRows, PENDING_PAYMENT};
+use crate::orders::rows::{NewLine, OrderRows};
 
 /// Busy timeout of `Writer::open` unless told otherwise (the same as the Python connections').
 pub const DEFAULT_BUSY_TIMEOUT_MS: u32 = 10_000;
@@ -43,6 +43,11 @@ const ORDER_PARAMS: usize = 11;
 const LINE_INSERT: &str = "INSERT INTO order_lines (order_id, line_no, sku, warehouse, \
      quantity, unit_price, merchant) VALUES ";
 const LINE_PARAMS: usize = 7;
+
+/// Columns of a `risk_decisions` row as written here (`super::DECISION_COLUMNS`).
+const DECISION_INSERT: &str = "INSERT INTO risk_decisions (id, buyer, merchant, at_ms, outcome, \
+     three_ds, score, model, decided_by, fired, reasons) VALUES ";
+const DECISION_PARAMS: usize = 11;
 
 /// Rows per INSERT statement when placed orders are written, largest first. One statement
 /// keeps its cursors on the table and on each index open from row to row, so every row after
@@ -61,6 +66,7 @@ fn multi_row_insert(head: &str, params: usize, rows: usize) -> String {
 type Statements = [OnceLock<String>; CHUNK_ROWS.len()];
 static ORDER_SQL: Statements = [const { OnceLock::new() }; CHUNK_ROWS.len()];
 static LINE_SQL: Statements = [const { OnceLock::new() }; CHUNK_ROWS.len()];
+static DECISION_SQL: Statements = [const { OnceLock::new() }; CHUNK_ROWS.len()];
 
 /// The statement for a chunk of `rows` rows, one of `CHUNK_ROWS`.
 fn insert_sql(cache: &'static Statements, head: &str, params: usize, rows: usize) -> &'static str {
@@ -301,7 +307,7 @@ fn run_group(conn: &Connection, group: &Group, index: usize) -> Result<u64> {
     }
 }
 
-/// The `orders` and `order_lines` rows of `rows`, in the caller's transaction, up to
+/// The `orders`, `order_lines` and `risk_decisions` rows of `rows`, in the caller's transaction, up to
 /// `CHUNK_ROWS` rows per statement.
 fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
     let orders = (ORDER_INSERT, ORDER_PARAMS, &ORDER_SQL);
@@ -314,7 +320,7 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
         |o, bind| {
             bind(&o.id)?;
             bind(&&*o.buyer)?;
-            bind(&PENDING_PAYMENT)?;
+            bind(&o.status)?;
             bind(&o.currency_str())?;
             bind(&o.total)?;
             bind(&&*o.region)?;
@@ -345,6 +351,27 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
             bind(&l.quantity)?;
             bind(&l.unit_price)?;
             bind(&&*l.merchant)
+        },
+    )?;
+    let table = (DECISION_INSERT, DECISION_PARAMS, &DECISION_SQL);
+    insert_rows(
+        conn,
+        "risk_decisions",
+        table,
+        &rows.decisions,
+        |d| d.id,
+        |d, bind| {
+            bind(&d.id)?;
+            bind(&&*d.buyer)?;
+            bind(&&*d.merchant)?;
+            bind(&d.at_ms)?;
+            bind(&d.outcome)?;
+            bind(&i64::from(d.three_ds))?;
+            bind(&d.score.map(i64::from))?;
+            bind(&d.model.as_deref())?;
+            bind(&d.decided_by.as_str())?;
+            bind(&d.fired.as_str())?;
+            bind(&d.reasons.as_str())
         },
     )
 }
@@ -530,6 +557,7 @@ mod tests {
             reservation: id * 10,
             created_ms: 1_800_000_000_000 + id,
             deadline_ms: 1_800_000_900_000 + id,
+            status: crate::orders::rows::PENDING_PAYMENT,
             lines: lines
                 .iter()
                 .map(|&(sku, quantity)| NewLine {

@@ -9,6 +9,7 @@ from pyorder.auth import Principal
 from pyorder.cluster.stock import StockKeeper
 from pyorder.orders import stockouts
 from pyorder.orders.service import Answer, Orders
+from pyorder.risk.intake import ClientInfo
 from pyorder.server.api.orders_bodies import (
     MAX_BATCH_ORDERS,
     OrderBatchIn,
@@ -29,7 +30,7 @@ routes = web.RouteTableDef()
 ORDER_BEFORE = IntParam("before", "query", 1, MAX_ORDER_ID)
 
 
-Place = Callable[[Orders, Principal, bytes], Answer | Awaitable[Answer]]
+Place = Callable[[Orders, Principal, bytes, ClientInfo | None], Answer | Awaitable[Answer]]
 """``Orders.place_json`` or ``place_batch_json``: the answer, or on a cluster node with limited
 SKUs its awaitable (the limits are claimed across the cluster first)."""
 
@@ -56,15 +57,28 @@ def _placing(place: Place, *, many: bool) -> Callable[[web.Request], Awaitable[w
         admission.in_flight += 1
         started = clock()
         try:
-            orders = app[PLATFORM].orders
+            platform = app[PLATFORM]
+            orders = platform.orders
             who = principal(request)
+            clients = platform.clients
+            client = (
+                None
+                if clients is None
+                else clients.info(
+                    request.remote,
+                    request.headers.get("X-Forwarded-For"),
+                    request.headers.get("User-Agent"),
+                )
+            )
             if HEADER in request.headers:
                 answers: list[Answer] = []
 
                 async def effect(who: Principal, body: bytes) -> tuple[int, bytes]:
-                    answer = await _answer(place(orders, who, body))
+                    answer = await _answer(place(orders, who, body, client))
                     if answer.stockouts and (keeper := app[PLATFORM].stock_keeper):
-                        answer = await _out_of_stock(keeper, place, orders, who, body, answer, many)
+                        answer = await _out_of_stock(
+                            keeper, place, orders, who, body, client, answer, many
+                        )
                     answers.append(answer)
                     return answer.status, answer.body
 
@@ -75,11 +89,11 @@ def _placing(place: Place, *, many: bool) -> Callable[[web.Request], Awaitable[w
             # Without a key there is nothing to store for a replay: place, wait for the group
             # commit, answer.
             body = await request.read()
-            answer = place(orders, who, body)
+            answer = place(orders, who, body, client)
             if not isinstance(answer, Answer):  # a cluster node claiming purchase limits
                 answer = await answer
             if answer.stockouts and (keeper := app[PLATFORM].stock_keeper):
-                answer = await _out_of_stock(keeper, place, orders, who, body, answer, many)
+                answer = await _out_of_stock(keeper, place, orders, who, body, client, answer, many)
             await app[PLATFORM].intake.durable()
             _count(app, answer)
             return web.Response(
@@ -102,6 +116,7 @@ async def _out_of_stock(
     orders: Orders,
     who: Principal,
     body: bytes,
+    client: ClientInfo | None,
     answer: Answer,
     many: bool,
 ) -> Answer:
@@ -116,11 +131,11 @@ async def _out_of_stock(
             again = stockouts.refused(answer.body, body)
             if again is None or not await keeper.refill_now(again.wanted):
                 break
-            answer = again.merge(answer, await _answer(place(orders, who, again.body)))
+            answer = again.merge(answer, await _answer(place(orders, who, again.body, client)))
         else:
             if not await keeper.refill_now():
                 break
-            answer = await _answer(place(orders, who, body))
+            answer = await _answer(place(orders, who, body, client))
         if not answer.stockouts:
             break
     return answer

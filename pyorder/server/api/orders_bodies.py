@@ -33,9 +33,29 @@ class AddressIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     phone: Annotated[str, Meta(max_length=40, pattern=NO_NUL)] = ""
 
 
+ClientKey = Annotated[str, Meta(min_length=1, max_length=128, pattern=NO_NUL)]
+
+
+class ContextIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What the client says of itself, for risk control (``docs/risk.md``, "At intake"); every
+    field optional. The IP and the user agent come from the connection, not from here."""
+
+    device_id: Annotated[
+        ClientKey, Meta(description="an app's install id or a browser's cookie id")
+    ] = ""
+    email_hash: Annotated[
+        ClientKey,
+        Meta(description="a hash of the buyer's email address (compared for equality only)"),
+    ] = ""
+    phone_hash: Annotated[
+        ClientKey, Meta(description="a hash of the buyer's phone number (equality only)")
+    ] = ""
+
+
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     lines: Annotated[list[LineIn], Meta(min_length=1, max_length=100)]
     address: AddressIn
+    context: ContextIn = msgspec.field(default_factory=ContextIn)
 
 
 MAX_BATCH_ORDERS = 1000

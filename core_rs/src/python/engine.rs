@@ -1,0 +1,237 @@
+//! Bindings of risk control at intake (`crate::risk::RiskEngine`): `RiskEngine`, which an
+//! `OrderBook` assesses every order with (`OrderBook.set_risk`), its policy set from
+//! `pyorder.risk.policy.Policy` by `pyorder.risk.intake`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::model::RiskModel;
+use crate::risk::{
+    self, Action, Limits, Op, Outcome, Policy, Program, Rule, FEATURE_NAMES, KINDS, LIST_KINDS,
+};
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RiskEngine>()?;
+    m.add("RISK_LIST_KINDS", LIST_KINDS.to_vec())?;
+    Ok(())
+}
+
+/// Risk control's state at intake: the velocity tracker, the model, the policy.
+#[pyclass(frozen, module = "pyorder._core")]
+pub(crate) struct RiskEngine {
+    pub(crate) inner: Arc<risk::RiskEngine>,
+}
+
+fn outcome(name: &str) -> PyResult<Outcome> {
+    match name {
+        "allow" => Ok(Outcome::Allow),
+        "review" => Ok(Outcome::Review),
+        "block" => Ok(Outcome::Block),
+        other => Err(PyValueError::new_err(format!(
+            "on_failure must be allow, review or block, got {other:?}"
+        ))),
+    }
+}
+
+/// One step of a program as `pyorder.risk.rules.program` writes it: (name, argument).
+fn op((name, arg): (String, f64)) -> PyResult<Op> {
+    let column = || {
+        if arg >= 0.0 && arg < FEATURE_NAMES.len() as f64 && arg.fract() == 0.0 {
+            Ok(arg as u16)
+        } else {
+            Err(PyValueError::new_err(format!("{name}: no column {arg}")))
+        }
+    };
+    let count = || {
+        if (1.0..=f64::from(u16::MAX)).contains(&arg) && arg.fract() == 0.0 {
+            Ok(arg as u16)
+        } else {
+            Err(PyValueError::new_err(format!("{name}: bad count {arg}")))
+        }
+    };
+    Ok(match name.as_str() {
+        "feature" => Op::Feature(column()?),
+        "missing" => Op::Missing(column()?),
+        "score" => Op::Score,
+        "number" => Op::Number(arg),
+        "neg" => Op::Neg,
+        "add" => Op::Add,
+        "sub" => Op::Sub,
+        "mul" => Op::Mul,
+        "div" => Op::Div,
+        "lt" => Op::Lt,
+        "le" => Op::Le,
+        "gt" => Op::Gt,
+        "ge" => Op::Ge,
+        "eq" => Op::Eq,
+        "ne" => Op::Ne,
+        "and" => Op::And(count()?),
+        "or" => Op::Or(count()?),
+        "not" => Op::Not,
+        other => return Err(PyValueError::new_err(format!("unknown step {other:?}"))),
+    })
+}
+
+/// Lists by kind name into `LIST_KINDS` order.
+fn lists(by_kind: HashMap<String, Vec<String>>) -> PyResult<[Vec<String>; 7]> {
+    let mut out: [Vec<String>; 7] = Default::default();
+    for (kind, values) in by_kind {
+        let i = LIST_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .ok_or_else(|| PyValueError::new_err(format!("no list kind {kind:?}")))?;
+        out[i] = values;
+    }
+    Ok(out)
+}
+
+/// A rule as (id, action, merchant or None, program).
+type RuleTuple = (String, String, Option<String>, Vec<(String, f64)>);
+
+#[pymethods]
+impl RiskEngine {
+    /// An engine scoring with `model` (None: rules and lists only). `failed`: a model was
+    /// configured and could not be loaded, so orders the policy would allow by default get
+    /// `on_failure` (allow: fail open; review or block: fail closed). `max_keys`: the most
+    /// keys the tracker keeps per kind (`RISK_KINDS`).
+    #[new]
+    #[pyo3(signature = (model=None, *, failed=false, on_failure="allow", max_keys=1_000_000))]
+    fn new(
+        model: Option<&RiskModel>,
+        failed: bool,
+        on_failure: &str,
+        max_keys: usize,
+    ) -> PyResult<Self> {
+        let model = model.map(|m| m.inner.clone());
+        if let Some(m) = &model {
+            if m.feature_names() != FEATURE_NAMES {
+                return Err(PyValueError::new_err(
+                    "the model was not trained on the core's features (RISK_FEATURE_NAMES, \
+                     in that order)",
+                ));
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(risk::RiskEngine::new(
+                model,
+                Limits([max_keys.max(1); KINDS.len()]),
+                failed,
+                outcome(on_failure)?,
+            )),
+        })
+    }
+
+    /// The model's version (the hash of its text), or None without a model.
+    #[getter]
+    fn model_version(&self) -> Option<String> {
+        self.inner.model_version().map(|v| v.to_string())
+    }
+
+    /// Decisions since start: (allowed, reviewed, blocked, decided while the model failed).
+    #[getter]
+    fn counts(&self) -> (u64, u64, u64, u64) {
+        let [a, r, b, f] = self.inner.counts();
+        (a, r, b, f)
+    }
+
+    #[getter]
+    fn rule_count(&self) -> usize {
+        self.inner.policy().rule_count()
+    }
+
+    /// Keys tracked per kind (`RISK_KINDS` order).
+    fn tracked_keys(&self) -> Vec<usize> {
+        self.inner
+            .tracker()
+            .lock()
+            .stats()
+            .iter()
+            .map(|s| s.keys)
+            .collect()
+    }
+
+    /// The policy's decision for one feature row (`RISK_FEATURE_NAMES` order, NaN missing)
+    /// and score (None: not scored), the list values by kind and the order's merchants, as
+    /// (outcome, three_ds, fired, decided_by): what an order with these features would get
+    /// (`tests/risk/test_decide_core.py` holds it equal to `Policy.decide`).
+    #[pyo3(signature = (row, score, keys=HashMap::new(), merchants=Vec::new()))]
+    fn decide(
+        &self,
+        row: Vec<f64>,
+        score: Option<u8>,
+        keys: HashMap<String, String>,
+        merchants: Vec<String>,
+    ) -> PyResult<(&'static str, bool, Vec<String>, String)> {
+        let row: risk::Features = row.try_into().map_err(|r: Vec<f64>| {
+            PyValueError::new_err(format!(
+                "a row has {} features, not {}",
+                FEATURE_NAMES.len(),
+                r.len()
+            ))
+        })?;
+        let mut list_keys: risk::ListKeys = [None; 7];
+        for (kind, value) in keys {
+            let i = LIST_KINDS
+                .iter()
+                .position(|k| *k == kind)
+                .ok_or_else(|| PyValueError::new_err(format!("no list kind {kind:?}")))?;
+            list_keys[i] = Some(risk::key_hash(&value));
+        }
+        let merchants: Vec<&str> = merchants.iter().map(String::as_str).collect();
+        let d = self
+            .inner
+            .policy()
+            .decide(&row, score, &list_keys, &merchants);
+        Ok((
+            d.outcome.as_str(),
+            d.three_ds,
+            d.fired.iter().map(|f| f.to_string()).collect(),
+            d.decided_by.text(),
+        ))
+    }
+
+    /// Replace the policy: thresholds, rules as (id, action, merchant key or None, program)
+    /// and allow/block lists by kind (`RISK_LIST_KINDS`). All checked before anything changes.
+    fn set_policy(
+        &self,
+        block: u8,
+        review: u8,
+        rules: Vec<RuleTuple>,
+        allow: HashMap<String, Vec<String>>,
+        deny: HashMap<String, Vec<String>>,
+    ) -> PyResult<()> {
+        if !(review <= block && block <= 100) {
+            return Err(PyValueError::new_err(format!(
+                "thresholds need review ({review}) <= block ({block}) <= 100"
+            )));
+        }
+        let rules = rules
+            .into_iter()
+            .map(|(id, action, merchant, program)| {
+                let action = Action::parse(&action).ok_or_else(|| {
+                    PyValueError::new_err(format!("rule {id:?}: no action {action:?}"))
+                })?;
+                let ops = program.into_iter().map(op).collect::<PyResult<Vec<_>>>()?;
+                let condition = Program::new(ops)
+                    .map_err(|e| PyValueError::new_err(format!("rule {id:?}: {e}")))?;
+                Ok(Rule {
+                    id: Arc::from(id),
+                    action,
+                    merchant: merchant.map(Arc::from),
+                    condition,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        self.inner.set_policy(Policy::new(
+            block,
+            review,
+            rules,
+            lists(allow)?,
+            lists(deny)?,
+        ));
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! Risk control at order intake: the tracker, the model and the policy together, deciding the
+//! orders of one placing pass (`crate::orders::book`) with no Python object per order.
+//!
+//! For each order (after its catalogue checks, before it reserves anything): its features
+//! (taken before it is counted, and it is counted: an attempt refused by risk control still
+//! counts, as in the replay the model was trained on), its score by the model, the policy's
+//! decision, and the three features that pushed its score up most (the reasons).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+
+use super::events::OrderEvent;
+use super::features::{Features, FEATURE_COUNT, FEATURE_NAMES};
+use super::policy::{DecidedBy, Decision, ListKeys, Outcome, Policy};
+use super::tracker::{Limits, RiskTracker};
+use crate::model::{score_of, RiskModel};
+
+/// How many reasons a decision keeps.
+pub const REASONS: usize = 3;
+
+/// One order's assessment: its score (None: not scored), the decision and its reasons as
+/// (feature column, the feature's value, its contribution to the raw score), largest first.
+#[derive(Clone, Debug)]
+pub struct Assessment {
+    pub score: Option<u8>,
+    pub decision: Decision,
+    pub reasons: SmallVec<[(u16, f64, f64); REASONS]>,
+}
+
+/// What one order brings to its assessment besides its event.
+pub struct Subject<'a> {
+    pub keys: ListKeys,
+    /// The merchants of its lines (whose own rules apply).
+    pub merchants: SmallVec<[&'a str; 2]>,
+}
+
+/// Risk control's state: see the module's docs.
+pub struct RiskEngine {
+    tracker: Mutex<RiskTracker>,
+    model: Option<RiskModel>,
+    model_version: Option<Arc<str>>,
+    policy: ArcSwap<Policy>,
+    /// A model was configured but could not be loaded: orders are decided by `on_failure`
+    /// (where the policy would allow them by default).
+    failed: bool,
+    on_failure: Outcome,
+    /// Decisions per outcome (allow, review, block), and of them decided by a failure.
+    decided: [AtomicU64; 3],
+    failures: AtomicU64,
+}
+
+impl RiskEngine {
+    /// An engine scoring with `model` (None: rules and lists only); `failed` says a model was
+    /// configured and could not be loaded, so that `on_failure` decides instead.
+    pub fn new(
+        model: Option<RiskModel>,
+        limits: Limits,
+        failed: bool,
+        on_failure: Outcome,
+    ) -> Self {
+        let model_version = model.as_ref().map(|m| Arc::from(m.version()));
+        Self {
+            tracker: Mutex::new(RiskTracker::new(limits)),
+            model,
+            model_version,
+            policy: ArcSwap::from_pointee(Policy::default()),
+            failed,
+            on_failure,
+            decided: Default::default(),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    pub fn model_version(&self) -> Option<&Arc<str>> {
+        self.model_version.as_ref()
+    }
+
+    /// Swap in a new policy; decisions already under way keep the old one.
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    pub fn tracker(&self) -> &Mutex<RiskTracker> {
+        &self.tracker
+    }
+
+    /// (allowed, reviewed, blocked, decided by a failure) since start.
+    pub fn counts(&self) -> [u64; 4] {
+        let [a, r, b] = &self.decided;
+        [
+            a.load(Ordering::Relaxed),
+            r.load(Ordering::Relaxed),
+            b.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        ]
+    }
+
+    /// Assess `events` (one per order, in the order they are placed), each with its
+    /// `subjects` entry: counts them in the tracker and decides each.
+    pub fn assess(&self, events: &[OrderEvent], subjects: &[Subject<'_>]) -> Vec<Assessment> {
+        let mut rows: Vec<Features> = vec![[f64::NAN; FEATURE_COUNT]; events.len()];
+        {
+            let mut tracker = self.tracker.lock();
+            if events.len() == 1 {
+                rows[0] = tracker.score_and_observe_order(&events[0]);
+            } else {
+                tracker.score_and_observe_orders(events, &mut rows);
+            }
+        }
+        let policy = self.policy.load();
+        rows.iter()
+            .zip(subjects)
+            .map(|(row, subject)| self.assess_one(&policy, row, subject))
+            .collect()
+    }
+
+    fn assess_one(&self, policy: &Policy, row: &Features, subject: &Subject<'_>) -> Assessment {
+        let mut reasons = SmallVec::new();
+        let score = self.model.as_ref().and_then(|model| {
+            // The model's features are the catalogue's (checked when it is loaded), so a row
+            // always fits; a model that cannot explain itself still scores.
+            if let Ok((_, contributions)) = model.contributions(row) {
+                reasons = top_reasons(row, &contributions);
+            }
+            model.probability(row).ok().map(score_of)
+        });
+        let mut decision = policy.decide(row, score, &subject.keys, &subject.merchants);
+        if self.failed
+            && score.is_none()
+            && decision.decided_by == DecidedBy::Default
+            && self.on_failure != Outcome::Allow
+        {
+            decision.outcome = self.on_failure;
+            decision.decided_by = DecidedBy::Failure;
+        }
+        if self.failed && score.is_none() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.decided[decision.outcome as usize].fetch_add(1, Ordering::Relaxed);
+        Assessment {
+            score,
+            decision,
+            reasons,
+        }
+    }
+}
+
+/// The `REASONS` features with the largest positive contributions (those that raised the
+/// score), largest first.
+fn top_reasons(row: &Features, contributions: &[f64]) -> SmallVec<[(u16, f64, f64); REASONS]> {
+    let mut top: SmallVec<[(u16, f64, f64); REASONS]> = SmallVec::new();
+    for (i, &c) in contributions.iter().enumerate() {
+        if c <= 0.0 {
+            continue;
+        }
+        let at = top.iter().position(|&(_, _, t)| c > t).unwrap_or(top.len());
+        if at < REASONS {
+            if top.len() == REASONS {
+                top.pop();
+            }
+            top.insert(at, (i as u16, row[i], c));
+        }
+    }
+    top
+}
+
+/// The reasons as JSON: `[{"feature": name, "value": v | null, "contribution": c}, ...]`.
+pub fn reasons_json(reasons: &[(u16, f64, f64)]) -> String {
+    let mut out = String::from("[");
+    for (i, &(column, value, contribution)) in reasons.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"feature\":\"");
+        out.push_str(FEATURE_NAMES[usize::from(column)]);
+        out.push_str("\",\"value\":");
+        push_number(&mut out, value);
+        out.push_str(",\"contribution\":");
+        push_number(&mut out, (contribution * 1e6).round() / 1e6);
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+fn push_number(out: &mut String, v: f64) {
+    if v.is_finite() {
+        // Rust's shortest round-trip form is valid JSON for finite values ("1", "0.25").
+        out.push_str(&format!("{v}"));
+    } else {
+        out.push_str("null");
+    }
+}
+
+/// A JSON array of strings (rule ids: checked plain text, but escaped all the same).
+pub fn strings_json<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, s) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        crate::orders::parse::push_json_str(&mut out, s);
+    }
+    out.push(']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_the_largest_positive_contributions() {
+        let mut row = [0.0; FEATURE_COUNT];
+        row[3] = 7.0;
+        row[5] = f64::NAN;
+        let mut c = vec![0.0; FEATURE_COUNT];
+        c[1] = 0.5;
+        c[3] = 2.0;
+        c[5] = 1.0;
+        c[7] = -3.0;
+        c[9] = 0.25;
+        let top = top_reasons(&row, &c);
+        assert_eq!(top.iter().map(|r| r.0).collect::<Vec<_>>(), vec![3, 5, 1]);
+        assert_eq!(
+            reasons_json(&top[..1]),
+            r#"[{"feature":"device_orders_1m","value":7,"contribution":2}]"#
+        );
+        assert!(reasons_json(&top).contains(r#""value":null"#));
+        assert_eq!(strings_json(["a", "b\"c"]), r#"["a","b\"c"]"#);
+    }
+}

@@ -1,0 +1,480 @@
+//! Decisions inside the core: thresholds, allow/block lists and rules in Stripe Radar's order,
+//! the same decision as `pyorder.risk.policy.Policy.decide` (`docs/risk.md`, "Rules and
+//! decisions"; `tests/risk/test_decide_core.py` holds the two equal on random rows).
+//!
+//! Rules are compiled by `pyorder.risk.rules.program` into a postfix program of [`Op`]s over
+//! the order's feature row and its score, so that a decision needs no Python: the batch path
+//! decides every order in the pass that places it.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
+use smallvec::SmallVec;
+
+use super::events::key_hash;
+use super::features::{Features, FEATURE_COUNT};
+
+/// The kinds of values a list holds, in the order they are looked up.
+pub const LIST_KINDS: [&str; 7] = [
+    "buyer",
+    "device",
+    "ip",
+    "address",
+    "instrument",
+    "email",
+    "phone",
+];
+
+/// What a rule does when its condition holds (`pyorder.risk.rules.Action`), in Radar's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Request3ds,
+    Allow,
+    Block,
+    Review,
+}
+
+impl Action {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "request_3ds" => Self::Request3ds,
+            "allow" => Self::Allow,
+            "block" => Self::Block,
+            "review" => Self::Review,
+            _ => return None,
+        })
+    }
+}
+
+/// A decision's outcome, by severity (`pyorder.risk.policy.Outcome`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Allow = 0,
+    Review = 1,
+    Block = 2,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Review => "review",
+            Self::Block => "block",
+        }
+    }
+}
+
+/// One step of a condition's postfix program. Values are `f64`; a truth is 1.0 or 0.0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Op {
+    /// Push the feature of this column.
+    Feature(u16),
+    /// Push the score (NaN when the order was not scored).
+    Score,
+    Number(f64),
+    /// Push whether the feature of this column is missing.
+    Missing(u16),
+    Neg,
+    Add,
+    Sub,
+    Mul,
+    /// Division; by zero gives NaN (a missing value), as in the Python compiler.
+    Div,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    /// Not equal, and false when either side is NaN (as every comparison with NaN).
+    Ne,
+    /// Pops this many truths, pushes whether all hold.
+    And(u16),
+    Or(u16),
+    Not,
+}
+
+/// Why a program cannot run: it would read past its stack or a row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid rule program: {0}")]
+pub struct ProgramError(pub String);
+
+/// A condition as a checked program: every step finds its operands, and it leaves one truth.
+#[derive(Clone, Debug)]
+pub struct Program {
+    ops: Box<[Op]>,
+    depth: usize,
+}
+
+impl Program {
+    pub fn new(ops: Vec<Op>) -> Result<Self, ProgramError> {
+        let mut height: usize = 0;
+        let mut depth = 0;
+        for (i, op) in ops.iter().enumerate() {
+            let (pops, pushes) = match *op {
+                Op::Feature(c) | Op::Missing(c) => {
+                    if usize::from(c) >= FEATURE_COUNT {
+                        return Err(ProgramError(format!("step {i} reads column {c}")));
+                    }
+                    (0, 1)
+                }
+                Op::Score | Op::Number(_) => (0, 1),
+                Op::Neg | Op::Not => (1, 1),
+                Op::And(n) | Op::Or(n) => {
+                    if n == 0 {
+                        return Err(ProgramError(format!("step {i} joins nothing")));
+                    }
+                    (usize::from(n), 1)
+                }
+                _ => (2, 1),
+            };
+            height = height
+                .checked_sub(pops)
+                .ok_or_else(|| ProgramError(format!("step {i} ({op:?}) lacks operands")))?
+                + pushes;
+            depth = depth.max(height);
+        }
+        if height != 1 {
+            return Err(ProgramError(format!("it leaves {height} values, not 1")));
+        }
+        Ok(Self {
+            ops: ops.into_boxed_slice(),
+            depth,
+        })
+    }
+
+    /// Whether the condition holds for `row` scored `score` (NaN: not scored).
+    pub fn holds(&self, row: &Features, score: f64) -> bool {
+        let mut stack: SmallVec<[f64; 16]> = SmallVec::with_capacity(self.depth);
+        let truth = |b: bool| if b { 1.0 } else { 0.0 };
+        for op in self.ops.iter() {
+            let v = match *op {
+                Op::Feature(c) => row[usize::from(c)],
+                Op::Score => score,
+                Op::Number(x) => x,
+                Op::Missing(c) => truth(row[usize::from(c)].is_nan()),
+                Op::Neg => -pop(&mut stack),
+                Op::Not => truth(pop(&mut stack) == 0.0),
+                Op::And(n) | Op::Or(n) => {
+                    let at = stack.len() - usize::from(n);
+                    let all = matches!(op, Op::And(_));
+                    let v = if all {
+                        stack[at..].iter().all(|&x| x != 0.0)
+                    } else {
+                        stack[at..].iter().any(|&x| x != 0.0)
+                    };
+                    stack.truncate(at);
+                    truth(v)
+                }
+                binary => {
+                    let b = pop(&mut stack);
+                    let a = pop(&mut stack);
+                    match binary {
+                        Op::Add => a + b,
+                        Op::Sub => a - b,
+                        Op::Mul => a * b,
+                        Op::Div => {
+                            if b == 0.0 {
+                                f64::NAN
+                            } else {
+                                a / b
+                            }
+                        }
+                        Op::Lt => truth(a < b),
+                        Op::Le => truth(a <= b),
+                        Op::Gt => truth(a > b),
+                        Op::Ge => truth(a >= b),
+                        Op::Eq => truth(a == b),
+                        Op::Ne => truth(a != b && !a.is_nan() && !b.is_nan()),
+                        _ => unreachable!("unary and nullary steps are matched above"),
+                    }
+                }
+            };
+            stack.push(v);
+        }
+        stack.pop().is_some_and(|v| v != 0.0)
+    }
+}
+
+#[inline]
+fn pop(stack: &mut SmallVec<[f64; 16]>) -> f64 {
+    // `Program::new` checked that every step finds its operands.
+    stack.pop().unwrap_or(f64::NAN)
+}
+
+/// A rule: its id, action, owner (None: the platform's; else a merchant key) and condition.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub id: Arc<str>,
+    pub action: Action,
+    pub merchant: Option<Arc<str>>,
+    pub condition: Program,
+}
+
+/// The values of an order the lists are checked against, as keys ([`key_hash`]), in
+/// [`LIST_KINDS`] order (None: not given).
+pub type ListKeys = [Option<u64>; 7];
+
+/// What decided an outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// Nothing fired: allowed.
+    Default,
+    /// A threshold of the score.
+    Score,
+    Rule(Arc<str>),
+    /// An allow (true) or block list of the kind at this index of [`LIST_KINDS`].
+    List {
+        allow: bool,
+        kind: usize,
+    },
+    /// Scoring failed and the configured failure outcome decided.
+    Failure,
+}
+
+impl DecidedBy {
+    /// As `Decision.decided_by` writes it.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Default => "default".into(),
+            Self::Score => "score".into(),
+            Self::Failure => "scoring_failed".into(),
+            Self::Rule(id) => id.to_string(),
+            Self::List { allow, kind } => format!(
+                "list:{}:{}",
+                if *allow { "allow" } else { "block" },
+                LIST_KINDS[*kind]
+            ),
+        }
+    }
+}
+
+/// A decision (`pyorder.risk.policy.Decision`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub three_ds: bool,
+    /// The request-3-D-Secure rules that fired, then the rule that decided, if one did.
+    pub fired: SmallVec<[Arc<str>; 2]>,
+    pub decided_by: DecidedBy,
+}
+
+/// Thresholds, lists and rules: immutable; a change makes a new one.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub block: u8,
+    pub review: u8,
+    /// Sorted by action (Radar's order), stable: their given order within an action.
+    rules: Vec<Rule>,
+    allow: [FxHashSet<u64>; 7],
+    deny: [FxHashSet<u64>; 7],
+}
+
+impl Default for Policy {
+    /// Radar's default thresholds (block at 75, review at 65), no rules, no lists.
+    fn default() -> Self {
+        Self::new(75, 65, Vec::new(), Default::default(), Default::default())
+    }
+}
+
+impl Policy {
+    /// A policy of `rules` (any order) and lists of values (strings, hashed here) per kind.
+    pub fn new(
+        block: u8,
+        review: u8,
+        mut rules: Vec<Rule>,
+        allow: [Vec<String>; 7],
+        deny: [Vec<String>; 7],
+    ) -> Self {
+        rules.sort_by_key(|r| r.action);
+        let hashed =
+            |lists: [Vec<String>; 7]| lists.map(|l| l.iter().map(|v| key_hash(v)).collect());
+        Self {
+            block,
+            review,
+            rules,
+            allow: hashed(allow),
+            deny: hashed(deny),
+        }
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The decision for one order: its features, its score (None: not scored, so no
+    /// threshold applies and `score` reads NaN in conditions), the values the lists check,
+    /// and the merchants of its lines (whose own rules apply).
+    pub fn decide(
+        &self,
+        row: &Features,
+        score: Option<u8>,
+        keys: &ListKeys,
+        merchants: &[&str],
+    ) -> Decision {
+        let s = score.map_or(f64::NAN, f64::from);
+        let mine = |r: &&Rule| r.merchant.as_deref().is_none_or(|m| merchants.contains(&m));
+        let first = |action: Action| {
+            self.rules
+                .iter()
+                .filter(mine)
+                .find(|r| r.action == action && r.condition.holds(row, s))
+                .map(|r| Arc::clone(&r.id))
+        };
+        let mut fired: SmallVec<[Arc<str>; 2]> = self
+            .rules
+            .iter()
+            .filter(mine)
+            .filter(|r| r.action == Action::Request3ds && r.condition.holds(row, s))
+            .map(|r| Arc::clone(&r.id))
+            .collect();
+        let three_ds = !fired.is_empty();
+        let (outcome, by) = if let Some(kind) = listed(&self.allow, keys) {
+            (Outcome::Allow, DecidedBy::List { allow: true, kind })
+        } else if let Some(rule) = first(Action::Allow) {
+            (Outcome::Allow, DecidedBy::Rule(rule))
+        } else if let Some(kind) = listed(&self.deny, keys) {
+            (Outcome::Block, DecidedBy::List { allow: false, kind })
+        } else if let Some(rule) = first(Action::Block) {
+            (Outcome::Block, DecidedBy::Rule(rule))
+        } else if score.is_some_and(|s| s >= self.block) {
+            (Outcome::Block, DecidedBy::Score)
+        } else if let Some(rule) = first(Action::Review) {
+            (Outcome::Review, DecidedBy::Rule(rule))
+        } else if score.is_some_and(|s| s >= self.review) {
+            (Outcome::Review, DecidedBy::Score)
+        } else {
+            (Outcome::Allow, DecidedBy::Default)
+        };
+        if let DecidedBy::Rule(id) = &by {
+            fired.push(Arc::clone(id));
+        } else if let DecidedBy::List { .. } = by {
+            fired.push(Arc::from(by.text()));
+        }
+        Decision {
+            outcome,
+            three_ds,
+            fired,
+            decided_by: by,
+        }
+    }
+}
+
+fn listed(lists: &[FxHashSet<u64>; 7], keys: &ListKeys) -> Option<usize> {
+    (0..7).find(|&k| keys[k].is_some_and(|key| lists[k].contains(&key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> Features {
+        let mut r = [f64::NAN; FEATURE_COUNT];
+        r[0] = 3.0;
+        r[1] = 0.0;
+        r
+    }
+
+    fn rule(id: &str, action: Action, ops: Vec<Op>) -> Rule {
+        Rule {
+            id: Arc::from(id),
+            action,
+            merchant: None,
+            condition: Program::new(ops).unwrap(),
+        }
+    }
+
+    #[test]
+    fn programs_are_checked_and_nan_is_never_equal_or_unequal() {
+        assert!(Program::new(vec![Op::Add]).is_err());
+        assert!(Program::new(vec![Op::Number(1.0), Op::Number(2.0)]).is_err());
+        assert!(Program::new(vec![Op::Feature(40)]).is_err());
+        let r = row();
+        let holds = |ops: Vec<Op>| Program::new(ops).unwrap().holds(&r, 50.0);
+        // column 2 is missing: both == and != are false, missing() is true.
+        assert!(!holds(vec![Op::Feature(2), Op::Number(1.0), Op::Eq]));
+        assert!(!holds(vec![Op::Feature(2), Op::Number(1.0), Op::Ne]));
+        assert!(holds(vec![Op::Missing(2)]));
+        // 3 / 0 is missing, so not > 1; 3 / 1 > 1.
+        assert!(!holds(vec![
+            Op::Feature(0),
+            Op::Feature(1),
+            Op::Div,
+            Op::Number(1.0),
+            Op::Gt
+        ]));
+        assert!(holds(vec![
+            Op::Feature(0),
+            Op::Number(1.0),
+            Op::Div,
+            Op::Number(1.0),
+            Op::Gt,
+            Op::Score,
+            Op::Number(50.0),
+            Op::Ge,
+            Op::And(2),
+        ]));
+        assert!(holds(vec![Op::Missing(0), Op::Not]));
+    }
+
+    #[test]
+    fn radar_order_and_merchant_rules() {
+        let yes = || vec![Op::Number(1.0)];
+        let mut allow = <[Vec<String>; 7]>::default();
+        allow[2] = vec!["10.0.0.1".into()];
+        let mut deny = <[Vec<String>; 7]>::default();
+        deny[1] = vec!["bad-device".into()];
+        let mut own = rule("mine", Action::Review, yes());
+        own.merchant = Some(Arc::from("merchant:a"));
+        let p = Policy::new(
+            75,
+            65,
+            vec![own, rule("3ds", Action::Request3ds, yes())],
+            allow,
+            deny,
+        );
+        let keys = |device: &str, ip: &str| {
+            let mut k: ListKeys = [None; 7];
+            k[1] = Some(key_hash(device));
+            k[2] = Some(key_hash(ip));
+            k
+        };
+        let r = row();
+        // The block list wins over a score below the threshold; the 3-D Secure rule is noted.
+        let d = p.decide(&r, Some(10), &keys("bad-device", "x"), &[]);
+        assert_eq!(
+            (d.outcome, d.decided_by.text()),
+            (Outcome::Block, "list:block:device".into())
+        );
+        assert!(d.three_ds);
+        assert_eq!(
+            d.fired.iter().map(|f| &**f).collect::<Vec<_>>(),
+            ["3ds", "list:block:device"]
+        );
+        // The allow list wins over everything.
+        let d = p.decide(&r, Some(99), &keys("bad-device", "10.0.0.1"), &[]);
+        assert_eq!(d.decided_by.text(), "list:allow:ip");
+        // Thresholds; the merchant's own rule only on its orders.
+        assert_eq!(
+            p.decide(&r, Some(80), &keys("d", "i"), &[]).outcome,
+            Outcome::Block
+        );
+        assert_eq!(
+            p.decide(&r, Some(70), &keys("d", "i"), &[]).decided_by,
+            DecidedBy::Score
+        );
+        assert_eq!(
+            p.decide(&r, Some(10), &keys("d", "i"), &[]).outcome,
+            Outcome::Allow
+        );
+        let d = p.decide(&r, Some(10), &keys("d", "i"), &["merchant:a"]);
+        assert_eq!(
+            (d.outcome, d.decided_by.text()),
+            (Outcome::Review, "mine".into())
+        );
+        // Not scored: no threshold applies.
+        assert_eq!(
+            p.decide(&r, None, &keys("d", "i"), &[]).outcome,
+            Outcome::Allow
+        );
+    }
+}
