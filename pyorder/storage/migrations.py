@@ -442,6 +442,72 @@ def _v13(integer: str, strict: str, serial: str) -> tuple[str, ...]:
 _V13_SQLITE = _v13("INTEGER", " STRICT", "INTEGER PRIMARY KEY AUTOINCREMENT")
 _V13_POSTGRES = _v13("BIGINT", "", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
 
+
+# Version 14: risk decisions and the review queue (``pyorder.risk.decisions``, docs/risk.md).
+# One row per decision at order intake, keyed by the order's id (a blocked attempt keeps the id
+# it was given, and no order row has it), written by the Rust writers with the orders it
+# decided; the review columns are the review queue's (NULL until a reviewer, or the review
+# hold's expiry, decides). Orders held for review take the status ``in_review`` (units
+# reserved), so the status CHECK widens and the partial index of held orders covers it.
+#
+# SQLite cannot alter a CHECK. The orders table is widened by SQLite's documented edit of the
+# schema text (sqlite.org/lang_altertable.html, "making other kinds of table schema changes"),
+# not by the 12-step rebuild: a CHECK that only widens leaves every stored row valid and the
+# file format unchanged, so the edit is O(1) whatever the table holds, where a rebuild copies
+# every order and its index, and inside the migration's transaction (where ``foreign_keys``
+# cannot be turned off) dropping the old table would break the key of ``order_lines``. The
+# table stays STRICT (the text is edited in place). ``writable_schema = RESET`` reloads this
+# connection's schema (the Rust writer goes on with it); the DDL after it raises the schema
+# cookie, so other connections reload it too.
+_V14_STATUS_CHECK = (
+    "CHECK (status IN ('pending_payment', 'in_review', 'paid', 'cancelled', 'expired'))"
+)
+
+
+def _v14(integer: str, strict: str, boolean: str, json: str) -> tuple[str, ...]:
+    """The new table and indexes of version 14 in one dialect: ``integer`` is the 64-bit type,
+    ``strict`` the table suffix, ``boolean`` and ``json`` the types of the flag and the JSON
+    arrays."""
+    i = integer
+    return (
+        "CREATE TABLE risk_decisions ("
+        f" id {i} PRIMARY KEY, buyer TEXT NOT NULL, merchant TEXT NOT NULL, at_ms {i} NOT NULL,"
+        " outcome TEXT NOT NULL CHECK (outcome IN ('allow', 'review', 'block')),"
+        f" three_ds {boolean} NOT NULL, score INTEGER, model TEXT, decided_by TEXT NOT NULL,"
+        f" fired {json} NOT NULL, reasons {json} NOT NULL,"
+        " review TEXT CHECK (review IN ('approved', 'rejected', 'expired')),"
+        f" reviewer TEXT, reviewed_ms {i}){strict}",
+        # The open review queue, newest first: only what awaits a reviewer.
+        "CREATE INDEX risk_decisions_open ON risk_decisions (id)"
+        " WHERE outcome = 'review' AND review IS NULL",
+        "CREATE INDEX risk_decisions_merchant ON risk_decisions (merchant, id)",
+        # The labels of reviewed decisions, for training (few: most orders are allowed).
+        "CREATE INDEX risk_decisions_reviewed ON risk_decisions (id)"
+        " WHERE review IN ('approved', 'rejected')",
+        "DROP INDEX orders_pending",
+        "CREATE INDEX orders_pending ON orders (id)"
+        " WHERE status IN ('pending_payment', 'in_review')",
+    )
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+_V14_SQLITE = (
+    "PRAGMA writable_schema = ON",
+    f"UPDATE sqlite_master SET sql = replace(sql, {_literal(_STATUS_CHECK)},"
+    f" {_literal(_V14_STATUS_CHECK)}) WHERE type = 'table' AND name = 'orders'",
+    "PRAGMA writable_schema = RESET",
+    *_v14("INTEGER", " STRICT", "INTEGER CHECK (three_ds IN (0, 1))", "TEXT"),
+)
+_V14_POSTGRES = (
+    "ALTER TABLE orders DROP CONSTRAINT orders_status_check",
+    f"ALTER TABLE orders ADD CONSTRAINT orders_status_check {_V14_STATUS_CHECK}",
+    *_v14("BIGINT", "", "BOOLEAN", "JSONB"),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -458,6 +524,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "the address of each cluster node for forwarded requests", _V11, _V11),
     Migration(12, "claims of purchase limits across nodes", _V12_SQLITE, _V12_POSTGRES),
     Migration(13, "risk rules, lists, thresholds and their audit log", _V13_SQLITE, _V13_POSTGRES),
+    Migration(14, "risk decisions, the review queue, orders in review", _V14_SQLITE, _V14_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 
