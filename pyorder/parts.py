@@ -6,7 +6,9 @@ write order the batch has always had (``tests/storage/test_storage_write_order.p
 payments (and attempts), the shared outbox and webhook events, refunds, logistics, returns, then
 events, since an event's fan-out reads the order lines and endpoints written before it; then
 the limit claims of the batch's orders (cluster nodes only), which read nothing the others write;
-then the risk rules, lists and their audit entries, which touch no order.
+then the risk rules, lists and their audit entries, which touch no order; then the reviews of
+risk decisions (with an approved order's new payment deadline), after the status changes of
+their batch, which every store writes before the parts.
 """
 
 from typing import Any
@@ -16,6 +18,7 @@ from pyorder.kernel.unit import PartKind
 from pyorder.logistics.storage import LOGISTICS
 from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.returns.storage import RETURNS
+from pyorder.risk.decisions import REVIEWS
 from pyorder.risk.storage import RISK
 from pyorder.storage.limit_claims import LIMIT_CLAIMS
 from pyorder.storage.outbox import OUTBOX
@@ -29,4 +32,5 @@ PARTS: tuple[PartKind[Any, Any], ...] = (
     EVENTS,
     LIMIT_CLAIMS,
     RISK,
+    REVIEWS,
 )

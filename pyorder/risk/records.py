@@ -3,6 +3,7 @@ API (``pyorder.risk.management``, ``docs/risk.md``, "Managing rules and lists").
 since the Unix epoch (UTC)."""
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from pyorder.risk.policy import ListKind
 from pyorder.risk.rules import Action
@@ -78,3 +79,62 @@ class RiskState:
     rules: tuple[StoredRule, ...] = ()
     entries: tuple[ListEntry, ...] = ()
     settings: Settings = field(default_factory=Settings)
+
+
+class ReviewOutcome(StrEnum):
+    """How the review of a held order ended (``risk_decisions.review``)."""
+
+    APPROVED = "approved"
+    """A reviewer let it through: it awaits payment."""
+    REJECTED = "rejected"
+    """A reviewer refused it: it is cancelled, its units released."""
+    EXPIRED = "expired"
+    """Nobody decided within the review hold: the order expired, its units released."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One of a decision's top reasons: a feature, its value (None: missing) and its
+    contribution to the score's log-odds (positive pushes towards fraud)."""
+
+    feature: str
+    value: float | None
+    contribution: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Risk control's decision on an order at intake, as stored (``risk_decisions``), with its
+    review once there is one. Times are ms since the Unix epoch (UTC)."""
+
+    id: int
+    """The order's id (a blocked attempt's: the id it was given; no order has it)."""
+    buyer: str
+    merchant: str
+    """The key (``merchant:<subject>``) of the merchant of the order's first line: whose rules
+    applied, and who reviews it."""
+    at_ms: int
+    outcome: str
+    """``allow``, ``review`` or ``block``."""
+    three_ds: bool
+    """3-D Secure is requested at payment."""
+    score: int | None
+    """0-99; None when the order was not scored."""
+    model: str | None
+    """The model's version."""
+    decided_by: str
+    """A rule id, ``list:<list>:<kind>``, ``score`` or ``default``."""
+    fired: tuple[str, ...]
+    """The ids of the rules that fired."""
+    reasons: tuple[Reason, ...]
+    """Up to three, the strongest first."""
+    review: ReviewOutcome | None = None
+    reviewer: str | None = None
+    """The reviewer's principal key (``merchant:<id>``, ``admin:<id>``), ``system`` for an
+    expiry."""
+    reviewed_ms: int | None = None
+
+    @property
+    def open(self) -> bool:
+        """Held for review and not decided yet."""
+        return self.outcome == "review" and self.review is None

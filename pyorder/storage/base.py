@@ -16,7 +16,7 @@ from pyorder.logistics.model import DeliveryWindow, Fulfilment, TrackingEvent, W
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.returns.model import Return
-from pyorder.risk.records import AuditEntry, RiskState
+from pyorder.risk.records import AuditEntry, Decision, RiskState
 from pyorder.storage.replication import Standby
 
 
@@ -343,6 +343,24 @@ class Store(ABC):
     async def risk_audit(self, owner: str, before_id: int | None, limit: int) -> list[AuditEntry]:
         """The risk audit log, newest first, with an id below ``before_id``, of ``owner``
         ('': every owner's)."""
+        raise NotImplementedError
+
+    async def risk_decision(self, order_id: int) -> Decision | None:
+        """The risk decision of order ``order_id`` (or of a blocked attempt given that id),
+        with its review, as committed (``pyorder.risk.decisions``)."""
+        raise NotImplementedError
+
+    async def open_reviews(
+        self, merchant: str, before_id: int | None, limit: int
+    ) -> list[Decision]:
+        """The decisions awaiting a reviewer of orders still in review, newest first, with an
+        id below ``before_id``, of ``merchant`` ('': every merchant's)."""
+        raise NotImplementedError
+
+    async def review_labels(self, after_id: int, limit: int) -> list[tuple[int, int]]:
+        """(decision id, label) of the reviewed decisions by id, after ``after_id``: 1 for a
+        rejected order, 0 for an approved one (expired reviews have none). The labels risk
+        control learns from (docs/risk.md, "Review queue")."""
         raise NotImplementedError
 
     async def list_returns(

@@ -8,7 +8,9 @@ COMMIT: PostgreSQL runs it as its own transaction, one round trip in all. Orders
 go in by COPY once a batch holds ``copy_threshold`` orders or more (Python-built orders with
 ``copy_records_to_table``, the Rust intake's ``WriteBatch.placed`` with
 ``copy_to_table(format='binary')`` from the bytes ``pyorder._core.pg_copy_binary`` builds, no
-Python object per order), by one ``INSERT ... SELECT FROM unnest`` per table below that. Stock
+Python object per order), by one ``INSERT ... SELECT FROM unnest`` per table below that. The risk
+decisions staged with the Rust intake's orders (``OrderRows.decision_tuples()``) go in by one
+``INSERT ... SELECT FROM unnest``, in the orders' statement below the COPY threshold. Stock
 deltas (``WriteBatch.all_deltas()``, the placed orders' reserved units included) are one
 UPDATE joining ``unnest`` arrays, so each (sku, warehouse) row is updated once; the rows are
 first locked in (sku, warehouse) order and counted, so that two writers of the same stock rows
@@ -47,8 +49,9 @@ from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
+from pyorder.risk import decisions
 from pyorder.risk import storage as risk
-from pyorder.risk.records import AuditEntry, RiskState
+from pyorder.risk.records import AuditEntry, Decision, RiskState
 from pyorder.risk.storage import RISK
 from pyorder.storage import (
     codec,
@@ -245,6 +248,18 @@ def _cte(sql: str, offset: int, gate: str, counted: bool) -> str:
         has_where = " WHERE " in sql.rsplit(")", 1)[-1]  # not one inside a subquery
         shifted += (" AND " if has_where else " WHERE ") + gate
     return shifted + " RETURNING 1" if counted and not sql.startswith("SELECT") else shifted
+
+
+_CORE_DECIDES = hasattr(OrderRows, "decision_tuples")
+"""Whether the order book stages risk decisions with its orders (a core built before risk
+control was wired into intake does not)."""
+
+
+def _decision_columns(placed: OrderRows) -> list[list[object]]:
+    """The risk decisions staged with ``placed`` (blocked attempts included) as one list per
+    column of ``decisions.INSERT_PLACED_SQL``; empty when there are none."""
+    rows = placed.decision_tuples() if _CORE_DECIDES else []
+    return [list(c) for c in zip(*rows, strict=True)] if rows else []
 
 
 _Conn = asyncpg.Connection | PoolConnectionProxy
@@ -481,13 +496,19 @@ class PostgresStore(Store):
                 )
             else:
                 trip.add_rows(order_rows, line_rows)
+        decided = _decision_columns(batch.placed)
         if len(batch.placed):
             if len(batch.placed) >= self.copy_threshold:
                 await self._run(conn, trip, batch)
                 trip = _OneTrip()
                 await self._write_placed(conn, batch.placed)
+                if decided:
+                    await conn.execute(decisions.INSERT_PLACED_SQL, *decided)
+                    decided = []
             else:
                 trip.add_rows(batch.placed.order_tuples(), batch.placed.line_tuples())
+        if decided:  # with the orders they decided, in the same statement
+            trip.add(f"new_decisions{len(trip.ctes)}", decisions.INSERT_PLACED_SQL, decided)
         if writes is None:
             writes = list(parts.writes(batch))  # the registered parts (pyorder.parts)
         token_now = bool(batch.token) and not (batch.status_changes or batch.idempotency or writes)
@@ -895,6 +916,23 @@ class PostgresStore(Store):
         sql = risk.AUDIT_SQL.format("$1", "$2", "$3")
         rows = await self._p().fetch(sql, before, owner, codec.page_limit(limit))
         return [risk.audit_from_row(r) for r in rows]
+
+    async def risk_decision(self, order_id: int) -> Decision | None:
+        row = await self._p().fetchrow(decisions.DECISION_SQL.format("$1"), order_id)
+        return None if row is None else decisions.decision_from_row(row)
+
+    async def open_reviews(
+        self, merchant: str, before_id: int | None, limit: int
+    ) -> list[Decision]:
+        before = codec.MAX_BIGINT if before_id is None else before_id
+        sql = decisions.OPEN_SQL.format("$1", "$2", "$3")
+        rows = await self._p().fetch(sql, before, merchant, codec.page_limit(limit))
+        return [decisions.decision_from_row(r) for r in rows]
+
+    async def review_labels(self, after_id: int, limit: int) -> list[tuple[int, int]]:
+        sql = decisions.LABELS_SQL.format("$1", "$2")
+        rows = await self._p().fetch(sql, after_id, codec.page_limit(limit))
+        return [(int(r[0]), int(r[1])) for r in rows]
 
     async def get_order(self, order_id: int) -> Order | None:
         async with self._p().acquire() as conn:

@@ -45,8 +45,9 @@ from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
+from pyorder.risk import decisions
 from pyorder.risk import storage as risk
-from pyorder.risk.records import AuditEntry, RiskState
+from pyorder.risk.records import AuditEntry, Decision, RiskState
 from pyorder.risk.storage import RISK
 from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
@@ -452,6 +453,32 @@ class SqliteStore(Store):
         params = (before, owner, codec.page_limit(limit))
         return await self._on_reader(
             lambda: [risk.audit_from_row(r) for r in self._r().execute(sql, params)]
+        )
+
+    async def risk_decision(self, order_id: int) -> Decision | None:
+        sql = decisions.DECISION_SQL.format("?")
+
+        def get() -> Decision | None:
+            row = self._r().execute(sql, (order_id,)).fetchone()
+            return None if row is None else decisions.decision_from_row(row)
+
+        return await self._on_reader(get)
+
+    async def open_reviews(
+        self, merchant: str, before_id: int | None, limit: int
+    ) -> list[Decision]:
+        before = codec.MAX_BIGINT if before_id is None else before_id
+        sql = decisions.OPEN_SQL.format("?1", "?2", "?3")
+        params = (before, merchant, codec.page_limit(limit))
+        return await self._on_reader(
+            lambda: [decisions.decision_from_row(r) for r in self._r().execute(sql, params)]
+        )
+
+    async def review_labels(self, after_id: int, limit: int) -> list[tuple[int, int]]:
+        sql = decisions.LABELS_SQL.format("?", "?")
+        params = (after_id, codec.page_limit(limit))
+        return await self._on_reader(
+            lambda: [(int(r[0]), int(r[1])) for r in self._r().execute(sql, params)]
         )
 
     async def get_order(self, order_id: int) -> Order | None:

@@ -1,0 +1,194 @@
+"""Risk decisions as stored (``risk_decisions``, schema version 14) and the review queue's share
+of the unit of work (``pyorder.kernel.unit``).
+
+The Rust order book stages a decision with every order it decides (``OrderRows``), and the
+writers insert its first eleven columns (``PLACED_COLUMNS``) in the orders' transaction: the
+Rust SQLite writer itself, the PostgreSQL store from ``OrderRows.decision_tuples()``
+(``INSERT_PLACED_SQL``). The review columns are written here: a reviewer's approval or
+rejection, or the expiry of the review hold, staged in the batch of the order's status change
+(the part ``REVIEWS``), with the approved order's new payment deadline.
+
+Reads: one decision (``DECISION_SQL``), the open review queue newest first (``OPEN_SQL``), and
+the labels of reviewed decisions for training (``LABELS_SQL``: rejected 1, approved 0). JSON
+columns are JSON text in SQLite and jsonb in PostgreSQL (read back as text). Times are ms since
+the Unix epoch (UTC).
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pyorder.kernel.unit import PartKind, Row, Statement, Write
+from pyorder.risk.records import Decision, Reason, ReviewOutcome
+
+PLACED_COLUMNS = (
+    "id",
+    "buyer",
+    "merchant",
+    "at_ms",
+    "outcome",
+    "three_ds",
+    "score",
+    "model",
+    "decided_by",
+    "fired",
+    "reasons",
+)
+"""The columns the writers insert, in ``OrderRows.decision_tuples()`` order."""
+COLUMNS = ", ".join((*PLACED_COLUMNS, "review", "reviewer", "reviewed_ms"))
+
+_PLACED_TYPES = ("bigint", "text", "text", "bigint", "text", "int", "int") + ("text",) * 4
+INSERT_PLACED_SQL = (
+    f"INSERT INTO risk_decisions ({', '.join(PLACED_COLUMNS)})"
+    " SELECT id, buyer, merchant, at_ms, outcome, three_ds <> 0, score, model, decided_by,"
+    " fired::jsonb, reasons::jsonb"
+    f" FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(_PLACED_TYPES, 1))})"
+    f" AS d({', '.join(PLACED_COLUMNS)})"
+)
+"""PostgreSQL: a batch's decisions in one statement, one array per column (``three_ds`` 0/1 or
+a bool, the JSON columns as text)."""
+
+DECISION_SQL = f"SELECT {COLUMNS} FROM risk_decisions WHERE id = {{0}}"
+"""One decision; format with the placeholder of its id."""
+OPEN_SQL = (
+    f"SELECT {', '.join(f'd.{c.strip()}' for c in COLUMNS.split(','))} FROM risk_decisions d"
+    " JOIN orders o ON o.id = d.id"
+    " WHERE d.outcome = 'review' AND d.review IS NULL AND o.status = 'in_review'"
+    " AND d.id < {0} AND ({1} = '' OR d.merchant = {1}) ORDER BY d.id DESC LIMIT {2}"
+)
+"""The open reviews (through the partial index ``risk_decisions_open``) of orders still in
+review (a buyer may have cancelled one), newest first, below an id, of one merchant ('': every
+merchant's); format with the placeholders of (before_id, merchant, limit)."""
+LABELS_SQL = (
+    "SELECT id, CASE WHEN review = 'rejected' THEN 1 ELSE 0 END FROM risk_decisions"
+    " WHERE review IN ('approved', 'rejected') AND id > {0} ORDER BY id LIMIT {1}"
+)
+"""(decision id, label) of reviewed decisions, by id after a cursor (through the partial index
+``risk_decisions_reviewed``); format with the placeholders of (after_id, limit)."""
+EXPIRE_OPEN_SQL = (
+    "UPDATE risk_decisions SET review = 'expired', reviewer = 'system', reviewed_ms = $2"
+    " WHERE id = ANY($1::bigint[]) AND outcome = 'review' AND review IS NULL"
+)
+"""PostgreSQL: the open reviews of the orders $1 a take-over just expired (a dead cluster
+node's, ``pyorder.storage.stock_leases``), expired at $2 (ms)."""
+
+_REVIEW_SQL = (
+    "UPDATE risk_decisions SET review = {0}, reviewer = {1}, reviewed_ms = {2}"
+    " WHERE id = {3} AND outcome = 'review' AND review IS NULL"
+)
+# The approved order's payment deadline: its status change (written before the parts) has
+# made it pending_payment in the same transaction.
+_DEADLINE_SQL = (
+    "UPDATE orders SET deadline_ms = {0}, updated_ms = {1}"
+    " WHERE id = {2} AND status = 'pending_payment'"
+)
+_REVIEW = Statement(
+    _REVIEW_SQL.format("?", "?", "?", "?"), _REVIEW_SQL.format("$1", "$2", "$3", "$4")
+)
+_DEADLINE = Statement(_DEADLINE_SQL.format("?", "?", "?"), _DEADLINE_SQL.format("$1", "$2", "$3"))
+
+
+@dataclass(frozen=True, slots=True)
+class StagedReview:
+    """A review staged for the decision of order ``order_id``."""
+
+    order_id: int
+    outcome: ReviewOutcome
+    reviewer: str
+    at_ms: int
+    deadline_ms: int | None = None
+    """An approved order's new payment deadline (ms)."""
+
+
+@dataclass
+class ReviewRows:
+    """The reviews staged in one batch, by order id."""
+
+    reviews: dict[int, StagedReview] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.reviews)
+
+    def add(self, review: StagedReview) -> None:
+        self.reviews[review.order_id] = review
+
+    def writes(self) -> Iterator[Write]:
+        if not self.reviews:
+            return
+        staged = self.reviews.values()
+        yield (
+            _REVIEW,
+            [(r.outcome.value, r.reviewer, r.at_ms, r.order_id) for r in staged],
+        )
+        deadlines = [
+            (r.deadline_ms, r.at_ms, r.order_id) for r in staged if r.deadline_ms is not None
+        ]
+        if deadlines:
+            yield _DEADLINE, deadlines
+
+
+def _nothing(rows: Sequence[Sequence[Row]]) -> None:
+    """The reviews part loads nothing at start (its reads are made on demand)."""
+
+
+REVIEWS: PartKind[ReviewRows, None] = PartKind("reviews", ReviewRows, (), _nothing)
+"""The reviews' part (``pyorder.parts``): written after the status changes of its batch."""
+
+
+def _json_list(value: Any) -> list[Any]:
+    found = orjson.loads(value) if isinstance(value, str | bytes) else value
+    if not isinstance(found, list):
+        raise ValueError(f"stored risk decision column is not a JSON array: {value!r:.80}")
+    return found
+
+
+def decision_from_row(r: Row) -> Decision:
+    """A decision from a row in ``COLUMNS`` order."""
+    reasons = tuple(
+        Reason(
+            str(x["feature"]),
+            None if x.get("value") is None else float(x["value"]),
+            float(x["contribution"]),
+        )
+        for x in _json_list(r[10])
+    )
+    return Decision(
+        id=int(r[0]),
+        buyer=str(r[1]),
+        merchant=str(r[2]),
+        at_ms=int(r[3]),
+        outcome=str(r[4]),
+        three_ds=bool(r[5]),
+        score=None if r[6] is None else int(r[6]),
+        model=None if r[7] is None else str(r[7]),
+        decided_by=str(r[8]),
+        fired=tuple(str(x) for x in _json_list(r[9])),
+        reasons=reasons,
+        review=None if r[11] is None else ReviewOutcome(r[11]),
+        reviewer=None if r[12] is None else str(r[12]),
+        reviewed_ms=None if r[13] is None else int(r[13]),
+    )
+
+
+def decision_row(d: Decision) -> tuple[Any, ...]:
+    """The first eleven columns of a decision (``PLACED_COLUMNS``) as the Rust writers insert
+    them into SQLite (``three_ds`` 0/1, the JSON columns as text): for tests and tools that
+    write decisions without the order book."""
+    reasons = [
+        {"feature": x.feature, "value": x.value, "contribution": x.contribution} for x in d.reasons
+    ]
+    return (
+        d.id,
+        d.buyer,
+        d.merchant,
+        d.at_ms,
+        d.outcome,
+        int(d.three_ds),
+        d.score,
+        d.model,
+        d.decided_by,
+        orjson.dumps(list(d.fired)).decode(),
+        orjson.dumps(reasons).decode(),
+    )

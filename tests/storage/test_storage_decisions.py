@@ -1,0 +1,217 @@
+"""Risk decisions and their reviews in the store (schema version 14): the decision of an order,
+the open review queue (newest first, by merchant, paged, only orders still in review), a
+review staged with its order's status change (an approval's new deadline with it), and the
+labels of reviewed decisions for training."""
+
+import asyncio
+import sqlite3
+from dataclasses import replace
+
+import asyncpg
+
+from pyorder.model import WriteBatch
+from pyorder.orders.model import OrderStatus, StatusChange
+from pyorder.risk import decisions
+from pyorder.risk.decisions import REVIEWS, StagedReview
+from pyorder.risk.records import Decision, Reason, ReviewOutcome
+from pyorder.storage.base import Store
+
+from .backends import Backend
+from .records import MERCHANTS, catalog, line, order
+
+ALPHA, BETA = (f"merchant:{m}" for m in MERCHANTS)
+IN_REVIEW, PENDING = OrderStatus.IN_REVIEW, OrderStatus.PENDING_PAYMENT
+
+
+def decision(order_id: int, merchant: str = ALPHA, outcome: str = "review") -> Decision:
+    return Decision(
+        id=order_id,
+        buyer="buyer-1",
+        merchant=merchant,
+        at_ms=1_800_000_000_000 + order_id,
+        outcome=outcome,
+        three_ds=order_id % 2 == 0,
+        score=70 if outcome == "review" else None,
+        model="gbt-2026-01" if outcome == "review" else None,
+        decided_by="score" if outcome == "review" else "rule_3",
+        fired=("rule_3",) if outcome != "review" else (),
+        reasons=(
+            Reason("device_buyers_24h", 7.0, 1.25),
+            Reason("ip_region_mismatch", None, 0.5),
+        ),
+    )
+
+
+def write_decisions(store: Backend, found: list[Decision]) -> None:
+    """Insert decisions as the writers do: the first 11 columns, by name (PostgreSQL through the
+    store's own statement, with ``three_ds`` as the core gives it)."""
+    rows = [decisions.decision_row(d) for d in found]
+    if store.name == "sqlite":
+        names = ", ".join(decisions.PLACED_COLUMNS)
+        sql = f"INSERT INTO risk_decisions ({names}) VALUES ({', '.join('?' * len(names.split(',')))})"
+        conn = sqlite3.connect(store.location, isolation_level=None)
+        try:
+            conn.executemany(sql, rows)
+        finally:
+            conn.close()
+        return
+
+    async def insert() -> None:
+        conn = await asyncpg.connect(store.location)
+        try:
+            columns = [list(c) for c in zip(*rows, strict=True)]
+            await conn.execute(decisions.INSERT_PLACED_SQL, *columns)
+        finally:
+            await conn.close()
+
+    asyncio.run(insert())
+
+
+def fill(store: Backend) -> None:
+    """Orders 1-6: 1, 2, 4 and 5 in review (5 of beta's), 3 allowed and pending, 6 was in
+    review and its buyer cancelled it; a blocked attempt 7 has a decision and no order."""
+
+    async def orders(s: Store) -> None:
+        await s.commit(catalog())
+        await s.commit(
+            WriteBatch(
+                orders=[
+                    order(1, status=IN_REVIEW),
+                    order(2, status=IN_REVIEW),
+                    order(3),
+                    order(4, status=IN_REVIEW),
+                    order(5, line(1), status=IN_REVIEW),
+                    order(6, status=OrderStatus.CANCELLED),
+                ]
+            )
+        )
+
+    store.run(orders)
+    write_decisions(
+        store,
+        [
+            decision(1),
+            decision(2),
+            decision(3, outcome="allow"),
+            decision(4),
+            decision(5, BETA),
+            decision(6),
+            decision(7, outcome="block"),
+        ],
+    )
+
+
+def test_a_decision_reads_back_as_written(store: Backend) -> None:
+    fill(store)
+
+    async def read(s: Store) -> tuple[Decision | None, Decision | None, Decision | None]:
+        return await s.risk_decision(2), await s.risk_decision(7), await s.risk_decision(99)
+
+    held, blocked, missing = store.run(read)
+    assert held == decision(2)
+    assert held.three_ds
+    assert held.open
+    assert held.reasons[1].value is None
+    assert blocked == decision(7, outcome="block")
+    assert not blocked.open
+    assert missing is None
+
+
+def test_the_open_queue_is_newest_first_by_merchant_and_pages(store: Backend) -> None:
+    fill(store)
+
+    async def queue(s: Store) -> tuple[list[int], ...]:
+        every = await s.open_reviews("", None, 50)
+        alpha = await s.open_reviews(ALPHA, None, 50)
+        first = await s.open_reviews("", None, 2)
+        rest = await s.open_reviews("", first[-1].id, 2)
+        return tuple([d.id for d in found] for found in (every, alpha, first, rest))
+
+    every, alpha, first, rest = store.run(queue)
+    assert every == [5, 4, 2, 1]  # not 6: cancelled by its buyer; 3, 7: never held
+    assert alpha == [4, 2, 1]
+    assert (first, rest) == ([5, 4], [2, 1])
+
+
+def test_a_review_commits_with_its_status_change(store: Backend) -> None:
+    fill(store)
+    at = 1_800_000_500_000
+    deadline = at + 900_000
+
+    async def review(s: Store) -> None:
+        batch = WriteBatch(
+            status_changes=[
+                StatusChange(1, IN_REVIEW, PENDING, at),
+                StatusChange(2, IN_REVIEW, OrderStatus.CANCELLED, at),
+                StatusChange(4, IN_REVIEW, OrderStatus.EXPIRED, at),
+            ]
+        )
+        part = batch.part(REVIEWS)
+        part.add(StagedReview(1, ReviewOutcome.APPROVED, ALPHA, at, deadline))
+        part.add(StagedReview(2, ReviewOutcome.REJECTED, "admin:ops", at))
+        part.add(StagedReview(4, ReviewOutcome.EXPIRED, "system", at))
+        await s.commit(batch)
+
+    store.run(review)
+
+    async def read(s: Store) -> tuple[list[Decision], list[int], list[tuple[int, int]]]:
+        found = [await s.risk_decision(i) for i in (1, 2, 4)]
+        orders = await s.get_orders([1, 2])
+        queue = [d.id for d in await s.open_reviews("", None, 50)]
+        assert orders[1].status is PENDING
+        assert orders[1].deadline_ms == deadline
+        assert orders[1].updated_ms == at
+        assert orders[2].status is OrderStatus.CANCELLED
+        assert orders[2].deadline_ms == order(2).deadline_ms  # only an approval moves it
+        return [d for d in found if d is not None], queue, await s.review_labels(0, 50)
+
+    found, queue, labels = store.run(read)
+    assert [(d.review, d.reviewer, d.reviewed_ms) for d in found] == [
+        (ReviewOutcome.APPROVED, ALPHA, at),
+        (ReviewOutcome.REJECTED, "admin:ops", at),
+        (ReviewOutcome.EXPIRED, "system", at),
+    ]
+    assert queue == [5]
+    assert labels == [(1, 0), (2, 1)]  # the expired review teaches nothing
+
+
+def test_a_second_review_does_not_overwrite_the_first(store: Backend) -> None:
+    fill(store)
+
+    async def twice(s: Store) -> Decision | None:
+        for outcome, who in ((ReviewOutcome.REJECTED, ALPHA), (ReviewOutcome.APPROVED, "x")):
+            batch = WriteBatch()
+            batch.part(REVIEWS).add(StagedReview(5, outcome, who, 5))
+            await s.commit(batch)
+        return await s.risk_decision(5)
+
+    found = store.run(twice)
+    assert found is not None
+    assert (found.review, found.reviewer) == (ReviewOutcome.REJECTED, ALPHA)
+
+
+def test_labels_page_by_id(store: Backend) -> None:
+    fill(store)
+
+    async def label(s: Store) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        batch = WriteBatch()
+        for oid, outcome in ((1, ReviewOutcome.REJECTED), (2, ReviewOutcome.APPROVED)):
+            batch.part(REVIEWS).add(StagedReview(oid, outcome, ALPHA, 9))
+        batch.part(REVIEWS).add(StagedReview(5, ReviewOutcome.REJECTED, BETA, 9))
+        await s.commit(batch)
+        first = await s.review_labels(0, 2)
+        return first, await s.review_labels(first[-1][0], 2)
+
+    assert store.run(label) == ([(1, 1), (2, 0)], [(5, 1)])
+
+
+def test_an_allowed_decision_is_never_reviewed(store: Backend) -> None:
+    fill(store)
+
+    async def review(s: Store) -> Decision | None:
+        batch = WriteBatch()
+        batch.part(REVIEWS).add(StagedReview(3, ReviewOutcome.APPROVED, ALPHA, 9))
+        await s.commit(batch)
+        return await s.risk_decision(3)
+
+    assert store.run(review) == replace(decision(3, outcome="allow"))
