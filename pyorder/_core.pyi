@@ -477,7 +477,8 @@ class OrderRows:
     def order_tuples(
         self,
     ) -> list[tuple[int, str, str, str, int, str, str, int, int, int, int]]:
-        """``orders`` rows in ``codec.ORDER_COLUMNS`` order."""
+        """``orders`` rows in ``codec.ORDER_COLUMNS`` order (status ``pending_payment`` or
+        ``in_review``)."""
     def line_tuples(self) -> list[tuple[int, int, int, int, int, int, str]]:
         """``order_lines`` rows in ``codec.LINE_COLUMNS`` order."""
     def decision_tuples(self) -> list[_Decision]:

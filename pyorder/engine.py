@@ -16,7 +16,7 @@ from pyorder.catalog.model import Sku, Warehouse
 from pyorder.ids import OrderIdGenerator
 from pyorder.inventory import Inventory
 from pyorder.model import Snapshot
-from pyorder.orders.model import Order
+from pyorder.orders.model import Order, OrderStatus
 
 
 @dataclass
@@ -51,8 +51,13 @@ class Engine:
         self.book.set_sku(sku.id, sku.price, sku.currency, sku.merchant)
 
     def add_pending(self, order: Order) -> None:
-        """Hold a stored order awaiting payment (its reservation is in the inventory)."""
-        self.book.add_pending(order.id, order.reservation, order.total, order.currency)
+        """Hold a stored order awaiting payment or in review (its reservation is in the
+        inventory, due at the payment deadline or at the end of the review hold)."""
+        book = self.book
+        if order.status is OrderStatus.IN_REVIEW:
+            book.add_pending(order.id, order.reservation, order.total, order.currency, "in_review")
+        else:  # the book's default status: awaiting payment
+            book.add_pending(order.id, order.reservation, order.total, order.currency)
 
     @classmethod
     def rebuild(cls, snap: Snapshot, *, node: int, payment_timeout_ms: int) -> "Engine":

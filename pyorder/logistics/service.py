@@ -50,7 +50,7 @@ from pyorder.logistics.model import (
 )
 from pyorder.logistics.storage import LOGISTICS, StagedLogistics
 from pyorder.model import Snapshot
-from pyorder.orders.model import Order, OrderStatus, PendingOrder
+from pyorder.orders.model import HOLDING, Order, OrderStatus, PendingOrder
 from pyorder.orders.service import Orders
 from pyorder.storage.base import Store
 from pyorder.storage.limits import check_row
@@ -332,9 +332,9 @@ class Logistics:
         order = await self._after_picks(order_id, lambda: self._buyers_order(who, order_id))
         # From here on, no await (but a cluster node's booking in the store, which orders its
         # picks itself): the check and the booking are one step of the event loop.
-        if order.status is OrderStatus.PENDING_PAYMENT and self._orders.pending(order_id) is None:
+        if order.status in HOLDING and self._orders.pending(order_id) is None:
             raise InvalidState(f"order {order_id} no longer awaits payment; retry to see why")
-        if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID):
+        if order.status not in (*HOLDING, OrderStatus.PAID):
             raise InvalidState(
                 f"order {order_id} is {order.status.value}; it will not be delivered",
                 status=order.status.value,

@@ -12,15 +12,21 @@ from typing import Any, NamedTuple
 
 
 class OrderStatus(StrEnum):
-    """Where an order is. ``pending_payment`` holds a reservation; the others do not."""
+    """Where an order is. ``pending_payment`` and ``in_review`` hold a reservation; the others
+    do not."""
 
     PENDING_PAYMENT = "pending_payment"
     IN_REVIEW = "in_review"
-    """Held by risk control for a reviewer, its units reserved (``docs/risk.md``)."""
+    """Held by risk control for a reviewer (docs/risk.md, "Review queue"): its units reserved
+    until the review hold ends; approved, it awaits payment; rejected, it is cancelled."""
     PAID = "paid"
     CANCELLED = "cancelled"
     """Cancelled unpaid (units released), or paid and unshipped (units returned, refunded)."""
     EXPIRED = "expired"
+
+
+HOLDING = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.IN_REVIEW})
+"""The statuses of orders whose reservation holds their units (the order book holds them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,8 @@ class HeldLine(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class PendingOrder:
-    """An order awaiting payment, as the engine holds it: what paying and expiring need."""
+    """An order the engine holds (awaiting payment, or in review): what paying, reviewing and
+    expiring need."""
 
     id: int
     reservation: int
@@ -83,20 +90,31 @@ class PendingOrder:
     """Minor units of ``currency``."""
     currency: str
     deadline_ms: int
-    """Payment deadline, ms since the Unix epoch (UTC)."""
+    """Payment deadline (in review: the end of the review hold), ms since the Unix epoch
+    (UTC)."""
     lines: tuple[HeldLine, ...]
+    status: OrderStatus = OrderStatus.PENDING_PAYMENT
+    """``pending_payment`` or ``in_review``."""
+
+
+def held_status(t: tuple[Any, ...], at: int) -> OrderStatus:
+    """The status in an order book's tuple at index ``at`` (``pending_payment`` or
+    ``in_review``); a tuple that ends before it (a core that holds no orders in review) is of
+    an order awaiting payment."""
+    return OrderStatus(t[at]) if len(t) > at else OrderStatus.PENDING_PAYMENT
 
 
 def just_placed(t: tuple[Any, ...], address: Callable[[Any], dict[str, Any]] = dict) -> Order:
-    """An order just placed, awaiting payment or held for review, from the order book's tuple
-    (``place_order``'s answer, or a staged row of ``OrderRows.find`` with ``address`` decoding
-    its JSON text): (id, buyer, currency, total, region, address, reservation, created_ms,
-    deadline_ms, lines as (sku, warehouse, quantity, unit_price, merchant), status)."""
-    oid, buyer, currency, total, region, addr, reservation, created, deadline, lines, status = t
+    """An order just placed from the order book's tuple (``place_order``'s answer, or a staged
+    row of ``OrderRows.find`` with ``address`` decoding its JSON text): (id, buyer, currency,
+    total, region, address, reservation, created_ms, deadline_ms, lines as (sku, warehouse,
+    quantity, unit_price, merchant)[, status]); awaiting payment unless the status says it is
+    in review."""
+    oid, buyer, currency, total, region, addr, reservation, created, deadline, lines = t[:10]
     return Order(
         id=oid,
         buyer=buyer,
-        status=OrderStatus(status),
+        status=held_status(t, 10),
         currency=currency,
         total=total,
         region=region,

@@ -44,15 +44,19 @@ from pyorder.logistics.model import ShipmentStatus
 from pyorder.orders.input import OrderInput, UnknownRegion, address_fields
 from pyorder.orders.limits import LIMIT_MESSAGE, limit_refusals, limited_units
 from pyorder.orders.model import (
+    HOLDING,
     HeldLine,
     Order,
     OrderStatus,
     PendingOrder,
     StatusChange,
+    held_status,
     just_placed,
 )
 from pyorder.orders.ports import Refunding, Shipping
 from pyorder.risk.intake import ClientInfo
+from pyorder.risk.decisions import REVIEWS, StagedReview
+from pyorder.risk.records import Decision, ReviewOutcome
 from pyorder.storage.base import Store
 
 CANCEL_REASON = "order_cancelled"
@@ -75,10 +79,11 @@ class Answer(NamedTuple):
 
 
 def _held(t: tuple[Any, ...]) -> PendingOrder:
-    oid, reservation, buyer, total, currency, deadline, lines, _status = t
-    return PendingOrder(
-        oid, reservation, buyer, total, currency, deadline, tuple(HeldLine(*li) for li in lines)
-    )
+    """The book's tuple (``OrderBook.pending_order``, ``expire_due``): (id, reservation, buyer
+    number, total, currency, deadline_ms, lines, status)."""
+    oid, reservation, buyer, total, currency, deadline, lines = t[:7]
+    held = tuple(HeldLine(*li) for li in lines)
+    return PendingOrder(oid, reservation, buyer, total, currency, deadline, held, held_status(t, 7))
 
 
 class Orders:
@@ -249,7 +254,11 @@ class Orders:
             code, message, details = refused
             raise _REFUSALS.get(code, InvalidInput)(message, **details)
         assert placed is not None
-        return just_placed(placed)
+        taken = just_placed(placed)
+        held = engine.book.pending_order(taken.id)
+        if held is not None and held_status(held, 7) is OrderStatus.IN_REVIEW:
+            taken = replace(taken, status=OrderStatus.IN_REVIEW)  # risk control holds it
+        return taken
 
     # --- purchase limits on cluster nodes (``pyorder.cluster.limits``) ----------------------
 
@@ -307,14 +316,14 @@ class Orders:
                     engine.inventory.release(held[1])
 
     def pending(self, order_id: int) -> PendingOrder | None:
-        """The order as the engine holds it if it awaits payment (staged or committed), else
-        None."""
+        """The order as the engine holds it if it awaits payment or is in review (staged or
+        committed; ``PendingOrder.status`` says which), else None."""
         found = self._engine().book.pending_order(order_id)
         return None if found is None else _held(found)
 
     async def pending_order(self, order_id: int) -> Order | None:
-        """The order in full if it awaits payment, else None: from the staged rows if it has
-        not committed yet, else from the store. The caller may act on it at once (no await
+        """The order in full if it awaits payment or is in review, else None: from the staged
+        rows if it has not committed yet, else from the store. The caller may act on it at once (no await
         between the last check that it is pending and the return)."""
         for _ in range(3):
             if self.pending(order_id) is None:
@@ -326,7 +335,7 @@ class Orders:
             held = self.pending(order_id)
             if held is None:
                 return None
-            if stored is not None and stored.status is OrderStatus.PENDING_PAYMENT:
+            if stored is not None and stored.status is held.status:
                 # The core's reservation id: an adopted node's order has one of its own here
                 # (``pyorder.cluster.stock.node_view``).
                 return replace(stored, reservation=held.reservation)
@@ -356,15 +365,15 @@ class Orders:
     # --- ending ----------------------------------------------------------------------------
 
     async def cancel(self, who: Principal, order_id: int) -> Order:
-        """Cancel an order of the caller's (admins: anyone's). Unpaid: its units are released.
-        Paid and not shipped: its units return to available and its charge is refunded in
+        """Cancel an order of the caller's (admins: anyone's). Unpaid (awaiting payment or in
+        review): its units are released. Paid and not shipped: its units return to available and its charge is refunded in
         full, automatically."""
         who.require(Role.BUYER, Role.ADMIN)
         order = await self.pending_order(order_id)
         engine = self._engine()
         if order is None or not _visible(who, order):
             stored = await self._store.get_order(order_id)
-            if stored is not None and stored.status is OrderStatus.PENDING_PAYMENT:
+            if stored is not None and stored.status in HOLDING:
                 # Its end (another cancel, an expiry) is staged but not committed yet: wait for
                 # it, so the answer names the state the order really ends in.
                 await self._intake.durable()
@@ -387,6 +396,71 @@ class Orders:
         ended = self._end(order, OrderStatus.CANCELLED, order)
         assert ended is not None
         return ended
+
+    # --- review (risk control held the order: docs/risk.md, "Review queue") ----------------
+
+    async def approve(self, who: Principal, order_id: int) -> Order:
+        """Approve an order in review (an admin, or the merchant whose rules decided it): it
+        awaits payment from now, with a new payment deadline (now + the payment timeout), and
+        its decision's review is ``approved``. NotFound for another merchant's order or one
+        without a decision; InvalidState when it is not in review (decided already, cancelled,
+        expired)."""
+        order, _ = await self._in_review(who, order_id)
+        at = now_ms()
+        try:
+            deadline = self._engine().book.approve(order_id, at)
+        except ValueError as exc:  # not held in review: checked just before, with no await
+            raise InvalidState(f"order {order_id} is not in review") from exc
+        batch = self._intake.batch
+        batch.status_changes.append(
+            StatusChange(order_id, OrderStatus.IN_REVIEW, OrderStatus.PENDING_PAYMENT, at)
+        )
+        review = StagedReview(order_id, ReviewOutcome.APPROVED, who.key, at, deadline)
+        batch.part(REVIEWS).add(review)
+        approved = replace(
+            order, status=OrderStatus.PENDING_PAYMENT, deadline_ms=deadline, updated_ms=at
+        )
+        self._events.reviewed(approved, ReviewOutcome.APPROVED)
+        return approved
+
+    async def reject(self, who: Principal, order_id: int) -> Order:
+        """Reject an order in review (who may: as ``approve``): it is cancelled, its units
+        released, and its decision's review is ``rejected``. Errors as ``approve``; an order
+        whose review hold ended as it was rejected is recorded expired (InvalidState)."""
+        order, _ = await self._in_review(who, order_id)
+        try:
+            self._engine().inventory.release(order.reservation)
+        except inv.ReservationResolvedError as exc:
+            self._end(order, OrderStatus.EXPIRED, order)
+            raise InvalidState(f"order {order_id} expired before it was reviewed") from exc
+        rejected = self._end(order, OrderStatus.CANCELLED, order)
+        assert rejected is not None
+        review = StagedReview(order_id, ReviewOutcome.REJECTED, who.key, rejected.updated_ms)
+        self._intake.batch.part(REVIEWS).add(review)
+        self._events.reviewed(rejected, ReviewOutcome.REJECTED)
+        return rejected
+
+    async def _in_review(self, who: Principal, order_id: int) -> tuple[Order, Decision]:
+        """The order in review and its decision, once the caller may review it. On return the
+        engine holds it in review, and the caller acts on it at once (no await between the
+        last check and the return)."""
+        who.require(Role.MERCHANT, Role.ADMIN)
+        for _ in range(3):
+            order = await self.pending_order(order_id)
+            if order is not None and self._intake.staged_order(order_id) is not None:
+                await self._intake.durable()  # its decision commits with it
+                continue
+            decision = await self._store.risk_decision(order_id)
+            if decision is None or not _reviews(who, decision):
+                raise NotFound(f"order {order_id} has no risk decision")
+            held = self.pending(order_id)
+            if order is None or held is None or held.status is not OrderStatus.IN_REVIEW:
+                ended = decision.review or (order.status.value if order else "not held")
+                raise InvalidState(f"order {order_id} is not in review ({ended})", status=ended)
+            if order.status is OrderStatus.IN_REVIEW:
+                return order, decision
+            await self._intake.durable()  # approved meanwhile: its change is under way
+        raise InvalidState(f"order {order_id} is not in review")
 
     def _cancel_paid(self, order: Order) -> Order:
         """Cancel a paid order that has not shipped: stage paid -> cancelled, its units moved
@@ -424,7 +498,8 @@ class Orders:
         self._cancelled_paid.clear()
 
     def expire_due(self, limit: int = 4096) -> int:
-        """Expire unpaid orders whose payment deadline passed; returns how many were staged."""
+        """Expire unpaid orders whose payment deadline passed, and orders in review whose
+        review hold ended (their review: ``expired``); returns how many were staged."""
         count, orders = self._engine().book.expire_due(now_ms(), limit)
         for held in orders:
             self._end(_held(held), OrderStatus.EXPIRED)
@@ -433,7 +508,12 @@ class Orders:
     def mark_paid(self, order: PendingOrder) -> None:
         """Confirm the reservation of a pending order whose payment was charged and stage
         pending_payment -> paid with its units moved from reserved to sold. Raises InvalidState
-        (after staging the expiry) when its deadline passed before the charge was recorded."""
+        (after staging the expiry) when its deadline passed before the charge was recorded,
+        and (staging nothing) when it is in review."""
+        if order.status is OrderStatus.IN_REVIEW:
+            raise InvalidState(
+                f"order {order.id} is in review; it can be paid once approved", status="in_review"
+            )
         try:
             self._engine().inventory.confirm(order.reservation)
         except inv.ReservationResolvedError as exc:
@@ -444,25 +524,36 @@ class Orders:
     def _end(
         self, order: PendingOrder | Order, status: OrderStatus, full: Order | None = None
     ) -> Order | None:
-        """Stage the end of a pending order whose reservation the core has resolved: released
-        (cancelled, expired) or confirmed (paid: the units are sold). Returns the order as it
-        now is when given in ``full``; without it, its event (if anyone subscribes) is made
-        from the stored order as the batch is handed to the store."""
+        """Stage the end of a held order (awaiting payment, or in review) whose reservation the
+        core has resolved: released (cancelled, expired) or confirmed (paid: the units are
+        sold). An order in review that expires has its review ``expired`` too. Returns the
+        order as it now is when given in ``full``; without it, its event (if anyone
+        subscribes) is made from the stored order as the batch is handed to the store."""
         engine, batch = self._engine(), self._intake.batch
         engine.book.take_pending(order.id)
         at = now_ms()
-        batch.status_changes.append(StatusChange(order.id, OrderStatus.PENDING_PAYMENT, status, at))
+        was = order.status
+        batch.status_changes.append(StatusChange(order.id, was, status, at))
+        if was is OrderStatus.IN_REVIEW and status is OrderStatus.EXPIRED:
+            review = StagedReview(order.id, ReviewOutcome.EXPIRED, SYSTEM, at)
+            batch.part(REVIEWS).add(review)
         sold = status is OrderStatus.PAID
         if not sold:
             self.shipping.release_window(order.id)
         for line in order.lines:
             batch.add_delta(line.sku, line.warehouse, 0, -line.quantity, line.quantity * sold)
         if full is None:
-            self._events.order_ended(order.id, status, OrderStatus.PENDING_PAYMENT, at)
+            self._events.order_ended(order.id, status, was, at)
             return None
         ended = replace(full, status=status, updated_ms=at)
-        self._events.order_changed(ended, OrderStatus.PENDING_PAYMENT)
+        self._events.order_changed(ended, was)
         return ended
+
+
+def _reviews(who: Principal, decision: Decision) -> bool:
+    """Whether the caller may review the decision: an admin, or the merchant it is of (the
+    merchant of the order's first line, whose rules decided it)."""
+    return who.role is Role.ADMIN or decision.merchant == who.key
 
 
 def _visible(who: Principal, order: Order) -> bool:

@@ -36,7 +36,7 @@ from pyorder.kernel.errors import (
 )
 from pyorder.kernel.outbox import OutboxItem, OutboxKind
 from pyorder.model import Snapshot
-from pyorder.orders.model import PendingOrder
+from pyorder.orders.model import OrderStatus, PendingOrder
 from pyorder.orders.service import Orders
 from pyorder.payments.model import (
     TERMINAL,
@@ -235,6 +235,11 @@ class Payments:
                 f"order {order_id} is {stored.status.value}; only orders awaiting payment can"
                 " be paid",
                 status=stored.status.value,
+            )
+        if order.status is OrderStatus.IN_REVIEW:
+            raise InvalidState(
+                f"order {order_id} is in review; it can be paid once approved",
+                status=order.status.value,
             )
         providers = self.router.candidates(method)
         if not providers:

@@ -38,15 +38,18 @@ IDEMPOTENCY_COLUMNS = "principal, key, fingerprint, status, body, created_ms"
 MAX_BIGINT = 2**63 - 1
 """Largest id a column holds; ``before_id=None`` reads as ``id < MAX_BIGINT``."""
 
+HELD = "status IN ('pending_payment', 'in_review')"
+"""Orders whose reservation holds their units (``pyorder.orders.model.HOLDING``): the predicate
+of the partial index ``orders_pending`` word for word, which SQLite needs to use the index."""
+
 # Parameterless queries of ``load()``, the same text for both backends.
-PENDING_ORDERS_SQL = (
-    f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending_payment' ORDER BY id"
-)
+PENDING_ORDERS_SQL = f"SELECT {ORDER_COLUMNS} FROM orders WHERE {HELD} ORDER BY id"
+"""The orders held (awaiting payment or in review), which the rebuild holds again."""
 PENDING_LINES_SQL = (
     f"SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id IN"
-    " (SELECT id FROM orders WHERE status = 'pending_payment') ORDER BY order_id, line_no"
+    f" (SELECT id FROM orders WHERE {HELD}) ORDER BY order_id, line_no"
 )
-"""Lines of the pending orders, found through the partial index ``orders_pending``."""
+"""Lines of the held orders, found through the partial index ``orders_pending``."""
 BOUGHT_SQL = (
     "SELECT l.sku, o.buyer, SUM(l.quantity) FROM order_lines l"
     " JOIN orders o ON o.id = l.order_id JOIN skus s ON s.id = l.sku"
@@ -56,11 +59,11 @@ BOUGHT_SQL = (
 """(sku, buyer, units) bought in paid orders, for SKUs with a purchase limit (``Snapshot.bought``).
 It reads every order line: its cost grows with the history, not with what is pending."""
 # The newest order id (the primary key's last entry), and the largest reservation id among
-# pending orders only: resolved orders' reservations are gone from the core, so new ids need
-# only stay clear of pending ones, and a restart reads no history.
+# held orders only: resolved orders' reservations are gone from the core, so new ids need
+# only stay clear of held ones, and a restart reads no history.
 MAXIMA_SQL = (
     "SELECT (SELECT COALESCE(MAX(id), 0) FROM orders),"
-    " (SELECT COALESCE(MAX(reservation), 0) FROM orders WHERE status = 'pending_payment')"
+    f" (SELECT COALESCE(MAX(reservation), 0) FROM orders WHERE {HELD})"
 )
 """Largest order id and reservation ever stored (0, 0 when empty); the reservation is a scan."""
 

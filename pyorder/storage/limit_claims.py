@@ -11,9 +11,9 @@ node **claims** the order's units of each limited SKU in one short transaction
    (two requests never wait on each other in a cycle);
 2. claims of dead nodes (the rule of ``key_claims``, ``DEAD``) for those pairs are deleted;
 3. a new statement (a new snapshot under READ COMMITTED, taken after the locks) counts what
-   the buyer holds: units in committed orders the core counts (``pending_payment`` and
-   ``paid``: cancelled and expired orders give their units back, returned units still count)
-   plus the units of live claims of orders not committed yet;
+   the buyer holds: units in committed orders the core counts (``pending_payment``,
+   ``in_review`` and ``paid``: cancelled and expired orders give their units back, returned
+   units still count) plus the units of live claims of orders not committed yet;
 4. each order, in placing order, is accepted while held + its units <= the SKU's limit in
    ``skus`` (``decide``); a claim row ``limit_claims(claim = order id, sku, buyer, units, node,
    epoch, claimed_ms)`` is inserted for each accepted order and SKU.
@@ -96,7 +96,8 @@ DROP_DEAD_SQL = (
 HELD_SQL = (
     "SELECT k.sku, s.limit_per_buyer,"
     " (SELECT COALESCE(SUM(l.quantity), 0) FROM orders o JOIN order_lines l ON l.order_id = o.id"
-    "  WHERE o.buyer = $2 AND o.status IN ('pending_payment', 'paid') AND l.sku = k.sku)::bigint"
+    "  WHERE o.buyer = $2 AND o.status IN ('pending_payment', 'in_review', 'paid')"
+    "  AND l.sku = k.sku)::bigint"
     " + (SELECT COALESCE(SUM(c.units), 0) FROM limit_claims c"
     "  WHERE c.sku = k.sku AND c.buyer = $2)::bigint"
     " FROM unnest($1::bigint[]) AS k(sku) JOIN skus s ON s.id = k.sku"

@@ -17,7 +17,9 @@ from asyncpg import Connection
 from asyncpg.pool import PoolConnectionProxy
 
 from pyorder.events.storage import EXPIRED_EVENTS_SQL
+from pyorder.risk.decisions import EXPIRE_OPEN_SQL
 from pyorder.storage import window_bookings
+from pyorder.storage.codec import HELD
 from pyorder.storage.node_lease import DB_NOW_MS
 
 _Conn = Connection | PoolConnectionProxy
@@ -73,15 +75,12 @@ ADOPTABLE_SQL = f"SELECT node FROM node_leases WHERE seen_ms < {DB_NOW_MS} - $1"
 """Numbers last seen (a commit, a heartbeat) more than $1 ms ago; those no live session holds
 are dead nodes' (``PostgresStore.adopt_dead``)."""
 
-ORPHANS_SQL = (
-    "SELECT DISTINCT (id >> 14) & 255 FROM orders"
-    " WHERE status = 'pending_payment' AND deadline_ms < $1"
-)
-"""The node numbers of unpaid orders past their deadline (scanned through the small partial
-index ``orders_pending``); those of live nodes are their own to expire."""
+ORPHANS_SQL = f"SELECT DISTINCT (id >> 14) & 255 FROM orders WHERE {HELD} AND deadline_ms < $1"
+"""The node numbers of held orders (unpaid, or in review) past their deadline (scanned through
+the small partial index ``orders_pending``); those of live nodes are their own to expire."""
 _EXPIRE_OF_NODE = (
     "UPDATE orders SET status = 'expired', updated_ms = $2"
-    " WHERE status = 'pending_payment' AND deadline_ms < $2 AND (id >> 14) & 255 = $1"
+    f" WHERE {HELD} AND deadline_ms < $2 AND (id >> 14) & 255 = $1"
     " RETURNING id"
 )
 _LINES_OF = (
@@ -169,11 +168,11 @@ async def _move(conn: _Conn, node: int, rows: list[Grant], *, sign: int) -> None
 
 
 async def expire_orphans(conn: _Conn, node: int) -> int:
-    """Expire the unpaid orders of dead node ``node`` past their deadline, inside the caller's
-    transaction (a take-over: the number's lock held, its epoch raised); their units go back
-    to the pool, the delivery-window places they held are given back, and their
-    ``order.expired`` webhook events are written for the leader to deliver. Returns how many
-    orders expired."""
+    """Expire the held orders of dead node ``node`` past their deadline (unpaid, or in review
+    past the review hold: their review ``expired``), inside the caller's transaction (a
+    take-over: the number's lock held, its epoch raised); their units go back to the pool, the
+    delivery-window places they held are given back, and their ``order.expired`` webhook
+    events are written for the leader to deliver. Returns how many orders expired."""
     now = time.time_ns() // 1_000_000
     expired = [int(r[0]) for r in await conn.fetch(_EXPIRE_OF_NODE, node, now)]
     if not expired:
@@ -186,5 +185,6 @@ async def expire_orphans(conn: _Conn, node: int) -> int:
     )
     # After the stock rows, as in a commit (stock, then windows): no lock-order cycle with one.
     await window_bookings.release(conn, expired)
+    await conn.execute(EXPIRE_OPEN_SQL, expired, now)
     await conn.execute(EXPIRED_EVENTS_SQL, expired, now)
     return len(expired)

@@ -82,8 +82,9 @@ _HOLDERS_SQL = (
     " ORDER BY window_id, order_id"
 )
 
-ORDER_LIVE = ("pending_payment", "paid")
-"""The statuses of orders that will be delivered, so may hold a window."""
+ORDER_LIVE = ("pending_payment", "in_review", "paid")
+"""The statuses of orders that will be delivered (unless a review rejects one), so may hold a
+window."""
 
 
 async def book(conn: _Conn, fulfilment: Fulfilment, window_id: int, now_ms: int) -> WindowBooking:
