@@ -22,6 +22,12 @@ class EventType(StrEnum):
     """Every parcel of the order is delivered (fulfilment ``delivered``)."""
     ORDER_REFUNDED = "order.refunded"
     """A refund of (part of) the order's charge succeeded at the provider."""
+    ORDER_REVIEW_REQUIRED = "order.review_required"
+    """Risk control held the order for review (status ``in_review``, docs/risk.md)."""
+    ORDER_REVIEW_APPROVED = "order.review_approved"
+    """A reviewer approved the order held for review: it awaits payment."""
+    ORDER_REVIEW_REJECTED = "order.review_rejected"
+    """A reviewer rejected the order held for review: it is cancelled."""
 
 
 ALL_TYPES = "*"

@@ -9,6 +9,9 @@ merchant). An envelope::
 
     {"id": "evt_42", "object": "event", "type": "order.paid", "created": 1767225600,
      "order_id": "7412...", "data": {"object": {...order...}, "previous_status": "pending_payment"}}
+
+order.review_approved and .review_rejected add ``"review"`` (``approved``, ``rejected``) to
+``data``.
 """
 
 import logging
@@ -108,6 +111,21 @@ def created_data(order: Order) -> bytes:
     return orjson.dumps({"object": order_object(created)})
 
 
+def review_required_data(order: Order) -> bytes:
+    """``data`` of order.review_required: the order as it was held (in review), whatever it
+    has become since."""
+    held = replace(order, status=OrderStatus.IN_REVIEW, updated_ms=order.created_ms)
+    return orjson.dumps({"object": order_object(held)})
+
+
+def reviewed_data(order: Order, review: str) -> bytes:
+    """``data`` of order.review_approved / .review_rejected: the order as it now is, and the
+    review's outcome (``approved``, ``rejected``)."""
+    return orjson.dumps(
+        {"object": order_object(order), "previous_status": "in_review", "review": review}
+    )
+
+
 def object_data(obj: dict[str, Any]) -> bytes:
     """``data`` holding one object (a fulfilment, a refund, a return)."""
     return orjson.dumps({"object": obj})
@@ -160,6 +178,9 @@ CUTS: dict[EventType, Cut] = {
     EventType.ORDER_SHIPPED: _parcels_part,
     EventType.ORDER_DELIVERED: _parcels_part,
     EventType.ORDER_REFUNDED: _refund_part,
+    EventType.ORDER_REVIEW_REQUIRED: _order_part,
+    EventType.ORDER_REVIEW_APPROVED: _order_part,
+    EventType.ORDER_REVIEW_REJECTED: _order_part,
 }
 """How each type of event is cut for one merchant: a new type needs its own entry (a type
 without one is never sent)."""
@@ -170,12 +191,14 @@ def for_merchant(
 ) -> bytes | None:
     """``data`` of an event of ``order`` as ``merchant`` is sent it; None when nothing of it is
     the merchant's (it is then not sent). ``data`` None: rendered from the order, the
-    order.created of an order the Rust intake took, or the order.expired of an order a dead
-    cluster node took (``pyorder.storage.stock_leases.expire_orphans``)."""
+    order.created or .review_required of an order the Rust intake took, or the order.expired
+    of an order a dead cluster node took (``pyorder.storage.stock_leases.expire_orphans``)."""
     if data is None:  # rendered from the order's row, as it is now
         mine = views.order_for(merchant, order)
         if kind == EventType.ORDER_EXPIRED.value:  # a dead cluster node's, expired in SQL
             return status_data(mine, OrderStatus.PENDING_PAYMENT)
+        if kind == EventType.ORDER_REVIEW_REQUIRED.value:
+            return review_required_data(mine)
         return created_data(mine)
     try:
         cut = CUTS[EventType(kind)]

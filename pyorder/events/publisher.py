@@ -32,6 +32,7 @@ from pyorder.marketplace import refund_recipients
 from pyorder.model import WriteBatch
 from pyorder.orders.model import Order, OrderStatus
 from pyorder.payments.model import Refund, RefundStatus
+from pyorder.risk.records import ReviewOutcome
 from pyorder.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ _BY_STATUS = {
     OrderStatus.PAID: EventType.ORDER_PAID,
     OrderStatus.CANCELLED: EventType.ORDER_CANCELLED,
     OrderStatus.EXPIRED: EventType.ORDER_EXPIRED,
+}
+_BY_REVIEW = {
+    ReviewOutcome.APPROVED: EventType.ORDER_REVIEW_APPROVED,
+    ReviewOutcome.REJECTED: EventType.ORDER_REVIEW_REJECTED,
 }
 _BY_FULFILMENT = {
     FulfilmentStatus.SHIPPED: EventType.ORDER_SHIPPED,
@@ -63,13 +68,25 @@ class Events:
         """Callbacks given the endpoints that may have new events once the batch commits."""
 
     def placed(self) -> None:
-        """The Rust intake just staged orders in ``batch.placed``: have their order.created
-        written at commit, if anyone subscribes to it."""
+        """The Rust intake just staged orders in ``batch.placed``: have their order.created,
+        and the order.review_required of those held for review, written at commit, if anyone
+        subscribes to them."""
         wanting = self._endpoints.wanting(EventType.ORDER_CREATED)
         if wanting:
             batch = self._intake.batch
             batch.part(EVENTS).created = batch.placed
             self._notify(wanting)
+        held = self._endpoints.wanting(EventType.ORDER_REVIEW_REQUIRED)
+        if held:
+            batch = self._intake.batch
+            batch.part(EVENTS).review_required = batch.placed
+            self._notify(held)
+
+    def reviewed(self, order: Order, review: ReviewOutcome) -> None:
+        """``order`` (as it now is) was just approved or rejected by a reviewer."""
+        kind = _BY_REVIEW.get(review)
+        if kind is not None and self._endpoints.wanting(kind):
+            self._stage(order.id, kind, payloads.reviewed_data(order, review.value))
 
     def order_changed(self, order: Order, previous: OrderStatus) -> None:
         """``order`` (as it now is) just moved from ``previous`` to its status."""

@@ -90,6 +90,24 @@ def _created_sql(p: list[str], dialect: str) -> str:
     )
 
 
+def _review_required_sql(p: list[str], dialect: str) -> str:
+    """order.review_required for every order held for review with an id in [lo, hi] of node
+    ``node`` (the orders of ``placed``, as ``_created_sql``): their decisions were written
+    with them. ``p``: placeholders of (lo, hi, node, at_ms)."""
+    lo, hi, node, at = p
+    kind = f"'{EventType.ORDER_REVIEW_REQUIRED.value}'"
+    return (
+        f"INSERT INTO order_events ({_NEW_COLUMNS})"
+        f" SELECT DISTINCT e.id, e.merchant, l.order_id, {kind}, NULL, {at}, 'pending', 0,"
+        f" {at}, 0, '', {at}, 0 FROM risk_decisions d"
+        " JOIN order_lines l ON l.order_id = d.id"
+        " JOIN webhook_endpoints e ON e.merchant = l.merchant"
+        f" WHERE d.id BETWEEN {lo} AND {hi} AND d.outcome = 'review'"
+        f" AND ((d.id >> {ORDER_ID_SEQUENCE_BITS}) & {_NODE_MASK}) = {node}"
+        f" AND e.enabled = 1 AND {_subscribed(kind, dialect)} ORDER BY l.order_id, e.id"
+    )
+
+
 def _expired_sql() -> str:
     """order.expired for the orders of ``$1`` (ids) a take-over just expired in SQL (a dead
     cluster node's, ``pyorder.storage.stock_leases``), at ``$2`` (ms): one row per subscribed
@@ -124,6 +142,10 @@ _FAN_OUT = Statement(
 _CREATED = Statement(
     _created_sql(["?1", "?2", "?3", "?4"], "sqlite"),
     _created_sql(["$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint"], "postgres"),
+)
+_REVIEW_REQUIRED = Statement(
+    _review_required_sql(["?1", "?2", "?3", "?4"], "sqlite"),
+    _review_required_sql(["$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint"], "postgres"),
 )
 _UPSERT_ENDPOINT = Statement(
     upsert_sql("webhook_endpoints", ENDPOINT_COLUMNS, "id", "?"),
@@ -231,6 +253,9 @@ class StagedEvents:
     """The batch's own ``WriteBatch.placed`` (the same object, which keeps growing while the
     batch is open) when ``order.created`` is to be written for every order in it, fanned out
     the same way, in SQL over the rows just inserted (no Python object per order)."""
+    review_required: OrderRows | None = None
+    """The same, when ``order.review_required`` is to be written for the orders in it that
+    risk control held for review (over their decisions just inserted)."""
     deliveries: dict[int, Delivery] = field(default_factory=dict)
     """Event id -> its delivery state as it is now (attempts, next attempt, outcome)."""
 
@@ -249,11 +274,14 @@ class StagedEvents:
         gone = [(at_ms, e.id) for e in self.endpoints.values() if not e.enabled]
         if gone:
             yield _CANCEL_PENDING, gone
-        if self.created is not None:
-            span = self.created.id_range()
+        for placed, statement in (
+            (self.created, _CREATED),
+            (self.review_required, _REVIEW_REQUIRED),
+        ):
+            span = None if placed is None else placed.id_range()
             if span is not None:
                 node = (span[0] >> ORDER_ID_SEQUENCE_BITS) & _NODE_MASK
-                yield _CREATED, [(span[0], span[1], node, at_ms)]
+                yield statement, [(span[0], span[1], node, at_ms)]
         if self.events:
             rows = [
                 (e.order_id, e.type.value, e.payload.decode(), e.at_ms, e.merchant)
