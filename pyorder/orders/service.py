@@ -54,8 +54,8 @@ from pyorder.orders.model import (
     just_placed,
 )
 from pyorder.orders.ports import Refunding, Shipping
-from pyorder.risk.intake import ClientInfo
 from pyorder.risk.decisions import REVIEWS, StagedReview
+from pyorder.risk.intake import ClientInfo
 from pyorder.risk.records import Decision, ReviewOutcome
 from pyorder.storage.base import Store
 
