@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from pyorder._core import RISK_KINDS, RiskEngine
 from pyorder.platform import Platform
 from pyorder.server.admission import Admission
 from pyorder.server.drain import DrainState
@@ -47,6 +48,8 @@ class Metrics:
         if admission is not None:
             r.register(AdmissionStats(admission))
         r.register(NodeStats(platform))
+        if platform.risk_engine is not None:
+            r.register(RiskStats(platform.risk_engine))
         self.replication = ReplicationStats(platform.store)
         r.register(self.replication)
         self.http = HttpStats(
@@ -123,6 +126,38 @@ class Metrics:
         await self.replication.refresh()
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class RiskStats(Collector):
+    """Risk control at intake (``docs/risk.md``): decisions by outcome, those decided while
+    the model could not be loaded, and the keys its tracker holds per kind."""
+
+    def __init__(self, engine: RiskEngine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        allowed, reviewed, blocked, failed = self.engine.counts
+        family = CounterMetricFamily(
+            "pyorder_risk_decisions",
+            "Orders assessed by risk control, by outcome (allow, review, block)",
+            labels=["outcome"],
+        )
+        for outcome, n in (("allow", allowed), ("review", reviewed), ("block", blocked)):
+            family.add_metric([outcome], n)
+        yield family
+        yield CounterMetricFamily(
+            "pyorder_risk_scoring_failures",
+            "Orders decided without a score because the configured model could not be loaded",
+            failed,
+        )
+        keys = GaugeMetricFamily(
+            "pyorder_risk_tracked_keys",
+            "Keys the velocity tracker holds, by kind (bounded: docs/risk.md)",
+            labels=["kind"],
+        )
+        for kind, n in zip(RISK_KINDS, self.engine.tracked_keys(), strict=True):
+            keys.add_metric([kind], n)
+        yield keys
 
 
 class NodeStats(Collector):

@@ -250,15 +250,10 @@ def _cte(sql: str, offset: int, gate: str, counted: bool) -> str:
     return shifted + " RETURNING 1" if counted and not sql.startswith("SELECT") else shifted
 
 
-_CORE_DECIDES = hasattr(OrderRows, "decision_tuples")
-"""Whether the order book stages risk decisions with its orders (a core built before risk
-control was wired into intake does not)."""
-
-
 def _decision_columns(placed: OrderRows) -> list[list[object]]:
     """The risk decisions staged with ``placed`` (blocked attempts included) as one list per
     column of ``decisions.INSERT_PLACED_SQL``; empty when there are none."""
-    rows = placed.decision_tuples() if _CORE_DECIDES else []
+    rows = placed.decision_tuples() if placed.decision_count else []
     return [list(c) for c in zip(*rows, strict=True)] if rows else []
 
 
@@ -496,19 +491,15 @@ class PostgresStore(Store):
                 )
             else:
                 trip.add_rows(order_rows, line_rows)
-        decided = _decision_columns(batch.placed)
-        if len(batch.placed):
-            if len(batch.placed) >= self.copy_threshold:
-                await self._run(conn, trip, batch)
-                trip = _OneTrip()
-                await self._write_placed(conn, batch.placed)
-                if decided:
-                    await conn.execute(decisions.INSERT_PLACED_SQL, *decided)
-                    decided = []
-            else:
+        if len(batch.placed) >= self.copy_threshold:  # orders, lines and decisions
+            await self._run(conn, trip, batch)
+            trip = _OneTrip()
+            await self._write_placed(conn, batch.placed)
+        elif len(batch.placed):
+            if batch.placed.order_count:
                 trip.add_rows(batch.placed.order_tuples(), batch.placed.line_tuples())
-        if decided:  # with the orders they decided, in the same statement
-            trip.add(f"new_decisions{len(trip.ctes)}", decisions.INSERT_PLACED_SQL, decided)
+            if decided := _decision_columns(batch.placed):  # in the orders' statement
+                trip.add(f"new_decisions{len(trip.ctes)}", decisions.INSERT_PLACED_SQL, decided)
         if writes is None:
             writes = list(parts.writes(batch))  # the registered parts (pyorder.parts)
         token_now = bool(batch.token) and not (batch.status_changes or batch.idempotency or writes)

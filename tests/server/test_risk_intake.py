@@ -1,0 +1,176 @@
+"""Risk control at intake through the real server, both stores (``--risk``, the shipped model):
+a flash sale where ordinary buyers get through while a scalper's accounts on one device are
+blocked or held for review (nothing reserved for a block), blocks in the API's error shape
+with their decision, rules and lists changed at run time taking effect at once, and orders in
+review surviving a restart with their units held. Clients are told apart by
+``X-Forwarded-For`` from a trusted proxy (every test client's peer is 127.0.0.1)."""
+
+from typing import Any
+
+from tests.server.e2e_lib import Launch, Server, Shop, address, unique
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
+HEADLESS = "Mozilla/5.0 HeadlessChrome/120.0"
+
+
+def _place(
+    srv: Server,
+    buyer: str,
+    sku: int,
+    region: str,
+    *,
+    ip: str,
+    device: str,
+    agent: str = BROWSER,
+    line1: str = "1 Road",
+) -> Any:
+    body = {
+        "lines": [{"sku": sku, "quantity": 1}],
+        "address": address(region, line1=line1),
+        "context": {"device_id": device},
+    }
+    return srv.call(
+        "POST",
+        "/v1/orders",
+        token=srv.token("buyer", buyer),
+        json=body,
+        headers={"X-Forwarded-For": ip, "User-Agent": agent},
+    )
+
+
+def _flash_sale(srv: Server) -> tuple[Shop, int, str]:
+    shop = Shop(srv)
+    region = unique("north")
+    wh = shop.warehouse(regions=[region])
+    sku = shop.sku({wh: 500}, price=59_900)
+    return shop, sku, region
+
+
+def test_a_scalper_is_stopped_while_ordinary_buyers_get_through(launch: Launch) -> None:
+    srv = launch("--risk", "--trusted-proxy", "127.0.0.0/8")
+    shop, sku, region = _flash_sale(srv)
+
+    # Ordinary buyers: each their own device, IP and address.
+    for i in range(30):
+        resp = _place(
+            srv, f"shopper-{i}", sku, region, ip=f"10.1.{i}.7", device=f"d-{i}", line1=f"{i} Lane"
+        )
+        assert resp.status == 201, resp
+        assert resp.json()["status"] == "pending_payment"
+
+    # A scalper: 20 accounts on one device, one IP and one address, a headless browser.
+    statuses = []
+    blocked_ids = []
+    for i in range(20):
+        resp = _place(
+            srv,
+            f"bot-{i}",
+            sku,
+            region,
+            ip="203.0.113.9",
+            device="farm",
+            agent=HEADLESS,
+            line1="9 Depot",
+        )
+        if resp.status == 422:
+            error = resp.json()["error"]
+            assert error["code"] == "risk_blocked", resp
+            assert error["message"] == "the order was declined by risk control"
+            blocked_ids.append(error["details"]["decision"])
+            statuses.append("blocked")
+        else:
+            assert resp.status == 201, resp
+            statuses.append(resp.json()["status"])
+    # The first accounts have no history to tell; from the third on none may pay.
+    assert all(s in ("blocked", "in_review") for s in statuses[2:]), statuses
+    assert statuses.count("blocked") >= 5, statuses
+    assert len(set(blocked_ids)) == len(blocked_ids)
+
+    # A block reserves nothing: reserved = the ordinary orders + the bots' created orders.
+    created = sum(1 for s in statuses if s != "blocked")
+    assert shop.totals(sku)["reserved"] == 30 + created
+
+    # What the platform counts (the decisions themselves are in risk_decisions).
+    metrics = srv.call("GET", "/metrics", token=srv.admin()).body.decode()
+    counted = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("pyorder_risk_decisions_total{")
+    }
+    assert counted == {
+        "allow": 30 + statuses.count("pending_payment"),
+        "review": statuses.count("in_review"),
+        "block": statuses.count("blocked"),
+    }
+
+
+def test_rules_and_lists_changed_at_run_time_decide_the_next_order(launch: Launch) -> None:
+    srv = launch("--risk", "--risk-rules-only", "--trusted-proxy", "127.0.0.0/8")
+    _, sku, region = _flash_sale(srv)
+    admin = srv.admin()
+
+    def place(buyer: str, device: str, agent: str = BROWSER) -> Any:
+        return _place(srv, buyer, sku, region, ip="10.9.9.9", device=device, agent=agent)
+
+    assert place("a", "d-a", HEADLESS).status == 201
+    rule = srv.ok(
+        "POST",
+        "/v1/risk/rules",
+        token=admin,
+        json={"action": "block", "condition": "agent_class == 3"},
+        expect=201,
+    )
+    blocked = place("b", "d-b", HEADLESS)
+    assert (blocked.status, blocked.error_code) == (422, "risk_blocked")
+    assert place("c", "d-c").status == 201  # a browser: the rule does not fire
+    srv.ok("DELETE", f"/v1/risk/rules/{rule['id']}", token=admin)
+    assert place("d", "d-d", HEADLESS).status == 201
+
+    # A review rule holds the order with its units.
+    srv.ok(
+        "POST",
+        "/v1/risk/rules",
+        token=admin,
+        json={"action": "review", "condition": "ip_orders_1h >= 4"},
+        expect=201,
+    )
+    held = place("e", "d-e")
+    assert (held.status, held.json()["status"]) == (201, "in_review")
+
+    # Lists: a blocked device is refused whatever the rules; an allow-listed buyer passes.
+    entry = {"list": "block", "kind": "device", "value": "stolen-phone"}
+    srv.ok("POST", "/v1/risk/lists", token=admin, json=entry, expect=201)
+    assert place("f", "stolen-phone").error_code == "risk_blocked"
+    srv.ok(
+        "POST",
+        "/v1/risk/lists",
+        token=admin,
+        json={"list": "allow", "kind": "buyer", "value": "vip"},
+        expect=201,
+    )
+    allowed = place("vip", "stolen-phone")
+    assert (allowed.status, allowed.json()["status"]) == (201, "pending_payment")
+
+
+def test_orders_in_review_keep_their_units_across_a_restart(launch: Launch) -> None:
+    srv = launch("--risk", "--risk-rules-only")
+    shop, sku, region = _flash_sale(srv)
+    admin = srv.admin()
+    srv.ok(
+        "POST",
+        "/v1/risk/rules",
+        token=admin,
+        json={"action": "review", "condition": "amount >= 50000"},
+        expect=201,
+    )
+    resp = _place(srv, "big-spender", sku, region, ip="10.0.0.1", device="d")
+    assert (resp.status, resp.json()["status"]) == (201, "in_review")
+    order_id = resp.json()["id"]
+    assert shop.totals(sku)["reserved"] == 1
+    srv.restart()
+    assert shop.get_order(order_id)["status"] == "in_review"
+    assert shop.totals(sku)["reserved"] == 1
+    # Still held: paying it is refused until a reviewer approves it.
+    buyer = srv.token("buyer", "big-spender")
+    pay = srv.call("POST", f"/v1/orders/{order_id}/payments", token=buyer, json={"method": "card"})
+    assert pay.status == 409, pay
