@@ -163,8 +163,30 @@ impl RiskModel {
             });
         }
         let mut out = vec![0.0; self.num_features()];
-        let bias = self.forest.contributions(row, &mut out);
+        let (_, bias) = self.forest.raw_and_contributions(row, &mut out);
         Ok((bias, out))
+    }
+
+    /// The probability of one row and each feature's contribution to its raw score, added
+    /// into `out`, in one walk of the trees (the order path's call: a score and its reasons).
+    /// The probability is `probability`'s, to the bit. Falls back to the probability alone
+    /// (`out` untouched) for a model that cannot explain itself.
+    pub fn probability_and_contributions(
+        &self,
+        row: &[f64],
+        out: &mut [f64],
+    ) -> Result<f64, ModelError> {
+        if row.len() != self.num_features() || out.len() != self.num_features() {
+            return Err(ModelError::RowLength {
+                expected: self.num_features(),
+                got: row.len().min(out.len()),
+            });
+        }
+        if !self.forest.explainable() {
+            return self.probability(row);
+        }
+        let (raw, _) = self.forest.raw_and_contributions(row, out);
+        Ok(1.0 / (1.0 + (-self.sigmoid * raw).exp()))
     }
 
     /// The 0-99 score of one row ([`score_of`] its probability).

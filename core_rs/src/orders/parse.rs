@@ -90,7 +90,7 @@ impl Address<'_> {
     /// made one space, so that "1  Road" and "1 road" are one address; the name and phone are
     /// not part of it (many people receive at one address).
     pub fn risk_key(&self) -> String {
-        let mut out = String::with_capacity(96);
+        let mut out = String::with_capacity(128);
         for part in [
             &self.line1,
             &self.line2,

@@ -127,10 +127,12 @@ impl RiskEngine {
         let score = self.model.as_ref().and_then(|model| {
             // The model's features are the catalogue's (checked when it is loaded), so a row
             // always fits; a model that cannot explain itself still scores.
-            if let Ok((_, contributions)) = model.contributions(row) {
-                reasons = top_reasons(row, &contributions);
-            }
-            model.probability(row).ok().map(score_of)
+            let mut contributions = [0.0; FEATURE_COUNT];
+            let p = model
+                .probability_and_contributions(row, &mut contributions)
+                .ok()?;
+            reasons = top_reasons(row, &contributions);
+            Some(score_of(p))
         });
         let mut decision = policy.decide(row, score, &subject.keys, &subject.merchants);
         if self.failed
@@ -192,18 +194,25 @@ pub fn reasons_json(reasons: &[(u16, f64, f64)]) -> String {
 }
 
 fn push_number(out: &mut String, v: f64) {
-    if v.is_finite() {
-        // Rust's shortest round-trip form is valid JSON for finite values ("1", "0.25").
-        out.push_str(&format!("{v}"));
-    } else {
+    if !v.is_finite() {
         out.push_str("null");
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        // Counts and amounts, most values: as integers ("7", not "7.0").
+        out.push_str(itoa::Buffer::new().format(v as i64));
+    } else {
+        // The shortest text that reads back as `v`; valid JSON ("0.25", "1e-7").
+        out.push_str(ryu::Buffer::new().format_finite(v));
     }
 }
 
 /// A JSON array of strings (rule ids: checked plain text, but escaped all the same).
 pub fn strings_json<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let mut items = items.into_iter().peekable();
+    if items.peek().is_none() {
+        return String::from("[]");
+    }
     let mut out = String::from("[");
-    for (i, s) in items.into_iter().enumerate() {
+    for (i, s) in items.enumerate() {
         if i > 0 {
             out.push(',');
         }

@@ -99,106 +99,139 @@ pub enum Op {
 pub struct ProgramError(pub String);
 
 /// A condition as a checked program: every step finds its operands, and it leaves one truth.
+/// It runs as the expression tree the steps build, so that `and` and `or` stop at the first
+/// operand that decides them (a rule `device_buyers_24h >= 5 and agent_class == 3` reads one
+/// feature for most orders).
 #[derive(Clone, Debug)]
 pub struct Program {
-    ops: Box<[Op]>,
-    depth: usize,
+    root: Expr,
+}
+
+#[derive(Clone, Debug)]
+enum Expr {
+    Feature(usize),
+    Score,
+    Number(f64),
+    Missing(usize),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    /// An arithmetic or comparison step (`Op::Add` ... `Op::Ne`) and its operands.
+    Binary(Op, Box<[Expr; 2]>),
+    All(Box<[Expr]>),
+    Any(Box<[Expr]>),
 }
 
 impl Program {
     pub fn new(ops: Vec<Op>) -> Result<Self, ProgramError> {
-        let mut height: usize = 0;
-        let mut depth = 0;
+        let mut stack: Vec<Expr> = Vec::new();
         for (i, op) in ops.iter().enumerate() {
-            let (pops, pushes) = match *op {
+            let lacks = || ProgramError(format!("step {i} ({op:?}) lacks operands"));
+            let e = match *op {
                 Op::Feature(c) | Op::Missing(c) => {
                     if usize::from(c) >= FEATURE_COUNT {
                         return Err(ProgramError(format!("step {i} reads column {c}")));
                     }
-                    (0, 1)
+                    if matches!(op, Op::Feature(_)) {
+                        Expr::Feature(usize::from(c))
+                    } else {
+                        Expr::Missing(usize::from(c))
+                    }
                 }
-                Op::Score | Op::Number(_) => (0, 1),
-                Op::Neg | Op::Not => (1, 1),
+                Op::Score => Expr::Score,
+                Op::Number(x) => Expr::Number(x),
+                Op::Neg => Expr::Neg(Box::new(stack.pop().ok_or_else(lacks)?)),
+                Op::Not => Expr::Not(Box::new(stack.pop().ok_or_else(lacks)?)),
                 Op::And(n) | Op::Or(n) => {
+                    let n = usize::from(n);
                     if n == 0 {
                         return Err(ProgramError(format!("step {i} joins nothing")));
                     }
-                    (usize::from(n), 1)
+                    let at = stack.len().checked_sub(n).ok_or_else(lacks)?;
+                    let parts: Box<[Expr]> = stack.drain(at..).collect();
+                    if matches!(op, Op::And(_)) {
+                        Expr::All(parts)
+                    } else {
+                        Expr::Any(parts)
+                    }
                 }
-                _ => (2, 1),
+                binary => {
+                    let b = stack.pop().ok_or_else(lacks)?;
+                    let a = stack.pop().ok_or_else(lacks)?;
+                    Expr::Binary(binary, Box::new([a, b]))
+                }
             };
-            height = height
-                .checked_sub(pops)
-                .ok_or_else(|| ProgramError(format!("step {i} ({op:?}) lacks operands")))?
-                + pushes;
-            depth = depth.max(height);
+            stack.push(e);
         }
-        if height != 1 {
-            return Err(ProgramError(format!("it leaves {height} values, not 1")));
+        match (stack.pop(), stack.is_empty()) {
+            (Some(root), true) => Ok(Self { root }),
+            (None, _) => Err(ProgramError("it leaves 0 values, not 1".into())),
+            (Some(_), false) => Err(ProgramError(format!(
+                "it leaves {} values, not 1",
+                stack.len() + 1
+            ))),
         }
-        Ok(Self {
-            ops: ops.into_boxed_slice(),
-            depth,
-        })
     }
 
     /// Whether the condition holds for `row` scored `score` (NaN: not scored).
     pub fn holds(&self, row: &Features, score: f64) -> bool {
-        let mut stack: SmallVec<[f64; 16]> = SmallVec::with_capacity(self.depth);
-        let truth = |b: bool| if b { 1.0 } else { 0.0 };
-        for op in self.ops.iter() {
-            let v = match *op {
-                Op::Feature(c) => row[usize::from(c)],
-                Op::Score => score,
-                Op::Number(x) => x,
-                Op::Missing(c) => truth(row[usize::from(c)].is_nan()),
-                Op::Neg => -pop(&mut stack),
-                Op::Not => truth(pop(&mut stack) == 0.0),
-                Op::And(n) | Op::Or(n) => {
-                    let at = stack.len() - usize::from(n);
-                    let all = matches!(op, Op::And(_));
-                    let v = if all {
-                        stack[at..].iter().all(|&x| x != 0.0)
-                    } else {
-                        stack[at..].iter().any(|&x| x != 0.0)
-                    };
-                    stack.truncate(at);
-                    truth(v)
-                }
-                binary => {
-                    let b = pop(&mut stack);
-                    let a = pop(&mut stack);
-                    match binary {
-                        Op::Add => a + b,
-                        Op::Sub => a - b,
-                        Op::Mul => a * b,
-                        Op::Div => {
-                            if b == 0.0 {
-                                f64::NAN
-                            } else {
-                                a / b
-                            }
-                        }
-                        Op::Lt => truth(a < b),
-                        Op::Le => truth(a <= b),
-                        Op::Gt => truth(a > b),
-                        Op::Ge => truth(a >= b),
-                        Op::Eq => truth(a == b),
-                        Op::Ne => truth(a != b && !a.is_nan() && !b.is_nan()),
-                        _ => unreachable!("unary and nullary steps are matched above"),
-                    }
-                }
-            };
-            stack.push(v);
-        }
-        stack.pop().is_some_and(|v| v != 0.0)
+        test(&self.root, row, score)
     }
 }
 
-#[inline]
-fn pop(stack: &mut SmallVec<[f64; 16]>) -> f64 {
-    // `Program::new` checked that every step finds its operands.
-    stack.pop().unwrap_or(f64::NAN)
+fn test(e: &Expr, row: &Features, score: f64) -> bool {
+    match e {
+        Expr::All(parts) => parts.iter().all(|p| test(p, row, score)),
+        Expr::Any(parts) => parts.iter().any(|p| test(p, row, score)),
+        Expr::Not(inner) => !test(inner, row, score),
+        Expr::Missing(c) => row[*c].is_nan(),
+        Expr::Binary(op, ab) if is_comparison(*op) => {
+            let (a, b) = (value(&ab[0], row, score), value(&ab[1], row, score));
+            match op {
+                Op::Lt => a < b,
+                Op::Le => a <= b,
+                Op::Gt => a > b,
+                Op::Ge => a >= b,
+                Op::Eq => a == b,
+                _ => a != b && !a.is_nan() && !b.is_nan(),
+            }
+        }
+        other => value(other, row, score) != 0.0,
+    }
+}
+
+fn is_comparison(op: Op) -> bool {
+    matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne)
+}
+
+fn value(e: &Expr, row: &Features, score: f64) -> f64 {
+    match e {
+        Expr::Feature(c) => row[*c],
+        Expr::Score => score,
+        Expr::Number(x) => *x,
+        Expr::Neg(inner) => -value(inner, row, score),
+        Expr::Binary(op, ab) if !is_comparison(*op) => {
+            let (a, b) = (value(&ab[0], row, score), value(&ab[1], row, score));
+            match op {
+                Op::Add => a + b,
+                Op::Sub => a - b,
+                Op::Mul => a * b,
+                _ => {
+                    if b == 0.0 {
+                        f64::NAN // division by zero: a missing value, as in the Python compiler
+                    } else {
+                        a / b
+                    }
+                }
+            }
+        }
+        truth => {
+            if test(truth, row, score) {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    }
 }
 
 /// A rule: its id, action, owner (None: the platform's; else a merchant key) and condition.
@@ -265,6 +298,8 @@ pub struct Policy {
     pub review: u8,
     /// Sorted by action (Radar's order), stable: their given order within an action.
     rules: Vec<Rule>,
+    /// Where each action's rules start in `rules` (and where they end: `rules.len()`).
+    starts: [usize; 5],
     allow: [FxHashSet<u64>; 7],
     deny: [FxHashSet<u64>; 7],
 }
@@ -288,9 +323,23 @@ impl Policy {
         rules.sort_by_key(|r| r.action);
         let hashed =
             |lists: [Vec<String>; 7]| lists.map(|l| l.iter().map(|v| key_hash(v)).collect());
+        let start = |a: Action| {
+            rules
+                .iter()
+                .position(|r| r.action >= a)
+                .unwrap_or(rules.len())
+        };
+        let starts = [
+            0,
+            start(Action::Allow),
+            start(Action::Block),
+            start(Action::Review),
+            rules.len(),
+        ];
         Self {
             block,
             review,
+            starts,
             rules,
             allow: hashed(allow),
             deny: hashed(deny),
@@ -313,18 +362,19 @@ impl Policy {
     ) -> Decision {
         let s = score.map_or(f64::NAN, f64::from);
         let mine = |r: &&Rule| r.merchant.as_deref().is_none_or(|m| merchants.contains(&m));
-        let first = |action: Action| {
-            self.rules
+        let of = |action: Action| {
+            let a = action as usize;
+            self.rules[self.starts[a]..self.starts[a + 1]]
                 .iter()
                 .filter(mine)
-                .find(|r| r.action == action && r.condition.holds(row, s))
+        };
+        let first = |action: Action| {
+            of(action)
+                .find(|r| r.condition.holds(row, s))
                 .map(|r| Arc::clone(&r.id))
         };
-        let mut fired: SmallVec<[Arc<str>; 2]> = self
-            .rules
-            .iter()
-            .filter(mine)
-            .filter(|r| r.action == Action::Request3ds && r.condition.holds(row, s))
+        let mut fired: SmallVec<[Arc<str>; 2]> = of(Action::Request3ds)
+            .filter(|r| r.condition.holds(row, s))
             .map(|r| Arc::clone(&r.id))
             .collect();
         let three_ds = !fired.is_empty();
