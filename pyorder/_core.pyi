@@ -874,6 +874,19 @@ class RiskEngine:
         merchants: Sequence[str] = ...,
     ) -> tuple[str, bool, list[str], str]:
         """The policy's (outcome, three_ds, fired, decided_by) for one feature row and score."""
+    def observe_payment(
+        self,
+        at_ms: int,
+        buyer_number: int,
+        amount: int,
+        instrument: str,
+        authorised: bool,
+        *,
+        device: str | None = None,
+        ip: str | None = None,
+    ) -> None:
+        """Count one authorisation of a payment (its instrument fingerprint, authorised or
+        declined): later orders' features read it (card testing)."""
     def set_policy(
         self,
         block: int,

@@ -193,6 +193,34 @@ impl RiskEngine {
         ))
     }
 
+    /// Count one authorisation of a payment (the provider's answer): its instrument's attempts
+    /// and buyers, the buyer's instruments and, when declined, the declines of the instrument,
+    /// the buyer, the device and the IP, which later orders' features read (card testing).
+    /// `instrument`: the provider's fingerprint of the card or account.
+    #[pyo3(signature = (at_ms, buyer_number, amount, instrument, authorised, *, device=None, ip=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn observe_payment(
+        &self,
+        at_ms: i64,
+        buyer_number: u64,
+        amount: i64,
+        instrument: &str,
+        authorised: bool,
+        device: Option<&str>,
+        ip: Option<&str>,
+    ) {
+        let payment = risk::PaymentEvent {
+            at_ms,
+            buyer: buyer_number,
+            amount,
+            instrument: risk::key_hash(instrument),
+            authorised,
+            device: device.map(risk::key_hash),
+            ip: ip.map(risk::key_hash),
+        };
+        self.inner.tracker().lock().observe_payment(&payment);
+    }
+
     /// Replace the policy: thresholds, rules as (id, action, merchant key or None, program)
     /// and allow/block lists by kind (`RISK_LIST_KINDS`). All checked before anything changes.
     fn set_policy(
