@@ -399,13 +399,13 @@ class Orders:
 
     # --- review (risk control held the order: docs/risk.md, "Review queue") ----------------
 
-    async def approve(self, who: Principal, order_id: int) -> Order:
+    async def approve(self, who: Principal, order_id: int) -> tuple[Order, Decision]:
         """Approve an order in review (an admin, or the merchant whose rules decided it): it
         awaits payment from now, with a new payment deadline (now + the payment timeout), and
         its decision's review is ``approved``. NotFound for another merchant's order or one
         without a decision; InvalidState when it is not in review (decided already, cancelled,
-        expired)."""
-        order, _ = await self._in_review(who, order_id)
+        expired). Returns the order and its decision as they now are (staged)."""
+        order, decision = await self._in_review(who, order_id)
         at = now_ms()
         try:
             deadline = self._engine().book.approve(order_id, at)
@@ -421,13 +421,14 @@ class Orders:
             order, status=OrderStatus.PENDING_PAYMENT, deadline_ms=deadline, updated_ms=at
         )
         self._events.reviewed(approved, ReviewOutcome.APPROVED)
-        return approved
+        return approved, _reviewed(decision, review)
 
-    async def reject(self, who: Principal, order_id: int) -> Order:
+    async def reject(self, who: Principal, order_id: int) -> tuple[Order, Decision]:
         """Reject an order in review (who may: as ``approve``): it is cancelled, its units
         released, and its decision's review is ``rejected``. Errors as ``approve``; an order
-        whose review hold ended as it was rejected is recorded expired (InvalidState)."""
-        order, _ = await self._in_review(who, order_id)
+        whose review hold ended as it was rejected is recorded expired (InvalidState). Returns
+        the order and its decision as they now are (staged)."""
+        order, decision = await self._in_review(who, order_id)
         try:
             self._engine().inventory.release(order.reservation)
         except inv.ReservationResolvedError as exc:
@@ -438,7 +439,7 @@ class Orders:
         review = StagedReview(order_id, ReviewOutcome.REJECTED, who.key, rejected.updated_ms)
         self._intake.batch.part(REVIEWS).add(review)
         self._events.reviewed(rejected, ReviewOutcome.REJECTED)
-        return rejected
+        return rejected, _reviewed(decision, review)
 
     async def _in_review(self, who: Principal, order_id: int) -> tuple[Order, Decision]:
         """The order in review and its decision, once the caller may review it. On return the
@@ -548,6 +549,12 @@ class Orders:
         ended = replace(full, status=status, updated_ms=at)
         self._events.order_changed(ended, was)
         return ended
+
+
+def _reviewed(decision: Decision, review: StagedReview) -> Decision:
+    return replace(
+        decision, review=review.outcome, reviewer=review.reviewer, reviewed_ms=review.at_ms
+    )
 
 
 def _reviews(who: Principal, decision: Decision) -> bool:
