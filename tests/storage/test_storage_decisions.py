@@ -3,21 +3,16 @@ the open review queue (newest first, by merchant, paged, only orders still in re
 review staged with its order's status change (an approval's new deadline with it), and the
 labels of reviewed decisions for training."""
 
-import asyncio
-import sqlite3
 from dataclasses import replace
-
-import asyncpg
 
 from pyorder.model import WriteBatch
 from pyorder.orders.model import OrderStatus, StatusChange
-from pyorder.risk import decisions
 from pyorder.risk.decisions import REVIEWS, StagedReview
 from pyorder.risk.records import Decision, Reason, ReviewOutcome
 from pyorder.storage.base import Store
 
 from .backends import Backend
-from .records import MERCHANTS, catalog, line, order
+from .records import MERCHANTS, catalog, line, order, write_decisions
 
 ALPHA, BETA = (f"merchant:{m}" for m in MERCHANTS)
 IN_REVIEW, PENDING = OrderStatus.IN_REVIEW, OrderStatus.PENDING_PAYMENT
@@ -40,31 +35,6 @@ def decision(order_id: int, merchant: str = ALPHA, outcome: str = "review") -> D
             Reason("ip_region_mismatch", None, 0.5),
         ),
     )
-
-
-def write_decisions(store: Backend, found: list[Decision]) -> None:
-    """Insert decisions as the writers do: the first 11 columns, by name (PostgreSQL through the
-    store's own statement, with ``three_ds`` as the core gives it)."""
-    rows = [decisions.decision_row(d) for d in found]
-    if store.name == "sqlite":
-        names = ", ".join(decisions.PLACED_COLUMNS)
-        sql = f"INSERT INTO risk_decisions ({names}) VALUES ({', '.join('?' * len(names.split(',')))})"
-        conn = sqlite3.connect(store.location, isolation_level=None)
-        try:
-            conn.executemany(sql, rows)
-        finally:
-            conn.close()
-        return
-
-    async def insert() -> None:
-        conn = await asyncpg.connect(store.location)
-        try:
-            columns = [list(c) for c in zip(*rows, strict=True)]
-            await conn.execute(decisions.INSERT_PLACED_SQL, *columns)
-        finally:
-            await conn.close()
-
-    asyncio.run(insert())
 
 
 def fill(store: Backend) -> None:

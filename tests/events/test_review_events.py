@@ -1,0 +1,59 @@
+"""The review queue's webhook events end to end: a real server and a real receiver as merchant
+x's endpoint. Approving an order held for review sends order.review_approved (the order awaiting
+payment); rejecting one sends order.review_rejected and order.cancelled (it is cancelled), each
+signed, with the merchant's part of the order. (order.review_required is written in SQL with
+the orders the book holds: ``tests/storage/test_storage_events.py``.)"""
+
+from pathlib import Path
+
+import pytest
+
+from tests.server.e2e_lib import Shop, running_server, unique
+from tests.server.review_lib import hold_for_review, needs_review_core
+from tests.support.postgres import postgres_dsn
+
+from .lib import FAST_RETRIES, Receiver, of_type, register
+
+REVIEW_EVENTS = ["order.review_approved", "order.review_rejected", "order.cancelled"]
+
+
+@needs_review_core
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_approving_and_rejecting_send_their_events(backend: str, tmp_path: Path) -> None:
+    if backend == "postgres":
+        postgres_dsn()
+    with Receiver() as hooks, running_server(backend, tmp_path, FAST_RETRIES) as srv:
+        shop = Shop(srv)
+        x, buyer = srv.token("merchant", "x"), srv.token("buyer", "A")
+        wh = shop.warehouse()
+        region = unique("rw")
+        shop.region(region, [wh])
+        sku = shop.sku({wh: 10}, token=x)
+        ep = register(srv, x, hooks.url("x"), events=REVIEW_EVENTS)
+        ids = []
+        for _ in range(2):
+            resp = shop.order(buyer, [(sku, 1)], region)
+            assert resp.status == 201, resp
+            ids.append(str(resp.json()["id"]))
+        approved, rejected = ids
+        hold_for_review(srv, ids, "merchant:x")
+
+        srv.ok("POST", f"/v1/risk/reviews/{approved}", token=x, json={"outcome": "approve"})
+        srv.ok("POST", f"/v1/risk/reviews/{rejected}", token=x, json={"outcome": "reject"})
+        hooks.wait_for(lambda: len(hooks.accepted("x")) >= 3)
+
+        events = [h.verified(ep["secret"]) for h in hooks.accepted("x")]
+        assert of_type(events, "order.review_approved") == [approved]
+        assert of_type(events, "order.review_rejected") == [rejected]
+        assert of_type(events, "order.cancelled") == [rejected]
+        by_type = {e["type"]: e["data"] for e in events}
+        yes = by_type["order.review_approved"]
+        assert (yes["object"]["status"], yes["previous_status"], yes["review"]) == (
+            "pending_payment",
+            "in_review",
+            "approved",
+        )
+        assert yes["object"]["buyer"] != "A"  # the merchant's part: the buyer pseudonymised
+        no = by_type["order.review_rejected"]
+        assert (no["object"]["status"], no["review"]) == ("cancelled", "rejected")
+        assert by_type["order.cancelled"]["previous_status"] == "in_review"
