@@ -34,3 +34,15 @@ class Reviews:
         if found is None or (who.role is not Role.ADMIN and found.merchant != who.key):
             raise NotFound(f"order {order_id} has no risk decision")
         return found
+
+    async def labels(self, after_id: int = 0, page: int = 1000) -> list[tuple[int, int]]:
+        """Every (decision id, label) of reviewed decisions after ``after_id``, by id: 1 for a
+        rejected order, 0 for an approved one. What training learns from reviews; read page by
+        page of ``page`` (at most the store's page size)."""
+        found: list[tuple[int, int]] = []
+        while True:
+            got = await self._store.review_labels(after_id, page)
+            found += got
+            if len(got) < page:
+                return found
+            after_id = got[-1][0]

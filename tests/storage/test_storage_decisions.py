@@ -9,6 +9,7 @@ from pyorder.model import WriteBatch
 from pyorder.orders.model import OrderStatus, StatusChange
 from pyorder.risk.decisions import REVIEWS, StagedReview
 from pyorder.risk.records import Decision, Reason, ReviewOutcome
+from pyorder.risk.reviews import Reviews
 from pyorder.storage.base import Store
 
 from .backends import Backend
@@ -170,6 +171,7 @@ def test_labels_page_by_id(store: Backend) -> None:
         batch.part(REVIEWS).add(StagedReview(5, ReviewOutcome.REJECTED, BETA, 9))
         await s.commit(batch)
         first = await s.review_labels(0, 2)
+        assert await Reviews(s).labels(page=1) == [(1, 1), (2, 0), (5, 1)]
         return first, await s.review_labels(first[-1][0], 2)
 
     assert store.run(label) == ([(1, 1), (2, 0)], [(5, 1)])
