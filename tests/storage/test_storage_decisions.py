@@ -3,13 +3,19 @@ the open review queue (newest first, by merchant, paged, only orders still in re
 review staged with its order's status change (an approval's new deadline with it), and the
 labels of reviewed decisions for training."""
 
+import asyncio
 from dataclasses import replace
 
+import asyncpg
+import pytest
+
+from pyorder._core import ORDER_ID_SEQUENCE_BITS
 from pyorder.model import WriteBatch
 from pyorder.orders.model import OrderStatus, StatusChange
 from pyorder.risk.decisions import REVIEWS, StagedReview
 from pyorder.risk.records import Decision, Reason, ReviewOutcome
 from pyorder.risk.reviews import Reviews
+from pyorder.storage import stock_leases
 from pyorder.storage.base import Store
 
 from .backends import Backend
@@ -187,3 +193,55 @@ def test_an_allowed_decision_is_never_reviewed(store: Backend) -> None:
         return await s.risk_decision(3)
 
     assert store.run(review) == replace(decision(3, outcome="allow"))
+
+
+def test_a_take_over_expires_a_dead_nodes_reviews(store: Backend) -> None:
+    """A dead cluster node's orders past their deadline, in review or awaiting payment, expire
+    in the take-over's transaction (``stock_leases.expire_orphans``), their units back and their
+    open reviews ``expired``; orders of other nodes, and those not due, are left."""
+    if store.name == "sqlite":
+        pytest.skip("cluster nodes run on PostgreSQL only")
+    node = 7
+
+    def oid(n: int, of: int = node) -> int:
+        return (of << ORDER_ID_SEQUENCE_BITS) | n
+
+    due, later, paying, other = oid(1), oid(2), oid(3), oid(4, of=8)
+
+    async def body(s: Store) -> None:
+        await s.commit(catalog())
+        batch = WriteBatch(
+            orders=[
+                replace(order(due, status=IN_REVIEW), deadline_ms=1_000),
+                order(later, status=IN_REVIEW),
+                replace(order(paying), deadline_ms=1_000),
+                replace(order(other, status=IN_REVIEW), deadline_ms=1_000),
+            ]
+        )
+        batch.add_delta(0, 0, 0, 4, 0)
+        await s.commit(batch)
+
+    store.run(body)
+    write_decisions(store, [decision(i) for i in (due, later, other)])
+
+    async def take_over() -> int:
+        conn = await asyncpg.connect(store.location)
+        try:
+            async with conn.transaction():
+                return await stock_leases.expire_orphans(conn, node)
+        finally:
+            await conn.close()
+
+    assert asyncio.run(take_over()) == 2
+    rows = store.query(f"SELECT id, status FROM orders WHERE id >= {due} ORDER BY id")
+    assert rows == [
+        (due, "expired"),
+        (later, "in_review"),
+        (paying, "expired"),
+        (other, "in_review"),
+    ]
+    reviews = store.query(
+        f"SELECT id, review, reviewer FROM risk_decisions WHERE id >= {due} ORDER BY id"
+    )
+    assert reviews == [(due, "expired", "system"), (later, None, None), (other, None, None)]
+    assert store.query("SELECT reserved FROM stock WHERE sku = 0 AND warehouse = 0") == [(2,)]
