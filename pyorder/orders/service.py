@@ -1,4 +1,5 @@
-"""Orders: place (one or many), read, list, cancel, and expire unpaid ones.
+"""Orders: place (one or many), read, list, cancel, review those risk control holds, and
+expire unpaid ones.
 
 Placing goes through the order book in the Rust core (``Engine.book``): it parses and
 validates the request body, prices every line from the catalogue (never from the client),
@@ -6,7 +7,9 @@ reserves the lines in the inventory (matched to warehouses by the delivery regio
 Snowflake IDs and stages the rows in the commit window's ``WriteBatch.placed``, then writes the
 response body, all with no Python object per order. The caller acknowledges only after
 ``await intake.durable()``. An order awaiting payment holds its units until the
-payment deadline, then expires and the units return.
+payment deadline, then expires and the units return. An order risk control holds for review
+(``in_review``, docs/risk.md) holds them until a reviewer approves it (it then awaits payment,
+with a new deadline) or rejects it (cancelled), or the review hold ends (expired).
 
 In memory an order awaiting payment is only what paying and expiring need (``PendingOrder``:
 the book's 32-byte record and its reservation); the order in full (buyer, address, unit
@@ -195,7 +198,7 @@ class Orders:
     def place(self, who: Principal, order: OrderInput) -> Order:
         """Place one order from Python (no JSON either way): checked, priced, reserved and
         staged by the same Rust path, rules and limits as ``POST /v1/orders``. Returns the order
-        (awaiting payment); a refusal raises its DomainError (``OutOfStock``,
+        (awaiting payment, or in review when risk control holds it); a refusal raises its DomainError (``OutOfStock``,
         ``PurchaseLimitExceeded``, ``UnknownRegion``, ``InvalidInput`` with the ``details`` the
         API gives, e.g. ``path="$.lines[0].quantity"``) and changes nothing.
 
