@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from pyorder._core import OrderRows
 from pyorder.auth import Role, TokenIssuer
 from tests.server.e2e_lib import Server, Shop, address, order_body, unique
+from tests.server.review_lib import decision, record_decisions
 
 CALLERS = (
     "buyer A",
@@ -41,11 +41,6 @@ another secret; ``garbage`` is not a JWT at all."""
 
 ANON = (401, 401, 401, 401)
 """The last four columns for every authenticated endpoint."""
-
-DECIDES = hasattr(OrderRows, "decision_tuples")
-"""Whether the order book stages a risk decision with every order (risk control at intake)."""
-DECIDED, REVIEWED = (200, 409) if DECIDES else (404, 404)
-"""What reading, and reviewing, an order's decision gets its merchant and admins."""
 
 # fmt: off
 POLICY: dict[str, tuple[int, ...]] = {
@@ -118,13 +113,12 @@ POLICY: dict[str, tuple[int, ...]] = {
     "PUT /v1/risk/thresholds":                    (403, 403, 403, 403, 200, *ANON),
     "GET /v1/risk/audit":                         (403, 403, 200, 200, 200, *ANON),
     # The review queue and decisions: admins, and the merchant an order's decision is of (its
-    # first line's); another merchant 404, buyers never (403). The order is not in review:
-    # who may review it gets past authorization to a 409 (404 while the core stages no
-    # decisions: there is none to review).
+    # first line's); another merchant 404, buyers never (403). The order was allowed, not held:
+    # who may review it gets past authorization to a 409.
     "GET /v1/risk/reviews":                       (403, 403, 200, 200, 200, *ANON),
-    "POST /v1/risk/reviews/{A's, X's SKU}":       (403, 403, REVIEWED, 404, REVIEWED, *ANON),
-    "GET /v1/orders/{A's, X's SKU}/risk":         (403, 403, DECIDED, 404, DECIDED, *ANON),
-    "GET /v1/orders/{A's, X's and Y's SKUs}/risk": (403, 403, DECIDED, 404, DECIDED, *ANON),
+    "POST /v1/risk/reviews/{A's, X's SKU}":       (403, 403, 409, 404, 409, *ANON),
+    "GET /v1/orders/{A's, X's SKU}/risk":         (403, 403, 200, 404, 200, *ANON),
+    "GET /v1/orders/{A's, X's and Y's SKUs}/risk": (403, 403, 200, 404, 200, *ANON),
     # Providers authenticate by signature, not token; this server knows no provider.
     "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
     "POST /v1/webhooks/carriers/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
@@ -229,6 +223,10 @@ def scene(server: Server) -> Scene:
             json=_WINDOW,
             expect=201,
         )["id"]
+    )
+    # Risk control is off on this server: the decisions it would have stored (allowed).
+    record_decisions(
+        server, [decision(o, "merchant:X", "allow") for o in (s.a_order_x, s.a_order_xy)]
     )
     s.x_endpoint = s.endpoint()
     s.x_rule = s.rule()

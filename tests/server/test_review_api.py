@@ -4,17 +4,16 @@ for their merchant and admins, approved (awaiting payment, a new deadline) or re
 (cancelled, units back) once, cancelled by their buyer, expire with the review hold, and keep
 all of it across a restart. Buyers never see a decision.
 
-The orders are put in review the way a restart finds them (the store's rows: the order in
-``in_review`` and its decision), so that this tests the review's own path; placing an order
-that the policy holds is the order book's (its tests). Those need a core that holds orders in
-review (``OrderBook.approve``): before it, they are skipped."""
+The orders are put in review the way a restart finds them (``review_lib.hold_for_review``: the
+store's rows, the order ``in_review`` and its decision), so that this tests the review's own
+path; placing an order that the policy holds is ``test_risk_intake``'s."""
 
 import time
 from datetime import datetime
 from typing import Any
 
 from tests.server.e2e_lib import Launch, Server, Shop, unique
-from tests.server.review_lib import hold_for_review, needs_review_core
+from tests.server.review_lib import hold_for_review
 
 TIMEOUT_S = 900
 
@@ -47,7 +46,6 @@ def test_the_queue_is_empty_and_buyers_see_nothing(launch: Launch) -> None:
     assert _status(srv, "GET", "/v1/risk/reviews?limit=0", admin)[0] == 422
 
 
-@needs_review_core
 def test_review_approve_reject_cancel_and_restart(launch: Launch) -> None:
     srv = launch("--payment-timeout-s", str(TIMEOUT_S))
     shop = Shop(srv)
@@ -134,7 +132,6 @@ def test_review_approve_reject_cancel_and_restart(launch: Launch) -> None:
     assert out["order"]["status"] == "pending_payment"
 
 
-@needs_review_core
 def test_the_review_hold_expires(launch: Launch) -> None:
     srv = launch()
     shop = Shop(srv)
