@@ -10,7 +10,7 @@ rejection, or the expiry of the review hold, staged in the batch of the order's 
 
 Reads: one decision (``DECISION_SQL``), the open review queue newest first (``OPEN_SQL``), and
 the labels of reviewed decisions for training (``LABELS_SQL``: rejected 1, approved 0). JSON
-columns are JSON text in SQLite and jsonb in PostgreSQL (read back as text). Times are ms since
+columns are JSON text in both stores (nothing queries into them). Times are ms since
 the Unix epoch (UTC).
 """
 
@@ -43,7 +43,7 @@ _PLACED_TYPES = ("bigint", "text", "text", "bigint", "text", "int", "int") + ("t
 INSERT_PLACED_SQL = (
     f"INSERT INTO risk_decisions ({', '.join(PLACED_COLUMNS)})"
     " SELECT id, buyer, merchant, at_ms, outcome, three_ds <> 0, score, model, decided_by,"
-    " fired::jsonb, reasons::jsonb"
+    " fired, reasons"
     f" FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(_PLACED_TYPES, 1))})"
     f" AS d({', '.join(PLACED_COLUMNS)})"
 )

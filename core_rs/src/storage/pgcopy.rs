@@ -144,8 +144,8 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
             None => e.null(),
         }
         e.text(&d.decided_by);
-        e.jsonb(&d.fired);
-        e.jsonb(&d.reasons);
+        e.text(&d.fired);
+        e.text(&d.reasons);
     }
     e.finish()
 }
