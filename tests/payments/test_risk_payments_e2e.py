@@ -50,9 +50,9 @@ def _attempt_in(world: PayWorld, order_id: str, status: str, timeout_s: float = 
     while time.monotonic() < deadline:
         attempts = world.payment(order_id)["attempts"]
         attempt = attempts[-1] if attempts else None
-        if attempt is not None and attempt["status"] == status:
-            if status != "requires_action" or attempt["next_action"] is not None:
-                return attempt
+        shown = attempt is not None and attempt["status"] == status
+        if shown and (status != "requires_action" or attempt["next_action"] is not None):
+            return attempt
         time.sleep(0.05)
     raise AssertionError(f"order {order_id}: last attempt {attempt}, not {status}")
 

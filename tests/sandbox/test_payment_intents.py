@@ -232,7 +232,8 @@ async def test_every_try_reports_its_instruments_fingerprint() -> None:
         declined = await pay("pm_card_chargeDeclined")
         wallet = await pay("pm_wallet")
         details = visa1["payment_method_details"]
-        assert isinstance(details, dict) and details["type"] == "card"
+        assert isinstance(details, dict)
+        assert details["type"] == "card"
         fingerprint = details["card"]["fingerprint"]
         assert len(fingerprint) == 16
         assert visa2["payment_method_details"] == details
