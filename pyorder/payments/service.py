@@ -67,6 +67,10 @@ log = logging.getLogger(__name__)
 
 AttemptKey = tuple[int, int]
 
+MAX_PAYER_IPS = 100_000
+"""Client IPs of attempts under way kept for risk control (about 210 bytes each, 21 MB in all:
+measured with tracemalloc for IPv4 addresses)."""
+
 
 class PaymentInProgress(Conflict):
     code = "payment_in_progress"
@@ -139,7 +143,9 @@ class Payments:
         """Risk control (``pyorder.payments.risk``), set by the platform when it is on."""
         self._payer_ips: dict[AttemptKey, str] = {}
         """The client IP of the request that started each attempt under way, for counting its
-        authorisation (memory only: an attempt that ends after a restart counts without it)."""
+        authorisation: memory only (an attempt that ends after a restart counts without it),
+        and at most ``MAX_PAYER_IPS``, oldest dropped first (a challenge never answered leaves
+        its attempt under way for good)."""
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -337,6 +343,8 @@ class Payments:
         self._put_payment(replace(pay, attempts=n))
         if ip is not None and self.risk is not None:
             self._payer_ips[(order_id, n)] = ip
+            if len(self._payer_ips) > MAX_PAYER_IPS:
+                del self._payer_ips[next(iter(self._payer_ips))]
         self._put_attempt(att)
         self._stage_outbox(att, OutboxKind.CHARGE)
         return att
