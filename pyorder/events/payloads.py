@@ -105,9 +105,11 @@ def status_data(order: Order, previous: OrderStatus) -> bytes:
 
 
 def created_data(order: Order) -> bytes:
-    """``data`` of order.created: the order as it was created (awaiting payment), whatever it
-    has become since (only its status and update time change; the rest is written once)."""
-    created = replace(order, status=OrderStatus.PENDING_PAYMENT, updated_ms=order.created_ms)
+    """``data`` of order.created: the order as it was created (awaiting payment, or in review
+    while it still is), whatever it has become since (only its status, deadline and update
+    time change; the rest is written once)."""
+    held = order.status if order.status is OrderStatus.IN_REVIEW else OrderStatus.PENDING_PAYMENT
+    created = replace(order, status=held, updated_ms=order.created_ms)
     return orjson.dumps({"object": order_object(created)})
 
 

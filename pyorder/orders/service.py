@@ -1,4 +1,5 @@
-"""Orders: place (one or many), read, list, cancel, and expire unpaid ones.
+"""Orders: place (one or many), read, list, cancel, review those risk control holds, and
+expire unpaid ones.
 
 Placing goes through the order book in the Rust core (``Engine.book``): it parses and
 validates the request body, prices every line from the catalogue (never from the client),
@@ -6,7 +7,9 @@ reserves the lines in the inventory (matched to warehouses by the delivery regio
 Snowflake IDs and stages the rows in the commit window's ``WriteBatch.placed``, then writes the
 response body, all with no Python object per order. The caller acknowledges only after
 ``await intake.durable()``. An order awaiting payment holds its units until the
-payment deadline, then expires and the units return.
+payment deadline, then expires and the units return. An order risk control holds for review
+(``in_review``, docs/risk.md) holds them until a reviewer approves it (it then awaits payment,
+with a new deadline) or rejects it (cancelled), or the review hold ends (expired).
 
 In memory an order awaiting payment is only what paying and expiring need (``PendingOrder``:
 the book's 32-byte record and its reservation); the order in full (buyer, address, unit
@@ -195,7 +198,7 @@ class Orders:
     def place(self, who: Principal, order: OrderInput) -> Order:
         """Place one order from Python (no JSON either way): checked, priced, reserved and
         staged by the same Rust path, rules and limits as ``POST /v1/orders``. Returns the order
-        (awaiting payment); a refusal raises its DomainError (``OutOfStock``,
+        (awaiting payment, or in review when risk control holds it); a refusal raises its DomainError (``OutOfStock``,
         ``PurchaseLimitExceeded``, ``UnknownRegion``, ``InvalidInput`` with the ``details`` the
         API gives, e.g. ``path="$.lines[0].quantity"``) and changes nothing.
 
@@ -399,13 +402,13 @@ class Orders:
 
     # --- review (risk control held the order: docs/risk.md, "Review queue") ----------------
 
-    async def approve(self, who: Principal, order_id: int) -> Order:
+    async def approve(self, who: Principal, order_id: int) -> tuple[Order, Decision]:
         """Approve an order in review (an admin, or the merchant whose rules decided it): it
         awaits payment from now, with a new payment deadline (now + the payment timeout), and
         its decision's review is ``approved``. NotFound for another merchant's order or one
         without a decision; InvalidState when it is not in review (decided already, cancelled,
-        expired)."""
-        order, _ = await self._in_review(who, order_id)
+        expired). Returns the order and its decision as they now are (staged)."""
+        order, decision = await self._in_review(who, order_id)
         at = now_ms()
         try:
             deadline = self._engine().book.approve(order_id, at)
@@ -421,13 +424,14 @@ class Orders:
             order, status=OrderStatus.PENDING_PAYMENT, deadline_ms=deadline, updated_ms=at
         )
         self._events.reviewed(approved, ReviewOutcome.APPROVED)
-        return approved
+        return approved, _reviewed(decision, review)
 
-    async def reject(self, who: Principal, order_id: int) -> Order:
+    async def reject(self, who: Principal, order_id: int) -> tuple[Order, Decision]:
         """Reject an order in review (who may: as ``approve``): it is cancelled, its units
         released, and its decision's review is ``rejected``. Errors as ``approve``; an order
-        whose review hold ended as it was rejected is recorded expired (InvalidState)."""
-        order, _ = await self._in_review(who, order_id)
+        whose review hold ended as it was rejected is recorded expired (InvalidState). Returns
+        the order and its decision as they now are (staged)."""
+        order, decision = await self._in_review(who, order_id)
         try:
             self._engine().inventory.release(order.reservation)
         except inv.ReservationResolvedError as exc:
@@ -438,7 +442,7 @@ class Orders:
         review = StagedReview(order_id, ReviewOutcome.REJECTED, who.key, rejected.updated_ms)
         self._intake.batch.part(REVIEWS).add(review)
         self._events.reviewed(rejected, ReviewOutcome.REJECTED)
-        return rejected
+        return rejected, _reviewed(decision, review)
 
     async def _in_review(self, who: Principal, order_id: int) -> tuple[Order, Decision]:
         """The order in review and its decision, once the caller may review it. On return the
@@ -548,6 +552,12 @@ class Orders:
         ended = replace(full, status=status, updated_ms=at)
         self._events.order_changed(ended, was)
         return ended
+
+
+def _reviewed(decision: Decision, review: StagedReview) -> Decision:
+    return replace(
+        decision, review=review.outcome, reviewer=review.reviewer, reviewed_ms=review.at_ms
+    )
 
 
 def _reviews(who: Principal, decision: Decision) -> bool:

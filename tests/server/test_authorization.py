@@ -8,7 +8,8 @@ SKUs, each cut to the merchant's part (the marketplace model, ``docs/marketplace
 lines and their total, the buyer pseudonymised, no street address; its share of the payment and
 refunds, its parcels; checked below the table), admins everything; regions are ordered by
 admins only; webhook endpoints are registered by merchants, each seeing only its own (others'
-are 404, buyers none), admins all; without a valid token (none, expired, garbage, or signed with another key) every
+are 404, buyers none), admins all; orders' risk decisions and the review queue are for admins
+and the merchant a decision is of (others' are 404), never buyers (403); without a valid token (none, expired, garbage, or signed with another key) every
 endpoint but the four public ones (and the providers' and carriers' signed webhooks) is 401.
 """
 
@@ -22,6 +23,7 @@ import pytest
 
 from pyorder.auth import Role, TokenIssuer
 from tests.server.e2e_lib import Server, Shop, address, order_body, unique
+from tests.server.review_lib import decision, record_decisions
 
 CALLERS = (
     "buyer A",
@@ -110,6 +112,13 @@ POLICY: dict[str, tuple[int, ...]] = {
     "GET /v1/risk/thresholds":                    (403, 403, 403, 403, 200, *ANON),
     "PUT /v1/risk/thresholds":                    (403, 403, 403, 403, 200, *ANON),
     "GET /v1/risk/audit":                         (403, 403, 200, 200, 200, *ANON),
+    # The review queue and decisions: admins, and the merchant an order's decision is of (its
+    # first line's); another merchant 404, buyers never (403). The order was allowed, not held:
+    # who may review it gets past authorization to a 409.
+    "GET /v1/risk/reviews":                       (403, 403, 200, 200, 200, *ANON),
+    "POST /v1/risk/reviews/{A's, X's SKU}":       (403, 403, 409, 404, 409, *ANON),
+    "GET /v1/orders/{A's, X's SKU}/risk":         (403, 403, 200, 404, 200, *ANON),
+    "GET /v1/orders/{A's, X's and Y's SKUs}/risk": (403, 403, 200, 404, 200, *ANON),
     # Providers authenticate by signature, not token; this server knows no provider.
     "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
     "POST /v1/webhooks/carriers/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
@@ -214,6 +223,10 @@ def scene(server: Server) -> Scene:
             json=_WINDOW,
             expect=201,
         )["id"]
+    )
+    # Risk control is off on this server: the decisions it would have stored (allowed).
+    record_decisions(
+        server, [decision(o, "merchant:X", "allow") for o in (s.a_order_x, s.a_order_xy)]
     )
     s.x_endpoint = s.endpoint()
     s.x_rule = s.rule()
@@ -434,6 +447,22 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
         {"block": 75, "review": 65},
     ),
     "GET /v1/risk/audit": lambda s, c: ("GET", "/v1/risk/audit", None),
+    "GET /v1/risk/reviews": lambda s, c: ("GET", "/v1/risk/reviews", None),
+    "POST /v1/risk/reviews/{A's, X's SKU}": lambda s, c: (
+        "POST",
+        f"/v1/risk/reviews/{s.a_order_x}",
+        {"outcome": "approve"},
+    ),
+    "GET /v1/orders/{A's, X's SKU}/risk": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_x}/risk",
+        None,
+    ),
+    "GET /v1/orders/{A's, X's and Y's SKUs}/risk": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_xy}/risk",
+        None,
+    ),
     "POST /v1/webhooks/payments/{name}": lambda s, c: ("POST", "/v1/webhooks/payments/p", {}),
     "POST /v1/webhooks/carriers/{name}": lambda s, c: ("POST", "/v1/webhooks/carriers/c", {}),
     "GET /healthz": lambda s, c: ("GET", "/healthz", None),

@@ -5,7 +5,10 @@ with their decision, rules and lists changed at run time taking effect at once, 
 review surviving a restart with their units held. Clients are told apart by
 ``X-Forwarded-For`` from a trusted proxy (every test client's peer is 127.0.0.1)."""
 
+import time
 from typing import Any
+
+import pytest
 
 from tests.server.e2e_lib import Launch, Server, Shop, address, unique
 
@@ -174,3 +177,23 @@ def test_orders_in_review_keep_their_units_across_a_restart(launch: Launch) -> N
     buyer = srv.token("buyer", "big-spender")
     pay = srv.call("POST", f"/v1/orders/{order_id}/payments", token=buyer, json={"method": "card"})
     assert pay.status == 409, pay
+
+
+@pytest.mark.long
+def test_velocity_windows_expire(launch: Launch) -> None:
+    """A rule on a one-minute count blocks the fourth order of a device within the minute, and
+    the device orders again once its orders have left the window (12 buckets of 5 s: at most
+    65 s later)."""
+    srv = launch("--risk", "--risk-rules-only", "--trusted-proxy", "127.0.0.0/8")
+    _, sku, region = _flash_sale(srv)
+    rule = {"action": "block", "condition": "device_orders_1m >= 3"}
+    srv.ok("POST", "/v1/risk/rules", token=srv.admin(), json=rule, expect=201)
+
+    def place(buyer: str) -> int:
+        resp = _place(srv, buyer, sku, region, ip="10.7.7.7", device="one-phone")
+        return int(resp.status)
+
+    assert [place(f"v-{i}") for i in range(3)] == [201, 201, 201]
+    assert place("v-3") == 422  # a refused attempt counts too: no retrying meanwhile
+    time.sleep(66)
+    assert place("v-later") == 201

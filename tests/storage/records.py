@@ -1,12 +1,21 @@
 """Small builders of model records for the storage tests."""
 
+import asyncio
+import sqlite3
+
+import asyncpg
+
 from pyorder._core import OrderRows
 from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.kernel.outbox import OutboxItem
 from pyorder.model import IdempotencyRecord, WriteBatch
 from pyorder.orders.model import Order, OrderLine, OrderStatus
+from pyorder.risk import decisions
+from pyorder.risk.records import Decision
 from pyorder.storage import codec
 from pyorder.storage.outbox import OUTBOX
+
+from .backends import Backend
 
 MERCHANTS = ("m-alpha", "m-beta")
 ON_HAND = 1_000
@@ -111,3 +120,28 @@ def with_outbox(*items: OutboxItem, batch: WriteBatch | None = None) -> WriteBat
     batch = WriteBatch() if batch is None else batch
     batch.part(OUTBOX).items.update((item.key, item) for item in items)
     return batch
+
+
+def write_decisions(store: Backend, found: list[Decision]) -> None:
+    """Insert decisions as the writers do: the first 11 columns, by name (PostgreSQL through the
+    store's own statement, with ``three_ds`` as the core gives it)."""
+    rows = [decisions.decision_row(d) for d in found]
+    if store.name == "sqlite":
+        names = ", ".join(decisions.PLACED_COLUMNS)
+        sql = f"INSERT INTO risk_decisions ({names}) VALUES ({', '.join('?' * len(names.split(',')))})"
+        conn = sqlite3.connect(store.location, isolation_level=None)
+        try:
+            conn.executemany(sql, rows)
+        finally:
+            conn.close()
+        return
+
+    async def insert() -> None:
+        conn = await asyncpg.connect(store.location)
+        try:
+            columns = [list(c) for c in zip(*rows, strict=True)]
+            await conn.execute(decisions.INSERT_PLACED_SQL, *columns)
+        finally:
+            await conn.close()
+
+    asyncio.run(insert())

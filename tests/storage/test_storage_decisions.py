@@ -4,20 +4,22 @@ review staged with its order's status change (an approval's new deadline with it
 labels of reviewed decisions for training."""
 
 import asyncio
-import sqlite3
 from dataclasses import replace
 
 import asyncpg
+import pytest
 
+from pyorder._core import ORDER_ID_SEQUENCE_BITS
 from pyorder.model import WriteBatch
 from pyorder.orders.model import OrderStatus, StatusChange
-from pyorder.risk import decisions
 from pyorder.risk.decisions import REVIEWS, StagedReview
 from pyorder.risk.records import Decision, Reason, ReviewOutcome
+from pyorder.risk.reviews import Reviews
+from pyorder.storage import stock_leases
 from pyorder.storage.base import Store
 
 from .backends import Backend
-from .records import MERCHANTS, catalog, line, order
+from .records import MERCHANTS, catalog, line, order, write_decisions
 
 ALPHA, BETA = (f"merchant:{m}" for m in MERCHANTS)
 IN_REVIEW, PENDING = OrderStatus.IN_REVIEW, OrderStatus.PENDING_PAYMENT
@@ -40,31 +42,6 @@ def decision(order_id: int, merchant: str = ALPHA, outcome: str = "review") -> D
             Reason("ip_region_mismatch", None, 0.5),
         ),
     )
-
-
-def write_decisions(store: Backend, found: list[Decision]) -> None:
-    """Insert decisions as the writers do: the first 11 columns, by name (PostgreSQL through the
-    store's own statement, with ``three_ds`` as the core gives it)."""
-    rows = [decisions.decision_row(d) for d in found]
-    if store.name == "sqlite":
-        names = ", ".join(decisions.PLACED_COLUMNS)
-        sql = f"INSERT INTO risk_decisions ({names}) VALUES ({', '.join('?' * len(names.split(',')))})"
-        conn = sqlite3.connect(store.location, isolation_level=None)
-        try:
-            conn.executemany(sql, rows)
-        finally:
-            conn.close()
-        return
-
-    async def insert() -> None:
-        conn = await asyncpg.connect(store.location)
-        try:
-            columns = [list(c) for c in zip(*rows, strict=True)]
-            await conn.execute(decisions.INSERT_PLACED_SQL, *columns)
-        finally:
-            await conn.close()
-
-    asyncio.run(insert())
 
 
 def fill(store: Backend) -> None:
@@ -200,6 +177,7 @@ def test_labels_page_by_id(store: Backend) -> None:
         batch.part(REVIEWS).add(StagedReview(5, ReviewOutcome.REJECTED, BETA, 9))
         await s.commit(batch)
         first = await s.review_labels(0, 2)
+        assert await Reviews(s).labels(page=1) == [(1, 1), (2, 0), (5, 1)]
         return first, await s.review_labels(first[-1][0], 2)
 
     assert store.run(label) == ([(1, 1), (2, 0)], [(5, 1)])
@@ -215,3 +193,55 @@ def test_an_allowed_decision_is_never_reviewed(store: Backend) -> None:
         return await s.risk_decision(3)
 
     assert store.run(review) == replace(decision(3, outcome="allow"))
+
+
+def test_a_take_over_expires_a_dead_nodes_reviews(store: Backend) -> None:
+    """A dead cluster node's orders past their deadline, in review or awaiting payment, expire
+    in the take-over's transaction (``stock_leases.expire_orphans``), their units back and their
+    open reviews ``expired``; orders of other nodes, and those not due, are left."""
+    if store.name == "sqlite":
+        pytest.skip("cluster nodes run on PostgreSQL only")
+    node = 7
+
+    def oid(n: int, of: int = node) -> int:
+        return (of << ORDER_ID_SEQUENCE_BITS) | n
+
+    due, later, paying, other = oid(1), oid(2), oid(3), oid(4, of=8)
+
+    async def body(s: Store) -> None:
+        await s.commit(catalog())
+        batch = WriteBatch(
+            orders=[
+                replace(order(due, status=IN_REVIEW), deadline_ms=1_000),
+                order(later, status=IN_REVIEW),
+                replace(order(paying), deadline_ms=1_000),
+                replace(order(other, status=IN_REVIEW), deadline_ms=1_000),
+            ]
+        )
+        batch.add_delta(0, 0, 0, 4, 0)
+        await s.commit(batch)
+
+    store.run(body)
+    write_decisions(store, [decision(i) for i in (due, later, other)])
+
+    async def take_over() -> int:
+        conn = await asyncpg.connect(store.location)
+        try:
+            async with conn.transaction():
+                return await stock_leases.expire_orphans(conn, node)
+        finally:
+            await conn.close()
+
+    assert asyncio.run(take_over()) == 2
+    rows = store.query(f"SELECT id, status FROM orders WHERE id >= {due} ORDER BY id")
+    assert rows == [
+        (due, "expired"),
+        (later, "in_review"),
+        (paying, "expired"),
+        (other, "in_review"),
+    ]
+    reviews = store.query(
+        f"SELECT id, review, reviewer FROM risk_decisions WHERE id >= {due} ORDER BY id"
+    )
+    assert reviews == [(due, "expired", "system"), (later, None, None), (other, None, None)]
+    assert store.query("SELECT reserved FROM stock WHERE sku = 0 AND warehouse = 0") == [(2,)]

@@ -12,11 +12,12 @@ from pyorder._core import ORDER_ID_NODE_BITS, ORDER_ID_SEQUENCE_BITS
 from pyorder.events.model import Delivery, DeliveryState, EventType, OrderEvent, WebhookEndpoint
 from pyorder.events.storage import EVENTS
 from pyorder.model import WriteBatch
+from pyorder.risk.records import Decision
 from pyorder.storage.base import Store
 from pyorder.storage.postgres import COPY_THRESHOLD
 
 from .backends import Backend
-from .records import catalog, line, order, placed
+from .records import catalog, line, order, placed, write_decisions
 
 ALPHA, BETA = "m-alpha", "m-beta"
 """The merchants of the SKUs of ``records.catalog``: even SKUs are alpha's, odd ones beta's."""
@@ -234,3 +235,40 @@ def test_outcomes_update_and_deleting_cancels_what_is_pending(
         assert await s.webhook_endpoints() == [gone]
 
     store.run(body)
+
+
+def test_orders_held_for_review_get_review_required(store: Backend) -> None:
+    """order.review_required of ``placed`` is selected by the batch's id range and this node's
+    bits from the decisions written with the orders: only those held for review, to the
+    subscribed endpoints of their merchants."""
+
+    async def catalogue(s: Store) -> None:
+        await s.commit(staged(catalog(), endpoints=dict(ENDPOINTS)))
+
+    store.run(catalogue)
+    held = [(1, "review"), (2, "allow"), (3, "review"), (4, "block")]
+    write_decisions(
+        store,
+        [
+            Decision(
+                oid, "buyer-1", f"merchant:{ALPHA}", 1, outcome, False, 70, None, "score", (), ()
+            )
+            for oid, outcome in held
+        ],
+    )
+
+    async def body(s: Store) -> dict[int, list[tuple[str, int]]]:
+        orders = [order(1, line(0)), order(2, line(0)), order(3, line(0), line(1))]
+        batch = WriteBatch(placed=placed(*orders))
+        batch.part(EVENTS).review_required = batch.placed
+        await s.commit(batch)
+        return await owed(s)
+
+    required = EventType.ORDER_REVIEW_REQUIRED.value
+    assert store.run(body) == {
+        1: [(required, 1), (required, 3)],  # alpha, every type
+        2: [],  # alpha, order.paid only
+        3: [],  # beta holds a line of 3, but takes order.created and .paid only
+        4: [],
+        5: [],
+    }

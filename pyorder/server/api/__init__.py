@@ -16,6 +16,7 @@ from pyorder.server.api import (
     payments,
     reference,
     returns,
+    reviews,
     risk,
     service,
     webhooks,
@@ -31,6 +32,7 @@ CAPABILITIES: tuple[web.RouteTableDef, ...] = (
     returns.routes,
     webhooks.routes,
     risk.routes,
+    reviews.routes,
     service.routes,
     reference.routes,
 )

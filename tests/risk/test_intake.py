@@ -1,0 +1,162 @@
+"""Risk control at intake, the Python side (``pyorder.risk.intake``): what a request says of its
+client (IP behind trusted proxies, the IP's region, the agent class), the engine's start with
+and without a model, and the failure policy when the model cannot be loaded, through the order
+book in the core."""
+
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+
+from pyorder._core import Inventory, OrderBook, OrderIdGenerator, OrderRows
+from pyorder.risk.events import AgentClass
+from pyorder.risk.features import FEATURE_NAMES
+from pyorder.risk.intake import (
+    DEFAULT_MODEL,
+    Clients,
+    IpRegions,
+    RiskSettings,
+    agent_class,
+    client_ip,
+    load_engine,
+    set_policy,
+)
+from pyorder.risk.policy import ListKind, Policy
+
+T0 = 1_800_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("agent", "expected"),
+    [
+        (None, AgentClass.UNKNOWN),
+        ("", AgentClass.UNKNOWN),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0 Safari/537.36",
+            AgentClass.BROWSER,
+        ),
+        ("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0", AgentClass.HEADLESS),
+        ("curl/8.4.0", AgentClass.HEADLESS),
+        ("python-requests/2.31", AgentClass.HEADLESS),
+        ("Go-http-client/1.1", AgentClass.HEADLESS),
+        ("okhttp/4.12.0", AgentClass.APP),
+        ("Dalvik/2.1.0 (Linux; U; Android 14)", AgentClass.APP),
+        ("MyShop/3.1 CFNetwork/1490 Darwin/23.2.0", AgentClass.APP),
+        ("SomethingElse/1.0", AgentClass.UNKNOWN),
+    ],
+)
+def test_agent_classes(agent: str | None, expected: AgentClass) -> None:
+    assert agent_class(agent) is expected
+
+
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy() -> None:
+    trusted = [ipaddress.ip_network("10.0.0.0/8")]
+    # No proxy configured, or the peer is not one: the peer, whatever the header says.
+    assert client_ip("203.0.113.5", "1.2.3.4", []) == "203.0.113.5"
+    assert client_ip("203.0.113.5", "1.2.3.4", trusted) == "203.0.113.5"
+    # Behind a trusted proxy: the right-most hop that is not a trusted proxy.
+    assert client_ip("10.0.0.2", "198.51.100.7", trusted) == "198.51.100.7"
+    assert client_ip("10.0.0.2", "6.6.6.6, 198.51.100.7, 10.0.0.9", trusted) == "198.51.100.7"
+    # Only trusted hops, none, or garbage: the peer.
+    assert client_ip("10.0.0.2", "10.0.0.3", trusted) == "10.0.0.2"
+    assert client_ip("10.0.0.2", None, trusted) == "10.0.0.2"
+    assert client_ip("10.0.0.2", "not-an-ip", trusted) == "10.0.0.2"
+    assert client_ip("10.0.0.2", "2001:db8::1", trusted) == "2001:db8::1"
+
+
+def test_ip_regions_take_the_longest_prefix(tmp_path: Path) -> None:
+    table = tmp_path / "regions.csv"
+    table.write_text(
+        "# network,region\n10.0.0.0/8,east\n10.1.0.0/16,north\n2001:db8::/32,west\n",
+        encoding="utf-8",
+    )
+    regions = IpRegions.read(table)
+    assert regions.region("10.2.3.4") == "east"
+    assert regions.region("10.1.3.4") == "north"
+    assert regions.region("2001:db8::5") == "west"
+    assert regions.region("192.0.2.1") is None
+    assert regions.region("garbage") is None
+    assert regions.region(None) is None
+    bad = tmp_path / "bad.csv"
+    bad.write_text("10.0.0.0/8\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="network,region"):
+        IpRegions.read(bad)
+    clients = Clients.of(RiskSettings(trusted_proxies=("127.0.0.0/8",), ip_regions=table))
+    assert clients.info("127.0.0.1", "10.1.0.9", "curl/8") == ("10.1.0.9", "north", 3, None)
+
+
+def _book() -> tuple[OrderBook, OrderRows]:
+    inventory = Inventory()
+    inventory.add_warehouse()
+    inventory.set_region(0, [0])
+    book = OrderBook(inventory, OrderIdGenerator(1), 900_000)
+    book.set_region("north", 0)
+    sku = inventory.add_sku({0: 100})
+    book.set_sku(sku, 1_000, "CNY", "merchant:m")
+    return book, OrderRows()
+
+
+def _place(book: OrderBook, rows: OrderRows, buyer: str = "b") -> tuple[int, dict[str, object]]:
+    body = {
+        "lines": [{"sku": 0, "quantity": 1}],
+        "address": {"name": "A", "line1": "1 Road", "city": "X", "region": "north"},
+        "context": {"device_id": "d-1"},
+    }
+    status, out, _, _ = book.place_one(json.dumps(body).encode(), buyer, 7, rows, T0)
+    return status, json.loads(out)
+
+
+def test_the_shipped_model_loads_and_scores_every_order() -> None:
+    engine = load_engine(RiskSettings(enabled=True))
+    assert engine.model_version is not None
+    assert DEFAULT_MODEL.with_name("manifest.json").exists()
+    book, rows = _book()
+    book.set_risk(engine)
+    status, _ = _place(book, rows)
+    assert status == 201
+    (decision,) = rows.decision_tuples()
+    _, buyer, merchant, at, outcome, three_ds, score, model, decided_by, fired, reasons = decision
+    assert (buyer, merchant, at, outcome, three_ds) == ("b", "merchant:m", T0, "allow", False)
+    assert score is not None
+    assert 0 <= score <= 99
+    assert model == engine.model_version
+    assert (decided_by, json.loads(fired)) == ("default", [])
+    for reason in json.loads(reasons):
+        assert reason["feature"] in FEATURE_NAMES
+        assert reason["contribution"] > 0
+
+
+@pytest.mark.parametrize(
+    ("on_failure", "status", "outcome"),
+    [("allow", 201, "allow"), ("review", 201, "review"), ("block", 422, "block")],
+)
+def test_a_model_that_cannot_load_fails_open_or_closed(
+    tmp_path: Path, on_failure: str, status: int, outcome: str
+) -> None:
+    broken = tmp_path / "model.txt"
+    broken.write_text("not a model", encoding="utf-8")
+    engine = load_engine(RiskSettings(enabled=True, model=broken, on_failure=on_failure))
+    assert engine.model_version is None
+    book, rows = _book()
+    book.set_risk(engine)
+    got, _ = _place(book, rows)
+    assert got == status
+    decision = rows.decision_tuples()[-1]
+    assert (decision[4], decision[6]) == (outcome, None)  # decided without a score
+    assert decision[8] == ("default" if on_failure == "allow" else "scoring_failed")
+    assert engine.counts[3] == 1
+    # An allow list still allows, failed or not.
+    set_policy(engine, Policy(FEATURE_NAMES, allow={ListKind.BUYER: frozenset({"vip"})}))
+    got, _ = _place(book, rows, buyer="vip")
+    assert got == 201
+    assert rows.decision_tuples()[-1][8] == "list:allow:buyer"
+
+
+def test_rules_only_and_a_missing_file() -> None:
+    engine = load_engine(RiskSettings(enabled=True, model=None))
+    assert (engine.model_version, engine.counts) == (None, (0, 0, 0, 0))
+    missing = load_engine(RiskSettings(enabled=True, model=Path("/nonexistent/model.txt")))
+    assert missing.model_version is None
+    with pytest.raises(ValueError, match="on_failure"):
+        load_engine(RiskSettings(enabled=True, on_failure="maybe"))
