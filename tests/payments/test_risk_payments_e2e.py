@@ -81,6 +81,9 @@ def test_a_request_3ds_rule_sends_a_big_orders_payment_through_3d_secure(
     with pay_world(_backend(backend), tmp_path, [CARD], server_args=RISK) as w:
         _rule(w, "request_3ds", "amount >= 50000")
         big, small = w.order(BIG), w.order(1)
+        for oid, asked in ((big, True), (small, False)):
+            decision = w.srv.ok("GET", f"/v1/orders/{oid}/risk", token=w.srv.admin())
+            assert (decision["outcome"], decision["three_ds"]) == ("allow", asked), decision
 
         # The big order: a card that needs no challenge (pm_card_visa, the default) gets one.
         assert w.pay(big).status == 202
