@@ -43,6 +43,7 @@ from pyorder.returns.dispatcher import ReturnDispatcher
 from pyorder.returns.service import Returns
 from pyorder.risk.intake import Clients, RiskSettings, load_engine, set_policy
 from pyorder.risk.management import RiskControl
+from pyorder.risk.payments import RiskAtPayment
 from pyorder.risk.reviews import Reviews
 from pyorder.risk.storage import RISK
 from pyorder.storage.base import NodeClaim, StorageError, Store
@@ -145,6 +146,8 @@ class Platform:
         if (risk_engine := self.risk_engine) is not None:
             set_policy(risk_engine, self.risk.policy)
             self.risk.on_swap.append(lambda policy: set_policy(risk_engine, policy))
+            # At payment: 3-D Secure when the order's decision asked, authorisations counted.
+            self.payments.risk = RiskAtPayment(risk_engine, self.store)
         self.reviews = Reviews(self.store)
         """The risk decisions of orders and the open review queue, as committed."""
         durable = self.intake.durable

@@ -11,7 +11,7 @@ Every POST carries an Idempotency-Key derived from the attempt, so sending it ag
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import aiohttp
 import orjson
@@ -53,6 +53,17 @@ def key(attempt: Attempt, step: str) -> str:
 
 def metadata(attempt: Attempt) -> dict[str, str]:
     return {"order_id": str(attempt.order_id), "attempt": str(attempt.number)}
+
+
+THREE_DS: Final = {"payment_method_options": {"card": {"request_three_d_secure": "any"}}}
+"""Asks for 3-D Secure whatever the card (Stripe's option): in the body of an attempt's
+create and confirm when it asks for it (``Attempt.three_ds``), so every resend under the same
+Idempotency-Key carries the same body."""
+
+
+def three_ds(attempt: Attempt) -> JSON:
+    """The body fields that ask for 3-D Secure, for an attempt that does; else none."""
+    return dict(THREE_DS) if attempt.three_ds else {}
 
 
 class ProviderClient:
@@ -105,13 +116,15 @@ class ProviderClient:
             "payment_method_types": [attempt.method],
             "payment_method": attempt.payment_method,
             "metadata": metadata(attempt),
+            **three_ds(attempt),
         }
         path = "/v1/payment_intents"
         return await self.call("POST", path, PaymentIntent, body, key(attempt, "create"))
 
     async def confirm(self, attempt: Attempt) -> Answer[PaymentIntent]:
         path = f"/v1/payment_intents/{attempt.provider_payment_id}/confirm"
-        return await self.call("POST", path, PaymentIntent, {}, key(attempt, "confirm"))
+        body = three_ds(attempt)
+        return await self.call("POST", path, PaymentIntent, body, key(attempt, "confirm"))
 
     async def get(self, payment_id: str) -> Answer[PaymentIntent]:
         return await self.call("GET", f"/v1/payment_intents/{payment_id}", PaymentIntent)

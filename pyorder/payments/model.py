@@ -157,6 +157,9 @@ class Attempt:
     error: str
     created_ms: int
     updated_ms: int
+    three_ds: bool = False
+    """Ask the provider for 3-D Secure whatever the card (the order's risk decision asked for
+    it): sent with every call that creates or confirms it, so a resend asks again."""
 
 
 @dataclass(frozen=True, slots=True)

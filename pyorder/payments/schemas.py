@@ -74,6 +74,30 @@ class NextAction(msgspec.Struct, frozen=True, omit_defaults=True):
     redirect_to_url: RedirectToUrl | None = None
 
 
+class Instrument(msgspec.Struct, frozen=True):
+    """What the provider tells of the instrument paid with (one method type's details)."""
+
+    fingerprint: ObjectId | None = None
+    """The same for the same card or account, whoever pays with it."""
+
+
+class PaymentMethodDetails(msgspec.Struct, frozen=True):
+    """Stripe's ``payment_method_details`` of the latest try to pay: the method type, and the
+    details of that type (only the fingerprint is read)."""
+
+    type: Annotated[str, Meta(pattern=r"^[a-z_]{1,64}$")]
+    card: Instrument | None = None
+    wallet: Instrument | None = None
+    bank_transfer: Instrument | None = None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The fingerprint under the details' own type, or None when it has none."""
+        found = {"card": self.card, "wallet": self.wallet, "bank_transfer": self.bank_transfer}
+        instrument = found.get(self.type)
+        return None if instrument is None else instrument.fingerprint
+
+
 class PaymentIntent(msgspec.Struct, frozen=True):
     id: ObjectId
     status: IntentStatus
@@ -83,6 +107,7 @@ class PaymentIntent(msgspec.Struct, frozen=True):
     metadata: Metadata = {}
     last_payment_error: PaymentError | None = None
     next_action: NextAction | None = None
+    payment_method_details: PaymentMethodDetails | None = None
 
 
 class Refund(msgspec.Struct, frozen=True):

@@ -5,7 +5,7 @@ Two parts, because the batch has always written the calls owed to providers and 
 events seen (the shared ``pyorder.storage.outbox`` part, also staged by logistics and returns)
 between a payment's rows and its refunds' rows, and that order is kept
 (``pyorder.parts``): ``PAYMENTS`` (tables ``payments`` and ``payment_attempts``, schema version
-3), then the outbox part, then ``REFUNDS`` (table ``refunds``, schema version 5). Every row is
+3; the attempts' ``three_ds`` of version 15), then the outbox part, then ``REFUNDS`` (table ``refunds``, schema version 5). Every row is
 written whole (upserts): the last one staged in a batch wins. Money is minor units, times ms
 since the Unix epoch (UTC).
 """
@@ -34,7 +34,7 @@ PAYMENT_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "order_id, number, provider, method, payment_method, idempotency_key, provider_payment_id,"
     " status, amount, currency, amount_received, refund_id, refund_status, amount_refunded,"
-    " error, created_ms, updated_ms"
+    " error, created_ms, updated_ms, three_ds"
 )
 PAYMENTS_SQL = f"SELECT {PAYMENT_COLUMNS} FROM payments ORDER BY order_id"
 ATTEMPTS_SQL = f"SELECT {ATTEMPT_COLUMNS} FROM payment_attempts ORDER BY order_id, number"
@@ -97,6 +97,7 @@ def attempt_row(a: Attempt) -> tuple[Any, ...]:
         a.error,
         a.created_ms,
         a.updated_ms,
+        a.three_ds,
     )
 
 
@@ -119,6 +120,7 @@ def attempt_from_row(r: Row) -> Attempt:
         error=r[14],
         created_ms=int(r[15]),
         updated_ms=int(r[16]),
+        three_ds=bool(r[17]),
     )
 
 

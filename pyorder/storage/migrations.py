@@ -512,6 +512,17 @@ _V14_POSTGRES = (
     *_v14("BIGINT", "", "BOOLEAN", "TEXT"),
 )
 
+# Version 15: an attempt asks its provider for 3-D Secure when the order's risk decision asked
+# for it (``pyorder.payments``, docs/payments.md). Stored, so that a resend after a restart
+# carries the same body under the same Idempotency-Key. A constant default adds the column
+# without rewriting the table on either store; PostgreSQL's boolean needs no CHECK (which would
+# scan the table under its lock).
+_V15_SQLITE = (
+    "ALTER TABLE payment_attempts ADD COLUMN three_ds INTEGER NOT NULL DEFAULT 0"
+    " CHECK (three_ds IN (0, 1))",
+)
+_V15_POSTGRES = ("ALTER TABLE payment_attempts ADD COLUMN three_ds BOOLEAN NOT NULL DEFAULT false",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -529,6 +540,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(12, "claims of purchase limits across nodes", _V12_SQLITE, _V12_POSTGRES),
     Migration(13, "risk rules, lists, thresholds and their audit log", _V13_SQLITE, _V13_POSTGRES),
     Migration(14, "risk decisions, the review queue, orders in review", _V14_SQLITE, _V14_POSTGRES),
+    Migration(15, "payment attempts that ask for 3-D Secure", _V15_SQLITE, _V15_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -10,6 +10,10 @@ PaymentIntent::
         succeeded            (charged)
         requires_payment_method (declined: last_payment_error says why)
     requires_action --authenticate--> as confirm (or declined when the buyer fails it)
+
+A card payment asks the buyer to authenticate (3-D Secure) when its method requires it, or when
+the PaymentIntent asks for it whatever the card (``request_three_d_secure`` ``any`` or
+``challenge``, Stripe's ``payment_method_options.card``).
     processing --settles--> succeeded | requires_payment_method
     requires_capture --capture--> succeeded
     any of requires_* --cancel--> canceled
@@ -27,6 +31,10 @@ from sandbox.errors import SandboxError, UnexpectedState
 from sandbox.payment.methods import MethodType
 
 CaptureMethod = Literal["automatic", "manual"]
+ThreeDSecure = Literal["automatic", "any", "challenge"]
+"""Stripe's ``request_three_d_secure``: ``automatic`` asks for 3-D Secure only when the card
+needs it; ``any`` and ``challenge`` ask for it whatever the card (the sandbox challenges the
+buyer for both)."""
 
 
 class IntentStatus(StrEnum):
@@ -99,6 +107,15 @@ class PaymentIntent:
     cancellation_reason: str | None = None
     attempt_key: str | None = None
     """The Idempotency-Key of the call that started the current attempt to pay (for the ledger)."""
+    request_three_d_secure: ThreeDSecure = "automatic"
+    payment_method_details: dict[str, object] | None = None
+    """The method of the latest try to pay (Stripe's ``latest_charge.payment_method_details``,
+    inlined: the sandbox does not expand): its type and fingerprint, kept after a decline."""
+
+    @property
+    def three_d_secure_requested(self) -> bool:
+        """Whether the buyer must authenticate a card whatever the card needs."""
+        return self.request_three_d_secure != "automatic"
 
     def require(self, action: str, *allowed: IntentStatus) -> None:
         """Refuse ``action`` (409 ``payment_intent_unexpected_state``) outside ``allowed``."""
@@ -131,6 +148,10 @@ class PaymentIntent:
             "created": self.created,
             "last_payment_error": self.last_payment_error,
             "next_action": self.next_action,
+            "payment_method_options": {
+                "card": {"request_three_d_secure": self.request_three_d_secure}
+            },
+            "payment_method_details": self.payment_method_details,
             "latest_charge": self.latest_charge,
             "canceled_at": self.canceled_at,
             "cancellation_reason": self.cancellation_reason,
@@ -150,6 +171,7 @@ class Charge:
     metadata: dict[str, str]
     idempotency_key: str | None
     created: int
+    payment_method_details: dict[str, object]
     amount_refunded: int = 0
 
     def public(self) -> dict[str, object]:
@@ -163,6 +185,7 @@ class Charge:
             "currency": self.currency,
             "payment_method": self.payment_method,
             "payment_method_type": self.payment_method_type,
+            "payment_method_details": self.payment_method_details,
             "metadata": dict(self.metadata),
             "created": self.created,
         }
@@ -212,6 +235,7 @@ class Decline:
     amount: int
     currency: str
     payment_method: str
+    fingerprint: str
     code: str
     decline_code: str | None
     idempotency_key: str | None
@@ -224,6 +248,7 @@ class Decline:
             "amount": self.amount,
             "currency": self.currency,
             "payment_method": self.payment_method,
+            "fingerprint": self.fingerprint,
             "code": self.code,
             "decline_code": self.decline_code,
             "idempotency_key": self.idempotency_key,

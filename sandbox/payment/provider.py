@@ -2,7 +2,10 @@
 ledger of what was really charged. Every change publishes its event to the webhook sender.
 
 Declines come from the test payment method (``methods``) or the ``decline_rate`` knob, drawn
-once per attempt to charge. Bank transfers and refunds settle on timers.
+once per attempt to charge. Bank transfers and refunds settle on timers. A card payment asks the
+buyer to authenticate when its method needs it or the PaymentIntent asks for 3-D Secure
+(``payment_method_options.card.request_three_d_secure``); every try to pay reports the method's
+``payment_method_details`` (its instrument's fingerprint).
 """
 
 import secrets
@@ -24,7 +27,7 @@ from sandbox.payment.model import (
     Refund,
     RefundStatus,
 )
-from sandbox.payment.schemas import CreateIntentIn, RefundIn
+from sandbox.payment.schemas import CreateIntentIn, MethodOptionsIn, RefundIn
 
 
 class UnsupportedMethod(InvalidInput):
@@ -49,6 +52,13 @@ def _id(prefix: str) -> str:
 
 def _now() -> int:
     return int(time.time())
+
+
+def _set_options(intent: PaymentIntent, options: MethodOptionsIn | None) -> None:
+    """Take the options of a create or confirm call (absent: keep the PaymentIntent's)."""
+    if options is not None:
+        card = options.card
+        intent.request_three_d_secure = "automatic" if card is None else card.request_three_d_secure
 
 
 class PaymentProvider:
@@ -87,6 +97,7 @@ class PaymentProvider:
             payment_method=body.payment_method,
             return_url=body.return_url,
         )
+        _set_options(intent, body.payment_method_options)
         if body.payment_method is not None:
             intent.status = IntentStatus.REQUIRES_CONFIRMATION
         self.intents[intent.id] = intent
@@ -107,9 +118,11 @@ class PaymentProvider:
         payment_method: str | None,
         return_url: str | None,
         key: str | None,
+        options: MethodOptionsIn | None = None,
     ) -> PaymentIntent:
         """Try to pay. A synchronous decline raises ``PaymentDeclined`` (402) after recording
-        it; a method that needs the buyer leaves the payment ``requires_action``."""
+        it; a method that needs the buyer, or a card when 3-D Secure is asked for, leaves the
+        payment ``requires_action``. ``options`` replace the PaymentIntent's when given."""
         intent = self.get(intent_id)
         intent.require(
             "confirm", IntentStatus.REQUIRES_PAYMENT_METHOD, IntentStatus.REQUIRES_CONFIRMATION
@@ -123,6 +136,7 @@ class PaymentProvider:
         intent.payment_method = method_id
         if return_url is not None:
             intent.return_url = return_url
+        _set_options(intent, options)
         self._confirm(intent, key)
         return intent
 
@@ -264,7 +278,9 @@ class PaymentProvider:
         intent.last_payment_error = None
         assert intent.payment_method is not None
         spec = PAYMENT_METHODS[intent.payment_method]
-        if spec.requires_action:
+        intent.payment_method_details = spec.details()
+        challenge = spec.type == "card" and intent.three_d_secure_requested
+        if spec.requires_action or challenge:
             intent.status = IntentStatus.REQUIRES_ACTION
             intent.next_action = {
                 "type": "redirect_to_url",
@@ -327,6 +343,7 @@ class PaymentProvider:
                 amount=intent.amount,
                 currency=intent.currency,
                 payment_method=intent.payment_method,
+                fingerprint=PAYMENT_METHODS[intent.payment_method].fingerprint,
                 code=code,
                 decline_code=decline_code,
                 idempotency_key=intent.attempt_key,
@@ -347,16 +364,18 @@ class PaymentProvider:
 
     def _charge(self, intent: PaymentIntent, amount: int) -> None:
         assert intent.payment_method is not None
+        spec = PAYMENT_METHODS[intent.payment_method]
         charge = Charge(
             id=_id("ch"),
             payment_intent=intent.id,
             amount=amount,
             currency=intent.currency,
             payment_method=intent.payment_method,
-            payment_method_type=PAYMENT_METHODS[intent.payment_method].type,
+            payment_method_type=spec.type,
             metadata=dict(intent.metadata),
             idempotency_key=intent.attempt_key,
             created=_now(),
+            payment_method_details=spec.details(),
         )
         self.charges[charge.id] = charge
         intent.latest_charge = charge.id

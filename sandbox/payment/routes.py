@@ -37,7 +37,11 @@ async def get_intent(request: web.Request) -> web.Response:
 async def confirm_intent(request: web.Request) -> web.Response:
     body = await read(request, ConfirmIn)
     intent = request.app[PROVIDER].confirm(
-        request.match_info["id"], body.payment_method, body.return_url, _key(request)
+        request.match_info["id"],
+        body.payment_method,
+        body.return_url,
+        _key(request),
+        body.payment_method_options,
     )
     return json_response(intent.public())
 

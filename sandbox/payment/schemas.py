@@ -6,7 +6,7 @@ import msgspec
 from msgspec import Meta
 
 from sandbox.payment.methods import MethodType
-from sandbox.payment.model import CaptureMethod
+from sandbox.payment.model import CaptureMethod, ThreeDSecure
 
 Money = Annotated[int, Meta(ge=1, le=10**12, description="minor units (cents, fen)")]
 Currency = Annotated[str, Meta(pattern="^[A-Za-z]{3}$", description="ISO 4217 code")]
@@ -20,6 +20,16 @@ Metadata = Annotated[
 PaymentMethodId = Annotated[str, Meta(min_length=1, max_length=100)]
 Url = Annotated[str, Meta(max_length=2000)]
 ObjectId = Annotated[str, Meta(min_length=1, max_length=100)]
+
+
+class CardOptionsIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    request_three_d_secure: ThreeDSecure = "automatic"
+
+
+class MethodOptionsIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Stripe's ``payment_method_options``: options per method type (only ``card`` has any)."""
+
+    card: CardOptionsIn | None = None
 
 
 class CreateIntentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -36,11 +46,14 @@ class CreateIntentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     return_url: Url | None = None
     metadata: Metadata = {}
     description: Annotated[str, Meta(max_length=1000)] | None = None
+    payment_method_options: MethodOptionsIn | None = None
 
 
 class ConfirmIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     payment_method: PaymentMethodId | None = None
     return_url: Url | None = None
+    payment_method_options: MethodOptionsIn | None = None
+    """Replaces the PaymentIntent's options when given."""
 
 
 class AuthenticateIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

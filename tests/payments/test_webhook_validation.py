@@ -31,6 +31,11 @@ def _deepen(body: bytes) -> bytes:
     return body
 
 
+def _card(fingerprint: object) -> dict[str, Any]:
+    """``payment_method_details`` of a card with this fingerprint."""
+    return {"type": "card", "card": {"fingerprint": fingerprint}}
+
+
 def bad_events(order_id: str) -> list[tuple[str, bytes]]:
     """(what is wrong, body) of provider events about the order's first attempt."""
 
@@ -54,6 +59,8 @@ def bad_events(order_id: str) -> list[tuple[str, bytes]]:
         ("id_path", intent("idpath", pi="../../v1/refunds")),
         ("huge_string", intent("huge", description="x" * 300_000)),
         ("huge_metadata", intent("bigmeta", metadata={"order_id": "1" * 600})),
+        ("fingerprint_path", intent("fppath", payment_method_details=_card("../../x"))),
+        ("fingerprint_number", intent("fpint", payment_method_details=_card(2**64))),
     ]
     deep_event = intent("deep")
     deep_event["id"] = _nested(1000)

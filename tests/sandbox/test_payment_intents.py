@@ -170,6 +170,85 @@ async def test_a_failed_authentication_returns_to_requires_payment_method() -> N
         assert [d["code"] for d in ledger["declines"]] == ["payment_intent_authentication_failure"]
 
 
+THREE_DS = {"payment_method_options": {"card": {"request_three_d_secure": "any"}}}
+
+
+async def test_three_d_secure_asked_for_challenges_a_card_that_would_not_need_it() -> None:
+    """Stripe's request_three_d_secure=any: pm_card_visa goes through the buyer's challenge,
+    then is charged; the option is on the PaymentIntent; other method types are not asked."""
+    async with payment_sandbox() as api:
+        body = ORDER | {"payment_method": "pm_card_visa", "confirm": True} | THREE_DS
+        intent = await api.ok("POST", "/v1/payment_intents", body, key=new_key())
+        assert intent["status"] == "requires_action"
+        assert intent["payment_method_options"] == {"card": {"request_three_d_secure": "any"}}
+        url = intent["next_action"]["redirect_to_url"]["url"]
+        assert url == f"/v1/payment_intents/{intent['id']}/authenticate"
+        assert (await api.ledger())["charges"] == []
+        paid = await api.ok("POST", url, {"outcome": "approve"})
+        assert (paid["status"], paid["amount_received"]) == ("succeeded", 99900)
+
+        # Given at confirm instead of create; a wallet has no card options to apply.
+        created = await api.ok("POST", "/v1/payment_intents", ORDER, key=new_key())
+        path = f"/v1/payment_intents/{created['id']}/confirm"
+        asked = await api.ok("POST", path, {"payment_method": "pm_card_visa"} | THREE_DS)
+        assert asked["status"] == "requires_action"
+        wallet = ORDER | {"payment_method": "pm_wallet", "confirm": True} | THREE_DS
+        assert (await api.ok("POST", "/v1/payment_intents", wallet))["status"] == "succeeded"
+        # automatic (the default) asks only when the card needs it.
+        auto = {"payment_method_options": {"card": {"request_three_d_secure": "automatic"}}}
+        plain = ORDER | {"payment_method": "pm_card_visa", "confirm": True} | auto
+        assert (await api.ok("POST", "/v1/payment_intents", plain))["status"] == "succeeded"
+        bad = {"payment_method_options": {"card": {"request_three_d_secure": "always"}}}
+        refused = await api.post("/v1/payment_intents", ORDER | bad)
+        assert refused.status == 422, refused
+
+
+async def test_three_d_secure_then_a_declining_card_is_declined_after_the_challenge() -> None:
+    async with payment_sandbox() as api:
+        body = ORDER | {"payment_method": "pm_card_chargeDeclined", "confirm": True} | THREE_DS
+        intent = await api.ok("POST", "/v1/payment_intents", body)
+        assert intent["status"] == "requires_action"
+        url = intent["next_action"]["redirect_to_url"]["url"]
+        declined = await api.ok("POST", url, {"outcome": "approve"})
+        assert declined["status"] == "requires_payment_method"
+        assert declined["last_payment_error"]["decline_code"] == "generic_decline"
+
+
+async def test_every_try_reports_its_instruments_fingerprint() -> None:
+    """payment_method_details.<type>.fingerprint: the same card gives the same fingerprint on
+    every payment (and on a charge, and after a decline); different cards differ."""
+    async with payment_sandbox() as api:
+
+        async def pay(method: str) -> dict[str, object]:
+            body = ORDER | {"payment_method": method}
+            intent = await api.ok("POST", "/v1/payment_intents", body)
+            confirmed = await api.post(f"/v1/payment_intents/{intent['id']}/confirm")
+            doc = confirmed.json()
+            found = doc["error"]["details"]["payment_intent"] if "error" in doc else doc
+            assert isinstance(found, dict)
+            return found
+
+        visa1, visa2 = await pay("pm_card_visa"), await pay("pm_card_visa")
+        declined = await pay("pm_card_chargeDeclined")
+        wallet = await pay("pm_wallet")
+        details = visa1["payment_method_details"]
+        assert isinstance(details, dict)
+        assert details["type"] == "card"
+        fingerprint = details["card"]["fingerprint"]
+        assert len(fingerprint) == 16
+        assert visa2["payment_method_details"] == details
+        assert declined["status"] == "requires_payment_method"
+        declined_details = declined["payment_method_details"]
+        assert isinstance(declined_details, dict)
+        assert declined_details["card"]["fingerprint"] not in ("", fingerprint)
+        assert isinstance(wallet["payment_method_details"], dict)
+        assert set(wallet["payment_method_details"]) == {"type", "wallet"}
+        ledger = await api.ledger()
+        assert [c["payment_method_details"] for c in ledger["charges"][:2]] == [details] * 2
+        [decline] = ledger["declines"]
+        assert decline["fingerprint"] == declined_details["card"]["fingerprint"]
+
+
 async def test_manual_capture_authorises_then_charges_what_is_captured() -> None:
     async with payment_sandbox() as api:
         body = ORDER | {

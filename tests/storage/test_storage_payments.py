@@ -1,4 +1,5 @@
-"""Payments, attempts, the outbox and webhook events (schema version 3) on both backends: rows
+"""Payments, attempts, the outbox and webhook events (schema version 3; the attempts' ``three_ds``
+of version 15) on both backends: rows
 are written whole and the last staged wins, and ``load()`` returns what a restart needs."""
 
 from dataclasses import replace
@@ -91,7 +92,11 @@ def test_payment_rows_round_trip_and_upsert(store: Backend) -> None:
 
         paid = replace(PAYMENT, status=PaymentStatus.CHARGED, charged=999, paid_attempt=1)
         done = replace(
-            ATTEMPT, status=AttemptStatus.SUCCEEDED, provider_payment_id="pi_1", amount_received=999
+            ATTEMPT,
+            status=AttemptStatus.SUCCEEDED,
+            provider_payment_id="pi_1",
+            amount_received=999,
+            three_ds=True,  # schema version 15: a bool in both stores' own types
         )
         again = staged(
             {7: paid},

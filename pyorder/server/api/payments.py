@@ -46,10 +46,17 @@ async def start_payment(request: web.Request) -> web.Response:
     platform = request.app[PLATFORM]
     order_id = ORDER_ID.get(request)
 
+    clients = platform.clients
+    ip = (
+        None
+        if clients is None
+        else clients.info(request.remote, request.headers.get("X-Forwarded-For"), None)[0]
+    )
+
     async def effect(who: Principal, body: bytes) -> tuple[int, object]:
         payment = decode(body, PaymentIn)
         svc = platform.payments
-        pay = await svc.start(who, order_id, payment.method, payment.payment_method)
+        pay = await svc.start(who, order_id, payment.method, payment.payment_method, ip=ip)
         return 202, payment_out(order_id, pay, svc.attempts_of(order_id))
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)

@@ -64,6 +64,13 @@ class AttemptOut(msgspec.Struct):
     error: str
     created_at: str
     updated_at: str
+    three_ds: Annotated[
+        bool,
+        Meta(
+            description="3-D Secure was asked of the provider for this attempt, whatever the"
+            " card (the order's risk decision requested it)"
+        ),
+    ] = False
     next_action: (
         Annotated[
             dict[str, Any],
@@ -182,6 +189,7 @@ def payment_out(
                 error=a.error,
                 created_at=iso(a.created_ms),
                 updated_at=iso(a.updated_ms),
+                three_ds=a.three_ds,
                 next_action=actions.get(a.number),
             )
             for a in attempts
