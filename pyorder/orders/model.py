@@ -98,18 +98,16 @@ class PendingOrder:
 
 
 def held_status(t: tuple[Any, ...], at: int) -> OrderStatus:
-    """The status in an order book's tuple at index ``at`` (``pending_payment`` or
-    ``in_review``); a tuple that ends before it (a core that holds no orders in review) is of
-    an order awaiting payment."""
-    return OrderStatus(t[at]) if len(t) > at else OrderStatus.PENDING_PAYMENT
+    """The status in an order book's tuple at index ``at``: ``pending_payment`` or
+    ``in_review``."""
+    return OrderStatus(t[at])
 
 
 def just_placed(t: tuple[Any, ...], address: Callable[[Any], dict[str, Any]] = dict) -> Order:
     """An order just placed from the order book's tuple (``place_order``'s answer, or a staged
     row of ``OrderRows.find`` with ``address`` decoding its JSON text): (id, buyer, currency,
     total, region, address, reservation, created_ms, deadline_ms, lines as (sku, warehouse,
-    quantity, unit_price, merchant)[, status]); awaiting payment unless the status says it is
-    in review."""
+    quantity, unit_price, merchant), status): awaiting payment, or in review."""
     oid, buyer, currency, total, region, addr, reservation, created, deadline, lines = t[:10]
     return Order(
         id=oid,
