@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import pytest
 
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
 from tests.support.postgres import fresh_postgres_database, postgres_dsn
@@ -31,6 +32,11 @@ from tests.support.server import ServerProcess
 
 BACKENDS = ("sqlite", "postgres")
 _NO_BODY = object()
+
+HTTP_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+"""For a test of the HTTP layer alone (framing, deadlines, listeners, static files), where no
+request reaches the store: it runs on SQLite only, as on PostgreSQL it would take the same
+path again (a test whose requests reach the store runs on both)."""
 
 
 # --- PostgreSQL: one fresh database per server ----------------------------------------------
