@@ -313,7 +313,9 @@ class CommitReplyDropper:
         self._armed.set()
 
     def close(self) -> None:
-        self._listener.close()
+        # Shut down first: a close alone does not wake the accept() blocked in ``_accept``
+        # (Linux), whose join would then wait out its timeout.
+        _close(self._listener)
         with self._lock:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
