@@ -43,6 +43,15 @@ class CarrierBox:
     def start(
         self, workdir: Path, webhook_url: str, interval_s: float, args: Sequence[str]
     ) -> None:
+        """Start the process and wait until it answers ``/healthz``."""
+        self.spawn(workdir, webhook_url, interval_s, args)
+        self.wait_ready()
+
+    def spawn(
+        self, workdir: Path, webhook_url: str, interval_s: float, args: Sequence[str]
+    ) -> None:
+        """Start the process without waiting for it (``wait_ready`` does), so that its start
+        overlaps the other processes' of a test."""
         cmd = [sys.executable, "-m", "sandbox.carrier.main", "--port", str(self.port)]
         cmd += ["--name", self.name, "--secret", SECRET, "--webhook-url", webhook_url]
         cmd += ["--event-interval-s", str(interval_s), "--time-scale", "1"]
@@ -50,7 +59,10 @@ class CarrierBox:
         log = open(workdir / f"carrier-{self.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        deadline = time.monotonic() + 15
+
+    def wait_ready(self, timeout_s: float = 15.0) -> None:
+        """Wait (at most ``timeout_s``) until the spawned carrier answers ``/healthz``."""
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1):
@@ -208,14 +220,19 @@ def ship_world(
         carrier = CarrierBox()
         args = ["--payment-provider", card.spec(0), "--carrier", carrier.spec(), *server_args]
         proc = ServerProcess(workdir / "data", database=dsn, args=tuple(args))
-        card.start(workdir, f"{proc.url}/v1/webhooks/payments/card1", ())
+        # The three processes start together (a fresh server calls neither sandbox before a
+        # test pays or ships), and all are ready before the world is handed out.
+        card.spawn(workdir, f"{proc.url}/v1/webhooks/payments/card1", ())
         stack.callback(card.stop)
-        carrier.start(
+        carrier.spawn(
             workdir, f"{proc.url}/v1/webhooks/carriers/{carrier.name}", interval_s, carrier_args
         )
         stack.callback(carrier.stop)
         stack.callback(proc.stop)
-        proc.start()
+        proc.spawn()
+        card.wait_ready()
+        carrier.wait_ready()
+        proc.wait_ready()
         srv = Server(proc, backend)
         shop = Shop(srv)
         merchant = srv.token("merchant", "seller")

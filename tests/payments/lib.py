@@ -41,6 +41,13 @@ class Sandbox:
         )
 
     def start(self, workdir: Path, webhook_url: str | None, args: Sequence[str]) -> None:
+        """Start the process and wait until it answers ``/healthz``."""
+        self.spawn(workdir, webhook_url, args)
+        self.wait_ready()
+
+    def spawn(self, workdir: Path, webhook_url: str | None, args: Sequence[str]) -> None:
+        """Start the process without waiting for it (``wait_ready`` does), so that its start
+        overlaps the other processes' of a test."""
         cmd = [sys.executable, "-m", "sandbox.payment.main", "--port", str(self.port)]
         cmd += ["--name", self.name, "--secret", SECRET, "--methods", self.methods]
         cmd += ["--webhook-backoff-ms", "50", "--webhook-max-backoff-ms", "200"]
@@ -50,7 +57,10 @@ class Sandbox:
         log = open(workdir / f"sandbox-{self.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        deadline = time.monotonic() + 15
+
+    def wait_ready(self, timeout_s: float = 15.0) -> None:
+        """Wait (at most ``timeout_s``) until the spawned sandbox answers ``/healthz``."""
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1):
@@ -160,12 +170,17 @@ def pay_world(
         ]
         args += ["--reconcile-interval-s", "0.3", "--breaker-cooldown-s", "1", *server_args]
         proc = ServerProcess(workdir / "data", database=dsn, args=tuple(args))
+        # The processes start together (a fresh server calls no provider before a test pays),
+        # and all are ready before the world is handed out.
         for name, _methods, extra in providers:
             hook = f"{proc.url}/v1/webhooks/payments/{name}" if webhooks else None
-            boxes[name].start(workdir, hook, extra)
+            boxes[name].spawn(workdir, hook, extra)
             stack.callback(boxes[name].stop)
         stack.callback(proc.stop)
-        proc.start()
+        proc.spawn()
+        for box in boxes.values():
+            box.wait_ready()
+        proc.wait_ready()
         srv = Server(proc, backend)
         shop = Shop(srv)
         region = "pay-north"

@@ -4,7 +4,8 @@ Every test runs against both backends through the module-scoped ``backend`` fixt
 ``sqlite`` (a data directory under tmp_path) and ``postgres`` (a fresh database per server on
 the cluster named by ``PYORDER_TEST_POSTGRES``; ``scripts/postgres.sh`` starts one and prints its
 DSN). Without that variable the PostgreSQL cases are skipped, except when ``CI=true``, where
-they fail: CI must never pass by skipping them.
+they fail: CI must never pass by skipping them. A test of the HTTP layer alone, whose requests
+never reach the store, is marked ``e2e_lib.HTTP_ONLY`` and runs on SQLite only.
 
 ``server`` is one server per test module and backend, for tests that do not interfere (each
 uses SKUs and subjects of its own); ``launch`` starts servers of a test's own (other options,

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import pytest
 
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
 from tests.support.postgres import fresh_postgres_database, postgres_dsn
@@ -31,6 +32,11 @@ from tests.support.server import ServerProcess
 
 BACKENDS = ("sqlite", "postgres")
 _NO_BODY = object()
+
+HTTP_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+"""For a test of the HTTP layer alone (framing, deadlines, listeners, static files), where no
+request reaches the store: it runs on SQLite only, as on PostgreSQL it would take the same
+path again (a test whose requests reach the store runs on both)."""
 
 
 # --- PostgreSQL: one fresh database per server ----------------------------------------------
@@ -307,7 +313,9 @@ class CommitReplyDropper:
         self._armed.set()
 
     def close(self) -> None:
-        self._listener.close()
+        # Shut down first: a close alone does not wake the accept() blocked in ``_accept``
+        # (Linux), whose join would then wait out its timeout.
+        _close(self._listener)
         with self._lock:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:

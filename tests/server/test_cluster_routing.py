@@ -140,12 +140,17 @@ def _cluster(
     )
     proc_a = ServerProcess(data, dsn, args=args)
     proc_b = ServerProcess(data, dsn, args=args)
-    # The sandboxes know node B only: every webhook about A's orders goes through B.
-    card.start(tmp_path, f"{proc_b.url}/v1/webhooks/payments/card1", ())
+    # The sandboxes know node B only: every webhook about A's orders goes through B. They
+    # start together with node A (which calls neither before an order is paid or shipped);
+    # B starts once A is ready, as before.
+    card.spawn(tmp_path, f"{proc_b.url}/v1/webhooks/payments/card1", ())
     stack.append(card)
-    carrier.start(tmp_path, f"{proc_b.url}/v1/webhooks/carriers/{carrier.name}", 0.2, ())
+    carrier.spawn(tmp_path, f"{proc_b.url}/v1/webhooks/carriers/{carrier.name}", 0.2, ())
     stack.append(carrier)
-    stack.append(proc_a.start())
+    stack.append(proc_a.spawn())
+    card.wait_ready()
+    carrier.wait_ready()
+    proc_a.wait_ready()
     stack.append(proc_b.start())
     a, b = Server(proc_a, "postgres"), Server(proc_b, "postgres")
     shop = Shop(a)

@@ -1,10 +1,15 @@
 """The API reference page (``/docs``, Swagger UI over ``/v1/openapi.json``) and its assets,
-served over a real server on loopback: public, cached, and only the assets it names."""
+served over a real server on loopback: public, cached, and only the assets it names. Static
+files, no store: on SQLite only (``HTTP_ONLY``)."""
 
 import re
 
+import pytest
+
 from pyorder.server.api.reference import ASSET_CACHE, ASSETS, PAGE_CACHE, swagger_ui_dir
-from tests.server.e2e_lib import Server
+from tests.server.e2e_lib import HTTP_ONLY, Server
+
+pytestmark: list[pytest.MarkDecorator] = [HTTP_ONLY]
 
 
 def test_docs_page_is_public_cached_html_reading_the_document(server: Server) -> None:

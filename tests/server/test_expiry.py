@@ -124,10 +124,15 @@ def test_sigterm_while_an_expiry_is_being_committed_exits_cleanly(launch: Launch
     hit: the order expires at created + 1 s, the sweeper (every 0.1 s) stages the expiry and
     its commit waits out the window until about created + 2.1 s; SIGTERM comes at created +
     1.5 s."""
-    srv = launch(*TIMEOUT, "--commit-window-ms", "1000")
-    shop = Shop(srv)  # every write here waits out the one-second window: keep them few
+    srv = launch(*TIMEOUT)
+    shop = Shop(srv)
     region = unique("slow")
     sku = shop.sku({shop.warehouse(regions=[region]): 10})
+    # Restarted with the window only now: under it every write waits a second, and the
+    # catalogue's two would cost more than the restart.
+    srv.stop()
+    srv.proc.args = (*TIMEOUT, "--commit-window-ms", "1000")
+    srv.start()
     order = shop.order(srv.token("buyer", "sleepy"), [(sku, 1)], region).json()
     created = datetime.fromisoformat(order["created_at"]).timestamp()
     time.sleep(max(0.0, created + 1.5 - time.time()))

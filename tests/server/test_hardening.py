@@ -5,6 +5,8 @@ low open-files limit), load shedding with 503 + Retry-After that loses nothing a
 and ``/metrics`` only for those allowed to read it.
 
 Times in these tests are generous bounds that prove a connection is closed, not measurements.
+Tests whose requests never reach the store (``HTTP_ONLY``) run on SQLite only; those that place
+orders or wait inside an order's handler run on both stores.
 """
 
 import json
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.server.e2e_lib import (
+    HTTP_ONLY,
     Call,
     Launch,
     Response,
@@ -131,6 +134,7 @@ MALFORMED: dict[str, tuple[bytes, int, str]] = {
 }  # fmt: skip
 
 
+@HTTP_ONLY
 def test_malformed_http_is_answered_in_json_counted_and_not_logged_as_an_error(
     launch: Launch,
 ) -> None:
@@ -149,6 +153,7 @@ def test_malformed_http_is_answered_in_json_counted_and_not_logged_as_an_error(
     assert errors_logged(srv) == []
 
 
+@HTTP_ONLY
 def test_a_broken_chunk_after_the_handler_started_is_a_400_and_no_error_log(
     launch: Launch,
 ) -> None:
@@ -203,6 +208,7 @@ def test_a_client_leaving_mid_body_is_a_disconnect_not_a_storage_failure(
 # --- deadlines ---------------------------------------------------------------------------------
 
 
+@HTTP_ONLY
 def test_slow_headers_are_answered_408_and_closed_after_the_deadline(launch: Launch) -> None:
     srv = launch("--header-timeout-s", "1", "--keepalive-timeout-s", "60")
     with connect(srv, timeout_s=30) as sock:
@@ -251,6 +257,7 @@ def test_a_slow_body_is_answered_408_and_closed_after_the_deadline(launch: Launc
     assert errors_logged(srv) == []
 
 
+@HTTP_ONLY
 def test_idle_keep_alive_connections_are_closed(launch: Launch) -> None:
     srv = launch("--keepalive-timeout-s", "1")
     with connect(srv, timeout_s=30) as sock:
@@ -348,6 +355,7 @@ def get(url: str, token: str | None = None) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+@HTTP_ONLY
 def test_metrics_need_an_admin_or_the_metrics_token(launch: Launch) -> None:
     srv = launch("--metrics-token", "s3cret-scrape")
     url = srv.url + "/metrics"
@@ -368,6 +376,7 @@ def metrics_listener(launch: Launch, *args: str) -> Iterator[tuple[Server, str]]
     yield srv, f"http://127.0.0.1:{port}/metrics"
 
 
+@HTTP_ONLY
 def test_metrics_on_a_listener_of_their_own(launch: Launch) -> None:
     with metrics_listener(launch) as (srv, url):
         status, text = get(url)

@@ -44,6 +44,12 @@ class ServerProcess:
         return issuer.mint(Role(role), subject)
 
     def start(self, timeout_s: float = 30.0) -> "ServerProcess":
+        """Start the process and wait until ``/readyz`` answers 200."""
+        return self.spawn().wait_ready(timeout_s)
+
+    def spawn(self) -> "ServerProcess":
+        """Start the process without waiting for it (``wait_ready`` does): a test starts
+        the sandboxes the server talks to meanwhile, instead of one after the other."""
         cmd = [sys.executable, "-m", "pyorder.server.main", "--port", str(self.port)]
         cmd += ["--data-dir", str(self.data_dir), *self.args]
         if self.database:
@@ -54,10 +60,17 @@ class ServerProcess:
             cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._limits
         )
         log.close()
+        return self
+
+    def wait_ready(self, timeout_s: float = 30.0) -> "ServerProcess":
+        """Wait (at most ``timeout_s``) until the spawned server's ``/readyz`` answers 200;
+        stops it and raises if it exits or does not get there."""
+        assert self.proc is not None, "spawn() first"
+        log = self.data_dir.parent / f"server-{self.port}.log"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {log.name}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {log}")
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
                     if resp.status == 200:
