@@ -54,6 +54,13 @@ class PurchaseLimitExceeded(Conflict):
     code = "purchase_limit_exceeded"
 
 
+class RiskBlocked(DomainError):
+    """Risk control declined the order (``docs/risk.md``, "At intake"); ``details.decision``
+    is the id of its stored decision. Nothing was reserved."""
+
+    code = "risk_blocked"
+
+
 class InvalidState(Conflict):
     """The order is not in a state that allows the operation (e.g. cancel a paid order)."""
 

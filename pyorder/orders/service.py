@@ -42,6 +42,7 @@ from pyorder.kernel.errors import (
     NotFound,
     OutOfStock,
     PurchaseLimitExceeded,
+    RiskBlocked,
 )
 from pyorder.logistics.model import ShipmentStatus
 from pyorder.orders.input import OrderInput, UnknownRegion, address_fields
@@ -68,7 +69,14 @@ CANCEL_REASON = "order_cancelled"
 
 _REFUSALS: dict[str, type[DomainError]] = {
     c.code: c
-    for c in (InvalidInput, UnknownRegion, MalformedJson, OutOfStock, PurchaseLimitExceeded)
+    for c in (
+        InvalidInput,
+        UnknownRegion,
+        MalformedJson,
+        OutOfStock,
+        PurchaseLimitExceeded,
+        RiskBlocked,
+    )
 }
 
 

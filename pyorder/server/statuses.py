@@ -41,6 +41,7 @@ STATUSES: dict[str, int] = {
     "invalid_url": 422,
     "unknown_event_type": 422,
     "unknown_region": 422,
+    "risk_blocked": 422,
     "category_not_returnable": 422,
     "return_exceeds_purchase": 422,
     "idempotency_key_reused": 422,

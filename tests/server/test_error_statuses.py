@@ -9,11 +9,17 @@ import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 import pyorder
 from pyorder.auth import Principal, Role
-from pyorder.kernel.errors import DomainError
+from pyorder.kernel.errors import DomainError, RiskBlocked
+from pyorder.orders.input import OrderInput
 from pyorder.orders.service import Answer
 from pyorder.platform import Config, Platform
+from pyorder.risk.features import FEATURE_NAMES
+from pyorder.risk.intake import RiskSettings, set_policy
+from pyorder.risk.policy import ListKind, Policy
 from pyorder.server.statuses import STATUSES, status_of
 
 
@@ -54,8 +60,11 @@ def test_the_rust_order_book_answers_each_refusal_with_the_tables_status(tmp_pat
     buyer = Principal(Role.BUYER, "alice")
 
     async def refusals() -> dict[str, int]:
-        platform = Platform(Config(data_dir=tmp_path))
+        platform = Platform(Config(data_dir=tmp_path, risk=RiskSettings(enabled=True, model=None)))
         await platform.start()
+        assert platform.risk_engine is not None
+        blocked = Policy(FEATURE_NAMES, block={ListKind.BUYER: frozenset({"mallory"})})
+        set_policy(platform.risk_engine, blocked)
         try:
             wh = platform.catalog.create_warehouse(merchant, "west", ["north"])
             sku = platform.catalog.create_sku(
@@ -76,7 +85,11 @@ def test_the_rust_order_book_answers_each_refusal_with_the_tables_status(tmp_pat
                 ).encode()
 
             bob = Principal(Role.BUYER, "bob")
+            mallory = Principal(Role.BUYER, "mallory")
+            with pytest.raises(RiskBlocked):  # the embedding API: the same refusal
+                platform.orders.place(mallory, OrderInput([(sku, 1)], address))
             calls = [
+                (mallory, body(1)),  # risk control's block list: nothing reserved
                 (buyer, b"{not json"),
                 (buyer, body(0)),
                 (buyer, body(1, "mars")),
@@ -102,5 +115,6 @@ def test_the_rust_order_book_answers_each_refusal_with_the_tables_status(tmp_pat
         "unknown_region",
         "purchase_limit_exceeded",
         "out_of_stock",
+        "risk_blocked",
     }
     assert seen == {code: STATUSES[code] for code in seen}
