@@ -197,3 +197,53 @@ def test_velocity_windows_expire(launch: Launch) -> None:
     assert place("v-3") == 422  # a refused attempt counts too: no retrying meanwhile
     time.sleep(66)
     assert place("v-later") == 201
+
+
+def test_a_batch_is_decided_order_by_order_and_its_decisions_stored(launch: Launch) -> None:
+    """100 orders in one batch body (past the PostgreSQL store's COPY threshold of 64): the
+    block-listed device's orders are refused in their places, the others created, and every
+    decision is stored with the order (readable by its merchant and admins, not its buyer)."""
+    srv = launch("--risk", "--trusted-proxy", "127.0.0.0/8")
+    shop, sku, region = _flash_sale(srv)
+    admin = srv.admin()
+    entry = {"list": "block", "kind": "device", "value": "stolen"}
+    srv.ok("POST", "/v1/risk/lists", token=admin, json=entry, expect=201)
+    orders = [
+        {
+            "lines": [{"sku": sku, "quantity": 1}],
+            "address": address(region, line1=f"{i} Lane"),
+            "context": {"device_id": "stolen" if i % 10 == 3 else f"d-{i}"},
+        }
+        for i in range(100)
+    ]
+    buyer = srv.token("buyer", "batcher")
+    resp = srv.call(
+        "POST",
+        "/v1/orders/batch",
+        token=buyer,
+        json={"orders": orders},
+        headers={"X-Forwarded-For": "10.3.3.3", "User-Agent": BROWSER},
+    )
+    assert resp.status == 200, resp
+    results = resp.json()["results"]
+    blocked = [i for i, r in enumerate(results) if r.get("error")]
+    assert blocked == [i for i in range(100) if i % 10 == 3]
+    assert {results[i]["error"]["code"] for i in blocked} == {"risk_blocked"}
+    created = [r["order"] for r in results if r.get("order")]
+    assert len(created) == 90
+    assert shop.totals(sku)["reserved"] == len(created)  # none for the blocked
+
+    # The decisions, as the order's merchant and admins read them.
+    first = created[0]["id"]
+    decision = srv.ok("GET", f"/v1/orders/{first}/risk", token=admin)
+    assert decision["outcome"] in ("allow", "review")
+    assert isinstance(decision["score"], int)
+    assert len(decision["reasons"]) <= 3
+    refused = srv.call("GET", f"/v1/orders/{first}/risk", token=buyer)
+    assert refused.status in (403, 404)
+    block_id = results[blocked[0]]["error"]["details"]["decision"]
+    blocked_decision = srv.ok("GET", f"/v1/orders/{block_id}/risk", token=admin)
+    assert (blocked_decision["outcome"], blocked_decision["decided_by"]) == (
+        "block",
+        "list:block:device",
+    )
