@@ -20,23 +20,13 @@ from typing import Any
 
 import orjson
 
+from pyorder._core import PLACED_DECISION_COLUMNS
 from pyorder.kernel.unit import PartKind, Row, Statement, Write
 from pyorder.risk.records import Decision, Reason, ReviewOutcome
 
-PLACED_COLUMNS = (
-    "id",
-    "buyer",
-    "merchant",
-    "at_ms",
-    "outcome",
-    "three_ds",
-    "score",
-    "model",
-    "decided_by",
-    "fired",
-    "reasons",
-)
-"""The columns the writers insert, in ``OrderRows.decision_tuples()`` order."""
+PLACED_COLUMNS: tuple[str, ...] = tuple(PLACED_DECISION_COLUMNS)
+"""The columns the writers insert, in ``OrderRows.decision_tuples()`` order: the core's list
+(``core_rs/src/storage/mod.rs``), written once."""
 COLUMNS = ", ".join((*PLACED_COLUMNS, "review", "reviewer", "reviewed_ms"))
 
 _PLACED_TYPES = ("bigint", "text", "text", "bigint", "text", "int", "int") + ("text",) * 4

@@ -19,10 +19,11 @@ import numpy as np
 
 from pyorder.risk.evaluate import DAY_MS, MATURE_DAYS, order_features
 from pyorder.risk.features import FEATURE_NAMES
+from pyorder.risk.intake import DEFAULT_MODEL
 from pyorder.risk.sim import SimConfig, simulate
 from pyorder.risk.train import train, write
 
-OUT: Final = Path(__file__).parent / "models" / "default"
+OUT: Final = DEFAULT_MODEL.parent
 
 UNKNOWN_ON_THE_PLATFORM: Final = ("account_age_s", "seconds_since_release")
 """Features the platform's intake leaves missing (see the module's docs)."""

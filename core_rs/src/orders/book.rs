@@ -106,11 +106,6 @@ pub struct Placement<'a> {
     pub client: Client<'a>,
 }
 
-/// The statuses a new order is stored with.
-pub mod rows_status {
-    pub use super::super::rows::{IN_REVIEW, PENDING_PAYMENT};
-}
-
 /// What the server knows of the client beyond the body (risk control's signals).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Client<'a> {

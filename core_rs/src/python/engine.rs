@@ -75,15 +75,19 @@ fn op((name, arg): (String, f64)) -> PyResult<Op> {
     })
 }
 
+/// A list kind's index in `LIST_KINDS`.
+fn list_kind(kind: &str) -> PyResult<usize> {
+    LIST_KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .ok_or_else(|| PyValueError::new_err(format!("no list kind {kind:?}")))
+}
+
 /// Lists by kind name into `LIST_KINDS` order.
 fn lists(by_kind: HashMap<String, Vec<String>>) -> PyResult<[Vec<String>; 7]> {
     let mut out: [Vec<String>; 7] = Default::default();
     for (kind, values) in by_kind {
-        let i = LIST_KINDS
-            .iter()
-            .position(|k| *k == kind)
-            .ok_or_else(|| PyValueError::new_err(format!("no list kind {kind:?}")))?;
-        out[i] = values;
+        out[list_kind(&kind)?] = values;
     }
     Ok(out)
 }
@@ -174,11 +178,7 @@ impl RiskEngine {
         })?;
         let mut list_keys: risk::ListKeys = [None; 7];
         for (kind, value) in keys {
-            let i = LIST_KINDS
-                .iter()
-                .position(|k| *k == kind)
-                .ok_or_else(|| PyValueError::new_err(format!("no list kind {kind:?}")))?;
-            list_keys[i] = Some(risk::key_hash(&value));
+            list_keys[list_kind(&kind)?] = Some(risk::key_hash(&value));
         }
         let merchants: Vec<&str> = merchants.iter().map(String::as_str).collect();
         let d = self

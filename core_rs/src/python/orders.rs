@@ -22,6 +22,7 @@ use crate::orders::book::{self, BookError, Client, Outcome, Placement, Refusal, 
 use crate::orders::parse::{self, Address, BodyError, OrderRequest};
 use crate::orders::pending::PendingOrder;
 use crate::orders::render;
+use crate::orders::rows::{IN_REVIEW, PENDING_PAYMENT};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<OrderBook>()?;
@@ -55,9 +56,9 @@ fn held_tuple(o: &PendingOrder, r: &Reservation) -> HeldTuple {
             .map(|l| (l.sku, l.warehouse, l.quantity))
             .collect(),
         if o.in_review {
-            book::rows_status::IN_REVIEW
+            IN_REVIEW
         } else {
-            book::rows_status::PENDING_PAYMENT
+            PENDING_PAYMENT
         },
     )
 }
@@ -507,8 +508,8 @@ impl OrderBook {
         status: &str,
     ) -> PyResult<()> {
         let in_review = match status {
-            book::rows_status::PENDING_PAYMENT => false,
-            book::rows_status::IN_REVIEW => true,
+            PENDING_PAYMENT => false,
+            IN_REVIEW => true,
             other => {
                 return Err(PyValueError::new_err(format!(
                     "a held order is pending_payment or in_review, not {other:?}"
