@@ -67,6 +67,7 @@ __all__ = [
     "UnknownSkuError",
     "UnknownWarehouseError",
     "decode_order_id",
+    "pg_array_text",
     "pg_copy_binary",
     "sqlite_library",
 ]
@@ -674,6 +675,11 @@ def pg_copy_binary(rows: OrderRows) -> tuple[bytes, bytes, bytes]:
     """The orders, the order lines and the risk decisions of ``rows`` as PostgreSQL binary COPY
     streams, columns in ``PLACED_ORDER_COLUMNS`` / ``PLACED_LINE_COLUMNS`` /
     ``PLACED_DECISION_COLUMNS`` order."""
+
+def pg_array_text(rows: OrderRows) -> tuple[list[str], list[str]]:
+    """The orders and the order lines of ``rows`` as PostgreSQL array literals (``{...}``),
+    one per column in ``PLACED_ORDER_COLUMNS`` / ``PLACED_LINE_COLUMNS`` order, for a statement
+    that unnests them: no Python object per order or value."""
 
 SQLITE_TUNED: Final[bool]
 """Whether importing this module turned off SQLite's memory statistics (a global mutex taken

@@ -3,6 +3,8 @@ commit in the batch's one transaction, after ``orders`` and before ``status_chan
 back exactly like orders written from Python, on both backends; a failing batch leaves none of
 them."""
 
+from dataclasses import replace
+
 import pytest
 
 from pyorder._core import PLACED_LINE_COLUMNS, PLACED_ORDER_COLUMNS, pg_copy_binary
@@ -21,8 +23,8 @@ PAID = OrderStatus.PAID
 CANCELLED = OrderStatus.CANCELLED
 
 SMALL = COPY_THRESHOLD - 1
-"""Below PostgreSQL's COPY threshold: one INSERT from ``unnest`` arrays of ``order_tuples()`` /
-``line_tuples()``, in the statement of the fence and stock UPDATE."""
+"""Below PostgreSQL's COPY threshold: one INSERT from ``unnest`` of the array literals of
+``pg_array_text``, in the statement of the fence and stock UPDATE."""
 LARGE = 3 * COPY_THRESHOLD
 """Binary COPY from ``pg_copy_binary``."""
 
@@ -85,6 +87,29 @@ def test_placed_orders_read_back_like_python_orders(store: Backend, n: int) -> N
         for key, row in (await stock_of(s)).items():
             assert row == StockRow(*key, on_hand=ON_HAND, reserved=units.get(key, 0), sold=0)
         assert await s.committed(777)
+
+    store.run(body)
+
+
+@pytest.mark.parametrize("n", [1, SMALL])
+def test_text_in_the_array_literals_syntax_reads_back(store: Backend, n: int) -> None:
+    """Below the COPY threshold PostgreSQL reads the placed rows from one array literal per
+    column (``pg_array_text``): text holding the literal's own syntax (quotes, backslashes,
+    braces, commas, the word NULL, spaces, nothing) is data, read back as written."""
+    odd = ['a "quoted" one', "back\\slash\\", "{brace},comma", "NULL", "", " spaced ", 'ü\\"']
+    orders = [
+        replace(
+            order(300 + i, buyer=odd[i % len(odd)] or "b"),
+            address={"name": odd[i % len(odd)], "lines": [odd[(i + 1) % len(odd)], "NULL"]},
+        )
+        for i in range(n)
+    ]
+
+    async def body(s: Store) -> None:
+        await s.commit(catalog())
+        await s.commit(WriteBatch(placed=placed(*orders)))
+        for o in orders:
+            assert await s.get_order(o.id) == o
 
     store.run(body)
 

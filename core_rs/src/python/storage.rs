@@ -18,7 +18,7 @@ use rusqlite::types::Value;
 
 use super::rows::OrderRows;
 use crate::storage::sqlite::{self, Group, WriteError, Writer, DEFAULT_BUSY_TIMEOUT_MS};
-use crate::storage::{pgcopy, DECISION_COLUMNS, LINE_COLUMNS, ORDER_COLUMNS};
+use crate::storage::{pgarray, pgcopy, DECISION_COLUMNS, LINE_COLUMNS, ORDER_COLUMNS};
 
 create_exception!(_core, SqliteWriteError, PyRuntimeError);
 create_exception!(_core, RowCountError, SqliteWriteError);
@@ -27,6 +27,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<SqliteWriter>()?;
     m.add_function(wrap_pyfunction!(pg_copy_binary, m)?)?;
+    m.add_function(wrap_pyfunction!(pg_array_text, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite_library, m)?)?;
     m.add("PLACED_ORDER_COLUMNS", PyTuple::new(py, ORDER_COLUMNS)?)?;
     m.add("PLACED_LINE_COLUMNS", PyTuple::new(py, LINE_COLUMNS)?)?;
@@ -305,6 +306,17 @@ fn pg_copy_binary<'py>(
         PyBytes::new(py, &lines),
         PyBytes::new(py, &decisions),
     )
+}
+
+/// The orders and the order lines of `rows` as PostgreSQL array literals, one per column in
+/// `ORDER_COLUMNS` and `LINE_COLUMNS` order, for a statement that unnests them.
+#[pyfunction]
+fn pg_array_text(py: Python<'_>, rows: &Bound<'_, OrderRows>) -> (Vec<String>, Vec<String>) {
+    let rows = rows.get();
+    py.detach(|| {
+        let r = rows.lock();
+        (pgarray::orders(&r), pgarray::lines(&r))
+    })
 }
 
 /// The file that provides the SQLite `SqliteWriter` calls (the system's libsqlite3), or None.

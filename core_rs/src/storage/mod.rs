@@ -8,6 +8,7 @@
 //! Both write the columns in the order of `ORDER_COLUMNS` and `LINE_COLUMNS`, which are those
 //! of `pyorder/storage/codec.py` (a Python test checks that they agree).
 
+pub mod pgarray;
 pub mod pgcopy;
 pub mod sqlite;
 
