@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.postgres import postgres_dsn
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -86,3 +88,12 @@ def test_risk_model_script_scores_as_lightgbm_does() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "probabilities equal to LightGBM's on 2,000 rows: yes" in done.stdout
     assert "core, batch:" in done.stdout
+
+
+def test_pg_statement_encoding_script_measures_both_ways() -> None:
+    dsn = postgres_dsn()
+    done = run("pg_statement_encoding.py", "--database", dsn, "--rounds", "2", "--statements", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| l")]
+    assert [r[1].strip() for r in rows] == ["lists", "literals"]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
