@@ -502,7 +502,12 @@ class OrderBook:
     def payment_timeout_ms(self) -> int: ...
     @property
     def pending_count(self) -> int: ...
-    def set_sku(self, sku: int, price: int, currency: str, merchant: str) -> None: ...
+    def set_sku(
+        self, sku: int, price: int, currency: str, merchant: str, release_ms: int | None = None
+    ) -> None:
+        """Make a SKU orderable at ``price`` (minor units of ``currency``), owned by
+        ``merchant``, from ``release_ms`` on (ms since the Unix epoch, UTC; None: at once):
+        before it, its orders are refused 409 ``not_on_sale``."""
     def set_region(self, code: str, region: int) -> None: ...
     def place_batch(
         self,

@@ -48,7 +48,7 @@ class Engine:
             self.limited.add(sku.id)
         else:
             self.limited.discard(sku.id)
-        self.book.set_sku(sku.id, sku.price, sku.currency, sku.merchant)
+        self.book.set_sku(sku.id, sku.price, sku.currency, sku.merchant, sku.release_ms)
 
     def add_pending(self, order: Order) -> None:
         """Hold a stored order awaiting payment or in review (its reservation is in the

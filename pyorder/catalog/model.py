@@ -31,6 +31,9 @@ class Sku:
     created_ms: int = 0
     category: str = ""
     """The merchant's category (e.g. ``apparel``); return windows and rules go by it."""
+    release_ms: int | None = None
+    """When it goes on sale (ms since the Unix epoch, UTC), as a flash sale's start: orders
+    before then are refused ``not_on_sale``. None: on sale from its creation."""
 
 
 @dataclass(frozen=True, slots=True)

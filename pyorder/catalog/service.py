@@ -30,6 +30,8 @@ MAX_PRICE = 10**12
 """Largest unit price, in minor units."""
 CATEGORY = re.compile(r"([a-z0-9][a-z0-9_-]{0,39})?")
 """A SKU's category (``fullmatch``): a short slug such as ``apparel``, or empty for none."""
+MAX_RELEASE_MS = 2**53
+"""Latest release time accepted (ms since the Unix epoch): exact in a JSON number."""
 
 
 class CatalogueReadOnly(Conflict):
@@ -147,7 +149,10 @@ class Catalog:
         stock: dict[int, int],
         limit_per_buyer: int = 0,
         category: str = "",
+        release_ms: int | None = None,
     ) -> SkuView:
+        """A new SKU with its stock per warehouse; ``release_ms``: when it goes on sale (ms
+        since the Unix epoch, UTC; a flash sale's start), None at once."""
         who.require(Role.MERCHANT, Role.ADMIN)
         self._check_writable()
         if not title.strip() or len(title) > 200:
@@ -164,6 +169,11 @@ class Catalog:
             raise InvalidInput(
                 "category has at most 40 lower-case letters, digits, _ or -", field="category"
             )
+        if release_ms is not None and not 0 <= release_ms <= MAX_RELEASE_MS:
+            raise InvalidInput(
+                f"release_ms must be between 0 and {MAX_RELEASE_MS} (ms since the Unix epoch)",
+                field="release_ms",
+            )
         for wid, units in stock.items():
             self._check_stocking(who, wid)
             if not 0 <= units <= MAX_UNITS:
@@ -174,7 +184,9 @@ class Catalog:
         # leases from them), and the store the units.
         in_core = {wid: 0 for wid in stock} if self._cluster else stock
         sid = engine.inventory.add_sku(in_core, limit_per_buyer=limit_per_buyer)
-        sku = Sku(sid, who.key, title, price, currency, limit_per_buyer, now_ms(), category)
+        sku = Sku(
+            sid, who.key, title, price, currency, limit_per_buyer, now_ms(), category, release_ms
+        )
         engine.add_sku(sku)
         batch.skus.append(sku)
         if self._cluster:

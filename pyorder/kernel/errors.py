@@ -54,6 +54,13 @@ class PurchaseLimitExceeded(Conflict):
     code = "purchase_limit_exceeded"
 
 
+class NotOnSale(Conflict):
+    """A SKU of the order has a release time (a flash sale's start) still to come; nothing was
+    reserved."""
+
+    code = "not_on_sale"
+
+
 class RiskBlocked(DomainError):
     """Risk control declined the order (``docs/risk.md``, "At intake"); ``details.decision``
     is the id of its stored decision. Nothing was reserved."""

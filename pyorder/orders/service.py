@@ -40,6 +40,7 @@ from pyorder.kernel.errors import (
     InvalidState,
     MalformedJson,
     NotFound,
+    NotOnSale,
     OutOfStock,
     PurchaseLimitExceeded,
     RiskBlocked,
@@ -75,6 +76,7 @@ _REFUSALS: dict[str, type[DomainError]] = {
         MalformedJson,
         OutOfStock,
         PurchaseLimitExceeded,
+        NotOnSale,
         RiskBlocked,
     )
 }

@@ -4,10 +4,11 @@
 
 It trains on the synthetic data of ``--seed`` (``pyorder.risk.sim``, 14 days), on what was
 known at the end of the last day (orders of the last ``MATURE_DAYS`` only if known fraud, as
-in the evaluation), with the features the platform cannot compute blanked (NaN) so that the
-model does not lean on them: the buyer's account age (buyers are token subjects; the platform
-keeps no accounts) and the seconds since a SKU's release (the catalogue has no release time
-yet). The features of payment instruments are missing at intake already.
+in the evaluation), with the feature the platform cannot compute blanked (NaN) so that the
+model does not lean on it: the buyer's account age (buyers are token subjects; the platform
+keeps no accounts). The seconds since a SKU's release are the catalogue's (``Sku.release_ms``,
+missing for a SKU without one, as for the generator's ordinary items). The features of payment
+instruments are missing at intake already.
 """
 
 import argparse
@@ -25,7 +26,7 @@ from pyorder.risk.train import train, write
 
 OUT: Final = DEFAULT_MODEL.parent
 
-UNKNOWN_ON_THE_PLATFORM: Final = ("account_age_s", "seconds_since_release")
+UNKNOWN_ON_THE_PLATFORM: Final = ("account_age_s",)
 """Features the platform's intake leaves missing (see the module's docs)."""
 
 

@@ -19,6 +19,7 @@ STATUSES: dict[str, int] = {
     "out_of_stock": 409,
     "catalogue_read_only": 409,
     "purchase_limit_exceeded": 409,
+    "not_on_sale": 409,
     "invalid_state": 409,
     "already_shipped": 409,
     "not_delivered": 409,

@@ -24,7 +24,9 @@ from pyorder.model import IdempotencyRecord
 from pyorder.orders.model import Order, OrderLine, OrderStatus, StatusChange, just_placed
 
 WAREHOUSE_COLUMNS = "id, name, owner"
-SKU_COLUMNS = "id, merchant, title, price, currency, limit_per_buyer, created_ms, category"
+SKU_COLUMNS = (
+    "id, merchant, title, price, currency, limit_per_buyer, created_ms, category, release_ms"
+)
 STOCK_COLUMNS = "sku, warehouse, on_hand, reserved, sold"
 ORDER_COLUMNS = (
     "id, buyer, status, currency, total, region, address, reservation,"
@@ -101,7 +103,7 @@ def region_rows(regions: dict[str, list[int]]) -> list[tuple[str, int, int]]:
     return [(region, rank, wh) for region, whs in regions.items() for rank, wh in enumerate(whs)]
 
 
-def sku_row(s: Sku) -> tuple[int, str, str, int, str, int, int, str]:
+def sku_row(s: Sku) -> tuple[int, str, str, int, str, int, int, str, int | None]:
     return (
         s.id,
         s.merchant,
@@ -111,6 +113,7 @@ def sku_row(s: Sku) -> tuple[int, str, str, int, str, int, int, str]:
         s.limit_per_buyer,
         s.created_ms,
         s.category,
+        s.release_ms,
     )
 
 
@@ -124,6 +127,7 @@ def sku_from_row(r: Row) -> Sku:
         limit_per_buyer=r[5],
         created_ms=r[6],
         category=r[7],
+        release_ms=r[8],
     )
 
 

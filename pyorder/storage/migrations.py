@@ -523,6 +523,13 @@ _V15_SQLITE = (
 )
 _V15_POSTGRES = ("ALTER TABLE payment_attempts ADD COLUMN three_ds BOOLEAN NOT NULL DEFAULT false",)
 
+# Version 16: a SKU's release time (``Sku.release_ms``), a flash sale's start: orders before it
+# are refused, and risk control reads the seconds from it to each order. NULL: on sale from its
+# creation (every SKU made before this version). A nullable column without a default is added
+# without rewriting the table on either store.
+_V16_POSTGRES = ("ALTER TABLE skus ADD COLUMN release_ms BIGINT",)
+_V16_SQLITE = ("ALTER TABLE skus ADD COLUMN release_ms INTEGER",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -541,6 +548,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(13, "risk rules, lists, thresholds and their audit log", _V13_SQLITE, _V13_POSTGRES),
     Migration(14, "risk decisions, the review queue, orders in review", _V14_SQLITE, _V14_POSTGRES),
     Migration(15, "payment attempts that ask for 3-D Secure", _V15_SQLITE, _V15_POSTGRES),
+    Migration(16, "release times of SKUs (flash sales)", _V16_SQLITE, _V16_POSTGRES),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -447,6 +447,7 @@ class Shop:
         token: str | None = None,
         title: str = "",
         category: str = "",
+        release_ms: int | None = None,
     ) -> int:
         body = {
             "title": title or unique("sku"),
@@ -455,6 +456,7 @@ class Shop:
             "stock": [{"warehouse": w, "units": u} for w, u in stock.items()],
             "limit_per_buyer": limit,
             "category": category,
+            "release_ms": release_ms,
         }
         out = self.srv.ok("POST", "/v1/skus", token=token or self.admin, json=body, expect=201)
         return int(out["id"])

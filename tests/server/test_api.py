@@ -255,6 +255,7 @@ def test_sku_create_and_get_with_stock_per_warehouse(server: Server, world: Worl
         "currency": "CNY",
         "limit_per_buyer": 4,
         "category": "kitchen",
+        "release_ms": None,
         "stock": {"on_hand": 10, "available": 10, "reserved": 0, "sold": 0},
         "warehouses": sorted(
             [

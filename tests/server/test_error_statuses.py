@@ -13,7 +13,8 @@ import pytest
 
 import pyorder
 from pyorder.auth import Principal, Role
-from pyorder.kernel.errors import DomainError, RiskBlocked
+from pyorder.kernel.clock import now_ms
+from pyorder.kernel.errors import DomainError, NotOnSale, RiskBlocked
 from pyorder.orders.input import OrderInput
 from pyorder.orders.service import Answer
 from pyorder.platform import Config, Platform
@@ -75,11 +76,19 @@ def test_the_rust_order_book_answers_each_refusal_with_the_tables_status(tmp_pat
                 stock={wh.id: 1},
                 limit_per_buyer=1,
             ).sku.id
+            later = platform.catalog.create_sku(
+                merchant,
+                title="flash sale",
+                price=100,
+                currency="CNY",
+                stock={wh.id: 1},
+                release_ms=now_ms() + 3_600_000,
+            ).sku.id
             await platform.intake.durable()
             address = {"name": "A", "line1": "1 Road", "city": "X", "region": "north"}
 
-            def body(quantity: int, region: str = "north") -> bytes:
-                lines = [{"sku": sku, "quantity": quantity}]
+            def body(quantity: int, region: str = "north", item: int = sku) -> bytes:
+                lines = [{"sku": item, "quantity": quantity}]
                 return json.dumps(
                     {"lines": lines, "address": {**address, "region": region}}
                 ).encode()
@@ -88,11 +97,14 @@ def test_the_rust_order_book_answers_each_refusal_with_the_tables_status(tmp_pat
             mallory = Principal(Role.BUYER, "mallory")
             with pytest.raises(RiskBlocked):  # the embedding API: the same refusal
                 platform.orders.place(mallory, OrderInput([(sku, 1)], address))
+            with pytest.raises(NotOnSale):
+                platform.orders.place(buyer, OrderInput([(later, 1)], address))
             calls = [
                 (mallory, body(1)),  # risk control's block list: nothing reserved
                 (buyer, b"{not json"),
                 (buyer, body(0)),
                 (buyer, body(1, "mars")),
+                (buyer, body(1, item=later)),  # its release time still to come
                 (buyer, body(2)),  # past the limit of one per buyer
                 (buyer, body(1)),  # the only unit, sold
                 (bob, body(1)),  # none left
@@ -115,6 +127,7 @@ def test_the_rust_order_book_answers_each_refusal_with_the_tables_status(tmp_pat
         "unknown_region",
         "purchase_limit_exceeded",
         "out_of_stock",
+        "not_on_sale",
         "risk_blocked",
     }
     assert seen == {code: STATUSES[code] for code in seen}

@@ -179,6 +179,44 @@ def test_orders_in_review_keep_their_units_across_a_restart(launch: Launch) -> N
     assert pay.status == 409, pay
 
 
+def test_a_flash_sale_opens_at_its_release_and_rules_read_the_seconds_since(
+    launch: Launch,
+) -> None:
+    """A SKU with a release time refuses orders before it (409 ``not_on_sale``, nothing
+    reserved) and sells from it on. A rule on ``seconds_since_release`` holds a headless
+    browser ordering within a minute of the release, while a browser's order goes through, and
+    so does the headless browser's order of a SKU without a release time (the feature is
+    missing, and a comparison with it is false). The release time survives a restart."""
+    srv = launch("--risk", "--risk-rules-only", "--trusted-proxy", "127.0.0.0/8")
+    shop = Shop(srv)
+    region = unique("north")
+    wh = shop.warehouse(regions=[region])
+    release = int(time.time() * 1000) + 1_500
+    sku = shop.sku({wh: 100}, release_ms=release)
+    always = shop.sku({wh: 100})
+    assert (shop.stock(sku)["release_ms"], shop.stock(always)["release_ms"]) == (release, None)
+
+    early = _place(srv, "early", sku, region, ip="10.2.0.1", device="d-early")
+    assert (early.status, early.error_code) == (409, "not_on_sale"), early
+    assert early.json()["error"]["details"]["sku"] == sku
+    assert shop.totals(sku)["reserved"] == 0
+
+    rule = {"action": "review", "condition": "seconds_since_release < 60 and agent_class == 3"}
+    srv.ok("POST", "/v1/risk/rules", token=srv.admin(), json=rule, expect=201)
+    time.sleep(max(0.0, release / 1000 - time.time()) + 0.05)
+    bot = _place(srv, "bot", sku, region, ip="10.2.0.2", device="d-bot", agent=HEADLESS)
+    assert (bot.status, bot.json()["status"]) == (201, "in_review"), bot
+    human = _place(srv, "human", sku, region, ip="10.2.0.3", device="d-human")
+    assert (human.status, human.json()["status"]) == (201, "pending_payment"), human
+    other = _place(srv, "bot-2", always, region, ip="10.2.0.4", device="d-b2", agent=HEADLESS)
+    assert (other.status, other.json()["status"]) == (201, "pending_payment"), other
+    assert shop.totals(sku)["reserved"] == 2
+
+    srv.restart()
+    assert shop.stock(sku)["release_ms"] == release
+    assert _place(srv, "late", sku, region, ip="10.2.0.5", device="d-late").status == 201
+
+
 @pytest.mark.long
 def test_velocity_windows_expire(launch: Launch) -> None:
     """A rule on a one-minute count blocks the fourth order of a device within the minute, and

@@ -16,6 +16,7 @@ from .backends import Backend
 from .records import catalog, order
 
 REVIEW = 14
+V13_SKU_COLUMNS = "id, merchant, title, price, currency, limit_per_buyer, created_ms, category"
 
 
 def _up_to(version: int) -> tuple[Migration, ...]:
@@ -29,11 +30,22 @@ def _at_13(store: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
         for module in (sqlite_store, postgres_store):
             m.setattr(module, "pending", lambda current: pending(current, older))
 
+        full = catalog()
+
+        async def open_empty(s: Store) -> None:
+            await s.commit(WriteBatch(warehouses=full.warehouses, regions=full.regions))
+
         async def fill(s: Store) -> None:
-            await s.commit(catalog())
+            await s.commit(WriteBatch(stock_rows=full.stock_rows))
             paid = order(1, status=OrderStatus.PAID)
             await s.commit(WriteBatch(orders=[paid, order(2)]))
 
+        store.run(open_empty)
+        for sku in full.skus:  # the columns of version 13 (this code writes later ones)
+            store.query(
+                f"INSERT INTO skus ({V13_SKU_COLUMNS}) VALUES ({sku.id}, '{sku.merchant}',"
+                f" 'item', {sku.price}, '{sku.currency}', 0, {sku.created_ms}, '')"
+            )
         store.run(fill)
     assert store.query("SELECT MAX(version) FROM schema_migrations") == [(REVIEW - 1,)]
 

@@ -28,6 +28,9 @@ pub struct SkuEntry {
     pub currency: [u8; 3],
     /// Principal key of the owner.
     pub merchant: Arc<str>,
+    /// When it goes on sale (ms since the Unix epoch, UTC), as a flash sale's start: orders
+    /// before then are refused `not_on_sale`. None: on sale from its creation.
+    pub release_ms: Option<i64>,
 }
 
 /// Why one order was refused: an HTTP status, a stable code, a message, and details.
@@ -138,6 +141,9 @@ struct Prepared {
     region_code: Arc<str>,
     currency: [u8; 3],
     lines: SmallVec<[PricedLine; 1]>,
+    /// The latest release time of its SKUs that have one (risk control's "seconds since
+    /// release": a flash sale's item ordered with others counts as the flash sale's).
+    release_ms: Option<i64>,
 }
 
 /// Catalogue mirror and pending orders.
@@ -273,8 +279,10 @@ impl OrderBook {
         requests: &[OrderRequest<'_>],
         rows: &mut OrderRows,
     ) -> Result<Vec<Outcome>, BookError> {
-        let mut prepared: Vec<Result<Prepared, Refusal>> =
-            requests.iter().map(|r| self.prepare(r)).collect();
+        let mut prepared: Vec<Result<Prepared, Refusal>> = requests
+            .iter()
+            .map(|r| self.prepare(r, who.now_ms))
+            .collect();
         let ok = prepared.iter().filter(|p| p.is_ok()).count();
         if ok == 0 {
             return Ok(prepared
@@ -388,8 +396,9 @@ impl OrderBook {
 
     /// The catalogue checks of one order, in the order a person reads it: each line's SKU,
     /// quantity, uniqueness and currency, then the delivery region.
-    fn prepare(&self, req: &OrderRequest<'_>) -> Result<Prepared, Refusal> {
+    fn prepare(&self, req: &OrderRequest<'_>, now_ms: u64) -> Result<Prepared, Refusal> {
         let mut currency: Option<[u8; 3]> = None;
+        let mut release_ms: Option<i64> = None;
         let mut lines = SmallVec::with_capacity(req.lines.len());
         for (i, &(sku, qty)) in req.lines.iter().enumerate() {
             let Some(entry) = self.skus.get(sku as usize).and_then(Option::as_ref) else {
@@ -419,6 +428,21 @@ impl OrderBook {
                 }
                 _ => currency = Some(entry.currency),
             }
+            if let Some(release) = entry.release_ms {
+                if i64::try_from(now_ms).unwrap_or(i64::MAX) < release {
+                    return Err(Refusal {
+                        status: 409,
+                        code: "not_on_sale",
+                        message: format!(
+                            "SKU {sku} goes on sale at {release} (ms since the Unix epoch, UTC)"
+                        ),
+                        field: None,
+                        sku: Some(sku),
+                        decision: None,
+                    });
+                }
+                release_ms = release_ms.max(Some(release));
+            }
             lines.push((sku, qty, entry.price, Arc::clone(&entry.merchant)));
         }
         let code: &str = &req.address.region;
@@ -437,6 +461,7 @@ impl OrderBook {
             region_code: Arc::clone(region_code),
             currency: currency.unwrap_or(*b"XXX"),
             lines,
+            release_ms,
         })
     }
 
@@ -599,7 +624,7 @@ fn assess(
             amount: p.lines.iter().map(|l| i64::from(l.1) * l.2).sum(),
             sku: u64::from(sku),
             quantity: i64::from(quantity),
-            sku_release_ms: None,
+            sku_release_ms: p.release_ms,
             device,
             ip,
             ip_region: client.ip_region.map(key_hash),
@@ -681,6 +706,7 @@ mod tests {
                 price: 250,
                 currency: *b"CNY",
                 merchant: Arc::from("merchant:m"),
+                release_ms: None,
             },
         );
         book.set_region("north", 0);
@@ -755,5 +781,52 @@ mod tests {
             "{out:?}"
         );
         assert_eq!((rows.len(), book.pending_count()), (2, 2));
+    }
+
+    /// A SKU with a release time is refused `not_on_sale` before it (nothing reserved, staged
+    /// or held, and the ID skipped) and sold from it on.
+    #[test]
+    fn a_sku_is_sold_from_its_release_on() {
+        let (inventory, ids, mut book) = shop();
+        let release = NOW as i64 + 1_000;
+        book.set_sku(
+            0,
+            SkuEntry {
+                price: 250,
+                currency: *b"CNY",
+                merchant: Arc::from("merchant:m"),
+                release_ms: Some(release),
+            },
+        );
+        let body = br#"{"lines":[{"sku":0,"quantity":1}],"address":{"name":"A","line1":"1 Road","city":"X","region":"north"}}"#;
+        let req = parse_order(body).unwrap();
+        let mut rows = OrderRows::default();
+        let mut place_at = |now_ms: u64| {
+            let who = Placement {
+                buyer: "alice",
+                buyer_number: 7,
+                now_ms,
+                client: Client::default(),
+            };
+            book.place(
+                &inventory,
+                &ids,
+                &who,
+                std::slice::from_ref(&req),
+                &mut rows,
+            )
+            .unwrap()
+        };
+        let early = place_at(NOW + 999);
+        assert!(
+            matches!(&early[..], [Outcome::Refused(r)]
+                if (r.status, r.code, r.sku) == (409, "not_on_sale", Some(0))
+                    && r.message.contains(&release.to_string())),
+            "{early:?}"
+        );
+        assert!(matches!(&place_at(NOW + 1_000)[..], [Outcome::Created(_)]));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows.reserved_deltas(), vec![(0, 0, 1)]);
+        assert_eq!(book.pending_count(), 1);
     }
 }

@@ -284,12 +284,22 @@ impl OrderBook {
         self.book.lock().pending_count()
     }
 
-    /// Make a SKU orderable at `price` (minor units of `currency`), owned by `merchant`.
-    fn set_sku(&self, sku: u32, price: i64, currency: &str, merchant: &str) -> PyResult<()> {
+    /// Make a SKU orderable at `price` (minor units of `currency`), owned by `merchant`, from
+    /// `release_ms` on (ms since the Unix epoch, UTC; None: at once).
+    #[pyo3(signature = (sku, price, currency, merchant, release_ms=None))]
+    fn set_sku(
+        &self,
+        sku: u32,
+        price: i64,
+        currency: &str,
+        merchant: &str,
+        release_ms: Option<i64>,
+    ) -> PyResult<()> {
         let entry = SkuEntry {
             price,
             currency: currency_code(currency)?,
             merchant: Arc::from(merchant),
+            release_ms,
         };
         self.book.lock().set_sku(sku, entry);
         Ok(())

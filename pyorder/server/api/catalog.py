@@ -134,6 +134,7 @@ async def create_sku(request: web.Request) -> web.Response:
                 stock=stock,
                 limit_per_buyer=data.limit_per_buyer,
                 category=data.category,
+                release_ms=data.release_ms,
             )
         )
         return 201, sku_out(view)

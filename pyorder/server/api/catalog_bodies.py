@@ -7,10 +7,20 @@ import msgspec
 from msgspec import Meta
 
 from pyorder.catalog.model import SkuView, Warehouse
+from pyorder.catalog.service import MAX_RELEASE_MS
 from pyorder.inventory import StockLevel
 from pyorder.server.bodies import Id, RegionCode, Text, whole
 
 Units = Annotated[int, Meta(ge=0, le=2**50)]
+ReleaseMs = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_RELEASE_MS,
+        description="when the SKU goes on sale, ms since the Unix epoch (UTC), a flash sale's"
+        " start: orders before it are refused 409 not_on_sale",
+    ),
+]
 Money = Annotated[int, Meta(ge=0, le=10**12, description="minor units (cents, fen)")]
 Currency = Annotated[str, Meta(pattern=whole("[A-Z]{3}"), description="ISO 4217 code")]
 Category = Annotated[
@@ -47,6 +57,7 @@ class SkuIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stock: Annotated[list[StockEntry], Meta(max_length=1000)] = []
     limit_per_buyer: Units = 0
     category: Category = ""
+    release_ms: ReleaseMs | None = None
 
 
 class StockAdjustIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -91,6 +102,7 @@ class SkuOut(msgspec.Struct):
     currency: str
     limit_per_buyer: int
     category: str
+    release_ms: int | None
     stock: StockOut
     warehouses: list[WarehouseStockOut]
 
@@ -117,6 +129,7 @@ def sku_out(view: SkuView) -> SkuOut:
         currency=s.currency,
         limit_per_buyer=s.limit_per_buyer,
         category=s.category,
+        release_ms=s.release_ms,
         stock=stock_out(view.total),
         warehouses=[
             WarehouseStockOut(lv.on_hand, lv.available, lv.reserved, lv.sold, warehouse=w)
