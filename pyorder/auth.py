@@ -1,7 +1,10 @@
 """Who is calling: HS256 JWT bearer tokens carrying a role and a subject (PyJWT).
 
 PyJWT is the well-kept standard for this; we only choose the claims: ``sub`` (the principal's
-id), ``role`` (buyer, merchant or admin), ``iat`` and ``exp`` (UTC seconds).
+id), ``role`` (buyer, merchant or admin), ``iat`` and ``exp`` (UTC seconds), and optionally
+``account_created`` (UTC seconds): when the buyer's account was made, which the issuer (the
+shop's identity provider) knows and the platform, keeping no accounts, does not. Risk control
+reads the account's age from it (``docs/risk.md``).
 """
 
 import contextlib
@@ -10,7 +13,7 @@ import hashlib
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -33,6 +36,9 @@ class Role(StrEnum):
 class Principal:
     role: Role
     subject: str
+    account_created_ms: int | None = field(default=None, compare=False)
+    """When the account was made (ms since the Unix epoch, UTC), from the token's
+    ``account_created`` claim; None without one. Not part of who the principal is."""
 
     @property
     def key(self) -> str:
@@ -66,9 +72,24 @@ class TokenIssuer:
         self._verified: dict[str, tuple[Principal, int]] = {}
         self._cache_size = cache_size
 
-    def mint(self, role: Role, subject: str, ttl_s: int = 24 * 3600) -> str:
+    def mint(
+        self,
+        role: Role,
+        subject: str,
+        ttl_s: int = 24 * 3600,
+        account_created_s: int | None = None,
+    ) -> str:
+        """A token for ``subject`` in ``role``, valid ``ttl_s`` seconds; ``account_created_s``:
+        when the account was made (UTC seconds), carried as the ``account_created`` claim."""
         now = int(time.time())
-        claims = {"sub": subject, "role": role.value, "iat": now, "exp": now + ttl_s}
+        claims: dict[str, object] = {
+            "sub": subject,
+            "role": role.value,
+            "iat": now,
+            "exp": now + ttl_s,
+        }
+        if account_created_s is not None:
+            claims["account_created"] = account_created_s
         return jwt.encode(claims, self._secret, algorithm=self.ALGORITHM)
 
     def bearer(self, header: str) -> Principal:
@@ -106,7 +127,15 @@ class TokenIssuer:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject or len(subject) > 200:
             raise Unauthorized("the token's subject must be a non-empty string")
-        return Principal(role, subject), int(claims["exp"])
+        created = claims.get("account_created")
+        if created is not None and (
+            isinstance(created, bool) or not isinstance(created, int) or created < 0
+        ):
+            raise Unauthorized(
+                "the token's account_created must be whole seconds since the Unix epoch"
+            )
+        created_ms = None if created is None else created * 1000
+        return Principal(role, subject, created_ms), int(claims["exp"])
 
 
 def load_or_create_secret(data_dir: Path, name: str = "token-secret") -> str:

@@ -262,6 +262,10 @@ class Orders:
             device_id=order.context.device_id,
             email_hash=order.context.email_hash,
             phone_hash=order.context.phone_hash,
+            # No connection: only the account's age, when the principal knows it.
+            client=None
+            if who.account_created_ms is None
+            else (None, None, 0, who.account_created_ms),
         )
         if refused is not None:
             code, message, details = refused

@@ -232,8 +232,14 @@ class Clients:
         return cls(_networks(settings.trusted_proxies), regions)
 
     def info(
-        self, peer: str | None, forwarded_for: str | None, user_agent: str | None
+        self,
+        peer: str | None,
+        forwarded_for: str | None,
+        user_agent: str | None,
+        account_created_ms: int | None = None,
     ) -> ClientInfo:
+        """The client of a request from its peer address, ``X-Forwarded-For`` and
+        ``User-Agent``, and when its buyer's account was made (the token's claim, if any)."""
         ip = client_ip(peer, forwarded_for, self.trusted)
         region = self.regions.region(ip) if self.regions is not None else None
-        return (ip, region, int(agent_class(user_agent)), None)
+        return (ip, region, int(agent_class(user_agent)), account_created_ms)

@@ -597,9 +597,18 @@ def mint(argv: list[str] | None = None) -> None:
     parser.add_argument("--role", choices=[r.value for r in Role], required=True)
     parser.add_argument("--sub", required=True, help="the principal's id (subject)")
     parser.add_argument("--ttl-s", type=int, default=24 * 3600)
+    parser.add_argument(
+        "--account-created",
+        type=int,
+        default=None,
+        metavar="UNIX_S",
+        help="when the buyer's account was made (UTC seconds): the account_created claim,"
+        " which risk control reads the account's age from",
+    )
     args = parser.parse_args(argv)
     issuer = TokenIssuer(load_or_create_secret(args.data_dir))
-    sys.stdout.write(issuer.mint(Role(args.role), args.sub, args.ttl_s) + "\n")
+    token = issuer.mint(Role(args.role), args.sub, args.ttl_s, args.account_created)
+    sys.stdout.write(token + "\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ client (IP behind trusted proxies, the IP's region, the agent class), the engine
 and without a model, and the failure policy when the model cannot be loaded, through the order
 book in the core."""
 
+import asyncio
 import ipaddress
 import json
 from pathlib import Path
@@ -10,6 +11,11 @@ from pathlib import Path
 import pytest
 
 from pyorder._core import Inventory, OrderBook, OrderIdGenerator, OrderRows
+from pyorder.auth import Principal, Role
+from pyorder.kernel.clock import now_ms
+from pyorder.orders.input import OrderInput
+from pyorder.orders.model import OrderStatus
+from pyorder.platform import Config, Platform
 from pyorder.risk.events import AgentClass
 from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.intake import (
@@ -23,6 +29,7 @@ from pyorder.risk.intake import (
     set_policy,
 )
 from pyorder.risk.policy import ListKind, Policy
+from pyorder.risk.rules import Action, Rule
 
 T0 = 1_800_000_000_000
 
@@ -160,3 +167,39 @@ def test_rules_only_and_a_missing_file() -> None:
     assert missing.model_version is None
     with pytest.raises(ValueError, match="on_failure"):
         load_engine(RiskSettings(enabled=True, on_failure="maybe"))
+
+
+def test_the_embedding_api_passes_the_principals_account_age(tmp_path: Path) -> None:
+    """``Orders.place`` from Python has no connection: the principal's ``account_created_ms``
+    (a token's claim, or the embedder's own) is still risk control's account age."""
+
+    async def main() -> list[OrderStatus]:
+        platform = Platform(Config(data_dir=tmp_path, risk=RiskSettings(enabled=True, model=None)))
+        await platform.start()
+        try:
+            assert platform.risk_engine is not None
+            rule = Rule("young", Action.REVIEW, "account_age_s < 86400")
+            set_policy(platform.risk_engine, Policy(FEATURE_NAMES, rules=((rule, None),)))
+            merchant = Principal(Role.MERCHANT, "acme")
+            wh = platform.catalog.create_warehouse(merchant, "west", ["north"])
+            sku = platform.catalog.create_sku(
+                merchant, title="t", price=100, currency="CNY", stock={wh.id: 5}
+            ).sku.id
+            address = {"name": "A", "line1": "1 Road", "city": "X", "region": "north"}
+            day = 86_400_000
+            statuses = [
+                platform.orders.place(
+                    Principal(Role.BUYER, f"b{i}", created), OrderInput([(sku, 1)], address)
+                ).status
+                for i, created in enumerate((now_ms() - day // 24, now_ms() - 30 * day, None))
+            ]
+            await platform.intake.durable()
+            return statuses
+        finally:
+            await platform.stop()
+
+    assert asyncio.run(main()) == [
+        OrderStatus.IN_REVIEW,
+        OrderStatus.PENDING_PAYMENT,
+        OrderStatus.PENDING_PAYMENT,
+    ]

@@ -123,8 +123,10 @@ class Server:
         return self.proc.data_dir.parent / f"server-{self.proc.port}.log"
 
     # tokens
-    def token(self, role: str, subject: str, ttl_s: int = 3600) -> str:
-        return self._issuer.mint(Role(role), subject, ttl_s)
+    def token(
+        self, role: str, subject: str, ttl_s: int = 3600, account_created_s: int | None = None
+    ) -> str:
+        return self._issuer.mint(Role(role), subject, ttl_s, account_created_s)
 
     def admin(self) -> str:
         return self.token("admin", "ops")

@@ -696,6 +696,7 @@ def test_idempotency_keys_are_scoped_to_the_caller(scene: Scene) -> None:
         "Bearer {unknown_role}",
         "Bearer {no_exp}",
         "Bearer {alg_none}",
+        "Bearer {bad_account_created}",
     ],
 )
 def test_malformed_or_unacceptable_tokens_are_401(server: Server, header: str) -> None:
@@ -709,6 +710,11 @@ def test_malformed_or_unacceptable_tokens_are_401(server: Server, header: str) -
         "unknown_role": jwt.encode({"sub": "r", "role": "root", "exp": 2**33}, secret, "HS256"),
         "no_exp": jwt.encode({"sub": "r", "role": "admin"}, secret, "HS256"),
         "alg_none": jwt.encode({"sub": "r", "role": "admin", "exp": 2**33}, "", "none"),
+        "bad_account_created": jwt.encode(
+            {"sub": "r", "role": "buyer", "exp": 2**33, "account_created": "yesterday"},
+            secret,
+            "HS256",
+        ),
     }
     resp = server.call("GET", "/v1/orders", headers={"Authorization": header.format(**values)})
     assert resp.status == 401, resp

@@ -217,6 +217,27 @@ def test_a_flash_sale_opens_at_its_release_and_rules_read_the_seconds_since(
     assert _place(srv, "late", sku, region, ip="10.2.0.5", device="d-late").status == 201
 
 
+def test_the_accounts_age_from_the_token_reaches_the_rules(launch: Launch) -> None:
+    """The token's ``account_created`` claim is risk control's ``account_age_s``: a rule on it
+    holds a day-old account's order, a month-old account's goes through, and so does one whose
+    token has no claim (the feature is missing, a comparison with it false)."""
+    srv = launch("--risk", "--risk-rules-only")
+    _, sku, region = _flash_sale(srv)
+    rule = {"action": "review", "condition": "account_age_s < 86400"}
+    srv.ok("POST", "/v1/risk/rules", token=srv.admin(), json=rule, expect=201)
+    now = int(time.time())
+
+    def status(buyer: str, created: int | None) -> str:
+        body = {"lines": [{"sku": sku, "quantity": 1}], "address": address(region)}
+        token = srv.token("buyer", buyer, account_created_s=created)
+        resp = srv.ok("POST", "/v1/orders", token=token, json=body, expect=201)
+        return str(resp["status"])
+
+    assert status("new", now - 3_600) == "in_review"
+    assert status("old", now - 30 * 86_400) == "pending_payment"
+    assert status("unknown", None) == "pending_payment"
+
+
 @pytest.mark.long
 def test_velocity_windows_expire(launch: Launch) -> None:
     """A rule on a one-minute count blocks the fourth order of a device within the minute, and

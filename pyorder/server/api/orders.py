@@ -68,6 +68,7 @@ def _placing(place: Place, *, many: bool) -> Callable[[web.Request], Awaitable[w
                     request.remote,
                     request.headers.get("X-Forwarded-For"),
                     request.headers.get("User-Agent"),
+                    who.account_created_ms,
                 )
             )
             if HEADER in request.headers:
