@@ -885,6 +885,18 @@ class RiskEngine:
         merchants: Sequence[str] = ...,
     ) -> tuple[str, bool, list[str], str]:
         """The policy's (outcome, three_ds, fired, decided_by) for one feature row and score."""
+    def assess_payment(
+        self,
+        at_ms: int,
+        buyer_number: int,
+        amount: int,
+        *,
+        ip: str | None = None,
+        keys: Mapping[str, str] = ...,
+    ) -> tuple[int | None, str, bool, list[str], str, str]:
+        """A payment about to start as risk control sees it: the buyer's features at
+        ``at_ms`` (not counted), the score (None without a model) and the platform policy's
+        decision: (score, outcome, three_ds, fired, decided_by, reasons as JSON text)."""
     def observe_payment(
         self,
         at_ms: int,

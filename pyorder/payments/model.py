@@ -160,6 +160,9 @@ class Attempt:
     three_ds: bool = False
     """Ask the provider for 3-D Secure whatever the card (the order's risk decision asked for
     it): sent with every call that creates or confirms it, so a resend asks again."""
+    risk: str = ""
+    """Risk control's check when the payment started (``pyorder.payments.risk.StartCheck``),
+    JSON text; empty when risk control is off."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ from pyorder.payments.model import (
 )
 from pyorder.payments.providers import DEFAULT_PAYMENT_METHOD, Router
 from pyorder.payments.refunds import Refunds
-from pyorder.payments.risk import PaymentRisk
+from pyorder.payments.risk import NO_CHECK, PaymentRisk, StartCheck
 from pyorder.payments.schemas import PaymentIntent, metadata_int
 from pyorder.payments.schemas import Refund as ProviderRefund
 from pyorder.payments.storage import PAYMENTS, REFUNDS
@@ -252,12 +252,18 @@ class Payments:
         the first available provider of the method, and the call it owes (the outbox). The
         provider is called once this is durable. ``ip``: the client's, for risk control."""
         who.require(Role.BUYER)
+        number = buyer_number(who.subject)
         # Before the checks below: no await may come between them and the staging.
-        three_ds = self.risk is not None and await self.risk.wants_three_ds(order_id)
+        if self.risk is None:
+            check = NO_CHECK
+        else:
+            held = self._orders.pending(order_id)
+            amount = held.total if held is not None else 0
+            check = await self.risk.at_start(order_id, who.subject, number, amount, ip)
         # The engine's record of a pending order holds what starting a payment needs (buyer
         # number, total, currency): no store read on the way to the provider.
         order = self._orders.pending(order_id)
-        if order is None or order.buyer_number != buyer_number(who.subject):
+        if order is None or order.buyer_number != number:
             stored = await self._store.get_order(order_id)
             if stored is None or stored.buyer != who.subject:
                 raise NotFound(f"order {order_id} does not exist")
@@ -305,7 +311,7 @@ class Payments:
                 updated_ms=at,
             )
         self._put_payment(replace(pay, method=method))
-        self._new_attempt(order_id, providers[0].name, method, payment_method, three_ds, ip)
+        self._new_attempt(order_id, providers[0].name, method, payment_method, check, ip)
         return self.payments[order_id]
 
     def _new_attempt(
@@ -314,7 +320,7 @@ class Payments:
         provider: str,
         method: str,
         payment_method: str | None,
-        three_ds: bool,
+        check: StartCheck,
         ip: str | None,
     ) -> Attempt:
         pay = self.payments[order_id]
@@ -338,7 +344,8 @@ class Payments:
             error="",
             created_ms=at,
             updated_ms=at,
-            three_ds=three_ds,
+            three_ds=check.three_ds,
+            risk=check.record,
         )
         self._put_payment(replace(pay, attempts=n))
         if ip is not None and self.risk is not None:
@@ -370,8 +377,9 @@ class Payments:
             reason,
             nxt[0].name,
         )
+        check = StartCheck(att.three_ds, att.risk)  # the same payment: the same check
         return self._new_attempt(
-            att.order_id, nxt[0].name, att.method, att.payment_method, att.three_ds, ip
+            att.order_id, nxt[0].name, att.method, att.payment_method, check, ip
         )
 
     # --- observations ---------------------------------------------------------------------------

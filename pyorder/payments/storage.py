@@ -34,7 +34,7 @@ PAYMENT_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "order_id, number, provider, method, payment_method, idempotency_key, provider_payment_id,"
     " status, amount, currency, amount_received, refund_id, refund_status, amount_refunded,"
-    " error, created_ms, updated_ms, three_ds"
+    " error, created_ms, updated_ms, three_ds, risk"
 )
 PAYMENTS_SQL = f"SELECT {PAYMENT_COLUMNS} FROM payments ORDER BY order_id"
 ATTEMPTS_SQL = f"SELECT {ATTEMPT_COLUMNS} FROM payment_attempts ORDER BY order_id, number"
@@ -98,6 +98,7 @@ def attempt_row(a: Attempt) -> tuple[Any, ...]:
         a.created_ms,
         a.updated_ms,
         a.three_ds,
+        a.risk,
     )
 
 
@@ -121,6 +122,7 @@ def attempt_from_row(r: Row) -> Attempt:
         created_ms=int(r[15]),
         updated_ms=int(r[16]),
         three_ds=bool(r[17]),
+        risk=r[18],
     )
 
 

@@ -530,6 +530,10 @@ _V15_POSTGRES = ("ALTER TABLE payment_attempts ADD COLUMN three_ds BOOLEAN NOT N
 _V16_POSTGRES = ("ALTER TABLE skus ADD COLUMN release_ms BIGINT",)
 _V16_SQLITE = ("ALTER TABLE skus ADD COLUMN release_ms INTEGER",)
 
+# Version 17: risk control's check of a payment when it started (``Attempt.risk``, JSON text;
+# empty when risk control was off), stored with the attempt it decided.
+_V17 = ("ALTER TABLE payment_attempts ADD COLUMN risk TEXT NOT NULL DEFAULT ''",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -549,6 +553,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(14, "risk decisions, the review queue, orders in review", _V14_SQLITE, _V14_POSTGRES),
     Migration(15, "payment attempts that ask for 3-D Secure", _V15_SQLITE, _V15_POSTGRES),
     Migration(16, "release times of SKUs (flash sales)", _V16_SQLITE, _V16_POSTGRES),
+    Migration(17, "risk control's check of each payment attempt", _V17, _V17),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -1,6 +1,7 @@
 """What payments tell risk control and ask of it (``pyorder.payments.risk.PaymentRisk``), in
-process on SQLite, with a recording stand-in for risk control: 3-D Secure taken from it when a
-payment starts, and each authorisation counted once, with the provider's fingerprint or, when
+process on SQLite, with a recording stand-in for risk control: its check when a payment starts
+(the order, the buyer, the amount and the IP asked; 3-D Secure taken from the answer, which is
+stored with the attempt), and each authorisation counted once, with the provider's fingerprint or, when
 the provider reports none, the provider's "unknown instrument" key (the end-to-end run with the
 real sandbox is ``test_risk_payments_e2e.py``)."""
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from pyorder.auth import Principal, Role, buyer_number
 from pyorder.orders.input import OrderInput
 from pyorder.payments.providers import PaymentsConfig, ProviderConfig
-from pyorder.payments.risk import PaymentRisk
+from pyorder.payments.risk import PaymentRisk, StartCheck
 from pyorder.payments.schemas import (
     Instrument,
     IntentStatus,
@@ -36,12 +37,14 @@ class Recorder:
     told."""
 
     three_ds: set[int] = field(default_factory=set)
-    asked: list[int] = field(default_factory=list)
+    asked: list[tuple[int, str, int, int, str | None]] = field(default_factory=list)
     counted: list[Counted] = field(default_factory=list)
 
-    async def wants_three_ds(self, order_id: int) -> bool:
-        self.asked.append(order_id)
-        return order_id in self.three_ds
+    async def at_start(
+        self, order_id: int, buyer: str, buyer_number: int, amount: int, ip: str | None
+    ) -> StartCheck:
+        self.asked.append((order_id, buyer, buyer_number, amount, ip))
+        return StartCheck(order_id in self.three_ds, f'{{"order": {order_id}}}')
 
     def authorisation(
         self,
@@ -108,6 +111,7 @@ def test_three_ds_is_asked_and_each_authorisation_counted_once(tmp_path: Path) -
             await svc.start(BUYER, declined.id, "card", None, ip="198.51.100.7")
             [att] = svc.attempts_of(declined.id)
             assert att.three_ds
+            assert att.risk == f'{{"order": {declined.id}}}'  # stored with the attempt
             no_fingerprint = _intent(declined.id, IntentStatus.REQUIRES_PAYMENT_METHOD, None)
             svc.observe_intent("nowhere", no_fingerprint)
             svc.observe_intent("nowhere", no_fingerprint)  # again: a webhook after the answer
@@ -120,7 +124,10 @@ def test_three_ds_is_asked_and_each_authorisation_counted_once(tmp_path: Path) -
             svc.observe_intent("nowhere", charged)
             svc.observe_intent("nowhere", charged)
             assert risk.counted[1:] == [(alice, 999, "fp_4242", True, None)]
-            assert risk.asked == [declined.id, paid.id]
+            assert risk.asked == [
+                (declined.id, "alice", alice, 999, "198.51.100.7"),
+                (paid.id, "alice", alice, 999, None),
+            ]
             await platform.intake.durable()
             assert svc.payments[paid.id].paid_attempt == 1
         finally:

@@ -4,6 +4,8 @@ a real payment sandbox over loopback (``lib``).
 - A ``request_3ds`` rule: a big order's payment goes through the provider's 3-D Secure
   challenge (a card that would not need one), a small order's does not; a retry after a failed
   challenge asks again, and so does the attempt after a restart (it is stored).
+- A check of each payment when it starts: after two declined cards on one order, a review rule
+  on ``buyer_declines_24h`` sends the next attempt through 3-D Secure; admins read the checks.
 - Card testing: a buyer's declined authorisations with one card (the sandbox's declining test
   card) are counted with its fingerprint and the request's IP, and rules over
   ``buyer_declines_24h`` and ``ip_declines_1h`` then block that buyer's, and that IP's, next
@@ -180,3 +182,38 @@ def test_declines_of_card_testing_block_the_buyers_and_the_ips_next_orders(
         declines = w.sandboxes["card1"].ledger()["declines"]
         assert len(declines) == 3
         assert len({d["fingerprint"] for d in declines}) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_card_testing_on_one_order_steps_up_its_next_attempt_to_3d_secure(
+    backend: str, tmp_path: Path
+) -> None:
+    """Each payment is assessed when it starts. After two declined cards on one order, a review
+    rule on ``buyer_declines_24h`` sends the buyer's next attempt of the same order through 3-D
+    Secure (with a card that would need none), which its holder passes and pays. The check is
+    stored with each attempt, shown to admins and never to the buyer."""
+    with pay_world(_backend(backend), tmp_path, [CARD], server_args=RISK) as w:
+        _rule(w, "review", "buyer_declines_24h >= 2")
+        oid = w.order()
+        for _ in range(2):
+            assert w.pay(oid, payment_method=DECLINING).status == 202
+            w.wait(oid, order="pending_payment", payment="failed")
+        assert [a["three_ds"] for a in w.payment(oid)["attempts"]] == [False, False]
+
+        assert w.pay(oid).status == 202
+        third = _attempt_in(w, oid, "requires_action")
+        assert (third["number"], third["three_ds"]) == (3, True)
+        assert _intent(w, third)["payment_method_options"] == {
+            "card": {"request_three_d_secure": "any"}
+        }
+        assert _authenticate(w, third)["status"] == "succeeded"
+        pay = w.wait(oid, order="paid", payment="charged")
+        assert all(a["risk"] is None for a in pay["attempts"])  # the buyer's view
+
+        admin = w.srv.ok("GET", f"/v1/orders/{oid}/payment", token=w.srv.admin())
+        checks = [a["risk"] for a in admin["attempts"]]
+        assert [c["outcome"] for c in checks] == ["allow", "allow", "review"]
+        assert [c["three_ds"] for c in checks] == [False, False, True]
+        assert checks[2]["decided_by"].startswith("rule")
+        assert len(checks[2]["fired"]) == 1
+        assert checks[2]["order_three_ds"] is False  # the order itself was allowed plainly

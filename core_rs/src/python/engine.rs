@@ -19,6 +19,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// (score, outcome, three_ds, fired, decided_by, reasons JSON) of `RiskEngine.assess_payment`.
+type PaymentAssessment = (Option<u8>, &'static str, bool, Vec<String>, String, String);
+
 /// Risk control's state at intake: the velocity tracker, the model, the policy.
 #[pyclass(frozen, module = "pyorder._core")]
 pub(crate) struct RiskEngine {
@@ -190,6 +193,43 @@ impl RiskEngine {
             d.three_ds,
             d.fired.iter().map(|f| f.to_string()).collect(),
             d.decided_by.text(),
+        ))
+    }
+
+    /// Risk control's view of a payment about to start (`crate::risk::RiskEngine::
+    /// assess_payment`): the buyer `buyer_number` paying `amount` minor units from `ip` at
+    /// `at_ms`, its features not counted, decided by the platform's rules and lists (`keys`:
+    /// list values by kind). Returns (score or None, outcome, three_ds, fired, decided_by,
+    /// reasons as JSON).
+    #[pyo3(signature = (at_ms, buyer_number, amount, *, ip=None, keys=HashMap::new()))]
+    fn assess_payment(
+        &self,
+        at_ms: i64,
+        buyer_number: u64,
+        amount: i64,
+        ip: Option<&str>,
+        keys: HashMap<String, String>,
+    ) -> PyResult<PaymentAssessment> {
+        let mut list_keys: risk::ListKeys = [None; 7];
+        for (kind, value) in keys {
+            list_keys[list_kind(&kind)?] = Some(risk::key_hash(&value));
+        }
+        let event = risk::OrderEvent {
+            at_ms,
+            buyer: buyer_number,
+            amount,
+            ip: ip.map(risk::key_hash),
+            ..risk::OrderEvent::default()
+        };
+        let a = self.inner.assess_payment(&event, &list_keys);
+        let d = a.decision;
+        Ok((
+            a.score,
+            d.outcome.as_str(),
+            d.three_ds,
+            d.fired.iter().map(|f| f.to_string()).collect(),
+            d.decided_by.text(),
+            risk::reasons_json(&a.reasons),
         ))
     }
 

@@ -122,6 +122,29 @@ impl RiskEngine {
             .collect()
     }
 
+    /// A payment about to start, as risk control sees it then: `event` (the order's buyer and
+    /// amount, the payment request's IP; the instrument is not known before the provider
+    /// answers) with the features of now, not counted, scored and decided by the platform's
+    /// rules and lists (`keys`). Not counted in the decisions per outcome (those are orders').
+    pub fn assess_payment(&self, event: &OrderEvent, keys: &ListKeys) -> Assessment {
+        let row = self.tracker.lock().order_features(event);
+        let mut reasons = SmallVec::new();
+        let score = self.model.as_ref().and_then(|model| {
+            let mut contributions = [0.0; FEATURE_COUNT];
+            let p = model
+                .probability_and_contributions(&row, &mut contributions)
+                .ok()?;
+            reasons = top_reasons(&row, &contributions);
+            Some(score_of(p))
+        });
+        let decision = self.policy.load().decide(&row, score, keys, &[]);
+        Assessment {
+            score,
+            decision,
+            reasons,
+        }
+    }
+
     fn assess_one(&self, policy: &Policy, row: &Features, subject: &Subject<'_>) -> Assessment {
         let mut reasons = SmallVec::new();
         let score = self.model.as_ref().and_then(|model| {

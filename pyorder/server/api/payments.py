@@ -4,7 +4,7 @@ the authentication)."""
 
 from aiohttp import web
 
-from pyorder.auth import Principal
+from pyorder.auth import Principal, Role
 from pyorder.marketplace import merchant_of
 from pyorder.server.api.payments_bodies import (
     PaymentIn,
@@ -84,7 +84,8 @@ async def get_payment(request: web.Request) -> web.Response:
         order = await platform.orders.get(who, order_id)
         pay, attempts = platform.views.payment(who, order, pay, attempts, refunds)
         actions = {}
-    return json_response(payment_out(order_id, pay, attempts, actions))
+    admin = who.role is Role.ADMIN
+    return json_response(payment_out(order_id, pay, attempts, actions, with_risk=admin))
 
 
 @routes.post("/v1/orders/{order_id}/refunds")

@@ -2,6 +2,7 @@
 order, its payment and attempts, refunds, as msgspec Structs, and the converters from the
 records. Returns show their refund with ``RefundOut``."""
 
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -68,9 +69,21 @@ class AttemptOut(msgspec.Struct):
         bool,
         Meta(
             description="3-D Secure was asked of the provider for this attempt, whatever the"
-            " card (the order's risk decision requested it)"
+            " card (the order's risk decision, or risk control's check of the payment,"
+            " requested it)"
         ),
     ] = False
+    risk: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description="risk control's check when the payment started (admins only):"
+                " at_ms, outcome, score, model, decided_by, fired, reasons, order_three_ds,"
+                " three_ds"
+            ),
+        ]
+        | None
+    ) = None
     next_action: (
         Annotated[
             dict[str, Any],
@@ -158,9 +171,12 @@ def payment_out(
     pay: Payment | None,
     attempts: list[Attempt],
     next_actions: Mapping[int, dict[str, Any]] | None = None,
+    *,
+    with_risk: bool = False,
 ) -> PaymentOut:
     """The payment of an order; ``next_actions``: the provider's ``next_action`` of the
-    attempts awaiting the buyer, by attempt number."""
+    attempts awaiting the buyer, by attempt number; ``with_risk``: with risk control's checks
+    (for admins: a buyer never sees why it was challenged)."""
     actions = next_actions or {}
     if pay is None:
         return PaymentOut(str(order_id), "none", "", "", 0, 0, 0, 0, "", [])
@@ -190,6 +206,7 @@ def payment_out(
                 created_at=iso(a.created_ms),
                 updated_at=iso(a.updated_ms),
                 three_ds=a.three_ds,
+                risk=json.loads(a.risk) if with_risk and a.risk else None,
                 next_action=actions.get(a.number),
             )
             for a in attempts
