@@ -65,6 +65,13 @@ pub(crate) struct Forest {
     /// Each node's output as if it were a leaf (a leaf's own value), for `contributions`;
     /// empty when some tree of the text had no `internal_value` line.
     internal: Vec<f64>,
+    /// Per node (used for leaves), its path's steps in `path_steps`: (start, count).
+    leaf_paths: Vec<(u32, u32)>,
+    /// The steps of every leaf's path from its root, root first: (the split's feature, the
+    /// change of the node's output the step makes, `internal[child] - internal[split]`).
+    path_steps: Vec<(u32, f64)>,
+    /// The trees' root outputs summed in the trees' order (the contributions' bias).
+    bias: f64,
 }
 
 impl Forest {
@@ -76,6 +83,9 @@ impl Forest {
             category_sets: Vec::new(),
             category_bits: Vec::new(),
             internal: Vec::new(),
+            leaf_paths: Vec::new(),
+            path_steps: Vec::new(),
+            bias: 0.0,
         };
         let explainable = trees
             .iter()
@@ -87,7 +97,37 @@ impl Forest {
                 forest.internal.extend_from_slice(&tree.leaf_value);
             }
         }
+        if forest.explainable() {
+            forest.index_paths();
+        }
         Ok(forest)
+    }
+
+    /// Records each leaf's path (`leaf_paths`, `path_steps`) and the bias, so that a row's
+    /// contributions are read off the leaves it reaches rather than recorded during the walk.
+    fn index_paths(&mut self) {
+        self.leaf_paths = vec![(0, 0); self.nodes.len()];
+        let mut path: Vec<(u32, f64)> = Vec::new();
+        for &(root, _) in &self.trees {
+            self.bias += self.internal[root as usize];
+            // Depth first: each node with the path's length above it and the step into it.
+            let mut stack: Vec<(u32, usize, Option<(u32, f64)>)> = vec![(root, 0, None)];
+            while let Some((n, len, step)) = stack.pop() {
+                path.truncate(len);
+                path.extend(step);
+                let node = self.nodes[n as usize];
+                if node.children == [n, n] {
+                    let start = self.path_steps.len() as u32;
+                    self.path_steps.extend_from_slice(&path);
+                    self.leaf_paths[n as usize] = (start, path.len() as u32);
+                    continue;
+                }
+                for child in node.children.into_iter().rev() {
+                    let delta = self.internal[child as usize] - self.internal[n as usize];
+                    stack.push((child, path.len(), Some((node.feature, delta))));
+                }
+            }
+        }
     }
 
     pub(crate) fn num_trees(&self) -> usize {
@@ -287,24 +327,32 @@ impl Forest {
     pub(crate) fn raw_score(&self, row: &[f64]) -> f64 {
         let mut sum = 0.0;
         for group in self.trees.chunks(LANES) {
-            let mut at = [0usize; LANES];
-            let mut depth = 0;
-            for (lane, &(root, d)) in group.iter().enumerate() {
-                at[lane] = root as usize;
-                depth = depth.max(d);
-            }
-            for _ in 0..depth {
-                for n in at.iter_mut().take(group.len()) {
-                    let node = &self.nodes[*n];
-                    let left = self.goes_left(node, row[node.feature as usize]);
-                    *n = node.children[usize::from(!left)] as usize;
-                }
-            }
+            let (at, _) = self.walk(group, row);
             for &n in &at[..group.len()] {
                 sum += self.nodes[n].value;
             }
         }
         sum
+    }
+
+    /// The leaf `row` reaches in each tree of `group` (at most `LANES` trees), walked side by
+    /// side, and the group's depth.
+    #[inline(always)]
+    fn walk(&self, group: &[(u32, u32)], row: &[f64]) -> ([usize; LANES], u32) {
+        let mut at = [0usize; LANES];
+        let mut depth = 0;
+        for (lane, &(root, d)) in group.iter().enumerate() {
+            at[lane] = root as usize;
+            depth = depth.max(d);
+        }
+        for _ in 0..depth {
+            for n in at.iter_mut().take(group.len()) {
+                let node = &self.nodes[*n];
+                let left = self.goes_left(node, row[node.feature as usize]);
+                *n = node.children[usize::from(!left)] as usize;
+            }
+        }
+        (at, depth)
     }
 
     /// Whether per-feature contributions can be computed (the text had every tree's
@@ -317,43 +365,31 @@ impl Forest {
     /// order) and each feature's contribution to it, added into `out` (one slot per feature),
     /// with the bias: along each tree's path, the change of the node's output that a split
     /// causes goes to the split's feature (Saabas' attribution). So `bias + out.sum()` is the
-    /// raw score, up to rounding. One walk of the trees, side by side as `raw_score` walks them
-    /// (a leaf's step adds 0 to feature 0). Needs `explainable()`. Returns (raw, bias).
+    /// raw score, up to rounding. Needs `explainable()`. Returns (raw, bias).
+    ///
+    /// The walk is `raw_score`'s; the steps of each leaf's path were recorded when the model
+    /// was loaded (`index_paths`), and are added level by level, lane by lane (the order in
+    /// which the walk takes them), so the sums are those of adding each step as it is walked.
     pub(crate) fn raw_and_contributions(&self, row: &[f64], out: &mut [f64]) -> (f64, f64) {
-        let (mut sum, mut bias) = (0.0, 0.0);
-        // The steps of a group, kept to be attributed after the walk: the walk then runs as
-        // fast as `raw_score`'s, and the sums into `out` (many to the same few features) do
-        // not hold it up.
-        let mut steps: Vec<(u32, u32, u32)> = Vec::with_capacity(LANES * 8);
+        let mut sum = 0.0;
         for group in self.trees.chunks(LANES) {
-            let mut at = [0usize; LANES];
-            let mut depth = 0;
-            for (lane, &(root, d)) in group.iter().enumerate() {
-                at[lane] = root as usize;
-                bias += self.internal[root as usize];
-                depth = depth.max(d);
-            }
-            steps.clear();
-            for _ in 0..depth {
-                for n in at.iter_mut().take(group.len()) {
-                    let node = &self.nodes[*n];
-                    let left = self.goes_left(node, row[node.feature as usize]);
-                    let next = node.children[usize::from(!left)];
-                    steps.push((node.feature, *n as u32, next));
-                    *n = next as usize;
-                }
-            }
-            for &n in &at[..group.len()] {
+            let (at, depth) = self.walk(group, row);
+            let mut paths = [(0usize, 0usize); LANES];
+            for (lane, &n) in at[..group.len()].iter().enumerate() {
                 sum += self.nodes[n].value;
+                let (start, len) = self.leaf_paths[n];
+                paths[lane] = (start as usize, len as usize);
             }
-            for &(feature, from, to) in &steps {
-                if from != to {
-                    out[feature as usize] +=
-                        self.internal[to as usize] - self.internal[from as usize];
+            for level in 0..depth as usize {
+                for &(start, len) in &paths[..group.len()] {
+                    if level < len {
+                        let (feature, delta) = self.path_steps[start + level];
+                        out[feature as usize] += delta;
+                    }
                 }
             }
         }
-        (sum, bias)
+        (sum, self.bias)
     }
 
     /// Whether `x` goes left at `node` (a leaf's answer is meaningless, and harmless).
@@ -395,5 +431,80 @@ impl Forest {
         let (start, len) = self.category_sets[node.value as usize];
         let word = (c / 32) as usize;
         word < len as usize && self.category_bits[start as usize + word] & (1 << (c % 32)) != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RiskModel;
+
+    /// The contributions as the walk itself takes them: each step recorded as it is walked, then
+    /// added group by group, level by level, lane by lane (the order `raw_and_contributions`
+    /// must keep, to the bit).
+    fn walked(forest: &Forest, row: &[f64], out: &mut [f64]) -> f64 {
+        let mut sum = 0.0;
+        for group in forest.trees.chunks(LANES) {
+            let mut at: Vec<usize> = group.iter().map(|&(root, _)| root as usize).collect();
+            let depth = group.iter().map(|&(_, d)| d).max().unwrap_or(0);
+            let mut steps = Vec::new();
+            for _ in 0..depth {
+                for n in at.iter_mut() {
+                    let node = &forest.nodes[*n];
+                    let left = forest.goes_left(node, row[node.feature as usize]);
+                    let next = node.children[usize::from(!left)] as usize;
+                    if next != *n {
+                        steps.push((node.feature, *n, next));
+                    }
+                    *n = next;
+                }
+            }
+            for &n in &at {
+                sum += forest.nodes[n].value;
+            }
+            for (feature, from, to) in steps {
+                out[feature as usize] += forest.internal[to] - forest.internal[from];
+            }
+        }
+        sum
+    }
+
+    #[test]
+    fn contributions_read_off_the_leaves_equal_those_of_the_walk() {
+        let text = include_str!("../../../pyorder/risk/models/default/model.txt");
+        let model = RiskModel::from_text(text).unwrap();
+        let forest = &model.forest;
+        let n = model.num_features();
+        let mut x: u64 = 7;
+        for _ in 0..2_000 {
+            let row: Vec<f64> = (0..n)
+                .map(|_| {
+                    // SplitMix64: missing values, zeros, small counts and amounts.
+                    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let mut z = x;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                    z ^= z >> 31;
+                    match z % 8 {
+                        0 => f64::NAN,
+                        1 => 0.0,
+                        2 => (z >> 8) as f64 % 300_000.0,
+                        _ => (z >> 8) as f64 % 40.0,
+                    }
+                })
+                .collect();
+            let (mut fast, mut slow) = (vec![0.0; n], vec![0.0; n]);
+            let (raw, bias) = forest.raw_and_contributions(&row, &mut fast);
+            assert_eq!(raw.to_bits(), walked(forest, &row, &mut slow).to_bits());
+            assert_eq!(raw.to_bits(), forest.raw_score(&row).to_bits());
+            let roots: f64 = forest
+                .trees
+                .iter()
+                .map(|&(r, _)| forest.internal[r as usize])
+                .sum();
+            assert_eq!(bias.to_bits(), roots.to_bits());
+            let bits = |v: &[f64]| v.iter().map(|c| c.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&slow), "{row:?}");
+        }
     }
 }
