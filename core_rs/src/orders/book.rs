@@ -15,10 +15,7 @@ use super::pending::{PendingOrder, PendingOrders};
 use super::rows::{DecisionRow, NewLine, NewOrder, OrderRows, IN_REVIEW, PENDING_PAYMENT};
 use crate::ids::{IdError, IdGenerator};
 use crate::inventory::{status, BatchOrders, Inventory, InventoryError, MatchPolicy, Reservation};
-use crate::risk::{
-    key_hash, reasons_json, strings_json, Assessment, OrderEvent, Outcome as RiskOutcome,
-    RiskEngine, Subject,
-};
+use crate::risk::{key_hash, Assessment, OrderEvent, Outcome as RiskOutcome, RiskEngine, Subject};
 
 /// What the intake needs to know of a SKU.
 #[derive(Debug, Clone)]
@@ -304,8 +301,9 @@ impl OrderBook {
             let (Some(a), Ok(p)) = (a, &prepared[i]) else {
                 continue;
             };
-            let row = decision_row(ids_of[i], &buyer, p, who.now_ms, &a, self.risk.as_deref());
-            if a.decision.outcome == RiskOutcome::Block {
+            let blocked = a.decision.outcome == RiskOutcome::Block;
+            let row = decision_row(ids_of[i], &buyer, p, who.now_ms, a, self.risk.as_deref());
+            if blocked {
                 prepared[i] = Err(Refusal {
                     status: 422,
                     code: "risk_blocked",
@@ -641,7 +639,7 @@ fn decision_row(
     buyer: &Arc<str>,
     p: &Prepared,
     now_ms: u64,
-    a: &Assessment,
+    a: Assessment,
     engine: Option<&RiskEngine>,
 ) -> DecisionRow {
     DecisionRow {
@@ -656,9 +654,9 @@ fn decision_row(
         three_ds: a.decision.three_ds,
         score: a.score,
         model: a.score.and(engine.and_then(|e| e.model_version().cloned())),
-        decided_by: a.decision.decided_by.text(),
-        fired: strings_json(a.decision.fired.iter().map(|f| &**f)),
-        reasons: reasons_json(&a.reasons),
+        decided_by: a.decision.decided_by,
+        fired: a.decision.fired,
+        reasons: a.reasons,
     }
 }
 

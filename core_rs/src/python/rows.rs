@@ -278,9 +278,9 @@ impl OrderRows {
                     d.three_ds,
                     d.score,
                     d.model.as_ref().map(|m| m.to_string()),
-                    d.decided_by.clone(),
-                    d.fired.clone(),
-                    d.reasons.clone(),
+                    d.decided_by_text().into_owned(),
+                    d.fired_json().into_owned(),
+                    d.reasons_json().into_owned(),
                 )
             })
             .collect()

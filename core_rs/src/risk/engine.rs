@@ -22,13 +22,16 @@ use crate::model::{score_of, RiskModel};
 /// How many reasons a decision keeps.
 pub const REASONS: usize = 3;
 
-/// One order's assessment: its score (None: not scored), the decision and its reasons as
-/// (feature column, the feature's value, its contribution to the raw score), largest first.
+/// A decision's reasons: (feature column, the feature's value, its contribution to the raw
+/// score), largest first, at most `REASONS` (inline: no allocation).
+pub type Reasons = SmallVec<[(u16, f64, f64); REASONS]>;
+
+/// One order's assessment: its score (None: not scored), the decision and its reasons.
 #[derive(Clone, Debug)]
 pub struct Assessment {
     pub score: Option<u8>,
     pub decision: Decision,
-    pub reasons: SmallVec<[(u16, f64, f64); REASONS]>,
+    pub reasons: Reasons,
 }
 
 /// What one order brings to its assessment besides its event.
@@ -157,8 +160,8 @@ impl RiskEngine {
 
 /// The `REASONS` features with the largest positive contributions (those that raised the
 /// score), largest first.
-fn top_reasons(row: &Features, contributions: &[f64]) -> SmallVec<[(u16, f64, f64); REASONS]> {
-    let mut top: SmallVec<[(u16, f64, f64); REASONS]> = SmallVec::new();
+fn top_reasons(row: &Features, contributions: &[f64]) -> Reasons {
+    let mut top = Reasons::new();
     for (i, &c) in contributions.iter().enumerate() {
         if c <= 0.0 {
             continue;

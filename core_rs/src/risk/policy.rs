@@ -6,6 +6,7 @@
 //! the order's feature row and its score, so that a decision needs no Python: the batch path
 //! decides every order in the pass that places it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
@@ -113,6 +114,9 @@ enum Expr {
     Score,
     Number(f64),
     Missing(usize),
+    /// A comparison of a feature with a number (`device_buyers_24h >= 5`), the commonest
+    /// condition: one step, where `Binary` would take three.
+    Compare(Op, usize, f64),
     Neg(Box<Expr>),
     Not(Box<Expr>),
     /// An arithmetic or comparison step (`Op::Add` ... `Op::Ne`) and its operands.
@@ -157,7 +161,12 @@ impl Program {
                 binary => {
                     let b = stack.pop().ok_or_else(lacks)?;
                     let a = stack.pop().ok_or_else(lacks)?;
-                    Expr::Binary(binary, Box::new([a, b]))
+                    match (a, b) {
+                        (Expr::Feature(c), Expr::Number(x)) if is_comparison(binary) => {
+                            Expr::Compare(binary, c, x)
+                        }
+                        (a, b) => Expr::Binary(binary, Box::new([a, b])),
+                    }
                 }
             };
             stack.push(e);
@@ -184,18 +193,24 @@ fn test(e: &Expr, row: &Features, score: f64) -> bool {
         Expr::Any(parts) => parts.iter().any(|p| test(p, row, score)),
         Expr::Not(inner) => !test(inner, row, score),
         Expr::Missing(c) => row[*c].is_nan(),
+        Expr::Compare(op, c, x) => compare(*op, row[*c], *x),
         Expr::Binary(op, ab) if is_comparison(*op) => {
-            let (a, b) = (value(&ab[0], row, score), value(&ab[1], row, score));
-            match op {
-                Op::Lt => a < b,
-                Op::Le => a <= b,
-                Op::Gt => a > b,
-                Op::Ge => a >= b,
-                Op::Eq => a == b,
-                _ => a != b && !a.is_nan() && !b.is_nan(),
-            }
+            compare(*op, value(&ab[0], row, score), value(&ab[1], row, score))
         }
         other => value(other, row, score) != 0.0,
+    }
+}
+
+/// `a op b` for a comparison step: false when either side is NaN, `!=` included.
+#[inline]
+fn compare(op: Op, a: f64, b: f64) -> bool {
+    match op {
+        Op::Lt => a < b,
+        Op::Le => a <= b,
+        Op::Gt => a > b,
+        Op::Ge => a >= b,
+        Op::Eq => a == b,
+        _ => a != b && !a.is_nan() && !b.is_nan(),
     }
 }
 
@@ -267,16 +282,21 @@ pub enum DecidedBy {
 impl DecidedBy {
     /// As `Decision.decided_by` writes it.
     pub fn text(&self) -> String {
+        self.as_text().into_owned()
+    }
+
+    /// As `text`, borrowed where it can be (all but the lists).
+    pub fn as_text(&self) -> Cow<'_, str> {
         match self {
-            Self::Default => "default".into(),
-            Self::Score => "score".into(),
-            Self::Failure => "scoring_failed".into(),
-            Self::Rule(id) => id.to_string(),
-            Self::List { allow, kind } => format!(
+            Self::Default => Cow::Borrowed("default"),
+            Self::Score => Cow::Borrowed("score"),
+            Self::Failure => Cow::Borrowed("scoring_failed"),
+            Self::Rule(id) => Cow::Borrowed(id),
+            Self::List { allow, kind } => Cow::Owned(format!(
                 "list:{}:{}",
                 if *allow { "allow" } else { "block" },
                 LIST_KINDS[*kind]
-            ),
+            )),
         }
     }
 }

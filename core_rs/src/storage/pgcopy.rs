@@ -121,9 +121,12 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
                 + d.merchant.len()
                 + d.outcome.len()
                 + d.model.as_ref().map_or(0, |m| m.len())
-                + d.decided_by.len()
-                + d.fired.len()
-                + d.reasons.len()
+                // The rendered columns, estimated (the buffer grows if they are longer).
+                + 16
+                + d.fired.iter().map(|f| f.len() + 3).sum::<usize>()
+                + 2
+                + d.reasons.len() * 72
+                + 2
         })
         .sum();
     let mut e = Encoder::new(size);
@@ -143,9 +146,9 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
             Some(model) => e.text(model),
             None => e.null(),
         }
-        e.text(&d.decided_by);
-        e.text(&d.fired);
-        e.text(&d.reasons);
+        e.text(&d.decided_by_text());
+        e.text(&d.fired_json());
+        e.text(&d.reasons_json());
     }
     e.finish()
 }

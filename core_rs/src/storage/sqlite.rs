@@ -369,9 +369,9 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
             bind(&i64::from(d.three_ds))?;
             bind(&d.score.map(i64::from))?;
             bind(&d.model.as_deref())?;
-            bind(&d.decided_by.as_str())?;
-            bind(&d.fired.as_str())?;
-            bind(&d.reasons.as_str())
+            bind(&&*d.decided_by_text())?;
+            bind(&&*d.fired_json())?;
+            bind(&&*d.reasons_json())
         },
     )
 }
