@@ -6,13 +6,22 @@
 //!
 //! Why this shape: one walk is a chain of dependent loads (node, feature value, child), and a
 //! branch per node on random rows mispredicts about half the time. Here the common decision (a
-//! numerical split) is computed without a branch, and 16 trees are walked side by side, so the
-//! processor overlaps 16 independent chains. On random rows this scores about three times as
-//! fast as walking one tree at a time to its leaf (`docs/risk.md`, "Model", has the figures).
+//! numerical split) is one comparison without a branch, and the trees are walked side by side,
+//! so the processor overlaps their independent chains. Two things make that comparison enough:
+//! the row is read once as LightGBM reads it (a value within kZeroThreshold of 0 is 0), and a
+//! split where a missing value (NaN) goes left reads a copy of the row where NaN is -inf (`<=`
+//! any threshold), while one where it goes right reads NaN itself (`<=` none). Only categorical
+//! splits and those of missing type Zero take the full decision (`slow_goes_left`).
+//!
+//! Shallow trees (the shipped model's are 5 deep) are also laid out complete, in heap order
+//! (`Complete`): a step computes its child's position instead of loading it, and every tree of
+//! a forest takes the same number of steps, so all of them are walked level by level at once.
 //!
 //! The decisions are LightGBM's own (`Tree::NumericalDecision` and `Tree::CategoricalDecision` in
 //! include/LightGBM/tree.h), and the leaves are added in the trees' order, so the core's raw
 //! score equals the library's bit for bit.
+
+use smallvec::SmallVec;
 
 use super::text::TreeText;
 use super::ModelError;
@@ -34,8 +43,7 @@ const DEFAULT_LEFT: u8 = 4;
 /// NaN goes left: the default side for missing types Zero and NaN; for missing type None, NaN
 /// counts as 0, so where 0 goes.
 const NAN_LEFT: u8 = 8;
-/// Decided by `slow_goes_left`: categorical, missing type Zero, or a threshold within
-/// kZeroThreshold of 0 (where a tiny value, read as 0 by LightGBM, could compare otherwise).
+/// Decided by `slow_goes_left`: categorical, or missing type Zero.
 const SLOW: u8 = 16;
 
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +51,11 @@ struct Node {
     /// A split's threshold (`x <= threshold` goes left); for a categorical split, the index of
     /// its category set; for a leaf, its value.
     value: f64,
-    feature: u32,
+    /// Where the split reads its feature `f` in a row spread out by `spread`: `f` (the value
+    /// as given: NaN is not `<=` any threshold, so it goes right) for a `SLOW` split or one
+    /// where NaN goes right; else `f + n` (NaN read as -inf, `<=` any threshold: it goes
+    /// left), so that one comparison decides.
+    at: u32,
     /// Left, right; a leaf's are itself.
     children: [u32; 2],
     flags: u8,
@@ -52,9 +64,42 @@ struct Node {
 /// Trees walked side by side: their walks are independent, so the processor overlaps them.
 const LANES: usize = 16;
 
+/// A row spread out for the walk (`Forest::spread`); inline up to 64 features.
+type Spread = SmallVec<[f64; 2 * 64]>;
+/// Per tree, the leaf a row reaches (its index in `Forest::nodes`); inline up to 64 trees.
+type Leaves = SmallVec<[u32; 64]>;
+
+/// A step of a path: the split's feature and the change of the node's output it makes.
+type Step = (u32, f64);
+
+/// The deepest trees laid out complete (`Complete`): 2^10 leaf slots per tree.
+const COMPLETE_MAX_DEPTH: u32 = 10;
+
+/// A split of a complete tree: `Node` without its children, which are implicit.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    value: f64,
+    at: u32,
+    flags: u8,
+}
+
+/// The trees laid out as complete binary trees of one depth `depth`, in heap order (the
+/// children of split `i` are `2i + 1` and `2i + 2`): a step of the walk computes its child
+/// instead of loading it, and every tree takes exactly `depth` steps. A leaf above the last
+/// level is pushed down through splits that lead to copies of it whatever they decide.
+#[derive(Debug, Clone)]
+struct Complete {
+    depth: u32,
+    /// Per tree, its `2^depth - 1` splits.
+    splits: Vec<Split>,
+    /// Per tree, its `2^depth` leaf slots: each the leaf's index in `Forest::nodes`.
+    leaves: Vec<u32>,
+}
+
 /// A validated, flattened sum of trees: the raw score is the sum of one leaf per tree.
 #[derive(Debug, Clone)]
 pub(crate) struct Forest {
+    num_features: usize,
     nodes: Vec<Node>,
     /// Each tree's root and depth (the most splits on a path to a leaf).
     trees: Vec<(u32, u32)>,
@@ -69,15 +114,18 @@ pub(crate) struct Forest {
     leaf_paths: Vec<(u32, u32)>,
     /// The steps of every leaf's path from its root, root first: (the split's feature, the
     /// change of the node's output the step makes, `internal[child] - internal[split]`).
-    path_steps: Vec<(u32, f64)>,
+    path_steps: Vec<Step>,
     /// The trees' root outputs summed in the trees' order (the contributions' bias).
     bias: f64,
+    /// The trees laid out complete, when they are shallow enough (else walked by `walk`).
+    complete: Option<Complete>,
 }
 
 impl Forest {
     /// Check and flatten the trees of a model over `num_features` features.
     pub(crate) fn build(trees: &[TreeText], num_features: usize) -> Result<Self, ModelError> {
         let mut forest = Forest {
+            num_features,
             nodes: Vec::new(),
             trees: Vec::with_capacity(trees.len()),
             category_sets: Vec::new(),
@@ -86,6 +134,7 @@ impl Forest {
             leaf_paths: Vec::new(),
             path_steps: Vec::new(),
             bias: 0.0,
+            complete: None,
         };
         let explainable = trees
             .iter()
@@ -100,18 +149,69 @@ impl Forest {
         if forest.explainable() {
             forest.index_paths();
         }
+        forest.complete = forest.lay_out_complete();
         Ok(forest)
+    }
+
+    /// The trees laid out complete (`Complete`), when they are at most `COMPLETE_MAX_DEPTH`
+    /// deep and the layout takes at most 8 times the nodes' slots (a few deep trees among
+    /// shallow ones would not pay).
+    fn lay_out_complete(&self) -> Option<Complete> {
+        let depth = self.trees.iter().map(|&(_, d)| d).max()?;
+        let slots = self.trees.len().checked_mul(1 << depth)?;
+        if depth > COMPLETE_MAX_DEPTH || slots > (8 * self.nodes.len()).max(4096) {
+            return None;
+        }
+        let inner = (1usize << depth) - 1;
+        let mut c = Complete {
+            depth,
+            splits: Vec::with_capacity(self.trees.len() * inner),
+            leaves: Vec::with_capacity(slots),
+        };
+        for &(root, _) in &self.trees {
+            let base = c.splits.len();
+            c.splits.resize(
+                base + inner,
+                Split {
+                    value: 0.0,
+                    at: 0,
+                    flags: 0,
+                },
+            );
+            let leaf_base = c.leaves.len();
+            c.leaves.resize(leaf_base + inner + 1, 0);
+            // (original node, heap position); a leaf is carried down to every slot below it.
+            let mut stack = vec![(root, 0usize)];
+            while let Some((n, i)) = stack.pop() {
+                let node = self.nodes[n as usize];
+                if i >= inner {
+                    c.leaves[leaf_base + i - inner] = n;
+                    continue;
+                }
+                let [left, right] = node.children;
+                if left != n {
+                    c.splits[base + i] = Split {
+                        value: node.value,
+                        at: node.at,
+                        flags: node.flags,
+                    };
+                }
+                stack.push((left, 2 * i + 1));
+                stack.push((right, 2 * i + 2));
+            }
+        }
+        Some(c)
     }
 
     /// Records each leaf's path (`leaf_paths`, `path_steps`) and the bias, so that a row's
     /// contributions are read off the leaves it reaches rather than recorded during the walk.
     fn index_paths(&mut self) {
         self.leaf_paths = vec![(0, 0); self.nodes.len()];
-        let mut path: Vec<(u32, f64)> = Vec::new();
+        let mut path: Vec<Step> = Vec::new();
         for &(root, _) in &self.trees {
             self.bias += self.internal[root as usize];
             // Depth first: each node with the path's length above it and the step into it.
-            let mut stack: Vec<(u32, usize, Option<(u32, f64)>)> = vec![(root, 0, None)];
+            let mut stack: Vec<(u32, usize, Option<Step>)> = vec![(root, 0, None)];
             while let Some((n, len, step)) = stack.pop() {
                 path.truncate(len);
                 path.extend(step);
@@ -122,9 +222,10 @@ impl Forest {
                     self.leaf_paths[n as usize] = (start, path.len() as u32);
                     continue;
                 }
+                let feature = node.at % self.num_features as u32;
                 for child in node.children.into_iter().rev() {
                     let delta = self.internal[child as usize] - self.internal[n as usize];
-                    stack.push((child, path.len(), Some((node.feature, delta))));
+                    stack.push((child, path.len(), Some((feature, delta))));
                 }
             }
         }
@@ -225,22 +326,29 @@ impl Forest {
                     2 => (false, default_left),
                     _ => return Err(bad(format!("decision_type {decision} has missing type 3"))),
                 };
-                // A value within kZeroThreshold of 0 compares as 0 with any other threshold.
-                let near_zero = (-ZERO_THRESHOLD..ZERO_THRESHOLD).contains(&threshold);
                 let flags = [
                     (zero_missing, ZERO_MISSING),
                     (default_left, DEFAULT_LEFT),
                     (nan_left, NAN_LEFT),
-                    (zero_missing || near_zero, SLOW),
+                    (zero_missing, SLOW),
                 ]
                 .iter()
                 .filter(|(on, _)| *on)
                 .fold(0, |f, (_, bit)| f | bit);
                 (flags, threshold)
             };
+            let at = if flags & SLOW == 0 && flags & NAN_LEFT != 0 {
+                feature + num_features
+            } else {
+                feature
+            };
+            // The spread row has 2 * num_features values: past u32 only for absurd models.
+            let at = u32::try_from(at).map_err(|_| ModelError::Unsupported {
+                message: format!("{num_features} features"),
+            })?;
             self.nodes.push(Node {
                 value,
-                feature: feature as u32,
+                at,
                 children: [child(tree.left_child[i])?, child(tree.right_child[i])?],
                 flags,
             });
@@ -249,7 +357,7 @@ impl Forest {
             let me = (base + splits + i) as u32;
             self.nodes.push(Node {
                 value,
-                feature: 0,
+                at: 0,
                 children: [me, me],
                 flags: 0,
             });
@@ -325,20 +433,69 @@ impl Forest {
     /// The raw score (log-odds for a binary model) of one row: the sum of its leaf in each tree,
     /// added in the trees' order as LightGBM does. `row` holds at least the model's features.
     pub(crate) fn raw_score(&self, row: &[f64]) -> f64 {
-        let mut sum = 0.0;
-        for group in self.trees.chunks(LANES) {
-            let (at, _) = self.walk(group, row);
-            for &n in &at[..group.len()] {
-                sum += self.nodes[n].value;
-            }
-        }
-        sum
+        let leaves = self.leaves(row);
+        leaves
+            .iter()
+            .map(|&n| self.nodes[n as usize].value)
+            .fold(0.0, |sum, v| sum + v)
     }
 
-    /// The leaf `row` reaches in each tree of `group` (at most `LANES` trees), walked side by
-    /// side, and the group's depth.
+    /// The leaf `row` reaches in each tree, in the trees' order.
+    fn leaves(&self, row: &[f64]) -> Leaves {
+        let xs = self.spread(row);
+        match &self.complete {
+            Some(c) => self.walk_complete(c, &xs),
+            None => {
+                let mut leaves = Leaves::with_capacity(self.trees.len());
+                for group in self.trees.chunks(LANES) {
+                    let at = self.walk(group, &xs);
+                    leaves.extend(at[..group.len()].iter().map(|&n| n as u32));
+                }
+                leaves
+            }
+        }
+    }
+
+    /// The leaves of `Self::leaves` in the complete layout: every tree a step at a time, level
+    /// by level (the trees' walks are independent, so the processor overlaps them).
+    fn walk_complete(&self, c: &Complete, xs: &[f64]) -> Leaves {
+        let inner = (1usize << c.depth) - 1;
+        let mut at: Leaves = SmallVec::from_elem(0, self.trees.len());
+        for _ in 0..c.depth {
+            for (splits, i) in c.splits.chunks_exact(inner).zip(at.iter_mut()) {
+                let s = &splits[*i as usize];
+                let left = self.goes_left(s.value, s.flags, xs[s.at as usize]);
+                *i = 2 * *i + 2 - u32::from(left);
+            }
+        }
+        for (slots, i) in c.leaves.chunks_exact(inner + 1).zip(at.iter_mut()) {
+            *i = slots[*i as usize - inner];
+        }
+        at
+    }
+
+    /// The model's features of `row` twice: as LightGBM reads them (a value within
+    /// kZeroThreshold of 0 is 0, as its dense-matrix reader makes it), and the same with NaN
+    /// read as -inf (see `Node::at`).
+    fn spread(&self, row: &[f64]) -> Spread {
+        let row = &row[..self.num_features];
+        let mut xs = Spread::with_capacity(2 * row.len());
+        let read = |x: f64| if x.abs() <= ZERO_THRESHOLD { 0.0 } else { x };
+        xs.extend(row.iter().map(|&x| read(x)));
+        xs.extend(row.iter().map(|&x| {
+            if x.is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                read(x)
+            }
+        }));
+        xs
+    }
+
+    /// The leaf the row spread out in `xs` reaches in each tree of `group` (at most `LANES`
+    /// trees), walked side by side, and the group's depth.
     #[inline(always)]
-    fn walk(&self, group: &[(u32, u32)], row: &[f64]) -> ([usize; LANES], u32) {
+    fn walk(&self, group: &[(u32, u32)], xs: &[f64]) -> [usize; LANES] {
         let mut at = [0usize; LANES];
         let mut depth = 0;
         for (lane, &(root, d)) in group.iter().enumerate() {
@@ -348,11 +505,11 @@ impl Forest {
         for _ in 0..depth {
             for n in at.iter_mut().take(group.len()) {
                 let node = &self.nodes[*n];
-                let left = self.goes_left(node, row[node.feature as usize]);
+                let left = self.goes_left(node.value, node.flags, xs[node.at as usize]);
                 *n = node.children[usize::from(!left)] as usize;
             }
         }
-        (at, depth)
+        at
     }
 
     /// Whether per-feature contributions can be computed (the text had every tree's
@@ -371,15 +528,16 @@ impl Forest {
     /// was loaded (`index_paths`), and are added level by level, lane by lane (the order in
     /// which the walk takes them), so the sums are those of adding each step as it is walked.
     pub(crate) fn raw_and_contributions(&self, row: &[f64], out: &mut [f64]) -> (f64, f64) {
+        let leaves = self.leaves(row);
         let mut sum = 0.0;
-        for group in self.trees.chunks(LANES) {
-            let (at, depth) = self.walk(group, row);
+        for (group, trees) in leaves.chunks(LANES).zip(self.trees.chunks(LANES)) {
             let mut paths = [(0usize, 0usize); LANES];
-            for (lane, &n) in at[..group.len()].iter().enumerate() {
-                sum += self.nodes[n].value;
-                let (start, len) = self.leaf_paths[n];
+            for (lane, &n) in group.iter().enumerate() {
+                sum += self.nodes[n as usize].value;
+                let (start, len) = self.leaf_paths[n as usize];
                 paths[lane] = (start as usize, len as usize);
             }
+            let depth = trees.iter().map(|&(_, d)| d).max().unwrap_or(0);
             for level in 0..depth as usize {
                 for &(start, len) in &paths[..group.len()] {
                     if level < len {
@@ -392,22 +550,23 @@ impl Forest {
         (sum, self.bias)
     }
 
-    /// Whether `x` goes left at `node` (a leaf's answer is meaningless, and harmless).
+    /// Whether `x`, the value at `node.at` of a spread row, goes left at `node` (a leaf's
+    /// answer is meaningless, and harmless).
     #[inline(always)]
-    fn goes_left(&self, node: &Node, x: f64) -> bool {
-        if node.flags & SLOW != 0 {
-            return self.slow_goes_left(node, x);
+    fn goes_left(&self, value: f64, flags: u8, x: f64) -> bool {
+        if flags & SLOW != 0 {
+            return self.slow_goes_left(value, flags, x);
         }
-        // Without branches (`&`, `|` on bools); `x <= threshold` is false for NaN.
-        (x <= node.value) | ((node.flags & NAN_LEFT != 0) & x.is_nan())
+        // NaN that goes left was read as -inf (`Node::at`).
+        x <= value
     }
 
     /// LightGBM's decision in full, for the nodes the fast path does not decide.
     #[cold]
-    fn slow_goes_left(&self, node: &Node, x: f64) -> bool {
-        let flag = |bit: u8| node.flags & bit != 0;
+    fn slow_goes_left(&self, value: f64, flags: u8, x: f64) -> bool {
+        let flag = |bit: u8| flags & bit != 0;
         if flag(CATEGORICAL) {
-            return self.category_goes_left(node, x);
+            return self.category_goes_left(value, x);
         }
         if x.is_nan() {
             return flag(NAN_LEFT);
@@ -417,10 +576,10 @@ impl Forest {
         if flag(ZERO_MISSING) && x == 0.0 {
             return flag(DEFAULT_LEFT);
         }
-        x <= node.value
+        x <= value
     }
 
-    fn category_goes_left(&self, node: &Node, x: f64) -> bool {
+    fn category_goes_left(&self, set: f64, x: f64) -> bool {
         // `static_cast<int>` truncates toward zero; NaN and values past i32's range give
         // INT_MIN on x86, so they go right with the negative ones. `as` saturates instead, and
         // a category of i32::MAX lies past every set: right as well.
@@ -428,7 +587,7 @@ impl Forest {
             return false;
         }
         let c = x as i32 as u32;
-        let (start, len) = self.category_sets[node.value as usize];
+        let (start, len) = self.category_sets[set as usize];
         let word = (c / 32) as usize;
         word < len as usize && self.category_bits[start as usize + word] & (1 << (c % 32)) != 0
     }
@@ -451,10 +610,11 @@ mod tests {
             for _ in 0..depth {
                 for n in at.iter_mut() {
                     let node = &forest.nodes[*n];
-                    let left = forest.goes_left(node, row[node.feature as usize]);
+                    let feature = node.at as usize % forest.num_features;
+                    let left = forest.slow_goes_left(node.value, node.flags, row[feature]);
                     let next = node.children[usize::from(!left)] as usize;
                     if next != *n {
-                        steps.push((node.feature, *n, next));
+                        steps.push((feature, *n, next));
                     }
                     *n = next;
                 }
@@ -463,7 +623,7 @@ mod tests {
                 sum += forest.nodes[n].value;
             }
             for (feature, from, to) in steps {
-                out[feature as usize] += forest.internal[to] - forest.internal[from];
+                out[feature] += forest.internal[to] - forest.internal[from];
             }
         }
         sum
