@@ -159,7 +159,8 @@ impl Forest {
     fn lay_out_complete(&self) -> Option<Complete> {
         let depth = self.trees.iter().map(|&(_, d)| d).max()?;
         let slots = self.trees.len().checked_mul(1 << depth)?;
-        if depth > COMPLETE_MAX_DEPTH || slots > (8 * self.nodes.len()).max(4096) {
+        // Depth 0 (every tree a single leaf): nothing to walk.
+        if depth == 0 || depth > COMPLETE_MAX_DEPTH || slots > (8 * self.nodes.len()).max(4096) {
             return None;
         }
         let inner = (1usize << depth) - 1;
