@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use super::events::key_hash;
@@ -189,8 +189,8 @@ impl Program {
 
 fn test(e: &Expr, row: &Features, score: f64) -> bool {
     match e {
-        Expr::All(parts) => parts.iter().all(|p| test(p, row, score)),
-        Expr::Any(parts) => parts.iter().any(|p| test(p, row, score)),
+        Expr::All(parts) => parts.iter().all(|p| test_inline(p, row, score)),
+        Expr::Any(parts) => parts.iter().any(|p| test_inline(p, row, score)),
         Expr::Not(inner) => !test(inner, row, score),
         Expr::Missing(c) => row[*c].is_nan(),
         Expr::Compare(op, c, x) => compare(*op, row[*c], *x),
@@ -198,6 +198,15 @@ fn test(e: &Expr, row: &Features, score: f64) -> bool {
             compare(*op, value(&ab[0], row, score), value(&ab[1], row, score))
         }
         other => value(other, row, score) != 0.0,
+    }
+}
+
+/// `test`, with the commonest part of an `and` or `or` (a comparison) decided in place.
+#[inline(always)]
+fn test_inline(e: &Expr, row: &Features, score: f64) -> bool {
+    match e {
+        Expr::Compare(op, c, x) => compare(*op, row[*c], *x),
+        other => test(other, row, score),
     }
 }
 
@@ -320,8 +329,16 @@ pub struct Policy {
     rules: Vec<Rule>,
     /// Where each action's rules start in `rules` (and where they end: `rules.len()`).
     starts: [usize; 5],
-    allow: [FxHashSet<u64>; 7],
-    deny: [FxHashSet<u64>; 7],
+    /// Per kind, the listed values: whether each is on the allow list, the block list or
+    /// both (one lookup per value of an order for both lists).
+    lists: [FxHashMap<u64, Listed>; 7],
+}
+
+/// Which lists a value is on.
+#[derive(Clone, Copy, Debug, Default)]
+struct Listed {
+    allow: bool,
+    block: bool,
 }
 
 impl Default for Policy {
@@ -341,8 +358,17 @@ impl Policy {
         deny: [Vec<String>; 7],
     ) -> Self {
         rules.sort_by_key(|r| r.action);
-        let hashed =
-            |lists: [Vec<String>; 7]| lists.map(|l| l.iter().map(|v| key_hash(v)).collect());
+        let mut lists: [FxHashMap<u64, Listed>; 7] = Default::default();
+        for (k, values) in allow.iter().enumerate() {
+            for v in values {
+                lists[k].entry(key_hash(v)).or_default().allow = true;
+            }
+        }
+        for (k, values) in deny.iter().enumerate() {
+            for v in values {
+                lists[k].entry(key_hash(v)).or_default().block = true;
+            }
+        }
         let start = |a: Action| {
             rules
                 .iter()
@@ -361,9 +387,26 @@ impl Policy {
             review,
             starts,
             rules,
-            allow: hashed(allow),
-            deny: hashed(deny),
+            lists,
         }
+    }
+
+    /// The first kind (in [`LIST_KINDS`] order) whose value is on the allow list, and the
+    /// first on the block list.
+    fn listed(&self, keys: &ListKeys) -> (Option<usize>, Option<usize>) {
+        let (mut allowed, mut blocked) = (None, None);
+        for (k, key) in keys.iter().enumerate() {
+            let Some(on) = key.and_then(|key| self.lists[k].get(&key)) else {
+                continue;
+            };
+            if on.allow && allowed.is_none() {
+                allowed = Some(k);
+            }
+            if on.block && blocked.is_none() {
+                blocked = Some(k);
+            }
+        }
+        (allowed, blocked)
     }
 
     pub fn rule_count(&self) -> usize {
@@ -398,11 +441,12 @@ impl Policy {
             .map(|r| Arc::clone(&r.id))
             .collect();
         let three_ds = !fired.is_empty();
-        let (outcome, by) = if let Some(kind) = listed(&self.allow, keys) {
+        let (allowed, blocked) = self.listed(keys);
+        let (outcome, by) = if let Some(kind) = allowed {
             (Outcome::Allow, DecidedBy::List { allow: true, kind })
         } else if let Some(rule) = first(Action::Allow) {
             (Outcome::Allow, DecidedBy::Rule(rule))
-        } else if let Some(kind) = listed(&self.deny, keys) {
+        } else if let Some(kind) = blocked {
             (Outcome::Block, DecidedBy::List { allow: false, kind })
         } else if let Some(rule) = first(Action::Block) {
             (Outcome::Block, DecidedBy::Rule(rule))
@@ -427,10 +471,6 @@ impl Policy {
             decided_by: by,
         }
     }
-}
-
-fn listed(lists: &[FxHashSet<u64>; 7], keys: &ListKeys) -> Option<usize> {
-    (0..7).find(|&k| keys[k].is_some_and(|key| lists[k].contains(&key)))
 }
 
 #[cfg(test)]
