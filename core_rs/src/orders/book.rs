@@ -133,6 +133,8 @@ type Reserved = Result<(i64, SmallVec<[u32; 1]>), Refusal>;
 struct Prepared {
     region: u32,
     region_code: Arc<str>,
+    /// The region code's risk key (`key_hash`), made once per region.
+    region_key: u64,
     currency: [u8; 3],
     lines: SmallVec<[PricedLine; 1]>,
 }
@@ -141,7 +143,8 @@ struct Prepared {
 #[derive(Default)]
 pub struct OrderBook {
     skus: Vec<Option<SkuEntry>>,
-    regions: FxHashMap<Box<str>, (u32, Arc<str>)>,
+    /// Region code -> (the inventory's region, the code, its risk key).
+    regions: FxHashMap<Box<str>, (u32, Arc<str>, u64)>,
     buyers: FxHashMap<Box<str>, Arc<str>>,
     /// Orders awaiting payment, by id and by reservation: 32 bytes each, in a log that never
     /// moves its records as it grows (see `pending`).
@@ -197,7 +200,7 @@ impl OrderBook {
     /// Map a region code to the inventory's region number.
     pub fn set_region(&mut self, code: &str, region: u32) {
         self.regions
-            .insert(Box::from(code), (region, Arc::from(code)));
+            .insert(Box::from(code), (region, Arc::from(code), key_hash(code)));
     }
 
     pub fn pending(&self, order_id: i64) -> Option<PendingOrder> {
@@ -296,11 +299,14 @@ impl OrderBook {
             Some(engine) => assess(engine, who, requests, &prepared),
             None => Vec::new(),
         };
-        let mut decisions: Vec<Option<DecisionRow>> = vec![None; requests.len()];
-        for (i, a) in assessed.into_iter().enumerate() {
-            let (Some(a), Ok(p)) = (a, &prepared[i]) else {
-                continue;
-            };
+        let mut decisions: Vec<Option<DecisionRow>> = Vec::new();
+        let mut assessed = assessed.into_iter();
+        for i in 0..prepared.len() {
+            let Ok(p) = &prepared[i] else { continue };
+            let Some(a) = assessed.next() else { break };
+            if decisions.is_empty() {
+                decisions.resize_with(requests.len(), || None);
+            }
             let blocked = a.decision.outcome == RiskOutcome::Block;
             let row = decision_row(ids_of[i], &buyer, p, who.now_ms, a, self.risk.as_deref());
             if blocked {
@@ -345,8 +351,10 @@ impl OrderBook {
             let id = ids_of[i];
             match reserved.next() {
                 Some(Ok((reservation, warehouses))) => {
-                    let decision = decisions[i].take();
-                    let in_review = decision.as_ref().is_some_and(|d| d.outcome == "review");
+                    let decision = decisions.get_mut(i).and_then(Option::take);
+                    let in_review = decision
+                        .as_ref()
+                        .is_some_and(|d| d.outcome == RiskOutcome::Review);
                     if in_review {
                         inventory.set_deadline(reservation as u64, review_deadline)?;
                     }
@@ -420,7 +428,7 @@ impl OrderBook {
             lines.push((sku, qty, entry.price, Arc::clone(&entry.merchant)));
         }
         let code: &str = &req.address.region;
-        let Some((region, region_code)) = self.regions.get(code) else {
+        let Some((region, region_code, region_key)) = self.regions.get(code) else {
             return Err(Refusal {
                 decision: None,
                 status: 422,
@@ -433,6 +441,7 @@ impl OrderBook {
         Ok(Prepared {
             region: *region,
             region_code: Arc::clone(region_code),
+            region_key: *region_key,
             currency: currency.unwrap_or(*b"XXX"),
             lines,
         })
@@ -569,17 +578,19 @@ fn new_order(
     }
 }
 
-/// The risk events of the orders that passed their catalogue checks (None for the others),
-/// assessed by `engine` in one pass.
+/// The risk events of the orders that passed their catalogue checks, assessed by `engine` in
+/// one pass: one assessment per such order, in their order.
 fn assess(
     engine: &RiskEngine,
     who: &Placement<'_>,
     requests: &[OrderRequest<'_>],
     prepared: &[Result<Prepared, Refusal>],
-) -> Vec<Option<Assessment>> {
+) -> Vec<Assessment> {
     let client = &who.client;
     let buyer_key = key_hash(who.buyer);
     let ip = client.ip.map(key_hash);
+    let ip_region = client.ip_region.map(key_hash);
+    let mut address_key = String::with_capacity(128);
     let mut events = Vec::with_capacity(prepared.len());
     let mut subjects = Vec::with_capacity(prepared.len());
     for (req, p) in requests.iter().zip(prepared) {
@@ -588,7 +599,8 @@ fn assess(
         let device = ctx.device_id.as_deref().map(key_hash);
         let email = ctx.email_hash.as_deref().map(key_hash);
         let phone = ctx.phone_hash.as_deref().map(key_hash);
-        let address = key_hash(&req.address.risk_key());
+        req.address.risk_key_into(&mut address_key);
+        let address = key_hash(&address_key);
         let (sku, quantity) = p.lines.first().map_or((0, 0), |l| (l.0, l.1));
         events.push(OrderEvent {
             at_ms: who.now_ms as i64,
@@ -600,12 +612,12 @@ fn assess(
             sku_release_ms: None,
             device,
             ip,
-            ip_region: client.ip_region.map(key_hash),
+            ip_region,
             email,
             phone,
             agent: client.agent,
             address: Some(address),
-            ship_region: Some(key_hash(&p.region_code)),
+            ship_region: Some(p.region_key),
         });
         let mut merchants: SmallVec<[&str; 2]> = SmallVec::new();
         for l in &p.lines {
@@ -626,11 +638,7 @@ fn assess(
             merchants,
         });
     }
-    let mut assessed = engine.assess(&events, &subjects).into_iter();
-    prepared
-        .iter()
-        .map(|p| p.is_ok().then(|| assessed.next()).flatten())
-        .collect()
+    engine.assess(&events, &subjects)
 }
 
 /// The stored form of one order's assessment.
@@ -650,7 +658,7 @@ fn decision_row(
             .first()
             .map_or_else(|| Arc::from(""), |l| Arc::clone(&l.3)),
         at_ms: now_ms as i64,
-        outcome: a.decision.outcome.as_str(),
+        outcome: a.decision.outcome,
         three_ds: a.decision.three_ds,
         score: a.score,
         model: a.score.and(engine.and_then(|e| e.model_version().cloned())),

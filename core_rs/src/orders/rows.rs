@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use crate::risk::{reasons_json, strings_json, DecidedBy, Reasons};
+use crate::risk::{reasons_json, strings_json, DecidedBy, Outcome, Reasons};
 
 /// The status a new order is stored with, unless risk control holds it for review.
 pub const PENDING_PAYMENT: &str = "pending_payment";
@@ -66,8 +66,8 @@ pub struct DecisionRow {
     /// The first line's merchant (principal key).
     pub merchant: Arc<str>,
     pub at_ms: i64,
-    /// `allow`, `review` or `block`.
-    pub outcome: &'static str,
+    /// Allow, review or block (`Outcome::as_str` in the stored column).
+    pub outcome: Outcome,
     pub three_ds: bool,
     /// 0-99; None when not scored.
     pub score: Option<u8>,
@@ -143,7 +143,7 @@ impl OrderRows {
     pub fn blocked(&self) -> usize {
         self.decisions
             .iter()
-            .filter(|d| d.outcome == "block")
+            .filter(|d| d.outcome == Outcome::Block)
             .count()
     }
 

@@ -274,7 +274,7 @@ impl OrderRows {
                     d.buyer.to_string(),
                     d.merchant.to_string(),
                     d.at_ms,
-                    d.outcome,
+                    d.outcome.as_str(),
                     d.three_ds,
                     d.score,
                     d.model.as_ref().map(|m| m.to_string()),

@@ -119,7 +119,7 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
                 + 2
                 + d.buyer.len()
                 + d.merchant.len()
-                + d.outcome.len()
+                + d.outcome.as_str().len()
                 + d.model.as_ref().map_or(0, |m| m.len())
                 // The rendered columns, estimated (the buffer grows if they are longer).
                 + 16
@@ -136,7 +136,7 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
         e.text(&d.buyer);
         e.text(&d.merchant);
         e.int8(d.at_ms);
-        e.text(d.outcome);
+        e.text(d.outcome.as_str());
         e.boolean(d.three_ds);
         match d.score {
             Some(score) => e.int4(i32::from(score)),

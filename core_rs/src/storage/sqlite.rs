@@ -365,7 +365,7 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
             bind(&&*d.buyer)?;
             bind(&&*d.merchant)?;
             bind(&d.at_ms)?;
-            bind(&d.outcome)?;
+            bind(&d.outcome.as_str())?;
             bind(&i64::from(d.three_ds))?;
             bind(&d.score.map(i64::from))?;
             bind(&d.model.as_deref())?;
