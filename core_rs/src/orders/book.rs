@@ -661,7 +661,7 @@ fn decision_row(
         outcome: a.decision.outcome,
         three_ds: a.decision.three_ds,
         score: a.score,
-        model: a.score.and(engine.and_then(|e| e.model_version().cloned())),
+        model: a.score.and(engine.and_then(RiskEngine::model_version)),
         decided_by: a.decision.decided_by,
         fired: a.decision.fired,
         reasons: a.reasons,

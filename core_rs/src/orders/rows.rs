@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
+use crate::model::ModelVersion;
 use crate::risk::{reasons_json, strings_json, DecidedBy, Outcome, Reasons};
 
 /// The status a new order is stored with, unless risk control holds it for review.
@@ -72,7 +73,7 @@ pub struct DecisionRow {
     /// 0-99; None when not scored.
     pub score: Option<u8>,
     /// The model's version; None when not scored.
-    pub model: Option<Arc<str>>,
+    pub model: Option<ModelVersion>,
     pub decided_by: DecidedBy,
     /// The rule ids that fired (request-3-D-Secure rules, then what decided, if a rule or list).
     pub fired: SmallVec<[Arc<str>; 2]>,

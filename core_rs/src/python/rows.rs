@@ -277,7 +277,7 @@ impl OrderRows {
                     d.outcome.as_str(),
                     d.three_ds,
                     d.score,
-                    d.model.as_ref().map(|m| m.to_string()),
+                    d.model.as_ref().map(|m| m.as_str().to_owned()),
                     d.decided_by_text().into_owned(),
                     d.fired_json().into_owned(),
                     d.reasons_json().into_owned(),

@@ -17,7 +17,7 @@ use super::events::OrderEvent;
 use super::features::{Features, FEATURE_COUNT, FEATURE_NAMES};
 use super::policy::{DecidedBy, Decision, ListKeys, Outcome, Policy};
 use super::tracker::{Limits, RiskTracker};
-use crate::model::{score_of, RiskModel};
+use crate::model::{score_of, ModelVersion, RiskModel};
 
 /// How many reasons a decision keeps.
 pub const REASONS: usize = 3;
@@ -45,7 +45,7 @@ pub struct Subject<'a> {
 pub struct RiskEngine {
     tracker: Mutex<RiskTracker>,
     model: Option<RiskModel>,
-    model_version: Option<Arc<str>>,
+    model_version: Option<ModelVersion>,
     policy: ArcSwap<Policy>,
     /// A model was configured but could not be loaded: orders are decided by `on_failure`
     /// (where the policy would allow them by default).
@@ -65,7 +65,7 @@ impl RiskEngine {
         failed: bool,
         on_failure: Outcome,
     ) -> Self {
-        let model_version = model.as_ref().map(|m| Arc::from(m.version()));
+        let model_version = model.as_ref().map(RiskModel::version_id);
         Self {
             tracker: Mutex::new(RiskTracker::new(limits)),
             model,
@@ -78,8 +78,8 @@ impl RiskEngine {
         }
     }
 
-    pub fn model_version(&self) -> Option<&Arc<str>> {
-        self.model_version.as_ref()
+    pub fn model_version(&self) -> Option<ModelVersion> {
+        self.model_version
     }
 
     /// Swap in a new policy; decisions already under way keep the old one.

@@ -120,7 +120,7 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
                 + d.buyer.len()
                 + d.merchant.len()
                 + d.outcome.as_str().len()
-                + d.model.as_ref().map_or(0, |m| m.len())
+                + d.model.map_or(0, |m| m.as_str().len())
                 // The rendered columns, estimated (the buffer grows if they are longer).
                 + 16
                 + d.fired.iter().map(|f| f.len() + 3).sum::<usize>()
@@ -143,7 +143,7 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
             None => e.null(),
         }
         match &d.model {
-            Some(model) => e.text(model),
+            Some(model) => e.text(model.as_str()),
             None => e.null(),
         }
         e.text(&d.decided_by_text());
