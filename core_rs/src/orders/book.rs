@@ -295,51 +295,67 @@ impl OrderBook {
             .collect();
         let buyer = self.buyer(who.buyer);
         // Risk control decides before anything is reserved: a blocked order reserves nothing.
-        let assessed = match &self.risk {
-            Some(engine) => assess(engine, who, requests, &prepared),
-            None => Vec::new(),
-        };
-        let mut decisions: Vec<Option<DecisionRow>> = Vec::new();
-        let mut assessed = assessed.into_iter();
-        for i in 0..prepared.len() {
-            let Ok(p) = &prepared[i] else { continue };
-            let Some(a) = assessed.next() else { break };
-            if decisions.is_empty() {
-                decisions.resize_with(requests.len(), || None);
-            }
-            let blocked = a.decision.outcome == RiskOutcome::Block;
-            let row = decision_row(ids_of[i], &buyer, p, who.now_ms, a, self.risk.as_deref());
-            if blocked {
-                prepared[i] = Err(Refusal {
-                    status: 422,
-                    code: "risk_blocked",
-                    message: "the order was declined by risk control".into(),
-                    field: None,
-                    sku: None,
-                    decision: Some(ids_of[i]),
-                });
-                rows.decisions.push(row);
-            } else {
-                decisions[i] = Some(row);
+        // Each decision is staged at once, in `rows.decisions` from `staged` on; those of the
+        // orders the inventory then refuses are taken back (nothing was decided about an order
+        // that could not be placed), so are those of orders not placed when this fails.
+        let staged = rows.decisions.len();
+        let mut decided: Vec<Option<RiskOutcome>> = Vec::new();
+        if let Some(engine) = &self.risk {
+            decided.resize(requests.len(), None);
+            let mut assessed = assess(engine, who, requests, &prepared).into_iter();
+            for (i, p) in prepared.iter_mut().enumerate() {
+                let Ok(ready) = &*p else { continue };
+                let Some(a) = assessed.next() else { break };
+                let outcome = a.decision.outcome;
+                decided[i] = Some(outcome);
+                rows.decisions.push(decision_row(
+                    ids_of[i], &buyer, ready, who.now_ms, a, engine,
+                ));
+                if outcome == RiskOutcome::Block {
+                    *p = Err(Refusal {
+                        status: 422,
+                        code: "risk_blocked",
+                        message: "the order was declined by risk control".into(),
+                        field: None,
+                        sku: None,
+                        decision: Some(ids_of[i]),
+                    });
+                }
             }
         }
+        // The decisions of the orders from request `from` on that were not blocked: to take
+        // back when those orders are not placed.
+        let unplaced = |from: usize| -> SmallVec<[i64; 8]> {
+            (from..decided.len())
+                .filter(|&j| decided[j].is_some_and(|o| o != RiskOutcome::Block))
+                .map(|j| ids_of[j])
+                .collect()
+        };
         let ok = prepared.iter().filter(|p| p.is_ok()).count();
         let reserved = match ok {
-            0 => Vec::new(),
+            0 => Ok(Vec::new()),
             1 => {
                 let p = prepared
                     .iter()
                     .flatten()
                     .next()
                     .unwrap_or_else(|| unreachable!());
-                vec![self.reserve_one(inventory, who, p)?]
+                self.reserve_one(inventory, who, p).map(|r| vec![r])
             }
-            _ => self.reserve_many(inventory, who, &prepared, ok)?,
+            _ => self.reserve_many(inventory, who, &prepared, ok),
+        };
+        let reserved = match reserved {
+            Ok(reserved) => reserved,
+            Err(e) => {
+                unstage(rows, staged, &unplaced(0));
+                return Err(e);
+            }
         };
         let deadline = who.now_ms.saturating_add(self.payment_timeout_ms);
         let review_deadline = who.now_ms.saturating_add(self.review_hold_ms);
         let mut reserved = reserved.into_iter();
         let mut out = Vec::with_capacity(requests.len());
+        let mut refused: SmallVec<[i64; 8]> = SmallVec::new();
         for (i, (req, p)) in requests.iter().zip(prepared).enumerate() {
             let p = match p {
                 Err(refusal) => {
@@ -351,12 +367,14 @@ impl OrderBook {
             let id = ids_of[i];
             match reserved.next() {
                 Some(Ok((reservation, warehouses))) => {
-                    let decision = decisions.get_mut(i).and_then(Option::take);
-                    let in_review = decision
-                        .as_ref()
-                        .is_some_and(|d| d.outcome == RiskOutcome::Review);
+                    let in_review = decided.get(i) == Some(&Some(RiskOutcome::Review));
                     if in_review {
-                        inventory.set_deadline(reservation as u64, review_deadline)?;
+                        if let Err(e) = inventory.set_deadline(reservation as u64, review_deadline)
+                        {
+                            refused.extend(unplaced(i));
+                            unstage(rows, staged, &refused);
+                            return Err(e.into());
+                        }
                     }
                     let order = Arc::new(new_order(
                         id,
@@ -381,14 +399,19 @@ impl OrderBook {
                         in_review,
                     });
                     rows.push(Arc::clone(&order));
-                    rows.decisions.extend(decision);
                     out.push(Outcome::Created(order));
                 }
                 // Refused by the inventory: no order, and risk control decided nothing.
-                Some(Err(refusal)) => out.push(Outcome::Refused(refusal)),
+                Some(Err(refusal)) => {
+                    if decided.get(i).is_some_and(Option::is_some) {
+                        refused.push(id);
+                    }
+                    out.push(Outcome::Refused(refusal));
+                }
                 None => unreachable!("one reservation outcome per prepared order"),
             }
         }
+        unstage(rows, staged, &refused);
         Ok(out)
     }
 
@@ -523,6 +546,21 @@ impl OrderBook {
     }
 }
 
+/// Takes back the decisions staged from `staged` on whose id is in `ids`.
+fn unstage(rows: &mut OrderRows, staged: usize, ids: &[i64]) {
+    if ids.is_empty() {
+        return;
+    }
+    let mut kept = staged;
+    for j in staged..rows.decisions.len() {
+        if !ids.contains(&rows.decisions[j].id) {
+            rows.decisions.swap(kept, j);
+            kept += 1;
+        }
+    }
+    rows.decisions.truncate(kept);
+}
+
 /// The SKU an inventory refusal names, if it is a refusal of the order (not a misuse).
 fn refused_sku(e: &InventoryError) -> Option<u32> {
     match e {
@@ -648,7 +686,7 @@ fn decision_row(
     p: &Prepared,
     now_ms: u64,
     a: Assessment,
-    engine: Option<&RiskEngine>,
+    engine: &RiskEngine,
 ) -> DecisionRow {
     DecisionRow {
         id,
@@ -661,7 +699,7 @@ fn decision_row(
         outcome: a.decision.outcome,
         three_ds: a.decision.three_ds,
         score: a.score,
-        model: a.score.and(engine.and_then(RiskEngine::model_version)),
+        model: a.score.and(engine.model_version()),
         decided_by: a.decision.decided_by,
         fired: a.decision.fired,
         reasons: a.reasons,
@@ -761,5 +799,88 @@ mod tests {
             "{out:?}"
         );
         assert_eq!((rows.len(), book.pending_count()), (2, 2));
+    }
+
+    /// Risk control decides every order of a batch: a blocked order's decision is staged and
+    /// nothing reserved; an order the inventory then refuses has no decision; the others have
+    /// theirs, with the order held for review where the policy says so.
+    #[test]
+    fn a_batch_stages_the_decisions_of_the_orders_placed_and_blocked() {
+        use crate::risk::{Action, Limits, Op, Outcome as Risk, Policy, Program, Rule};
+
+        let (inventory, ids, mut book) = shop();
+        let engine = RiskEngine::new(None, Limits::default(), false, Risk::Allow);
+        let mut deny = <[Vec<String>; 7]>::default();
+        deny[1] = vec!["bad-device".into()];
+        // Held for review: quantity (feature 30) of 2.
+        let review = Rule {
+            id: Arc::from("two"),
+            action: Action::Review,
+            merchant: None,
+            condition: Program::new(vec![Op::Feature(30), Op::Number(2.0), Op::Eq]).unwrap(),
+        };
+        engine.set_policy(Policy::new(75, 65, vec![review], Default::default(), deny));
+        book.risk = Some(Arc::new(engine));
+        let order = |quantity: u32, device: &str| {
+            format!(
+                r#"{{"lines":[{{"sku":0,"quantity":{quantity}}}],"address":{{"name":"A","line1":"1 Road","city":"X","region":"north"}},"context":{{"device_id":"{device}"}}}}"#
+            )
+        };
+        // 5 units: 1 placed, 9 blocked (not reserved), 2 held for review, 3 out of stock.
+        let body = format!(
+            r#"{{"orders":[{},{},{},{}]}}"#,
+            order(1, "d1"),
+            order(9, "bad-device"),
+            order(2, "d2"),
+            order(3, "d3")
+        );
+        let requests = crate::orders::parse::parse_batch(body.as_bytes()).unwrap();
+        let who = Placement {
+            buyer: "alice",
+            buyer_number: 7,
+            now_ms: NOW,
+            client: Client::default(),
+        };
+        let mut rows = OrderRows::default();
+        let out = book
+            .place(&inventory, &ids, &who, &requests, &mut rows)
+            .unwrap();
+        let codes: Vec<&str> = out
+            .iter()
+            .map(|o| match o {
+                Outcome::Created(o) => o.status,
+                Outcome::Refused(r) => r.code,
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [PENDING_PAYMENT, "risk_blocked", IN_REVIEW, "out_of_stock"]
+        );
+        let Outcome::Refused(blocked) = &out[1] else {
+            unreachable!()
+        };
+        let staged: Vec<(i64, Risk, String)> = rows
+            .decisions
+            .iter()
+            .map(|d| (d.id, d.outcome, d.decided_by_text().into_owned()))
+            .collect();
+        let placed: Vec<i64> = rows.orders.iter().map(|o| o.id).collect();
+        assert_eq!(
+            staged,
+            [
+                (placed[0], Risk::Allow, "default".into()),
+                (
+                    blocked.decision.unwrap(),
+                    Risk::Block,
+                    "list:block:device".into()
+                ),
+                (placed[1], Risk::Review, "two".into()),
+            ]
+        );
+        assert_eq!(rows.blocked(), 1);
+        assert_eq!(rows.decisions[2].fired_json(), r#"["two"]"#);
+        assert_eq!(rows.decisions[0].reasons_json(), "[]");
+        // The blocked order reserved nothing: 1 + 2 of the 5 units.
+        assert_eq!(rows.reserved_deltas(), vec![(0, 0, 3)]);
     }
 }
