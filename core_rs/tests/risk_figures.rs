@@ -1,6 +1,7 @@
-//! The risk tracker's figures for `docs/risk.md`: bytes per tracked key (counted by a global
-//! allocator that tallies live heap bytes) and the time per order of the one-pass call. They
-//! are printed, never asserted (the time depends on the machine and its load):
+//! Risk control's figures for `docs/risk.md`: the tracker's bytes per tracked key (counted by a
+//! global allocator that tallies live heap bytes) and time per order of the one-pass call, and
+//! the shipped model's time per row. They are printed, never asserted (the time depends on the
+//! machine and its load):
 //!
 //! `cargo test --release --test risk_figures -- --nocapture --test-threads 1`
 
