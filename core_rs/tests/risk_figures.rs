@@ -1,6 +1,7 @@
-//! The risk tracker's figures for `docs/risk.md`: bytes per tracked key (counted by a global
-//! allocator that tallies live heap bytes) and the time per order of the one-pass call. They
-//! are printed, never asserted (the time depends on the machine and its load):
+//! Risk control's figures for `docs/risk.md`: the tracker's bytes per tracked key (counted by a
+//! global allocator that tallies live heap bytes) and time per order of the one-pass call, and
+//! the shipped model's time per row. They are printed, never asserted (the time depends on the
+//! machine and its load):
 //!
 //! `cargo test --release --test risk_figures -- --nocapture --test-threads 1`
 
@@ -8,6 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use pyorder_core::model::RiskModel;
 use pyorder_core::risk::{
     key_hash, pair_hash, Limits, OrderEvent, PaymentEvent, RiskTracker, KINDS,
 };
@@ -240,5 +242,53 @@ fn time_per_order() {
     println!(
         "risk tracker: key_hash of a 36-character device id: {:.1} CPU ns",
         (cpu_ns() - start) / strings.len() as f64
+    );
+}
+
+/// CPU ns per row of the shipped model: the score alone, and the score with each feature's
+/// contribution (the order path's call), on the features of a realistic stream.
+#[test]
+fn time_per_score() {
+    let text = include_str!("../../pyorder/risk/models/default/model.txt");
+    let model = RiskModel::from_text(text).unwrap();
+    let orders = stream(
+        if cfg!(debug_assertions) {
+            5_000
+        } else {
+            50_000
+        },
+        10_000,
+        true,
+    );
+    let mut t = RiskTracker::new(Limits::default());
+    let rows: Vec<[f64; 40]> = orders
+        .iter()
+        .map(|o| t.score_and_observe_order(o))
+        .collect();
+    // The least of five passes: the machine is shared.
+    let (mut alone, mut explained) = (f64::INFINITY, f64::INFINITY);
+    let mut sink = 0.0;
+    let mut out = [0.0; 40];
+    for _ in 0..5 {
+        let start = cpu_ns();
+        for row in &rows {
+            sink += model.probability(black_box(row)).unwrap();
+        }
+        alone = alone.min((cpu_ns() - start) / rows.len() as f64);
+        let start = cpu_ns();
+        for row in &rows {
+            out.fill(0.0);
+            sink += model
+                .probability_and_contributions(black_box(row), &mut out)
+                .unwrap();
+            sink += out[0];
+        }
+        explained = explained.min((cpu_ns() - start) / rows.len() as f64);
+    }
+    black_box(sink);
+    println!(
+        "risk model: {} trees, CPU ns per row {alone:.0} scored, {explained:.0} scored with \
+         contributions",
+        model.num_trees()
     );
 }

@@ -43,13 +43,25 @@ pub fn score_of(probability: f64) -> u8 {
     ((probability * 100.0).floor() as u8).min(99)
 }
 
+/// A model's version (`RiskModel::version`), its 16 hex digits held inline: a decision copies
+/// it with no reference to count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelVersion([u8; 16]);
+
+impl ModelVersion {
+    pub fn as_str(&self) -> &str {
+        // Made only from ASCII hex digits.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// A loaded binary classifier (immutable; share it between threads freely).
 #[derive(Debug, Clone)]
 pub struct RiskModel {
     forest: Forest,
     sigmoid: f64,
     feature_names: Vec<String>,
-    version: String,
+    version: ModelVersion,
 }
 
 impl RiskModel {
@@ -100,7 +112,13 @@ impl RiskModel {
         }
         let forest = Forest::build(&trees, num_features)?;
         let digest = Sha256::digest(text.as_bytes());
-        let version = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let mut version = [0u8; 16];
+        for (i, b) in digest[..8].iter().enumerate() {
+            let hex = b"0123456789abcdef";
+            version[2 * i] = hex[usize::from(b >> 4)];
+            version[2 * i + 1] = hex[usize::from(b & 15)];
+        }
+        let version = ModelVersion(version);
         Ok(RiskModel {
             forest,
             sigmoid,
@@ -111,7 +129,12 @@ impl RiskModel {
 
     /// The model's version: the first 16 hex digits of the SHA-256 of its text.
     pub fn version(&self) -> &str {
-        &self.version
+        self.version.as_str()
+    }
+
+    /// The version as a value to copy (`ModelVersion`).
+    pub fn version_id(&self) -> ModelVersion {
+        self.version
     }
 
     /// The features a row holds, in order.

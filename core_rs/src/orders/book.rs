@@ -15,10 +15,7 @@ use super::pending::{PendingOrder, PendingOrders};
 use super::rows::{DecisionRow, NewLine, NewOrder, OrderRows, IN_REVIEW, PENDING_PAYMENT};
 use crate::ids::{IdError, IdGenerator};
 use crate::inventory::{status, BatchOrders, Inventory, InventoryError, MatchPolicy, Reservation};
-use crate::risk::{
-    key_hash, reasons_json, strings_json, Assessment, OrderEvent, Outcome as RiskOutcome,
-    RiskEngine, Subject,
-};
+use crate::risk::{key_hash, Assessment, OrderEvent, Outcome as RiskOutcome, RiskEngine, Subject};
 
 /// What the intake needs to know of a SKU.
 #[derive(Debug, Clone)]
@@ -139,6 +136,8 @@ type Reserved = Result<(i64, SmallVec<[u32; 1]>), Refusal>;
 struct Prepared {
     region: u32,
     region_code: Arc<str>,
+    /// The region code's risk key (`key_hash`), made once per region.
+    region_key: u64,
     currency: [u8; 3],
     lines: SmallVec<[PricedLine; 1]>,
     /// The latest release time of its SKUs that have one (risk control's "seconds since
@@ -150,7 +149,8 @@ struct Prepared {
 #[derive(Default)]
 pub struct OrderBook {
     skus: Vec<Option<SkuEntry>>,
-    regions: FxHashMap<Box<str>, (u32, Arc<str>)>,
+    /// Region code -> (the inventory's region, the code, its risk key).
+    regions: FxHashMap<Box<str>, (u32, Arc<str>, u64)>,
     buyers: FxHashMap<Box<str>, Arc<str>>,
     /// Orders awaiting payment, by id and by reservation: 32 bytes each, in a log that never
     /// moves its records as it grows (see `pending`).
@@ -206,7 +206,7 @@ impl OrderBook {
     /// Map a region code to the inventory's region number.
     pub fn set_region(&mut self, code: &str, region: u32) {
         self.regions
-            .insert(Box::from(code), (region, Arc::from(code)));
+            .insert(Box::from(code), (region, Arc::from(code), key_hash(code)));
     }
 
     pub fn pending(&self, order_id: i64) -> Option<PendingOrder> {
@@ -303,47 +303,67 @@ impl OrderBook {
             .collect();
         let buyer = self.buyer(who.buyer);
         // Risk control decides before anything is reserved: a blocked order reserves nothing.
-        let assessed = match &self.risk {
-            Some(engine) => assess(engine, who, requests, &prepared),
-            None => Vec::new(),
-        };
-        let mut decisions: Vec<Option<DecisionRow>> = vec![None; requests.len()];
-        for (i, a) in assessed.into_iter().enumerate() {
-            let (Some(a), Ok(p)) = (a, &prepared[i]) else {
-                continue;
-            };
-            let row = decision_row(ids_of[i], &buyer, p, who.now_ms, &a, self.risk.as_deref());
-            if a.decision.outcome == RiskOutcome::Block {
-                prepared[i] = Err(Refusal {
-                    status: 422,
-                    code: "risk_blocked",
-                    message: "the order was declined by risk control".into(),
-                    field: None,
-                    sku: None,
-                    decision: Some(ids_of[i]),
-                });
-                rows.decisions.push(row);
-            } else {
-                decisions[i] = Some(row);
+        // Each decision is staged at once, in `rows.decisions` from `staged` on; those of the
+        // orders the inventory then refuses are taken back (nothing was decided about an order
+        // that could not be placed), so are those of orders not placed when this fails.
+        let staged = rows.decisions.len();
+        let mut decided: Vec<Option<RiskOutcome>> = Vec::new();
+        if let Some(engine) = &self.risk {
+            decided.resize(requests.len(), None);
+            let mut assessed = assess(engine, who, requests, &prepared).into_iter();
+            for (i, p) in prepared.iter_mut().enumerate() {
+                let Ok(ready) = &*p else { continue };
+                let Some(a) = assessed.next() else { break };
+                let outcome = a.decision.outcome;
+                decided[i] = Some(outcome);
+                rows.decisions.push(decision_row(
+                    ids_of[i], &buyer, ready, who.now_ms, a, engine,
+                ));
+                if outcome == RiskOutcome::Block {
+                    *p = Err(Refusal {
+                        status: 422,
+                        code: "risk_blocked",
+                        message: "the order was declined by risk control".into(),
+                        field: None,
+                        sku: None,
+                        decision: Some(ids_of[i]),
+                    });
+                }
             }
         }
+        // The decisions of the orders from request `from` on that were not blocked: to take
+        // back when those orders are not placed.
+        let unplaced = |from: usize| -> SmallVec<[i64; 8]> {
+            (from..decided.len())
+                .filter(|&j| decided[j].is_some_and(|o| o != RiskOutcome::Block))
+                .map(|j| ids_of[j])
+                .collect()
+        };
         let ok = prepared.iter().filter(|p| p.is_ok()).count();
         let reserved = match ok {
-            0 => Vec::new(),
+            0 => Ok(Vec::new()),
             1 => {
                 let p = prepared
                     .iter()
                     .flatten()
                     .next()
                     .unwrap_or_else(|| unreachable!());
-                vec![self.reserve_one(inventory, who, p)?]
+                self.reserve_one(inventory, who, p).map(|r| vec![r])
             }
-            _ => self.reserve_many(inventory, who, &prepared, ok)?,
+            _ => self.reserve_many(inventory, who, &prepared, ok),
+        };
+        let reserved = match reserved {
+            Ok(reserved) => reserved,
+            Err(e) => {
+                unstage(rows, staged, &unplaced(0));
+                return Err(e);
+            }
         };
         let deadline = who.now_ms.saturating_add(self.payment_timeout_ms);
         let review_deadline = who.now_ms.saturating_add(self.review_hold_ms);
         let mut reserved = reserved.into_iter();
         let mut out = Vec::with_capacity(requests.len());
+        let mut refused: SmallVec<[i64; 8]> = SmallVec::new();
         for (i, (req, p)) in requests.iter().zip(prepared).enumerate() {
             let p = match p {
                 Err(refusal) => {
@@ -355,10 +375,14 @@ impl OrderBook {
             let id = ids_of[i];
             match reserved.next() {
                 Some(Ok((reservation, warehouses))) => {
-                    let decision = decisions[i].take();
-                    let in_review = decision.as_ref().is_some_and(|d| d.outcome == "review");
+                    let in_review = decided.get(i) == Some(&Some(RiskOutcome::Review));
                     if in_review {
-                        inventory.set_deadline(reservation as u64, review_deadline)?;
+                        if let Err(e) = inventory.set_deadline(reservation as u64, review_deadline)
+                        {
+                            refused.extend(unplaced(i));
+                            unstage(rows, staged, &refused);
+                            return Err(e.into());
+                        }
                     }
                     let order = Arc::new(new_order(
                         id,
@@ -383,14 +407,19 @@ impl OrderBook {
                         in_review,
                     });
                     rows.push(Arc::clone(&order));
-                    rows.decisions.extend(decision);
                     out.push(Outcome::Created(order));
                 }
                 // Refused by the inventory: no order, and risk control decided nothing.
-                Some(Err(refusal)) => out.push(Outcome::Refused(refusal)),
+                Some(Err(refusal)) => {
+                    if decided.get(i).is_some_and(Option::is_some) {
+                        refused.push(id);
+                    }
+                    out.push(Outcome::Refused(refusal));
+                }
                 None => unreachable!("one reservation outcome per prepared order"),
             }
         }
+        unstage(rows, staged, &refused);
         Ok(out)
     }
 
@@ -446,7 +475,7 @@ impl OrderBook {
             lines.push((sku, qty, entry.price, Arc::clone(&entry.merchant)));
         }
         let code: &str = &req.address.region;
-        let Some((region, region_code)) = self.regions.get(code) else {
+        let Some((region, region_code, region_key)) = self.regions.get(code) else {
             return Err(Refusal {
                 decision: None,
                 status: 422,
@@ -459,6 +488,7 @@ impl OrderBook {
         Ok(Prepared {
             region: *region,
             region_code: Arc::clone(region_code),
+            region_key: *region_key,
             currency: currency.unwrap_or(*b"XXX"),
             lines,
             release_ms,
@@ -541,6 +571,21 @@ impl OrderBook {
     }
 }
 
+/// Takes back the decisions staged from `staged` on whose id is in `ids`.
+fn unstage(rows: &mut OrderRows, staged: usize, ids: &[i64]) {
+    if ids.is_empty() {
+        return;
+    }
+    let mut kept = staged;
+    for j in staged..rows.decisions.len() {
+        if !ids.contains(&rows.decisions[j].id) {
+            rows.decisions.swap(kept, j);
+            kept += 1;
+        }
+    }
+    rows.decisions.truncate(kept);
+}
+
 /// The SKU an inventory refusal names, if it is a refusal of the order (not a misuse).
 fn refused_sku(e: &InventoryError) -> Option<u32> {
     match e {
@@ -596,17 +641,19 @@ fn new_order(
     }
 }
 
-/// The risk events of the orders that passed their catalogue checks (None for the others),
-/// assessed by `engine` in one pass.
+/// The risk events of the orders that passed their catalogue checks, assessed by `engine` in
+/// one pass: one assessment per such order, in their order.
 fn assess(
     engine: &RiskEngine,
     who: &Placement<'_>,
     requests: &[OrderRequest<'_>],
     prepared: &[Result<Prepared, Refusal>],
-) -> Vec<Option<Assessment>> {
+) -> Vec<Assessment> {
     let client = &who.client;
     let buyer_key = key_hash(who.buyer);
     let ip = client.ip.map(key_hash);
+    let ip_region = client.ip_region.map(key_hash);
+    let mut address_key = String::with_capacity(128);
     let mut events = Vec::with_capacity(prepared.len());
     let mut subjects = Vec::with_capacity(prepared.len());
     for (req, p) in requests.iter().zip(prepared) {
@@ -615,7 +662,8 @@ fn assess(
         let device = ctx.device_id.as_deref().map(key_hash);
         let email = ctx.email_hash.as_deref().map(key_hash);
         let phone = ctx.phone_hash.as_deref().map(key_hash);
-        let address = key_hash(&req.address.risk_key());
+        req.address.risk_key_into(&mut address_key);
+        let address = key_hash(&address_key);
         let (sku, quantity) = p.lines.first().map_or((0, 0), |l| (l.0, l.1));
         events.push(OrderEvent {
             at_ms: who.now_ms as i64,
@@ -627,12 +675,12 @@ fn assess(
             sku_release_ms: p.release_ms,
             device,
             ip,
-            ip_region: client.ip_region.map(key_hash),
+            ip_region,
             email,
             phone,
             agent: client.agent,
             address: Some(address),
-            ship_region: Some(key_hash(&p.region_code)),
+            ship_region: Some(p.region_key),
         });
         let mut merchants: SmallVec<[&str; 2]> = SmallVec::new();
         for l in &p.lines {
@@ -653,11 +701,7 @@ fn assess(
             merchants,
         });
     }
-    let mut assessed = engine.assess(&events, &subjects).into_iter();
-    prepared
-        .iter()
-        .map(|p| p.is_ok().then(|| assessed.next()).flatten())
-        .collect()
+    engine.assess(&events, &subjects)
 }
 
 /// The stored form of one order's assessment.
@@ -666,8 +710,8 @@ fn decision_row(
     buyer: &Arc<str>,
     p: &Prepared,
     now_ms: u64,
-    a: &Assessment,
-    engine: Option<&RiskEngine>,
+    a: Assessment,
+    engine: &RiskEngine,
 ) -> DecisionRow {
     DecisionRow {
         id,
@@ -677,13 +721,13 @@ fn decision_row(
             .first()
             .map_or_else(|| Arc::from(""), |l| Arc::clone(&l.3)),
         at_ms: now_ms as i64,
-        outcome: a.decision.outcome.as_str(),
+        outcome: a.decision.outcome,
         three_ds: a.decision.three_ds,
         score: a.score,
-        model: a.score.and(engine.and_then(|e| e.model_version().cloned())),
-        decided_by: a.decision.decided_by.text(),
-        fired: strings_json(a.decision.fired.iter().map(|f| &**f)),
-        reasons: reasons_json(&a.reasons),
+        model: a.score.and(engine.model_version()),
+        decided_by: a.decision.decided_by,
+        fired: a.decision.fired,
+        reasons: a.reasons,
     }
 }
 
@@ -828,5 +872,88 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows.reserved_deltas(), vec![(0, 0, 1)]);
         assert_eq!(book.pending_count(), 1);
+    }
+
+    /// Risk control decides every order of a batch: a blocked order's decision is staged and
+    /// nothing reserved; an order the inventory then refuses has no decision; the others have
+    /// theirs, with the order held for review where the policy says so.
+    #[test]
+    fn a_batch_stages_the_decisions_of_the_orders_placed_and_blocked() {
+        use crate::risk::{Action, Limits, Op, Outcome as Risk, Policy, Program, Rule};
+
+        let (inventory, ids, mut book) = shop();
+        let engine = RiskEngine::new(None, Limits::default(), false, Risk::Allow);
+        let mut deny = <[Vec<String>; 7]>::default();
+        deny[1] = vec!["bad-device".into()];
+        // Held for review: quantity (feature 30) of 2.
+        let review = Rule {
+            id: Arc::from("two"),
+            action: Action::Review,
+            merchant: None,
+            condition: Program::new(vec![Op::Feature(30), Op::Number(2.0), Op::Eq]).unwrap(),
+        };
+        engine.set_policy(Policy::new(75, 65, vec![review], Default::default(), deny));
+        book.risk = Some(Arc::new(engine));
+        let order = |quantity: u32, device: &str| {
+            format!(
+                r#"{{"lines":[{{"sku":0,"quantity":{quantity}}}],"address":{{"name":"A","line1":"1 Road","city":"X","region":"north"}},"context":{{"device_id":"{device}"}}}}"#
+            )
+        };
+        // 5 units: 1 placed, 9 blocked (not reserved), 2 held for review, 3 out of stock.
+        let body = format!(
+            r#"{{"orders":[{},{},{},{}]}}"#,
+            order(1, "d1"),
+            order(9, "bad-device"),
+            order(2, "d2"),
+            order(3, "d3")
+        );
+        let requests = crate::orders::parse::parse_batch(body.as_bytes()).unwrap();
+        let who = Placement {
+            buyer: "alice",
+            buyer_number: 7,
+            now_ms: NOW,
+            client: Client::default(),
+        };
+        let mut rows = OrderRows::default();
+        let out = book
+            .place(&inventory, &ids, &who, &requests, &mut rows)
+            .unwrap();
+        let codes: Vec<&str> = out
+            .iter()
+            .map(|o| match o {
+                Outcome::Created(o) => o.status,
+                Outcome::Refused(r) => r.code,
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [PENDING_PAYMENT, "risk_blocked", IN_REVIEW, "out_of_stock"]
+        );
+        let Outcome::Refused(blocked) = &out[1] else {
+            unreachable!()
+        };
+        let staged: Vec<(i64, Risk, String)> = rows
+            .decisions
+            .iter()
+            .map(|d| (d.id, d.outcome, d.decided_by_text().into_owned()))
+            .collect();
+        let placed: Vec<i64> = rows.orders.iter().map(|o| o.id).collect();
+        assert_eq!(
+            staged,
+            [
+                (placed[0], Risk::Allow, "default".into()),
+                (
+                    blocked.decision.unwrap(),
+                    Risk::Block,
+                    "list:block:device".into()
+                ),
+                (placed[1], Risk::Review, "two".into()),
+            ]
+        );
+        assert_eq!(rows.blocked(), 1);
+        assert_eq!(rows.decisions[2].fired_json(), r#"["two"]"#);
+        assert_eq!(rows.decisions[0].reasons_json(), "[]");
+        // The blocked order reserved nothing: 1 + 2 of the 5 units.
+        assert_eq!(rows.reserved_deltas(), vec![(0, 0, 3)]);
     }
 }

@@ -6,10 +6,14 @@
 //! `OrderRows` collects the orders of one commit window plus the stock counters they move
 //! (one delta per (sku, warehouse), however many orders touched it: hot-row batching).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
+
+use crate::model::ModelVersion;
+use crate::risk::{reasons_json, strings_json, DecidedBy, Outcome, Reasons};
 
 /// The status a new order is stored with, unless risk control holds it for review.
 pub const PENDING_PAYMENT: &str = "pending_payment";
@@ -52,6 +56,10 @@ pub struct NewOrder {
 
 /// One risk decision, as the `risk_decisions` table stores it (`DECISION_COLUMNS`): of an
 /// order (same id), or of an attempt blocked before it became one (the id it was given).
+///
+/// What decided, the rules that fired and the reasons are kept as data and rendered to the
+/// columns' text only by the writers (`decided_by_text`, `fired_json`, `reasons_json`): the
+/// order path makes no string per decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionRow {
     pub id: i64,
@@ -59,18 +67,42 @@ pub struct DecisionRow {
     /// The first line's merchant (principal key).
     pub merchant: Arc<str>,
     pub at_ms: i64,
-    /// `allow`, `review` or `block`.
-    pub outcome: &'static str,
+    /// Allow, review or block (`Outcome::as_str` in the stored column).
+    pub outcome: Outcome,
     pub three_ds: bool,
     /// 0-99; None when not scored.
     pub score: Option<u8>,
     /// The model's version; None when not scored.
-    pub model: Option<Arc<str>>,
-    pub decided_by: String,
-    /// JSON array of the rule ids that fired.
-    pub fired: String,
-    /// JSON array of up to three reasons (`risk::reasons_json`).
-    pub reasons: String,
+    pub model: Option<ModelVersion>,
+    pub decided_by: DecidedBy,
+    /// The rule ids that fired (request-3-D-Secure rules, then what decided, if a rule or list).
+    pub fired: SmallVec<[Arc<str>; 2]>,
+    /// Up to three reasons (feature column, value, contribution), largest first.
+    pub reasons: Reasons,
+}
+
+impl DecisionRow {
+    /// The `decided_by` column: a rule id, `list:block:device`, `score`, `default`,
+    /// `scoring_failed`.
+    pub fn decided_by_text(&self) -> Cow<'_, str> {
+        self.decided_by.as_text()
+    }
+
+    /// The `fired` column: a JSON array of the rule ids.
+    pub fn fired_json(&self) -> Cow<'static, str> {
+        if self.fired.is_empty() {
+            return Cow::Borrowed("[]");
+        }
+        Cow::Owned(strings_json(self.fired.iter().map(|f| &**f)))
+    }
+
+    /// The `reasons` column: `[{"feature", "value", "contribution"}]` (`risk::reasons_json`).
+    pub fn reasons_json(&self) -> Cow<'static, str> {
+        if self.reasons.is_empty() {
+            return Cow::Borrowed("[]");
+        }
+        Cow::Owned(reasons_json(&self.reasons))
+    }
 }
 
 impl NewOrder {
@@ -112,7 +144,7 @@ impl OrderRows {
     pub fn blocked(&self) -> usize {
         self.decisions
             .iter()
-            .filter(|d| d.outcome == "block")
+            .filter(|d| d.outcome == Outcome::Block)
             .count()
     }
 

@@ -134,7 +134,7 @@ impl RiskEngine {
     /// The model's version (the hash of its text), or None without a model.
     #[getter]
     fn model_version(&self) -> Option<String> {
-        self.inner.model_version().map(|v| v.to_string())
+        self.inner.model_version().map(|v| v.as_str().to_owned())
     }
 
     /// Decisions since start: (allowed, reviewed, blocked, decided while the model failed).

@@ -274,13 +274,13 @@ impl OrderRows {
                     d.buyer.to_string(),
                     d.merchant.to_string(),
                     d.at_ms,
-                    d.outcome,
+                    d.outcome.as_str(),
                     d.three_ds,
                     d.score,
-                    d.model.as_ref().map(|m| m.to_string()),
-                    d.decided_by.clone(),
-                    d.fired.clone(),
-                    d.reasons.clone(),
+                    d.model.as_ref().map(|m| m.as_str().to_owned()),
+                    d.decided_by_text().into_owned(),
+                    d.fired_json().into_owned(),
+                    d.reasons_json().into_owned(),
                 )
             })
             .collect()

@@ -17,18 +17,21 @@ use super::events::OrderEvent;
 use super::features::{Features, FEATURE_COUNT, FEATURE_NAMES};
 use super::policy::{DecidedBy, Decision, ListKeys, Outcome, Policy};
 use super::tracker::{Limits, RiskTracker};
-use crate::model::{score_of, RiskModel};
+use crate::model::{score_of, ModelVersion, RiskModel};
 
 /// How many reasons a decision keeps.
 pub const REASONS: usize = 3;
 
-/// One order's assessment: its score (None: not scored), the decision and its reasons as
-/// (feature column, the feature's value, its contribution to the raw score), largest first.
+/// A decision's reasons: (feature column, the feature's value, its contribution to the raw
+/// score), largest first, at most `REASONS` (inline: no allocation).
+pub type Reasons = SmallVec<[(u16, f64, f64); REASONS]>;
+
+/// One order's assessment: its score (None: not scored), the decision and its reasons.
 #[derive(Clone, Debug)]
 pub struct Assessment {
     pub score: Option<u8>,
     pub decision: Decision,
-    pub reasons: SmallVec<[(u16, f64, f64); REASONS]>,
+    pub reasons: Reasons,
 }
 
 /// What one order brings to its assessment besides its event.
@@ -42,7 +45,7 @@ pub struct Subject<'a> {
 pub struct RiskEngine {
     tracker: Mutex<RiskTracker>,
     model: Option<RiskModel>,
-    model_version: Option<Arc<str>>,
+    model_version: Option<ModelVersion>,
     policy: ArcSwap<Policy>,
     /// A model was configured but could not be loaded: orders are decided by `on_failure`
     /// (where the policy would allow them by default).
@@ -62,7 +65,7 @@ impl RiskEngine {
         failed: bool,
         on_failure: Outcome,
     ) -> Self {
-        let model_version = model.as_ref().map(|m| Arc::from(m.version()));
+        let model_version = model.as_ref().map(RiskModel::version_id);
         Self {
             tracker: Mutex::new(RiskTracker::new(limits)),
             model,
@@ -75,8 +78,8 @@ impl RiskEngine {
         }
     }
 
-    pub fn model_version(&self) -> Option<&Arc<str>> {
-        self.model_version.as_ref()
+    pub fn model_version(&self) -> Option<ModelVersion> {
+        self.model_version
     }
 
     /// Swap in a new policy; decisions already under way keep the old one.
@@ -128,15 +131,7 @@ impl RiskEngine {
     /// rules and lists (`keys`). Not counted in the decisions per outcome (those are orders').
     pub fn assess_payment(&self, event: &OrderEvent, keys: &ListKeys) -> Assessment {
         let row = self.tracker.lock().order_features(event);
-        let mut reasons = SmallVec::new();
-        let score = self.model.as_ref().and_then(|model| {
-            let mut contributions = [0.0; FEATURE_COUNT];
-            let p = model
-                .probability_and_contributions(&row, &mut contributions)
-                .ok()?;
-            reasons = top_reasons(&row, &contributions);
-            Some(score_of(p))
-        });
+        let (score, reasons) = self.score(&row);
         let decision = self.policy.load().decide(&row, score, keys, &[]);
         Assessment {
             score,
@@ -145,8 +140,10 @@ impl RiskEngine {
         }
     }
 
-    fn assess_one(&self, policy: &Policy, row: &Features, subject: &Subject<'_>) -> Assessment {
-        let mut reasons = SmallVec::new();
+    /// The model's score of `row` (None without a model, or for a model that cannot score it)
+    /// and the reasons: the features that raised it most.
+    fn score(&self, row: &Features) -> (Option<u8>, Reasons) {
+        let mut reasons = Reasons::new();
         let score = self.model.as_ref().and_then(|model| {
             // The model's features are the catalogue's (checked when it is loaded), so a row
             // always fits; a model that cannot explain itself still scores.
@@ -157,6 +154,11 @@ impl RiskEngine {
             reasons = top_reasons(row, &contributions);
             Some(score_of(p))
         });
+        (score, reasons)
+    }
+
+    fn assess_one(&self, policy: &Policy, row: &Features, subject: &Subject<'_>) -> Assessment {
+        let (score, reasons) = self.score(row);
         let mut decision = policy.decide(row, score, &subject.keys, &subject.merchants);
         if self.failed
             && score.is_none()
@@ -180,8 +182,8 @@ impl RiskEngine {
 
 /// The `REASONS` features with the largest positive contributions (those that raised the
 /// score), largest first.
-fn top_reasons(row: &Features, contributions: &[f64]) -> SmallVec<[(u16, f64, f64); REASONS]> {
-    let mut top: SmallVec<[(u16, f64, f64); REASONS]> = SmallVec::new();
+fn top_reasons(row: &Features, contributions: &[f64]) -> Reasons {
+    let mut top = Reasons::new();
     for (i, &c) in contributions.iter().enumerate() {
         if c <= 0.0 {
             continue;

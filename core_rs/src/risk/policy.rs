@@ -6,9 +6,10 @@
 //! the order's feature row and its score, so that a decision needs no Python: the batch path
 //! decides every order in the pass that places it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use super::events::key_hash;
@@ -113,6 +114,9 @@ enum Expr {
     Score,
     Number(f64),
     Missing(usize),
+    /// A comparison of a feature with a number (`device_buyers_24h >= 5`), the commonest
+    /// condition: one step, where `Binary` would take three.
+    Compare(Op, usize, f64),
     Neg(Box<Expr>),
     Not(Box<Expr>),
     /// An arithmetic or comparison step (`Op::Add` ... `Op::Ne`) and its operands.
@@ -157,7 +161,12 @@ impl Program {
                 binary => {
                     let b = stack.pop().ok_or_else(lacks)?;
                     let a = stack.pop().ok_or_else(lacks)?;
-                    Expr::Binary(binary, Box::new([a, b]))
+                    match (a, b) {
+                        (Expr::Feature(c), Expr::Number(x)) if is_comparison(binary) => {
+                            Expr::Compare(binary, c, x)
+                        }
+                        (a, b) => Expr::Binary(binary, Box::new([a, b])),
+                    }
                 }
             };
             stack.push(e);
@@ -180,22 +189,37 @@ impl Program {
 
 fn test(e: &Expr, row: &Features, score: f64) -> bool {
     match e {
-        Expr::All(parts) => parts.iter().all(|p| test(p, row, score)),
-        Expr::Any(parts) => parts.iter().any(|p| test(p, row, score)),
+        Expr::All(parts) => parts.iter().all(|p| test_inline(p, row, score)),
+        Expr::Any(parts) => parts.iter().any(|p| test_inline(p, row, score)),
         Expr::Not(inner) => !test(inner, row, score),
         Expr::Missing(c) => row[*c].is_nan(),
+        Expr::Compare(op, c, x) => compare(*op, row[*c], *x),
         Expr::Binary(op, ab) if is_comparison(*op) => {
-            let (a, b) = (value(&ab[0], row, score), value(&ab[1], row, score));
-            match op {
-                Op::Lt => a < b,
-                Op::Le => a <= b,
-                Op::Gt => a > b,
-                Op::Ge => a >= b,
-                Op::Eq => a == b,
-                _ => a != b && !a.is_nan() && !b.is_nan(),
-            }
+            compare(*op, value(&ab[0], row, score), value(&ab[1], row, score))
         }
         other => value(other, row, score) != 0.0,
+    }
+}
+
+/// `test`, with the commonest part of an `and` or `or` (a comparison) decided in place.
+#[inline(always)]
+fn test_inline(e: &Expr, row: &Features, score: f64) -> bool {
+    match e {
+        Expr::Compare(op, c, x) => compare(*op, row[*c], *x),
+        other => test(other, row, score),
+    }
+}
+
+/// `a op b` for a comparison step: false when either side is NaN, `!=` included.
+#[inline]
+fn compare(op: Op, a: f64, b: f64) -> bool {
+    match op {
+        Op::Lt => a < b,
+        Op::Le => a <= b,
+        Op::Gt => a > b,
+        Op::Ge => a >= b,
+        Op::Eq => a == b,
+        _ => a != b && !a.is_nan() && !b.is_nan(),
     }
 }
 
@@ -267,16 +291,21 @@ pub enum DecidedBy {
 impl DecidedBy {
     /// As `Decision.decided_by` writes it.
     pub fn text(&self) -> String {
+        self.as_text().into_owned()
+    }
+
+    /// As `text`, borrowed where it can be (all but the lists).
+    pub fn as_text(&self) -> Cow<'_, str> {
         match self {
-            Self::Default => "default".into(),
-            Self::Score => "score".into(),
-            Self::Failure => "scoring_failed".into(),
-            Self::Rule(id) => id.to_string(),
-            Self::List { allow, kind } => format!(
+            Self::Default => Cow::Borrowed("default"),
+            Self::Score => Cow::Borrowed("score"),
+            Self::Failure => Cow::Borrowed("scoring_failed"),
+            Self::Rule(id) => Cow::Borrowed(id),
+            Self::List { allow, kind } => Cow::Owned(format!(
                 "list:{}:{}",
                 if *allow { "allow" } else { "block" },
                 LIST_KINDS[*kind]
-            ),
+            )),
         }
     }
 }
@@ -300,8 +329,16 @@ pub struct Policy {
     rules: Vec<Rule>,
     /// Where each action's rules start in `rules` (and where they end: `rules.len()`).
     starts: [usize; 5],
-    allow: [FxHashSet<u64>; 7],
-    deny: [FxHashSet<u64>; 7],
+    /// Per kind, the listed values: whether each is on the allow list, the block list or
+    /// both (one lookup per value of an order for both lists).
+    lists: [FxHashMap<u64, Listed>; 7],
+}
+
+/// Which lists a value is on.
+#[derive(Clone, Copy, Debug, Default)]
+struct Listed {
+    allow: bool,
+    block: bool,
 }
 
 impl Default for Policy {
@@ -321,8 +358,17 @@ impl Policy {
         deny: [Vec<String>; 7],
     ) -> Self {
         rules.sort_by_key(|r| r.action);
-        let hashed =
-            |lists: [Vec<String>; 7]| lists.map(|l| l.iter().map(|v| key_hash(v)).collect());
+        let mut lists: [FxHashMap<u64, Listed>; 7] = Default::default();
+        for (k, values) in allow.iter().enumerate() {
+            for v in values {
+                lists[k].entry(key_hash(v)).or_default().allow = true;
+            }
+        }
+        for (k, values) in deny.iter().enumerate() {
+            for v in values {
+                lists[k].entry(key_hash(v)).or_default().block = true;
+            }
+        }
         let start = |a: Action| {
             rules
                 .iter()
@@ -341,9 +387,26 @@ impl Policy {
             review,
             starts,
             rules,
-            allow: hashed(allow),
-            deny: hashed(deny),
+            lists,
         }
+    }
+
+    /// The first kind (in [`LIST_KINDS`] order) whose value is on the allow list, and the
+    /// first on the block list.
+    fn listed(&self, keys: &ListKeys) -> (Option<usize>, Option<usize>) {
+        let (mut allowed, mut blocked) = (None, None);
+        for (k, key) in keys.iter().enumerate() {
+            let Some(on) = key.and_then(|key| self.lists[k].get(&key)) else {
+                continue;
+            };
+            if on.allow && allowed.is_none() {
+                allowed = Some(k);
+            }
+            if on.block && blocked.is_none() {
+                blocked = Some(k);
+            }
+        }
+        (allowed, blocked)
     }
 
     pub fn rule_count(&self) -> usize {
@@ -378,11 +441,12 @@ impl Policy {
             .map(|r| Arc::clone(&r.id))
             .collect();
         let three_ds = !fired.is_empty();
-        let (outcome, by) = if let Some(kind) = listed(&self.allow, keys) {
+        let (allowed, blocked) = self.listed(keys);
+        let (outcome, by) = if let Some(kind) = allowed {
             (Outcome::Allow, DecidedBy::List { allow: true, kind })
         } else if let Some(rule) = first(Action::Allow) {
             (Outcome::Allow, DecidedBy::Rule(rule))
-        } else if let Some(kind) = listed(&self.deny, keys) {
+        } else if let Some(kind) = blocked {
             (Outcome::Block, DecidedBy::List { allow: false, kind })
         } else if let Some(rule) = first(Action::Block) {
             (Outcome::Block, DecidedBy::Rule(rule))
@@ -407,10 +471,6 @@ impl Policy {
             decided_by: by,
         }
     }
-}
-
-fn listed(lists: &[FxHashSet<u64>; 7], keys: &ListKeys) -> Option<usize> {
-    (0..7).find(|&k| keys[k].is_some_and(|key| lists[k].contains(&key)))
 }
 
 #[cfg(test)]

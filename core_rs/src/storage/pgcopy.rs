@@ -119,11 +119,14 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
                 + 2
                 + d.buyer.len()
                 + d.merchant.len()
-                + d.outcome.len()
-                + d.model.as_ref().map_or(0, |m| m.len())
-                + d.decided_by.len()
-                + d.fired.len()
-                + d.reasons.len()
+                + d.outcome.as_str().len()
+                + d.model.map_or(0, |m| m.as_str().len())
+                // The rendered columns, estimated (the buffer grows if they are longer).
+                + 16
+                + d.fired.iter().map(|f| f.len() + 3).sum::<usize>()
+                + 2
+                + d.reasons.len() * 72
+                + 2
         })
         .sum();
     let mut e = Encoder::new(size);
@@ -133,19 +136,19 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
         e.text(&d.buyer);
         e.text(&d.merchant);
         e.int8(d.at_ms);
-        e.text(d.outcome);
+        e.text(d.outcome.as_str());
         e.boolean(d.three_ds);
         match d.score {
             Some(score) => e.int4(i32::from(score)),
             None => e.null(),
         }
         match &d.model {
-            Some(model) => e.text(model),
+            Some(model) => e.text(model.as_str()),
             None => e.null(),
         }
-        e.text(&d.decided_by);
-        e.text(&d.fired);
-        e.text(&d.reasons);
+        e.text(&d.decided_by_text());
+        e.text(&d.fired_json());
+        e.text(&d.reasons_json());
     }
     e.finish()
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
+use crate::model::ModelVersion;
 use crate::orders::rows::{NewLine, OrderRows};
 
 /// Busy timeout of `Writer::open` unless told otherwise (the same as the Python connections').
@@ -365,13 +366,13 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
             bind(&&*d.buyer)?;
             bind(&&*d.merchant)?;
             bind(&d.at_ms)?;
-            bind(&d.outcome)?;
+            bind(&d.outcome.as_str())?;
             bind(&i64::from(d.three_ds))?;
             bind(&d.score.map(i64::from))?;
-            bind(&d.model.as_deref())?;
-            bind(&d.decided_by.as_str())?;
-            bind(&d.fired.as_str())?;
-            bind(&d.reasons.as_str())
+            bind(&d.model.as_ref().map(ModelVersion::as_str))?;
+            bind(&&*d.decided_by_text())?;
+            bind(&&*d.fired_json())?;
+            bind(&&*d.reasons_json())
         },
     )
 }
