@@ -62,7 +62,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             nodes.append(Server(proc.start(), "postgres"))
         # A node sells from the units it leased; its keeper leases some soon after the start.
         # Wait for that, so that no answer here is a (stock) 409 of a node not stocked yet.
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # readiness, not a bound under test (a loaded machine)
         while _nodes_stocked(dsn, sku) < NODES:
             assert time.monotonic() < deadline, "the nodes never leased stock"
             time.sleep(0.05)

@@ -58,7 +58,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             stack.callback(proc.stop)
             nodes.append(Server(proc.start(), "postgres"))
         # Wait for both nodes to lease units, so that no answer here is a (stock) 409.
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # readiness, not a bound under test (a loaded machine)
         while _fetchval(dsn, _STOCKED, sku) < 2:
             assert time.monotonic() < deadline, "the nodes never leased stock"
             time.sleep(0.05)
