@@ -211,9 +211,9 @@ def raw_sqlite(path: str, orders: list[Order], size: int) -> Result:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"INSERT INTO warehouses ({codec.WAREHOUSE_COLUMNS}) VALUES (0, 'w', 'admin')")
-        conn.execute(
-            f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES (0, 'm-1', 't', 1, 'CNY', 0, 0, '')"
-        )
+        sku = codec.sku_row(Sku(0, "m-1", "t", 1, "CNY"))
+        marks = ", ".join("?" * len(sku))
+        conn.execute(f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES ({marks})", sku)
         conn.execute(
             f"INSERT INTO stock ({codec.STOCK_COLUMNS}) VALUES (0, 0, 1000000000000, 0, 0)"
         )
