@@ -13,7 +13,7 @@ lets its holder pay. The check is stored with the attempt (``Attempt.risk``). Au
 to the core's velocity tracker.
 """
 
-import json
+import orjson
 
 from pyorder._core import RiskEngine
 from pyorder.kernel.clock import now_ms
@@ -46,11 +46,11 @@ class RiskAtPayment:
             "model": self._engine.model_version,
             "decided_by": decided_by,
             "fired": fired,
-            "reasons": json.loads(reasons),
+            "reasons": orjson.loads(reasons),
             "order_three_ds": ordered,
             "three_ds": ordered or step_up,
         }
-        return StartCheck(ordered or step_up, json.dumps(record, separators=(",", ":")))
+        return StartCheck(ordered or step_up, orjson.dumps(record).decode())
 
     def authorisation(
         self,

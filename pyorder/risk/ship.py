@@ -34,7 +34,8 @@ from pyorder.risk.train import train, write
 
 OUT: Final = DEFAULT_MODEL.parent
 
-REVIEW_SCORE, BLOCK_SCORE = Thresholds().review, Thresholds().block
+DEFAULT_THRESHOLDS: Final = Thresholds()
+REVIEW_SCORE, BLOCK_SCORE = DEFAULT_THRESHOLDS.review, DEFAULT_THRESHOLDS.block
 AGE_MISSING_SHARE: Final = 0.5
 """The share of training rows without the account's age (see the module's docs)."""
 

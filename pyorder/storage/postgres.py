@@ -104,13 +104,7 @@ _UPSERT_WAREHOUSE = (
 )
 _DELETE_REGIONS = "DELETE FROM regions WHERE region = ANY($1::text[])"
 _INSERT_REGION = "INSERT INTO regions (region, rank, warehouse) VALUES ($1, $2, $3)"
-_UPSERT_SKU = (
-    f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    " ON CONFLICT (id) DO UPDATE SET merchant = excluded.merchant, title = excluded.title,"
-    " price = excluded.price, currency = excluded.currency,"
-    " limit_per_buyer = excluded.limit_per_buyer, created_ms = excluded.created_ms,"
-    " category = excluded.category, release_ms = excluded.release_ms"
-)
+_UPSERT_SKU = codec.upsert_sql("skus", codec.SKU_COLUMNS, "id", "$")
 _INSERT_STOCK = f"INSERT INTO stock ({codec.STOCK_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
 _DELTAS = (
     "unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])"

@@ -78,13 +78,7 @@ _UPSERT_WAREHOUSE = (
 )
 _DELETE_REGION = "DELETE FROM regions WHERE region = ?"
 _INSERT_REGION = "INSERT INTO regions (region, rank, warehouse) VALUES (?, ?, ?)"
-_UPSERT_SKU = (
-    f"INSERT INTO skus ({codec.SKU_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET merchant = excluded.merchant, title = excluded.title,"
-    " price = excluded.price, currency = excluded.currency,"
-    " limit_per_buyer = excluded.limit_per_buyer, created_ms = excluded.created_ms,"
-    " category = excluded.category, release_ms = excluded.release_ms"
-)
+_UPSERT_SKU = codec.upsert_sql("skus", codec.SKU_COLUMNS, "id", "?")
 _INSERT_STOCK = f"INSERT INTO stock ({codec.STOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 _UPDATE_STOCK = (
     "UPDATE stock SET on_hand = on_hand + ?, reserved = reserved + ?, sold = sold + ?"

@@ -2,11 +2,11 @@
 order, its payment and attempts, refunds, as msgspec Structs, and the converters from the
 records. Returns show their refund with ``RefundOut``."""
 
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
+import orjson
 from msgspec import Meta
 
 from pyorder.kernel.clock import iso_ms as iso
@@ -206,7 +206,7 @@ def payment_out(
                 created_at=iso(a.created_ms),
                 updated_at=iso(a.updated_ms),
                 three_ds=a.three_ds,
-                risk=json.loads(a.risk) if with_risk and a.risk else None,
+                risk=orjson.loads(a.risk) if with_risk and a.risk else None,
                 next_action=actions.get(a.number),
             )
             for a in attempts
