@@ -9,12 +9,13 @@ rejection, or the expiry of the review hold, staged in the batch of the order's 
 (the part ``REVIEWS``), with the approved order's new payment deadline.
 
 Reads: one decision (``DECISION_SQL``), the open review queue newest first (``OPEN_SQL``), and
-the labels of reviewed decisions for training (``LABELS_SQL``: rejected 1, approved 0). JSON
-columns are JSON text in both stores (nothing queries into them). Times are ms since
-the Unix epoch (UTC).
+the labels of reviewed decisions for training with the features they were decided on
+(``LABELS_SQL``: rejected 1, approved 0; the ``features`` column, kept for decisions held for
+review only). JSON columns are JSON text in both stores (nothing queries into them). Times are
+ms since the Unix epoch (UTC).
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,18 +23,19 @@ import orjson
 
 from pyorder._core import PLACED_DECISION_COLUMNS
 from pyorder.kernel.unit import PartKind, Row, Statement, Write
-from pyorder.risk.records import Decision, Reason, ReviewOutcome
+from pyorder.risk.records import Decision, Label, Reason, ReviewOutcome
 
 PLACED_COLUMNS: tuple[str, ...] = tuple(PLACED_DECISION_COLUMNS)
 """The columns the writers insert, in ``OrderRows.decision_tuples()`` order: the core's list
-(``core_rs/src/storage/mod.rs``), written once."""
-COLUMNS = ", ".join((*PLACED_COLUMNS, "review", "reviewer", "reviewed_ms"))
+(``core_rs/src/storage/mod.rs``), written once. The last, ``features``, is read only as a
+label's (``LABELS_SQL``)."""
+COLUMNS = ", ".join((*PLACED_COLUMNS[:-1], "review", "reviewer", "reviewed_ms"))
 
-_PLACED_TYPES = ("bigint", "text", "text", "bigint", "text", "int", "int") + ("text",) * 4
+_PLACED_TYPES = ("bigint", "text", "text", "bigint", "text", "int", "int") + ("text",) * 5
 INSERT_PLACED_SQL = (
     f"INSERT INTO risk_decisions ({', '.join(PLACED_COLUMNS)})"
     " SELECT id, buyer, merchant, at_ms, outcome, three_ds <> 0, score, model, decided_by,"
-    " fired, reasons"
+    " fired, reasons, features"
     f" FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(_PLACED_TYPES, 1))})"
     f" AS d({', '.join(PLACED_COLUMNS)})"
 )
@@ -52,11 +54,12 @@ OPEN_SQL = (
 review (a buyer may have cancelled one), newest first, below an id, of one merchant ('': every
 merchant's); format with the placeholders of (before_id, merchant, limit)."""
 LABELS_SQL = (
-    "SELECT id, CASE WHEN review = 'rejected' THEN 1 ELSE 0 END FROM risk_decisions"
+    "SELECT id, CASE WHEN review = 'rejected' THEN 1 ELSE 0 END, features FROM risk_decisions"
     " WHERE review IN ('approved', 'rejected') AND id > {0} ORDER BY id LIMIT {1}"
 )
-"""(decision id, label) of reviewed decisions, by id after a cursor (through the partial index
-``risk_decisions_reviewed``); format with the placeholders of (after_id, limit)."""
+"""(decision id, label, features) of reviewed decisions, by id after a cursor (through the
+partial index ``risk_decisions_reviewed``); format with the placeholders of (after_id, limit);
+``label_from_row`` reads a row."""
 EXPIRE_OPEN_SQL = (
     "UPDATE risk_decisions SET review = 'expired', reviewer = 'system', reviewed_ms = $2"
     " WHERE id = ANY($1::bigint[]) AND outcome = 'review' AND review IS NULL"
@@ -127,6 +130,17 @@ REVIEWS: PartKind[ReviewRows, None] = PartKind("reviews", ReviewRows, (), _nothi
 """The reviews' part (``pyorder.parts``): written after the status changes of its batch."""
 
 
+def label_from_row(r: Row) -> Label:
+    """A label from a row of ``LABELS_SQL``."""
+    features = None
+    if r[2] is not None:
+        found = orjson.loads(r[2])
+        if not isinstance(found, dict):
+            raise ValueError(f"stored risk decision features are not a JSON object: {r[2]!r:.80}")
+        features = {str(k): float(v) for k, v in found.items()}
+    return Label(int(r[0]), int(r[1]), features)
+
+
 def _json_list(value: Any) -> list[Any]:
     found = orjson.loads(value) if isinstance(value, str | bytes) else value
     if not isinstance(found, list):
@@ -162,10 +176,10 @@ def decision_from_row(r: Row) -> Decision:
     )
 
 
-def decision_row(d: Decision) -> tuple[Any, ...]:
-    """The first eleven columns of a decision (``PLACED_COLUMNS``) as the Rust writers insert
-    them into SQLite (``three_ds`` 0/1, the JSON columns as text): for tests and tools that
-    write decisions without the order book."""
+def decision_row(d: Decision, features: Mapping[str, float] | None = None) -> tuple[Any, ...]:
+    """A decision's ``PLACED_COLUMNS`` as the Rust writers insert them into SQLite (``three_ds``
+    0/1, the JSON columns as text; ``features`` those it was decided on, kept for a review):
+    for tests and tools that write decisions without the order book."""
     reasons = [
         {"feature": x.feature, "value": x.value, "contribution": x.contribution} for x in d.reasons
     ]
@@ -181,4 +195,5 @@ def decision_row(d: Decision) -> tuple[Any, ...]:
         d.decided_by,
         orjson.dumps(list(d.fired)).decode(),
         orjson.dumps(reasons).decode(),
+        None if features is None else orjson.dumps(dict(features)).decode(),
     )

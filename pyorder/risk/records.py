@@ -2,8 +2,10 @@
 API (``pyorder.risk.management``, ``docs/risk.md``, "Managing rules and lists"). Times are ms
 since the Unix epoch (UTC)."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from pyorder.risk.policy import ListKind
 from pyorder.risk.rules import Action
@@ -138,3 +140,14 @@ class Decision:
     def open(self) -> bool:
         """Held for review and not decided yet."""
         return self.outcome == "review" and self.review is None
+
+
+class Label(NamedTuple):
+    """A reviewed decision as a training example: its order's id, the label (1: the reviewer
+    rejected the order, 0: approved it) and the features the order was decided on (by name;
+    a missing one absent), None for a decision stored before they were kept (schema version
+    18)."""
+
+    id: int
+    label: int
+    features: Mapping[str, float] | None

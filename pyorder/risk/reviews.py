@@ -10,7 +10,7 @@ the buyer it is about.
 
 from pyorder.auth import Principal, Role
 from pyorder.kernel.errors import NotFound
-from pyorder.risk.records import Decision
+from pyorder.risk.records import Decision, Label
 from pyorder.storage.base import Store
 
 
@@ -35,11 +35,12 @@ class Reviews:
             raise NotFound(f"order {order_id} has no risk decision")
         return found
 
-    async def labels(self, after_id: int = 0, page: int = 1000) -> list[tuple[int, int]]:
-        """Every (decision id, label) of reviewed decisions after ``after_id``, by id: 1 for a
-        rejected order, 0 for an approved one. What training learns from reviews; read page by
-        page of ``page`` (at most the store's page size)."""
-        found: list[tuple[int, int]] = []
+    async def labels(self, after_id: int = 0, page: int = 1000) -> list[Label]:
+        """Every reviewed decision after ``after_id`` as a label, by id: 1 for a rejected order,
+        0 for an approved one, with its features. What training learns from reviews
+        (``python -m pyorder.risk.labels``); read page by page of ``page`` (at most the store's
+        page size)."""
+        found: list[Label] = []
         while True:
             got = await self._store.review_labels(after_id, page)
             found += got

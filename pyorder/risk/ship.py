@@ -11,6 +11,10 @@ model learns where an order without it goes, and ranks one with it by it. The se
 SKU's release are the catalogue's (``Sku.release_ms``, missing for a SKU without one, as for the
 generator's ordinary items). The features of payment instruments are missing at intake already.
 
+``--reviews DIR`` adds the verdicts of a deployment's reviewers, exported by ``python -m
+pyorder.risk.labels``, to the training rows (a rejected order as fraud, an approved one as
+honest): the feedback of the review queue into the next model version.
+
 ``--check SEED ...`` then scores the whole generated data of other seeds (never seen in
 training) with the written model, with and without the account's age, and prints per seed the
 average precision, the honest orders scored at or above the review and block thresholds, and
@@ -25,6 +29,7 @@ from typing import Final
 import numpy as np
 
 from pyorder._core import RiskModel
+from pyorder.risk import labels
 from pyorder.risk.evaluate import DAY_MS, MATURE_DAYS, average_precision, order_features
 from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.intake import DEFAULT_MODEL
@@ -45,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--check", type=int, nargs="*", default=[], metavar="SEED")
+    parser.add_argument(
+        "--reviews", type=Path, help="reviewed decisions (python -m pyorder.risk.labels --out)"
+    )
     args = parser.parse_args(argv)
     config = SimConfig(seed=args.seed)
     sim = simulate(config)
@@ -57,12 +65,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     end = config.start_ms + config.days * DAY_MS
     known = fraud & (known_at >= 0) & (known_at <= end)
     learn = (at < end - MATURE_DAYS * DAY_MS) | known
-    trained = train(
-        features[learn],
-        known[learn].astype(np.float64),
-        feature_names=FEATURE_NAMES,
-        seed=args.seed,
-    )
+    rows, y = features[learn], known[learn].astype(np.float64)
+    if args.reviews is not None:
+        reviewed, verdicts = labels.load(args.reviews)
+        rows, y = np.vstack([rows, reviewed]), np.concatenate([y, verdicts])
+        print(f"{args.reviews}: {len(verdicts)} reviewed orders, {int(verdicts.sum())} rejected")
+    trained = train(rows, y, feature_names=FEATURE_NAMES, seed=args.seed)
     write(trained, args.out)
     print(
         f"{args.out}: version {trained.manifest.version}, {trained.manifest.training_rows} "

@@ -16,7 +16,7 @@ from pyorder.logistics.model import DeliveryWindow, Fulfilment, TrackingEvent, W
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.returns.model import Return
-from pyorder.risk.records import AuditEntry, Decision, RiskState
+from pyorder.risk.records import AuditEntry, Decision, Label, RiskState
 from pyorder.storage.replication import Standby
 
 
@@ -357,10 +357,10 @@ class Store(ABC):
         id below ``before_id``, of ``merchant`` ('': every merchant's)."""
         raise NotImplementedError
 
-    async def review_labels(self, after_id: int, limit: int) -> list[tuple[int, int]]:
-        """(decision id, label) of the reviewed decisions by id, after ``after_id``: 1 for a
-        rejected order, 0 for an approved one (expired reviews have none). The labels risk
-        control learns from (docs/risk.md, "Review queue")."""
+    async def review_labels(self, after_id: int, limit: int) -> list[Label]:
+        """The reviewed decisions by id, after ``after_id``, as labels: 1 for a rejected order,
+        0 for an approved one (expired reviews have none), with the features each was decided
+        on. What risk control learns from (docs/risk.md, "Review queue")."""
         raise NotImplementedError
 
     async def list_returns(

@@ -534,6 +534,12 @@ _V16_SQLITE = ("ALTER TABLE skus ADD COLUMN release_ms INTEGER",)
 # empty when risk control was off), stored with the attempt it decided.
 _V17 = ("ALTER TABLE payment_attempts ADD COLUMN risk TEXT NOT NULL DEFAULT ''",)
 
+# Version 18: the features a decision held for review was decided on (``risk_decisions.features``,
+# a JSON object of the catalogue's names; NULL for the others, and for decisions made before):
+# the reviewer's verdict makes them a labelled example (``python -m pyorder.risk.labels``). A
+# nullable column without a default is added without rewriting the table on either store.
+_V18 = ("ALTER TABLE risk_decisions ADD COLUMN features TEXT",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -554,6 +560,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "payment attempts that ask for 3-D Secure", _V15_SQLITE, _V15_POSTGRES),
     Migration(16, "release times of SKUs (flash sales)", _V16_SQLITE, _V16_POSTGRES),
     Migration(17, "risk control's check of each payment attempt", _V17, _V17),
+    Migration(18, "the features of decisions held for review (labels)", _V18, _V18),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

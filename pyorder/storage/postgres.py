@@ -52,7 +52,7 @@ from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
 from pyorder.risk import decisions
 from pyorder.risk import storage as risk
-from pyorder.risk.records import AuditEntry, Decision, RiskState
+from pyorder.risk.records import AuditEntry, Decision, Label, RiskState
 from pyorder.risk.storage import RISK
 from pyorder.storage import (
     codec,
@@ -936,10 +936,10 @@ class PostgresStore(Store):
         rows = await self._p().fetch(sql, before, merchant, codec.page_limit(limit))
         return [decisions.decision_from_row(r) for r in rows]
 
-    async def review_labels(self, after_id: int, limit: int) -> list[tuple[int, int]]:
+    async def review_labels(self, after_id: int, limit: int) -> list[Label]:
         sql = decisions.LABELS_SQL.format("$1", "$2")
         rows = await self._p().fetch(sql, after_id, codec.page_limit(limit))
-        return [(int(r[0]), int(r[1])) for r in rows]
+        return [decisions.label_from_row(r) for r in rows]
 
     async def get_order(self, order_id: int) -> Order | None:
         async with self._p().acquire() as conn:

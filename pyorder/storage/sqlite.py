@@ -47,7 +47,7 @@ from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
 from pyorder.risk import decisions
 from pyorder.risk import storage as risk
-from pyorder.risk.records import AuditEntry, Decision, RiskState
+from pyorder.risk.records import AuditEntry, Decision, Label, RiskState
 from pyorder.risk.storage import RISK
 from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
@@ -468,11 +468,11 @@ class SqliteStore(Store):
             lambda: [decisions.decision_from_row(r) for r in self._r().execute(sql, params)]
         )
 
-    async def review_labels(self, after_id: int, limit: int) -> list[tuple[int, int]]:
+    async def review_labels(self, after_id: int, limit: int) -> list[Label]:
         sql = decisions.LABELS_SQL.format("?", "?")
         params = (after_id, codec.page_limit(limit))
         return await self._on_reader(
-            lambda: [(int(r[0]), int(r[1])) for r in self._r().execute(sql, params)]
+            lambda: [decisions.label_from_row(r) for r in self._r().execute(sql, params)]
         )
 
     async def get_order(self, order_id: int) -> Order | None:

@@ -123,8 +123,11 @@ def test_the_shipped_model_loads_and_scores_every_order() -> None:
     status, _ = _place(book, rows)
     assert status == 201
     (decision,) = rows.decision_tuples()
-    _, buyer, merchant, at, outcome, three_ds, score, model, decided_by, fired, reasons = decision
+    _, buyer, merchant, at, outcome, three_ds, score, model, decided_by, fired, reasons, kept = (
+        decision
+    )
     assert (buyer, merchant, at, outcome, three_ds) == ("b", "merchant:m", T0, "allow", False)
+    assert kept is None  # features are kept for reviews only
     assert score is not None
     assert 0 <= score <= 99
     assert model == engine.model_version

@@ -36,7 +36,7 @@ def decision(order_id: str, merchant: str, outcome: str = "review") -> Decision:
 
 
 def _write(srv: Server, found: list[Decision], deadlines: list[tuple[int, int]]) -> None:
-    """The decisions (their first 11 columns, as the writers insert them) and, for each
+    """The decisions (their placed columns, as the writers insert them) and, for each
     (deadline_ms, order id) of ``deadlines``, the order in review, in one transaction."""
     rows = [decisions.decision_row(d) for d in found]
     hold = "UPDATE orders SET status = 'in_review', deadline_ms = {0} WHERE id = {1}"

@@ -13,7 +13,7 @@ from pyorder._core import ORDER_ID_SEQUENCE_BITS
 from pyorder.model import WriteBatch
 from pyorder.orders.model import OrderStatus, StatusChange
 from pyorder.risk.decisions import REVIEWS, StagedReview
-from pyorder.risk.records import Decision, Reason, ReviewOutcome
+from pyorder.risk.records import Decision, Label, Reason, ReviewOutcome
 from pyorder.risk.reviews import Reviews
 from pyorder.storage import stock_leases
 from pyorder.storage.base import Store
@@ -42,6 +42,9 @@ def decision(order_id: int, merchant: str = ALPHA, outcome: str = "review") -> D
             Reason("ip_region_mismatch", None, 0.5),
         ),
     )
+
+
+FEATURES = {"buyer_orders_1m": 3.0, "device_buyers_24h": 12.0, "amount_vs_buyer_mean": 0.25}
 
 
 def fill(store: Backend) -> None:
@@ -75,6 +78,9 @@ def fill(store: Backend) -> None:
             decision(6),
             decision(7, outcome="block"),
         ],
+        # As the core keeps them: for decisions held for review only (5's was held before
+        # schema version 18 kept them).
+        {i: FEATURES for i in (1, 2, 4, 6)},
     )
 
 
@@ -131,7 +137,7 @@ def test_a_review_commits_with_its_status_change(store: Backend) -> None:
 
     store.run(review)
 
-    async def read(s: Store) -> tuple[list[Decision], list[int], list[tuple[int, int]]]:
+    async def read(s: Store) -> tuple[list[Decision], list[int], list[Label]]:
         found = [await s.risk_decision(i) for i in (1, 2, 4)]
         orders = await s.get_orders([1, 2])
         queue = [d.id for d in await s.open_reviews("", None, 50)]
@@ -149,7 +155,7 @@ def test_a_review_commits_with_its_status_change(store: Backend) -> None:
         (ReviewOutcome.EXPIRED, "system", at),
     ]
     assert queue == [5]
-    assert labels == [(1, 0), (2, 1)]  # the expired review teaches nothing
+    assert labels == [(1, 0, FEATURES), (2, 1, FEATURES)]  # the expired review teaches nothing
 
 
 def test_a_second_review_does_not_overwrite_the_first(store: Backend) -> None:
@@ -170,17 +176,19 @@ def test_a_second_review_does_not_overwrite_the_first(store: Backend) -> None:
 def test_labels_page_by_id(store: Backend) -> None:
     fill(store)
 
-    async def label(s: Store) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    async def label(s: Store) -> tuple[list[Label], list[Label]]:
         batch = WriteBatch()
         for oid, outcome in ((1, ReviewOutcome.REJECTED), (2, ReviewOutcome.APPROVED)):
             batch.part(REVIEWS).add(StagedReview(oid, outcome, ALPHA, 9))
         batch.part(REVIEWS).add(StagedReview(5, ReviewOutcome.REJECTED, BETA, 9))
         await s.commit(batch)
         first = await s.review_labels(0, 2)
-        assert await Reviews(s).labels(page=1) == [(1, 1), (2, 0), (5, 1)]
+        assert [lb[:2] for lb in await Reviews(s).labels(page=1)] == [(1, 1), (2, 0), (5, 1)]
         return first, await s.review_labels(first[-1][0], 2)
 
-    assert store.run(label) == ([(1, 1), (2, 0)], [(5, 1)])
+    first, second = store.run(label)
+    assert first == [(1, 1, FEATURES), (2, 0, FEATURES)]
+    assert second == [(5, 1, None)]  # held before its features were kept
 
 
 def test_an_allowed_decision_is_never_reviewed(store: Backend) -> None:

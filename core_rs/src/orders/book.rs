@@ -728,6 +728,7 @@ fn decision_row(
         decided_by: a.decision.decided_by,
         fired: a.decision.fired,
         reasons: a.reasons,
+        features: a.features,
     }
 }
 
@@ -953,6 +954,11 @@ mod tests {
         assert_eq!(rows.blocked(), 1);
         assert_eq!(rows.decisions[2].fired_json(), r#"["two"]"#);
         assert_eq!(rows.decisions[0].reasons_json(), "[]");
+        // Only the decision held for review keeps its features (a label once reviewed).
+        let kept: Vec<bool> = rows.decisions.iter().map(|d| d.features.is_some()).collect();
+        assert_eq!(kept, [false, false, true]);
+        let features = rows.decisions[2].features_json().unwrap();
+        assert!(features.contains(r#""quantity":2"#), "{features}");
         // The blocked order reserved nothing: 1 + 2 of the 5 units.
         assert_eq!(rows.reserved_deltas(), vec![(0, 0, 3)]);
     }

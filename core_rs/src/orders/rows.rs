@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::model::ModelVersion;
-use crate::risk::{reasons_json, strings_json, DecidedBy, Outcome, Reasons};
+use crate::risk::{features_json, reasons_json, strings_json, DecidedBy, Features, Outcome, Reasons};
 
 /// The status a new order is stored with, unless risk control holds it for review.
 pub const PENDING_PAYMENT: &str = "pending_payment";
@@ -79,6 +79,9 @@ pub struct DecisionRow {
     pub fired: SmallVec<[Arc<str>; 2]>,
     /// Up to three reasons (feature column, value, contribution), largest first.
     pub reasons: Reasons,
+    /// The features it was decided on, for a decision held for review (its verdict is a
+    /// label for training); None otherwise.
+    pub features: Option<Box<Features>>,
 }
 
 impl DecisionRow {
@@ -102,6 +105,12 @@ impl DecisionRow {
             return Cow::Borrowed("[]");
         }
         Cow::Owned(reasons_json(&self.reasons))
+    }
+
+    /// The `features` column: `{"name": value}` of a decision held for review
+    /// (`risk::features_json`), else NULL.
+    pub fn features_json(&self) -> Option<String> {
+        self.features.as_deref().map(features_json)
     }
 }
 

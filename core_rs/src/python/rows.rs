@@ -118,8 +118,8 @@ type StagedTuple = (
     Vec<LineParts>,
     &'static str,
 );
-/// A `risk_decisions` row, columns as `storage::DECISION_COLUMNS` (fired and reasons as JSON
-/// text).
+/// A `risk_decisions` row, columns as `storage::DECISION_COLUMNS` (fired, reasons and features
+/// as JSON text).
 type DecisionTuple = (
     i64,
     String,
@@ -132,6 +132,7 @@ type DecisionTuple = (
     String,
     String,
     String,
+    Option<String>,
 );
 
 #[pymethods]
@@ -281,6 +282,7 @@ impl OrderRows {
                     d.decided_by_text().into_owned(),
                     d.fired_json().into_owned(),
                     d.reasons_json().into_owned(),
+                    d.features_json(),
                 )
             })
             .collect()

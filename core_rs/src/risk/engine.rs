@@ -32,6 +32,9 @@ pub struct Assessment {
     pub score: Option<u8>,
     pub decision: Decision,
     pub reasons: Reasons,
+    /// The features it was decided on, kept only when it is held for review: the reviewer's
+    /// verdict makes them a labelled example for training (`DecisionRow::features_json`).
+    pub features: Option<Box<Features>>,
 }
 
 /// What one order brings to its assessment besides its event.
@@ -137,6 +140,7 @@ impl RiskEngine {
             score,
             decision,
             reasons,
+            features: None,
         }
     }
 
@@ -172,10 +176,12 @@ impl RiskEngine {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
         self.decided[decision.outcome as usize].fetch_add(1, Ordering::Relaxed);
+        let features = (decision.outcome == Outcome::Review).then(|| Box::new(*row));
         Assessment {
             score,
             decision,
             reasons,
+            features,
         }
     }
 }
@@ -215,6 +221,28 @@ pub fn reasons_json(reasons: &[(u16, f64, f64)]) -> String {
         out.push('}');
     }
     out.push(']');
+    out
+}
+
+/// A feature vector as a JSON object of the catalogue's names: `{"buyer_orders_1m": 3, ...}`,
+/// a missing feature (NaN) left out, so that a reader maps it by name whatever the catalogue
+/// it was written with.
+pub fn features_json(row: &Features) -> String {
+    let mut out = String::with_capacity(FEATURE_COUNT * 24);
+    out.push('{');
+    for (name, &value) in FEATURE_NAMES.iter().zip(row) {
+        if !value.is_finite() {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+        push_number(&mut out, value);
+    }
+    out.push('}');
     out
 }
 
@@ -270,5 +298,17 @@ mod tests {
         );
         assert!(reasons_json(&top).contains(r#""value":null"#));
         assert_eq!(strings_json(["a", "b\"c"]), r#"["a","b\"c"]"#);
+    }
+
+    #[test]
+    fn features_are_named_and_missing_ones_left_out() {
+        let mut row = [f64::NAN; FEATURE_COUNT];
+        assert_eq!(features_json(&row), "{}");
+        row[0] = 3.0;
+        row[3] = 0.25;
+        assert_eq!(
+            features_json(&row),
+            r#"{"buyer_orders_1m":3,"device_orders_1m":0.25}"#
+        );
     }
 }

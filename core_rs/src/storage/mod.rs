@@ -40,7 +40,7 @@ pub const LINE_COLUMNS: [&str; 7] = [
 
 /// Columns of `risk_decisions` the writers produce, in order (`codec.DECISION_COLUMN_NAMES`);
 /// the table's review columns follow them, written later.
-pub const DECISION_COLUMNS: [&str; 11] = [
+pub const DECISION_COLUMNS: [&str; 12] = [
     "id",
     "buyer",
     "merchant",
@@ -52,4 +52,5 @@ pub const DECISION_COLUMNS: [&str; 11] = [
     "decided_by",
     "fired",
     "reasons",
+    "features",
 ];

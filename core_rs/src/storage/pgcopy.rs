@@ -127,11 +127,13 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
                 + 2
                 + d.reasons.len() * 72
                 + 2
+                + 4
+                + d.features.as_ref().map_or(0, |_| 1024)
         })
         .sum();
     let mut e = Encoder::new(size);
     for d in &rows.decisions {
-        e.tuple(11);
+        e.tuple(12);
         e.int8(d.id);
         e.text(&d.buyer);
         e.text(&d.merchant);
@@ -149,6 +151,10 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
         e.text(&d.decided_by_text());
         e.text(&d.fired_json());
         e.text(&d.reasons_json());
+        match d.features_json() {
+            Some(features) => e.text(&features),
+            None => e.null(),
+        }
     }
     e.finish()
 }

@@ -47,8 +47,8 @@ const LINE_PARAMS: usize = 7;
 
 /// Columns of a `risk_decisions` row as written here (`super::DECISION_COLUMNS`).
 const DECISION_INSERT: &str = "INSERT INTO risk_decisions (id, buyer, merchant, at_ms, outcome, \
-     three_ds, score, model, decided_by, fired, reasons) VALUES ";
-const DECISION_PARAMS: usize = 11;
+     three_ds, score, model, decided_by, fired, reasons, features) VALUES ";
+const DECISION_PARAMS: usize = 12;
 
 /// Rows per INSERT statement when placed orders are written, largest first. One statement
 /// keeps its cursors on the table and on each index open from row to row, so every row after
@@ -372,7 +372,8 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
             bind(&d.model.as_ref().map(ModelVersion::as_str))?;
             bind(&&*d.decided_by_text())?;
             bind(&&*d.fired_json())?;
-            bind(&&*d.reasons_json())
+            bind(&&*d.reasons_json())?;
+            bind(&d.features_json())
         },
     )
 }

@@ -1,0 +1,71 @@
+"""The review queue's verdicts feed back as labels, end to end on both stores: orders the
+policy holds for review through the real server keep the features they were decided on, a
+reviewer approves or rejects them over the API, and ``python -m pyorder.risk.labels`` exports
+them (while the server runs) as training rows of the catalogue's columns that the shipped
+model's training takes (``pyorder.risk.ship --reviews``)."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pyorder.risk import labels
+from pyorder.risk.features import FEATURE_NAMES
+from pyorder.risk.train import train
+from tests.server.e2e_lib import Launch, Server
+from tests.server.test_risk_intake import _flash_sale, _place
+
+
+def _database(srv: Server) -> str:
+    dsn = srv.proc.database
+    return dsn if dsn is not None else str(srv.proc.data_dir / "pyorder.sqlite3")
+
+
+def test_reviewed_orders_are_exported_with_their_features(launch: Launch, tmp_path: Path) -> None:
+    srv = launch("--risk", "--trusted-proxy", "127.0.0.0/8")
+    _, sku, region = _flash_sale(srv)  # price 59,900
+    admin = srv.admin()
+    rule = {"action": "review", "condition": "amount >= 50000"}
+    srv.ok("POST", "/v1/risk/rules", token=admin, json=rule, expect=201)
+    held = []
+    for n, buyer in enumerate(("r1", "r2", "r3")):
+        resp = _place(srv, buyer, sku, region, ip=f"10.1.0.{n}", device=f"dev-{buyer}")
+        assert (resp.status, resp.json()["status"]) == (201, "in_review"), resp
+        held.append(int(resp.json()["id"]))
+    srv.ok("POST", f"/v1/risk/reviews/{held[0]}", token=admin, json={"outcome": "approve"})
+    srv.ok("POST", f"/v1/risk/reviews/{held[1]}", token=admin, json={"outcome": "reject"})
+    # held[2] stays open: no verdict, no label.
+
+    out = tmp_path / "reviews"
+    command = ["-m", "pyorder.risk.labels", "--database", _database(srv), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "2 reviewed decisions (1 rejected, 1 approved)" in done.stdout, done.stdout
+    features, verdicts = labels.load(out)
+    assert np.load(out / "ids.npy").tolist() == held[:2]
+    assert verdicts.tolist() == [0.0, 1.0]
+    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    for row in features:
+        assert row[column["amount"]] == 59_900
+        assert row[column["buyer_orders_1m"]] == 0  # its buyer's first order (before it)
+        assert row[column["agent_class"]] == 1  # a browser
+        assert math.isnan(row[column["instrument_attempts_1h"]])  # no payment yet
+    assert features[1, column["ip_orders_1h"]] == 0  # a new IP each
+
+    # The rows train with the catalogue's names, as ship --reviews appends them.
+    rng = np.random.default_rng(0)
+    base = rng.random((400, len(FEATURE_NAMES)))
+    trained = train(
+        np.vstack([base, features]),
+        np.concatenate([(rng.random(400) < 0.2).astype(np.float64), verdicts]),
+        feature_names=FEATURE_NAMES,
+        num_trees=2,
+    )
+    assert trained.manifest.training_rows == 402
