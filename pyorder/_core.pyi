@@ -411,10 +411,10 @@ _Client = tuple[str | None, str | None, int, int | None]
 """(IP, the IP's region code, ``AgentClass``, when the buyer's account was made in ms): what
 the server knows of a request's client, for risk control (``pyorder.risk.intake``)."""
 
-_Decision = tuple[int, str, str, int, str, bool, int | None, str | None, str, str, str]
+_Decision = tuple[int, str, str, int, str, bool, int | None, str | None, str, str, str, str | None]
 """A ``risk_decisions`` row in ``PLACED_DECISION_COLUMNS`` order: (id, buyer, merchant, at_ms,
 outcome, three_ds, score or None, model version or None, decided_by, fired JSON, reasons
-JSON)."""
+JSON, features JSON of a decision held for review or None)."""
 
 _PlacedOrder = tuple[
     int,

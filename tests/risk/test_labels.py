@@ -2,14 +2,16 @@
 names whatever the catalogue the features were stored with, the labels without features
 counted and left out, and an export written for another catalogue refused."""
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pyorder.risk import labels
+from pyorder.risk import labels, ship
 from pyorder.risk.features import FEATURE_NAMES
+from pyorder.risk.model import MANIFEST_FILE
 from pyorder.risk.records import Label
 
 
@@ -53,3 +55,23 @@ def test_an_export_round_trips_and_another_catalogues_is_refused(tmp_path: Path)
 def test_a_missing_sqlite_store_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no SQLite store"):
         labels.read_labels(str(tmp_path / "none.sqlite3"))
+
+
+@pytest.mark.long
+def test_ship_trains_the_shipped_models_data_plus_the_reviews(tmp_path: Path) -> None:
+    """``python -m pyorder.risk.ship --reviews DIR``: the same training rows as without, plus
+    the reviewed ones (a rejected order a positive); about 7 s a model."""
+    reviews = tmp_path / "reviews"
+    labels.write(
+        labels.examples([Label(1, 1, {"amount": 59_900.0}), Label(2, 0, {"amount": 100.0})]),
+        reviews,
+    )
+    ship.main(["--out", str(tmp_path / "base")])
+    ship.main(["--out", str(tmp_path / "next"), "--reviews", str(reviews)])
+    base, after = (
+        json.loads((tmp_path / name / MANIFEST_FILE).read_text(encoding="utf-8"))
+        for name in ("base", "next")
+    )
+    assert after["training_rows"] == base["training_rows"] + 2
+    assert after["positives"] == base["positives"] + 1
+    assert after["version"] != base["version"]
