@@ -475,6 +475,9 @@ class OrderRows:
         """(smallest, largest) order id of these orders; None when there are none."""
     def reserved_deltas(self) -> list[tuple[int, int, int]]:
         """(sku, warehouse, units reserved), sorted."""
+    def order_risks(self) -> list[tuple[int, str | None]]:
+        """(order id, its ``risk`` column: JSON of the decision of an order risk control
+        allowed, ``pyorder.risk.decisions.decision_from_order``; else None), in order."""
     def order_tuples(
         self,
     ) -> list[tuple[int, str, str, str, int, str, str, int, int, int, int]]:

@@ -1,10 +1,12 @@
 """Risk decisions as stored (``risk_decisions``, schema version 14) and the review queue's share
 of the unit of work (``pyorder.kernel.unit``).
 
-The Rust order book stages a decision with every order it decides (``OrderRows``), and the
-writers insert its first eleven columns (``PLACED_COLUMNS``) in the orders' transaction: the
-Rust SQLite writer itself, the PostgreSQL store from ``OrderRows.decision_tuples()``
-(``INSERT_PLACED_SQL``). The review columns are written here: a reviewer's approval or
+The Rust order book decides every order it takes (``OrderRows``). An order it allows keeps its
+decision in its own row (``orders.risk``, schema version 19: one compact JSON array, read by
+``decision_from_order``), written with the order; a decision that holds an order for review,
+or blocks an attempt, is a ``risk_decisions`` row, whose ``PLACED_COLUMNS`` the writers insert
+in the orders' transaction: the Rust SQLite writer itself, the PostgreSQL store by COPY or from
+``OrderRows.decision_tuples()`` (``INSERT_PLACED_SQL``). The review columns are written here: a reviewer's approval or
 rejection, or the expiry of the review hold, staged in the batch of the order's status change
 (the part ``REVIEWS``), with the approved order's new payment deadline.
 
@@ -43,7 +45,14 @@ INSERT_PLACED_SQL = (
 a bool, the JSON columns as text)."""
 
 DECISION_SQL = f"SELECT {COLUMNS} FROM risk_decisions WHERE id = {{0}}"
-"""One decision; format with the placeholder of its id."""
+"""One decision of its own row; format with the placeholder of its id."""
+ORDER_RISK_SQL = (
+    "SELECT o.id, o.buyer, l.merchant, o.created_ms, o.risk FROM orders o"
+    " JOIN order_lines l ON l.order_id = o.id AND l.line_no = 0"
+    " WHERE o.id = {0} AND o.risk IS NOT NULL"
+)
+"""The decision an allowed order keeps in its row, with what it shares with the order (its id,
+buyer, first line's merchant, time); format with the placeholder of the order's id."""
 OPEN_SQL = (
     f"SELECT {', '.join(f'd.{c.strip()}' for c in COLUMNS.split(','))} FROM risk_decisions d"
     " JOIN orders o ON o.id = d.id"
@@ -173,6 +182,31 @@ def decision_from_row(r: Row) -> Decision:
         review=None if r[11] is None else ReviewOutcome(r[11]),
         reviewer=None if r[12] is None else str(r[12]),
         reviewed_ms=None if r[13] is None else int(r[13]),
+    )
+
+
+def decision_from_order(r: Row) -> Decision:
+    """An allowed order's decision from a row of ``ORDER_RISK_SQL``: its ``risk`` column is
+    ``[score, model, decided_by, three_ds, [fired...], [[feature, value, contribution]...]]``
+    (``core_rs/src/risk/engine.rs``, ``order_risk_json``)."""
+    risk = _json_list(r[4])
+    if len(risk) != 6:
+        raise ValueError(f"stored order risk is not a decision: {r[4]!r:.80}")
+    score, model, decided_by, three_ds, fired, reasons = risk
+    return Decision(
+        id=int(r[0]),
+        buyer=str(r[1]),
+        merchant=str(r[2]),
+        at_ms=int(r[3]),
+        outcome="allow",
+        three_ds=bool(three_ds),
+        score=None if score is None else int(score),
+        model=None if model is None else str(model),
+        decided_by=str(decided_by),
+        fired=tuple(str(x) for x in fired),
+        reasons=tuple(
+            Reason(str(f), None if v is None else float(v), float(c)) for f, v, c in reasons
+        ),
     )
 
 

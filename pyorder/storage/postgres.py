@@ -38,7 +38,13 @@ from typing import TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from pyorder._core import PLACED_DECISION_COLUMNS, OrderRows, pg_array_text, pg_copy_binary
+from pyorder._core import (
+    PLACED_DECISION_COLUMNS,
+    PLACED_ORDER_COLUMNS,
+    OrderRows,
+    pg_array_text,
+    pg_copy_binary,
+)
 from pyorder.catalog.model import Sku, StockRow
 from pyorder.events import storage as events
 from pyorder.events.model import Delivery, WebhookEndpoint
@@ -158,12 +164,24 @@ def _unnest(columns: str, types: tuple[str, ...], alias: str, literals: bool = F
     return f"unnest({arrays}) AS {alias}({columns})"
 
 
+_PLACED_ORDER_COLUMNS = ", ".join(PLACED_ORDER_COLUMNS)
+"""The Rust intake's orders: ``codec.ORDER_COLUMNS`` and ``risk`` (an allowed order's risk
+decision as JSON text, or NULL)."""
+
+
 def _insert_orders(literals: bool) -> str:
-    """A batch's orders in one statement, one array per column (the address as JSON text)."""
+    """A batch's orders in one statement, one array per column (the address as JSON text):
+    built in Python (``codec.ORDER_COLUMNS``), or placed by the Rust intake (``literals``,
+    ``_PLACED_ORDER_COLUMNS``)."""
+    columns, types = (
+        (_PLACED_ORDER_COLUMNS, (*_ORDER_TYPES, "text"))
+        if literals
+        else (codec.ORDER_COLUMNS, _ORDER_TYPES)
+    )
     return (
-        f"INSERT INTO orders ({codec.ORDER_COLUMNS})"
-        f" SELECT {codec.ORDER_COLUMNS.replace('address', 'address::jsonb')}"
-        f" FROM {_unnest(codec.ORDER_COLUMNS, _ORDER_TYPES, 'o', literals)}"
+        f"INSERT INTO orders ({columns})"
+        f" SELECT {columns.replace('address', 'address::jsonb')}"
+        f" FROM {_unnest(columns, types, 'o', literals)}"
     )
 
 
@@ -760,7 +778,7 @@ class PostgresStore(Store):
         await conn.copy_to_table(
             "orders",
             source=memoryview(orders),  # type: ignore[arg-type]
-            columns=codec.ORDER_COLUMN_NAMES,
+            columns=PLACED_ORDER_COLUMNS,
             format="binary",
         )
         await conn.copy_to_table(
@@ -926,7 +944,10 @@ class PostgresStore(Store):
 
     async def risk_decision(self, order_id: int) -> Decision | None:
         row = await self._p().fetchrow(decisions.DECISION_SQL.format("$1"), order_id)
-        return None if row is None else decisions.decision_from_row(row)
+        if row is not None:
+            return decisions.decision_from_row(row)
+        row = await self._p().fetchrow(decisions.ORDER_RISK_SQL.format("$1"), order_id)
+        return None if row is None else decisions.decision_from_order(row)
 
     async def open_reviews(
         self, merchant: str, before_id: int | None, limit: int

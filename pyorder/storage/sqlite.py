@@ -451,10 +451,14 @@ class SqliteStore(Store):
 
     async def risk_decision(self, order_id: int) -> Decision | None:
         sql = decisions.DECISION_SQL.format("?")
+        in_order = decisions.ORDER_RISK_SQL.format("?")
 
         def get() -> Decision | None:
             row = self._r().execute(sql, (order_id,)).fetchone()
-            return None if row is None else decisions.decision_from_row(row)
+            if row is not None:
+                return decisions.decision_from_row(row)
+            row = self._r().execute(in_order, (order_id,)).fetchone()
+            return None if row is None else decisions.decision_from_order(row)
 
         return await self._on_reader(get)
 

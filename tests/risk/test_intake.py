@@ -8,6 +8,7 @@ import ipaddress
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pyorder._core import Inventory, OrderBook, OrderIdGenerator, OrderRows
@@ -16,6 +17,7 @@ from pyorder.kernel.clock import now_ms
 from pyorder.orders.input import OrderInput
 from pyorder.orders.model import OrderStatus
 from pyorder.platform import Config, Platform
+from pyorder.risk.decisions import decision_from_order
 from pyorder.risk.events import AgentClass
 from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.intake import (
@@ -122,19 +124,19 @@ def test_the_shipped_model_loads_and_scores_every_order() -> None:
     book.set_risk(engine)
     status, _ = _place(book, rows)
     assert status == 201
-    (decision,) = rows.decision_tuples()
-    _, buyer, merchant, at, outcome, three_ds, score, model, decided_by, fired, reasons, kept = (
-        decision
-    )
-    assert (buyer, merchant, at, outcome, three_ds) == ("b", "merchant:m", T0, "allow", False)
-    assert kept is None  # features are kept for reviews only
-    assert score is not None
-    assert 0 <= score <= 99
-    assert model == engine.model_version
-    assert (decided_by, json.loads(fired)) == ("default", [])
-    for reason in json.loads(reasons):
-        assert reason["feature"] in FEATURE_NAMES
-        assert reason["contribution"] > 0
+    assert rows.decision_tuples() == []  # allowed: the decision is in the order's row
+    ((order_id, risk),) = rows.order_risks()
+    assert risk is not None
+    decision = decision_from_order((order_id, "b", "merchant:m", T0, risk))
+    assert (decision.outcome, decision.three_ds) == ("allow", False)
+    assert decision.score is not None
+    assert 0 <= decision.score <= 99
+    assert decision.model == engine.model_version
+    assert (decision.decided_by, decision.fired) == ("default", ())
+    assert decision.reasons
+    for reason in decision.reasons:
+        assert reason.feature in FEATURE_NAMES
+        assert reason.contribution > 0
 
 
 @pytest.mark.parametrize(
@@ -152,15 +154,20 @@ def test_a_model_that_cannot_load_fails_open_or_closed(
     book.set_risk(engine)
     got, _ = _place(book, rows)
     assert got == status
-    decision = rows.decision_tuples()[-1]
-    assert (decision[4], decision[6]) == (outcome, None)  # decided without a score
-    assert decision[8] == ("default" if on_failure == "allow" else "scoring_failed")
+    if outcome == "allow":  # in the order's row
+        score, _, decided_by = orjson.loads(rows.order_risks()[-1][1] or "[]")[:3]
+    else:
+        decision = rows.decision_tuples()[-1]
+        assert decision[4] == outcome
+        score, decided_by = decision[6], decision[8]
+    assert score is None  # decided without a score
+    assert decided_by == ("default" if on_failure == "allow" else "scoring_failed")
     assert engine.counts[3] == 1
     # An allow list still allows, failed or not.
     set_policy(engine, Policy(FEATURE_NAMES, allow={ListKind.BUYER: frozenset({"vip"})}))
     got, _ = _place(book, rows, buyer="vip")
     assert got == 201
-    assert rows.decision_tuples()[-1][8] == "list:allow:buyer"
+    assert orjson.loads(rows.order_risks()[-1][1] or "[]")[2] == "list:allow:buyer"
 
 
 def test_rules_only_and_a_missing_file() -> None:

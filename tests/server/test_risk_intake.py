@@ -153,6 +153,10 @@ def test_rules_and_lists_changed_at_run_time_decide_the_next_order(launch: Launc
     )
     allowed = place("vip", "stolen-phone")
     assert (allowed.status, allowed.json()["status"]) == (201, "pending_payment")
+    # A single order's decision, in its row (PostgreSQL: the small batch's array literals).
+    decision = srv.ok("GET", f"/v1/orders/{allowed.json()['id']}/risk", token=admin)
+    assert (decision["outcome"], decision["decided_by"]) == ("allow", "list:allow:buyer")
+    assert (decision["order_id"], decision["score"]) == (allowed.json()["id"], None)  # no model
 
 
 def test_orders_in_review_keep_their_units_across_a_restart(launch: Launch) -> None:
@@ -298,6 +302,13 @@ def test_a_batch_is_decided_order_by_order_and_its_decisions_stored(launch: Laun
     assert decision["outcome"] in ("allow", "review")
     assert isinstance(decision["score"], int)
     assert len(decision["reasons"]) <= 3
+    # Every created order's decision reads back: an allowed one's from its own row (written
+    # with the order: by COPY past the threshold), a held one's from its decision's row.
+    for order in created:
+        found = srv.ok("GET", f"/v1/orders/{order['id']}/risk", token=admin)
+        assert found["outcome"] == ("review" if order["status"] == "in_review" else "allow")
+        assert found["model"] is not None
+        assert all(r["contribution"] > 0 for r in found["reasons"])
     refused = srv.call("GET", f"/v1/orders/{first}/risk", token=buyer)
     assert refused.status in (403, 404)
     block_id = results[blocked[0]]["error"]["details"]["decision"]

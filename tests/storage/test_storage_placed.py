@@ -56,7 +56,7 @@ async def stock_of(s: Store) -> dict[tuple[int, int], StockRow]:
 
 
 def test_the_writers_column_orders_are_the_codecs() -> None:
-    assert PLACED_ORDER_COLUMNS == codec.ORDER_COLUMN_NAMES
+    assert (*codec.ORDER_COLUMN_NAMES, "risk") == PLACED_ORDER_COLUMNS
     assert PLACED_LINE_COLUMNS == codec.LINE_COLUMN_NAMES
 
 
@@ -244,7 +244,7 @@ def test_pg_copy_binary_frames_both_tables() -> None:
     orders, lines, _ = pg_copy_binary(placed(order(1, line(0), line(1, 2))))
     assert orders.startswith(header)
     assert orders.endswith(trailer)
-    assert orders[19:21] == (11).to_bytes(2, "big")  # 11 columns
+    assert orders[19:21] == (12).to_bytes(2, "big")  # 12 columns (risk last)
     assert lines[19:21] == (7).to_bytes(2, "big")  # 7 columns
     assert lines.count(b"m-alpha") == 1
     assert lines.count(b"m-beta") == 1

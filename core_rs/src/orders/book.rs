@@ -12,7 +12,9 @@ use smallvec::SmallVec;
 
 use super::parse::{OrderRequest, MAX_QUANTITY};
 use super::pending::{PendingOrder, PendingOrders};
-use super::rows::{DecisionRow, NewLine, NewOrder, OrderRows, IN_REVIEW, PENDING_PAYMENT};
+use super::rows::{
+    DecisionRow, NewLine, NewOrder, OrderRisk, OrderRows, IN_REVIEW, PENDING_PAYMENT,
+};
 use crate::ids::{IdError, IdGenerator};
 use crate::inventory::{status, BatchOrders, Inventory, InventoryError, MatchPolicy, Reservation};
 use crate::risk::{key_hash, Assessment, OrderEvent, Outcome as RiskOutcome, RiskEngine, Subject};
@@ -303,19 +305,26 @@ impl OrderBook {
             .collect();
         let buyer = self.buyer(who.buyer);
         // Risk control decides before anything is reserved: a blocked order reserves nothing.
-        // Each decision is staged at once, in `rows.decisions` from `staged` on; those of the
+        // An allowed order's decision goes in its own row (`allowed`, then `NewOrder::risk`);
+        // the others are staged at once, in `rows.decisions` from `staged` on; those of the
         // orders the inventory then refuses are taken back (nothing was decided about an order
         // that could not be placed), so are those of orders not placed when this fails.
         let staged = rows.decisions.len();
         let mut decided: Vec<Option<RiskOutcome>> = Vec::new();
+        let mut allowed: Vec<Option<OrderRisk>> = Vec::new();
         if let Some(engine) = &self.risk {
             decided.resize(requests.len(), None);
+            allowed.resize(requests.len(), None);
             let mut assessed = assess(engine, who, requests, &prepared).into_iter();
             for (i, p) in prepared.iter_mut().enumerate() {
                 let Ok(ready) = &*p else { continue };
                 let Some(a) = assessed.next() else { break };
                 let outcome = a.decision.outcome;
                 decided[i] = Some(outcome);
+                if outcome == RiskOutcome::Allow {
+                    allowed[i] = Some(order_risk(a, engine));
+                    continue;
+                }
                 rows.decisions.push(decision_row(
                     ids_of[i], &buyer, ready, who.now_ms, a, engine,
                 ));
@@ -398,6 +407,7 @@ impl OrderBook {
                         } else {
                             PENDING_PAYMENT
                         },
+                        allowed.get_mut(i).and_then(Option::take),
                     ));
                     self.add_pending(PendingOrder {
                         id: order.id,
@@ -608,6 +618,7 @@ fn new_order(
     now_ms: u64,
     deadline_ms: u64,
     status: &'static str,
+    risk: Option<OrderRisk>,
 ) -> NewOrder {
     let lines: SmallVec<[NewLine; 1]> = p
         .lines
@@ -638,6 +649,7 @@ fn new_order(
         deadline_ms: deadline_ms as i64,
         lines,
         status,
+        risk,
     }
 }
 
@@ -704,7 +716,19 @@ fn assess(
     engine.assess(&events, &subjects)
 }
 
-/// The stored form of one order's assessment.
+/// The stored form of an allowed order's assessment (in the order's row).
+fn order_risk(a: Assessment, engine: &RiskEngine) -> OrderRisk {
+    OrderRisk {
+        three_ds: a.decision.three_ds,
+        score: a.score,
+        model: a.score.and(engine.model_version()),
+        decided_by: a.decision.decided_by,
+        fired: a.decision.fired,
+        reasons: a.reasons,
+    }
+}
+
+/// The stored form of one order's assessment held or blocked (a `risk_decisions` row).
 fn decision_row(
     id: i64,
     buyer: &Arc<str>,
@@ -942,7 +966,6 @@ mod tests {
         assert_eq!(
             staged,
             [
-                (placed[0], Risk::Allow, "default".into()),
                 (
                     blocked.decision.unwrap(),
                     Risk::Block,
@@ -951,13 +974,24 @@ mod tests {
                 (placed[1], Risk::Review, "two".into()),
             ]
         );
+        // The allowed order's decision is in its own row; the one held for review has its
+        // decision's row instead.
+        assert_eq!(
+            rows.orders[0].risk_json().as_deref(),
+            Some(r#"[null,null,"default",0,[],[]]"#)
+        );
+        assert_eq!(rows.orders[1].risk, None);
         assert_eq!(rows.blocked(), 1);
-        assert_eq!(rows.decisions[2].fired_json(), r#"["two"]"#);
+        assert_eq!(rows.decisions[1].fired_json(), r#"["two"]"#);
         assert_eq!(rows.decisions[0].reasons_json(), "[]");
         // Only the decision held for review keeps its features (a label once reviewed).
-        let kept: Vec<bool> = rows.decisions.iter().map(|d| d.features.is_some()).collect();
-        assert_eq!(kept, [false, false, true]);
-        let features = rows.decisions[2].features_json().unwrap();
+        let kept: Vec<bool> = rows
+            .decisions
+            .iter()
+            .map(|d| d.features.is_some())
+            .collect();
+        assert_eq!(kept, [false, true]);
+        let features = rows.decisions[1].features_json().unwrap();
         assert!(features.contains(r#""quantity":2"#), "{features}");
         // The blocked order reserved nothing: 1 + 2 of the 5 units.
         assert_eq!(rows.reserved_deltas(), vec![(0, 0, 3)]);

@@ -13,7 +13,10 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::model::ModelVersion;
-use crate::risk::{features_json, reasons_json, strings_json, DecidedBy, Features, Outcome, Reasons};
+use crate::risk::{
+    features_json, order_risk_json, reasons_json, strings_json, DecidedBy, Features, Outcome,
+    Reasons,
+};
 
 /// The status a new order is stored with, unless risk control holds it for review.
 pub const PENDING_PAYMENT: &str = "pending_payment";
@@ -33,7 +36,7 @@ pub struct NewLine {
 }
 
 /// One new order, as stored (columns of `orders`, lines of `order_lines`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewOrder {
     pub id: i64,
     /// Subject of the buyer's token.
@@ -52,6 +55,28 @@ pub struct NewOrder {
     pub lines: SmallVec<[NewLine; 1]>,
     /// `PENDING_PAYMENT` or `IN_REVIEW`.
     pub status: &'static str,
+    /// Risk control's decision when it allowed the order (`orders.risk`); a decision held for
+    /// review has a `DecisionRow` of its own (the queue reads them), and without risk control
+    /// there is none.
+    pub risk: Option<OrderRisk>,
+}
+
+/// The decision of an order risk control allowed, kept in the order's own row (`orders.risk`)
+/// rather than a `risk_decisions` row of its own: most orders are allowed, and a second row per
+/// order cost the batch path through HTTP 40 % of its throughput (BENCHMARKS.md). Its id,
+/// buyer, merchant and time are the order's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRisk {
+    pub three_ds: bool,
+    /// 0-99; None when not scored.
+    pub score: Option<u8>,
+    /// The model's version; None when not scored.
+    pub model: Option<ModelVersion>,
+    pub decided_by: DecidedBy,
+    /// The rule ids that fired.
+    pub fired: SmallVec<[Arc<str>; 2]>,
+    /// Up to three reasons (feature column, value, contribution), largest first.
+    pub reasons: Reasons,
 }
 
 /// One risk decision, as the `risk_decisions` table stores it (`DECISION_COLUMNS`): of an
@@ -115,6 +140,20 @@ impl DecisionRow {
 }
 
 impl NewOrder {
+    /// The `risk` column: `OrderRisk` as compact JSON (`risk::order_risk_json`), or NULL.
+    pub fn risk_json(&self) -> Option<String> {
+        self.risk.as_ref().map(|r| {
+            order_risk_json(
+                r.score,
+                r.model.as_ref().map(ModelVersion::as_str),
+                &r.decided_by.as_text(),
+                r.three_ds,
+                &r.fired,
+                &r.reasons,
+            )
+        })
+    }
+
     pub fn currency_str(&self) -> &str {
         // Built only from validated ASCII codes.
         std::str::from_utf8(&self.currency).unwrap_or("XXX")
@@ -212,6 +251,7 @@ mod tests {
             created_ms: 1,
             deadline_ms: 2,
             status: PENDING_PAYMENT,
+            risk: None,
             lines: SmallVec::from_vec(vec![NewLine {
                 sku: 0,
                 warehouse: 0,

@@ -66,6 +66,7 @@ pub(crate) fn new_order(
         created_ms,
         deadline_ms,
         status: PENDING_PAYMENT,
+        risk: None,
         lines: lines
             .into_iter()
             .map(|(sku, warehouse, quantity, unit_price, merchant)| NewLine {
@@ -239,6 +240,13 @@ impl OrderRows {
     /// Units reserved by these orders as (sku, warehouse, units), sorted.
     fn reserved_deltas(&self) -> Vec<(u32, u32, i64)> {
         self.inner.lock().reserved_deltas()
+    }
+
+    /// (order id, its `risk` column: the JSON of risk control's decision when it allowed the
+    /// order, else None), in order.
+    fn order_risks(&self) -> Vec<(i64, Option<String>)> {
+        let rows = self.inner.lock();
+        rows.orders.iter().map(|o| (o.id, o.risk_json())).collect()
     }
 
     /// The `orders` rows, in `codec.ORDER_COLUMNS` order (updated_ms = created_ms).

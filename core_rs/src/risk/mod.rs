@@ -23,7 +23,10 @@ mod tracker;
 mod window;
 
 pub use distinct::DISTINCT_CAP;
-pub use engine::{features_json, reasons_json, strings_json, Assessment, Reasons, RiskEngine, Subject, REASONS};
+pub use engine::{
+    features_json, order_risk_json, reasons_json, strings_json, Assessment, Reasons, RiskEngine,
+    Subject, REASONS,
+};
 pub use events::{key_hash, pair_hash, OrderEvent, PaymentEvent};
 pub use features::{Features, FEATURE_COUNT, FEATURE_NAMES};
 pub use policy::{

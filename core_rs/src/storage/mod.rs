@@ -12,8 +12,9 @@ pub mod pgarray;
 pub mod pgcopy;
 pub mod sqlite;
 
-/// Columns of `orders`, in the order the writers produce them (`codec.ORDER_COLUMN_NAMES`).
-pub const ORDER_COLUMNS: [&str; 11] = [
+/// Columns of `orders`, in the order the writers produce them (`codec.ORDER_COLUMN_NAMES`, then
+/// `risk`: risk control's decision of an allowed order, which only the core writes).
+pub const ORDER_COLUMNS: [&str; 12] = [
     "id",
     "buyer",
     "status",
@@ -25,6 +26,7 @@ pub const ORDER_COLUMNS: [&str; 11] = [
     "created_ms",
     "deadline_ms",
     "updated_ms",
+    "risk",
 ];
 
 /// Columns of `order_lines`, in the order the writers produce them (`codec.LINE_COLUMN_NAMES`).

@@ -52,6 +52,12 @@ impl Column {
         self.text.push('"');
     }
 
+    /// SQL NULL: the unquoted word (a text `"NULL"` is quoted).
+    fn null(&mut self) {
+        self.separate();
+        self.text.push_str("NULL");
+    }
+
     fn finish(mut self) -> String {
         self.text.push('}');
         self.text
@@ -62,7 +68,7 @@ impl Column {
 /// (`updated_ms = created_ms`).
 pub fn orders(rows: &OrderRows) -> Vec<String> {
     let n = rows.orders.len();
-    let mut c: Vec<Column> = (0..11).map(|_| Column::new(n * 16)).collect();
+    let mut c: Vec<Column> = (0..12).map(|_| Column::new(n * 16)).collect();
     for o in &rows.orders {
         c[0].int(o.id);
         c[1].text(&o.buyer);
@@ -75,6 +81,10 @@ pub fn orders(rows: &OrderRows) -> Vec<String> {
         c[8].int(o.created_ms);
         c[9].int(o.deadline_ms);
         c[10].int(o.created_ms);
+        match o.risk_json() {
+            Some(risk) => c[11].text(&risk),
+            None => c[11].null(),
+        }
     }
     c.into_iter().map(Column::finish).collect()
 }
@@ -109,9 +119,11 @@ mod tests {
         c.text(r#"a "quoted" \ back, {brace} NULL"#);
         c.text("");
         c.int(-7);
+        c.null();
+        c.text("NULL");
         assert_eq!(
             c.finish(),
-            r#"{"plain","a \"quoted\" \\ back, {brace} NULL","",-7}"#
+            r#"{"plain","a \"quoted\" \\ back, {brace} NULL","",-7,NULL,"NULL"}"#
         );
         assert_eq!(Column::new(0).finish(), "{}");
     }

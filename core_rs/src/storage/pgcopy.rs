@@ -80,16 +80,25 @@ impl Encoder {
 
 /// The `orders` rows of `rows`, columns as `super::ORDER_COLUMNS`: `updated_ms = created_ms`.
 pub fn orders(rows: &OrderRows) -> Vec<u8> {
-    // Per order: field count, 11 lengths, 6 bigints, status, currency, jsonb version byte.
-    const FIXED: usize = 2 + 11 * 4 + 6 * 8 + 3 + 1;
+    // Per order: field count, 12 lengths, 6 bigints, status, currency, jsonb version byte.
+    const FIXED: usize = 2 + 12 * 4 + 6 * 8 + 3 + 1;
+    // The risk column's text first, so that the size is exact.
+    let risks: Vec<Option<String>> = rows.orders.iter().map(|o| o.risk_json()).collect();
     let variable: usize = rows
         .orders
         .iter()
-        .map(|o| o.buyer.len() + o.status.len() + o.region.len() + o.address.len())
+        .zip(&risks)
+        .map(|(o, risk)| {
+            o.buyer.len()
+                + o.status.len()
+                + o.region.len()
+                + o.address.len()
+                + risk.as_ref().map_or(0, String::len)
+        })
         .sum();
     let mut e = Encoder::new(rows.len() * FIXED + variable);
-    for o in &rows.orders {
-        e.tuple(11);
+    for (o, risk) in rows.orders.iter().zip(&risks) {
+        e.tuple(12);
         e.int8(o.id);
         e.text(&o.buyer);
         e.text(o.status);
@@ -101,6 +110,10 @@ pub fn orders(rows: &OrderRows) -> Vec<u8> {
         e.int8(o.created_ms);
         e.int8(o.deadline_ms);
         e.int8(o.created_ms);
+        match risk {
+            Some(risk) => e.text(risk),
+            None => e.null(),
+        }
     }
     e.finish()
 }
@@ -198,6 +211,7 @@ mod tests {
         Int8(i64),
         Int4(i32),
         Bytes(Vec<u8>),
+        Null,
     }
 
     /// Decode a binary COPY stream into tuples, reading fields of 8 and 4 bytes as integers
@@ -222,7 +236,11 @@ mod tests {
             let mut fields = Vec::new();
             for width in ints {
                 let len = i32::from_be_bytes(take(4).try_into().unwrap());
-                assert!(len >= 0, "no NULLs are written");
+                if len == -1 {
+                    fields.push(Field::Null);
+                    continue;
+                }
+                assert!(len >= 0, "a length or -1 (NULL)");
                 let bytes = take(len as usize);
                 fields.push(match width {
                     Some(8) => Field::Int8(i64::from_be_bytes(bytes.try_into().unwrap())),
@@ -236,7 +254,7 @@ mod tests {
         tuples
     }
 
-    const ORDER_FIELDS: [Option<usize>; 11] = [
+    const ORDER_FIELDS: [Option<usize>; 12] = [
         Some(8),
         None,
         None,
@@ -248,6 +266,7 @@ mod tests {
         Some(8),
         Some(8),
         Some(8),
+        None,
     ];
     const LINE_FIELDS: [Option<usize>; 7] =
         [Some(8), Some(4), Some(8), Some(8), Some(8), Some(8), None];
@@ -272,6 +291,14 @@ mod tests {
             created_ms: 1_800_000_000_000,
             deadline_ms: 1_800_000_900_000,
             status: crate::orders::rows::PENDING_PAYMENT,
+            risk: Some(crate::orders::rows::OrderRisk {
+                three_ds: false,
+                score: Some(3),
+                model: None,
+                decided_by: crate::risk::DecidedBy::Default,
+                fired: smallvec::SmallVec::new(),
+                reasons: [(0, 2.0, 0.5)].into_iter().collect(),
+            }),
             lines: [line(u32::MAX, 2, "merchant:a"), line(0, 1, "m")]
                 .into_iter()
                 .collect(),
@@ -310,10 +337,11 @@ mod tests {
                 Field::Int8(1_800_000_000_000),
                 Field::Int8(1_800_000_900_000),
                 Field::Int8(1_800_000_000_000),
+                bytes(r#"[3,null,"default",0,[],[["buyer_orders_1m",2,0.5]]]"#),
             ]]
         );
         // The exact bytes of the first field: length 8, then the big-endian value.
-        assert_eq!(&buf[19..21], [0, 11]);
+        assert_eq!(&buf[19..21], [0, 12]);
         assert_eq!(&buf[21..25], [0, 0, 0, 8]);
         assert_eq!(
             &buf[25..33],

@@ -37,8 +37,8 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Columns of an `orders` row as written here (`super::ORDER_COLUMNS`).
 const ORDER_INSERT: &str = "INSERT INTO orders (id, buyer, status, currency, total, region, \
-     address, reservation, created_ms, deadline_ms, updated_ms) VALUES ";
-const ORDER_PARAMS: usize = 11;
+     address, reservation, created_ms, deadline_ms, updated_ms, risk) VALUES ";
+const ORDER_PARAMS: usize = 12;
 
 /// Columns of an `order_lines` row as written here (`super::LINE_COLUMNS`).
 const LINE_INSERT: &str = "INSERT INTO order_lines (order_id, line_no, sku, warehouse, \
@@ -329,7 +329,8 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
             bind(&o.reservation)?;
             bind(&o.created_ms)?;
             bind(&o.deadline_ms)?;
-            bind(&o.created_ms)
+            bind(&o.created_ms)?;
+            bind(&o.risk_json())
         },
     )?;
     let lines: Vec<(i64, usize, &NewLine)> = rows
@@ -488,7 +489,7 @@ mod tests {
          status TEXT NOT NULL CHECK (status IN ('pending_payment', 'paid', 'cancelled', 'expired')), \
          currency TEXT NOT NULL, total INTEGER NOT NULL, region TEXT NOT NULL, \
          address TEXT NOT NULL, reservation INTEGER NOT NULL, created_ms INTEGER NOT NULL, \
-         deadline_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL) STRICT",
+         deadline_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, risk TEXT) STRICT",
         "CREATE TABLE order_lines (order_id INTEGER NOT NULL REFERENCES orders(id), \
          line_no INTEGER NOT NULL, sku INTEGER NOT NULL, warehouse INTEGER NOT NULL, \
          quantity INTEGER NOT NULL, unit_price INTEGER NOT NULL, merchant TEXT NOT NULL, \
@@ -560,6 +561,7 @@ mod tests {
             created_ms: 1_800_000_000_000 + id,
             deadline_ms: 1_800_000_900_000 + id,
             status: crate::orders::rows::PENDING_PAYMENT,
+            risk: None,
             lines: lines
                 .iter()
                 .map(|&(sku, quantity)| NewLine {
