@@ -13,8 +13,9 @@ machine's noise falls on all alike:
 The policy has the default thresholds, 20 platform rules and lists of 1,000 values per kind,
 so that its cost is in the figure. Each round places ``--orders`` orders per way (restocked,
 rows cleared between rounds); the figure is the median over rounds of µs per order, and the
-difference with ``off`` is what risk control costs. The decisions' rows are staged but not
-written (a store adds its write per row: ``storage_throughput.py`` measures that).
+difference with ``off`` is what risk control costs. The decisions are staged (an allowed
+order's in the order, the others as rows) but not written (``loadtest/http_bench.py`` with
+``--server-arg=--risk`` measures the whole path).
 
     python benchmarks/risk_intake.py
     python benchmarks/risk_intake.py --orders 100000 --rounds 9 --buyers 200000
