@@ -106,8 +106,9 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Risk control's decision on an order at intake, as stored (``risk_decisions``), with its
-    review once there is one. Times are ms since the Unix epoch (UTC)."""
+    """Risk control's decision on an order at intake, as stored (a ``risk_decisions`` row when it
+    held or blocked the order, with its review once there is one; an allowed order's
+    ``orders.risk``: ``pyorder.risk.decisions``). Times are ms since the Unix epoch (UTC)."""
 
     id: int
     """The order's id (a blocked attempt's: the id it was given; no order has it)."""
