@@ -14,7 +14,7 @@ import numpy as np
 from pyorder.risk import labels
 from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.train import train
-from tests.server.e2e_lib import Launch, Server
+from tests.server.e2e_lib import Launch, Server, address
 from tests.server.test_risk_intake import _flash_sale, _place
 
 
@@ -69,3 +69,45 @@ def test_reviewed_orders_are_exported_with_their_features(launch: Launch, tmp_pa
         num_trees=2,
     )
     assert trained.manifest.training_rows == 402
+
+
+def test_a_batch_held_for_review_keeps_every_orders_features(
+    launch: Launch, tmp_path: Path
+) -> None:
+    """70 orders in one batch body (PostgreSQL: past the COPY threshold of 64, so the decisions'
+    rows go by binary COPY) all held by a review rule: the reviewed ones export with their
+    features (rules only: the model would block some of one buyer's 70 orders)."""
+    srv = launch("--risk", "--risk-rules-only", "--trusted-proxy", "127.0.0.0/8")
+    _, sku, region = _flash_sale(srv)
+    admin = srv.admin()
+    rule = {"action": "review", "condition": "amount >= 50000"}
+    srv.ok("POST", "/v1/risk/rules", token=admin, json=rule, expect=201)
+    orders = [
+        {
+            "lines": [{"sku": sku, "quantity": 1}],
+            "address": address(region, line1=f"{i} Lane"),
+            "context": {"device_id": f"d-{i}"},
+        }
+        for i in range(70)
+    ]
+    resp = srv.call(
+        "POST",
+        "/v1/orders/batch",
+        token=srv.token("buyer", "bulk"),
+        json={"orders": orders},
+        headers={"X-Forwarded-For": "10.4.4.4"},
+    )
+    assert resp.status == 200, resp
+    held = [int(r["order"]["id"]) for r in resp.json()["results"]]
+    assert len(held) == 70
+    srv.ok("POST", f"/v1/risk/reviews/{held[0]}", token=admin, json={"outcome": "reject"})
+    srv.ok("POST", f"/v1/risk/reviews/{held[-1]}", token=admin, json={"outcome": "approve"})
+    out = tmp_path / "reviews"
+    labels.write(labels.examples(labels.read_labels(_database(srv))), out)
+    features, verdicts = labels.load(out)
+    assert np.load(out / "ids.npy").tolist() == [held[0], held[-1]]
+    assert verdicts.tolist() == [1.0, 0.0]
+    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    # The batch's orders count one after another: the last saw the 69 before it on its IP.
+    assert features[:, column["ip_orders_1m"]].tolist() == [0, 69]
+    assert (features[:, column["amount"]] == 59_900).all()
