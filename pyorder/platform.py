@@ -41,6 +41,8 @@ from pyorder.payments.service import Payments
 from pyorder.returns.config import ReturnsConfig
 from pyorder.returns.dispatcher import ReturnDispatcher
 from pyorder.returns.service import Returns
+from pyorder.risk import config_file
+from pyorder.risk.config_file import RiskFile
 from pyorder.risk.intake import Clients, RiskSettings, load_engine, set_policy
 from pyorder.risk.management import RiskControl
 from pyorder.risk.payments import RiskAtPayment
@@ -84,6 +86,9 @@ class Config:
     risk: RiskSettings = field(default_factory=RiskSettings)
     """Risk control at intake (off unless ``enabled``): the model, the failure policy, the
     review hold, trusted proxies and the IP-region table."""
+    risk_config: RiskFile | None = None
+    """Platform risk rules, lists and thresholds applied at start (``pyorder.risk.config_file``,
+    ``--risk-config``); None: only what is stored."""
 
 
 def open_store(config: Config) -> Store:
@@ -233,6 +238,19 @@ class Platform:
             and self._rebuilt_under == (self._claim.node, self._claim.epoch)
         )
 
+    async def _apply_risk_config(self) -> None:
+        """The risk configuration file's rules, lists and thresholds made the stored ones (on
+        the node that leads, in a cluster), durable before the node serves."""
+        if self.config.risk_config is None:
+            return
+        if not self._leads():
+            log.info("the risk configuration file is applied by the node that leads")
+            return
+        changes = config_file.apply(self.risk, self.config.risk_config)
+        if changes:
+            await self.intake.durable()
+        log.info("risk configuration file applied: %d changes", changes)
+
     def _leads(self) -> bool:
         """Whether this node does the shared background work (``NodeClaim.leader``)."""
         return self._claim is not None and self._claim.leader
@@ -275,6 +293,7 @@ class Platform:
         if self.risk_mirror is not None:
             self.risk_mirror.start()
         self.intake.start()
+        await self._apply_risk_config()
         await self.dispatcher.start()
         await self.shipping.start()
         await self.event_dispatcher.start()

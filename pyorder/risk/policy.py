@@ -250,12 +250,14 @@ def load_policy(text: str, names: Sequence[str]) -> Policy:
         tuple(names),
         thresholds,
         tuple(rules),
-        _lists(lists.get("allow", {})),
-        _lists(lists.get("block", {})),
+        lists_of(lists.get("allow", {})),
+        lists_of(lists.get("block", {})),
     )
 
 
-def _lists(table: Mapping[str, Sequence[object]]) -> dict[ListKind, frozenset[str]]:
+def lists_of(table: Mapping[str, Sequence[object]]) -> dict[ListKind, frozenset[str]]:
+    """A TOML list table (``kind = [values]``) as values per list kind; RuleError names an
+    unknown kind."""
     try:
         return {ListKind(kind): frozenset(map(str, values)) for kind, values in table.items()}
     except ValueError as e:

@@ -22,7 +22,10 @@ from pyorder.payments.providers import (
 )
 from pyorder.platform import Config
 from pyorder.returns.config import ReturnsConfig, load_returns_config
+from pyorder.risk import config_file
+from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.intake import DEFAULT_MODEL, FAILURE_OUTCOMES, RiskSettings
+from pyorder.risk.rules import RuleError
 from pyorder.server.admission import Admission
 from pyorder.server.app import DEFAULT_MAX_BODY, create_app, metrics_app
 from pyorder.server.connections import ConnectionLimits, GuardedAppRunner, raise_open_files_limit
@@ -290,12 +293,24 @@ def serve(argv: list[str] | None = None) -> None:
         help="a network whose X-Forwarded-For is believed (repeat for more)",
     )
     risk.add_argument(
+        "--risk-config",
+        type=Path,
+        metavar="PATH",
+        help="a TOML file of platform risk rules, lists and thresholds applied at start",
+    )
+    risk.add_argument(
         "--ip-regions",
         type=Path,
         metavar="PATH",
         help="a CSV of 'network,region' lines: the region of client IPs",
     )
     args = parser.parse_args(argv)
+    risk_config = None
+    if args.risk_config is not None:
+        try:
+            risk_config = config_file.read(args.risk_config, FEATURE_NAMES)
+        except (OSError, RuleError) as e:
+            parser.error(f"--risk-config {args.risk_config}: {e}")
     sys.setswitchinterval(args.gil_switch_ms / 1000)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -329,6 +344,7 @@ def serve(argv: list[str] | None = None) -> None:
             trusted_proxies=tuple(args.trusted_proxy),
             ip_regions=args.ip_regions,
         ),
+        risk_config=risk_config,
     )
     try:
         import uvloop
