@@ -17,7 +17,7 @@ review only). JSON columns are JSON text in both stores (nothing queries into th
 ms since the Unix epoch (UTC).
 """
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +29,8 @@ from pyorder.risk.records import Decision, Label, Reason, ReviewOutcome
 
 PLACED_COLUMNS: tuple[str, ...] = tuple(PLACED_DECISION_COLUMNS)
 """The columns the writers insert, in ``OrderRows.decision_tuples()`` order: the core's list
-(``core_rs/src/storage/mod.rs``), written once. The last, ``features``, is read only as a
-label's (``LABELS_SQL``)."""
-COLUMNS = ", ".join((*PLACED_COLUMNS[:-1], "review", "reviewer", "reviewed_ms"))
+(``core_rs/src/storage/mod.rs``), written once."""
+COLUMNS = ", ".join((*PLACED_COLUMNS, "review", "reviewer", "reviewed_ms"))
 
 _PLACED_TYPES = ("bigint", "text", "text", "bigint", "text", "int", "int") + ("text",) * 5
 INSERT_PLACED_SQL = (
@@ -139,15 +138,19 @@ REVIEWS: PartKind[ReviewRows, None] = PartKind("reviews", ReviewRows, (), _nothi
 """The reviews' part (``pyorder.parts``): written after the status changes of its batch."""
 
 
+def _features(value: Any) -> dict[str, float] | None:
+    """A decision's ``features`` column (a JSON object, or NULL)."""
+    if value is None:
+        return None
+    found = orjson.loads(value)
+    if not isinstance(found, dict):
+        raise ValueError(f"stored risk decision features are not a JSON object: {value!r:.80}")
+    return {str(k): float(v) for k, v in found.items()}
+
+
 def label_from_row(r: Row) -> Label:
     """A label from a row of ``LABELS_SQL``."""
-    features = None
-    if r[2] is not None:
-        found = orjson.loads(r[2])
-        if not isinstance(found, dict):
-            raise ValueError(f"stored risk decision features are not a JSON object: {r[2]!r:.80}")
-        features = {str(k): float(v) for k, v in found.items()}
-    return Label(int(r[0]), int(r[1]), features)
+    return Label(int(r[0]), int(r[1]), _features(r[2]))
 
 
 def _json_list(value: Any) -> list[Any]:
@@ -179,9 +182,10 @@ def decision_from_row(r: Row) -> Decision:
         decided_by=str(r[8]),
         fired=tuple(str(x) for x in _json_list(r[9])),
         reasons=reasons,
-        review=None if r[11] is None else ReviewOutcome(r[11]),
-        reviewer=None if r[12] is None else str(r[12]),
-        reviewed_ms=None if r[13] is None else int(r[13]),
+        features=_features(r[11]),
+        review=None if r[12] is None else ReviewOutcome(r[12]),
+        reviewer=None if r[13] is None else str(r[13]),
+        reviewed_ms=None if r[14] is None else int(r[14]),
     )
 
 
@@ -210,10 +214,10 @@ def decision_from_order(r: Row) -> Decision:
     )
 
 
-def decision_row(d: Decision, features: Mapping[str, float] | None = None) -> tuple[Any, ...]:
+def decision_row(d: Decision) -> tuple[Any, ...]:
     """A decision's ``PLACED_COLUMNS`` as the Rust writers insert them into SQLite (``three_ds``
-    0/1, the JSON columns as text; ``features`` those it was decided on, kept for a review):
-    for tests and tools that write decisions without the order book."""
+    0/1, the JSON columns as text): for tests and tools that write decisions without the order
+    book."""
     reasons = [
         {"feature": x.feature, "value": x.value, "contribution": x.contribution} for x in d.reasons
     ]
@@ -229,5 +233,5 @@ def decision_row(d: Decision, features: Mapping[str, float] | None = None) -> tu
         d.decided_by,
         orjson.dumps(list(d.fired)).decode(),
         orjson.dumps(reasons).decode(),
-        None if features is None else orjson.dumps(dict(features)).decode(),
+        None if d.features is None else orjson.dumps(dict(d.features)).decode(),
     )

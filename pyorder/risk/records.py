@@ -136,6 +136,10 @@ class Decision:
     """The reviewer's principal key (``merchant:<id>``, ``admin:<id>``), ``system`` for an
     expiry."""
     reviewed_ms: int | None = None
+    features: Mapping[str, float] | None = None
+    """The features the order was decided on (by name; a missing one absent), kept when it
+    was held for review: what its reviewer reads beyond the reasons, and a label's row once
+    reviewed; None for the other decisions."""
 
     @property
     def open(self) -> bool:

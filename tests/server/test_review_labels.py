@@ -36,7 +36,14 @@ def test_reviewed_orders_are_exported_with_their_features(launch: Launch, tmp_pa
         held.append(int(resp.json()["id"]))
     srv.ok("POST", f"/v1/risk/reviews/{held[0]}", token=admin, json={"outcome": "approve"})
     srv.ok("POST", f"/v1/risk/reviews/{held[1]}", token=admin, json={"outcome": "reject"})
-    # held[2] stays open: no verdict, no label.
+    # held[2] stays open: no verdict, no label; its reviewer reads every feature it was
+    # decided on, as the queue lists it.
+    (review,) = srv.ok("GET", "/v1/risk/reviews", token=admin)["reviews"]
+    features = review["decision"]["features"]
+    assert review["order"]["id"] == str(held[2])
+    assert (features["amount"], features["agent_class"]) == (59_900, 1)
+    assert "instrument_attempts_1h" not in features  # missing: no payment yet
+    assert srv.ok("GET", f"/v1/orders/{held[2]}/risk", token=admin)["features"] == features
 
     out = tmp_path / "reviews"
     command = ["-m", "pyorder.risk.labels", "--database", _database(srv), "--out", str(out)]

@@ -2,7 +2,6 @@
 
 import asyncio
 import sqlite3
-from collections.abc import Mapping
 
 import asyncpg
 
@@ -123,13 +122,10 @@ def with_outbox(*items: OutboxItem, batch: WriteBatch | None = None) -> WriteBat
     return batch
 
 
-def write_decisions(
-    store: Backend, found: list[Decision], features: Mapping[int, Mapping[str, float]] = {}
-) -> None:
+def write_decisions(store: Backend, found: list[Decision]) -> None:
     """Insert decisions as the writers do: the placed columns, by name (PostgreSQL through the
-    store's own statement, with ``three_ds`` as the core gives it), with the ``features`` of
-    those decision ids that have some."""
-    rows = [decisions.decision_row(d, features.get(d.id)) for d in found]
+    store's own statement, with ``three_ds`` as the core gives it)."""
+    rows = [decisions.decision_row(d) for d in found]
     if store.name == "sqlite":
         names = ", ".join(decisions.PLACED_COLUMNS)
         sql = f"INSERT INTO risk_decisions ({names}) VALUES ({', '.join('?' * len(names.split(',')))})"

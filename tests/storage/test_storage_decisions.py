@@ -25,7 +25,13 @@ ALPHA, BETA = (f"merchant:{m}" for m in MERCHANTS)
 IN_REVIEW, PENDING = OrderStatus.IN_REVIEW, OrderStatus.PENDING_PAYMENT
 
 
+FEATURES = {"buyer_orders_1m": 3.0, "device_buyers_24h": 12.0, "amount_vs_buyer_mean": 0.25}
+"""What the core keeps of a decision held for review."""
+
+
 def decision(order_id: int, merchant: str = ALPHA, outcome: str = "review") -> Decision:
+    """A stored decision; one held for review has its features, except 5's (held before schema
+    version 18 kept them)."""
     return Decision(
         id=order_id,
         buyer="buyer-1",
@@ -41,10 +47,8 @@ def decision(order_id: int, merchant: str = ALPHA, outcome: str = "review") -> D
             Reason("device_buyers_24h", 7.0, 1.25),
             Reason("ip_region_mismatch", None, 0.5),
         ),
+        features=FEATURES if outcome == "review" and order_id != 5 else None,
     )
-
-
-FEATURES = {"buyer_orders_1m": 3.0, "device_buyers_24h": 12.0, "amount_vs_buyer_mean": 0.25}
 
 
 def fill(store: Backend) -> None:
@@ -78,9 +82,6 @@ def fill(store: Backend) -> None:
             decision(6),
             decision(7, outcome="block"),
         ],
-        # As the core keeps them: for decisions held for review only (5's was held before
-        # schema version 18 kept them).
-        {i: FEATURES for i in (1, 2, 4, 6)},
     )
 
 

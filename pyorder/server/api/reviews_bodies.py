@@ -57,6 +57,10 @@ class RiskDecisionOut(msgspec.Struct):
     """The rules that fired."""
     reasons: list[RiskReasonOut]
     """Up to three, the strongest first."""
+    features: dict[str, float] | None
+    """Of an order held for review: every feature it was decided on (by name, a missing one
+    absent: docs/risk.md has the catalogue), what its reviewer weighs beyond the reasons; null
+    for the other decisions."""
     review: str | None
     """``approved``, ``rejected``, ``expired`` (nobody decided within the review hold); null
     while the order awaits its review (or was never held for one)."""
@@ -94,6 +98,7 @@ def decision_out(d: Decision) -> RiskDecisionOut:
         decided_by=d.decided_by,
         fired=list(d.fired),
         reasons=[RiskReasonOut(r.feature, r.value, r.contribution) for r in d.reasons],
+        features=None if d.features is None else dict(d.features),
         review=None if d.review is None else d.review.value,
         reviewer=d.reviewer,
         reviewed_at=None if d.reviewed_ms is None else iso(d.reviewed_ms),
