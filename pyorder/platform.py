@@ -47,6 +47,7 @@ from pyorder.risk.intake import Clients, RiskSettings, load_engine, set_policy
 from pyorder.risk.management import RiskControl
 from pyorder.risk.payments import RiskAtPayment
 from pyorder.risk.reviews import Reviews
+from pyorder.risk.rules import RuleError
 from pyorder.risk.storage import RISK
 from pyorder.storage.base import NodeClaim, StorageError, Store
 
@@ -240,16 +241,31 @@ class Platform:
 
     async def _apply_risk_config(self) -> None:
         """The risk configuration file's rules, lists and thresholds made the stored ones (on
-        the node that leads, in a cluster), durable before the node serves."""
+        the node that leads, in a cluster), durable before the node serves; a file the stored
+        configuration cannot take (the limits) stops the start."""
         if self.config.risk_config is None:
             return
         if not self._leads():
             log.info("the risk configuration file is applied by the node that leads")
             return
-        changes = config_file.apply(self.risk, self.config.risk_config)
-        if changes:
+        if self._stage_risk_config(self.config.risk_config):
             await self.intake.durable()
+
+    def _stage_risk_config(self, config: RiskFile) -> int:
+        """Stage the risk configuration file's changes (``config_file.apply``); how many."""
+        changes = config_file.apply(self.risk, config)
         log.info("risk configuration file applied: %d changes", changes)
+        return changes
+
+    def _lead_risk_config(self) -> None:
+        """This node became the leader (a rolling restart, a failover): the file applied again,
+        committed with the next batch; one the stored configuration cannot take is logged."""
+        if self.config.risk_config is None or not self.ready:
+            return
+        try:
+            self._stage_risk_config(self.config.risk_config)
+        except RuleError as e:
+            log.error("the risk configuration file is not applied: %s", e)
 
     def _leads(self) -> bool:
         """Whether this node does the shared background work (``NodeClaim.leader``)."""
@@ -277,6 +293,7 @@ class Platform:
             await self._let_go()
             raise
         self._claim.on_leader.append(self.event_dispatcher.resume)
+        self._claim.on_leader.append(self._lead_risk_config)
         self._claim.on_claimed_again.append(self._reload)
         if self.stock_keeper is not None:
             self.stock_keeper.on_orphans_expired.append(self.event_dispatcher.resume)

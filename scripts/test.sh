@@ -27,10 +27,13 @@ step ruff check .
 step ruff format --check .
 step mypy
 step python3 -m mypy.stubtest pyorder._core
-# Two test processes (pytest-xdist): most tests wait on servers, sandboxes and PostgreSQL they
-# start, so two share the machine's cores well (4 min against 6.5 on 2 cores). Every test makes
-# its own ports, directories and databases. PYORDER_TEST_WORKERS=0 runs them in one process.
-step python3 -m pytest -n "${PYORDER_TEST_WORKERS:-2}" "$@"
+# The default run in two test processes (pytest-xdist): most tests wait on servers, sandboxes
+# and PostgreSQL they start, so two share the machine's cores well (4 min against 6.5 on 2
+# cores). Every test makes its own ports, directories and databases. With arguments (e.g.
+# `-m long`: kill loops, floods, timing-sensitive smoke runs) one process unless
+# PYORDER_TEST_WORKERS says otherwise; PYORDER_TEST_WORKERS=0 runs the default one in one too.
+workers="${PYORDER_TEST_WORKERS:-$([ "$#" -eq 0 ] && echo 2 || echo 0)}"
+step python3 -m pytest -n "$workers" "$@"
 # The long hunts (tests marked `long`: fuzzing, property tests, kill loops) run after the default
 # suite when PYORDER_LONG_TESTS=1 (CI sets it), or on their own with `bash scripts/test.sh -m long`.
 if [ "${PYORDER_LONG_TESTS:-0}" = 1 ]; then

@@ -43,6 +43,17 @@ MAX_RULES = 2_000
 MAX_LIST_ENTRIES = 100_000
 """List entries in all (each is held in memory, in the live policy)."""
 LISTS = ("allow", "block")
+LIST_VALUE = "[A-Za-z0-9_.:@+=~-]{1,256}"
+"""A list value (the API takes it as a path segment to remove it)."""
+MAX_CONDITION = 1000
+"""Characters of a rule's condition."""
+MAX_DESCRIPTION = 500
+"""Characters of a rule's description."""
+CONFIG_MARK = "config:"
+"""The description of a rule made from the risk configuration file begins ``config:<id>``
+(``pyorder.risk.config_file``); the API refuses it in other rules."""
+CONFIG_APPLIER = Principal(Role.ADMIN, "config")
+"""Who the audit log says made the configuration file's changes."""
 
 
 class InvalidRule(InvalidInput):
@@ -164,7 +175,12 @@ class RiskControl:
 
     # --- rules ---------------------------------------------------------------------------------
 
-    def _check(self, condition: str) -> None:
+    def _check(self, condition: str, description: str, who: Principal) -> None:
+        if description.startswith(CONFIG_MARK) and who != CONFIG_APPLIER:
+            raise InvalidRule(
+                f"a description beginning {CONFIG_MARK!r} marks the configuration file's rules",
+                field="description",
+            )
         try:
             cached_condition(condition, self._names)
         except RuleError as e:
@@ -196,7 +212,7 @@ class RiskControl:
     ) -> StoredRule:
         """A new rule of the caller's: the platform's for an admin, its own for a merchant."""
         who.require(Role.MERCHANT, Role.ADMIN)
-        self._check(condition)
+        self._check(condition, description, who)
         owner = PLATFORM if who.role is Role.ADMIN else who.key
         live = [r.owner for r in self._rules.values() if not r.deleted]
         if live.count(owner) >= MAX_RULES_PER_OWNER:
@@ -220,7 +236,7 @@ class RiskControl:
     ) -> StoredRule:
         """Replace a rule's action, condition and description (its owner stays)."""
         before = self.rule(who, rule_id)
-        self._check(condition)
+        self._check(condition, description, who)
         rule = replace(
             before, action=action, condition=condition, description=description, updated_ms=now_ms()
         )

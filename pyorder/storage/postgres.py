@@ -943,11 +943,12 @@ class PostgresStore(Store):
         return [risk.audit_from_row(r) for r in rows]
 
     async def risk_decision(self, order_id: int) -> Decision | None:
-        row = await self._p().fetchrow(decisions.DECISION_SQL.format("$1"), order_id)
-        if row is not None:
-            return decisions.decision_from_row(row)
+        # An allowed order's (most decisions) first: one read for them.
         row = await self._p().fetchrow(decisions.ORDER_RISK_SQL.format("$1"), order_id)
-        return None if row is None else decisions.decision_from_order(row)
+        if row is not None:
+            return decisions.decision_from_order(row)
+        row = await self._p().fetchrow(decisions.DECISION_SQL.format("$1"), order_id)
+        return None if row is None else decisions.decision_from_row(row)
 
     async def open_reviews(
         self, merchant: str, before_id: int | None, limit: int

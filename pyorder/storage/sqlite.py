@@ -454,11 +454,12 @@ class SqliteStore(Store):
         in_order = decisions.ORDER_RISK_SQL.format("?")
 
         def get() -> Decision | None:
-            row = self._r().execute(sql, (order_id,)).fetchone()
-            if row is not None:
-                return decisions.decision_from_row(row)
+            # An allowed order's (most decisions) first: one read for them.
             row = self._r().execute(in_order, (order_id,)).fetchone()
-            return None if row is None else decisions.decision_from_order(row)
+            if row is not None:
+                return decisions.decision_from_order(row)
+            row = self._r().execute(sql, (order_id,)).fetchone()
+            return None if row is None else decisions.decision_from_row(row)
 
         return await self._on_reader(get)
 

@@ -14,7 +14,7 @@ import numpy as np
 from pyorder.risk import labels
 from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.train import train
-from tests.server.e2e_lib import Launch, Server, address
+from tests.server.e2e_lib import Launch, Server, Shop, address, unique
 from tests.server.test_risk_intake import _flash_sale, _place
 
 
@@ -25,7 +25,9 @@ def _database(srv: Server) -> str:
 
 def test_reviewed_orders_are_exported_with_their_features(launch: Launch, tmp_path: Path) -> None:
     srv = launch("--risk", "--trusted-proxy", "127.0.0.0/8")
-    _, sku, region = _flash_sale(srv)  # price 59,900
+    shop, region = Shop(srv), unique("north")
+    seller = srv.token("merchant", "seller")
+    sku = shop.sku({shop.warehouse(regions=[region]): 500}, price=59_900, token=seller)
     admin = srv.admin()
     rule = {"action": "review", "condition": "amount >= 50000"}
     srv.ok("POST", "/v1/risk/rules", token=admin, json=rule, expect=201)
@@ -44,6 +46,9 @@ def test_reviewed_orders_are_exported_with_their_features(launch: Launch, tmp_pa
     assert (features["amount"], features["agent_class"]) == (59_900, 1)
     assert "instrument_attempts_1h" not in features  # missing: no payment yet
     assert srv.ok("GET", f"/v1/orders/{held[2]}/risk", token=admin)["features"] == features
+    # Not to a merchant: the counts span every merchant's orders.
+    assert review["decision"]["merchant"] == "merchant:seller"
+    assert srv.ok("GET", f"/v1/orders/{held[2]}/risk", token=seller)["features"] is None
 
     out = tmp_path / "reviews"
     command = ["-m", "pyorder.risk.labels", "--database", _database(srv), "--out", str(out)]

@@ -43,6 +43,9 @@ device = ["stolen-phone"]
 """
 
 DROPPED = """
+[thresholds]
+review = 60
+
 [lists.block]
 device = ["stolen-phone"]
 """
@@ -93,6 +96,10 @@ def test_the_file_is_applied_at_start_and_again_after_edits(launch: Launch, tmp_
     # A rule of the API's own is not the file's business.
     api_rule = {"action": "review", "condition": "amount >= 1000000", "description": "big"}
     srv.ok("POST", "/v1/risk/rules", token=admin, json=api_rule, expect=201)
+    # The API cannot make a rule pass for the file's.
+    forged = {**api_rule, "description": "config:headless"}
+    refused = srv.call("POST", "/v1/risk/rules", token=admin, json=forged)
+    assert (refused.status, refused.error_code) == (422, "invalid_rule")
 
     srv.restart()  # the same file: nothing to change, nothing audited
     assert len(_audit(srv, admin)) == len(applied) + 1
@@ -109,6 +116,8 @@ def test_the_file_is_applied_at_start_and_again_after_edits(launch: Launch, tmp_
     config.write_text(DROPPED, encoding="utf-8")
     srv.restart()
     assert _rules(srv, admin) == {"big": ("review", "amount >= 1000000")}
+    thresholds = srv.ok("GET", "/v1/risk/thresholds", token=admin)
+    assert (thresholds["block"], thresholds["review"]) == (80, 60)  # block as stored
     assert place("e", "d-e", HEADLESS).status == 201  # no rule holds it any more
     assert place("f", "stolen-phone").error_code == "risk_blocked"  # values leave by the API
     actions = [e["action"] for e in _audit(srv, admin)]
@@ -122,6 +131,10 @@ def test_a_bad_file_is_refused_before_the_server_starts(tmp_path: Path) -> None:
         ("[[rules]]\nid = 'x'\naction = 'explode'\nwhen = 'amount > 1'\n", "rule 1"),
         ("[lists.block]\nshoe = ['x']\n", "lists are of"),
         ("[lists.block\n", "not TOML"),
+        ("[lists.block]\nip = ['a b']\n", "is not a list value"),
+        ("[thresholds]\nblock = 'high'\n", "integer from 0 to 100"),
+        ("[thresholds]\nblock = 50\nreview = 60\n", "review (60) <= block (50)"),
+        ("rules = 3\n", "array of tables"),
         ("[[rules]]\nid = 'x'\naction = 'block'\nwhen = 'amount > 1'\nmerchant = 4\n", "API"),
     ):
         bad = tmp_path / "bad.toml"

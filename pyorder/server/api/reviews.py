@@ -7,7 +7,7 @@ order), and the reads on any node, of what committed."""
 
 from aiohttp import web
 
-from pyorder.auth import Principal
+from pyorder.auth import Principal, Role
 from pyorder.server.api.reviews_bodies import (
     ReviewIn,
     ReviewList,
@@ -48,7 +48,8 @@ async def list_reviews(request: web.Request) -> web.Response:
     held = [(orders[d.id], d) for d in found if d.id in orders]
     seen = platform.views.orders(who, [o for o, _ in held])
     cursor = str(found[-1].id) if len(found) == limit else None
-    reviews = [review_out(o, d) for o, (_, d) in zip(seen, held, strict=True)]
+    admin = who.role is Role.ADMIN
+    reviews = [review_out(o, d, admin) for o, (_, d) in zip(seen, held, strict=True)]
     return json_response(ReviewList(reviews, cursor))
 
 
@@ -75,7 +76,7 @@ async def review(request: web.Request) -> web.Response:
         orders = platform.orders
         decide = orders.approve if data.outcome == "approve" else orders.reject
         order, decision = await decide(who, order_id)
-        return 200, review_out(platform.views.order(who, order), decision)
+        return 200, review_out(platform.views.order(who, order), decision, who.role is Role.ADMIN)
 
     return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
 
@@ -90,5 +91,6 @@ async def review(request: web.Request) -> web.Response:
     params=(ORDER_ID,),
 )
 async def get_decision(request: web.Request) -> web.Response:
-    found = await request.app[PLATFORM].reviews.decision(principal(request), ORDER_ID.get(request))
-    return json_response(decision_out(found))
+    who = principal(request)
+    found = await request.app[PLATFORM].reviews.decision(who, ORDER_ID.get(request))
+    return json_response(decision_out(found, who.role is Role.ADMIN))

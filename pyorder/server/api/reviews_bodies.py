@@ -58,9 +58,10 @@ class RiskDecisionOut(msgspec.Struct):
     reasons: list[RiskReasonOut]
     """Up to three, the strongest first."""
     features: dict[str, float] | None
-    """Of an order held for review: every feature it was decided on (by name, a missing one
-    absent: docs/risk.md has the catalogue), what its reviewer weighs beyond the reasons; null
-    for the other decisions."""
+    """For an admin, of an order held for review: every feature it was decided on (by name, a
+    missing one absent: docs/risk.md has the catalogue), what a reviewer weighs beyond the
+    reasons; null for the other decisions, and for a merchant (the counts span every
+    merchant's orders)."""
     review: str | None
     """``approved``, ``rejected``, ``expired`` (nobody decided within the review hold); null
     while the order awaits its review (or was never held for one)."""
@@ -86,7 +87,8 @@ class ReviewList(msgspec.Struct):
 # --- conversions ---------------------------------------------------------------------------
 
 
-def decision_out(d: Decision) -> RiskDecisionOut:
+def decision_out(d: Decision, admin: bool) -> RiskDecisionOut:
+    """``d`` as ``admin`` (or a merchant) may read it."""
     return RiskDecisionOut(
         order_id=str(d.id),
         merchant=d.merchant,
@@ -98,12 +100,12 @@ def decision_out(d: Decision) -> RiskDecisionOut:
         decided_by=d.decided_by,
         fired=list(d.fired),
         reasons=[RiskReasonOut(r.feature, r.value, r.contribution) for r in d.reasons],
-        features=None if d.features is None else dict(d.features),
+        features=None if d.features is None or not admin else dict(d.features),
         review=None if d.review is None else d.review.value,
         reviewer=d.reviewer,
         reviewed_at=None if d.reviewed_ms is None else iso(d.reviewed_ms),
     )
 
 
-def review_out(order: Order, d: Decision) -> ReviewOut:
-    return ReviewOut(order_out(order), decision_out(d))
+def review_out(order: Order, d: Decision, admin: bool) -> ReviewOut:
+    return ReviewOut(order_out(order), decision_out(d, admin))

@@ -8,12 +8,13 @@ import msgspec
 from msgspec import Meta
 
 from pyorder.kernel.clock import iso_ms as iso
+from pyorder.risk import management
 from pyorder.risk.policy import ListKind
 from pyorder.risk.records import AuditEntry, ListEntry, Settings, StoredRule
 from pyorder.risk.rules import Action
 from pyorder.server.bodies import NO_NUL, whole
 
-LIST_VALUE = "[A-Za-z0-9_.:@+=~-]{1,256}"
+LIST_VALUE = management.LIST_VALUE
 """A listed value (an id, an IP, a hash): also a path segment of its DELETE, so no slash."""
 Score = Annotated[int, Meta(ge=0, le=100)]
 
@@ -28,14 +29,14 @@ class RiskRuleIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         str,
         Meta(
             min_length=1,
-            max_length=1000,
+            max_length=management.MAX_CONDITION,
             pattern=NO_NUL,
             description="comparisons of features and `score` (0-99), and/or/not, + - * /,"
             " missing(feature); e.g. `device_buyers_24h >= 5 and agent_class == 3`."
             " 422 invalid_rule otherwise",
         ),
     ]
-    description: Annotated[str, Meta(max_length=500, pattern=NO_NUL)] = ""
+    description: Annotated[str, Meta(max_length=management.MAX_DESCRIPTION, pattern=NO_NUL)] = ""
 
 
 class RiskListEntryIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
