@@ -716,7 +716,7 @@ fn assess(
     engine.assess(&events, &subjects)
 }
 
-/// The stored form of an allowed order's assessment (in the order's row).
+/// What is stored of an assessment: in an allowed order's row, or in a `DecisionRow`.
 fn order_risk(a: Assessment, engine: &RiskEngine) -> OrderRisk {
     OrderRisk {
         three_ds: a.decision.three_ds,
@@ -734,9 +734,10 @@ fn decision_row(
     buyer: &Arc<str>,
     p: &Prepared,
     now_ms: u64,
-    a: Assessment,
+    mut a: Assessment,
     engine: &RiskEngine,
 ) -> DecisionRow {
+    let features = a.features.take();
     DecisionRow {
         id,
         buyer: Arc::clone(buyer),
@@ -746,13 +747,8 @@ fn decision_row(
             .map_or_else(|| Arc::from(""), |l| Arc::clone(&l.3)),
         at_ms: now_ms as i64,
         outcome: a.decision.outcome,
-        three_ds: a.decision.three_ds,
-        score: a.score,
-        model: a.score.and(engine.model_version()),
-        decided_by: a.decision.decided_by,
-        fired: a.decision.fired,
-        reasons: a.reasons,
-        features: a.features,
+        risk: order_risk(a, engine),
+        features,
     }
 }
 
@@ -960,7 +956,7 @@ mod tests {
         let staged: Vec<(i64, Risk, String)> = rows
             .decisions
             .iter()
-            .map(|d| (d.id, d.outcome, d.decided_by_text().into_owned()))
+            .map(|d| (d.id, d.outcome, d.risk.decided_by_text().into_owned()))
             .collect();
         let placed: Vec<i64> = rows.orders.iter().map(|o| o.id).collect();
         assert_eq!(
@@ -982,8 +978,8 @@ mod tests {
         );
         assert_eq!(rows.orders[1].risk, None);
         assert_eq!(rows.blocked(), 1);
-        assert_eq!(rows.decisions[1].fired_json(), r#"["two"]"#);
-        assert_eq!(rows.decisions[0].reasons_json(), "[]");
+        assert_eq!(rows.decisions[1].risk.fired_json(), r#"["two"]"#);
+        assert_eq!(rows.decisions[0].risk.reasons_json(), "[]");
         // Only the decision held for review keeps its features (a label once reviewed).
         let kept: Vec<bool> = rows
             .decisions

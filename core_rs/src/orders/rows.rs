@@ -61,39 +61,16 @@ pub struct NewOrder {
     pub risk: Option<OrderRisk>,
 }
 
-/// The decision of an order risk control allowed, kept in the order's own row (`orders.risk`)
-/// rather than a `risk_decisions` row of its own: most orders are allowed, and a second row per
-/// order cost the batch path through HTTP 40 % of its throughput (BENCHMARKS.md). Its id,
-/// buyer, merchant and time are the order's.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrderRisk {
-    pub three_ds: bool,
-    /// 0-99; None when not scored.
-    pub score: Option<u8>,
-    /// The model's version; None when not scored.
-    pub model: Option<ModelVersion>,
-    pub decided_by: DecidedBy,
-    /// The rule ids that fired.
-    pub fired: SmallVec<[Arc<str>; 2]>,
-    /// Up to three reasons (feature column, value, contribution), largest first.
-    pub reasons: Reasons,
-}
-
-/// One risk decision, as the `risk_decisions` table stores it (`DECISION_COLUMNS`): of an
-/// order (same id), or of an attempt blocked before it became one (the id it was given).
+/// What risk control decided of an order, as stored: an allowed order's in its own row
+/// (`NewOrder::risk`, the `orders.risk` column) rather than a `risk_decisions` row of its own
+/// (most orders are allowed, and a second row per order cost the batch path through HTTP 40 %
+/// of its throughput, BENCHMARKS.md); a held or blocked one's in its `DecisionRow`.
 ///
 /// What decided, the rules that fired and the reasons are kept as data and rendered to the
-/// columns' text only by the writers (`decided_by_text`, `fired_json`, `reasons_json`): the
-/// order path makes no string per decision.
+/// columns' text only by the writers (`decided_by_text`, `fired_json`, `reasons_json`,
+/// `json`): the order path makes no string per decision.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DecisionRow {
-    pub id: i64,
-    pub buyer: Arc<str>,
-    /// The first line's merchant (principal key).
-    pub merchant: Arc<str>,
-    pub at_ms: i64,
-    /// Allow, review or block (`Outcome::as_str` in the stored column).
-    pub outcome: Outcome,
+pub struct OrderRisk {
     pub three_ds: bool,
     /// 0-99; None when not scored.
     pub score: Option<u8>,
@@ -104,12 +81,9 @@ pub struct DecisionRow {
     pub fired: SmallVec<[Arc<str>; 2]>,
     /// Up to three reasons (feature column, value, contribution), largest first.
     pub reasons: Reasons,
-    /// The features it was decided on, for a decision held for review (its verdict is a
-    /// label for training); None otherwise.
-    pub features: Option<Box<Features>>,
 }
 
-impl DecisionRow {
+impl OrderRisk {
     /// The `decided_by` column: a rule id, `list:block:device`, `score`, `default`,
     /// `scoring_failed`.
     pub fn decided_by_text(&self) -> Cow<'_, str> {
@@ -132,6 +106,40 @@ impl DecisionRow {
         Cow::Owned(reasons_json(&self.reasons))
     }
 
+    /// The whole decision as an order's `risk` column: compact JSON
+    /// (`risk::order_risk_json`).
+    pub fn json(&self) -> String {
+        order_risk_json(
+            self.score,
+            self.model.as_ref().map(ModelVersion::as_str),
+            &self.decided_by.as_text(),
+            self.three_ds,
+            &self.fired,
+            &self.reasons,
+        )
+    }
+}
+
+/// One risk decision, as the `risk_decisions` table stores it (`DECISION_COLUMNS`): of an
+/// order held for review (same id), or of an attempt blocked before it became one (the id it
+/// was given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRow {
+    pub id: i64,
+    pub buyer: Arc<str>,
+    /// The first line's merchant (principal key).
+    pub merchant: Arc<str>,
+    pub at_ms: i64,
+    /// Allow, review or block (`Outcome::as_str` in the stored column).
+    pub outcome: Outcome,
+    /// Its score, model, what decided, the rules fired and the reasons.
+    pub risk: OrderRisk,
+    /// The features it was decided on, for a decision held for review (its verdict is a
+    /// label for training); None otherwise.
+    pub features: Option<Box<Features>>,
+}
+
+impl DecisionRow {
     /// The `features` column: `{"name": value}` of a decision held for review
     /// (`risk::features_json`), else NULL.
     pub fn features_json(&self) -> Option<String> {
@@ -140,18 +148,9 @@ impl DecisionRow {
 }
 
 impl NewOrder {
-    /// The `risk` column: `OrderRisk` as compact JSON (`risk::order_risk_json`), or NULL.
+    /// The `risk` column: `OrderRisk::json`, or NULL.
     pub fn risk_json(&self) -> Option<String> {
-        self.risk.as_ref().map(|r| {
-            order_risk_json(
-                r.score,
-                r.model.as_ref().map(ModelVersion::as_str),
-                &r.decided_by.as_text(),
-                r.three_ds,
-                &r.fired,
-                &r.reasons,
-            )
-        })
+        self.risk.as_ref().map(OrderRisk::json)
     }
 
     pub fn currency_str(&self) -> &str {

@@ -284,12 +284,12 @@ impl OrderRows {
                     d.merchant.to_string(),
                     d.at_ms,
                     d.outcome.as_str(),
-                    d.three_ds,
-                    d.score,
-                    d.model.as_ref().map(|m| m.as_str().to_owned()),
-                    d.decided_by_text().into_owned(),
-                    d.fired_json().into_owned(),
-                    d.reasons_json().into_owned(),
+                    d.risk.three_ds,
+                    d.risk.score,
+                    d.risk.model.as_ref().map(|m| m.as_str().to_owned()),
+                    d.risk.decided_by_text().into_owned(),
+                    d.risk.fired_json().into_owned(),
+                    d.risk.reasons_json().into_owned(),
                     d.features_json(),
                 )
             })

@@ -133,12 +133,12 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
                 + d.buyer.len()
                 + d.merchant.len()
                 + d.outcome.as_str().len()
-                + d.model.map_or(0, |m| m.as_str().len())
+                + d.risk.model.map_or(0, |m| m.as_str().len())
                 // The rendered columns, estimated (the buffer grows if they are longer).
                 + 16
-                + d.fired.iter().map(|f| f.len() + 3).sum::<usize>()
+                + d.risk.fired.iter().map(|f| f.len() + 3).sum::<usize>()
                 + 2
-                + d.reasons.len() * 72
+                + d.risk.reasons.len() * 72
                 + 2
                 + 4
                 + d.features.as_ref().map_or(0, |_| 1024)
@@ -152,18 +152,18 @@ pub fn decisions(rows: &OrderRows) -> Vec<u8> {
         e.text(&d.merchant);
         e.int8(d.at_ms);
         e.text(d.outcome.as_str());
-        e.boolean(d.three_ds);
-        match d.score {
+        e.boolean(d.risk.three_ds);
+        match d.risk.score {
             Some(score) => e.int4(i32::from(score)),
             None => e.null(),
         }
-        match &d.model {
+        match &d.risk.model {
             Some(model) => e.text(model.as_str()),
             None => e.null(),
         }
-        e.text(&d.decided_by_text());
-        e.text(&d.fired_json());
-        e.text(&d.reasons_json());
+        e.text(&d.risk.decided_by_text());
+        e.text(&d.risk.fired_json());
+        e.text(&d.risk.reasons_json());
         match d.features_json() {
             Some(features) => e.text(&features),
             None => e.null(),

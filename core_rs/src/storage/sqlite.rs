@@ -368,12 +368,12 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
             bind(&&*d.merchant)?;
             bind(&d.at_ms)?;
             bind(&d.outcome.as_str())?;
-            bind(&i64::from(d.three_ds))?;
-            bind(&d.score.map(i64::from))?;
-            bind(&d.model.as_ref().map(ModelVersion::as_str))?;
-            bind(&&*d.decided_by_text())?;
-            bind(&&*d.fired_json())?;
-            bind(&&*d.reasons_json())?;
+            bind(&i64::from(d.risk.three_ds))?;
+            bind(&d.risk.score.map(i64::from))?;
+            bind(&d.risk.model.as_ref().map(ModelVersion::as_str))?;
+            bind(&&*d.risk.decided_by_text())?;
+            bind(&&*d.risk.fired_json())?;
+            bind(&&*d.risk.reasons_json())?;
             bind(&d.features_json())
         },
     )
