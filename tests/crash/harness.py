@@ -792,11 +792,12 @@ async def kill_during(
     *,
     after_s: tuple[float, float],
     min_answers: int,
+    min_cancels: int = 0,
     timeout_s: float = 15.0,
 ) -> dict[str, float]:
     """Let the workers run for a random time (and until ``min_answers`` more orders or cancels
-    were acknowledged), then SIGKILL the server while requests are in flight; wait for the
-    workers to notice. Returns what the kill interrupted."""
+    were acknowledged, ``min_cancels`` of them cancels), then SIGKILL the server while requests
+    are in flight; wait for the workers to notice. Returns what the kill interrupted."""
 
     def answers() -> int:
         return ledger.acked_in_run + ledger.cancels_acked
@@ -804,9 +805,15 @@ async def kill_during(
     started = time.monotonic()
     delay = rng.uniform(*after_s)
     answered0 = answers()
+    cancels0 = ledger.cancels_acked
     while time.monotonic() - started < timeout_s:
         ran = time.monotonic() - started
-        if ran >= delay and answers() - answered0 >= min_answers and ledger.in_flight > 0:
+        if (
+            ran >= delay
+            and answers() - answered0 >= min_answers
+            and ledger.cancels_acked - cancels0 >= min_cancels
+            and ledger.in_flight > 0
+        ):
             break
         if all(w.done() for w in workers):
             break

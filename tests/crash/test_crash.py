@@ -162,8 +162,17 @@ async def _cancels(backend: Backend, launch: Launch, rng: random.Random, cycles:
                 )
                 for i in range(8)
             ]
+            # Some cancels acknowledged in every cycle, however slow the machine: the checks
+            # after the restart need cancelled orders to look at.
             crash = await kill_during(
-                server, ledger, workers, stop, rng, after_s=(0.05, 0.4), min_answers=10
+                server,
+                ledger,
+                workers,
+                stop,
+                rng,
+                after_s=(0.05, 0.4),
+                min_answers=10,
+                min_cancels=3,
             )
         print(f"cycle {cycle}: killed {crash}, cancels acknowledged so far {ledger.cancels_acked}")
         state = await _recover(server, backend, ledger)
