@@ -123,16 +123,16 @@ async def profile(
         await store.commit(catalogue())
         timed = TimedPool(store._p(), defaultdict(float), sync)
         store._p = lambda: timed  # type: ignore[assignment,method-assign,return-value]
-        writer = getattr(store, "_writer_connection", None)
-        if writer is not None:  # commits on a connection of their own (builds since 583800d)
+        # Commits run on connections of their own: the event loop's, and the COPY thread's.
+        for writer in (store._writer, store._copy_writer):
 
-            async def timed_writer() -> Timed:
-                conn = await writer()
+            async def timed_writer(get: Any = writer.get) -> Any:
+                conn = await get()
                 if not sync:
                     await conn.execute("SET synchronous_commit = off")
                 return Timed(conn, timed.spent)
 
-            store._writer_connection = timed_writer  # type: ignore[assignment,method-assign]
+            writer.get = timed_writer  # type: ignore[method-assign]
         for n in range(commits):
             timed.spent = defaultdict(float)
             work = batch(1 + n * size, size, n + 1)

@@ -77,6 +77,7 @@ from pyorder.storage.base import (
     StorageError,
     Store,
 )
+from pyorder.storage.loop_thread import LoopThread
 from pyorder.storage.migrations import BOOTSTRAP, CURRENT_VERSION_SQL, pending
 from pyorder.storage.node_lease import (
     CONNECT_TIMEOUT_S,
@@ -322,6 +323,30 @@ async def _migrate(conn: _Conn) -> None:
             )
 
 
+class _Connection:
+    """A connection of the commits, outside the pool: made when first needed, and again after
+    one was lost or cancelled in the middle of a statement."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+
+    async def get(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
+        return self._conn
+
+    def drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+
 class PostgresStore(Store):
     """A ``Store`` in the PostgreSQL database named by ``dsn`` (a libpq-style URL).
 
@@ -344,11 +369,15 @@ class PostgresStore(Store):
         self._max_size = max_size
         self.copy_threshold = copy_threshold
         self._pool: asyncpg.Pool | None = None
-        self._writer: asyncpg.Connection | None = None
+        self._writer = _Connection(dsn)
         """The connection of ``commit``, outside the pool: a pooled connection costs a round
-        trip more per commit (the pool resets its session on release). Made at the first
-        commit, made again after one failed other than by the server's refusal."""
+        trip more per commit (the pool resets its session on release)."""
+        self._copy_writer = _Connection(dsn)
+        """The connection of the commits written by COPY, on ``_copy_thread``'s loop."""
+        self._copy_thread = LoopThread("pyorder-pg-copy")
+        """Commits written by COPY run on an event loop of their own (``loop_thread``)."""
         self._writing = asyncio.Lock()
+        """Held by the commit being written, on whichever loop: one at a time, in order."""
         self.retry = retry
         self.conflict_retries: Counter[str] = Counter()
         """Commits run again after a conflict abort, by SQLSTATE ("40001", "40P01"), since the
@@ -379,6 +408,7 @@ class PostgresStore(Store):
                 raise StorageError(f"cannot migrate the PostgreSQL schema: {e}") from e
             raise
         self._pool = pool
+        self._copy_thread.start()
 
     async def close(self) -> None:
         """Close the pool (waits for connections in use to be released) and the commits'
@@ -387,9 +417,12 @@ class PostgresStore(Store):
         if pool is not None:
             await pool.close()
         async with self._writing:
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                await writer.close()
+            await self._writer.close()
+            if self._copy_thread.running:
+                try:
+                    await self._copy_thread.run(self._copy_writer.close())
+                finally:
+                    self._copy_thread.stop()
 
     async def claim_node(self, *, node: int | None, cluster: bool, url: str = "") -> NodeClaim:
         """Lease a node number from the database (``node_lease``): refused while another node
@@ -413,27 +446,44 @@ class PostgresStore(Store):
         such an abort rolled it back whole (``pyorder.storage.retry``). Any other error, and
         the last conflict, raise ``StorageError``. A batch sent as one statement (the
         single-order path's: ``_one_statement``) is that statement's own transaction, which
-        saves the round trips of BEGIN and COMMIT."""
+        saves the round trips of BEGIN and COMMIT. A batch written by COPY is written on a
+        thread of its own (``loop_thread``): its round trips and its COPY streams' transfer
+        do not wait for the turns of an event loop busy with requests."""
+        self._p()
         writes = list(parts.writes(batch))  # the registered parts; refused before anything runs
         alone = self._one_statement(batch, writes)
+        async with self._writing:
+            if self._copied(batch) and self._copy_thread.running:
+                await self._copy_thread.run(
+                    self._commit_on(self._copy_writer, batch, writes, alone)
+                )
+            else:
+                await self._commit_on(self._writer, batch, writes, alone)
+
+    def _copied(self, batch: WriteBatch) -> bool:
+        """Whether ``_write_batch`` writes the batch's orders by COPY."""
+        threshold = self.copy_threshold
+        return len(batch.orders) >= threshold or len(batch.placed) >= threshold
+
+    async def _commit_on(
+        self, writer: "_Connection", batch: WriteBatch, writes: list[Write], alone: bool
+    ) -> None:
         attempt = 1
         while True:
             try:
-                async with self._writing:
-                    conn = await self._writer_connection()
-                    try:
-                        if alone:  # PostgreSQL runs it as its own transaction: no BEGIN, COMMIT
+                conn = await writer.get()
+                try:
+                    if alone:  # PostgreSQL runs it as its own transaction: no BEGIN, COMMIT
+                        await self._write_batch(conn, batch, writes)
+                    else:
+                        async with conn.transaction():
                             await self._write_batch(conn, batch, writes)
-                        else:
-                            async with conn.transaction():
-                                await self._write_batch(conn, batch, writes)
-                    except (StorageError, asyncpg.PostgresError):
-                        raise  # refused by the store's checks or the server: the session is fine
-                    except BaseException:
-                        # Lost, or cancelled in the middle of a statement: start afresh.
-                        self._writer = None
-                        conn.terminate()
-                        raise
+                except (StorageError, asyncpg.PostgresError):
+                    raise  # refused by the store's checks or the server: the session is fine
+                except BaseException:
+                    # Lost, or cancelled in the middle of a statement: start afresh.
+                    writer.drop()
+                    raise
                 return
             except StorageError:
                 raise
@@ -448,22 +498,16 @@ class PostgresStore(Store):
                 tries = f" (tried {attempt} times)" if attempt > 1 else ""
                 raise StorageError(f"commit of a batch of {len(batch)} failed{tries}: {e}") from e
 
-    async def _writer_connection(self) -> asyncpg.Connection:
-        """The commits' connection, connected first if there is none (the store must be open)."""
-        self._p()
-        if self._writer is None or self._writer.is_closed():
-            self._writer = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
-        return self._writer
-
     def _one_statement(self, batch: WriteBatch, writes: list[Write]) -> bool:
         """Whether ``_write_batch`` sends ``batch`` as one statement (``_OneTrip``): no catalogue
         rows (the deltas may need them written first), fewer orders than ``copy_threshold``,
-        and nothing written after the token. Such a statement writes all or nothing, its
-        checks made before its writes, so it needs no transaction around it."""
+        and no rows written by statements of their own (status changes, idempotency records,
+        the parts' writes). Such a statement writes all or nothing, its checks made before
+        its writes, so it needs no transaction around it."""
         catalogue = batch.warehouses or batch.regions or batch.skus or batch.stock_rows
-        after_token = batch.status_changes or batch.idempotency or writes
+        separate = batch.status_changes or batch.idempotency or writes
         return (
-            not (catalogue or after_token)
+            not (catalogue or separate)
             and len(batch.orders) < self.copy_threshold
             and len(batch.placed) < self.copy_threshold
         )
@@ -475,15 +519,30 @@ class PostgresStore(Store):
 
         Neighbouring writes that need no answer in between share one round trip
         (``_OneTrip``): the fence, the stock UPDATE (and a cluster node's lease rows), small
-        batches' orders and lines, and the token when nothing is written after them. Their
+        batches' orders and lines, and the token (in the first statement sent). Their
         checks are read from the statement's counts; a failed one raises, and the caller's
         transaction rolls everything back."""
+        token = [batch.token] if batch.token else []
+
+        async def send(trip: _OneTrip) -> None:
+            """Send ``trip``; the batch's first statement carries its token too (inside the
+            transaction its place changes nothing, and it needs no round trip of its own)."""
+            if token:
+                trip.add("token_row", _INSERT_TOKEN, (token.pop(), time.time_ns() // 1_000_000))
+            await self._run(conn, trip, batch)
+
+        rendering = None
+        if len(batch.placed) >= self.copy_threshold:
+            # The COPY streams are built on a worker thread (the GIL released) while the
+            # statements before them make their round trips.
+            loop = asyncio.get_running_loop()
+            rendering = loop.run_in_executor(None, pg_copy_binary, batch.placed)
         trip = _OneTrip()
         if self.fence is not None:
             trip.add("fence_rows", FENCE_SQL, self.fence, expect=1)
         if batch.warehouses or batch.regions or batch.skus or batch.stock_rows:
             # The catalogue's rows come after the fence and before the deltas that may use them.
-            await self._run(conn, trip, batch)
+            await send(trip)
             trip = _OneTrip()
             if batch.warehouses:
                 await conn.executemany(
@@ -515,7 +574,7 @@ class PostgresStore(Store):
             order_rows = [codec.order_row(o) for o in batch.orders]
             line_rows = codec.line_rows(batch.orders)
             if len(batch.orders) >= self.copy_threshold:
-                await self._run(conn, trip, batch)
+                await send(trip)
                 trip = _OneTrip()
                 await conn.copy_records_to_table(
                     "orders", records=order_rows, columns=codec.ORDER_COLUMN_NAMES
@@ -526,9 +585,10 @@ class PostgresStore(Store):
             else:
                 trip.add_rows(order_rows, line_rows)
         if len(batch.placed) >= self.copy_threshold:  # orders, lines and decisions
-            await self._run(conn, trip, batch)
+            await send(trip)
             trip = _OneTrip()
-            await self._write_placed(conn, batch.placed)
+            assert rendering is not None
+            await self._write_placed(conn, await rendering, batch.placed.decision_count)
         elif len(batch.placed):
             if batch.placed.order_count:
                 trip.add_placed(batch.placed)
@@ -536,10 +596,7 @@ class PostgresStore(Store):
                 trip.add(f"new_decisions{len(trip.ctes)}", decisions.INSERT_PLACED_SQL, decided)
         if writes is None:
             writes = list(parts.writes(batch))  # the registered parts (pyorder.parts)
-        token_now = bool(batch.token) and not (batch.status_changes or batch.idempotency or writes)
-        if token_now:  # nothing is written after the token: it shares the trip
-            trip.add("token_row", _INSERT_TOKEN, (batch.token, time.time_ns() // 1_000_000))
-        await self._run(conn, trip, batch)
+        await send(trip)  # the token, if nothing was sent before
         if batch.status_changes:
             await conn.executemany(
                 _UPDATE_STATUS, [codec.status_change_row(c) for c in batch.status_changes]
@@ -550,8 +607,6 @@ class PostgresStore(Store):
             )
         for statement, rows in writes:
             await conn.executemany(statement.postgres, rows)
-        if batch.token and not token_now:
-            await conn.execute(_INSERT_TOKEN, batch.token, time.time_ns() // 1_000_000)
 
     async def _run(self, conn: _Conn, trip: "_OneTrip", batch: WriteBatch) -> None:
         """Send ``trip`` (nothing when empty) and check its counts: the fence's row, one stock
@@ -767,10 +822,13 @@ class PostgresStore(Store):
             raise StorageError("stock leases need a cluster node (lease_node is not set)")
         return self.lease_node
 
-    async def _write_placed(self, conn: _Conn, placed: OrderRows) -> None:
-        """The Rust intake's orders and their lines by binary COPY (batches of
-        ``copy_threshold`` orders or more), inside the caller's transaction."""
-        orders, lines, decisions = pg_copy_binary(placed)
+    async def _write_placed(
+        self, conn: _Conn, streams: tuple[bytes, bytes, bytes], decided: int
+    ) -> None:
+        """The Rust intake's orders, their lines and its ``decided`` risk decisions by binary
+        COPY (batches of ``copy_threshold`` orders or more) from their ``pg_copy_binary``
+        streams, inside the caller's transaction."""
+        orders, lines, decisions = streams
         # asyncpg sends an object supporting the buffer protocol as one CopyData message
         # (documented). A memoryview, not the bytes themselves: asyncpg first tries
         # os.fspath(source), which takes bytes for a file name. asyncpg-stubs list only
@@ -787,7 +845,7 @@ class PostgresStore(Store):
             columns=codec.LINE_COLUMN_NAMES,
             format="binary",
         )
-        if placed.decision_count:
+        if decided:
             await conn.copy_to_table(
                 "risk_decisions",
                 source=memoryview(decisions),  # type: ignore[arg-type]
