@@ -134,7 +134,9 @@ def test_a_deadlock_is_retried_and_commits_once(dsn: str, attempts: int) -> None
                 assert await probe.fetchval("SELECT count(*) FROM orders") == 0
             else:
                 await committing
-                assert store.conflict_retries == {"40P01": 1}
+                # Once, or more when a retry came before the other session took A (a busy
+                # machine): a deadlock each time, never another kind of failure.
+                assert set(store.conflict_retries) == {"40P01"}, store.conflict_retries
                 assert store.conflict_failures == 0
                 assert await stock(probe) == {A: (ON_HAND + 7, 2), B: (ON_HAND + 7, 3)}
                 assert await probe.fetchval("SELECT count(*) FROM orders") == 1
