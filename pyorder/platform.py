@@ -21,7 +21,7 @@ from pyorder.cluster.catalogue import CatalogueSync
 from pyorder.cluster.endpoints import EndpointMirror
 from pyorder.cluster.limits import LimitClaims
 from pyorder.cluster.risk import RiskMirror
-from pyorder.cluster.stock import StockKeeper, node_view
+from pyorder.cluster.stock import StockKeeper, StockLeaseConfig, node_view
 from pyorder.engine import Engine
 from pyorder.events.dispatcher import EventDispatcher
 from pyorder.events.endpoints import Endpoints
@@ -69,6 +69,8 @@ class Config:
     cluster: bool = False
     """Several nodes on one PostgreSQL (``docs/scale-out.md``). Off (solo mode), a node refuses
     to start while another serves its database, and the others refuse it."""
+    stock_leases: StockLeaseConfig = field(default_factory=StockLeaseConfig)
+    """How a cluster node leases stock (refill buffer, idle give-back, ``pyorder.cluster.stock``)."""
     peer_url: str = ""
     """Where this node takes the requests other cluster nodes forward to it (an order's
     requests are served by its node, ``pyorder.server.forwarding``); empty: none."""
@@ -196,6 +198,7 @@ class Platform:
                 lambda: self.claim,
                 engine,
                 lambda: self.ready,
+                config.stock_leases,
                 keys=lambda: self.catalogue_sync.stock_keys if self.catalogue_sync else set(),
             )
             if config.cluster

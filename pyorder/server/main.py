@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from pyorder.auth import Role, TokenIssuer, load_or_create_secret
+from pyorder.cluster.stock import StockLeaseConfig
 from pyorder.events.model import WebhooksConfig
 from pyorder.logistics.carriers import CarrierConfig, LogisticsConfig, parse_carrier
 from pyorder.payments.providers import (
@@ -93,6 +94,15 @@ def serve(argv: list[str] | None = None) -> None:
         "--peer-url",
         help="cluster mode: the URL other nodes use for --peer-listen (default:"
         " http://HOST:PORT of that listener, this machine's name for a wildcard HOST)",
+    )
+    idle, leases = os.environ.get("PYORDER_STOCK_IDLE_S"), StockLeaseConfig()
+    parser.add_argument(
+        "--stock-idle-s",
+        type=_positive_float,
+        default=float(idle) if idle else leases.idle_s,
+        help="cluster mode: a stock row of this node that sold nothing for this long gives its"
+        " leased units back to the pool, for the nodes that sell it (default"
+        f" {leases.idle_s:g})",
     )
     # Set by the --workers supervisor on its workers: bind the shared port with SO_REUSEPORT,
     # and stop gracefully when the supervisor (this pid) is gone.
@@ -322,6 +332,7 @@ def serve(argv: list[str] | None = None) -> None:
         payment_timeout_ms=int(args.payment_timeout_s * 1000),
         node=args.node,
         cluster=args.cluster,
+        stock_leases=StockLeaseConfig(idle_s=args.stock_idle_s),
         idempotency_retention_ms=int(args.idempotency_retention_s * 1000),
         payments=_payments_config(args),
         logistics=LogisticsConfig(

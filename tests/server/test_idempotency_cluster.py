@@ -57,7 +57,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             solo.stop()
         nodes: list[Server] = []
         for _ in range(NODES):
-            proc = ServerProcess(data, dsn, args=("--cluster",))
+            # No idle give-back while the test waits for the last node of a slow start.
+            proc = ServerProcess(data, dsn, args=("--cluster", "--stock-idle-s", "600"))
             stack.callback(proc.stop)
             nodes.append(Server(proc.start(), "postgres"))
         # A node sells from the units it leased; its keeper leases some soon after the start.
