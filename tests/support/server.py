@@ -1,6 +1,7 @@
 """Run the real server as a child process on loopback, for end-to-end tests."""
 
 import os
+import random
 import resource
 import signal
 import socket
@@ -17,7 +18,47 @@ from pyorder.auth import Role, TokenIssuer, load_or_create_secret
 ROOT = Path(__file__).resolve().parents[2]
 
 
+PORTS_FROM = 20_000
+"""The lowest port the tests' servers take (``free_port``)."""
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _port_slice() -> range:
+    """This test process's ports: below the kernel's ephemeral range, where ``connect`` picks
+    its local ports (a client connection of another test, or of PostgreSQL, once held a port
+    that a server had been given, and the server failed to bind it), split between the xdist
+    workers so that two never pick the same."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    span = (_ephemeral_low() - PORTS_FROM) // count
+    start = PORTS_FROM + index * span
+    return range(start, start + span)
+
+
+_PORTS = _port_slice()
+_pick = random.Random()
+
+
 def free_port() -> int:
+    """A free loopback port picked at random from this process's slice (``_port_slice``; at
+    random, not in turn: some servers take the ports after theirs), checked free by binding
+    it. Without a slice (no room below the ephemeral range) the kernel picks one."""
+    for _ in range(100 if len(_PORTS) else 0):
+        port = _pick.choice(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
