@@ -9,8 +9,9 @@ release it.
 """
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -47,11 +48,47 @@ class LoopThread:
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the thread's loop and return (or raise) what it does. Cancelling
-        the caller cancels ``coro`` on its loop (it finishes its cleanup there)."""
-        if self._loop is None:
+        the caller cancels ``coro`` and waits until it has ended (its cleanup included), so
+        that what the caller guards, a lock say, is not released while ``coro`` still runs."""
+        loop = self._loop
+        if loop is None:
             coro.close()
             raise RuntimeError(f"{self.name} is not running")
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+        caller = asyncio.get_running_loop()
+        ended: asyncio.Future[T] = caller.create_future()
+        started: list[asyncio.Task[T]] = []
+
+        def settle(task: "asyncio.Task[T]") -> None:  # on the caller's loop
+            if ended.done():
+                return
+            if task.cancelled():
+                ended.cancel()
+            elif (error := task.exception()) is not None:
+                ended.set_exception(error)
+            else:
+                ended.set_result(task.result())
+
+        def start() -> None:  # on the thread's loop
+            task = loop.create_task(coro)
+            started.append(task)
+            task.add_done_callback(lambda t: caller.call_soon_threadsafe(settle, t))
+
+        loop.call_soon_threadsafe(start)
+        try:
+            return await asyncio.shield(ended)
+        except asyncio.CancelledError:
+            if not ended.done():  # the caller was cancelled: cancel coro, wait for its end
+                loop.call_soon_threadsafe(lambda: started[0].cancel())  # after start: FIFO
+                while not ended.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(ended)
+            raise
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` on the thread's loop, after what was handed to it before (nothing when
+        the thread is not running)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(fn)
 
     def stop(self) -> None:
         """Stop the loop (what is still on it is dropped: ``run`` what must finish first) and

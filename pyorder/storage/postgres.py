@@ -336,8 +336,12 @@ class _Connection:
             self._conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
         return self._conn
 
-    def drop(self) -> None:
-        conn, self._conn = self._conn, None
+    def drop(self, conn: asyncpg.Connection | None = None) -> None:
+        """Terminate ``conn`` (by default the current one), and forget it if it is the current
+        one: the next ``get`` connects afresh. On the connection's own loop."""
+        conn = conn or self._conn
+        if conn is self._conn:
+            self._conn = None
         if conn is not None:
             conn.terminate()
 
@@ -407,8 +411,9 @@ class PostgresStore(Store):
             if isinstance(e, _DB_ERRORS):
                 raise StorageError(f"cannot migrate the PostgreSQL schema: {e}") from e
             raise
+        if not self._copy_thread.running:  # a close that failed part-way left it
+            self._copy_thread.start()
         self._pool = pool
-        self._copy_thread.start()
 
     async def close(self) -> None:
         """Close the pool (waits for connections in use to be released) and the commits'
@@ -417,12 +422,14 @@ class PostgresStore(Store):
         if pool is not None:
             await pool.close()
         async with self._writing:
-            await self._writer.close()
-            if self._copy_thread.running:
-                try:
-                    await self._copy_thread.run(self._copy_writer.close())
-                finally:
-                    self._copy_thread.stop()
+            try:
+                await self._writer.close()
+            finally:
+                if self._copy_thread.running:
+                    try:
+                        await self._copy_thread.run(self._copy_writer.close())
+                    finally:
+                        self._copy_thread.stop()
 
     async def claim_node(self, *, node: int | None, cluster: bool, url: str = "") -> NodeClaim:
         """Lease a node number from the database (``node_lease``): refused while another node
@@ -440,6 +447,13 @@ class PostgresStore(Store):
         return int(await self._p().fetchval(CURRENT_VERSION_SQL))
 
     # --- writes --------------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """After a failed commit (the intake rebuilt the core): both commits' connections are
+        made afresh at their next use. The one that did not fail may be as dead (a failover to
+        another host), and finding out would fail one more commit."""
+        self._writer.drop()
+        self._copy_thread.call_soon(self._copy_writer.drop)
 
     async def commit(self, batch: WriteBatch) -> None:
         """One transaction, run again (``self.retry``) while PostgreSQL aborts it for a conflict:
@@ -468,21 +482,27 @@ class PostgresStore(Store):
     async def _commit_on(
         self, writer: "_Connection", batch: WriteBatch, writes: list[Write], alone: bool
     ) -> None:
+        streams = None
+        if len(batch.placed) >= self.copy_threshold:
+            # The COPY streams, built once whatever the retries, on a worker thread (the GIL
+            # released) while BEGIN and the first statement make their round trips.
+            loop = asyncio.get_running_loop()
+            streams = loop.run_in_executor(None, pg_copy_binary, batch.placed)
         attempt = 1
         while True:
             try:
                 conn = await writer.get()
                 try:
                     if alone:  # PostgreSQL runs it as its own transaction: no BEGIN, COMMIT
-                        await self._write_batch(conn, batch, writes)
+                        await self._write_batch(conn, batch, writes, streams)
                     else:
                         async with conn.transaction():
-                            await self._write_batch(conn, batch, writes)
+                            await self._write_batch(conn, batch, writes, streams)
                 except (StorageError, asyncpg.PostgresError):
                     raise  # refused by the store's checks or the server: the session is fine
                 except BaseException:
                     # Lost, or cancelled in the middle of a statement: start afresh.
-                    writer.drop()
+                    writer.drop(conn)
                     raise
                 return
             except StorageError:
@@ -513,30 +533,30 @@ class PostgresStore(Store):
         )
 
     async def _write_batch(
-        self, conn: _Conn, batch: WriteBatch, writes: list[Write] | None = None
+        self,
+        conn: _Conn,
+        batch: WriteBatch,
+        writes: list[Write] | None = None,
+        streams: "Awaitable[tuple[bytes, bytes, bytes]] | None" = None,
     ) -> None:
         """Every statement of one batch, inside the caller's transaction, in dependency order.
 
         Neighbouring writes that need no answer in between share one round trip
         (``_OneTrip``): the fence, the stock UPDATE (and a cluster node's lease rows), small
-        batches' orders and lines, and the token (in the first statement sent). Their
-        checks are read from the statement's counts; a failed one raises, and the caller's
-        transaction rolls everything back."""
+        batches' orders and lines, and the token (in the first statement with other writes,
+        or the last). Their checks are read from the statement's counts; a failed one raises,
+        and the caller's transaction rolls everything back. ``streams``: the placed orders'
+        COPY streams being built (``_commit_on``), else they are built here."""
         token = [batch.token] if batch.token else []
 
-        async def send(trip: _OneTrip) -> None:
-            """Send ``trip``; the batch's first statement carries its token too (inside the
-            transaction its place changes nothing, and it needs no round trip of its own)."""
-            if token:
+        async def send(trip: _OneTrip, last: bool = False) -> None:
+            """Send ``trip``; the first one with other writes (or the last) carries the token
+            too: inside the transaction its place changes nothing, and it needs no round trip
+            of its own."""
+            if token and (trip.ctes or last):
                 trip.add("token_row", _INSERT_TOKEN, (token.pop(), time.time_ns() // 1_000_000))
             await self._run(conn, trip, batch)
 
-        rendering = None
-        if len(batch.placed) >= self.copy_threshold:
-            # The COPY streams are built on a worker thread (the GIL released) while the
-            # statements before them make their round trips.
-            loop = asyncio.get_running_loop()
-            rendering = loop.run_in_executor(None, pg_copy_binary, batch.placed)
         trip = _OneTrip()
         if self.fence is not None:
             trip.add("fence_rows", FENCE_SQL, self.fence, expect=1)
@@ -587,8 +607,8 @@ class PostgresStore(Store):
         if len(batch.placed) >= self.copy_threshold:  # orders, lines and decisions
             await send(trip)
             trip = _OneTrip()
-            assert rendering is not None
-            await self._write_placed(conn, await rendering, batch.placed.decision_count)
+            copies = pg_copy_binary(batch.placed) if streams is None else await streams
+            await self._write_placed(conn, copies, batch.placed.decision_count)
         elif len(batch.placed):
             if batch.placed.order_count:
                 trip.add_placed(batch.placed)
@@ -596,7 +616,7 @@ class PostgresStore(Store):
                 trip.add(f"new_decisions{len(trip.ctes)}", decisions.INSERT_PLACED_SQL, decided)
         if writes is None:
             writes = list(parts.writes(batch))  # the registered parts (pyorder.parts)
-        await send(trip)  # the token, if nothing was sent before
+        await send(trip, last=True)  # the token, if no statement carried it yet
         if batch.status_changes:
             await conn.executemany(
                 _UPDATE_STATUS, [codec.status_change_row(c) for c in batch.status_changes]

@@ -3,6 +3,8 @@ commit in the batch's one transaction, after ``orders`` and before ``status_chan
 back exactly like orders written from Python, on both backends; a failing batch leaves none of
 them."""
 
+import asyncio
+import contextlib
 from dataclasses import replace
 
 import pytest
@@ -248,3 +250,47 @@ def test_pg_copy_binary_frames_both_tables() -> None:
     assert lines[19:21] == (7).to_bytes(2, "big")  # 7 columns
     assert lines.count(b"m-alpha") == 1
     assert lines.count(b"m-beta") == 1
+
+
+def test_copy_and_statement_commits_interleave_and_a_cancelled_copy_leaves_all_or_nothing(
+    store: Backend,
+) -> None:
+    """On PostgreSQL a batch written by COPY commits on a thread of its own and a smaller one on
+    the event loop, one at a time, in order. A COPY commit whose caller is cancelled mid-way
+    ends (committed whole, or rolled back whole) before the next commit starts, and the next
+    ones commit by either way."""
+    if store.name != "postgres":
+        pytest.skip("the COPY thread is PostgreSQL's")
+    big = intake_orders(1_000, 6_000)
+    then_small, then_large = intake_orders(20_000, SMALL), intake_orders(30_000, LARGE)
+
+    async def body(s: Store) -> None:
+        await s.commit(catalog())
+        first_large, first_small = intake_orders(100, LARGE), intake_orders(500, SMALL)
+        await s.commit(WriteBatch(placed=placed(*first_large)))
+        await s.commit(WriteBatch(placed=placed(*first_small)))
+        for delay in (0.0, 0.01, 0.03):
+            for o in big:
+                assert await s.get_order(o.id) is None
+            committing = asyncio.create_task(s.commit(WriteBatch(placed=placed(*big))))
+            await asyncio.sleep(delay)
+            committing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committing
+            found = [await s.get_order(o.id) for o in (big[0], big[-1])]
+            if found[0] is not None:  # it committed before the cancel reached it: whole
+                assert found == [big[0], big[-1]]
+                break
+            assert found == [None, None]
+        kept = [o for o in big if await s.get_order(o.id) is not None]
+        assert kept in ([], big)
+        await s.commit(WriteBatch(placed=placed(*then_small)))
+        await s.commit(WriteBatch(placed=placed(*then_large)))
+        everything = first_large + first_small + kept + then_small + then_large
+        units = reserved_by(everything)
+        for key, row in (await stock_of(s)).items():
+            assert row.reserved == units.get(key, 0), key
+        for o in (*first_large[:3], *first_small[:3], *then_small[-3:], *then_large[-3:]):
+            assert await s.get_order(o.id) == o
+
+    store.run(body)
