@@ -7,7 +7,6 @@ quick; the drain behind HAProxy is ``tests/server/test_balancer.py``'s."""
 
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -26,29 +25,14 @@ from tests.server.e2e_lib import order_body
 from tests.support.balancer import haproxy_binary
 from tests.support.pg_pair import PgPair
 from tests.support.postgres import fresh_postgres_database
-from tests.support.server import ROOT
+from tests.support.server import ROOT, free_ports
 
 
 def _free_run(n: int) -> int:
     """The first of ``n`` consecutive free loopback ports, below the kernel's ephemeral range
     (32768 up): there no process of the cluster (a node's peer listener on port 0, a client's
     connection) takes one of them between this check and the script's binds."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 32_000 - n)
-        held: list[socket.socket] = []
-        try:
-            for port in range(base, base + n):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-        return base
-    raise RuntimeError(f"no {n} consecutive free ports")
+    return free_ports(n)
 
 
 def _script(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ import pytest
 from pyorder.ids import decode_order_id
 from tests.server.e2e_lib import Server, Shop, order_body
 from tests.support.postgres import fresh_postgres_database
-from tests.support.server import ROOT, ServerProcess, free_port
+from tests.support.server import ROOT, ServerProcess, free_port, free_ports
 
 STOCK = 500
 
@@ -41,23 +40,6 @@ STOCK = 500
 def dsn() -> Iterator[str]:
     with fresh_postgres_database("pyorder_workers_e2e") as url:
         yield url
-
-
-def _free_ports(count: int) -> int:
-    """A port such that it and the ``count - 1`` after it are free now."""
-    while True:
-        base = free_port()
-        if base + count <= 65536 and all(_bindable(base + k) for k in range(1, count)):
-            return base
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _children(pid: int) -> set[int]:
@@ -159,7 +141,7 @@ def test_three_workers_share_a_port_survive_a_kill_and_stop_cleanly(
     sku = shop.sku({wh: STOCK})
     solo.stop()
 
-    metrics = _free_ports(3)
+    metrics = free_ports(3)
     args = ("--workers", "3", "--metrics-listen", f"127.0.0.1:{metrics}")
     sup = ServerProcess(data, dsn, args=args).start()
     assert sup.proc is not None
@@ -289,7 +271,7 @@ def test_every_worker_drains_and_a_second_signal_stops_them_at_once(
     shop = Shop(solo)
     sku = shop.sku({shop.warehouse(regions=["north"]): STOCK})
     solo.stop()
-    metrics = _free_ports(2)
+    metrics = free_ports(2)
     args = ("--workers", "2", "--drain-s", "60", "--metrics-listen", f"127.0.0.1:{metrics}")
     sup = ServerProcess(data, dsn, args=args).start()
     assert sup.proc is not None

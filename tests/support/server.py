@@ -44,24 +44,43 @@ def _port_slice() -> range:
 
 
 _PORTS = _port_slice()
-_pick = random.Random()
+_STRIDE = 37
+"""How far the next pick moves on: further than any run of ports a test asks for, so that
+neither one port nor two runs are handed out twice until the slice has gone round."""
+_cursor = [random.randrange(max(1, len(_PORTS)))]
 
 
-def free_port() -> int:
-    """A free loopback port picked at random from this process's slice (``_port_slice``; at
-    random, not in turn: some servers take the ports after theirs), checked free by binding
-    it. Without a slice (no room below the ephemeral range) the kernel picks one."""
-    for _ in range(100 if len(_PORTS) else 0):
-        port = _pick.choice(_PORTS)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+def free_ports(count: int = 1) -> int:
+    """The first of ``count`` consecutive loopback ports from this process's slice
+    (``_port_slice``), checked free by binding them. Picks move ``_STRIDE`` ports on each
+    time: a port picked by the kernel, or at random, came back while the first test server
+    given it had not bound it yet. Without room in the slice the kernel picks (``count`` 1)."""
+    room = len(_PORTS) - count
+    for _ in range(max(0, room) // _STRIDE + 1 if room > 0 else 0):
+        base = _PORTS.start + _cursor[0] % room
+        _cursor[0] += _STRIDE
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return base
+    if count != 1:
+        raise RuntimeError(f"no {count} free consecutive ports below the ephemeral range")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port() -> int:
+    """A free loopback port (``free_ports``)."""
+    return free_ports(1)
 
 
 @dataclass
