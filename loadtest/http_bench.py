@@ -522,28 +522,22 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def _raw_copy(r: dict[str, Any]) -> list[str]:
-    d = r.get("raw_copy")
-    if not d:
-        return []
-    return [
-        f"(d) raw asyncpg COPY of the same rows, {r['batch']['batch_size']} per transaction: "
-        f"{d['durable_orders_per_s']:,.0f} orders/s; ratio (c)/(d): "
-        f"**{r['ratio_batch_to_raw_copy']:.2f}** (target >= 0.95).",
-        "",
-        *_raw_copy_commit_size(r),
-    ]
-
-
-def _raw_copy_commit_size(r: dict[str, Any]) -> list[str]:
-    d = r.get("raw_copy_commit_size")
-    if not d:
-        return []
-    return [
-        f"(d') the same, {d['batch_size']:,} per transaction (the server's mean commit): "
-        f"{d['durable_orders_per_s']:,.0f} orders/s; ratio (c)/(d'): "
-        f"**{r['ratio_batch_to_raw_copy_commit_size']:.2f}**.",
-        "",
-    ]
+    """(d), and (d') when it was measured: the floors and (c)'s ratio to each."""
+    out = []
+    for key, tag, what, why in (
+        ("raw_copy", "d", "raw asyncpg COPY of the same rows", "target >= 0.95"),
+        ("raw_copy_commit_size", "d'", "the same", "the server's mean commit"),
+    ):
+        d = r.get(key)
+        if not d:
+            continue
+        size = d.get("batch_size", r["batch"]["batch_size"])
+        out += [
+            f"({tag}) {what}, {size:,} per transaction ({why}): {d['durable_orders_per_s']:,.0f}"
+            f" orders/s; ratio (c)/({tag}): **{r['ratio_batch_to_' + key]:.2f}**.",
+            "",
+        ]
+    return out
 
 
 def _paired(r: dict[str, Any]) -> list[str]:

@@ -467,7 +467,7 @@ class PostgresStore(Store):
         writes = list(parts.writes(batch))  # the registered parts; refused before anything runs
         alone = self._one_statement(batch, writes)
         async with self._writing:
-            if self._copied(batch) and self._copy_thread.running:
+            if self._copied(batch):
                 await self._copy_thread.run(
                     self._commit_on(self._copy_writer, batch, writes, alone)
                 )

@@ -1,5 +1,6 @@
 """Run the real server as a child process on loopback, for end-to-end tests."""
 
+import itertools
 import os
 import random
 import resource
@@ -47,7 +48,7 @@ _PORTS = _port_slice()
 _STRIDE = 37
 """How far the next pick moves on: further than any run of ports a test asks for, so that
 neither one port nor two runs are handed out twice until the slice has gone round."""
-_cursor = [random.randrange(max(1, len(_PORTS)))]
+_picks = itertools.count(random.randrange(max(1, len(_PORTS))), _STRIDE)
 
 
 def free_ports(count: int = 1) -> int:
@@ -56,9 +57,8 @@ def free_ports(count: int = 1) -> int:
     time: a port picked by the kernel, or at random, came back while the first test server
     given it had not bound it yet. Without room in the slice the kernel picks (``count`` 1)."""
     room = len(_PORTS) - count
-    for _ in range(max(0, room) // _STRIDE + 1 if room > 0 else 0):
-        base = _PORTS.start + _cursor[0] % room
-        _cursor[0] += _STRIDE
+    for _ in range(room // _STRIDE + 1 if room > 0 else 0):
+        base = _PORTS.start + next(_picks) % room
         held: list[socket.socket] = []
         try:
             for port in range(base, base + count):
