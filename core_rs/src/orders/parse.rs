@@ -111,8 +111,11 @@ impl Address<'_> {
                     out.push(' ');
                 }
                 if word.is_ascii() {
-                    // The common case, a byte at a time: the same as `to_lowercase` on ASCII.
-                    out.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+                    // The common case, copied whole and lowered in place: the same as
+                    // `to_lowercase` on ASCII.
+                    let start = out.len();
+                    out.push_str(word);
+                    out[start..].make_ascii_lowercase();
                 } else {
                     out.extend(word.chars().flat_map(char::to_lowercase));
                 }

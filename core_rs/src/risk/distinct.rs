@@ -13,7 +13,14 @@ pub const DISTINCT_CAP: usize = 64;
 pub(crate) const DISTINCT_WIDTH_MS: i64 = 3_600_000;
 pub(crate) const DISTINCT_BUCKETS: i64 = 24;
 
-/// Values (hashed keys or buyer ids) in the order they were last seen, the oldest first.
+/// Values beyond `DISTINCT_CAP` a set may hold before it drops its oldest: dropping them in
+/// one move every `DISTINCT_SLACK` new values, rather than one (a shift of the whole set) with
+/// each, is what keeps a key that sees a new value per order (a buyer ordering from a new
+/// device each time) cheap. The counts are the same: see `count_at`.
+const DISTINCT_SLACK: usize = 16;
+
+/// Values (hashed keys or buyer ids) in the order they were last seen, the oldest first, each
+/// with the hour of its last sighting (so those hours never decrease along the set).
 ///
 /// Four values inline: most devices, addresses and IPs see a few buyers (a household, an office),
 /// and most buyers a few devices and addresses; up to four the set costs no allocation and, on
@@ -24,35 +31,45 @@ pub(crate) struct DistinctSet {
 }
 
 impl DistinctSet {
-    /// How many values were last seen in the 24 h window at `t_ms`. Nothing changes.
+    /// How many of the last `DISTINCT_CAP` distinct values were last seen in the 24 h window at
+    /// `t_ms`. Nothing changes.
+    ///
+    /// The set may hold up to `DISTINCT_SLACK` values older than those: if any of them is in
+    /// the window, so is every newer value, and the count is the cap either way.
     #[inline]
     pub(crate) fn count_at(&self, t_ms: i64) -> usize {
         let oldest_live = bucket(t_ms, DISTINCT_WIDTH_MS) - DISTINCT_BUCKETS;
-        // Newest last: count back from the end while the hour is still in the window.
-        self.seen
-            .iter()
-            .rev()
-            .take_while(|(_, hour)| *hour > oldest_live)
-            .count()
+        // The hours are in order: the live values are a suffix.
+        let expired = self.seen.partition_point(|(_, hour)| *hour <= oldest_live);
+        (self.seen.len() - expired).min(DISTINCT_CAP)
     }
 
     /// Records `value` seen at `t_ms` (not earlier than any time seen before).
     pub(crate) fn see(&mut self, value: u64, t_ms: i64) {
         let hour = bucket(t_ms, DISTINCT_WIDTH_MS);
         let oldest_live = hour - DISTINCT_BUCKETS;
-        // Expired values are a prefix (the set is in order of last sighting).
+        // Expired values are a prefix (the set is in order of last sighting); so are the values
+        // beyond the cap and its slack.
         let expired = self
             .seen
             .iter()
             .take_while(|(_, h)| *h <= oldest_live)
             .count();
-        if expired > 0 {
-            self.seen.drain(..expired);
+        let beyond = (self.seen.len() + 1).saturating_sub(DISTINCT_CAP + DISTINCT_SLACK);
+        let drop = if beyond > 0 {
+            expired.max(DISTINCT_SLACK)
+        } else {
+            expired
+        };
+        if drop > 0 {
+            self.seen.drain(..drop);
         }
-        if let Some(at) = self.seen.iter().position(|(v, _)| *v == value) {
+        // From the newest: a value seen again is most often one seen lately.
+        if let Some(at) = self.seen.iter().rposition(|(v, _)| *v == value) {
             self.seen.remove(at);
-        } else if self.seen.len() == DISTINCT_CAP {
-            self.seen.remove(0);
+        } else if self.seen.len() == DISTINCT_CAP && self.seen.capacity() == DISTINCT_CAP {
+            // Room for the slack, not twice the cap.
+            self.seen.reserve_exact(DISTINCT_SLACK);
         }
         self.seen.push((value, hour));
     }
@@ -125,12 +142,61 @@ mod tests {
         s.see(0, 100); // 0 is now the newest; 1 the oldest
         s.see(1_000, 101);
         assert_eq!(s.count_at(101), DISTINCT_CAP);
-        assert!(s.seen.iter().all(|(v, _)| *v != 1));
-        assert!(s.seen.iter().any(|(v, _)| *v == 0));
-        // Beyond the cap the count stays at the cap.
+        // Beyond the cap the count stays at the cap, and the set within its slack.
         for v in 2_000..2_100 {
             s.see(v, 200);
+            assert!(s.seen.len() <= DISTINCT_CAP + DISTINCT_SLACK);
         }
         assert_eq!(s.count_at(200), DISTINCT_CAP);
+    }
+
+    /// The set as it was first written, a value dropped as soon as it is not among the last
+    /// `DISTINCT_CAP`: what the set with its slack must count alike.
+    #[derive(Default)]
+    struct Exact(Vec<(u64, i64)>);
+
+    impl Exact {
+        fn see(&mut self, value: u64, t_ms: i64) {
+            let hour = bucket(t_ms, DISTINCT_WIDTH_MS);
+            self.0
+                .retain(|&(v, h)| v != value && h > hour - DISTINCT_BUCKETS);
+            if self.0.len() == DISTINCT_CAP {
+                self.0.remove(0);
+            }
+            self.0.push((value, hour));
+        }
+        fn count_at(&self, t_ms: i64) -> usize {
+            let oldest_live = bucket(t_ms, DISTINCT_WIDTH_MS) - DISTINCT_BUCKETS;
+            self.0.iter().filter(|&&(_, h)| h > oldest_live).count()
+        }
+    }
+
+    #[test]
+    fn counts_as_the_exact_last_values_would() {
+        // SplitMix64 draws: values from a small or a large range (re-seen often, or rarely),
+        // times moving by minutes to days.
+        let mut x: u64 = 11;
+        let mut draw = move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        for _ in 0..200 {
+            let (mut s, mut exact) = (DistinctSet::default(), Exact::default());
+            let range = [8, 70, 100, 10_000][(draw() % 4) as usize];
+            let mut t = 0i64;
+            for _ in 0..400 {
+                t += [0, 60_000, H, 20 * H][(draw() % 16).min(3) as usize];
+                let v = draw() % range;
+                s.see(v, t);
+                exact.see(v, t);
+                for later in [t, t + H, t + 23 * H, t + 24 * H] {
+                    assert_eq!(s.count_at(later), exact.count_at(later));
+                }
+                assert!(s.seen.len() <= DISTINCT_CAP + DISTINCT_SLACK);
+            }
+        }
     }
 }

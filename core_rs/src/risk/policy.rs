@@ -106,6 +106,10 @@ pub struct ProgramError(pub String);
 #[derive(Clone, Debug)]
 pub struct Program {
     root: Expr,
+    /// A comparison that must hold for the condition to: the condition itself, or the first
+    /// operand of its top-level `and`. Kept inline, it rules out most orders for most rules
+    /// without reading the expression tree (a load from elsewhere in memory per rule).
+    guard: Option<(Op, usize, f64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -172,7 +176,17 @@ impl Program {
             stack.push(e);
         }
         match (stack.pop(), stack.is_empty()) {
-            (Some(root), true) => Ok(Self { root }),
+            (Some(root), true) => {
+                let guard = match &root {
+                    Expr::Compare(op, c, x) => Some((*op, *c, *x)),
+                    Expr::All(parts) => match parts.first() {
+                        Some(Expr::Compare(op, c, x)) => Some((*op, *c, *x)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Ok(Self { root, guard })
+            }
             (None, _) => Err(ProgramError("it leaves 0 values, not 1".into())),
             (Some(_), false) => Err(ProgramError(format!(
                 "it leaves {} values, not 1",
@@ -183,6 +197,11 @@ impl Program {
 
     /// Whether the condition holds for `row` scored `score` (NaN: not scored).
     pub fn holds(&self, row: &Features, score: f64) -> bool {
+        if let Some((op, c, x)) = self.guard {
+            if !compare(op, row[c], x) {
+                return false;
+            }
+        }
         test(&self.root, row, score)
     }
 }

@@ -191,7 +191,9 @@ impl RiskTracker {
             }
             let start = g * PREFETCH_GROUP;
             for (k, o) in group(g).iter().enumerate() {
-                out[start + k] = self.score_and_observe_order(o);
+                let t = self.time(o.at_ms);
+                self.now_ms = t;
+                self.order_pass_into(o, o.at_ms, t, o.amount, true, &mut out[start + k]);
             }
         }
     }
@@ -302,6 +304,22 @@ impl RiskTracker {
         observe: bool,
     ) -> Features {
         let mut f = [f64::NAN; FEATURE_COUNT];
+        self.order_pass_into(o, at_ms, t, amount, observe, &mut f);
+        f
+    }
+
+    /// `order_pass` into `f` (every feature written, NaN where missing): the batch path's
+    /// rows are filled where they lie, not copied.
+    fn order_pass_into(
+        &mut self,
+        o: &OrderEvent,
+        at_ms: i64,
+        t: i64,
+        amount: i64,
+        observe: bool,
+        f: &mut Features,
+    ) {
+        f.fill(f64::NAN);
         let e = &self.empty;
 
         visit!(
@@ -445,7 +463,6 @@ impl RiskTracker {
             f[SECONDS_SINCE_RELEASE] = at_ms.saturating_sub(release) as f64 / 1000.0;
         }
         f[AGENT_CLASS] = f64::from(o.agent);
-        f
     }
 
     /// Replays an event stream: orders and payments, each in time order, merged by time (at
