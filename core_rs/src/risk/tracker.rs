@@ -174,55 +174,68 @@ impl RiskTracker {
     /// that their cache misses overlap with the work instead of stalling it.
     pub fn score_and_observe_orders(&mut self, orders: &[OrderEvent], out: &mut [Features]) {
         let n = orders.len().min(out.len());
-        let group =
-            |g: usize| &orders[(g * PREFETCH_GROUP).min(n)..((g + 1) * PREFETCH_GROUP).min(n)];
-        for o in group(0).iter().chain(group(1)) {
-            self.prefetch(o, Stage::Entry);
-        }
-        for o in group(0) {
-            self.prefetch(o, Stage::Slot);
-        }
+        let range = |g: usize| (g * PREFETCH_GROUP).min(n)..((g + 1) * PREFETCH_GROUP).min(n);
+        let prefetch = |this: &Self, g: usize, stage: Stage| {
+            for i in range(g) {
+                this.prefetch(&orders[i], i.checked_sub(1).map(|j| &orders[j]), stage);
+            }
+        };
+        prefetch(self, 0, Stage::Entry);
+        prefetch(self, 1, Stage::Entry);
+        prefetch(self, 0, Stage::Slot);
         for g in 0..n.div_ceil(PREFETCH_GROUP) {
-            for o in group(g + 2) {
-                self.prefetch(o, Stage::Entry);
-            }
-            for o in group(g + 1) {
-                self.prefetch(o, Stage::Slot);
-            }
-            let start = g * PREFETCH_GROUP;
-            for (k, o) in group(g).iter().enumerate() {
+            prefetch(self, g + 2, Stage::Entry);
+            prefetch(self, g + 1, Stage::Slot);
+            for i in range(g) {
+                let o = &orders[i];
                 let t = self.time(o.at_ms);
                 self.now_ms = t;
-                self.order_pass_into(o, o.at_ms, t, o.amount, true, &mut out[start + k]);
+                self.order_pass_into(o, o.at_ms, t, o.amount, true, &mut out[i]);
             }
         }
     }
 
     /// Loads the index entries (`Stage::Entry`) or the slots (`Stage::Slot`) of the order's keys
-    /// into cache: hints, with no effect on any result.
-    fn prefetch(&self, o: &OrderEvent, stage: Stage) {
+    /// into cache: hints, with no effect on any result. A key of `prev`, the order before it in
+    /// the batch, was loaded for that order and is skipped (a batch is one buyer's, from one
+    /// connection: its buyer and IP are the same throughout).
+    fn prefetch(&self, o: &OrderEvent, prev: Option<&OrderEvent>, stage: Stage) {
         fn one(table: &impl Prefetch, key: u64, stage: Stage) {
             match stage {
                 Stage::Entry => table.prefetch_entry(key),
                 Stage::Slot => table.prefetch(key),
             }
         }
-        one(&self.buyers, o.buyer, stage);
+        let new = |key: fn(&OrderEvent) -> Option<u64>| prev.is_none_or(|p| key(p) != key(o));
+        let same_sku = prev.is_some_and(|p| p.sku == o.sku);
+        if new(|e| Some(e.buyer)) {
+            one(&self.buyers, o.buyer, stage);
+        }
         if let Some(device) = o.device {
-            one(&self.devices, device, stage);
-            one(&self.device_skus, pair_hash(device, o.sku), stage);
+            let new_device = new(|e| e.device);
+            if new_device {
+                one(&self.devices, device, stage);
+            }
+            if new_device || !same_sku {
+                one(&self.device_skus, pair_hash(device, o.sku), stage);
+            }
         }
         if let Some(ip) = o.ip {
-            one(&self.ips, ip, stage);
-            one(&self.ip_skus, pair_hash(ip, o.sku), stage);
+            let new_ip = new(|e| e.ip);
+            if new_ip {
+                one(&self.ips, ip, stage);
+            }
+            if new_ip || !same_sku {
+                one(&self.ip_skus, pair_hash(ip, o.sku), stage);
+            }
         }
-        if let Some(address) = o.address {
+        if let Some(address) = o.address.filter(|_| new(|e| e.address)) {
             one(&self.addresses, address, stage);
         }
-        if let Some(email) = o.email {
+        if let Some(email) = o.email.filter(|_| new(|e| e.email)) {
             one(&self.emails, email, stage);
         }
-        if let Some(phone) = o.phone {
+        if let Some(phone) = o.phone.filter(|_| new(|e| e.phone)) {
             one(&self.phones, phone, stage);
         }
     }
