@@ -189,20 +189,24 @@ impl RiskEngine {
 /// The `REASONS` features with the largest positive contributions (those that raised the
 /// score), largest first.
 fn top_reasons(row: &Features, contributions: &[f64]) -> Reasons {
-    let mut top = Reasons::new();
+    // The three largest so far, largest first (0.0 where fewer were found: a contribution
+    // must be above it to enter); once three are found, most contributions fall below the
+    // third, so the scan takes one predictable branch per feature.
+    let mut top = [(0usize, 0.0f64); REASONS];
     for (i, &c) in contributions.iter().enumerate() {
-        if c <= 0.0 {
-            continue;
-        }
-        let at = top.iter().position(|&(_, _, t)| c > t).unwrap_or(top.len());
-        if at < REASONS {
-            if top.len() == REASONS {
-                top.pop();
+        if c > top[REASONS - 1].1 {
+            let mut at = REASONS - 1;
+            while at > 0 && c > top[at - 1].1 {
+                top[at] = top[at - 1];
+                at -= 1;
             }
-            top.insert(at, (i as u16, row[i], c));
+            top[at] = (i, c);
         }
     }
-    top
+    top.iter()
+        .take_while(|&&(_, c)| c > 0.0)
+        .map(|&(i, c)| (i as u16, row[i], c))
+        .collect()
 }
 
 /// The reasons as JSON: `[{"feature": name, "value": v | null, "contribution": c}, ...]`.
