@@ -64,8 +64,16 @@ impl DistinctSet {
         if drop > 0 {
             self.seen.drain(..drop);
         }
-        // From the newest: a value seen again is most often one seen lately.
-        if let Some(at) = self.seen.iter().rposition(|(v, _)| *v == value) {
+        // Whether it is there at all first, in one pass without a branch per value (the
+        // compiler makes it vector compares): a set at its cap is most often searched for a
+        // value it does not hold (a buyer with a new device per order).
+        let there = self
+            .seen
+            .iter()
+            .fold(false, |there, (v, _)| there | (*v == value));
+        // If so, where, from the newest: a value seen again is most often one seen lately.
+        let at = there.then(|| self.seen.iter().rposition(|(v, _)| *v == value));
+        if let Some(at) = at.flatten() {
             self.seen.remove(at);
         } else if self.seen.len() == DISTINCT_CAP && self.seen.capacity() == DISTINCT_CAP {
             // Room for the slack, not twice the cap.
