@@ -106,9 +106,9 @@ model let a scalper's 37th account on one address through with a lower score tha
 at first (offices and households share them honestly), and the model learnt that many orders
 from one IP or to one address in a day lower the risk: a farm of 20 accounts on one device, IP
 and address, ordering within a minute, scored 93 at its 4th account and 56 from its 17th on
-(allowed), 69 with the 50 trees before. Constrained too, the farm scores 93 from its 4th
-account to its 20th; an office's many orders can still not raise its score, only no longer
-lower it. It cost average precision on the evaluation's seeds (0.763 -> 0.743, 0.601 -> 0.575,
+(allowed), 69 with the 50 trees before. Constrained too, the farm scores 95-97 from its 4th
+account to its 20th (the shipped 20 trees); an office's many orders can no longer lower its
+score (the address's count can still raise it, by up to 0.23 in log-odds). It cost average precision on the evaluation's seeds (0.763 -> 0.743, 0.601 -> 0.575,
 0.609 -> 0.581, 0.582 -> 0.567 on seeds 0-3, 25 trees), whose honest offices and households the
 free counts had told apart: a price worth paying for a model that a growing farm cannot talk
 down."""

@@ -1,12 +1,13 @@
-//! Capped distinct sets: the last `DISTINCT_CAP` distinct values a key was seen with, each with
-//! the hour it was last seen, for the 24 h distinct counts (`docs/risk.md`, "Features").
+//! Capped distinct sets: the distinct values a key was seen with lately (at least the last
+//! `DISTINCT_CAP`), each with the hour it was last seen, for the 24 h distinct counts
+//! (`docs/risk.md`, "Features").
 
 use smallvec::SmallVec;
 
 use super::window::bucket;
 
-/// At most this many distinct values are kept per set; a new value beyond it drops the one
-/// seen longest ago (so the count saturates at this figure).
+/// The distinct counts saturate at this figure: a set keeps at least its last `DISTINCT_CAP`
+/// values, and drops those seen longest ago once it holds `DISTINCT_SLACK` more.
 pub const DISTINCT_CAP: usize = 64;
 /// The distinct counts' window: a value counts while its last sighting's hour is one of the last
 /// `DISTINCT_BUCKETS` hours (the 24 h window's buckets).
@@ -25,9 +26,19 @@ const DISTINCT_SLACK: usize = 16;
 /// Four values inline: most devices, addresses and IPs see a few buyers (a household, an office),
 /// and most buyers a few devices and addresses; up to four the set costs no allocation and, on
 /// the hot path, no cache miss beyond its key's slot (a spilled set's values are one more).
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct DistinctSet {
     seen: SmallVec<[(u64, i64); 4]>,
+}
+
+impl Clone for DistinctSet {
+    /// An exact fit (`SmallVec`'s own clone rounds the capacity up to a power of two: a set of
+    /// 65 values would hold room for 128).
+    fn clone(&self) -> Self {
+        let mut seen = SmallVec::with_capacity(self.seen.len());
+        seen.extend_from_slice(&self.seen);
+        Self { seen }
+    }
 }
 
 impl DistinctSet {
@@ -75,9 +86,11 @@ impl DistinctSet {
         let at = there.then(|| self.seen.iter().rposition(|(v, _)| *v == value));
         if let Some(at) = at.flatten() {
             self.seen.remove(at);
-        } else if self.seen.len() == DISTINCT_CAP && self.seen.capacity() == DISTINCT_CAP {
-            // Room for the slack, not twice the cap.
-            self.seen.reserve_exact(DISTINCT_SLACK);
+        } else if self.seen.len() == self.seen.capacity() && self.seen.len() >= DISTINCT_CAP {
+            // Full at or beyond the cap (grown to it, or a clone's exact fit): room up to the cap
+            // and its slack, never a doubling to twice the cap. Below the cap the set doubles.
+            let room = (DISTINCT_CAP + DISTINCT_SLACK).saturating_sub(self.seen.len());
+            self.seen.reserve_exact(room.max(1));
         }
         self.seen.push((value, hour));
     }
@@ -156,6 +169,29 @@ mod tests {
             assert!(s.seen.len() <= DISTINCT_CAP + DISTINCT_SLACK);
         }
         assert_eq!(s.count_at(200), DISTINCT_CAP);
+    }
+
+    #[test]
+    fn a_full_set_holds_at_most_the_cap_and_its_slack_in_memory() {
+        let bound = (DISTINCT_CAP + DISTINCT_SLACK) * std::mem::size_of::<(u64, i64)>();
+        let mut s = DistinctSet::default();
+        for v in 0..1_000u64 {
+            s.see(v, 0);
+            assert!(s.heap_bytes() <= bound, "{} bytes at {v}", s.heap_bytes());
+        }
+        // A clone fits its values exactly (a capacity between the cap and its slack): it too
+        // grows to the bound, not to twice its size.
+        for extra in 0..DISTINCT_SLACK as u64 {
+            let mut c = DistinctSet::default();
+            for v in 0..DISTINCT_CAP as u64 + extra {
+                c.see(v, 0);
+            }
+            let mut c = c.clone();
+            for v in 5_000..5_100u64 {
+                c.see(v, 0);
+                assert!(c.heap_bytes() <= bound, "{} bytes at {v}", c.heap_bytes());
+            }
+        }
     }
 
     /// The set as it was first written, a value dropped as soon as it is not among the last

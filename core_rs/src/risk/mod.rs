@@ -2,7 +2,7 @@
 //!
 //! A [`RiskTracker`] keeps per-key state (buyer, device, IP, shipping address, email hash, phone
 //! hash, payment instrument, and the (device, SKU) and (IP, SKU) pairs) in bounded memory:
-//! bucketed windows of fixed size per key, distinct sets capped at 64 values, keys dropped after
+//! bucketed windows of fixed size per key, distinct sets whose counts saturate at 64, keys dropped after
 //! a day idle (an hour for the SKU pairs) and evicted at a configured maximum per kind. Its features of an order are taken
 //! before the order is counted, in the same pass that counts it
 //! ([`RiskTracker::score_and_observe_order`]), so that training (a replay of an event stream)

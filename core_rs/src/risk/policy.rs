@@ -106,7 +106,7 @@ pub struct ProgramError(pub String);
 #[derive(Clone, Debug)]
 pub struct Program {
     root: Expr,
-    /// A comparison that must hold for the condition to: the condition itself, or the first
+    /// A comparison that must hold for the condition to hold: the condition itself, or the first
     /// operand of its top-level `and`. Kept inline, it rules out most orders for most rules
     /// without reading the expression tree (a load from elsewhere in memory per rule).
     guard: Option<(Op, usize, f64)>,
