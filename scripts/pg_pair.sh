@@ -97,19 +97,38 @@ psql_at() {
     "$BINDIR/psql" -X -q -h "$HOST" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@" </dev/null
 }
 
+# Whether process $1 is alive (a zombie is not: it has exited and only waits to be reaped). The
+# state field of /proc/PID/stat (the command name before it has no spaces here).
+alive() {
+    local state
+    state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
+    [[ -n "$state" && "$state" != Z* ]]
+}
+
 # Whether the postmaster of data directory $1 is alive: a killed one leaves its pid file, and
 # may linger as a zombie where nothing reaps orphans (a container's init).
 running() {
-    local pid state
     [[ -s "$1/postmaster.pid" ]] || return 1
-    pid="$(head -n 1 "$1/postmaster.pid")"
-    # The state field of /proc/PID/stat (the command name before it has no spaces here).
-    state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
-    [[ -n "$state" && "$state" != Z* ]]
+    alive "$(head -n 1 "$1/postmaster.pid")"
+}
+
+# Remove lock file $1 when the process it names is dead or a zombie. PostgreSQL tests the pid
+# with kill(pid, 0), which a zombie passes, so a killed postmaster that nothing has reaped yet
+# keeps its data directory's and its socket's locks "held" and the next start fails.
+clear_stale_lock() {
+    local pid
+    [[ -s "$1" ]] || return 0
+    pid="$(head -n 1 "$1")"
+    if [[ -n "$pid" ]] && ! alive "$pid"; then
+        log "removing the stale lock $1 of the dead postmaster $pid"
+        rm -f "$1"
+    fi
 }
 
 start() { # data directory, port, log file
     running "$1" && return 0
+    clear_stale_lock "$1/postmaster.pid"
+    clear_stale_lock "$DIR/.s.PGSQL.$2.lock"
     # Port and socket directory on the command line: they win over the copied configuration.
     as_pg "$BINDIR/pg_ctl" start -D "$1" -l "$3" -w -t 60 \
         -o "-c port=$2 -c listen_addresses=${HOST} -c unix_socket_directories=${DIR}" >&2 </dev/null \
