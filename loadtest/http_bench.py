@@ -18,7 +18,9 @@ allow-listed so that its orders are placed after being scored in full: run it wi
 to measure what risk control adds (issue 15: at most 1 ms on the single order's p99).
 (d) on PostgreSQL, the floor of (c) in the same run: raw asyncpg COPY of the same rows into the
     same database, one transaction per ``--batch-size`` orders (two COPYs and the stock UPDATE
-    of the batch's SKUs), rows built off the clock; the ratio (c)/(d) (issue 13: >= 0.95).
+    of the batch's SKUs), rows built off the clock as copies of a row the server stored in (c)
+    (the same address, and with ``--risk`` the same decision text); the ratio (c)/(d) (issue
+    13: >= 0.95), and PostgreSQL's CPU per order in (c), (d) and (d') (all its processes).
     (d') when the server's commits in (c) held more orders than a request (its group commit
     merged requests), the same floor at the commits' mean size, to the hundred: a bigger
     transaction is faster by itself, and (c)/(d') compares the same transactions.
@@ -220,6 +222,30 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu() -> dict[tuple[int, int], float]:
+    """User + system CPU time so far of each PostgreSQL process on this machine, by pid and start
+    time (a pid reused by a later process is another key; the benchmark's cluster is meant to
+    be the only one busy)."""
+    out: dict[tuple[int, int], float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            if text[text.index("(") + 1 : text.rindex(")")] != "postgres":
+                continue
+            fields = text.rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            out[(int(stat.parent.name), int(fields[19]))] = ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+    return out
+
+
+def postgres_cpu_since(before: dict[tuple[int, int], float]) -> float:
+    """CPU seconds PostgreSQL's processes spent since ``before`` (``postgres_cpu``): those that
+    lived throughout and those started since (one that ended meanwhile is not counted)."""
+    return sum(t - before.get(k, 0.0) for k, t in postgres_cpu().items())
+
+
 def commit_stats(url: str) -> dict[str, float]:
     """Sums and counts of the server's group-commit histograms (from /metrics)."""
     text = metrics_text(url)
@@ -286,7 +312,8 @@ async def raw_copy(
 ) -> dict[str, Any]:
     """Phase (d): raw asyncpg COPY of ``batch_size`` one-line orders per transaction (orders,
     lines, then the stock UPDATE of their SKUs in warehouse 0) for about ``seconds`` of database
-    time; each batch's tuples are built before its clock starts. Ids far above the server's."""
+    time; each batch's tuples are built before its clock starts, copies of the last order the
+    server stored before ``first`` and of its line. Ids far above the server's."""
     import asyncpg
 
     sys.path.insert(0, str(ROOT))
@@ -294,23 +321,32 @@ async def raw_copy(
 
     conn = await asyncpg.connect(dsn)
     spent, orders = 0.0, 0
-    address = json.dumps(order(0, 0)["address"])
+    pg_cpu = postgres_cpu()
+    # The server's own rows as the template (its stored address, its risk decision when it
+    # runs with --risk, its line's merchant), so that the floor writes the same bytes.
+    columns = (*codec.ORDER_COLUMN_NAMES, "risk")
+    template = await conn.fetchrow(
+        f"SELECT {', '.join(columns)} FROM orders WHERE id < $1 ORDER BY id DESC LIMIT 1", first
+    )
+    if template is None:
+        raise RuntimeError("(d) copies the server's rows, and it stored none")
+    priced = await conn.fetchrow(
+        "SELECT unit_price, merchant FROM order_lines WHERE order_id = $1 LIMIT 1", template["id"]
+    )
+    if priced is None:
+        raise RuntimeError(f"order {template['id']} has no line")
+    head, tail, price = tuple(template)[1:7], tuple(template)[8:], tuple(priced)
     try:
         while spent < seconds:
             ids = range(first + orders, first + orders + batch_size)
-            rows = [
-                (i, "raw-buyer", "pending_payment", "CNY", 1999, "east", address, i, 1, 2, 1)
-                for i in ids
-            ]
-            lines = [(i, 0, skus[i % len(skus)], 0, 1, 1999, "raw-merchant") for i in ids]
+            rows = [(i, *head, i, *tail) for i in ids]
+            lines = [(i, 0, skus[i % len(skus)], 0, 1, *price) for i in ids]
             units: dict[int, int] = {}
             for line in lines:
                 units[line[2]] = units.get(line[2], 0) + 1
             t0 = time.perf_counter()
             async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "orders", records=rows, columns=codec.ORDER_COLUMN_NAMES
-                )
+                await conn.copy_records_to_table("orders", records=rows, columns=columns)
                 await conn.copy_records_to_table(
                     "order_lines", records=lines, columns=codec.LINE_COLUMN_NAMES
                 )
@@ -323,9 +359,15 @@ async def raw_copy(
                 )
             spent += time.perf_counter() - t0
             orders += batch_size
+        pg_spent = postgres_cpu_since(pg_cpu)  # while its backend lives: one gone is not counted
     finally:
         await conn.close()
-    return {"orders": orders, "seconds": spent, "durable_orders_per_s": orders / spent}
+    return {
+        "orders": orders,
+        "seconds": spent,
+        "durable_orders_per_s": orders / spent,
+        "postgres_cpu_us_per_order": 1e6 * pg_spent / orders,
+    }
 
 
 async def _pg_count(dsn: str) -> int:
@@ -433,8 +475,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pb = wrk(bare_url, "/v1/orders", single, "", connections=args.connections, **short)
             pairs.append(pa["requests_per_s"] / pb["requests_per_s"])
         before, cpu, commits = counter.settled(), cpu_seconds(server.pid), commit_stats(url)
+        pg_cpu = postgres_cpu() if database else {}
         c = wrk(url, "/v1/orders/batch", batch, buyer, connections=args.batch_connections, **common)
         c["server"] = server_load(server.pid, cpu, url, commits, c)
+        if database:  # per order acknowledged (a little after wrk's window is in the sum)
+            spent = postgres_cpu_since(pg_cpu)
+            c["server"]["postgres_cpu_us_per_order"] = (
+                1e6 * spent / (c["requests"] * args.batch_size)
+            )
         c["durable_orders"] = counter.settled() - before
         # Orders acknowledged within wrk's window (each answered batch created all of its
         # orders, checked against the database; requests still in flight when wrk stopped
@@ -513,7 +561,8 @@ def markdown(r: dict[str, Any]) -> str:
             "Server during (a): {cpu_cores:.2f} cores, {commits_per_s:,.0f} commits/s of "
             "{mean_commit_items:,.0f} items, {mean_commit_ms:.2f} ms each.".format(**a["server"]),
             "Server during (c): {cpu_cores:.2f} cores, {commits_per_s:,.0f} commits/s of "
-            "{mean_commit_items:,.0f} items, {mean_commit_ms:.2f} ms each.".format(**c["server"]),
+            "{mean_commit_items:,.0f} items, {mean_commit_ms:.2f} ms each.".format(**c["server"])
+            + _postgres_cpu(c["server"]),
             "",
             "Commands: " + "; ".join(f"`{x['command']}`" for x in (a, b, c)),
             "",
@@ -534,10 +583,17 @@ def _raw_copy(r: dict[str, Any]) -> list[str]:
         size = d.get("batch_size", r["batch"]["batch_size"])
         out += [
             f"({tag}) {what}, {size:,} per transaction ({why}): {d['durable_orders_per_s']:,.0f}"
-            f" orders/s; ratio (c)/({tag}): **{r['ratio_batch_to_' + key]:.2f}**.",
+            f" orders/s; ratio (c)/({tag}): **{r['ratio_batch_to_' + key]:.2f}**; PostgreSQL's CPU"
+            f" {d['postgres_cpu_us_per_order']:.1f} µs an order.",
             "",
         ]
     return out
+
+
+def _postgres_cpu(server: dict[str, float]) -> str:
+    if "postgres_cpu_us_per_order" not in server:
+        return ""
+    return f" PostgreSQL's CPU: {server['postgres_cpu_us_per_order']:.1f} µs an order."
 
 
 def _paired(r: dict[str, Any]) -> list[str]:
