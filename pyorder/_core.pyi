@@ -870,9 +870,15 @@ class RiskEngine:
         failed: bool = False,
         on_failure: str = "allow",
         max_keys: int = 1_000_000,
+        sample_allowed: float = 0.0,
     ) -> RiskEngine: ...
     @property
     def model_version(self) -> str | None: ...
+    @property
+    def sample_allowed(self) -> float:
+        """The share of allowed orders whose features are kept in a decision row."""
+    def samples(self, order_id: int) -> bool:
+        """Whether order ``order_id``, if allowed, keeps its features (a hash of the id)."""
     @property
     def counts(self) -> tuple[int, int, int, int]:
         """Decisions since start: (allowed, reviewed, blocked, decided while the model failed)."""

@@ -8,7 +8,8 @@ events, since an event's fan-out reads the order lines and endpoints written bef
 the limit claims of the batch's orders (cluster nodes only), which read nothing the others write;
 then the risk rules, lists and their audit entries, which touch no order; then the reviews of
 risk decisions (with an approved order's new payment deadline), after the status changes of
-their batch, which every store writes before the parts.
+their batch, which every store writes before the parts; last the fraud reports, which touch
+nothing the others read.
 """
 
 from typing import Any
@@ -19,6 +20,7 @@ from pyorder.logistics.storage import LOGISTICS
 from pyorder.payments.storage import PAYMENTS, REFUNDS
 from pyorder.returns.storage import RETURNS
 from pyorder.risk.decisions import REVIEWS
+from pyorder.risk.fraud import FRAUD
 from pyorder.risk.storage import RISK
 from pyorder.storage.limit_claims import LIMIT_CLAIMS
 from pyorder.storage.outbox import OUTBOX
@@ -33,4 +35,5 @@ PARTS: tuple[PartKind[Any, Any], ...] = (
     LIMIT_CLAIMS,
     RISK,
     REVIEWS,
+    FRAUD,
 )

@@ -46,6 +46,7 @@ from pyorder.risk.config_file import RiskFile
 from pyorder.risk.intake import Clients, RiskSettings, load_engine, set_policy
 from pyorder.risk.management import RiskControl
 from pyorder.risk.payments import RiskAtPayment
+from pyorder.risk.reports import FraudReports
 from pyorder.risk.reviews import Reviews
 from pyorder.risk.rules import RuleError
 from pyorder.risk.storage import RISK
@@ -158,6 +159,8 @@ class Platform:
             self.payments.risk = RiskAtPayment(risk_engine, self.store)
         self.reviews = Reviews(self.store)
         """The risk decisions of orders and the open review queue, as committed."""
+        self.fraud = FraudReports(self.intake, self.store, self.orders)
+        """Fraud reports of orders (chargebacks, merchants' findings): training labels."""
         durable = self.intake.durable
         self.dispatcher = Dispatcher(self.payments, durable)
         self.shipping = ShipmentDispatcher(self.logistics, self.store, durable)

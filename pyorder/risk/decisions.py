@@ -4,17 +4,19 @@ of the unit of work (``pyorder.kernel.unit``).
 The Rust order book decides every order it takes (``OrderRows``). An order it allows keeps its
 decision in its own row (``orders.risk``, schema version 19: one compact JSON array, read by
 ``decision_from_order``), written with the order; a decision that holds an order for review,
-or blocks an attempt, is a ``risk_decisions`` row, whose ``PLACED_COLUMNS`` the writers insert
-in the orders' transaction: the Rust SQLite writer itself, the PostgreSQL store by COPY or from
-``OrderRows.decision_tuples()`` (``INSERT_PLACED_SQL``). The review columns are written here: a reviewer's approval or
-rejection, or the expiry of the review hold, staged in the batch of the order's status change
-(the part ``REVIEWS``), with the approved order's new payment deadline.
+blocks an attempt, or allows an order sampled for labels (``--risk-sample-allowed``: its
+features kept) is a ``risk_decisions`` row, whose ``PLACED_COLUMNS`` the writers insert in the
+orders' transaction: the Rust SQLite writer itself, the PostgreSQL store by COPY or from
+``OrderRows.decision_tuples()`` (``INSERT_PLACED_SQL``). The review columns are written here: a
+reviewer's approval or rejection, or the expiry of the review hold, staged in the batch of the
+order's status change (the part ``REVIEWS``), with the approved order's new payment deadline.
 
 Reads: one decision (``DECISION_SQL``), the open review queue newest first (``OPEN_SQL``), and
-the labels of reviewed decisions for training with the features they were decided on
-(``LABELS_SQL``: rejected 1, approved 0; the ``features`` column, kept for decisions held for
-review only). JSON columns are JSON text in both stores (nothing queries into them). Times are
-ms since the Unix epoch (UTC).
+the labels for training with the features they were decided on: of reviewed decisions
+(``LABELS_SQL``: rejected, or reported as fraud, 1; approved 0) and of the sampled allowed ones
+(``SAMPLED_LABELS_SQL``: reported as fraud 1, old enough without a report 0). The ``features``
+column is kept for decisions held for review and sampled allowed ones only. JSON columns are
+JSON text in both stores (nothing queries into them). Times are ms since the Unix epoch (UTC).
 """
 
 from collections.abc import Iterator, Sequence
@@ -62,12 +64,32 @@ OPEN_SQL = (
 review (a buyer may have cancelled one), newest first, below an id, of one merchant ('': every
 merchant's); format with the placeholders of (before_id, merchant, limit)."""
 LABELS_SQL = (
-    "SELECT id, CASE WHEN review = 'rejected' THEN 1 ELSE 0 END, features FROM risk_decisions"
-    " WHERE review IN ('approved', 'rejected') AND id > {0} ORDER BY id LIMIT {1}"
+    "SELECT d.id, CASE WHEN d.review = 'rejected' OR f.order_id IS NOT NULL THEN 1 ELSE 0 END,"
+    " d.features FROM risk_decisions d LEFT JOIN fraud_reports f ON f.order_id = d.id"
+    " WHERE d.review IN ('approved', 'rejected') AND d.id > {0} ORDER BY d.id LIMIT {1}"
 )
 """(decision id, label, features) of reviewed decisions, by id after a cursor (through the
-partial index ``risk_decisions_reviewed``); format with the placeholders of (after_id, limit);
+partial index ``risk_decisions_reviewed``): 1 when rejected, or approved and then reported as
+fraud (``pyorder.risk.fraud``); format with the placeholders of (after_id, limit);
 ``label_from_row`` reads a row."""
+SAMPLED_LABELS_SQL = (
+    "SELECT d.id, CASE WHEN f.order_id IS NULL THEN 0 ELSE 1 END, d.features"
+    " FROM risk_decisions d LEFT JOIN fraud_reports f ON f.order_id = d.id"
+    " WHERE d.outcome = 'allow' AND d.features IS NOT NULL AND d.id > {0}"
+    " AND (f.order_id IS NOT NULL OR d.at_ms <= {2}) ORDER BY d.id LIMIT {1}"
+)
+"""(decision id, label, features) of the allowed orders sampled with their features (through
+the partial index ``risk_decisions_sampled``), by id after a cursor: 1 when reported as fraud,
+0 when decided at or before a time (old enough that a chargeback would have come) without a
+report; those younger and unreported are left out. Format with the placeholders of (after_id,
+limit, mature_before_ms)."""
+UNRIPE_SQL = (
+    "SELECT count(*) FROM risk_decisions d WHERE d.outcome = 'allow'"
+    " AND d.features IS NOT NULL AND d.at_ms > {0}"
+    " AND NOT EXISTS (SELECT 1 FROM fraud_reports f WHERE f.order_id = d.id)"
+)
+"""How many sampled allowed decisions are too young to label (no report yet, decided after
+the placeholder's time)."""
 EXPIRE_OPEN_SQL = (
     "UPDATE risk_decisions SET review = 'expired', reviewer = 'system', reviewed_ms = $2"
     " WHERE id = ANY($1::bigint[]) AND outcome = 'review' AND review IS NULL"

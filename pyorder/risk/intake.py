@@ -68,6 +68,10 @@ class RiskSettings:
     (for ``ip_region_mismatch``); None: the IP's region is unknown."""
     max_keys: int = 1_000_000
     """The most keys the tracker keeps per kind (``docs/risk.md``, "Keys and memory")."""
+    sample_allowed: float = 0.01
+    """The share of allowed orders whose features are kept in a decision row, for a fraud
+    report (or its absence, once the order is old enough) to label (``docs/risk.md``, "Fraud
+    reports")."""
 
 
 def load_engine(settings: RiskSettings) -> RiskEngine:
@@ -76,10 +80,10 @@ def load_engine(settings: RiskSettings) -> RiskEngine:
     if settings.on_failure not in FAILURE_OUTCOMES:
         raise ValueError(f"on_failure must be one of {FAILURE_OUTCOMES}")
     if settings.model is None:
-        return RiskEngine(None, max_keys=settings.max_keys)
+        return RiskEngine(None, max_keys=settings.max_keys, sample_allowed=settings.sample_allowed)
     try:
         model = RiskModel.from_text(settings.model.read_text(encoding="utf-8"))
-        return RiskEngine(model, max_keys=settings.max_keys)
+        return RiskEngine(model, max_keys=settings.max_keys, sample_allowed=settings.sample_allowed)
     except (OSError, ValueError) as e:
         log.error(
             "risk model %s cannot be loaded (%s): orders are decided %s",
@@ -90,7 +94,11 @@ def load_engine(settings: RiskSettings) -> RiskEngine:
             else f"'{settings.on_failure}' unless a rule or list decides",
         )
         return RiskEngine(
-            None, failed=True, on_failure=settings.on_failure, max_keys=settings.max_keys
+            None,
+            failed=True,
+            on_failure=settings.on_failure,
+            max_keys=settings.max_keys,
+            sample_allowed=settings.sample_allowed,
         )
 
 

@@ -1,20 +1,30 @@
-"""The review queue's verdicts as training data: every reviewed decision of a database, with
+"""Training labels from a database: the review queue's verdicts and the fraud reports, each with
 the features its order was decided on, written as a feature matrix and its labels.
 
-    python -m pyorder.risk.labels --database DB --out DIR [--after ID]
+    python -m pyorder.risk.labels --database DB --out DIR [--after ID] [--mature-days D]
 
 ``DB`` is a ``postgresql://`` URL or the path of a SQLite store (opened read-only: a running
-server may hold it). ``DIR`` gets ``features.npy`` (float64, one row per reviewed decision,
-one column per feature of the catalogue, ``pyorder.risk.features.FEATURE_NAMES``, NaN where
-missing), ``labels.npy`` (1.0: the reviewer rejected the order, 0.0: approved it), ``ids.npy``
-(the orders' ids) and ``names.txt`` (the columns' names, comma-separated, as
-``python -m pyorder.risk.train --names`` takes them). ``python -m pyorder.risk.ship --reviews
-DIR`` trains the shipped model on the synthetic data plus these rows.
+server may hold it). Two kinds of rows, by id:
+
+- every reviewed decision: 1 when the reviewer rejected the order or it was reported as fraud
+  later (``pyorder.risk.fraud``: a chargeback, a merchant's report), 0 when approved and never
+  reported;
+- every allowed order sampled with its features (``--risk-sample-allowed``): 1 when reported
+  as fraud, 0 when it was decided more than ``--mature-days`` (default 60) ago without a
+  report; a younger one without a report may still be charged back, and is left out (counted).
+
+``DIR`` gets ``features.npy`` (float64, one row per label, one column per feature of the
+catalogue, ``pyorder.risk.features.FEATURE_NAMES``, NaN where missing), ``labels.npy`` (1.0
+fraud, 0.0 not), ``ids.npy`` (the orders' ids), ``sampled.npy`` (True for a sampled allowed
+order: each stands for about 1 / the sample rate of the allowed orders, a weight for whoever
+trains on them) and ``names.txt`` (the columns' names, comma-separated, as ``python -m
+pyorder.risk.train --names`` takes them). ``python -m pyorder.risk.ship --reviews DIR`` trains
+the shipped model on the synthetic data plus these rows.
 
 Decisions held before their features were kept (schema version 18) have a label and no
 features: they are counted and left out. A feature the catalogue no longer has is dropped; one
 it gained since is missing (NaN). What these labels can and cannot teach: docs/risk.md,
-"Review queue".
+"Review queue" and "Fraud reports".
 """
 
 import argparse
@@ -28,7 +38,8 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from pyorder.risk.decisions import LABELS_SQL, label_from_row
+from pyorder.kernel.clock import now_ms
+from pyorder.risk.decisions import LABELS_SQL, SAMPLED_LABELS_SQL, UNRIPE_SQL, label_from_row
 from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.records import Label
 
@@ -62,23 +73,21 @@ def examples(labels: Sequence[Label], names: Sequence[str] = FEATURE_NAMES) -> E
     )
 
 
-def _sqlite_labels(path: Path, after_id: int) -> Iterator[Label]:
+def _sqlite_labels(path: Path, sql: str, after_id: int, *extra: int) -> Iterator[Label]:
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        sql = LABELS_SQL.format("?", "?")
-        while rows := conn.execute(sql, (after_id, PAGE)).fetchall():
+        while rows := conn.execute(sql, (after_id, PAGE, *extra)).fetchall():
             yield from map(label_from_row, rows)
             after_id = rows[-1][0]
     finally:
         conn.close()
 
 
-async def _postgres_labels(url: str, after_id: int) -> list[Label]:
+async def _postgres_labels(url: str, sql: str, after_id: int, *extra: int) -> list[Label]:
     conn = await asyncpg.connect(url)
     try:
         found: list[Label] = []
-        sql = LABELS_SQL.format("$1", "$2")
-        while rows := await conn.fetch(sql, after_id, PAGE):
+        while rows := await conn.fetch(sql, after_id, PAGE, *extra):
             found += map(label_from_row, rows)
             after_id = rows[-1][0]
         return found
@@ -86,23 +95,64 @@ async def _postgres_labels(url: str, after_id: int) -> list[Label]:
         await conn.close()
 
 
-def read_labels(database: str, after_id: int = 0) -> list[Label]:
-    """Every label of ``database`` (a ``postgresql://`` URL or a SQLite path) after
-    ``after_id``, by id."""
-    if database.startswith(("postgresql://", "postgres://")):
-        return asyncio.run(_postgres_labels(database, after_id))
+def _postgres(database: str) -> bool:
+    return database.startswith(("postgresql://", "postgres://"))
+
+
+def _sqlite(database: str) -> Path:
     path = Path(database)
     if not path.is_file():
         raise SystemExit(f"no SQLite store at {path}")
-    return list(_sqlite_labels(path, after_id))
+    return path
 
 
-def write(found: Examples, directory: Path) -> None:
-    """``features.npy``, ``labels.npy``, ``ids.npy`` and ``names.txt`` into ``directory``."""
+def read_labels(database: str, after_id: int = 0) -> list[Label]:
+    """Every reviewed decision of ``database`` (a ``postgresql://`` URL or a SQLite path) after
+    ``after_id`` as a label, by id."""
+    if _postgres(database):
+        sql = LABELS_SQL.format("$1", "$2")
+        return asyncio.run(_postgres_labels(database, sql, after_id))
+    return list(_sqlite_labels(_sqlite(database), LABELS_SQL.format("?1", "?2"), after_id))
+
+
+def read_sampled(
+    database: str, mature_before_ms: int, after_id: int = 0
+) -> tuple[list[Label], int]:
+    """The sampled allowed decisions of ``database`` after ``after_id`` that have a label, by
+    id: reported as fraud (1), or decided at or before ``mature_before_ms`` without a report
+    (0); and how many are left out, younger and unreported."""
+    if _postgres(database):
+        sql = SAMPLED_LABELS_SQL.format("$1", "$2", "$3")
+
+        async def both() -> tuple[list[Label], int]:
+            found = await _postgres_labels(database, sql, after_id, mature_before_ms)
+            conn = await asyncpg.connect(database)
+            try:
+                unripe = await conn.fetchval(UNRIPE_SQL.format("$1"), mature_before_ms)
+            finally:
+                await conn.close()
+            return found, int(unripe)
+
+        return asyncio.run(both())
+    path = _sqlite(database)
+    sql = SAMPLED_LABELS_SQL.format("?1", "?2", "?3")
+    found = list(_sqlite_labels(path, sql, after_id, mature_before_ms))
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        (unripe,) = conn.execute(UNRIPE_SQL.format("?1"), (mature_before_ms,)).fetchone()
+    finally:
+        conn.close()
+    return found, int(unripe)
+
+
+def write(found: Examples, directory: Path, sampled: Sequence[int] = ()) -> None:
+    """``features.npy``, ``labels.npy``, ``ids.npy``, ``sampled.npy`` (whether each row's id is
+    in ``sampled``) and ``names.txt`` into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / "features.npy", found.features)
     np.save(directory / "labels.npy", found.labels)
     np.save(directory / "ids.npy", found.ids)
+    np.save(directory / "sampled.npy", np.isin(found.ids, np.asarray(sampled, dtype=np.int64)))
     (directory / "names.txt").write_text(",".join(FEATURE_NAMES) + "\n", encoding="utf-8")
 
 
@@ -131,19 +181,37 @@ def summary(found: Examples) -> Mapping[str, int]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pyorder.risk.labels",
-        description="Export the review queue's verdicts with their features for training.",
+        description="Export the review queue's verdicts and the fraud reports, with their"
+        " features, for training.",
     )
     parser.add_argument("--database", required=True, help="postgresql:// URL or SQLite path")
     parser.add_argument("--out", type=Path, required=True, help="the directory to write")
     parser.add_argument("--after", type=int, default=0, help="only decisions after this id")
+    parser.add_argument(
+        "--mature-days",
+        type=float,
+        default=60.0,
+        help="a sampled allowed order without a fraud report is labelled honest once decided"
+        " this many days ago (default %(default)s)",
+    )
     args = parser.parse_args(argv)
-    found = examples(read_labels(args.database, args.after))
-    write(found, args.out)
-    counts = summary(found)
+    if args.mature_days < 0:
+        parser.error("--mature-days must be >= 0")
+    reviewed = read_labels(args.database, args.after)
+    mature_before = now_ms() - int(args.mature_days * 86_400_000)
+    sampled, unripe = read_sampled(args.database, mature_before, args.after)
+    by_id = {lb.id: lb for lb in sampled} | {lb.id: lb for lb in reviewed}
+    found = examples(sorted(by_id.values()))
+    write(found, args.out, [lb.id for lb in sampled])
+    counts = summary(examples(reviewed))
+    fraud = sum(lb.label for lb in sampled)
     print(
-        f"{counts['examples']} reviewed decisions ({counts['rejected']} rejected, "
-        f"{counts['approved']} approved) -> {args.out}; {counts['without_features']} without "
-        "features (held before they were kept) left out"
+        f"{counts['examples']} reviewed decisions ({counts['rejected']} rejected or reported,"
+        f" {counts['approved']} approved); {len(sampled)} sampled allowed orders ({fraud}"
+        f" reported as fraud, {len(sampled) - fraud} not after {args.mature_days:g} days);"
+        f" {len(found.labels)} rows -> {args.out}; {counts['without_features']} without"
+        f" features (held before they were kept) left out; {unripe} sampled orders too recent"
+        " to label left out"
     )
 
 

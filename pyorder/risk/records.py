@@ -156,3 +156,23 @@ class Label(NamedTuple):
     id: int
     label: int
     features: Mapping[str, float] | None
+
+
+class FraudSource(StrEnum):
+    CHARGEBACK = "chargeback"
+    """The card's issuer took the payment back as fraudulent."""
+    MERCHANT_REPORT = "merchant_report"
+    """The merchant (or the platform) found the order fraudulent without a chargeback
+    (promo abuse, scalping, a confirmed stolen account)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FraudReport:
+    order_id: int
+    merchant: str
+    """The merchant of the order's first line (whose decision it was)."""
+    source: FraudSource
+    reporter: str
+    """The principal who reported it (``merchant:<id>``, ``admin:<id>``)."""
+    reported_ms: int
+    note: str

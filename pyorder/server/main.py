@@ -290,6 +290,14 @@ def serve(argv: list[str] | None = None) -> None:
         " review or block (fail closed); default %(default)s",
     )
     risk.add_argument(
+        "--risk-sample-allowed",
+        type=_share,
+        default=0.01,
+        metavar="SHARE",
+        help="the share (0 to 1) of allowed orders whose features are kept, so that a fraud"
+        " report, or none, labels them for training (docs/risk.md); default %(default)s",
+    )
+    risk.add_argument(
         "--review-hold-h",
         type=float,
         default=72,
@@ -351,6 +359,7 @@ def serve(argv: list[str] | None = None) -> None:
             enabled=args.risk,
             model=None if args.risk_rules_only else args.risk_model,
             on_failure=args.risk_on_failure,
+            sample_allowed=args.risk_sample_allowed,
             review_hold_ms=int(args.review_hold_h * 3_600_000),
             trusted_proxies=tuple(args.trusted_proxy),
             ip_regions=args.ip_regions,
@@ -517,6 +526,16 @@ def _non_negative_float(text: str) -> float:
         value = -1.0
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text!r}")
     return value
 
 

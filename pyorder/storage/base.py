@@ -16,7 +16,7 @@ from pyorder.logistics.model import DeliveryWindow, Fulfilment, TrackingEvent, W
 from pyorder.model import IdempotencyRecord, Snapshot, WriteBatch
 from pyorder.orders.model import Order
 from pyorder.returns.model import Return
-from pyorder.risk.records import AuditEntry, Decision, Label, RiskState
+from pyorder.risk.records import AuditEntry, Decision, FraudReport, Label, RiskState
 from pyorder.storage.replication import Standby
 
 
@@ -361,6 +361,10 @@ class Store(ABC):
         """The reviewed decisions by id, after ``after_id``, as labels: 1 for a rejected order,
         0 for an approved one (expired reviews have none), with the features each was decided
         on. What risk control learns from (docs/risk.md, "Review queue")."""
+        raise NotImplementedError
+
+    async def fraud_report(self, order_id: int) -> FraudReport | None:
+        """The fraud report of order ``order_id``, as committed (``pyorder.risk.fraud``)."""
         raise NotImplementedError
 
     async def list_returns(

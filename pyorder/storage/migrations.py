@@ -547,6 +547,21 @@ _V18 = ("ALTER TABLE risk_decisions ADD COLUMN features TEXT",)
 # of its throughput (BENCHMARKS.md). Nullable without a default: no table rewrite.
 _V19 = ("ALTER TABLE orders ADD COLUMN risk TEXT",)
 
+
+# Version 20: fraud reports of orders (a chargeback, a merchant's report: ``pyorder.risk.fraud``),
+# one per order, and an index of the allowed orders' decisions kept with their features (a
+# sampled share, ``--risk-sample-allowed``): with the reports they are training labels.
+def _v20(integer: str, strict: str) -> tuple[str, ...]:
+    return (
+        "CREATE TABLE fraud_reports ("
+        f" order_id {integer} PRIMARY KEY, merchant TEXT NOT NULL,"
+        " source TEXT NOT NULL CHECK (source IN ('chargeback', 'merchant_report')),"
+        f" reporter TEXT NOT NULL, reported_ms {integer} NOT NULL, note TEXT NOT NULL){strict}",
+        "CREATE INDEX risk_decisions_sampled ON risk_decisions (id)"
+        " WHERE outcome = 'allow' AND features IS NOT NULL",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -569,6 +584,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(17, "risk control's check of each payment attempt", _V17, _V17),
     Migration(18, "the features of decisions held for review (labels)", _V18, _V18),
     Migration(19, "the risk decisions of allowed orders in their rows", _V19, _V19),
+    Migration(
+        20,
+        "fraud reports; sampled allowed decisions",
+        _v20("INTEGER", " STRICT"),
+        _v20("BIGINT", ""),
+    ),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

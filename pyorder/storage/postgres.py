@@ -56,9 +56,9 @@ from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
-from pyorder.risk import decisions
+from pyorder.risk import decisions, fraud
 from pyorder.risk import storage as risk
-from pyorder.risk.records import AuditEntry, Decision, Label, RiskState
+from pyorder.risk.records import AuditEntry, Decision, FraudReport, Label, RiskState
 from pyorder.risk.storage import RISK
 from pyorder.storage import (
     codec,
@@ -1040,6 +1040,10 @@ class PostgresStore(Store):
         sql = decisions.LABELS_SQL.format("$1", "$2")
         rows = await self._p().fetch(sql, after_id, codec.page_limit(limit))
         return [decisions.label_from_row(r) for r in rows]
+
+    async def fraud_report(self, order_id: int) -> FraudReport | None:
+        row = await self._p().fetchrow(fraud.REPORT_SQL.format("$1"), order_id)
+        return None if row is None else fraud.report_from_row(row)
 
     async def get_order(self, order_id: int) -> Order | None:
         async with self._p().acquire() as conn:

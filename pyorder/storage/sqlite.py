@@ -45,9 +45,9 @@ from pyorder.orders.model import Order
 from pyorder.parts import PARTS
 from pyorder.returns import storage as returns
 from pyorder.returns.model import Return
-from pyorder.risk import decisions
+from pyorder.risk import decisions, fraud
 from pyorder.risk import storage as risk
-from pyorder.risk.records import AuditEntry, Decision, Label, RiskState
+from pyorder.risk.records import AuditEntry, Decision, FraudReport, Label, RiskState
 from pyorder.risk.storage import RISK
 from pyorder.storage import codec, parts
 from pyorder.storage.base import StorageError, Store
@@ -479,6 +479,15 @@ class SqliteStore(Store):
         return await self._on_reader(
             lambda: [decisions.label_from_row(r) for r in self._r().execute(sql, params)]
         )
+
+    async def fraud_report(self, order_id: int) -> FraudReport | None:
+        sql = fraud.REPORT_SQL.format("?")
+
+        def get() -> FraudReport | None:
+            row = self._r().execute(sql, (order_id,)).fetchone()
+            return None if row is None else fraud.report_from_row(row)
+
+        return await self._on_reader(get)
 
     async def get_order(self, order_id: int) -> Order | None:
         def get() -> Order | None:

@@ -9,7 +9,8 @@ lines and their total, the buyer pseudonymised, no street address; its share of 
 refunds, its parcels; checked below the table), admins everything; regions are ordered by
 admins only; webhook endpoints are registered by merchants, each seeing only its own (others'
 are 404, buyers none), admins all; orders' risk decisions and the review queue are for admins
-and the merchant a decision is of (others' are 404), never buyers (403); without a valid token (none, expired, garbage, or signed with another key) every
+and the merchant a decision is of (others' are 404), never buyers (403); fraud reports are made
+and read by admins and the merchants of an order's SKUs (others' are 404), never buyers; without a valid token (none, expired, garbage, or signed with another key) every
 endpoint but the four public ones (and the providers' and carriers' signed webhooks) is 401.
 """
 
@@ -119,6 +120,11 @@ POLICY: dict[str, tuple[int, ...]] = {
     "POST /v1/risk/reviews/{A's, X's SKU}":       (403, 403, 409, 404, 409, *ANON),
     "GET /v1/orders/{A's, X's SKU}/risk":         (403, 403, 200, 404, 200, *ANON),
     "GET /v1/orders/{A's, X's and Y's SKUs}/risk": (403, 403, 200, 404, 200, *ANON),
+    # Fraud reports: admins, and merchants of an order's SKUs (another's 404), never buyers.
+    # A fresh order for each caller (its first report is 201); the one read was reported.
+    "POST /v1/orders/{A's, X's SKU}/fraud-report": (403, 403, 201, 404, 201, *ANON),
+    "GET /v1/orders/{A's, X's SKU}/fraud-report":  (403, 403, 200, 404, 200, *ANON),
+    "GET /v1/orders/{A's, X's and Y's SKUs}/fraud-report": (403, 403, 404, 404, 404, *ANON),
     # Providers authenticate by signature, not token; this server knows no provider.
     "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
     "POST /v1/webhooks/carriers/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
@@ -227,6 +233,13 @@ def scene(server: Server) -> Scene:
     # Risk control is off on this server: the decisions it would have stored (allowed).
     record_decisions(
         server, [decision(o, "merchant:X", "allow") for o in (s.a_order_x, s.a_order_xy)]
+    )
+    server.ok(
+        "POST",
+        f"/v1/orders/{s.a_order_x}/fraud-report",
+        token=tokens["admin"],
+        json={"source": "merchant_report"},
+        expect=201,
     )
     s.x_endpoint = s.endpoint()
     s.x_rule = s.rule()
@@ -461,6 +474,21 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
     "GET /v1/orders/{A's, X's and Y's SKUs}/risk": lambda s, c: (
         "GET",
         f"/v1/orders/{s.a_order_xy}/risk",
+        None,
+    ),
+    "POST /v1/orders/{A's, X's SKU}/fraud-report": lambda s, c: (
+        "POST",
+        f"/v1/orders/{s.order('buyer A', [(s.x_sku, 1)])}/fraud-report",
+        {"source": "chargeback"},
+    ),
+    "GET /v1/orders/{A's, X's SKU}/fraud-report": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_x}/fraud-report",
+        None,
+    ),
+    "GET /v1/orders/{A's, X's and Y's SKUs}/fraud-report": lambda s, c: (
+        "GET",
+        f"/v1/orders/{s.a_order_xy}/fraud-report",
         None,
     ),
     "POST /v1/webhooks/payments/{name}": lambda s, c: ("POST", "/v1/webhooks/payments/p", {}),

@@ -43,6 +43,7 @@ TABLES = {
     "risk_list_entries",
     "risk_settings",
     "risk_audit",
+    "fraud_reports",
     "risk_decisions",
 }
 

@@ -315,13 +315,15 @@ impl OrderBook {
         if let Some(engine) = &self.risk {
             decided.resize(requests.len(), None);
             allowed.resize(requests.len(), None);
-            let mut assessed = assess(engine, who, requests, &prepared).into_iter();
+            let mut assessed = assess(engine, who, requests, &prepared, &ids_of).into_iter();
             for (i, p) in prepared.iter_mut().enumerate() {
                 let Ok(ready) = &*p else { continue };
                 let Some(a) = assessed.next() else { break };
                 let outcome = a.decision.outcome;
                 decided[i] = Some(outcome);
-                if outcome == RiskOutcome::Allow {
+                // An allowed order keeps its decision in its row, unless it is sampled: then
+                // it is a decision row with the features, for a fraud report to label.
+                if outcome == RiskOutcome::Allow && a.features.is_none() {
                     allowed[i] = Some(order_risk(a, engine));
                     continue;
                 }
@@ -660,6 +662,7 @@ fn assess(
     who: &Placement<'_>,
     requests: &[OrderRequest<'_>],
     prepared: &[Result<Prepared, Refusal>],
+    ids: &[i64],
 ) -> Vec<Assessment> {
     let client = &who.client;
     let buyer_key = key_hash(who.buyer);
@@ -668,7 +671,7 @@ fn assess(
     let mut address_key = String::with_capacity(128);
     let mut events = Vec::with_capacity(prepared.len());
     let mut subjects = Vec::with_capacity(prepared.len());
-    for (req, p) in requests.iter().zip(prepared) {
+    for ((req, p), &id) in requests.iter().zip(prepared).zip(ids) {
         let Ok(p) = p else { continue };
         let ctx = &req.context;
         let device = ctx.device_id.as_deref().map(key_hash);
@@ -711,6 +714,7 @@ fn assess(
                 phone,
             ],
             merchants,
+            sampled: engine.samples(id),
         });
     }
     engine.assess(&events, &subjects)
@@ -728,7 +732,8 @@ fn order_risk(a: Assessment, engine: &RiskEngine) -> OrderRisk {
     }
 }
 
-/// The stored form of one order's assessment held or blocked (a `risk_decisions` row).
+/// The stored form of one order's assessment held, blocked or allowed and sampled (a
+/// `risk_decisions` row).
 fn decision_row(
     id: i64,
     buyer: &Arc<str>,
@@ -991,5 +996,41 @@ mod tests {
         assert!(features.contains(r#""quantity":2"#), "{features}");
         // The blocked order reserved nothing: 1 + 2 of the 5 units.
         assert_eq!(rows.reserved_deltas(), vec![(0, 0, 3)]);
+    }
+
+    /// With every allowed order sampled, an allowed order's decision is a decision row with
+    /// its features (a fraud report labels it), and its own row has no decision; an order the
+    /// inventory refuses leaves no decision behind.
+    #[test]
+    fn a_sampled_allowed_order_keeps_its_features_in_a_decision_row() {
+        use crate::risk::{Limits, Outcome as Risk};
+
+        let (inventory, ids, mut book) = shop();
+        let engine = RiskEngine::new(None, Limits::default(), false, Risk::Allow);
+        engine.set_sample(crate::risk::SAMPLE_SCALE);
+        book.risk = Some(Arc::new(engine));
+        let body = r#"{"orders":[{"lines":[{"sku":0,"quantity":2}],"address":{"name":"A","line1":"1 Road","city":"X","region":"north"}},{"lines":[{"sku":0,"quantity":9}],"address":{"name":"A","line1":"1 Road","city":"X","region":"north"}}]}"#;
+        let requests = crate::orders::parse::parse_batch(body.as_bytes()).unwrap();
+        let who = Placement {
+            buyer: "alice",
+            buyer_number: 7,
+            now_ms: NOW,
+            client: Client::default(),
+        };
+        let mut rows = OrderRows::default();
+        let out = book
+            .place(&inventory, &ids, &who, &requests, &mut rows)
+            .unwrap();
+        assert!(matches!(
+            &out[..],
+            [Outcome::Created(_), Outcome::Refused(_)]
+        ));
+        assert_eq!(rows.orders.len(), 1);
+        assert_eq!(rows.orders[0].risk, None);
+        assert_eq!(rows.decisions.len(), 1);
+        let d = &rows.decisions[0];
+        assert_eq!((d.id, d.outcome), (rows.orders[0].id, Risk::Allow));
+        let features = d.features_json().unwrap();
+        assert!(features.contains(r#""quantity":2"#), "{features}");
     }
 }

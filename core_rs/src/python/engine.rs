@@ -103,15 +103,24 @@ impl RiskEngine {
     /// An engine scoring with `model` (None: rules and lists only). `failed`: a model was
     /// configured and could not be loaded, so orders the policy would allow by default get
     /// `on_failure` (allow: fail open; review or block: fail closed). `max_keys`: the most
-    /// keys the tracker keeps per kind (`RISK_KINDS`).
+    /// keys the tracker keeps per kind (`RISK_KINDS`). `sample_allowed`: the share (0 to 1) of
+    /// the allowed orders whose features are kept in a decision row (`sample_allowed`).
     #[new]
-    #[pyo3(signature = (model=None, *, failed=false, on_failure="allow", max_keys=1_000_000))]
+    #[pyo3(signature = (
+        model=None, *, failed=false, on_failure="allow", max_keys=1_000_000, sample_allowed=0.0
+    ))]
     fn new(
         model: Option<&RiskModel>,
         failed: bool,
         on_failure: &str,
         max_keys: usize,
+        sample_allowed: f64,
     ) -> PyResult<Self> {
+        if !(0.0..=1.0).contains(&sample_allowed) {
+            return Err(PyValueError::new_err(format!(
+                "sample_allowed is a share from 0 to 1, not {sample_allowed}"
+            )));
+        }
         let model = model.map(|m| m.inner.clone());
         if let Some(m) = &model {
             if m.feature_names() != FEATURE_NAMES {
@@ -121,14 +130,30 @@ impl RiskEngine {
                 ));
             }
         }
+        let engine = risk::RiskEngine::new(
+            model,
+            Limits([max_keys.max(1); KINDS.len()]),
+            failed,
+            outcome(on_failure)?,
+        );
+        engine.set_sample((sample_allowed * f64::from(risk::SAMPLE_SCALE)).round() as u32);
         Ok(Self {
-            inner: Arc::new(risk::RiskEngine::new(
-                model,
-                Limits([max_keys.max(1); KINDS.len()]),
-                failed,
-                outcome(on_failure)?,
-            )),
+            inner: Arc::new(engine),
         })
+    }
+
+    /// The share of the allowed orders whose features are kept: their decision is a
+    /// `risk_decisions` row with the features instead of the order's `risk` column, so that a
+    /// fraud report (or none, once the order is old enough) labels it for training. Which
+    /// orders: a hash of the id below the rate (the same on every node).
+    #[getter]
+    fn sample_allowed(&self) -> f64 {
+        f64::from(self.inner.sample()) / f64::from(risk::SAMPLE_SCALE)
+    }
+
+    /// Whether order `order_id`, if allowed, keeps its features.
+    fn samples(&self, order_id: i64) -> bool {
+        self.inner.samples(order_id)
     }
 
     /// The model's version (the hash of its text), or None without a model.

@@ -6,7 +6,7 @@
 //! counts, as in the replay the model was trained on), its score by the model, the policy's
 //! decision, and the three features that pushed its score up most (the reasons).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -32,8 +32,10 @@ pub struct Assessment {
     pub score: Option<u8>,
     pub decision: Decision,
     pub reasons: Reasons,
-    /// The features it was decided on, kept only when it is held for review: the reviewer's
-    /// verdict makes them a labelled example for training (`DecisionRow::features_json`).
+    /// The features it was decided on, kept when it is held for review (the reviewer's
+    /// verdict makes them a labelled example for training, `DecisionRow::features_json`) and
+    /// when it is allowed and sampled (`RiskEngine::samples`: a fraud report or its absence
+    /// labels it later).
     pub features: Option<Box<Features>>,
 }
 
@@ -42,7 +44,12 @@ pub struct Subject<'a> {
     pub keys: ListKeys,
     /// The merchants of its lines (whose own rules apply).
     pub merchants: SmallVec<[&'a str; 2]>,
+    /// Keep its features if it is allowed (`RiskEngine::samples` of its id).
+    pub sampled: bool,
 }
+
+/// Samples are counted in millionths of the allowed orders.
+pub const SAMPLE_SCALE: u32 = 1_000_000;
 
 /// Risk control's state: see the module's docs.
 pub struct RiskEngine {
@@ -57,6 +64,8 @@ pub struct RiskEngine {
     /// Decisions per outcome (allow, review, block), and of them decided by a failure.
     decided: [AtomicU64; 3],
     failures: AtomicU64,
+    /// Millionths of the allowed orders whose features are kept (`samples`).
+    sample: AtomicU32,
 }
 
 impl RiskEngine {
@@ -78,7 +87,26 @@ impl RiskEngine {
             on_failure,
             decided: Default::default(),
             failures: AtomicU64::new(0),
+            sample: AtomicU32::new(0),
         }
+    }
+
+    /// Keep the features of `per_million` millionths of the allowed orders (at most all).
+    pub fn set_sample(&self, per_million: u32) {
+        self.sample
+            .store(per_million.min(SAMPLE_SCALE), Ordering::Relaxed);
+    }
+
+    pub fn sample(&self) -> u32 {
+        self.sample.load(Ordering::Relaxed)
+    }
+
+    /// Whether order `id`, if allowed, keeps its features: a hash of the id (ids are
+    /// sequences per node, so their low bits alone would sample in stripes) below the rate.
+    /// The same id is always sampled or never, on every node.
+    pub fn samples(&self, id: i64) -> bool {
+        let rate = self.sample();
+        rate > 0 && (splitmix64(id as u64) % u64::from(SAMPLE_SCALE)) < u64::from(rate)
     }
 
     pub fn model_version(&self) -> Option<ModelVersion> {
@@ -176,7 +204,12 @@ impl RiskEngine {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
         self.decided[decision.outcome as usize].fetch_add(1, Ordering::Relaxed);
-        let features = (decision.outcome == Outcome::Review).then(|| Box::new(*row));
+        let keep = match decision.outcome {
+            Outcome::Review => true,
+            Outcome::Allow => subject.sampled,
+            Outcome::Block => false,
+        };
+        let features = keep.then(|| Box::new(*row));
         Assessment {
             score,
             decision,
@@ -184,6 +217,14 @@ impl RiskEngine {
             features,
         }
     }
+}
+
+/// SplitMix64's finaliser: every bit of `x` moves every bit of the result.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The `REASONS` features with the largest positive contributions (those that raised the
@@ -377,5 +418,31 @@ mod tests {
             features_json(&row),
             r#"{"buyer_orders_1m":3,"device_orders_1m":0.25}"#
         );
+    }
+
+    /// The sample is a share of the ids, near the rate over many ids (ids of one node are
+    /// consecutive), the same for an id every time, none at 0 and all at the scale.
+    #[test]
+    fn sampling_takes_the_rate_of_the_ids_and_always_the_same_ones() {
+        let engine = RiskEngine::new(None, Limits::default(), false, Outcome::Allow);
+        let base: i64 = 7 << 40;
+        let count = |e: &RiskEngine| (0..200_000).filter(|&i| e.samples(base + i)).count();
+        assert_eq!(count(&engine), 0);
+        engine.set_sample(10_000); // 1 %
+        let taken = count(&engine);
+        assert!(
+            (1_700..=2_300).contains(&taken),
+            "{taken} of 200,000 at 1 %"
+        );
+        let again: Vec<i64> = (0..2_000).filter(|&i| engine.samples(base + i)).collect();
+        assert_eq!(
+            again,
+            (0..2_000)
+                .filter(|&i| engine.samples(base + i))
+                .collect::<Vec<_>>()
+        );
+        engine.set_sample(SAMPLE_SCALE * 2);
+        assert_eq!(engine.sample(), SAMPLE_SCALE);
+        assert_eq!(count(&engine), 200_000);
     }
 }

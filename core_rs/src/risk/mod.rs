@@ -25,7 +25,7 @@ mod window;
 pub use distinct::DISTINCT_CAP;
 pub use engine::{
     features_json, order_risk_json, reasons_json, strings_json, Assessment, Reasons, RiskEngine,
-    Subject, REASONS,
+    Subject, REASONS, SAMPLE_SCALE,
 };
 pub use events::{key_hash, pair_hash, OrderEvent, PaymentEvent};
 pub use features::{Features, FEATURE_COUNT, FEATURE_NAMES};

@@ -1,5 +1,5 @@
-"""HTTP routes of the review queue and of orders' risk decisions (docs/risk.md, "Review
-queue"): an admin reviews any order risk control held (``in_review``), a merchant those it
+"""HTTP routes of the review queue, of orders' risk decisions and of their fraud reports
+(docs/risk.md, "Review queue", "Fraud reports"): an admin reviews any order risk control held (``in_review``), a merchant those it
 reviews (the decision's merchant: that of the order's first line), another merchant's being
 404; buyers nothing (403), so that a decision's reasons never reach the buyer. A review is
 answered once it is durable; in cluster mode it runs on the order's node (its core holds the
@@ -9,11 +9,14 @@ from aiohttp import web
 
 from pyorder.auth import Principal, Role
 from pyorder.server.api.reviews_bodies import (
+    FraudReportIn,
+    FraudReportOut,
     ReviewIn,
     ReviewList,
     ReviewOut,
     RiskDecisionOut,
     decision_out,
+    fraud_report_out,
     review_out,
 )
 from pyorder.server.forwarding import by_order, routed
@@ -94,3 +97,40 @@ async def get_decision(request: web.Request) -> web.Response:
     who = principal(request)
     found = await request.app[PLATFORM].reviews.decision(who, ORDER_ID.get(request))
     return json_response(decision_out(found, who.role is Role.ADMIN))
+
+
+@routes.post("/v1/orders/{order_id}/fraud-report")
+@operation(
+    "Report an order as fraudulent (an admin, or a merchant of its SKUs): a chargeback or the"
+    " merchant's own finding, kept as a training label for risk control (docs/risk.md, \"Fraud"
+    ' reports"). 201 with the report; 200 with the first report when the order has one already',
+    201,
+    FraudReportOut,
+    FraudReportIn,
+    (*AUTH_ERRORS, *BODY_ERRORS, 404, 503),
+    (ORDER_ID,),
+    idempotent_key=True,
+)
+async def report_fraud(request: web.Request) -> web.Response:
+    platform = request.app[PLATFORM]
+    order_id = ORDER_ID.get(request)
+
+    async def effect(who: Principal, body: bytes) -> tuple[int, object]:
+        data = decode(body, FraudReportIn)
+        report, made = await platform.fraud.report(who, order_id, data.source, data.note)
+        return (201 if made else 200), fraud_report_out(report)
+
+    return await request.app[IDEMPOTENCY].handle(request, principal(request), effect)
+
+
+@routes.get("/v1/orders/{order_id}/fraud-report")
+@operation(
+    "The fraud report of an order: for an admin, or a merchant of its SKUs; 404 when it has none",
+    200,
+    FraudReportOut,
+    errors=(*AUTH_ERRORS, 404, 422, 503),
+    params=(ORDER_ID,),
+)
+async def get_fraud_report(request: web.Request) -> web.Response:
+    found = await request.app[PLATFORM].fraud.get(principal(request), ORDER_ID.get(request))
+    return json_response(fraud_report_out(found))

@@ -2,13 +2,14 @@
 risk decisions, reviews and the queue, as msgspec Structs, and the converters from the records
 (``pyorder.risk.records``)."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from pyorder.kernel.clock import iso_ms as iso
 from pyorder.orders.model import Order
-from pyorder.risk.records import Decision
+from pyorder.risk.records import Decision, FraudReport, FraudSource
+from pyorder.risk.reports import MAX_NOTE
 from pyorder.server.api.orders_bodies import OrderOut, order_out
 from pyorder.server.bodies import OrderId
 
@@ -23,7 +24,31 @@ class ReviewIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cancelled and its units released."""
 
 
+class FraudReportIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A report that an order was fraudulent."""
+
+    source: FraudSource
+    """``chargeback`` (the card's issuer took the payment back as fraud) or
+    ``merchant_report`` (found fraudulent without one: promo abuse, scalping, a taken-over
+    account)."""
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE)] = ""
+    """Free text for whoever trains or audits, up to 500 characters."""
+
+
 # --- responses -----------------------------------------------------------------------------
+
+
+class FraudReportOut(msgspec.Struct):
+    """An order's fraud report: the first one made (a later report is answered with it)."""
+
+    order_id: OrderId
+    merchant: str
+    """The merchant of the order's first line."""
+    source: FraudSource
+    reporter: str
+    """``<role>:<subject>`` of who reported it."""
+    reported_at: str
+    note: str
 
 
 class RiskReasonOut(msgspec.Struct):
@@ -58,7 +83,8 @@ class RiskDecisionOut(msgspec.Struct):
     reasons: list[RiskReasonOut]
     """Up to three, the strongest first."""
     features: dict[str, float] | None
-    """For an admin, of an order held for review: every feature it was decided on (by name, a
+    """For an admin, of an order held for review or among the allowed ones sampled for labels
+    (``--risk-sample-allowed``): every feature it was decided on (by name, a
     missing one absent: docs/risk.md has the catalogue), what a reviewer weighs beyond the
     reasons; null for the other decisions, and for a merchant (the counts span every
     merchant's orders)."""
@@ -109,3 +135,14 @@ def decision_out(d: Decision, admin: bool) -> RiskDecisionOut:
 
 def review_out(order: Order, d: Decision, admin: bool) -> ReviewOut:
     return ReviewOut(order_out(order), decision_out(d, admin))
+
+
+def fraud_report_out(r: FraudReport) -> FraudReportOut:
+    return FraudReportOut(
+        order_id=str(r.order_id),
+        merchant=r.merchant,
+        source=r.source,
+        reporter=r.reporter,
+        reported_at=iso(r.reported_ms),
+        note=r.note,
+    )

@@ -1,0 +1,103 @@
+"""Fraud reports feed back as labels, end to end on both stores: with every allowed order
+sampled (``--risk-sample-allowed 1``) an allowed order's decision keeps its features, a merchant
+reports a chargeback over the API (once: a second report is answered with the first), who may
+report and read is checked, and ``python -m pyorder.risk.labels`` exports the sampled orders
+labelled by the reports (the unreported ones only once old enough), and a reviewer's approval
+followed by a report as fraud."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pyorder.risk import labels
+from pyorder.risk.features import FEATURE_NAMES
+from tests.server.e2e_lib import Launch, Server, Shop, unique
+from tests.server.test_risk_intake import _place
+
+
+def _database(srv: Server) -> str:
+    dsn = srv.proc.database
+    return dsn if dsn is not None else str(srv.proc.data_dir / "pyorder.sqlite3")
+
+
+def _export(srv: Server, out: Path, *args: str) -> str:
+    command = ["-m", "pyorder.risk.labels", "--database", _database(srv), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, *command, *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+def test_reported_orders_become_labels(launch: Launch, tmp_path: Path) -> None:
+    srv = launch("--risk", "--risk-sample-allowed", "1", "--trusted-proxy", "127.0.0.0/8")
+    shop, region = Shop(srv), unique("north")
+    seller, other = srv.token("merchant", "seller"), srv.token("merchant", "other")
+    admin = srv.admin()
+    cheap = shop.sku({shop.warehouse(regions=[region]): 50}, price=1_999, token=seller)
+    dear = shop.sku({shop.warehouse(regions=[region]): 50}, price=59_900, token=seller)
+    rule = {"action": "review", "condition": "amount >= 50000"}
+    srv.ok("POST", "/v1/risk/rules", token=admin, json=rule, expect=201)
+    allowed = []
+    for n in range(3):
+        resp = _place(srv, f"f{n}", cheap, region, ip=f"10.2.0.{n}", device=f"dev-f{n}")
+        assert (resp.status, resp.json()["status"]) == (201, "pending_payment"), resp
+        allowed.append(int(resp.json()["id"]))
+    resp = _place(srv, "f9", dear, region, ip="10.2.0.9", device="dev-f9")
+    assert (resp.status, resp.json()["status"]) == (201, "in_review"), resp
+    held = int(resp.json()["id"])
+
+    # Sampled: the allowed order's decision keeps every feature it was decided on.
+    decision = srv.ok("GET", f"/v1/orders/{allowed[0]}/risk", token=admin)
+    assert decision["outcome"] == "allow"
+    assert decision["features"]["amount"] == 1_999
+
+    path = f"/v1/orders/{allowed[0]}/fraud-report"
+    body = {"source": "chargeback", "note": "issuer code 10.4"}
+    made = srv.ok("POST", path, token=seller, json=body, expect=201)
+    assert (made["order_id"], made["merchant"], made["source"]) == (
+        str(allowed[0]),
+        "merchant:seller",
+        "chargeback",
+    )
+    assert (made["reporter"], made["note"]) == ("merchant:seller", "issuer code 10.4")
+    # The first report is kept: a second one is answered with it.
+    again = srv.ok("POST", path, token=admin, json={"source": "merchant_report"}, expect=200)
+    assert again == made
+    assert srv.ok("GET", path, token=admin) == made
+    assert srv.ok("GET", path, token=seller) == made
+    # Who may: not another merchant (404, as the order), never a buyer (403).
+    assert srv.call("POST", path, token=other, json=body).error_code == "not_found"
+    assert srv.call("GET", path, token=other).status == 404
+    buyer = srv.token("buyer", "f0")
+    assert srv.call("POST", path, token=buyer, json=body).status == 403
+    assert srv.call("GET", path, token=buyer).status == 403
+    # Bad input: a clear 422, nothing stored.
+    unreported = f"/v1/orders/{allowed[1]}/fraud-report"
+    for bad in ({"source": "hunch"}, {"source": "chargeback", "note": "x" * 501}, {}):
+        resp = srv.call("POST", unreported, token=seller, json=bad)
+        assert (resp.status, resp.error_code) == (422, "invalid_input"), resp
+    assert srv.call("GET", unreported, token=admin).status == 404
+    assert srv.call("POST", "/v1/orders/999999/fraud-report", token=admin, json=body).status == 404
+
+    # A reviewer approved the held order; it is charged back later: fraud after all.
+    srv.ok("POST", f"/v1/risk/reviews/{held}", token=admin, json={"outcome": "approve"})
+    srv.ok("POST", f"/v1/orders/{held}/fraud-report", token=admin, json=body, expect=201)
+
+    # The export: unreported sampled orders are labelled only once old enough.
+    young = _export(srv, tmp_path / "young")
+    assert "1 reviewed decisions (1 rejected or reported, 0 approved)" in young, young
+    assert "1 sampled allowed orders (1 reported as fraud, 0 not after 60 days)" in young, young
+    assert "2 sampled orders too recent to label" in young, young
+    assert np.load(tmp_path / "young" / "ids.npy").tolist() == [allowed[0], held]
+
+    out = tmp_path / "all"
+    everything = _export(srv, out, "--mature-days", "0")
+    assert "3 sampled allowed orders (1 reported as fraud, 2 not after 0 days)" in everything
+    features, verdicts = labels.load(out)
+    assert np.load(out / "ids.npy").tolist() == [*allowed, held]
+    assert verdicts.tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert np.load(out / "sampled.npy").tolist() == [True, True, True, False]
+    amount = FEATURE_NAMES.index("amount")
+    assert features[:, amount].tolist() == [1_999, 1_999, 1_999, 59_900]
