@@ -20,15 +20,18 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from pyorder.kernel.unit import Part, PartKind
 from pyorder.model import WriteBatch
 from pyorder.orders.model import Order
 from pyorder.storage.base import Store
 from pyorder.storage.codec import staged_order
 
 log = logging.getLogger(__name__)
+P = TypeVar("P", bound=Part)
 REBUILD_RETRY_S = (0.1, 1.0)
 """Waits between tries of a rebuild after a failed commit (s): the first, doubled after each
 failure up to the second. A database failover's new primary is often up within a second, and
@@ -100,6 +103,13 @@ class Intake:
         self._waiters.append(fut)
         self._wake.set()
         return fut
+
+    def staged_parts(self, kind: PartKind[P, Any]) -> Iterator[P]:
+        """The part ``kind`` of every batch not settled yet (staged, or being written),
+        newest first; a batch that has none is skipped."""
+        for batch in (self.batch, *reversed(self._handed)):
+            if kind.name in batch.parts:
+                yield batch.part(kind)
 
     def staged_order(self, order_id: int) -> Order | None:
         """The order ``order_id`` in full if it was placed in a batch not settled yet (staged,

@@ -159,7 +159,7 @@ class Platform:
             self.payments.risk = RiskAtPayment(risk_engine, self.store)
         self.reviews = Reviews(self.store)
         """The risk decisions of orders and the open review queue, as committed."""
-        self.fraud = FraudReports(self.intake, self.store, self.orders)
+        self.fraud = FraudReports(self.intake, self.store)
         """Fraud reports of orders (chargebacks, merchants' findings): training labels."""
         durable = self.intake.durable
         self.dispatcher = Dispatcher(self.payments, durable)

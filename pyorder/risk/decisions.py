@@ -72,24 +72,37 @@ LABELS_SQL = (
 partial index ``risk_decisions_reviewed``): 1 when rejected, or approved and then reported as
 fraud (``pyorder.risk.fraud``); format with the placeholders of (after_id, limit);
 ``label_from_row`` reads a row."""
+_CHARGED = "EXISTS (SELECT 1 FROM payments p WHERE p.order_id = d.id AND p.charged > 0)"
+_UNREPORTED = "NOT EXISTS (SELECT 1 FROM fraud_reports f WHERE f.order_id = d.id)"
 SAMPLED_LABELS_SQL = (
     "SELECT d.id, CASE WHEN f.order_id IS NULL THEN 0 ELSE 1 END, d.features"
     " FROM risk_decisions d LEFT JOIN fraud_reports f ON f.order_id = d.id"
     " WHERE d.outcome = 'allow' AND d.features IS NOT NULL AND d.id > {0}"
-    " AND (f.order_id IS NOT NULL OR d.at_ms <= {2}) ORDER BY d.id LIMIT {1}"
+    f" AND (f.order_id IS NOT NULL OR (d.at_ms <= {{2}} AND {_CHARGED}))"
+    " ORDER BY d.id LIMIT {1}"
 )
-"""(decision id, label, features) of the allowed orders sampled with their features (through
-the partial index ``risk_decisions_sampled``), by id after a cursor: 1 when reported as fraud,
-0 when decided at or before a time (old enough that a chargeback would have come) without a
-report; those younger and unreported are left out. Format with the placeholders of (after_id,
-limit, mature_before_ms)."""
-UNRIPE_SQL = (
-    "SELECT count(*) FROM risk_decisions d WHERE d.outcome = 'allow'"
-    " AND d.features IS NOT NULL AND d.at_ms > {0}"
-    " AND NOT EXISTS (SELECT 1 FROM fraud_reports f WHERE f.order_id = d.id)"
+"""(decision id, label, features) of the allowed orders sampled with their features (a scan:
+an export is an offline job), by id after a cursor: 1 when reported as fraud,
+0 when charged (a chargeback was possible) and decided at or before a time (old enough that
+one would have come) without a report; the others are left out. Format with the placeholders
+of (after_id, limit, mature_before_ms)."""
+UNLABELLED_SQL = (
+    "SELECT"
+    " COALESCE(SUM(CASE WHEN charged = 1 AND at_ms > {0} THEN 1 ELSE 0 END), 0),"
+    " COALESCE(SUM(CASE WHEN charged = 1 THEN 0 ELSE 1 END), 0)"
+    f" FROM (SELECT d.at_ms, CASE WHEN {_CHARGED} THEN 1 ELSE 0 END AS charged"
+    " FROM risk_decisions d WHERE d.outcome = 'allow' AND d.features IS NOT NULL"
+    f" AND {_UNREPORTED}) AS s"
 )
-"""How many sampled allowed decisions are too young to label (no report yet, decided after
-the placeholder's time)."""
+"""The sampled allowed decisions without a report that ``SAMPLED_LABELS_SQL`` leaves out:
+(charged and too young, decided after the placeholder's time; never charged: nothing to
+charge back, neither fraud nor honest for certain)."""
+REPORTS_WITHOUT_FEATURES_SQL = (
+    "SELECT count(*) FROM fraud_reports f WHERE NOT EXISTS"
+    " (SELECT 1 FROM risk_decisions d WHERE d.id = f.order_id AND d.features IS NOT NULL)"
+)
+"""Fraud reports of orders whose decision kept no features (allowed and not sampled): no
+training row."""
 EXPIRE_OPEN_SQL = (
     "UPDATE risk_decisions SET review = 'expired', reviewer = 'system', reviewed_ms = $2"
     " WHERE id = ANY($1::bigint[]) AND outcome = 'review' AND review IS NULL"

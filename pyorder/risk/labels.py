@@ -29,6 +29,7 @@ it gained since is missing (NaN). What these labels can and cannot teach: docs/r
 
 import argparse
 import asyncio
+import math
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,7 +40,13 @@ import numpy as np
 import numpy.typing as npt
 
 from pyorder.kernel.clock import now_ms
-from pyorder.risk.decisions import LABELS_SQL, SAMPLED_LABELS_SQL, UNRIPE_SQL, label_from_row
+from pyorder.risk.decisions import (
+    LABELS_SQL,
+    REPORTS_WITHOUT_FEATURES_SQL,
+    SAMPLED_LABELS_SQL,
+    UNLABELLED_SQL,
+    label_from_row,
+)
 from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.records import Label
 
@@ -115,34 +122,48 @@ def read_labels(database: str, after_id: int = 0) -> list[Label]:
     return list(_sqlite_labels(_sqlite(database), LABELS_SQL.format("?1", "?2"), after_id))
 
 
-def read_sampled(
-    database: str, mature_before_ms: int, after_id: int = 0
-) -> tuple[list[Label], int]:
-    """The sampled allowed decisions of ``database`` after ``after_id`` that have a label, by
-    id: reported as fraud (1), or decided at or before ``mature_before_ms`` without a report
-    (0); and how many are left out, younger and unreported."""
+class Unlabelled(NamedTuple):
+    """What the export leaves out besides the decisions without features."""
+
+    young: int
+    """Sampled allowed orders, charged, unreported and younger than the maturity."""
+    unpaid: int
+    """Sampled allowed orders never charged and unreported (nothing to charge back)."""
+    reports_without_features: int
+    """Fraud reports of orders whose decision kept no features (not sampled)."""
+
+
+def read_sampled(database: str, mature_before_ms: int) -> tuple[list[Label], Unlabelled]:
+    """Every sampled allowed decision of ``database`` that has a label, by id: reported as
+    fraud (1), or charged and decided at or before ``mature_before_ms`` without a report (0);
+    and what is left out. Read whole each time: an old one gains its label late (a report, or
+    its maturity), so a cursor from the last export would miss it."""
+    counts = (UNLABELLED_SQL, REPORTS_WITHOUT_FEATURES_SQL)
     if _postgres(database):
         sql = SAMPLED_LABELS_SQL.format("$1", "$2", "$3")
 
-        async def both() -> tuple[list[Label], int]:
-            found = await _postgres_labels(database, sql, after_id, mature_before_ms)
+        async def read() -> tuple[list[Label], Unlabelled]:
+            found = await _postgres_labels(database, sql, 0, mature_before_ms)
             conn = await asyncpg.connect(database)
             try:
-                unripe = await conn.fetchval(UNRIPE_SQL.format("$1"), mature_before_ms)
+                row = await conn.fetchrow(counts[0].format("$1"), mature_before_ms)
+                young, unpaid = (0, 0) if row is None else tuple(row)
+                orphans = await conn.fetchval(counts[1])
             finally:
                 await conn.close()
-            return found, int(unripe)
+            return found, Unlabelled(int(young), int(unpaid), int(orphans))
 
-        return asyncio.run(both())
+        return asyncio.run(read())
     path = _sqlite(database)
     sql = SAMPLED_LABELS_SQL.format("?1", "?2", "?3")
-    found = list(_sqlite_labels(path, sql, after_id, mature_before_ms))
+    found = list(_sqlite_labels(path, sql, 0, mature_before_ms))
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        (unripe,) = conn.execute(UNRIPE_SQL.format("?1"), (mature_before_ms,)).fetchone()
+        young, unpaid = conn.execute(counts[0].format("?1"), (mature_before_ms,)).fetchone()
+        (orphans,) = conn.execute(counts[1]).fetchone()
     finally:
         conn.close()
-    return found, int(unripe)
+    return found, Unlabelled(int(young), int(unpaid), int(orphans))
 
 
 def write(found: Examples, directory: Path, sampled: Sequence[int] = ()) -> None:
@@ -186,20 +207,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--database", required=True, help="postgresql:// URL or SQLite path")
     parser.add_argument("--out", type=Path, required=True, help="the directory to write")
-    parser.add_argument("--after", type=int, default=0, help="only decisions after this id")
+    parser.add_argument(
+        "--after",
+        type=int,
+        default=0,
+        help="only reviewed decisions after this id (the sampled ones are read whole: an old"
+        " one gains its label late)",
+    )
     parser.add_argument(
         "--mature-days",
         type=float,
         default=60.0,
-        help="a sampled allowed order without a fraud report is labelled honest once decided"
-        " this many days ago (default %(default)s)",
+        help="a charged sampled allowed order without a fraud report is labelled honest once"
+        " decided this many days ago (default %(default)s)",
     )
     args = parser.parse_args(argv)
-    if args.mature_days < 0:
-        parser.error("--mature-days must be >= 0")
+    if not (math.isfinite(args.mature_days) and args.mature_days >= 0):
+        parser.error("--mature-days must be a number >= 0")
     reviewed = read_labels(args.database, args.after)
     mature_before = now_ms() - int(args.mature_days * 86_400_000)
-    sampled, unripe = read_sampled(args.database, mature_before, args.after)
+    sampled, left = read_sampled(args.database, mature_before)
     by_id = {lb.id: lb for lb in sampled} | {lb.id: lb for lb in reviewed}
     found = examples(sorted(by_id.values()))
     write(found, args.out, [lb.id for lb in sampled])
@@ -208,10 +235,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         f"{counts['examples']} reviewed decisions ({counts['rejected']} rejected or reported,"
         f" {counts['approved']} approved); {len(sampled)} sampled allowed orders ({fraud}"
-        f" reported as fraud, {len(sampled) - fraud} not after {args.mature_days:g} days);"
-        f" {len(found.labels)} rows -> {args.out}; {counts['without_features']} without"
-        f" features (held before they were kept) left out; {unripe} sampled orders too recent"
-        " to label left out"
+        f" reported as fraud, {len(sampled) - fraud} charged and not reported after"
+        f" {args.mature_days:g} days); {len(found.labels)} rows -> {args.out}. Left out:"
+        f" {counts['without_features']} reviewed without features (held before they were"
+        f" kept); sampled orders {left.young} too recent to label and {left.unpaid} never"
+        f" charged; {left.reports_without_features} fraud reports of orders not sampled"
     )
 
 

@@ -36,8 +36,8 @@ class Reviews:
         return found
 
     async def labels(self, after_id: int = 0, page: int = 1000) -> list[Label]:
-        """Every reviewed decision after ``after_id`` as a label, by id: 1 for a rejected order,
-        0 for an approved one, with its features. What training learns from reviews
+        """Every reviewed decision after ``after_id`` as a label, by id: 1 for a rejected order
+        (or an approved one reported as fraud since), 0 for an approved one, with its features. What training learns from reviews
         (``python -m pyorder.risk.labels``); read page by page of ``page`` (at most the store's
         page size)."""
         found: list[Label] = []

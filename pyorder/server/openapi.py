@@ -56,7 +56,10 @@ def document(routes: Iterable[web.AbstractRoute]) -> dict[str, Any]:
             content = {op.text: {"schema": {"type": "string"}}}
         elif op.response:
             content = {"application/json": {"schema": ref[op.response]}}
-        responses: dict[str, Any] = {str(op.ok): {"description": "OK", "content": content}}
+        responses: dict[str, Any] = {
+            str(status): {"description": "OK", "content": content}
+            for status in (op.ok, *op.also_ok)
+        }
         for status in op.errors:
             responses[str(status)] = {"description": "error", **error}
         if op.sheds:

@@ -41,6 +41,8 @@ class Operation:
     (``pyorder.server.admission``)."""
     text: str = ""
     """The OK response's media type when it is text, not JSON."""
+    also_ok: tuple[int, ...] = ()
+    """Other statuses of success with the same answer (a create that found one already)."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,11 @@ def operation(
     idempotent_key: bool = False,
     sheds: bool = False,
     text: str = "",
+    also_ok: tuple[int, ...] = (),
 ) -> Callable[[H], H]:
     """Declare the decorated handler's operation (see ``Operation``)."""
     declared = Operation(
-        summary, ok, response, body, errors, params, auth, idempotent_key, sheds, text
+        summary, ok, response, body, errors, params, auth, idempotent_key, sheds, text, also_ok
     )
     return lambda handler: _declare(handler, declared)
 

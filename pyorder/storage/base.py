@@ -358,8 +358,8 @@ class Store(ABC):
         raise NotImplementedError
 
     async def review_labels(self, after_id: int, limit: int) -> list[Label]:
-        """The reviewed decisions by id, after ``after_id``, as labels: 1 for a rejected order,
-        0 for an approved one (expired reviews have none), with the features each was decided
+        """The reviewed decisions by id, after ``after_id``, as labels: 1 for a rejected order
+        (or an approved one reported as fraud since), 0 for an approved one (expired reviews have none), with the features each was decided
         on. What risk control learns from (docs/risk.md, "Review queue")."""
         raise NotImplementedError
 

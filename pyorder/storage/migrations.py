@@ -549,16 +549,16 @@ _V19 = ("ALTER TABLE orders ADD COLUMN risk TEXT",)
 
 
 # Version 20: fraud reports of orders (a chargeback, a merchant's report: ``pyorder.risk.fraud``),
-# one per order, and an index of the allowed orders' decisions kept with their features (a
-# sampled share, ``--risk-sample-allowed``): with the reports they are training labels.
+# one per order: with the allowed orders' decisions kept with their features (a sampled share,
+# ``--risk-sample-allowed``) they are training labels. A new table only: nothing locked. (No
+# index of the sampled decisions: building one scans ``risk_decisions`` under a lock that stops
+# its writes, which before version 19 held a row per order; the export scans it instead.)
 def _v20(integer: str, strict: str) -> tuple[str, ...]:
     return (
         "CREATE TABLE fraud_reports ("
         f" order_id {integer} PRIMARY KEY, merchant TEXT NOT NULL,"
         " source TEXT NOT NULL CHECK (source IN ('chargeback', 'merchant_report')),"
         f" reporter TEXT NOT NULL, reported_ms {integer} NOT NULL, note TEXT NOT NULL){strict}",
-        "CREATE INDEX risk_decisions_sampled ON risk_decisions (id)"
-        " WHERE outcome = 'allow' AND features IS NOT NULL",
     )
 
 
@@ -586,7 +586,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(19, "the risk decisions of allowed orders in their rows", _V19, _V19),
     Migration(
         20,
-        "fraud reports; sampled allowed decisions",
+        "fraud reports of orders",
         _v20("INTEGER", " STRICT"),
         _v20("BIGINT", ""),
     ),

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pyorder._core import Inventory, OrderBook, OrderIdGenerator, OrderRows
+from pyorder._core import Inventory, OrderBook, OrderIdGenerator, OrderRows, RiskEngine
 from pyorder.auth import Principal, Role
 from pyorder.kernel.clock import now_ms
 from pyorder.orders.input import OrderInput
@@ -117,7 +117,9 @@ def _place(book: OrderBook, rows: OrderRows, buyer: str = "b") -> tuple[int, dic
 
 
 def test_the_shipped_model_loads_and_scores_every_order() -> None:
-    engine = load_engine(RiskSettings(enabled=True))
+    # No allowed order sampled: its decision is in its row (tests/server/test_fraud_reports.py
+    # has the sampled ones).
+    engine = load_engine(RiskSettings(enabled=True, sample_allowed=0.0))
     assert engine.model_version is not None
     assert DEFAULT_MODEL.with_name("manifest.json").exists()
     book, rows = _book()
@@ -148,7 +150,9 @@ def test_a_model_that_cannot_load_fails_open_or_closed(
 ) -> None:
     broken = tmp_path / "model.txt"
     broken.write_text("not a model", encoding="utf-8")
-    engine = load_engine(RiskSettings(enabled=True, model=broken, on_failure=on_failure))
+    engine = load_engine(
+        RiskSettings(enabled=True, model=broken, on_failure=on_failure, sample_allowed=0.0)
+    )
     assert engine.model_version is None
     book, rows = _book()
     book.set_risk(engine)
@@ -213,3 +217,19 @@ def test_the_embedding_api_passes_the_principals_account_age(tmp_path: Path) -> 
         OrderStatus.PENDING_PAYMENT,
         OrderStatus.PENDING_PAYMENT,
     ]
+
+
+def test_the_configured_share_of_allowed_orders_is_sampled() -> None:
+    """``RiskSettings.sample_allowed`` reaches the core: a hash of the id picks the same orders
+    every time, close to the share over many ids."""
+    engine = load_engine(RiskSettings(enabled=True, model=None, sample_allowed=0.05))
+    assert engine.sample_allowed == pytest.approx(0.05)
+    ids = range(1 << 30, (1 << 30) + 20_000)
+    taken = [i for i in ids if engine.samples(i)]
+    assert 800 <= len(taken) <= 1_200
+    assert taken == [i for i in ids if engine.samples(i)]
+    assert not any(
+        load_engine(RiskSettings(enabled=True, sample_allowed=0.0)).samples(i) for i in ids
+    )
+    with pytest.raises(ValueError, match="share from 0 to 1"):
+        RiskEngine(None, sample_allowed=1.5)

@@ -10,7 +10,8 @@ refunds, its parcels; checked below the table), admins everything; regions are o
 admins only; webhook endpoints are registered by merchants, each seeing only its own (others'
 are 404, buyers none), admins all; orders' risk decisions and the review queue are for admins
 and the merchant a decision is of (others' are 404), never buyers (403); fraud reports are made
-and read by admins and the merchants of an order's SKUs (others' are 404), never buyers; without a valid token (none, expired, garbage, or signed with another key) every
+and read by admins and the merchant an order's decision is of (others' are 404), never buyers;
+without a valid token (none, expired, garbage, or signed with another key) every
 endpoint but the four public ones (and the providers' and carriers' signed webhooks) is 401.
 """
 
@@ -124,7 +125,9 @@ POLICY: dict[str, tuple[int, ...]] = {
     # A fresh order for each caller (its first report is 201); the one read was reported.
     "POST /v1/orders/{A's, X's SKU}/fraud-report": (403, 403, 201, 404, 201, *ANON),
     "GET /v1/orders/{A's, X's SKU}/fraud-report":  (403, 403, 200, 404, 200, *ANON),
-    "GET /v1/orders/{A's, X's and Y's SKUs}/fraud-report": (403, 403, 404, 404, 404, *ANON),
+    # A mixed order's decision, and so its report, is its first line's merchant's (X's).
+    "POST /v1/orders/{A's, X's and Y's SKUs}/fraud-report": (403, 403, 201, 404, 201, *ANON),
+    "GET /v1/orders/{A's, X's and Y's SKUs}/fraud-report": (403, 403, 200, 404, 200, *ANON),
     # Providers authenticate by signature, not token; this server knows no provider.
     "POST /v1/webhooks/payments/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
     "POST /v1/webhooks/carriers/{name}":          (404, 404, 404, 404, 404, 404, 404, 404, 404),
@@ -234,13 +237,14 @@ def scene(server: Server) -> Scene:
     record_decisions(
         server, [decision(o, "merchant:X", "allow") for o in (s.a_order_x, s.a_order_xy)]
     )
-    server.ok(
-        "POST",
-        f"/v1/orders/{s.a_order_x}/fraud-report",
-        token=tokens["admin"],
-        json={"source": "merchant_report"},
-        expect=201,
-    )
+    for reported in (s.a_order_x, s.a_order_xy):
+        server.ok(
+            "POST",
+            f"/v1/orders/{reported}/fraud-report",
+            token=tokens["admin"],
+            json={"source": "merchant_report"},
+            expect=201,
+        )
     s.x_endpoint = s.endpoint()
     s.x_rule = s.rule()
     s.platform_rule = s.rule("admin")
@@ -485,6 +489,11 @@ REQUESTS: dict[str, Callable[[Scene, str], Request]] = {
         "GET",
         f"/v1/orders/{s.a_order_x}/fraud-report",
         None,
+    ),
+    "POST /v1/orders/{A's, X's and Y's SKUs}/fraud-report": lambda s, c: (
+        "POST",
+        f"/v1/orders/{s.order('buyer A', [(s.x_sku, 1), (s.y_sku, 1)])}/fraud-report",
+        {"source": "merchant_report"},
     ),
     "GET /v1/orders/{A's, X's and Y's SKUs}/fraud-report": lambda s, c: (
         "GET",

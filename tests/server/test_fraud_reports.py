@@ -1,8 +1,9 @@
 """Fraud reports feed back as labels, end to end on both stores: with every allowed order
-sampled (``--risk-sample-allowed 1``) an allowed order's decision keeps its features, a merchant
-reports a chargeback over the API (once: a second report is answered with the first), who may
-report and read is checked, and ``python -m pyorder.risk.labels`` exports the sampled orders
-labelled by the reports (the unreported ones only once old enough), and a reviewer's approval
+sampled (``--risk-sample-allowed 1``) an allowed order's decision keeps its features, the
+decision's merchant reports a chargeback over the API (once: a second report is answered with
+the first), who may report and read is checked, and ``python -m pyorder.risk.labels`` exports
+the sampled orders labelled by the reports, the charged unreported ones as honest only once old
+enough (paid through the payment sandbox), the unpaid ones never, and a reviewer's approval
 followed by a report as fraud."""
 
 import subprocess
@@ -10,11 +11,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pyorder.risk import labels
 from pyorder.risk.features import FEATURE_NAMES
-from tests.server.e2e_lib import Launch, Server, Shop, unique
+from tests.payments.lib import pay_world
+from tests.server.e2e_lib import Launch, Server, Shop, address, unique
 from tests.server.test_risk_intake import _place
+from tests.support.postgres import postgres_dsn
+
+SAMPLE_ALL = ("--risk", "--risk-sample-allowed", "1", "--trusted-proxy", "127.0.0.0/8")
 
 
 def _database(srv: Server) -> str:
@@ -31,12 +37,14 @@ def _export(srv: Server, out: Path, *args: str) -> str:
 
 
 def test_reported_orders_become_labels(launch: Launch, tmp_path: Path) -> None:
-    srv = launch("--risk", "--risk-sample-allowed", "1", "--trusted-proxy", "127.0.0.0/8")
+    srv = launch(*SAMPLE_ALL)
     shop, region = Shop(srv), unique("north")
     seller, other = srv.token("merchant", "seller"), srv.token("merchant", "other")
     admin = srv.admin()
-    cheap = shop.sku({shop.warehouse(regions=[region]): 50}, price=1_999, token=seller)
-    dear = shop.sku({shop.warehouse(regions=[region]): 50}, price=59_900, token=seller)
+    wh = shop.warehouse(regions=[region])
+    cheap = shop.sku({wh: 50}, price=1_999, token=seller)
+    dear = shop.sku({wh: 50}, price=59_900, token=seller)
+    theirs = shop.sku({wh: 50}, price=2_500, token=other)
     rule = {"action": "review", "condition": "amount >= 50000"}
     srv.ok("POST", "/v1/risk/rules", token=admin, json=rule, expect=201)
     allowed = []
@@ -81,23 +89,64 @@ def test_reported_orders_become_labels(launch: Launch, tmp_path: Path) -> None:
     assert srv.call("GET", unreported, token=admin).status == 404
     assert srv.call("POST", "/v1/orders/999999/fraud-report", token=admin, json=body).status == 404
 
+    # A mixed order: its decision is the first line's merchant's, the other merchant's 404.
+    mixed = srv.ok(
+        "POST",
+        "/v1/orders",
+        token=buyer,
+        json={
+            "lines": [{"sku": cheap, "quantity": 1}, {"sku": theirs, "quantity": 1}],
+            "address": address(region),
+        },
+        expect=201,
+    )["id"]
+    mixed_path = f"/v1/orders/{mixed}/fraud-report"
+    assert srv.call("POST", mixed_path, token=other, json=body).status == 404
+    srv.ok("POST", mixed_path, token=seller, json=body, expect=201)
+    assert srv.call("GET", mixed_path, token=other).status == 404
+
     # A reviewer approved the held order; it is charged back later: fraud after all.
     srv.ok("POST", f"/v1/risk/reviews/{held}", token=admin, json={"outcome": "approve"})
     srv.ok("POST", f"/v1/orders/{held}/fraud-report", token=admin, json=body, expect=201)
 
-    # The export: unreported sampled orders are labelled only once old enough.
-    young = _export(srv, tmp_path / "young")
-    assert "1 reviewed decisions (1 rejected or reported, 0 approved)" in young, young
-    assert "1 sampled allowed orders (1 reported as fraud, 0 not after 60 days)" in young, young
-    assert "2 sampled orders too recent to label" in young, young
-    assert np.load(tmp_path / "young" / "ids.npy").tolist() == [allowed[0], held]
+    # The export: nothing was paid here, so no unreported order is honest for certain, old
+    # or young: the reported ones are the sampled labels.
+    for args, out in (((), tmp_path / "young"), (("--mature-days", "0"), tmp_path / "all")):
+        printed = _export(srv, out, *args)
+        assert "1 reviewed decisions (1 rejected or reported, 0 approved)" in printed, printed
+        assert "2 sampled allowed orders (2 reported as fraud, 0 charged" in printed, printed
+        assert "sampled orders 0 too recent to label and 2 never charged" in printed, printed
+        assert "0 fraud reports of orders not sampled" in printed, printed
+        features, verdicts = labels.load(out)
+        assert np.load(out / "ids.npy").tolist() == [allowed[0], held, int(mixed)]
+        assert verdicts.tolist() == [1.0, 1.0, 1.0]
+        assert np.load(out / "sampled.npy").tolist() == [True, False, True]
+        amount = FEATURE_NAMES.index("amount")
+        assert features[:, amount].tolist() == [1_999, 59_900, 1_999 + 2_500]
 
-    out = tmp_path / "all"
-    everything = _export(srv, out, "--mature-days", "0")
-    assert "3 sampled allowed orders (1 reported as fraud, 2 not after 0 days)" in everything
-    features, verdicts = labels.load(out)
-    assert np.load(out / "ids.npy").tolist() == [*allowed, held]
-    assert verdicts.tolist() == [1.0, 0.0, 0.0, 1.0]
-    assert np.load(out / "sampled.npy").tolist() == [True, True, True, False]
-    amount = FEATURE_NAMES.index("amount")
-    assert features[:, amount].tolist() == [1_999, 1_999, 1_999, 59_900]
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_charged_orders_are_honest_once_mature(backend: str, tmp_path: Path) -> None:
+    if backend == "postgres":
+        postgres_dsn()
+    card = ("card1", "card", ())
+    with pay_world(backend, tmp_path, [card], server_args=SAMPLE_ALL) as w:
+        paid = [w.order(), w.order(), w.order()]
+        for oid in paid:
+            assert w.pay(oid).status == 202
+            w.wait(oid, order="paid", payment="charged")
+        unpaid = w.order()
+        admin = w.srv.admin()
+        body = {"source": "chargeback"}
+        w.srv.ok("POST", f"/v1/orders/{paid[1]}/fraud-report", token=admin, json=body, expect=201)
+        young = _export(w.srv, tmp_path / "young")
+        assert "1 sampled allowed orders (1 reported as fraud, 0 charged" in young, young
+        assert "sampled orders 2 too recent to label and 1 never charged" in young, young
+        out = tmp_path / "mature"
+        mature = _export(w.srv, out, "--mature-days", "0")
+        assert "3 sampled allowed orders (1 reported as fraud, 2 charged" in mature, mature
+        assert "sampled orders 0 too recent to label and 1 never charged" in mature, mature
+        _, verdicts = labels.load(out)
+        assert np.load(out / "ids.npy").tolist() == [int(x) for x in paid]
+        assert int(unpaid) not in np.load(out / "ids.npy").tolist()
+        assert verdicts.tolist() == [0.0, 1.0, 0.0]

@@ -56,15 +56,16 @@ pub struct NewOrder {
     /// `PENDING_PAYMENT` or `IN_REVIEW`.
     pub status: &'static str,
     /// Risk control's decision when it allowed the order (`orders.risk`); a decision held for
-    /// review has a `DecisionRow` of its own (the queue reads them), and without risk control
-    /// there is none.
+    /// review, or allowed and sampled with its features, has a `DecisionRow` of its own, and
+    /// without risk control there is none.
     pub risk: Option<OrderRisk>,
 }
 
 /// What risk control decided of an order, as stored: an allowed order's in its own row
 /// (`NewOrder::risk`, the `orders.risk` column) rather than a `risk_decisions` row of its own
 /// (most orders are allowed, and a second row per order cost the batch path through HTTP 40 %
-/// of its throughput, BENCHMARKS.md); a held or blocked one's in its `DecisionRow`.
+/// of its throughput, BENCHMARKS.md); a held or blocked one's, and an allowed one sampled with
+/// its features (`RiskEngine::samples`), in its `DecisionRow`.
 ///
 /// What decided, the rules that fired and the reasons are kept as data and rendered to the
 /// columns' text only by the writers (`decided_by_text`, `fired_json`, `reasons_json`,
@@ -135,7 +136,8 @@ pub struct DecisionRow {
     /// Its score, model, what decided, the rules fired and the reasons.
     pub risk: OrderRisk,
     /// The features it was decided on, for a decision held for review (its verdict is a
-    /// label for training); None otherwise.
+    /// label for training) or allowed and sampled (a fraud report, or none, labels it); None
+    /// otherwise.
     pub features: Option<Box<Features>>,
 }
 

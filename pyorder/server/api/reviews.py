@@ -1,9 +1,11 @@
 """HTTP routes of the review queue, of orders' risk decisions and of their fraud reports
-(docs/risk.md, "Review queue", "Fraud reports"): an admin reviews any order risk control held (``in_review``), a merchant those it
-reviews (the decision's merchant: that of the order's first line), another merchant's being
-404; buyers nothing (403), so that a decision's reasons never reach the buyer. A review is
-answered once it is durable; in cluster mode it runs on the order's node (its core holds the
-order), and the reads on any node, of what committed."""
+(docs/risk.md, "Review queue", "Fraud reports"): an admin reviews any order risk control held
+(``in_review``), a merchant those it reviews (the decision's merchant: that of the order's
+first line), another merchant's being 404; buyers nothing (403), so that a decision's reasons
+never reach the buyer. Fraud reports likewise: an admin any order, the decision's merchant its
+own. A review or a report is answered once it is durable; in cluster mode a review runs on the
+order's node (its core holds the order), a report and the reads on any node (of what
+committed)."""
 
 from aiohttp import web
 
@@ -101,15 +103,17 @@ async def get_decision(request: web.Request) -> web.Response:
 
 @routes.post("/v1/orders/{order_id}/fraud-report")
 @operation(
-    "Report an order as fraudulent (an admin, or a merchant of its SKUs): a chargeback or the"
+    "Report an order as fraudulent (an admin, or the merchant of its first line, whose risk"
+    " decision it was): a chargeback or the"
     " merchant's own finding, kept as a training label for risk control (docs/risk.md, \"Fraud"
     ' reports"). 201 with the report; 200 with the first report when the order has one already',
     201,
     FraudReportOut,
     FraudReportIn,
-    (*AUTH_ERRORS, *BODY_ERRORS, 404, 503),
+    (*AUTH_ERRORS, *BODY_ERRORS, 404, 409, 503),
     (ORDER_ID,),
     idempotent_key=True,
+    also_ok=(200,),
 )
 async def report_fraud(request: web.Request) -> web.Response:
     platform = request.app[PLATFORM]
@@ -125,7 +129,8 @@ async def report_fraud(request: web.Request) -> web.Response:
 
 @routes.get("/v1/orders/{order_id}/fraud-report")
 @operation(
-    "The fraud report of an order: for an admin, or a merchant of its SKUs; 404 when it has none",
+    "The fraud report of an order: for an admin, or the merchant of its first line; 404 when it"
+    " has none",
     200,
     FraudReportOut,
     errors=(*AUTH_ERRORS, 404, 422, 503),
