@@ -8,6 +8,7 @@ followed by a report as fraud."""
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from pyorder.risk.features import FEATURE_NAMES
 from tests.payments.lib import pay_world
 from tests.server.e2e_lib import Launch, Server, Shop, address, unique
 from tests.server.test_risk_intake import _place
-from tests.support.postgres import postgres_dsn
+from tests.support.postgres import fresh_postgres_database, postgres_dsn
+from tests.support.server import ServerProcess
 
 SAMPLE_ALL = ("--risk", "--risk-sample-allowed", "1", "--trusted-proxy", "127.0.0.0/8")
 
@@ -150,3 +152,64 @@ def test_charged_orders_are_honest_once_mature(backend: str, tmp_path: Path) -> 
         assert np.load(out / "ids.npy").tolist() == [int(x) for x in paid]
         assert int(unpaid) not in np.load(out / "ids.npy").tolist()
         assert verdicts.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_a_report_on_any_cluster_node(tmp_path: Path) -> None:
+    """Two ``--cluster`` nodes on one PostgreSQL: an order taken on A (its decision sampled) is
+    reported through B and read through A; a second report through A, and one through B at
+    the same time as another through A, keep the first; the export sees the one report."""
+    with fresh_postgres_database("pyorder_fraud_cluster") as dsn:
+        data = tmp_path / "data"  # shared: one token secret for the cluster
+        solo = Server(ServerProcess(data, dsn).start(), "postgres")
+        shop = Shop(solo)
+        seller = solo.token("merchant", "seller")
+        sku = shop.sku({shop.warehouse(regions=["north"]): 20}, token=seller)
+        solo.stop()
+        args = ("--cluster", *SAMPLE_ALL)
+        a = Server(ServerProcess(data, dsn, args=args).start(), "postgres")
+        try:
+            b = Server(ServerProcess(data, dsn, args=args).start(), "postgres")
+            try:
+                buyer = a.token("buyer", "c1")
+                ids = [
+                    a.ok("POST", "/v1/orders", token=buyer, json=body, expect=201)["id"]
+                    for body in [
+                        {"lines": [{"sku": sku, "quantity": 1}], "address": address("north")}
+                    ]
+                    * 2
+                ]
+                first = {"source": "chargeback", "note": "via B"}
+                made = b.ok(
+                    "POST",
+                    f"/v1/orders/{ids[0]}/fraud-report",
+                    token=seller,
+                    json=first,
+                    expect=201,
+                )
+                assert a.ok("GET", f"/v1/orders/{ids[0]}/fraud-report", token=seller) == made
+                later = {"source": "merchant_report"}
+                again = a.ok("POST", f"/v1/orders/{ids[0]}/fraud-report", token=seller, json=later)
+                assert again == made
+                # Two nodes at once on the other order: the store keeps one, which both read.
+                with ThreadPoolExecutor(2) as pool:
+                    answers = list(
+                        pool.map(
+                            lambda node: node.call(
+                                "POST",
+                                f"/v1/orders/{ids[1]}/fraud-report",
+                                token=seller,
+                                json={"source": "chargeback", "note": f"node {node.url}"},
+                            ),
+                            (a, b),
+                        )
+                    )
+                assert {r.status for r in answers} <= {200, 201}
+                kept = a.ok("GET", f"/v1/orders/{ids[1]}/fraud-report", token=seller)
+                assert b.ok("GET", f"/v1/orders/{ids[1]}/fraud-report", token=seller) == kept
+                assert kept in [r.json() for r in answers]
+                printed = _export(a, tmp_path / "out")
+                assert "2 sampled allowed orders (2 reported as fraud" in printed, printed
+            finally:
+                b.stop()
+        finally:
+            a.stop()
