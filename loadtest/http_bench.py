@@ -218,7 +218,11 @@ def wrk(
 def cpu_seconds(pid: int, thread: int | None = None) -> float:
     """User + system CPU time of a process (or of one of its threads) so far (Linux /proc)."""
     stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
-    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return _stat_cpu(stat.read_text().rsplit(")", 1)[1].split())
+
+
+def _stat_cpu(fields: list[str]) -> float:
+    """User + system CPU seconds from the fields of ``/proc/.../stat`` after the command."""
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -233,8 +237,7 @@ def postgres_cpu() -> dict[tuple[int, int], float]:
             if text[text.index("(") + 1 : text.rindex(")")] != "postgres":
                 continue
             fields = text.rsplit(")", 1)[1].split()
-            ticks = int(fields[11]) + int(fields[12])
-            out[(int(stat.parent.name), int(fields[19]))] = ticks / os.sysconf("SC_CLK_TCK")
+            out[(int(stat.parent.name), int(fields[19]))] = _stat_cpu(fields)
         except (OSError, ValueError):  # gone meanwhile
             continue
     return out

@@ -10,11 +10,9 @@ once old enough without a report, what was allowed and was not (``python -m
 pyorder.risk.labels``). A report on an order approved by a reviewer makes that review's label
 fraud too.
 
-Who may report: an admin any order, a merchant an order holding its SKUs (another's is 404),
-buyers none (403). The first report of an order is kept; a later one answers with it (its own
-``source`` and ``note`` are not stored). A report is answered once it is durable. It changes
-nothing else of the order: refunds and disputes are the payments' (``docs/payments.md``).
-Times are ms since the Unix epoch (UTC).
+Who may report and read: ``pyorder.risk.reports``. It changes nothing else of the order:
+refunds and disputes are the payments' (``docs/payments.md``). Times are ms since the Unix
+epoch (UTC).
 """
 
 from collections.abc import Iterator, Sequence

@@ -79,11 +79,14 @@ def load_engine(settings: RiskSettings) -> RiskEngine:
     logged and the engine runs without it, deciding by ``on_failure``."""
     if settings.on_failure not in FAILURE_OUTCOMES:
         raise ValueError(f"on_failure must be one of {FAILURE_OUTCOMES}")
+    engine = functools.partial(
+        RiskEngine, max_keys=settings.max_keys, sample_allowed=settings.sample_allowed
+    )
     if settings.model is None:
-        return RiskEngine(None, max_keys=settings.max_keys, sample_allowed=settings.sample_allowed)
+        return engine(None)
     try:
         model = RiskModel.from_text(settings.model.read_text(encoding="utf-8"))
-        return RiskEngine(model, max_keys=settings.max_keys, sample_allowed=settings.sample_allowed)
+        return engine(model)
     except (OSError, ValueError) as e:
         log.error(
             "risk model %s cannot be loaded (%s): orders are decided %s",
@@ -93,13 +96,7 @@ def load_engine(settings: RiskSettings) -> RiskEngine:
             if settings.on_failure == "allow"
             else f"'{settings.on_failure}' unless a rule or list decides",
         )
-        return RiskEngine(
-            None,
-            failed=True,
-            on_failure=settings.on_failure,
-            max_keys=settings.max_keys,
-            sample_allowed=settings.sample_allowed,
-        )
+        return engine(None, failed=True, on_failure=settings.on_failure)
 
 
 @functools.lru_cache(maxsize=16_384)

@@ -10,8 +10,10 @@ server may hold it). Two kinds of rows, by id:
   later (``pyorder.risk.fraud``: a chargeback, a merchant's report), 0 when approved and never
   reported;
 - every allowed order sampled with its features (``--risk-sample-allowed``): 1 when reported
-  as fraud, 0 when it was decided more than ``--mature-days`` (default 60) ago without a
-  report; a younger one without a report may still be charged back, and is left out (counted).
+  as fraud, 0 when it was charged and decided at least ``--mature-days`` (default 60) ago
+  without a report; a younger one may still be charged back, and one never charged is neither
+  honest nor fraud for certain: both are left out (counted). Read whole each export
+  (``--after`` limits the reviewed decisions only).
 
 ``DIR`` gets ``features.npy`` (float64, one row per label, one column per feature of the
 catalogue, ``pyorder.risk.features.FEATURE_NAMES``, NaN where missing), ``labels.npy`` (1.0
@@ -31,7 +33,7 @@ import argparse
 import asyncio
 import math
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -80,46 +82,79 @@ def examples(labels: Sequence[Label], names: Sequence[str] = FEATURE_NAMES) -> E
     )
 
 
-def _sqlite_labels(path: Path, sql: str, after_id: int, *extra: int) -> Iterator[Label]:
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        while rows := conn.execute(sql, (after_id, PAGE, *extra)).fetchall():
-            yield from map(label_from_row, rows)
-            after_id = rows[-1][0]
-    finally:
-        conn.close()
-
-
-async def _postgres_labels(url: str, sql: str, after_id: int, *extra: int) -> list[Label]:
-    conn = await asyncpg.connect(url)
-    try:
-        found: list[Label] = []
-        while rows := await conn.fetch(sql, after_id, PAGE, *extra):
-            found += map(label_from_row, rows)
-            after_id = rows[-1][0]
-        return found
-    finally:
-        await conn.close()
-
-
 def _postgres(database: str) -> bool:
     return database.startswith(("postgresql://", "postgres://"))
 
 
-def _sqlite(database: str) -> Path:
+def _sql(database: str, template: str, count: int) -> str:
+    """``template`` with the store's numbered placeholders (``$n`` or ``?n``) for ``count``
+    parameters."""
+    mark = "$" if _postgres(database) else "?"
+    return template.format(*(f"{mark}{n}" for n in range(1, count + 1)))
+
+
+def _sqlite(database: str) -> sqlite3.Connection:
+    """A read-only connection (a running server may hold the store)."""
     path = Path(database)
     if not path.is_file():
         raise SystemExit(f"no SQLite store at {path}")
-    return path
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def _labels(database: str, template: str, after_id: int, *extra: int) -> list[Label]:
+    """The labels of a statement over ``(after_id, limit, *extra)``, page by page by id."""
+    sql = _sql(database, template, 2 + len(extra))
+    if _postgres(database):
+
+        async def read() -> list[Label]:
+            conn = await asyncpg.connect(database)
+            try:
+                found: list[Label] = []
+                cursor = after_id
+                while rows := await conn.fetch(sql, cursor, PAGE, *extra):
+                    found += map(label_from_row, rows)
+                    cursor = rows[-1][0]
+                return found
+            finally:
+                await conn.close()
+
+        return asyncio.run(read())
+    conn = _sqlite(database)
+    try:
+        found: list[Label] = []
+        cursor = after_id
+        while rows := conn.execute(sql, (cursor, PAGE, *extra)).fetchall():
+            found += map(label_from_row, rows)
+            cursor = rows[-1][0]
+        return found
+    finally:
+        conn.close()
+
+
+def _one(database: str, template: str, *params: int) -> tuple[int, ...]:
+    """The one row of an aggregate statement, as ints."""
+    sql = _sql(database, template, len(params))
+    if _postgres(database):
+
+        async def read() -> tuple[int, ...]:
+            conn = await asyncpg.connect(database)
+            try:
+                return tuple(map(int, await conn.fetchrow(sql, *params) or ()))
+            finally:
+                await conn.close()
+
+        return asyncio.run(read())
+    conn = _sqlite(database)
+    try:
+        return tuple(map(int, conn.execute(sql, params).fetchone() or ()))
+    finally:
+        conn.close()
 
 
 def read_labels(database: str, after_id: int = 0) -> list[Label]:
     """Every reviewed decision of ``database`` (a ``postgresql://`` URL or a SQLite path) after
     ``after_id`` as a label, by id."""
-    if _postgres(database):
-        sql = LABELS_SQL.format("$1", "$2")
-        return asyncio.run(_postgres_labels(database, sql, after_id))
-    return list(_sqlite_labels(_sqlite(database), LABELS_SQL.format("?1", "?2"), after_id))
+    return _labels(database, LABELS_SQL, after_id)
 
 
 class Unlabelled(NamedTuple):
@@ -138,32 +173,10 @@ def read_sampled(database: str, mature_before_ms: int) -> tuple[list[Label], Unl
     fraud (1), or charged and decided at or before ``mature_before_ms`` without a report (0);
     and what is left out. Read whole each time: an old one gains its label late (a report, or
     its maturity), so a cursor from the last export would miss it."""
-    counts = (UNLABELLED_SQL, REPORTS_WITHOUT_FEATURES_SQL)
-    if _postgres(database):
-        sql = SAMPLED_LABELS_SQL.format("$1", "$2", "$3")
-
-        async def read() -> tuple[list[Label], Unlabelled]:
-            found = await _postgres_labels(database, sql, 0, mature_before_ms)
-            conn = await asyncpg.connect(database)
-            try:
-                row = await conn.fetchrow(counts[0].format("$1"), mature_before_ms)
-                young, unpaid = (0, 0) if row is None else tuple(row)
-                orphans = await conn.fetchval(counts[1])
-            finally:
-                await conn.close()
-            return found, Unlabelled(int(young), int(unpaid), int(orphans))
-
-        return asyncio.run(read())
-    path = _sqlite(database)
-    sql = SAMPLED_LABELS_SQL.format("?1", "?2", "?3")
-    found = list(_sqlite_labels(path, sql, 0, mature_before_ms))
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        young, unpaid = conn.execute(counts[0].format("?1"), (mature_before_ms,)).fetchone()
-        (orphans,) = conn.execute(counts[1]).fetchone()
-    finally:
-        conn.close()
-    return found, Unlabelled(int(young), int(unpaid), int(orphans))
+    found = _labels(database, SAMPLED_LABELS_SQL, 0, mature_before_ms)
+    young, unpaid = _one(database, UNLABELLED_SQL, mature_before_ms)
+    (orphans,) = _one(database, REPORTS_WITHOUT_FEATURES_SQL)
+    return found, Unlabelled(young, unpaid, orphans)
 
 
 def write(found: Examples, directory: Path, sampled: Sequence[int] = ()) -> None:
@@ -230,14 +243,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     by_id = {lb.id: lb for lb in sampled} | {lb.id: lb for lb in reviewed}
     found = examples(sorted(by_id.values()))
     write(found, args.out, [lb.id for lb in sampled])
-    counts = summary(examples(reviewed))
+    kept = [lb for lb in reviewed if lb.features is not None]
+    rejected = sum(lb.label for lb in kept)
     fraud = sum(lb.label for lb in sampled)
     print(
-        f"{counts['examples']} reviewed decisions ({counts['rejected']} rejected or reported,"
-        f" {counts['approved']} approved); {len(sampled)} sampled allowed orders ({fraud}"
+        f"{len(kept)} reviewed decisions ({rejected} rejected or reported,"
+        f" {len(kept) - rejected} approved); {len(sampled)} sampled allowed orders ({fraud}"
         f" reported as fraud, {len(sampled) - fraud} charged and not reported after"
         f" {args.mature_days:g} days); {len(found.labels)} rows -> {args.out}. Left out:"
-        f" {counts['without_features']} reviewed without features (held before they were"
+        f" {len(reviewed) - len(kept)} reviewed without features (held before they were"
         f" kept); sampled orders {left.young} too recent to label and {left.unpaid} never"
         f" charged; {left.reports_without_features} fraud reports of orders not sampled"
     )
