@@ -320,6 +320,7 @@ async def raw_copy(
     import asyncpg
 
     sys.path.insert(0, str(ROOT))
+    from pyorder._core import PLACED_ORDER_COLUMNS
     from pyorder.storage import codec
 
     conn = await asyncpg.connect(dsn)
@@ -327,7 +328,7 @@ async def raw_copy(
     pg_cpu = postgres_cpu()
     # The server's own rows as the template (its stored address, its risk decision when it
     # runs with --risk, its line's merchant), so that the floor writes the same bytes.
-    columns = (*codec.ORDER_COLUMN_NAMES, "risk")
+    columns = PLACED_ORDER_COLUMNS
     template = await conn.fetchrow(
         f"SELECT {', '.join(columns)} FROM orders WHERE id < $1 ORDER BY id DESC LIMIT 1", first
     )

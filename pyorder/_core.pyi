@@ -23,6 +23,7 @@ __all__ = [
     "POLICY_NEAREST_PER_LINE",
     "POLICY_ONE_PARCEL_ONLY",
     "POLICY_PREFER_ONE_PARCEL",
+    "RISK_DECIDED_BY_CODES",
     "RISK_FEATURE_NAMES",
     "RISK_KINDS",
     "RISK_LIST_KINDS",
@@ -475,9 +476,10 @@ class OrderRows:
         """(smallest, largest) order id of these orders; None when there are none."""
     def reserved_deltas(self) -> list[tuple[int, int, int]]:
         """(sku, warehouse, units reserved), sorted."""
-    def order_risks(self) -> list[tuple[int, str | None]]:
-        """(order id, its ``risk`` column: JSON of the decision of an order risk control
-        allowed, ``pyorder.risk.decisions.decision_from_order``; else None), in order."""
+    def order_risks(self) -> list[tuple[int, bytes | None]]:
+        """(order id, its ``risk_packed`` column: the decision of an order risk control
+        allowed, MessagePack, ``pyorder.risk.decisions.unpack_order_risk``; else None), in
+        order."""
     def order_tuples(
         self,
     ) -> list[tuple[int, str, str, str, int, str, str, int, int, int, int]]:
@@ -700,6 +702,9 @@ def sqlite_library() -> str | None:
 # --- risk features ---------------------------------------------------------------------------
 RISK_FEATURE_NAMES: Final[list[str]]
 """The 40 features' names in the catalogue's order (``docs/risk.md``)."""
+RISK_DECIDED_BY_CODES: Final[list[str]]
+"""The ``decided_by`` texts a packed decision (``orders.risk_packed``) writes as their index:
+default, score, scoring_failed."""
 RISK_KINDS: Final[list[str]]
 """The kinds of keys tracked: buyer, device, ip, address, email, phone, instrument,
 device_sku, ip_sku."""

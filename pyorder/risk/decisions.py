@@ -2,8 +2,9 @@
 of the unit of work (``pyorder.kernel.unit``).
 
 The Rust order book decides every order it takes (``OrderRows``). An order it allows keeps its
-decision in its own row (``orders.risk``, schema version 19: one compact JSON array, read by
-``decision_from_order``), written with the order; a decision that holds an order for review,
+decision in its own row (``orders.risk_packed``, schema version 21: one MessagePack array of
+~40 bytes, read by ``unpack_order_risk``; ``orders.risk``, JSON text, for orders placed under
+versions 19 and 20), written with the order; a decision that holds an order for review,
 blocks an attempt, or allows an order sampled for labels (``--risk-sample-allowed``: its
 features kept) is a ``risk_decisions`` row, whose ``PLACED_COLUMNS`` the writers insert in the
 orders' transaction: the Rust SQLite writer itself, the PostgreSQL store by COPY or from
@@ -23,10 +24,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
-from pyorder._core import PLACED_DECISION_COLUMNS
+from pyorder._core import PLACED_DECISION_COLUMNS, RISK_DECIDED_BY_CODES
 from pyorder.kernel.unit import PartKind, Row, Statement, Write
+from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.records import Decision, Label, Reason, ReviewOutcome
 
 PLACED_COLUMNS: tuple[str, ...] = tuple(PLACED_DECISION_COLUMNS)
@@ -48,9 +51,9 @@ a bool, the JSON columns as text)."""
 DECISION_SQL = f"SELECT {COLUMNS} FROM risk_decisions WHERE id = {{0}}"
 """One decision of its own row; format with the placeholder of its id."""
 ORDER_RISK_SQL = (
-    "SELECT o.id, o.buyer, l.merchant, o.created_ms, o.risk FROM orders o"
+    "SELECT o.id, o.buyer, l.merchant, o.created_ms, o.risk, o.risk_packed FROM orders o"
     " JOIN order_lines l ON l.order_id = o.id AND l.line_no = 0"
-    " WHERE o.id = {0} AND o.risk IS NOT NULL"
+    " WHERE o.id = {0} AND (o.risk_packed IS NOT NULL OR o.risk IS NOT NULL)"
 )
 """The decision an allowed order keeps in its row, with what it shares with the order (its id,
 buyer, first line's merchant, time); format with the placeholder of the order's id."""
@@ -224,11 +227,32 @@ def decision_from_row(r: Row) -> Decision:
     )
 
 
+def unpack_order_risk(packed: bytes) -> list[Any]:
+    """An ``orders.risk_packed`` value (schema version 21: MessagePack,
+    ``core_rs/src/risk/packed.rs``) as schema 19's ``orders.risk`` JSON array: ``[score, model,
+    decided_by, three_ds, [fired...], [[feature, value, contribution]...]]``, the model's version
+    as its hex digits, what decided as its text, a reason's feature by name and its contribution
+    from millionths."""
+    risk = msgspec.msgpack.decode(packed)
+    if not isinstance(risk, list) or len(risk) != 6:
+        raise ValueError(f"stored order risk is not a packed decision: {packed!r:.80}")
+    score, model, decided_by, three_ds, fired, reasons = risk
+    return [
+        score,
+        model.hex() if isinstance(model, bytes) else model,
+        RISK_DECIDED_BY_CODES[decided_by] if isinstance(decided_by, int) else decided_by,
+        three_ds,
+        fired,
+        [[FEATURE_NAMES[f], v, c / 1e6] for f, v, c in reasons],
+    ]
+
+
 def decision_from_order(r: Row) -> Decision:
-    """An allowed order's decision from a row of ``ORDER_RISK_SQL``: its ``risk`` column is
-    ``[score, model, decided_by, three_ds, [fired...], [[feature, value, contribution]...]]``
-    (``core_rs/src/risk/engine.rs``, ``order_risk_json``)."""
-    risk = _json_list(r[4])
+    """An allowed order's decision from a row of ``ORDER_RISK_SQL``: its ``risk_packed`` column
+    (``unpack_order_risk``), or for an order placed before schema version 21 its ``risk``
+    column, JSON text of ``[score, model, decided_by, three_ds, [fired...], [[feature, value,
+    contribution]...]]``."""
+    risk = _json_list(r[4]) if r[5] is None else unpack_order_risk(bytes(r[5]))
     if len(risk) != 6:
         raise ValueError(f"stored order risk is not a decision: {r[4]!r:.80}")
     score, model, decided_by, three_ds, fired, reasons = risk

@@ -108,7 +108,7 @@ class Reason:
 class Decision:
     """Risk control's decision on an order at intake, as stored (a ``risk_decisions`` row when it
     held or blocked the order, with its review once there is one; an allowed order's
-    ``orders.risk``: ``pyorder.risk.decisions``). Times are ms since the Unix epoch (UTC)."""
+    ``orders.risk_packed``: ``pyorder.risk.decisions``). Times are ms since the Unix epoch (UTC)."""
 
     id: int
     """The order's id (a blocked attempt's: the id it was given; no order has it)."""

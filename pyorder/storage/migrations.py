@@ -562,6 +562,17 @@ def _v20(integer: str, strict: str) -> tuple[str, ...]:
     )
 
 
+# Version 21: an allowed order's risk decision packed (``orders.risk_packed``: MessagePack of
+# ``[score, model, decided_by, three_ds, fired, reasons]``, ``core_rs/src/risk/packed.rs``,
+# read by ``pyorder.risk.decisions.unpack_order_risk``), ~40 bytes where version 19's JSON text
+# took ~150: most orders carry one, and a PostgreSQL commit's time grows with its bytes
+# (BENCHMARKS.md). The core writes only this column from now on; ``risk`` keeps the decisions
+# of orders placed under versions 19 and 20 and is read where this one is NULL. Nullable
+# without a default: no table rewrite.
+def _v21(binary: str) -> tuple[str, ...]:
+    return (f"ALTER TABLE orders ADD COLUMN risk_packed {binary}",)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "commit tokens of write batches", _V2_SQLITE, _V2_POSTGRES),
@@ -590,6 +601,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _v20("INTEGER", " STRICT"),
         _v20("BIGINT", ""),
     ),
+    Migration(21, "the risk decisions of allowed orders packed", _v21("BLOB"), _v21("BYTEA")),
 )
 """Every migration, in version order (versions 1, 2, 3, ... with no gaps)."""
 

@@ -166,8 +166,8 @@ def _unnest(columns: str, types: tuple[str, ...], alias: str, literals: bool = F
 
 
 _PLACED_ORDER_COLUMNS = ", ".join(PLACED_ORDER_COLUMNS)
-"""The Rust intake's orders: ``codec.ORDER_COLUMNS`` and ``risk`` (an allowed order's risk
-decision as JSON text, or NULL)."""
+"""The Rust intake's orders: ``codec.ORDER_COLUMNS`` and ``risk_packed`` (an allowed order's
+risk decision, MessagePack, or NULL)."""
 
 
 def _insert_orders(literals: bool) -> str:
@@ -175,7 +175,7 @@ def _insert_orders(literals: bool) -> str:
     built in Python (``codec.ORDER_COLUMNS``), or placed by the Rust intake (``literals``,
     ``_PLACED_ORDER_COLUMNS``)."""
     columns, types = (
-        (_PLACED_ORDER_COLUMNS, (*_ORDER_TYPES, "text"))
+        (_PLACED_ORDER_COLUMNS, (*_ORDER_TYPES, "bytea"))
         if literals
         else (codec.ORDER_COLUMNS, _ORDER_TYPES)
     )

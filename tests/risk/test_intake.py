@@ -8,7 +8,6 @@ import ipaddress
 import json
 from pathlib import Path
 
-import orjson
 import pytest
 
 from pyorder._core import Inventory, OrderBook, OrderIdGenerator, OrderRows, RiskEngine
@@ -17,7 +16,7 @@ from pyorder.kernel.clock import now_ms
 from pyorder.orders.input import OrderInput
 from pyorder.orders.model import OrderStatus
 from pyorder.platform import Config, Platform
-from pyorder.risk.decisions import decision_from_order
+from pyorder.risk.decisions import decision_from_order, unpack_order_risk
 from pyorder.risk.events import AgentClass
 from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.intake import (
@@ -129,7 +128,7 @@ def test_the_shipped_model_loads_and_scores_every_order() -> None:
     assert rows.decision_tuples() == []  # allowed: the decision is in the order's row
     ((order_id, risk),) = rows.order_risks()
     assert risk is not None
-    decision = decision_from_order((order_id, "b", "merchant:m", T0, risk))
+    decision = decision_from_order((order_id, "b", "merchant:m", T0, None, risk))
     assert (decision.outcome, decision.three_ds) == ("allow", False)
     assert decision.score is not None
     assert 0 <= decision.score <= 99
@@ -159,7 +158,7 @@ def test_a_model_that_cannot_load_fails_open_or_closed(
     got, _ = _place(book, rows)
     assert got == status
     if outcome == "allow":  # in the order's row
-        score, _, decided_by = orjson.loads(rows.order_risks()[-1][1] or "[]")[:3]
+        score, _, decided_by = unpack_order_risk(rows.order_risks()[-1][1] or b"")[:3]
     else:
         decision = rows.decision_tuples()[-1]
         assert decision[4] == outcome
@@ -171,7 +170,7 @@ def test_a_model_that_cannot_load_fails_open_or_closed(
     set_policy(engine, Policy(FEATURE_NAMES, allow={ListKind.BUYER: frozenset({"vip"})}))
     got, _ = _place(book, rows, buyer="vip")
     assert got == 201
-    assert orjson.loads(rows.order_risks()[-1][1] or "[]")[2] == "list:allow:buyer"
+    assert unpack_order_risk(rows.order_risks()[-1][1] or b"")[2] == "list:allow:buyer"
 
 
 def test_rules_only_and_a_missing_file() -> None:

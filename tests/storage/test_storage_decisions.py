@@ -7,12 +7,15 @@ import asyncio
 from dataclasses import replace
 
 import asyncpg
+import msgspec
+import orjson
 import pytest
 
 from pyorder._core import ORDER_ID_SEQUENCE_BITS
 from pyorder.model import WriteBatch
 from pyorder.orders.model import OrderStatus, StatusChange
-from pyorder.risk.decisions import REVIEWS, StagedReview
+from pyorder.risk.decisions import REVIEWS, StagedReview, unpack_order_risk
+from pyorder.risk.features import FEATURE_NAMES
 from pyorder.risk.records import Decision, Label, Reason, ReviewOutcome
 from pyorder.risk.reviews import Reviews
 from pyorder.storage import stock_leases
@@ -202,6 +205,47 @@ def test_an_allowed_decision_is_never_reviewed(store: Backend) -> None:
         return await s.risk_decision(3)
 
     assert store.run(review) == replace(decision(3, outcome="allow"))
+
+
+def test_an_allowed_orders_decision_in_its_row_reads_packed_or_as_json(store: Backend) -> None:
+    """An allowed order keeps its decision in its row: ``risk_packed`` (MessagePack, schema
+    version 21, what the core writes) or, for an order placed under versions 19 and 20,
+    ``risk`` (JSON text); either is read before a ``risk_decisions`` row."""
+    fill(store)
+    model = "0c3390a79a400244"
+    text = f'[12,"{model}","default",1,["r1"],[["device_buyers_24h",7,1.25],["ip_region_mismatch",null,0.5]]]'
+    store.query(f"UPDATE orders SET risk = '{text}' WHERE id = 3")
+    column = [FEATURE_NAMES.index("device_buyers_24h"), FEATURE_NAMES.index("ip_region_mismatch")]
+    packed = msgspec.msgpack.encode(
+        [
+            12,
+            bytes.fromhex(model),
+            0,
+            True,
+            ["r1"],
+            [[column[0], 7, 1_250_000], [column[1], None, 500_000]],
+        ]
+    )
+    assert len(packed) < len(text) / 2
+    literal = f"X'{packed.hex()}'" if store.name == "sqlite" else f"'\\x{packed.hex()}'::bytea"
+
+    async def read(s: Store) -> Decision | None:
+        return await s.risk_decision(3)
+
+    want = replace(
+        decision(3, outcome="allow"),
+        merchant=MERCHANTS[0],  # the order's first line's
+        at_ms=order(3).created_ms,
+        three_ds=True,
+        score=12,
+        model=model,
+        decided_by="default",
+        fired=("r1",),
+    )
+    assert store.run(read) == want
+    store.query(f"UPDATE orders SET risk = NULL, risk_packed = {literal} WHERE id = 3")
+    assert store.run(read) == want
+    assert unpack_order_risk(packed) == orjson.loads(text)
 
 
 def test_a_take_over_expires_a_dead_nodes_reviews(store: Backend) -> None:

@@ -58,7 +58,7 @@ async def stock_of(s: Store) -> dict[tuple[int, int], StockRow]:
 
 
 def test_the_writers_column_orders_are_the_codecs() -> None:
-    assert (*codec.ORDER_COLUMN_NAMES, "risk") == PLACED_ORDER_COLUMNS
+    assert (*codec.ORDER_COLUMN_NAMES, "risk_packed") == PLACED_ORDER_COLUMNS
     assert PLACED_LINE_COLUMNS == codec.LINE_COLUMN_NAMES
 
 

@@ -978,8 +978,9 @@ mod tests {
         // The allowed order's decision is in its own row; the one held for review has its
         // decision's row instead.
         assert_eq!(
-            rows.orders[0].risk_json().as_deref(),
-            Some(r#"[null,null,"default",0,[],[]]"#)
+            rows.orders[0].risk_packed().as_deref(),
+            // [nil, nil, 0 (default), false, [], []]
+            Some(&[0x96, 0xc0, 0xc0, 0x00, 0xc2, 0x90, 0x90][..])
         );
         assert_eq!(rows.orders[1].risk, None);
         assert_eq!(rows.blocked(), 1);

@@ -14,8 +14,7 @@ use smallvec::SmallVec;
 
 use crate::model::ModelVersion;
 use crate::risk::{
-    features_json, order_risk_json, reasons_json, strings_json, DecidedBy, Features, Outcome,
-    Reasons,
+    features_json, reasons_json, strings_json, DecidedBy, Features, Outcome, PackedRisk, Reasons,
 };
 
 /// The status a new order is stored with, unless risk control holds it for review.
@@ -55,17 +54,17 @@ pub struct NewOrder {
     pub lines: SmallVec<[NewLine; 1]>,
     /// `PENDING_PAYMENT` or `IN_REVIEW`.
     pub status: &'static str,
-    /// Risk control's decision when it allowed the order (`orders.risk`); a decision held for
-    /// review, or allowed and sampled with its features, has a `DecisionRow` of its own, and
-    /// without risk control there is none.
+    /// Risk control's decision when it allowed the order (`orders.risk_packed`); a decision
+    /// held for review, or allowed and sampled with its features, has a `DecisionRow` of its
+    /// own, and without risk control there is none.
     pub risk: Option<OrderRisk>,
 }
 
 /// What risk control decided of an order, as stored: an allowed order's in its own row
-/// (`NewOrder::risk`, the `orders.risk` column) rather than a `risk_decisions` row of its own
-/// (most orders are allowed, and a second row per order cost the batch path through HTTP 40 %
-/// of its throughput, BENCHMARKS.md); a held or blocked one's, and an allowed one sampled with
-/// its features (`RiskEngine::samples`), in its `DecisionRow`.
+/// (`NewOrder::risk`, the `orders.risk_packed` column) rather than a `risk_decisions` row of
+/// its own (most orders are allowed, and a second row per order cost the batch path through
+/// HTTP 40 % of its throughput, BENCHMARKS.md); a held or blocked one's, and an allowed one
+/// sampled with its features (`RiskEngine::samples`), in its `DecisionRow`.
 ///
 /// What decided, the rules that fired and the reasons are kept as data and rendered to the
 /// columns' text only by the writers (`decided_by_text`, `fired_json`, `reasons_json`,
@@ -107,17 +106,17 @@ impl OrderRisk {
         Cow::Owned(reasons_json(&self.reasons))
     }
 
-    /// The whole decision as an order's `risk` column: compact JSON
-    /// (`risk::order_risk_json`).
-    pub fn json(&self) -> String {
-        order_risk_json(
-            self.score,
-            self.model.as_ref().map(ModelVersion::as_str),
-            &self.decided_by.as_text(),
-            self.three_ds,
-            &self.fired,
-            &self.reasons,
-        )
+    /// The whole decision as an order's `risk_packed` column: MessagePack
+    /// (`risk::PackedRisk`, written by `PackedRisk::write`).
+    pub fn packed(&self) -> PackedRisk<'_> {
+        PackedRisk {
+            score: self.score,
+            model: self.model.as_ref().map(ModelVersion::as_str),
+            decided_by: &self.decided_by,
+            three_ds: self.three_ds,
+            fired: &self.fired,
+            reasons: &self.reasons,
+        }
     }
 }
 
@@ -150,9 +149,13 @@ impl DecisionRow {
 }
 
 impl NewOrder {
-    /// The `risk` column: `OrderRisk::json`, or NULL.
-    pub fn risk_json(&self) -> Option<String> {
-        self.risk.as_ref().map(OrderRisk::json)
+    /// The `risk_packed` column (`OrderRisk::packed`), or None for NULL.
+    pub fn risk_packed(&self) -> Option<Vec<u8>> {
+        self.risk.as_ref().map(|r| {
+            let mut out = Vec::with_capacity(48);
+            r.packed().write(&mut out);
+            out
+        })
     }
 
     pub fn currency_str(&self) -> &str {

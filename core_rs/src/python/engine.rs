@@ -143,7 +143,7 @@ impl RiskEngine {
     }
 
     /// The share of the allowed orders whose features are kept: their decision is a
-    /// `risk_decisions` row with the features instead of the order's `risk` column, so that a
+    /// `risk_decisions` row with the features instead of the order's `risk_packed` column, so that a
     /// fraud report (or none, once the order is old enough) labels it for training. Which
     /// orders: a hash of the id below the rate (the same on every node).
     #[getter]

@@ -12,14 +12,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyMapping, PyString};
 
 use crate::risk::{
-    key_hash, Features, Limits, OrderEvent, PaymentEvent, RiskTracker as Tracker, FEATURE_COUNT,
-    FEATURE_NAMES, KINDS,
+    key_hash, Features, Limits, OrderEvent, PaymentEvent, RiskTracker as Tracker, DECIDED_BY_CODES,
+    FEATURE_COUNT, FEATURE_NAMES, KINDS,
 };
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RiskTracker>()?;
     m.add("RISK_FEATURE_NAMES", FEATURE_NAMES.to_vec())?;
     m.add("RISK_KINDS", KINDS.to_vec())?;
+    m.add("RISK_DECIDED_BY_CODES", DECIDED_BY_CODES.to_vec())?;
     Ok(())
 }
 

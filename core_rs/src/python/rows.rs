@@ -6,6 +6,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::orders::rows::{self, NewLine, NewOrder, PENDING_PAYMENT};
 
@@ -242,11 +243,14 @@ impl OrderRows {
         self.inner.lock().reserved_deltas()
     }
 
-    /// (order id, its `risk` column: the JSON of risk control's decision when it allowed the
-    /// order, else None), in order.
-    fn order_risks(&self) -> Vec<(i64, Option<String>)> {
+    /// (order id, its `risk_packed` column: risk control's decision when it allowed the
+    /// order, MessagePack, else None), in order.
+    fn order_risks<'py>(&self, py: Python<'py>) -> Vec<(i64, Option<Bound<'py, PyBytes>>)> {
         let rows = self.inner.lock();
-        rows.orders.iter().map(|o| (o.id, o.risk_json())).collect()
+        rows.orders
+            .iter()
+            .map(|o| (o.id, o.risk_packed().map(|r| PyBytes::new(py, &r))))
+            .collect()
     }
 
     /// The `orders` rows, in `codec.ORDER_COLUMNS` order (updated_ms = created_ms).

@@ -269,55 +269,6 @@ pub fn reasons_json(reasons: &[(u16, f64, f64)]) -> String {
     out
 }
 
-/// An allowed order's decision as its `orders.risk` column: one compact JSON array,
-/// `[score, model, decided_by, three_ds, [fired...], [[feature, value, contribution]...]]`
-/// (score and model null when not scored, three_ds 0 or 1, a value null when missing), read
-/// back by `pyorder.risk.decisions.decision_from_order`.
-pub fn order_risk_json(
-    score: Option<u8>,
-    model: Option<&str>,
-    decided_by: &str,
-    three_ds: bool,
-    fired: &[Arc<str>],
-    reasons: &[(u16, f64, f64)],
-) -> String {
-    let mut out = String::with_capacity(64 + reasons.len() * 48);
-    out.push('[');
-    match score {
-        Some(s) => out.push_str(itoa::Buffer::new().format(s)),
-        None => out.push_str("null"),
-    }
-    out.push(',');
-    match model {
-        Some(m) => crate::orders::parse::push_json_str(&mut out, m),
-        None => out.push_str("null"),
-    }
-    out.push(',');
-    crate::orders::parse::push_json_str(&mut out, decided_by);
-    out.push_str(if three_ds { ",1,[" } else { ",0,[" });
-    for (i, f) in fired.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        crate::orders::parse::push_json_str(&mut out, f);
-    }
-    out.push_str("],[");
-    for (i, &(column, value, contribution)) in reasons.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("[\"");
-        out.push_str(FEATURE_NAMES[usize::from(column)]);
-        out.push_str("\",");
-        push_number(&mut out, value);
-        out.push(',');
-        push_number(&mut out, (contribution * 1e6).round() / 1e6);
-        out.push(']');
-    }
-    out.push_str("]]");
-    out
-}
-
 /// A feature vector as a JSON object of the catalogue's names: `{"buyer_orders_1m": 3, ...}`,
 /// a missing feature (NaN) left out, so that a reader maps it by name whatever the catalogue
 /// it was written with.
@@ -392,20 +343,6 @@ mod tests {
         );
         assert!(reasons_json(&top).contains(r#""value":null"#));
         assert_eq!(strings_json(["a", "b\"c"]), r#"["a","b\"c"]"#);
-    }
-
-    #[test]
-    fn an_allowed_orders_decision_is_one_compact_array() {
-        let fired: Vec<Arc<str>> = vec![Arc::from("r1")];
-        let reasons = [(3u16, 7.0, 0.5), (5, f64::NAN, 0.25)];
-        assert_eq!(
-            order_risk_json(Some(12), Some("abc"), "default", false, &fired, &reasons),
-            r#"[12,"abc","default",0,["r1"],[["device_orders_1m",7,0.5],["device_orders_24h",null,0.25]]]"#
-        );
-        assert_eq!(
-            order_risk_json(None, None, "list:allow:buyer", true, &[], &[]),
-            r#"[null,null,"list:allow:buyer",1,[],[]]"#
-        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod events;
 mod features;
 mod index;
 mod inline;
+mod packed;
 mod policy;
 mod state;
 mod table;
@@ -24,11 +25,12 @@ mod window;
 
 pub use distinct::DISTINCT_CAP;
 pub use engine::{
-    features_json, order_risk_json, reasons_json, strings_json, Assessment, Reasons, RiskEngine,
-    Subject, REASONS, SAMPLE_SCALE,
+    features_json, reasons_json, strings_json, Assessment, Reasons, RiskEngine, Subject, REASONS,
+    SAMPLE_SCALE,
 };
 pub use events::{key_hash, pair_hash, OrderEvent, PaymentEvent};
 pub use features::{Features, FEATURE_COUNT, FEATURE_NAMES};
+pub use packed::{PackedRisk, DECIDED_BY_CODES};
 pub use policy::{
     Action, DecidedBy, Decision, ListKeys, Op, Outcome, Policy, Program, ProgramError, Rule,
     LIST_KINDS,

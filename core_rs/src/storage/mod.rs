@@ -13,7 +13,7 @@ pub mod pgcopy;
 pub mod sqlite;
 
 /// Columns of `orders`, in the order the writers produce them (`codec.ORDER_COLUMN_NAMES`, then
-/// `risk`: risk control's decision of an allowed order, which only the core writes).
+/// `risk_packed`: risk control's decision of an allowed order, which only the core writes).
 pub const ORDER_COLUMNS: [&str; 12] = [
     "id",
     "buyer",
@@ -26,7 +26,7 @@ pub const ORDER_COLUMNS: [&str; 12] = [
     "created_ms",
     "deadline_ms",
     "updated_ms",
-    "risk",
+    "risk_packed",
 ];
 
 /// Columns of `order_lines`, in the order the writers produce them (`codec.LINE_COLUMN_NAMES`).

@@ -10,7 +10,8 @@
 //! decimal text; every text value in double quotes with `"` and `\` escaped by a backslash
 //! (so that spaces, commas, braces and the word NULL stay data). Column types are those of
 //! `pgcopy`: every id, amount and time `bigint`, `line_no` `integer`, the address JSON text
-//! (cast to `jsonb` by the statement).
+//! (cast to `jsonb` by the statement), the packed risk decision `bytea` (PostgreSQL manual,
+//! "Binary Data Types": the hex format `\x0a1b`).
 
 use crate::orders::rows::OrderRows;
 
@@ -52,6 +53,18 @@ impl Column {
         self.text.push('"');
     }
 
+    /// A `bytea` value in its hex form, `"\\x0a1b"` (its backslash escaped in the literal).
+    fn bytea(&mut self, bytes: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.separate();
+        self.text.push_str("\"\\\\x");
+        for &b in bytes {
+            self.text.push(char::from(HEX[usize::from(b >> 4)]));
+            self.text.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        self.text.push('"');
+    }
+
     /// SQL NULL: the unquoted word (a text `"NULL"` is quoted).
     fn null(&mut self) {
         self.separate();
@@ -81,8 +94,8 @@ pub fn orders(rows: &OrderRows) -> Vec<String> {
         c[8].int(o.created_ms);
         c[9].int(o.deadline_ms);
         c[10].int(o.created_ms);
-        match o.risk_json() {
-            Some(risk) => c[11].text(&risk),
+        match o.risk_packed() {
+            Some(risk) => c[11].bytea(&risk),
             None => c[11].null(),
         }
     }
@@ -121,9 +134,10 @@ mod tests {
         c.int(-7);
         c.null();
         c.text("NULL");
+        c.bytea(&[0x0a, 0xff]);
         assert_eq!(
             c.finish(),
-            r#"{"plain","a \"quoted\" \\ back, {brace} NULL","",-7,NULL,"NULL"}"#
+            r#"{"plain","a \"quoted\" \\ back, {brace} NULL","",-7,NULL,"NULL","\\x0aff"}"#
         );
         assert_eq!(Column::new(0).finish(), "{}");
     }

@@ -37,7 +37,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Columns of an `orders` row as written here (`super::ORDER_COLUMNS`).
 const ORDER_INSERT: &str = "INSERT INTO orders (id, buyer, status, currency, total, region, \
-     address, reservation, created_ms, deadline_ms, updated_ms, risk) VALUES ";
+     address, reservation, created_ms, deadline_ms, updated_ms, risk_packed) VALUES ";
 const ORDER_PARAMS: usize = 12;
 
 /// Columns of an `order_lines` row as written here (`super::LINE_COLUMNS`).
@@ -330,7 +330,7 @@ fn insert_orders(conn: &Connection, rows: &OrderRows) -> Result<()> {
             bind(&o.created_ms)?;
             bind(&o.deadline_ms)?;
             bind(&o.created_ms)?;
-            bind(&o.risk_json())
+            bind(&o.risk_packed())
         },
     )?;
     let lines: Vec<(i64, usize, &NewLine)> = rows
@@ -489,7 +489,8 @@ mod tests {
          status TEXT NOT NULL CHECK (status IN ('pending_payment', 'paid', 'cancelled', 'expired')), \
          currency TEXT NOT NULL, total INTEGER NOT NULL, region TEXT NOT NULL, \
          address TEXT NOT NULL, reservation INTEGER NOT NULL, created_ms INTEGER NOT NULL, \
-         deadline_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, risk TEXT) STRICT",
+         deadline_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, risk TEXT, \
+         risk_packed BLOB) STRICT",
         "CREATE TABLE order_lines (order_id INTEGER NOT NULL REFERENCES orders(id), \
          line_no INTEGER NOT NULL, sku INTEGER NOT NULL, warehouse INTEGER NOT NULL, \
          quantity INTEGER NOT NULL, unit_price INTEGER NOT NULL, merchant TEXT NOT NULL, \
