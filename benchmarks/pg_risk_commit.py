@@ -9,8 +9,8 @@ kept with their features, default the server's 1 %), take the same batch bodies;
 commits ``--size`` orders of each through ``PostgresStore.commit`` (the server's COPY path, a
 commit token, a node's fence), the two ways alternating, back to back on one database, so each
 commit's time is its latency (the server's group commit runs them back to back under load). The
-figure is the median commit time per way and the difference per order, next to the bytes
-PostgreSQL stores per order in ``orders.risk_packed`` and the WAL each commit wrote.
+figure is the median commit time per way and the difference per order, next to the bytes of
+an order's row as PostgreSQL stores it and the WAL each commit wrote per order.
 
     python benchmarks/pg_risk_commit.py --database "$PYORDER_TEST_POSTGRES"
     python benchmarks/pg_risk_commit.py --database "$PYORDER_TEST_POSTGRES" --rounds 60 --sample-allowed 0
@@ -29,7 +29,15 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 
-from pyorder._core import Inventory, OrderBook, OrderIdGenerator, OrderRows, RiskEngine
+from pyorder._core import (
+    ORDER_ID_NODE_BITS,
+    ORDER_ID_SEQUENCE_BITS,
+    Inventory,
+    OrderBook,
+    OrderIdGenerator,
+    OrderRows,
+    RiskEngine,
+)
 from pyorder.auth import buyer_number
 from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.model import WriteBatch
@@ -44,8 +52,9 @@ PER_BODY = 250
 
 @dataclass
 class Way:
-    """One order book and what its commits measured."""
+    """One order book (its ids of node ``node``) and what its commits measured."""
 
+    node: int
     book: OrderBook
     seconds: list[float] = field(default_factory=list)
     wal_bytes: list[int] = field(default_factory=list)
@@ -118,7 +127,7 @@ async def measure(dsn: str, size: int, rounds: int, sample_allowed: float) -> No
     store.fence = (claim.node, claim.epoch) if claim.epoch else None
     # The server's engine with --risk: the shipped model, the default policy and sample.
     engine = load_engine(RiskSettings(enabled=True, sample_allowed=sample_allowed))
-    ways = {"off": Way(order_book(1, None)), "risk": Way(order_book(2, engine))}
+    ways = {"off": Way(1, order_book(1, None)), "risk": Way(2, order_book(2, engine))}
     watcher = await asyncpg.connect(dsn)
     try:
         await store.commit(catalogue())
@@ -137,15 +146,13 @@ async def measure(dsn: str, size: int, rounds: int, sample_allowed: float) -> No
                 if r >= 2:  # two rounds to warm up (connections, caches, the COPY thread)
                     way.seconds.append(spent)
                     way.wal_bytes.append(await wal_lsn(watcher) - lsn)
-        risk_bytes = await watcher.fetchval(
-            "SELECT avg(pg_column_size(risk_packed)) FROM orders WHERE risk_packed IS NOT NULL"
-        )
+        # Each way's rows by the node number in their ids, whatever the build's columns.
+        node_of = f"(id >> {ORDER_ID_SEQUENCE_BITS}) & {(1 << ORDER_ID_NODE_BITS) - 1}"
         row_bytes = {
             name: await watcher.fetchval(
-                "SELECT avg(pg_column_size(o.*)) FROM orders o WHERE (risk_packed IS NULL) = $1",
-                name == "off",
+                f"SELECT avg(pg_column_size(o.*)) FROM orders o WHERE {node_of} = $1", way.node
             )
-            for name in ways
+            for name, way in ways.items()
         }
     finally:
         await watcher.close()
@@ -164,7 +171,6 @@ async def measure(dsn: str, size: int, rounds: int, sample_allowed: float) -> No
             f" (+{(m - off) / size * 1e6:5.2f}), WAL {wal:6.0f} B/order,"
             f" row {float(row_bytes[name]):5.0f} B"
         )
-    print(f"  orders.risk_packed: {float(risk_bytes or 0):.0f} B per order on average")
 
 
 async def in_fresh_database(dsn: str, size: int, rounds: int, sample_allowed: float) -> None:
