@@ -3,8 +3,8 @@ of the unit of work (``pyorder.kernel.unit``).
 
 The Rust order book decides every order it takes (``OrderRows``). An order it allows keeps its
 decision in its own row (``orders.risk_packed``, schema version 21: one MessagePack array of
-~40 bytes, read by ``unpack_order_risk``; ``orders.risk``, JSON text, for orders placed under
-versions 19 and 20), written with the order; a decision that holds an order for review,
+~40 bytes, read by ``unpack_order_risk``; ``orders.risk``, JSON text, where builds before that
+version wrote it), written with the order; a decision that holds an order for review,
 blocks an attempt, or allows an order sampled for labels (``--risk-sample-allowed``: its
 features kept) is a ``risk_decisions`` row, whose ``PLACED_COLUMNS`` the writers insert in the
 orders' transaction: the Rust SQLite writer itself, the PostgreSQL store by COPY or from
@@ -232,7 +232,8 @@ def unpack_order_risk(packed: bytes) -> list[Any]:
     ``core_rs/src/risk/packed.rs``) as schema 19's ``orders.risk`` JSON array: ``[score, model,
     decided_by, three_ds, [fired...], [[feature, value, contribution]...]]``, the model's version
     as its hex digits, what decided as its text, a reason's feature by name and its contribution
-    from millionths."""
+    from millionths. A code or a feature index this build does not know (written by a newer
+    one: the catalogue is only appended to) reads as ``code_<n>`` or ``feature_<index>``."""
     risk = msgspec.msgpack.decode(packed)
     if not isinstance(risk, list) or len(risk) != 6:
         raise ValueError(f"stored order risk is not a packed decision: {packed!r:.80}")
@@ -240,20 +241,29 @@ def unpack_order_risk(packed: bytes) -> list[Any]:
     return [
         score,
         model.hex() if isinstance(model, bytes) else model,
-        RISK_DECIDED_BY_CODES[decided_by] if isinstance(decided_by, int) else decided_by,
+        _known(RISK_DECIDED_BY_CODES, decided_by, "code")
+        if isinstance(decided_by, int)
+        else decided_by,
         three_ds,
         fired,
-        [[FEATURE_NAMES[f], v, c / 1e6] for f, v, c in reasons],
+        [
+            [_known(FEATURE_NAMES, f, "feature"), v, None if c is None else c / 1e6]
+            for f, v, c in reasons
+        ],
     ]
+
+
+def _known(names: Sequence[str], index: int, kind: str) -> str:
+    return names[index] if 0 <= index < len(names) else f"{kind}_{index}"
 
 
 def decision_from_order(r: Row) -> Decision:
     """An allowed order's decision from a row of ``ORDER_RISK_SQL``: its ``risk_packed`` column
-    (``unpack_order_risk``), or for an order placed before schema version 21 its ``risk``
+    (``unpack_order_risk``), or where a build before schema version 21 wrote it its ``risk``
     column, JSON text of ``[score, model, decided_by, three_ds, [fired...], [[feature, value,
     contribution]...]]``."""
     risk = _json_list(r[4]) if r[5] is None else unpack_order_risk(bytes(r[5]))
-    if len(risk) != 6:
+    if len(risk) != 6:  # the JSON's (the packed one is checked unpacking)
         raise ValueError(f"stored order risk is not a decision: {r[4]!r:.80}")
     score, model, decided_by, three_ds, fired, reasons = risk
     return Decision(

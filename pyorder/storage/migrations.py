@@ -565,9 +565,9 @@ def _v20(integer: str, strict: str) -> tuple[str, ...]:
 # Version 21: an allowed order's risk decision packed (``orders.risk_packed``: MessagePack of
 # ``[score, model, decided_by, three_ds, fired, reasons]``, ``core_rs/src/risk/packed.rs``,
 # read by ``pyorder.risk.decisions.unpack_order_risk``), ~40 bytes where version 19's JSON text
-# took ~150: most orders carry one, and a PostgreSQL commit's time grows with its bytes
+# took ~140: most orders carry one, and a PostgreSQL commit's time grows with its bytes
 # (BENCHMARKS.md). The core writes only this column from now on; ``risk`` keeps the decisions
-# of orders placed under versions 19 and 20 and is read where this one is NULL. Nullable
+# written by builds before this version and is read where this one is NULL. Nullable
 # without a default: no table rewrite.
 def _v21(binary: str) -> tuple[str, ...]:
     return (f"ALTER TABLE orders ADD COLUMN risk_packed {binary}",)

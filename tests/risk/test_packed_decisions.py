@@ -102,6 +102,14 @@ def test_fractions_missing_values_and_rules_unpack() -> None:
         ["vip"],
         [["amount_vs_buyer_mean", 2.5, 1e-06], ["ip_region_mismatch", None, 1.5]],
     ]
+    # Written by a newer build (a feature appended, a code added): named, not a failure.
+    newer = msgspec.msgpack.encode([1, None, 7, False, [], [[len(FEATURE_NAMES), 3, 2]]])
+    assert unpack_order_risk(newer)[2:] == [
+        "code_7",
+        False,
+        [],
+        [[f"feature_{len(FEATURE_NAMES)}", 3, 2e-06]],
+    ]
     for bad in (b"\x90", msgspec.msgpack.encode({"score": 1})):
         with pytest.raises(ValueError, match="not a packed decision"):
             unpack_order_risk(bad)

@@ -11,12 +11,13 @@
 //! - `fired`: the rule ids, as strings;
 //! - a reason: the feature's index in the catalogue (`FEATURE_NAMES`, to which features are only
 //!   ever appended), its value (an integer when it is one, a float, or nil when missing) and its
-//!   contribution in millionths (an integer: the JSON columns' six decimals, exactly).
+//!   contribution in millionths (an integer: the JSON columns' six decimals, exactly; nil if
+//!   not finite, which a model's finite leaves never give, as the JSON wrote null).
 //!
 //! Most orders are allowed, so this column is most of what risk control adds to the bytes an
-//! order is stored in: this form takes ~40 bytes where the JSON text of schema 19 took ~150, and
+//! order is stored in: this form takes ~40 bytes where the JSON text of schema 19 took ~140, and
 //! a PostgreSQL commit's time grows with its bytes (BENCHMARKS.md). MessagePack rather than a
-//! format of our own: any MessagePack reader decodes it (`msgpack` in Python).
+//! format of our own: any MessagePack reader decodes it (`msgspec.msgpack` in Python).
 
 use std::io;
 use std::sync::Arc;
@@ -88,7 +89,11 @@ impl PackedRisk<'_> {
             } else {
                 encode::write_f64(out, value)?;
             }
-            encode::write_sint(out, (contribution * 1e6).round() as i64)?;
+            if contribution.is_finite() {
+                encode::write_sint(out, (contribution * 1e6).round() as i64)?;
+            } else {
+                encode::write_nil(out)?;
+            }
         }
         Ok(())
     }
@@ -180,6 +185,24 @@ mod tests {
         want.extend(b"not-hex-version!");
         want.extend([0xa3, b'v', b'i', b'p', 0xc3, 0x90, 0x90]);
         assert_eq!(pack(&p), want);
+    }
+
+    /// A contribution that is not a number is nil, as the JSON's null (a model's finite leaves
+    /// never give one).
+    #[test]
+    fn a_contribution_not_finite_is_nil() {
+        let p = PackedRisk {
+            score: Some(1),
+            model: None,
+            decided_by: &DecidedBy::Score,
+            three_ds: false,
+            fired: &[],
+            reasons: &[(2, 1.0, f64::INFINITY)],
+        };
+        assert_eq!(
+            pack(&p),
+            [0x96, 1, 0xc0, 1, 0xc2, 0x90, 0x91, 0x93, 2, 1, 0xc0]
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! `bigint` 8 bytes, `integer` 4 bytes, `text` its UTF-8 bytes (the connection's encoding,
 //! which asyncpg sets to UTF-8), `jsonb` a version byte 1 and the JSON text, `bytea` its bytes.
 //!
-//! Column types are those of migration 1 (`pyorder/storage/migrations.py`): every id, amount
-//! and time is `bigint`, `order_lines.line_no` is `integer`, `orders.address` is `jsonb`.
+//! Column types are those of migrations 1 and 21 (`pyorder/storage/migrations.py`): every id,
+//! amount and time is `bigint`, `order_lines.line_no` is `integer`, `orders.address` is `jsonb`,
+//! `orders.risk_packed` is `bytea`.
 
 use crate::orders::rows::OrderRows;
 
@@ -91,7 +92,8 @@ impl Encoder {
 pub fn orders(rows: &OrderRows) -> Vec<u8> {
     // Per order: field count, 12 lengths, 6 bigints, status, currency, jsonb version byte.
     const FIXED: usize = 2 + 12 * 4 + 6 * 8 + 3 + 1;
-    // A packed risk decision is 30-50 bytes (`risk::PackedRisk`): the buffer may grow once.
+    // A packed risk decision is ~40 bytes scored (`risk::PackedRisk`), less unscored, more with
+    // rule ids: a hint, and the buffer may grow once.
     const RISK: usize = 48;
     let variable: usize = rows
         .orders
