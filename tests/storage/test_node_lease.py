@@ -60,10 +60,12 @@ async def _lease(dsn: str, **config: object) -> NodeLease:
 
 
 async def _terminate(url: str, pid: int) -> None:
-    """Cut one session from the server side (what a network partition or a restart does)."""
+    """Cut one session from the server side (what a network partition or a restart does), and
+    wait until it has ended: without a timeout ``pg_terminate_backend`` only sends the signal,
+    and the session may hold its locks a moment longer (a loaded machine saw it still alive)."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+        await conn.execute("SELECT pg_terminate_backend($1, 10000)", pid)
     finally:
         await conn.close()
 
