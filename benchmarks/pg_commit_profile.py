@@ -21,15 +21,18 @@ import asyncio
 import contextlib
 import json
 import statistics
+import sys
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.storage_throughput import with_pg_database
 from pyorder._core import OrderRows
 from pyorder.catalog.model import Sku, StockRow, Warehouse
 from pyorder.model import WriteBatch
@@ -149,22 +152,6 @@ async def profile(
     return {k: statistics.median(v) * 1000 for k, v in per_commit.items()}
 
 
-async def in_fresh_database(
-    dsn: str, size: int, commits: int, sync: bool, copy_threshold: int | None
-) -> dict[str, float]:
-    name = f"pyorder_profile_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            db = urlunsplit(urlsplit(dsn)._replace(path="/" + name))
-            return await profile(db, size, commits, sync, copy_threshold)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", required=True, help="a PostgreSQL URL (a database is made)")
@@ -177,8 +164,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object of the medians")
     args = parser.parse_args()
     medians = asyncio.run(
-        in_fresh_database(
-            args.database, args.size, args.commits, not args.no_sync, args.copy_threshold
+        with_pg_database(
+            args.database,
+            lambda db: profile(db, args.size, args.commits, not args.no_sync, args.copy_threshold),
         )
     )
     if args.json:

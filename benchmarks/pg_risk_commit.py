@@ -21,22 +21,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
-import uuid
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
 
 import asyncpg
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.risk_intake import book
+from benchmarks.storage_throughput import with_pg_database
 from pyorder._core import (
     ORDER_ID_NODE_BITS,
     ORDER_ID_SEQUENCE_BITS,
-    Inventory,
     OrderBook,
-    OrderIdGenerator,
     OrderRows,
-    RiskEngine,
 )
 from pyorder.auth import buyer_number
 from pyorder.catalog.model import Sku, StockRow, Warehouse
@@ -46,7 +47,7 @@ from pyorder.storage.postgres import PostgresStore
 
 T0 = 1_800_000_000_000
 SKUS = 64
-MERCHANT = "merchant:m"
+MERCHANT = "merchant:m"  # risk_intake.book's SKUs: theirs, at its price
 PER_BODY = 250
 
 
@@ -67,19 +68,6 @@ def catalogue() -> WriteBatch:
         skus=[Sku(s, MERCHANT, f"item {s}", 1_999, "CNY", limit_per_buyer=0) for s in range(SKUS)],
         stock_rows=[StockRow(s, 0, on_hand=10**12, reserved=0, sold=0) for s in range(SKUS)],
     )
-
-
-def order_book(node: int, engine: RiskEngine | None) -> OrderBook:
-    inventory = Inventory()
-    inventory.add_warehouse()
-    inventory.set_region(0, [0])
-    book = OrderBook(inventory, OrderIdGenerator(node), 900_000)
-    book.set_region("north", 0)
-    for _ in range(SKUS):
-        sku = inventory.add_sku({0: 10**12})
-        book.set_sku(sku, 1_999, "CNY", MERCHANT)
-    book.set_risk(engine)
-    return book
 
 
 def bodies(round_no: int, size: int) -> list[tuple[bytes, str]]:
@@ -127,7 +115,7 @@ async def measure(dsn: str, size: int, rounds: int, sample_allowed: float) -> No
     store.fence = (claim.node, claim.epoch) if claim.epoch else None
     # The server's engine with --risk: the shipped model, the default policy and sample.
     engine = load_engine(RiskSettings(enabled=True, sample_allowed=sample_allowed))
-    ways = {"off": Way(1, order_book(1, None)), "risk": Way(2, order_book(2, engine))}
+    ways = {"off": Way(1, book(None, SKUS, 1)[1]), "risk": Way(2, book(engine, SKUS, 2)[1])}
     watcher = await asyncpg.connect(dsn)
     try:
         await store.commit(catalogue())
@@ -173,20 +161,6 @@ async def measure(dsn: str, size: int, rounds: int, sample_allowed: float) -> No
         )
 
 
-async def in_fresh_database(dsn: str, size: int, rounds: int, sample_allowed: float) -> None:
-    name = f"pyorder_riskcommit_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            db = urlunsplit(urlsplit(dsn)._replace(path="/" + name))
-            await measure(db, size, rounds, sample_allowed)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", required=True, help="a PostgreSQL URL (a database is made)")
@@ -199,7 +173,11 @@ def main() -> None:
         help="the share of allowed orders whose decision is a row with its features",
     )
     args = parser.parse_args()
-    asyncio.run(in_fresh_database(args.database, args.size, args.rounds, args.sample_allowed))
+    asyncio.run(
+        with_pg_database(
+            args.database, lambda db: measure(db, args.size, args.rounds, args.sample_allowed)
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -48,11 +48,13 @@ def policy() -> Policy:
     return Policy(FEATURE_NAMES, rules=rules, allow=lists, block=lists)
 
 
-def book(engine: RiskEngine | None, skus: int) -> tuple[Inventory, OrderBook]:
+def book(engine: RiskEngine | None, skus: int, node: int = 1) -> tuple[Inventory, OrderBook]:
+    """An order book of ``skus`` SKUs at 19.99 CNY of merchant ``merchant:m`` (a billion units
+    each, warehouse 0, region ``north``), its order ids of node ``node``."""
     inventory = Inventory()
     inventory.add_warehouse()
     inventory.set_region(0, [0])
-    b = OrderBook(inventory, OrderIdGenerator(1), 900_000)
+    b = OrderBook(inventory, OrderIdGenerator(node), 900_000)
     b.set_region("north", 0)
     for _ in range(skus):
         sku = inventory.add_sku({0: 10**9})

@@ -40,6 +40,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -54,6 +55,7 @@ from pyorder.storage.postgres import PostgresStore
 from pyorder.storage.sqlite import SqliteStore
 
 MAX_ORDERS = 2_000_000
+T = TypeVar("T")
 T0_MS = 1_800_000_000_000
 
 
@@ -273,7 +275,7 @@ async def raw_asyncpg_copy(dsn: str, orders: list[Order], size: int) -> Result:
     return Result("raw asyncpg COPY", len(orders), elapsed, cpu)
 
 
-async def with_pg_database(dsn: str, body: Callable[[str], Awaitable[Result]]) -> Result:
+async def with_pg_database(dsn: str, body: Callable[[str], Awaitable[T]]) -> T:
     """Run ``body`` against a new database on the cluster of ``dsn``, dropped afterwards."""
     name = f"pyorder_bench_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(dsn)

@@ -30,6 +30,10 @@ class Backend:
         """Run one statement outside the Store, committed; rows as tuples."""
         raise NotImplementedError
 
+    def blob(self, data: bytes) -> str:
+        """``data`` as an SQL literal of the backend's binary type, for ``query``."""
+        raise NotImplementedError
+
     def run(self, body: Callable[[Store], Awaitable[T]]) -> T:
         async def main() -> T:
             store = self.make()
@@ -58,6 +62,9 @@ class SqliteBackend(Backend):
         finally:
             conn.close()
 
+    def blob(self, data: bytes) -> str:
+        return f"X'{data.hex()}'"
+
 
 class PostgresBackend(Backend):
     name = "postgres"
@@ -70,6 +77,9 @@ class PostgresBackend(Backend):
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return asyncio.run(_pg_fetch(self.location, sql))
+
+    def blob(self, data: bytes) -> str:
+        return f"'\\x{data.hex()}'::bytea"
 
 
 async def _pg_fetch(dsn: str, sql: str) -> list[tuple[Any, ...]]:

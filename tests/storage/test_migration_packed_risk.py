@@ -68,8 +68,7 @@ def test_decisions_stored_as_json_read_the_same_after_the_migration(
     packed = msgspec.msgpack.encode(
         [9, bytes.fromhex(MODEL), 1, True, [], [[FEATURE_NAMES.index("amount"), 1999, 500_000]]]
     )
-    literal = f"X'{packed.hex()}'" if store.name == "sqlite" else f"'\\x{packed.hex()}'::bytea"
-    store.query(f"UPDATE orders SET risk_packed = {literal} WHERE id = 2")
+    store.query(f"UPDATE orders SET risk_packed = {store.blob(packed)} WHERE id = 2")
     _, _, again = store.run(read)
     assert again is not None
     assert (again.score, again.decided_by, again.three_ds, again.reasons) == (

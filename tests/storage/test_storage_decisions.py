@@ -227,7 +227,6 @@ def test_an_allowed_orders_decision_in_its_row_reads_packed_or_as_json(store: Ba
         ]
     )
     assert len(packed) < len(text) / 2
-    literal = f"X'{packed.hex()}'" if store.name == "sqlite" else f"'\\x{packed.hex()}'::bytea"
 
     async def read(s: Store) -> Decision | None:
         return await s.risk_decision(3)
@@ -243,7 +242,7 @@ def test_an_allowed_orders_decision_in_its_row_reads_packed_or_as_json(store: Ba
         fired=("r1",),
     )
     assert store.run(read) == want
-    store.query(f"UPDATE orders SET risk = NULL, risk_packed = {literal} WHERE id = 3")
+    store.query(f"UPDATE orders SET risk = NULL, risk_packed = {store.blob(packed)} WHERE id = 3")
     assert store.run(read) == want
     assert unpack_order_risk(packed) == orjson.loads(text)
 

@@ -787,17 +787,37 @@ mod tests {
         )
     }
 
+    /// Buyer alice (number 7) at `now_ms`, from a client of which nothing is known.
+    fn alice(now_ms: u64) -> Placement<'static> {
+        Placement {
+            buyer: "alice",
+            buyer_number: 7,
+            now_ms,
+            client: Client::default(),
+        }
+    }
+
+    /// A batch body placed by alice at `NOW` into fresh rows: its outcomes and the rows.
+    fn place_batch(
+        inventory: &Inventory,
+        ids: &IdGenerator,
+        book: &mut OrderBook,
+        body: &str,
+    ) -> (Vec<Outcome>, OrderRows) {
+        let requests = crate::orders::parse::parse_batch(body.as_bytes()).unwrap();
+        let mut rows = OrderRows::default();
+        let out = book
+            .place(inventory, ids, &alice(NOW), &requests, &mut rows)
+            .unwrap();
+        (out, rows)
+    }
+
     /// An order given as values (`check_order`, the embedding API) is priced, reserved, staged
     /// and held exactly as the same order given as a body.
     #[test]
     fn an_order_of_values_is_placed_as_its_body() {
         let (inventory, ids, mut book) = shop();
-        let who = Placement {
-            buyer: "alice",
-            buyer_number: 7,
-            now_ms: NOW,
-            client: Client::default(),
-        };
+        let who = alice(NOW);
         let body = br#"{"lines":[{"sku":0,"quantity":2}],"address":{"name":"A","line1":"1 Road","city":"X","region":"north"}}"#;
         let from_body = parse_order(body).unwrap();
         let address = [Some("A"), Some("1 Road"), Some("X"), Some("north")];
@@ -872,12 +892,7 @@ mod tests {
         let req = parse_order(body).unwrap();
         let mut rows = OrderRows::default();
         let mut place_at = |now_ms: u64| {
-            let who = Placement {
-                buyer: "alice",
-                buyer_number: 7,
-                now_ms,
-                client: Client::default(),
-            };
+            let who = alice(now_ms);
             book.place(
                 &inventory,
                 &ids,
@@ -933,17 +948,7 @@ mod tests {
             order(2, "d2"),
             order(3, "d3")
         );
-        let requests = crate::orders::parse::parse_batch(body.as_bytes()).unwrap();
-        let who = Placement {
-            buyer: "alice",
-            buyer_number: 7,
-            now_ms: NOW,
-            client: Client::default(),
-        };
-        let mut rows = OrderRows::default();
-        let out = book
-            .place(&inventory, &ids, &who, &requests, &mut rows)
-            .unwrap();
+        let (out, rows) = place_batch(&inventory, &ids, &mut book, &body);
         let codes: Vec<&str> = out
             .iter()
             .map(|o| match o {
@@ -1011,17 +1016,7 @@ mod tests {
         engine.set_sample(crate::risk::SAMPLE_SCALE);
         book.risk = Some(Arc::new(engine));
         let body = r#"{"orders":[{"lines":[{"sku":0,"quantity":2}],"address":{"name":"A","line1":"1 Road","city":"X","region":"north"}},{"lines":[{"sku":0,"quantity":9}],"address":{"name":"A","line1":"1 Road","city":"X","region":"north"}}]}"#;
-        let requests = crate::orders::parse::parse_batch(body.as_bytes()).unwrap();
-        let who = Placement {
-            buyer: "alice",
-            buyer_number: 7,
-            now_ms: NOW,
-            client: Client::default(),
-        };
-        let mut rows = OrderRows::default();
-        let out = book
-            .place(&inventory, &ids, &who, &requests, &mut rows)
-            .unwrap();
+        let (out, rows) = place_batch(&inventory, &ids, &mut book, body);
         assert!(matches!(
             &out[..],
             [Outcome::Created(_), Outcome::Refused(_)]
